@@ -1,0 +1,39 @@
+# whylab: the LLM study notes (../shared/seed) turned into experiments, one DAG from corpus to report.
+#   snakemake --cores N                                    # default config: CPU-sized, minutes
+#   snakemake --cores N --configfile config/gpu.yaml       # one GPU, bigger
+#   snakemake --workflow-profile workflow/profiles/slurm   # a SLURM cluster
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from whylab.config import check_config
+from whylab.errors import InputError
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# One line and no job at all when the config is bad (unknown key, wrong type, missing path).
+try:
+    _checked = check_config(config, base_dir=Path.cwd())
+except InputError as exc:
+    sys.exit(f"whylab: {exc}")
+config.clear()
+config.update(_checked)
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/tokenizers.smk"
+include: "workflow/rules/concepts.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        REPORT_HTML,

@@ -1,0 +1,3 @@
+from whylab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The 21 claims of the study notes, in this project's own words.
+
+``notes_ko`` quotes the notes' own Korean where the claim rests on it;
+``statement`` is our restatement. ``literature`` names the published result
+the experiment is held against, where one exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    topic: str
+    statement: str
+    notes_ko: str
+    literature: str = ""
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("C01", "Tokenization",
+          "A tokenizer maps text to integer ids, and the ids can be mapped back to the text.",
+          "토큰화 : 텍스트에 숫자부여."),
+    Claim("C02", "Subword tokenization",
+          "Subword tokenizers keep frequent words as single tokens (the notes' examples: 우리, 가족) "
+          "and break rare words into several smaller pieces.",
+          "서브워드 토큰화 : 고빈도 단어는 단어 자체로 토큰화(우리, 가족 등) 가끔 나오는 단어는 작은 단어로 토큰화",
+          "Sennrich et al. 2016 (BPE); Schuster & Nakajima 2012 (WordPiece); Kudo 2018 (Unigram)"),
+    Claim("C03", "Learned embeddings",
+          "The embedding table (nn.Embedding) is a trained parameter, not a fixed lookup.",
+          "임베딩 nn.Embedding 클래스 사용, 임베딩 층 자체도 학습이 된다."),
+    Claim("C04", "Query and key projections",
+          "Attention needs learned W_q and W_k: raw token embeddings alone cannot express relations "
+          "such as (내일 점심 ↔ 팀장님).",
+          "토큰 자체가 유사성을 찾기 힘들기 때문에 이또한 학습되어함. 예: 내일 점심에 팀장님이랑 밥 약속이 있어.",
+          "Vaswani et al. 2017"),
+    Claim("C05", "Scaled dot-product",
+          "Attention scores are divided by the square root of a dimension because large score variance "
+          "saturates the softmax and makes gradients vanish.",
+          "어텐션 스코어를 구할때 분산이 커지면 기울기 소실문제가 있기때문에 임베딩차원의 제곱근으로 나눠준다.",
+          "Vaswani et al. 2017, section 3.2.1"),
+    Claim("C06", "Value projection",
+          "Queries and keys decide where to look; the value projection W_v decides what is fetched.",
+          "Q,K: \"어디를 볼까?\" V: \"무엇을 가져올까?\""),
+    Claim("C07", "LayerNorm vs BatchNorm",
+          "NLP prefers LayerNorm to BatchNorm because sequences differ in length and BatchNorm averages "
+          "over padding tokens.",
+          "문장의 길이가 다르기때문에 Batch-Normarlization은 <PAD>토큰과 평균이 구해지는 등, 정규화가 효과 미비",
+          "Shen et al. 2020 (PowerNorm)"),
+    Claim("C08", "Pre-LN vs Post-LN",
+          "Normalising before attention and the feed-forward block (Pre-LN) trains better than after (Post-LN).",
+          "정규화(Layer-Normalization)는 어텐션과 피드포워드 하기 전에 사용하면 효과 좋음(논문 있음)",
+          "Xiong et al. 2020"),
+    Claim("C09", "Feed-forward block",
+          "The feed-forward block is made of linear layers, dropout, normalisation and an activation.",
+          "피드 포워드 층은 주로 선형 레이어, 드롭아웃, 정규화, 활성 함수 로 이뤄져있다.",
+          "Vaswani et al. 2017; Shazeer 2020 (GLU variants)"),
+    Claim("C10", "Encoder vs decoder attention",
+          "Encoders use (bidirectional) multi-head self-attention; decoders use masked multi-head attention.",
+          "인코더 : 멀티헤드 어텐션 , 디코더 : 마스크드 멀티헤드어텐션",
+          "Vaswani et al. 2017"),
+    Claim("C11", "Cross-attention",
+          "Decoders have cross-attention, which uses the encoder output as query and key.",
+          "디코더 : 크로스 어텐션 있음. 인코더의 결과를 쿼리와 키로 사용.",
+          "Vaswani et al. 2017, section 3.2.3"),
+    Claim("C12", "INT8 quantization",
+          "INT8 quantization of BERT/GPT-style models costs 20–30% of performance, shrinks the model by 75% "
+          "and speeds inference up 2–4×.",
+          "20-30% 성능 손실로 모델 크기 75% 감소, 추론 속도 2-4배 향상",
+          "Dettmers et al. 2022 (LLM.int8())"),
+    Claim("C13", "INT4 quantization",
+          "INT4 quantization (GPT-J, LLaMA; AWQ) costs 40–50% of performance and shrinks the model by 87.5%.",
+          "40-50% 성능 손실로 모델 크기 87.5% 감소",
+          "Lin et al. 2024 (AWQ); Frantar et al. 2023 (GPTQ)"),
+    Claim("C14", "QLoRA",
+          "QLoRA is 4-bit quantization of the base model plus LoRA fine-tuning.",
+          "QLoRA: 4비트 양자화 + LoRA 미세조정",
+          "Dettmers et al. 2023 (QLoRA)"),
+    Claim("C15", "GPTQ",
+          "GPTQ is a gradient-based quantization method.",
+          "GPTQ: 그래디언트 기반 양자화",
+          "Frantar et al. 2023 (GPTQ)"),
+    Claim("C16", "SmoothQuant",
+          "SmoothQuant is quantization that takes the activations into account.",
+          "SmoothQuant: 활성화 함수 고려 양자화",
+          "Xiao et al. 2023 (SmoothQuant)"),
+    Claim("C17", "Model memory",
+          "Model memory is parameter count × bytes per value (FP32 4, FP16/BF16 2, INT8 1, INT4 0.5).",
+          "기본_메모리 = 파라미터_수 * 데이터타입_크기"),
+    Claim("C18", "Training memory",
+          "Training memory is model memory times a sum of optimizer, gradient and activation factors.",
+          "필요_메모리 = 기본_메모리 * (옵티마이저_계수 + 그래디언트_계수 + 활성화_계수)",
+          "Rajbhandari et al. 2020 (ZeRO)"),
+    Claim("C19", "Gradient checkpointing",
+          "Gradient checkpointing saves activation memory.",
+          "그래디언트 체크포인팅: 활성화 메모리 절약",
+          "Chen et al. 2016"),
+    Claim("C20", "Gradient accumulation",
+          "Gradient accumulation splits a large batch into small ones.",
+          "그래디언트 누적: 작은 배치로 분할"),
+    Claim("C21", "CPU offloading",
+          "CPU offloading moves some layers to the CPU to save accelerator memory.",
+          "CPU 오프로딩: 일부 레이어를 CPU로 이동",
+          "Ren et al. 2021 (ZeRO-Offload)"),
+)
+
+BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
+
+
+def get(claim_id: str) -> Claim:
+    try:
+        return BY_ID[claim_id]
+    except KeyError:
+        raise KeyError(f"unknown claim id {claim_id!r}; known: {', '.join(BY_ID)}") from None

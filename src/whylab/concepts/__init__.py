@@ -1,0 +1,108 @@
+"""Concept experiments, one module per claim, and the runner that turns evidence into a result.
+
+A concept module defines::
+
+    CLAIM_ID = "C05"
+    def run(ctx: ConceptContext) -> Evidence: ...      # measure
+    def verdict(metrics: Mapping[str, Any]) -> Verdict  # decide, from the numbers only
+
+The runner calls ``verdict(evidence.metrics)`` itself, so a verdict can only
+come from what was measured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from whylab import claims
+from whylab.files import write_json
+from whylab.results import SCHEMA_VERSION, Evidence, environment, jsonable, validate_result
+from whylab.runtime import resolve_device, set_seed, set_threads
+
+# claim id -> module that tests it
+REGISTRY: dict[str, str] = {
+    "C01": "whylab.concepts.c01_tokenization",
+    "C02": "whylab.concepts.c02_subword",
+}
+
+
+@dataclass
+class ConceptContext:
+    claim_id: str
+    settings: dict[str, Any]  # the concept's config section, plus "seeds" and "device"
+    inputs: dict[str, Path]
+    outdir: Path  # a private working folder; becomes results/concepts/<id>/ on success
+    threads: int
+    device: str  # resolved: "cpu" or "cuda"
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.settings.get("seeds", [0])]
+
+
+def load(claim_id: str) -> ModuleType:
+    if claim_id not in REGISTRY:
+        raise KeyError(f"no experiment registered for {claim_id}")
+    return importlib.import_module(REGISTRY[claim_id])
+
+
+def run_concept(claim_id: str, settings: Mapping[str, Any], inputs: Mapping[str, Path],
+                result_path: Path, threads: int = 1) -> dict[str, Any]:
+    """Run one concept experiment and write ``result_path`` (and its figures) atomically."""
+    module = load(claim_id)
+    claim = claims.get(claim_id)
+    settings = dict(settings)
+    device = resolve_device(str(settings.get("device", "auto")))
+    set_threads(threads)
+    seeds = [int(s) for s in settings.get("seeds", [0])]
+    set_seed(seeds[0])
+
+    final_dir = result_path.parent
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", dir=final_dir.parent))
+    try:
+        ctx = ConceptContext(claim_id, settings, {k: Path(v) for k, v in inputs.items()},
+                             work, threads, device)
+        start = time.perf_counter()
+        evidence: Evidence = module.run(ctx)
+        wall = time.perf_counter() - start
+        metrics = jsonable(evidence.metrics)
+        verdict = module.verdict(metrics)
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "claim_id": claim_id,
+            "topic": claim.topic,
+            "claim": {"en": claim.statement, "notes_ko": claim.notes_ko},
+            "method": evidence.method,
+            "config": jsonable(settings),
+            "seeds": evidence.seeds or seeds,
+            "metrics": metrics,
+            "tables": [t.to_dict() for t in evidence.tables],
+            "figures": [f.to_dict() for f in evidence.figures],
+            "verdict": verdict.to_dict(),
+            "literature": [lit.to_dict() for lit in evidence.literature],
+            "skipped": list(evidence.skipped),
+            "environment": environment(device, threads),
+            "wall_time_s": round(wall, 3),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        validate_result(record)
+        for fig in evidence.figures:
+            if not (work / fig.path).is_file():
+                raise FileNotFoundError(f"{claim_id}: figure {fig.path} was referenced but not written")
+        write_json(work / result_path.name, record)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        work.rename(final_dir)
+        return record
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""Figures: one seaborn style, and a save helper that insists on title, axis labels and caption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from whylab.results import FigureRef  # noqa: E402
+
+# Hangul-capable fonts if the machine has one; DejaVu otherwise (Hangul then shows as boxes).
+_FONT_FALLBACK = ["Noto Sans CJK KR", "NanumGothic", "UnDotum", "DejaVu Sans"]
+
+
+def setup() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams["font.family"] = "sans-serif"
+    plt.rcParams["font.sans-serif"] = _FONT_FALLBACK
+    plt.rcParams["figure.dpi"] = 110
+    plt.rcParams["savefig.bbox"] = "tight"
+
+
+def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> FigureRef:
+    """Save ``fig`` as ``outdir/figures/<name>.png`` and return its reference.
+
+    Every axis that carries data must have both axis labels set (with units
+    where the quantity has one); this is checked here so no figure slips out
+    unlabelled.
+    """
+    if not title or not caption:
+        raise ValueError(f"figure {name!r} needs a title and a caption")
+    for ax in fig.axes:
+        if not ax.has_data():
+            continue
+        if not ax.get_xlabel() or not ax.get_ylabel():
+            raise ValueError(f"figure {name!r}: every axis needs x and y labels")
+    fig.suptitle(title)
+    figdir = outdir / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    path = figdir / f"{name}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return FigureRef(path=str(path.relative_to(outdir)), title=title, caption=caption)
+
+
+setup()

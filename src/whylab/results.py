@@ -1,0 +1,144 @@
+"""The result record every concept writes, and the run environment it carries.
+
+A concept returns :class:`Evidence` (what it measured); the runner in
+:mod:`whylab.concepts` adds the claim, the computed verdict, config, seeds,
+environment and wall time, validates the record against
+``schemas/result.schema.json`` and writes it atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from whylab.files import read_json
+
+SCHEMA_VERSION = 1
+TRACKED_PACKAGES = (
+    "whylab", "torch", "transformers", "tokenizers", "optimum", "optimum-onnx", "onnx",
+    "onnxruntime", "onnxruntime-gpu", "numpy", "pandas", "seaborn", "matplotlib", "snakemake",
+    "bitsandbytes", "peft", "torchao", "accelerate",
+)
+
+
+@dataclass
+class Table:
+    name: str
+    caption: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+    @classmethod
+    def from_records(cls, name: str, caption: str, records: list[dict[str, Any]]) -> Table:
+        columns = list(records[0]) if records else []
+        return cls(name, caption, columns, [[r.get(c) for c in columns] for r in records])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "caption": self.caption, "columns": self.columns,
+                "rows": _jsonable(self.rows)}
+
+
+@dataclass
+class FigureRef:
+    path: str  # relative to the result file's folder
+    title: str
+    caption: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "title": self.title, "caption": self.caption}
+
+
+@dataclass
+class LiteratureCheck:
+    source: str
+    finding: str
+    agrees: bool | None  # None: this run cannot say
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "finding": self.finding, "agrees": self.agrees,
+                "note": self.note}
+
+
+@dataclass
+class Evidence:
+    """What one concept experiment measured. The verdict is computed from ``metrics``."""
+
+    method: str
+    metrics: dict[str, Any]
+    seeds: list[int] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[FigureRef] = field(default_factory=list)
+    literature: list[LiteratureCheck] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_description(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def environment(device: str, threads: int | None = None) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "versions": package_versions(),
+        "device": device_description(device),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    if threads is not None:
+        env["threads"] = threads
+    return env
+
+
+def result_schema() -> dict[str, Any]:
+    return json.loads(files("whylab").joinpath("schemas/result.schema.json").read_text("utf-8"))
+
+
+def validate_result(record: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError if ``record`` is not a valid result."""
+    jsonschema.Draft202012Validator(result_schema()).validate(record)
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    record = read_json(path)
+    validate_result(record)
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples into plain JSON values (NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy array or scalar, torch tensor
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+jsonable = _jsonable

@@ -1,0 +1,20 @@
+rule report:
+    """Render reports/index.html from the result files alone (no experiment re-runs)."""
+    input:
+        results=lambda w: list(CONCEPT_RESULTS.values()),
+        corpus_stats=f"{RESULTS}/corpus/stats.json",
+    output:
+        html=report(REPORT_HTML, caption="../report/index.rst", category="Report"),
+    params:
+        settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
+        inputs=lambda w, input: " ".join(f"--input {c}={p}" for c, p in CONCEPT_RESULTS.items()),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"{LOGS}/report.log",
+    shell:
+        "{WHYLAB} report --settings {params.settings:q} {params.inputs}"
+        " --input corpus_stats={input.corpus_stats} --input benchmarks={BENCHMARKS}"
+        " --output html={output.html} > {log} 2>&1"

@@ -1,0 +1,32 @@
+rule tokenizers:
+    """Train BPE (byte-level), WordPiece and Unigram at each vocab size, for one language or all (joint)."""
+    input:
+        train=lambda w: (
+            expand(f"{RESULTS}/corpus/{{lang}}/train.txt", lang=LANGS)
+            if w.scope == "joint"
+            else f"{RESULTS}/corpus/{w.scope}/train.txt"
+        ),
+    output:
+        [
+            tokenizer_file("{scope}", algorithm, vocab)
+            for algorithm in config["tokenizers"]["algorithms"]
+            for vocab in config["tokenizers"]["vocab_sizes"]
+        ],
+    wildcard_constraints:
+        scope="|".join(["joint", *LANGS]),
+    params:
+        settings=lambda w: settings_json(config["tokenizers"]),
+        inputs=lambda w, input: " ".join(
+            f"--input train_{i}={p}" for i, p in enumerate(input.train)
+        ),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"{LOGS}/tokenizers_{{scope}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tokenizers_{{scope}}.tsv"
+    shell:
+        "{WHYLAB} tokenizers --settings {params.settings:q} {params.inputs}"
+        " --output root={RESULTS}/tokenizers/{wildcards.scope} > {log} 2>&1"
