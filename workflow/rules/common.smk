@@ -12,6 +12,8 @@ WHYLAB = f"{sys.executable} -m whylab"
 
 # claim id -> result.json; each rules file adds the claims it tests, the report collects them.
 CONCEPT_RESULTS = {}
+# other files the report shows (name -> path), e.g. the language model's training summary.
+REPORT_EXTRA_INPUTS = {}
 
 
 def settings_json(*sections, **extra):

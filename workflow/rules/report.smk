@@ -3,11 +3,15 @@ rule report:
     input:
         results=lambda w: list(CONCEPT_RESULTS.values()),
         corpus_stats=f"{RESULTS}/corpus/stats.json",
+        extra=lambda w: list(REPORT_EXTRA_INPUTS.values()),
     output:
         html=report(REPORT_HTML, caption="../report/index.rst", category="Report"),
     params:
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
-        inputs=lambda w, input: " ".join(f"--input {c}={p}" for c, p in CONCEPT_RESULTS.items()),
+        inputs=lambda w, input: " ".join(
+            f"--input {name}={path}"
+            for name, path in [*CONCEPT_RESULTS.items(), *REPORT_EXTRA_INPUTS.items()]
+        ),
     threads: 1
     resources:
         mem_mb=2000,
