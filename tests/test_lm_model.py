@@ -58,12 +58,19 @@ def test_load_tokenizer_from_hf_dir_or_tokenizer_json(corpus):
     c = load_tokenizer(corpus["hf"].parent / "tokenizer.json")
     for tok in (a, b, c):
         assert tok.model_input_names == ["input_ids", "attention_mask"]
-        assert tok.eos_token == "<|endoftext|>" and tok.pad_token_id == tok.eos_token_id
+        assert (tok.eos_token, tok.bos_token, tok.pad_token) == ("</s>", "<s>", "<pad>")
     text = "def f(x):\n    return x"
     assert a(text)["input_ids"] == b(text)["input_ids"] == c(text)["input_ids"]
     assert "token_type_ids" not in a(text)
     with pytest.raises(InputError, match="no tokenizer"):
         load_tokenizer(corpus["train"].parent / "missing")
+
+
+def test_tokenizer_without_special_tokens_gets_an_end_of_text_token(corpus, tmp_path):
+    hf = write_tokenizer(tmp_path / "plain", corpus["train"], vocab_size=280, special_tokens=[])
+    tok = load_tokenizer(hf.parent / "tokenizer.json")
+    assert tok.eos_token == "<|endoftext|>" and len(tok) == 281
+    assert tok.pad_token_id == tok.bos_token_id == tok.eos_token_id == 280
 
 
 def test_token_blocks_are_deterministic_and_non_overlapping(corpus):
@@ -78,7 +85,7 @@ def test_token_blocks_are_deterministic_and_non_overlapping(corpus):
     assert token_blocks([corpus["train"]], tok, 32, max_blocks=5).shape == (5, 32)
     assert torch.equal(token_blocks([corpus["train"]], tok, 32, max_blocks=5), first[:5])
     # each paragraph ends in the end-of-text token
-    paragraphs = corpus["train"].read_text().count("\n\n") + 1
+    paragraphs = sum(1 for line in corpus["train"].read_text().splitlines() if line.strip())
     assert stream.count(tok.eos_token_id) == paragraphs
     with pytest.raises(InputError, match="fewer than one block"):
         token_blocks([corpus["train"]], tok, 10**7)

@@ -7,7 +7,6 @@ it is cheap and deterministic, so everyone measures on exactly the same tokens.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +23,6 @@ _PAD_CANDIDATES = ("<pad>", "[PAD]", "<|pad|>")
 _UNK_CANDIDATES = ("<unk>", "[UNK]", "<|unk|>")
 # added only when the tokenizer has no end-of-text token of its own
 FALLBACK_EOS = "<|endoftext|>"
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def _find(tokenizer: PreTrainedTokenizerFast, candidates: Sequence[str]) -> str | None:
@@ -81,8 +79,8 @@ def _set_special_tokens(tokenizer: PreTrainedTokenizerFast) -> None:
 def token_ids(text_paths: Sequence[Path], tokenizer: PreTrainedTokenizerFast) -> list[int]:
     """All files' paragraphs tokenized, each followed by the end-of-text token.
 
-    Paragraphs are separated by blank lines; a paragraph keeps its inner newlines.
-    Files are read in the order given (callers pass a fixed order).
+    A paragraph is one non-empty line: the corpus step writes one paragraph per
+    line. Files are read in the order given (callers pass a fixed order).
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -93,7 +91,7 @@ def token_ids(text_paths: Sequence[Path], tokenizer: PreTrainedTokenizerFast) ->
         if not path.is_file():
             raise InputError(f"corpus file {str(path)!r} does not exist")
         text = path.read_text(encoding="utf-8")
-        paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text)]
+        paragraphs = [p.strip() for p in text.splitlines()]
         paragraphs = [p for p in paragraphs if p]
         if not paragraphs:
             continue
