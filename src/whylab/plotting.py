@@ -33,11 +33,7 @@ def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> 
     """
     if not title or not caption:
         raise ValueError(f"figure {name!r} needs a title and a caption")
-    for ax in fig.axes:
-        if not ax.has_data():
-            continue
-        if not ax.get_xlabel() or not ax.get_ylabel():
-            raise ValueError(f"figure {name!r}: every axis needs x and y labels")
+    _check_labels(fig, name)
     fig.suptitle(title)
     figdir = outdir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +41,21 @@ def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> 
     fig.savefig(path)
     plt.close(fig)
     return FigureRef(path=str(path.relative_to(outdir)), title=title, caption=caption)
+
+
+def _check_labels(fig: plt.Figure, name: str) -> None:
+    """Every axis with data needs an x and a y label, its own or (in a grid of panels)
+    one on another panel of the same column (x) or row (y), as seaborn's facet grids do."""
+    x_by_col: dict[int, bool] = {}
+    y_by_row: dict[int, bool] = {}
+    axes = [ax for ax in fig.axes if ax.has_data()]
+    for ax in axes:
+        spec = ax.get_subplotspec()
+        row, col = (spec.rowspan.start, spec.colspan.start) if spec else (id(ax), id(ax))
+        x_by_col[col] = x_by_col.get(col, False) or bool(ax.get_xlabel())
+        y_by_row[row] = y_by_row.get(row, False) or bool(ax.get_ylabel())
+    if not axes or not all(x_by_col.values()) or not all(y_by_row.values()):
+        raise ValueError(f"figure {name!r}: every panel needs x and y axis labels (with units)")
 
 
 setup()

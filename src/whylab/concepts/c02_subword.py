@@ -1,0 +1,272 @@
+"""C02 — subword tokenizers keep frequent words whole and split rare ones.
+
+Words are counted in the training split (English: whitespace-separated words
+with surrounding punctuation stripped; Korean: 어절, the space-separated units,
+which carry their particles: 우리는, 가족의). Each word type is encoded alone, in
+the form it takes inside running text, and its pieces are counted. Words are
+grouped into frequency bands; the claim predicts fewer pieces and a higher share
+of whole words in higher bands. A word-level vocabulary of the same size is the
+baseline for unknown-token rates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+
+from whylab import plotting
+from whylab.concepts import ConceptContext
+from whylab.concepts.tokenizer_suite import TrainedTokenizer, read_split, trained_tokenizers
+from whylab.results import Evidence, LiteratureCheck, Table
+from whylab.verdict import Label, Verdict
+
+CLAIM_ID = "C02"
+PUNCT = "\"'()[]{}<>.,;:!?`“”‘’«»·…-—=*#/\\|"
+MONOTONE_MAX_RHO = -0.8  # Spearman correlation of band rank vs pieces per word counted as "decreasing"
+HOLDS_SHARE = 0.75  # share of tokenizer configurations that must show the pattern
+MIN_WORDS_PER_BAND = 5  # a band with fewer word types is left out of the comparison
+MIN_USABLE_BANDS = 3
+
+
+def words(text: str) -> list[str]:
+    out = []
+    for raw in text.split():
+        w = raw.strip(PUNCT)
+        if w:
+            out.append(w)
+    return out
+
+
+def band_labels(edges: Sequence[int]) -> list[str]:
+    labels = []
+    for lo, hi in zip(edges, [*edges[1:], None]):
+        labels.append(f"{lo}+" if hi is None else (f"{lo}" if hi == lo + 1 else f"{lo}–{hi - 1}"))
+    return labels
+
+
+def band_of(count: int, edges: Sequence[int]) -> int:
+    band = -1
+    for i, lo in enumerate(edges):
+        if count >= lo:
+            band = i
+    return band
+
+
+def pieces(tt: TrainedTokenizer, word: str) -> list[int]:
+    """The token ids of ``word`` as it appears inside running text (after a space)."""
+    text = " " + word if tt.algorithm == "bpe" else word
+    return tt.tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    def ranks(v: Sequence[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = math.sqrt(sum((a - mx) ** 2 for a in rx))
+    vy = math.sqrt(sum((b - my) ** 2 for b in ry))
+    return cov / (vx * vy) if vx and vy else math.nan
+
+
+def run(ctx: ConceptContext) -> Evidence:
+    s = ctx.settings
+    languages: list[str] = s["languages"]
+    edges: list[int] = sorted(s["frequency_bands"])
+    labels = band_labels(edges)
+    corpus = ctx.inputs["corpus"]
+    train_counts = {lang: Counter(w for line in read_split(corpus, lang, "train") for w in words(line))
+                    for lang in languages}
+    valid_words = {lang: [w for line in read_split(corpus, lang, "valid") for w in words(line)]
+                   for lang in languages}
+    valid_text = {lang: read_split(corpus, lang, "valid") for lang in languages}
+
+    band_rows: list[dict[str, Any]] = []
+    config_rows: list[dict[str, Any]] = []
+    examples: list[dict[str, Any]] = []
+    for tt in trained_tokenizers(s, ctx.inputs["tokenizers"]):
+        unk = tt.tokenizer.token_to_id("<unk>")
+        for lang in tt.languages(languages):
+            counts = train_counts[lang]
+            per_band: dict[int, list[int]] = {i: [] for i in range(len(edges))}
+            for word, c in counts.items():
+                per_band[band_of(c, edges)].append(len(pieces(tt, word)))
+            usable: list[dict[str, Any]] = []  # bands with enough words to say anything
+            for i, n_pieces in per_band.items():
+                row = {
+                    "tokenizer": tt.name, "scope": tt.scope, "algorithm": tt.algorithm,
+                    "vocab_size": tt.vocab_size, "language": lang, "band": labels[i], "band_index": i,
+                    "words": len(n_pieces),
+                    "pieces_per_word": sum(n_pieces) / len(n_pieces) if n_pieces else math.nan,
+                    "share_whole": sum(n == 1 for n in n_pieces) / len(n_pieces) if n_pieces else math.nan,
+                }
+                band_rows.append(row)
+                if len(n_pieces) >= MIN_WORDS_PER_BAND:
+                    usable.append(row)
+            enc = tt.tokenizer.encode_batch(valid_text[lang], add_special_tokens=False)
+            n_tokens = sum(len(e.ids) for e in enc)
+            chars = sum(len(t) for t in valid_text[lang])
+            word_vocab = {w for w, _ in counts.most_common(tt.vocab_size)}
+            vw = valid_words[lang]
+            config_rows.append({
+                "tokenizer": tt.name, "scope": tt.scope, "algorithm": tt.algorithm,
+                "vocab_size": tt.vocab_size, "language": lang,
+                "usable_bands": len(usable),
+                "top_band": usable[-1]["band"] if usable else None,
+                "spearman_band_vs_pieces": spearman([r["band_index"] for r in usable],
+                                                    [r["pieces_per_word"] for r in usable]) if len(usable) > 1 else math.nan,
+                "share_whole_top_band": usable[-1]["share_whole"] if usable else math.nan,
+                "share_whole_rarest_band": usable[0]["share_whole"] if usable else math.nan,
+                "chars_per_token": chars / n_tokens,
+                "subword_unk_rate": (sum(i == unk for e in enc for i in e.ids) / n_tokens) if unk is not None else 0.0,
+                "word_level_oov_rate": sum(w not in word_vocab for w in vw) / len(vw),
+            })
+            for word in s["example_words"].get(lang, []):
+                examples.append({
+                    "tokenizer": tt.name, "language": lang, "word": word,
+                    "train_count": counts.get(word, 0),
+                    "pieces": " | ".join(tt.display_pieces(pieces(tt, word))),
+                    "n_pieces": len(pieces(tt, word)),
+                })
+
+    configs = pd.DataFrame(config_rows)
+    configs["monotone"] = configs["spearman_band_vs_pieces"] <= MONOTONE_MAX_RHO
+    configs["frequent_whole"] = configs["share_whole_top_band"] >= s["whole_share_frequent"]
+    configs["rare_split"] = configs["share_whole_rarest_band"] <= s["whole_share_rare"]
+    configs["holds"] = configs["monotone"] & configs["frequent_whole"] & configs["rare_split"]
+    per_language = {
+        lang: {
+            "configs": int(len(g)),
+            "share_monotone": float(g["monotone"].mean()),
+            "share_frequent_whole": float(g["frequent_whole"].mean()),
+            "share_rare_split": float(g["rare_split"].mean()),
+            "share_holds": float(g["holds"].mean()),
+            "min_usable_bands": int(g["usable_bands"].min()),
+            "top_band": str(g["top_band"].mode().iloc[0]) if g["top_band"].notna().any() else None,
+            "mean_share_whole_top_band": float(g["share_whole_top_band"].mean()),
+            "mean_share_whole_rarest_band": float(g["share_whole_rarest_band"].mean()),
+            "mean_subword_unk_rate": float(g["subword_unk_rate"].mean()),
+            "mean_word_level_oov_rate": float(g["word_level_oov_rate"].mean()),
+        }
+        for lang, g in configs.groupby("language")
+    }
+    ex = pd.DataFrame(examples)
+    notes_examples = {
+        w: {"tokenizers": int((ex["word"] == w).sum()), "kept_whole": int(((ex["word"] == w) & (ex["n_pieces"] == 1)).sum())}
+        for w in ("우리", "가족") if not ex.empty and (ex["word"] == w).any()
+    }
+    metrics = {
+        "per_language": per_language,
+        "notes_examples": notes_examples,
+        "thresholds": {"monotone_max_rho": MONOTONE_MAX_RHO, "holds_share": HOLDS_SHARE,
+                       "whole_share_frequent": s["whole_share_frequent"],
+                       "whole_share_rare": s["whole_share_rare"], "min_words_per_band": MIN_WORDS_PER_BAND,
+                       "min_usable_bands": MIN_USABLE_BANDS},
+        "configs": configs.to_dict(orient="records"),
+    }
+
+    bands = pd.DataFrame(band_rows)
+    own = bands[(bands["scope"] == bands["language"]) | (bands["scope"] == "joint")].copy()
+    own["tokenizer scope"] = own["scope"].where(own["scope"] == "joint", "own language")
+    figures = []
+    for value, ylabel, name, title, caption in (
+        ("pieces_per_word", "pieces per word (tokens)", "pieces_per_band",
+         "Pieces per word by word frequency",
+         "Mean number of subword pieces per word type, by how often the word occurs in the training "
+         "split (bands of raw counts), per algorithm and language; line style: vocab size. "
+         "Joint and own-language tokenizers are pooled (band: 95% bootstrap interval)."),
+        ("share_whole", "share kept whole (fraction)", "whole_share_per_band",
+         "Share of words kept as one token, by word frequency",
+         "Fraction of word types encoded as a single token, by frequency band, per algorithm and "
+         "language; line style: vocab size."),
+    ):
+        grid = sns.relplot(own, x="band_index", y=value, hue="algorithm", style="vocab_size",
+                           col="language", kind="line", marker="o", height=3.6, aspect=1.2)
+        grid.set_axis_labels("word frequency band (count in training split)", ylabel)
+        for ax in grid.axes.flat:
+            ax.set_xticks(range(len(labels)), labels)
+        grid.figure.subplots_adjust(top=0.85)
+        figures.append(plotting.save(grid.figure, ctx.outdir, name, title, caption))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    sns.lineplot(configs, x="vocab_size", y="chars_per_token", hue="algorithm", style="language",
+                 marker="o", ax=axes[0])
+    axes[0].set_xlabel("vocabulary size (tokens)")
+    axes[0].set_ylabel("characters per token (chars)")
+    unk = configs.melt(id_vars=["language", "vocab_size"], value_vars=["subword_unk_rate", "word_level_oov_rate"],
+                       var_name="vocabulary", value_name="rate")
+    sns.barplot(unk, x="language", y="rate", hue="vocabulary", ax=axes[1])
+    axes[1].set_xlabel("language")
+    axes[1].set_ylabel("unknown tokens in validation (fraction)")
+    figures.append(plotting.save(
+        fig, ctx.outdir, "compression_and_unknowns", "Compression and unknown tokens",
+        "Left: validation characters per token by vocab size. Right: share of unknown tokens in the "
+        "validation split for subword tokenizers vs a word-level vocabulary of the same size "
+        "(most frequent training words), averaged over vocab sizes and algorithms."))
+
+    agrees = per_language and all(v["share_monotone"] >= HOLDS_SHARE for v in per_language.values())
+    return Evidence(
+        method=(
+            "Word types are counted in the training split (Korean words are 어절 with their particles). "
+            "Each word is encoded alone by every tokenizer (BPE, WordPiece, Unigram × vocab sizes, "
+            "per-language and joint) and its pieces counted, per frequency band. A tokenizer configuration "
+            "'shows the pattern' when pieces per word fall with frequency (Spearman ρ ≤ -0.8 over bands), "
+            "the top band is mostly whole and the rarest band mostly split. Unknown-token rates are "
+            "compared with a word-level vocabulary of the same size."
+        ),
+        metrics=metrics,
+        tables=[
+            Table.from_records("examples", "The notes' example words and others, as each tokenizer splits them.", examples),
+            Table.from_records("per_language", "Per language: share of tokenizer configurations showing each part of the pattern.",
+                               [{"language": k, **v} for k, v in per_language.items()]),
+            Table.from_records("configs", "Per tokenizer configuration and language.", config_rows),
+        ],
+        figures=figures,
+        literature=[LiteratureCheck(
+            "Sennrich et al. 2016; Kudo 2018",
+            "Subword vocabularies represent frequent words as single units and rare words as sequences "
+            "of subword units, removing out-of-vocabulary words.",
+            bool(agrees),
+            "Agreement is computed from the share of configurations where pieces per word fall with frequency.",
+        )],
+    )
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    per_lang: Mapping[str, Mapping[str, float]] = metrics["per_language"]
+    th = metrics["thresholds"]
+    if not per_lang or min(v["min_usable_bands"] for v in per_lang.values()) < th["min_usable_bands"]:
+        return Verdict(Label.INCONCLUSIVE, f"Too few frequency bands hold ≥ {th['min_words_per_band']} word types "
+                                           f"(need {th['min_usable_bands']}) to compare frequent and rare words; "
+                                           "use a larger corpus.")
+    holds = {lang: v["share_holds"] >= th["holds_share"] for lang, v in per_lang.items()}
+    monotone = {lang: v["share_monotone"] >= th["holds_share"] for lang, v in per_lang.items()}
+    detail = "; ".join(
+        f"{lang}: pieces fall with frequency in {v['share_monotone']:.0%} of configurations, "
+        f"most frequent band ({v['top_band']} occurrences) {v['mean_share_whole_top_band']:.0%} whole, rarest band {v['mean_share_whole_rarest_band']:.0%} whole"
+        for lang, v in sorted(per_lang.items()))
+    examples = metrics.get("notes_examples", {})
+    ex_text = "".join(f"; {w} kept whole by {e['kept_whole']}/{e['tokenizers']} tokenizers" for w, e in examples.items())
+    if all(holds.values()):
+        return Verdict(Label.SUPPORTED, f"Frequent words stay whole and rare words are split in every language ({detail}{ex_text}).")
+    if any(monotone.values()):
+        return Verdict(Label.PARTLY, f"The trend holds (fewer pieces for more frequent words) but not the "
+                                     f"'kept whole' part everywhere ({detail}{ex_text}).")
+    return Verdict(Label.NOT_SUPPORTED, f"Pieces per word do not fall with word frequency ({detail}{ex_text}).")
