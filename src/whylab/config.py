@@ -48,10 +48,17 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _registry(schema_dir: Path) -> Registry:
-    resources = [
-        (p.name, Resource.from_contents(_load_yaml(p), default_specification=_spec()))
-        for p in sorted(schema_dir.glob("*.yaml"))
-    ]
+    """Every section schema by file name, for the ``$ref``s of the top schema.
+
+    Each file declares ``$schema`` (Snakemake's ``validate()`` needs it), but we drop it
+    here: jsonschema switches to the plain validator class of a ``$ref``'d schema's
+    dialect, which would lose our default filling below the top level.
+    """
+    resources = []
+    for p in sorted(schema_dir.glob("*.yaml")):
+        contents = _load_yaml(p)
+        contents.pop("$schema", None)
+        resources.append((p.name, Resource.from_contents(contents, default_specification=_spec())))
     return Registry().with_resources(resources)
 
 
