@@ -67,6 +67,15 @@ def _lines(paths: Sequence[Path]) -> Iterator[str]:
 
 
 def train(algorithm: str, vocab_size: int, train_files: Sequence[Path]) -> Tokenizer:
+    if algorithm == "unigram":
+        # Unigram must hold every character of the training text as a piece of its own.
+        n_chars = len({ch for line in _lines(train_files) for ch in line if not ch.isspace()})
+        needed = n_chars + len(SPECIAL_TOKENS) + 1  # + the word-start marker
+        if vocab_size < needed:
+            names = ", ".join(str(p) for p in train_files)
+            raise InputError(
+                f"tokenizers.vocab_sizes: {vocab_size} is too small for unigram on {names}: the text has "
+                f"{n_chars} distinct characters, so unigram needs at least {needed}")
     tok, trainer = new_tokenizer(algorithm, vocab_size)
     tok.train_from_iterator(_lines(train_files), trainer=trainer)
     return tok

@@ -4,7 +4,7 @@ rule tokenizers:
         train=lambda w: (
             expand(f"{RESULTS}/corpus/{{lang}}/train.txt", lang=LANGS)
             if w.scope == "joint"
-            else f"{RESULTS}/corpus/{w.scope}/train.txt"
+            else [f"{RESULTS}/corpus/{w.scope}/train.txt"]
         ),
     output:
         [
