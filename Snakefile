@@ -30,6 +30,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/tokenizers.smk"
 include: "workflow/rules/concepts.smk"
+include: "workflow/rules/mechanisms.smk"
 include: "workflow/rules/report.smk"
 
 
