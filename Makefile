@@ -1,0 +1,39 @@
+# whylab: two commands on a fresh machine (Python 3.11, make, bash):
+#   make run    set up .venv, run the whole DAG on the embedded default corpus, print the report path
+#   make test   set up .venv, run the test suite (unit tests + the DAG end to end on config/test.yaml)
+PYTHON ?= python3.11
+VENV ?= .venv
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
+CONFIG ?= config/config.yaml
+# The torch wheel index; leave empty to use pip's default (here: the CPU wheel on disk).
+# Elsewhere on Linux, https://download.pytorch.org/whl/cpu keeps pip off the multi-GB CUDA build.
+TORCH_INDEX ?=
+EXTRA ?= cpu
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.whylab-installed
+
+.PHONY: setup run test report clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found (whylab needs Python 3.11; set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e '.[$(EXTRA),test]'
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	@echo "Report: $(abspath $(shell $(BIN)/python -c "import yaml,sys; c=yaml.safe_load(open('$(CONFIG)')) or {}; print((c.get('report') or {}).get('path','reports/index.html'))"))"
+
+test: setup
+	$(BIN)/python -m pytest
+
+report: setup
+	$(BIN)/snakemake --cores 1 --configfile $(CONFIG) --report reports/snakemake.html
+
+clean:
+	rm -rf results reports/index.html reports/snakemake.html .snakemake

@@ -1,0 +1,130 @@
+"""The whole DAG on config/test.yaml in a fresh folder, the report it makes, and bad input stopping it.
+
+This is the slowest file (a few minutes): it runs every rule the Snakefile has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from whylab import claims
+from whylab.concepts import REGISTRY
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+pytestmark = pytest.mark.e2e
+
+
+def workflow_copy(dest: Path) -> Path:
+    for name in ("Snakefile", "workflow", "config"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", "config/test.yaml", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = workflow_copy(tmp_path_factory.mktemp("dag"))
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work
+
+
+def test_report_has_every_claim_and_the_tested_ones(pipeline: Path) -> None:
+    html = (pipeline / "reports" / "index.html").read_text(encoding="utf-8")
+    for claim in claims.CLAIMS:
+        assert f">{claim.id}<" in html
+    tested = sorted(p.parent.name for p in (pipeline / "results" / "concepts").glob("C*/result.json"))
+    assert {"C01", "C02"} <= set(tested)
+    assert set(tested) == set(REGISTRY), "every registered concept runs in the DAG"
+    for claim_id in tested:
+        assert f'id="{claim_id}"' in html
+    assert html.count("not tested yet") == len(claims.CLAIMS) - len(tested) + 1  # + the counts badge
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 2 * len(tested)
+
+
+def test_rerun_with_nothing_changed_does_nothing(pipeline: Path) -> None:
+    proc = snakemake(pipeline, "--dry-run")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_snakemake_report_builds(pipeline: Path) -> None:
+    proc = snakemake(pipeline, "--report", "reports/snakemake.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (pipeline / "reports" / "snakemake.html").stat().st_size > 10000
+
+
+def test_lint_is_clean() -> None:
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "Lints for" not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-4000:]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("tokenizers={'vocab_sizes': [0]}", "whylab: config error: tokenizers.vocab_sizes[0]: 0 is less than the minimum of 300"),
+        ("corpus={'sources': [{'path': 'missing/*.txt'}]}", "whylab: config error: corpus.sources[0].path: the glob 'missing/*.txt' matches no file"),
+        ("colour=blue", "whylab: config error: (top level): unknown key 'colour'"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path: Path, config: str, expected: str) -> None:
+    work = workflow_copy(tmp_path)
+    proc = snakemake(work, "--config", config, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == expected
+    assert not (work / "results").exists() and not (work / "reports").exists()
+
+
+def test_bad_corpus_file_fails_the_first_rule_and_leaves_nothing(tmp_path: Path) -> None:
+    work = workflow_copy(tmp_path)
+    (work / "latin1.txt").write_bytes("caf\xe9 crème brûlée, a paragraph long enough".encode("latin-1"))
+    proc = snakemake(work, "--config", "corpus={'sources': [{'path': 'latin1.txt', 'lang': 'en'}], 'languages': ['en']}",
+                     "--", "results/corpus/stats.json", timeout=300)
+    assert proc.returncode != 0
+    assert "latin1.txt is not valid UTF-8 (byte 0xe9 at offset 3)" in proc.stdout + proc.stderr
+    assert not list((work / "results" / "corpus").rglob("*.txt")) if (work / "results" / "corpus").exists() else True
+    assert not (work / "results" / "corpus" / "stats.json").exists()
+
+
+@pytest.mark.browser
+def test_report_opens_offline_in_a_real_browser(pipeline: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("WHYLAB_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required (WHYLAB_REQUIRE_BROWSER is set) but not installed")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto((pipeline / "reports" / "index.html").as_uri(), wait_until="load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        title = page.title()
+        page.screenshot(path=str(pipeline / "reports" / "screenshot.png"), full_page=False)
+        browser.close()
+    assert images and all(done and width > 0 for done, width in images), images
+    assert title.startswith("whylab")
+    outside = [u for u in requests if not u.startswith(("file://", "data:"))]
+    assert not outside, f"the report asked the network for {outside}"
