@@ -22,6 +22,7 @@ STEPS: dict[str, str] = {
     "corpus": "whylab.corpus:run_step",
     "tokenizers": "whylab.tokenization:run_step",
     "report": "whylab.report:run_step",
+    "quant_variant": "whylab.quant.variants:run_step",
 }
 
 StepFunction = Callable[[dict[str, Any], dict[str, Path], dict[str, Path], int], None]
