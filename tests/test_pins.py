@@ -28,6 +28,11 @@ def test_environment_pins_equal_pyproject(env_file: str, extra: str) -> None:
     assert sorted(pip_section(env_file)) == sorted(expected)
 
 
+def test_workflow_conda_env_pins_equal_pyproject() -> None:
+    p = project()
+    assert sorted(pip_section("workflow/envs/whylab.yaml")) == sorted([*p["dependencies"], *p["optional-dependencies"]["cpu"]])
+
+
 def test_every_pin_is_exact() -> None:
     p = project()
     for req in [*p["dependencies"], *(r for rs in p["optional-dependencies"].values() for r in rs)]:

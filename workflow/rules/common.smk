@@ -1,14 +1,17 @@
 # Shared names for every rules file: where results go, how a step is called.
 import json
 import sys
+from pathlib import Path
 
 RESULTS = config["results_dir"]
 REPORT_HTML = config["report"]["path"]
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 LANGS = config["corpus"]["languages"]
-# The interpreter running snakemake runs the steps too (the same environment on a cluster node).
-WHYLAB = f"{sys.executable} -m whylab"
+# With --use-conda, every rule runs in this environment; without it, in the one running Snakemake.
+CONDA_ENV = "../envs/whylab.yaml"
+# Deprecated spelling of the step command; rules write `python -m whylab` (snakemake --lint).
+WHYLAB = "python -m whylab"
 
 # claim id -> result.json; each rules file adds the claims it tests, the report collects them.
 CONCEPT_RESULTS = {}

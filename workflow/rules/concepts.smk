@@ -38,6 +38,11 @@ for _claim in ("C01", "C02"):
         params:
             claim=_claim,
             settings=tokenization_settings(_claim),
+            # the folders holding the inputs: <tokenizers>/<scope>/<name>/tokenizer.json, <corpus>/<lang>/<split>.txt
+            tokenizers=lambda w, input: Path(input.tokenizers[0]).parents[2],
+            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
+        conda:
+            CONDA_ENV
         threads: 1
         resources:
             mem_mb=3000,
@@ -47,6 +52,6 @@ for _claim in ("C01", "C02"):
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
         shell:
-            "{WHYLAB} {params.claim} --settings {params.settings:q}"
-            " --input tokenizers={RESULTS}/tokenizers --input corpus={RESULTS}/corpus"
+            "python -m whylab {params.claim} --settings {params.settings:q}"
+            " --input tokenizers={params.tokenizers} --input corpus={params.corpus}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"

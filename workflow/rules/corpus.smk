@@ -5,6 +5,8 @@ rule corpus:
         stats=f"{RESULTS}/corpus/stats.json",
     params:
         settings=lambda w: settings_json(config["corpus"]),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -14,4 +16,6 @@ rule corpus:
     benchmark:
         f"{BENCHMARKS}/corpus.tsv"
     shell:
-        "{WHYLAB} corpus --settings {params.settings:q} --output stats={output.stats} > {log} 2>&1"
+        # on failure, the step's one-line error is echoed to the console, not only the log
+        "python -m whylab corpus --settings {params.settings:q} --output stats={output.stats}"
+        " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"

@@ -8,10 +8,13 @@ rule report:
         html=report(REPORT_HTML, caption="../report/index.rst", category="Report"),
     params:
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
+        benchmarks=BENCHMARKS,
         inputs=lambda w, input: " ".join(
             f"--input {name}={path}"
             for name, path in [*CONCEPT_RESULTS.items(), *REPORT_EXTRA_INPUTS.items()]
         ),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -19,6 +22,6 @@ rule report:
     log:
         f"{LOGS}/report.log",
     shell:
-        "{WHYLAB} report --settings {params.settings:q} {params.inputs}"
-        " --input corpus_stats={input.corpus_stats} --input benchmarks={BENCHMARKS}"
+        "python -m whylab report --settings {params.settings:q} {params.inputs}"
+        " --input corpus_stats={input.corpus_stats} --input benchmarks={params.benchmarks}"
         " --output html={output.html} > {log} 2>&1"

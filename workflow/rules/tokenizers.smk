@@ -16,9 +16,12 @@ rule tokenizers:
         scope="|".join(["joint", *LANGS]),
     params:
         settings=lambda w: settings_json(config["tokenizers"]),
+        root=lambda w, output: Path(output[0]).parents[1],
         inputs=lambda w, input: " ".join(
             f"--input train_{i}={p}" for i, p in enumerate(input.train)
         ),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -28,5 +31,5 @@ rule tokenizers:
     benchmark:
         f"{BENCHMARKS}/tokenizers_{{scope}}.tsv"
     shell:
-        "{WHYLAB} tokenizers --settings {params.settings:q} {params.inputs}"
-        " --output root={RESULTS}/tokenizers/{wildcards.scope} > {log} 2>&1"
+        "python -m whylab tokenizers --settings {params.settings:q} {params.inputs}"
+        " --output root={params.root} > {log} 2>&1"
