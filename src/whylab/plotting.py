@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from whylab.results import FigureRef  # noqa: E402
 
-# Hangul-capable fonts if the machine has one; DejaVu otherwise (Hangul then shows as boxes).
-_FONT_FALLBACK = ["Noto Sans CJK KR", "NanumGothic", "UnDotum", "DejaVu Sans"]
+# NanumGothic (shipped by the koreanize-matplotlib package) draws Hangul; DejaVu Sans the rest.
+_FONT_FALLBACK = ["NanumGothic", "Noto Sans CJK KR", "DejaVu Sans"]
+
+
+def _register_hangul_font() -> None:
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for ttf in sorted(Path(next(iter(spec.submodule_search_locations)), "fonts").glob("NanumGothic*.ttf")):
+        font_manager.fontManager.addfont(str(ttf))
 
 
 def setup() -> None:
+    _register_hangul_font()
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    plt.rcParams["font.family"] = "sans-serif"
-    plt.rcParams["font.sans-serif"] = _FONT_FALLBACK
+    plt.rcParams["font.family"] = _FONT_FALLBACK  # a list: missing glyphs fall back per character
     plt.rcParams["figure.dpi"] = 110
     plt.rcParams["savefig.bbox"] = "tight"
 
