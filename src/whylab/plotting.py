@@ -15,7 +15,7 @@ import seaborn as sns  # noqa: E402
 from whylab.results import FigureRef  # noqa: E402
 
 # NanumGothic (shipped by the koreanize-matplotlib package) draws Hangul; DejaVu Sans the rest.
-_FONT_FALLBACK = ["NanumGothic", "Noto Sans CJK KR", "DejaVu Sans"]
+_FONT_FALLBACK = ["NanumGothic", "DejaVu Sans"]
 
 
 def _register_hangul_font() -> None:
