@@ -48,6 +48,7 @@ include: "workflow/rules/tokenizers.smk"
 include: "workflow/rules/concepts.smk"
 include: "workflow/rules/mechanisms.smk"
 include: "workflow/rules/memory.smk"
+include: "workflow/rules/lm.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -22,6 +22,8 @@ STEPS: dict[str, str] = {
     "corpus": "whylab.corpus:run_step",
     "tokenizers": "whylab.tokenization:run_step",
     "report": "whylab.report:run_step",
+    "lm_train": "whylab.lm.train:run_step",
+    "lm_export": "whylab.lm.export:run_step",
     "quant_variant": "whylab.quant.variants:run_step",
 }
 

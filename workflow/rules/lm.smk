@@ -1,0 +1,113 @@
+# The language model of claims C12-C16: train it (CPU or one GPU), then export it to ONNX.
+# Everything downstream (quantize.smk) reads results/lm/model and results/lm/onnx/fp32.
+
+LM = config["lm"]
+LM_MODEL = f"{RESULTS}/lm/model"
+LM_ONNX_FP32 = f"{RESULTS}/lm/onnx/fp32"
+LM_TRAIN_METRICS = f"{RESULTS}/lm/train_metrics.json"
+LM_TRAIN_CURVE = f"{RESULTS}/lm/train_curve.csv"
+# not a declared output: Snakemake deletes outputs of a failed job, and a killed run must
+# find its checkpoints to resume from them (the step removes them once the model is saved)
+LM_CHECKPOINTS = f"{RESULTS}/lm/checkpoints"
+
+
+def _lm_tokenizer():
+    """The joint tokenizer.json the LM uses; a one-line error if the tokenizers rule does not build it."""
+    tok = LM["tokenizer"]
+    if "joint" not in tokenizer_scopes():
+        sys.exit("whylab: config error: lm.tokenizer needs the joint tokenizer, but tokenizers.scope "
+                 f"is {config['tokenizers']['scope']!r}; use joint or both")
+    for key, options in (("algorithm", config["tokenizers"]["algorithms"]),
+                         ("vocab_size", config["tokenizers"]["vocab_sizes"])):
+        if tok[key] not in options:
+            sys.exit(f"whylab: config error: lm.tokenizer.{key}: {tok[key]!r} is not built by the "
+                     f"tokenizers rule (it builds {', '.join(map(str, options))}); pick one of those")
+    return tokenizer_file("joint", tok["algorithm"], tok["vocab_size"])
+
+
+def _lm_languages():
+    missing = [lang for lang in LM["train_languages"] if lang not in LANGS]
+    if missing:
+        sys.exit(f"whylab: config error: lm.train_languages: {', '.join(missing)} not in "
+                 f"corpus.languages ({', '.join(LANGS)})")
+    return LM["train_languages"]
+
+
+def _lm_on_gpu():
+    """Whether training will run on CUDA, decided as whylab.runtime.resolve_device does."""
+    if config["device"] == "cuda":
+        return True
+    if config["device"] == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+LM_TOKENIZER = _lm_tokenizer()
+LM_LANGS_TRAINED = _lm_languages()
+LM_CORPUS_FILES = {
+    f"{split}_{lang}": f"{RESULTS}/corpus/{lang}/{split}.txt"
+    for split in ("train", "valid")
+    for lang in LM_LANGS_TRAINED
+}
+# a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA
+LM_GPU = {"gpu": 1} if _lm_on_gpu() else {}
+# the report shows the LM's training summary
+REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
+
+
+rule lm_train:
+    """Train the LlamaForCausalLM on lm.train_languages with the joint tokenizer; save it with its tokenizer."""
+    input:
+        tokenizer=LM_TOKENIZER,
+        **LM_CORPUS_FILES,
+    output:
+        model=directory(LM_MODEL),
+        metrics=LM_TRAIN_METRICS,
+        curve=LM_TRAIN_CURVE,
+    params:
+        settings=settings_json(
+            {k: LM[k] for k in ("train_languages", "tokenizer", "model", "training")}
+        ),
+        corpus=f"{RESULTS}/corpus",
+    threads: LM["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        **LM_GPU,
+    log:
+        f"{LOGS}/lm_train.log",
+    benchmark:
+        f"{BENCHMARKS}/lm_train.tsv"
+    shell:
+        "{WHYLAB} lm_train --settings {params.settings:q}"
+        " --input tokenizer={input.tokenizer} --input corpus={params.corpus}"
+        " --output model={output.model} --output metrics={output.metrics}"
+        " --output curve={output.curve} --output checkpoints={LM_CHECKPOINTS}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule lm_export:
+    """Export the trained model to ONNX (optimum), check logits against PyTorch and generate through ONNX Runtime."""
+    input:
+        model=LM_MODEL,
+        **{k: v for k, v in LM_CORPUS_FILES.items() if k.startswith("valid_")},
+    output:
+        onnx=directory(LM_ONNX_FP32),
+    params:
+        settings=settings_json({k: LM[k] for k in ("train_languages", "export")}),
+        corpus=f"{RESULTS}/corpus",
+    threads: LM["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        **LM_GPU,  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
+    log:
+        f"{LOGS}/lm_export.log",
+    benchmark:
+        f"{BENCHMARKS}/lm_export.tsv"
+    shell:
+        "{WHYLAB} lm_export --settings {params.settings:q}"
+        " --input model={input.model} --input corpus={params.corpus}"
+        " --output onnx={output.onnx} --threads {threads} > {log} 2>&1"
