@@ -32,6 +32,9 @@ from whylab.runtime import resolve_device, set_seed, set_threads
 REGISTRY: dict[str, str] = {
     "C01": "whylab.concepts.c01_tokenization",
     "C02": "whylab.concepts.c02_subword",
+    "C05": "whylab.concepts.c05_scaling",
+    "C10": "whylab.concepts.c10_encoder_decoder",
+    "C11": "whylab.concepts.c11_cross_attention",
     "C17": "whylab.concepts.c17_model_memory",
     "C18": "whylab.concepts.c18_training_memory",
     "C19": "whylab.concepts.c19_checkpointing",
