@@ -139,12 +139,13 @@ def batch_indices(step: int, n_blocks: int, batch_size: int, seed: int) -> torch
     The blocks are visited in a fresh seeded permutation each epoch; a batch may
     straddle two epochs. Being stateless is what makes resume exact.
     """
-    start = step * batch_size
-    out = []
-    for pos in range(start, start + batch_size):
-        epoch, offset = divmod(pos, n_blocks)
-        out.append(_epoch_permutation(epoch, n_blocks, seed)[offset])
-    return torch.stack(out)
+    positions = torch.arange(step * batch_size, (step + 1) * batch_size)
+    epochs, offsets = positions // n_blocks, positions % n_blocks
+    out = torch.empty(batch_size, dtype=torch.long)
+    for epoch in epochs.unique().tolist():
+        here = epochs == epoch
+        out[here] = _epoch_permutation(epoch, n_blocks, seed)[offsets[here]]
+    return out
 
 
 _PERM_CACHE: dict[tuple[int, int, int], torch.Tensor] = {}
@@ -297,8 +298,9 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
     start = 0
     ckpt_path = latest_checkpoint(checkpoint_dir, fp)
     if ckpt_path is not None:
-        # our own file (numpy RNG state inside), so the full unpickler is needed
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # our own file (numpy RNG state inside), so the full unpickler is needed. Loaded to
+        # the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
