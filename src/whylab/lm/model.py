@@ -23,7 +23,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "num_layers": 4,
     "num_heads": 4,
     "num_kv_heads": None,  # None: as many as num_heads (plain multi-head attention)
-    "intermediate_size": 344,
+    "intermediate_size": 384,  # 3 x 128: every INT4 block size divides it
     "max_position_embeddings": 256,
     "rope_theta": 10000.0,
     "rms_norm_eps": 1e-5,
