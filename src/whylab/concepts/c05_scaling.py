@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -299,7 +300,8 @@ def run(ctx: ConceptContext) -> Evidence:
             "gradient that flows back through it. Then a fixed width is cut into 1…h heads to compare "
             "÷√d_k with ÷√d_model (the notes' 'embedding dimension'). Finally the bench language model "
             "is trained on the corpus with each scaling at several d_k, with W_q and W_k initialised so "
-            "that queries and keys start with unit-variance components, over seeds."
+            "that queries and keys start with unit-variance components, over seeds; the gradient that reaches "
+            "W_q at initialisation and the attention entropy before and after training are recorded too."
         ),
         metrics=metrics,
         seeds=ctx.seeds,
@@ -336,6 +338,14 @@ def _training_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- figures
 
 
+def _plain_ticks(ax: Any) -> None:
+    """Plain-number tick labels on log axes (mathtext's minus sign is missing from the report fonts)."""
+    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+        if scale == "log":
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+
+
 def _figure_variance(ctx: ConceptContext, raw: pd.DataFrame, scaled: pd.DataFrame) -> Any:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(raw["d_k"], raw["var_raw"], "o-", label="q·k (no scaling)")
@@ -346,6 +356,7 @@ def _figure_variance(ctx: ConceptContext, raw: pd.DataFrame, scaled: pd.DataFram
     ax.set_xlabel("head dimension d_k (components)")
     ax.set_ylabel("variance of the score (unitless)")
     ax.legend()
+    _plain_ticks(ax)
     return plotting.save(fig, ctx.outdir, "variance_vs_dk", "Score variance grows with d_k",
                          "Variance of q·k for random q, k with unit-variance components: it follows d_k "
                          "(dashed line); after dividing by √d_k it stays at 1.")
@@ -353,19 +364,24 @@ def _figure_variance(ctx: ConceptContext, raw: pd.DataFrame, scaled: pd.DataFram
 
 def _figure_softmax(ctx: ConceptContext, dk: pd.DataFrame, threshold: float) -> Any:
     frame = dk.assign(scaling=dk["scaling"].map(SCALE_NAMES))
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8.5))
+    axes = grid.ravel()
     panels = [("max_prob", "largest softmax weight (probability)"),
               ("entropy_norm", "softmax entropy / log(keys) (unitless)"),
-              ("grad_logits", "median ‖∂L/∂scores‖ (loss units per score unit)"),
-              ("grad_query", "median ‖∂L/∂q‖ (loss units per unit of q)")]
+              ("grad_logits", "gradient norm at the scores (median, loss/score)"),
+              ("grad_query", "gradient norm at the query q (median, loss/unit q)")]
     for ax, (col, label) in zip(axes, panels, strict=True):
         sns.lineplot(data=frame, x="d_k", y=col, hue="scaling", marker="o", ax=ax)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("head dimension d_k (components)")
         ax.set_ylabel(label)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     axes[0].axhline(threshold, color="grey", ls=":", lw=1)
-    axes[2].set_yscale("log")
-    axes[3].set_yscale("log")
+    for ax in axes[2:]:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    for ax in axes:
+        _plain_ticks(ax)
     return plotting.save(fig, ctx.outdir, "softmax_vs_dk", "Without scaling the softmax saturates",
                          "Softmax over random unit-variance scores, L = Σ p_j v_j with random values: without "
                          "÷√d_k the largest weight tends to 1 and the entropy to 0 as d_k grows (dotted line: "
@@ -386,6 +402,7 @@ def _figure_heads(ctx: ConceptContext, heads: pd.DataFrame) -> Any:
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("attention heads h (d_k = d_model / h)")
+        _plain_ticks(ax)
     d_model = int(heads["d_k"].max() * heads["heads"].min())
     return plotting.save(fig, ctx.outdir, "scale_dimension_vs_heads", "Which dimension: d_k, not d_model",
                          f"A width of {d_model} cut into h heads. Only ÷√d_k keeps the score variance at 1 "
