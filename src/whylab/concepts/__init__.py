@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "C05": "whylab.concepts.c05_scaling",
     "C10": "whylab.concepts.c10_encoder_decoder",
     "C11": "whylab.concepts.c11_cross_attention",
+    "C16": "whylab.concepts.c16_smoothquant",
     "C17": "whylab.concepts.c17_model_memory",
     "C18": "whylab.concepts.c18_training_memory",
     "C19": "whylab.concepts.c19_checkpointing",

@@ -1,0 +1,291 @@
+"""SmoothQuant (C16): the properties the paper's algorithm must have, W8A8 fake quantization,
+the verdict function driven to each label, and one tiny end-to-end run of the concept."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from pt_quant_helpers import build_tree, tiny_llama
+from torch import nn
+
+from whylab.concepts import c16_smoothquant as c16
+from whylab.quant import smoothquant as sq
+from whylab.verdict import Label
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _calib(vocab: int = 128, n: int = 6, length: int = 24, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, vocab, (n, length), generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=x).logits
+
+
+@pytest.fixture(scope="module")
+def mha() -> nn.Module:
+    return tiny_llama(kv_heads=4)
+
+
+@pytest.fixture(scope="module")
+def calib() -> torch.Tensor:
+    return _calib()
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.85, 1.0])
+def test_smoothing_alone_leaves_the_model_output_unchanged(kv_heads, alpha):
+    model = tiny_llama(kv_heads=kv_heads)
+    x = _calib()
+    groups = sq.smooth_groups(model)
+    stats = sq.collect_act_absmax(model, x)
+    smoothed, factors = sq.smoothed_copy(model, groups, stats, alpha)
+    ref, out = _logits(model, x), _logits(smoothed, x)
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4)
+    # and it is not a no-op: weights and norms really changed
+    assert any((f - 1).abs().max() > 1e-2 for f in factors.values())
+    assert not torch.equal(smoothed.model.layers[0].input_layernorm.weight,
+                           model.model.layers[0].input_layernorm.weight)
+
+
+def test_factors_follow_the_papers_formula(mha, calib):
+    groups = sq.smooth_groups(mha)
+    stats = sq.collect_act_absmax(mha, calib)
+    g = groups[0]
+    a = stats[g.linears[0]]
+    w = torch.stack([mha.get_submodule(n).weight.abs().amax(dim=0) for n in g.linears]).amax(dim=0)
+    for alpha in (0.0, 0.3, 0.5, 1.0):
+        s = sq.group_factors(mha, [g], stats, alpha)[g.name]
+        assert torch.allclose(s, a.pow(alpha) / w.pow(1 - alpha), rtol=1e-6)
+
+
+def test_alpha_zero_moves_nothing_into_the_weights_it_normalises_them(mha, calib):
+    """α=0: s_j = 1/max|W_j|, so every smoothed weight column peaks at exactly 1 and the
+    activations grow by max|W_j| (the outliers stay where they were, only rescaled)."""
+    groups = sq.smooth_groups(mha)
+    stats = sq.collect_act_absmax(mha, calib)
+    smoothed, factors = sq.smoothed_copy(mha, groups, stats, 0.0)
+    for g in groups:
+        assert torch.allclose(sq.weight_absmax(smoothed, g), torch.ones(1), atol=1e-5)
+        if g.kind in ("attn_out", "mlp_down"):  # consumers no other fold touched first
+            assert torch.allclose(factors[g.name], 1 / sq.weight_absmax(mha, g), rtol=1e-6)
+
+
+def test_alpha_one_moves_everything_every_activation_channel_peaks_at_one(mha, calib):
+    groups = sq.smooth_groups(mha)
+    stats = sq.collect_act_absmax(mha, calib)
+    smoothed, _ = sq.smoothed_copy(mha, groups, stats, 1.0)
+    again = sq.collect_act_absmax(smoothed, calib)  # re-measured on the smoothed model
+    for g in groups:
+        assert torch.allclose(again[g.linears[0]], torch.ones(1), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", sq.GROUP_KINDS)
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_product_of_maxima_is_preserved_and_alpha_half_balances_it(mha, calib, alpha, kind):
+    """max|X'_j| max|W'_j| = max|X_j| max|W_j|, and at α=0.5 the two are equal (one kind of
+    group at a time, so every W is the one the factors were computed from)."""
+    groups = sq.smooth_groups(mha, [kind])
+    stats = sq.collect_act_absmax(mha, calib)
+    smoothed, factors = sq.smoothed_copy(mha, groups, stats, alpha)
+    after = sq.smoothed_act_stats(groups, stats, factors)
+    for g in groups:
+        a0, w0 = stats[g.linears[0]], sq.weight_absmax(mha, g)
+        a1, w1 = after[g.linears[0]], sq.weight_absmax(smoothed, g)
+        assert torch.allclose(a1 * w1, a0 * w0, rtol=1e-4)
+        if alpha == 0.5:
+            assert torch.allclose(a1, w1, rtol=1e-4)
+
+
+def test_analytic_smoothed_statistics_equal_a_second_calibration_pass(mha, calib):
+    groups = sq.smooth_groups(mha)
+    stats = sq.collect_act_absmax(mha, calib)
+    smoothed, factors = sq.smoothed_copy(mha, groups, stats, 0.5)
+    analytic = sq.smoothed_act_stats(groups, stats, factors)
+    measured = sq.collect_act_absmax(smoothed, calib)
+    for name, value in measured.items():
+        assert torch.allclose(analytic[name], value, rtol=1e-4, atol=1e-6), name
+
+
+def test_smoothing_flattens_outlier_channels(mha, calib):
+    groups = [g for g in sq.smooth_groups(mha) if g.kind == "attn_in"]
+    stats = sq.collect_act_absmax(mha, calib)
+    _, factors = sq.smoothed_copy(mha, groups, stats, 0.5)
+    after = sq.smoothed_act_stats(groups, stats, factors)
+    for g in groups:
+        before_ratio = sq.outlier_ratio(stats[g.linears[0]])
+        assert before_ratio > 10  # the injected channels stick out
+        assert sq.outlier_ratio(after[g.linears[0]]) < before_ratio / 4
+
+
+def test_same_formula_as_the_reference_code_for_a_norm_and_its_linears(mha, calib):
+    """Xiao et al.'s smooth_ln_fcs, restated: weight maxima over the concatenated fcs,
+    s = act^α / w^(1-α) floored at 1e-5, norm weight / s, fc weights * s."""
+    stats = sq.collect_act_absmax(mha, calib)
+    layer = mha.model.layers[0]
+    fcs = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]
+    act = stats["model.layers.0.self_attn.q_proj"]
+    w_scales = torch.cat([fc.weight.abs().max(dim=0, keepdim=True)[0] for fc in fcs]).max(dim=0)[0].clamp(min=1e-5)
+    scales = (act.pow(0.5) / w_scales.pow(0.5)).clamp(min=1e-5)
+    ref_ln = layer.input_layernorm.weight / scales
+    ref_q = layer.self_attn.q_proj.weight * scales.view(1, -1)
+    groups = [g for g in sq.smooth_groups(mha, ["attn_in"]) if g.name == "model.layers.0.attn_in"]
+    smoothed, _ = sq.smoothed_copy(mha, groups, stats, 0.5)
+    got = smoothed.model.layers[0]
+    assert torch.allclose(got.input_layernorm.weight, ref_ln, rtol=1e-6)
+    assert torch.allclose(got.self_attn.q_proj.weight, ref_q, rtol=1e-6)
+
+
+def test_smoothing_is_invariant_to_how_a_channels_scale_is_split(calib):
+    """X_j -> kX_j with W_j -> W_j/k multiplies s_j by k for every α: the smoothed models agree."""
+    plain = tiny_llama(outliers=False)
+    groups = sq.smooth_groups(plain)
+    injected = sq.inject_outlier_channels(plain, groups, [3, 17], 20.0)
+    x = calib
+    assert torch.allclose(_logits(injected, x), _logits(plain, x), atol=1e-4)
+    for alpha in (0.25, 0.75):
+        a, _ = sq.smoothed_copy(plain, groups, sq.collect_act_absmax(plain, x), alpha)
+        b, _ = sq.smoothed_copy(injected, groups, sq.collect_act_absmax(injected, x), alpha)
+        for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+            assert torch.allclose(p, q, rtol=1e-4, atol=1e-6), name
+
+
+def test_strongest_norm_channels_are_the_injected_ones(mha):
+    assert sq.strongest_norm_channels(mha, 2) == [5, 40]
+
+
+def test_weight_fake_quantization_is_int8_per_output_channel():
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    q = sq.quantize_weight_per_channel(w)
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    assert (q - w).abs().le(scale / 2 + 1e-7).all()
+    codes = q / scale
+    assert torch.allclose(codes, codes.round(), atol=1e-4)
+    assert codes.abs().max() <= 127 + 1e-4
+
+
+def test_activation_schemes_differ_as_defined():
+    x = torch.tensor([[[0.5, -1.0, 100.0], [0.01, 0.02, -0.03]]])
+    per_token = sq.quantize_activation(x, "per_token_dynamic")
+    per_tensor = sq.quantize_activation(x, "per_tensor_dynamic")
+    # the small token keeps its detail per token but is rounded to zero with one tensor-wide scale
+    assert per_token[0, 1].abs().min() > 0
+    assert torch.equal(per_tensor[0, 1], torch.zeros(3))
+    static = sq.quantize_activation(x, "per_tensor_static", static_absmax=1.0)
+    assert static.max() <= 1.0 + 1e-6  # values beyond the calibrated range are clipped
+    with pytest.raises(ValueError):
+        sq.quantize_activation(x, "per_tensor_static")
+
+
+def test_w8a8_replaces_every_decoder_linear_and_keeps_the_head(mha, calib):
+    stats = sq.collect_act_absmax(mha, calib)
+    q = sq.quantize_w8a8(mha, "per_tensor_static", stats)
+    n = sum(isinstance(m, sq.W8A8Linear) for m in q.modules())
+    assert n == len(sq.decoder_linears(mha)) == 2 * 7
+    assert isinstance(q.lm_head, nn.Linear)
+    assert isinstance(mha.model.layers[0].self_attn.q_proj, nn.Linear)  # the original is untouched
+
+
+@pytest.mark.parametrize("scheme", ["per_tensor_static", "per_tensor_dynamic", "per_token_dynamic"])
+def test_smoothquant_cuts_w8a8_error_on_a_model_with_outlier_channels(mha, calib, scheme):
+    x = _calib(seed=7)
+    ref = _logits(mha, x)
+    stats = sq.collect_act_absmax(mha, calib)
+    naive = sq.quantize_w8a8(mha, scheme, stats)
+    groups = sq.smooth_groups(mha)
+    smoothed, factors = sq.smoothed_copy(mha, groups, stats, 0.5)
+    smooth_q = sq.quantize_w8a8(smoothed, scheme, sq.smoothed_act_stats(groups, stats, factors))
+    err_naive = (_logits(naive, x) - ref).pow(2).mean()
+    err_smooth = (_logits(smooth_q, x) - ref).pow(2).mean()
+    assert err_smooth < 0.5 * err_naive
+
+
+def test_unknown_group_and_scheme_are_input_errors(mha):
+    from whylab.errors import InputError
+
+    with pytest.raises(InputError, match="groups"):
+        sq.smooth_groups(mha, ["nope"])
+    with pytest.raises(InputError, match="act_schemes"):
+        sq.W8A8Linear(nn.Linear(4, 4), "int4")
+
+
+def test_concept_defaults_match_the_schema():
+    schema = yaml.safe_load((REPO / "workflow/schemas/quantization.schema.yaml").read_text())
+    props = schema["properties"]["smoothquant"]["properties"]
+    assert {k: v["default"] for k, v in props.items()} == c16.DEFAULTS
+
+
+# ---------------------------------------------------------------- verdict, every way
+
+def _metrics(*, naive_loss=(2.0, 2.1), smooth=(1.0, 1.01), before=20.0, after=2.0, diff=1e-6,
+             trained_naive=(1.001, 1.001), trained_smooth=(1.0, 1.0)):
+    def cond(naive, smooth_vals, b, a):
+        return {"ppl_fp32": 1.0, "ppl_naive": {"per_tensor_static": list(naive)},
+                "ppl_smooth_ref": {"per_tensor_static": list(smooth_vals)},
+                "outlier_ratio_before": [b, b], "outlier_ratio_after": [a, a * 1.01]}
+    return {
+        "conditions": {"trained": cond(trained_naive, trained_smooth, 2.0, 1.8),
+                       "outliers": cond(naive_loss, smooth, before, after)},
+        "verdict_scheme": "per_tensor_static",
+        "equivalence_max_abs_logit_diff": diff, "injection_max_abs_logit_diff": diff,
+        "equivalence_tolerance": 1e-3, "outlier_after_over_before_max": 0.5, "ppl_gain_pct_min": 0.5,
+    }
+
+
+def test_verdict_partly_when_outliers_move_and_w8a8_recovers():
+    v = c16.verdict(_metrics())
+    assert v.label == Label.PARTLY
+    assert "activation function" in v.reason and "20 → 2" in v.reason
+
+
+def test_verdict_not_supported_when_smoothing_does_not_help():
+    v = c16.verdict(_metrics(smooth=(2.0, 2.1), after=19.0))
+    assert v.label == Label.NOT_SUPPORTED
+
+
+def test_verdict_inconclusive_when_smoothing_is_not_exact():
+    assert c16.verdict(_metrics(diff=0.5)).label == Label.INCONCLUSIVE
+
+
+def test_verdict_inconclusive_when_naive_w8a8_loses_nothing():
+    m = _metrics(naive_loss=(1.001, 1.001), smooth=(1.0, 1.0))
+    assert c16.verdict(m).label == Label.INCONCLUSIVE
+
+
+def test_verdict_needs_spread_one_calibration_draw_is_not_enough():
+    m = _metrics()
+    for c in m["conditions"].values():
+        c["ppl_naive"]["per_tensor_static"] = c["ppl_naive"]["per_tensor_static"][:1]
+        c["ppl_smooth_ref"]["per_tensor_static"] = c["ppl_smooth_ref"]["per_tensor_static"][:1]
+    assert c16.verdict(m).label != Label.PARTLY
+
+
+# ---------------------------------------------------------------- end to end, tiny
+
+def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
+    from whylab.concepts import REGISTRY, run_concept
+    from whylab.results import validate_result
+
+    assert REGISTRY["C16"] == "whylab.concepts.c16_smoothquant"
+    tree = build_tree(tmp_path)
+    settings = {"seeds": [0, 1], "device": "cpu", "languages": ["en"],
+                "measure": {"block_size": 16, "eval_blocks": 4, "eval_batch_size": 4},
+                "calibration": {"blocks": 2}, **copy.deepcopy(c16.DEFAULTS)}
+    settings.update({"alphas": [0.0, 0.5, 1.0], "act_schemes": ["per_tensor_static"],
+                     "calibration_pool_blocks": 6, "outlier_channels": 1})
+    record = run_concept("C16", settings, {"model": tree["model"], "corpus": tree["corpus"]},
+                         tmp_path / "out" / "C16" / "result.json")
+    validate_result(record)
+    m = record["metrics"]
+    assert m["equivalence_max_abs_logit_diff"] < 1e-3
+    assert set(m["conditions"]) == {"trained", "outliers"}
+    assert len(m["conditions"]["trained"]["ppl_naive"]["per_tensor_static"]) == 2
+    assert {f["path"] for f in record["figures"]} == {"figures/ppl_vs_alpha.png", "figures/channel_absmax.png"}
+    assert (tmp_path / "out" / "C16" / "figures" / "channel_absmax.png").is_file()
+    assert record["verdict"]["label"] in {str(label) for label in Label}
