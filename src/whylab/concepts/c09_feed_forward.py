@@ -1,0 +1,429 @@
+"""C09: the feed-forward block is made of linear layers, dropout, normalisation and an activation.
+
+Two parts. First, what the block *is* in standard models: tiny BERT, GPT-2, Llama and T5 are
+built from their transformers configs (no weights), one layer is run with forward hooks that
+record which leaf modules are called, in which order, and with which tensors. That shows how
+many linear layers, which activation and which dropout the feed-forward (FFN) path has, and
+where the normalisation sits: never between the FFN's linear layers, always on the residual
+stream, either before the sub-layer (Pre-LN) or on the residual sum after it (Post-LN). The
+residual arithmetic is checked on the captured tensors. The parameter share of the FFN is
+counted on the real-size configs, instantiated on PyTorch's ``meta`` device (shapes only).
+
+Second, what the block *does* on the bench language model: no FFN, ReLU vs GELU vs SwiGLU, and
+hidden width 1×, 2×, 4× d_model, each over several seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from whylab.concepts import ConceptContext
+from whylab.concepts import _lm_variants as lab
+from whylab.errors import InputError
+from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
+from whylab.verdict import Label, Verdict, clearly_less
+
+CLAIM_ID = "C09"
+KINDS = ("linear", "activation", "dropout", "norm")
+
+
+def module_kind(module: nn.Module) -> str | None:
+    """linear / activation / dropout / norm / None, from the class (GPT-2's Conv1D is a linear layer)."""
+    name = type(module).__name__
+    if isinstance(module, nn.Linear) or name == "Conv1D":
+        return "linear"
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return "dropout"
+    if isinstance(module, (nn.LayerNorm, nn.RMSNorm, nn.modules.batchnorm._BatchNorm)) or "Norm" in name:
+        return "norm"
+    if re.search(r"GELU|ReLU|SiLU|Swish|Tanh|Sigmoid|Activation|Mish", name):
+        return "activation"
+    return None
+
+
+# --------------------------------------------------------------------------- standard models
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A standard architecture: how to build a tiny copy and the real-size config, and which
+    module names make up its FFN as the library groups it."""
+
+    name: str
+    build_tiny: Callable[[], nn.Module]
+    build_full: Callable[[], nn.Module]  # called under torch.device("meta")
+    ffn_prefixes: tuple[str, ...]  # module names of one layer's FFN (as the library groups it)
+    ffn_pattern: str  # regex of every layer's FFN linear layers (for parameter counts)
+    full_label: str
+
+
+def references() -> list[Reference]:
+    """BERT (Post-LN encoder), GPT-2 (Pre-LN decoder), Llama (Pre-RMSNorm, SwiGLU), T5 (Pre-RMSNorm)."""
+    from transformers import (BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel,
+                              T5Config, T5EncoderModel, T5Model)
+
+    tiny = {"attn_implementation": "eager"}
+    return [
+        Reference(
+            "BERT", lambda: BertModel(BertConfig(hidden_size=32, intermediate_size=128, num_attention_heads=2,
+                                                 num_hidden_layers=1, vocab_size=64, **tiny), add_pooling_layer=False),
+            lambda: BertModel(BertConfig(), add_pooling_layer=False),
+            ("encoder.layer.0.intermediate", "encoder.layer.0.output"),
+            r"encoder\.layer\.\d+\.(intermediate|output)\.dense$", "BERT-base (BertConfig defaults)"),
+        Reference(
+            "GPT-2", lambda: GPT2Model(GPT2Config(n_embd=32, n_head=2, n_layer=1, vocab_size=64, **tiny)),
+            lambda: GPT2Model(GPT2Config()),
+            ("h.0.mlp",), r"h\.\d+\.mlp\.(c_fc|c_proj)$", "GPT-2 small (GPT2Config defaults)"),
+        Reference(
+            "Llama", lambda: LlamaModel(LlamaConfig(hidden_size=32, intermediate_size=86, num_attention_heads=2,
+                                                    num_key_value_heads=2, num_hidden_layers=1, vocab_size=64,
+                                                    **tiny)),
+            lambda: LlamaModel(LlamaConfig()),
+            ("layers.0.mlp",), r"layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj)$",
+            "Llama-2-7B shape (LlamaConfig defaults)"),
+        Reference(
+            "T5", lambda: T5EncoderModel(T5Config(d_model=32, d_ff=128, num_heads=2, d_kv=16, num_layers=1,
+                                                  vocab_size=64, **tiny)),
+            lambda: T5Model(T5Config()),
+            ("encoder.block.0.layer.1",), r"block\.\d+\.layer\.\d+\.DenseReluDense\.(wi|wo)$",
+            "T5-small (T5Config defaults)"),
+    ]
+
+
+@dataclass
+class Call:
+    name: str
+    kind: str | None
+    inp: Tensor
+    out: Tensor
+
+
+def trace_calls(model: nn.Module, ids: Tensor) -> list[Call]:
+    """Every leaf module call of one forward pass, in order, with its input and output."""
+    calls: list[Call] = []
+    hooks = []
+    for name, mod in model.named_modules():
+        if name and not list(mod.children()):
+            def hook(m: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> None:
+                inp = args[0] if args and isinstance(args[0], Tensor) else torch.empty(0)
+                calls.append(Call(name, module_kind(m), inp.detach().clone(),
+                                  out.detach().clone() if isinstance(out, Tensor) else torch.empty(0)))
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(input_ids=ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls
+
+
+def _close(a: Tensor, b: Tensor) -> float:
+    """Largest absolute difference (inf when the shapes differ)."""
+    if a.shape != b.shape:
+        return math.inf
+    return float((a - b).abs().max())
+
+
+def analyse_structure(ref: Reference, seed: int = 0) -> dict[str, Any]:
+    """What one layer's FFN is made of and where its normalisation sits, from a traced forward.
+
+    The FFN *path* runs from the first to the last linear layer of the library's FFN module(s),
+    plus a dropout right after the last one. A norm is "inside" when it is called between the
+    first and last FFN linear layer. Otherwise it is
+    - pre: its output is what the first FFN linear layer reads, and the layer's output is its
+      *input* plus the FFN output (x + FFN(Norm(x)));
+    - post: its input is the FFN output plus the residual that entered the FFN
+      (Norm(x + FFN(x))).
+    The residual identities are checked on the captured tensors (max abs error).
+    """
+    torch.manual_seed(seed)
+    model = ref.build_tiny().eval()
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(seed))
+    calls = trace_calls(model, ids)
+    in_ffn = [i for i, c in enumerate(calls) if c.name.startswith(ref.ffn_prefixes)]
+    linear_idx = [i for i in in_ffn if calls[i].kind == "linear"]
+    if len(linear_idx) < 1:
+        raise RuntimeError(f"{ref.name}: no linear layer found under {ref.ffn_prefixes}")
+    first, last = linear_idx[0], linear_idx[-1]
+    path_end = last + 1 if last + 1 < len(calls) and calls[last + 1].kind == "dropout" \
+        and calls[last + 1].name.startswith(ref.ffn_prefixes) else last
+    path = calls[first : path_end + 1]
+    counts = {k: sum(1 for c in path if c.kind == k) for k in KINDS}
+    grouped = [calls[i] for i in in_ffn]
+    activations = sorted({type_name for c in path if c.kind == "activation"
+                          for type_name in [_type_of(model, c.name)]})
+    ffn_out = calls[path_end].out
+    residual_in = calls[first].inp
+
+    # In both placements a norm's output feeds the FFN (Post-LN: the previous sub-layer's norm),
+    # so the placement is decided by which residual identity the captured tensors satisfy.
+    before = calls[first - 1] if first > 0 else None
+    after = calls[path_end + 1] if path_end + 1 < len(calls) else None
+    errors: dict[str, float] = {}
+    if before is not None and before.kind == "norm" and after is not None \
+            and _close(before.out, residual_in) < 1e-6:
+        errors["pre"] = _close(after.inp, before.inp + ffn_out)  # x + FFN(Norm(x))
+    if after is not None and after.kind == "norm":
+        errors["post"] = _close(after.inp, ffn_out + residual_in)  # Norm(x + FFN(x))
+    position, error = "none", math.nan
+    if errors:
+        position, error = min(errors.items(), key=lambda kv: kv[1])
+    norm_between = any(c.kind == "norm" for c in calls[first : last + 1])
+    return {
+        "model": ref.name,
+        "ffn_modules": ", ".join(ref.ffn_prefixes),
+        "path": " → ".join(f"{c.name.split('.')[-1]} ({c.kind})" for c in path),
+        "linear": counts["linear"],
+        "activation": counts["activation"],
+        "activation_types": activations,
+        "dropout": counts["dropout"],
+        "norm_between_linears": bool(norm_between),
+        "norm_in_library_ffn_module": any(c.kind == "norm" for c in grouped),
+        "norm_position": position,
+        "residual_check_error": error,
+    }
+
+
+def _type_of(model: nn.Module, name: str) -> str:
+    return type(model.get_submodule(name)).__name__
+
+
+def parameter_shares(ref: Reference) -> dict[str, Any]:
+    """FFN parameters of the real-size config, counted on the meta device (no memory used)."""
+    with torch.device("meta"):
+        model = ref.build_full()
+    pattern = re.compile(ref.ffn_pattern)
+    total = sum(p.numel() for p in model.parameters())
+    embedding = sum(p.numel() for m in model.modules() if isinstance(m, nn.Embedding)
+                    for p in m.parameters(recurse=False))
+    ffn = sum(p.numel() for name, m in model.named_modules() if pattern.search(name)
+              for p in m.parameters(recurse=False))
+    return {"model": ref.full_label, "total": total, "embedding": embedding, "ffn": ffn,
+            "ffn_share": ffn / total, "ffn_share_non_embedding": ffn / max(1, total - embedding)}
+
+
+# --------------------------------------------------------------------------- bench ablations
+
+
+def ablation_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """BenchConfig overrides per variant: the baseline, no FFN, each activation, each width."""
+    model = settings.get("model", {})
+    base_act = str(model.get("activation", "gelu"))
+    base_mult = int(model.get("ffn_mult", 4))
+    variants: dict[str, dict[str, Any]] = {
+        f"{base_act}, {base_mult}x (baseline)": {"activation": base_act, "ffn_mult": base_mult},
+        "no FFN": {"ffn": False},
+    }
+    for act in settings.get("activations", ["relu", "gelu", "swiglu"]):
+        if act != base_act:
+            variants[f"{act}, {base_mult}x"] = {"activation": act, "ffn_mult": base_mult}
+    for mult in settings.get("ffn_mults", [1, 2, 4]):
+        if int(mult) != base_mult:
+            variants[f"{base_act}, {int(mult)}x"] = {"activation": base_act, "ffn_mult": int(mult)}
+    return variants
+
+
+def run(ctx: ConceptContext) -> Evidence:
+    from whylab.bench.data import lm_data
+    from whylab.bench.model import parameter_breakdown
+    from whylab.bench.train import train_lm
+
+    s = ctx.settings
+    tokenizer, train_ids, valid_ids = lm_data(ctx.inputs)
+    vocab = int(tokenizer.get_vocab_size())
+    refs = references()
+    structure = [analyse_structure(r) for r in refs]
+    shares = [parameter_shares(r) for r in refs]
+
+    variants = ablation_variants(s)
+    train_over = {"steps": s.get("steps"), "batch_size": s.get("batch_size"), "seq_len": s.get("seq_len")}
+    histories: dict[str, list[Any]] = {}
+    ablation: dict[str, Any] = {}
+    for name, over in variants.items():
+        cfg = lab.model_config(s, vocab, **over)
+        losses = []
+        histories[name] = []
+        for seed in ctx.seeds:
+            model = lab.build_model(cfg, seed, ctx.device)
+            if seed == ctx.seeds[0]:
+                breakdown = parameter_breakdown(model)
+            hist = train_lm(model, train_ids, valid_ids, lab.run_settings(s, seed, **train_over), ctx.device)
+            histories[name].append(hist)
+            losses.append(hist.final_eval_loss)
+        total = sum(breakdown.values())
+        ablation[name] = {"loss": lab.summary(losses), "params": total, "ffn_params": breakdown["ffn"],
+                          "ffn_share": breakdown["ffn"] / total}
+    baseline = next(iter(variants))
+    metrics: dict[str, Any] = {
+        "structure": structure,
+        "parameter_shares": shares,
+        "ablation": ablation,
+        "baseline": baseline,
+        "no_ffn": "no FFN",
+        "residual_tolerance": float(s.get("residual_tolerance", 1e-5)),
+    }
+    return Evidence(
+        method=(
+            "Tiny BERT, GPT-2, Llama and T5 models are built from transformers configs (no weights) and one "
+            "layer is traced with forward hooks: the leaf modules called on the feed-forward path, in order, "
+            "and where the normalisation sits relative to it, checked on the captured tensors (x + FFN(Norm(x)) "
+            "or Norm(x + FFN(x))). Parameter shares are counted on the real-size configs on the meta device. "
+            f"The bench language model is then trained without the FFN, with each activation and each width, "
+            f"{len(ctx.seeds)} seeds per variant."
+        ),
+        metrics=metrics,
+        seeds=list(ctx.seeds),
+        tables=_tables(metrics),
+        figures=_figures(ctx.outdir, histories, metrics),
+        literature=_literature(metrics),
+    )
+
+
+def _tables(metrics: Mapping[str, Any]) -> list[Table]:
+    structure = [{
+        "model": r["model"],
+        "FFN path (leaf modules in call order)": r["path"],
+        "linear layers": r["linear"],
+        "activation": ", ".join(r["activation_types"]) or "none",
+        "dropout modules": r["dropout"],
+        "norm between the FFN's linear layers": "yes" if r["norm_between_linears"] else "no",
+        "norm inside the library's FFN module": "yes" if r["norm_in_library_ffn_module"] else "no",
+        "norm position": r["norm_position"],
+        "residual check (max abs error)": f"{r['residual_check_error']:.1e}",
+    } for r in metrics["structure"]]
+    shares = [{
+        "model": r["model"], "parameters": r["total"], "FFN parameters": r["ffn"],
+        "FFN share of all (%)": round(100 * r["ffn_share"], 1),
+        "FFN share without embeddings (%)": round(100 * r["ffn_share_non_embedding"], 1),
+    } for r in metrics["parameter_shares"]]
+    ablation = [{
+        "variant": name, "validation loss (nats/token)": lab.fmt(a["loss"], 4), "parameters": a["params"],
+        "FFN share (%)": round(100 * a["ffn_share"], 1),
+    } for name, a in metrics["ablation"].items()]
+    return [
+        Table.from_records("structure", "One layer of each standard model, traced: the feed-forward path and "
+                           "where its normalisation sits. 'pre' = x + FFN(Norm(x)), 'post' = Norm(x + FFN(x)); "
+                           "the residual check compares that formula with the captured tensors.", structure),
+        Table.from_records("parameter_shares", "Parameters of the real-size configs (counted on the meta "
+                           "device); FFN = the feed-forward linear layers of every layer.", shares),
+        Table.from_records("ablation", "Bench language model: final validation loss, mean ± std over seeds.",
+                           ablation),
+    ]
+
+
+def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapping[str, Any]) -> list[FigureRef]:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from whylab import plotting
+
+    figs = [lab.plot_curves(
+        histories, outdir, "training_curves", "Feed-forward ablations on the bench language model",
+        "Validation loss per variant (activation, hidden width as a multiple of d_model, or no FFN); "
+        "line = mean over seeds, band = ±1 standard deviation.")]
+    rows = [{"variant": name, "loss": v} for name, a in metrics["ablation"].items() for v in lab.values(a["loss"])]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=pd.DataFrame(rows), x="variant", y="loss", errorbar="sd", ax=ax, color="C0")
+    sns.stripplot(data=pd.DataFrame(rows), x="variant", y="loss", ax=ax, color="black", size=4)
+    low = min(r["loss"] for r in rows)
+    ax.set_ylim(low - 0.3, max(r["loss"] for r in rows) + 0.1)
+    ax.set_xlabel("feed-forward variant")
+    ax.set_ylabel("final validation loss (nats/token)")
+    ax.tick_params(axis="x", labelrotation=20)
+    figs.append(plotting.save(
+        fig, outdir, "ablation_loss", "Final loss per feed-forward variant",
+        "Bars: mean over seeds, error bars ±1 std, dots: single seeds. The y axis does not start at zero."))
+    rows = [{"model": r["model"].split(" (")[0], "share": 100 * r["ffn_share"], "counted over": "all parameters"}
+            for r in metrics["parameter_shares"]]
+    rows += [{"model": r["model"].split(" (")[0], "share": 100 * r["ffn_share_non_embedding"],
+              "counted over": "without embeddings"} for r in metrics["parameter_shares"]]
+    base = metrics["ablation"][metrics["baseline"]]
+    rows.append({"model": "bench (baseline)", "share": 100 * base["ffn_share"], "counted over": "all parameters"})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=pd.DataFrame(rows), x="model", y="share", hue="counted over", ax=ax)
+    ax.set_xlabel("model")
+    ax.set_ylabel("feed-forward share of parameters (%)")
+    figs.append(plotting.save(
+        fig, outdir, "ffn_parameter_share", "How much of a transformer is feed-forward?",
+        "Share of the parameters in the feed-forward linear layers, for real-size configs (meta device) "
+        "and the bench model; the bench model is embedding-heavy because it is tiny."))
+    return figs
+
+
+def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
+    by_model = {r["model"]: r for r in metrics["structure"]}
+    ablation = metrics["ablation"]
+    relu = next((a for n, a in ablation.items() if n.startswith("relu")), None)
+    swiglu = next((a for n, a in ablation.items() if n.startswith("swiglu")), None)
+    base = ablation[metrics["baseline"]]
+    checks = []
+    bert = by_model.get("BERT")
+    if bert is not None:
+        checks.append(LiteratureCheck(
+            source="Vaswani et al. 2017, section 3.3",
+            finding="FFN(x) = max(0, xW1 + b1)W2 + b2: two linear layers with a ReLU between; dropout and "
+                    "LayerNorm are applied around each sub-layer (LayerNorm(x + Dropout(Sublayer(x)))).",
+            agrees=(not any(r["norm_between_linears"] for r in metrics["structure"])
+                    and all(r["linear"] >= 2 for r in metrics["structure"])),
+            note=f"Every traced model has ≥2 linear layers and no norm between them; BERT's norm is 'post' "
+                 f"(residual check error {bert['residual_check_error']:.1e}) even though the library puts it "
+                 "inside its BertOutput module."))
+    if swiglu is not None and relu is not None:
+        better = clearly_less(lab.values(swiglu["loss"]), lab.values(relu["loss"]))
+        worse = clearly_less(lab.values(relu["loss"]), lab.values(swiglu["loss"]))
+        checks.append(LiteratureCheck(
+            source="Shazeer 2020, GLU Variants Improve Transformer",
+            finding="At equal parameter count, SwiGLU/GEGLU feed-forward layers reach lower perplexity than ReLU.",
+            agrees=True if better else (False if worse else None),
+            note=f"Here: SwiGLU {lab.fmt(swiglu['loss'], 4)} vs ReLU {lab.fmt(relu['loss'], 4)} vs baseline "
+                 f"{lab.fmt(base['loss'], 4)} nats/token"
+                 + ("" if better or worse else "; within seed noise at this scale.")))
+    return checks
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """Linear layers and an activation in every standard FFN, dropout in some, normalisation in
+    none (it sits on the residual stream): partly supported. All four everywhere: supported."""
+    rows = metrics["structure"]
+    n = len(rows)
+    tol = float(metrics["residual_tolerance"])
+    if n == 0:
+        return Verdict(Label.INCONCLUSIVE, "No standard model could be traced.")
+    unverified = [r["model"] for r in rows if r["norm_position"] == "none"
+                  or not (float(r["residual_check_error"]) <= tol)]
+    with_linear = sum(1 for r in rows if r["linear"] >= 2)
+    with_act = sum(1 for r in rows if r["activation"] >= 1)
+    with_dropout = sum(1 for r in rows if r["dropout"] >= 1)
+    norm_inside = sum(1 for r in rows if r["norm_between_linears"])
+    abl = metrics["ablation"]
+    base, none = abl[metrics["baseline"]], abl.get(metrics["no_ffn"])
+    ffn_matters = ""
+    if none is not None:
+        helps = clearly_less(lab.values(base["loss"]), lab.values(none["loss"]))
+        ffn_matters = (f" Removing the FFN {'raises' if helps else 'does not clearly change'} the bench loss "
+                       f"({lab.fmt(none['loss'], 4)} vs {lab.fmt(base['loss'], 4)} nats/token).")
+    parts = (f"{with_linear}/{n} standard FFNs have ≥2 linear layers, {with_act}/{n} an activation, "
+             f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers")
+    if with_linear < n or with_act < n:
+        return Verdict(Label.NOT_SUPPORTED, f"{parts}.{ffn_matters}")
+    if unverified and norm_inside < n:
+        return Verdict(Label.INCONCLUSIVE,
+                       f"{parts}, but the norm placement could not be verified for {', '.join(unverified)}.")
+    if norm_inside == n and with_dropout == n:
+        return Verdict(Label.SUPPORTED, f"{parts}.{ffn_matters}")
+    return Verdict(Label.PARTLY,
+                   f"{parts}: the norm belongs to the residual sub-block (pre or post, checked on the tensors), "
+                   f"not to the FFN.{ffn_matters}")
