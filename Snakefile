@@ -49,6 +49,7 @@ include: "workflow/rules/concepts.smk"
 include: "workflow/rules/mechanisms.smk"
 include: "workflow/rules/memory.smk"
 include: "workflow/rules/lm.smk"
+include: "workflow/rules/quantize.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -38,10 +38,16 @@ REGISTRY: dict[str, str] = {
     "C09": "whylab.concepts.c09_feed_forward",
     "C10": "whylab.concepts.c10_encoder_decoder",
     "C11": "whylab.concepts.c11_cross_attention",
+    "C12": "whylab.concepts.c12_int8",
+    "C13": "whylab.concepts.c13_int4",
+    "C14": "whylab.concepts.c14_qlora",
+    "C15": "whylab.concepts.c15_gptq",
     "C16": "whylab.concepts.c16_smoothquant",
     "C17": "whylab.concepts.c17_model_memory",
     "C18": "whylab.concepts.c18_training_memory",
     "C19": "whylab.concepts.c19_checkpointing",
+    "C20": "whylab.concepts.c20_accumulation",
+    "C21": "whylab.concepts.c21_offloading",
 }
 
 

@@ -72,6 +72,7 @@ def _group_output(group: ScaleGroup, weights: Sequence[torch.Tensor]) -> torch.T
             lin.weight.data = w
 
 
+@torch.no_grad()
 def search_scale(group: ScaleGroup, block_size: int, alphas: Sequence[float], *,
                  symmetric: bool = False) -> tuple[float, torch.Tensor, dict[float, float]]:
     """Grid search of α: returns (best α, its scales s, error for each α)."""

@@ -120,9 +120,28 @@ class Inputs:
     outdir: Path
 
 
+def replaced_tensor_bytes(fp32_file: Path, variant_file: Path) -> dict[str, int]:
+    """Bytes of the FP32 initializers a quantizer replaced, and of what replaced them.
+
+    Their ratio is the size cut on the quantized tensors alone (scales and zero points
+    included), apart from what stayed float (norms, an unquantized embedding) and the graph.
+    """
+    from onnx import numpy_helper
+
+    from whylab.quant import onnx_graph
+
+    before = {i.name: numpy_helper.to_array(i).nbytes for i in onnx_graph.load(fp32_file).graph.initializer}
+    after = {i.name: numpy_helper.to_array(i).nbytes for i in onnx_graph.load(variant_file).graph.initializer}
+    removed = sum(b for name, b in before.items() if name not in after)
+    added = sum(b for name, b in after.items() if name not in before)
+    return {"fp32_bytes": removed, "quantized_bytes": added}
+
+
 def _ort_built(path: Path, inp: Inputs, **extra: Any) -> Built:
     from whylab.quant import onnx_graph
 
+    if path != inp.onnx_file:
+        extra.setdefault("diagnostics", {})["quantized_tensors"] = replaced_tensor_bytes(inp.onnx_file, path)
     sess = ms.ort_session(path, inp.device, inp.threads)
     batch = int(inp.settings["measure"]["eval_batch_size"])
     size = ms.disk_bytes(path) + (ms.disk_bytes(Path(str(path) + ".data")) if Path(str(path) + ".data").exists() else 0)
@@ -193,12 +212,16 @@ def build(variant: Variant, inp: Inputs) -> Built:
     if variant.runtime == "torch" and variant.family == "int8":
         model = torch_quant.load_model(inp.model_dir, torch.float32, inp.device)
         expected = torch_quant.linear_count(model)
+        fp32_bytes = sum(m.weight.numel() * 4 for m in model.modules() if isinstance(m, torch.nn.Linear))
         torch_quant.torchao_int8(model, variant.algorithm)
         got = torch_quant.quantized_linear_count(model)
         if got != expected:
             raise RuntimeError(f"{variant.name}: {got} of {expected} linear layers quantized")
+        quantized_bytes = sum(ms.tensor_bytes(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear))
         return _torch_built(model, inp, inp.outdir / "model.pt",
-                            op_count={"torchao_quantized_linear": got}, expected_ops=expected)
+                            op_count={"torchao_quantized_linear": got}, expected_ops=expected,
+                            diagnostics={"quantized_tensors": {"fp32_bytes": fp32_bytes,
+                                                               "quantized_bytes": quantized_bytes}})
     if variant.family == "int4":
         return _build_int4(variant, inp, out_onnx)
     raise InputError(f"no builder for variant {variant.name!r}")
@@ -367,7 +390,18 @@ def skip_reason(variant: Variant, device: str) -> str | None:
     return None
 
 
-def _corpus_files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
+def validate_measures(record: Mapping[str, Any]) -> None:
+    """Raise jsonschema.ValidationError unless ``record`` follows schemas/measures.schema.json (the lm_api format)."""
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("whylab").joinpath("schemas/measures.schema.json").read_text("utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(record)
+
+
+def corpus_files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
     files = [corpus / lang / f"{split}.txt" for lang in languages]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -394,15 +428,16 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
     reason = skip_reason(variant, device)
     if reason is not None:
         record["skipped"] = reason
+        validate_measures(record)
         write_json(out, record)
         return
 
     tokenizer = load_tokenizer(inputs["model"])
     languages = list(settings["languages"])
     m = q["measure"]
-    eval_blocks = token_blocks(_corpus_files(inputs["corpus"], languages, "valid"), tokenizer,
+    eval_blocks = token_blocks(corpus_files(inputs["corpus"], languages, "valid"), tokenizer,
                                int(m["block_size"]), int(m["eval_blocks"]))
-    calibration = token_blocks(_corpus_files(inputs["corpus"], languages, "train"), tokenizer,
+    calibration = token_blocks(corpus_files(inputs["corpus"], languages, "train"), tokenizer,
                                int(m["block_size"]), int(q["calibration"]["blocks"]))
     onnx_file = Path(inputs["onnx"]) / "model.onnx"
     inp = Inputs(Path(inputs["model"]), onnx_file, eval_blocks, calibration, q, device, threads, outdir)
@@ -427,7 +462,9 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
     record.update(measure(variant, built, reference, ref_record, inp))
     shutil.rmtree(outdir / "_reference", ignore_errors=True)
     record["wall_s"] = time.perf_counter() - started
-    write_json(out, _finite(record))
+    record = _finite(record)
+    validate_measures(record)
+    write_json(out, record)
 
 
 def _finite(value: Any) -> Any:

@@ -1,0 +1,221 @@
+"""Reading every variant's measures.json back, and the tables and figures C12/C13/C15 share.
+
+The concept modules decide claims; this module only gathers rows (skipped ones included, with
+their reason) and draws: size vs perplexity with its Pareto front, latency and speed-up per
+variant, perplexity vs bits and vs INT4 group size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whylab.errors import InputError
+from whylab.files import read_json
+from whylab.results import FigureRef, Table
+from whylab.verdict import Spread
+
+MB = 1_000_000
+
+
+def load_measures(variants_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The measures.json of each named variant, in the given order."""
+    rows = []
+    for name in names:
+        path = Path(variants_dir) / name / "measures.json"
+        if not path.is_file():
+            raise InputError(f"{path}: missing (the quant rule for {name} did not run)")
+        rows.append(read_json(path))
+    return rows
+
+
+def measured(rows: Iterable[Mapping[str, Any]], family: str | None = None) -> list[Mapping[str, Any]]:
+    return [r for r in rows if not r.get("skipped") and (family is None or r["family"] == family)]
+
+
+def skipped_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [str(r["skipped"]) for r in rows if r.get("skipped")]
+
+
+def quantized_tensor_cut_pct(row: Mapping[str, Any]) -> float | None:
+    """Size cut (%) on the quantized tensors alone: 1 - new bytes / replaced FP32 bytes."""
+    qt = (row.get("diagnostics") or {}).get("quantized_tensors")
+    if not qt or not qt.get("fp32_bytes"):
+        return None
+    return 100.0 * (1.0 - qt["quantized_bytes"] / qt["fp32_bytes"])
+
+
+def speedup_spread(row: Mapping[str, Any]) -> Spread | None:
+    rounds = row.get("speedup_latency_rounds")
+    return Spread.of(rounds) if rounds else None
+
+
+def summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers a verdict needs from one measured variant (JSON-able)."""
+    interval = row.get("ppl_change_interval") or {}
+    spread = speedup_spread(row)
+    size_ratio = row.get("size_ratio_vs_fp32")
+    return {
+        "variant": row["variant"], "family": row["family"], "bits": row["bits"], "runtime": row["runtime"],
+        "algorithm": row["algorithm"], "block_size": row.get("block_size"), "provider": row.get("provider"),
+        "valid_ppl": row["valid_ppl"],
+        "ppl_change_pct": row["ppl_change_pct_vs_fp32"],
+        "ppl_change_low_pct": interval.get("low_pct", row["ppl_change_pct_vs_fp32"]),
+        "ppl_change_high_pct": interval.get("high_pct", row["ppl_change_pct_vs_fp32"]),
+        "size_bytes": row["size_bytes"],
+        "size_cut_pct": None if size_ratio is None else 100.0 * (1.0 - size_ratio),
+        "memory_cut_pct": None if row.get("memory_ratio_vs_fp32") is None
+        else 100.0 * (1.0 - row["memory_ratio_vs_fp32"]),
+        "quantized_tensor_cut_pct": quantized_tensor_cut_pct(row),
+        "latency_ms_p50": row["latency_ms_p50"], "latency_ms_p90": row["latency_ms_p90"],
+        "speedup_latency_p50": row.get("speedup_latency_p50"),
+        "speedup_mean": spread.mean if spread else None,
+        "speedup_sem": None if not spread or math.isnan(spread.sem) else spread.sem,
+        "speedup_n": spread.n if spread else 0,
+        "speedup_throughput": row.get("speedup_throughput"),
+    }
+
+
+def _fmt(value: Any, digits: int = 3) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants",
+                   caption: str = "") -> Table:
+    records = []
+    for r in rows:
+        if r.get("skipped"):
+            records.append({"variant": r["variant"], "bits": r["bits"], "runtime": r["runtime"],
+                            "provider": None, "size (MB)": None, "size cut (%)": None,
+                            "quantized-tensor cut (%)": None, "perplexity": None,
+                            "ppl change vs FP32 (%)": None, "ppl change 95% CI (%)": None,
+                            "latency p50 (ms)": None, "latency p90 (ms)": None, "speed-up (×)": None,
+                            "throughput (tokens/s)": None, "quantized ops": None, "skipped": r["skipped"]})
+            continue
+        s = summary(r)
+        ops = r.get("quantized_op_count") or {}
+        records.append({
+            "variant": r["variant"], "bits": r["bits"], "runtime": r["runtime"], "provider": r.get("provider"),
+            "size (MB)": _fmt(r["size_bytes"] / MB, 4),
+            "size cut (%)": _fmt(s["size_cut_pct"]),
+            "quantized-tensor cut (%)": _fmt(s["quantized_tensor_cut_pct"]),
+            "perplexity": _fmt(r["valid_ppl"], 5),
+            "ppl change vs FP32 (%)": _fmt(s["ppl_change_pct"]),
+            "ppl change 95% CI (%)": f"[{s['ppl_change_low_pct']:.3g}, {s['ppl_change_high_pct']:.3g}]",
+            "latency p50 (ms)": _fmt(r["latency_ms_p50"]), "latency p90 (ms)": _fmt(r["latency_ms_p90"]),
+            "speed-up (×)": _fmt(s["speedup_latency_p50"]),
+            "throughput (tokens/s)": _fmt(r["throughput_tokens_per_s"], 4),
+            "quantized ops": ", ".join(f"{k}={v}" for k, v in sorted(ops.items())) or None,
+            "skipped": None,
+        })
+    return Table.from_records(name, caption or "Every variant, measured the same way in its own job.", records)
+
+
+# ----------------------------------------------------------------------------- figures
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both size and perplexity (smaller is better)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 <= y) and (x2 < x or y2 < y) for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str, caption: str,
+                highlight: str) -> FigureRef:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from whylab import plotting
+
+    rows = measured(rows)
+    xs = [r["size_bytes"] / MB for r in rows]
+    ys = [r["valid_ppl"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    families = [r["family"] for r in rows]
+    sns.scatterplot(x=xs, y=ys, hue=families, style=[r["runtime"] for r in rows], s=70, ax=ax)
+    front = pareto_front(list(zip(xs, ys, strict=True)))
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], color="grey", linestyle="--", linewidth=1,
+            label="Pareto front")
+    for r, x, y in zip(rows, xs, ys, strict=True):
+        if r["family"] == highlight or r["family"] == "fp32":
+            ax.annotate(r["variant"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("size on disk (MB)")
+    ax.set_ylabel("validation perplexity (per token, lower is better)")
+    ax.legend(fontsize=7, loc="best")
+    return plotting.save(fig, outdir, name, title, caption)
+
+
+def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str, caption: str,
+                 claimed: tuple[float, float] | None = None) -> FigureRef:
+    import matplotlib.pyplot as plt
+
+    from whylab import plotting
+
+    rows = measured(rows)
+    names = [r["variant"] for r in rows]
+    y = np.arange(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.38 * len(rows) + 1.8))
+    p50 = [r["latency_ms_p50"] for r in rows]
+    p90 = [r["latency_ms_p90"] for r in rows]
+    colors = ["#0173b2" if r["runtime"] == "onnxruntime" else "#de8f05" for r in rows]
+    left.barh(y, p50, color=colors)
+    left.errorbar(p90, y, fmt="|", color="black", markersize=10)
+    left.set_xscale("log")
+    left.set_xlabel("batch-1 latency p50 (ms, log scale); tick = p90")
+    left.set_ylabel("variant (blue: ONNX Runtime, orange: PyTorch)")
+    rounds = [r.get("speedup_latency_rounds") or [1.0] for r in rows]
+    right.boxplot(rounds, positions=y, vert=False, widths=0.6, showfliers=False)
+    if claimed:
+        right.axvspan(claimed[0], claimed[1], color="green", alpha=0.12, label="claimed speed-up")
+    right.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    right.set_xscale("log")
+    right.set_xlabel("speed-up vs FP32 of the same runtime (×, log scale; one value per timing round)")
+    right.set_ylabel("variant")
+    for ax in (left, right):
+        ax.set_yticks(y, names, fontsize=7)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+    right.legend(fontsize=7, loc="lower right")
+    return plotting.save(fig, outdir, name, title, caption)
+
+
+def plot_bits_and_groups(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str,
+                         caption: str) -> FigureRef:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from whylab import plotting
+
+    rows = measured(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    best: dict[tuple[str, int], float] = {}
+    for r in rows:
+        key = (r["runtime"], int(r["bits"]))
+        best[key] = min(best.get(key, math.inf), float(r["valid_ppl"]))
+    for runtime in sorted({k[0] for k in best}):
+        pts = sorted((b, p) for (rt, b), p in best.items() if rt == runtime)
+        left.plot([b for b, _ in pts], [p for _, p in pts], marker="o", label=runtime)
+    left.set_xscale("log", base=2)
+    left.set_xticks([4, 8, 16, 32], ["4", "8", "16", "32"])
+    left.set_xlabel("bits per weight (best variant at each width)")
+    left.set_ylabel("validation perplexity (per token, lower is better)")
+    left.legend(fontsize=8)
+    int4 = [r for r in rows if r["family"] == "int4"]
+    if int4:
+        sns.lineplot(x=[r["block_size"] for r in int4], y=[r["ppl_change_pct_vs_fp32"] for r in int4],
+                     hue=[r["algorithm"] for r in int4], marker="o", ax=right)
+        right.set_xscale("log", base=2)
+        sizes = sorted({int(r["block_size"]) for r in int4})
+        right.set_xticks(sizes, [str(s) for s in sizes])
+    right.set_xlabel("INT4 group (block) size (weights per scale)")
+    right.set_ylabel("perplexity change vs FP32 (%)")
+    return plotting.save(fig, outdir, name, title, caption)

@@ -1,0 +1,146 @@
+"""C12, C13, C15 verdicts driven to every label they can return, from synthetic metrics."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from whylab.concepts import c12_int8, c13_int4, c15_gptq
+from whylab.verdict import Label
+
+
+def variant(name: str, family: str, *, loss: float, size_cut: float, tensor_cut: float | None = None,
+            speedup: float | None = 1.0, sem: float | None = 0.05, n: int = 20, ci: float = 0.5) -> dict[str, Any]:
+    return {"variant": name, "family": family, "bits": 8 if family == "int8" else 4, "runtime": "onnxruntime",
+            "algorithm": "x", "block_size": 32, "provider": "CPUExecutionProvider", "valid_ppl": 10.0,
+            "ppl_change_pct": loss, "ppl_change_low_pct": loss - ci, "ppl_change_high_pct": loss + ci,
+            "size_bytes": 100, "size_cut_pct": size_cut, "memory_cut_pct": size_cut,
+            "quantized_tensor_cut_pct": tensor_cut, "latency_ms_p50": 1.0, "latency_ms_p90": 1.2,
+            "speedup_latency_p50": speedup, "speedup_mean": speedup, "speedup_sem": sem, "speedup_n": n,
+            "speedup_throughput": speedup}
+
+
+def c12_metrics(*variants: dict[str, Any]) -> dict[str, Any]:
+    return {"claimed": c12_int8.CLAIMED, "tolerance": c12_int8.TOLERANCE, "variants": list(variants),
+            "skipped": [], "device": "cpu", "providers": ["CPUExecutionProvider"]}
+
+
+def c13_metrics(*variants: dict[str, Any]) -> dict[str, Any]:
+    return {"claimed": c13_int4.CLAIMED, "tolerance": c13_int4.TOLERANCE, "variants": list(variants),
+            "skipped": [], "device": "cpu", "providers": ["CPUExecutionProvider"]}
+
+
+# ----------------------------------------------------------------------------- C12
+def test_c12_supported_when_every_part_is_in_range():
+    v = c12_int8.verdict(c12_metrics(variant("a", "int8", loss=25.0, size_cut=74.0, speedup=3.0)))
+    assert v.label == Label.SUPPORTED
+
+
+def test_c12_not_supported_when_loss_is_tiny_size_small_and_no_speedup():
+    v = c12_int8.verdict(c12_metrics(variant("a", "int8", loss=0.3, size_cut=50.0, tensor_cut=60.0, speedup=1.1)))
+    assert v.label == Label.NOT_SUPPORTED
+    assert "0.30%" in v.reason
+
+
+def test_c12_partly_when_only_the_size_holds():
+    v = c12_int8.verdict(c12_metrics(variant("a", "int8", loss=0.3, size_cut=73.0, speedup=1.1),
+                                     variant("b", "int8", loss=0.2, size_cut=60.0, speedup=0.5)))
+    assert v.label == Label.PARTLY
+    assert "size" in v.reason
+
+
+def test_c12_speedup_needs_a_clear_margin_not_one_noisy_round():
+    noisy = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=2.1, sem=0.5)
+    assert c12_int8.verdict(c12_metrics(noisy)).label == Label.PARTLY
+    one_round = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=3.0, sem=None, n=1)
+    assert c12_int8.verdict(c12_metrics(one_round)).label == Label.INCONCLUSIVE
+
+
+def test_c12_inconclusive_without_int8_variants():
+    assert c12_int8.verdict(c12_metrics(variant("f", "fp32", loss=0, size_cut=0))).label == Label.INCONCLUSIVE
+
+
+def test_c12_loss_interval_that_overlaps_the_range_counts():
+    assert c12_int8.loss_status(12.0, 16.0, (20.0, 30.0), 5.0) == "in"
+    assert c12_int8.loss_status(1.0, 14.0, (20.0, 30.0), 5.0) == "below"
+    assert c12_int8.loss_status(40.0, 50.0, (20.0, 30.0), 5.0) == "above"
+
+
+# ----------------------------------------------------------------------------- C13
+def test_c13_supported_when_loss_and_size_match():
+    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=45.0, size_cut=86.0, speedup=None)))
+    assert v.label == Label.SUPPORTED
+
+
+def test_c13_partly_when_only_quantized_tensors_reach_the_cut():
+    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=44.0, size_cut=60.0, tensor_cut=84.0)))
+    assert v.label == Label.PARTLY
+
+
+def test_c13_not_supported_with_small_loss_and_small_cut():
+    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=3.0, size_cut=60.0, tensor_cut=70.0)))
+    assert v.label == Label.NOT_SUPPORTED
+
+
+def test_c13_literature_comparisons_follow_the_numbers():
+    m = c13_metrics(
+        {**variant("r32", "int4", loss=4.0, size_cut=60), "algorithm": "rtn", "block_size": 32},
+        {**variant("g32", "int4", loss=2.0, size_cut=60), "algorithm": "gptq", "block_size": 32},
+        {**variant("r64", "int4", loss=6.0, size_cut=62), "algorithm": "rtn", "block_size": 64},
+        {**variant("g64", "int4", loss=7.0, size_cut=62), "algorithm": "gptq", "block_size": 64},
+    )
+    agrees, text = c13_int4.compare(m, "gptq", "rtn")
+    assert agrees is False and "group 64" in text  # GPTQ lost at group 64
+    assert c13_int4.compare(m, "awq", "rtn")[0] is None
+    assert c13_int4.group_size_trend(m)[0] is True
+
+
+# ----------------------------------------------------------------------------- C15
+C15_BASE: dict[str, Any] = {
+    "probe_control": {"backward_calls": 1, "grad_calls": 0, "saved_for_backward": 6},
+    "gradients": {"backward_calls": 0, "grad_calls": 0, "saved_for_backward": 0, "grad_enabled_layers": 0},
+    "hessian": {"layers": 9, "identity_equals_rtn": True, "codes_differ_from_rtn_frac": 0.2,
+                "codes_differ_between_calibration_sets_frac": 0.05, "calibration_error_gptq": 1.0,
+                "calibration_error_rtn": 3.0, "error_ratio_gptq_vs_rtn": 1 / 3},
+    "ppl_gptq_vs_rtn": {"32": {"gptq": 1.0, "rtn": 2.0, "gptq_ppl": 10.1, "rtn_ppl": 10.2}},
+}
+
+
+def c15(**changes: dict[str, Any]) -> dict[str, Any]:
+    m = copy.deepcopy(C15_BASE)
+    for key, update in changes.items():
+        m[key].update(update)
+    return m
+
+
+def test_c15_not_supported_when_gptq_is_hessian_driven_without_gradients():
+    v = c15_gptq.verdict(c15())
+    assert v.label == Label.NOT_SUPPORTED
+    assert "0 backward" in v.reason and "20.0%" in v.reason
+
+
+def test_c15_supported_if_gradients_were_used():
+    assert c15_gptq.verdict(c15(gradients={"backward_calls": 3})).label == Label.SUPPORTED
+    assert c15_gptq.verdict(c15(gradients={"saved_for_backward": 10})).label == Label.SUPPORTED
+
+
+@pytest.mark.parametrize("change", [
+    {"probe_control": {"backward_calls": 0, "saved_for_backward": 0}},  # a blind probe proves nothing
+    {"hessian": {"codes_differ_from_rtn_frac": 0.0}},  # result equal to RTN
+    {"hessian": {"codes_differ_between_calibration_sets_frac": 0.0}},  # data not used
+    {"hessian": {"error_ratio_gptq_vs_rtn": 1.2}},  # no better than RTN on its own objective
+])
+def test_c15_inconclusive_when_the_evidence_is_missing(change):
+    assert c15_gptq.verdict(c15(**change)).label == Label.INCONCLUSIVE
+
+
+def test_c15_probe_sees_a_gradient_step_and_nothing_in_no_grad_code():
+    control = c15_gptq.probe_control()
+    assert control["backward_calls"] == 1 and control["saved_for_backward"] > 0
+    import torch
+
+    with c15_gptq.autograd_probe() as counts, torch.no_grad():
+        torch.randn(4, 4) @ torch.randn(4, 4)
+    assert counts == {"backward_calls": 0, "grad_calls": 0, "saved_for_backward": 0}

@@ -1,0 +1,181 @@
+# C12, C13, C15: the trained LM quantized every way the notes name, each variant one job that
+# writes results/lm/variants/<name>/measures.json, then the claims decided from those numbers.
+# (C14 and C16 rules are appended at the END of this file by their owner.)
+import re
+
+from whylab.quant.variants import parse as _parse_variant
+from whylab.quant.variants import variant_names as _variant_names
+
+QUANT = config["quantization"]
+# the sections these rules read: a change to another section (qlora, smoothquant) reruns nothing here
+QUANT_SETTINGS = {k: QUANT[k] for k in ("measure", "calibration", "int8", "int4", "fp16")}
+QUANT_VARIANTS = _variant_names(QUANT)
+VARIANTS_DIR = f"{RESULTS}/lm/variants"
+# LM_MODEL, LM_ONNX_FP32 and LM_LANGS_TRAINED come from lm.smk (included before this file);
+# perplexity and calibration use the languages the LM was trained on
+LM_CORPUS = {
+    "train": expand(f"{RESULTS}/corpus/{{lang}}/train.txt", lang=LM_LANGS_TRAINED),
+    "valid": expand(f"{RESULTS}/corpus/{{lang}}/valid.txt", lang=LM_LANGS_TRAINED),
+}
+# every variant job asks for a GPU (SLURM: --gpus=1) exactly when the LM trains on one (lm.smk)
+QUANT_GPU = LM_GPU
+
+
+def variant_measures(name):
+    return f"{VARIANTS_DIR}/{name}/measures.json"
+
+
+def _variant_inputs(wildcards):
+    variant = _parse_variant(wildcards.variant)
+    inputs = {"model": LM_MODEL, "onnx": LM_ONNX_FP32, **LM_CORPUS}
+    if not variant.is_reference:
+        inputs["reference"] = variant_measures(variant.reference)
+    return inputs
+
+
+def _variant_shell_inputs(wildcards, input):
+    parts = [f"--input model={input.model}", f"--input onnx={input.onnx}",
+             f"--input corpus={Path(input.valid[0]).parents[1]}"]
+    if "reference" in input.keys():
+        parts.append(f"--input reference={input.reference}")
+    return " ".join(parts)
+
+
+# One rule per family (references, half precision, INT8, INT4); one job per variant.
+# Latency is timed against the FP32 reference inside each job, so parallel jobs do not bias speed-ups.
+_QUANT_FAMILIES = {
+    "reference": [n for n in QUANT_VARIANTS if _parse_variant(n).is_reference],
+    "half": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "half"],
+    "int8": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "int8"],
+    "int4": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "int4"],
+}
+
+for _family, _names in _QUANT_FAMILIES.items():
+    if not _names:
+        continue
+
+    rule:
+        name:
+            f"quant_{_family}"
+        input:
+            unpack(_variant_inputs),
+        output:
+            measures=variant_measures("{variant}"),
+        wildcard_constraints:
+            variant="|".join(re.escape(n) for n in _names),
+        params:
+            settings=lambda w: settings_json(quantization=QUANT_SETTINGS, variant=w.variant, languages=LM_LANGS_TRAINED),
+            inputs=_variant_shell_inputs,
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+            **QUANT_GPU,
+        log:
+            f"{LOGS}/quant_{{variant}}.log",
+        benchmark:
+            f"{BENCHMARKS}/quant_{{variant}}.tsv"
+        shell:
+            "python -m whylab quant_variant --settings {params.settings:q} {params.inputs}"
+            " --output measures={output.measures} --threads {threads} > {log} 2>&1"
+
+
+# C12 (INT8), C13 (INT4), C15 (GPTQ): decided from every variant's measures.json; C15 also
+# re-runs GPTQ on the model to check what it computes (Hessian, no gradients).
+for _claim in ("C12", "C13", "C15"):
+    CONCEPT_RESULTS[_claim] = concept_result(_claim)
+
+    rule:
+        name:
+            f"concept_{_claim}"
+        input:
+            measures=[variant_measures(n) for n in QUANT_VARIANTS],
+            model=LM_MODEL,
+            onnx=LM_ONNX_FP32,
+            **LM_CORPUS,
+        output:
+            result=report(
+                concept_result(_claim),
+                caption="../report/concept.rst",
+                category="Concepts",
+                labels={"claim": _claim},
+            ),
+        params:
+            claim=_claim,
+            settings=settings_json(quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED),
+            corpus=lambda w, input: Path(input.valid[0]).parents[1],
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=20,
+        log:
+            f"{LOGS}/concept_{_claim}.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}.tsv"
+        shell:
+            "python -m whylab {params.claim} --settings {params.settings:q}"
+            " --input variants={VARIANTS_DIR} --input model={input.model} --input onnx={input.onnx}"
+            " --input corpus={params.corpus} --output result={output.result} --threads {threads} > {log} 2>&1"
+
+
+# C14 (QLoRA) and C16 (SmoothQuant): PyTorch-side experiments on the trained LM, one job each.
+# C14 fine-tunes on a language the LM was not pretrained on (quantization.qlora.finetune_language);
+# C16 calibrates on the LM's training split and scores on its validation split, as the variants do.
+_FT_LANG = QUANT["qlora"]["finetune_language"]
+if _FT_LANG not in LANGS:
+    sys.exit(f"whylab: config error: quantization.qlora.finetune_language: {_FT_LANG!r} is not in "
+             f"corpus.languages ({', '.join(LANGS)})")
+_PT_CONCEPTS = {
+    "C14": {
+        "settings": settings_json(QUANT["qlora"], languages=LM_LANGS_TRAINED),
+        "corpus": sorted({f"{RESULTS}/corpus/{_FT_LANG}/{s}.txt" for s in ("train", "valid")}
+                         | set(LM_CORPUS["valid"])),
+        "runtime": 20,
+    },
+    "C16": {
+        "settings": settings_json(QUANT["smoothquant"], measure=QUANT["measure"],
+                                  calibration=QUANT["calibration"], languages=LM_LANGS_TRAINED),
+        "corpus": LM_CORPUS["train"] + LM_CORPUS["valid"],
+        "runtime": 15,
+    },
+}
+
+for _claim, _pt in _PT_CONCEPTS.items():
+    CONCEPT_RESULTS[_claim] = concept_result(_claim)
+
+    rule:
+        name:
+            f"concept_{_claim}"
+        input:
+            model=LM_MODEL,
+            corpus=_pt["corpus"],
+        output:
+            result=report(
+                concept_result(_claim),
+                caption="../report/concept.rst",
+                category="Concepts",
+                labels={"claim": _claim},
+            ),
+        params:
+            claim=_claim,
+            settings=_pt["settings"],
+            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=_pt["runtime"],
+            **QUANT_GPU,
+        log:
+            f"{LOGS}/concept_{_claim}.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}.tsv"
+        shell:
+            "python -m whylab {params.claim} --settings {params.settings:q}"
+            " --input model={input.model} --input corpus={params.corpus}"
+            " --output result={output.result} --threads {threads} > {log} 2>&1"
