@@ -1,0 +1,330 @@
+"""C14: "QLoRA is 4-bit quantization plus LoRA fine-tuning."
+
+The claim is a definition, so the experiment checks the definition on a real run and
+then what it buys: the trained LM (pretrained on ``lm.train_languages``) is fine-tuned
+on a language it never saw (ko by default) three ways, with the same seeds, batches,
+steps and schedule: (a) QLoRA — NF4 4-bit frozen base (bitsandbytes, double
+quantization) + LoRA adapters (peft); (b) the same LoRA adapters on the FP32 base;
+(c) full fine-tuning. Measured: how many linear layers really are 4-bit and how many
+bytes they take, which parameters train (and that the 4-bit base stays bit-identical),
+peak memory, wall time, and validation perplexity before/after on the new language
+(and on the pretraining language, to see what is forgotten).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from whylab.concepts import ConceptContext
+from whylab.errors import InputError
+from whylab.results import Evidence, LiteratureCheck, Table
+from whylab.verdict import Label, Spread, Verdict
+
+CLAIM_ID = "C14"
+
+DEFAULTS: dict[str, Any] = {
+    "finetune_language": "ko",
+    "variants": ["qlora", "lora", "full"],
+    "block_size": 128,
+    "train_blocks": None,
+    "valid_blocks": 32,
+    "steps": 30,
+    "batch_size": 4,
+    "warmup_steps": 3,
+    "lr_adapters": 3e-3,
+    "lr_full": 1e-3,
+    "min_lr_ratio": 0.1,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "double_quant": True,
+    "eval_batch_size": 8,
+    "close_tolerance_pct": 5.0,
+}
+MIB = 2**20
+LABELS = {"qlora": "QLoRA (NF4 base + LoRA)", "lora": "LoRA on FP32 base", "full": "full fine-tuning"}
+
+
+def _cfg(settings: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = {**DEFAULTS, **{k: settings[k] for k in DEFAULTS if k in settings}}
+    bad = [v for v in cfg["variants"] if v not in LABELS]
+    if bad:
+        raise InputError(f"quantization.qlora.variants: unknown {bad} (allowed: {', '.join(LABELS)})")
+    return cfg
+
+
+def _files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
+    files = [corpus / lang / f"{split}.txt" for lang in languages]
+    for f in files:
+        if not f.is_file():
+            raise InputError(f"corpus file {str(f)!r} does not exist (is the language in corpus.languages?)")
+    return files
+
+
+def run(ctx: ConceptContext) -> Evidence:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from whylab.lm.data import load_tokenizer, token_blocks
+    from whylab.plotting import save
+    from whylab.quant import qlora as ql
+
+    cfg = _cfg(ctx.settings)
+    ft = ql.FinetuneConfig.from_settings(cfg)
+    lang = str(cfg["finetune_language"])
+    pretrain_langs = [str(x) for x in ctx.settings.get("languages", ["en"])]
+    model_dir, corpus = ctx.inputs["model"], ctx.inputs["corpus"]
+    tok = load_tokenizer(model_dir)
+    block = int(cfg["block_size"])
+    train_blocks = token_blocks(_files(corpus, [lang], "train"), tok, block, cfg["train_blocks"])
+    valid_blocks = token_blocks(_files(corpus, [lang], "valid"), tok, block, int(cfg["valid_blocks"]))
+    retain = [x for x in pretrain_langs if x != lang]
+    retain_blocks = (token_blocks(_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
+                     if retain else None)
+    skipped: list[str] = []
+    if lang in pretrain_langs:
+        skipped.append(f"held-out check: {lang} is one of lm.train_languages, so it is not a new language")
+
+    variants = list(cfg["variants"])
+    if "qlora" in variants:
+        ok, why = ql.bnb_available()
+        if not ok:
+            variants.remove("qlora")
+            skipped.append(f"QLoRA variant: {why}")
+    results: list[ql.FinetuneResult] = []
+    for seed in ctx.seeds:
+        for variant in variants:
+            try:
+                results.append(ql.finetune(variant, model_dir, train_blocks, valid_blocks, ft, seed,
+                                           ctx.device, retain_blocks))
+            except (RuntimeError, AssertionError, NotImplementedError) as exc:
+                if variant != "qlora":
+                    raise
+                variants.remove("qlora")
+                results = [r for r in results if r.variant != "qlora"]
+                skipped.append(f"QLoRA variant: bitsandbytes 4-bit failed on {ctx.device}: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    summary = ql.summarize(results)
+    peak_known = all(b is not None for v in summary.values() for b in v["peak_bytes"])
+    if not peak_known:
+        skipped.append("peak memory: " + ("the RSS high-water mark cannot be reset here"))
+
+    metrics: dict[str, Any] = {
+        "finetune_language": lang,
+        "pretrain_languages": pretrain_langs,
+        "retention_languages": retain,
+        "variants_run": variants,
+        "qlora_ran": "qlora" in summary,
+        "close_tolerance_pct": float(cfg["close_tolerance_pct"]),
+        "memory_method": ql.memory_method(ctx.device),
+        "steps": ft.steps, "batch_size": ft.batch_size, "block_size": block,
+        "train_blocks": int(train_blocks.shape[0]), "valid_blocks": int(valid_blocks.shape[0]),
+        "lr": {"qlora": ft.lr_adapters, "lora": ft.lr_adapters, "full": ft.lr_full},
+        "lora_r": ft.lora_r, "lora_alpha": ft.lora_alpha,
+        "variants": {},
+    }
+    for v, s in summary.items():
+        metrics["variants"][v] = {
+            "trainable_params": s["trainable_params"],
+            "total_params": s["total_params"],
+            "trainable_share_pct": 100 * s["trainable_params"] / s["total_params"],
+            "base_storage_bytes": s["base_storage_bytes"],
+            "linear_storage_bytes": s["linear_storage_bytes"],
+            "linear_bits_per_weight": s["linear_bits_per_weight"],
+            "linear_table_bytes": s["linear_table_bytes"],
+            "linear4bit_count": s["linear4bit_count"],
+            "decoder_linear_count": s["decoder_linear_count"],
+            "nf4": s["nf4"],
+            "only_adapters_trainable": s["only_adapters_trainable"],
+            "base_unchanged": s["base_unchanged"],
+            "ppl_before": s["ppl_before"],
+            "ppl_after": s["ppl_after"],
+            "retained_ppl_after": s["retained_ppl_after"] if retain else None,
+            "peak_bytes": s["peak_bytes"] if peak_known else None,
+            "train_seconds": s["train_seconds"],
+            "final_train_loss": s["final_loss"],
+        }
+    if "qlora" in summary and "lora" in summary:
+        q, lo = Spread.of(summary["qlora"]["ppl_after"]).mean, Spread.of(summary["lora"]["ppl_after"]).mean
+        metrics["qlora_vs_lora_ppl_gap_pct"] = 100 * (q - lo) / lo
+    if "qlora" in summary and "full" in summary:
+        q, fu = Spread.of(summary["qlora"]["ppl_after"]).mean, Spread.of(summary["full"]["ppl_after"]).mean
+        metrics["qlora_vs_full_ppl_gap_pct"] = 100 * (q - fu) / fu
+
+    figures = [_figure_resources(ctx.outdir, metrics, sns, plt, save),
+               _figure_quality(ctx.outdir, metrics, results, sns, plt, save)]
+    return Evidence(
+        method=(
+            f"The trained LM (pretrained on {', '.join(pretrain_langs)}) is fine-tuned on {lang} "
+            f"({train_blocks.shape[0]} training blocks of {block} tokens) for {ft.steps} steps of "
+            f"{ft.batch_size} blocks, AdamW with warm-up and cosine decay, the same seeds and batches for "
+            "every variant: QLoRA (bitsandbytes NF4 base with double quantization, float32 compute, frozen; "
+            f"peft LoRA r={ft.lora_r} on every decoder projection), the same LoRA on the FP32 base, and full "
+            "fine-tuning. Counted: Linear4bit layers and their bytes (packed codes and quantization "
+            "constants), trainable parameters, a hash of the base before and after training; measured: "
+            f"peak memory during training ({metrics['memory_method']}), wall time, and {lang} validation "
+            f"perplexity on {valid_blocks.shape[0]} blocks before and after."
+        ),
+        metrics=metrics,
+        seeds=list(ctx.seeds),
+        tables=[_table(metrics)],
+        figures=figures,
+        literature=_literature(metrics),
+        skipped=skipped,
+    )
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    vals = [float(v) for v in values if v is not None]
+    return Spread.of(vals).mean if vals else math.nan
+
+
+def _sd(values: Sequence[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    if len(vals) < 2:
+        return None
+    return Spread.of(vals).std
+
+
+def _table(m: Mapping[str, Any]) -> Table:
+    rows = []
+    for v, s in m["variants"].items():
+        rows.append({
+            "variant": LABELS[v],
+            "trainable params": s["trainable_params"],
+            "trainable %": round(s["trainable_share_pct"], 2),
+            "4-bit linear layers": f"{s['linear4bit_count']}/{s['decoder_linear_count']}",
+            "linear bits/weight": round(s["linear_bits_per_weight"], 3),
+            "base storage (MiB)": round(s["base_storage_bytes"] / MIB, 3),
+            "peak extra in training (MiB)": (None if s["peak_bytes"] is None
+                                             else round(_mean(s["peak_bytes"]) / MIB, 2)),
+            "train time (s)": round(_mean(s["train_seconds"]), 2),
+            f"{m['finetune_language']} ppl before": round(s["ppl_before"], 2),
+            f"{m['finetune_language']} ppl after": round(_mean(s["ppl_after"]), 2),
+            "ppl after sd": None if _sd(s["ppl_after"]) is None else round(_sd(s["ppl_after"]), 2),
+            "retained-language ppl after": (None if s["retained_ppl_after"] is None
+                                            else round(_mean(s["retained_ppl_after"]), 2)),
+        })
+    return Table.from_records("finetune", "Fine-tuning variants, mean over seeds: what trains, what the base "
+                              "weighs, peak memory and perplexity before/after.", rows)
+
+
+def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, save: Any) -> Any:
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    names = [LABELS[v] for v in m["variants"]]
+    vs = list(m["variants"].values())
+    sns.barplot(x=names, y=[s["trainable_params"] for s in vs], ax=axes[0], color=sns.color_palette()[0])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("trainable parameters (count, log scale)")
+    axes[0].set_title("what trains")
+    storage = pd.DataFrame(
+        [{"variant": LABELS[v], "part": "decoder linear weights", "MiB": s["linear_storage_bytes"] / MIB}
+         for v, s in m["variants"].items()]
+        + [{"variant": LABELS[v], "part": "embeddings, LM head, norms",
+            "MiB": (s["base_storage_bytes"] - s["linear_storage_bytes"]) / MIB} for v, s in m["variants"].items()])
+    sns.barplot(data=storage, x="variant", y="MiB", hue="part", ax=axes[1])
+    axes[1].legend(fontsize=8, loc="upper left", title=None)
+    axes[1].set_ylabel("base weight storage (MiB)")
+    axes[1].set_title("what the base weighs")
+    peak = pd.DataFrame([{"variant": LABELS[v], "MiB": b / MIB} for v, s in m["variants"].items()
+                         for b in (s["peak_bytes"] or [])])
+    if not peak.empty:
+        sns.barplot(data=peak, x="variant", y="MiB", errorbar="sd", ax=axes[2], color=sns.color_palette()[2])
+    axes[2].set_ylabel("peak extra memory in training (MiB)")
+    axes[2].set_title("peak memory above the loaded model")
+    for ax in axes:
+        ax.set_xlabel("fine-tuning variant")
+        ax.tick_params(axis="x", labelsize=8, rotation=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return save(fig, outdir, "resources", "Trainable parameters, base storage and peak memory per fine-tuning variant",
+                "Left: parameters that receive gradients (log scale). Middle: bytes of the frozen base as stored: "
+                "QLoRA keeps the decoder's linear weights as 4-bit NF4 codes plus block constants; embeddings, "
+                "LM head and norms stay float32. Right: peak memory used by training on top of the loaded model "
+                f"(weights' gradients, optimizer state, activations), mean ± sd over seeds; {m['memory_method']}.")
+
+
+def _figure_quality(outdir: Path, m: Mapping[str, Any], results: Sequence[Any], sns: Any, plt: Any,
+                    save: Any) -> Any:
+    lang = m["finetune_language"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    rows = []
+    for v, s in m["variants"].items():
+        rows.append({"variant": LABELS[v], "stage": "before fine-tuning", "ppl": s["ppl_before"]})
+        rows += [{"variant": LABELS[v], "stage": "after fine-tuning", "ppl": p} for p in s["ppl_after"]]
+    sns.barplot(data=pd.DataFrame(rows), x="variant", y="ppl", hue="stage", errorbar="sd", ax=axes[0])
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("fine-tuning variant")
+    axes[0].set_ylabel(f"{lang} validation perplexity (per token, log scale)")
+    axes[0].tick_params(axis="x", labelsize=8, rotation=12)
+    curves = pd.DataFrame([{"variant": LABELS[r.variant], "step": i + 1, "loss": loss}
+                           for r in results for i, loss in enumerate(r.losses)])
+    sns.lineplot(data=curves, x="step", y="loss", hue="variant", errorbar="sd", ax=axes[1])
+    axes[1].set_xlabel("optimizer step")
+    axes[1].set_ylabel(f"{lang} training loss (nats/token)")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return save(fig, outdir, "quality", f"{lang} perplexity before/after and training loss per variant",
+                f"Left: {lang} validation perplexity of the base (the NF4 base for QLoRA) and after fine-tuning, "
+                "mean ± sd over seeds, log scale. Right: training loss per step, mean ± sd over seeds; every "
+                "variant sees the same batches in the same order.")
+
+
+def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
+    tol = float(m["close_tolerance_pct"])
+    checks = []
+    gap = m.get("qlora_vs_lora_ppl_gap_pct")
+    checks.append(LiteratureCheck(
+        "Dettmers et al. 2023, QLoRA (NeurIPS)",
+        "NF4 with double quantization plus LoRA on all linear layers matches 16-bit LoRA fine-tuning.",
+        None if gap is None else abs(gap) <= tol,
+        "QLoRA did not run here" if gap is None else
+        f"{m['finetune_language']} perplexity after fine-tuning: QLoRA vs LoRA on the FP32 base differ by "
+        f"{gap:+.2f}% (agreement means within ±{tol:g}%)"))
+    gap_full = m.get("qlora_vs_full_ppl_gap_pct")
+    checks.append(LiteratureCheck(
+        "Dettmers et al. 2023, QLoRA (NeurIPS)",
+        "QLoRA also matches 16-bit full fine-tuning (GLUE, Super-NaturalInstructions, MMLU).",
+        None if gap_full is None else abs(gap_full) <= tol,
+        "QLoRA or full fine-tuning did not run here" if gap_full is None else
+        f"QLoRA vs full fine-tuning: {gap_full:+.2f}% in {m['finetune_language']} perplexity; here the "
+        "language is new to the model, and adapters on the projections cannot retrain its embeddings or "
+        "LM head, which full fine-tuning does"))
+    return checks
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """Definition first (4-bit base, only adapters train, base frozen), then whether it fine-tunes as LoRA does."""
+    if not metrics.get("qlora_ran") or "qlora" not in metrics.get("variants", {}):
+        return Verdict(Label.INCONCLUSIVE, "The NF4 QLoRA variant could not run here (bitsandbytes 4-bit), "
+                                           "so the definition could not be checked on a real run.")
+    q = metrics["variants"]["qlora"]
+    n4, nlin = int(q["linear4bit_count"]), int(q["decoder_linear_count"])
+    bits = float(q["linear_bits_per_weight"])
+    definition = (n4 == nlin and nlin > 0 and bool(q["nf4"]) and bits <= 5.0
+                  and bool(q["only_adapters_trainable"]) and bool(q["base_unchanged"]))
+    facts = (f"{n4}/{nlin} decoder linear layers are NF4 Linear4bit at {bits:.2f} bits/weight, "
+             f"{q['trainable_params']:,} parameters train ({q['trainable_share_pct']:.1f}%, "
+             f"{'adapters only' if q['only_adapters_trainable'] else 'not only adapters'}), base "
+             f"{'bit-identical' if q['base_unchanged'] else 'changed'} after training")
+    if not definition:
+        return Verdict(Label.NOT_SUPPORTED, f"The QLoRA run is not a frozen 4-bit base plus LoRA: {facts}.")
+    before = float(q["ppl_before"])
+    after = [float(x) for x in q["ppl_after"]]
+    improved = max(after) < before
+    gap = metrics.get("qlora_vs_lora_ppl_gap_pct")
+    tol = float(metrics["close_tolerance_pct"])
+    lang = metrics["finetune_language"]
+    quality = (f"{lang} perplexity {before:.4g} → {Spread.of(after)} with QLoRA"
+               + ("" if gap is None else f", {gap:+.2f}% from LoRA on the FP32 base (tolerance ±{tol:g}%)"))
+    if improved and gap is not None and abs(gap) <= tol:
+        return Verdict(Label.SUPPORTED, f"QLoRA is 4-bit quantization plus LoRA: {facts}; and it fine-tunes like "
+                                        f"LoRA does: {quality}.")
+    return Verdict(Label.PARTLY, f"The definition holds ({facts}), but the fine-tuning result does not match "
+                                 f"LoRA on the full-precision base: {quality}.")

@@ -1,0 +1,182 @@
+"""QLoRA (C14): the NF4 base really is 4-bit, only adapters train, the base stays frozen;
+the shared training loop; peak-memory measurement; the verdict every way; a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from pt_quant_helpers import build_tree
+
+from whylab.concepts import c14_qlora as c14
+from whylab.quant import qlora as ql
+from whylab.verdict import Label
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_tree(tmp_path_factory.mktemp("c14"))
+
+
+@pytest.fixture(scope="module")
+def blocks(tree) -> dict[str, torch.Tensor]:
+    from whylab.lm.data import load_tokenizer, token_blocks
+
+    tok = load_tokenizer(tree["model"])
+    ko = tree["corpus"] / "ko"
+    return {"train": token_blocks([ko / "train.txt"], tok, 16, 24),
+            "valid": token_blocks([ko / "valid.txt"], tok, 16, 4)}
+
+
+def _cfg(**kw) -> ql.FinetuneConfig:
+    base = {"steps": 4, "batch_size": 2, "warmup_steps": 1, "eval_batch_size": 4}
+    return ql.FinetuneConfig(**{**base, **kw})
+
+
+def test_nf4_base_has_every_decoder_linear_in_4_bits(tree):
+    model = ql.load_base(tree["model"], "qlora", "cpu")
+    report = ql.storage_report(model)
+    assert report["decoder_linear_count"] == 2 * 7
+    assert report["linear4bit_count"] == report["decoder_linear_count"]
+    assert report["nf4"]
+    # 4-bit codes + an 8-bit absmax per 64 weights + a float per 256 blocks (double quantization)
+    # (small layers round the per-256-block float up to one per layer, hence the tolerance)
+    assert report["linear_bits_per_weight"] == pytest.approx(4 + 8 / 64 + 32 / (64 * 256), abs=0.05)
+    assert report["linear_table_bytes"] > 0
+    fp32 = ql.storage_report(ql.load_base(tree["model"], "lora", "cpu"))
+    assert fp32["linear4bit_count"] == 0
+    assert fp32["linear_bits_per_weight"] == 32.0 and fp32["linear_table_bytes"] == 0
+    # embeddings and head are not quantized in either
+    other = report["base_storage_bytes"] - report["linear_storage_bytes"]
+    assert other == fp32["base_storage_bytes"] - fp32["linear_storage_bytes"]
+
+
+def test_qlora_trains_only_adapters_and_leaves_the_4bit_base_bit_identical(tree, blocks):
+    r = ql.finetune("qlora", tree["model"], blocks["train"], blocks["valid"],
+                    _cfg(steps=8, lr_adapters=1e-2), 0, "cpu")
+    assert r.only_adapters_trainable and r.base_unchanged
+    # LoRA rank r on every projection: r * (in + out) weights per layer
+    h, i, layers, rank = 64, 96, 2, 8
+    per_layer = 4 * rank * (h + h) + 2 * rank * (h + i) + rank * (i + h)
+    assert r.trainable_params == layers * per_layer
+    assert r.ppl_after < r.ppl_before
+    assert len(r.losses) == 8
+
+
+def test_full_finetuning_trains_everything_and_lora_the_same_adapters_as_qlora(tree, blocks):
+    full = ql.finetune("full", tree["model"], blocks["train"], blocks["valid"], _cfg(), 0, "cpu")
+    assert full.trainable_params == full.total_params and not full.only_adapters_trainable
+    lora = ql.finetune("lora", tree["model"], blocks["train"], blocks["valid"], _cfg(), 0, "cpu")
+    assert lora.only_adapters_trainable and lora.base_unchanged
+    qlora = ql.finetune("qlora", tree["model"], blocks["train"], blocks["valid"], _cfg(), 0, "cpu")
+    assert lora.trainable_params == qlora.trainable_params
+    assert lora.total_params == qlora.total_params  # 4-bit packing counted as the weights it holds
+    assert qlora.base_storage_bytes < 0.75 * lora.base_storage_bytes
+
+
+def test_same_seed_same_result_and_the_seed_matters(tree, blocks):
+    a = ql.finetune("lora", tree["model"], blocks["train"], blocks["valid"], _cfg(), 3, "cpu")
+    b = ql.finetune("lora", tree["model"], blocks["train"], blocks["valid"], _cfg(), 3, "cpu")
+    c = ql.finetune("lora", tree["model"], blocks["train"], blocks["valid"], _cfg(), 4, "cpu")
+    assert a.losses == b.losses and a.ppl_after == b.ppl_after
+    assert a.losses != c.losses
+
+
+def test_batches_and_schedule_are_shared_and_well_formed():
+    cfg = _cfg(steps=10, warmup_steps=2, min_lr_ratio=0.1)
+    order = ql.batch_order(7, 10, 3, seed=1)
+    assert [b.tolist() for b in order] == [b.tolist() for b in ql.batch_order(7, 10, 3, seed=1)]
+    assert all(len(b) == 3 for b in order)
+    first_epoch = torch.cat(order)[:7].tolist()
+    assert sorted(first_epoch) == list(range(7))  # each block once per epoch
+    lrs = [ql.lr_multiplier(s, cfg) for s in range(10)]
+    assert lrs[0] == 0.5 and lrs[1] == 1.0  # warm-up
+    assert all(x >= y for x, y in zip(lrs[1:], lrs[2:], strict=False))  # then decays
+    assert lrs[-1] >= 0.1
+
+
+def test_peak_memory_sees_torch_allocations_on_cpu():
+    from whylab.quant.peak_memory import PeakMemory, cpu_peak_supported
+
+    ok, why = cpu_peak_supported()
+    if not ok:
+        pytest.skip(why)
+    with PeakMemory("cpu") as big:
+        x = torch.ones(8_000_000)  # 32 MB, touched
+        del x
+    with PeakMemory("cpu") as small:
+        y = torch.ones(1000)
+        del y
+    assert 30e6 <= big.peak_bytes <= 40e6
+    assert small.peak_bytes < 4e6
+
+
+def test_concept_defaults_match_the_schema():
+    schema = yaml.safe_load((REPO / "workflow/schemas/quantization.schema.yaml").read_text())
+    props = schema["properties"]["qlora"]["properties"]
+    assert {k: v["default"] for k, v in props.items()} == c14.DEFAULTS
+    assert set(ql.FinetuneConfig.__dataclass_fields__) <= set(c14.DEFAULTS)
+
+
+# ---------------------------------------------------------------- verdict, every way
+
+def _metrics(**q_over):
+    q = {"linear4bit_count": 28, "decoder_linear_count": 28, "nf4": True, "linear_bits_per_weight": 4.4,
+         "only_adapters_trainable": True, "base_unchanged": True, "trainable_params": 78080,
+         "trainable_share_pct": 5.6, "ppl_before": 1000.0, "ppl_after": [300.0, 310.0, 305.0]}
+    q.update(q_over)
+    return {"qlora_ran": True, "variants": {"qlora": q}, "qlora_vs_lora_ppl_gap_pct": 1.0,
+            "close_tolerance_pct": 5.0, "finetune_language": "ko"}
+
+
+def test_verdict_supported_when_definition_holds_and_it_matches_lora():
+    v = c14.verdict(_metrics())
+    assert v.label == Label.SUPPORTED
+    assert "28/28" in v.reason and "+1.00%" in v.reason
+
+
+def test_verdict_not_supported_when_the_base_is_not_4bit_or_not_frozen():
+    assert c14.verdict(_metrics(linear4bit_count=0)).label == Label.NOT_SUPPORTED
+    assert c14.verdict(_metrics(base_unchanged=False)).label == Label.NOT_SUPPORTED
+    assert c14.verdict(_metrics(only_adapters_trainable=False)).label == Label.NOT_SUPPORTED
+    assert c14.verdict(_metrics(linear_bits_per_weight=8.0)).label == Label.NOT_SUPPORTED
+
+
+def test_verdict_partly_when_quality_falls_short():
+    m = _metrics()
+    m["qlora_vs_lora_ppl_gap_pct"] = 12.0
+    assert c14.verdict(m).label == Label.PARTLY
+    assert c14.verdict(_metrics(ppl_after=[1200.0, 900.0])).label == Label.PARTLY
+
+
+def test_verdict_inconclusive_when_qlora_could_not_run():
+    m = _metrics()
+    m["qlora_ran"] = False
+    assert c14.verdict(m).label == Label.INCONCLUSIVE
+
+
+# ---------------------------------------------------------------- end to end, tiny
+
+def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
+    from whylab.concepts import REGISTRY, run_concept
+    from whylab.results import validate_result
+
+    assert REGISTRY["C14"] == "whylab.concepts.c14_qlora"
+    settings = {"seeds": [0, 1], "device": "cpu", "languages": ["en"], **copy.deepcopy(c14.DEFAULTS)}
+    settings.update({"block_size": 16, "train_blocks": 16, "valid_blocks": 4, "steps": 3, "batch_size": 2,
+                     "warmup_steps": 1, "eval_batch_size": 4})
+    record = run_concept("C14", settings, {"model": tree["model"], "corpus": tree["corpus"]},
+                         tmp_path / "C14" / "result.json")
+    validate_result(record)
+    m = record["metrics"]
+    assert m["variants_run"] == ["qlora", "lora", "full"]
+    q = m["variants"]["qlora"]
+    assert q["linear4bit_count"] == q["decoder_linear_count"] == 14
+    assert len(q["ppl_after"]) == 2 and q["retained_ppl_after"][0] > 0
+    assert {f["path"] for f in record["figures"]} == {"figures/resources.png", "figures/quality.png"}
+    assert record["verdict"]["label"] in {str(label) for label in Label}
