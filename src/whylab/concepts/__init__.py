@@ -38,7 +38,6 @@ REGISTRY: dict[str, str] = {
     "C09": "whylab.concepts.c09_feed_forward",
     "C10": "whylab.concepts.c10_encoder_decoder",
     "C11": "whylab.concepts.c11_cross_attention",
-    "C14": "whylab.concepts.c14_qlora",
     "C12": "whylab.concepts.c12_int8",
     "C13": "whylab.concepts.c13_int4",
     "C14": "whylab.concepts.c14_qlora",
