@@ -26,6 +26,7 @@ from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.memory import calculator as calc
 from whylab.memory import measure, training
+from whylab.memory.plots import plain_log_ticks
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
 
@@ -131,7 +132,7 @@ def run(ctx: ConceptContext) -> Evidence:
                              "n": spread.n, "tracked_step_delta": tracked["measured_peak"] - resident,
                              "rss_over_tracked": spread.mean / (tracked["measured_peak"] - resident)})
         noise = [measure.rss_peak("whylab.memory.measure:null_work", threads=ctx.threads)["peak_delta_bytes"]
-                 for _ in range(int(s["repeats"]))]
+                 for _ in range(int(s["repeats"]) if rss_rows else 0)]
     else:
         noise = []
         skipped.append("peak RSS in a fresh process is a CPU measurement; on CUDA the allocator's peak is used")
@@ -258,6 +259,7 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     sns.lineplot(frame, x="tokens per step (batch × seq)", y="peak memory (MiB)", hue="source", style="seq",
                  markers=True, ax=ax)
     ax.set_xscale("log", base=2)
+    plain_log_ticks(ax, "x")
     ax.set_xlabel("tokens per step, batch × sequence length (tokens, log₂ scale)")
     ax.set_ylabel("peak memory of one step (MiB)")
     ax.legend(fontsize=7)
@@ -290,6 +292,8 @@ def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     sns.lineplot(frame, x="seq", y="ratio", hue="batch size", marker="o", palette="viridis", ax=ax)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    plain_log_ticks(ax, "x")
+    plain_log_ticks(ax, "y")
     ax.set_xlabel("sequence length (tokens, log₂ scale)")
     ax.set_ylabel("activation bytes / weight bytes (ratio, log scale)")
     ax.legend(fontsize=8)

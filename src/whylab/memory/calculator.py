@@ -184,7 +184,9 @@ def llama_head_activation_bytes(shape: LlamaShape, batch: int, seq: int, act: in
     rope = 2 * s * d * act  # cos and sin, shared by every layer (position ids have batch 1)
     final_norm = b * s * (4 * h + 2 * act * h + 4)
     log_softmax = 4 * b * s * shape.vocab
-    targets = 8 * b * s + 4  # int64 targets and the loss's total weight
+    # int64 targets: labels padded by one and shifted; for batch 1 the shifted slice is already
+    # contiguous and keeps the padded (s+1)-long storage alive; plus the loss's 4-byte total weight
+    targets = 8 * (b * s + (1 if b == 1 else 0)) + 4
     return ids + rope + final_norm + log_softmax + targets
 
 

@@ -120,8 +120,20 @@ def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -
 
     tracker = MemTracker()
     tracker.track_external(*track)
-    with tracker:
-        fn()
+    roots = [m for m in track if isinstance(m, nn.Module)]
+
+    def next_call(module: nn.Module, args: Any) -> None:
+        # MemTracker refuses a second forward of the root module (it keeps per-module stats of one
+        # iteration); gradient accumulation runs several. Its global peak is unaffected by the reset.
+        if any(module is r for r in roots) and module in tracker.memory_tracking and not tracker._mod_tracker.is_bw:  # noqa: SLF001
+            tracker.reset_mod_stats()
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(next_call)
+    try:
+        with tracker:
+            fn()
+    finally:
+        handle.remove()
     snap = tracker.get_tracker_snapshot("peak")
     dev = torch.device(device if device != "cuda" else f"cuda:{torch.cuda.current_device()}")
     dev_snap = snap.get(dev, {})

@@ -1,0 +1,227 @@
+"""C21: CPU offloading moves some layers (or optimizer state) to the CPU to save accelerator memory.
+
+Two real mechanisms (whylab.memory.offload): ZeRO-Offload-style AdamW (FP32 master weights and Adam
+moments in host memory; gradients down, weights up every step) for training, and accelerate's
+cpu_offload of the first N decoder layers (weights fetched per forward) for inference. What the
+claim is about, peak accelerator memory, can only be measured with an accelerator: on CUDA this
+rule measures peak allocated memory and time with and without each; on a CPU-only machine it says
+so, checks that both mechanisms compute the same results as the plain model, and computes from
+the model the bytes that would leave the accelerator and the bytes moved per step. A result of a
+GPU run can be passed in (memory.C21.recorded_gpu_run) and is then reported as recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+from whylab import plotting
+from whylab.concepts import ConceptContext
+from whylab.errors import InputError
+from whylab.files import read_json
+from whylab.memory import calculator as calc
+from whylab.memory import measure, offload, training
+from whylab.results import Evidence, LiteratureCheck, Table
+from whylab.verdict import Label, Spread, Verdict
+
+CLAIM_ID = "C21"
+
+
+def computed(s: Mapping[str, Any], model: torch.nn.Module, device: str) -> dict[str, Any]:
+    """What offloading would move, from the model's shapes (no accelerator needed)."""
+    shape = calc.LlamaShape.from_model_cfg(s["model"])
+    shapes = training.param_shapes(model)
+    b, q = int(s["batch_size"]), int(s["seq_len"])
+    plain = calc.training_estimate(shapes, shape, b, q, "adamw", "fp32", step_bytes=0)
+    # with the optimizer offloaded the accelerator holds what plain SGD would: weights, gradients, activations
+    offloaded = calc.training_estimate(shapes, shape, b, q, "sgd", "fp32", step_bytes=0)
+    p = plain.params
+    n_off = min(int(s["offload_layers"]), int(s["model"]["num_layers"]))
+    layer_bytes = offload.layer_weight_bytes(model, n_off)
+    return {
+        "params": p, "weights_bytes": plain.weights,
+        "optimizer_state_offloaded_bytes": plain.optimizer + 4 * p,  # Adam moments on device, + the FP32 master copy on host
+        "optimizer_state_leaving_accelerator_bytes": plain.optimizer,
+        "transfer_per_step_bytes": plain.gradients + plain.weights,  # FP32 gradients down, FP32 weights up
+        "estimated_train_peak_plain": plain.phase_peak, "estimated_train_peak_offload": offloaded.phase_peak,
+        "estimated_train_saving": 1 - offloaded.phase_peak / plain.phase_peak,
+        "offload_layers": n_off, "layer_weights_offloaded_bytes": layer_bytes,
+        "layer_transfer_per_forward_bytes": layer_bytes,
+        "layer_share_of_weights": layer_bytes / plain.weights,
+    }
+
+
+def equivalence(s: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
+    """Offloaded training and inference compute what the plain model computes."""
+    vocab, b, q = int(s["model"]["vocab_size"]), int(s["batch_size"]), int(s["seq_len"])
+    plain = training.build_llama(s["model"], seed, "fp32", device)
+    other = training.build_llama(s["model"], seed, "fp32", device)
+    opt_a = torch.optim.AdamW(plain.parameters(), lr=1e-3, foreach=False)
+    opt_b = offload.CPUOffloadAdamW(other.parameters(), lr=1e-3)
+    for step in range(int(s["steps"])):
+        ids = training.random_ids(vocab, b, q, seed + step, device)
+        training.train_step(plain, opt_a, ids)
+        training.train_step(other, opt_b, ids)
+    with torch.no_grad():
+        param_diff = max(float((x - y).abs().max()) for x, y in zip(plain.parameters(), other.parameters(), strict=True))
+    plain.eval()
+    other.eval()
+    ids = training.random_ids(vocab, b, q, seed, device)
+    with torch.no_grad():
+        ref = plain(input_ids=ids).logits
+        moved = offload.offload_layers(plain, int(s["offload_layers"]), device)
+        got = plain(input_ids=ids).logits
+    return {"optimizer_offload_max_param_diff": param_diff,
+            "optimizer_offload_bytes_to_host_per_step": opt_b.bytes_to_host / int(s["steps"]),
+            "optimizer_offload_bytes_to_device_per_step": opt_b.bytes_to_device / int(s["steps"]),
+            "layer_offload_max_logit_diff": float((ref - got).abs().max()), "layer_offload_moved_bytes": moved}
+
+
+def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> dict[str, Any]:
+    """Peak allocated accelerator memory and time, with and without each kind of offloading (CUDA)."""
+    vocab, b, q = int(s["model"]["vocab_size"]), int(s["batch_size"]), int(s["seq_len"])
+    ids = training.random_ids(vocab, b, q, seed, device)
+    out: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else device}
+    for name in ("plain", "offload"):
+        torch.cuda.empty_cache()
+        model = training.build_llama(s["model"], seed, "fp32", device)
+        opt: Any = (torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False) if name == "plain"
+                    else offload.CPUOffloadAdamW(model.parameters(), lr=1e-3))
+        training.train_step(model, opt, ids)  # state exists
+        peak = measure.tracked_peak(lambda m=model, o=opt: training.train_step(m, o, ids), [], device,
+                                    use_tracker=False)
+        times = Spread.of(measure.time_calls(lambda m=model, o=opt: training.train_step(m, o, ids), repeats, device))
+        out[f"train_peak_{name}"] = peak.peak_bytes
+        out[f"train_time_{name}_mean_s"], out[f"train_time_{name}_std_s"] = times.mean, times.std
+        del model, opt
+    for name in ("plain", "offload"):
+        torch.cuda.empty_cache()
+        model = training.build_llama(s["model"], seed, "fp32", device)
+        model.eval()
+        if name == "offload":
+            offload.offload_layers(model, int(s["offload_layers"]), device)
+
+        def fwd(m: torch.nn.Module = model) -> None:
+            with torch.no_grad():
+                m(input_ids=ids)
+
+        fwd()
+        peak = measure.tracked_peak(fwd, [], device, use_tracker=False)
+        times = Spread.of(measure.time_calls(fwd, repeats, device))
+        out[f"infer_peak_{name}"] = peak.peak_bytes
+        out[f"infer_time_{name}_mean_s"], out[f"infer_time_{name}_std_s"] = times.mean, times.std
+        del model
+    out["train_saving"] = 1 - out["train_peak_offload"] / out["train_peak_plain"]
+    out["infer_saving"] = 1 - out["infer_peak_offload"] / out["infer_peak_plain"]
+    out["train_time_ratio"] = out["train_time_offload_mean_s"] / out["train_time_plain_mean_s"]
+    out["infer_time_ratio"] = out["infer_time_offload_mean_s"] / out["infer_time_plain_mean_s"]
+    return out
+
+
+def _recorded(path: Path) -> tuple[dict[str, Any] | None, str]:
+    if not path.is_file():
+        raise InputError(f"memory.C21.recorded_gpu_run: {str(path)!r} does not exist")
+    record = read_json(path)
+    acc = record.get("metrics", {}).get("accelerator")
+    if record.get("claim_id") != CLAIM_ID or not acc:
+        raise InputError(f"memory.C21.recorded_gpu_run: {str(path)!r} is not a C21 result with accelerator measurements")
+    return acc, (f"recorded GPU run ({record['environment']['device']}, finished {record.get('finished_at', '?')}, "
+                 f"file {path.name})")
+
+
+def run(ctx: ConceptContext) -> Evidence:
+    s = ctx.settings
+    seed, device, repeats = ctx.seeds[0], ctx.device, int(s["repeats"])
+    skipped: list[str] = []
+    model = training.build_llama(s["model"], seed, "fp32", device)
+    comp = computed(s, model, device)
+    del model
+    eq = equivalence(s, seed, device)
+    acc: dict[str, Any] | None = None
+    source = None
+    if device.startswith("cuda"):
+        acc, source = accelerator(s, seed, device, repeats), f"this run ({torch.cuda.get_device_name(0)})"
+    else:
+        skipped.append("No accelerator on this machine (torch.cuda.is_available() is False): peak accelerator memory "
+                       "and step time with and without offloading were not measured in this run; the offload code "
+                       "ran with the CPU as execution device, which only checks that it computes the same results.")
+        if "recorded_gpu_run" in ctx.inputs:
+            acc, source = _recorded(ctx.inputs["recorded_gpu_run"])
+    metrics = {"computed": comp, "equivalence": eq, "accelerator": acc, "accelerator_source": source,
+               "min_saving": float(s["min_saving"]), "device": device}
+    tables = [Table.from_records(
+        "computed", "Computed from the model (no accelerator needed): bytes that offloading keeps off the "
+        "accelerator and bytes moved per step, with the accounting model's peak estimates (AdamW, FP32).",
+        [{"quantity": k, "value": v if isinstance(v, int) else round(v, 4),
+          "MiB": round(v / calc.MiB, 3) if k.endswith(("bytes", "plain", "offload")) else ""} for k, v in comp.items()]),
+        Table.from_records("equivalence", "The offloaded model computes what the plain one computes.",
+                           [{"check": k, "value": v} for k, v in eq.items()])]
+    figures = []
+    if acc is not None:
+        tables.append(Table.from_records(
+            "accelerator", f"Peak allocated accelerator memory (torch.cuda.max_memory_allocated) and time "
+            f"(mean ± std over repeats), with and without offloading; source: {source}.",
+            [{"case": case, "kind": kind, "peak (MiB)": round(acc[f"{kind}_peak_{case}"] / calc.MiB, 2),
+              "time (ms)": f"{1e3 * acc[f'{kind}_time_{case}_mean_s']:.2f} ± {1e3 * acc[f'{kind}_time_{case}_std_s']:.2f}"}
+             for kind in ("train", "infer") for case in ("plain", "offload")]))
+        figures.append(_figure(ctx, acc, source or ""))
+    method = ("Two offloading mechanisms run on a LlamaForCausalLM: AdamW whose FP32 master weights and moments live in "
+              "CPU memory (ZeRO-Offload style: gradients copied down and weights copied up every step), and "
+              "accelerate's cpu_offload of the first decoder layers (weights fetched per forward). Both are first "
+              "checked to compute the same parameters/logits as the plain model; the bytes that leave the "
+              "accelerator and the transfer per step are computed from the model; on a CUDA device the peak "
+              "allocated memory and the time of a training step and of a forward pass are measured with and without.")
+    lit_agrees = None if acc is None else acc["train_saving"] >= float(s["min_saving"])
+    literature = [LiteratureCheck(
+        "Ren et al. 2021 (ZeRO-Offload): moving optimizer state (and the update) to the CPU leaves only weights, "
+        "gradients and activations on the GPU, at the cost of PCIe transfers each step",
+        "Peak accelerator memory of a training step with the optimizer offloaded vs not.", lit_agrees,
+        "no accelerator measurement" if acc is None else
+        f"training peak {100 * acc['train_saving']:.0f}% lower with the optimizer offloaded, step {acc['train_time_ratio']:.2f}× "
+        f"the time ({source}); agreement: a saving of at least {100 * float(s['min_saving']):.0f}%")]
+    return Evidence(method=method, metrics=metrics, seeds=[seed], tables=tables, figures=figures,
+                    literature=literature, skipped=skipped)
+
+
+def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
+    frame = pd.DataFrame([{"kind": {"train": "training step", "infer": "forward (inference)"}[k],
+                           "case": {"plain": "no offloading", "offload": "offloaded"}[c],
+                           "MiB": acc[f"{k}_peak_{c}"] / calc.MiB}
+                          for k in ("train", "infer") for c in ("plain", "offload")])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(frame, x="kind", y="MiB", hue="case", ax=ax)
+    ax.set_xlabel("workload")
+    ax.set_ylabel("peak allocated accelerator memory (MiB)")
+    return plotting.save(fig, ctx.outdir, "offload_peak", "CPU offloading: peak accelerator memory",
+                         f"Training step with AdamW state on the CPU vs on the accelerator, and a forward pass with the "
+                         f"first decoder layers' weights in CPU memory vs on the accelerator. Source: {source}.")
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    eq, comp, acc = metrics["equivalence"], metrics["computed"], metrics.get("accelerator")
+    thr = metrics["min_saving"]
+    if eq["optimizer_offload_max_param_diff"] > 1e-5 or eq["layer_offload_max_logit_diff"] > 1e-4:
+        return Verdict(Label.INCONCLUSIVE, f"The offloaded model does not compute the same results (parameter diff "
+                       f"{eq['optimizer_offload_max_param_diff']:.1e}, logit diff {eq['layer_offload_max_logit_diff']:.1e}), "
+                       "so its memory cannot be compared.")
+    if acc is None:
+        return Verdict(Label.INCONCLUSIVE, f"No accelerator in this run, so accelerator memory was not measured; computed "
+                       f"from the model, offloading AdamW would keep {comp['optimizer_state_leaving_accelerator_bytes'] / calc.MiB:.1f} MiB "
+                       f"of state off it (estimated peak {100 * comp['estimated_train_saving']:.0f}% lower) at "
+                       f"{comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB moved per step.")
+    tr, inf = acc["train_saving"], acc["infer_saving"]
+    where = metrics.get("accelerator_source") or "this run"
+    nums = (f"training peak {100 * tr:.0f}% lower with the optimizer on the CPU (step {acc['train_time_ratio']:.2f}× "
+            f"the time), forward peak {100 * inf:.0f}% lower with {comp['offload_layers']} layers' weights on the CPU "
+            f"({acc['infer_time_ratio']:.2f}× the time); {where}")
+    if tr >= thr and inf >= thr:
+        return Verdict(Label.SUPPORTED, f"Offloading saves accelerator memory: {nums}.")
+    if tr >= thr or inf >= thr:
+        return Verdict(Label.PARTLY, f"Only one kind of offloading saves at least {100 * thr:.0f}%: {nums}.")
+    return Verdict(Label.NOT_SUPPORTED, f"Neither kind of offloading saves {100 * thr:.0f}% of peak accelerator memory: {nums}.")

@@ -1,0 +1,155 @@
+"""Each memory verdict (C17-C21) is driven to every label it can return, from synthetic metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whylab.concepts import c17_model_memory as c17
+from whylab.concepts import c18_training_memory as c18
+from whylab.concepts import c19_checkpointing as c19
+from whylab.concepts import c20_accumulation as c20
+from whylab.concepts import c21_offloading as c21
+from whylab.verdict import Label
+
+
+# --------------------------------------------------------------------------- C17
+
+def _c17(**kw: Any) -> dict[str, Any]:
+    m = {"counts_match_meta": True, "float_max_abs_dev": 1e-5, "notes_max_abs_rel_err_decimal": 0.005,
+         "quant_layer_ratios": {"torchao_int8": 1.02, "bnb_nf4": 1.05}, "tolerance_float": 0.01,
+         "tolerance_quant": 0.10, "tolerance_notes": 0.02}
+    m.update(kw)
+    return m
+
+
+def test_c17_supported() -> None:
+    assert c17.verdict(_c17()).label == Label.SUPPORTED
+
+
+def test_c17_partly_when_a_format_carries_overhead() -> None:
+    v = c17.verdict(_c17(quant_layer_ratios={"torchao_int8": 1.02, "torchao_int4": 2.31}))
+    assert v.label == Label.PARTLY and "torchao_int4" in v.reason and "2.31" in v.reason
+
+
+def test_c17_partly_when_notes_numbers_drift() -> None:
+    assert c17.verdict(_c17(notes_max_abs_rel_err_decimal=0.05)).label == Label.PARTLY
+
+
+def test_c17_partly_without_quantized_formats() -> None:
+    assert c17.verdict(_c17(quant_layer_ratios={})).label == Label.PARTLY
+
+
+def test_c17_not_supported_when_float_bytes_differ() -> None:
+    assert c17.verdict(_c17(float_max_abs_dev=0.3)).label == Label.NOT_SUPPORTED
+    assert c17.verdict(_c17(notes_max_abs_rel_err_decimal=0.2)).label == Label.NOT_SUPPORTED
+
+
+def test_c17_inconclusive() -> None:
+    assert c17.verdict(_c17(float_max_abs_dev=None)).label == Label.INCONCLUSIVE
+    assert c17.verdict(_c17(counts_match_meta=False)).label == Label.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- C18
+
+def _c18(**kw: Any) -> dict[str, Any]:
+    m = {"tolerance": 0.05, "exact_max_abs_rel_err": 0.002, "adam_state_bytes_per_param": 8.0,
+         "fp32_gradient_bytes_per_param": 4.0, "notes_literal_median_rel_err": 0.8,
+         "notes_additive_median_abs_rel_err": 0.37, "activation_fraction_min": 0.4, "activation_fraction_max": 14.0,
+         "activation_fraction_share_in_notes_band": 0.0}
+    m.update(kw)
+    return m
+
+
+def test_c18_partly_when_factors_hold_but_formula_does_not() -> None:
+    v = c18.verdict(_c18())
+    assert v.label == Label.PARTLY and "+80%" in v.reason
+
+
+def test_c18_supported_when_formula_and_band_hold() -> None:
+    v = c18.verdict(_c18(notes_literal_median_rel_err=0.03, activation_fraction_share_in_notes_band=0.8))
+    assert v.label == Label.SUPPORTED
+
+
+def test_c18_not_supported_when_factors_are_wrong_too() -> None:
+    assert c18.verdict(_c18(adam_state_bytes_per_param=12.0)).label == Label.NOT_SUPPORTED
+
+
+def test_c18_inconclusive_when_accounting_misses() -> None:
+    assert c18.verdict(_c18(exact_max_abs_rel_err=0.2)).label == Label.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- C19
+
+def _c19(**kw: Any) -> dict[str, Any]:
+    m = {"checked_modes": ["per_layer"], "min_saving": 0.38, "max_saving": 0.74, "share_points_saving": 1.0,
+         "time_overhead_min": 0.12, "time_overhead_max": 0.6, "grad_rel_max_diff": 0.0, "min_saving_threshold": 0.1}
+    m.update(kw)
+    return m
+
+
+def test_c19_supported() -> None:
+    v = c19.verdict(_c19())
+    assert v.label == Label.SUPPORTED and "38–74%" in v.reason
+
+
+def test_c19_partly_and_not_supported() -> None:
+    assert c19.verdict(_c19(share_points_saving=0.5, min_saving=0.02)).label == Label.PARTLY
+    assert c19.verdict(_c19(share_points_saving=0.0, min_saving=-0.01, max_saving=0.05)).label == Label.NOT_SUPPORTED
+
+
+def test_c19_inconclusive() -> None:
+    assert c19.verdict(_c19(grad_rel_max_diff=0.1)).label == Label.INCONCLUSIVE
+    assert c19.verdict(_c19(checked_modes=[], min_saving=None)).label == Label.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- C20
+
+def _c20(**kw: Any) -> dict[str, Any]:
+    m = {"equal_tolerance": 1e-5, "equal_max_rel": 2e-7, "padded_mean_of_means_max_rel": 0.8,
+         "padded_token_sum_max_rel": 2e-7, "peak_reduction": 0.5, "micro_smallest": 1, "micro_largest": 8}
+    m.update(kw)
+    return m
+
+
+def test_c20_supported() -> None:
+    v = c20.verdict(_c20())
+    assert v.label == Label.SUPPORTED and "0.80" in v.reason
+
+
+def test_c20_partly() -> None:
+    assert c20.verdict(_c20(peak_reduction=0.01)).label == Label.PARTLY
+    assert c20.verdict(_c20(padded_token_sum_max_rel=0.1)).label == Label.PARTLY
+
+
+def test_c20_not_supported_and_inconclusive() -> None:
+    assert c20.verdict(_c20(equal_max_rel=0.01)).label == Label.NOT_SUPPORTED
+    assert c20.verdict(_c20(micro_smallest=8)).label == Label.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- C21
+
+def _c21(acc: dict[str, Any] | None, **eq: float) -> dict[str, Any]:
+    equivalence = {"optimizer_offload_max_param_diff": 0.0, "layer_offload_max_logit_diff": 0.0}
+    equivalence.update(eq)
+    return {"equivalence": equivalence, "min_saving": 0.1, "accelerator": acc, "accelerator_source": "test",
+            "computed": {"optimizer_state_leaving_accelerator_bytes": 8 * 2**20, "estimated_train_saving": 0.3,
+                         "transfer_per_step_bytes": 8 * 2**20, "offload_layers": 2}}
+
+
+def _acc(train: float, infer: float) -> dict[str, Any]:
+    return {"train_saving": train, "infer_saving": infer, "train_time_ratio": 3.0, "infer_time_ratio": 2.0}
+
+
+def test_c21_inconclusive_without_accelerator() -> None:
+    v = c21.verdict(_c21(None))
+    assert v.label == Label.INCONCLUSIVE and "No accelerator" in v.reason and "8.0 MiB" in v.reason
+
+
+def test_c21_inconclusive_when_not_equivalent() -> None:
+    assert c21.verdict(_c21(_acc(0.5, 0.5), optimizer_offload_max_param_diff=0.1)).label == Label.INCONCLUSIVE
+
+
+def test_c21_labels_from_accelerator_numbers() -> None:
+    assert c21.verdict(_c21(_acc(0.4, 0.3))).label == Label.SUPPORTED
+    assert c21.verdict(_c21(_acc(0.4, 0.01))).label == Label.PARTLY
+    assert c21.verdict(_c21(_acc(0.02, -0.01))).label == Label.NOT_SUPPORTED
