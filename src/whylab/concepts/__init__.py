@@ -32,7 +32,10 @@ from whylab.runtime import resolve_device, set_seed, set_threads
 REGISTRY: dict[str, str] = {
     "C01": "whylab.concepts.c01_tokenization",
     "C02": "whylab.concepts.c02_subword",
+    "C03": "whylab.concepts.c03_embedding",
+    "C04": "whylab.concepts.c04_qk_projection",
     "C05": "whylab.concepts.c05_scaling",
+    "C06": "whylab.concepts.c06_value_projection",
     "C07": "whylab.concepts.c07_layernorm_vs_batchnorm",
     "C08": "whylab.concepts.c08_pre_vs_post_ln",
     "C09": "whylab.concepts.c09_feed_forward",
