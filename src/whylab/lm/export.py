@@ -79,10 +79,16 @@ def check_blocks(model_dir: Path, corpus_files: list[Path], block_size: int, n: 
 def logit_diff(torch_model: torch.nn.Module, ort_model: Any, blocks: torch.Tensor) -> float:
     """max |logit_torch - logit_ort| over every position and vocabulary entry."""
     mask = torch.ones_like(blocks)
+    dev = _ort_device(ort_model)  # with the CUDA provider optimum binds inputs on the GPU
     with torch.no_grad():
         ref = torch_model(input_ids=blocks, attention_mask=mask).logits.float()
-        got = torch.as_tensor(np.asarray(ort_model(input_ids=blocks, attention_mask=mask).logits))
-    return float((ref - got.float().cpu()).abs().max())
+        got = ort_model(input_ids=blocks.to(dev), attention_mask=mask.to(dev)).logits
+    got = torch.as_tensor(np.asarray(got.cpu() if isinstance(got, torch.Tensor) else got))
+    return float((ref - got.float()).abs().max())
+
+
+def _ort_device(ort_model: Any) -> torch.device:
+    return torch.device(getattr(ort_model, "device", "cpu"))
 
 
 def generation_check(torch_model: torch.nn.Module, ort_model: Any, tokenizer: Any, prompt: str,
@@ -91,8 +97,9 @@ def generation_check(torch_model: torch.nn.Module, ort_model: Any, tokenizer: An
     ids = tokenizer(prompt, return_tensors="pt")
     kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "min_new_tokens": max_new_tokens,
               "pad_token_id": tokenizer.pad_token_id}
+    dev = _ort_device(ort_model)
     start = time.perf_counter()
-    ort_out = ort_model.generate(**ids, **kwargs)
+    ort_out = ort_model.generate(**{k: v.to(dev) for k, v in ids.items()}, **kwargs).cpu()
     ort_seconds = time.perf_counter() - start
     with torch.no_grad():
         torch_out = torch_model.generate(**ids, **kwargs)
