@@ -458,8 +458,9 @@ def _training_gap(m: Mapping[str, Any]) -> tuple[bool | None, str]:
     a, b = sc["sqrt_dk"]["final_eval_loss"]["values"], sc["none"]["final_eval_loss"]["values"]
     if len(a) < 2 or len(b) < 2 or any(v is None for v in [*a, *b]):
         return None, f"d_k={d_k}: too few finite runs to compare"
-    text = (f"at d_k={d_k} the final loss is {Spread.of(a)} with ÷√d_k vs {Spread.of(b)} without "
-            "scaling (nats/token)")
+    sa, sb = Spread.of(a), Spread.of(b)
+    text = (f"at d_k={d_k} the loss is {sa.mean:.3f} ± {sa.std:.3f} with ÷√d_k vs {sb.mean:.3f} ± {sb.std:.3f} "
+            f"without (nats/token, n={sa.n})")
     return clearly_less(a, b), text
 
 
@@ -472,17 +473,16 @@ def _dimension(m: Mapping[str, Any]) -> tuple[bool | None, str]:
         return None, "no multi-head comparison"
     h = max(heads["heads"])
     v_model, v_k = float(var["sqrt_dmodel"][-1]), float(var["sqrt_dk"][-1])
-    text = (f"with {h} heads the score variance is {v_k:.2f} after ÷√d_k but {v_model:.3f} after "
-            "÷√d_model")
+    text = f"with {h} heads ÷√d_model leaves a score variance of {v_model:.3f} (÷√d_k: {v_k:.2f})"
     for d_k, t in sorted(m.get("training", {}).items(), key=lambda kv: int(kv[0])):
         sc = t["scalings"]
         if {"sqrt_dk", "sqrt_dmodel"} <= set(sc):
             a = sc["sqrt_dmodel"]["final_eval_loss"]["values"]
             b = sc["sqrt_dk"]["final_eval_loss"]["values"]
             if len(a) > 1 and len(b) > 1 and None not in a and None not in b:
-                worse = clearly_less(b, a)
-                text += (f" (in training at d_k={d_k}, ÷√d_model reached {Spread.of(a).mean:.3f} vs "
-                         f"{Spread.of(b).mean:.3f} nats/token: {'clearly worse' if worse else 'not clearly worse'})")
+                worse = "clearly worse" if clearly_less(b, a) else "not clearly worse"
+                text += (f"; in training at d_k={d_k} it was {worse}: {Spread.of(a).mean:.3f} vs "
+                         f"{Spread.of(b).mean:.3f}")
             break
     return v_model < OVER_SHRINK_VAR and abs(math.log(v_k)) < abs(math.log(v_model)), text
 
@@ -498,8 +498,12 @@ def _query_gradient(m: Mapping[str, Any]) -> tuple[bool | None, str]:
     raw, scaled = sc["none"]["grad_wq_init"]["values"], sc["sqrt_dk"]["grad_wq_init"]["values"]
     if len(raw) < 2 or len(scaled) < 2:
         return None, ""
-    text = (f"the gradient reaching W_q at initialisation is {Spread.of(raw).mean:.3g} without scaling vs "
-            f"{Spread.of(scaled).mean:.3g} with it (d_k={d_k})")
+    text = (f"‖∂L/∂W_q‖ at initialisation is {Spread.of(raw).mean:.3g} unscaled vs "
+            f"{Spread.of(scaled).mean:.3g} scaled at d_k={d_k}")
+    entropy = {k: sc[k].get("attention_entropy_final", {}).get("mean") for k in ("none", "sqrt_dk")}
+    if None not in entropy.values():
+        text += (f", while the trained attention's normalised entropy is {entropy['none']:.2f} unscaled vs "
+                 f"{entropy['sqrt_dk']:.2f}")
     return clearly_less(raw, scaled), text
 
 
@@ -511,24 +515,24 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
                        f"{n['saturated_raw']:.0%} of unscaled softmax rows are saturated (scaled "
                        f"{n['saturated_scaled']:.0%}) and the gradient at its input is {n['grad_ratio']:.2g}× "
                        "the scaled one.")
-    mech = (f"var(q·k) grows as d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of "
-            f"unscaled softmax rows are saturated (scaled {n['saturated_scaled']:.0%}) with "
-            f"{n['grad_ratio']:.1e}× the scaled gradient at the softmax input")
+    mech = (f"var(q·k) ∝ d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
+            f"softmax rows saturate (scaled {n['saturated_scaled']:.0%}) with {n['grad_ratio']:.1e}× the scaled "
+            "gradient at the softmax input")
     helps, train_text = _training_gap(metrics)
     if helps is None:
         return Verdict(Label.INCONCLUSIVE, f"{mech}, but the training comparison cannot decide: {train_text}.")
     if not helps:
-        return Verdict(Label.PARTLY, f"{mech}; but training shows no clear benefit: {train_text}.")
+        return Verdict(Label.PARTLY, f"In isolation {mech}; but training shows no clear benefit: {train_text}.")
     caveats = []
     wrong_dim, dim_text = _dimension(metrics)
     if wrong_dim:
-        caveats.append(f"the dimension is the per-head d_k (as the notes' code has it), not the embedding "
-                       f"dimension their text names: {dim_text}")
+        caveats.append(f"the right dimension is the per-head d_k of the notes' code, not the embedding "
+                       f"dimension of their text ({dim_text})")
     vanished, grad_text = _query_gradient(metrics)
     if vanished is False:
-        caveats.append(f"in the model the harm is saturation rather than a vanished gradient: {grad_text}")
+        caveats.append(f"the harm in the model is saturation, not a vanished gradient ({grad_text})")
     if caveats:
-        return Verdict(Label.PARTLY, f"Scaling matters ({mech}; {train_text}), but " + "; and ".join(caveats) + ".")
+        return Verdict(Label.PARTLY, f"Scaling matters: {mech}; {train_text}. But " + ", and ".join(caveats) + ".")
     return Verdict(Label.SUPPORTED, f"{mech}; {train_text}.")
 
 
