@@ -39,7 +39,7 @@ for _claim in MEMORY_CLAIMS:
             claim=_claim,
             settings=memory_settings(_claim),
             inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
-        threads: 1
+        threads: 4 if _claim == "C21" else 1  # C21's offloaded optimizer step runs on CPU threads
         resources:
             mem_mb=4000,
             runtime=MEMORY_RUNTIME[_claim],

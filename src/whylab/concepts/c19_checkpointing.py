@@ -54,7 +54,7 @@ def measure_point(s: Mapping[str, Any], mode: str, depth: int, seq: int, seed: i
                 else calc.llama_checkpointed_activation_bytes(shape, batch, seq, segment=segment))
     spread = Spread.of(times)
     return {"mode": mode, "depth": depth, "seq": seq, "batch": batch, "segment": segment,
-            "peak_bytes": peak.peak_bytes, "working_bytes": peak.peak_bytes - weights,
+            "peak_bytes": peak.peak_bytes, "working_bytes": peak.peak_bytes - max(peak.baseline_bytes, weights),
             "activations_at_peak": peak.breakdown["activations"], "breakdown": peak.breakdown,
             "activation_estimate": estimate, "step_times_s": times, "step_time_mean_s": spread.mean,
             "step_time_std_s": spread.std, "method": peak.method, "_grads": grads}

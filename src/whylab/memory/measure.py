@@ -109,17 +109,20 @@ class Peak:
     method: str
     device: str
     tracker_peak_bytes: int = 0
+    baseline_bytes: int = 0  # live before ``fn``: tracked tensors (CPU) or everything allocated (CUDA)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def mib(self) -> float:
         return self.peak_bytes / MiB
 
 
-def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -> tuple[int, dict[str, int]]:
+def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -> tuple[int, dict[str, int], int]:
     from torch.distributed._tools.mem_tracker import MemTracker
 
     tracker = MemTracker()
     tracker.track_external(*track)
+    dev = torch.device(device if device != "cuda" else f"cuda:{torch.cuda.current_device()}")
+    before = int(tracker.get_tracker_snapshot("current").get(dev, {}).get("Total", 0))
     roots = [m for m in track if isinstance(m, nn.Module)]
 
     def next_call(module: nn.Module, args: Any) -> None:
@@ -135,7 +138,6 @@ def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -
     finally:
         handle.remove()
     snap = tracker.get_tracker_snapshot("peak")
-    dev = torch.device(device if device != "cuda" else f"cuda:{torch.cuda.current_device()}")
     dev_snap = snap.get(dev, {})
     breakdown = {name: 0 for name in CATEGORIES}
     total = 0
@@ -145,7 +147,7 @@ def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -
             breakdown[_MEMTRACKER_NAMES[name]] += int(value)
         elif str(key) == "Total":
             total = int(value)
-    return total, breakdown
+    return total, breakdown, before
 
 
 def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str,
@@ -161,14 +163,15 @@ def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str,
         torch.cuda.synchronize()
         gc.collect()
         torch.cuda.reset_peak_memory_stats()
+        baseline = int(torch.cuda.memory_allocated())
         fn()
         torch.cuda.synchronize()
         peak = int(torch.cuda.max_memory_allocated())
-        tracker_total, breakdown = (_memtracker_peak(fn, track, device) if use_tracker
-                                    else (0, {c: 0 for c in CATEGORIES}))
-        return Peak(peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total)
-    total, breakdown = _memtracker_peak(fn, track, device)
-    return Peak(total, breakdown, "MemTracker (dispatch-level live tensor bytes)", device, total)
+        tracker_total, breakdown, _ = (_memtracker_peak(fn, track, device) if use_tracker
+                                       else (0, {c: 0 for c in CATEGORIES}, 0))
+        return Peak(peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total, baseline)
+    total, breakdown, before = _memtracker_peak(fn, track, device)
+    return Peak(total, breakdown, "MemTracker (dispatch-level live tensor bytes)", device, total, before)
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, device: str, warmup: int = 1) -> list[float]:
