@@ -141,7 +141,7 @@ def causal_attention_entropy(model: BenchTransformer, x: torch.Tensor) -> float:
     model.train(was)
     assert maps is not None
     t = x.shape[1]
-    norm = torch.log(torch.arange(1, t + 1, dtype=torch.float32))[1:]
+    norm = torch.log(torch.arange(1, t + 1, dtype=torch.float32, device=x.device))[1:]
     values = []
     for w in maps:
         h = -torch.special.xlogy(w, w).sum(-1)[..., 1:]  # (B, H, T-1)

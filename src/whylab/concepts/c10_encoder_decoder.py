@@ -58,7 +58,7 @@ def causality_profile(forward: Forward, ids: torch.Tensor, positions: Sequence[i
     by_offset: dict[int, list[float]] = {}
     for p in positions:
         changed = ids.clone()
-        shift = torch.randint(1, vocab_size, (ids.shape[0],), generator=generator)
+        shift = torch.randint(1, vocab_size, (ids.shape[0],), generator=generator).to(ids.device)
         changed[:, p] = (changed[:, p] + shift) % vocab_size  # always a different token
         delta = (forward(changed) - base).abs().amax(dim=-1)  # (B, T): largest change per position
         before, after = delta[:, :p], delta[:, p:]
