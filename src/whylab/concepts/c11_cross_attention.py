@@ -17,7 +17,6 @@ cross-attention off shows that it is used.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -284,7 +283,8 @@ def run(ctx: ConceptContext) -> Evidence:
                              "sequence accuracy": round(r["sequence_accuracy"], 4),
                              "token accuracy, cross-attention off": round(r["token_accuracy_cross_off"], 4),
                              "final loss (nats/token)": round(r["final_eval_loss"], 4),
-                             "weight on the right source token, per layer": [round(a, 3) for a in r["alignment"]]}
+                             "weight on the right source token, per layer":
+                                 [round(a, 3) for a in r["alignment"]]}
                             for r in rows]),
         Table.from_records("interventions", "Relative change ‖after − before‖ / ‖before‖ of the cross-attention's "
                            "Q, K, V (and the mean total-variation distance of its weight rows) per decoder layer, "
