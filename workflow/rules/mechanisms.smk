@@ -56,6 +56,8 @@ for _claim in MECHANISM_CLAIMS:
                 MECH.get(_claim, {}), model=MECH["model"], train=MECH["train"], tokenizer=MECH["tokenizer"]
             ),
             inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
+        conda:
+            CONDA_ENV
         threads: 1
         resources:
             mem_mb=2000,
@@ -65,5 +67,5 @@ for _claim in MECHANISM_CLAIMS:
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
         shell:
-            "{WHYLAB} {params.claim} --settings {params.settings:q} {params.inputs}"
+            "python -m whylab {params.claim} --settings {params.settings:q} {params.inputs}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"
