@@ -19,7 +19,7 @@ QUANT_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate
 
 TINY_QUANT_SETTINGS: dict[str, Any] = {
     "measure": {"block_size": 32, "eval_blocks": 4, "eval_batch_size": 4, "latency_prompt_tokens": 16,
-                "latency_warmup": 1, "latency_runs": 3, "throughput_batch_size": 2, "throughput_runs": 1},
+                "latency_warmup": 1, "latency_runs": 5, "throughput_batch_size": 2, "throughput_runs": 1},
     "calibration": {"blocks": 4},
     "int8": {"ort_static_format": "QOperator", "ort_static_method": "MinMax", "per_channel": True,
              "torchao_configs": ["int8_dynamic", "int8_weight_only"]},

@@ -134,3 +134,16 @@ def test_concepts_run_on_the_measures_and_write_results(claim, measures, tree):
         assert record["metrics"]["gradients"]["backward_calls"] == 0
         assert record["metrics"]["probe_control"]["backward_calls"] == 1
         assert record["metrics"]["hessian"]["identity_equals_rtn"] is True
+
+
+def test_ort_session_records_the_providers_it_really_uses(tree):
+    import onnxruntime as ort
+
+    from whylab.quant.measure import ort_session
+
+    sess = ort_session(tree["onnx"] / "model.onnx", device="cuda", threads=1)
+    assert sess.providers == list(sess.session.get_providers())
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert sess.provider == "CPUExecutionProvider" and "no CUDA provider" in sess.note
+    elif sess.provider != "CUDAExecutionProvider":
+        assert "fell back" in sess.note

@@ -12,13 +12,15 @@ from whylab.verdict import Label
 
 
 def variant(name: str, family: str, *, loss: float, size_cut: float, tensor_cut: float | None = None,
-            speedup: float | None = 1.0, sem: float | None = 0.05, n: int = 20, ci: float = 0.5) -> dict[str, Any]:
+            speedup: float | None = 1.0, spread: float = 0.05, n: int = 20, ci: float = 0.5) -> dict[str, Any]:
     return {"variant": name, "family": family, "bits": 8 if family == "int8" else 4, "runtime": "onnxruntime",
             "algorithm": "x", "block_size": 32, "provider": "CPUExecutionProvider", "valid_ppl": 10.0,
             "ppl_change_pct": loss, "ppl_change_low_pct": loss - ci, "ppl_change_high_pct": loss + ci,
             "size_bytes": 100, "size_cut_pct": size_cut, "memory_cut_pct": size_cut,
             "quantized_tensor_cut_pct": tensor_cut, "latency_ms_p50": 1.0, "latency_ms_p90": 1.2,
-            "speedup_latency_p50": speedup, "speedup_mean": speedup, "speedup_sem": sem, "speedup_n": n,
+            "speedup_clock": "cpu", "speedup_latency_p50": speedup,
+            "speedup_q25": None if speedup is None else speedup - spread, "speedup_median": speedup,
+            "speedup_q75": None if speedup is None else speedup + spread, "speedup_n": n,
             "speedup_throughput": speedup}
 
 
@@ -51,11 +53,19 @@ def test_c12_partly_when_only_the_size_holds():
     assert "size" in v.reason
 
 
-def test_c12_speedup_needs_a_clear_margin_not_one_noisy_round():
-    noisy = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=2.1, sem=0.5)
+def test_c12_speedup_needs_most_rounds_in_range_not_one_noisy_round():
+    noisy = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=2.1, spread=1.0)  # a quarter below 1.1x
     assert c12_int8.verdict(c12_metrics(noisy)).label == Label.PARTLY
-    one_round = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=3.0, sem=None, n=1)
-    assert c12_int8.verdict(c12_metrics(one_round)).label == Label.INCONCLUSIVE
+    few_rounds = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=3.0, n=3)
+    assert c12_int8.verdict(c12_metrics(few_rounds)).label == Label.INCONCLUSIVE
+
+
+def test_c12_speed_status_reads_the_quartiles():
+    assert c12_int8.speed_status(2.0, 2.5, 3.0, 20, (2.0, 4.0), 0.1) == "in"
+    assert c12_int8.speed_status(5.0, 6.0, 7.0, 20, (2.0, 4.0), 0.1) == "above"
+    assert c12_int8.speed_status(0.9, 1.0, 1.1, 20, (2.0, 4.0), 0.1) == "below"
+    assert c12_int8.speed_status(1.0, 1.9, 2.5, 20, (2.0, 4.0), 0.1) == "unclear"
+    assert c12_int8.speed_status(None, None, None, 0, (2.0, 4.0), 0.1) == "unknown"
 
 
 def test_c12_inconclusive_without_int8_variants():
@@ -144,3 +154,14 @@ def test_c15_probe_sees_a_gradient_step_and_nothing_in_no_grad_code():
     with c15_gptq.autograd_probe() as counts, torch.no_grad():
         torch.randn(4, 4) @ torch.randn(4, 4)
     assert counts == {"backward_calls": 0, "grad_calls": 0, "saved_for_backward": 0}
+
+
+def test_c13_paired_comparison_says_nothing_inside_the_noise():
+    m = c13_metrics({**variant("r", "int4", loss=0.13, size_cut=60), "algorithm": "rtn", "block_size": 32},
+                    {**variant("a", "int4", loss=0.13, size_cut=60), "algorithm": "awq", "block_size": 32})
+    m["block_nll"] = {"r": [1.00, 2.00, 3.00, 4.00], "a": [1.001, 1.999, 3.001, 3.999]}
+    assert c13_int4.compare(m, "awq", "rtn")[0] is None
+    m["block_nll"]["a"] = [0.90, 1.91, 2.89, 3.90]  # lower on every block
+    assert c13_int4.compare(m, "awq", "rtn")[0] is True
+    m["block_nll"]["a"] = [1.10, 2.09, 3.11, 4.10]
+    assert c13_int4.compare(m, "awq", "rtn")[0] is False

@@ -6,7 +6,8 @@ the same runtime, on this machine:
 
 * performance: validation-perplexity change vs FP32 (with a paired 95% interval over blocks);
 * size: the cut in bytes on disk (whole model file) and on the quantized tensors alone;
-* speed: batch-1 latency speed-up, timed interleaved with FP32 in the same job, over rounds.
+* speed: batch-1 latency speed-up, timed interleaved with FP32 in the same job, per round (on
+  one CPU thread by the thread's CPU time, which preemption on a busy machine does not inflate).
 
 A part holds when at least one INT8 variant lands in the claimed range (with a tolerance);
 all three → supported, none → not supported, otherwise partly.
@@ -50,14 +51,22 @@ def size_status(whole_cut: float | None, tensor_cut: float | None, claimed: floa
     return "below"
 
 
-def speed_status(mean: float | None, sem: float | None, n: int, claimed: tuple[float, float], rel_tol: float) -> str:
-    """'in' when the mean speed-up is clearly (2 SE) at least the claimed minimum (−tol); needs ≥ 3 rounds."""
-    if mean is None or n < 3 or sem is None:
+def speed_status(q25: float | None, median: float | None, q75: float | None, n: int,
+                 claimed: tuple[float, float], rel_tol: float) -> str:
+    """Where the per-round speed-ups fall against the claimed range (needs at least 5 rounds).
+
+    'in' when at least three quarters of the rounds reach the claimed minimum (−tol) and the
+    median stays within the maximum (+tol); 'above' when they exceed it; 'below' when three
+    quarters fall short; 'unclear' in between (the rounds disagree); 'unknown' without data.
+    """
+    if median is None or q25 is None or q75 is None or n < 5:
         return "unknown"
-    lo = claimed[0] * (1 - rel_tol)
-    if mean - 2 * sem >= lo:
-        return "in" if mean <= claimed[1] * (1 + rel_tol) else "above"
-    return "below"
+    lo, hi = claimed[0] * (1 - rel_tol), claimed[1] * (1 + rel_tol)
+    if q25 >= lo:
+        return "in" if median <= hi else "above"
+    if q75 < lo:
+        return "below"
+    return "unclear"
 
 
 def part_results(metrics: Mapping[str, Any], family: str) -> dict[str, dict[str, str]]:
@@ -74,8 +83,8 @@ def part_results(metrics: Mapping[str, Any], family: str) -> dict[str, dict[str,
                                 tol["size_cut_pct"]),
         }
         if "speedup" in claimed:
-            parts["speed"] = speed_status(v["speedup_mean"], v["speedup_sem"], v["speedup_n"],
-                                          claimed["speedup"], tol["speedup_rel"])
+            parts["speed"] = speed_status(v["speedup_q25"], v["speedup_median"], v["speedup_q75"],
+                                          v["speedup_n"], claimed["speedup"], tol["speedup_rel"])
         out[v["variant"]] = parts
     return out
 
@@ -100,14 +109,16 @@ def decide(metrics: Mapping[str, Any], family: str, what: str) -> Verdict:
         f"claimed {metrics['claimed']['size_cut_pct']:g}%)",
     ]
     if "speed" in parts:
-        speeds = [variants[n]["speedup_mean"] for n in results if variants[n]["speedup_mean"] is not None]
+        speeds = [variants[n]["speedup_median"] for n in results if variants[n]["speedup_median"] is not None]
         if speeds:
-            facts.append(f"batch-1 speed-up {min(speeds):.2f}× to {max(speeds):.2f}× (claimed "
+            clock = next(iter(variants.values())).get("speedup_clock", "wall")
+            facts.append(f"median batch-1 speed-up {min(speeds):.2f}× to {max(speeds):.2f}× "
+                         f"({'thread CPU time' if clock == 'cpu' else 'wall time'}; claimed "
                          f"{metrics['claimed']['speedup'][0]:g}–{metrics['claimed']['speedup'][1]:g}×)")
     held = [p for p in parts if holds[p]]
     unknown = [p for p in parts if not holds[p] and all(r[p] == "unknown" for r in results.values())]
     reason = "; ".join(facts) + f". In range: {', '.join(held) or 'no part'}."
-    if unknown and len(held) + len(unknown) == len(parts) and unknown:
+    if unknown and len(held) + len(unknown) == len(parts):
         return Verdict(Label.INCONCLUSIVE, reason + f" Not measurable: {', '.join(unknown)}.")
     if len(held) == len(parts):
         return Verdict(Label.SUPPORTED, reason)

@@ -10,8 +10,11 @@ zero point per group cost more than 4 bits per weight; the embedding table stays
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from whylab.concepts import ConceptContext
 from whylab.concepts.c12_int8 import collect, decide, parts_table
@@ -37,15 +40,47 @@ def by_algorithm(metrics: Mapping[str, Any]) -> dict[int, dict[str, float]]:
     return out
 
 
+def paired_difference(a: list[float], b: list[float], z: float = 2.0) -> tuple[float, float]:
+    """Mean per-block NLL difference a − b (nats/token) and its z·SE half-width (same blocks, paired)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    half = z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    return float(d.mean()), half
+
+
 def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | None, str]:
-    """Whether ``better`` has a perplexity change ≤ ``than`` at every group size both ran at."""
+    """Whether ``better`` beats ``than`` at every group size both ran at, on the same eval blocks.
+
+    Per group size the per-block NLLs are compared pairwise: clearly lower (mean difference
+    + 2 SE < 0) counts for, clearly higher against; a difference inside the noise at every
+    size leaves the question open (None). Without per-block NLLs the perplexity changes decide.
+    """
     table = by_algorithm(metrics)
+    names = {(v["algorithm"], int(v["block_size"])): v["variant"] for v in metrics["variants"]
+             if v["family"] == "int4"}
+    nll = metrics.get("block_nll", {})
     pairs = [(bs, algs[better], algs[than]) for bs, algs in sorted(table.items()) if better in algs and than in algs]
     if not pairs:
         return None, f"{better} and {than} were not both measured"
-    agrees = all(a <= b for _, a, b in pairs)
-    text = "; ".join(f"group {bs}: {better} {a:+.2f}% vs {than} {b:+.2f}%" for bs, a, b in pairs)
-    return agrees, text
+    outcomes, texts = [], []
+    for bs, a, b in pairs:
+        na, nb = nll.get(names[(better, bs)]), nll.get(names[(than, bs)])
+        if na and nb and len(na) == len(nb):
+            diff, half = paired_difference(na, nb)
+            outcomes.append(True if diff + half < 0 else False if diff - half > 0 else None)
+            texts.append(f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}% "
+                         f"(NLL difference {diff:+.2e} ± {half:.1e} nats/token)")
+        else:
+            outcomes.append(a <= b)
+            texts.append(f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}%")
+    if any(o is False for o in outcomes):
+        agrees: bool | None = False
+    elif all(o is True for o in outcomes):
+        agrees = True
+    elif any(o is True for o in outcomes):
+        agrees = True  # clearly better somewhere, never clearly worse
+    else:
+        agrees = None
+    return agrees, "; ".join(texts)
 
 
 def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, str]:
@@ -68,6 +103,7 @@ def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, str]:
 def run(ctx: ConceptContext) -> Evidence:
     rows, metrics = collect(ctx, CLAIMED, TOLERANCE)
     int4_rows = [r for r in rows if r["family"] == "int4"]
+    metrics["block_nll"] = {r["variant"]: r["block_nll"] for r in qr.measured(int4_rows)}
     metrics["awq_alphas"] = {r["variant"]: (r.get("diagnostics") or {}).get("alphas") for r in qr.measured(int4_rows)
                              if r["algorithm"] == "awq"}
     figures = [

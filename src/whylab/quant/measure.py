@@ -6,7 +6,9 @@
 * Latency is batch 1 at a fixed prompt length, after warm-up, p50/p90 over N runs;
   throughput is a batched forward pass in tokens/s. The variant and its FP32 reference are
   timed *interleaved in the same process* (ref, variant, ref, variant, ...), so a speed-up is a
-  ratio measured under the same machine load even when other jobs run in parallel.
+  ratio measured under the same machine load even when other jobs run in parallel. Each call
+  is timed on two clocks, wall and the thread's CPU time; on one CPU thread speed-ups use the
+  CPU clock, which a busy machine's preemptions do not inflate (see ``interleaved_times``).
 * ONNX Runtime sessions ask for CUDA only when the device is CUDA and onnxruntime-gpu offers
   it; whatever happens, the providers the session *actually* uses are recorded
   (``get_providers()``), so a silent CPU fallback can never be reported as GPU.
@@ -142,18 +144,32 @@ def _sync(device: str) -> None:
 
 
 def interleaved_times(runners: Mapping[str, Callable[[], Any]], warmup: int, runs: int,
-                      device: str = "cpu") -> dict[str, list[float]]:
-    """Wall times (ms) of each runner, run in turn within every round, after ``warmup`` rounds."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
+                      device: str = "cpu") -> dict[str, dict[str, list[float]]]:
+    """Times (ms) of each runner, run in turn within every round, after ``warmup`` rounds.
+
+    Two clocks per call: ``wall`` (what a user waits) and ``cpu`` (CPU time of the calling
+    thread). On a shared CPU, a call is either run through (~its real cost) or preempted for a
+    whole time slice (tens of ms); the thread's CPU time does not count the preemption, so with
+    one compute thread it measures the work itself. (ONNX Runtime with one intra-op thread and
+    torch with one thread both compute on the calling thread.)
+    """
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in runners}
     for round_index in range(warmup + runs):
         for name, fn in runners.items():
             _sync(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             fn()
             _sync(device)
+            wall, cpu = time.perf_counter() - start, time.thread_time() - start_cpu
             if round_index >= warmup:
-                times[name].append(1000.0 * (time.perf_counter() - start))
+                times[name]["wall"].append(1000.0 * wall)
+                times[name]["cpu"].append(1000.0 * cpu)
     return times
+
+
+def speedup_clock(device: str, threads: int) -> str:
+    """The clock speed-ups are computed from: thread CPU time on one CPU thread, else wall time."""
+    return "cpu" if device == "cpu" and threads == 1 else "wall"
 
 
 def percentile(values: Sequence[float], q: float) -> float:

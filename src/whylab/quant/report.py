@@ -17,7 +17,6 @@ import numpy as np
 from whylab.errors import InputError
 from whylab.files import read_json
 from whylab.results import FigureRef, Table
-from whylab.verdict import Spread
 
 MB = 1_000_000
 
@@ -49,15 +48,26 @@ def quantized_tensor_cut_pct(row: Mapping[str, Any]) -> float | None:
     return 100.0 * (1.0 - qt["quantized_bytes"] / qt["fp32_bytes"])
 
 
-def speedup_spread(row: Mapping[str, Any]) -> Spread | None:
+def speedup_quartiles(row: Mapping[str, Any]) -> tuple[float, float, float, int] | None:
+    """25th, 50th, 75th percentile of the per-round speed-ups, and the number of rounds."""
     rounds = row.get("speedup_latency_rounds")
-    return Spread.of(rounds) if rounds else None
+    if not rounds:
+        return None
+    q = np.percentile(np.asarray(rounds, dtype=float), [25, 50, 75])
+    return float(q[0]), float(q[1]), float(q[2]), len(rounds)
+
+
+def clock_latency(row: Mapping[str, Any]) -> tuple[float, float, str]:
+    """p50, p90 (ms) on the clock the speed-ups use, and that clock's name."""
+    if row.get("speedup_clock") == "cpu" and row.get("latency_cpu_ms_p50") is not None:
+        return float(row["latency_cpu_ms_p50"]), float(row["latency_cpu_ms_p90"]), "cpu"
+    return float(row["latency_ms_p50"]), float(row["latency_ms_p90"]), "wall"
 
 
 def summary(row: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers a verdict needs from one measured variant (JSON-able)."""
     interval = row.get("ppl_change_interval") or {}
-    spread = speedup_spread(row)
+    quart = speedup_quartiles(row)
     size_ratio = row.get("size_ratio_vs_fp32")
     return {
         "variant": row["variant"], "family": row["family"], "bits": row["bits"], "runtime": row["runtime"],
@@ -72,10 +82,12 @@ def summary(row: Mapping[str, Any]) -> dict[str, Any]:
         else 100.0 * (1.0 - row["memory_ratio_vs_fp32"]),
         "quantized_tensor_cut_pct": quantized_tensor_cut_pct(row),
         "latency_ms_p50": row["latency_ms_p50"], "latency_ms_p90": row["latency_ms_p90"],
+        "speedup_clock": row.get("speedup_clock", "wall"),
         "speedup_latency_p50": row.get("speedup_latency_p50"),
-        "speedup_mean": spread.mean if spread else None,
-        "speedup_sem": None if not spread or math.isnan(spread.sem) else spread.sem,
-        "speedup_n": spread.n if spread else 0,
+        "speedup_q25": quart[0] if quart else None,
+        "speedup_median": quart[1] if quart else None,
+        "speedup_q75": quart[2] if quart else None,
+        "speedup_n": quart[3] if quart else 0,
         "speedup_throughput": row.get("speedup_throughput"),
     }
 
@@ -97,7 +109,8 @@ def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants",
                             "provider": None, "size (MB)": None, "size cut (%)": None,
                             "quantized-tensor cut (%)": None, "perplexity": None,
                             "ppl change vs FP32 (%)": None, "ppl change 95% CI (%)": None,
-                            "latency p50 (ms)": None, "latency p90 (ms)": None, "speed-up (×)": None,
+                            "latency p50 (ms)": None, "latency p90 (ms)": None,
+                            "thread-CPU latency p50 (ms)": None, "speed-up (×)": None,
                             "throughput (tokens/s)": None, "quantized ops": None, "skipped": r["skipped"]})
             continue
         s = summary(r)
@@ -111,7 +124,8 @@ def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants",
             "ppl change vs FP32 (%)": _fmt(s["ppl_change_pct"]),
             "ppl change 95% CI (%)": f"[{s['ppl_change_low_pct']:.3g}, {s['ppl_change_high_pct']:.3g}]",
             "latency p50 (ms)": _fmt(r["latency_ms_p50"]), "latency p90 (ms)": _fmt(r["latency_ms_p90"]),
-            "speed-up (×)": _fmt(s["speedup_latency_p50"]),
+            "thread-CPU latency p50 (ms)": _fmt(r.get("latency_cpu_ms_p50")),
+            "speed-up (×)": _fmt(s["speedup_median"] or s["speedup_latency_p50"]),
             "throughput (tokens/s)": _fmt(r["throughput_tokens_per_s"], 4),
             "quantized ops": ", ".join(f"{k}={v}" for k, v in sorted(ops.items())) or None,
             "skipped": None,
@@ -165,13 +179,15 @@ def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, tit
     names = [r["variant"] for r in rows]
     y = np.arange(len(rows))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.38 * len(rows) + 1.8))
-    p50 = [r["latency_ms_p50"] for r in rows]
-    p90 = [r["latency_ms_p90"] for r in rows]
+    clocked = [clock_latency(r) for r in rows]
+    p50 = [c[0] for c in clocked]
+    p90 = [c[1] for c in clocked]
+    clock = "thread CPU time" if all(c[2] == "cpu" for c in clocked) else "wall time"
     colors = ["#0173b2" if r["runtime"] == "onnxruntime" else "#de8f05" for r in rows]
     left.barh(y, p50, color=colors)
     left.errorbar(p90, y, fmt="|", color="black", markersize=10)
     left.set_xscale("log")
-    left.set_xlabel("batch-1 latency p50 (ms, log scale); tick = p90")
+    left.set_xlabel(f"batch-1 latency p50 (ms of {clock}, log scale); tick = p90")
     left.set_ylabel("variant (blue: ONNX Runtime, orange: PyTorch)")
     rounds = [r.get("speedup_latency_rounds") or [1.0] for r in rows]
     right.boxplot(rounds, positions=y, vert=False, widths=0.6, showfliers=False)
