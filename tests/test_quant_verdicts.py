@@ -89,6 +89,11 @@ def test_c13_partly_when_only_quantized_tensors_reach_the_cut():
     assert v.label == Label.PARTLY
 
 
+def test_c13_partly_when_the_loss_is_small_but_the_quantized_tensors_shrink_as_claimed():
+    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=0.3, size_cut=72.0, tensor_cut=85.0)))
+    assert v.label == Label.PARTLY and "quantized tensors only: size" in v.reason
+
+
 def test_c13_not_supported_with_small_loss_and_small_cut():
     v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=3.0, size_cut=60.0, tensor_cut=70.0)))
     assert v.label == Label.NOT_SUPPORTED

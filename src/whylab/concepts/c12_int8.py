@@ -10,7 +10,8 @@ the same runtime, on this machine:
   one CPU thread by the thread's CPU time, which preemption on a busy machine does not inflate).
 
 A part holds when at least one INT8 variant lands in the claimed range (with a tolerance);
-all three → supported, none → not supported, otherwise partly.
+all three → supported, none → not supported, otherwise partly. A size cut reached only on
+the quantized tensors (not on the whole file, where unquantized tensors remain) counts as partly.
 """
 
 from __future__ import annotations
@@ -116,13 +117,16 @@ def decide(metrics: Mapping[str, Any], family: str, what: str) -> Verdict:
                          f"({'thread CPU time' if clock == 'cpu' else 'wall time'}; claimed "
                          f"{metrics['claimed']['speedup'][0]:g}–{metrics['claimed']['speedup'][1]:g}×)")
     held = [p for p in parts if holds[p]]
+    # the size cut reached on the quantized tensors but not on the whole file counts half
+    tensors_only = [p for p in parts if not holds[p] and any(r[p] == "tensors" for r in results.values())]
     unknown = [p for p in parts if not holds[p] and all(r[p] == "unknown" for r in results.values())]
-    reason = "; ".join(facts) + f". In range: {', '.join(held) or 'no part'}."
+    reason = "; ".join(facts) + f". In range: {', '.join(held) or 'no part'}"
+    reason += f" (on the quantized tensors only: {', '.join(tensors_only)})." if tensors_only else "."
     if unknown and len(held) + len(unknown) == len(parts):
         return Verdict(Label.INCONCLUSIVE, reason + f" Not measurable: {', '.join(unknown)}.")
     if len(held) == len(parts):
         return Verdict(Label.SUPPORTED, reason)
-    if not held:
+    if not held and not tensors_only:
         return Verdict(Label.NOT_SUPPORTED, reason)
     return Verdict(Label.PARTLY, reason)
 
