@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from whylab.concepts import c11_cross_attention as c11
 from whylab.verdict import Label
 
 torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_registered() -> None:
@@ -213,3 +218,28 @@ def test_c11_verdict_every_label() -> None:
     assert lit[0].agrees is True and lit[1].agrees is True
     assert c11._literature(_c11_metrics(q_mem=0.3, q_dec=0.0))[0].agrees is False
     assert math.isclose(_c11_metrics()["alignment_chance"], 1 / 8)
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def test_mechanisms_tokenizer_must_be_built(tmp_path: Path) -> None:
+    """A tokenizer the tokenizers rule does not build stops the run with one line, before any job."""
+    for name in ("Snakefile", "workflow", "config"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name)
+        else:
+            shutil.copy2(src, tmp_path / name)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run", "--configfile", "config/test.yaml"]
+    (tmp_path / "bad.yaml").write_text("mechanisms:\n  tokenizer: {vocab_size: 4000}\n", encoding="utf-8")
+    bad = subprocess.run([*cmd, "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "whylab: config error: mechanisms.tokenizer.vocab_size: 4000 is not built by the tokenizers rule "
+        "(it builds 800, 1200); pick one of those")
+    good = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr[-2000:]
+    for claim in ("C05", "C10", "C11"):
+        assert f"concept_{claim}" in good.stdout + good.stderr
+    assert not (tmp_path / "results").exists()
