@@ -195,3 +195,98 @@ def test_c03_measures() -> None:
     table = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
     assert c03.nearest_neighbours(table, [0], 2) == [[1, 2]]
     assert c03.neighbour_overlap(table, table, [0, 1, 2, 3], 1) == 1.0
+
+
+# --------------------------------------------------------------------------- small experiments
+TINY = {"device": "cpu",
+        "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 32},
+        "train": {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 4, "eval_windows": 4},
+        "tokenizer": {"scope": "joint", "algorithm": "bpe", "vocab_size": 800}}
+SECTIONS: dict[str, dict[str, Any]] = {
+    "C03": {"sample_words": ["the", "법률"], "sample_tokens": 3, "n_neighbours": 3, "overlap_tokens": 20,
+            "pair_min_count": 2, "frozen_unit_std": 1.0, "min_relative_change": 0.05, "min_loss_gain": 0.02},
+    "C04": {"task": {"n_entities": 8, "context_len": 4, "n_layers": 1, "n_heads": 1, "ffn": False,
+                     "init_std": 0.1, "steps": 10, "batch_size": 8, "lr": 3e-3, "eval_size": 16},
+            "attention_windows": 2, "attention_examples": 3, "min_accuracy_gap": 0.2, "min_loss_gain": 0.02},
+    "C06": {"task": {"n_keys": 4, "n_values": 4, "n_pairs": 3, "n_layers": 1, "steps": 10, "batch_size": 8,
+                     "lr": 3e-3, "eval_size": 16},
+            "attention_examples": 3, "min_accuracy_gap": 0.1, "min_loss_gain": 0.02, "min_follow_value": 0.7,
+            "max_value_swap_shift": 0.2},
+}
+
+
+@pytest.fixture(scope="module")
+def lm_inputs(tiny_corpus: Path, tiny_tokenizers: Path) -> dict[str, Path]:
+    inputs = {"tokenizer": tiny_tokenizers / "joint" / "bpe-800" / "tokenizer.json"}
+    for lang in ("en", "ko"):
+        for split in ("train", "valid"):
+            inputs[f"{split}_{lang}"] = tiny_corpus / lang / f"{split}.txt"
+    return inputs
+
+
+def run_claim(claim: str, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
+    from whylab.concepts import run_concept
+
+    settings = {**TINY, **copy.deepcopy(SECTIONS[claim]), "seeds": [0, 1]}
+    return run_concept(claim, settings, inputs, out / claim / "result.json", threads=1)
+
+
+def test_registered_and_schema_defaults_fill() -> None:
+    from whylab.concepts import REGISTRY
+    from whylab.config import check_config
+
+    assert {"C03", "C04", "C06"} <= set(REGISTRY)
+    mech = check_config({})["mechanisms"]
+    for claim, section in SECTIONS.items():  # the test sections use exactly the schema's keys
+        assert set(mech[claim]) == set(section), claim
+
+
+@pytest.mark.parametrize("claim", ["C03", "C04", "C06"])
+def test_experiment_runs_end_to_end(claim: str, lm_inputs: dict[str, Path], tmp_path: Path) -> None:
+    record = run_claim(claim, lm_inputs, tmp_path)
+    assert record["verdict"]["label"] in {str(label) for label in Label}
+    assert record["figures"] and all((tmp_path / claim / f["path"]).is_file() for f in record["figures"])
+    assert record["tables"] and record["literature"]
+    m = record["metrics"]
+    if claim == "C03":
+        assert m["relative_change"]["frozen"]["values"] == [0.0, 0.0]  # frozen means frozen
+        assert min(m["relative_change"]["learned"]["values"]) > 0.0
+        if m["unseen_tokens"]:  # no gradient reaches a token that never appears as input
+            assert m["unseen_token_relative_change"]["values"] == [0.0, 0.0]
+    if claim == "C04":  # with Q = K = X a token's best score is with itself, from the start
+        assert m["lm_self_attention_layer1"]["no_qk"]["mean"] > 2 * m["lm_self_attention_uniform"]
+    if claim == "C06":  # attention weights never depend on W_v
+        assert m["roles"]["wv_random_attention_tv"]["values"] == [0.0, 0.0]
+
+
+def test_experiment_is_deterministic(lm_inputs: dict[str, Path], tmp_path: Path) -> None:
+    first = run_claim("C04", lm_inputs, tmp_path / "a")
+    second = run_claim("C04", lm_inputs, tmp_path / "b")
+    assert first["metrics"] == second["metrics"]
+
+
+def _task_ctx(claim: str, task: dict[str, Any]) -> Any:
+    from whylab.concepts import ConceptContext
+
+    settings = {**TINY, "model": {"d_model": 32, "n_heads": 4}, **copy.deepcopy(SECTIONS[claim])}
+    settings["task"].update(task)
+    return ConceptContext(claim, settings, {}, Path("."), 1, "cpu")
+
+
+def test_trained_key_value_model_separates_where_from_what() -> None:
+    ctx = _task_ctx("C06", {"n_keys": 6, "n_values": 6, "n_pairs": 4, "steps": 200, "batch_size": 64,
+                            "eval_size": 256})
+    roles = c06.run_task(ctx, seed=0, v_proj=True)["interventions"]
+    assert roles["accuracy"] > 0.9
+    assert roles["value_swap_follows_new_value"] > 0.8 and roles["value_swap_attention_tv"] < 0.2
+    assert roles["key_swap_attention_tv"] > 0.4
+    assert roles["wv_random_accuracy"] < 0.6
+
+
+def test_learned_projections_solve_the_relation_task_q_equals_k_does_not() -> None:
+    ctx = _task_ctx("C04", {"n_entities": 12, "context_len": 5, "steps": 300, "batch_size": 64,
+                            "eval_size": 256})
+    learned = c04.run_task(ctx, seed=0, qk_proj=True)
+    plain = c04.run_task(ctx, seed=0, qk_proj=False)
+    assert learned["accuracy"] > plain["accuracy"] + 0.3
+    assert plain["self_attention"][0] > 0.5 > learned["self_attention"][0]

@@ -216,15 +216,16 @@ def run(ctx: ConceptContext) -> Evidence:
 
     geometry = [
         {"measure": f"share of the {k} nearest neighbours kept (top {len(frequent)} tokens)",
-         "before → after": fmt([p["overlap"] for p in per_seed]),
+         "value": fmt([p["overlap"] for p in per_seed]),
          "reference": f"{k / (corpus.vocab_size - 1):.3f} if the new table were unrelated"},
         {"measure": "rank correlation of a row's change with log token count (seen tokens)",
-         "before → after": fmt([p["spearman"] for p in per_seed]), "reference": "0 if unrelated"},
+         "value": fmt([p["spearman"] for p in per_seed]), "reference": "0 if unrelated"},
     ]
     if pairs:
         geometry.append({
-            "measure": f"mean cosine of {len(pairs)} same-word token pairs (case / leading-space variants)",
-            "before → after": f"{fmt([p['pair_cos_before'] for p in per_seed])} → "
+            "measure": f"mean cosine of {len(pairs)} same-word token pairs (case / leading-space "
+                       "variants), before → after training",
+            "value": f"{fmt([p['pair_cos_before'] for p in per_seed])} → "
                               f"{fmt([p['pair_cos_after'] for p in per_seed])}",
             "reference": "≈ 0 for random vectors"})
     tables = [
@@ -235,7 +236,8 @@ def run(ctx: ConceptContext) -> Evidence:
               "loss after training": fmt(loss[key]), "embedding relative change": fmt(change[key])}
              for key in runs]),
         Table.from_records(
-            "geometry", "How the learned table's geometry changed (mean ± std over seeds).", geometry),
+            "geometry", "How the learned table's geometry changed in training (mean ± std over seeds).",
+            geometry),
         Table.from_records(
             "neighbours", f"Nearest neighbours (cosine) of sample tokens in the learned embedding of "
             f"seed {seeds[0]}, before and after training (frequency = count in the training split).",

@@ -145,7 +145,7 @@ def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
     cfg = bench_config(ctx.settings, task.vocab_size, n_layers=cfg_task["n_layers"],
                        n_heads=cfg_task["n_heads"], ffn=cfg_task["ffn"],
                        max_len=task.seq_len, qk_proj=qk_proj, dropout=0.0,
-                       qk_init_std=cfg_task["qk_init_std"])
+                       init_std=cfg_task["init_std"])
     model = build_model(cfg, seed, ctx.device)
     held_out = task.sample(cfg_task["eval_size"], torch.Generator().manual_seed(10_000 + seed))
     ts = train_settings(ctx.settings, seed, steps=cfg_task["steps"], batch_size=cfg_task["batch_size"],
@@ -301,7 +301,8 @@ def run(ctx: ConceptContext) -> Evidence:
         "relation σ says which token each query looks for; the query must find σ(q) among "
         f"{task_cfg['context_len']} tokens that always include σ⁻¹(q) (the token looking for q) and output "
         "its position. We measure accuracy and where the query's attention goes, on a one-layer, "
-        f"{task_cfg['n_heads']}-head model {'with' if task_cfg['ffn'] else 'without'} a feed-forward block, "
+        f"{task_cfg['n_heads']}-head model {'with' if task_cfg['ffn'] else 'without'} a feed-forward block "
+        f"(weights initialised with std {task_cfg['init_std']}), "
         "and train both variants as language models on the corpus (validation loss, share of "
         "attention tokens give themselves)."
     )
@@ -326,7 +327,7 @@ def _accuracy_figure(task_runs: Mapping[str, list[dict[str, Any]]], chance: floa
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=frame, x="measure", y="value", hue="variant", errorbar="sd", ax=ax, alpha=0.7)
     sns.stripplot(data=frame, x="measure", y="value", hue="variant", dodge=True, ax=ax,
-                  color="black", size=4, legend=False)
+                  palette="dark:black", size=4, legend=False)
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("measure on held-out task sequences")
     ax.set_ylabel("accuracy / attention weight (fraction, 0–1)")
