@@ -303,3 +303,18 @@ def test_c09_runs(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
     assert set(abl) == {"gelu, 4x (baseline)", "no FFN", "swiglu, 4x", "gelu, 2x"}
     assert abl["no FFN"]["ffn_params"] == 0 and abl["gelu, 2x"]["params"] < abl["gelu, 4x (baseline)"]["params"]
     assert Label(rec["verdict"]["label"]) is Label.PARTLY
+
+
+def test_c08_literature_reads_gradients_and_warmup() -> None:
+    grads = {"grid init": {"pre": {"6": [0.5, 0.3]}, "post": {"6": [0.3, 0.02]}},
+             "Xavier-like init": {"pre": {"6": [0.6, 0.2]}, "post": {"6": [0.6, 0.7]}}}
+    cells = [_cell(1e-2, 6, 0, LOW, HIGH), _cell(1e-2, 6, 10, LOW, LOW)]  # warm-up rescues Post-LN only
+    grad_check, warm_check = c08._xiong({"grad_norms_at_init": grads, "cells": cells}, [6])
+    assert grad_check.agrees is True and "depends on the init" in grad_check.note
+    assert warm_check.agrees is True and "1/1" in warm_check.note
+    grads["Xavier-like init"] = grads["grid init"]
+    cells = [_cell(1e-2, 6, 0, HIGH, LOW), _cell(1e-2, 6, 10, LOW, LOW)]  # warm-up helps Pre-LN only
+    grad_check, warm_check = c08._xiong({"grad_norms_at_init": grads, "cells": cells}, [6])
+    assert grad_check.agrees is False and warm_check.agrees is False
+    _, warm_check = c08._xiong({"grad_norms_at_init": grads, "cells": [_cell(1e-2, 6, 0, MID, MID)]}, [6])
+    assert warm_check.agrees is None

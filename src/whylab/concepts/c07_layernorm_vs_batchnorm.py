@@ -177,7 +177,7 @@ def batch_dependence(model: nn.Module, probes: Sequence[Sequence[int]], pool: Se
     k = batch_size - 1
     out: dict[str, list[float]] = {"mates_padded": [], "mates_nopad": [], "eval_mode": []}
     per_extra: dict[int, list[float]] = {int(e): [] for e in extra_padding}
-    pad_share: dict[int, list[float]] = {int(e): [] for e in extra_padding}
+    pad_share: dict[int, list[float]] = {int(e): [] for e in [0, *extra_padding]}
     for probe in probes:
         mate_lists = [[pool[int(i)] for i in torch.randint(len(pool), (k,), generator=gen)]
                       for _ in range(mate_sets)]
@@ -197,11 +197,13 @@ def batch_dependence(model: nn.Module, probes: Sequence[Sequence[int]], pool: Se
         for extra in per_extra:
             per_extra[extra].append(relative_change(
                 probe_logits(train_like, probe, mate_lists[0], pad_id, device, extra), ref))
+        for extra in pad_share:
             x, _ = lm_pairs([probe, *mate_lists[0]], pad_id, length=longest + extra)
             pad_share[extra].append(pad_fraction(x, pad_id))
     largest = max(per_extra) if per_extra else 0
     result: dict[str, Any] = {name: sum(v) / len(v) for name, v in out.items() if v}
     result["padding"] = sum(per_extra[largest]) / len(per_extra[largest]) if per_extra else 0.0
+    result["reference_pad_fraction"] = sum(pad_share[0]) / len(pad_share[0])
     result["padding_curve"] = [
         {"extra_pad_columns": e, "pad_fraction": sum(pad_share[e]) / len(pad_share[e]),
          "change": sum(v) / len(v)} for e, v in sorted(per_extra.items())
@@ -301,6 +303,7 @@ def run(ctx: ConceptContext) -> Evidence:
     per_norm: dict[str, dict[str, list[float]]] = {}
     curves: dict[str, list[list[dict[str, float]]]] = {}
     bn_stats: list[dict[str, float]] = []
+    reference_pad: list[float] = []
     for norm in norms:
         cfg = lab.model_config(s, vocab, norm=norm, pad_id=pad_id, max_len=model_max_len)
         rows: dict[str, list[float]] = {k: [] for k in (
@@ -329,6 +332,7 @@ def run(ctx: ConceptContext) -> Evidence:
             for key in ("mates_padded", "mates_nopad", "padding", "eval_mode"):
                 rows[key].append(dep[key])
             curves[norm].append(dep["padding_curve"])
+            reference_pad.append(dep["reference_pad_fraction"])
             if norm == "batch":
                 gen = torch.Generator().manual_seed(20_000 + seed)
                 sample = padded_batch_fn(train_seqs, batch_size, pad_id)
@@ -341,6 +345,7 @@ def run(ctx: ConceptContext) -> Evidence:
         "batchnorm_statistics": {k: lab.summary([b[k] for b in bn_stats]) for k in
                                  ("pad_mean_shift", "batch_fluctuation")} if bn_stats else {},
         "padding_curves": {norm: _mean_curve(c) for norm, c in curves.items()},
+        "reference_pad_fraction": sum(reference_pad) / len(reference_pad),
         "pad_fraction_train": _mean_pad_fraction(train_seqs, batch_size, pad_id),
         "sentences": {"train": len(train_seqs), "valid": len(valid_seqs), "eval": n_eval,
                       "mean_length": sum(len(q) for q in train_seqs) / len(train_seqs)},
@@ -426,17 +431,19 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
     sns.lineplot(data=pd.DataFrame(rows), x="PAD share of the batch (%)", y="change", hue="norm",
                  marker="o", ax=ax)
     lab.plain_log_axis(ax)
+    ax.axvline(100 * metrics["reference_pad_fraction"], color="grey", linestyle=":")
     ax.set_xlabel("PAD share of the batch (% of positions)")
     ax.set_ylabel("relative change of one sentence's logits (ratio)")
     figs.append(plotting.save(
         fig, outdir, "change_vs_padding", "Output change vs padding in the batch",
         "The same sentence in the same batch, with extra PAD columns added (training mode, batch "
-        f"statistics); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
+        "statistics), compared with the batch padded only to its longest sentence (dotted line: that "
+        f"batch's PAD share); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
         "LayerNorm and RMSNorm normalise each token alone, so their line sits at float round-off."))
 
     rows = []
-    labels = {"mates_padded": "other sentences swapped", "mates_nopad": "other rows swapped, no PAD",
-              "padding": "extra PAD columns", "eval_mode": "other sentences swapped, eval mode"}
+    labels = {"mates_padded": "other sentences\nswapped", "mates_nopad": "other rows swapped\n(no PAD at all)",
+              "padding": "extra PAD\ncolumns", "eval_mode": "other sentences\nswapped (eval mode)"}
     for norm in norms:
         for key, label in labels.items():
             for v in lab.values(metrics["norms"][norm][key]):
@@ -446,7 +453,6 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
     lab.plain_log_axis(ax)
     ax.set_xlabel("what changes in the sentence's batch")
     ax.set_ylabel("relative change of the logits (ratio)")
-    ax.tick_params(axis="x", labelrotation=15)
     figs.append(plotting.save(
         fig, outdir, "batch_dependence", "Does one sentence's output depend on its batch?",
         "Relative change of one sentence's logits when its batch changes; bars = mean over seeds, "

@@ -260,8 +260,10 @@ def run(ctx: ConceptContext) -> Evidence:
             histories[name].append(hist)
             losses.append(hist.final_eval_loss)
         total = sum(breakdown.values())
+        body = total - breakdown["embedding"] - breakdown["lm_head"]
         ablation[name] = {"loss": lab.summary(losses), "params": total, "ffn_params": breakdown["ffn"],
-                          "ffn_share": breakdown["ffn"] / total}
+                          "ffn_share": breakdown["ffn"] / total,
+                          "ffn_share_non_embedding": breakdown["ffn"] / max(1, body)}
     baseline = next(iter(variants))
     metrics: dict[str, Any] = {
         "structure": structure,
@@ -308,6 +310,7 @@ def _tables(metrics: Mapping[str, Any]) -> list[Table]:
     ablation = [{
         "variant": name, "validation loss (nats/token)": lab.fmt(a["loss"], 4), "parameters": a["params"],
         "FFN share (%)": round(100 * a["ffn_share"], 1),
+        "FFN share without embeddings (%)": round(100 * a["ffn_share_non_embedding"], 1),
     } for name, a in metrics["ablation"].items()]
     return [
         Table.from_records("structure", "One layer of each standard model, traced: the feed-forward path and "
@@ -343,20 +346,22 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
     figs.append(plotting.save(
         fig, outdir, "ablation_loss", "Final loss per feed-forward variant",
         "Bars: mean over seeds, error bars ±1 std, dots: single seeds. The y axis does not start at zero."))
-    rows = [{"model": r["model"].split(" (")[0], "share": 100 * r["ffn_share"], "counted over": "all parameters"}
-            for r in metrics["parameter_shares"]]
-    rows += [{"model": r["model"].split(" (")[0], "share": 100 * r["ffn_share_non_embedding"],
-              "counted over": "without embeddings"} for r in metrics["parameter_shares"]]
+    shares = [(r["model"].split(" (")[0].replace(" ", "\n", 1), r["ffn_share"], r["ffn_share_non_embedding"])
+              for r in metrics["parameter_shares"]]
     base = metrics["ablation"][metrics["baseline"]]
-    rows.append({"model": "bench (baseline)", "share": 100 * base["ffn_share"], "counted over": "all parameters"})
-    fig, ax = plt.subplots(figsize=(7, 4))
+    shares.append(("bench\n(baseline)", base["ffn_share"], base["ffn_share_non_embedding"]))
+    rows = [{"model": m, "share": 100 * v, "counted over": over} for m, all_, body in shares
+            for over, v in (("all parameters", all_), ("without embeddings and output layer", body))]
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     sns.barplot(data=pd.DataFrame(rows), x="model", y="share", hue="counted over", ax=ax)
+    ax.legend(title="counted over", loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     ax.set_xlabel("model")
     ax.set_ylabel("feed-forward share of parameters (%)")
     figs.append(plotting.save(
         fig, outdir, "ffn_parameter_share", "How much of a transformer is feed-forward?",
         "Share of the parameters in the feed-forward linear layers, for real-size configs (meta device) "
-        "and the bench model; the bench model is embedding-heavy because it is tiny."))
+        "and the bench model; the bench model is embedding-heavy because it is tiny. The library models are "
+        "counted without an output layer (base models), the bench model without its lm_head."))
     return figs
 
 
