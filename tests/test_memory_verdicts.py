@@ -129,7 +129,9 @@ def test_c20_not_supported_and_inconclusive() -> None:
 # --------------------------------------------------------------------------- C21
 
 def _c21(acc: dict[str, Any] | None, **eq: float) -> dict[str, Any]:
-    equivalence = {"optimizer_offload_max_param_diff": 0.0, "layer_offload_max_logit_diff": 0.0}
+    equivalence = {"optimizer_offload_max_param_diff": 0.0, "optimizer_offload_diff_over_update": 0.0,
+                   "plain_rerun_diff_over_update": 0.0, "optimizer_offload_equivalent": True,
+                   "layer_offload_max_logit_diff": 0.0}
     equivalence.update(eq)
     return {"equivalence": equivalence, "min_saving": 0.1, "accelerator": acc, "accelerator_source": "test",
             "computed": {"optimizer_state_leaving_accelerator_bytes": 8 * 2**20, "estimated_train_saving": 0.3,
@@ -146,7 +148,9 @@ def test_c21_inconclusive_without_accelerator() -> None:
 
 
 def test_c21_inconclusive_when_not_equivalent() -> None:
-    assert c21.verdict(_c21(_acc(0.5, 0.5), optimizer_offload_max_param_diff=0.1)).label == Label.INCONCLUSIVE
+    v = c21.verdict(_c21(_acc(0.5, 0.5), optimizer_offload_max_param_diff=0.1, optimizer_offload_equivalent=False))
+    assert v.label == Label.INCONCLUSIVE
+    assert c21.verdict(_c21(_acc(0.5, 0.5), layer_offload_max_logit_diff=0.1)).label == Label.INCONCLUSIVE
 
 
 def test_c21_labels_from_accelerator_numbers() -> None:

@@ -11,6 +11,7 @@ factors added per parameter, and the exact accounting model of :mod:`whylab.memo
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 from collections.abc import Mapping
@@ -104,6 +105,9 @@ def run(ctx: ConceptContext) -> Evidence:
     rb, rs = s["reference_point"]
     per_opt = []
     for name in s["optimizers"]:
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
         prec = PRECISION_OF.get(name, "fp32")
         model = training.build_llama(s["model"], seed, prec, device)
         opt = training.make_optimizer(model, name)
@@ -234,8 +238,8 @@ def _tables(grid: list[dict[str, Any]], per_opt: list[dict[str, Any]], rss_rows:
 
     tables = [
         Table.from_records("grid", "Peak memory of one AdamW FP32 training step across batch × sequence: measured vs "
-                           "the exact accounting model (on CUDA plus the allocator's bytes beyond the model's tensors "
-                           "before the step, e.g. cuBLAS workspace), the sum of terms, and the notes' formula (as written, and "
+                           "the exact accounting model (on CUDA plus the allocator's bytes beyond this model's tensors "
+                           "before the step: cuBLAS workspace and whatever earlier measurements left allocated), the sum of terms, and the notes' formula (as written, and "
                            "with the factors added per parameter; activation factor 0.25).", [rec(g) for g in grid]),
         Table.from_records("optimizers", "Each optimizer at the reference point: measured bytes per parameter of "
                            "optimizer state and gradients (the notes' factors), and the peak.",
