@@ -244,6 +244,14 @@ def test_verdict_partly_when_outliers_move_and_w8a8_recovers():
     assert "activation function" in v.reason and "20 → 2" in v.reason
 
 
+def test_verdict_says_where_the_natural_outliers_sit():
+    m = _metrics()
+    m["outlier_ratio_before_by_kind"] = {"attn_in": 1.4, "mlp_in": 1.5, "mlp_down": 8.0}
+    assert "down_proj's input: max/median 8 vs at most 1.5" in c16.verdict(m).reason
+    m["outlier_ratio_before_by_kind"] = {"attn_in": 9.0, "mlp_down": 8.0}
+    assert "down_proj" not in c16.verdict(m).reason
+
+
 def test_verdict_not_supported_when_smoothing_does_not_help():
     v = c16.verdict(_metrics(smooth=(2.0, 2.1), after=19.0))
     assert v.label == Label.NOT_SUPPORTED

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from whylab.concepts import ConceptContext
 from whylab.errors import InputError

@@ -220,8 +220,10 @@ def run(ctx: ConceptContext) -> Evidence:
             "outlier_ratio_after": r["outlier_ratio_after"],
         }
     trained = results["trained"]["ppl_smooth"]
+    by_kind = pd.DataFrame(results["trained"]["ratio_rows"]).groupby("kind")["before"].mean()
     metrics = {
         "conditions": per,
+        "outlier_ratio_before_by_kind": {str(k): float(v) for k, v in by_kind.items()},
         "best_alpha_on_validation": {s: min(alphas, key=lambda a, s=s: Spread.of(trained[s][str(a)]).mean)
                                      for s in schemes},
         "invariance_max_ppl_diff": max((abs(x - y) for s in schemes if "outliers" in results
@@ -449,13 +451,21 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
                        "implementation is not the exact rewrite SmoothQuant requires; no conclusion.")
     summaries = {c: _condition_summary(metrics, c) for c in metrics["conditions"]}
     text = "; ".join(s["text"] for s in summaries.values())
+    wording = WORDING
+    kinds = metrics.get("outlier_ratio_before_by_kind") or {}
+    if "mlp_down" in kinds and len(kinds) > 1:
+        others = max(v for k, v in kinds.items() if k != "mlp_down")
+        if kinds["mlp_down"] > others:
+            wording += (f" (the trained model's largest natural outliers do sit right after the SiLU gate, in "
+                        f"down_proj's input: max/median {kinds['mlp_down']:.3g} vs at most {others:.3g} elsewhere, "
+                        "but SmoothQuant treats them by their statistics like any other input)")
     if any(s["moved"] and s["helped"] for s in summaries.values()):
         return Verdict(Label.PARTLY,
-                       f"SmoothQuant does take the activations into account ({text}), but {WORDING}.")
+                       f"SmoothQuant does take the activations into account ({text}), but {wording}.")
     if all(s["naive_loss_pct"] < float(metrics["ppl_gain_pct_min"]) for s in summaries.values()):
         return Verdict(Label.INCONCLUSIVE,
                        f"Naive W8A8 loses almost nothing here ({text}), so there is nothing for smoothing "
-                       f"to fix; {WORDING}.")
+                       f"to fix; {wording}.")
     return Verdict(Label.NOT_SUPPORTED,
                    f"Naive W8A8 loses accuracy but smoothing did not flatten the outliers and win it back "
-                   f"({text}), so activation-aware quantization is not shown at work; and {WORDING}.")
+                   f"({text}), so activation-aware quantization is not shown at work; and {wording}.")
