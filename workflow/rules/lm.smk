@@ -11,48 +11,15 @@ LM_TRAIN_CURVE = f"{RESULTS}/lm/train_curve.csv"
 LM_CHECKPOINTS = f"{RESULTS}/lm/checkpoints"
 
 
-def _lm_tokenizer():
-    """The joint tokenizer.json the LM uses; a one-line error if the tokenizers rule does not build it."""
-    tok = LM["tokenizer"]
-    if "joint" not in tokenizer_scopes():
-        sys.exit("whylab: config error: lm.tokenizer needs the joint tokenizer, but tokenizers.scope "
-                 f"is {config['tokenizers']['scope']!r}; use joint or both")
-    for key, options in (("algorithm", config["tokenizers"]["algorithms"]),
-                         ("vocab_size", config["tokenizers"]["vocab_sizes"])):
-        if tok[key] not in options:
-            sys.exit(f"whylab: config error: lm.tokenizer.{key}: {tok[key]!r} is not built by the "
-                     f"tokenizers rule (it builds {', '.join(map(str, options))}); pick one of those")
-    return tokenizer_file("joint", tok["algorithm"], tok["vocab_size"])
-
-
-def _lm_languages():
-    missing = [lang for lang in LM["train_languages"] if lang not in LANGS]
-    if missing:
-        sys.exit(f"whylab: config error: lm.train_languages: {', '.join(missing)} not in "
-                 f"corpus.languages ({', '.join(LANGS)})")
-    return LM["train_languages"]
-
-
-def _lm_on_gpu():
-    """Whether training will run on CUDA, decided as whylab.runtime.resolve_device does."""
-    if config["device"] == "cuda":
-        return True
-    if config["device"] == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
-
-
-LM_TOKENIZER = _lm_tokenizer()
-LM_LANGS_TRAINED = _lm_languages()
+LM_TOKENIZER = lm_tokenizer_file()
+LM_LANGS_TRAINED = lm_train_languages()
 LM_CORPUS_FILES = {
     f"{split}_{lang}": f"{RESULTS}/corpus/{lang}/{split}.txt"
     for split in ("train", "valid")
     for lang in LM_LANGS_TRAINED
 }
 # a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA
-LM_GPU = {"gpu": 1} if _lm_on_gpu() else {}
+LM_GPU = gpu_resources()
 # the report shows the LM's training summary
 REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
 
@@ -70,7 +37,10 @@ rule lm_train:
         settings=settings_json(
             {k: LM[k] for k in ("train_languages", "tokenizer", "model", "training")}
         ),
-        corpus=f"{RESULTS}/corpus",
+        corpus=lambda w, input: Path(input.tokenizer).parents[3] / "corpus",
+        checkpoints=LM_CHECKPOINTS,
+    conda:
+        CONDA_ENV
     threads: LM["threads"]
     resources:
         mem_mb=4000,
@@ -81,10 +51,10 @@ rule lm_train:
     benchmark:
         f"{BENCHMARKS}/lm_train.tsv"
     shell:
-        "{WHYLAB} lm_train --settings {params.settings:q}"
+        "python -m whylab lm_train --settings {params.settings:q}"
         " --input tokenizer={input.tokenizer} --input corpus={params.corpus}"
         " --output model={output.model} --output metrics={output.metrics}"
-        " --output curve={output.curve} --output checkpoints={LM_CHECKPOINTS}"
+        " --output curve={output.curve} --output checkpoints={params.checkpoints}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -97,7 +67,9 @@ rule lm_export:
         onnx=directory(LM_ONNX_FP32),
     params:
         settings=settings_json({k: LM[k] for k in ("train_languages", "export")}),
-        corpus=f"{RESULTS}/corpus",
+        corpus=lambda w, input: Path(input.model).parent.parent / "corpus",
+    conda:
+        CONDA_ENV
     threads: LM["threads"]
     resources:
         mem_mb=4000,
@@ -108,6 +80,6 @@ rule lm_export:
     benchmark:
         f"{BENCHMARKS}/lm_export.tsv"
     shell:
-        "{WHYLAB} lm_export --settings {params.settings:q}"
+        "python -m whylab lm_export --settings {params.settings:q}"
         " --input model={input.model} --input corpus={params.corpus}"
         " --output onnx={output.onnx} --threads {threads} > {log} 2>&1"
