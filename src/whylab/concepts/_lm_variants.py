@@ -10,7 +10,7 @@ concept module show only what is specific to its claim.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,6 @@ def fmt(entry: Mapping[str, Any], digits: int = 3) -> str:
     if entry.get("std") is None:
         return f"{entry['mean']:.{digits}g}"
     return f"{entry['mean']:.{digits}g} ± {entry['std']:.{digits}g}"
-
-
-def over_seeds(seeds: Sequence[int], run_one: Callable[[int], Any]) -> list[Any]:
-    """``run_one(seed)`` for every seed, in order (each run seeds its own model and batches)."""
-    return [run_one(int(seed)) for seed in seeds]
 
 
 def curves_frame(histories: Mapping[str, Sequence[Any]]) -> pd.DataFrame:

@@ -362,7 +362,9 @@ def run(ctx: ConceptContext) -> Evidence:
             f"{len(ctx.seeds)} seeds. After training we compare the validation loss (BatchNorm with its "
             "running statistics, as in deployment) with the loss on the same batches using batch "
             "statistics, and we measure how much one sentence's logits change when the other sentences "
-            "in its batch change, or when only extra PAD columns are added to the batch."
+            "in its batch change, or when only extra PAD columns are added to the batch. (In training mode "
+            "BatchNorm's statistics also include later tokens, so it is not even causal; the reported loss is "
+            "measured in eval mode, where that cannot help.)"
         ),
         metrics=metrics,
         seeds=list(ctx.seeds),
@@ -465,6 +467,7 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     bn = lab.values(metrics["norms"]["batch"]["eval_loss"])
     stats = metrics.get("batchnorm_statistics", {})
     fluct = stats.get("batch_fluctuation", {}).get("mean")
+    shift = stats.get("pad_mean_shift", {}).get("mean")
     agrees: bool | None
     if clearly_less(ln, bn):
         agrees = True
@@ -473,6 +476,7 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     else:
         agrees = None
     fl = f"{fluct:.3f}" if fluct is not None else "n/a"
+    sh = f"{shift:.3f}" if shift is not None else "n/a"
     return LiteratureCheck(
         source="Shen et al. 2020, PowerNorm: Rethinking Batch Normalization in Transformers",
         finding=("Naive BatchNorm in NLP transformers trains worse than LayerNorm, because the batch "
@@ -480,7 +484,8 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
         agrees=agrees,
         note=(f"Here: validation loss LayerNorm {lab.fmt(metrics['norms']['layer']['eval_loss'], 4)} vs "
               f"BatchNorm {lab.fmt(metrics['norms']['batch']['eval_loss'], 4)} nats/token; batch-to-batch "
-              f"fluctuation of BatchNorm's channel means = {fl} of a channel's std. "
+              f"fluctuation of BatchNorm's channel means = {fl} of a channel's std; the PAD rows move a "
+              f"training batch's channel means by {sh} of a channel's std. "
               + ("The loss difference is within the seed noise at this scale (tiny model, a few hundred "
                  "steps), so this run cannot confirm or refute it." if agrees is None else
                  "BatchNorm's faster early progress wins in this short run of a tiny model; Shen et al. "

@@ -213,7 +213,8 @@ def _figures(outdir: Path, histories: Mapping[tuple[float, int], Mapping[str, Se
     figs.append(plotting.save(
         fig, outdir, "loss_difference", "Where does Pre-LN win?",
         "Number in each cell: final validation loss of Post-LN minus Pre-LN (nats/token), mean over "
-        "seeds (blue, positive: Pre-LN lower; red, negative: Post-LN lower). Whether a difference is clear of the seed noise is in the table."))
+        "seeds (blue, positive: Pre-LN lower; red, negative: Post-LN lower). Whether a difference is "
+        "clear of the seed noise is in the table."))
 
     rows = []
     deep = str(max(probe_depths))

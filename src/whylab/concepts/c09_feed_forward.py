@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from whylab.concepts import ConceptContext
 from whylab.concepts import _lm_variants as lab
-from whylab.errors import InputError
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict, clearly_less
 
