@@ -32,6 +32,8 @@ def setup() -> None:
     plt.rcParams["font.family"] = _FONT_FALLBACK  # a list: missing glyphs fall back per character
     plt.rcParams["figure.dpi"] = 110
     plt.rcParams["savefig.bbox"] = "tight"
+    # tick labels (log axes' 10^-2 too) draw in NanumGothic, which has no U+2212 minus sign
+    plt.rcParams["axes.unicode_minus"] = False
 
 
 def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> FigureRef:
@@ -58,7 +60,7 @@ def _check_labels(fig: plt.Figure, name: str) -> None:
     one on another panel of the same column (x) or row (y), as seaborn's facet grids do."""
     x_by_col: dict[int, bool] = {}
     y_by_row: dict[int, bool] = {}
-    axes = [ax for ax in fig.axes if ax.has_data()]
+    axes = [ax for ax in fig.axes if ax.has_data() and ax.get_label() != "<colorbar>"]
     for ax in axes:
         spec = ax.get_subplotspec()
         row, col = (spec.rowspan.start, spec.colspan.start) if spec else (id(ax), id(ax))
