@@ -14,8 +14,9 @@ import seaborn as sns  # noqa: E402
 
 from whylab.results import FigureRef  # noqa: E402
 
-# NanumGothic (shipped by the koreanize-matplotlib package) draws Hangul; DejaVu Sans the rest.
-_FONT_FALLBACK = ["NanumGothic", "DejaVu Sans"]
+# DejaVu Sans draws Latin, digits and math (log ticks); NanumGothic (shipped by the
+# koreanize-matplotlib package) draws the Hangul that DejaVu lacks, glyph by glyph.
+_FONT_FALLBACK = ["DejaVu Sans", "NanumGothic"]
 
 
 def _register_hangul_font() -> None:
@@ -32,8 +33,6 @@ def setup() -> None:
     plt.rcParams["font.family"] = _FONT_FALLBACK  # a list: missing glyphs fall back per character
     plt.rcParams["figure.dpi"] = 110
     plt.rcParams["savefig.bbox"] = "tight"
-    # tick labels (log axes' 10^-2 too) draw in NanumGothic, which has no U+2212 minus sign
-    plt.rcParams["axes.unicode_minus"] = False
 
 
 def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> FigureRef:
