@@ -20,7 +20,7 @@ from whylab.concepts import ConceptContext
 from whylab.concepts.c12_int8 import collect, decide, parts_table
 from whylab.quant import report as qr
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict
+from whylab.verdict import Verdict
 
 CLAIM_ID = "C13"
 CLAIMED = {"loss_pct": [40.0, 50.0], "size_cut_pct": 87.5}

@@ -178,7 +178,9 @@ def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, tit
     rows = measured(rows)
     names = [r["variant"] for r in rows]
     y = np.arange(len(rows))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.38 * len(rows) + 1.8))
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.38 * len(rows) + 2.0), layout="constrained")
     clocked = [clock_latency(r) for r in rows]
     p50 = [c[0] for c in clocked]
     p90 = [c[1] for c in clocked]
@@ -187,19 +189,22 @@ def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, tit
     left.barh(y, p50, color=colors)
     left.errorbar(p90, y, fmt="|", color="black", markersize=10)
     left.set_xscale("log")
-    left.set_xlabel(f"batch-1 latency p50 (ms of {clock}, log scale); tick = p90")
+    left.set_xlabel(f"batch-1 latency, p50 bar and p90 tick (ms of {clock})")
     left.set_ylabel("variant (blue: ONNX Runtime, orange: PyTorch)")
     rounds = [r.get("speedup_latency_rounds") or [1.0] for r in rows]
     right.boxplot(rounds, positions=y, vert=False, widths=0.6, showfliers=False)
     if claimed:
         right.axvspan(claimed[0], claimed[1], color="green", alpha=0.12, label="claimed speed-up")
     right.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    right.set_xscale("log")
-    right.set_xlabel("speed-up vs FP32 of the same runtime (×, log scale; one value per timing round)")
+    right.set_xlim(0, max([4.5, *(max(r) for r in rounds)]) * 1.05)
+    right.set_xlabel("speed-up vs FP32 of the same runtime (×, per timing round)")
     right.set_ylabel("variant")
     for ax in (left, right):
         ax.set_yticks(y, names, fontsize=7)
         ax.set_ylim(-0.7, len(rows) - 0.3)
+    left.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+    for axis_formatter in (left.xaxis.set_major_formatter, left.xaxis.set_minor_formatter):
+        axis_formatter(FormatStrFormatter("%g"))
     right.legend(fontsize=7, loc="lower right")
     return plotting.save(fig, outdir, name, title, caption)
 
