@@ -409,12 +409,14 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     ll, lx = Spread.of(lm_l), Spread.of(lm_x)
     task_gain = clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"]
     lm_gain = clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"]
-    ablation = f"accuracy {sl} (learned W_v) vs {sx} (V = X); LM loss {ll} vs {lx} nats/token"
+    ablation = f"task accuracy {sl} (learned W_v) vs {sx} (V = X); LM loss {ll} vs {lx} nats/token"
     if not _roles_separated(metrics):
         return Verdict(Label.NOT_SUPPORTED, f"The interventions do not separate where-to-look from "
                        f"what-to-fetch: {role_numbers}.")
     if task_gain or lm_gain:
+        where = "on the task and the LM" if task_gain and lm_gain else (
+            "on the task" if task_gain else "as a language model, though V = X also solves the task")
         return Verdict(Label.SUPPORTED, f"Q/K pick the position and V the content: {role_numbers}; "
-                       f"a learned W_v clearly helps ({ablation}).")
+                       f"a learned W_v clearly helps {where} ({ablation}).")
     return Verdict(Label.PARTLY, f"Q/K pick the position and V the content ({role_numbers}), but a "
                    f"separate learned W_v adds nothing clear over V = X ({ablation}).")
