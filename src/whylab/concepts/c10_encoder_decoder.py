@@ -249,8 +249,6 @@ def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
         last = i == len(maps) - 1
         sns.heatmap(w, ax=ax, cmap="viridis", vmin=0, vmax=vmax, square=True, cbar=last,
                     cbar_kws={"label": "attention weight (probability; top 2% clipped)"})
-        if last:
-            ax.collections[0].colorbar.ax.set_xlabel("0–1")  # plotting.save wants every axis labelled
         step = max(1, w.shape[0] // 8)
         ax.set_xticks(np.arange(0, w.shape[0], step) + 0.5, np.arange(0, w.shape[0], step))
         ax.set_yticks(np.arange(0, w.shape[0], step) + 0.5, np.arange(0, w.shape[0], step))

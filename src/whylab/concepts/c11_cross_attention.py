@@ -327,8 +327,6 @@ def _figure_maps(ctx: ConceptContext, maps: list[np.ndarray], src: list[int], ta
         last = i == len(maps) - 1
         sns.heatmap(w, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=last, xticklabels=src_labels,
                     yticklabels=tgt_labels, cbar_kws={"label": "attention weight (probability)"})
-        if last:
-            ax.collections[0].colorbar.ax.set_xlabel("0–1")  # plotting.save wants every axis labelled
         ax.set_title(f"decoder layer {i + 1}")
         ax.set_xlabel("source position:symbol (keys, values)")
         ax.set_ylabel("target position:symbol it predicts (queries)")
