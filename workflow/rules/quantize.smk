@@ -106,6 +106,7 @@ for _claim in ("C12", "C13", "C15"):
             claim=_claim,
             settings=settings_json(quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED),
             corpus=lambda w, input: Path(input.valid[0]).parents[1],
+            variants=lambda w, input: Path(input.measures[0]).parents[1],
         conda:
             CONDA_ENV
         threads: 1
@@ -118,7 +119,7 @@ for _claim in ("C12", "C13", "C15"):
             f"{BENCHMARKS}/concept_{_claim}.tsv"
         shell:
             "python -m whylab {params.claim} --settings {params.settings:q}"
-            " --input variants={VARIANTS_DIR} --input model={input.model} --input onnx={input.onnx}"
+            " --input variants={params.variants} --input model={input.model} --input onnx={input.onnx}"
             " --input corpus={params.corpus} --output result={output.result} --threads {threads} > {log} 2>&1"
 
 
