@@ -16,21 +16,21 @@ from whylab.results import FigureRef  # noqa: E402
 
 # DejaVu Sans draws Latin, digits and math (log ticks); NanumGothic (shipped by the
 # koreanize-matplotlib package) draws the Hangul that DejaVu lacks, glyph by glyph.
-_FONT_FALLBACK = ["DejaVu Sans", "NanumGothic"]
-
-
-def _register_hangul_font() -> None:
+def _hangul_fonts() -> list[str]:
+    """Register NanumGothic from koreanize-matplotlib; [] where the package is missing."""
     spec = importlib.util.find_spec("koreanize_matplotlib")
     if spec is None or not spec.submodule_search_locations:
-        return
-    for ttf in sorted(Path(next(iter(spec.submodule_search_locations)), "fonts").glob("NanumGothic*.ttf")):
+        return []
+    fonts = sorted(Path(next(iter(spec.submodule_search_locations)), "fonts").glob("NanumGothic*.ttf"))
+    for ttf in fonts:
         font_manager.fontManager.addfont(str(ttf))
+    return ["NanumGothic"] if fonts else []
 
 
 def setup() -> None:
-    _register_hangul_font()
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    plt.rcParams["font.family"] = _FONT_FALLBACK  # a list: missing glyphs fall back per character
+    # a list: missing glyphs fall back per character
+    plt.rcParams["font.family"] = ["DejaVu Sans", *_hangul_fonts()]
     plt.rcParams["figure.dpi"] = 110
     plt.rcParams["savefig.bbox"] = "tight"
 
