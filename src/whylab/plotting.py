@@ -14,8 +14,6 @@ import seaborn as sns  # noqa: E402
 
 from whylab.results import FigureRef  # noqa: E402
 
-# DejaVu Sans draws Latin, digits and math (log ticks); NanumGothic (shipped by the
-# koreanize-matplotlib package) draws the Hangul that DejaVu lacks, glyph by glyph.
 def _hangul_fonts() -> list[str]:
     """Register NanumGothic from koreanize-matplotlib; [] where the package is missing."""
     spec = importlib.util.find_spec("koreanize_matplotlib")
@@ -29,7 +27,8 @@ def _hangul_fonts() -> list[str]:
 
 def setup() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    # a list: missing glyphs fall back per character
+    # DejaVu Sans draws Latin, digits and math (log ticks); NanumGothic (shipped by the
+    # koreanize-matplotlib package) the Hangul DejaVu lacks: a list falls back glyph by glyph.
     plt.rcParams["font.family"] = ["DejaVu Sans", *_hangul_fonts()]
     plt.rcParams["figure.dpi"] = 110
     plt.rcParams["savefig.bbox"] = "tight"
