@@ -39,6 +39,8 @@ for _claim in MEMORY_CLAIMS:
             claim=_claim,
             settings=memory_settings(_claim),
             inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
+        conda:
+            CONDA_ENV
         threads: 4 if _claim == "C21" else 1  # C21's offloaded optimizer step runs on CPU threads
         resources:
             mem_mb=4000,
@@ -48,5 +50,5 @@ for _claim in MEMORY_CLAIMS:
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
         shell:
-            "{WHYLAB} {params.claim} --settings {params.settings:q} {params.inputs}"
+            "python -m whylab {params.claim} --settings {params.settings:q} {params.inputs}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"

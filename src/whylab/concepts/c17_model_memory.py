@@ -233,9 +233,10 @@ def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: lis
 
 
 def _figure_formats(ctx: ConceptContext, fmts: dict[str, dict[str, Any]]) -> Any:
-    frame = pd.DataFrame([{"format": k, "measured": v["layer_bytes_per_value"], "nominal": v["nominal_bytes_per_value"],
+    frame = pd.DataFrame([{"format": k, "measured (quantized layers)": v["layer_bytes_per_value"],
+                           "nominal": v["nominal_bytes_per_value"],
                            "whole model": v["model_bytes"] / v["params"]} for k, v in fmts.items()])
-    long = frame.melt(id_vars="format", value_vars=["nominal", "measured", "whole model"],
+    long = frame.melt(id_vars="format", value_vars=["nominal", "measured (quantized layers)", "whole model"],
                       var_name="quantity", value_name="bytes per value")
     fig, ax = plt.subplots(figsize=(8, 4))
     sns.barplot(long, x="format", y="bytes per value", hue="quantity", ax=ax)

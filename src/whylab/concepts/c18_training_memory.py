@@ -268,16 +268,21 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
                          "peak memory (MiB)": value / calc.MiB})
     frame = pd.DataFrame(recs)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    sns.lineplot(frame, x="tokens per step (batch × seq)", y="peak memory (MiB)", hue="source", style="seq",
-                 markers=True, ax=ax)
+    lines = frame[frame["source"] != "measured"]
+    sns.lineplot(lines, x="tokens per step (batch × seq)", y="peak memory (MiB)", hue="source", units="seq",
+                 estimator=None, palette=["tab:blue", "tab:green", "tab:red"], ax=ax)
+    measured = frame[frame["source"] == "measured"]
+    ax.scatter(measured["tokens per step (batch × seq)"], measured["peak memory (MiB)"], color="black", s=40,
+               marker="o", zorder=5, label="measured")
     ax.set_xscale("log", base=2)
     plain_log_ticks(ax, "x")
     ax.set_xlabel("tokens per step, batch × sequence length (tokens, log₂ scale)")
     ax.set_ylabel("peak memory of one step (MiB)")
     ax.legend(fontsize=7)
     return plotting.save(fig, ctx.outdir, "peak_vs_tokens", "Training-step peak memory: measured vs estimates",
-                         "Measured peak of live tensor memory in one AdamW FP32 step against the exact accounting "
-                         "model and the notes' formula, which does not depend on batch or sequence length.")
+                         "Measured peak of live tensor memory in one AdamW FP32 step (black dots) against the exact "
+                         "accounting model (one line per sequence length) and the notes' formula read two ways, which "
+                         "does not depend on batch or sequence length.")
 
 
 def _figure_breakdown(ctx: ConceptContext, per_opt: list[dict[str, Any]]) -> Any:
