@@ -11,8 +11,6 @@ BENCHMARKS = f"{RESULTS}/benchmarks"
 LANGS = config["corpus"]["languages"]
 # With --use-conda, every rule runs in this environment; without it, in the one running Snakemake.
 CONDA_ENV = "../envs/whylab.yaml"
-# Deprecated spelling of the step command; rules write `python -m whylab` (snakemake --lint).
-WHYLAB = "python -m whylab"
 
 # claim id -> result.json; each rules file adds the claims it tests, the report collects them.
 CONCEPT_RESULTS = {}
