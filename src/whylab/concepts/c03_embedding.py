@@ -27,15 +27,8 @@ import torch.nn.functional as F
 
 from whylab import plotting
 from whylab.concepts import ConceptContext
-from whylab.concepts._bench_common import (
-    bench_config,
-    build_model,
-    fmt,
-    load_corpus,
-    plot_curves,
-    spread_dict,
-    train_settings,
-)
+from whylab.bench.train import bench_config, train_lm, train_settings
+from whylab.concepts._bench_common import build_model, fmt, load_corpus, plot_curves, summary
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
 
@@ -124,9 +117,8 @@ def sample_token_ids(tokenizer: Any, counts: torch.Tensor, words: Sequence[str],
 def run_one(ctx: ConceptContext, corpus: Any, seed: int, freeze: bool,
             embedding_std: float | None = None) -> dict[str, Any]:
     """Train one LM; ``embedding_std`` redraws the token table N(0, std²) (same seed) before training."""
-    from whylab.bench.train import train_lm
-
-    cfg = bench_config(ctx.settings, corpus.vocab_size, freeze_embedding=freeze)
+    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size,
+                       freeze_embedding=freeze)
     model = build_model(cfg, seed, ctx.device)
     if embedding_std is not None:
         gen = torch.Generator().manual_seed(seed)
@@ -134,8 +126,8 @@ def run_one(ctx: ConceptContext, corpus: Any, seed: int, freeze: bool,
         with torch.no_grad():
             model.token_embedding.weight.copy_(table)
     before = model.token_embedding.weight.detach().cpu().clone()
-    history = train_lm(model, corpus.train, corpus.valid, train_settings(ctx.settings, seed),
-                       device=ctx.device)
+    history = train_lm(model, corpus.train, corpus.valid,
+                       train_settings(ctx.settings.get("train", {}), seed=seed), device=ctx.device)
     after = model.token_embedding.weight.detach().cpu().clone()
     return {"history": history, "initial_loss": history.eval_loss[0],
             "eval_loss": history.final_eval_loss, "before": before, "after": after,
@@ -182,23 +174,23 @@ def run(ctx: ConceptContext) -> Evidence:
         "n_seeds": len(seeds),
         "vocab_size": corpus.vocab_size,
         "embedding_parameters": int(runs[LEARNED][0]["before"].numel()),
-        "initial_eval_loss": {key: spread_dict(v) for key, v in init.items()},
-        "eval_loss": {key: spread_dict(v) for key, v in loss.items()},
+        "initial_eval_loss": {key: summary(v) for key, v in init.items()},
+        "eval_loss": {key: summary(v) for key, v in loss.items()},
         "best_frozen": best,
         "loss_gap_nats": {key: float(np.mean(loss[key]) - np.mean(loss[LEARNED])) for key in frozen_keys},
         "share_of_learned_gain": {key: (gain[key] / gain[LEARNED] if gain[LEARNED] > 0 else None)
                                   for key in frozen_keys},
-        "relative_change": {key: spread_dict(v) for key, v in change.items()},
-        "change_vs_log_frequency_spearman": spread_dict([p["spearman"] for p in per_seed]),
+        "relative_change": {key: summary(v) for key, v in change.items()},
+        "change_vs_log_frequency_spearman": summary([p["spearman"] for p in per_seed]),
         "unseen_tokens": int((~seen).sum()),
-        "unseen_token_relative_change": (spread_dict([p["unseen_change"] for p in per_seed])
+        "unseen_token_relative_change": (summary([p["unseen_change"] for p in per_seed])
                                          if (~seen).any() else None),
         "neighbour_overlap": {"k": k, "tokens": len(frequent),
-                              "learned": spread_dict([p["overlap"] for p in per_seed]),
+                              "learned": summary([p["overlap"] for p in per_seed]),
                               "random_expectation": k / (corpus.vocab_size - 1)},
         "same_word_pair_cosine": ({"pairs": len(pairs),
-                                   "before": spread_dict([p["pair_cos_before"] for p in per_seed]),
-                                   "after": spread_dict([p["pair_cos_after"] for p in per_seed])}
+                                   "before": summary([p["pair_cos_before"] for p in per_seed]),
+                                   "after": summary([p["pair_cos_after"] for p in per_seed])}
                                   if pairs else None),
         "diverged": {key: sum(r["diverged"] for r in rs) for key, rs in runs.items()},
         "thresholds": {"min_relative_change": float(st["min_relative_change"]),
@@ -216,24 +208,25 @@ def run(ctx: ConceptContext) -> Evidence:
 
     geometry = [
         {"measure": f"share of the {k} nearest neighbours kept (top {len(frequent)} tokens)",
-         "value": fmt([p["overlap"] for p in per_seed]),
+         "value": fmt([p["overlap"] for p in per_seed], notation="f"),
          "reference": f"{k / (corpus.vocab_size - 1):.3f} if the new table were unrelated"},
         {"measure": "rank correlation of a row's change with log token count (seen tokens)",
-         "value": fmt([p["spearman"] for p in per_seed]), "reference": "0 if unrelated"},
+         "value": fmt([p["spearman"] for p in per_seed], notation="f"), "reference": "0 if unrelated"},
     ]
     if pairs:
         geometry.append({
             "measure": f"mean cosine of {len(pairs)} same-word token pairs (case / leading-space "
                        "variants), before → after training",
-            "value": f"{fmt([p['pair_cos_before'] for p in per_seed])} → "
-                              f"{fmt([p['pair_cos_after'] for p in per_seed])}",
+            "value": f"{fmt([p['pair_cos_before'] for p in per_seed], notation='f')} → "
+                     f"{fmt([p['pair_cos_after'] for p in per_seed], notation='f')}",
             "reference": "≈ 0 for random vectors"})
     tables = [
         Table.from_records(
             "loss", "Validation loss (nats/token), mean ± std over seeds, and how far the embedding "
             "table moved (‖E_after − E_before‖ / ‖E_before‖).",
-            [{"variant": NAMES[key], "loss before training": fmt(init[key]),
-              "loss after training": fmt(loss[key]), "embedding relative change": fmt(change[key])}
+            [{"variant": NAMES[key], "loss before training": fmt(init[key], notation="f"),
+              "loss after training": fmt(loss[key], notation="f"),
+              "embedding relative change": fmt(change[key], notation="f")}
              for key in runs]),
         Table.from_records(
             "geometry", "How the learned table's geometry changed in training (mean ± std over seeds).",

@@ -29,15 +29,8 @@ import torch.nn.functional as F
 
 from whylab import plotting
 from whylab.concepts import ConceptContext
-from whylab.concepts._bench_common import (
-    bench_config,
-    build_model,
-    fmt,
-    load_corpus,
-    plot_curves,
-    spread_dict,
-    train_settings,
-)
+from whylab.bench.train import bench_config, train_lm, train_settings
+from whylab.concepts._bench_common import build_model, fmt, load_corpus, plot_curves, summary
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
 
@@ -188,16 +181,14 @@ def interventions(model: Any, task: KeyValueTask, s: Mapping[str, torch.Tensor],
 
 
 def run_task(ctx: ConceptContext, seed: int, v_proj: bool) -> dict[str, Any]:
-    from whylab.bench.train import train_lm
-
     tc = ctx.settings["task"]
     task = KeyValueTask(tc["n_keys"], tc["n_values"], tc["n_pairs"])
-    cfg = bench_config(ctx.settings, task.vocab_size, n_layers=tc["n_layers"], max_len=task.seq_len,
-                       v_proj=v_proj, dropout=0.0)
+    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=task.vocab_size, n_layers=tc["n_layers"],
+                       max_len=task.seq_len, v_proj=v_proj, dropout=0.0)
     model = build_model(cfg, seed, ctx.device)
     held_out = task.sample(tc["eval_size"], torch.Generator().manual_seed(10_000 + seed))
-    ts = train_settings(ctx.settings, seed, steps=tc["steps"], batch_size=tc["batch_size"],
-                        seq_len=task.seq_len, lr=tc["lr"], warmup_steps=0)
+    ts = train_settings(ctx.settings.get("train", {}), seed=seed, steps=tc["steps"],
+                        batch_size=tc["batch_size"], seq_len=task.seq_len, lr=tc["lr"], warmup_steps=0)
 
     def batch_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         s = task.sample(tc["batch_size"], gen)
@@ -215,12 +206,10 @@ def run_task(ctx: ConceptContext, seed: int, v_proj: bool) -> dict[str, Any]:
 
 
 def run_lm(ctx: ConceptContext, corpus: Any, seed: int, v_proj: bool) -> dict[str, Any]:
-    from whylab.bench.train import train_lm
-
-    cfg = bench_config(ctx.settings, corpus.vocab_size, v_proj=v_proj)
+    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size, v_proj=v_proj)
     model = build_model(cfg, seed, ctx.device)
-    history = train_lm(model, corpus.train, corpus.valid, train_settings(ctx.settings, seed),
-                       device=ctx.device)
+    history = train_lm(model, corpus.train, corpus.valid,
+                       train_settings(ctx.settings.get("train", {}), seed=seed), device=ctx.device)
     return {"history": history, "eval_loss": history.final_eval_loss,
             "diverged": bool(history.diverged)}
 
@@ -245,9 +234,9 @@ def run(ctx: ConceptContext) -> Evidence:
         "task": {"n_keys": tc["n_keys"], "n_values": tc["n_values"], "n_pairs": tc["n_pairs"],
                  "n_layers": tc["n_layers"], "chance_accuracy": 1.0 / tc["n_values"],
                  "uniform_attention": 1.0 / (tc["n_pairs"] + 1)},
-        "task_accuracy": {KEYS[v]: spread_dict([r["accuracy"] for r in runs]) for v, runs in task_runs.items()},
-        "lm_eval_loss": {KEYS[v]: spread_dict([r["eval_loss"] for r in runs]) for v, runs in lm_runs.items()},
-        "roles": {name: spread_dict([i[name] for i in inter]) for name in inter[0]},
+        "task_accuracy": {KEYS[v]: summary([r["accuracy"] for r in runs]) for v, runs in task_runs.items()},
+        "lm_eval_loss": {KEYS[v]: summary([r["eval_loss"] for r in runs]) for v, runs in lm_runs.items()},
+        "roles": {name: summary([i[name] for i in inter]) for name in inter[0]},
         "diverged": {KEYS[v]: sum(r["diverged"] for r in task_runs[v] + lm_runs[v]) for v in VARIANTS},
         "thresholds": {k: float(ctx.settings[k]) for k in
                        ("min_accuracy_gap", "min_loss_gain", "min_follow_value", "max_value_swap_shift")},
@@ -259,24 +248,24 @@ def run(ctx: ConceptContext) -> Evidence:
             "Attention change is the total-variation distance of the query's first-layer attention "
             "(0 = unchanged, 1 = moved entirely elsewhere).",
             [{"intervention": "none", "attention change": "0",
-              "accuracy / share": fmt([i["accuracy"] for i in inter]),
+              "accuracy / share": fmt([i["accuracy"] for i in inter], notation="f"),
               "what the share counts": "answers correct"},
              {"intervention": "value of the matched pair changed",
-              "attention change": fmt([i["value_swap_attention_tv"] for i in inter]),
-              "accuracy / share": fmt([i["value_swap_follows_new_value"] for i in inter]),
+              "attention change": fmt([i["value_swap_attention_tv"] for i in inter], notation="f"),
+              "accuracy / share": fmt([i["value_swap_follows_new_value"] for i in inter], notation="f"),
               "what the share counts": "answers that follow the new value"},
              {"intervention": "key of the matched pair changed",
-              "attention change": fmt([i["key_swap_attention_tv"] for i in inter]),
-              "accuracy / share": fmt([i["key_swap_keeps_old_answer"] for i in inter]),
+              "attention change": fmt([i["key_swap_attention_tv"] for i in inter], notation="f"),
+              "accuracy / share": fmt([i["key_swap_keeps_old_answer"] for i in inter], notation="f"),
               "what the share counts": "answers still giving the old value"},
              {"intervention": "W_v replaced by a random matrix",
-              "attention change": fmt([i["wv_random_attention_tv"] for i in inter]),
-              "accuracy / share": fmt([i["wv_random_accuracy"] for i in inter]),
+              "attention change": fmt([i["wv_random_attention_tv"] for i in inter], notation="f"),
+              "accuracy / share": fmt([i["wv_random_accuracy"] for i in inter], notation="f"),
               "what the share counts": "answers correct"}]),
         Table.from_records(
             "ablation", "V = X (no W_v) vs learned W_v, mean ± std over seeds.",
-            [{"variant": v, "task accuracy": fmt([r["accuracy"] for r in task_runs[v]]),
-              "LM validation loss (nats/token)": fmt([r["eval_loss"] for r in lm_runs[v]])}
+            [{"variant": v, "task accuracy": fmt([r["accuracy"] for r in task_runs[v]], notation="f"),
+              "LM validation loss (nats/token)": fmt([r["eval_loss"] for r in lm_runs[v]], notation="f")}
              for v in VARIANTS]),
     ]
     figures = [

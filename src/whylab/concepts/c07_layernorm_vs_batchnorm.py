@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whylab.concepts import ConceptContext
-from whylab.concepts import _lm_variants as lab
+from whylab.concepts import _bench_common as bench
 from whylab.errors import InputError
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict, clearly_less
@@ -264,7 +264,7 @@ def _corpus_paths(inputs: Mapping[str, Path], prefix: str) -> list[Path]:
 
 def run(ctx: ConceptContext) -> Evidence:
     from whylab.bench.data import load_tokenizer
-    from whylab.bench.train import train_lm
+    from whylab.bench.train import bench_config, train_lm, train_settings
 
     s = ctx.settings
     norms = list(s.get("norms", ["layer", "batch", "rms"]))
@@ -293,9 +293,8 @@ def run(ctx: ConceptContext) -> Evidence:
     extras = sorted({int(e) for e in s.get("extra_padding", [8, 16, 32])})
 
     model_max_len = max(int(s.get("model", {}).get("max_len", 256)), max_len - 1 + max(extras, default=0))
-    base_train = lab.run_settings(s, 0, steps=s.get("steps"), batch_size=s.get("batch_size"),
-                                  lr=s.get("lr"))
-    batch_size = base_train.batch_size
+    train_over = bench.given(s, ("steps", "batch_size", "lr"))
+    batch_size = train_settings(s.get("train", {}), **train_over).batch_size
     eval_windows = lm_pairs(eval_seqs, pad_id)  # one padded block: eval mode makes padding irrelevant
     eval_batches = fixed_batches(eval_seqs, batch_size, pad_id)
 
@@ -305,16 +304,15 @@ def run(ctx: ConceptContext) -> Evidence:
     bn_stats: list[dict[str, float]] = []
     reference_pad: list[float] = []
     for norm in norms:
-        cfg = lab.model_config(s, vocab, norm=norm, pad_id=pad_id, max_len=model_max_len)
+        cfg = bench_config(s.get("model", {}), vocab_size=vocab, norm=norm, pad_id=pad_id, max_len=model_max_len)
         rows: dict[str, list[float]] = {k: [] for k in (
             "eval_loss", "batch_stats_loss", "mode_gap", "train_loss_end", "mates_padded",
             "mates_nopad", "padding", "eval_mode")}
         histories[NORM_NAMES[norm]] = []
         curves[norm] = []
         for seed in ctx.seeds:
-            model = lab.build_model(cfg, seed, ctx.device)
-            settings = lab.run_settings(s, seed, steps=s.get("steps"), batch_size=s.get("batch_size"),
-                                        lr=s.get("lr"))
+            model = bench.build_model(cfg, seed, ctx.device)
+            settings = train_settings(s.get("train", {}), **train_over, seed=seed)
             hist = train_lm(model, None, eval_windows, settings, ctx.device,
                             batch_fn=padded_batch_fn(train_seqs, batch_size, pad_id))
             histories[NORM_NAMES[norm]].append(hist)
@@ -341,8 +339,8 @@ def run(ctx: ConceptContext) -> Evidence:
         per_norm[norm] = rows
 
     metrics: dict[str, Any] = {
-        "norms": {norm: {k: lab.summary(v) for k, v in rows.items()} for norm, rows in per_norm.items()},
-        "batchnorm_statistics": {k: lab.summary([b[k] for b in bn_stats]) for k in
+        "norms": {norm: {k: bench.summary(v) for k, v in rows.items()} for norm, rows in per_norm.items()},
+        "batchnorm_statistics": {k: bench.summary([b[k] for b in bn_stats]) for k in
                                  ("pad_mean_shift", "batch_fluctuation")} if bn_stats else {},
         "padding_curves": {norm: _mean_curve(c) for norm, c in curves.items()},
         "reference_pad_fraction": sum(reference_pad) / len(reference_pad),
@@ -395,13 +393,13 @@ def _table(metrics: Mapping[str, Any], norms: Sequence[str]) -> Table:
         m = metrics["norms"][norm]
         records.append({
             "norm": NORM_NAMES[norm],
-            "validation loss (nats/token)": lab.fmt(m["eval_loss"], 4),
-            "loss with batch statistics (nats/token)": lab.fmt(m["batch_stats_loss"], 4),
-            "eval-mode gap (nats/token)": lab.fmt(m["mode_gap"], 3),
-            "change, other sentences swapped": lab.fmt(m["mates_padded"], 3),
-            "change, other rows swapped, no PAD": lab.fmt(m["mates_nopad"], 3),
-            "change, extra PAD columns": lab.fmt(m["padding"], 3),
-            "change in eval mode": lab.fmt(m["eval_mode"], 3),
+            "validation loss (nats/token)": bench.fmt(m["eval_loss"], 4),
+            "loss with batch statistics (nats/token)": bench.fmt(m["batch_stats_loss"], 4),
+            "eval-mode gap (nats/token)": bench.fmt(m["mode_gap"], 3),
+            "change, other sentences swapped": bench.fmt(m["mates_padded"], 3),
+            "change, other rows swapped, no PAD": bench.fmt(m["mates_nopad"], 3),
+            "change, extra PAD columns": bench.fmt(m["padding"], 3),
+            "change in eval mode": bench.fmt(m["eval_mode"], 3),
         })
     return Table.from_records(
         "norms", "Mean ± std over seeds. 'Change' is the relative change ||Δlogits||/||logits|| of one "
@@ -418,7 +416,7 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
 
     from whylab import plotting
 
-    figs = [lab.plot_curves(
+    figs = [bench.plot_curves(
         histories, outdir, "training_curves", "Validation loss while training on padded batches",
         "Validation loss (eval mode; BatchNorm uses its running statistics) per norm; line = mean over "
         "seeds, band = ±1 standard deviation.")]
@@ -432,7 +430,7 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sns.lineplot(data=pd.DataFrame(rows), x="PAD share of the batch (%)", y="change", hue="norm",
                  marker="o", ax=ax)
-    lab.plain_log_axis(ax)
+    ax.set_yscale("log")
     ax.axvline(100 * metrics["reference_pad_fraction"], color="grey", linestyle=":")
     ax.set_xlabel("PAD share of the batch (% of positions)")
     ax.set_ylabel("relative change of one sentence's logits (ratio)")
@@ -448,11 +446,11 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
               "padding": "extra PAD\ncolumns", "eval_mode": "other sentences\nswapped (eval mode)"}
     for norm in norms:
         for key, label in labels.items():
-            for v in lab.values(metrics["norms"][norm][key]):
+            for v in bench.values(metrics["norms"][norm][key]):
                 rows.append({"norm": NORM_NAMES[norm], "batch change": label, "change": max(v, floor)})
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     sns.barplot(data=pd.DataFrame(rows), x="batch change", y="change", hue="norm", errorbar="sd", ax=ax)
-    lab.plain_log_axis(ax)
+    ax.set_yscale("log")
     ax.set_xlabel("what changes in the sentence's batch")
     ax.set_ylabel("relative change of the logits (ratio)")
     figs.append(plotting.save(
@@ -463,8 +461,8 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
 
 
 def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
-    ln = lab.values(metrics["norms"]["layer"]["eval_loss"])
-    bn = lab.values(metrics["norms"]["batch"]["eval_loss"])
+    ln = bench.values(metrics["norms"]["layer"]["eval_loss"])
+    bn = bench.values(metrics["norms"]["batch"]["eval_loss"])
     stats = metrics.get("batchnorm_statistics", {})
     fluct = stats.get("batch_fluctuation", {}).get("mean")
     shift = stats.get("pad_mean_shift", {}).get("mean")
@@ -482,8 +480,8 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
         finding=("Naive BatchNorm in NLP transformers trains worse than LayerNorm, because the batch "
                  "statistics fluctuate strongly from batch to batch."),
         agrees=agrees,
-        note=(f"Here: validation loss LayerNorm {lab.fmt(metrics['norms']['layer']['eval_loss'], 4)} vs "
-              f"BatchNorm {lab.fmt(metrics['norms']['batch']['eval_loss'], 4)} nats/token; batch-to-batch "
+        note=(f"Here: validation loss LayerNorm {bench.fmt(metrics['norms']['layer']['eval_loss'], 4)} vs "
+              f"BatchNorm {bench.fmt(metrics['norms']['batch']['eval_loss'], 4)} nats/token; batch-to-batch "
               f"fluctuation of BatchNorm's channel means = {fl} of a channel's std; the PAD rows move a "
               f"training batch's channel means by {sh} of a channel's std. "
               + ("The loss difference is within the seed noise at this scale (tiny model, a few hundred "
@@ -506,8 +504,8 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     ln_dep = max(float(ln["mates_padded"]["mean"]), float(ln["padding"]["mean"]))
     bn_pad = float(bn["padding"]["mean"])
     bn_mates = float(bn["mates_nopad"]["mean"])
-    ln_loss, bn_loss = lab.values(ln["eval_loss"]), lab.values(bn["eval_loss"])
-    losses = f"validation loss LN {lab.fmt(ln['eval_loss'], 4)} vs BN {lab.fmt(bn['eval_loss'], 4)} nats/token"
+    ln_loss, bn_loss = bench.values(ln["eval_loss"]), bench.values(bn["eval_loss"])
+    losses = f"validation loss LN {bench.fmt(ln['eval_loss'], 4)} vs BN {bench.fmt(bn['eval_loss'], 4)} nats/token"
     if ln_dep > tol:
         return Verdict(Label.INCONCLUSIVE,
                        f"LayerNorm's output changed by {ln_dep:.2g} with its batch although it normalises each "

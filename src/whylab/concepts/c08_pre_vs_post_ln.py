@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from whylab.concepts import ConceptContext
-from whylab.concepts import _lm_variants as lab
+from whylab.concepts import _bench_common as bench
 from whylab.errors import InputError
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict, clearly_less
@@ -52,17 +52,16 @@ def _grid(settings: Mapping[str, Any]) -> tuple[list[float], list[int], list[int
 
 
 def run(ctx: ConceptContext) -> Evidence:
-    from whylab.bench.data import lm_batches, lm_data
-    from whylab.bench.train import per_layer_grad_norms, train_lm
+    from whylab.bench.data import lm_batches
+    from whylab.bench.train import bench_config, per_layer_grad_norms, train_lm, train_settings
 
     s = ctx.settings
-    tokenizer, train_ids, valid_ids = lm_data(ctx.inputs)
-    vocab = int(tokenizer.get_vocab_size())
+    corpus = bench.load_corpus(ctx.inputs)
+    train_ids, valid_ids, vocab = corpus.train, corpus.valid, corpus.vocab_size
     cap = math.log(vocab)
     lrs, depths, warmups = _grid(s)
-    overrides = {k: s.get(k) for k in ("d_model", "n_heads", "init_std") if s.get(k) is not None}
-    train_over = {"steps": s.get("steps"), "batch_size": s.get("batch_size"), "seq_len": s.get("seq_len"),
-                  "eval_every": s.get("eval_every")}
+    overrides = bench.given(s, ("d_model", "n_heads", "init_std"))
+    train_over = bench.given(s, ("steps", "batch_size", "seq_len", "eval_every"))
 
     cells: list[dict[str, Any]] = []
     histories: dict[tuple[float, int], dict[str, list[Any]]] = {}  # (lr, depth) -> variant -> runs
@@ -71,25 +70,26 @@ def run(ctx: ConceptContext) -> Evidence:
             for warmup in warmups:
                 cell: dict[str, Any] = {"lr": lr, "depth": depth, "warmup": warmup}
                 for pos in POSITIONS:
-                    cfg = lab.model_config(s, vocab, n_layers=depth, norm="layer", norm_position=pos,
-                                           **overrides)
+                    cfg = bench_config(s.get("model", {}), vocab_size=vocab, n_layers=depth, norm="layer",
+                                       norm_position=pos, **overrides)
                     finals, diverged = [], 0
                     for seed in ctx.seeds:
-                        model = lab.build_model(cfg, seed, ctx.device)
-                        ts = lab.run_settings(s, seed, lr=lr, warmup_steps=warmup, **train_over)
+                        model = bench.build_model(cfg, seed, ctx.device)
+                        ts = train_settings(s.get("train", {}), seed=seed, lr=lr, warmup_steps=warmup,
+                                            **train_over)
                         hist = train_lm(model, train_ids, valid_ids, ts, ctx.device)
                         finals.append(capped_loss(hist.final_eval_loss, cap))
                         diverged += int(hist.diverged)
                         label = f"{NAMES[pos]}, {'warm-up' if warmup else 'no warm-up'}"
                         histories.setdefault((lr, depth), {}).setdefault(label, []).append(hist)
-                    cell[pos] = {"loss": lab.summary(finals), "diverged": diverged, "runs": len(finals)}
+                    cell[pos] = {"loss": bench.summary(finals), "diverged": diverged, "runs": len(finals)}
                 cells.append(cell)
 
     # gradient norm of each block at initialisation: the grid's init and a Xavier-like one
     d_model = int(overrides.get("d_model", s.get("model", {}).get("d_model", 64)))
     grid_std = float(overrides.get("init_std", s.get("model", {}).get("init_std", 0.02)))
     stds = {"grid init": grid_std, "Xavier-like init": 1.0 / math.sqrt(d_model)}
-    seq_len = lab.run_settings(s, 0, **train_over).seq_len
+    seq_len = train_settings(s.get("train", {}), **train_over).seq_len
     probe_depths = sorted({int(d) for d in s.get("grad_probe_depths", [2, 6, 12])})
     grads: dict[str, dict[str, dict[str, list[float]]]] = {}
     for init_name, std in stds.items():
@@ -97,11 +97,11 @@ def run(ctx: ConceptContext) -> Evidence:
         for pos in POSITIONS:
             grads[init_name][pos] = {}
             for depth in probe_depths:
-                cfg = lab.model_config(s, vocab, n_layers=depth, norm="layer", norm_position=pos,
-                                       **{**overrides, "init_std": std})
+                cfg = bench_config(s.get("model", {}), vocab_size=vocab, n_layers=depth, norm="layer",
+                                   norm_position=pos, **{**overrides, "init_std": std})
                 per_seed = []
                 for seed in ctx.seeds:
-                    model = lab.build_model(cfg, seed, ctx.device)
+                    model = bench.build_model(cfg, seed, ctx.device)
                     x, y = next(lm_batches(train_ids, batch_size=16, seq_len=seq_len,
                                            generator=torch.Generator().manual_seed(seed)))
                     per_seed.append(per_layer_grad_norms(model, x, y))
@@ -135,12 +135,12 @@ def run(ctx: ConceptContext) -> Evidence:
 def _table(metrics: Mapping[str, Any]) -> Table:
     records = []
     for cell in metrics["cells"]:
-        pre, post = lab.values(cell["pre"]["loss"]), lab.values(cell["post"]["loss"])
+        pre, post = bench.values(cell["pre"]["loss"]), bench.values(cell["post"]["loss"])
         better = "Pre-LN" if clearly_less(pre, post) else "Post-LN" if clearly_less(post, pre) else "neither"
         records.append({
             "lr": cell["lr"], "layers": cell["depth"], "warm-up steps": cell["warmup"],
-            "Pre-LN loss (nats/token)": lab.fmt(cell["pre"]["loss"], 4),
-            "Post-LN loss (nats/token)": lab.fmt(cell["post"]["loss"], 4),
+            "Pre-LN loss (nats/token)": bench.fmt(cell["pre"]["loss"], 4),
+            "Post-LN loss (nats/token)": bench.fmt(cell["post"]["loss"], 4),
             "Pre-LN diverged": f"{cell['pre']['diverged']}/{cell['pre']['runs']}",
             "Post-LN diverged": f"{cell['post']['diverged']}/{cell['post']['runs']}",
             "clearly better": better,
@@ -187,13 +187,13 @@ def _figures(outdir: Path, histories: Mapping[tuple[float, int], Mapping[str, Se
     from whylab import plotting
 
     hardest = (max(lrs), max(c["depth"] for c in metrics["cells"]))
-    figs = [lab.plot_curves(
+    figs = [bench.plot_curves(
         histories[hardest], outdir, "training_curves", f"Pre-LN vs Post-LN at lr {hardest[0]:g}, {hardest[1]} layers",
         "Validation loss during training at the highest learning rate and largest depth of the grid, "
         "with and without warm-up; line = mean over seeds, band = ±1 standard deviation.")]
     widest = largest_difference(metrics["cells"])
     if widest is not None and widest != hardest:
-        figs.append(lab.plot_curves(
+        figs.append(bench.plot_curves(
             histories[widest], outdir, "training_curves_largest_gap",
             f"Pre-LN vs Post-LN at lr {widest[0]:g}, {widest[1]} layers",
             "Validation loss during training in the grid cell where the two placements differ most; line = "
@@ -225,7 +225,7 @@ def _figures(outdir: Path, histories: Mapping[tuple[float, int], Mapping[str, Se
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sns.lineplot(data=pd.DataFrame(rows), x="block", y="grad", hue="placement", style="init",
                  marker="o", ax=ax)
-    lab.plain_log_axis(ax)
+    ax.set_yscale("log")
     ax.set_xlabel("block (1 = next to the embedding, last = next to the output)")
     ax.set_ylabel("gradient norm at initialisation (L2, log scale)")
     figs.append(plotting.save(
@@ -269,7 +269,7 @@ def _xiong(metrics: Mapping[str, Any], depths: Sequence[int]) -> list[Literature
             continue
         pairs += 1
         for pos in POSITIONS:
-            if clearly_less(lab.values(cell[pos]["loss"]), lab.values(cold[pos]["loss"])):
+            if clearly_less(bench.values(cell[pos]["loss"]), bench.values(cold[pos]["loss"])):
                 helped[pos] += 1
     warm_agrees: bool | None
     if pairs == 0 or helped["pre"] == helped["post"] == 0:
@@ -292,8 +292,8 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Count the grid cells each placement wins clearly, and compare divergence rates."""
     cells = metrics["cells"]
     margin = float(metrics["divergence_margin"])
-    pre_wins = [c for c in cells if clearly_less(lab.values(c["pre"]["loss"]), lab.values(c["post"]["loss"]))]
-    post_wins = [c for c in cells if clearly_less(lab.values(c["post"]["loss"]), lab.values(c["pre"]["loss"]))]
+    pre_wins = [c for c in cells if clearly_less(bench.values(c["pre"]["loss"]), bench.values(c["post"]["loss"]))]
+    post_wins = [c for c in cells if clearly_less(bench.values(c["post"]["loss"]), bench.values(c["pre"]["loss"]))]
     runs_pre = sum(c["pre"]["runs"] for c in cells) or 1
     runs_post = sum(c["post"]["runs"] for c in cells) or 1
     div_pre = sum(c["pre"]["diverged"] for c in cells) / runs_pre
@@ -301,7 +301,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     n = len(cells)
     counts = (f"Pre-LN clearly lower in {len(pre_wins)}/{n} cells, Post-LN in {len(post_wins)}/{n}; "
               f"divergence rate Pre-LN {div_pre:.0%}, Post-LN {div_post:.0%}")
-    if n == 0 or any(len(lab.values(c[p]["loss"])) < 2 for c in cells for p in POSITIONS):
+    if n == 0 or any(len(bench.values(c[p]["loss"])) < 2 for c in cells for p in POSITIONS):
         return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per cell: no spread to judge a difference.")
     pre_stabler, post_stabler = div_post - div_pre >= margin, div_pre - div_post >= margin
     if not pre_wins and not post_wins and not pre_stabler and not post_stabler:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from whylab.concepts import ConceptContext
-from whylab.concepts import _lm_variants as lab
+from whylab.concepts import _bench_common as bench
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict, clearly_less
 
@@ -232,35 +232,34 @@ def ablation_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run(ctx: ConceptContext) -> Evidence:
-    from whylab.bench.data import lm_data
     from whylab.bench.model import parameter_breakdown
-    from whylab.bench.train import train_lm
+    from whylab.bench.train import bench_config, train_lm, train_settings
 
     s = ctx.settings
-    tokenizer, train_ids, valid_ids = lm_data(ctx.inputs)
-    vocab = int(tokenizer.get_vocab_size())
+    corpus = bench.load_corpus(ctx.inputs)
     refs = references()
     structure = [analyse_structure(r) for r in refs]
     shares = [parameter_shares(r) for r in refs]
 
     variants = ablation_variants(s)
-    train_over = {"steps": s.get("steps"), "batch_size": s.get("batch_size"), "seq_len": s.get("seq_len")}
+    train_over = bench.given(s, ("steps", "batch_size", "seq_len"))
     histories: dict[str, list[Any]] = {}
     ablation: dict[str, Any] = {}
     for name, over in variants.items():
-        cfg = lab.model_config(s, vocab, **over)
+        cfg = bench_config(s.get("model", {}), vocab_size=corpus.vocab_size, **over)
         losses = []
         histories[name] = []
         for seed in ctx.seeds:
-            model = lab.build_model(cfg, seed, ctx.device)
+            model = bench.build_model(cfg, seed, ctx.device)
             if seed == ctx.seeds[0]:
                 breakdown = parameter_breakdown(model)
-            hist = train_lm(model, train_ids, valid_ids, lab.run_settings(s, seed, **train_over), ctx.device)
+            hist = train_lm(model, corpus.train, corpus.valid,
+                            train_settings(s.get("train", {}), seed=seed, **train_over), ctx.device)
             histories[name].append(hist)
             losses.append(hist.final_eval_loss)
         total = sum(breakdown.values())
         body = total - breakdown["embedding"] - breakdown["lm_head"]
-        ablation[name] = {"loss": lab.summary(losses), "params": total, "ffn_params": breakdown["ffn"],
+        ablation[name] = {"loss": bench.summary(losses), "params": total, "ffn_params": breakdown["ffn"],
                           "ffn_share": breakdown["ffn"] / total,
                           "ffn_share_non_embedding": breakdown["ffn"] / max(1, body)}
     baseline = next(iter(variants))
@@ -307,7 +306,7 @@ def _tables(metrics: Mapping[str, Any]) -> list[Table]:
         "FFN share without embeddings (%)": round(100 * r["ffn_share_non_embedding"], 1),
     } for r in metrics["parameter_shares"]]
     ablation = [{
-        "variant": name, "validation loss (nats/token)": lab.fmt(a["loss"], 4), "parameters": a["params"],
+        "variant": name, "validation loss (nats/token)": bench.fmt(a["loss"], 4), "parameters": a["params"],
         "FFN share (%)": round(100 * a["ffn_share"], 1),
         "FFN share without embeddings (%)": round(100 * a["ffn_share_non_embedding"], 1),
     } for name, a in metrics["ablation"].items()]
@@ -329,11 +328,12 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
 
     from whylab import plotting
 
-    figs = [lab.plot_curves(
+    figs = [bench.plot_curves(
         histories, outdir, "training_curves", "Feed-forward ablations on the bench language model",
         "Validation loss per variant (activation, hidden width as a multiple of d_model, or no FFN); "
         "line = mean over seeds, band = ±1 standard deviation.")]
-    rows = [{"variant": name, "loss": v} for name, a in metrics["ablation"].items() for v in lab.values(a["loss"])]
+    rows = [{"variant": name, "loss": v} for name, a in metrics["ablation"].items()
+            for v in bench.values(a["loss"])]
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=pd.DataFrame(rows), x="variant", y="loss", errorbar="sd", ax=ax, color="C0")
     sns.stripplot(data=pd.DataFrame(rows), x="variant", y="loss", ax=ax, color="black", size=4)
@@ -383,14 +383,14 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
                  f"(residual check error {bert['residual_check_error']:.1e}) even though the library puts it "
                  "inside its BertOutput module."))
     if swiglu is not None and relu is not None:
-        better = clearly_less(lab.values(swiglu["loss"]), lab.values(relu["loss"]))
-        worse = clearly_less(lab.values(relu["loss"]), lab.values(swiglu["loss"]))
+        better = clearly_less(bench.values(swiglu["loss"]), bench.values(relu["loss"]))
+        worse = clearly_less(bench.values(relu["loss"]), bench.values(swiglu["loss"]))
         checks.append(LiteratureCheck(
             source="Shazeer 2020, GLU Variants Improve Transformer",
             finding="At equal parameter count, SwiGLU/GEGLU feed-forward layers reach lower perplexity than ReLU.",
             agrees=True if better else (False if worse else None),
-            note=f"Here: SwiGLU {lab.fmt(swiglu['loss'], 4)} vs ReLU {lab.fmt(relu['loss'], 4)} vs baseline "
-                 f"{lab.fmt(base['loss'], 4)} nats/token"
+            note=f"Here: SwiGLU {bench.fmt(swiglu['loss'], 4)} vs ReLU {bench.fmt(relu['loss'], 4)} vs baseline "
+                 f"{bench.fmt(base['loss'], 4)} nats/token"
                  + ("" if better or worse else "; within seed noise at this scale.")))
     return checks
 
@@ -416,9 +416,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     base, none = abl[metrics["baseline"]], abl.get(metrics["no_ffn"])
     ffn_matters = ""
     if none is not None:
-        helps = clearly_less(lab.values(base["loss"]), lab.values(none["loss"]))
+        helps = clearly_less(bench.values(base["loss"]), bench.values(none["loss"]))
         ffn_matters = (f" Removing the FFN {'raises' if helps else 'does not clearly change'} the bench loss "
-                       f"({lab.fmt(none['loss'], 4)} vs {lab.fmt(base['loss'], 4)} nats/token).")
+                       f"({bench.fmt(none['loss'], 4)} vs {bench.fmt(base['loss'], 4)} nats/token).")
     parts = (f"{with_linear}/{n} standard FFNs have ≥2 linear layers, {with_act}/{n} an activation, "
              f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers")
     if with_linear < n or with_act < n:
