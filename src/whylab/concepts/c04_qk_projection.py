@@ -340,8 +340,6 @@ def _attention_map_figure(task_runs: Mapping[str, list[dict[str, Any]]], ctx: Co
         last = k == len(task_runs) - 1
         sns.heatmap(rows, ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=last,
                     cbar_kws={"label": "attention weight (probability)"})
-        if last:
-            ax.collections[0].colorbar.ax.set_xlabel("0–1")  # plotting.save wants every axis labelled
         for i, p in enumerate(r["held_out"]["position"][:n_show].tolist()):
             ax.add_patch(plt.Rectangle((p, i), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_title(v)

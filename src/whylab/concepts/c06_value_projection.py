@@ -346,7 +346,6 @@ def _attention_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
     fig, ax = plt.subplots(figsize=(6, 0.45 * n_show + 1.5))
     sns.heatmap(att, ax=ax, vmin=0, vmax=1, cmap="viridis",
                 cbar_kws={"label": "attention weight (probability)"})
-    ax.collections[0].colorbar.ax.set_xlabel("0–1")  # plotting.save wants every axis labelled
     for i, p in enumerate(r["position"][:n_show].tolist()):
         ax.add_patch(plt.Rectangle((p, i), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_xlabel("key position (index; last = the query token)")

@@ -22,7 +22,6 @@ import seaborn as sns
 from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.memory import calculator, counting, formats, measure
-from whylab.memory.plots import plain_log_ticks
 from whylab.memory.training import build_llama, n_params
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
@@ -223,7 +222,6 @@ def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: lis
         xs = [order.index(m) - 0.4 + width * (hues.index(d) + 0.5) for m, d in zip(notes["model"], notes["dtype"], strict=True)]
         ax.scatter(xs, notes["GB"], color="black", marker="x", zorder=5, label="notes' number")
     ax.set_yscale("log")
-    plain_log_ticks(ax, "y")
     ax.set_xlabel("model (exact parameter count from its config)")
     ax.set_ylabel("model memory (GB = 10⁹ bytes, log scale)")
     ax.legend(title="dtype", fontsize=8)

@@ -27,7 +27,6 @@ from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.memory import calculator as calc
 from whylab.memory import measure, training
-from whylab.memory.plots import plain_log_ticks
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
 
@@ -275,7 +274,6 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     ax.scatter(measured["tokens per step (batch × seq)"], measured["peak memory (MiB)"], color="black", s=40,
                marker="o", zorder=5, label="measured")
     ax.set_xscale("log", base=2)
-    plain_log_ticks(ax, "x")
     ax.set_xlabel("tokens per step, batch × sequence length (tokens, log₂ scale)")
     ax.set_ylabel("peak memory of one step (MiB)")
     ax.legend(fontsize=7)
@@ -309,8 +307,6 @@ def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     sns.lineplot(frame, x="seq", y="ratio", hue="batch size", marker="o", palette="viridis", ax=ax)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    plain_log_ticks(ax, "x")
-    plain_log_ticks(ax, "y")
     ax.set_xlabel("sequence length (tokens, log₂ scale)")
     ax.set_ylabel("activation bytes / weight bytes (ratio, log scale)")
     ax.legend(fontsize=8)

@@ -24,7 +24,6 @@ from whylab.errors import InputError
 from whylab.memory import accumulation as acc
 from whylab.memory import calculator as calc
 from whylab.memory import measure, training
-from whylab.memory.plots import plain_log_ticks
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
 
@@ -156,7 +155,6 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(frame, x="micro-batch", y="rel", hue="case", marker="o", errorbar="sd", ax=ax)
     ax.set_yscale("log")
-    plain_log_ticks(ax, "y")
     ax.set_xlabel("micro-batch size (sequences)")
     ax.set_ylabel("‖g_accumulated − g_batch‖ / ‖g_batch‖ (ratio, log)")
     f1 = plotting.save(fig, ctx.outdir, "gradient_difference", "Accumulated vs large-batch gradients",
