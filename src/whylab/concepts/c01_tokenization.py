@@ -126,7 +126,8 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
                                         f"ids and back exactly, on every validation paragraph.")
     if lossless:
         return Verdict(Label.SUPPORTED, (
-            f"Every tokenizer maps text to in-vocabulary integer ids, and {', '.join(lossless)} get every "
+            f"Every tokenizer maps text to in-vocabulary integer ids, and {' and '.join(lossless)} "
+            f"{'gets' if len(lossless) == 1 else 'get'} every "
             f"validation paragraph back exactly; the numbers are not always reversible, though ({lossy_text}, "
             f"worst case over vocab sizes and languages)."))
     best = max(by_algo.values(), key=lambda m: m["min_round_trip_ignoring_spaces"])
