@@ -1,5 +1,6 @@
-"""What the bench-model claims (C03, C04, C06, C07, C08, C09) share: the corpus, seeded models,
-mean ± spread over seeds, and the seed-band figure of training curves.
+"""What the bench-model claims (C03, C04, C06, C07, C08, C09) share: the corpus, seeded models
+trained on it or on a synthetic task, mean ± spread over seeds, the seed-band figure of training
+curves and the query-attention heatmap.
 
 Each of these experiments trains variants of the same bench transformer, built and trained from
 the ``mechanisms`` config (``model``, ``train``, ``tokenizer`` sections merged into the settings
@@ -11,16 +12,21 @@ here lets a reader of one concept module see only what is specific to its claim.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
+from whylab.bench.train import TrainHistory, TrainSettings, bench_config, train_lm, train_settings
 from whylab.results import FigureRef
 from whylab.verdict import Spread
+
+V = TypeVar("V")
+R = TypeVar("R")
 
 
 @dataclass
@@ -55,6 +61,67 @@ def build_model(cfg: Any, seed: int, device: str) -> Any:
 
     torch.manual_seed(int(seed))
     return BenchTransformer(cfg).to(device)
+
+
+def over_seeds(seeds: Sequence[int], variants: Mapping[str, V], run_one: Callable[[int, V], R]
+               ) -> dict[str, list[R]]:
+    """``run_one(seed, variant)`` for every seed and variant, seed by seed, as variant name ->
+    per-seed results (each run seeds itself, so a variant's numbers do not depend on the others)."""
+    runs: dict[str, list[R]] = {name: [] for name in variants}
+    for seed in seeds:
+        for name, variant in variants.items():
+            runs[name].append(run_one(seed, variant))
+    return runs
+
+
+def train_on_corpus(settings: Mapping[str, Any], corpus: Corpus, seed: int, device: str,
+                    model_over: Mapping[str, Any] | None = None, train_over: Mapping[str, Any] | None = None
+                    ) -> tuple[Any, TrainSettings, TrainHistory]:
+    """A bench LM built from ``seed`` (``model`` section plus ``model_over``) and trained on the
+    corpus (``train`` section plus ``train_over``): the model, its train settings and history."""
+    cfg = bench_config(settings.get("model", {}), vocab_size=corpus.vocab_size, **(model_over or {}))
+    model = build_model(cfg, seed, device)
+    ts = train_settings(settings.get("train", {}), seed=seed, **(train_over or {}))
+    return model, ts, train_lm(model, corpus.train, corpus.valid, ts, device=device)
+
+
+class SyntheticTask(Protocol):
+    """A task of fixed-length sequences whose answer is predicted at the last position."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def seq_len(self) -> int: ...
+
+    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """At least ``ids`` (B, seq_len) and ``target`` (B,), drawn from ``gen`` only."""
+        ...
+
+
+def last_position_loss(model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the answer at the last position only (the query's prediction)."""
+    return F.cross_entropy(model(x).logits[:, -1, :], y)
+
+
+def train_on_task(settings: Mapping[str, Any], task: SyntheticTask, seed: int, device: str,
+                  **model_over: Any) -> tuple[Any, TrainHistory]:
+    """A bench model for ``task``, built from ``seed`` with the ``task`` section's depth and no
+    dropout (``model_over`` on top), trained on fresh task batches with the last-position loss
+    for the section's steps, batch size and learning rate (no warm-up)."""
+    tc = settings["task"]
+    cfg = bench_config(settings.get("model", {}), vocab_size=task.vocab_size, n_layers=tc["n_layers"],
+                       max_len=task.seq_len, dropout=0.0, **model_over)
+    model = build_model(cfg, seed, device)
+    ts = train_settings(settings.get("train", {}), seed=seed, steps=tc["steps"], batch_size=tc["batch_size"],
+                        seq_len=task.seq_len, lr=tc["lr"], warmup_steps=0)
+
+    def batch_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        s = task.sample(tc["batch_size"], gen)
+        return s["ids"], s["target"]
+
+    history = train_lm(model, None, None, ts, device=device, loss_fn=last_position_loss, batch_fn=batch_fn)
+    return model, history
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:
@@ -112,4 +179,28 @@ def plot_curves(histories: Mapping[str, Sequence[Any]], outdir: Path, name: str,
                  marker="o", markersize=4)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("validation loss (nats/token)")
+    return plotting.save(fig, outdir, name, title, caption)
+
+
+def attention_rows_figure(panels: Mapping[str, tuple[Any, Sequence[int]]], outdir: Path, name: str,
+                          title: str, caption: str, xlabel: str) -> FigureRef:
+    """One heatmap per panel (titled by its key when there are several): row i is example i's
+    query attention over key positions, with a red box on the position it should find."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from whylab import plotting
+
+    n_rows = max(len(rows) for rows, _ in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * n_rows + 1.8),
+                             squeeze=False, layout="constrained")
+    for k, (ax, (label, (rows, positions))) in enumerate(zip(axes[0], panels.items(), strict=True)):
+        sns.heatmap(rows, ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=k == len(panels) - 1,
+                    cbar_kws={"label": "attention weight (probability)"})
+        for i, p in enumerate(positions):
+            ax.add_patch(plt.Rectangle((p, i), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        if len(panels) > 1:
+            ax.set_title(label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("example sequence (index)")
     return plotting.save(fig, outdir, name, title, caption)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.bench.train import bench_config, train_lm, train_settings
-from whylab.concepts._bench_common import build_model, fmt, load_corpus, plot_curves, summary
+from whylab.concepts._bench_common import build_model, fmt, load_corpus, over_seeds, plot_curves, summary
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
 
@@ -143,10 +143,7 @@ def run(ctx: ConceptContext) -> Evidence:
     plans: dict[str, tuple[bool, float | None]] = {LEARNED: (False, None), FROZEN: (True, None)}
     if st["frozen_unit_std"] is not None:
         plans[FROZEN_UNIT] = (True, float(st["frozen_unit_std"]))
-    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in plans}
-    for seed in seeds:
-        for key, (freeze, std) in plans.items():
-            runs[key].append(run_one(ctx, corpus, seed, freeze, std))
+    runs = over_seeds(seeds, plans, lambda seed, plan: run_one(ctx, corpus, seed, *plan))
 
     k = int(st["n_neighbours"])
     seen = counts > 0

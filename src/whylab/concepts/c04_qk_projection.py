@@ -30,12 +30,19 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-import torch.nn.functional as F
 
 from whylab import plotting
 from whylab.concepts import ConceptContext
-from whylab.bench.train import bench_config, train_lm, train_settings
-from whylab.concepts._bench_common import build_model, fmt, load_corpus, plot_curves, summary
+from whylab.concepts._bench_common import (
+    attention_rows_figure,
+    fmt,
+    load_corpus,
+    over_seeds,
+    plot_curves,
+    summary,
+    train_on_corpus,
+    train_on_task,
+)
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
 
@@ -106,11 +113,6 @@ class RelationTask:
                 "reverse_position": (order == 1).long().argmax(dim=1)}
 
 
-def last_position_loss(model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the answer at the last position only (the query's prediction)."""
-    return F.cross_entropy(model(x).logits[:, -1, :], y)
-
-
 @torch.no_grad()
 def task_measures(model: Any, s: Mapping[str, torch.Tensor], device: str) -> dict[str, Any]:
     """Accuracy, and per layer the query's attention (mean over heads) on the token it looks for
@@ -133,22 +135,9 @@ def task_measures(model: Any, s: Mapping[str, torch.Tensor], device: str) -> dic
 def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
     cfg_task = ctx.settings["task"]
     task = RelationTask.make(cfg_task["n_entities"], cfg_task["context_len"], seed)
-    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=task.vocab_size,
-                       n_layers=cfg_task["n_layers"], n_heads=cfg_task["n_heads"], ffn=cfg_task["ffn"],
-                       max_len=task.seq_len, qk_proj=qk_proj, dropout=0.0,
-                       init_std=cfg_task["init_std"])
-    model = build_model(cfg, seed, ctx.device)
+    model, history = train_on_task(ctx.settings, task, seed, ctx.device, n_heads=cfg_task["n_heads"],
+                                   ffn=cfg_task["ffn"], qk_proj=qk_proj, init_std=cfg_task["init_std"])
     held_out = task.sample(cfg_task["eval_size"], torch.Generator().manual_seed(10_000 + seed))
-    ts = train_settings(ctx.settings.get("train", {}), seed=seed, steps=cfg_task["steps"],
-                        batch_size=cfg_task["batch_size"], seq_len=task.seq_len, lr=cfg_task["lr"],
-                        warmup_steps=0)
-
-    def batch_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        s = task.sample(cfg_task["batch_size"], gen)
-        return s["ids"], s["target"]
-
-    history = train_lm(model, None, None, ts, device=ctx.device, loss_fn=last_position_loss,
-                       batch_fn=batch_fn)
     measures = task_measures(model, held_out, ctx.device)
     measures.update(diverged=bool(history.diverged), held_out=held_out, train_loss=history.train_loss)
     return measures
@@ -195,10 +184,7 @@ def illustration_rows(models: Mapping[str, Any], tokenizer: Any, device: str) ->
 def run_lm(ctx: ConceptContext, corpus: Any, seed: int, qk_proj: bool) -> dict[str, Any]:
     from whylab.bench import data
 
-    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size, qk_proj=qk_proj)
-    model = build_model(cfg, seed, ctx.device)
-    ts = train_settings(ctx.settings.get("train", {}), seed=seed)
-    history = train_lm(model, corpus.train, corpus.valid, ts, device=ctx.device)
+    model, ts, history = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"qk_proj": qk_proj})
     windows = data.eval_windows(corpus.valid, seq_len=ts.seq_len, max_windows=ts.eval_windows)
     shares = self_attention_share(model, windows[0][: ctx.settings["attention_windows"]], ctx.device)
     return {"history": history, "eval_loss": history.final_eval_loss, "self_share": shares, "model": model,
@@ -209,16 +195,9 @@ def run_lm(ctx: ConceptContext, corpus: Any, seed: int, qk_proj: bool) -> dict[s
 def run(ctx: ConceptContext) -> Evidence:
     seeds = ctx.seeds
     task_cfg = ctx.settings["task"]
-    task_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    for seed in seeds:
-        for name, qk in VARIANTS.items():
-            task_runs[name].append(run_task(ctx, seed, qk))
-
+    task_runs = over_seeds(seeds, VARIANTS, lambda seed, qk: run_task(ctx, seed, qk))
     corpus = load_corpus(ctx.inputs)
-    lm_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    for seed in seeds:
-        for name, qk in VARIANTS.items():
-            lm_runs[name].append(run_lm(ctx, corpus, seed, qk))
+    lm_runs = over_seeds(seeds, VARIANTS, lambda seed, qk: run_lm(ctx, corpus, seed, qk))
 
     keys = {"learned W_q, W_k": "learned", "Q = K = X": "no_qk"}
     seq_len = lm_runs["learned W_q, W_k"][0]["seq_len"]
@@ -332,25 +311,14 @@ def _accuracy_figure(task_runs: Mapping[str, list[dict[str, Any]]], chance: floa
 
 def _attention_map_figure(task_runs: Mapping[str, list[dict[str, Any]]], ctx: ConceptContext) -> Any:
     n_show = int(ctx.settings["attention_examples"])
-    fig, axes = plt.subplots(1, len(task_runs), figsize=(5.5 * len(task_runs), 0.45 * n_show + 1.8),
-                             squeeze=False, layout="constrained")
-    for k, (ax, (v, runs)) in enumerate(zip(axes[0], task_runs.items(), strict=True)):
-        r = runs[0]
-        rows = r["first_layer_rows"][:n_show].numpy()
-        last = k == len(task_runs) - 1
-        sns.heatmap(rows, ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=last,
-                    cbar_kws={"label": "attention weight (probability)"})
-        for i, p in enumerate(r["held_out"]["position"][:n_show].tolist()):
-            ax.add_patch(plt.Rectangle((p, i), 1, 1, fill=False, edgecolor="red", linewidth=2))
-        ax.set_title(v)
-        ax.set_xlabel("key position (index; last = the query itself)")
-        ax.set_ylabel("example sequence (index)")
-    return plotting.save(
-        fig, ctx.outdir, "attention_maps", "C04: where the query looks (layer 1, seed "
+    panels = {v: (runs[0]["first_layer_rows"][:n_show].numpy(), runs[0]["held_out"]["position"][:n_show].tolist())
+              for v, runs in task_runs.items()}
+    return attention_rows_figure(
+        panels, ctx.outdir, "attention_maps", "C04: where the query looks (layer 1, seed "
         f"{ctx.seeds[0]})",
         "Each row is one held-out sequence; colour is the attention the last (query) token gives each "
         "position, averaged over heads. Red box: σ(q), the token the query must find. The rightmost "
-        "column is the query attending to itself.")
+        "column is the query attending to itself.", "key position (index; last = the query itself)")
 
 
 # --------------------------------------------------------------------------- verdict

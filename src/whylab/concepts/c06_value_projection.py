@@ -25,12 +25,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
-import torch.nn.functional as F
 
 from whylab import plotting
 from whylab.concepts import ConceptContext
-from whylab.bench.train import bench_config, train_lm, train_settings
-from whylab.concepts._bench_common import build_model, fmt, load_corpus, plot_curves, summary
+from whylab.concepts._bench_common import (
+    attention_rows_figure,
+    fmt,
+    load_corpus,
+    over_seeds,
+    plot_curves,
+    summary,
+    train_on_corpus,
+    train_on_task,
+)
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
 
@@ -115,11 +122,6 @@ class KeyValueTask:
         return {**s, "ids": ids}
 
 
-def last_position_loss(model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the answer at the last position only."""
-    return F.cross_entropy(model(x).logits[:, -1, :], y)
-
-
 @torch.no_grad()
 def query_view(model: Any, ids: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted ids (B,), first-layer attention of the query over positions (B, H, T))."""
@@ -183,19 +185,8 @@ def interventions(model: Any, task: KeyValueTask, s: Mapping[str, torch.Tensor],
 def run_task(ctx: ConceptContext, seed: int, v_proj: bool) -> dict[str, Any]:
     tc = ctx.settings["task"]
     task = KeyValueTask(tc["n_keys"], tc["n_values"], tc["n_pairs"])
-    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=task.vocab_size, n_layers=tc["n_layers"],
-                       max_len=task.seq_len, v_proj=v_proj, dropout=0.0)
-    model = build_model(cfg, seed, ctx.device)
+    model, history = train_on_task(ctx.settings, task, seed, ctx.device, v_proj=v_proj)
     held_out = task.sample(tc["eval_size"], torch.Generator().manual_seed(10_000 + seed))
-    ts = train_settings(ctx.settings.get("train", {}), seed=seed, steps=tc["steps"],
-                        batch_size=tc["batch_size"], seq_len=task.seq_len, lr=tc["lr"], warmup_steps=0)
-
-    def batch_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        s = task.sample(tc["batch_size"], gen)
-        return s["ids"], s["target"]
-
-    history = train_lm(model, None, None, ts, device=ctx.device, loss_fn=last_position_loss,
-                       batch_fn=batch_fn)
     pred, att = query_view(model, held_out["ids"], ctx.device)
     result: dict[str, Any] = {"accuracy": float((pred == held_out["target"]).float().mean()),
                               "diverged": bool(history.diverged), "attention": att,
@@ -206,10 +197,7 @@ def run_task(ctx: ConceptContext, seed: int, v_proj: bool) -> dict[str, Any]:
 
 
 def run_lm(ctx: ConceptContext, corpus: Any, seed: int, v_proj: bool) -> dict[str, Any]:
-    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size, v_proj=v_proj)
-    model = build_model(cfg, seed, ctx.device)
-    history = train_lm(model, corpus.train, corpus.valid,
-                       train_settings(ctx.settings.get("train", {}), seed=seed), device=ctx.device)
+    _, _, history = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"v_proj": v_proj})
     return {"history": history, "eval_loss": history.final_eval_loss,
             "diverged": bool(history.diverged)}
 
@@ -218,15 +206,9 @@ def run_lm(ctx: ConceptContext, corpus: Any, seed: int, v_proj: bool) -> dict[st
 def run(ctx: ConceptContext) -> Evidence:
     seeds = ctx.seeds
     tc = ctx.settings["task"]
-    task_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    for seed in seeds:
-        for name, vp in VARIANTS.items():
-            task_runs[name].append(run_task(ctx, seed, vp))
+    task_runs = over_seeds(seeds, VARIANTS, lambda seed, vp: run_task(ctx, seed, vp))
     corpus = load_corpus(ctx.inputs)
-    lm_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    for seed in seeds:
-        for name, vp in VARIANTS.items():
-            lm_runs[name].append(run_lm(ctx, corpus, seed, vp))
+    lm_runs = over_seeds(seeds, VARIANTS, lambda seed, vp: run_lm(ctx, corpus, seed, vp))
 
     inter = [r["interventions"] for r in task_runs["learned W_v"]]
     metrics: dict[str, Any] = {
@@ -342,18 +324,11 @@ def _ablation_figure(task_runs: Mapping[str, list[dict[str, Any]]], chance: floa
 
 def _attention_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
     n_show = int(ctx.settings["attention_examples"])
-    att = r["attention"][:n_show].mean(dim=1).numpy()
-    fig, ax = plt.subplots(figsize=(6, 0.45 * n_show + 1.5))
-    sns.heatmap(att, ax=ax, vmin=0, vmax=1, cmap="viridis",
-                cbar_kws={"label": "attention weight (probability)"})
-    for i, p in enumerate(r["position"][:n_show].tolist()):
-        ax.add_patch(plt.Rectangle((p, i), 1, 1, fill=False, edgecolor="red", linewidth=2))
-    ax.set_xlabel("key position (index; last = the query token)")
-    ax.set_ylabel("example sequence (index)")
-    return plotting.save(
-        fig, ctx.outdir, "attention_map", f"C06: the query's attention (learned W_v, seed {ctx.seeds[0]})",
+    panels = {"learned W_v": (r["attention"][:n_show].mean(dim=1).numpy(), r["position"][:n_show].tolist())}
+    return attention_rows_figure(
+        panels, ctx.outdir, "attention_map", f"C06: the query's attention (learned W_v, seed {ctx.seeds[0]})",
         "Each row is one held-out sequence; colour is the query's first-layer attention, averaged over "
-        "heads. Red box: the pair whose key matches the query.")
+        "heads. Red box: the pair whose key matches the query.", "key position (index; last = the query token)")
 
 
 # --------------------------------------------------------------------------- verdict

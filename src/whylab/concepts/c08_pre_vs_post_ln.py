@@ -53,12 +53,11 @@ def _grid(settings: Mapping[str, Any]) -> tuple[list[float], list[int], list[int
 
 def run(ctx: ConceptContext) -> Evidence:
     from whylab.bench.data import lm_batches
-    from whylab.bench.train import bench_config, per_layer_grad_norms, train_lm, train_settings
+    from whylab.bench.train import bench_config, per_layer_grad_norms, train_settings
 
     s = ctx.settings
     corpus = bench.load_corpus(ctx.inputs)
-    train_ids, valid_ids, vocab = corpus.train, corpus.valid, corpus.vocab_size
-    cap = math.log(vocab)
+    cap = math.log(corpus.vocab_size)
     lrs, depths, warmups = _grid(s)
     overrides = bench.given(s, ("d_model", "n_heads", "init_std"))
     train_over = bench.given(s, ("steps", "batch_size", "seq_len", "eval_every"))
@@ -70,14 +69,12 @@ def run(ctx: ConceptContext) -> Evidence:
             for warmup in warmups:
                 cell: dict[str, Any] = {"lr": lr, "depth": depth, "warmup": warmup}
                 for pos in POSITIONS:
-                    cfg = bench_config(s.get("model", {}), vocab_size=vocab, n_layers=depth, norm="layer",
-                                       norm_position=pos, **overrides)
                     finals, diverged = [], 0
                     for seed in ctx.seeds:
-                        model = bench.build_model(cfg, seed, ctx.device)
-                        ts = train_settings(s.get("train", {}), seed=seed, lr=lr, warmup_steps=warmup,
-                                            **train_over)
-                        hist = train_lm(model, train_ids, valid_ids, ts, ctx.device)
+                        _, _, hist = bench.train_on_corpus(
+                            s, corpus, seed, ctx.device,
+                            {"n_layers": depth, "norm": "layer", "norm_position": pos, **overrides},
+                            {"lr": lr, "warmup_steps": warmup, **train_over})
                         finals.append(capped_loss(hist.final_eval_loss, cap))
                         diverged += int(hist.diverged)
                         label = f"{NAMES[pos]}, {'warm-up' if warmup else 'no warm-up'}"
@@ -97,12 +94,12 @@ def run(ctx: ConceptContext) -> Evidence:
         for pos in POSITIONS:
             grads[init_name][pos] = {}
             for depth in probe_depths:
-                cfg = bench_config(s.get("model", {}), vocab_size=vocab, n_layers=depth, norm="layer",
-                                   norm_position=pos, **{**overrides, "init_std": std})
+                cfg = bench_config(s.get("model", {}), vocab_size=corpus.vocab_size, n_layers=depth,
+                                   norm="layer", norm_position=pos, **{**overrides, "init_std": std})
                 per_seed = []
                 for seed in ctx.seeds:
                     model = bench.build_model(cfg, seed, ctx.device)
-                    x, y = next(lm_batches(train_ids, batch_size=16, seq_len=seq_len,
+                    x, y = next(lm_batches(corpus.train, batch_size=16, seq_len=seq_len,
                                            generator=torch.Generator().manual_seed(seed)))
                     per_seed.append(per_layer_grad_norms(model, x, y))
                 grads[init_name][pos][str(depth)] = [sum(col) / len(col) for col in zip(*per_seed, strict=True)]

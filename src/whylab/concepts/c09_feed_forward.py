@@ -233,7 +233,6 @@ def ablation_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def run(ctx: ConceptContext) -> Evidence:
     from whylab.bench.model import parameter_breakdown
-    from whylab.bench.train import bench_config, train_lm, train_settings
 
     s = ctx.settings
     corpus = bench.load_corpus(ctx.inputs)
@@ -246,17 +245,10 @@ def run(ctx: ConceptContext) -> Evidence:
     histories: dict[str, list[Any]] = {}
     ablation: dict[str, Any] = {}
     for name, over in variants.items():
-        cfg = bench_config(s.get("model", {}), vocab_size=corpus.vocab_size, **over)
-        losses = []
-        histories[name] = []
-        for seed in ctx.seeds:
-            model = bench.build_model(cfg, seed, ctx.device)
-            if seed == ctx.seeds[0]:
-                breakdown = parameter_breakdown(model)
-            hist = train_lm(model, corpus.train, corpus.valid,
-                            train_settings(s.get("train", {}), seed=seed, **train_over), ctx.device)
-            histories[name].append(hist)
-            losses.append(hist.final_eval_loss)
+        runs = [bench.train_on_corpus(s, corpus, seed, ctx.device, over, train_over) for seed in ctx.seeds]
+        histories[name] = [hist for _, _, hist in runs]
+        losses = [hist.final_eval_loss for hist in histories[name]]
+        breakdown = parameter_breakdown(runs[0][0])
         total = sum(breakdown.values())
         body = total - breakdown["embedding"] - breakdown["lm_head"]
         ablation[name] = {"loss": bench.summary(losses), "params": total, "ffn_params": breakdown["ffn"],
