@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from whylab.bench.train import TrainHistory, TrainSettings, bench_config, train_lm, train_settings
 from whylab.results import FigureRef
-from whylab.verdict import Spread
+from whylab.verdict import Label, Spread, Verdict, clearly_less
 
 V = TypeVar("V")
 R = TypeVar("R")
@@ -151,6 +151,43 @@ def fmt(spread: Mapping[str, Any] | Sequence[float], digits: int = 3, notation: 
     if entry.get("std") is None:
         return f"{entry['mean']:.{digits}{notation}}"
     return f"{entry['mean']:.{digits}{notation}} ± {entry['std']:.{digits}{notation}}"
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A learned projection against its ablation (C04, C06): task accuracy and LM loss over seeds,
+    and whether the learned one wins each clearly (beyond the seed noise and by the threshold)."""
+
+    acc: Spread
+    acc_ablated: Spread
+    loss: Spread
+    loss_ablated: Spread
+    chance: float
+    task_learned: bool  # the learned model's accuracy is at least min_accuracy_gap above chance
+    task_gain: bool
+    lm_gain: bool
+
+
+def compare_ablation(metrics: Mapping[str, Any], ablated: str) -> Ablation | Verdict:
+    """Read ``task_accuracy`` and ``lm_eval_loss`` of ``learned`` and ``ablated`` (summaries) with
+    the ``thresholds``; an inconclusive Verdict instead when a variant has fewer than two seeds, or
+    a run diverged or gave a non-finite number."""
+    th = metrics["thresholds"]
+    acc_l = metrics["task_accuracy"]["learned"]["values"]
+    acc_x = metrics["task_accuracy"][ablated]["values"]
+    lm_l = metrics["lm_eval_loss"]["learned"]["values"]
+    lm_x = metrics["lm_eval_loss"][ablated]["values"]
+    if min(len(acc_l), len(acc_x), len(lm_l), len(lm_x)) < 2:
+        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
+    if any(v is None or not math.isfinite(v) for v in [*acc_l, *acc_x, *lm_l, *lm_x]) \
+            or sum(metrics["diverged"].values()):
+        return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
+    chance = metrics["task"]["chance_accuracy"]
+    sl, sx = Spread.of(acc_l), Spread.of(acc_x)
+    ll, lx = Spread.of(lm_l), Spread.of(lm_x)
+    return Ablation(sl, sx, ll, lx, chance, task_learned=sl.mean >= chance + th["min_accuracy_gap"],
+                    task_gain=clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"],
+                    lm_gain=clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"])
 
 
 def curves_frame(histories: Mapping[str, Sequence[Any]]) -> pd.DataFrame:

@@ -20,7 +20,6 @@ Two measurements, each over seeds, the same model with and without the projectio
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.concepts._bench_common import (
     attention_rows_figure,
+    compare_ablation,
     fmt,
     load_corpus,
     over_seeds,
@@ -328,29 +328,19 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     The task counts only if the learned model solves it (accuracy at least ``min_accuracy_gap``
     above chance); otherwise it cannot tell the variants apart and the verdict is inconclusive.
     """
-    th = metrics["thresholds"]
-    acc_l = metrics["task_accuracy"]["learned"]["values"]
-    acc_x = metrics["task_accuracy"]["no_qk"]["values"]
-    lm_l = metrics["lm_eval_loss"]["learned"]["values"]
-    lm_x = metrics["lm_eval_loss"]["no_qk"]["values"]
-    values = [*acc_l, *acc_x, *lm_l, *lm_x]
-    if min(len(acc_l), len(acc_x), len(lm_l), len(lm_x)) < 2:
-        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
-    if any(v is None or not math.isfinite(v) for v in values) or sum(metrics["diverged"].values()):
-        return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
-    chance = metrics["task"]["chance_accuracy"]
-    sl, sx = Spread.of(acc_l), Spread.of(acc_x)
-    if sl.mean < chance + th["min_accuracy_gap"]:
+    ab = compare_ablation(metrics, "no_qk")
+    if isinstance(ab, Verdict):
+        return ab
+    if not ab.task_learned:
         return Verdict(Label.INCONCLUSIVE,
-                       f"Even with learned W_q, W_k the relation task stayed near chance "
-                       f"(accuracy {sl.mean:.3f} vs chance {chance:.3f}), so it cannot separate the variants.")
-    task_ok = clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"]
-    ll, lx = Spread.of(lm_l), Spread.of(lm_x)
-    lm_ok = clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"]
+                       f"Even with learned W_q, W_k the relation task stayed near chance (accuracy "
+                       f"{ab.acc.mean:.3f} vs chance {ab.chance:.3f}), so it cannot separate the variants.")
+    task_ok, lm_ok = ab.task_gain, ab.lm_gain
     self_x = metrics["task_self_attention_layer1"]["no_qk"]["mean"]
     self_l = metrics["task_self_attention_layer1"]["learned"]["mean"]
-    numbers = (f"relation-task accuracy {sl} with learned W_q, W_k vs {sx} with Q = K = X "
-               f"(query's attention on itself {self_l:.2f} vs {self_x:.2f}); LM loss {ll} vs {lx} nats/token")
+    numbers = (f"relation-task accuracy {ab.acc} with learned W_q, W_k vs {ab.acc_ablated} with Q = K = X "
+               f"(query's attention on itself {self_l:.2f} vs {self_x:.2f}); LM loss {ab.loss} vs "
+               f"{ab.loss_ablated} nats/token")
     if task_ok and lm_ok:
         return Verdict(Label.SUPPORTED, f"Learned projections clearly win on both tests: {numbers}.")
     if task_ok or lm_ok:

@@ -16,7 +16,6 @@ And an ablation, over seeds: V = X (no W_v) vs learned W_v, on this task and as 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.concepts._bench_common import (
     attention_rows_figure,
+    compare_ablation,
     fmt,
     load_corpus,
     over_seeds,
@@ -39,7 +39,7 @@ from whylab.concepts._bench_common import (
     train_on_task,
 )
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict, clearly_less
+from whylab.verdict import Label, Verdict, clearly_less
 
 CLAIM_ID = "C06"
 
@@ -349,30 +349,20 @@ def _roles_separated(metrics: Mapping[str, Any]) -> bool:
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Supported when the roles separate by intervention and learned W_v clearly beats V = X
     (on the task or the LM); partly when the roles separate but V = X does as well."""
-    th = metrics["thresholds"]
-    acc_l = metrics["task_accuracy"]["learned"]["values"]
-    acc_x = metrics["task_accuracy"]["v_is_x"]["values"]
-    lm_l = metrics["lm_eval_loss"]["learned"]["values"]
-    lm_x = metrics["lm_eval_loss"]["v_is_x"]["values"]
-    if min(len(acc_l), len(acc_x), len(lm_l), len(lm_x)) < 2:
-        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
-    if any(v is None or not math.isfinite(v) for v in [*acc_l, *acc_x, *lm_l, *lm_x]) \
-            or sum(metrics["diverged"].values()):
-        return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
-    chance = metrics["task"]["chance_accuracy"]
-    sl, sx = Spread.of(acc_l), Spread.of(acc_x)
-    if sl.mean < chance + th["min_accuracy_gap"]:
+    ab = compare_ablation(metrics, "v_is_x")
+    if isinstance(ab, Verdict):
+        return ab
+    if not ab.task_learned:
         return Verdict(Label.INCONCLUSIVE,
-                       f"The retrieval task was not learned (accuracy {sl.mean:.3f}, chance {chance:.3f}), "
+                       f"The retrieval task was not learned (accuracy {ab.acc.mean:.3f}, chance {ab.chance:.3f}), "
                        "so the interventions cannot separate the roles.")
     roles = metrics["roles"]
     role_numbers = (f"changing the matched value moves attention by {roles['value_swap_attention_tv']['mean']:.3f} "
                     f"(TV) while {roles['value_swap_follows_new_value']['mean']:.2f} of answers follow it; "
                     f"changing the key moves attention by {roles['key_swap_attention_tv']['mean']:.3f}")
-    ll, lx = Spread.of(lm_l), Spread.of(lm_x)
-    task_gain = clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"]
-    lm_gain = clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"]
-    ablation = f"task accuracy {sl} (learned W_v) vs {sx} (V = X); LM loss {ll} vs {lx} nats/token"
+    task_gain, lm_gain = ab.task_gain, ab.lm_gain
+    ablation = (f"task accuracy {ab.acc} (learned W_v) vs {ab.acc_ablated} (V = X); LM loss {ab.loss} vs "
+                f"{ab.loss_ablated} nats/token")
     if not _roles_separated(metrics):
         return Verdict(Label.NOT_SUPPORTED, f"The interventions do not separate where-to-look from "
                        f"what-to-fetch: {role_numbers}.")
