@@ -159,10 +159,7 @@ def run(ctx: ConceptContext) -> Evidence:
     rows, metrics = collect(ctx, CLAIMED, TOLERANCE)
     int8 = [v for v in metrics["variants"] if v["family"] == "int8"]
     figures = [
-        qr.plot_pareto(rows, ctx.outdir, "size_vs_perplexity", "Size vs perplexity of every variant",
-                       "Each point is one variant of the same trained LM; the dashed line joins the variants no "
-                       "other variant beats on both size and perplexity. INT8 and FP32 points are labelled.",
-                       highlight="int8"),
+        qr.plot_pareto(rows, ctx.outdir, highlight="int8"),
         qr.plot_latency(rows, ctx.outdir, "latency", "Batch-1 latency and speed-up per variant",
                         "Left: p50 latency of one forward pass (batch 1, fixed prompt), tick at p90. Right: "
                         "speed-up over FP32 of the same runtime, one value per interleaved timing round; "

@@ -107,10 +107,7 @@ def run(ctx: ConceptContext) -> Evidence:
     metrics["awq_alphas"] = {r["variant"]: (r.get("diagnostics") or {}).get("alphas") for r in qr.measured(int4_rows)
                              if r["algorithm"] == "awq"}
     figures = [
-        qr.plot_pareto(rows, ctx.outdir, "size_vs_perplexity", "Size vs perplexity of every variant",
-                       "Each point is one variant of the same trained LM; the dashed line joins the variants no "
-                       "other variant beats on both size and perplexity. INT4 and FP32 points are labelled.",
-                       highlight="int4"),
+        qr.plot_pareto(rows, ctx.outdir, highlight="int4"),
         qr.plot_bits_and_groups(rows, ctx.outdir, "bits_and_groups", "Perplexity vs bits and vs INT4 group size",
                                 "Left: the best variant at each bit width, per runtime. Right: perplexity change "
                                 "of each 4-bit algorithm against its group size (weights sharing one scale and "

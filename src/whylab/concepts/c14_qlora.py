@@ -60,14 +60,6 @@ def _cfg(settings: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
-    files = [corpus / lang / f"{split}.txt" for lang in languages]
-    for f in files:
-        if not f.is_file():
-            raise InputError(f"corpus file {str(f)!r} does not exist (is the language in corpus.languages?)")
-    return files
-
-
 def run(ctx: ConceptContext) -> Evidence:
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -75,6 +67,7 @@ def run(ctx: ConceptContext) -> Evidence:
     from whylab.lm.data import load_tokenizer, token_blocks
     from whylab.plotting import save
     from whylab.quant import qlora as ql
+    from whylab.quant.variants import corpus_files
 
     cfg = _cfg(ctx.settings)
     ft = ql.FinetuneConfig.from_settings(cfg)
@@ -83,10 +76,10 @@ def run(ctx: ConceptContext) -> Evidence:
     model_dir, corpus = ctx.inputs["model"], ctx.inputs["corpus"]
     tok = load_tokenizer(model_dir)
     block = int(cfg["block_size"])
-    train_blocks = token_blocks(_files(corpus, [lang], "train"), tok, block, cfg["train_blocks"])
-    valid_blocks = token_blocks(_files(corpus, [lang], "valid"), tok, block, int(cfg["valid_blocks"]))
+    train_blocks = token_blocks(corpus_files(corpus, [lang], "train"), tok, block, cfg["train_blocks"])
+    valid_blocks = token_blocks(corpus_files(corpus, [lang], "valid"), tok, block, int(cfg["valid_blocks"]))
     retain = [x for x in pretrain_langs if x != lang]
-    retain_blocks = (token_blocks(_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
+    retain_blocks = (token_blocks(corpus_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
                      if retain else None)
     skipped: list[str] = []
     if lang in pretrain_langs:

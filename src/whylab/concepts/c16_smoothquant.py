@@ -60,19 +60,12 @@ def _cfg(settings: Mapping[str, Any]) -> dict[str, Any]:
     return sq
 
 
-def _corpus_files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
-    files = [corpus / lang / f"{split}.txt" for lang in languages]
-    for f in files:
-        if not f.is_file():
-            raise InputError(f"corpus file {str(f)!r} does not exist (language not in corpus.languages?)")
-    return files
-
-
 def load_model_and_data(ctx: ConceptContext) -> tuple[Any, torch.Tensor, torch.Tensor, dict[str, Any]]:
     """The trained model (fp32, eval mode), the calibration pool and the validation blocks."""
     from transformers import AutoModelForCausalLM
 
     from whylab.lm.data import load_tokenizer, token_blocks
+    from whylab.quant.variants import corpus_files
 
     measure = dict(ctx.settings.get("measure", {}))
     calib = dict(ctx.settings.get("calibration", {}))
@@ -85,9 +78,9 @@ def load_model_and_data(ctx: ConceptContext) -> tuple[Any, torch.Tensor, torch.T
     if block > int(model.config.max_position_embeddings):
         raise InputError(f"quantization.measure.block_size ({block}) exceeds the model's "
                          f"max_position_embeddings ({model.config.max_position_embeddings})")
-    pool = token_blocks(_corpus_files(ctx.inputs["corpus"], langs, "train"), tok, block,
+    pool = token_blocks(corpus_files(ctx.inputs["corpus"], langs, "train"), tok, block,
                         int(sq["calibration_pool_blocks"]))
-    valid = token_blocks(_corpus_files(ctx.inputs["corpus"], langs, "valid"), tok, block,
+    valid = token_blocks(corpus_files(ctx.inputs["corpus"], langs, "valid"), tok, block,
                          int(measure.get("eval_blocks", 32)))
     info = {"languages": langs, "block_size": block, "calibration_blocks": int(calib.get("blocks", 16)),
             "eval_batch_size": int(measure.get("eval_batch_size", 8))}

@@ -144,8 +144,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str, caption: str,
-                highlight: str) -> FigureRef:
+def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, highlight: str) -> FigureRef:
+    """Size vs perplexity of every measured variant and their Pareto front; the ``highlight``
+    family's points and FP32's carry their variant names."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -166,7 +167,10 @@ def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, titl
     ax.set_xlabel("size on disk (MB)")
     ax.set_ylabel("validation perplexity (per token, lower is better)")
     ax.legend(fontsize=7, loc="best")
-    return plotting.save(fig, outdir, name, title, caption)
+    return plotting.save(fig, outdir, "size_vs_perplexity", "Size vs perplexity of every variant",
+                         "Each point is one variant of the same trained LM; the dashed line joins the variants no "
+                         "other variant beats on both size and perplexity. "
+                         f"{highlight.upper()} and FP32 points are labelled.")
 
 
 def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str, caption: str,

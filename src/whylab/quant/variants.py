@@ -414,10 +414,11 @@ def validate_measures(record: Mapping[str, Any]) -> None:
 
 
 def corpus_files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
+    """``corpus/<lang>/<split>.txt`` of each language; every missing one named in one InputError."""
     files = [corpus / lang / f"{split}.txt" for lang in languages]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise InputError(f"corpus file(s) missing: {', '.join(missing)}")
+        raise InputError(f"corpus file(s) missing: {', '.join(missing)} (is every language in corpus.languages?)")
     return files
 
 
