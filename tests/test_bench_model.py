@@ -308,7 +308,7 @@ def test_cross_attention_queries_from_decoder_keys_values_from_encoder() -> None
     mem_run = model.decode(tgt, noisy_memory, return_attention=True)
     tgt2 = tgt.clone()
     tgt2[:, 0] = (tgt2[:, 0] + 1) % 23
-    tgt_run = model.decode(tgt2, memory, return_attention=True)
+    model.decode(tgt2, memory, return_attention=True)  # the hook records its queries
     h.remove()
     assert torch.equal(q_in[0], q_in[1])  # perturbing the encoder output leaves the queries alone
     assert not torch.allclose(q_in[0], q_in[2])  # perturbing the decoder input changes them

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from whylab.concepts import c05_scaling as c05
 from whylab.concepts import c10_encoder_decoder as c10
 from whylab.concepts import c11_cross_attention as c11
 from whylab.verdict import Label
+from workflow_copy import workflow_copy
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -225,12 +225,7 @@ def test_c11_verdict_every_label() -> None:
 
 def test_mechanisms_tokenizer_must_be_built(tmp_path: Path) -> None:
     """A tokenizer the tokenizers rule does not build stops the run with one line, before any job."""
-    for name in ("Snakefile", "workflow", "config"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name)
-        else:
-            shutil.copy2(src, tmp_path / name)
+    workflow_copy(tmp_path)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run", "--configfile", "config/test.yaml"]
     (tmp_path / "bad.yaml").write_text("mechanisms:\n  tokenizer: {vocab_size: 4000}\n", encoding="utf-8")
     bad = subprocess.run([*cmd, "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)

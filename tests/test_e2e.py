@@ -16,20 +16,11 @@ import pytest
 
 from whylab import claims
 from whylab.concepts import REGISTRY
+from workflow_copy import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.e2e
-
-
-def workflow_copy(dest: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name)
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def snakemake(cwd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess[str]:

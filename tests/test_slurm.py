@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from workflow_copy import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO / "tests" / "cluster" / "slurm_local.sh"
@@ -80,16 +81,6 @@ def slurm_cluster() -> Iterator[None]:
             ["bash", str(CLUSTER_SCRIPT), "stop"], capture_output=True, text=True, timeout=120
         )
         assert stopped.returncode == 0, f"cluster did not stop cleanly:\n{stopped.stderr[-3000:]}"
-
-
-def workflow_copy(dest: Path) -> Path:
-    """The workflow and package sources (not results/, .snakemake/ or the venv) in a fresh folder."""
-    dest.mkdir(parents=True)
-    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    for folder in ("workflow", "config", "src"):
-        skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
-        shutil.copytree(REPO / folder, dest / folder, ignore=skip)
-    return dest
 
 
 def snakemake_slurm(workdir: Path, *args: str, limit_s: int = 600) -> Run:

@@ -16,7 +16,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 
 from whylab import plotting
 from whylab.concepts import ConceptContext

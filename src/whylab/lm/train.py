@@ -331,7 +331,7 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
 
     def flush() -> None:
         """Read the queued losses (one device sync) and close the timing segment."""
-        nonlocal seg_start, seg_steps
+        nonlocal seg_steps
         if pending:
             values = torch.stack([torch.stack([loss, gn]) for _, _, loss, gn in pending]).tolist()
             for (step, lr, _, _), (loss, gn) in zip(pending, values, strict=True):
