@@ -62,6 +62,7 @@ for _claim in MECHANISM_CLAIMS:
         resources:
             mem_mb=2000,
             runtime=20,
+            **gpu_resources(),  # the bench model trains on CUDA when the run's device is a GPU
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:

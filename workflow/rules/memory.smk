@@ -45,6 +45,7 @@ for _claim in MEMORY_CLAIMS:
         resources:
             mem_mb=4000,
             runtime=MEMORY_RUNTIME[_claim],
+            **gpu_resources(),  # accelerator memory is measured on CUDA when the run has a GPU
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
