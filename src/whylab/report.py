@@ -29,6 +29,8 @@ from whylab.results import environment, load_result
 from whylab.verdict import Label
 
 MAX_TABLE_ROWS = 40
+# headings of the extra sections the stage rules hand to the report (REPORT_EXTRA_INPUTS)
+EXTRA_TITLES = {"lm_train_metrics": "The language model behind C12–C16: training summary"}
 
 
 def _css_class(label: str) -> str:
@@ -123,7 +125,8 @@ def render(results: Mapping[str, Path], *, config: Mapping[str, Any], title: str
         rows=rows,
         counts=counts,
         max_rows=MAX_TABLE_ROWS,
-        extras=[{"name": name, "scalars": _scalars(read_json(p))} for name, p in (extras or {}).items()],
+        extras=[{"name": name, "title": EXTRA_TITLES.get(name, name.replace("_", " ")), "scalars": _scalars(read_json(p))}
+                for name, p in (extras or {}).items()],
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         git_commit=git_commit(),
         device=env_info["device"],
