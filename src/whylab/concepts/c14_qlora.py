@@ -67,7 +67,7 @@ def run(ctx: ConceptContext) -> Evidence:
     from whylab.lm.data import load_tokenizer, token_blocks
     from whylab.plotting import save
     from whylab.quant import qlora as ql
-    from whylab.quant.variants import corpus_files
+    from whylab.lm.data import corpus_files
 
     cfg = _cfg(ctx.settings)
     ft = ql.FinetuneConfig.from_settings(cfg)

@@ -164,7 +164,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
 def run(ctx: ConceptContext) -> Evidence:
     from whylab.lm.data import load_tokenizer, token_blocks
     from whylab.quant.torch_quant import load_model
-    from whylab.quant.variants import corpus_files
+    from whylab.lm.data import corpus_files
 
     q = ctx.settings["quantization"]
     block_size = int(q["int4"]["block_sizes"][0])

@@ -65,7 +65,7 @@ def load_model_and_data(ctx: ConceptContext) -> tuple[Any, torch.Tensor, torch.T
     from transformers import AutoModelForCausalLM
 
     from whylab.lm.data import load_tokenizer, token_blocks
-    from whylab.quant.variants import corpus_files
+    from whylab.lm.data import corpus_files
 
     measure = dict(ctx.settings.get("measure", {}))
     calib = dict(ctx.settings.get("calibration", {}))

@@ -121,3 +121,17 @@ def token_blocks(text_paths: Sequence[Path], tokenizer: PreTrainedTokenizerFast,
         names = ", ".join(str(p) for p in text_paths)
         raise InputError(f"{names}: {len(ids)} tokens, fewer than one block of {block_size}")
     return torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
+
+
+def corpus_files(corpus: Path, languages: Sequence[str], split: str,
+                 key: str = "corpus.languages") -> list[Path]:
+    """``corpus/<lang>/<split>.txt`` of each language; every missing one named in one InputError.
+
+    ``key`` is the config key that chose the languages, so the error points at it.
+    """
+    files = [Path(corpus) / lang / f"{split}.txt" for lang in languages]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"{key}: corpus file(s) missing: {', '.join(missing)} "
+                         "(is every language in corpus.languages?)")
+    return files

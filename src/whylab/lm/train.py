@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from whylab.errors import InputError
 from whylab.files import atomic_path, write_json
-from whylab.lm.data import load_tokenizer, token_blocks
+from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
 from whylab.lm.evaluate import nll_per_token
 from whylab.lm.model import build_model, count_parameters
 from whylab.runtime import resolve_device, set_seed, set_threads
@@ -388,15 +388,6 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
 # --- the pipeline step --------------------------------------------------------------------
 
 
-def corpus_files(corpus_root: Path, languages: list[str], split: str) -> list[Path]:
-    files = [corpus_root / lang / f"{split}.txt" for lang in languages]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InputError(f"lm.train_languages: corpus file(s) {', '.join(missing)} missing "
-                         "(is every training language in corpus.languages?)")
-    return files
-
-
 def tokenizer_dir(path: Path) -> Path:
     """The tokenizers rule declares ``.../tokenizer.json``; its ``hf/`` folder sits beside it."""
     path = Path(path)
@@ -437,9 +428,9 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
 
     tokenizer = load_tokenizer(tokenizer_dir(inputs["tokenizer"]))
     corpus_root = Path(inputs["corpus"])
-    train_blocks = token_blocks(corpus_files(corpus_root, languages, "train"), tokenizer,
+    train_blocks = token_blocks(corpus_files(corpus_root, languages, "train", key="lm.train_languages"), tokenizer,
                                 cfg.block_size, cfg.max_train_blocks)
-    valid_blocks = token_blocks(corpus_files(corpus_root, languages, "valid"), tokenizer,
+    valid_blocks = token_blocks(corpus_files(corpus_root, languages, "valid", key="lm.train_languages"), tokenizer,
                                 cfg.block_size, cfg.eval_blocks)
     model_cfg = dict(settings.get("model") or {})
     if cfg.block_size > int(model_cfg.get("max_position_embeddings") or 256):

@@ -20,7 +20,7 @@ import re
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -413,18 +413,9 @@ def validate_measures(record: Mapping[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(record)
 
 
-def corpus_files(corpus: Path, languages: Sequence[str], split: str) -> list[Path]:
-    """``corpus/<lang>/<split>.txt`` of each language; every missing one named in one InputError."""
-    files = [corpus / lang / f"{split}.txt" for lang in languages]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InputError(f"corpus file(s) missing: {', '.join(missing)} (is every language in corpus.languages?)")
-    return files
-
-
 def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int) -> None:
     """Build one variant, measure it, write its measures.json (and its model files next to it)."""
-    from whylab.lm.data import load_tokenizer, token_blocks
+    from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
     from whylab.runtime import resolve_device, set_seed, set_threads
 
     set_threads(threads)
