@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from whylab.errors import InputError
 
@@ -58,14 +59,8 @@ def _registry(schema_dir: Path) -> Registry:
     for p in sorted(schema_dir.glob("*.yaml")):
         contents = _load_yaml(p)
         contents.pop("$schema", None)
-        resources.append((p.name, Resource.from_contents(contents, default_specification=_spec())))
+        resources.append((p.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
     return Registry().with_resources(resources)
-
-
-def _spec() -> Any:
-    from referencing.jsonschema import DRAFT202012
-
-    return DRAFT202012
 
 
 def key_path(error: ValidationError) -> str:

@@ -43,7 +43,7 @@ class Table:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "caption": self.caption, "columns": self.columns,
-                "rows": _jsonable(self.rows)}
+                "rows": jsonable(self.rows)}
 
 
 @dataclass
@@ -126,19 +126,16 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return record
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Convert numpy scalars/arrays and tuples into plain JSON values (NaN -> None)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "tolist"):  # numpy array or scalar, torch tensor
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float) and value != value:  # NaN is not JSON
         return None
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-jsonable = _jsonable

@@ -139,11 +139,12 @@ def run(ctx: ConceptContext) -> Evidence:
                 "word_level_oov_rate": sum(w not in word_vocab for w in vw) / len(vw),
             })
             for word in s["example_words"].get(lang, []):
+                ids = pieces(tt, word)
                 examples.append({
                     "tokenizer": tt.name, "language": lang, "word": word,
                     "train_count": counts.get(word, 0),
-                    "pieces": " | ".join(tt.display_pieces(pieces(tt, word))),
-                    "n_pieces": len(pieces(tt, word)),
+                    "pieces": " | ".join(tt.display_pieces(ids)),
+                    "n_pieces": len(ids),
                 })
 
     configs = pd.DataFrame(config_rows)
