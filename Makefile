@@ -1,6 +1,7 @@
 # whylab: two commands on a fresh machine (Python 3.11, make, bash):
 #   make run    set up .venv, run the whole DAG on the embedded default corpus, print the report path
 #   make test   set up .venv, run the test suite (unit tests + the DAG end to end on config/test.yaml)
+#   make lint   the static checks CI runs (ruff, mypy, snakefmt, snakemake --lint)
 PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= $(shell nproc 2>/dev/null || echo 2)
@@ -13,7 +14,7 @@ EXTRA ?= cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.whylab-installed
 
-.PHONY: setup run test report clean
+.PHONY: setup run test lint report clean
 
 setup: $(STAMP)
 
@@ -31,6 +32,14 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Static checks, as CI runs them: ruff (lint + format), mypy, snakefmt, snakemake --lint.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/snakefmt --check Snakefile workflow/rules/
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
 report: setup
 	$(BIN)/snakemake --cores 1 --configfile $(CONFIG) --report reports/snakemake.html

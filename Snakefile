@@ -21,7 +21,9 @@ configfile: "config/config.yaml"
 # One line and no job at all when the config is bad (unknown key, wrong type, missing path).
 try:
     _checked = check_config(
-        config, base_dir=Path.cwd(), schema_file=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+        config,
+        base_dir=Path.cwd(),
+        schema_file=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
     )
 except InputError as exc:
     sys.exit(f"whylab: {exc}")

@@ -23,8 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(cwd: Path, cores: int, configfile: str) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", configfile],
-                          cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", configfile],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"snakemake failed:\n{proc.stderr[-4000:]}")

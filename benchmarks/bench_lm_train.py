@@ -24,8 +24,9 @@ from whylab.lm.train import TrainConfig, make_optimizer, resolve_precision, trai
 from whylab.runtime import resolve_device, set_seed
 
 
-def reference_loop(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, device: str,
-                   precision: str) -> float:
+def reference_loop(
+    model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, device: str, precision: str
+) -> float:
     """The plain loop: contiguous batches, forward, backward, step. Returns tokens/s."""
     model.to(device).train()
     opt = make_optimizer(model, cfg)
@@ -36,7 +37,7 @@ def reference_loop(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfi
     start = time.perf_counter()
     for step in range(cfg.max_steps):
         lo = (step * cfg.batch_size) % (n - cfg.batch_size + 1)
-        batch = blocks[lo:lo + cfg.batch_size].to(device)
+        batch = blocks[lo : lo + cfg.batch_size].to(device)
         with autocast:
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -48,10 +49,12 @@ def reference_loop(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfi
     return cfg.max_steps * cfg.batch_size * cfg.block_size / (time.perf_counter() - start)
 
 
-def ours(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, device: str,
-         precision: str) -> float:
-    result = train_model(model, blocks, blocks[:1], cfg, seed=0, device=device,
-                         precision=precision, progress=False)
+def ours(
+    model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, device: str, precision: str
+) -> float:
+    result = train_model(
+        model, blocks, blocks[:1], cfg, seed=0, device=device, precision=precision, progress=False
+    )
     return result.tokens_trained / result.train_seconds
 
 
@@ -74,17 +77,28 @@ def main() -> None:
     device = resolve_device(args.device)
     precision = resolve_precision("auto", device)
     set_seed(0)
-    model_cfg = {"hidden_size": args.hidden, "num_layers": args.layers, "num_heads": args.heads,
-                 "intermediate_size": args.intermediate,
-                 "max_position_embeddings": max(256, args.block_size)}
+    model_cfg = {
+        "hidden_size": args.hidden,
+        "num_layers": args.layers,
+        "num_heads": args.heads,
+        "intermediate_size": args.intermediate,
+        "max_position_embeddings": max(256, args.block_size),
+    }
     base = build_model(model_cfg, args.vocab, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     gen = torch.Generator().manual_seed(0)
-    blocks = torch.randint(0, args.vocab, (max(64, 4 * args.batch_size), args.block_size),
-                           generator=gen)
+    blocks = torch.randint(0, args.vocab, (max(64, 4 * args.batch_size), args.block_size), generator=gen)
     # eval_every > steps: only the one eval at step 0 and the end, and train_seconds excludes both
-    cfg = TrainConfig.from_settings({"block_size": args.block_size, "batch_size": args.batch_size,
-                                     "max_steps": args.steps, "warmup_steps": 2,
-                                     "eval_every": 10**9, "eval_blocks": 1, "log_every": 10})
+    cfg = TrainConfig.from_settings(
+        {
+            "block_size": args.block_size,
+            "batch_size": args.batch_size,
+            "max_steps": args.steps,
+            "warmup_steps": 2,
+            "eval_every": 10**9,
+            "eval_blocks": 1,
+            "log_every": 10,
+        }
+    )
     # one untimed warm-up of each (allocator, kernels)
     warm = TrainConfig.from_settings({**cfg.__dict__, "max_steps": 2})
     ours(copy.deepcopy(base), blocks, warm, device, precision)
@@ -96,9 +110,11 @@ def main() -> None:
         ref.append(reference_loop(copy.deepcopy(base), blocks, cfg, device, precision))
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {args.threads} thread(s)"
     m, r = statistics.median(mine), statistics.median(ref)
-    print(f"device: {name}; precision {precision}; {sum(p.numel() for p in base.parameters()):,} "
-          f"parameters; batch {args.batch_size} x {args.block_size} tokens; "
-          f"{args.steps} steps x {args.rounds} rounds")
+    print(
+        f"device: {name}; precision {precision}; {sum(p.numel() for p in base.parameters()):,} "
+        f"parameters; batch {args.batch_size} x {args.block_size} tokens; "
+        f"{args.steps} steps x {args.rounds} rounds"
+    )
     print(f"whylab.lm.train loop : {m:12,.0f} tokens/s  (rounds: {', '.join(f'{x:,.0f}' for x in mine)})")
     print(f"plain reference loop : {r:12,.0f} tokens/s  (rounds: {', '.join(f'{x:,.0f}' for x in ref)})")
     paired = statistics.median(a / b for a, b in zip(mine, ref, strict=True))

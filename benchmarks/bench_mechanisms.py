@@ -61,7 +61,11 @@ def prepare_inputs(config: dict[str, Any], results: Path) -> dict[str, Path]:
     if not tok_file.is_file():
         print(f"training the tokenizer {tok_file.parent.name} ...", file=sys.stderr)
         train = {f"train_{i}": results / "corpus" / lang / "train.txt" for i, lang in enumerate(langs)}
-        settings = {**config["tokenizers"], "algorithms": [tok["algorithm"]], "vocab_sizes": [tok["vocab_size"]]}
+        settings = {
+            **config["tokenizers"],
+            "algorithms": [tok["algorithm"]],
+            "vocab_sizes": [tok["vocab_size"]],
+        }
         tokenization.run_step(settings, train, {"root": tok_dir}, 1)
     inputs = {"tokenizer": tok_file}
     for split in ("train", "valid"):
@@ -73,8 +77,14 @@ def prepare_inputs(config: dict[str, Any], results: Path) -> dict[str, Path]:
 def claim_settings(config: dict[str, Any], claim: str) -> dict[str, Any]:
     """What ``settings_json`` in workflow/rules/common.smk gives the claim's rule."""
     mech = config["mechanisms"]
-    merged = {"seeds": config["seeds"], "device": config["device"], **mech.get(claim, {}),
-              "model": mech["model"], "train": mech["train"], "tokenizer": mech["tokenizer"]}
+    merged = {
+        "seeds": config["seeds"],
+        "device": config["device"],
+        **mech.get(claim, {}),
+        "model": mech["model"],
+        "train": mech["train"],
+        "tokenizer": mech["tokenizer"],
+    }
     return json.loads(json.dumps(merged))
 
 
@@ -100,11 +110,19 @@ def main() -> None:
     try:
         for claim in claims:
             wall, cpu = time.perf_counter(), time.process_time()
-            record = run_concept(claim, claim_settings(config, claim), inputs,
-                                 work / "concepts" / claim / "result.json", threads=args.threads)
-            rows.append((claim, time.perf_counter() - wall, time.process_time() - cpu,
-                         record["verdict"]["label"]))
-            print(f"{claim}: {rows[-1][1]:.1f} s wall, {rows[-1][2]:.1f} s CPU, {rows[-1][3]}", file=sys.stderr)
+            record = run_concept(
+                claim,
+                claim_settings(config, claim),
+                inputs,
+                work / "concepts" / claim / "result.json",
+                threads=args.threads,
+            )
+            rows.append(
+                (claim, time.perf_counter() - wall, time.process_time() - cpu, record["verdict"]["label"])
+            )
+            print(
+                f"{claim}: {rows[-1][1]:.1f} s wall, {rows[-1][2]:.1f} s CPU, {rows[-1][3]}", file=sys.stderr
+            )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

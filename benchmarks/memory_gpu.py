@@ -41,8 +41,13 @@ def settings(claim: str, configs: list[Path]) -> dict[str, Any]:
     cfg = check_config(cfg, ROOT)
     memory = cfg["memory"]
     section = memory[claim]
-    return {"seeds": cfg["seeds"], "device": cfg["device"], **section,
-            "model": {**memory["model"], **section.get("model_overrides", {})}, "repeats": memory["repeats"]}
+    return {
+        "seeds": cfg["seeds"],
+        "device": cfg["device"],
+        **section,
+        "model": {**memory["model"], **section.get("model_overrides", {})},
+        "repeats": memory["repeats"],
+    }
 
 
 def main() -> int:
@@ -50,23 +55,39 @@ def main() -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("claims", nargs="*", default=["C18", "C19", "C20", "C21"])
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--config", action="append", type=Path,
-                        default=None, help="config files in order (default: config/config.yaml config/gpu.yaml)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        type=Path,
+        default=None,
+        help="config files in order (default: config/config.yaml config/gpu.yaml)",
+    )
     args = parser.parse_args()
     configs = args.config or [ROOT / "config/config.yaml", ROOT / "config/gpu.yaml"]
     summary = []
     for claim in args.claims:
         start = time.perf_counter()
         try:
-            record = run_concept(claim, settings(claim, configs), {}, args.outdir / claim / "result.json", args.threads)
+            record = run_concept(
+                claim, settings(claim, configs), {}, args.outdir / claim / "result.json", args.threads
+            )
         except Exception as exc:  # keep going: one failing claim must not hide the others' numbers
             summary.append({"claim": claim, "error": f"{type(exc).__name__}: {exc}"})
             print(claim, "FAILED", exc, flush=True)
             continue
         wall = time.perf_counter() - start
-        summary.append({"claim": claim, "label": record["verdict"]["label"], "reason": record["verdict"]["reason"],
-                        "wall_s": round(wall, 1), "device": record["environment"]["device"]})
-        print(f"{claim} {record['verdict']['label']} ({wall:.1f} s): {record['verdict']['reason']}", flush=True)
+        summary.append(
+            {
+                "claim": claim,
+                "label": record["verdict"]["label"],
+                "reason": record["verdict"]["reason"],
+                "wall_s": round(wall, 1),
+                "device": record["environment"]["device"],
+            }
+        )
+        print(
+            f"{claim} {record['verdict']['label']} ({wall:.1f} s): {record['verdict']['reason']}", flush=True
+        )
     (args.outdir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0
 

@@ -41,6 +41,7 @@ def tiny_tokenizers(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory)
     tokenization.run_step(
         {"algorithms": ["bpe", "wordpiece", "unigram"], "vocab_sizes": [800]},
         {"train_en": tiny_corpus / "en" / "train.txt", "train_ko": tiny_corpus / "ko" / "train.txt"},
-        {"root": root / "joint"}, 1,
+        {"root": root / "joint"},
+        1,
     )
     return root

@@ -10,19 +10,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lm_helpers import write_corpus, write_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
-TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 96,
-        "max_position_embeddings": 64}
+from lm_helpers import write_corpus, write_tokenizer
+
+TINY = {
+    "hidden_size": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "intermediate_size": 96,
+    "max_position_embeddings": 64,
+}
 
 
 def tiny_llama(vocab: int = 128, kv_heads: int = 4, outliers: bool = True, seed: int = 0) -> LlamaForCausalLM:
     """A random Llama; ``outliers`` makes two hidden channels large at every RMSNorm output."""
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg).eval()
     if outliers:
         with torch.no_grad():
@@ -57,8 +70,13 @@ def build_tree(root: Path, seed: int = 0) -> dict[str, Path]:
     joint.write_text(en["train"].read_text(encoding="utf-8") + ko_text[:cut], encoding="utf-8")
     tok = load_tokenizer(write_tokenizer(root / "tok", joint, vocab_size=400))
     torch.manual_seed(seed)
-    model = build_model(TINY, len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id)
+    model = build_model(
+        TINY,
+        len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     return {"root": root, "model": root / "model", "corpus": root / "corpus"}

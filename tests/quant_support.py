@@ -12,19 +12,42 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from lm_helpers import write_corpus, write_tokenizer
 
-QUANT_MODEL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128,
-               "max_position_embeddings": 128}
+QUANT_MODEL = {
+    "hidden_size": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "intermediate_size": 128,
+    "max_position_embeddings": 128,
+}
 
 TINY_QUANT_SETTINGS: dict[str, Any] = {
-    "measure": {"block_size": 32, "eval_blocks": 4, "eval_batch_size": 4, "latency_prompt_tokens": 16,
-                "latency_warmup": 1, "latency_runs": 5, "throughput_batch_size": 2, "throughput_runs": 1},
+    "measure": {
+        "block_size": 32,
+        "eval_blocks": 4,
+        "eval_batch_size": 4,
+        "latency_prompt_tokens": 16,
+        "latency_warmup": 1,
+        "latency_runs": 5,
+        "throughput_batch_size": 2,
+        "throughput_runs": 1,
+    },
     "calibration": {"blocks": 4},
-    "int8": {"ort_static_format": "QOperator", "ort_static_method": "MinMax", "per_channel": True,
-             "torchao_configs": ["int8_dynamic", "int8_weight_only"]},
-    "int4": {"algorithms": ["rtn", "hqq", "gptq", "awq"], "block_sizes": [32], "symmetric": False,
-             "gptq_percdamp": 0.01, "awq_alpha_grid": 5},
+    "int8": {
+        "ort_static_format": "QOperator",
+        "ort_static_method": "MinMax",
+        "per_channel": True,
+        "torchao_configs": ["int8_dynamic", "int8_weight_only"],
+    },
+    "int4": {
+        "algorithms": ["rtn", "hqq", "gptq", "awq"],
+        "block_sizes": [32],
+        "symmetric": False,
+        "gptq_percdamp": 0.01,
+        "awq_alpha_grid": 5,
+    },
     "fp16": {"enabled": True},
 }
 
@@ -38,14 +61,18 @@ def build_tree(root: Path, seed: int = 0) -> dict[str, Path]:
     paths = write_corpus(root / "corpus" / "en", chars=16_000)
     tok = load_tokenizer(write_tokenizer(root / "tok", paths["train"], vocab_size=300))
     torch.manual_seed(seed)
-    model = build_model(QUANT_MODEL, len(tok), pad_token_id=tok.pad_token_id,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = build_model(
+        QUANT_MODEL,
+        len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     _give_structure(model, seed)
     model.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     export_onnx(root / "model", root / "onnx" / "fp32")
-    return {"root": root, "model": root / "model", "onnx": root / "onnx" / "fp32",
-            "corpus": root / "corpus"}
+    return {"root": root, "model": root / "model", "onnx": root / "onnx" / "fp32", "corpus": root / "corpus"}
 
 
 @torch.no_grad()

@@ -56,7 +56,9 @@ SWITCHES: list[dict[str, object]] = [
 ]
 
 
-@pytest.mark.parametrize("switches", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
+@pytest.mark.parametrize(
+    "switches", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default"
+)
 def test_shapes_for_every_switch(switches: dict[str, object]) -> None:
     model = _model(**switches)
     out = model(_ids(), return_attention=True)
@@ -77,7 +79,7 @@ def test_attention_four_steps_match_the_formula() -> None:
     expected_w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(8), dim=-1)
     assert torch.allclose(w, expected_w, atol=1e-6)
     assert torch.allclose(out, expected_w @ v, atol=1e-6)
-    out_none, w_none = attention(q, k, v, mask=None, scale=None)
+    _out_none, w_none = attention(q, k, v, mask=None, scale=None)
     assert torch.allclose(w_none, torch.softmax(q @ k.transpose(-2, -1), dim=-1), atol=1e-6)
     assert not torch.allclose(w_none, w)
 
@@ -91,8 +93,10 @@ def test_fully_masked_query_gets_zero_not_nan() -> None:
     assert w[0, 0, 0, 2] == 0 and w[0, 0, 2, 1] == 0
 
 
-@pytest.mark.parametrize("switches", [{}, {"pad_id": 0}, {"causal": False, "pad_id": 0},
-                                      {"norm_position": "post"}, {"activation": "swiglu"}])
+@pytest.mark.parametrize(
+    "switches",
+    [{}, {"pad_id": 0}, {"causal": False, "pad_id": 0}, {"norm_position": "post"}, {"activation": "swiglu"}],
+)
 def test_sdpa_path_equals_explicit_path(switches: dict[str, object]) -> None:
     model = _model(seed=3, **switches)
     ids = _ids(seed=4)
@@ -271,7 +275,9 @@ def test_qk_init_std() -> None:
 
 def _encdec(seed: int = 0) -> EncoderDecoder:
     torch.manual_seed(seed)
-    return EncoderDecoder(BenchConfig(vocab_size=V, d_model=32, n_heads=4, n_layers=2), tgt_vocab_size=23).eval()
+    return EncoderDecoder(
+        BenchConfig(vocab_size=V, d_model=32, n_heads=4, n_layers=2), tgt_vocab_size=23
+    ).eval()
 
 
 def test_encoder_decoder_shapes() -> None:
@@ -290,9 +296,12 @@ def test_cross_attention_queries_from_decoder_keys_values_from_encoder() -> None
     src, tgt = _ids(b=2, t=7, seed=2), torch.randint(0, 23, (2, 5))
     seen: dict[str, tuple[int, ...]] = {}
     cross = model.decoder_blocks[0].cross_attn
-    hooks = [getattr(cross, name).register_forward_hook(
-        lambda mod, inp, out, name=name: seen.__setitem__(name, tuple(inp[0].shape)))
-        for name in ("q_proj", "k_proj", "v_proj")]
+    hooks = [
+        getattr(cross, name).register_forward_hook(
+            lambda mod, inp, out, name=name: seen.__setitem__(name, tuple(inp[0].shape))
+        )
+        for name in ("q_proj", "k_proj", "v_proj")
+    ]
     memory = model.encode(src)
     model.decode(tgt, memory)
     for h in hooks:

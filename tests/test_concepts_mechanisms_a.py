@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_registered() -> None:
     for claim, module in (("C05", c05), ("C10", c10), ("C11", c11)):
-        assert REGISTRY[claim] == module.__name__ and module.CLAIM_ID == claim
+        assert REGISTRY[claim] == module.__name__ and claim == module.CLAIM_ID
 
 
 # --------------------------------------------------------------------------- C05
@@ -59,28 +59,48 @@ def test_causal_attention_entropy_bounds() -> None:
     assert c05.causal_attention_entropy(model, x) < 0.5
 
 
-def _c05_metrics(*, slope: float = 1.0, sat_raw: float = 0.8, grad_ratio: float = 0.01,
-                 dk_loss: tuple[float, ...] = (4.8, 4.9, 4.85), none_loss: tuple[float, ...] = (5.7, 5.75, 5.8),
-                 heads: tuple[int, ...] = (1, 16), var_dmodel: float = 0.06,
-                 grad_none: tuple[float, ...] = (0.14, 0.15, 0.13),
-                 grad_dk: tuple[float, ...] = (0.017, 0.018, 0.017)) -> dict[str, Any]:
+def _c05_metrics(
+    *,
+    slope: float = 1.0,
+    sat_raw: float = 0.8,
+    grad_ratio: float = 0.01,
+    dk_loss: tuple[float, ...] = (4.8, 4.9, 4.85),
+    none_loss: tuple[float, ...] = (5.7, 5.75, 5.8),
+    heads: tuple[int, ...] = (1, 16),
+    var_dmodel: float = 0.06,
+    grad_none: tuple[float, ...] = (0.14, 0.15, 0.13),
+    grad_dk: tuple[float, ...] = (0.017, 0.018, 0.017),
+) -> dict[str, Any]:
     def sp(values: tuple[float, ...]) -> dict[str, Any]:
         return {"mean": sum(values) / len(values), "std": 0.05, "values": list(values)}
 
     return {
         "saturation_max_prob": 0.9,
         "synthetic": {
-            "d_k": [4, 512], "var_slope": slope,
+            "d_k": [4, 512],
+            "var_slope": slope,
             "saturated_share": {"none": [0.0, sat_raw], "sqrt_dk": [0.0, 0.0]},
             "grad_logits": {"none": [0.2, 0.17 * grad_ratio], "sqrt_dk": [0.16, 0.17]},
             "max_prob": {"none": [0.3, 0.93], "sqrt_dk": [0.1, 0.1]},
         },
-        "heads": {"d_model": 512, "heads": list(heads),
-                  "score_var_scaled": {"sqrt_dk": [1.0, 0.99], "sqrt_dmodel": [1.0, var_dmodel],
-                                       "none": [512.0, 32.0]}},
-        "training": {"64": {"heads": 1, "scalings": {
-            "sqrt_dk": {"final_eval_loss": sp(dk_loss), "grad_wq_init": sp(grad_dk)},
-            "none": {"final_eval_loss": sp(none_loss), "grad_wq_init": sp(grad_none)}}}},
+        "heads": {
+            "d_model": 512,
+            "heads": list(heads),
+            "score_var_scaled": {
+                "sqrt_dk": [1.0, 0.99],
+                "sqrt_dmodel": [1.0, var_dmodel],
+                "none": [512.0, 32.0],
+            },
+        },
+        "training": {
+            "64": {
+                "heads": 1,
+                "scalings": {
+                    "sqrt_dk": {"final_eval_loss": sp(dk_loss), "grad_wq_init": sp(grad_dk)},
+                    "none": {"final_eval_loss": sp(none_loss), "grad_wq_init": sp(grad_none)},
+                },
+            }
+        },
     }
 
 
@@ -125,9 +145,12 @@ def test_causality_profile_decoder_vs_encoder() -> None:
     out = {}
     for causal in (True, False):
         torch.manual_seed(1)
-        model = BenchTransformer(BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, causal=causal)).eval()
-        out[causal] = c10.causality_profile(c10._logits_of(model), ids, positions, 30,
-                                            torch.Generator().manual_seed(2))
+        model = BenchTransformer(
+            BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, causal=causal)
+        ).eval()
+        out[causal] = c10.causality_profile(
+            c10._logits_of(model), ids, positions, 30, torch.Generator().manual_seed(2)
+        )
         share = c10.future_attention_share(model, ids)
         assert (share == 0.0) if causal else (share > 0.3)
     assert out[True]["earlier_max_abs"] == 0.0 and out[True]["relative_leak"] == 0.0
@@ -137,10 +160,16 @@ def test_causality_profile_decoder_vs_encoder() -> None:
 
 def _c10_metrics(dec: float = 0.0, enc: float = 0.5, seeds: int = 3) -> dict[str, Any]:
     def kind(leak: float, causal: bool) -> dict[str, Any]:
-        return {"causal_mask": causal, **{stage: {"relative_leak": [leak] * seeds} for stage in ("init", "trained")}}
+        return {
+            "causal_mask": causal,
+            **{stage: {"relative_leak": [leak] * seeds} for stage in ("init", "trained")},
+        }
 
-    return {"n_seeds": seeds, "leak_tolerance": 1e-6,
-            "by_kind": {"decoder (causal mask)": kind(dec, True), "encoder (no mask)": kind(enc, False)}}
+    return {
+        "n_seeds": seeds,
+        "leak_tolerance": 1e-6,
+        "by_kind": {"decoder (causal mask)": kind(dec, True), "encoder (no mask)": kind(enc, False)},
+    }
 
 
 def test_c10_verdict_every_label() -> None:
@@ -171,7 +200,9 @@ def test_interventions_on_an_untrained_model() -> None:
     """The measurement itself: memory noise never moves the first layer's Q; decoder noise never K, V."""
     task = c11.SequenceTask(length=5, symbols=6)
     torch.manual_seed(0)
-    model = EncoderDecoder(BenchConfig(vocab_size=task.vocab_size, d_model=16, n_heads=2, n_layers=2, max_len=8))
+    model = EncoderDecoder(
+        BenchConfig(vocab_size=task.vocab_size, d_model=16, n_heads=2, n_layers=2, max_len=8)
+    )
     src, tgt = task.sample(8, torch.Generator().manual_seed(1))
     res = c11.interventions(model, task, src, tgt, 0.5, torch.Generator().manual_seed(2))
     ch = res["changes"]
@@ -186,22 +217,46 @@ def test_interventions_on_an_untrained_model() -> None:
     assert torch.allclose(off, off2)  # with cross-attention off the source no longer matters
 
 
-def _c11_metrics(q_mem: float = 0.0, q_dec: float = 0.08, k_mem: float = 0.15, k_dec: float = 0.0,
-                 acc: float = 1.0, off: float = 0.19, seeds: int = 3) -> dict[str, Any]:
+def _c11_metrics(
+    q_mem: float = 0.0,
+    q_dec: float = 0.08,
+    k_mem: float = 0.15,
+    k_dec: float = 0.0,
+    acc: float = 1.0,
+    off: float = 0.19,
+    seeds: int = 3,
+) -> dict[str, Any]:
     def per_seed(first: float, later: float) -> list[list[float]]:
         return [[first, later] for _ in range(seeds)]
 
     return {
-        "n_seeds": seeds, "min_accuracy": 0.9, "chance_accuracy": 0.1, "alignment_chance": 0.125,
-        "token_accuracy": [acc] * seeds, "token_accuracy_cross_off": [off] * seeds,
+        "n_seeds": seeds,
+        "min_accuracy": 0.9,
+        "chance_accuracy": 0.1,
+        "alignment_chance": 0.125,
+        "token_accuracy": [acc] * seeds,
+        "token_accuracy_cross_off": [off] * seeds,
         "alignment": [[0.8, 0.5]] * seeds,
-        "shapes": {"q_input": [256, 9, 32], "k_input": [256, 8, 32], "v_input": [256, 8, 32],
-                   "source_length": 8, "target_length": 9},
+        "shapes": {
+            "q_input": [256, 9, 32],
+            "k_input": [256, 8, 32],
+            "v_input": [256, 8, 32],
+            "source_length": 8,
+            "target_length": 9,
+        },
         "changes": {
-            "memory": {"Q": per_seed(q_mem, 0.5), "K": per_seed(k_mem, 0.2), "V": per_seed(0.4, 0.3),
-                       "weights": per_seed(0.1, 0.1)},
-            "decoder": {"Q": per_seed(q_dec, 0.1), "K": per_seed(k_dec, k_dec), "V": per_seed(0.0, 0.0),
-                        "weights": per_seed(0.04, 0.02)},
+            "memory": {
+                "Q": per_seed(q_mem, 0.5),
+                "K": per_seed(k_mem, 0.2),
+                "V": per_seed(0.4, 0.3),
+                "weights": per_seed(0.1, 0.1),
+            },
+            "decoder": {
+                "Q": per_seed(q_dec, 0.1),
+                "K": per_seed(k_dec, k_dec),
+                "V": per_seed(0.0, 0.0),
+                "weights": per_seed(0.04, 0.02),
+            },
         },
     }
 
@@ -232,7 +287,8 @@ def test_mechanisms_tokenizer_must_be_built(tmp_path: Path) -> None:
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines()[-1] == (
         "whylab: config error: mechanisms.tokenizer.vocab_size: 4000 is not built by the tokenizers rule "
-        "(it builds 800, 1200); pick one of those")
+        "(it builds 800, 1200); pick one of those"
+    )
     good = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stderr[-2000:]
     for claim in ("C05", "C10", "C11"):

@@ -21,16 +21,20 @@ def s(values: list[float]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- C03 verdict
-def c03_metrics(learned: list[float], frozen: list[float], change: float = 0.4,
-                unit: list[float] | None = None) -> dict[str, Any]:
+def c03_metrics(
+    learned: list[float], frozen: list[float], change: float = 0.4, unit: list[float] | None = None
+) -> dict[str, Any]:
     losses = {"learned": s(learned), "frozen": s(frozen)}
     if unit is not None:
         losses["frozen_unit"] = s(unit)
     best = min((k for k in losses if k != "learned"), key=lambda k: losses[k]["mean"])
-    return {"eval_loss": losses, "best_frozen": best,
-            "relative_change": {"learned": s([change] * len(learned)), "frozen": s([0.0] * len(frozen))},
-            "diverged": {k: 0 for k in losses},
-            "thresholds": {"min_relative_change": 0.05, "min_loss_gain": 0.02}}
+    return {
+        "eval_loss": losses,
+        "best_frozen": best,
+        "relative_change": {"learned": s([change] * len(learned)), "frozen": s([0.0] * len(frozen))},
+        "diverged": dict.fromkeys(losses, 0),
+        "thresholds": {"min_relative_change": 0.05, "min_loss_gain": 0.02},
+    }
 
 
 def test_c03_verdict_supported() -> None:
@@ -51,8 +55,10 @@ def test_c03_verdict_holds_learning_against_the_better_frozen_table() -> None:
 
 
 def test_c03_verdict_not_supported_when_table_does_not_move() -> None:
-    assert c03.verdict(c03_metrics([4.0, 4.05, 4.02], [4.5, 4.52, 4.48], change=0.001)).label \
+    assert (
+        c03.verdict(c03_metrics([4.0, 4.05, 4.02], [4.5, 4.52, 4.48], change=0.001)).label
         is Label.NOT_SUPPORTED
+    )
 
 
 def test_c03_verdict_inconclusive() -> None:
@@ -63,13 +69,17 @@ def test_c03_verdict_inconclusive() -> None:
 
 
 # --------------------------------------------------------------------------- C04 verdict
-def c04_metrics(acc_l: list[float], acc_x: list[float], lm_l: list[float], lm_x: list[float]) -> dict[str, Any]:
-    return {"task": {"chance_accuracy": 0.125},
-            "task_accuracy": {"learned": s(acc_l), "no_qk": s(acc_x)},
-            "lm_eval_loss": {"learned": s(lm_l), "no_qk": s(lm_x)},
-            "task_self_attention_layer1": {"learned": s([0.05] * len(acc_l)), "no_qk": s([0.6] * len(acc_x))},
-            "diverged": {"learned": 0, "no_qk": 0},
-            "thresholds": {"min_accuracy_gap": 0.2, "min_loss_gain": 0.0}}
+def c04_metrics(
+    acc_l: list[float], acc_x: list[float], lm_l: list[float], lm_x: list[float]
+) -> dict[str, Any]:
+    return {
+        "task": {"chance_accuracy": 0.125},
+        "task_accuracy": {"learned": s(acc_l), "no_qk": s(acc_x)},
+        "lm_eval_loss": {"learned": s(lm_l), "no_qk": s(lm_x)},
+        "task_self_attention_layer1": {"learned": s([0.05] * len(acc_l)), "no_qk": s([0.6] * len(acc_x))},
+        "diverged": {"learned": 0, "no_qk": 0},
+        "thresholds": {"min_accuracy_gap": 0.2, "min_loss_gain": 0.0},
+    }
 
 
 GOOD_ACC, BAD_ACC = [0.95, 0.97, 0.96], [0.30, 0.35, 0.28]
@@ -97,24 +107,39 @@ def test_c04_verdict_inconclusive_when_task_not_learned_or_one_seed() -> None:
 
 
 # --------------------------------------------------------------------------- C06 verdict
-def c06_metrics(acc_l: list[float], acc_x: list[float], lm_l: list[float], lm_x: list[float],
-                value_tv: float = 0.02, follows: float = 0.9, key_tv: float = 0.7,
-                wv_acc: float = 0.12) -> dict[str, Any]:
+def c06_metrics(
+    acc_l: list[float],
+    acc_x: list[float],
+    lm_l: list[float],
+    lm_x: list[float],
+    value_tv: float = 0.02,
+    follows: float = 0.9,
+    key_tv: float = 0.7,
+    wv_acc: float = 0.12,
+) -> dict[str, Any]:
     n = len(acc_l)
     jitter = [0.0, 0.01, -0.01][:n]
-    return {"task": {"chance_accuracy": 0.125},
-            "task_accuracy": {"learned": s(acc_l), "v_is_x": s(acc_x)},
-            "lm_eval_loss": {"learned": s(lm_l), "v_is_x": s(lm_x)},
-            "roles": {"accuracy": s(acc_l),
-                      "value_swap_attention_tv": s([value_tv + j for j in jitter]),
-                      "value_swap_follows_new_value": s([follows] * n),
-                      "key_swap_attention_tv": s([key_tv + j for j in jitter]),
-                      "key_swap_keeps_old_answer": s([0.1] * n),
-                      "wv_random_attention_tv": s([0.0] * n),
-                      "wv_random_accuracy": s([wv_acc + j for j in jitter])},
-            "diverged": {"learned": 0, "v_is_x": 0},
-            "thresholds": {"min_accuracy_gap": 0.1, "min_loss_gain": 0.0, "min_follow_value": 0.7,
-                           "max_value_swap_shift": 0.2}}
+    return {
+        "task": {"chance_accuracy": 0.125},
+        "task_accuracy": {"learned": s(acc_l), "v_is_x": s(acc_x)},
+        "lm_eval_loss": {"learned": s(lm_l), "v_is_x": s(lm_x)},
+        "roles": {
+            "accuracy": s(acc_l),
+            "value_swap_attention_tv": s([value_tv + j for j in jitter]),
+            "value_swap_follows_new_value": s([follows] * n),
+            "key_swap_attention_tv": s([key_tv + j for j in jitter]),
+            "key_swap_keeps_old_answer": s([0.1] * n),
+            "wv_random_attention_tv": s([0.0] * n),
+            "wv_random_accuracy": s([wv_acc + j for j in jitter]),
+        },
+        "diverged": {"learned": 0, "v_is_x": 0},
+        "thresholds": {
+            "min_accuracy_gap": 0.1,
+            "min_loss_gain": 0.0,
+            "min_follow_value": 0.7,
+            "max_value_swap_shift": 0.2,
+        },
+    }
 
 
 def test_c06_verdict_supported() -> None:
@@ -126,8 +151,7 @@ def test_c06_verdict_partly_when_v_is_x_as_good() -> None:
     assert c06.verdict(m).label is Label.PARTLY
 
 
-@pytest.mark.parametrize("change", [{"value_tv": 0.6}, {"follows": 0.3}, {"key_tv": 0.02},
-                                    {"wv_acc": 0.96}])
+@pytest.mark.parametrize("change", [{"value_tv": 0.6}, {"follows": 0.3}, {"key_tv": 0.02}, {"wv_acc": 0.96}])
 def test_c06_verdict_not_supported_when_roles_do_not_separate(change: dict[str, float]) -> None:
     m = c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM, **change)
     assert c06.verdict(m).label is Label.NOT_SUPPORTED
@@ -198,20 +222,58 @@ def test_c03_measures() -> None:
 
 
 # --------------------------------------------------------------------------- small experiments
-TINY = {"device": "cpu",
-        "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 32},
-        "train": {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 4, "eval_windows": 4},
-        "tokenizer": {"scope": "joint", "algorithm": "bpe", "vocab_size": 800}}
+TINY = {
+    "device": "cpu",
+    "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 32},
+    "train": {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 4, "eval_windows": 4},
+    "tokenizer": {"scope": "joint", "algorithm": "bpe", "vocab_size": 800},
+}
 SECTIONS: dict[str, dict[str, Any]] = {
-    "C03": {"sample_words": ["the", "법률"], "sample_tokens": 3, "n_neighbours": 3, "overlap_tokens": 20,
-            "pair_min_count": 2, "frozen_unit_std": 1.0, "min_relative_change": 0.05, "min_loss_gain": 0.02},
-    "C04": {"task": {"n_entities": 8, "context_len": 4, "n_layers": 1, "n_heads": 1, "ffn": False,
-                     "init_std": 0.1, "steps": 10, "batch_size": 8, "lr": 3e-3, "eval_size": 16},
-            "attention_windows": 2, "attention_examples": 3, "min_accuracy_gap": 0.2, "min_loss_gain": 0.02},
-    "C06": {"task": {"n_keys": 4, "n_values": 4, "n_pairs": 3, "n_layers": 1, "steps": 10, "batch_size": 8,
-                     "lr": 3e-3, "eval_size": 16},
-            "attention_examples": 3, "min_accuracy_gap": 0.1, "min_loss_gain": 0.02, "min_follow_value": 0.7,
-            "max_value_swap_shift": 0.2},
+    "C03": {
+        "sample_words": ["the", "법률"],
+        "sample_tokens": 3,
+        "n_neighbours": 3,
+        "overlap_tokens": 20,
+        "pair_min_count": 2,
+        "frozen_unit_std": 1.0,
+        "min_relative_change": 0.05,
+        "min_loss_gain": 0.02,
+    },
+    "C04": {
+        "task": {
+            "n_entities": 8,
+            "context_len": 4,
+            "n_layers": 1,
+            "n_heads": 1,
+            "ffn": False,
+            "init_std": 0.1,
+            "steps": 10,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "eval_size": 16,
+        },
+        "attention_windows": 2,
+        "attention_examples": 3,
+        "min_accuracy_gap": 0.2,
+        "min_loss_gain": 0.02,
+    },
+    "C06": {
+        "task": {
+            "n_keys": 4,
+            "n_values": 4,
+            "n_pairs": 3,
+            "n_layers": 1,
+            "steps": 10,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "eval_size": 16,
+        },
+        "attention_examples": 3,
+        "min_accuracy_gap": 0.1,
+        "min_loss_gain": 0.02,
+        "min_follow_value": 0.7,
+        "max_value_swap_shift": 0.2,
+    },
 }
 
 
@@ -274,8 +336,9 @@ def _task_ctx(claim: str, task: dict[str, Any]) -> Any:
 
 
 def test_trained_key_value_model_separates_where_from_what() -> None:
-    ctx = _task_ctx("C06", {"n_keys": 6, "n_values": 6, "n_pairs": 4, "steps": 200, "batch_size": 64,
-                            "eval_size": 256})
+    ctx = _task_ctx(
+        "C06", {"n_keys": 6, "n_values": 6, "n_pairs": 4, "steps": 200, "batch_size": 64, "eval_size": 256}
+    )
     roles = c06.run_task(ctx, seed=0, v_proj=True)["interventions"]
     assert roles["accuracy"] > 0.9
     assert roles["value_swap_follows_new_value"] > 0.8 and roles["value_swap_attention_tv"] < 0.2
@@ -284,8 +347,9 @@ def test_trained_key_value_model_separates_where_from_what() -> None:
 
 
 def test_learned_projections_solve_the_relation_task_q_equals_k_does_not() -> None:
-    ctx = _task_ctx("C04", {"n_entities": 12, "context_len": 5, "steps": 300, "batch_size": 64,
-                            "eval_size": 256})
+    ctx = _task_ctx(
+        "C04", {"n_entities": 12, "context_len": 5, "steps": 300, "batch_size": 64, "eval_size": 256}
+    )
     learned = c04.run_task(ctx, seed=0, qk_proj=True)
     plain = c04.run_task(ctx, seed=0, qk_proj=False)
     assert learned["accuracy"] > plain["accuracy"] + 0.3

@@ -29,7 +29,7 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 def test_registered() -> None:
     for claim, module in (("C07", c07), ("C08", c08), ("C09", c09)):
-        assert REGISTRY[claim] == module.__name__ and module.CLAIM_ID == claim
+        assert REGISTRY[claim] == module.__name__ and claim == module.CLAIM_ID
 
 
 # --------------------------------------------------------------------------- C07 helpers
@@ -43,9 +43,9 @@ def test_split_sentences_and_pairs() -> None:
     assert y.tolist() == [[6, 7, 8], [10, -100, -100]]
     x, _ = c07.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0, length=5)
     assert x.shape == (2, 5) and c07.pad_fraction(x, 0) == pytest.approx(6 / 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shorter than the longest"):
         c07.lm_pairs([[5, 6, 7, 8]], pad_id=0, length=2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 2 tokens"):
         c07.lm_pairs([[5]], pad_id=0)
 
 
@@ -78,18 +78,32 @@ def test_padded_batches_mix_lengths_deterministically() -> None:
 
 def _tiny_lm(norm: str) -> BenchTransformer:
     torch.manual_seed(0)
-    return BenchTransformer(BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, norm=norm,
-                                        pad_id=0, max_len=64))
+    return BenchTransformer(
+        BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, norm=norm, pad_id=0, max_len=64)
+    )
 
 
 def test_batch_dependence_layernorm_zero_batchnorm_not() -> None:
     gen = torch.Generator().manual_seed(0)
-    pool = [torch.randint(1, 30, (int(n),), generator=gen).tolist() for n in torch.randint(4, 14, (20,), generator=gen)]
+    pool = [
+        torch.randint(1, 30, (int(n),), generator=gen).tolist()
+        for n in torch.randint(4, 14, (20,), generator=gen)
+    ]
     stream = torch.randint(1, 30, (200,), generator=gen)
     out = {}
     for norm in ("layer", "batch", "rms"):
-        out[norm] = c07.batch_dependence(_tiny_lm(norm), pool[:3], pool[3:], stream, batch_size=4, mate_sets=3,
-                                         extra_padding=[4, 12], pad_id=0, device="cpu", seed=0)
+        out[norm] = c07.batch_dependence(
+            _tiny_lm(norm),
+            pool[:3],
+            pool[3:],
+            stream,
+            batch_size=4,
+            mate_sets=3,
+            extra_padding=[4, 12],
+            pad_id=0,
+            device="cpu",
+            seed=0,
+        )
     for norm in ("layer", "rms"):
         for key in ("mates_padded", "mates_nopad", "padding", "eval_mode"):
             assert out[norm][key] < 1e-5, (norm, key)
@@ -117,13 +131,23 @@ def test_batch_stats_mode_leaves_running_stats_alone_and_statistics_see_pad() ->
 # --------------------------------------------------------------------------- C07 verdict
 
 
-def c07_metrics(ln_loss: list[float], bn_loss: list[float], *, bn_pad: float = 0.2,
-                ln_change: float = 0.0) -> dict[str, Any]:
+def c07_metrics(
+    ln_loss: list[float], bn_loss: list[float], *, bn_pad: float = 0.2, ln_change: float = 0.0
+) -> dict[str, Any]:
     def norm(loss: list[float], pad: float, change: float) -> dict[str, Any]:
-        return {"eval_loss": spread(loss), "mates_padded": spread([change] * 3), "padding": spread([pad] * 3),
-                "mates_nopad": spread([pad / 2] * 3), "eval_mode": spread([0.0] * 3)}
-    return {"norms": {"layer": norm(ln_loss, ln_change, ln_change), "batch": norm(bn_loss, bn_pad, bn_pad)},
-            "dependence_threshold": 0.01, "invariance_tolerance": 1e-4}
+        return {
+            "eval_loss": spread(loss),
+            "mates_padded": spread([change] * 3),
+            "padding": spread([pad] * 3),
+            "mates_nopad": spread([pad / 2] * 3),
+            "eval_mode": spread([0.0] * 3),
+        }
+
+    return {
+        "norms": {"layer": norm(ln_loss, ln_change, ln_change), "batch": norm(bn_loss, bn_pad, bn_pad)},
+        "dependence_threshold": 0.01,
+        "invariance_tolerance": 1e-4,
+    }
 
 
 LOW, HIGH, MID = [5.0, 5.02, 5.01], [5.3, 5.32, 5.31], [4.9, 5.3, 5.1]
@@ -150,11 +174,22 @@ def test_capped_loss() -> None:
     assert c08.capped_loss(5.0, 6.9) == 5.0
 
 
-def _cell(lr: float, depth: int, warmup: int, pre: list[float], post: list[float],
-          div_pre: int = 0, div_post: int = 0) -> dict[str, Any]:
-    return {"lr": lr, "depth": depth, "warmup": warmup,
-            "pre": {"loss": spread(pre), "diverged": div_pre, "runs": len(pre)},
-            "post": {"loss": spread(post), "diverged": div_post, "runs": len(post)}}
+def _cell(
+    lr: float,
+    depth: int,
+    warmup: int,
+    pre: list[float],
+    post: list[float],
+    div_pre: int = 0,
+    div_post: int = 0,
+) -> dict[str, Any]:
+    return {
+        "lr": lr,
+        "depth": depth,
+        "warmup": warmup,
+        "pre": {"loss": spread(pre), "diverged": div_pre, "runs": len(pre)},
+        "post": {"loss": spread(post), "diverged": div_post, "runs": len(post)},
+    }
 
 
 def c08_metrics(cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,7 +208,9 @@ def test_c08_verdict_every_label() -> None:
     mixed = c08_metrics([_cell(*g, LOW if g[0] > 5e-3 else HIGH, HIGH if g[0] > 5e-3 else LOW) for g in grid])
     v = c08.verdict(mixed)
     assert v.label is Label.PARTLY and "lr 0.01" in v.reason
-    one_cell = c08_metrics([_cell(*g, LOW if g == grid[-1] else MID, HIGH if g == grid[-1] else MID) for g in grid])
+    one_cell = c08_metrics(
+        [_cell(*g, LOW if g == grid[-1] else MID, HIGH if g == grid[-1] else MID) for g in grid]
+    )
     assert c08.verdict(one_cell).label is Label.PARTLY  # Pre-LN wins only where the literature says
     post_diverges = c08_metrics([_cell(*g, MID, MID, div_post=2) for g in grid])
     assert c08.verdict(post_diverges).label is Label.SUPPORTED
@@ -221,21 +258,42 @@ def test_parameter_shares_match_the_formula() -> None:
 
 
 def test_ablation_variants() -> None:
-    v = c09.ablation_variants({"model": {"activation": "gelu", "ffn_mult": 4}, "activations": ["relu", "gelu"],
-                               "ffn_mults": [1, 4]})
+    v = c09.ablation_variants(
+        {"model": {"activation": "gelu", "ffn_mult": 4}, "activations": ["relu", "gelu"], "ffn_mults": [1, 4]}
+    )
     assert list(v) == ["gelu, 4x (baseline)", "no FFN", "relu, 4x", "gelu, 1x"]
     assert v["no FFN"] == {"ffn": False}
 
 
-def c09_metrics(structure: list[dict[str, Any]], base: list[float] = LOW, none: list[float] = HIGH) -> dict[str, Any]:
-    return {"structure": structure, "ablation": {"base": {"loss": spread(base)}, "no FFN": {"loss": spread(none)}},
-            "baseline": "base", "no_ffn": "no FFN", "residual_tolerance": 1e-5}
+def c09_metrics(
+    structure: list[dict[str, Any]], base: list[float] = LOW, none: list[float] = HIGH
+) -> dict[str, Any]:
+    return {
+        "structure": structure,
+        "ablation": {"base": {"loss": spread(base)}, "no FFN": {"loss": spread(none)}},
+        "baseline": "base",
+        "no_ffn": "no FFN",
+        "residual_tolerance": 1e-5,
+    }
 
 
-def _row(linear: int = 2, act: int = 1, dropout: int = 1, inside: bool = False, position: str = "pre",
-         error: float = 0.0) -> dict[str, Any]:
-    return {"model": "m", "linear": linear, "activation": act, "dropout": dropout,
-            "norm_between_linears": inside, "norm_position": position, "residual_check_error": error}
+def _row(
+    linear: int = 2,
+    act: int = 1,
+    dropout: int = 1,
+    inside: bool = False,
+    position: str = "pre",
+    error: float = 0.0,
+) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "linear": linear,
+        "activation": act,
+        "dropout": dropout,
+        "norm_between_linears": inside,
+        "norm_position": position,
+        "residual_check_error": error,
+    }
 
 
 def test_c09_verdict_every_label(structure: dict[str, dict[str, Any]]) -> None:
@@ -262,9 +320,13 @@ def mech_inputs(tiny_corpus: Path, tiny_tokenizers: Path) -> dict[str, Path]:
     return inputs
 
 
-BASE = {"seeds": [0, 1], "device": "cpu", "tokenizer": {},
-        "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 64},
-        "train": {"steps": 6, "batch_size": 4, "seq_len": 16, "eval_every": 3, "eval_windows": 4}}
+BASE = {
+    "seeds": [0, 1],
+    "device": "cpu",
+    "tokenizer": {},
+    "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 64},
+    "train": {"steps": 6, "batch_size": 4, "seq_len": 16, "eval_every": 3, "eval_windows": 4},
+}
 
 
 def _run(claim: str, section: dict[str, Any], inputs: dict[str, Path], tmp: Path) -> dict[str, Any]:
@@ -277,8 +339,20 @@ def _run(claim: str, section: dict[str, Any], inputs: dict[str, Path], tmp: Path
 
 
 def test_c07_runs(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
-    rec = _run("C07", {"steps": 4, "max_seq_len": 20, "eval_sequences": 8, "probes": 2, "mate_sets": 2,
-                       "extra_padding": [6], "norms": ["layer", "batch"]}, mech_inputs, tmp_path)
+    rec = _run(
+        "C07",
+        {
+            "steps": 4,
+            "max_seq_len": 20,
+            "eval_sequences": 8,
+            "probes": 2,
+            "mate_sets": 2,
+            "extra_padding": [6],
+            "norms": ["layer", "batch"],
+        },
+        mech_inputs,
+        tmp_path,
+    )
     norms = rec["metrics"]["norms"]
     assert norms["layer"]["padding"]["mean"] < 1e-5 and norms["batch"]["padding"]["mean"] > 1e-3
     assert len(norms["batch"]["eval_loss"]["values"]) == 2
@@ -286,8 +360,17 @@ def test_c07_runs(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_c08_runs_and_is_deterministic(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
-    section = {"lrs": [1e-2], "depths": [1, 2], "warmup_steps": 2, "steps": 4, "batch_size": 4, "seq_len": 8,
-               "eval_every": 2, "d_model": 8, "grad_probe_depths": [3]}
+    section = {
+        "lrs": [1e-2],
+        "depths": [1, 2],
+        "warmup_steps": 2,
+        "steps": 4,
+        "batch_size": 4,
+        "seq_len": 8,
+        "eval_every": 2,
+        "d_model": 8,
+        "grad_probe_depths": [3],
+    }
     a = _run("C08", section, mech_inputs, tmp_path / "a")
     b = _run("C08", section, mech_inputs, tmp_path / "b")
     assert a["metrics"]["cells"] == b["metrics"]["cells"]
@@ -297,17 +380,25 @@ def test_c08_runs_and_is_deterministic(mech_inputs: dict[str, Path], tmp_path: P
 
 
 def test_c09_runs(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
-    rec = _run("C09", {"activations": ["gelu", "swiglu"], "ffn_mults": [2], "steps": 4, "seq_len": 8},
-               mech_inputs, tmp_path)
+    rec = _run(
+        "C09",
+        {"activations": ["gelu", "swiglu"], "ffn_mults": [2], "steps": 4, "seq_len": 8},
+        mech_inputs,
+        tmp_path,
+    )
     abl = rec["metrics"]["ablation"]
     assert set(abl) == {"gelu, 4x (baseline)", "no FFN", "swiglu, 4x", "gelu, 2x"}
-    assert abl["no FFN"]["ffn_params"] == 0 and abl["gelu, 2x"]["params"] < abl["gelu, 4x (baseline)"]["params"]
+    assert (
+        abl["no FFN"]["ffn_params"] == 0 and abl["gelu, 2x"]["params"] < abl["gelu, 4x (baseline)"]["params"]
+    )
     assert Label(rec["verdict"]["label"]) is Label.PARTLY
 
 
 def test_c08_literature_reads_gradients_and_warmup() -> None:
-    grads = {"grid init": {"pre": {"6": [0.5, 0.3]}, "post": {"6": [0.3, 0.02]}},
-             "Xavier-like init": {"pre": {"6": [0.6, 0.2]}, "post": {"6": [0.6, 0.7]}}}
+    grads = {
+        "grid init": {"pre": {"6": [0.5, 0.3]}, "post": {"6": [0.3, 0.02]}},
+        "Xavier-like init": {"pre": {"6": [0.6, 0.2]}, "post": {"6": [0.6, 0.7]}},
+    }
     cells = [_cell(1e-2, 6, 0, LOW, HIGH), _cell(1e-2, 6, 10, LOW, LOW)]  # warm-up rescues Post-LN only
     grad_check, warm_check = c08._xiong({"grad_norms_at_init": grads, "cells": cells}, [6])
     assert grad_check.agrees is True and "depends on the init" in grad_check.note

@@ -17,14 +17,24 @@ from whylab.verdict import Label
 
 def tokenization_settings(claim: str) -> dict:
     config = check_config({"tokenizers": {"vocab_sizes": [800]}})
-    return {**config["concepts"][claim], "seeds": [0], "device": "cpu", "tokenizers": config["tokenizers"],
-            "tokenizer_scopes": ["joint"], "languages": ["en", "ko"]}
+    return {
+        **config["concepts"][claim],
+        "seeds": [0],
+        "device": "cpu",
+        "tokenizers": config["tokenizers"],
+        "tokenizer_scopes": ["joint"],
+        "languages": ["en", "ko"],
+    }
 
 
 @pytest.mark.parametrize("claim", ["C01", "C02"])
-def test_concept_runs_and_writes_a_valid_result(claim: str, tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+def test_concept_runs_and_writes_a_valid_result(
+    claim: str, tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "concepts" / claim / "result.json"
-    record = run_concept(claim, tokenization_settings(claim), {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus}, out)
+    record = run_concept(
+        claim, tokenization_settings(claim), {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus}, out
+    )
     assert load_result(out) == json.loads(out.read_text(encoding="utf-8"))
     assert record["verdict"]["label"] in {str(label) for label in Label}
     for fig in record["figures"]:
@@ -32,19 +42,39 @@ def test_concept_runs_and_writes_a_valid_result(claim: str, tiny_corpus: Path, t
     assert not [p for p in out.parent.parent.iterdir() if p.name.startswith(".")], "no temp folder left"
 
 
-def test_c01_shows_the_notes_sentence_and_byte_bpe_is_lossless(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
-    record = run_concept("C01", tokenization_settings("C01"), {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
-                         tmp_path / "C01" / "result.json")
+def test_c01_shows_the_notes_sentence_and_byte_bpe_is_lossless(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    record = run_concept(
+        "C01",
+        tokenization_settings("C01"),
+        {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
+        tmp_path / "C01" / "result.json",
+    )
     assert record["metrics"]["by_algorithm"]["bpe"]["min_exact_round_trip"] == 1.0
     samples = record["tables"][0]["rows"]
     assert any("팀장님" in row[2] for row in samples)
 
 
-def c01_metrics(bpe: float = 1.0, wordpiece: float = 0.1, squashed: float = 0.95, in_range: bool = True) -> dict:
-    return {"tokenizers": 2, "all_ids_in_range": in_range, "by_algorithm": {
-        "bpe": {"min_exact_round_trip": bpe, "min_round_trip_ignoring_spaces": max(bpe, squashed), "max_unk_rate": 0.0},
-        "wordpiece": {"min_exact_round_trip": wordpiece, "min_round_trip_ignoring_spaces": squashed, "max_unk_rate": 0.01},
-    }}
+def c01_metrics(
+    bpe: float = 1.0, wordpiece: float = 0.1, squashed: float = 0.95, in_range: bool = True
+) -> dict:
+    return {
+        "tokenizers": 2,
+        "all_ids_in_range": in_range,
+        "by_algorithm": {
+            "bpe": {
+                "min_exact_round_trip": bpe,
+                "min_round_trip_ignoring_spaces": max(bpe, squashed),
+                "max_unk_rate": 0.0,
+            },
+            "wordpiece": {
+                "min_exact_round_trip": wordpiece,
+                "min_round_trip_ignoring_spaces": squashed,
+                "max_unk_rate": 0.01,
+            },
+        },
+    }
 
 
 def test_c01_verdict_every_way() -> None:
@@ -55,13 +85,24 @@ def test_c01_verdict_every_way() -> None:
     assert c01.verdict(c01_metrics(in_range=False)).label is Label.NOT_SUPPORTED
 
 
-def c02_metrics(monotone: float = 1.0, holds: float = 1.0, bands: int = 5, ko_monotone: float | None = None) -> dict:
+def c02_metrics(
+    monotone: float = 1.0, holds: float = 1.0, bands: int = 5, ko_monotone: float | None = None
+) -> dict:
     def lang(m: float) -> dict:
-        return {"share_monotone": m, "share_holds": holds, "min_usable_bands": bands, "top_band": "100+",
-                "mean_share_whole_top_band": 0.9, "mean_share_whole_rarest_band": 0.05}
-    return {"per_language": {"en": lang(monotone), "ko": lang(monotone if ko_monotone is None else ko_monotone)},
-            "notes_examples": {"우리": {"tokenizers": 3, "kept_whole": 2}},
-            "thresholds": {"holds_share": 0.75, "min_words_per_band": 5, "min_usable_bands": 3}}
+        return {
+            "share_monotone": m,
+            "share_holds": holds,
+            "min_usable_bands": bands,
+            "top_band": "100+",
+            "mean_share_whole_top_band": 0.9,
+            "mean_share_whole_rarest_band": 0.05,
+        }
+
+    return {
+        "per_language": {"en": lang(monotone), "ko": lang(monotone if ko_monotone is None else ko_monotone)},
+        "notes_examples": {"우리": {"tokenizers": 3, "kept_whole": 2}},
+        "thresholds": {"holds_share": 0.75, "min_words_per_band": 5, "min_usable_bands": 3},
+    }
 
 
 def test_c02_verdict_every_way() -> None:

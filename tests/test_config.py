@@ -35,7 +35,9 @@ def test_shipped_configs_are_valid(name: str) -> None:
 def _merge(base: dict, overlay: dict) -> dict:
     out = dict(base)
     for key, value in overlay.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -46,13 +48,28 @@ def _merge(base: dict, overlay: dict) -> dict:
         ({"tokenizers": {"vocab_size": 1000}}, "tokenizers: unknown key 'vocab_size'"),
         ({"bogus": 1}, "unknown key 'bogus'"),
         ({"tokenizers": {"vocab_sizes": "1000"}}, "tokenizers.vocab_sizes: '1000' is not of type 'array'"),
-        ({"tokenizers": {"vocab_sizes": [1000, 1000]}}, "tokenizers.vocab_sizes: [1000, 1000] has non-unique"),
-        ({"tokenizers": {"algorithms": ["bpe", "sentencepiece"]}}, "tokenizers.algorithms[1]: 'sentencepiece' is not one of"),
+        (
+            {"tokenizers": {"vocab_sizes": [1000, 1000]}},
+            "tokenizers.vocab_sizes: [1000, 1000] has non-unique",
+        ),
+        (
+            {"tokenizers": {"algorithms": ["bpe", "sentencepiece"]}},
+            "tokenizers.algorithms[1]: 'sentencepiece' is not one of",
+        ),
         ({"device": "tpu"}, "device: 'tpu' is not one of"),
         ({"corpus": {"valid_fraction": 0.9}}, "corpus.valid_fraction: 0.9 is greater than the maximum"),
-        ({"corpus": {"sources": [{"path": "no/such/file.txt"}]}}, "corpus.sources[0].path: 'no/such/file.txt' does not exist"),
-        ({"corpus": {"sources": [{"path": "no/such/*.txt"}]}}, "corpus.sources[0].path: the glob 'no/such/*.txt' matches no file"),
-        ({"corpus": {"sources": [{"lang": "en"}]}}, "corpus.sources[0]: give exactly one of builtin, path, dataset"),
+        (
+            {"corpus": {"sources": [{"path": "no/such/file.txt"}]}},
+            "corpus.sources[0].path: 'no/such/file.txt' does not exist",
+        ),
+        (
+            {"corpus": {"sources": [{"path": "no/such/*.txt"}]}},
+            "corpus.sources[0].path: the glob 'no/such/*.txt' matches no file",
+        ),
+        (
+            {"corpus": {"sources": [{"lang": "en"}]}},
+            "corpus.sources[0]: give exactly one of builtin, path, dataset",
+        ),
         ({"corpus": {"sources": []}}, "corpus.sources: [] should be non-empty"),
     ],
 )

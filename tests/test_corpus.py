@@ -21,7 +21,7 @@ def settings(**overrides: object) -> dict:
 def test_default_corpus_is_bilingual_nfc_and_split(tiny_corpus: Path) -> None:
     stats = json.loads((tiny_corpus / "stats.json").read_text(encoding="utf-8"))
     assert set(stats["languages"]) == {"en", "ko"}
-    for lang, s in stats["languages"].items():
+    for _lang, s in stats["languages"].items():
         assert s["paragraphs"]["train"] > s["paragraphs"]["valid"] > 0
         assert s["chars"]["train"] + s["chars"]["valid"] <= 40000
     assert stats["languages"]["ko"]["hangul_share"] > 0.9
@@ -48,11 +48,17 @@ def test_split_is_deterministic_by_seed(tmp_path: Path) -> None:
 def test_nfc_normalisation_of_decomposed_hangul(tmp_path: Path) -> None:
     import unicodedata
 
-    text = unicodedata.normalize("NFD", "우리 가족은 오늘 저녁에 함께 식사를 합니다.\n\n" * 3 + "가족 여행을 떠났습니다 모두 함께.\n")
+    text = unicodedata.normalize(
+        "NFD", "우리 가족은 오늘 저녁에 함께 식사를 합니다.\n\n" * 3 + "가족 여행을 떠났습니다 모두 함께.\n"
+    )
     (tmp_path / "ko.txt").write_text(text, encoding="utf-8")
-    s = settings(languages=["ko"], sources=[{"path": str(tmp_path / "ko.txt"), "lang": "auto"}], min_paragraph_chars=5)
+    s = settings(
+        languages=["ko"], sources=[{"path": str(tmp_path / "ko.txt"), "lang": "auto"}], min_paragraph_chars=5
+    )
     corpus.build(s, tmp_path / "out", tmp_path)
-    out = (tmp_path / "out" / "ko" / "train.txt").read_text(encoding="utf-8") + (tmp_path / "out" / "ko" / "valid.txt").read_text(encoding="utf-8")
+    out = (tmp_path / "out" / "ko" / "train.txt").read_text(encoding="utf-8") + (
+        tmp_path / "out" / "ko" / "valid.txt"
+    ).read_text(encoding="utf-8")
     assert unicodedata.is_normalized("NFC", out)
     assert "가족" in out
 
@@ -60,8 +66,12 @@ def test_nfc_normalisation_of_decomposed_hangul(tmp_path: Path) -> None:
 def test_folder_glob_and_language_detection(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)
-    (docs / "a.txt").write_text("An English paragraph that is long enough.\n\nAnother English one here.\n", encoding="utf-8")
-    (docs / "sub" / "b.md").write_text("한국어 문단은 이렇게 충분히 깁니다.\n\n두 번째 한국어 문단도 있습니다.\n", encoding="utf-8")
+    (docs / "a.txt").write_text(
+        "An English paragraph that is long enough.\n\nAnother English one here.\n", encoding="utf-8"
+    )
+    (docs / "sub" / "b.md").write_text(
+        "한국어 문단은 이렇게 충분히 깁니다.\n\n두 번째 한국어 문단도 있습니다.\n", encoding="utf-8"
+    )
     for source in ({"path": str(docs)}, {"path": str(docs / "**" / "*.*")}):
         s = settings(sources=[source], min_paragraph_chars=10)
         paras, _ = corpus.gather(s, tmp_path)
@@ -71,16 +81,25 @@ def test_folder_glob_and_language_detection(tmp_path: Path) -> None:
 def test_local_dataset_source(tmp_path: Path) -> None:
     import datasets
 
-    rows = {"body": ["The first document is here and long enough."] * 2 + ["Second distinct document, long enough too."],
-            "id": [1, 2, 3]}
+    rows = {
+        "body": ["The first document is here and long enough."] * 2
+        + ["Second distinct document, long enough too."],
+        "id": [1, 2, 3],
+    }
     datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
-    s = settings(languages=["en"], sources=[{"dataset": str(tmp_path / "ds"), "text_field": "body", "lang": "en"}],
-                 min_paragraph_chars=10)
+    s = settings(
+        languages=["en"],
+        sources=[{"dataset": str(tmp_path / "ds"), "text_field": "body", "lang": "en"}],
+        min_paragraph_chars=10,
+    )
     paras, dropped = corpus.gather(s, tmp_path)
     assert [p.text for p in paras] == [rows["body"][0], rows["body"][2]]
     assert dropped == {"duplicate": 1}
     with pytest.raises(InputError, match="no text field 'text'"):
-        corpus.gather({**s, "sources": [{"dataset": str(tmp_path / "ds"), "lang": "en", "text_field": "text"}]}, tmp_path)
+        corpus.gather(
+            {**s, "sources": [{"dataset": str(tmp_path / "ds"), "lang": "en", "text_field": "text"}]},
+            tmp_path,
+        )
 
 
 @pytest.mark.parametrize(
@@ -116,12 +135,18 @@ def test_cli_reports_bad_input_as_one_line_and_writes_nothing(tmp_path: Path) ->
     bad.write_bytes(b"\xff\xfe\x00\x00binary")
     s = settings(sources=[{"path": str(bad), "lang": "en"}], languages=["en"])
     out = tmp_path / "results" / "corpus" / "stats.json"
-    proc = subprocess.run([sys.executable, "-m", "whylab", "corpus", "--settings", json.dumps(s),
-                           "--output", f"stats={out}"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "whylab", "corpus", "--settings", json.dumps(s), "--output", f"stats={out}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("whylab: corpus: ") and "binary" in proc.stderr
-    assert not (tmp_path / "results" / "corpus").exists() or not any((tmp_path / "results" / "corpus").rglob("*.txt"))
+    assert not (tmp_path / "results" / "corpus").exists() or not any(
+        (tmp_path / "results" / "corpus").rglob("*.txt")
+    )
 
 
 def test_language_detection() -> None:

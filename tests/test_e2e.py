@@ -25,8 +25,14 @@ pytestmark = pytest.mark.e2e
 
 def snakemake(cwd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", "config/test.yaml", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", "config/test.yaml", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,14 @@ def test_lint_is_clean() -> None:
 @pytest.mark.parametrize(
     ("overlay", "expected"),
     [
-        ("tokenizers: {vocab_sizes: [0]}\n", "whylab: config error: tokenizers.vocab_sizes[0]: 0 is less than the minimum of 300"),
-        ("corpus: {sources: [{path: 'missing/*.txt'}]}\n", "whylab: config error: corpus.sources[0].path: the glob 'missing/*.txt' matches no file"),
+        (
+            "tokenizers: {vocab_sizes: [0]}\n",
+            "whylab: config error: tokenizers.vocab_sizes[0]: 0 is less than the minimum of 300",
+        ),
+        (
+            "corpus: {sources: [{path: 'missing/*.txt'}]}\n",
+            "whylab: config error: corpus.sources[0].path: the glob 'missing/*.txt' matches no file",
+        ),
         ("colour: blue\n", "whylab: config error: (top level): unknown key 'colour'"),
         ("device: tpu\n", "whylab: config error: device: 'tpu' is not one of 'auto', 'cpu', 'cuda'"),
     ],
@@ -91,11 +103,21 @@ def test_bad_config_stops_before_any_job(tmp_path: Path, overlay: str, expected:
 def test_bad_corpus_file_fails_the_first_rule_and_leaves_nothing(tmp_path: Path) -> None:
     work = workflow_copy(tmp_path)
     (work / "latin1.txt").write_bytes("caf\xe9 crème brûlée, a paragraph long enough".encode("latin-1"))
-    proc = snakemake(work, "--config", "corpus={'sources': [{'path': 'latin1.txt', 'lang': 'en'}, {'builtin': 'konlpy-kolaw', 'lang': 'ko'}]}",
-                     "--", "results/corpus/stats.json", timeout=300)
+    proc = snakemake(
+        work,
+        "--config",
+        "corpus={'sources': [{'path': 'latin1.txt', 'lang': 'en'}, {'builtin': 'konlpy-kolaw', 'lang': 'ko'}]}",
+        "--",
+        "results/corpus/stats.json",
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "latin1.txt is not valid UTF-8 (byte 0xe9 at offset 3)" in proc.stdout + proc.stderr
-    assert not list((work / "results" / "corpus").rglob("*.txt")) if (work / "results" / "corpus").exists() else True
+    assert (
+        not list((work / "results" / "corpus").rglob("*.txt"))
+        if (work / "results" / "corpus").exists()
+        else True
+    )
     assert not (work / "results" / "corpus" / "stats.json").exists()
 
 
@@ -110,9 +132,18 @@ def test_report_opens_offline_in_a_real_browser(pipeline: Path) -> None:
 
     requests: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page()
         page.on("request", lambda req: requests.append(req.url))
         page.goto((pipeline / "reports" / "index.html").as_uri(), wait_until="load")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from lm_helpers import TINY_MODEL, write_corpus, write_tokenizer
 
+from lm_helpers import TINY_MODEL, write_corpus, write_tokenizer
 from whylab.lm import export
 from whylab.lm.data import load_tokenizer
 from whylab.lm.model import build_model
@@ -22,8 +22,13 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = write_corpus(root / "corpus" / "en", chars=12_000)
     tok = load_tokenizer(write_tokenizer(root / "tok", paths["train"], vocab_size=300))
     torch.manual_seed(0)
-    model = build_model(TINY_MODEL, len(tok), pad_token_id=tok.pad_token_id,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = build_model(
+        TINY_MODEL,
+        len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     return {"model": root / "model", "corpus": root / "corpus", "root": root}
@@ -31,11 +36,13 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def exported(saved: dict[str, Path]) -> Path:
-    settings = {"device": "cpu", "train_languages": ["en"],
-                "export": {"check_blocks": 2, "check_block_size": 32, "max_new_tokens": 6}}
+    settings = {
+        "device": "cpu",
+        "train_languages": ["en"],
+        "export": {"check_blocks": 2, "check_block_size": 32, "max_new_tokens": 6},
+    }
     out = saved["root"] / "onnx" / "fp32"
-    export.run_step(settings, {"model": saved["model"], "corpus": saved["corpus"]},
-                    {"onnx": out}, threads=1)
+    export.run_step(settings, {"model": saved["model"], "corpus": saved["corpus"]}, {"onnx": out}, threads=1)
     return out
 
 
@@ -70,8 +77,10 @@ def test_ort_generation_runs_and_follows_pytorch_greedy(exported, saved):
 
 
 def test_failed_parity_check_stops_the_step_and_leaves_no_output(saved, tmp_path):
-    settings = {"device": "cpu", "export": {"atol": -1.0, "check_blocks": 1,
-                                            "check_block_size": 16, "max_new_tokens": 2}}
+    settings = {
+        "device": "cpu",
+        "export": {"atol": -1.0, "check_blocks": 1, "check_block_size": 16, "max_new_tokens": 2},
+    }
     out = tmp_path / "onnx"
     with pytest.raises(RuntimeError, match="export check failed"):
         export.run_step(settings, {"model": saved["model"]}, {"onnx": out}, threads=1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from lm_helpers import TINY_MODEL, write_corpus, write_tokenizer
 
+from lm_helpers import TINY_MODEL, write_corpus, write_tokenizer
 from whylab.errors import InputError
 from whylab.lm.data import load_tokenizer, token_blocks, token_ids
 from whylab.lm.evaluate import nll_per_token, perplexity
@@ -28,8 +28,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _model(tok, **overrides):
     torch.manual_seed(0)
-    return build_model({**TINY_MODEL, **overrides}, len(tok), pad_token_id=tok.pad_token_id,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    return build_model(
+        {**TINY_MODEL, **overrides},
+        len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
 
 
 def test_build_model_is_untied_llama_of_the_asked_size(corpus):

@@ -48,8 +48,12 @@ def test_optimizer_state_equals_torch(name: str) -> None:
     opt = training.make_optimizer(model, name)
     model(torch.randn(2, 6)).sum().backward()
     opt.step()
-    held = sum(v.numel() * v.element_size() for st in opt.state.values() for v in st.values()
-               if isinstance(v, torch.Tensor))
+    held = sum(
+        v.numel() * v.element_size()
+        for st in opt.state.values()
+        for v in st.values()
+        if isinstance(v, torch.Tensor)
+    )
     assert held == calc.optimizer_state_bytes(training.param_shapes(model), name)
 
 
@@ -87,22 +91,57 @@ def test_phase_peak_matches_measured_step() -> None:
         opt = training.make_optimizer(model, name)
         ids = training.random_ids(64, 2, 16, 0)
         training.train_step(model, opt, ids)
-        peak = measure.tracked_peak(lambda m=model, o=opt: training.train_step(m, o, ids), [model, opt, ids], "cpu")
+        peak = measure.tracked_peak(
+            lambda m=model, o=opt, x=ids: training.train_step(m, o, x), [model, opt, ids], "cpu"
+        )
         est = calc.training_estimate(training.param_shapes(model), shape, 2, 16, name, prec)
         assert abs(est.phase_peak - peak.peak_bytes) / peak.peak_bytes < 0.02, (name, est, peak)
         assert est.weights == calc.precision(prec).weight * training.n_params(model)
 
 
-@pytest.mark.parametrize("spec", [
-    counting.ModelSpec("tiny-bert", "bert", {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                             "intermediate_size": 32, "vocab_size": 50}),
-    counting.ModelSpec("tiny-gpt2", "gpt2", {"n_embd": 16, "n_layer": 2, "n_head": 2, "vocab_size": 50}),
-    counting.ModelSpec("tiny-llama", "llama", {"hidden_size": 16, "intermediate_size": 40, "num_hidden_layers": 2,
-                                               "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50}),
-    counting.ModelSpec("tied-llama", "llama", {"hidden_size": 16, "intermediate_size": 40, "num_hidden_layers": 1,
-                                               "num_attention_heads": 2, "vocab_size": 50, "tie_word_embeddings": True,
-                                               "attention_bias": True, "mlp_bias": True}),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        counting.ModelSpec(
+            "tiny-bert",
+            "bert",
+            {
+                "hidden_size": 16,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 32,
+                "vocab_size": 50,
+            },
+        ),
+        counting.ModelSpec("tiny-gpt2", "gpt2", {"n_embd": 16, "n_layer": 2, "n_head": 2, "vocab_size": 50}),
+        counting.ModelSpec(
+            "tiny-llama",
+            "llama",
+            {
+                "hidden_size": 16,
+                "intermediate_size": 40,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "vocab_size": 50,
+            },
+        ),
+        counting.ModelSpec(
+            "tied-llama",
+            "llama",
+            {
+                "hidden_size": 16,
+                "intermediate_size": 40,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "vocab_size": 50,
+                "tie_word_embeddings": True,
+                "attention_bias": True,
+                "mlp_bias": True,
+            },
+        ),
+    ],
+)
 def test_analytic_count_equals_meta_model(spec: counting.ModelSpec) -> None:
     assert counting.analytic_params(spec) == counting.meta_params(spec)
 

@@ -51,7 +51,9 @@ def test_rss_of_a_fresh_process() -> None:
     null = measure.rss_peak("whylab.memory.measure:null_work")
     assert 0 <= null["peak_delta_bytes"] < 2**20
     model_cfg = {**CFG, "vocab_size": 8192, "hidden_size": 256}  # ~4.5M parameters, ~17 MiB in FP32
-    r = measure.rss_peak("whylab.memory.formats:load_work", {"model_cfg": model_cfg, "fmt": "fp32", "seed": 0})
+    r = measure.rss_peak(
+        "whylab.memory.formats:load_work", {"model_cfg": model_cfg, "fmt": "fp32", "seed": 0}
+    )
     assert 0.9 < r["resident_delta_bytes"] / r["result"] < 1.2
 
 
@@ -79,8 +81,9 @@ def test_checkpointing_keeps_gradients_and_saves_memory() -> None:
         model = training.build_llama(cfg, 0)
         seg = apply_checkpointing(model, mode)
         assert seg == {"none": 0, "per_layer": 1, "sqrt": 2}[mode]
-        peaks[mode] = measure.tracked_peak(lambda m=model: m(input_ids=ids, labels=ids).loss.backward(),
-                                           [model, ids], "cpu").peak_bytes
+        peaks[mode] = measure.tracked_peak(
+            lambda m=model: m(input_ids=ids, labels=ids).loss.backward(), [model, ids], "cpu"
+        ).peak_bytes
         grads[mode] = [p.grad.clone() for p in model.parameters()]
     for mode in ("per_layer", "sqrt"):
         assert all(torch.equal(a, b) for a, b in zip(grads[mode], grads["none"], strict=True))
@@ -111,8 +114,11 @@ def test_offloaded_adamw_equals_adamw_and_counts_transfers() -> None:
         training.train_step(b, opt_b, ids)
     with torch.no_grad():
         assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
-    assert opt_b.bytes_to_host == opt_b.bytes_to_device == 2 * measure.tensor_bytes(b) - 2 * sum(
-        x.numel() * x.element_size() for x in b.buffers())
+    assert (
+        opt_b.bytes_to_host
+        == opt_b.bytes_to_device
+        == 2 * measure.tensor_bytes(b) - 2 * sum(x.numel() * x.element_size() for x in b.buffers())
+    )
     assert opt_b.state_bytes() > 2 * training.n_params(b) * 4
 
 

@@ -11,13 +11,19 @@ from whylab.concepts import c20_accumulation as c20
 from whylab.concepts import c21_offloading as c21
 from whylab.verdict import Label
 
-
 # --------------------------------------------------------------------------- C17
 
+
 def _c17(**kw: Any) -> dict[str, Any]:
-    m = {"counts_match_meta": True, "float_max_abs_dev": 1e-5, "notes_max_abs_rel_err_decimal": 0.005,
-         "quant_layer_ratios": {"torchao_int8": 1.02, "bnb_nf4": 1.05}, "tolerance_float": 0.01,
-         "tolerance_quant": 0.10, "tolerance_notes": 0.02}
+    m = {
+        "counts_match_meta": True,
+        "float_max_abs_dev": 1e-5,
+        "notes_max_abs_rel_err_decimal": 0.005,
+        "quant_layer_ratios": {"torchao_int8": 1.02, "bnb_nf4": 1.05},
+        "tolerance_float": 0.01,
+        "tolerance_quant": 0.10,
+        "tolerance_notes": 0.02,
+    }
     m.update(kw)
     return m
 
@@ -51,11 +57,19 @@ def test_c17_inconclusive() -> None:
 
 # --------------------------------------------------------------------------- C18
 
+
 def _c18(**kw: Any) -> dict[str, Any]:
-    m = {"tolerance": 0.05, "exact_max_abs_rel_err": 0.002, "adam_state_bytes_per_param": 8.0,
-         "fp32_gradient_bytes_per_param": 4.0, "notes_literal_median_rel_err": 0.8,
-         "notes_additive_median_abs_rel_err": 0.37, "activation_fraction_min": 0.4, "activation_fraction_max": 14.0,
-         "activation_fraction_share_in_notes_band": 0.0}
+    m = {
+        "tolerance": 0.05,
+        "exact_max_abs_rel_err": 0.002,
+        "adam_state_bytes_per_param": 8.0,
+        "fp32_gradient_bytes_per_param": 4.0,
+        "notes_literal_median_rel_err": 0.8,
+        "notes_additive_median_abs_rel_err": 0.37,
+        "activation_fraction_min": 0.4,
+        "activation_fraction_max": 14.0,
+        "activation_fraction_share_in_notes_band": 0.0,
+    }
     m.update(kw)
     return m
 
@@ -80,9 +94,18 @@ def test_c18_inconclusive_when_accounting_misses() -> None:
 
 # --------------------------------------------------------------------------- C19
 
+
 def _c19(**kw: Any) -> dict[str, Any]:
-    m = {"checked_modes": ["per_layer"], "min_saving": 0.38, "max_saving": 0.74, "share_points_saving": 1.0,
-         "time_overhead_min": 0.12, "time_overhead_max": 0.6, "grad_rel_max_diff": 0.0, "min_saving_threshold": 0.1}
+    m = {
+        "checked_modes": ["per_layer"],
+        "min_saving": 0.38,
+        "max_saving": 0.74,
+        "share_points_saving": 1.0,
+        "time_overhead_min": 0.12,
+        "time_overhead_max": 0.6,
+        "grad_rel_max_diff": 0.0,
+        "min_saving_threshold": 0.1,
+    }
     m.update(kw)
     return m
 
@@ -94,7 +117,10 @@ def test_c19_supported() -> None:
 
 def test_c19_partly_and_not_supported() -> None:
     assert c19.verdict(_c19(share_points_saving=0.5, min_saving=0.02)).label == Label.PARTLY
-    assert c19.verdict(_c19(share_points_saving=0.0, min_saving=-0.01, max_saving=0.05)).label == Label.NOT_SUPPORTED
+    assert (
+        c19.verdict(_c19(share_points_saving=0.0, min_saving=-0.01, max_saving=0.05)).label
+        == Label.NOT_SUPPORTED
+    )
 
 
 def test_c19_inconclusive() -> None:
@@ -104,9 +130,17 @@ def test_c19_inconclusive() -> None:
 
 # --------------------------------------------------------------------------- C20
 
+
 def _c20(**kw: Any) -> dict[str, Any]:
-    m = {"equal_tolerance": 1e-5, "equal_max_rel": 2e-7, "padded_mean_of_means_max_rel": 0.8,
-         "padded_token_sum_max_rel": 2e-7, "peak_reduction": 0.5, "micro_smallest": 1, "micro_largest": 8}
+    m = {
+        "equal_tolerance": 1e-5,
+        "equal_max_rel": 2e-7,
+        "padded_mean_of_means_max_rel": 0.8,
+        "padded_token_sum_max_rel": 2e-7,
+        "peak_reduction": 0.5,
+        "micro_smallest": 1,
+        "micro_largest": 8,
+    }
     m.update(kw)
     return m
 
@@ -128,14 +162,28 @@ def test_c20_not_supported_and_inconclusive() -> None:
 
 # --------------------------------------------------------------------------- C21
 
+
 def _c21(acc: dict[str, Any] | None, **eq: float) -> dict[str, Any]:
-    equivalence = {"optimizer_offload_max_param_diff": 0.0, "optimizer_offload_diff_over_update": 0.0,
-                   "plain_rerun_diff_over_update": 0.0, "optimizer_offload_equivalent": True,
-                   "layer_offload_max_logit_diff": 0.0}
+    equivalence = {
+        "optimizer_offload_max_param_diff": 0.0,
+        "optimizer_offload_diff_over_update": 0.0,
+        "plain_rerun_diff_over_update": 0.0,
+        "optimizer_offload_equivalent": True,
+        "layer_offload_max_logit_diff": 0.0,
+    }
     equivalence.update(eq)
-    return {"equivalence": equivalence, "min_saving": 0.1, "accelerator": acc, "accelerator_source": "test",
-            "computed": {"optimizer_state_leaving_accelerator_bytes": 8 * 2**20, "estimated_train_saving": 0.3,
-                         "transfer_per_step_bytes": 8 * 2**20, "offload_layers": 2}}
+    return {
+        "equivalence": equivalence,
+        "min_saving": 0.1,
+        "accelerator": acc,
+        "accelerator_source": "test",
+        "computed": {
+            "optimizer_state_leaving_accelerator_bytes": 8 * 2**20,
+            "estimated_train_saving": 0.3,
+            "transfer_per_step_bytes": 8 * 2**20,
+            "offload_layers": 2,
+        },
+    }
 
 
 def _acc(train: float, infer: float) -> dict[str, Any]:
@@ -148,7 +196,9 @@ def test_c21_inconclusive_without_accelerator() -> None:
 
 
 def test_c21_inconclusive_when_not_equivalent() -> None:
-    v = c21.verdict(_c21(_acc(0.5, 0.5), optimizer_offload_max_param_diff=0.1, optimizer_offload_equivalent=False))
+    v = c21.verdict(
+        _c21(_acc(0.5, 0.5), optimizer_offload_max_param_diff=0.1, optimizer_offload_equivalent=False)
+    )
     assert v.label == Label.INCONCLUSIVE
     assert c21.verdict(_c21(_acc(0.5, 0.5), layer_offload_max_logit_diff=0.1)).label == Label.INCONCLUSIVE
 

@@ -30,7 +30,9 @@ def test_environment_pins_equal_pyproject(env_file: str, extra: str) -> None:
 
 def test_workflow_conda_env_pins_equal_pyproject() -> None:
     p = project()
-    assert sorted(pip_section("workflow/envs/whylab.yaml")) == sorted([*p["dependencies"], *p["optional-dependencies"]["cpu"]])
+    assert sorted(pip_section("workflow/envs/whylab.yaml")) == sorted(
+        [*p["dependencies"], *p["optional-dependencies"]["cpu"]]
+    )
 
 
 def test_every_pin_is_exact() -> None:

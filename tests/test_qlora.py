@@ -4,13 +4,14 @@ the shared training loop; peak-memory measurement; the verdict every way; a tiny
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from pt_quant_helpers import build_tree
 
+from pt_quant_helpers import build_tree
 from whylab.concepts import c14_qlora as c14
 from whylab.quant import qlora as ql
 from whylab.verdict import Label
@@ -29,8 +30,10 @@ def blocks(tree) -> dict[str, torch.Tensor]:
 
     tok = load_tokenizer(tree["model"])
     ko = tree["corpus"] / "ko"
-    return {"train": token_blocks([ko / "train.txt"], tok, 16, 24),
-            "valid": token_blocks([ko / "valid.txt"], tok, 16, 4)}
+    return {
+        "train": token_blocks([ko / "train.txt"], tok, 16, 24),
+        "valid": token_blocks([ko / "valid.txt"], tok, 16, 4),
+    }
 
 
 def _cfg(**kw) -> ql.FinetuneConfig:
@@ -57,8 +60,9 @@ def test_nf4_base_has_every_decoder_linear_in_4_bits(tree):
 
 
 def test_qlora_trains_only_adapters_and_leaves_the_4bit_base_bit_identical(tree, blocks):
-    r = ql.finetune("qlora", tree["model"], blocks["train"], blocks["valid"],
-                    _cfg(steps=8, lr_adapters=1e-2), 0, "cpu")
+    r = ql.finetune(
+        "qlora", tree["model"], blocks["train"], blocks["valid"], _cfg(steps=8, lr_adapters=1e-2), 0, "cpu"
+    )
     assert r.only_adapters_trainable and r.base_unchanged
     # LoRA rank r on every projection: r * (in + out) weights per layer
     h, i, layers, rank = 64, 96, 2, 8
@@ -96,7 +100,7 @@ def test_batches_and_schedule_are_shared_and_well_formed():
     assert sorted(first_epoch) == list(range(7))  # each block once per epoch
     lrs = [ql.lr_multiplier(s, cfg) for s in range(10)]
     assert lrs[0] == 0.5 and lrs[1] == 1.0  # warm-up
-    assert all(x >= y for x, y in zip(lrs[1:], lrs[2:], strict=False))  # then decays
+    assert all(x >= y for x, y in itertools.pairwise(lrs[1:]))  # then decays
     assert lrs[-1] >= 0.1
 
 
@@ -125,13 +129,28 @@ def test_concept_defaults_match_the_schema():
 
 # ---------------------------------------------------------------- verdict, every way
 
+
 def _metrics(**q_over):
-    q = {"linear4bit_count": 28, "decoder_linear_count": 28, "nf4": True, "linear_bits_per_weight": 4.4,
-         "only_adapters_trainable": True, "base_unchanged": True, "trainable_params": 78080,
-         "trainable_share_pct": 5.6, "ppl_before": 1000.0, "ppl_after": [300.0, 310.0, 305.0]}
+    q = {
+        "linear4bit_count": 28,
+        "decoder_linear_count": 28,
+        "nf4": True,
+        "linear_bits_per_weight": 4.4,
+        "only_adapters_trainable": True,
+        "base_unchanged": True,
+        "trainable_params": 78080,
+        "trainable_share_pct": 5.6,
+        "ppl_before": 1000.0,
+        "ppl_after": [300.0, 310.0, 305.0],
+    }
     q.update(q_over)
-    return {"qlora_ran": True, "variants": {"qlora": q}, "qlora_vs_lora_ppl_gap_pct": 1.0,
-            "close_tolerance_pct": 5.0, "finetune_language": "ko"}
+    return {
+        "qlora_ran": True,
+        "variants": {"qlora": q},
+        "qlora_vs_lora_ppl_gap_pct": 1.0,
+        "close_tolerance_pct": 5.0,
+        "finetune_language": "ko",
+    }
 
 
 def test_verdict_supported_when_definition_holds_and_it_matches_lora():
@@ -162,16 +181,27 @@ def test_verdict_inconclusive_when_qlora_could_not_run():
 
 # ---------------------------------------------------------------- end to end, tiny
 
+
 def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
     from whylab.concepts import REGISTRY, run_concept
     from whylab.results import validate_result
 
     assert REGISTRY["C14"] == "whylab.concepts.c14_qlora"
     settings = {"seeds": [0, 1], "device": "cpu", "languages": ["en"], **copy.deepcopy(c14.DEFAULTS)}
-    settings.update({"block_size": 16, "train_blocks": 16, "valid_blocks": 4, "steps": 3, "batch_size": 2,
-                     "warmup_steps": 1, "eval_batch_size": 4})
-    record = run_concept("C14", settings, {"model": tree["model"], "corpus": tree["corpus"]},
-                         tmp_path / "C14" / "result.json")
+    settings.update(
+        {
+            "block_size": 16,
+            "train_blocks": 16,
+            "valid_blocks": 4,
+            "steps": 3,
+            "batch_size": 2,
+            "warmup_steps": 1,
+            "eval_batch_size": 4,
+        }
+    )
+    record = run_concept(
+        "C14", settings, {"model": tree["model"], "corpus": tree["corpus"]}, tmp_path / "C14" / "result.json"
+    )
     validate_result(record)
     m = record["metrics"]
     assert m["variants_run"] == ["qlora", "lora", "full"]

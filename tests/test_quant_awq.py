@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from quant_support import QUANT_MODEL, _give_structure
 
+from quant_support import QUANT_MODEL, _give_structure
 from whylab.lm.model import build_model
 from whylab.quant.awq import ScaleGroup, apply_scale, awq, channel_scales, search_scale
 from whylab.quant.int4 import fake_quantize
@@ -81,5 +81,6 @@ def test_awq_on_a_llama_keeps_its_logits_and_lowers_calibration_error():
     assert all(e["awq"] <= e["rtn"] for e in result.errors.values())
     assert any(e["awq"] < 0.95 * e["rtn"] for e in result.errors.values())
     # the input model is left untouched
-    assert not torch.equal(result.model.model.layers[0].input_layernorm.weight,
-                           model.model.layers[0].input_layernorm.weight)
+    assert not torch.equal(
+        result.model.model.layers[0].input_layernorm.weight, model.model.layers[0].input_layernorm.weight
+    )

@@ -29,21 +29,30 @@ def matmul_model(weight_kn: np.ndarray) -> onnx.ModelProto:
     """A one-MatMul graph y = x @ W with W (K, N) as an initializer, the way optimum exports a Linear."""
     k, n = weight_kn.shape
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", n])],
-        [numpy_helper.from_array(weight_kn.astype(np.float32), "W")])
+        [numpy_helper.from_array(weight_kn.astype(np.float32), "W")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
 
 
 def ort_rtn(model: onnx.ModelProto, block_size: int, symmetric: bool) -> onnx.ModelProto:
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
 
     logging.getLogger().setLevel(logging.ERROR)
-    q = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=symmetric,
-                             algo_config=DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric))
+    q = MatMulNBitsQuantizer(
+        model,
+        block_size=block_size,
+        is_symmetric=symmetric,
+        algo_config=DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric),
+    )
     q.process()
     return q.model.model
 
@@ -106,12 +115,12 @@ def naive_obs_gptq(w: torch.Tensor, h: torch.Tensor, block_size: int, percdamp: 
     codes = np.zeros(w.shape, dtype=np.uint8)
     for j in range(k):
         if j % block_size == 0:
-            scale, zp = group_params(w[:, j:j + block_size], symmetric=False)
+            scale, zp = group_params(w[:, j : j + block_size], symmetric=False)
         code = torch.clamp(torch.round(w[:, j] / scale) + zp, 0, MAXQ)
         codes[:, j] = code.numpy().astype(np.uint8)
         err = (w[:, j] - (code - zp) * scale) / hinv[j, j]
         w[:, j:] -= err[:, None] * hinv[j, j:][None, :]
-        hinv = hinv - hinv[:, j:j + 1] @ hinv[j:j + 1, :] / hinv[j, j]
+        hinv = hinv - hinv[:, j : j + 1] @ hinv[j : j + 1, :] / hinv[j, j]
     return codes
 
 

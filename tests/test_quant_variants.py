@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from quant_support import TINY_QUANT_SETTINGS, build_tree, run_variant
 
+from quant_support import TINY_QUANT_SETTINGS, build_tree, run_variant
 from whylab.quant import onnx_graph
 from whylab.quant.torch_quant import linear_count, load_model
 from whylab.quant.variants import parse, validate_measures, variant_names
@@ -118,10 +118,19 @@ def test_block_size_wider_than_a_layer_is_a_clear_error(tree, tmp_path):
 def test_concepts_run_on_the_measures_and_write_results(claim, measures, tree):
     from whylab.concepts import run_concept
 
-    settings = {"seeds": [0], "device": "cpu", "quantization": TINY_QUANT_SETTINGS, "variants": NAMES,
-                "languages": ["en"]}
-    inputs = {"variants": tree["root"] / "variants", "model": tree["model"], "onnx": tree["onnx"],
-              "corpus": tree["corpus"]}
+    settings = {
+        "seeds": [0],
+        "device": "cpu",
+        "quantization": TINY_QUANT_SETTINGS,
+        "variants": NAMES,
+        "languages": ["en"],
+    }
+    inputs = {
+        "variants": tree["root"] / "variants",
+        "model": tree["model"],
+        "onnx": tree["onnx"],
+        "corpus": tree["corpus"],
+    }
     out = tree["root"] / "concepts" / claim / "result.json"
     record = run_concept(claim, settings, inputs, out)
     assert record["verdict"]["label"] in {"supported", "partly supported", "not supported", "inconclusive"}

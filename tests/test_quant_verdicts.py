@@ -11,27 +11,66 @@ from whylab.concepts import c12_int8, c13_int4, c15_gptq
 from whylab.verdict import Label
 
 
-def variant(name: str, family: str, *, loss: float, size_cut: float, tensor_cut: float | None = None,
-            speedup: float | None = 1.0, spread: float = 0.05, n: int = 20, ci: float = 0.5) -> dict[str, Any]:
-    return {"variant": name, "family": family, "bits": 8 if family == "int8" else 4, "runtime": "onnxruntime",
-            "algorithm": "x", "block_size": 32, "provider": "CPUExecutionProvider", "valid_ppl": 10.0,
-            "ppl_change_pct": loss, "ppl_change_low_pct": loss - ci, "ppl_change_high_pct": loss + ci,
-            "size_bytes": 100, "size_cut_pct": size_cut, "memory_cut_pct": size_cut,
-            "quantized_tensor_cut_pct": tensor_cut, "latency_ms_p50": 1.0, "latency_ms_p90": 1.2,
-            "speedup_clock": "cpu", "speedup_latency_p50": speedup,
-            "speedup_q25": None if speedup is None else speedup - spread, "speedup_median": speedup,
-            "speedup_q75": None if speedup is None else speedup + spread, "speedup_n": n,
-            "speedup_throughput": speedup}
+def variant(
+    name: str,
+    family: str,
+    *,
+    loss: float,
+    size_cut: float,
+    tensor_cut: float | None = None,
+    speedup: float | None = 1.0,
+    spread: float = 0.05,
+    n: int = 20,
+    ci: float = 0.5,
+) -> dict[str, Any]:
+    return {
+        "variant": name,
+        "family": family,
+        "bits": 8 if family == "int8" else 4,
+        "runtime": "onnxruntime",
+        "algorithm": "x",
+        "block_size": 32,
+        "provider": "CPUExecutionProvider",
+        "valid_ppl": 10.0,
+        "ppl_change_pct": loss,
+        "ppl_change_low_pct": loss - ci,
+        "ppl_change_high_pct": loss + ci,
+        "size_bytes": 100,
+        "size_cut_pct": size_cut,
+        "memory_cut_pct": size_cut,
+        "quantized_tensor_cut_pct": tensor_cut,
+        "latency_ms_p50": 1.0,
+        "latency_ms_p90": 1.2,
+        "speedup_clock": "cpu",
+        "speedup_latency_p50": speedup,
+        "speedup_q25": None if speedup is None else speedup - spread,
+        "speedup_median": speedup,
+        "speedup_q75": None if speedup is None else speedup + spread,
+        "speedup_n": n,
+        "speedup_throughput": speedup,
+    }
 
 
 def c12_metrics(*variants: dict[str, Any]) -> dict[str, Any]:
-    return {"claimed": c12_int8.CLAIMED, "tolerance": c12_int8.TOLERANCE, "variants": list(variants),
-            "skipped": [], "device": "cpu", "providers": ["CPUExecutionProvider"]}
+    return {
+        "claimed": c12_int8.CLAIMED,
+        "tolerance": c12_int8.TOLERANCE,
+        "variants": list(variants),
+        "skipped": [],
+        "device": "cpu",
+        "providers": ["CPUExecutionProvider"],
+    }
 
 
 def c13_metrics(*variants: dict[str, Any]) -> dict[str, Any]:
-    return {"claimed": c13_int4.CLAIMED, "tolerance": c13_int4.TOLERANCE, "variants": list(variants),
-            "skipped": [], "device": "cpu", "providers": ["CPUExecutionProvider"]}
+    return {
+        "claimed": c13_int4.CLAIMED,
+        "tolerance": c13_int4.TOLERANCE,
+        "variants": list(variants),
+        "skipped": [],
+        "device": "cpu",
+        "providers": ["CPUExecutionProvider"],
+    }
 
 
 # ----------------------------------------------------------------------------- C12
@@ -41,14 +80,20 @@ def test_c12_supported_when_every_part_is_in_range():
 
 
 def test_c12_not_supported_when_loss_is_tiny_size_small_and_no_speedup():
-    v = c12_int8.verdict(c12_metrics(variant("a", "int8", loss=0.3, size_cut=50.0, tensor_cut=60.0, speedup=1.1)))
+    v = c12_int8.verdict(
+        c12_metrics(variant("a", "int8", loss=0.3, size_cut=50.0, tensor_cut=60.0, speedup=1.1))
+    )
     assert v.label == Label.NOT_SUPPORTED
     assert "0.30%" in v.reason
 
 
 def test_c12_partly_when_only_the_size_holds():
-    v = c12_int8.verdict(c12_metrics(variant("a", "int8", loss=0.3, size_cut=73.0, speedup=1.1),
-                                     variant("b", "int8", loss=0.2, size_cut=60.0, speedup=0.5)))
+    v = c12_int8.verdict(
+        c12_metrics(
+            variant("a", "int8", loss=0.3, size_cut=73.0, speedup=1.1),
+            variant("b", "int8", loss=0.2, size_cut=60.0, speedup=0.5),
+        )
+    )
     assert v.label == Label.PARTLY
     assert "size" in v.reason
 
@@ -116,9 +161,15 @@ def test_c13_literature_comparisons_follow_the_numbers():
 C15_BASE: dict[str, Any] = {
     "probe_control": {"backward_calls": 1, "grad_calls": 0, "saved_for_backward": 6},
     "gradients": {"backward_calls": 0, "grad_calls": 0, "saved_for_backward": 0, "grad_enabled_layers": 0},
-    "hessian": {"layers": 9, "identity_equals_rtn": True, "codes_differ_from_rtn_frac": 0.2,
-                "codes_differ_between_calibration_sets_frac": 0.05, "calibration_error_gptq": 1.0,
-                "calibration_error_rtn": 3.0, "error_ratio_gptq_vs_rtn": 1 / 3},
+    "hessian": {
+        "layers": 9,
+        "identity_equals_rtn": True,
+        "codes_differ_from_rtn_frac": 0.2,
+        "codes_differ_between_calibration_sets_frac": 0.05,
+        "calibration_error_gptq": 1.0,
+        "calibration_error_rtn": 3.0,
+        "error_ratio_gptq_vs_rtn": 1 / 3,
+    },
     "ppl_gptq_vs_rtn": {"32": {"gptq": 1.0, "rtn": 2.0, "gptq_ppl": 10.1, "rtn_ppl": 10.2}},
 }
 
@@ -141,12 +192,15 @@ def test_c15_supported_if_gradients_were_used():
     assert c15_gptq.verdict(c15(gradients={"saved_for_backward": 10})).label == Label.SUPPORTED
 
 
-@pytest.mark.parametrize("change", [
-    {"probe_control": {"backward_calls": 0, "saved_for_backward": 0}},  # a blind probe proves nothing
-    {"hessian": {"codes_differ_from_rtn_frac": 0.0}},  # result equal to RTN
-    {"hessian": {"codes_differ_between_calibration_sets_frac": 0.0}},  # data not used
-    {"hessian": {"error_ratio_gptq_vs_rtn": 1.2}},  # no better than RTN on its own objective
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"probe_control": {"backward_calls": 0, "saved_for_backward": 0}},  # a blind probe proves nothing
+        {"hessian": {"codes_differ_from_rtn_frac": 0.0}},  # result equal to RTN
+        {"hessian": {"codes_differ_between_calibration_sets_frac": 0.0}},  # data not used
+        {"hessian": {"error_ratio_gptq_vs_rtn": 1.2}},  # no better than RTN on its own objective
+    ],
+)
 def test_c15_inconclusive_when_the_evidence_is_missing(change):
     assert c15_gptq.verdict(c15(**change)).label == Label.INCONCLUSIVE
 
@@ -162,8 +216,10 @@ def test_c15_probe_sees_a_gradient_step_and_nothing_in_no_grad_code():
 
 
 def test_c13_paired_comparison_says_nothing_inside_the_noise():
-    m = c13_metrics({**variant("r", "int4", loss=0.13, size_cut=60), "algorithm": "rtn", "block_size": 32},
-                    {**variant("a", "int4", loss=0.13, size_cut=60), "algorithm": "awq", "block_size": 32})
+    m = c13_metrics(
+        {**variant("r", "int4", loss=0.13, size_cut=60), "algorithm": "rtn", "block_size": 32},
+        {**variant("a", "int4", loss=0.13, size_cut=60), "algorithm": "awq", "block_size": 32},
+    )
     m["block_nll"] = {"r": [1.00, 2.00, 3.00, 4.00], "a": [1.001, 1.999, 3.001, 3.999]}
     assert c13_int4.compare(m, "awq", "rtn")[0] is None
     m["block_nll"]["a"] = [0.90, 1.91, 2.89, 3.90]  # lower on every block

@@ -28,15 +28,19 @@ class HostileConcept:
         ax.set_xlabel("x (units)")
         ax.set_ylabel("y (units)")
         ref = plotting.save(fig, ctx.outdir, "line", "A line", "A caption.")
-        return Evidence(method="m", metrics={"token": HOSTILE},
-                        tables=[Table("t", "tokens", ["token"], [[HOSTILE]])], figures=[ref])
+        return Evidence(
+            method="m",
+            metrics={"token": HOSTILE},
+            tables=[Table("t", "tokens", ["token"], [[HOSTILE]])],
+            figures=[ref],
+        )
 
     @staticmethod
     def verdict(metrics):  # type: ignore[no-untyped-def]
         return Verdict(Label.INCONCLUSIVE, f"reason with {metrics['token']}")
 
 
-@pytest.fixture()
+@pytest.fixture
 def hostile_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import whylab.concepts as concepts
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pt_quant_helpers import build_tree, tiny_llama
 from torch import nn
 
+from pt_quant_helpers import build_tree, tiny_llama
 from whylab.concepts import c16_smoothquant as c16
 from whylab.quant import smoothquant as sq
 from whylab.verdict import Label
@@ -50,8 +50,9 @@ def test_smoothing_alone_leaves_the_model_output_unchanged(kv_heads, alpha):
     assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4)
     # and it is not a no-op: weights and norms really changed
     assert any((f - 1).abs().max() > 1e-2 for f in factors.values())
-    assert not torch.equal(smoothed.model.layers[0].input_layernorm.weight,
-                           model.model.layers[0].input_layernorm.weight)
+    assert not torch.equal(
+        smoothed.model.layers[0].input_layernorm.weight, model.model.layers[0].input_layernorm.weight
+    )
 
 
 def test_factors_follow_the_papers_formula(mha, calib):
@@ -131,7 +132,9 @@ def test_same_formula_as_the_reference_code_for_a_norm_and_its_linears(mha, cali
     layer = mha.model.layers[0]
     fcs = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]
     act = stats["model.layers.0.self_attn.q_proj"]
-    w_scales = torch.cat([fc.weight.abs().max(dim=0, keepdim=True)[0] for fc in fcs]).max(dim=0)[0].clamp(min=1e-5)
+    w_scales = (
+        torch.cat([fc.weight.abs().max(dim=0, keepdim=True)[0] for fc in fcs]).max(dim=0)[0].clamp(min=1e-5)
+    )
     scales = (act.pow(0.5) / w_scales.pow(0.5)).clamp(min=1e-5)
     ref_ln = layer.input_layernorm.weight / scales
     ref_q = layer.self_attn.q_proj.weight * scales.view(1, -1)
@@ -179,7 +182,7 @@ def test_activation_schemes_differ_as_defined():
     assert torch.equal(per_tensor[0, 1], torch.zeros(3))
     static = sq.quantize_activation(x, "per_tensor_static", static_absmax=1.0)
     assert static.max() <= 1.0 + 1e-6  # values beyond the calibrated range are clipped
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="static"):
         sq.quantize_activation(x, "per_tensor_static")
 
 
@@ -223,18 +226,37 @@ def test_concept_defaults_match_the_schema():
 
 # ---------------------------------------------------------------- verdict, every way
 
-def _metrics(*, naive_loss=(2.0, 2.1), smooth=(1.0, 1.01), before=20.0, after=2.0, diff=1e-6,
-             trained_naive=(1.001, 1.001), trained_smooth=(1.0, 1.0)):
+
+def _metrics(
+    *,
+    naive_loss=(2.0, 2.1),
+    smooth=(1.0, 1.01),
+    before=20.0,
+    after=2.0,
+    diff=1e-6,
+    trained_naive=(1.001, 1.001),
+    trained_smooth=(1.0, 1.0),
+):
     def cond(naive, smooth_vals, b, a):
-        return {"ppl_fp32": 1.0, "ppl_naive": {"per_tensor_static": list(naive)},
-                "ppl_smooth_ref": {"per_tensor_static": list(smooth_vals)},
-                "outlier_ratio_before": [b, b], "outlier_ratio_after": [a, a * 1.01]}
+        return {
+            "ppl_fp32": 1.0,
+            "ppl_naive": {"per_tensor_static": list(naive)},
+            "ppl_smooth_ref": {"per_tensor_static": list(smooth_vals)},
+            "outlier_ratio_before": [b, b],
+            "outlier_ratio_after": [a, a * 1.01],
+        }
+
     return {
-        "conditions": {"trained": cond(trained_naive, trained_smooth, 2.0, 1.8),
-                       "outliers": cond(naive_loss, smooth, before, after)},
+        "conditions": {
+            "trained": cond(trained_naive, trained_smooth, 2.0, 1.8),
+            "outliers": cond(naive_loss, smooth, before, after),
+        },
         "verdict_scheme": "per_tensor_static",
-        "equivalence_max_abs_logit_diff": diff, "injection_max_abs_logit_diff": diff,
-        "equivalence_tolerance": 1e-3, "outlier_after_over_before_max": 0.5, "ppl_gain_pct_min": 0.5,
+        "equivalence_max_abs_logit_diff": diff,
+        "injection_max_abs_logit_diff": diff,
+        "equivalence_tolerance": 1e-3,
+        "outlier_after_over_before_max": 0.5,
+        "ppl_gain_pct_min": 0.5,
     }
 
 
@@ -276,24 +298,43 @@ def test_verdict_needs_spread_one_calibration_draw_is_not_enough():
 
 # ---------------------------------------------------------------- end to end, tiny
 
+
 def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
     from whylab.concepts import REGISTRY, run_concept
     from whylab.results import validate_result
 
     assert REGISTRY["C16"] == "whylab.concepts.c16_smoothquant"
     tree = build_tree(tmp_path)
-    settings = {"seeds": [0, 1], "device": "cpu", "languages": ["en"],
-                "measure": {"block_size": 16, "eval_blocks": 4, "eval_batch_size": 4},
-                "calibration": {"blocks": 2}, **copy.deepcopy(c16.DEFAULTS)}
-    settings.update({"alphas": [0.0, 0.5, 1.0], "act_schemes": ["per_tensor_static"],
-                     "calibration_pool_blocks": 6, "outlier_channels": 1})
-    record = run_concept("C16", settings, {"model": tree["model"], "corpus": tree["corpus"]},
-                         tmp_path / "out" / "C16" / "result.json")
+    settings = {
+        "seeds": [0, 1],
+        "device": "cpu",
+        "languages": ["en"],
+        "measure": {"block_size": 16, "eval_blocks": 4, "eval_batch_size": 4},
+        "calibration": {"blocks": 2},
+        **copy.deepcopy(c16.DEFAULTS),
+    }
+    settings.update(
+        {
+            "alphas": [0.0, 0.5, 1.0],
+            "act_schemes": ["per_tensor_static"],
+            "calibration_pool_blocks": 6,
+            "outlier_channels": 1,
+        }
+    )
+    record = run_concept(
+        "C16",
+        settings,
+        {"model": tree["model"], "corpus": tree["corpus"]},
+        tmp_path / "out" / "C16" / "result.json",
+    )
     validate_result(record)
     m = record["metrics"]
     assert m["equivalence_max_abs_logit_diff"] < 1e-3
     assert set(m["conditions"]) == {"trained", "outliers"}
     assert len(m["conditions"]["trained"]["ppl_naive"]["per_tensor_static"]) == 2
-    assert {f["path"] for f in record["figures"]} == {"figures/ppl_vs_alpha.png", "figures/channel_absmax.png"}
+    assert {f["path"] for f in record["figures"]} == {
+        "figures/ppl_vs_alpha.png",
+        "figures/channel_absmax.png",
+    }
     assert (tmp_path / "out" / "C16" / "figures" / "channel_absmax.png").is_file()
     assert record["verdict"]["label"] in {str(label) for label in Label}

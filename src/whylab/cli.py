@@ -56,9 +56,12 @@ def resolve(step: str) -> StepFunction:
     from whylab.concepts import REGISTRY, run_concept
 
     if step in REGISTRY:
-        def concept_step(settings: dict[str, Any], inputs: dict[str, Path],
-                         outputs: dict[str, Path], threads: int) -> None:
+
+        def concept_step(
+            settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+        ) -> None:
             run_concept(step, settings, inputs, outputs["result"], threads)
+
         return concept_step
     if step not in STEPS:
         known = ", ".join([*STEPS, *REGISTRY])
@@ -77,8 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         func = resolve(args.step)
-        func(_settings(args.settings), _pairs(args.input, "--input"),
-             _pairs(args.output, "--output"), args.threads)
+        func(
+            _settings(args.settings),
+            _pairs(args.input, "--input"),
+            _pairs(args.output, "--output"),
+            args.threads,
+        )
     except InputError as exc:
         print(f"whylab: {exc}", file=sys.stderr)
         return 2

@@ -29,8 +29,9 @@ def _with_defaults(cls: type) -> type:
     """A validator class that fills in each property's ``default`` while validating."""
     validate_properties = cls.VALIDATORS["properties"]
 
-    def properties(validator: Any, props: Mapping[str, Any], instance: Any,
-                   schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    def properties(
+        validator: Any, props: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[ValidationError]:
         if isinstance(instance, dict):
             for name, sub in props.items():
                 if isinstance(sub, dict) and "default" in sub:
@@ -82,8 +83,9 @@ def describe(error: ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
-def check_config(config: Mapping[str, Any], base_dir: Path | str = ".",
-                 schema_file: Path = SCHEMA_FILE) -> dict[str, Any]:
+def check_config(
+    config: Mapping[str, Any], base_dir: Path | str = ".", schema_file: Path = SCHEMA_FILE
+) -> dict[str, Any]:
     """Validate ``config`` against the schema, fill defaults, and check paths exist."""
     data = copy.deepcopy(dict(config))
     schema = _load_yaml(schema_file)
@@ -102,8 +104,10 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
         where = f"corpus.sources[{i}]"
         kinds = [k for k in ("builtin", "path", "dataset") if k in source]
         if len(kinds) != 1:
-            raise InputError(f"config error: {where}: give exactly one of builtin, path, dataset "
-                             f"(got {', '.join(kinds) or 'none'})")
+            raise InputError(
+                f"config error: {where}: give exactly one of builtin, path, dataset "
+                f"(got {', '.join(kinds) or 'none'})"
+            )
         if "path" in source:
             pattern = source["path"]
             full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)

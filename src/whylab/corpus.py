@@ -217,7 +217,7 @@ def gather(settings: Mapping[str, Any], base_dir: Path) -> tuple[list[Paragraph]
         source_cap = source.get("max_chars")
         source_chars = 0
         n_before = len(kept)
-        for origin, raw in source_texts(source, base_dir):
+        for _origin, raw in source_texts(source, base_dir):
             for para in paragraphs(raw, min_chars):
                 lang = source.get("lang", "auto")
                 lang = detect_language(para) if lang == "auto" else lang
@@ -238,12 +238,16 @@ def gather(settings: Mapping[str, Any], base_dir: Path) -> tuple[list[Paragraph]
                 chars[lang] += len(para)
                 source_chars += len(para)
         if len(kept) == n_before:
-            raise InputError(f"corpus: source {label!r} gave no usable text "
-                             f"(paragraphs of at least {min_chars} characters in {', '.join(languages)})")
+            raise InputError(
+                f"corpus: source {label!r} gave no usable text "
+                f"(paragraphs of at least {min_chars} characters in {', '.join(languages)})"
+            )
     for lang in languages:
         if chars[lang] == 0:
-            raise InputError(f"corpus: no text for language {lang!r}; add a source for it "
-                             f"or remove it from corpus.languages")
+            raise InputError(
+                f"corpus: no text for language {lang!r}; add a source for it "
+                f"or remove it from corpus.languages"
+            )
     return kept, dict(dropped)
 
 
@@ -280,8 +284,12 @@ def build(settings: Mapping[str, Any], root: Path, base_dir: Path) -> dict[str, 
     paras, dropped = gather(settings, base_dir)
     valid_fraction = float(settings.get("valid_fraction", 0.1))
     seed = int(settings.get("split_seed", 0))
-    stats: dict[str, Any] = {"languages": {}, "dropped": dropped,
-                             "valid_fraction": valid_fraction, "split_seed": seed}
+    stats: dict[str, Any] = {
+        "languages": {},
+        "dropped": dropped,
+        "valid_fraction": valid_fraction,
+        "split_seed": seed,
+    }
     outputs: dict[Path, str] = {}
     for lang in settings.get("languages", LANGUAGES):
         parts = split([p for p in paras if p.lang == lang], valid_fraction, seed)
@@ -295,7 +303,8 @@ def build(settings: Mapping[str, Any], root: Path, base_dir: Path) -> dict[str, 
     return stats
 
 
-def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path],
-             threads: int) -> None:
+def run_step(
+    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+) -> None:
     stats_path = outputs["stats"]
     build(settings, stats_path.parent, Path.cwd())

@@ -8,11 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib import font_manager
 
-from whylab.results import FigureRef  # noqa: E402
+from whylab.results import FigureRef
+
 
 def _hangul_fonts() -> list[str]:
     """Register NanumGothic from koreanize-matplotlib; [] where the package is missing."""

@@ -51,7 +51,9 @@ def _cell(value: Any) -> str:
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: files("whylab").joinpath(f"templates/{name}").read_text("utf-8")),
+        loader=jinja2.FunctionLoader(
+            lambda name: files("whylab").joinpath(f"templates/{name}").read_text("utf-8")
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
@@ -62,15 +64,24 @@ def _env() -> jinja2.Environment:
 
 
 def _data_uri(path: Path) -> str:
-    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}.get(path.suffix, "application/octet-stream")
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}.get(
+        path.suffix, "application/octet-stream"
+    )
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
 def git_commit(cwd: Path | None = None) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=cwd, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (git not available)"
     if out.returncode != 0:
@@ -88,8 +99,13 @@ def rule_timings(folder: Path | None) -> list[dict[str, Any]]:
             records = list(csv.DictReader(fh, delimiter="\t"))
         if records:
             rss = records[-1].get("max_rss", "NA")
-            rows.append({"rule": path.stem, "seconds": float(records[-1]["s"]),
-                         "max_rss": float(rss) if rss not in ("NA", "", None) else None})
+            rows.append(
+                {
+                    "rule": path.stem,
+                    "seconds": float(records[-1]["s"]),
+                    "max_rss": float(rss) if rss not in ("NA", "", None) else None,
+                }
+            )
     return rows
 
 
@@ -105,44 +121,72 @@ def _scalars(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return out
 
 
-def render(results: Mapping[str, Path], *, config: Mapping[str, Any], title: str,
-           corpus_stats: Path | None = None, extras: Mapping[str, Path] | None = None,
-           benchmarks: Path | None = None) -> str:
+def render(
+    results: Mapping[str, Path],
+    *,
+    config: Mapping[str, Any],
+    title: str,
+    corpus_stats: Path | None = None,
+    extras: Mapping[str, Path] | None = None,
+    benchmarks: Path | None = None,
+) -> str:
     loaded: dict[str, dict[str, Any]] = {}
     for claim_id, path in results.items():
         record = load_result(path)
         for fig in record["figures"]:
             fig["data_uri"] = _data_uri(Path(path).parent / fig["path"])
         loaded[claim_id] = record
-    rows = [{"claim": c, "result": loaded.get(c.id), "path": str(results.get(c.id, ""))} for c in claims.CLAIMS]
+    rows = [
+        {"claim": c, "result": loaded.get(c.id), "path": str(results.get(c.id, ""))} for c in claims.CLAIMS
+    ]
     tally = Counter(r["verdict"]["label"] for r in loaded.values())
     counts = [(str(label), tally[str(label)]) for label in Label if tally[str(label)]]
     counts.append(("not tested yet", len(claims.CLAIMS) - len(loaded)))
     env_info = next(iter(loaded.values()))["environment"] if loaded else environment("cpu")
-    return _env().get_template("report.html").render(
-        title=title,
-        css=files("whylab").joinpath("templates/report.css").read_text("utf-8"),
-        rows=rows,
-        counts=counts,
-        max_rows=MAX_TABLE_ROWS,
-        extras=[{"name": name, "title": EXTRA_TITLES.get(name, name.replace("_", " ")), "scalars": _scalars(read_json(p))}
-                for name, p in (extras or {}).items()],
-        generated=datetime.now(UTC).isoformat(timespec="seconds"),
-        git_commit=git_commit(),
-        device=env_info["device"],
-        python=env_info["python"],
-        versions=env_info["versions"],
-        corpus=read_json(corpus_stats) if corpus_stats else None,
-        timings=rule_timings(benchmarks),
-        config_yaml=yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False),
+    return (
+        _env()
+        .get_template("report.html")
+        .render(
+            title=title,
+            css=files("whylab").joinpath("templates/report.css").read_text("utf-8"),
+            rows=rows,
+            counts=counts,
+            max_rows=MAX_TABLE_ROWS,
+            extras=[
+                {
+                    "name": name,
+                    "title": EXTRA_TITLES.get(name, name.replace("_", " ")),
+                    "scalars": _scalars(read_json(p)),
+                }
+                for name, p in (extras or {}).items()
+            ],
+            generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            git_commit=git_commit(),
+            device=env_info["device"],
+            python=env_info["python"],
+            versions=env_info["versions"],
+            corpus=read_json(corpus_stats) if corpus_stats else None,
+            timings=rule_timings(benchmarks),
+            config_yaml=yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False),
+        )
     )
 
 
-def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path],
-             threads: int) -> None:
+def run_step(
+    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+) -> None:
     results = {name: path for name, path in inputs.items() if name in claims.BY_ID}
-    extras = {name: path for name, path in inputs.items()
-              if name not in claims.BY_ID and name not in ("corpus_stats", "benchmarks")}
-    html = render(results, config=settings.get("config", {}), title=settings.get("title", "whylab report"),
-                  corpus_stats=inputs.get("corpus_stats"), extras=extras, benchmarks=inputs.get("benchmarks"))
+    extras = {
+        name: path
+        for name, path in inputs.items()
+        if name not in claims.BY_ID and name not in ("corpus_stats", "benchmarks")
+    }
+    html = render(
+        results,
+        config=settings.get("config", {}),
+        title=settings.get("title", "whylab report"),
+        corpus_stats=inputs.get("corpus_stats"),
+        extras=extras,
+        benchmarks=inputs.get("benchmarks"),
+    )
     write_text(outputs["html"], html)

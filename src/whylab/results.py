@@ -23,9 +23,24 @@ from whylab.files import read_json
 
 SCHEMA_VERSION = 1
 TRACKED_PACKAGES = (
-    "whylab", "torch", "transformers", "tokenizers", "optimum", "optimum-onnx", "onnx",
-    "onnxruntime", "onnxruntime-gpu", "numpy", "pandas", "seaborn", "matplotlib", "snakemake",
-    "bitsandbytes", "peft", "torchao", "accelerate",
+    "whylab",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "numpy",
+    "pandas",
+    "seaborn",
+    "matplotlib",
+    "snakemake",
+    "bitsandbytes",
+    "peft",
+    "torchao",
+    "accelerate",
 )
 
 
@@ -42,8 +57,12 @@ class Table:
         return cls(name, caption, columns, [[r.get(c) for c in columns] for r in records])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "caption": self.caption, "columns": self.columns,
-                "rows": jsonable(self.rows)}
+        return {
+            "name": self.name,
+            "caption": self.caption,
+            "columns": self.columns,
+            "rows": jsonable(self.rows),
+        }
 
 
 @dataclass
@@ -64,8 +83,7 @@ class LiteratureCheck:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "finding": self.finding, "agrees": self.agrees,
-                "note": self.note}
+        return {"source": self.source, "finding": self.finding, "agrees": self.agrees, "note": self.note}
 
 
 @dataclass

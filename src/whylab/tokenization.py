@@ -34,7 +34,9 @@ def new_tokenizer(algorithm: str, vocab_size: int) -> tuple[Tokenizer, trainers.
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tok.decoder = decoders.ByteLevel()
         trainer: trainers.Trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
     elif algorithm == "wordpiece":
@@ -42,15 +44,20 @@ def new_tokenizer(algorithm: str, vocab_size: int) -> tuple[Tokenizer, trainers.
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece(prefix="##")
         trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
         )
     elif algorithm == "unigram":
         tok = Tokenizer(models.Unigram())
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK,
-            show_progress=False, max_piece_length=16,
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            unk_token=UNK,
+            show_progress=False,
+            max_piece_length=16,
         )
     else:
         raise InputError(f"tokenizers.algorithms: unknown algorithm {algorithm!r}")
@@ -75,7 +82,8 @@ def train(algorithm: str, vocab_size: int, train_files: Sequence[Path]) -> Token
             names = ", ".join(str(p) for p in train_files)
             raise InputError(
                 f"tokenizers.vocab_sizes: {vocab_size} is too small for unigram on {names}: the text has "
-                f"{n_chars} distinct characters, so unigram needs at least {needed}")
+                f"{n_chars} distinct characters, so unigram needs at least {needed}"
+            )
     tok, trainer = new_tokenizer(algorithm, vocab_size)
     tok.train_from_iterator(_lines(train_files), trainer=trainer)
     return tok
@@ -90,7 +98,10 @@ def save(tok: Tokenizer, folder: Path, algorithm: str) -> None:
         tok.save(str(tmp / "tokenizer.json"))
         fast = PreTrainedTokenizerFast(
             tokenizer_object=tok,
-            pad_token=PAD, unk_token=UNK, bos_token=BOS, eos_token=EOS,
+            pad_token=PAD,
+            unk_token=UNK,
+            bos_token=BOS,
+            eos_token=EOS,
             model_input_names=["input_ids", "attention_mask"],
             clean_up_tokenization_spaces=False,
         )
@@ -104,8 +115,9 @@ def load(path: Path) -> Tokenizer:
     return Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
 
 
-def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path],
-             threads: int) -> None:
+def run_step(
+    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+) -> None:
     train_files = [p for name, p in sorted(inputs.items()) if name.startswith("train")]
     if not train_files:
         raise InputError("tokenizers: no training text given (--input train_*=path)")

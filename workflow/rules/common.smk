@@ -62,19 +62,27 @@ def lm_tokenizer_file():
     """The joint tokenizer.json the LM uses; a one-line error if the tokenizers rule does not build it."""
     tok = config["lm"]["tokenizer"]
     if "joint" not in tokenizer_scopes():
-        sys.exit("whylab: config error: lm.tokenizer needs the joint tokenizer, but tokenizers.scope "
-                 f"is {config['tokenizers']['scope']!r}; use joint or both")
-    for key, options in (("algorithm", config["tokenizers"]["algorithms"]),
-                         ("vocab_size", config["tokenizers"]["vocab_sizes"])):
+        sys.exit(
+            "whylab: config error: lm.tokenizer needs the joint tokenizer, but tokenizers.scope "
+            f"is {config['tokenizers']['scope']!r}; use joint or both"
+        )
+    for key, options in (
+        ("algorithm", config["tokenizers"]["algorithms"]),
+        ("vocab_size", config["tokenizers"]["vocab_sizes"]),
+    ):
         if tok[key] not in options:
-            sys.exit(f"whylab: config error: lm.tokenizer.{key}: {tok[key]!r} is not built by the "
-                     f"tokenizers rule (it builds {', '.join(map(str, options))}); pick one of those")
+            sys.exit(
+                f"whylab: config error: lm.tokenizer.{key}: {tok[key]!r} is not built by the "
+                f"tokenizers rule (it builds {', '.join(map(str, options))}); pick one of those"
+            )
     return tokenizer_file("joint", tok["algorithm"], tok["vocab_size"])
 
 
 def lm_train_languages():
     missing = [lang for lang in config["lm"]["train_languages"] if lang not in LANGS]
     if missing:
-        sys.exit(f"whylab: config error: lm.train_languages: {', '.join(missing)} not in "
-                 f"corpus.languages ({', '.join(LANGS)})")
+        sys.exit(
+            f"whylab: config error: lm.train_languages: {', '.join(missing)} not in "
+            f"corpus.languages ({', '.join(LANGS)})"
+        )
     return config["lm"]["train_languages"]

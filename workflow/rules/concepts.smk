@@ -35,22 +35,22 @@ for _claim in ("C01", "C02"):
                 category="Concepts",
                 labels={"claim": _claim},
             ),
-        params:
-            claim=_claim,
-            settings=tokenization_settings(_claim),
-            # the folders holding the inputs: <tokenizers>/<scope>/<name>/tokenizer.json, <corpus>/<lang>/<split>.txt
-            tokenizers=lambda w, input: Path(input.tokenizers[0]).parents[2],
-            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
+        log:
+            f"{LOGS}/concept_{_claim}.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}.tsv"
         conda:
             CONDA_ENV
         threads: 1
         resources:
             mem_mb=3000,
             runtime=15,
-        log:
-            f"{LOGS}/concept_{_claim}.log",
-        benchmark:
-            f"{BENCHMARKS}/concept_{_claim}.tsv"
+        params:
+            claim=_claim,
+            settings=tokenization_settings(_claim),
+            # the folders holding the inputs: <tokenizers>/<scope>/<name>/tokenizer.json, <corpus>/<lang>/<split>.txt
+            tokenizers=lambda w, input: Path(input.tokenizers[0]).parents[2],
+            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
         shell:
             "python -m whylab {params.claim} --settings {params.settings:q}"
             " --input tokenizers={params.tokenizers} --input corpus={params.corpus}"

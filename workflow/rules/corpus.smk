@@ -3,18 +3,18 @@ rule corpus:
     output:
         texts=expand(f"{RESULTS}/corpus/{{lang}}/{{split}}.txt", lang=LANGS, split=["train", "valid"]),
         stats=f"{RESULTS}/corpus/stats.json",
-    params:
-        settings=lambda w: settings_json(config["corpus"]),
+    log:
+        f"{LOGS}/corpus.log",
+    benchmark:
+        f"{BENCHMARKS}/corpus.tsv"
     conda:
         CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    log:
-        f"{LOGS}/corpus.log",
-    benchmark:
-        f"{BENCHMARKS}/corpus.tsv"
+    params:
+        settings=lambda w: settings_json(config["corpus"]),
     shell:
         # on failure, the step's one-line error is echoed to the console, not only the log
         "python -m whylab corpus --settings {params.settings:q} --output stats={output.stats}"

@@ -27,29 +27,27 @@ REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
 rule lm_train:
     """Train the LlamaForCausalLM on lm.train_languages with the joint tokenizer; save it with its tokenizer."""
     input:
-        tokenizer=LM_TOKENIZER,
         **LM_CORPUS_FILES,
+        tokenizer=LM_TOKENIZER,
     output:
         model=directory(LM_MODEL),
         metrics=LM_TRAIN_METRICS,
         curve=LM_TRAIN_CURVE,
-    params:
-        settings=settings_json(
-            {k: LM[k] for k in ("train_languages", "tokenizer", "model", "training")}
-        ),
-        corpus=lambda w, input: Path(input.tokenizer).parents[3] / "corpus",
-        checkpoints=LM_CHECKPOINTS,
-    conda:
-        CONDA_ENV
-    threads: LM["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        **LM_GPU,
     log:
         f"{LOGS}/lm_train.log",
     benchmark:
         f"{BENCHMARKS}/lm_train.tsv"
+    conda:
+        CONDA_ENV
+    threads: LM["threads"]
+    resources:
+        **LM_GPU,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        settings=settings_json({k: LM[k] for k in ("train_languages", "tokenizer", "model", "training")}),
+        corpus=lambda w, input: Path(input.tokenizer).parents[3] / "corpus",
+        checkpoints=LM_CHECKPOINTS,
     shell:
         "python -m whylab lm_train --settings {params.settings:q}"
         " --input tokenizer={input.tokenizer} --input corpus={params.corpus}"
@@ -61,24 +59,24 @@ rule lm_train:
 rule lm_export:
     """Export the trained model to ONNX (optimum), check logits against PyTorch and generate through ONNX Runtime."""
     input:
-        model=LM_MODEL,
         **{k: v for k, v in LM_CORPUS_FILES.items() if k.startswith("valid_")},
+        model=LM_MODEL,
     output:
         onnx=directory(LM_ONNX_FP32),
-    params:
-        settings=settings_json({k: LM[k] for k in ("train_languages", "export")}),
-        corpus=lambda w, input: Path(input.model).parent.parent / "corpus",
-    conda:
-        CONDA_ENV
-    threads: LM["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        **LM_GPU,  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
     log:
         f"{LOGS}/lm_export.log",
     benchmark:
         f"{BENCHMARKS}/lm_export.tsv"
+    conda:
+        CONDA_ENV
+    threads: LM["threads"]
+    resources:
+        **LM_GPU,  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
+        mem_mb=4000,
+        runtime=30,
+    params:
+        settings=settings_json({k: LM[k] for k in ("train_languages", "export")}),
+        corpus=lambda w, input: Path(input.model).parent.parent / "corpus",
     shell:
         "python -m whylab lm_export --settings {params.settings:q}"
         " --input model={input.model} --input corpus={params.corpus}"

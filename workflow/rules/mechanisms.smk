@@ -2,8 +2,9 @@
 # One rule per claim that has a module in whylab.concepts.REGISTRY (a claim not written yet is absent).
 from whylab.concepts import REGISTRY as _CONCEPT_REGISTRY
 
-MECHANISM_CLAIMS = [c for c in ("C03", "C04", "C05", "C06", "C07", "C08", "C09", "C10", "C11")
-                    if c in _CONCEPT_REGISTRY]
+MECHANISM_CLAIMS = [
+    c for c in ("C03", "C04", "C05", "C06", "C07", "C08", "C09", "C10", "C11") if c in _CONCEPT_REGISTRY
+]
 MECH = config["mechanisms"]
 
 
@@ -41,8 +42,8 @@ for _claim in MECHANISM_CLAIMS:
         name:
             f"concept_{_claim}"
         input:
-            tokenizer=MECHANISM_TOKENIZER,
             **MECHANISM_CORPUS,
+            tokenizer=MECHANISM_TOKENIZER,
         output:
             result=report(
                 concept_result(_claim),
@@ -50,23 +51,23 @@ for _claim in MECHANISM_CLAIMS:
                 category="Concepts",
                 labels={"claim": _claim},
             ),
+        log:
+            f"{LOGS}/concept_{_claim}.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            **gpu_resources(),  # the bench model trains on CUDA when the run's device is a GPU
+            mem_mb=2000,
+            runtime=20,
         params:
             claim=_claim,
             settings=settings_json(
                 MECH.get(_claim, {}), model=MECH["model"], train=MECH["train"], tokenizer=MECH["tokenizer"]
             ),
             inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
-        conda:
-            CONDA_ENV
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=20,
-            **gpu_resources(),  # the bench model trains on CUDA when the run's device is a GPU
-        log:
-            f"{LOGS}/concept_{_claim}.log",
-        benchmark:
-            f"{BENCHMARKS}/concept_{_claim}.tsv"
         shell:
             "python -m whylab {params.claim} --settings {params.settings:q} {params.inputs}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"

@@ -35,21 +35,21 @@ for _claim in MEMORY_CLAIMS:
                 category="Concepts",
                 labels={"claim": _claim},
             ),
-        params:
-            claim=_claim,
-            settings=memory_settings(_claim),
-            inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
-        conda:
-            CONDA_ENV
-        threads: 4 if _claim == "C21" else 1  # C21's offloaded optimizer step runs on CPU threads
-        resources:
-            mem_mb=4000,
-            runtime=MEMORY_RUNTIME[_claim],
-            **gpu_resources(),  # accelerator memory is measured on CUDA when the run has a GPU
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 4 if _claim == "C21" else 1  # C21's offloaded optimizer step runs on CPU threads
+        resources:
+            **gpu_resources(),  # accelerator memory is measured on CUDA when the run has a GPU
+            mem_mb=4000,
+            runtime=MEMORY_RUNTIME[_claim],
+        params:
+            claim=_claim,
+            settings=memory_settings(_claim),
+            inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
         shell:
             "python -m whylab {params.claim} --settings {params.settings:q} {params.inputs}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"

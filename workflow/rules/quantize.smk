@@ -34,8 +34,11 @@ def _variant_inputs(wildcards):
 
 
 def _variant_shell_inputs(wildcards, input):
-    parts = [f"--input model={input.model}", f"--input onnx={input.onnx}",
-             f"--input corpus={Path(input.valid[0]).parents[1]}"]
+    parts = [
+        f"--input model={input.model}",
+        f"--input onnx={input.onnx}",
+        f"--input corpus={Path(input.valid[0]).parents[1]}",
+    ]
     if "reference" in input.keys():
         parts.append(f"--input reference={input.reference}")
     return " ".join(parts)
@@ -61,22 +64,24 @@ for _family, _names in _QUANT_FAMILIES.items():
             unpack(_variant_inputs),
         output:
             measures=variant_measures("{variant}"),
-        wildcard_constraints:
-            variant="|".join(re.escape(n) for n in _names),
-        params:
-            settings=lambda w: settings_json(quantization=QUANT_SETTINGS, variant=w.variant, languages=LM_LANGS_TRAINED),
-            inputs=_variant_shell_inputs,
-        conda:
-            CONDA_ENV
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=30,
-            **QUANT_GPU,
         log:
             f"{LOGS}/quant_{{variant}}.log",
         benchmark:
             f"{BENCHMARKS}/quant_{{variant}}.tsv"
+        wildcard_constraints:
+            variant="|".join(re.escape(n) for n in _names),
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            **QUANT_GPU,
+            mem_mb=4000,
+            runtime=30,
+        params:
+            settings=lambda w: settings_json(
+                quantization=QUANT_SETTINGS, variant=w.variant, languages=LM_LANGS_TRAINED
+            ),
+            inputs=_variant_shell_inputs,
         shell:
             "python -m whylab quant_variant --settings {params.settings:q} {params.inputs}"
             " --output measures={output.measures} --threads {threads} > {log} 2>&1"
@@ -91,10 +96,10 @@ for _claim in ("C12", "C13", "C15"):
         name:
             f"concept_{_claim}"
         input:
+            **LM_CORPUS,
             measures=[variant_measures(n) for n in QUANT_VARIANTS],
             model=LM_MODEL,
             onnx=LM_ONNX_FP32,
-            **LM_CORPUS,
         output:
             result=report(
                 concept_result(_claim),
@@ -102,21 +107,23 @@ for _claim in ("C12", "C13", "C15"):
                 category="Concepts",
                 labels={"claim": _claim},
             ),
-        params:
-            claim=_claim,
-            settings=settings_json(quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED),
-            corpus=lambda w, input: Path(input.valid[0]).parents[1],
-            variants=lambda w, input: Path(input.measures[0]).parents[1],
+        log:
+            f"{LOGS}/concept_{_claim}.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}.tsv"
         conda:
             CONDA_ENV
         threads: 1
         resources:
             mem_mb=4000,
             runtime=20,
-        log:
-            f"{LOGS}/concept_{_claim}.log",
-        benchmark:
-            f"{BENCHMARKS}/concept_{_claim}.tsv"
+        params:
+            claim=_claim,
+            settings=settings_json(
+                quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED
+            ),
+            corpus=lambda w, input: Path(input.valid[0]).parents[1],
+            variants=lambda w, input: Path(input.measures[0]).parents[1],
         shell:
             "python -m whylab {params.claim} --settings {params.settings:q}"
             " --input variants={params.variants} --input model={input.model} --input onnx={input.onnx}"
@@ -128,18 +135,25 @@ for _claim in ("C12", "C13", "C15"):
 # C16 calibrates on the LM's training split and scores on its validation split, as the variants do.
 _FT_LANG = QUANT["qlora"]["finetune_language"]
 if _FT_LANG not in LANGS:
-    sys.exit(f"whylab: config error: quantization.qlora.finetune_language: {_FT_LANG!r} is not in "
-             f"corpus.languages ({', '.join(LANGS)})")
+    sys.exit(
+        f"whylab: config error: quantization.qlora.finetune_language: {_FT_LANG!r} is not in "
+        f"corpus.languages ({', '.join(LANGS)})"
+    )
 _PT_CONCEPTS = {
     "C14": {
         "settings": settings_json(QUANT["qlora"], languages=LM_LANGS_TRAINED),
-        "corpus": sorted({f"{RESULTS}/corpus/{_FT_LANG}/{s}.txt" for s in ("train", "valid")}
-                         | set(LM_CORPUS["valid"])),
+        "corpus": sorted(
+            {f"{RESULTS}/corpus/{_FT_LANG}/{s}.txt" for s in ("train", "valid")} | set(LM_CORPUS["valid"])
+        ),
         "runtime": 20,
     },
     "C16": {
-        "settings": settings_json(QUANT["smoothquant"], measure=QUANT["measure"],
-                                  calibration=QUANT["calibration"], languages=LM_LANGS_TRAINED),
+        "settings": settings_json(
+            QUANT["smoothquant"],
+            measure=QUANT["measure"],
+            calibration=QUANT["calibration"],
+            languages=LM_LANGS_TRAINED,
+        ),
         "corpus": LM_CORPUS["train"] + LM_CORPUS["valid"],
         "runtime": 15,
     },
@@ -161,21 +175,21 @@ for _claim, _pt in _PT_CONCEPTS.items():
                 category="Concepts",
                 labels={"claim": _claim},
             ),
-        params:
-            claim=_claim,
-            settings=_pt["settings"],
-            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
-        conda:
-            CONDA_ENV
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=_pt["runtime"],
-            **QUANT_GPU,
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            **QUANT_GPU,
+            mem_mb=4000,
+            runtime=_pt["runtime"],
+        params:
+            claim=_claim,
+            settings=_pt["settings"],
+            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
         shell:
             "python -m whylab {params.claim} --settings {params.settings:q}"
             " --input model={input.model} --input corpus={params.corpus}"

@@ -6,6 +6,14 @@ rule report:
         extra=lambda w: list(REPORT_EXTRA_INPUTS.values()),
     output:
         html=report(REPORT_HTML, caption="../report/index.rst", category="Report"),
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
         benchmarks=BENCHMARKS,
@@ -13,14 +21,6 @@ rule report:
             f"--input {name}={path}"
             for name, path in [*CONCEPT_RESULTS.items(), *REPORT_EXTRA_INPUTS.items()]
         ),
-    conda:
-        CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    log:
-        f"{LOGS}/report.log",
     shell:
         "python -m whylab report --settings {params.settings:q} {params.inputs}"
         " --input corpus_stats={input.corpus_stats} --input benchmarks={params.benchmarks}"

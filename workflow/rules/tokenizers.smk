@@ -12,24 +12,22 @@ rule tokenizers:
             for algorithm in config["tokenizers"]["algorithms"]
             for vocab in config["tokenizers"]["vocab_sizes"]
         ],
+    log:
+        f"{LOGS}/tokenizers_{{scope}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tokenizers_{{scope}}.tsv"
     wildcard_constraints:
         scope="|".join(["joint", *LANGS]),
-    params:
-        settings=lambda w: settings_json(config["tokenizers"]),
-        root=lambda w, output: Path(output[0]).parents[1],
-        inputs=lambda w, input: " ".join(
-            f"--input train_{i}={p}" for i, p in enumerate(input.train)
-        ),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    log:
-        f"{LOGS}/tokenizers_{{scope}}.log",
-    benchmark:
-        f"{BENCHMARKS}/tokenizers_{{scope}}.tsv"
+    params:
+        settings=lambda w: settings_json(config["tokenizers"]),
+        root=lambda w, output: Path(output[0]).parents[1],
+        inputs=lambda w, input: " ".join(f"--input train_{i}={p}" for i, p in enumerate(input.train)),
     shell:
         "python -m whylab tokenizers --settings {params.settings:q} {params.inputs}"
         " --output root={params.root} > {log} 2>&1"

@@ -46,8 +46,9 @@ def encode_inputs(inputs: Mapping[str, Path], prefix: str, tokenizer: Tokenizer)
     return torch.cat([encode_file(inputs[n], tokenizer) for n in names])
 
 
-def lm_batches(ids: Tensor, *, batch_size: int, seq_len: int,
-               generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+def lm_batches(
+    ids: Tensor, *, batch_size: int, seq_len: int, generator: torch.Generator
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Infinite random (input, target) windows of ``ids``; target = input shifted by one."""
     n_starts = ids.numel() - seq_len - 1
     if n_starts < 1:

@@ -100,8 +100,9 @@ class BenchOutput:
 # --------------------------------------------------------------------------- attention
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None,
-              scale: float | None) -> tuple[Tensor, Tensor]:
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None, scale: float | None
+) -> tuple[Tensor, Tensor]:
     """The notes' four steps written out.
 
     1. scores = q @ kᵀ                       (B, H, Tq, Tk)
@@ -136,8 +137,9 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None) -> Tensor:
     return out * mask.any(dim=-1, keepdim=True)
 
 
-def make_mask(batch: int, t_q: int, t_k: int, *, causal: bool, key_padding: Tensor | None,
-              device: torch.device) -> Tensor | None:
+def make_mask(
+    batch: int, t_q: int, t_k: int, *, causal: bool, key_padding: Tensor | None, device: torch.device
+) -> Tensor | None:
     """Bool mask (B or 1, 1, Tq, Tk), True = may attend; None when nothing is masked.
 
     ``causal``: query i sees keys j <= i (the decoder's masked self-attention).
@@ -180,8 +182,14 @@ class MultiHeadAttention(nn.Module):
         c = self.cfg
         return c.use_sdpa and not return_weights and c.qk_proj and c.v_proj and c.scale == "sqrt_dk"
 
-    def forward(self, x: Tensor, *, context: Tensor | None = None, mask: Tensor | None = None,
-                return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        return_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
         source = x if context is None else context  # where keys and values come from
         q = self.q_proj(x) if self.q_proj is not None else x
         k = self.k_proj(source) if self.k_proj is not None else source
@@ -285,9 +293,15 @@ class Block(nn.Module):
             return x + self.dropout(fn(norm(x)))
         return norm(x + self.dropout(fn(x)))
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, memory: Tensor | None = None,
-                memory_mask: Tensor | None = None, return_attention: bool = False
-                ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Returns (x, self-attention weights, cross-attention weights); weights only if asked."""
         maps: dict[str, Tensor | None] = {"self": None, "cross": None}
 
@@ -302,8 +316,9 @@ class Block(nn.Module):
             assert self.cross_norm is not None
 
             def cross_attn(h: Tensor) -> Tensor:
-                out, maps["cross"] = self.cross_attn(h, context=memory, mask=memory_mask,
-                                                     return_weights=return_attention)
+                out, maps["cross"] = self.cross_attn(
+                    h, context=memory, mask=memory_mask, return_weights=return_attention
+                )
                 return out
 
             x = self._sublayer(x, self.cross_norm, cross_attn)
@@ -368,22 +383,30 @@ class BenchTransformer(nn.Module):
             return ids != self.cfg.pad_id
         return None
 
-    def forward(self, ids: Tensor, *, padding_mask: Tensor | None = None,
-                return_attention: bool = False) -> BenchOutput:
+    def forward(
+        self, ids: Tensor, *, padding_mask: Tensor | None = None, return_attention: bool = False
+    ) -> BenchOutput:
         b, t = ids.shape
         _check_length(t, self.cfg)
         positions = torch.arange(t, device=ids.device)
         x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions)[None])
-        mask = make_mask(b, t, t, causal=self.cfg.causal,
-                         key_padding=self.key_padding(ids, padding_mask), device=ids.device)
+        mask = make_mask(
+            b,
+            t,
+            t,
+            causal=self.cfg.causal,
+            key_padding=self.key_padding(ids, padding_mask),
+            device=ids.device,
+        )
         maps: list[Tensor] = []
         for block in self.blocks:
             x, weights, _ = block(x, mask=mask, return_attention=return_attention)
             if weights is not None:
                 maps.append(weights)
         hidden = self.final_norm(x)
-        return BenchOutput(logits=self.lm_head(hidden), hidden=hidden,
-                           attentions=maps if return_attention else None)
+        return BenchOutput(
+            logits=self.lm_head(hidden), hidden=hidden, attentions=maps if return_attention else None
+        )
 
 
 class EncoderDecoder(nn.Module):
@@ -425,16 +448,22 @@ class EncoderDecoder(nn.Module):
             return src_ids != self.cfg.pad_id
         return None
 
-    def encode(self, src_ids: Tensor, *, src_padding_mask: Tensor | None = None,
-               return_attention: bool = False) -> Tensor:
+    def encode(
+        self, src_ids: Tensor, *, src_padding_mask: Tensor | None = None, return_attention: bool = False
+    ) -> Tensor:
         """Memory (B, S, d_model): the source read with bidirectional self-attention."""
         b, s = src_ids.shape
         _check_length(s, self.cfg)
         positions = torch.arange(s, device=src_ids.device)
         x = self.dropout(self.src_embedding(src_ids) + self.src_position(positions)[None])
-        mask = make_mask(b, s, s, causal=False,
-                         key_padding=self._src_padding(src_ids, src_padding_mask),
-                         device=src_ids.device)
+        mask = make_mask(
+            b,
+            s,
+            s,
+            causal=False,
+            key_padding=self._src_padding(src_ids, src_padding_mask),
+            device=src_ids.device,
+        )
         self.last_encoder_attentions: list[Tensor] | None = [] if return_attention else None
         for block in self.encoder_blocks:
             x, weights, _ = block(x, mask=mask, return_attention=return_attention)
@@ -442,39 +471,54 @@ class EncoderDecoder(nn.Module):
                 self.last_encoder_attentions.append(weights)
         return self.encoder_norm(x)
 
-    def decode(self, tgt_ids: Tensor, memory: Tensor, *, src_padding_mask: Tensor | None = None,
-               return_attention: bool = False, tgt_padding_mask: Tensor | None = None
-               ) -> BenchOutput:
+    def decode(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor,
+        *,
+        src_padding_mask: Tensor | None = None,
+        return_attention: bool = False,
+        tgt_padding_mask: Tensor | None = None,
+    ) -> BenchOutput:
         """Target logits given the memory; ``src_padding_mask`` (B, S) hides PAD in the memory."""
         b, t = tgt_ids.shape
         _check_length(t, self.cfg)
         positions = torch.arange(t, device=tgt_ids.device)
         x = self.dropout(self.tgt_embedding(tgt_ids) + self.tgt_position(positions)[None])
-        self_mask = make_mask(b, t, t, causal=True, key_padding=tgt_padding_mask,
-                              device=tgt_ids.device)
-        memory_mask = make_mask(b, t, memory.shape[1], causal=False,
-                                key_padding=src_padding_mask, device=tgt_ids.device)
+        self_mask = make_mask(b, t, t, causal=True, key_padding=tgt_padding_mask, device=tgt_ids.device)
+        memory_mask = make_mask(
+            b, t, memory.shape[1], causal=False, key_padding=src_padding_mask, device=tgt_ids.device
+        )
         self_maps: list[Tensor] = []
         cross_maps: list[Tensor] = []
         for block in self.decoder_blocks:
-            x, w_self, w_cross = block(x, mask=self_mask, memory=memory, memory_mask=memory_mask,
-                                       return_attention=return_attention)
+            x, w_self, w_cross = block(
+                x, mask=self_mask, memory=memory, memory_mask=memory_mask, return_attention=return_attention
+            )
             if w_self is not None:
                 self_maps.append(w_self)
             if w_cross is not None:
                 cross_maps.append(w_cross)
         hidden = self.decoder_norm(x)
-        return BenchOutput(logits=self.lm_head(hidden), hidden=hidden,
-                           attentions=self_maps if return_attention else None,
-                           cross_attentions=cross_maps if return_attention else None,
-                           memory=memory)
+        return BenchOutput(
+            logits=self.lm_head(hidden),
+            hidden=hidden,
+            attentions=self_maps if return_attention else None,
+            cross_attentions=cross_maps if return_attention else None,
+            memory=memory,
+        )
 
-    def forward(self, src_ids: Tensor, tgt_ids: Tensor, *, src_padding_mask: Tensor | None = None,
-                return_attention: bool = False) -> BenchOutput:
+    def forward(
+        self,
+        src_ids: Tensor,
+        tgt_ids: Tensor,
+        *,
+        src_padding_mask: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> BenchOutput:
         src_padding = self._src_padding(src_ids, src_padding_mask)
         memory = self.encode(src_ids, src_padding_mask=src_padding)
-        return self.decode(tgt_ids, memory, src_padding_mask=src_padding,
-                           return_attention=return_attention)
+        return self.decode(tgt_ids, memory, src_padding_mask=src_padding, return_attention=return_attention)
 
 
 # --------------------------------------------------------------------------- parameter counts

@@ -61,8 +61,9 @@ def _from_mapping(cls: type, values: Mapping[str, Any], where: str, **overrides:
     merged = {**dict(values), **overrides}
     unknown = sorted(set(merged) - known)
     if unknown:
-        raise InputError(f"{where}: unknown key {', '.join(map(repr, unknown))} "
-                         f"(allowed: {', '.join(sorted(known))})")
+        raise InputError(
+            f"{where}: unknown key {', '.join(map(repr, unknown))} (allowed: {', '.join(sorted(known))})"
+        )
     try:
         return cls(**merged)
     except (TypeError, ValueError) as exc:
@@ -96,8 +97,13 @@ def _lr_factor(step: int, settings: TrainSettings) -> float:
 
 
 @torch.no_grad()
-def evaluate_lm(model: nn.Module, windows: tuple[Tensor, Tensor], device: str = "cpu",
-                loss_fn: LossFn | None = None, batch_size: int = 64) -> float:
+def evaluate_lm(
+    model: nn.Module,
+    windows: tuple[Tensor, Tensor],
+    device: str = "cpu",
+    loss_fn: LossFn | None = None,
+    batch_size: int = 64,
+) -> float:
     """Mean loss over ``windows`` (default: next-token cross-entropy, nats/token), in eval mode."""
     loss_fn = loss_fn or lm_loss
     was_training = model.training
@@ -120,10 +126,15 @@ def _grad_norm(params: list[nn.Parameter]) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms)))
 
 
-def train_lm(model: nn.Module, train_ids: Tensor | None,
-             valid_ids: Tensor | tuple[Tensor, Tensor] | None, settings: TrainSettings,
-             device: str = "cpu", loss_fn: LossFn | None = None,
-             batch_fn: BatchFn | None = None) -> TrainHistory:
+def train_lm(
+    model: nn.Module,
+    train_ids: Tensor | None,
+    valid_ids: Tensor | tuple[Tensor, Tensor] | None,
+    settings: TrainSettings,
+    device: str = "cpu",
+    loss_fn: LossFn | None = None,
+    batch_fn: BatchFn | None = None,
+) -> TrainHistory:
     """Train ``model`` in place and return its history.
 
     ``batch_fn(step, generator) -> (x, y)`` replaces the random LM windows of
@@ -137,7 +148,8 @@ def train_lm(model: nn.Module, train_ids: Tensor | None,
         if train_ids is None:
             raise ValueError("train_lm needs train_ids or a batch_fn")
         stream: Iterator[tuple[Tensor, Tensor]] = lm_batches(
-            train_ids, batch_size=settings.batch_size, seq_len=settings.seq_len, generator=generator)
+            train_ids, batch_size=settings.batch_size, seq_len=settings.seq_len, generator=generator
+        )
         next_batch: BatchFn = lambda step, gen: next(stream)  # noqa: E731
     else:
         next_batch = batch_fn
@@ -152,8 +164,9 @@ def train_lm(model: nn.Module, train_ids: Tensor | None,
     model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.95),
-                                  weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay
+    )
     hist = TrainHistory([], [], [], [], [], diverged=False, final_eval_loss=math.nan)
 
     def evaluate(step: int) -> None:
@@ -186,15 +199,16 @@ def train_lm(model: nn.Module, train_ids: Tensor | None,
             evaluate(step + 1)
     blew_up = hist.diverged  # stopped early on a non-finite loss or gradient
     if not blew_up and hist.train_loss:
-        tail = hist.train_loss[-max(1, min(10, len(hist.train_loss) // 10)):]
+        tail = hist.train_loss[-max(1, min(10, len(hist.train_loss) // 10)) :]
         hist.diverged = sum(tail) / len(tail) > 1.5 * hist.train_loss[0]
     if hist.eval_loss and not blew_up:
         hist.final_eval_loss = hist.eval_loss[-1]
     return hist
 
 
-def per_layer_grad_norms(model: nn.Module, x: Tensor, y: Tensor,
-                         loss_fn: LossFn | None = None) -> list[float]:
+def per_layer_grad_norms(
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None
+) -> list[float]:
     """Gradient norm of each block's parameters after one backward at the current weights.
 
     The model's own gradients are left as they were (cleared before and after).

@@ -74,8 +74,13 @@ def load(claim_id: str) -> ModuleType:
     return importlib.import_module(REGISTRY[claim_id])
 
 
-def run_concept(claim_id: str, settings: Mapping[str, Any], inputs: Mapping[str, Path],
-                result_path: Path, threads: int = 1) -> dict[str, Any]:
+def run_concept(
+    claim_id: str,
+    settings: Mapping[str, Any],
+    inputs: Mapping[str, Path],
+    result_path: Path,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Run one concept experiment and write ``result_path`` (and its figures) atomically."""
     module = load(claim_id)
     claim = claims.get(claim_id)
@@ -89,8 +94,9 @@ def run_concept(claim_id: str, settings: Mapping[str, Any], inputs: Mapping[str,
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", dir=final_dir.parent))
     try:
-        ctx = ConceptContext(claim_id, settings, {k: Path(v) for k, v in inputs.items()},
-                             work, threads, device)
+        ctx = ConceptContext(
+            claim_id, settings, {k: Path(v) for k, v in inputs.items()}, work, threads, device
+        )
         start = time.perf_counter()
         evidence: Evidence = module.run(ctx)
         wall = time.perf_counter() - start

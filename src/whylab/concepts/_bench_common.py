@@ -63,8 +63,9 @@ def build_model(cfg: Any, seed: int, device: str) -> Any:
     return BenchTransformer(cfg).to(device)
 
 
-def over_seeds(seeds: Sequence[int], variants: Mapping[str, V], run_one: Callable[[int, V], R]
-               ) -> dict[str, list[R]]:
+def over_seeds(
+    seeds: Sequence[int], variants: Mapping[str, V], run_one: Callable[[int, V], R]
+) -> dict[str, list[R]]:
     """``run_one(seed, variant)`` for every seed and variant, seed by seed, as variant name ->
     per-seed results (each run seeds itself, so a variant's numbers do not depend on the others)."""
     runs: dict[str, list[R]] = {name: [] for name in variants}
@@ -74,9 +75,14 @@ def over_seeds(seeds: Sequence[int], variants: Mapping[str, V], run_one: Callabl
     return runs
 
 
-def train_on_corpus(settings: Mapping[str, Any], corpus: Corpus, seed: int, device: str,
-                    model_over: Mapping[str, Any] | None = None, train_over: Mapping[str, Any] | None = None
-                    ) -> tuple[Any, TrainSettings, TrainHistory]:
+def train_on_corpus(
+    settings: Mapping[str, Any],
+    corpus: Corpus,
+    seed: int,
+    device: str,
+    model_over: Mapping[str, Any] | None = None,
+    train_over: Mapping[str, Any] | None = None,
+) -> tuple[Any, TrainSettings, TrainHistory]:
     """A bench LM built from ``seed`` (``model`` section plus ``model_over``) and trained on the
     corpus (``train`` section plus ``train_over``): the model, its train settings and history."""
     cfg = bench_config(settings.get("model", {}), vocab_size=corpus.vocab_size, **(model_over or {}))
@@ -104,17 +110,31 @@ def last_position_loss(model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return F.cross_entropy(model(x).logits[:, -1, :], y)
 
 
-def train_on_task(settings: Mapping[str, Any], task: SyntheticTask, seed: int, device: str,
-                  **model_over: Any) -> tuple[Any, TrainHistory]:
+def train_on_task(
+    settings: Mapping[str, Any], task: SyntheticTask, seed: int, device: str, **model_over: Any
+) -> tuple[Any, TrainHistory]:
     """A bench model for ``task``, built from ``seed`` with the ``task`` section's depth and no
     dropout (``model_over`` on top), trained on fresh task batches with the last-position loss
     for the section's steps, batch size and learning rate (no warm-up)."""
     tc = settings["task"]
-    cfg = bench_config(settings.get("model", {}), vocab_size=task.vocab_size, n_layers=tc["n_layers"],
-                       max_len=task.seq_len, dropout=0.0, **model_over)
+    cfg = bench_config(
+        settings.get("model", {}),
+        vocab_size=task.vocab_size,
+        n_layers=tc["n_layers"],
+        max_len=task.seq_len,
+        dropout=0.0,
+        **model_over,
+    )
     model = build_model(cfg, seed, device)
-    ts = train_settings(settings.get("train", {}), seed=seed, steps=tc["steps"], batch_size=tc["batch_size"],
-                        seq_len=task.seq_len, lr=tc["lr"], warmup_steps=0)
+    ts = train_settings(
+        settings.get("train", {}),
+        seed=seed,
+        steps=tc["steps"],
+        batch_size=tc["batch_size"],
+        seq_len=task.seq_len,
+        lr=tc["lr"],
+        warmup_steps=0,
+    )
 
     def batch_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         s = task.sample(tc["batch_size"], gen)
@@ -132,8 +152,11 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     if not finite:
         return {"mean": None, "std": None, "values": [None] * len(vals)}
     s = Spread.of(finite)
-    return {"mean": s.mean, "std": None if math.isnan(s.std) else s.std,
-            "values": [v if math.isfinite(v) else None for v in vals]}
+    return {
+        "mean": s.mean,
+        "std": None if math.isnan(s.std) else s.std,
+        "values": [v if math.isfinite(v) else None for v in vals],
+    }
 
 
 def values(entry: Mapping[str, Any]) -> list[float]:
@@ -179,15 +202,23 @@ def compare_ablation(metrics: Mapping[str, Any], ablated: str) -> Ablation | Ver
     lm_x = metrics["lm_eval_loss"][ablated]["values"]
     if min(len(acc_l), len(acc_x), len(lm_l), len(lm_x)) < 2:
         return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
-    if any(v is None or not math.isfinite(v) for v in [*acc_l, *acc_x, *lm_l, *lm_x]) \
-            or sum(metrics["diverged"].values()):
+    if any(v is None or not math.isfinite(v) for v in [*acc_l, *acc_x, *lm_l, *lm_x]) or sum(
+        metrics["diverged"].values()
+    ):
         return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
     chance = metrics["task"]["chance_accuracy"]
     sl, sx = Spread.of(acc_l), Spread.of(acc_x)
     ll, lx = Spread.of(lm_l), Spread.of(lm_x)
-    return Ablation(sl, sx, ll, lx, chance, task_learned=sl.mean >= chance + th["min_accuracy_gap"],
-                    task_gain=clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"],
-                    lm_gain=clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"])
+    return Ablation(
+        sl,
+        sx,
+        ll,
+        lx,
+        chance,
+        task_learned=sl.mean >= chance + th["min_accuracy_gap"],
+        task_gain=clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"],
+        lm_gain=clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"],
+    )
 
 
 def curves_frame(histories: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
@@ -202,8 +233,9 @@ def curves_frame(histories: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "run", "step", "eval_loss"])
 
 
-def plot_curves(histories: Mapping[str, Sequence[Any]], outdir: Path, name: str, title: str,
-                caption: str) -> FigureRef:
+def plot_curves(
+    histories: Mapping[str, Sequence[Any]], outdir: Path, name: str, title: str, caption: str
+) -> FigureRef:
     """Validation loss vs step: the mean over seeds as a line, ±1 standard deviation as a band."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -212,15 +244,22 @@ def plot_curves(histories: Mapping[str, Sequence[Any]], outdir: Path, name: str,
 
     frame = curves_frame(histories)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.lineplot(data=frame, x="step", y="eval_loss", hue="variant", errorbar="sd", ax=ax,
-                 marker="o", markersize=4)
+    sns.lineplot(
+        data=frame, x="step", y="eval_loss", hue="variant", errorbar="sd", ax=ax, marker="o", markersize=4
+    )
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("validation loss (nats/token)")
     return plotting.save(fig, outdir, name, title, caption)
 
 
-def attention_rows_figure(panels: Mapping[str, tuple[Any, Sequence[int]]], outdir: Path, name: str,
-                          title: str, caption: str, xlabel: str) -> FigureRef:
+def attention_rows_figure(
+    panels: Mapping[str, tuple[Any, Sequence[int]]],
+    outdir: Path,
+    name: str,
+    title: str,
+    caption: str,
+    xlabel: str,
+) -> FigureRef:
     """One heatmap per panel (titled by its key when there are several): row i is example i's
     query attention over key positions, with a red box on the position it should find."""
     import matplotlib.pyplot as plt
@@ -229,11 +268,19 @@ def attention_rows_figure(panels: Mapping[str, tuple[Any, Sequence[int]]], outdi
     from whylab import plotting
 
     n_rows = max(len(rows) for rows, _ in panels.values())
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * n_rows + 1.8),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 0.45 * n_rows + 1.8), squeeze=False, layout="constrained"
+    )
     for k, (ax, (label, (rows, positions))) in enumerate(zip(axes[0], panels.items(), strict=True)):
-        sns.heatmap(rows, ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=k == len(panels) - 1,
-                    cbar_kws={"label": "attention weight (probability)"})
+        sns.heatmap(
+            rows,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            cbar=k == len(panels) - 1,
+            cbar_kws={"label": "attention weight (probability)"},
+        )
         for i, p in enumerate(positions):
             ax.add_patch(plt.Rectangle((p, i), 1, 1, fill=False, edgecolor="red", linewidth=2))
         if len(panels) > 1:

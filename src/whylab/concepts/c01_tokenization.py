@@ -43,26 +43,40 @@ def run(ctx: ConceptContext) -> Evidence:
             encodings = tt.tokenizer.encode_batch(texts)
             decoded = tt.tokenizer.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
             ids = [i for e in encodings for i in e.ids]
-            rows.append({
-                "tokenizer": tt.name, "scope": tt.scope, "algorithm": tt.algorithm,
-                "vocab_size": tt.vocab_size, "actual_vocab": vocab, "language": lang,
-                "paragraphs": len(texts),
-                "exact_round_trip": sum(d == t for d, t in zip(decoded, texts)) / len(texts),
-                "round_trip_ignoring_spaces": sum(_squash(d) == _squash(t) for d, t in zip(decoded, texts)) / len(texts),
-                "ids_in_range": all(isinstance(i, int) and 0 <= i < vocab for i in ids),
-                "unk_rate": (sum(i == unk_id for i in ids) / len(ids)) if unk_id is not None else 0.0,
-                "tokens": len(ids),
-            })
+            rows.append(
+                {
+                    "tokenizer": tt.name,
+                    "scope": tt.scope,
+                    "algorithm": tt.algorithm,
+                    "vocab_size": tt.vocab_size,
+                    "actual_vocab": vocab,
+                    "language": lang,
+                    "paragraphs": len(texts),
+                    "exact_round_trip": sum(d == t for d, t in zip(decoded, texts, strict=True)) / len(texts),
+                    "round_trip_ignoring_spaces": sum(
+                        _squash(d) == _squash(t) for d, t in zip(decoded, texts, strict=True)
+                    )
+                    / len(texts),
+                    "ids_in_range": all(isinstance(i, int) and 0 <= i < vocab for i in ids),
+                    "unk_rate": (sum(i == unk_id for i in ids) / len(ids)) if unk_id is not None else 0.0,
+                    "tokens": len(ids),
+                }
+            )
         sentences: dict[str, str] = ctx.settings.get("sample_sentences", {})
         if tt.vocab_size == max(ctx.settings["tokenizers"]["vocab_sizes"]):
             for lang in tt.languages(languages):
                 if lang in sentences:
                     enc = tt.tokenizer.encode(sentences[lang])
-                    samples.append({
-                        "tokenizer": tt.name, "language": lang, "text": sentences[lang],
-                        "tokens": " | ".join(tt.display_pieces(enc.ids)), "ids": " ".join(map(str, enc.ids)),
-                        "decoded": tt.tokenizer.decode(enc.ids),
-                    })
+                    samples.append(
+                        {
+                            "tokenizer": tt.name,
+                            "language": lang,
+                            "text": sentences[lang],
+                            "tokens": " | ".join(tt.display_pieces(enc.ids)),
+                            "ids": " ".join(map(str, enc.ids)),
+                            "decoded": tt.tokenizer.decode(enc.ids),
+                        }
+                    )
 
     frame = pd.DataFrame(rows)
     by_algorithm = {
@@ -81,15 +95,20 @@ def run(ctx: ConceptContext) -> Evidence:
     }
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    long = frame.melt(id_vars=["algorithm", "language"],
-                      value_vars=["exact_round_trip", "round_trip_ignoring_spaces"],
-                      var_name="check", value_name="share")
+    long = frame.melt(
+        id_vars=["algorithm", "language"],
+        value_vars=["exact_round_trip", "round_trip_ignoring_spaces"],
+        var_name="check",
+        value_name="share",
+    )
     sns.barplot(long, x="algorithm", y="share", hue="check", errorbar=("pi", 100), ax=ax)
     ax.set_xlabel("tokenization algorithm")
     ax.set_ylabel("share of validation paragraphs (fraction)")
     ax.set_ylim(0, 1.05)
     figure = plotting.save(
-        fig, ctx.outdir, "round_trip",
+        fig,
+        ctx.outdir,
+        "round_trip",
         "Text → ids → text: how much comes back",
         "Share of validation paragraphs that decode back to exactly the input text, and to the "
         "input up to whitespace, per algorithm (bars: mean over vocab sizes, scopes and languages; "
@@ -103,7 +122,9 @@ def run(ctx: ConceptContext) -> Evidence:
         ),
         metrics=metrics,
         tables=[
-            Table.from_records("samples", "The sample sentences as tokens and ids (largest vocab size).", samples),
+            Table.from_records(
+                "samples", "The sample sentences as tokens and ids (largest vocab size).", samples
+            ),
             Table.from_records("round_trip", "Round trip per tokenizer and language.", rows),
         ],
         figures=[figure],
@@ -122,17 +143,28 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         for a, m in sorted(lossy.items())
     )
     if lossless and not lossy:
-        return Verdict(Label.SUPPORTED, f"All {metrics['tokenizers']} tokenizers map text to in-vocabulary "
-                                        f"ids and back exactly, on every validation paragraph.")
+        return Verdict(
+            Label.SUPPORTED,
+            f"All {metrics['tokenizers']} tokenizers map text to in-vocabulary "
+            f"ids and back exactly, on every validation paragraph.",
+        )
     if lossless:
-        return Verdict(Label.SUPPORTED, (
-            f"Every tokenizer maps text to in-vocabulary integer ids, and {' and '.join(lossless)} "
-            f"{'gets' if len(lossless) == 1 else 'get'} every "
-            f"validation paragraph back exactly; the numbers are not always reversible, though ({lossy_text}, "
-            f"worst case over vocab sizes and languages)."))
+        return Verdict(
+            Label.SUPPORTED,
+            (
+                f"Every tokenizer maps text to in-vocabulary integer ids, and {' and '.join(lossless)} "
+                f"{'gets' if len(lossless) == 1 else 'get'} every "
+                f"validation paragraph back exactly; the numbers are not always reversible, though ({lossy_text}, "
+                f"worst case over vocab sizes and languages)."
+            ),
+        )
     best = max(by_algo.values(), key=lambda m: m["min_round_trip_ignoring_spaces"])
     if best["min_round_trip_ignoring_spaces"] >= 0.99:
-        return Verdict(Label.PARTLY, (
-            f"Text does become in-vocabulary ids, but no algorithm round-trips exactly ({lossy_text}); "
-            f"only up to whitespace."))
+        return Verdict(
+            Label.PARTLY,
+            (
+                f"Text does become in-vocabulary ids, but no algorithm round-trips exactly ({lossy_text}); "
+                f"only up to whitespace."
+            ),
+        )
     return Verdict(Label.NOT_SUPPORTED, f"Ids are valid but the text does not come back ({lossy_text}).")

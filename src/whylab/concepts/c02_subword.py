@@ -45,7 +45,7 @@ def words(text: str) -> list[str]:
 
 def band_labels(edges: Sequence[int]) -> list[str]:
     labels = []
-    for lo, hi in zip(edges, [*edges[1:], None]):
+    for lo, hi in zip(edges, [*edges[1:], None], strict=True):
         labels.append(f"{lo}+" if hi is None else (f"{lo}" if hi == lo + 1 else f"{lo}–{hi - 1}"))
     return labels
 
@@ -80,7 +80,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
     rx, ry = ranks(x), ranks(y)
     mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
     vx = math.sqrt(sum((a - mx) ** 2 for a in rx))
     vy = math.sqrt(sum((b - my) ** 2 for b in ry))
     return cov / (vx * vy) if vx and vy else math.nan
@@ -92,10 +92,13 @@ def run(ctx: ConceptContext) -> Evidence:
     edges: list[int] = sorted(s["frequency_bands"])
     labels = band_labels(edges)
     corpus = ctx.inputs["corpus"]
-    train_counts = {lang: Counter(w for line in read_split(corpus, lang, "train") for w in words(line))
-                    for lang in languages}
-    valid_words = {lang: [w for line in read_split(corpus, lang, "valid") for w in words(line)]
-                   for lang in languages}
+    train_counts = {
+        lang: Counter(w for line in read_split(corpus, lang, "train") for w in words(line))
+        for lang in languages
+    }
+    valid_words = {
+        lang: [w for line in read_split(corpus, lang, "valid") for w in words(line)] for lang in languages
+    }
     valid_text = {lang: read_split(corpus, lang, "valid") for lang in languages}
 
     band_rows: list[dict[str, Any]] = []
@@ -111,8 +114,13 @@ def run(ctx: ConceptContext) -> Evidence:
             usable: list[dict[str, Any]] = []  # bands with enough words to say anything
             for i, n_pieces in per_band.items():
                 row = {
-                    "tokenizer": tt.name, "scope": tt.scope, "algorithm": tt.algorithm,
-                    "vocab_size": tt.vocab_size, "language": lang, "band": labels[i], "band_index": i,
+                    "tokenizer": tt.name,
+                    "scope": tt.scope,
+                    "algorithm": tt.algorithm,
+                    "vocab_size": tt.vocab_size,
+                    "language": lang,
+                    "band": labels[i],
+                    "band_index": i,
                     "words": len(n_pieces),
                     "pieces_per_word": sum(n_pieces) / len(n_pieces) if n_pieces else math.nan,
                     "share_whole": sum(n == 1 for n in n_pieces) / len(n_pieces) if n_pieces else math.nan,
@@ -125,27 +133,41 @@ def run(ctx: ConceptContext) -> Evidence:
             chars = sum(len(t) for t in valid_text[lang])
             word_vocab = {w for w, _ in counts.most_common(tt.vocab_size)}
             vw = valid_words[lang]
-            config_rows.append({
-                "tokenizer": tt.name, "scope": tt.scope, "algorithm": tt.algorithm,
-                "vocab_size": tt.vocab_size, "language": lang,
-                "usable_bands": len(usable),
-                "top_band": usable[-1]["band"] if usable else None,
-                "spearman_band_vs_pieces": spearman([r["band_index"] for r in usable],
-                                                    [r["pieces_per_word"] for r in usable]) if len(usable) > 1 else math.nan,
-                "share_whole_top_band": usable[-1]["share_whole"] if usable else math.nan,
-                "share_whole_rarest_band": usable[0]["share_whole"] if usable else math.nan,
-                "chars_per_token": chars / n_tokens,
-                "subword_unk_rate": (sum(i == unk for e in enc for i in e.ids) / n_tokens) if unk is not None else 0.0,
-                "word_level_oov_rate": sum(w not in word_vocab for w in vw) / len(vw),
-            })
+            config_rows.append(
+                {
+                    "tokenizer": tt.name,
+                    "scope": tt.scope,
+                    "algorithm": tt.algorithm,
+                    "vocab_size": tt.vocab_size,
+                    "language": lang,
+                    "usable_bands": len(usable),
+                    "top_band": usable[-1]["band"] if usable else None,
+                    "spearman_band_vs_pieces": spearman(
+                        [r["band_index"] for r in usable], [r["pieces_per_word"] for r in usable]
+                    )
+                    if len(usable) > 1
+                    else math.nan,
+                    "share_whole_top_band": usable[-1]["share_whole"] if usable else math.nan,
+                    "share_whole_rarest_band": usable[0]["share_whole"] if usable else math.nan,
+                    "chars_per_token": chars / n_tokens,
+                    "subword_unk_rate": (sum(i == unk for e in enc for i in e.ids) / n_tokens)
+                    if unk is not None
+                    else 0.0,
+                    "word_level_oov_rate": sum(w not in word_vocab for w in vw) / len(vw),
+                }
+            )
             for word in s["example_words"].get(lang, []):
                 ids = pieces(tt, word)
-                examples.append({
-                    "tokenizer": tt.name, "language": lang, "word": word,
-                    "train_count": counts.get(word, 0),
-                    "pieces": " | ".join(tt.display_pieces(ids)),
-                    "n_pieces": len(ids),
-                })
+                examples.append(
+                    {
+                        "tokenizer": tt.name,
+                        "language": lang,
+                        "word": word,
+                        "train_count": counts.get(word, 0),
+                        "pieces": " | ".join(tt.display_pieces(ids)),
+                        "n_pieces": len(ids),
+                    }
+                )
 
     configs = pd.DataFrame(config_rows)
     configs["monotone"] = configs["spearman_band_vs_pieces"] <= MONOTONE_MAX_RHO
@@ -154,7 +176,7 @@ def run(ctx: ConceptContext) -> Evidence:
     configs["holds"] = configs["monotone"] & configs["frequent_whole"] & configs["rare_split"]
     per_language = {
         lang: {
-            "configs": int(len(g)),
+            "configs": len(g),
             "share_monotone": float(g["monotone"].mean()),
             "share_frequent_whole": float(g["frequent_whole"].mean()),
             "share_rare_split": float(g["rare_split"].mean()),
@@ -170,16 +192,24 @@ def run(ctx: ConceptContext) -> Evidence:
     }
     ex = pd.DataFrame(examples)
     notes_examples = {
-        w: {"tokenizers": int((ex["word"] == w).sum()), "kept_whole": int(((ex["word"] == w) & (ex["n_pieces"] == 1)).sum())}
-        for w in ("우리", "가족") if not ex.empty and (ex["word"] == w).any()
+        w: {
+            "tokenizers": int((ex["word"] == w).sum()),
+            "kept_whole": int(((ex["word"] == w) & (ex["n_pieces"] == 1)).sum()),
+        }
+        for w in ("우리", "가족")
+        if not ex.empty and (ex["word"] == w).any()
     }
     metrics = {
         "per_language": per_language,
         "notes_examples": notes_examples,
-        "thresholds": {"monotone_max_rho": MONOTONE_MAX_RHO, "holds_share": HOLDS_SHARE,
-                       "whole_share_frequent": s["whole_share_frequent"],
-                       "whole_share_rare": s["whole_share_rare"], "min_words_per_band": MIN_WORDS_PER_BAND,
-                       "min_usable_bands": MIN_USABLE_BANDS},
+        "thresholds": {
+            "monotone_max_rho": MONOTONE_MAX_RHO,
+            "holds_share": HOLDS_SHARE,
+            "whole_share_frequent": s["whole_share_frequent"],
+            "whole_share_rare": s["whole_share_rare"],
+            "min_words_per_band": MIN_WORDS_PER_BAND,
+            "min_usable_bands": MIN_USABLE_BANDS,
+        },
         "configs": configs.to_dict(orient="records"),
     }
 
@@ -188,18 +218,36 @@ def run(ctx: ConceptContext) -> Evidence:
     own["tokenizer scope"] = own["scope"].where(own["scope"] == "joint", "own language")
     figures = []
     for value, ylabel, name, title, caption in (
-        ("pieces_per_word", "pieces per word (tokens)", "pieces_per_band",
-         "Pieces per word by word frequency",
-         "Mean number of subword pieces per word type, by how often the word occurs in the training "
-         "split (bands of raw counts), per algorithm and language; line style: vocab size. "
-         "Joint and own-language tokenizers are pooled (band: 95% bootstrap interval)."),
-        ("share_whole", "share kept whole (fraction)", "whole_share_per_band",
-         "Share of words kept as one token, by word frequency",
-         "Fraction of word types encoded as a single token, by frequency band, per algorithm and "
-         "language; line style: vocab size."),
+        (
+            "pieces_per_word",
+            "pieces per word (tokens)",
+            "pieces_per_band",
+            "Pieces per word by word frequency",
+            "Mean number of subword pieces per word type, by how often the word occurs in the training "
+            "split (bands of raw counts), per algorithm and language; line style: vocab size. "
+            "Joint and own-language tokenizers are pooled (band: 95% bootstrap interval).",
+        ),
+        (
+            "share_whole",
+            "share kept whole (fraction)",
+            "whole_share_per_band",
+            "Share of words kept as one token, by word frequency",
+            "Fraction of word types encoded as a single token, by frequency band, per algorithm and "
+            "language; line style: vocab size.",
+        ),
     ):
-        grid = sns.relplot(own, x="band_index", y=value, hue="algorithm", style="vocab_size",
-                           col="language", kind="line", marker="o", height=3.6, aspect=1.2)
+        grid = sns.relplot(
+            own,
+            x="band_index",
+            y=value,
+            hue="algorithm",
+            style="vocab_size",
+            col="language",
+            kind="line",
+            marker="o",
+            height=3.6,
+            aspect=1.2,
+        )
         grid.set_axis_labels("word frequency band (count in training split)", ylabel)
         for ax in grid.axes.flat:
             ax.set_xticks(range(len(labels)), labels)
@@ -207,20 +255,37 @@ def run(ctx: ConceptContext) -> Evidence:
         figures.append(plotting.save(grid.figure, ctx.outdir, name, title, caption))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.lineplot(configs, x="vocab_size", y="chars_per_token", hue="algorithm", style="language",
-                 marker="o", ax=axes[0])
+    sns.lineplot(
+        configs,
+        x="vocab_size",
+        y="chars_per_token",
+        hue="algorithm",
+        style="language",
+        marker="o",
+        ax=axes[0],
+    )
     axes[0].set_xlabel("vocabulary size (tokens)")
     axes[0].set_ylabel("characters per token (chars)")
-    unk = configs.melt(id_vars=["language", "vocab_size"], value_vars=["subword_unk_rate", "word_level_oov_rate"],
-                       var_name="vocabulary", value_name="rate")
+    unk = configs.melt(
+        id_vars=["language", "vocab_size"],
+        value_vars=["subword_unk_rate", "word_level_oov_rate"],
+        var_name="vocabulary",
+        value_name="rate",
+    )
     sns.barplot(unk, x="language", y="rate", hue="vocabulary", ax=axes[1])
     axes[1].set_xlabel("language")
     axes[1].set_ylabel("unknown tokens in validation (fraction)")
-    figures.append(plotting.save(
-        fig, ctx.outdir, "compression_and_unknowns", "Compression and unknown tokens",
-        "Left: validation characters per token by vocab size. Right: share of unknown tokens in the "
-        "validation split for subword tokenizers vs a word-level vocabulary of the same size "
-        "(most frequent training words), averaged over vocab sizes and algorithms."))
+    figures.append(
+        plotting.save(
+            fig,
+            ctx.outdir,
+            "compression_and_unknowns",
+            "Compression and unknown tokens",
+            "Left: validation characters per token by vocab size. Right: share of unknown tokens in the "
+            "validation split for subword tokenizers vs a word-level vocabulary of the same size "
+            "(most frequent training words), averaged over vocab sizes and algorithms.",
+        )
+    )
 
     agrees = per_language and all(v["share_monotone"] >= HOLDS_SHARE for v in per_language.values())
     return Evidence(
@@ -234,19 +299,26 @@ def run(ctx: ConceptContext) -> Evidence:
         ),
         metrics=metrics,
         tables=[
-            Table.from_records("examples", "The notes' example words and others, as each tokenizer splits them.", examples),
-            Table.from_records("per_language", "Per language: share of tokenizer configurations showing each part of the pattern.",
-                               [{"language": k, **v} for k, v in per_language.items()]),
+            Table.from_records(
+                "examples", "The notes' example words and others, as each tokenizer splits them.", examples
+            ),
+            Table.from_records(
+                "per_language",
+                "Per language: share of tokenizer configurations showing each part of the pattern.",
+                [{"language": k, **v} for k, v in per_language.items()],
+            ),
             Table.from_records("configs", "Per tokenizer configuration and language.", config_rows),
         ],
         figures=figures,
-        literature=[LiteratureCheck(
-            "Sennrich et al. 2016; Kudo 2018",
-            "Subword vocabularies represent frequent words as single units and rare words as sequences "
-            "of subword units, removing out-of-vocabulary words.",
-            bool(agrees),
-            "Agreement is computed from the share of configurations where pieces per word fall with frequency.",
-        )],
+        literature=[
+            LiteratureCheck(
+                "Sennrich et al. 2016; Kudo 2018",
+                "Subword vocabularies represent frequent words as single units and rare words as sequences "
+                "of subword units, removing out-of-vocabulary words.",
+                bool(agrees),
+                "Agreement is computed from the share of configurations where pieces per word fall with frequency.",
+            )
+        ],
     )
 
 
@@ -254,20 +326,34 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     per_lang: Mapping[str, Mapping[str, float]] = metrics["per_language"]
     th = metrics["thresholds"]
     if not per_lang or min(v["min_usable_bands"] for v in per_lang.values()) < th["min_usable_bands"]:
-        return Verdict(Label.INCONCLUSIVE, f"Too few frequency bands hold ≥ {th['min_words_per_band']} word types "
-                                           f"(need {th['min_usable_bands']}) to compare frequent and rare words; "
-                                           "use a larger corpus.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"Too few frequency bands hold ≥ {th['min_words_per_band']} word types "
+            f"(need {th['min_usable_bands']}) to compare frequent and rare words; "
+            "use a larger corpus.",
+        )
     holds = {lang: v["share_holds"] >= th["holds_share"] for lang, v in per_lang.items()}
     monotone = {lang: v["share_monotone"] >= th["holds_share"] for lang, v in per_lang.items()}
     detail = "; ".join(
         f"{lang}: pieces fall with frequency in {v['share_monotone']:.0%} of configurations, "
         f"most frequent band ({v['top_band']} occurrences) {v['mean_share_whole_top_band']:.0%} whole, rarest band {v['mean_share_whole_rarest_band']:.0%} whole"
-        for lang, v in sorted(per_lang.items()))
+        for lang, v in sorted(per_lang.items())
+    )
     examples = metrics.get("notes_examples", {})
-    ex_text = "".join(f"; {w} kept whole by {e['kept_whole']}/{e['tokenizers']} tokenizers" for w, e in examples.items())
+    ex_text = "".join(
+        f"; {w} kept whole by {e['kept_whole']}/{e['tokenizers']} tokenizers" for w, e in examples.items()
+    )
     if all(holds.values()):
-        return Verdict(Label.SUPPORTED, f"Frequent words stay whole and rare words are split in every language ({detail}{ex_text}).")
+        return Verdict(
+            Label.SUPPORTED,
+            f"Frequent words stay whole and rare words are split in every language ({detail}{ex_text}).",
+        )
     if any(monotone.values()):
-        return Verdict(Label.PARTLY, f"The trend holds (fewer pieces for more frequent words) but not the "
-                                     f"'kept whole' part everywhere ({detail}{ex_text}).")
-    return Verdict(Label.NOT_SUPPORTED, f"Pieces per word do not fall with word frequency ({detail}{ex_text}).")
+        return Verdict(
+            Label.PARTLY,
+            f"The trend holds (fewer pieces for more frequent words) but not the "
+            f"'kept whole' part everywhere ({detail}{ex_text}).",
+        )
+    return Verdict(
+        Label.NOT_SUPPORTED, f"Pieces per word do not fall with word frequency ({detail}{ex_text})."
+    )

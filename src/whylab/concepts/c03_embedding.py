@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from whylab import plotting
-from whylab.concepts import ConceptContext
 from whylab.bench.train import bench_config, train_lm, train_settings
+from whylab.concepts import ConceptContext
 from whylab.concepts._bench_common import build_model, fmt, load_corpus, over_seeds, plot_curves, summary
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
@@ -35,8 +35,11 @@ from whylab.verdict import Label, Spread, Verdict, clearly_less
 CLAIM_ID = "C03"
 
 LEARNED, FROZEN, FROZEN_UNIT = "learned", "frozen", "frozen_unit"
-NAMES = {LEARNED: "learned embedding", FROZEN: "frozen random embedding (model init)",
-         FROZEN_UNIT: "frozen random embedding (unit scale)"}
+NAMES = {
+    LEARNED: "learned embedding",
+    FROZEN: "frozen random embedding (model init)",
+    FROZEN_UNIT: "frozen random embedding (unit scale)",
+}
 
 
 # --------------------------------------------------------------------------- measurements
@@ -83,7 +86,7 @@ def variant_pairs(tokenizer: Any, counts: torch.Tensor, min_count: int) -> list[
     pairs = []
     for members in groups.values():
         members = sorted(members)
-        pairs.extend((a, b) for i, a in enumerate(members) for b in members[i + 1:])
+        pairs.extend((a, b) for i, a in enumerate(members) for b in members[i + 1 :])
     return pairs
 
 
@@ -114,11 +117,11 @@ def sample_token_ids(tokenizer: Any, counts: torch.Tensor, words: Sequence[str],
 
 
 # --------------------------------------------------------------------------- one training run
-def run_one(ctx: ConceptContext, corpus: Any, seed: int, freeze: bool,
-            embedding_std: float | None = None) -> dict[str, Any]:
+def run_one(
+    ctx: ConceptContext, corpus: Any, seed: int, freeze: bool, embedding_std: float | None = None
+) -> dict[str, Any]:
     """Train one LM; ``embedding_std`` redraws the token table N(0, std²) (same seed) before training."""
-    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size,
-                       freeze_embedding=freeze)
+    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size, freeze_embedding=freeze)
     model = build_model(cfg, seed, ctx.device)
     if embedding_std is not None:
         gen = torch.Generator().manual_seed(seed)
@@ -126,12 +129,22 @@ def run_one(ctx: ConceptContext, corpus: Any, seed: int, freeze: bool,
         with torch.no_grad():
             model.token_embedding.weight.copy_(table)
     before = model.token_embedding.weight.detach().cpu().clone()
-    history = train_lm(model, corpus.train, corpus.valid,
-                       train_settings(ctx.settings.get("train", {}), seed=seed), device=ctx.device)
+    history = train_lm(
+        model,
+        corpus.train,
+        corpus.valid,
+        train_settings(ctx.settings.get("train", {}), seed=seed),
+        device=ctx.device,
+    )
     after = model.token_embedding.weight.detach().cpu().clone()
-    return {"history": history, "initial_loss": history.eval_loss[0],
-            "eval_loss": history.final_eval_loss, "before": before, "after": after,
-            "diverged": bool(history.diverged)}
+    return {
+        "history": history,
+        "initial_loss": history.eval_loss[0],
+        "eval_loss": history.final_eval_loss,
+        "before": before,
+        "after": after,
+        "diverged": bool(history.diverged),
+    }
 
 
 # --------------------------------------------------------------------------- run
@@ -152,14 +165,16 @@ def run(ctx: ConceptContext) -> Evidence:
     per_seed = []
     for r in runs[LEARNED]:
         rel = row_relative_change(r["before"], r["after"])
-        per_seed.append({
-            "table_change": table_relative_change(r["before"], r["after"]),
-            "spearman": spearman(np.log(counts[seen].double().numpy()), rel[seen].numpy()),
-            "unseen_change": float(rel[~seen].mean()) if (~seen).any() else math.nan,
-            "overlap": neighbour_overlap(r["before"], r["after"], frequent, k),
-            "pair_cos_before": mean_pair_cosine(r["before"], pairs),
-            "pair_cos_after": mean_pair_cosine(r["after"], pairs),
-        })
+        per_seed.append(
+            {
+                "table_change": table_relative_change(r["before"], r["after"]),
+                "spearman": spearman(np.log(counts[seen].double().numpy()), rel[seen].numpy()),
+                "unseen_change": float(rel[~seen].mean()) if (~seen).any() else math.nan,
+                "overlap": neighbour_overlap(r["before"], r["after"], frequent, k),
+                "pair_cos_before": mean_pair_cosine(r["before"], pairs),
+                "pair_cos_after": mean_pair_cosine(r["after"], pairs),
+            }
+        )
     change = {key: [table_relative_change(r["before"], r["after"]) for r in rs] for key, rs in runs.items()}
     init = {key: [r["initial_loss"] for r in rs] for key, rs in runs.items()}
     loss = {key: [r["eval_loss"] for r in rs] for key, rs in runs.items()}
@@ -175,23 +190,35 @@ def run(ctx: ConceptContext) -> Evidence:
         "eval_loss": {key: summary(v) for key, v in loss.items()},
         "best_frozen": best,
         "loss_gap_nats": {key: float(np.mean(loss[key]) - np.mean(loss[LEARNED])) for key in frozen_keys},
-        "share_of_learned_gain": {key: (gain[key] / gain[LEARNED] if gain[LEARNED] > 0 else None)
-                                  for key in frozen_keys},
+        "share_of_learned_gain": {
+            key: (gain[key] / gain[LEARNED] if gain[LEARNED] > 0 else None) for key in frozen_keys
+        },
         "relative_change": {key: summary(v) for key, v in change.items()},
         "change_vs_log_frequency_spearman": summary([p["spearman"] for p in per_seed]),
         "unseen_tokens": int((~seen).sum()),
-        "unseen_token_relative_change": (summary([p["unseen_change"] for p in per_seed])
-                                         if (~seen).any() else None),
-        "neighbour_overlap": {"k": k, "tokens": len(frequent),
-                              "learned": summary([p["overlap"] for p in per_seed]),
-                              "random_expectation": k / (corpus.vocab_size - 1)},
-        "same_word_pair_cosine": ({"pairs": len(pairs),
-                                   "before": summary([p["pair_cos_before"] for p in per_seed]),
-                                   "after": summary([p["pair_cos_after"] for p in per_seed])}
-                                  if pairs else None),
+        "unseen_token_relative_change": (
+            summary([p["unseen_change"] for p in per_seed]) if (~seen).any() else None
+        ),
+        "neighbour_overlap": {
+            "k": k,
+            "tokens": len(frequent),
+            "learned": summary([p["overlap"] for p in per_seed]),
+            "random_expectation": k / (corpus.vocab_size - 1),
+        },
+        "same_word_pair_cosine": (
+            {
+                "pairs": len(pairs),
+                "before": summary([p["pair_cos_before"] for p in per_seed]),
+                "after": summary([p["pair_cos_after"] for p in per_seed]),
+            }
+            if pairs
+            else None
+        ),
         "diverged": {key: sum(r["diverged"] for r in rs) for key, rs in runs.items()},
-        "thresholds": {"min_relative_change": float(st["min_relative_change"]),
-                       "min_loss_gain": float(st["min_loss_gain"])},
+        "thresholds": {
+            "min_relative_change": float(st["min_relative_change"]),
+            "min_loss_gain": float(st["min_loss_gain"]),
+        },
     }
 
     sample = sample_token_ids(corpus.tokenizer, counts, st["sample_words"], int(st["sample_tokens"]))
@@ -204,53 +231,86 @@ def run(ctx: ConceptContext) -> Evidence:
         return " | ".join(repr(show([i])) for i in ids)
 
     geometry = [
-        {"measure": f"share of the {k} nearest neighbours kept (top {len(frequent)} tokens)",
-         "value": fmt([p["overlap"] for p in per_seed], notation="f"),
-         "reference": f"{k / (corpus.vocab_size - 1):.3f} if the new table were unrelated"},
-        {"measure": "rank correlation of a row's change with log token count (seen tokens)",
-         "value": fmt([p["spearman"] for p in per_seed], notation="f"), "reference": "0 if unrelated"},
+        {
+            "measure": f"share of the {k} nearest neighbours kept (top {len(frequent)} tokens)",
+            "value": fmt([p["overlap"] for p in per_seed], notation="f"),
+            "reference": f"{k / (corpus.vocab_size - 1):.3f} if the new table were unrelated",
+        },
+        {
+            "measure": "rank correlation of a row's change with log token count (seen tokens)",
+            "value": fmt([p["spearman"] for p in per_seed], notation="f"),
+            "reference": "0 if unrelated",
+        },
     ]
     if pairs:
-        geometry.append({
-            "measure": f"mean cosine of {len(pairs)} same-word token pairs (case / leading-space "
-                       "variants), before → after training",
-            "value": f"{fmt([p['pair_cos_before'] for p in per_seed], notation='f')} → "
-                     f"{fmt([p['pair_cos_after'] for p in per_seed], notation='f')}",
-            "reference": "≈ 0 for random vectors"})
+        geometry.append(
+            {
+                "measure": f"mean cosine of {len(pairs)} same-word token pairs (case / leading-space "
+                "variants), before → after training",
+                "value": f"{fmt([p['pair_cos_before'] for p in per_seed], notation='f')} → "
+                f"{fmt([p['pair_cos_after'] for p in per_seed], notation='f')}",
+                "reference": "≈ 0 for random vectors",
+            }
+        )
     tables = [
         Table.from_records(
-            "loss", "Validation loss (nats/token), mean ± std over seeds, and how far the embedding "
+            "loss",
+            "Validation loss (nats/token), mean ± std over seeds, and how far the embedding "
             "table moved (‖E_after − E_before‖ / ‖E_before‖).",
-            [{"variant": NAMES[key], "loss before training": fmt(init[key], notation="f"),
-              "loss after training": fmt(loss[key], notation="f"),
-              "embedding relative change": fmt(change[key], notation="f")}
-             for key in runs]),
+            [
+                {
+                    "variant": NAMES[key],
+                    "loss before training": fmt(init[key], notation="f"),
+                    "loss after training": fmt(loss[key], notation="f"),
+                    "embedding relative change": fmt(change[key], notation="f"),
+                }
+                for key in runs
+            ],
+        ),
         Table.from_records(
-            "geometry", "How the learned table's geometry changed in training (mean ± std over seeds).",
-            geometry),
+            "geometry",
+            "How the learned table's geometry changed in training (mean ± std over seeds).",
+            geometry,
+        ),
         Table.from_records(
-            "neighbours", f"Nearest neighbours (cosine) of sample tokens in the learned embedding of "
+            "neighbours",
+            f"Nearest neighbours (cosine) of sample tokens in the learned embedding of "
             f"seed {seeds[0]}, before and after training (frequency = count in the training split).",
-            [{"token": repr(show([t])), "frequency": int(counts[t]), f"{k} nearest before": words(nb_before[i]),
-              f"{k} nearest after": words(nb_after[i])} for i, t in enumerate(sample)]),
+            [
+                {
+                    "token": repr(show([t])),
+                    "frequency": int(counts[t]),
+                    f"{k} nearest before": words(nb_before[i]),
+                    f"{k} nearest after": words(nb_after[i]),
+                }
+                for i, t in enumerate(sample)
+            ],
+        ),
     ]
     figures = [
-        plot_curves({NAMES[key]: [r["history"] for r in rs] for key, rs in runs.items()}, ctx.outdir,
-                    "curves", "C03: learned vs frozen random embedding",
-                    "Validation next-token loss during training; line = mean over seeds, band = ±1 std. "
-                    "Per seed all variants share every other initial weight; the frozen variants never "
-                    "update their embedding table (model init: std "
-                    f"{ctx.settings['model'].get('init_std', 0.02)}; unit scale: std "
-                    f"{st['frozen_unit_std']})."),
+        plot_curves(
+            {NAMES[key]: [r["history"] for r in rs] for key, rs in runs.items()},
+            ctx.outdir,
+            "curves",
+            "C03: learned vs frozen random embedding",
+            "Validation next-token loss during training; line = mean over seeds, band = ±1 std. "
+            "Per seed all variants share every other initial weight; the frozen variants never "
+            "update their embedding table (model init: std "
+            f"{ctx.settings['model'].get('init_std', 0.02)}; unit scale: std "
+            f"{st['frozen_unit_std']}).",
+        ),
         _change_vs_frequency_figure(r0, counts, ctx),
     ]
-    literature = [LiteratureCheck(
-        "Vaswani et al. 2017, section 3.4",
-        "The Transformer uses learned embeddings to map input and output tokens to vectors of size d_model.",
-        agrees=clearly_less(loss[LEARNED], loss[best]) if len(seeds) > 1 else None,
-        note=f"This run: learning the table lowers validation loss by "
-             f"{metrics['loss_gap_nats'][best]:.3f} nats/token against the better frozen random table "
-             f"({NAMES[best]}).")]
+    literature = [
+        LiteratureCheck(
+            "Vaswani et al. 2017, section 3.4",
+            "The Transformer uses learned embeddings to map input and output tokens to vectors of size d_model.",
+            agrees=clearly_less(loss[LEARNED], loss[best]) if len(seeds) > 1 else None,
+            note=f"This run: learning the table lowers validation loss by "
+            f"{metrics['loss_gap_nats'][best]:.3f} nats/token against the better frozen random table "
+            f"({NAMES[best]}).",
+        )
+    ]
     method = (
         "We train the same small transformer language model on the corpus several times per seed, "
         "with every other initial weight shared: once with the embedding table learned (the default) "
@@ -261,24 +321,40 @@ def run(ctx: ConceptContext) -> Evidence:
         "random table still gives each token a distinct vector the later layers can adapt to, so the "
         "loss gap says how much learning the table itself adds."
     )
-    return Evidence(method=method, metrics=metrics, seeds=list(seeds), tables=tables, figures=figures,
-                    literature=literature)
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=list(seeds),
+        tables=tables,
+        figures=figures,
+        literature=literature,
+    )
 
 
 def _change_vs_frequency_figure(r: Mapping[str, Any], counts: torch.Tensor, ctx: ConceptContext) -> Any:
     rel = row_relative_change(r["before"], r["after"]).numpy()
-    frame = pd.DataFrame({"count": counts.numpy() + 1, "change": rel,
-                          "seen in training": np.where(counts.numpy() > 0, "yes", "no")})
+    frame = pd.DataFrame(
+        {
+            "count": counts.numpy() + 1,
+            "change": rel,
+            "seen in training": np.where(counts.numpy() > 0, "yes", "no"),
+        }
+    )
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.scatterplot(data=frame, x="count", y="change", hue="seen in training", s=12, alpha=0.6,
-                    ax=ax, linewidth=0)
+    sns.scatterplot(
+        data=frame, x="count", y="change", hue="seen in training", s=12, alpha=0.6, ax=ax, linewidth=0
+    )
     ax.set_xscale("log")
     ax.set_xlabel("token count in the training split + 1 (occurrences, log scale)")
     ax.set_ylabel("relative change of the token's row (‖Δe‖/‖e‖)")
     return plotting.save(
-        fig, ctx.outdir, "change_vs_frequency", f"C03: how far each token's embedding moved (seed {ctx.seeds[0]})",
+        fig,
+        ctx.outdir,
+        "change_vs_frequency",
+        f"C03: how far each token's embedding moved (seed {ctx.seeds[0]})",
         "One dot per vocabulary entry of the learned embedding. Tokens never seen as input get no "
-        "gradient; frequent tokens move the most.")
+        "gradient; frequent tokens move the most.",
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -302,14 +378,21 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     sl, sf = Spread.of(learned), Spread.of(frozen)
     moved = change >= th["min_relative_change"]
     better = clearly_less(learned, frozen) and sf.mean - sl.mean >= th["min_loss_gain"]
-    others = ", ".join(f"{k.replace('_', ' ')} {Spread.of(v['values'])}"
-                       for k, v in metrics["eval_loss"].items() if k not in ("learned", best))
-    numbers = (f"the table moved by {change:.0%} (‖ΔE‖/‖E‖); validation loss {sl} learned vs {sf} "
-               f"for the better frozen table ({best.replace('_', ' ')}){'; ' + others if others else ''} "
-               f"(nats/token)")
+    others = ", ".join(
+        f"{k.replace('_', ' ')} {Spread.of(v['values'])}"
+        for k, v in metrics["eval_loss"].items()
+        if k not in ("learned", best)
+    )
+    numbers = (
+        f"the table moved by {change:.0%} (‖ΔE‖/‖E‖); validation loss {sl} learned vs {sf} "
+        f"for the better frozen table ({best.replace('_', ' ')}){'; ' + others if others else ''} "
+        f"(nats/token)"
+    )
     if not moved:
         return Verdict(Label.NOT_SUPPORTED, f"The embedding barely changed in training: {numbers}.")
     if better:
         return Verdict(Label.SUPPORTED, f"The embedding is trained and it matters: {numbers}.")
-    return Verdict(Label.PARTLY, f"The embedding is trained, but a frozen random table did not clearly do "
-                   f"worse here: {numbers}.")
+    return Verdict(
+        Label.PARTLY,
+        f"The embedding is trained, but a frozen random table did not clearly do worse here: {numbers}.",
+    )

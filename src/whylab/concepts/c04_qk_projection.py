@@ -109,8 +109,12 @@ class RelationTask:
         context = tokens.gather(1, order)
         position = (order == 0).long().argmax(dim=1)
         ids = torch.cat([context, query[:, None]], dim=1)
-        return {"ids": ids, "target": n + position, "position": position,
-                "reverse_position": (order == 1).long().argmax(dim=1)}
+        return {
+            "ids": ids,
+            "target": n + position,
+            "position": position,
+            "reverse_position": (order == 1).long().argmax(dim=1),
+        }
 
 
 @torch.no_grad()
@@ -128,15 +132,28 @@ def task_measures(model: Any, s: Mapping[str, torch.Tensor], device: str) -> dic
         reverse_att.append(float(q_row[rows, s["reverse_position"]].mean()))
         self_att.append(float(q_row[:, -1].mean()))
     first = out.attentions[0][:, :, -1, :].mean(dim=1).cpu()
-    return {"accuracy": float((pred == s["target"]).float().mean()), "partner_attention": partner_att,
-            "reverse_attention": reverse_att, "self_attention": self_att, "first_layer_rows": first}
+    return {
+        "accuracy": float((pred == s["target"]).float().mean()),
+        "partner_attention": partner_att,
+        "reverse_attention": reverse_att,
+        "self_attention": self_att,
+        "first_layer_rows": first,
+    }
 
 
 def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
     cfg_task = ctx.settings["task"]
     task = RelationTask.make(cfg_task["n_entities"], cfg_task["context_len"], seed)
-    model, history = train_on_task(ctx.settings, task, seed, ctx.device, n_heads=cfg_task["n_heads"],
-                                   ffn=cfg_task["ffn"], qk_proj=qk_proj, init_std=cfg_task["init_std"])
+    model, history = train_on_task(
+        ctx.settings,
+        task,
+        seed,
+        ctx.device,
+        n_heads=cfg_task["n_heads"],
+        ffn=cfg_task["ffn"],
+        qk_proj=qk_proj,
+        init_std=cfg_task["init_std"],
+    )
     held_out = task.sample(cfg_task["eval_size"], torch.Generator().manual_seed(10_000 + seed))
     measures = task_measures(model, held_out, ctx.device)
     measures.update(diverged=bool(history.diverged), held_out=held_out, train_loss=history.train_loss)
@@ -187,8 +204,14 @@ def run_lm(ctx: ConceptContext, corpus: Any, seed: int, qk_proj: bool) -> dict[s
     model, ts, history = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"qk_proj": qk_proj})
     windows = data.eval_windows(corpus.valid, seq_len=ts.seq_len, max_windows=ts.eval_windows)
     shares = self_attention_share(model, windows[0][: ctx.settings["attention_windows"]], ctx.device)
-    return {"history": history, "eval_loss": history.final_eval_loss, "self_share": shares, "model": model,
-            "diverged": bool(history.diverged), "seq_len": ts.seq_len}
+    return {
+        "history": history,
+        "eval_loss": history.final_eval_loss,
+        "self_share": shares,
+        "model": model,
+        "diverged": bool(history.diverged),
+        "seq_len": ts.seq_len,
+    }
 
 
 # --------------------------------------------------------------------------- run
@@ -205,65 +228,98 @@ def run(ctx: ConceptContext) -> Evidence:
     lm_loss = {keys[v]: [r["eval_loss"] for r in runs] for v, runs in lm_runs.items()}
     metrics: dict[str, Any] = {
         "n_seeds": len(seeds),
-        "task": {**{k: task_cfg[k] for k in ("n_entities", "context_len", "n_layers", "n_heads", "ffn")},
-                 "chance_accuracy": 1.0 / task_cfg["context_len"]},
+        "task": {
+            **{k: task_cfg[k] for k in ("n_entities", "context_len", "n_layers", "n_heads", "ffn")},
+            "chance_accuracy": 1.0 / task_cfg["context_len"],
+        },
         "task_accuracy": {keys[v]: summary([r["accuracy"] for r in runs]) for v, runs in task_runs.items()},
-        "task_partner_attention_layer1": {keys[v]: summary([r["partner_attention"][0] for r in runs])
-                                          for v, runs in task_runs.items()},
-        "task_reverse_attention_layer1": {keys[v]: summary([r["reverse_attention"][0] for r in runs])
-                                          for v, runs in task_runs.items()},
-        "task_self_attention_layer1": {keys[v]: summary([r["self_attention"][0] for r in runs])
-                                       for v, runs in task_runs.items()},
-        "task_partner_attention_by_layer": {keys[v]: [r["partner_attention"] for r in runs]
-                                            for v, runs in task_runs.items()},
-        "task_self_attention_by_layer": {keys[v]: [r["self_attention"] for r in runs]
-                                         for v, runs in task_runs.items()},
+        "task_partner_attention_layer1": {
+            keys[v]: summary([r["partner_attention"][0] for r in runs]) for v, runs in task_runs.items()
+        },
+        "task_reverse_attention_layer1": {
+            keys[v]: summary([r["reverse_attention"][0] for r in runs]) for v, runs in task_runs.items()
+        },
+        "task_self_attention_layer1": {
+            keys[v]: summary([r["self_attention"][0] for r in runs]) for v, runs in task_runs.items()
+        },
+        "task_partner_attention_by_layer": {
+            keys[v]: [r["partner_attention"] for r in runs] for v, runs in task_runs.items()
+        },
+        "task_self_attention_by_layer": {
+            keys[v]: [r["self_attention"] for r in runs] for v, runs in task_runs.items()
+        },
         "lm_eval_loss": {k: summary(v) for k, v in lm_loss.items()},
-        "lm_self_attention_layer1": {keys[v]: summary([r["self_share"][0] for r in runs])
-                                     for v, runs in lm_runs.items()},
+        "lm_self_attention_layer1": {
+            keys[v]: summary([r["self_share"][0] for r in runs]) for v, runs in lm_runs.items()
+        },
         "lm_self_attention_uniform": uniform_self_share(seq_len),
         "diverged": {keys[v]: sum(r["diverged"] for r in task_runs[v] + lm_runs[v]) for v in VARIANTS},
-        "thresholds": {"min_accuracy_gap": float(ctx.settings["min_accuracy_gap"]),
-                       "min_loss_gain": float(ctx.settings["min_loss_gain"])},
+        "thresholds": {
+            "min_accuracy_gap": float(ctx.settings["min_accuracy_gap"]),
+            "min_loss_gain": float(ctx.settings["min_loss_gain"]),
+        },
     }
 
     tables = [
         Table.from_records(
-            "summary", "Mean ± std over seeds of each measure, with and without W_q, W_k. Attention "
+            "summary",
+            "Mean ± std over seeds of each measure, with and without W_q, W_k. Attention "
             "numbers are the query's first-layer attention averaged over heads.",
-            [{"variant": v,
-              "task accuracy": fmt([r["accuracy"] for r in task_runs[v]], notation="f"),
-              "attention on σ(q)": fmt([r["partner_attention"][0] for r in task_runs[v]], notation="f"),
-              "attention on σ⁻¹(q)": fmt([r["reverse_attention"][0] for r in task_runs[v]], notation="f"),
-              "attention on itself": fmt([r["self_attention"][0] for r in task_runs[v]], notation="f"),
-              "LM validation loss (nats/token)": fmt([r["eval_loss"] for r in lm_runs[v]], notation="f"),
-              "LM self-attention share": fmt([r["self_share"][0] for r in lm_runs[v]], notation="f")}
-             for v in VARIANTS]),
+            [
+                {
+                    "variant": v,
+                    "task accuracy": fmt([r["accuracy"] for r in task_runs[v]], notation="f"),
+                    "attention on σ(q)": fmt([r["partner_attention"][0] for r in task_runs[v]], notation="f"),
+                    "attention on σ⁻¹(q)": fmt(
+                        [r["reverse_attention"][0] for r in task_runs[v]], notation="f"
+                    ),
+                    "attention on itself": fmt([r["self_attention"][0] for r in task_runs[v]], notation="f"),
+                    "LM validation loss (nats/token)": fmt(
+                        [r["eval_loss"] for r in lm_runs[v]], notation="f"
+                    ),
+                    "LM self-attention share": fmt([r["self_share"][0] for r in lm_runs[v]], notation="f"),
+                }
+                for v in VARIANTS
+            ],
+        ),
         Table.from_records(
-            "illustration_ko", "Illustration only (not evidence): the notes' sentence through the "
+            "illustration_ko",
+            "Illustration only (not evidence): the notes' sentence through the "
             "seed-0 language models; how much attention each token gives itself in layer 1.",
-            illustration_rows({v: lm_runs[v][0]["model"] for v in VARIANTS}, corpus.tokenizer,
-                              ctx.device)),
+            illustration_rows({v: lm_runs[v][0]["model"] for v in VARIANTS}, corpus.tokenizer, ctx.device),
+        ),
     ]
     figures = [
         _accuracy_figure(task_runs, metrics["task"]["chance_accuracy"], ctx),
         _attention_map_figure(task_runs, ctx),
-        plot_curves({v: [r["history"] for r in lm_runs[v]] for v in VARIANTS}, ctx.outdir, "lm_curves",
-                    "C04: language-model loss with and without W_q, W_k",
-                    "Validation next-token loss on the corpus during training; line = mean over seeds, "
-                    "band = ±1 std. Same model, same seeds; only the query/key projections differ."),
+        plot_curves(
+            {v: [r["history"] for r in lm_runs[v]] for v in VARIANTS},
+            ctx.outdir,
+            "lm_curves",
+            "C04: language-model loss with and without W_q, W_k",
+            "Validation next-token loss on the corpus during training; line = mean over seeds, "
+            "band = ±1 std. Same model, same seeds; only the query/key projections differ.",
+        ),
     ]
     gap = metrics["task_accuracy"]["learned"]["mean"] - metrics["task_accuracy"]["no_qk"]["mean"]
     lm_gap = Spread.of(lm_loss["no_qk"]).mean - Spread.of(lm_loss["learned"]).mean
-    literature = [LiteratureCheck(
-        "Vaswani et al. 2017, section 3.2.2",
-        "Queries, keys and values are linearly projected per head with different, learned "
-        "projections, which the authors found beneficial.",
-        agrees=(clearly_less(lm_loss["learned"], lm_loss["no_qk"])
-                or clearly_less(metrics["task_accuracy"]["no_qk"]["values"],
-                                metrics["task_accuracy"]["learned"]["values"])) if len(seeds) > 1 else None,
-        note=f"This run: learned projections change task accuracy by {gap:+.3f} and lower LM "
-             f"validation loss by {lm_gap:+.3f} nats/token relative to Q = K = X.")]
+    literature = [
+        LiteratureCheck(
+            "Vaswani et al. 2017, section 3.2.2",
+            "Queries, keys and values are linearly projected per head with different, learned "
+            "projections, which the authors found beneficial.",
+            agrees=(
+                clearly_less(lm_loss["learned"], lm_loss["no_qk"])
+                or clearly_less(
+                    metrics["task_accuracy"]["no_qk"]["values"], metrics["task_accuracy"]["learned"]["values"]
+                )
+            )
+            if len(seeds) > 1
+            else None,
+            note=f"This run: learned projections change task accuracy by {gap:+.3f} and lower LM "
+            f"validation loss by {lm_gap:+.3f} nats/token relative to Q = K = X.",
+        )
+    ]
     method = (
         "The notes' example (내일 점심 → 팀장님) is a relation, not a resemblance between tokens. We train "
         "the same small transformer twice per seed, once with learned W_q, W_k and once with Q = K = X "
@@ -277,48 +333,93 @@ def run(ctx: ConceptContext) -> Evidence:
         "and train both variants as language models on the corpus (validation loss, share of "
         "attention tokens give themselves)."
     )
-    return Evidence(method=method, metrics=metrics, seeds=list(seeds), tables=tables, figures=figures,
-                    literature=literature)
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=list(seeds),
+        tables=tables,
+        figures=figures,
+        literature=literature,
+    )
 
 
-def _accuracy_figure(task_runs: Mapping[str, list[dict[str, Any]]], chance: float,
-                     ctx: ConceptContext) -> Any:
+def _accuracy_figure(
+    task_runs: Mapping[str, list[dict[str, Any]]], chance: float, ctx: ConceptContext
+) -> Any:
     rows = []
     for v, runs in task_runs.items():
         for i, r in enumerate(runs):
-            rows.append({"variant": v, "seed": ctx.seeds[i], "measure": "task accuracy",
-                         "value": r["accuracy"]})
-            rows.append({"variant": v, "seed": ctx.seeds[i], "measure": "attention on σ(q)",
-                         "value": r["partner_attention"][0]})
-            rows.append({"variant": v, "seed": ctx.seeds[i], "measure": "attention on σ⁻¹(q)",
-                         "value": r["reverse_attention"][0]})
-            rows.append({"variant": v, "seed": ctx.seeds[i], "measure": "attention on itself",
-                         "value": r["self_attention"][0]})
+            rows.append(
+                {"variant": v, "seed": ctx.seeds[i], "measure": "task accuracy", "value": r["accuracy"]}
+            )
+            rows.append(
+                {
+                    "variant": v,
+                    "seed": ctx.seeds[i],
+                    "measure": "attention on σ(q)",
+                    "value": r["partner_attention"][0],
+                }
+            )
+            rows.append(
+                {
+                    "variant": v,
+                    "seed": ctx.seeds[i],
+                    "measure": "attention on σ⁻¹(q)",
+                    "value": r["reverse_attention"][0],
+                }
+            )
+            rows.append(
+                {
+                    "variant": v,
+                    "seed": ctx.seeds[i],
+                    "measure": "attention on itself",
+                    "value": r["self_attention"][0],
+                }
+            )
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=frame, x="measure", y="value", hue="variant", errorbar="sd", ax=ax, alpha=0.7)
-    sns.stripplot(data=frame, x="measure", y="value", hue="variant", dodge=True, ax=ax,
-                  palette="dark:black", size=4, legend=False)
+    sns.stripplot(
+        data=frame,
+        x="measure",
+        y="value",
+        hue="variant",
+        dodge=True,
+        ax=ax,
+        palette="dark:black",
+        size=4,
+        legend=False,
+    )
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("measure on held-out task sequences")
     ax.set_ylabel("accuracy / attention weight (fraction, 0–1)")
     return plotting.save(
-        fig, ctx.outdir, "relation_task", "C04: directed-relation task with and without W_q, W_k",
+        fig,
+        ctx.outdir,
+        "relation_task",
+        "C04: directed-relation task with and without W_q, W_k",
         f"Bars: mean over seeds (error bar ±1 std), dots: single seeds. Dashed line: chance accuracy "
         f"({chance:.3f}). Attention is the query's first-layer attention, averaged over heads: on the "
-        "token it must find (σ(q)), on the token that looks for it (σ⁻¹(q)), and on itself.")
+        "token it must find (σ(q)), on the token that looks for it (σ⁻¹(q)), and on itself.",
+    )
 
 
 def _attention_map_figure(task_runs: Mapping[str, list[dict[str, Any]]], ctx: ConceptContext) -> Any:
     n_show = int(ctx.settings["attention_examples"])
-    panels = {v: (runs[0]["first_layer_rows"][:n_show].numpy(), runs[0]["held_out"]["position"][:n_show].tolist())
-              for v, runs in task_runs.items()}
+    panels = {
+        v: (runs[0]["first_layer_rows"][:n_show].numpy(), runs[0]["held_out"]["position"][:n_show].tolist())
+        for v, runs in task_runs.items()
+    }
     return attention_rows_figure(
-        panels, ctx.outdir, "attention_maps", "C04: where the query looks (layer 1, seed "
-        f"{ctx.seeds[0]})",
+        panels,
+        ctx.outdir,
+        "attention_maps",
+        f"C04: where the query looks (layer 1, seed {ctx.seeds[0]})",
         "Each row is one held-out sequence; colour is the attention the last (query) token gives each "
         "position, averaged over heads. Red box: σ(q), the token the query must find. The rightmost "
-        "column is the query attending to itself.", "key position (index; last = the query itself)")
+        "column is the query attending to itself.",
+        "key position (index; last = the query itself)",
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -332,15 +433,19 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if isinstance(ab, Verdict):
         return ab
     if not ab.task_learned:
-        return Verdict(Label.INCONCLUSIVE,
-                       f"Even with learned W_q, W_k the relation task stayed near chance (accuracy "
-                       f"{ab.acc.mean:.3f} vs chance {ab.chance:.3f}), so it cannot separate the variants.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"Even with learned W_q, W_k the relation task stayed near chance (accuracy "
+            f"{ab.acc.mean:.3f} vs chance {ab.chance:.3f}), so it cannot separate the variants.",
+        )
     task_ok, lm_ok = ab.task_gain, ab.lm_gain
     self_x = metrics["task_self_attention_layer1"]["no_qk"]["mean"]
     self_l = metrics["task_self_attention_layer1"]["learned"]["mean"]
-    numbers = (f"relation-task accuracy {ab.acc} with learned W_q, W_k vs {ab.acc_ablated} with Q = K = X "
-               f"(query's attention on itself {self_l:.2f} vs {self_x:.2f}); LM loss {ab.loss} vs "
-               f"{ab.loss_ablated} nats/token")
+    numbers = (
+        f"relation-task accuracy {ab.acc} with learned W_q, W_k vs {ab.acc_ablated} with Q = K = X "
+        f"(query's attention on itself {self_l:.2f} vs {self_x:.2f}); LM loss {ab.loss} vs "
+        f"{ab.loss_ablated} nats/token"
+    )
     if task_ok and lm_ok:
         return Verdict(Label.SUPPORTED, f"Learned projections clearly win on both tests: {numbers}.")
     if task_ok or lm_ok:

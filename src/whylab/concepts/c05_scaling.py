@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from whylab import plotting
 from whylab.bench.data import eval_windows, lm_data
@@ -52,8 +52,9 @@ OVER_SHRINK_VAR = 0.5  # score variance after ÷√d_model below this = "over-sh
 # --------------------------------------------------------------------------- synthetic measurements
 
 
-def softmax_probe(d_k: int, scale: float | None, *, n_keys: int, samples: int,
-                  generator: torch.Generator) -> dict[str, float]:
+def softmax_probe(
+    d_k: int, scale: float | None, *, n_keys: int, samples: int, generator: torch.Generator
+) -> dict[str, float]:
     """Random unit-variance q and keys; one softmax row per sample; a scalar value per key.
 
     Returns the variance of the raw scores q·k, the standard deviation of the scaled scores,
@@ -91,22 +92,23 @@ def scale_for(kind: str, d_k: int, d_model: int) -> float | None:
     return None
 
 
-def synthetic_dk(d_k_values: Sequence[int], *, n_keys: int, samples: int, threshold: float,
-                 seed: int) -> list[dict[str, Any]]:
+def synthetic_dk(
+    d_k_values: Sequence[int], *, n_keys: int, samples: int, threshold: float, seed: int
+) -> list[dict[str, Any]]:
     """Measurement (1): each d_k, unscaled and ÷√d_k, on the same random draws."""
     rows = []
     for d_k in d_k_values:
         for kind in ("none", "sqrt_dk"):
             gen = torch.Generator().manual_seed(seed * 100_003 + d_k)  # same draws for both scalings
-            r = softmax_probe(d_k, scale_for(kind, d_k, d_k), n_keys=n_keys, samples=samples,
-                              generator=gen)
+            r = softmax_probe(d_k, scale_for(kind, d_k, d_k), n_keys=n_keys, samples=samples, generator=gen)
             saturated = float((r.pop("max_prob_rows") > threshold).float().mean())
             rows.append({"d_k": d_k, "scaling": kind, **r, "saturated_share": saturated})
     return rows
 
 
-def synthetic_heads(d_model: int, heads_values: Sequence[int], *, n_keys: int, samples: int,
-                    threshold: float, seed: int) -> list[dict[str, Any]]:
+def synthetic_heads(
+    d_model: int, heads_values: Sequence[int], *, n_keys: int, samples: int, threshold: float, seed: int
+) -> list[dict[str, Any]]:
     """Measurement (2): a fixed model width cut into h heads, each scaling."""
     rows = []
     for h in heads_values:
@@ -115,11 +117,20 @@ def synthetic_heads(d_model: int, heads_values: Sequence[int], *, n_keys: int, s
         d_k = d_model // h
         for kind in SCALES:
             gen = torch.Generator().manual_seed(seed * 100_003 + 7 * d_k + 1)
-            r = softmax_probe(d_k, scale_for(kind, d_k, d_model), n_keys=n_keys, samples=samples,
-                              generator=gen)
+            r = softmax_probe(
+                d_k, scale_for(kind, d_k, d_model), n_keys=n_keys, samples=samples, generator=gen
+            )
             saturated = float((r.pop("max_prob_rows") > threshold).float().mean())
-            rows.append({"heads": h, "d_k": d_k, "scaling": kind, **r,
-                         "score_var_scaled": r["std_scaled"] ** 2, "saturated_share": saturated})
+            rows.append(
+                {
+                    "heads": h,
+                    "d_k": d_k,
+                    "scaling": kind,
+                    **r,
+                    "score_var_scaled": r["std_scaled"] ** 2,
+                    "saturated_share": saturated,
+                }
+            )
     return rows
 
 
@@ -160,8 +171,9 @@ def query_grad_norm(model: BenchTransformer, x: torch.Tensor, y: torch.Tensor) -
     return norm
 
 
-def train_variants(ctx: ConceptContext, train_ids: torch.Tensor, valid_ids: torch.Tensor,
-                   vocab_size: int) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+def train_variants(
+    ctx: ConceptContext, train_ids: torch.Tensor, valid_ids: torch.Tensor, vocab_size: int
+) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
     """Measurement (3): each (head count, scaling) over seeds. Returns per-run rows and histories."""
     s = c = ctx.settings  # the rule merges the claim's section at the top level
     d_model = int(s.get("model", {}).get("d_model", 64))
@@ -171,7 +183,9 @@ def train_variants(ctx: ConceptContext, train_ids: torch.Tensor, valid_ids: torc
     histories: dict[str, list[Any]] = {}
     for heads in c["train_heads"]:
         if d_model % heads:
-            raise InputError(f"mechanisms.C05.train_heads: {heads} does not divide mechanisms.model.d_model={d_model}")
+            raise InputError(
+                f"mechanisms.C05.train_heads: {heads} does not divide mechanisms.model.d_model={d_model}"
+            )
         for scale in c["train_scales"]:
             if scale == "sqrt_dmodel" and heads == 1:
                 continue  # identical to ÷√d_k
@@ -190,12 +204,20 @@ def train_variants(ctx: ConceptContext, train_ids: torch.Tensor, valid_ids: torc
                 entropy0 = causal_attention_entropy(model, probe_x)
                 hist = train_lm(model, train_ids, valid_ids, ts, device=ctx.device)
                 histories.setdefault(name, []).append(hist)
-                runs.append({
-                    "variant": name, "heads": heads, "d_k": d_model // heads, "scaling": scale,
-                    "seed": seed, "final_eval_loss": hist.final_eval_loss, "diverged": hist.diverged,
-                    "grad_wq_init": grad0, "attention_entropy_init": entropy0,
-                    "attention_entropy_final": causal_attention_entropy(model, probe_x),
-                })
+                runs.append(
+                    {
+                        "variant": name,
+                        "heads": heads,
+                        "d_k": d_model // heads,
+                        "scaling": scale,
+                        "seed": seed,
+                        "final_eval_loss": hist.final_eval_loss,
+                        "diverged": hist.diverged,
+                        "grad_wq_init": grad0,
+                        "attention_entropy_init": entropy0,
+                        "attention_entropy_final": causal_attention_entropy(model, probe_x),
+                    }
+                )
     return runs, histories
 
 
@@ -231,10 +253,17 @@ def run(ctx: ConceptContext) -> Evidence:
     s = ctx.settings
     threshold = float(s["saturation_max_prob"])
     seed0 = ctx.seeds[0]
-    dk_rows = synthetic_dk(s["d_k_values"], n_keys=int(s["n_keys"]), samples=int(s["samples"]),
-                           threshold=threshold, seed=seed0)
-    head_rows = synthetic_heads(int(s["heads_d_model"]), s["heads_values"], n_keys=int(s["n_keys"]),
-                                samples=int(s["samples"]), threshold=threshold, seed=seed0)
+    dk_rows = synthetic_dk(
+        s["d_k_values"], n_keys=int(s["n_keys"]), samples=int(s["samples"]), threshold=threshold, seed=seed0
+    )
+    head_rows = synthetic_heads(
+        int(s["heads_d_model"]),
+        s["heads_values"],
+        n_keys=int(s["n_keys"]),
+        samples=int(s["samples"]),
+        threshold=threshold,
+        seed=seed0,
+    )
     tokenizer, train_ids, valid_ids = lm_data(ctx.inputs)
     runs, histories = train_variants(ctx, train_ids, valid_ids, tokenizer.get_vocab_size())
 
@@ -252,18 +281,22 @@ def run(ctx: ConceptContext) -> Evidence:
             "var_slope": loglog_slope(raw["d_k"], raw["var_raw"]),
             "max_prob": {"none": list(raw["max_prob"]), "sqrt_dk": list(scaled["max_prob"])},
             "entropy_norm": {"none": list(raw["entropy_norm"]), "sqrt_dk": list(scaled["entropy_norm"])},
-            "saturated_share": {"none": list(raw["saturated_share"]),
-                                "sqrt_dk": list(scaled["saturated_share"])},
+            "saturated_share": {
+                "none": list(raw["saturated_share"]),
+                "sqrt_dk": list(scaled["saturated_share"]),
+            },
             "grad_logits": {"none": list(raw["grad_logits"]), "sqrt_dk": list(scaled["grad_logits"])},
             "grad_query": {"none": list(raw["grad_query"]), "sqrt_dk": list(scaled["grad_query"])},
         },
         "heads": {
             "d_model": int(s["heads_d_model"]),
             "heads": sorted({int(h) for h in heads["heads"]}),
-            "score_var_scaled": {k: list(g.sort_values("heads")["score_var_scaled"])
-                                 for k, g in heads.groupby("scaling")},
-            "entropy_norm": {k: list(g.sort_values("heads")["entropy_norm"])
-                             for k, g in heads.groupby("scaling")},
+            "score_var_scaled": {
+                k: list(g.sort_values("heads")["score_var_scaled"]) for k, g in heads.groupby("scaling")
+            },
+            "entropy_norm": {
+                k: list(g.sort_values("heads")["entropy_norm"]) for k, g in heads.groupby("scaling")
+            },
         },
         "training": summarise_training(runs),
         "training_d_model": int(s.get("model", {}).get("d_model", 64)),
@@ -278,18 +311,42 @@ def run(ctx: ConceptContext) -> Evidence:
     ]
     run_frame = pd.DataFrame(runs)
     tables = [
-        Table.from_records("synthetic_dk", "Random unit-variance queries and keys, one softmax over "
-                           f"{s['n_keys']} keys per sample ({s['samples']} samples per d_k). Variances are "
-                           "of the raw scores q·k; gradients are medians of ‖∂L/∂·‖ for L = Σ p_j v_j.",
-                           [_round(r) for r in dk_rows]),
-        Table.from_records("synthetic_heads", f"A width of {s['heads_d_model']} cut into h heads: the score "
-                           "variance after each scaling and the softmax entropy (1 = uniform).",
-                           [_round({k: r[k] for k in ("heads", "d_k", "scaling", "score_var_scaled",
-                                                      "entropy_norm", "max_prob", "grad_query")})
-                            for r in head_rows]),
-        Table.from_records("training", "Bench LM on the corpus, final validation loss (nats/token), the "
-                           "gradient reaching W_q at initialisation and the normalised attention entropy, "
-                           "mean ± std over seeds.", _training_rows(run_frame)),
+        Table.from_records(
+            "synthetic_dk",
+            "Random unit-variance queries and keys, one softmax over "
+            f"{s['n_keys']} keys per sample ({s['samples']} samples per d_k). Variances are "
+            "of the raw scores q·k; gradients are medians of ‖∂L/∂·‖ for L = Σ p_j v_j.",
+            [_round(r) for r in dk_rows],
+        ),
+        Table.from_records(
+            "synthetic_heads",
+            f"A width of {s['heads_d_model']} cut into h heads: the score "
+            "variance after each scaling and the softmax entropy (1 = uniform).",
+            [
+                _round(
+                    {
+                        k: r[k]
+                        for k in (
+                            "heads",
+                            "d_k",
+                            "scaling",
+                            "score_var_scaled",
+                            "entropy_norm",
+                            "max_prob",
+                            "grad_query",
+                        )
+                    }
+                )
+                for r in head_rows
+            ],
+        ),
+        Table.from_records(
+            "training",
+            "Bench LM on the corpus, final validation loss (nats/token), the "
+            "gradient reaching W_q at initialisation and the normalised attention entropy, "
+            "mean ± std over seeds.",
+            _training_rows(run_frame),
+        ),
     ]
     v = metrics["synthetic"]
     return Evidence(
@@ -324,14 +381,19 @@ def _fmt(values: pd.Series) -> str:
 def _training_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for (d_k, scaling), g in frame.groupby(["d_k", "scaling"], sort=True):
-        rows.append({
-            "d_k": int(d_k), "heads": int(g["heads"].iloc[0]), "scaling": SCALE_NAMES[str(scaling)],
-            "final loss (nats/token)": _fmt(g["final_eval_loss"]),
-            "‖∂L/∂W_q‖ at init": _fmt(g["grad_wq_init"]),
-            "attention entropy at init": _fmt(g["attention_entropy_init"]),
-            "attention entropy after": _fmt(g["attention_entropy_final"]),
-            "diverged runs": int(g["diverged"].sum()), "seeds": len(g),
-        })
+        rows.append(
+            {
+                "d_k": int(d_k),
+                "heads": int(g["heads"].iloc[0]),
+                "scaling": SCALE_NAMES[str(scaling)],
+                "final loss (nats/token)": _fmt(g["final_eval_loss"]),
+                "‖∂L/∂W_q‖ at init": _fmt(g["grad_wq_init"]),
+                "attention entropy at init": _fmt(g["attention_entropy_init"]),
+                "attention entropy after": _fmt(g["attention_entropy_final"]),
+                "diverged runs": int(g["diverged"].sum()),
+                "seeds": len(g),
+            }
+        )
     return rows
 
 
@@ -357,19 +419,26 @@ def _figure_variance(ctx: ConceptContext, raw: pd.DataFrame, scaled: pd.DataFram
     ax.set_ylabel("variance of the score (unitless)")
     ax.legend()
     _plain_ticks(ax)
-    return plotting.save(fig, ctx.outdir, "variance_vs_dk", "Score variance grows with d_k",
-                         "Variance of q·k for random q, k with unit-variance components: it follows d_k "
-                         "(dashed line); after dividing by √d_k it stays at 1.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "variance_vs_dk",
+        "Score variance grows with d_k",
+        "Variance of q·k for random q, k with unit-variance components: it follows d_k "
+        "(dashed line); after dividing by √d_k it stays at 1.",
+    )
 
 
 def _figure_softmax(ctx: ConceptContext, dk: pd.DataFrame, threshold: float) -> Any:
     frame = dk.assign(scaling=dk["scaling"].map(SCALE_NAMES))
     fig, grid = plt.subplots(2, 2, figsize=(11, 8.5))
     axes = grid.ravel()
-    panels = [("max_prob", "largest softmax weight (probability)"),
-              ("entropy_norm", "softmax entropy / log(keys) (unitless)"),
-              ("grad_logits", "gradient norm at the scores (median, loss/score)"),
-              ("grad_query", "gradient norm at the query q (median, loss/unit q)")]
+    panels = [
+        ("max_prob", "largest softmax weight (probability)"),
+        ("entropy_norm", "softmax entropy / log(keys) (unitless)"),
+        ("grad_logits", "gradient norm at the scores (median, loss/score)"),
+        ("grad_query", "gradient norm at the query q (median, loss/unit q)"),
+    ]
     for ax, (col, label) in zip(axes, panels, strict=True):
         sns.lineplot(data=frame, x="d_k", y=col, hue="scaling", marker="o", ax=ax)
         ax.set_xscale("log", base=2)
@@ -382,12 +451,17 @@ def _figure_softmax(ctx: ConceptContext, dk: pd.DataFrame, threshold: float) -> 
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     for ax in axes:
         _plain_ticks(ax)
-    return plotting.save(fig, ctx.outdir, "softmax_vs_dk", "Without scaling the softmax saturates",
-                         "Softmax over random unit-variance scores, L = Σ p_j v_j with random values: without "
-                         "÷√d_k the largest weight tends to 1 and the entropy to 0 as d_k grows (dotted line: "
-                         "the saturation threshold) and the gradient at the softmax input collapses; the "
-                         "gradient that reaches q also carries the key norm ≈ √d_k, so it falls later. With "
-                         "÷√d_k all stay flat.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "softmax_vs_dk",
+        "Without scaling the softmax saturates",
+        "Softmax over random unit-variance scores, L = Σ p_j v_j with random values: without "
+        "÷√d_k the largest weight tends to 1 and the entropy to 0 as d_k grows (dotted line: "
+        "the saturation threshold) and the gradient at the softmax input collapses; the "
+        "gradient that reaches q also carries the key norm ≈ √d_k, so it falls later. With "
+        "÷√d_k all stay flat.",
+    )
 
 
 def _figure_heads(ctx: ConceptContext, heads: pd.DataFrame) -> Any:
@@ -404,10 +478,15 @@ def _figure_heads(ctx: ConceptContext, heads: pd.DataFrame) -> Any:
         ax.set_xlabel("attention heads h (d_k = d_model / h)")
         _plain_ticks(ax)
     d_model = int(heads["d_k"].max() * heads["heads"].min())
-    return plotting.save(fig, ctx.outdir, "scale_dimension_vs_heads", "Which dimension: d_k, not d_model",
-                         f"A width of {d_model} cut into h heads. Only ÷√d_k keeps the score variance at 1 "
-                         "for every h; ÷√d_model (the notes' 'embedding dimension') leaves 1/h, so with many "
-                         "heads the softmax starts out almost uniform; no scaling leaves d_k.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "scale_dimension_vs_heads",
+        "Which dimension: d_k, not d_model",
+        f"A width of {d_model} cut into h heads. Only ÷√d_k keeps the score variance at 1 "
+        "for every h; ÷√d_model (the notes' 'embedding dimension') leaves 1/h, so with many "
+        "heads the softmax starts out almost uniform; no scaling leaves d_k.",
+    )
 
 
 def _figure_training(ctx: ConceptContext, histories: Mapping[str, list[Any]]) -> Any:
@@ -421,9 +500,14 @@ def _figure_training(ctx: ConceptContext, histories: Mapping[str, list[Any]]) ->
     sns.lineplot(data=frame, x="step", y="loss", hue="variant", errorbar="sd", marker="o", ax=ax)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("validation loss (nats/token)")
-    return plotting.save(fig, ctx.outdir, "training_curves", "Training with and without scaling",
-                         "Bench LM on the corpus, each scaling at each d_k (head count at a fixed width); "
-                         "line: mean over seeds, band: ±1 standard deviation.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "training_curves",
+        "Training with and without scaling",
+        "Bench LM on the corpus, each scaling at each d_k (head count at a fixed width); "
+        "line: mean over seeds, band: ±1 standard deviation.",
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -439,18 +523,26 @@ def _mechanism(m: Mapping[str, Any]) -> tuple[bool, dict[str, float]]:
     grad_raw = float(syn["grad_logits"]["none"][-1])
     grad_scaled = float(syn["grad_logits"]["sqrt_dk"][-1])
     ratio = grad_raw / grad_scaled if grad_scaled > 0 else math.inf
-    numbers = {"slope": slope, "saturated_raw": sat_raw, "saturated_scaled": sat_scaled,
-               "grad_ratio": ratio, "d_k": float(syn["d_k"][-1])}
-    holds = (SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1] and sat_raw >= SATURATED_SHARE
-             and sat_scaled < SATURATED_SHARE and ratio < GRAD_SHRINK)
+    numbers = {
+        "slope": slope,
+        "saturated_raw": sat_raw,
+        "saturated_scaled": sat_scaled,
+        "grad_ratio": ratio,
+        "d_k": float(syn["d_k"][-1]),
+    }
+    holds = (
+        SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]
+        and sat_raw >= SATURATED_SHARE
+        and sat_scaled < SATURATED_SHARE
+        and ratio < GRAD_SHRINK
+    )
     return holds, numbers
 
 
 def _training_gap(m: Mapping[str, Any]) -> tuple[bool | None, str]:
     """At the largest trained d_k: is ÷√d_k clearly better than no scaling over seeds?"""
     training = m.get("training", {})
-    candidates = [int(d) for d, t in training.items()
-                  if {"sqrt_dk", "none"} <= set(t["scalings"])]
+    candidates = [int(d) for d, t in training.items() if {"sqrt_dk", "none"} <= set(t["scalings"])]
     if not candidates:
         return None, "no trained pair of ÷√d_k and no scaling"
     d_k = max(candidates)
@@ -459,8 +551,10 @@ def _training_gap(m: Mapping[str, Any]) -> tuple[bool | None, str]:
     if len(a) < 2 or len(b) < 2 or any(v is None for v in [*a, *b]):
         return None, f"d_k={d_k}: too few finite runs to compare"
     sa, sb = Spread.of(a), Spread.of(b)
-    text = (f"at d_k={d_k} the loss is {sa.mean:.3f} ± {sa.std:.3f} with ÷√d_k vs {sb.mean:.3f} ± {sb.std:.3f} "
-            f"without (nats/token, n={sa.n})")
+    text = (
+        f"at d_k={d_k} the loss is {sa.mean:.3f} ± {sa.std:.3f} with ÷√d_k vs {sb.mean:.3f} ± {sb.std:.3f} "
+        f"without (nats/token, n={sa.n})"
+    )
     return clearly_less(a, b), text
 
 
@@ -481,8 +575,10 @@ def _dimension(m: Mapping[str, Any]) -> tuple[bool | None, str]:
             b = sc["sqrt_dk"]["final_eval_loss"]["values"]
             if len(a) > 1 and len(b) > 1 and None not in a and None not in b:
                 worse = "clearly worse" if clearly_less(b, a) else "not clearly worse"
-                text += (f"; in training at d_k={d_k} it was {worse}: {Spread.of(a).mean:.3f} vs "
-                         f"{Spread.of(b).mean:.3f}")
+                text += (
+                    f"; in training at d_k={d_k} it was {worse}: {Spread.of(a).mean:.3f} vs "
+                    f"{Spread.of(b).mean:.3f}"
+                )
             break
     return v_model < OVER_SHRINK_VAR and abs(math.log(v_k)) < abs(math.log(v_model)), text
 
@@ -498,54 +594,72 @@ def _query_gradient(m: Mapping[str, Any]) -> tuple[bool | None, str]:
     raw, scaled = sc["none"]["grad_wq_init"]["values"], sc["sqrt_dk"]["grad_wq_init"]["values"]
     if len(raw) < 2 or len(scaled) < 2:
         return None, ""
-    text = (f"‖∂L/∂W_q‖ at initialisation is {Spread.of(raw).mean:.3g} unscaled vs "
-            f"{Spread.of(scaled).mean:.3g} scaled at d_k={d_k}")
+    text = (
+        f"‖∂L/∂W_q‖ at initialisation is {Spread.of(raw).mean:.3g} unscaled vs "
+        f"{Spread.of(scaled).mean:.3g} scaled at d_k={d_k}"
+    )
     entropy = {k: sc[k].get("attention_entropy_final", {}).get("mean") for k in ("none", "sqrt_dk")}
     if None not in entropy.values():
-        text += (f", while the trained attention's normalised entropy is {entropy['none']:.2f} unscaled vs "
-                 f"{entropy['sqrt_dk']:.2f}")
+        text += (
+            f", while the trained attention's normalised entropy is {entropy['none']:.2f} unscaled vs "
+            f"{entropy['sqrt_dk']:.2f}"
+        )
     return clearly_less(raw, scaled), text
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     holds, n = _mechanism(metrics)
     if not holds:
-        return Verdict(Label.NOT_SUPPORTED,
-                       f"The mechanism did not show: var(q·k) ∝ d_k^{n['slope']:.2f}; at d_k={n['d_k']:.0f} "
-                       f"{n['saturated_raw']:.0%} of unscaled softmax rows are saturated (scaled "
-                       f"{n['saturated_scaled']:.0%}) and the gradient at its input is {n['grad_ratio']:.2g}× "
-                       "the scaled one.")
-    mech = (f"var(q·k) ∝ d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
-            f"softmax rows saturate (scaled {n['saturated_scaled']:.0%}) with {n['grad_ratio']:.1e}× the scaled "
-            "gradient at the softmax input")
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            f"The mechanism did not show: var(q·k) ∝ d_k^{n['slope']:.2f}; at d_k={n['d_k']:.0f} "
+            f"{n['saturated_raw']:.0%} of unscaled softmax rows are saturated (scaled "
+            f"{n['saturated_scaled']:.0%}) and the gradient at its input is {n['grad_ratio']:.2g}× "
+            "the scaled one.",
+        )
+    mech = (
+        f"var(q·k) ∝ d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
+        f"softmax rows saturate (scaled {n['saturated_scaled']:.0%}) with {n['grad_ratio']:.1e}× the scaled "
+        "gradient at the softmax input"
+    )
     helps, train_text = _training_gap(metrics)
     if helps is None:
-        return Verdict(Label.INCONCLUSIVE, f"{mech}, but the training comparison cannot decide: {train_text}.")
+        return Verdict(
+            Label.INCONCLUSIVE, f"{mech}, but the training comparison cannot decide: {train_text}."
+        )
     if not helps:
-        return Verdict(Label.PARTLY, f"In isolation {mech}; but training shows no clear benefit: {train_text}.")
+        return Verdict(
+            Label.PARTLY, f"In isolation {mech}; but training shows no clear benefit: {train_text}."
+        )
     caveats = []
     wrong_dim, dim_text = _dimension(metrics)
     if wrong_dim:
-        caveats.append(f"the right dimension is the per-head d_k of the notes' code, not the embedding "
-                       f"dimension of their text ({dim_text})")
+        caveats.append(
+            f"the right dimension is the per-head d_k of the notes' code, not the embedding "
+            f"dimension of their text ({dim_text})"
+        )
     vanished, grad_text = _query_gradient(metrics)
     if vanished is False:
         caveats.append(f"the harm in the model is saturation, not a vanished gradient ({grad_text})")
     if caveats:
-        return Verdict(Label.PARTLY, f"Scaling matters: {mech}; {train_text}. But " + ", and ".join(caveats) + ".")
+        return Verdict(
+            Label.PARTLY, f"Scaling matters: {mech}; {train_text}. But " + ", and ".join(caveats) + "."
+        )
     return Verdict(Label.SUPPORTED, f"{mech}; {train_text}.")
 
 
 def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     holds, n = _mechanism(m)
-    checks = [LiteratureCheck(
-        "Vaswani et al. 2017, section 3.2.1 and footnote 4",
-        "For q, k with independent unit-variance components, q·k has variance d_k; large dot products push "
-        "the softmax into regions with extremely small gradients, hence the 1/√d_k factor.",
-        holds,
-        f"This run: variance ∝ d_k^{n['slope']:.2f}; at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
-        f"softmax rows saturated, gradient at the softmax input {n['grad_ratio']:.1e}× the scaled one.",
-    )]
+    checks = [
+        LiteratureCheck(
+            "Vaswani et al. 2017, section 3.2.1 and footnote 4",
+            "For q, k with independent unit-variance components, q·k has variance d_k; large dot products push "
+            "the softmax into regions with extremely small gradients, hence the 1/√d_k factor.",
+            holds,
+            f"This run: variance ∝ d_k^{n['slope']:.2f}; at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
+            f"softmax rows saturated, gradient at the softmax input {n['grad_ratio']:.1e}× the scaled one.",
+        )
+    ]
     gaps = {}
     for d_k, t in m.get("training", {}).items():
         sc = t["scalings"]
@@ -556,11 +670,17 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     if len(gaps) >= 2:
         lo, hi = min(gaps), max(gaps)
         agrees = gaps[hi] > gaps[lo]
-        note = (f"Loss gap (no scaling − ÷√d_k): {gaps[lo]:+.3f} nats/token at d_k={lo}, "
-                f"{gaps[hi]:+.3f} at d_k={hi}.")
-    checks.append(LiteratureCheck(
-        "Vaswani et al. 2017, section 3.2.1",
-        "Unscaled dot-product attention is on par with additive attention for small d_k and falls behind "
-        "for larger d_k, i.e. the harm of not scaling grows with d_k.",
-        agrees, note))
+        note = (
+            f"Loss gap (no scaling − ÷√d_k): {gaps[lo]:+.3f} nats/token at d_k={lo}, "
+            f"{gaps[hi]:+.3f} at d_k={hi}."
+        )
+    checks.append(
+        LiteratureCheck(
+            "Vaswani et al. 2017, section 3.2.1",
+            "Unscaled dot-product attention is on par with additive attention for small d_k and falls behind "
+            "for larger d_k, i.e. the harm of not scaling grows with d_k.",
+            agrees,
+            note,
+        )
+    )
     return checks

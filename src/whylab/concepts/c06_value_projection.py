@@ -63,8 +63,9 @@ class KeyValueTask:
 
     def __post_init__(self) -> None:
         if not 1 < self.n_pairs < self.n_keys:
-            raise ValueError("n_pairs must be at least 2 and below n_keys (a spare key is needed "
-                             "for the key-swap control)")
+            raise ValueError(
+                "n_pairs must be at least 2 and below n_keys (a spare key is needed for the key-swap control)"
+            )
         if self.n_values < 2:
             raise ValueError("n_values must be at least 2")
 
@@ -141,12 +142,13 @@ def value_weights(model: Any) -> list[torch.nn.Parameter]:
     for name in ("w_v", "v_proj", "value"):
         layer = getattr(attn, name, None)
         if isinstance(layer, torch.nn.Linear):
-            return [p for p in layer.parameters()]
+            return list(layer.parameters())
     raise AttributeError("could not find W_v in model.blocks[0].attn")
 
 
-def interventions(model: Any, task: KeyValueTask, s: Mapping[str, torch.Tensor], seed: int,
-                  device: str) -> dict[str, float]:
+def interventions(
+    model: Any, task: KeyValueTask, s: Mapping[str, torch.Tensor], seed: int, device: str
+) -> dict[str, float]:
     """The role-separating measurements on a trained model with learned W_v."""
     gen = torch.Generator().manual_seed(20_000 + seed)
     rows = torch.arange(len(s["ids"]))
@@ -188,9 +190,12 @@ def run_task(ctx: ConceptContext, seed: int, v_proj: bool) -> dict[str, Any]:
     model, history = train_on_task(ctx.settings, task, seed, ctx.device, v_proj=v_proj)
     held_out = task.sample(tc["eval_size"], torch.Generator().manual_seed(10_000 + seed))
     pred, att = query_view(model, held_out["ids"], ctx.device)
-    result: dict[str, Any] = {"accuracy": float((pred == held_out["target"]).float().mean()),
-                              "diverged": bool(history.diverged), "attention": att,
-                              "position": held_out["position"]}
+    result: dict[str, Any] = {
+        "accuracy": float((pred == held_out["target"]).float().mean()),
+        "diverged": bool(history.diverged),
+        "attention": att,
+        "position": held_out["position"],
+    }
     if v_proj:
         result["interventions"] = interventions(model, task, held_out, seed, ctx.device)
     return result
@@ -198,8 +203,7 @@ def run_task(ctx: ConceptContext, seed: int, v_proj: bool) -> dict[str, Any]:
 
 def run_lm(ctx: ConceptContext, corpus: Any, seed: int, v_proj: bool) -> dict[str, Any]:
     _, _, history = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"v_proj": v_proj})
-    return {"history": history, "eval_loss": history.final_eval_loss,
-            "diverged": bool(history.diverged)}
+    return {"history": history, "eval_loss": history.final_eval_loss, "diverged": bool(history.diverged)}
 
 
 # --------------------------------------------------------------------------- run
@@ -213,62 +217,98 @@ def run(ctx: ConceptContext) -> Evidence:
     inter = [r["interventions"] for r in task_runs["learned W_v"]]
     metrics: dict[str, Any] = {
         "n_seeds": len(seeds),
-        "task": {"n_keys": tc["n_keys"], "n_values": tc["n_values"], "n_pairs": tc["n_pairs"],
-                 "n_layers": tc["n_layers"], "chance_accuracy": 1.0 / tc["n_values"],
-                 "uniform_attention": 1.0 / (tc["n_pairs"] + 1)},
+        "task": {
+            "n_keys": tc["n_keys"],
+            "n_values": tc["n_values"],
+            "n_pairs": tc["n_pairs"],
+            "n_layers": tc["n_layers"],
+            "chance_accuracy": 1.0 / tc["n_values"],
+            "uniform_attention": 1.0 / (tc["n_pairs"] + 1),
+        },
         "task_accuracy": {KEYS[v]: summary([r["accuracy"] for r in runs]) for v, runs in task_runs.items()},
         "lm_eval_loss": {KEYS[v]: summary([r["eval_loss"] for r in runs]) for v, runs in lm_runs.items()},
         "roles": {name: summary([i[name] for i in inter]) for name in inter[0]},
         "diverged": {KEYS[v]: sum(r["diverged"] for r in task_runs[v] + lm_runs[v]) for v in VARIANTS},
-        "thresholds": {k: float(ctx.settings[k]) for k in
-                       ("min_accuracy_gap", "min_loss_gain", "min_follow_value", "max_value_swap_shift")},
+        "thresholds": {
+            k: float(ctx.settings[k])
+            for k in ("min_accuracy_gap", "min_loss_gain", "min_follow_value", "max_value_swap_shift")
+        },
     }
     roles = metrics["roles"]
     tables = [
         Table.from_records(
-            "roles", "Interventions on the trained model with learned W_v (mean ± std over seeds). "
+            "roles",
+            "Interventions on the trained model with learned W_v (mean ± std over seeds). "
             "Attention change is the total-variation distance of the query's first-layer attention "
             "(0 = unchanged, 1 = moved entirely elsewhere).",
-            [{"intervention": "none", "attention change": "0",
-              "accuracy / share": fmt([i["accuracy"] for i in inter], notation="f"),
-              "what the share counts": "answers correct"},
-             {"intervention": "value of the matched pair changed",
-              "attention change": fmt([i["value_swap_attention_tv"] for i in inter], notation="f"),
-              "accuracy / share": fmt([i["value_swap_follows_new_value"] for i in inter], notation="f"),
-              "what the share counts": "answers that follow the new value"},
-             {"intervention": "key of the matched pair changed",
-              "attention change": fmt([i["key_swap_attention_tv"] for i in inter], notation="f"),
-              "accuracy / share": fmt([i["key_swap_keeps_old_answer"] for i in inter], notation="f"),
-              "what the share counts": "answers still giving the old value"},
-             {"intervention": "W_v replaced by a random matrix",
-              "attention change": fmt([i["wv_random_attention_tv"] for i in inter], notation="f"),
-              "accuracy / share": fmt([i["wv_random_accuracy"] for i in inter], notation="f"),
-              "what the share counts": "answers correct"}]),
+            [
+                {
+                    "intervention": "none",
+                    "attention change": "0",
+                    "accuracy / share": fmt([i["accuracy"] for i in inter], notation="f"),
+                    "what the share counts": "answers correct",
+                },
+                {
+                    "intervention": "value of the matched pair changed",
+                    "attention change": fmt([i["value_swap_attention_tv"] for i in inter], notation="f"),
+                    "accuracy / share": fmt([i["value_swap_follows_new_value"] for i in inter], notation="f"),
+                    "what the share counts": "answers that follow the new value",
+                },
+                {
+                    "intervention": "key of the matched pair changed",
+                    "attention change": fmt([i["key_swap_attention_tv"] for i in inter], notation="f"),
+                    "accuracy / share": fmt([i["key_swap_keeps_old_answer"] for i in inter], notation="f"),
+                    "what the share counts": "answers still giving the old value",
+                },
+                {
+                    "intervention": "W_v replaced by a random matrix",
+                    "attention change": fmt([i["wv_random_attention_tv"] for i in inter], notation="f"),
+                    "accuracy / share": fmt([i["wv_random_accuracy"] for i in inter], notation="f"),
+                    "what the share counts": "answers correct",
+                },
+            ],
+        ),
         Table.from_records(
-            "ablation", "V = X (no W_v) vs learned W_v, mean ± std over seeds.",
-            [{"variant": v, "task accuracy": fmt([r["accuracy"] for r in task_runs[v]], notation="f"),
-              "LM validation loss (nats/token)": fmt([r["eval_loss"] for r in lm_runs[v]], notation="f")}
-             for v in VARIANTS]),
+            "ablation",
+            "V = X (no W_v) vs learned W_v, mean ± std over seeds.",
+            [
+                {
+                    "variant": v,
+                    "task accuracy": fmt([r["accuracy"] for r in task_runs[v]], notation="f"),
+                    "LM validation loss (nats/token)": fmt(
+                        [r["eval_loss"] for r in lm_runs[v]], notation="f"
+                    ),
+                }
+                for v in VARIANTS
+            ],
+        ),
     ]
     figures = [
         _roles_figure(inter, ctx),
         _ablation_figure(task_runs, metrics["task"]["chance_accuracy"], ctx),
         _attention_figure(task_runs["learned W_v"][0], ctx),
-        plot_curves({v: [r["history"] for r in lm_runs[v]] for v in VARIANTS}, ctx.outdir, "lm_curves",
-                    "C06: language-model loss with learned W_v and with V = X",
-                    "Validation next-token loss on the corpus; line = mean over seeds, band = ±1 std."),
+        plot_curves(
+            {v: [r["history"] for r in lm_runs[v]] for v in VARIANTS},
+            ctx.outdir,
+            "lm_curves",
+            "C06: language-model loss with learned W_v and with V = X",
+            "Validation next-token loss on the corpus; line = mean over seeds, band = ±1 std.",
+        ),
     ]
     separated = _roles_separated(metrics)
-    literature = [LiteratureCheck(
-        "Vaswani et al. 2017, section 3.2",
-        "Attention output is a weighted sum of the values, with weights computed from the query "
-        "and the keys; values, like queries and keys, get their own learned projection per head.",
-        agrees=separated if len(seeds) > 1 else None,
-        note=f"This run: changing the matched pair's value moved the query's attention by "
-             f"{roles['value_swap_attention_tv']['mean']:.3f} (total variation) while "
-             f"{roles['value_swap_follows_new_value']['mean']:.2f} of answers followed the new value; "
-             f"a random W_v moved attention by {roles['wv_random_attention_tv']['mean']:.3f} and left "
-             f"accuracy {roles['wv_random_accuracy']['mean']:.2f}.")]
+    literature = [
+        LiteratureCheck(
+            "Vaswani et al. 2017, section 3.2",
+            "Attention output is a weighted sum of the values, with weights computed from the query "
+            "and the keys; values, like queries and keys, get their own learned projection per head.",
+            agrees=separated if len(seeds) > 1 else None,
+            note=f"This run: changing the matched pair's value moved the query's attention by "
+            f"{roles['value_swap_attention_tv']['mean']:.3f} (total variation) while "
+            f"{roles['value_swap_follows_new_value']['mean']:.2f} of answers followed the new value; "
+            f"a random W_v moved attention by {roles['wv_random_attention_tv']['mean']:.3f} and left "
+            f"accuracy {roles['wv_random_accuracy']['mean']:.2f}.",
+        )
+    ]
     method = (
         "The notes say Q and K decide where to look (먹었다 → 사과를) and V decides what is fetched (the "
         "meaning of 사과). We build a key–value retrieval task in which each context token carries a "
@@ -279,8 +319,14 @@ def run(ctx: ConceptContext) -> Evidence:
         "query's attention moves and how the answer changes. We also compare V = X (no W_v) with "
         "learned W_v over seeds, on the task and as a language model on the corpus."
     )
-    return Evidence(method=method, metrics=metrics, seeds=list(seeds), tables=tables, figures=figures,
-                    literature=literature)
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=list(seeds),
+        tables=tables,
+        figures=figures,
+        literature=literature,
+    )
 
 
 def _roles_figure(inter: list[dict[str, float]], ctx: ConceptContext) -> Any:
@@ -288,29 +334,52 @@ def _roles_figure(inter: list[dict[str, float]], ctx: ConceptContext) -> Any:
     rows = []
     for i in inter:
         for key, label in labels.items():
-            rows.append({"intervention": label, "quantity": "attention change (TV)",
-                         "value": i[f"{key}_attention_tv"]})
-        rows.append({"intervention": "value changed", "quantity": "answer follows new value",
-                     "value": i["value_swap_follows_new_value"]})
-        rows.append({"intervention": "key changed", "quantity": "answer still old value",
-                     "value": i["key_swap_keeps_old_answer"]})
-        rows.append({"intervention": "W_v randomised", "quantity": "accuracy", "value": i["wv_random_accuracy"]})
+            rows.append(
+                {
+                    "intervention": label,
+                    "quantity": "attention change (TV)",
+                    "value": i[f"{key}_attention_tv"],
+                }
+            )
+        rows.append(
+            {
+                "intervention": "value changed",
+                "quantity": "answer follows new value",
+                "value": i["value_swap_follows_new_value"],
+            }
+        )
+        rows.append(
+            {
+                "intervention": "key changed",
+                "quantity": "answer still old value",
+                "value": i["key_swap_keeps_old_answer"],
+            }
+        )
+        rows.append(
+            {"intervention": "W_v randomised", "quantity": "accuracy", "value": i["wv_random_accuracy"]}
+        )
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(7.5, 4))
     sns.barplot(data=frame, x="intervention", y="value", hue="quantity", errorbar="sd", ax=ax)
     ax.set_xlabel("intervention on the trained model (learned W_v)")
     ax.set_ylabel("fraction (0–1)")
     return plotting.save(
-        fig, ctx.outdir, "roles", "C06: where the model looks vs what it fetches",
+        fig,
+        ctx.outdir,
+        "roles",
+        "C06: where the model looks vs what it fetches",
         "Bars: mean over seeds, error bars ±1 std. Attention change = total-variation distance of the "
         "query's first-layer attention before and after the intervention. Changing the value leaves "
-        "attention in place and the answer follows it; changing the key moves attention.")
+        "attention in place and the answer follows it; changing the key moves attention.",
+    )
 
 
-def _ablation_figure(task_runs: Mapping[str, list[dict[str, Any]]], chance: float,
-                     ctx: ConceptContext) -> Any:
-    frame = pd.DataFrame([{"variant": v, "accuracy": r["accuracy"]}
-                          for v, runs in task_runs.items() for r in runs])
+def _ablation_figure(
+    task_runs: Mapping[str, list[dict[str, Any]]], chance: float, ctx: ConceptContext
+) -> Any:
+    frame = pd.DataFrame(
+        [{"variant": v, "accuracy": r["accuracy"]} for v, runs in task_runs.items() for r in runs]
+    )
     fig, ax = plt.subplots(figsize=(5, 4))
     sns.barplot(data=frame, x="variant", y="accuracy", errorbar="sd", ax=ax, alpha=0.7)
     sns.stripplot(data=frame, x="variant", y="accuracy", ax=ax, color="black", size=5)
@@ -318,17 +387,26 @@ def _ablation_figure(task_runs: Mapping[str, list[dict[str, Any]]], chance: floa
     ax.set_xlabel("value path")
     ax.set_ylabel("task accuracy (fraction correct)")
     return plotting.save(
-        fig, ctx.outdir, "ablation", "C06: key–value retrieval with learned W_v and with V = X",
-        f"Held-out accuracy; bars = mean over seeds (±1 std), dots = seeds; dashed = chance ({chance:.3f}).")
+        fig,
+        ctx.outdir,
+        "ablation",
+        "C06: key–value retrieval with learned W_v and with V = X",
+        f"Held-out accuracy; bars = mean over seeds (±1 std), dots = seeds; dashed = chance ({chance:.3f}).",
+    )
 
 
 def _attention_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
     n_show = int(ctx.settings["attention_examples"])
     panels = {"learned W_v": (r["attention"][:n_show].mean(dim=1).numpy(), r["position"][:n_show].tolist())}
     return attention_rows_figure(
-        panels, ctx.outdir, "attention_map", f"C06: the query's attention (learned W_v, seed {ctx.seeds[0]})",
+        panels,
+        ctx.outdir,
+        "attention_map",
+        f"C06: the query's attention (learned W_v, seed {ctx.seeds[0]})",
         "Each row is one held-out sequence; colour is the query's first-layer attention, averaged over "
-        "heads. Red box: the pair whose key matches the query.", "key position (index; last = the query token)")
+        "heads. Red box: the pair whose key matches the query.",
+        "key position (index; last = the query token)",
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -339,11 +417,13 @@ def _roles_separated(metrics: Mapping[str, Any]) -> bool:
     th = metrics["thresholds"]
     roles = metrics["roles"]
     acc = roles["accuracy"]["values"]
-    return (roles["value_swap_follows_new_value"]["mean"] >= th["min_follow_value"]
-            and roles["value_swap_attention_tv"]["mean"] <= th["max_value_swap_shift"]
-            and clearly_less(roles["value_swap_attention_tv"]["values"], roles["key_swap_attention_tv"]["values"])
-            and roles["wv_random_attention_tv"]["mean"] <= th["max_value_swap_shift"]
-            and clearly_less(roles["wv_random_accuracy"]["values"], acc))
+    return (
+        roles["value_swap_follows_new_value"]["mean"] >= th["min_follow_value"]
+        and roles["value_swap_attention_tv"]["mean"] <= th["max_value_swap_shift"]
+        and clearly_less(roles["value_swap_attention_tv"]["values"], roles["key_swap_attention_tv"]["values"])
+        and roles["wv_random_attention_tv"]["mean"] <= th["max_value_swap_shift"]
+        and clearly_less(roles["wv_random_accuracy"]["values"], acc)
+    )
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -353,23 +433,40 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if isinstance(ab, Verdict):
         return ab
     if not ab.task_learned:
-        return Verdict(Label.INCONCLUSIVE,
-                       f"The retrieval task was not learned (accuracy {ab.acc.mean:.3f}, chance {ab.chance:.3f}), "
-                       "so the interventions cannot separate the roles.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"The retrieval task was not learned (accuracy {ab.acc.mean:.3f}, chance {ab.chance:.3f}), "
+            "so the interventions cannot separate the roles.",
+        )
     roles = metrics["roles"]
-    role_numbers = (f"changing the matched value moves attention by {roles['value_swap_attention_tv']['mean']:.3f} "
-                    f"(TV) while {roles['value_swap_follows_new_value']['mean']:.2f} of answers follow it; "
-                    f"changing the key moves attention by {roles['key_swap_attention_tv']['mean']:.3f}")
+    role_numbers = (
+        f"changing the matched value moves attention by {roles['value_swap_attention_tv']['mean']:.3f} "
+        f"(TV) while {roles['value_swap_follows_new_value']['mean']:.2f} of answers follow it; "
+        f"changing the key moves attention by {roles['key_swap_attention_tv']['mean']:.3f}"
+    )
     task_gain, lm_gain = ab.task_gain, ab.lm_gain
-    ablation = (f"task accuracy {ab.acc} (learned W_v) vs {ab.acc_ablated} (V = X); LM loss {ab.loss} vs "
-                f"{ab.loss_ablated} nats/token")
+    ablation = (
+        f"task accuracy {ab.acc} (learned W_v) vs {ab.acc_ablated} (V = X); LM loss {ab.loss} vs "
+        f"{ab.loss_ablated} nats/token"
+    )
     if not _roles_separated(metrics):
-        return Verdict(Label.NOT_SUPPORTED, f"The interventions do not separate where-to-look from "
-                       f"what-to-fetch: {role_numbers}.")
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            f"The interventions do not separate where-to-look from what-to-fetch: {role_numbers}.",
+        )
     if task_gain or lm_gain:
-        where = "on the task and the LM" if task_gain and lm_gain else (
-            "on the task" if task_gain else "as a language model, though V = X also solves the task")
-        return Verdict(Label.SUPPORTED, f"Q/K pick the position and V the content: {role_numbers}; "
-                       f"a learned W_v clearly helps {where} ({ablation}).")
-    return Verdict(Label.PARTLY, f"Q/K pick the position and V the content ({role_numbers}), but a "
-                   f"separate learned W_v adds nothing clear over V = X ({ablation}).")
+        where = (
+            "on the task and the LM"
+            if task_gain and lm_gain
+            else ("on the task" if task_gain else "as a language model, though V = X also solves the task")
+        )
+        return Verdict(
+            Label.SUPPORTED,
+            f"Q/K pick the position and V the content: {role_numbers}; "
+            f"a learned W_v clearly helps {where} ({ablation}).",
+        )
+    return Verdict(
+        Label.PARTLY,
+        f"Q/K pick the position and V the content ({role_numbers}), but a "
+        f"separate learned W_v adds nothing clear over V = X ({ablation}).",
+    )

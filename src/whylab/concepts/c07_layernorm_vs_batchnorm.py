@@ -97,9 +97,11 @@ def lm_pairs(seqs: Sequence[Sequence[int]], pad_id: int, length: int | None = No
 
 def padded_batch_fn(seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int):  # type: ignore[no-untyped-def]
     """``batch_fn`` for ``train_lm``: random sentences, padded to the longest in the batch."""
+
     def batch_fn(step: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         idx = torch.randint(len(seqs), (batch_size,), generator=generator)
         return lm_pairs([seqs[int(i)] for i in idx], pad_id)
+
     return batch_fn
 
 
@@ -133,8 +135,14 @@ def token_loss(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], devic
     total, count = 0.0, 0
     for x, y in batches:
         logits = model(x.to(device)).logits
-        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
-                                       ignore_index=IGNORE, reduction="sum"))
+        total += float(
+            F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                y.to(device).reshape(-1),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
+        )
         count += int((y != IGNORE).sum())
     return total / max(1, count)
 
@@ -145,8 +153,14 @@ def relative_change(a: Tensor, b: Tensor) -> float:
 
 
 @torch.no_grad()
-def probe_logits(model: nn.Module, probe: Sequence[int], mates: Sequence[Sequence[int]], pad_id: int,
-                 device: str, extra_padding: int = 0) -> Tensor:
+def probe_logits(
+    model: nn.Module,
+    probe: Sequence[int],
+    mates: Sequence[Sequence[int]],
+    pad_id: int,
+    device: str,
+    extra_padding: int = 0,
+) -> Tensor:
     """Logits of ``probe``'s real positions when it sits in a batch with ``mates`` (row 0),
     the batch padded to its longest row plus ``extra_padding`` PAD columns."""
     longest = max(len(s) for s in [probe, *mates]) - 1
@@ -160,9 +174,19 @@ def stream_windows(stream: Tensor, length: int, count: int, generator: torch.Gen
     return [stream[int(s) : int(s) + length].tolist() for s in starts]
 
 
-def batch_dependence(model: nn.Module, probes: Sequence[Sequence[int]], pool: Sequence[Sequence[int]],
-                     stream: Tensor, *, batch_size: int, mate_sets: int, extra_padding: Sequence[int],
-                     pad_id: int, device: str, seed: int) -> dict[str, Any]:
+def batch_dependence(
+    model: nn.Module,
+    probes: Sequence[Sequence[int]],
+    pool: Sequence[Sequence[int]],
+    stream: Tensor,
+    *,
+    batch_size: int,
+    mate_sets: int,
+    extra_padding: Sequence[int],
+    pad_id: int,
+    device: str,
+    seed: int,
+) -> dict[str, Any]:
     """How much a probe sentence's logits move with the rest of its batch.
 
     - ``mates_padded``: other sentences (mixed lengths, so padded) swapped, batch statistics;
@@ -179,24 +203,29 @@ def batch_dependence(model: nn.Module, probes: Sequence[Sequence[int]], pool: Se
     per_extra: dict[int, list[float]] = {int(e): [] for e in extra_padding}
     pad_share: dict[int, list[float]] = {int(e): [] for e in [0, *extra_padding]}
     for probe in probes:
-        mate_lists = [[pool[int(i)] for i in torch.randint(len(pool), (k,), generator=gen)]
-                      for _ in range(mate_sets)]
+        mate_lists = [
+            [pool[int(i)] for i in torch.randint(len(pool), (k,), generator=gen)] for _ in range(mate_sets)
+        ]
         ref = probe_logits(train_like, probe, mate_lists[0], pad_id, device)
         ref_eval = probe_logits(eval_model, probe, mate_lists[0], pad_id, device)
         for mates in mate_lists[1:]:
-            out["mates_padded"].append(relative_change(
-                probe_logits(train_like, probe, mates, pad_id, device), ref))
-            out["eval_mode"].append(relative_change(
-                probe_logits(eval_model, probe, mates, pad_id, device), ref_eval))
+            out["mates_padded"].append(
+                relative_change(probe_logits(train_like, probe, mates, pad_id, device), ref)
+            )
+            out["eval_mode"].append(
+                relative_change(probe_logits(eval_model, probe, mates, pad_id, device), ref_eval)
+            )
         same_len = [stream_windows(stream, len(probe), k, gen) for _ in range(mate_sets)]
         ref_nopad = probe_logits(train_like, probe, same_len[0], pad_id, device)
         for mates in same_len[1:]:
-            out["mates_nopad"].append(relative_change(
-                probe_logits(train_like, probe, mates, pad_id, device), ref_nopad))
+            out["mates_nopad"].append(
+                relative_change(probe_logits(train_like, probe, mates, pad_id, device), ref_nopad)
+            )
         longest = max(len(s) for s in [probe, *mate_lists[0]]) - 1
         for extra in per_extra:
-            per_extra[extra].append(relative_change(
-                probe_logits(train_like, probe, mate_lists[0], pad_id, device, extra), ref))
+            per_extra[extra].append(
+                relative_change(probe_logits(train_like, probe, mate_lists[0], pad_id, device, extra), ref)
+            )
         for extra in pad_share:
             x, _ = lm_pairs([probe, *mate_lists[0]], pad_id, length=longest + extra)
             pad_share[extra].append(pad_fraction(x, pad_id))
@@ -205,15 +234,20 @@ def batch_dependence(model: nn.Module, probes: Sequence[Sequence[int]], pool: Se
     result["padding"] = sum(per_extra[largest]) / len(per_extra[largest]) if per_extra else 0.0
     result["reference_pad_fraction"] = sum(pad_share[0]) / len(pad_share[0])
     result["padding_curve"] = [
-        {"extra_pad_columns": e, "pad_fraction": sum(pad_share[e]) / len(pad_share[e]),
-         "change": sum(v) / len(v)} for e, v in sorted(per_extra.items())
+        {
+            "extra_pad_columns": e,
+            "pad_fraction": sum(pad_share[e]) / len(pad_share[e]),
+            "change": sum(v) / len(v),
+        }
+        for e, v in sorted(per_extra.items())
     ]
     return result
 
 
 @torch.no_grad()
-def batchnorm_statistics(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], pad_id: int,
-                         device: str) -> dict[str, float]:
+def batchnorm_statistics(
+    model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], pad_id: int, device: str
+) -> dict[str, float]:
     """What the PAD rows do to BatchNorm's statistics, in training mode.
 
     ``pad_mean_shift``: |mean over all rows - mean over real rows| / std of the real rows,
@@ -226,8 +260,9 @@ def batchnorm_statistics(model: nn.Module, batches: Sequence[tuple[Tensor, Tenso
     bns = [mod for mod in m.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return {}
-    hooks = [bn.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float()))
-             for bn in bns]
+    hooks = [
+        bn.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float())) for bn in bns
+    ]
     shifts: list[float] = []
     means: list[list[Tensor]] = [[] for _ in bns]
     stds: list[list[Tensor]] = [[] for _ in bns]
@@ -246,10 +281,15 @@ def batchnorm_statistics(model: nn.Module, batches: Sequence[tuple[Tensor, Tenso
     finally:
         for h in hooks:
             h.remove()
-    fluct = [float((torch.stack(mu).std(0) / torch.stack(sd).mean(0).clamp_min(1e-6)).mean())
-             for mu, sd in zip(means, stds, strict=True) if len(mu) > 1]
-    return {"pad_mean_shift": sum(shifts) / len(shifts),
-            "batch_fluctuation": sum(fluct) / len(fluct) if fluct else math.nan}
+    fluct = [
+        float((torch.stack(mu).std(0) / torch.stack(sd).mean(0).clamp_min(1e-6)).mean())
+        for mu, sd in zip(means, stds, strict=True)
+        if len(mu) > 1
+    ]
+    return {
+        "pad_mean_shift": sum(shifts) / len(shifts),
+        "batch_fluctuation": sum(fluct) / len(fluct) if fluct else math.nan,
+    }
 
 
 # --------------------------------------------------------------------------- experiment
@@ -280,8 +320,10 @@ def run(ctx: ConceptContext) -> Evidence:
     train_seqs = sentence_ids(_corpus_paths(ctx.inputs, "train"), tokenizer, min_len=min_len, max_len=max_len)
     valid_seqs = sentence_ids(_corpus_paths(ctx.inputs, "valid"), tokenizer, min_len=min_len, max_len=max_len)
     if len(train_seqs) < 2 or len(valid_seqs) < 2:
-        raise InputError(f"C07: the corpus has too few sentences of at least {min_len} tokens "
-                         f"(train {len(train_seqs)}, valid {len(valid_seqs)})")
+        raise InputError(
+            f"C07: the corpus has too few sentences of at least {min_len} tokens "
+            f"(train {len(train_seqs)}, valid {len(valid_seqs)})"
+        )
     # a fixed shuffle of the validation sentences, so every fixed batch mixes lengths
     order = torch.randperm(len(valid_seqs), generator=torch.Generator().manual_seed(0)).tolist()
     valid_seqs = [valid_seqs[i] for i in order]
@@ -304,25 +346,52 @@ def run(ctx: ConceptContext) -> Evidence:
     bn_stats: list[dict[str, float]] = []
     reference_pad: list[float] = []
     for norm in norms:
-        cfg = bench_config(s.get("model", {}), vocab_size=vocab, norm=norm, pad_id=pad_id, max_len=model_max_len)
-        rows: dict[str, list[float]] = {k: [] for k in (
-            "eval_loss", "batch_stats_loss", "mode_gap", "train_loss_end", "mates_padded",
-            "mates_nopad", "padding", "eval_mode")}
+        cfg = bench_config(
+            s.get("model", {}), vocab_size=vocab, norm=norm, pad_id=pad_id, max_len=model_max_len
+        )
+        rows: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "eval_loss",
+                "batch_stats_loss",
+                "mode_gap",
+                "train_loss_end",
+                "mates_padded",
+                "mates_nopad",
+                "padding",
+                "eval_mode",
+            )
+        }
         histories[NORM_NAMES[norm]] = []
         curves[norm] = []
         for seed in ctx.seeds:
             model = bench.build_model(cfg, seed, ctx.device)
             settings = train_settings(s.get("train", {}), **train_over, seed=seed)
-            hist = train_lm(model, None, eval_windows, settings, ctx.device,
-                            batch_fn=padded_batch_fn(train_seqs, batch_size, pad_id))
+            hist = train_lm(
+                model,
+                None,
+                eval_windows,
+                settings,
+                ctx.device,
+                batch_fn=padded_batch_fn(train_seqs, batch_size, pad_id),
+            )
             histories[NORM_NAMES[norm]].append(hist)
             model.eval()
             eval_loss = token_loss(model, eval_batches, ctx.device)
             stats_loss = token_loss(batch_stats_mode(model), eval_batches, ctx.device)
-            tail = hist.train_loss[-max(1, len(hist.train_loss) // 10):]
-            dep = batch_dependence(model, probes, pool, stream, batch_size=batch_size,
-                                   mate_sets=int(s.get("mate_sets", 4)), extra_padding=extras,
-                                   pad_id=pad_id, device=ctx.device, seed=seed)
+            tail = hist.train_loss[-max(1, len(hist.train_loss) // 10) :]
+            dep = batch_dependence(
+                model,
+                probes,
+                pool,
+                stream,
+                batch_size=batch_size,
+                mate_sets=int(s.get("mate_sets", 4)),
+                extra_padding=extras,
+                pad_id=pad_id,
+                device=ctx.device,
+                seed=seed,
+            )
             rows["eval_loss"].append(eval_loss)
             rows["batch_stats_loss"].append(stats_loss)
             rows["mode_gap"].append(eval_loss - stats_loss)
@@ -334,19 +403,27 @@ def run(ctx: ConceptContext) -> Evidence:
             if norm == "batch":
                 gen = torch.Generator().manual_seed(20_000 + seed)
                 sample = padded_batch_fn(train_seqs, batch_size, pad_id)
-                bn_stats.append(batchnorm_statistics(model, [sample(i, gen) for i in range(8)], pad_id,
-                                                     ctx.device))
+                bn_stats.append(
+                    batchnorm_statistics(model, [sample(i, gen) for i in range(8)], pad_id, ctx.device)
+                )
         per_norm[norm] = rows
 
     metrics: dict[str, Any] = {
         "norms": {norm: {k: bench.summary(v) for k, v in rows.items()} for norm, rows in per_norm.items()},
-        "batchnorm_statistics": {k: bench.summary([b[k] for b in bn_stats]) for k in
-                                 ("pad_mean_shift", "batch_fluctuation")} if bn_stats else {},
+        "batchnorm_statistics": {
+            k: bench.summary([b[k] for b in bn_stats]) for k in ("pad_mean_shift", "batch_fluctuation")
+        }
+        if bn_stats
+        else {},
         "padding_curves": {norm: _mean_curve(c) for norm, c in curves.items()},
         "reference_pad_fraction": sum(reference_pad) / len(reference_pad),
         "pad_fraction_train": _mean_pad_fraction(train_seqs, batch_size, pad_id),
-        "sentences": {"train": len(train_seqs), "valid": len(valid_seqs), "eval": n_eval,
-                      "mean_length": sum(len(q) for q in train_seqs) / len(train_seqs)},
+        "sentences": {
+            "train": len(train_seqs),
+            "valid": len(valid_seqs),
+            "eval": n_eval,
+            "mean_length": sum(len(q) for q in train_seqs) / len(train_seqs),
+        },
         "pad_id": pad_id,
         "dependence_threshold": float(s.get("dependence_threshold", 0.01)),
         "invariance_tolerance": float(s.get("invariance_tolerance", 1e-4)),
@@ -391,59 +468,86 @@ def _table(metrics: Mapping[str, Any], norms: Sequence[str]) -> Table:
     records = []
     for norm in norms:
         m = metrics["norms"][norm]
-        records.append({
-            "norm": NORM_NAMES[norm],
-            "validation loss (nats/token)": bench.fmt(m["eval_loss"], 4),
-            "loss with batch statistics (nats/token)": bench.fmt(m["batch_stats_loss"], 4),
-            "eval-mode gap (nats/token)": bench.fmt(m["mode_gap"], 3),
-            "change, other sentences swapped": bench.fmt(m["mates_padded"], 3),
-            "change, other rows swapped, no PAD": bench.fmt(m["mates_nopad"], 3),
-            "change, extra PAD columns": bench.fmt(m["padding"], 3),
-            "change in eval mode": bench.fmt(m["eval_mode"], 3),
-        })
+        records.append(
+            {
+                "norm": NORM_NAMES[norm],
+                "validation loss (nats/token)": bench.fmt(m["eval_loss"], 4),
+                "loss with batch statistics (nats/token)": bench.fmt(m["batch_stats_loss"], 4),
+                "eval-mode gap (nats/token)": bench.fmt(m["mode_gap"], 3),
+                "change, other sentences swapped": bench.fmt(m["mates_padded"], 3),
+                "change, other rows swapped, no PAD": bench.fmt(m["mates_nopad"], 3),
+                "change, extra PAD columns": bench.fmt(m["padding"], 3),
+                "change in eval mode": bench.fmt(m["eval_mode"], 3),
+            }
+        )
     return Table.from_records(
-        "norms", "Mean ± std over seeds. 'Change' is the relative change ||Δlogits||/||logits|| of one "
+        "norms",
+        "Mean ± std over seeds. 'Change' is the relative change ||Δlogits||/||logits|| of one "
         "sentence's logits (training mode: batch statistics) when the rest of its batch changes; "
         "'eval-mode gap' is the validation loss with running statistics minus with batch statistics.",
-        records)
+        records,
+    )
 
 
-def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapping[str, Any],
-             norms: Sequence[str]) -> list[FigureRef]:
+def _figures(
+    outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapping[str, Any], norms: Sequence[str]
+) -> list[FigureRef]:
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
 
     from whylab import plotting
 
-    figs = [bench.plot_curves(
-        histories, outdir, "training_curves", "Validation loss while training on padded batches",
-        "Validation loss (eval mode; BatchNorm uses its running statistics) per norm; line = mean over "
-        "seeds, band = ±1 standard deviation.")]
+    figs = [
+        bench.plot_curves(
+            histories,
+            outdir,
+            "training_curves",
+            "Validation loss while training on padded batches",
+            "Validation loss (eval mode; BatchNorm uses its running statistics) per norm; line = mean over "
+            "seeds, band = ±1 standard deviation.",
+        )
+    ]
 
     floor = 1e-9
     rows = []
     for norm in norms:
         for point in metrics["padding_curves"][norm]:
-            rows.append({"norm": NORM_NAMES[norm], "PAD share of the batch (%)": 100 * point["pad_fraction"],
-                         "change": max(point["change"], floor)})
+            rows.append(
+                {
+                    "norm": NORM_NAMES[norm],
+                    "PAD share of the batch (%)": 100 * point["pad_fraction"],
+                    "change": max(point["change"], floor),
+                }
+            )
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.lineplot(data=pd.DataFrame(rows), x="PAD share of the batch (%)", y="change", hue="norm",
-                 marker="o", ax=ax)
+    sns.lineplot(
+        data=pd.DataFrame(rows), x="PAD share of the batch (%)", y="change", hue="norm", marker="o", ax=ax
+    )
     ax.set_yscale("log")
     ax.axvline(100 * metrics["reference_pad_fraction"], color="grey", linestyle=":")
     ax.set_xlabel("PAD share of the batch (% of positions)")
     ax.set_ylabel("relative change of one sentence's logits (ratio)")
-    figs.append(plotting.save(
-        fig, outdir, "change_vs_padding", "Output change vs padding in the batch",
-        "The same sentence in the same batch, with extra PAD columns added (training mode, batch "
-        "statistics), compared with the batch padded only to its longest sentence (dotted line: that "
-        f"batch's PAD share); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
-        "LayerNorm and RMSNorm normalise each token alone, so their line sits at float round-off."))
+    figs.append(
+        plotting.save(
+            fig,
+            outdir,
+            "change_vs_padding",
+            "Output change vs padding in the batch",
+            "The same sentence in the same batch, with extra PAD columns added (training mode, batch "
+            "statistics), compared with the batch padded only to its longest sentence (dotted line: that "
+            f"batch's PAD share); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
+            "LayerNorm and RMSNorm normalise each token alone, so their line sits at float round-off.",
+        )
+    )
 
     rows = []
-    labels = {"mates_padded": "other sentences\nswapped", "mates_nopad": "other rows swapped\n(no PAD at all)",
-              "padding": "extra PAD\ncolumns", "eval_mode": "other sentences\nswapped (eval mode)"}
+    labels = {
+        "mates_padded": "other sentences\nswapped",
+        "mates_nopad": "other rows swapped\n(no PAD at all)",
+        "padding": "extra PAD\ncolumns",
+        "eval_mode": "other sentences\nswapped (eval mode)",
+    }
     for norm in norms:
         for key, label in labels.items():
             for v in bench.values(metrics["norms"][norm][key]):
@@ -453,10 +557,16 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
     ax.set_yscale("log")
     ax.set_xlabel("what changes in the sentence's batch")
     ax.set_ylabel("relative change of the logits (ratio)")
-    figs.append(plotting.save(
-        fig, outdir, "batch_dependence", "Does one sentence's output depend on its batch?",
-        "Relative change of one sentence's logits when its batch changes; bars = mean over seeds, "
-        f"error bars = ±1 std; values below {floor:g} drawn at {floor:g}."))
+    figs.append(
+        plotting.save(
+            fig,
+            outdir,
+            "batch_dependence",
+            "Does one sentence's output depend on its batch?",
+            "Relative change of one sentence's logits when its batch changes; bars = mean over seeds, "
+            f"error bars = ±1 std; values below {floor:g} drawn at {floor:g}.",
+        )
+    )
     return figs
 
 
@@ -477,18 +587,26 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     sh = f"{shift:.3f}" if shift is not None else "n/a"
     return LiteratureCheck(
         source="Shen et al. 2020, PowerNorm: Rethinking Batch Normalization in Transformers",
-        finding=("Naive BatchNorm in NLP transformers trains worse than LayerNorm, because the batch "
-                 "statistics fluctuate strongly from batch to batch."),
+        finding=(
+            "Naive BatchNorm in NLP transformers trains worse than LayerNorm, because the batch "
+            "statistics fluctuate strongly from batch to batch."
+        ),
         agrees=agrees,
-        note=(f"Here: validation loss LayerNorm {bench.fmt(metrics['norms']['layer']['eval_loss'], 4)} vs "
-              f"BatchNorm {bench.fmt(metrics['norms']['batch']['eval_loss'], 4)} nats/token; batch-to-batch "
-              f"fluctuation of BatchNorm's channel means = {fl} of a channel's std; the PAD rows move a "
-              f"training batch's channel means by {sh} of a channel's std. "
-              + ("The loss difference is within the seed noise at this scale (tiny model, a few hundred "
-                 "steps), so this run cannot confirm or refute it." if agrees is None else
-                 "BatchNorm's faster early progress wins in this short run of a tiny model; Shen et al. "
-                 "trained full-size translation and language models to convergence." if agrees is False
-                 else "")),
+        note=(
+            f"Here: validation loss LayerNorm {bench.fmt(metrics['norms']['layer']['eval_loss'], 4)} vs "
+            f"BatchNorm {bench.fmt(metrics['norms']['batch']['eval_loss'], 4)} nats/token; batch-to-batch "
+            f"fluctuation of BatchNorm's channel means = {fl} of a channel's std; the PAD rows move a "
+            f"training batch's channel means by {sh} of a channel's std. "
+            + (
+                "The loss difference is within the seed noise at this scale (tiny model, a few hundred "
+                "steps), so this run cannot confirm or refute it."
+                if agrees is None
+                else "BatchNorm's faster early progress wins in this short run of a tiny model; Shen et al. "
+                "trained full-size translation and language models to convergence."
+                if agrees is False
+                else ""
+            )
+        ),
     )
 
 
@@ -505,31 +623,47 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     bn_pad = float(bn["padding"]["mean"])
     bn_mates = float(bn["mates_nopad"]["mean"])
     ln_loss, bn_loss = bench.values(ln["eval_loss"]), bench.values(bn["eval_loss"])
-    losses = f"validation loss LN {bench.fmt(ln['eval_loss'], 4)} vs BN {bench.fmt(bn['eval_loss'], 4)} nats/token"
+    losses = (
+        f"validation loss LN {bench.fmt(ln['eval_loss'], 4)} vs BN {bench.fmt(bn['eval_loss'], 4)} nats/token"
+    )
     if ln_dep > tol:
-        return Verdict(Label.INCONCLUSIVE,
-                       f"LayerNorm's output changed by {ln_dep:.2g} with its batch although it normalises each "
-                       f"token alone (tolerance {tol:g}): the batch-dependence measurement is not trustworthy.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"LayerNorm's output changed by {ln_dep:.2g} with its batch although it normalises each "
+            f"token alone (tolerance {tol:g}): the batch-dependence measurement is not trustworthy.",
+        )
     if len(ln_loss) < 2 or len(bn_loss) < 2:
         return Verdict(Label.INCONCLUSIVE, f"Fewer than two finished seeds per norm ({losses}).")
     ln_better, bn_better = clearly_less(ln_loss, bn_loss), clearly_less(bn_loss, ln_loss)
-    mechanism = (f"extra PAD changes a sentence's BatchNorm logits by {bn_pad:.2g} (LayerNorm: {ln_dep:.1g}), "
-                 f"and swapping PAD-free batch-mates by {bn_mates:.2g}")
+    mechanism = (
+        f"extra PAD changes a sentence's BatchNorm logits by {bn_pad:.2g} (LayerNorm: {ln_dep:.1g}), "
+        f"and swapping PAD-free batch-mates by {bn_mates:.2g}"
+    )
     if bn_pad < threshold:
         if ln_better:
-            return Verdict(Label.PARTLY,
-                           f"LayerNorm trains better ({losses}), but padding barely moves BatchNorm's output "
-                           f"({bn_pad:.2g} < {threshold:g}), so the stated reason is not what this run shows.")
-        return Verdict(Label.NOT_SUPPORTED,
-                       f"Padding barely moves BatchNorm's output ({bn_pad:.2g} < {threshold:g}) and LayerNorm "
-                       f"is not clearly better ({losses}).")
+            return Verdict(
+                Label.PARTLY,
+                f"LayerNorm trains better ({losses}), but padding barely moves BatchNorm's output "
+                f"({bn_pad:.2g} < {threshold:g}), so the stated reason is not what this run shows.",
+            )
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            f"Padding barely moves BatchNorm's output ({bn_pad:.2g} < {threshold:g}) and LayerNorm "
+            f"is not clearly better ({losses}).",
+        )
     if ln_better:
-        return Verdict(Label.SUPPORTED,
-                       f"{mechanism[0].upper()}{mechanism[1:]}; {losses}, LayerNorm clearly lower. PAD in the "
-                       "mean is one reason; batch dependence without PAD is another.")
+        return Verdict(
+            Label.SUPPORTED,
+            f"{mechanism[0].upper()}{mechanism[1:]}; {losses}, LayerNorm clearly lower. PAD in the "
+            "mean is one reason; batch dependence without PAD is another.",
+        )
     if bn_better:
-        return Verdict(Label.PARTLY,
-                       f"The mechanism is real ({mechanism}), but BatchNorm reached the lower loss here ({losses}).")
-    return Verdict(Label.PARTLY,
-                   f"The mechanism is real ({mechanism}), but the losses are within seed noise ({losses}), so "
-                   "'BatchNorm works poorly' is not shown at this scale.")
+        return Verdict(
+            Label.PARTLY,
+            f"The mechanism is real ({mechanism}), but BatchNorm reached the lower loss here ({losses}).",
+        )
+    return Verdict(
+        Label.PARTLY,
+        f"The mechanism is real ({mechanism}), but the losses are within seed noise ({losses}), so "
+        "'BatchNorm works poorly' is not shown at this scale.",
+    )

@@ -72,9 +72,13 @@ def run(ctx: ConceptContext) -> Evidence:
                     finals, diverged = [], 0
                     for seed in ctx.seeds:
                         _, _, hist = bench.train_on_corpus(
-                            s, corpus, seed, ctx.device,
+                            s,
+                            corpus,
+                            seed,
+                            ctx.device,
                             {"n_layers": depth, "norm": "layer", "norm_position": pos, **overrides},
-                            {"lr": lr, "warmup_steps": warmup, **train_over})
+                            {"lr": lr, "warmup_steps": warmup, **train_over},
+                        )
                         finals.append(capped_loss(hist.final_eval_loss, cap))
                         diverged += int(hist.diverged)
                         label = f"{NAMES[pos]}, {'warm-up' if warmup else 'no warm-up'}"
@@ -94,15 +98,29 @@ def run(ctx: ConceptContext) -> Evidence:
         for pos in POSITIONS:
             grads[init_name][pos] = {}
             for depth in probe_depths:
-                cfg = bench_config(s.get("model", {}), vocab_size=corpus.vocab_size, n_layers=depth,
-                                   norm="layer", norm_position=pos, **{**overrides, "init_std": std})
+                cfg = bench_config(
+                    s.get("model", {}),
+                    vocab_size=corpus.vocab_size,
+                    n_layers=depth,
+                    norm="layer",
+                    norm_position=pos,
+                    **{**overrides, "init_std": std},
+                )
                 per_seed = []
                 for seed in ctx.seeds:
                     model = bench.build_model(cfg, seed, ctx.device)
-                    x, y = next(lm_batches(corpus.train, batch_size=16, seq_len=seq_len,
-                                           generator=torch.Generator().manual_seed(seed)))
+                    x, y = next(
+                        lm_batches(
+                            corpus.train,
+                            batch_size=16,
+                            seq_len=seq_len,
+                            generator=torch.Generator().manual_seed(seed),
+                        )
+                    )
                     per_seed.append(per_layer_grad_norms(model, x, y))
-                grads[init_name][pos][str(depth)] = [sum(col) / len(col) for col in zip(*per_seed, strict=True)]
+                grads[init_name][pos][str(depth)] = [
+                    sum(col) / len(col) for col in zip(*per_seed, strict=True)
+                ]
 
     metrics: dict[str, Any] = {
         "cells": cells,
@@ -134,17 +152,24 @@ def _table(metrics: Mapping[str, Any]) -> Table:
     for cell in metrics["cells"]:
         pre, post = bench.values(cell["pre"]["loss"]), bench.values(cell["post"]["loss"])
         better = "Pre-LN" if clearly_less(pre, post) else "Post-LN" if clearly_less(post, pre) else "neither"
-        records.append({
-            "lr": cell["lr"], "layers": cell["depth"], "warm-up steps": cell["warmup"],
-            "Pre-LN loss (nats/token)": bench.fmt(cell["pre"]["loss"], 4),
-            "Post-LN loss (nats/token)": bench.fmt(cell["post"]["loss"], 4),
-            "Pre-LN diverged": f"{cell['pre']['diverged']}/{cell['pre']['runs']}",
-            "Post-LN diverged": f"{cell['post']['diverged']}/{cell['post']['runs']}",
-            "clearly better": better,
-        })
+        records.append(
+            {
+                "lr": cell["lr"],
+                "layers": cell["depth"],
+                "warm-up steps": cell["warmup"],
+                "Pre-LN loss (nats/token)": bench.fmt(cell["pre"]["loss"], 4),
+                "Post-LN loss (nats/token)": bench.fmt(cell["post"]["loss"], 4),
+                "Pre-LN diverged": f"{cell['pre']['diverged']}/{cell['pre']['runs']}",
+                "Post-LN diverged": f"{cell['post']['diverged']}/{cell['post']['runs']}",
+                "clearly better": better,
+            }
+        )
     return Table.from_records(
-        "grid", "Final validation loss, mean ± std over seeds, per cell of the grid; 'clearly better' = "
-        "lower by more than two standard errors of the difference.", records)
+        "grid",
+        "Final validation loss, mean ± std over seeds, per cell of the grid; 'clearly better' = "
+        "lower by more than two standard errors of the difference.",
+        records,
+    )
 
 
 def _grad_table(metrics: Mapping[str, Any], depths: Sequence[int]) -> Table:
@@ -153,30 +178,44 @@ def _grad_table(metrics: Mapping[str, Any], depths: Sequence[int]) -> Table:
         for pos, by_depth in by_pos.items():
             for depth in depths:
                 norms = by_depth[str(depth)]
-                records.append({
-                    "init": f"{init_name} (std {metrics['init_stds'][init_name]:.3g})",
-                    "placement": NAMES[pos], "layers": depth,
-                    "grad norm, first block": round(norms[0], 4),
-                    "grad norm, last block": round(norms[-1], 4),
-                    "last / first": round(norms[-1] / norms[0], 3) if norms[0] else None,
-                })
+                records.append(
+                    {
+                        "init": f"{init_name} (std {metrics['init_stds'][init_name]:.3g})",
+                        "placement": NAMES[pos],
+                        "layers": depth,
+                        "grad norm, first block": round(norms[0], 4),
+                        "grad norm, last block": round(norms[-1], 4),
+                        "last / first": round(norms[-1] / norms[0], 3) if norms[0] else None,
+                    }
+                )
     return Table.from_records(
-        "grad_at_init", "Gradient norm of each block's parameters after one backward pass at "
-        "initialisation (mean over seeds).", records)
+        "grad_at_init",
+        "Gradient norm of each block's parameters after one backward pass at "
+        "initialisation (mean over seeds).",
+        records,
+    )
 
 
 def largest_difference(cells: Sequence[Mapping[str, Any]]) -> tuple[float, int] | None:
     """(lr, depth) of the cell where Pre-LN and Post-LN differ most (mean over seeds)."""
-    diffs = [(abs(c["post"]["loss"]["mean"] - c["pre"]["loss"]["mean"]), c["lr"], c["depth"]) for c in cells
-             if c["pre"]["loss"]["mean"] is not None and c["post"]["loss"]["mean"] is not None]
+    diffs = [
+        (abs(c["post"]["loss"]["mean"] - c["pre"]["loss"]["mean"]), c["lr"], c["depth"])
+        for c in cells
+        if c["pre"]["loss"]["mean"] is not None and c["post"]["loss"]["mean"] is not None
+    ]
     if not diffs:
         return None
     _, lr, depth = max(diffs)
     return lr, depth
 
 
-def _figures(outdir: Path, histories: Mapping[tuple[float, int], Mapping[str, Sequence[Any]]],
-             metrics: Mapping[str, Any], lrs: Sequence[float], probe_depths: Sequence[int]) -> list[FigureRef]:
+def _figures(
+    outdir: Path,
+    histories: Mapping[tuple[float, int], Mapping[str, Sequence[Any]]],
+    metrics: Mapping[str, Any],
+    lrs: Sequence[float],
+    probe_depths: Sequence[int],
+) -> list[FigureRef]:
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
@@ -184,34 +223,56 @@ def _figures(outdir: Path, histories: Mapping[tuple[float, int], Mapping[str, Se
     from whylab import plotting
 
     hardest = (max(lrs), max(c["depth"] for c in metrics["cells"]))
-    figs = [bench.plot_curves(
-        histories[hardest], outdir, "training_curves", f"Pre-LN vs Post-LN at lr {hardest[0]:g}, {hardest[1]} layers",
-        "Validation loss during training at the highest learning rate and largest depth of the grid, "
-        "with and without warm-up; line = mean over seeds, band = ±1 standard deviation.")]
+    figs = [
+        bench.plot_curves(
+            histories[hardest],
+            outdir,
+            "training_curves",
+            f"Pre-LN vs Post-LN at lr {hardest[0]:g}, {hardest[1]} layers",
+            "Validation loss during training at the highest learning rate and largest depth of the grid, "
+            "with and without warm-up; line = mean over seeds, band = ±1 standard deviation.",
+        )
+    ]
     widest = largest_difference(metrics["cells"])
     if widest is not None and widest != hardest:
-        figs.append(bench.plot_curves(
-            histories[widest], outdir, "training_curves_largest_gap",
-            f"Pre-LN vs Post-LN at lr {widest[0]:g}, {widest[1]} layers",
-            "Validation loss during training in the grid cell where the two placements differ most; line = "
-            "mean over seeds, band = ±1 standard deviation."))
+        figs.append(
+            bench.plot_curves(
+                histories[widest],
+                outdir,
+                "training_curves_largest_gap",
+                f"Pre-LN vs Post-LN at lr {widest[0]:g}, {widest[1]} layers",
+                "Validation loss during training in the grid cell where the two placements differ most; line = "
+                "mean over seeds, band = ±1 standard deviation.",
+            )
+        )
 
     rows = []
     for cell in metrics["cells"]:
         pre, post = cell["pre"]["loss"]["mean"], cell["post"]["loss"]["mean"]
-        rows.append({"setting": f"{cell['depth']} layers, " + ("warm-up" if cell["warmup"] else "no warm-up"),
-                     "lr": f"{cell['lr']:g}", "diff": (post - pre) if pre is not None and post is not None else None})
+        rows.append(
+            {
+                "setting": f"{cell['depth']} layers, " + ("warm-up" if cell["warmup"] else "no warm-up"),
+                "lr": f"{cell['lr']:g}",
+                "diff": (post - pre) if pre is not None and post is not None else None,
+            }
+        )
     frame = pd.DataFrame(rows).pivot(index="setting", columns="lr", values="diff")
     frame = frame[[f"{v:g}" for v in lrs]]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     sns.heatmap(frame.astype(float), annot=True, fmt=".3f", center=0.0, cmap="RdBu", cbar=False, ax=ax)
     ax.set_xlabel("peak learning rate (AdamW)")
     ax.set_ylabel("depth and warm-up")
-    figs.append(plotting.save(
-        fig, outdir, "loss_difference", "Where does Pre-LN win?",
-        "Number in each cell: final validation loss of Post-LN minus Pre-LN (nats/token), mean over "
-        "seeds (blue, positive: Pre-LN lower; red, negative: Post-LN lower). Whether a difference is "
-        "clear of the seed noise is in the table."))
+    figs.append(
+        plotting.save(
+            fig,
+            outdir,
+            "loss_difference",
+            "Where does Pre-LN win?",
+            "Number in each cell: final validation loss of Post-LN minus Pre-LN (nats/token), mean over "
+            "seeds (blue, positive: Pre-LN lower; red, negative: Post-LN lower). Whether a difference is "
+            "clear of the seed noise is in the table.",
+        )
+    )
 
     rows = []
     deep = str(max(probe_depths))
@@ -220,15 +281,22 @@ def _figures(outdir: Path, histories: Mapping[tuple[float, int], Mapping[str, Se
             for i, v in enumerate(by_depth[deep]):
                 rows.append({"block": i + 1, "grad": v, "placement": NAMES[pos], "init": init_name})
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.lineplot(data=pd.DataFrame(rows), x="block", y="grad", hue="placement", style="init",
-                 marker="o", ax=ax)
+    sns.lineplot(
+        data=pd.DataFrame(rows), x="block", y="grad", hue="placement", style="init", marker="o", ax=ax
+    )
     ax.set_yscale("log")
     ax.set_xlabel("block (1 = next to the embedding, last = next to the output)")
     ax.set_ylabel("gradient norm at initialisation (L2, log scale)")
-    figs.append(plotting.save(
-        fig, outdir, "grad_norm_per_layer", f"Gradient norm per block at initialisation ({deep} layers)",
-        "L2 norm of each block's parameter gradient after one backward pass at initialisation, mean over "
-        "seeds, for the grid's init and a Xavier-like init (std 1/√d_model, Xiong et al.'s setting)."))
+    figs.append(
+        plotting.save(
+            fig,
+            outdir,
+            "grad_norm_per_layer",
+            f"Gradient norm per block at initialisation ({deep} layers)",
+            "L2 norm of each block's parameter gradient after one backward pass at initialisation, mean over "
+            "seeds, for the grid's init and a Xavier-like init (std 1/√d_model, Xiong et al.'s setting).",
+        )
+    )
     return figs
 
 
@@ -244,18 +312,30 @@ def _xiong(metrics: Mapping[str, Any], depths: Sequence[int]) -> list[Literature
         ratio_post = post[-1] / post[0] if post[0] else math.nan
         # Post-LN's last-block gradient larger than Pre-LN's, and relatively larger next to the output
         verdicts[init_name] = post[-1] > pre[-1] and ratio_post > ratio_pre
-        notes.append(f"{init_name}: last-block gradient Post-LN {post[-1]:.3g} vs Pre-LN {pre[-1]:.3g}, "
-                     f"last/first Post-LN {ratio_post:.2f} vs Pre-LN {ratio_pre:.2f}")
+        notes.append(
+            f"{init_name}: last-block gradient Post-LN {post[-1]:.3g} vs Pre-LN {pre[-1]:.3g}, "
+            f"last/first Post-LN {ratio_post:.2f} vs Pre-LN {ratio_pre:.2f}"
+        )
     grad_agrees = verdicts.get("Xavier-like init")
     flips = len(set(verdicts.values())) > 1
-    checks = [LiteratureCheck(
-        source="Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (gradients at init)",
-        finding="At initialisation Post-LN's gradients next to the output are large; Pre-LN's shrink with depth.",
-        agrees=grad_agrees,
-        note=(f"{deep}-layer models; " + "; ".join(notes) + "."
-              + (" The picture depends on the init: with the grid's small GPT-2-style init it does not hold, "
-                 "with the Xavier-like init Xiong et al. analyse it does." if flips else "")),
-    )]
+    checks = [
+        LiteratureCheck(
+            source="Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (gradients at init)",
+            finding="At initialisation Post-LN's gradients next to the output are large; Pre-LN's shrink with depth.",
+            agrees=grad_agrees,
+            note=(
+                f"{deep}-layer models; "
+                + "; ".join(notes)
+                + "."
+                + (
+                    " The picture depends on the init: with the grid's small GPT-2-style init it does not hold, "
+                    "with the Xavier-like init Xiong et al. analyse it does."
+                    if flips
+                    else ""
+                )
+            ),
+        )
+    ]
 
     helped: dict[str, int] = {"pre": 0, "post": 0}
     pairs = 0
@@ -273,15 +353,22 @@ def _xiong(metrics: Mapping[str, Any], depths: Sequence[int]) -> list[Literature
         warm_agrees = None
     else:
         warm_agrees = helped["post"] > helped["pre"]
-    checks.append(LiteratureCheck(
-        source="Xiong et al. 2020 (warm-up)",
-        finding="Post-LN needs a learning-rate warm-up; Pre-LN trains as well without one.",
-        agrees=warm_agrees,
-        note=(f"Warm-up clearly lowered the final loss in {helped['post']}/{pairs} (lr, depth) settings for "
-              f"Post-LN and {helped['pre']}/{pairs} for Pre-LN."
-              + (" In runs this short, warm-up also spends a share of the few updates at a low learning rate."
-                 if warm_agrees is not True else "")),
-    ))
+    checks.append(
+        LiteratureCheck(
+            source="Xiong et al. 2020 (warm-up)",
+            finding="Post-LN needs a learning-rate warm-up; Pre-LN trains as well without one.",
+            agrees=warm_agrees,
+            note=(
+                f"Warm-up clearly lowered the final loss in {helped['post']}/{pairs} (lr, depth) settings for "
+                f"Post-LN and {helped['pre']}/{pairs} for Pre-LN."
+                + (
+                    " In runs this short, warm-up also spends a share of the few updates at a low learning rate."
+                    if warm_agrees is not True
+                    else ""
+                )
+            ),
+        )
+    )
     return checks
 
 
@@ -289,15 +376,21 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Count the grid cells each placement wins clearly, and compare divergence rates."""
     cells = metrics["cells"]
     margin = float(metrics["divergence_margin"])
-    pre_wins = [c for c in cells if clearly_less(bench.values(c["pre"]["loss"]), bench.values(c["post"]["loss"]))]
-    post_wins = [c for c in cells if clearly_less(bench.values(c["post"]["loss"]), bench.values(c["pre"]["loss"]))]
+    pre_wins = [
+        c for c in cells if clearly_less(bench.values(c["pre"]["loss"]), bench.values(c["post"]["loss"]))
+    ]
+    post_wins = [
+        c for c in cells if clearly_less(bench.values(c["post"]["loss"]), bench.values(c["pre"]["loss"]))
+    ]
     runs_pre = sum(c["pre"]["runs"] for c in cells) or 1
     runs_post = sum(c["post"]["runs"] for c in cells) or 1
     div_pre = sum(c["pre"]["diverged"] for c in cells) / runs_pre
     div_post = sum(c["post"]["diverged"] for c in cells) / runs_post
     n = len(cells)
-    counts = (f"Pre-LN clearly lower in {len(pre_wins)}/{n} cells, Post-LN in {len(post_wins)}/{n}; "
-              f"divergence rate Pre-LN {div_pre:.0%}, Post-LN {div_post:.0%}")
+    counts = (
+        f"Pre-LN clearly lower in {len(pre_wins)}/{n} cells, Post-LN in {len(post_wins)}/{n}; "
+        f"divergence rate Pre-LN {div_pre:.0%}, Post-LN {div_post:.0%}"
+    )
     if n == 0 or any(len(bench.values(c[p]["loss"])) < 2 for c in cells for p in POSITIONS):
         return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per cell: no spread to judge a difference.")
     pre_stabler, post_stabler = div_post - div_pre >= margin, div_pre - div_post >= margin

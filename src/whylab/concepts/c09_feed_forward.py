@@ -66,34 +66,74 @@ class Reference:
 
 def references() -> list[Reference]:
     """BERT (Post-LN encoder), GPT-2 (Pre-LN decoder), Llama (Pre-RMSNorm, SwiGLU), T5 (Pre-RMSNorm)."""
-    from transformers import (BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel,
-                              T5Config, T5EncoderModel, T5Model)
+    from transformers import (
+        BertConfig,
+        BertModel,
+        GPT2Config,
+        GPT2Model,
+        LlamaConfig,
+        LlamaModel,
+        T5Config,
+        T5EncoderModel,
+        T5Model,
+    )
 
     tiny = {"attn_implementation": "eager"}
     return [
         Reference(
-            "BERT", lambda: BertModel(BertConfig(hidden_size=32, intermediate_size=128, num_attention_heads=2,
-                                                 num_hidden_layers=1, vocab_size=64, **tiny), add_pooling_layer=False),
+            "BERT",
+            lambda: BertModel(
+                BertConfig(
+                    hidden_size=32,
+                    intermediate_size=128,
+                    num_attention_heads=2,
+                    num_hidden_layers=1,
+                    vocab_size=64,
+                    **tiny,
+                ),
+                add_pooling_layer=False,
+            ),
             lambda: BertModel(BertConfig(), add_pooling_layer=False),
             ("encoder.layer.0.intermediate", "encoder.layer.0.output"),
-            r"encoder\.layer\.\d+\.(intermediate|output)\.dense$", "BERT-base (BertConfig defaults)"),
+            r"encoder\.layer\.\d+\.(intermediate|output)\.dense$",
+            "BERT-base (BertConfig defaults)",
+        ),
         Reference(
-            "GPT-2", lambda: GPT2Model(GPT2Config(n_embd=32, n_head=2, n_layer=1, vocab_size=64, **tiny)),
+            "GPT-2",
+            lambda: GPT2Model(GPT2Config(n_embd=32, n_head=2, n_layer=1, vocab_size=64, **tiny)),
             lambda: GPT2Model(GPT2Config()),
-            ("h.0.mlp",), r"h\.\d+\.mlp\.(c_fc|c_proj)$", "GPT-2 small (GPT2Config defaults)"),
+            ("h.0.mlp",),
+            r"h\.\d+\.mlp\.(c_fc|c_proj)$",
+            "GPT-2 small (GPT2Config defaults)",
+        ),
         Reference(
-            "Llama", lambda: LlamaModel(LlamaConfig(hidden_size=32, intermediate_size=86, num_attention_heads=2,
-                                                    num_key_value_heads=2, num_hidden_layers=1, vocab_size=64,
-                                                    **tiny)),
+            "Llama",
+            lambda: LlamaModel(
+                LlamaConfig(
+                    hidden_size=32,
+                    intermediate_size=86,
+                    num_attention_heads=2,
+                    num_key_value_heads=2,
+                    num_hidden_layers=1,
+                    vocab_size=64,
+                    **tiny,
+                )
+            ),
             lambda: LlamaModel(LlamaConfig()),
-            ("layers.0.mlp",), r"layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj)$",
-            "Llama-2-7B shape (LlamaConfig defaults)"),
+            ("layers.0.mlp",),
+            r"layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj)$",
+            "Llama-2-7B shape (LlamaConfig defaults)",
+        ),
         Reference(
-            "T5", lambda: T5EncoderModel(T5Config(d_model=32, d_ff=128, num_heads=2, d_kv=16, num_layers=1,
-                                                  vocab_size=64, **tiny)),
+            "T5",
+            lambda: T5EncoderModel(
+                T5Config(d_model=32, d_ff=128, num_heads=2, d_kv=16, num_layers=1, vocab_size=64, **tiny)
+            ),
             lambda: T5Model(T5Config()),
-            ("encoder.block.0.layer.1",), r"block\.\d+\.layer\.\d+\.DenseReluDense\.(wi|wo)$",
-            "T5-small (T5Config defaults)"),
+            ("encoder.block.0.layer.1",),
+            r"block\.\d+\.layer\.\d+\.DenseReluDense\.(wi|wo)$",
+            "T5-small (T5Config defaults)",
+        ),
     ]
 
 
@@ -111,10 +151,18 @@ def trace_calls(model: nn.Module, ids: Tensor) -> list[Call]:
     hooks = []
     for name, mod in model.named_modules():
         if name and not list(mod.children()):
+
             def hook(m: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> None:
                 inp = args[0] if args and isinstance(args[0], Tensor) else torch.empty(0)
-                calls.append(Call(name, module_kind(m), inp.detach().clone(),
-                                  out.detach().clone() if isinstance(out, Tensor) else torch.empty(0)))
+                calls.append(
+                    Call(
+                        name,
+                        module_kind(m),
+                        inp.detach().clone(),
+                        out.detach().clone() if isinstance(out, Tensor) else torch.empty(0),
+                    )
+                )
+
             hooks.append(mod.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -153,13 +201,19 @@ def analyse_structure(ref: Reference, seed: int = 0) -> dict[str, Any]:
     if len(linear_idx) < 1:
         raise RuntimeError(f"{ref.name}: no linear layer found under {ref.ffn_prefixes}")
     first, last = linear_idx[0], linear_idx[-1]
-    path_end = last + 1 if last + 1 < len(calls) and calls[last + 1].kind == "dropout" \
-        and calls[last + 1].name.startswith(ref.ffn_prefixes) else last
+    path_end = (
+        last + 1
+        if last + 1 < len(calls)
+        and calls[last + 1].kind == "dropout"
+        and calls[last + 1].name.startswith(ref.ffn_prefixes)
+        else last
+    )
     path = calls[first : path_end + 1]
     counts = {k: sum(1 for c in path if c.kind == k) for k in KINDS}
     grouped = [calls[i] for i in in_ffn]
-    activations = sorted({type_name for c in path if c.kind == "activation"
-                          for type_name in [_type_of(model, c.name)]})
+    activations = sorted(
+        {type_name for c in path if c.kind == "activation" for type_name in [_type_of(model, c.name)]}
+    )
     ffn_out = calls[path_end].out
     residual_in = calls[first].inp
 
@@ -168,8 +222,12 @@ def analyse_structure(ref: Reference, seed: int = 0) -> dict[str, Any]:
     before = calls[first - 1] if first > 0 else None
     after = calls[path_end + 1] if path_end + 1 < len(calls) else None
     errors: dict[str, float] = {}
-    if before is not None and before.kind == "norm" and after is not None \
-            and _close(before.out, residual_in) < 1e-6:
+    if (
+        before is not None
+        and before.kind == "norm"
+        and after is not None
+        and _close(before.out, residual_in) < 1e-6
+    ):
         errors["pre"] = _close(after.inp, before.inp + ffn_out)  # x + FFN(Norm(x))
     if after is not None and after.kind == "norm":
         errors["post"] = _close(after.inp, ffn_out + residual_in)  # Norm(x + FFN(x))
@@ -202,12 +260,23 @@ def parameter_shares(ref: Reference) -> dict[str, Any]:
         model = ref.build_full()
     pattern = re.compile(ref.ffn_pattern)
     total = sum(p.numel() for p in model.parameters())
-    embedding = sum(p.numel() for m in model.modules() if isinstance(m, nn.Embedding)
-                    for p in m.parameters(recurse=False))
-    ffn = sum(p.numel() for name, m in model.named_modules() if pattern.search(name)
-              for p in m.parameters(recurse=False))
-    return {"model": ref.full_label, "total": total, "embedding": embedding, "ffn": ffn,
-            "ffn_share": ffn / total, "ffn_share_non_embedding": ffn / max(1, total - embedding)}
+    embedding = sum(
+        p.numel() for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)
+    )
+    ffn = sum(
+        p.numel()
+        for name, m in model.named_modules()
+        if pattern.search(name)
+        for p in m.parameters(recurse=False)
+    )
+    return {
+        "model": ref.full_label,
+        "total": total,
+        "embedding": embedding,
+        "ffn": ffn,
+        "ffn_share": ffn / total,
+        "ffn_share_non_embedding": ffn / max(1, total - embedding),
+    }
 
 
 # --------------------------------------------------------------------------- bench ablations
@@ -251,9 +320,13 @@ def run(ctx: ConceptContext) -> Evidence:
         breakdown = parameter_breakdown(runs[0][0])
         total = sum(breakdown.values())
         body = total - breakdown["embedding"] - breakdown["lm_head"]
-        ablation[name] = {"loss": bench.summary(losses), "params": total, "ffn_params": breakdown["ffn"],
-                          "ffn_share": breakdown["ffn"] / total,
-                          "ffn_share_non_embedding": breakdown["ffn"] / max(1, body)}
+        ablation[name] = {
+            "loss": bench.summary(losses),
+            "params": total,
+            "ffn_params": breakdown["ffn"],
+            "ffn_share": breakdown["ffn"] / total,
+            "ffn_share_non_embedding": breakdown["ffn"] / max(1, body),
+        }
     baseline = next(iter(variants))
     metrics: dict[str, Any] = {
         "structure": structure,
@@ -281,51 +354,84 @@ def run(ctx: ConceptContext) -> Evidence:
 
 
 def _tables(metrics: Mapping[str, Any]) -> list[Table]:
-    structure = [{
-        "model": r["model"],
-        "FFN path (leaf modules in call order)": r["path"],
-        "linear layers": r["linear"],
-        "activation": ", ".join(r["activation_types"]) or "none",
-        "dropout modules": r["dropout"],
-        "norm between the FFN's linear layers": "yes" if r["norm_between_linears"] else "no",
-        "norm inside the library's FFN module": "yes" if r["norm_in_library_ffn_module"] else "no",
-        "norm position": r["norm_position"],
-        "residual check (max abs error)": f"{r['residual_check_error']:.1e}",
-    } for r in metrics["structure"]]
-    shares = [{
-        "model": r["model"], "parameters": r["total"], "FFN parameters": r["ffn"],
-        "FFN share of all (%)": round(100 * r["ffn_share"], 1),
-        "FFN share without embeddings (%)": round(100 * r["ffn_share_non_embedding"], 1),
-    } for r in metrics["parameter_shares"]]
-    ablation = [{
-        "variant": name, "validation loss (nats/token)": bench.fmt(a["loss"], 4), "parameters": a["params"],
-        "FFN share (%)": round(100 * a["ffn_share"], 1),
-        "FFN share without embeddings (%)": round(100 * a["ffn_share_non_embedding"], 1),
-    } for name, a in metrics["ablation"].items()]
+    structure = [
+        {
+            "model": r["model"],
+            "FFN path (leaf modules in call order)": r["path"],
+            "linear layers": r["linear"],
+            "activation": ", ".join(r["activation_types"]) or "none",
+            "dropout modules": r["dropout"],
+            "norm between the FFN's linear layers": "yes" if r["norm_between_linears"] else "no",
+            "norm inside the library's FFN module": "yes" if r["norm_in_library_ffn_module"] else "no",
+            "norm position": r["norm_position"],
+            "residual check (max abs error)": f"{r['residual_check_error']:.1e}",
+        }
+        for r in metrics["structure"]
+    ]
+    shares = [
+        {
+            "model": r["model"],
+            "parameters": r["total"],
+            "FFN parameters": r["ffn"],
+            "FFN share of all (%)": round(100 * r["ffn_share"], 1),
+            "FFN share without embeddings (%)": round(100 * r["ffn_share_non_embedding"], 1),
+        }
+        for r in metrics["parameter_shares"]
+    ]
+    ablation = [
+        {
+            "variant": name,
+            "validation loss (nats/token)": bench.fmt(a["loss"], 4),
+            "parameters": a["params"],
+            "FFN share (%)": round(100 * a["ffn_share"], 1),
+            "FFN share without embeddings (%)": round(100 * a["ffn_share_non_embedding"], 1),
+        }
+        for name, a in metrics["ablation"].items()
+    ]
     return [
-        Table.from_records("structure", "One layer of each standard model, traced: the feed-forward path and "
-                           "where its normalisation sits. 'pre' = x + FFN(Norm(x)), 'post' = Norm(x + FFN(x)); "
-                           "the residual check compares that formula with the captured tensors.", structure),
-        Table.from_records("parameter_shares", "Parameters of the real-size configs (counted on the meta "
-                           "device); FFN = the feed-forward linear layers of every layer.", shares),
-        Table.from_records("ablation", "Bench language model: final validation loss, mean ± std over seeds.",
-                           ablation),
+        Table.from_records(
+            "structure",
+            "One layer of each standard model, traced: the feed-forward path and "
+            "where its normalisation sits. 'pre' = x + FFN(Norm(x)), 'post' = Norm(x + FFN(x)); "
+            "the residual check compares that formula with the captured tensors.",
+            structure,
+        ),
+        Table.from_records(
+            "parameter_shares",
+            "Parameters of the real-size configs (counted on the meta "
+            "device); FFN = the feed-forward linear layers of every layer.",
+            shares,
+        ),
+        Table.from_records(
+            "ablation", "Bench language model: final validation loss, mean ± std over seeds.", ablation
+        ),
     ]
 
 
-def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapping[str, Any]) -> list[FigureRef]:
+def _figures(
+    outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapping[str, Any]
+) -> list[FigureRef]:
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
 
     from whylab import plotting
 
-    figs = [bench.plot_curves(
-        histories, outdir, "training_curves", "Feed-forward ablations on the bench language model",
-        "Validation loss per variant (activation, hidden width as a multiple of d_model, or no FFN); "
-        "line = mean over seeds, band = ±1 standard deviation.")]
-    rows = [{"variant": name, "loss": v} for name, a in metrics["ablation"].items()
-            for v in bench.values(a["loss"])]
+    figs = [
+        bench.plot_curves(
+            histories,
+            outdir,
+            "training_curves",
+            "Feed-forward ablations on the bench language model",
+            "Validation loss per variant (activation, hidden width as a multiple of d_model, or no FFN); "
+            "line = mean over seeds, band = ±1 standard deviation.",
+        )
+    ]
+    rows = [
+        {"variant": name, "loss": v}
+        for name, a in metrics["ablation"].items()
+        for v in bench.values(a["loss"])
+    ]
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=pd.DataFrame(rows), x="variant", y="loss", errorbar="sd", ax=ax, color="C0")
     sns.stripplot(data=pd.DataFrame(rows), x="variant", y="loss", ax=ax, color="black", size=4)
@@ -334,25 +440,42 @@ def _figures(outdir: Path, histories: Mapping[str, Sequence[Any]], metrics: Mapp
     ax.set_xlabel("feed-forward variant")
     ax.set_ylabel("final validation loss (nats/token)")
     ax.tick_params(axis="x", labelrotation=20)
-    figs.append(plotting.save(
-        fig, outdir, "ablation_loss", "Final loss per feed-forward variant",
-        "Bars: mean over seeds, error bars ±1 std, dots: single seeds. The y axis does not start at zero."))
-    shares = [(r["model"].split(" (")[0].replace(" ", "\n", 1), r["ffn_share"], r["ffn_share_non_embedding"])
-              for r in metrics["parameter_shares"]]
+    figs.append(
+        plotting.save(
+            fig,
+            outdir,
+            "ablation_loss",
+            "Final loss per feed-forward variant",
+            "Bars: mean over seeds, error bars ±1 std, dots: single seeds. The y axis does not start at zero.",
+        )
+    )
+    shares = [
+        (r["model"].split(" (")[0].replace(" ", "\n", 1), r["ffn_share"], r["ffn_share_non_embedding"])
+        for r in metrics["parameter_shares"]
+    ]
     base = metrics["ablation"][metrics["baseline"]]
     shares.append(("bench\n(baseline)", base["ffn_share"], base["ffn_share_non_embedding"]))
-    rows = [{"model": m, "share": 100 * v, "counted over": over} for m, all_, body in shares
-            for over, v in (("all parameters", all_), ("without embeddings and output layer", body))]
+    rows = [
+        {"model": m, "share": 100 * v, "counted over": over}
+        for m, all_, body in shares
+        for over, v in (("all parameters", all_), ("without embeddings and output layer", body))
+    ]
     fig, ax = plt.subplots(figsize=(7, 4.4))
     sns.barplot(data=pd.DataFrame(rows), x="model", y="share", hue="counted over", ax=ax)
     ax.legend(title="counted over", loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     ax.set_xlabel("model")
     ax.set_ylabel("feed-forward share of parameters (%)")
-    figs.append(plotting.save(
-        fig, outdir, "ffn_parameter_share", "How much of a transformer is feed-forward?",
-        "Share of the parameters in the feed-forward linear layers, for real-size configs (meta device) "
-        "and the bench model; the bench model is embedding-heavy because it is tiny. The library models are "
-        "counted without an output layer (base models), the bench model without its lm_head."))
+    figs.append(
+        plotting.save(
+            fig,
+            outdir,
+            "ffn_parameter_share",
+            "How much of a transformer is feed-forward?",
+            "Share of the parameters in the feed-forward linear layers, for real-size configs (meta device) "
+            "and the bench model; the bench model is embedding-heavy because it is tiny. The library models are "
+            "counted without an output layer (base models), the bench model without its lm_head.",
+        )
+    )
     return figs
 
 
@@ -365,25 +488,33 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     checks = []
     bert = by_model.get("BERT")
     if bert is not None:
-        checks.append(LiteratureCheck(
-            source="Vaswani et al. 2017, section 3.3",
-            finding="FFN(x) = max(0, xW1 + b1)W2 + b2: two linear layers with a ReLU between; dropout and "
-                    "LayerNorm are applied around each sub-layer (LayerNorm(x + Dropout(Sublayer(x)))).",
-            agrees=(not any(r["norm_between_linears"] for r in metrics["structure"])
-                    and all(r["linear"] >= 2 for r in metrics["structure"])),
-            note=f"Every traced model has ≥2 linear layers and no norm between them; BERT's norm is 'post' "
-                 f"(residual check error {bert['residual_check_error']:.1e}) even though the library puts it "
-                 "inside its BertOutput module."))
+        checks.append(
+            LiteratureCheck(
+                source="Vaswani et al. 2017, section 3.3",
+                finding="FFN(x) = max(0, xW1 + b1)W2 + b2: two linear layers with a ReLU between; dropout and "
+                "LayerNorm are applied around each sub-layer (LayerNorm(x + Dropout(Sublayer(x)))).",
+                agrees=(
+                    not any(r["norm_between_linears"] for r in metrics["structure"])
+                    and all(r["linear"] >= 2 for r in metrics["structure"])
+                ),
+                note=f"Every traced model has ≥2 linear layers and no norm between them; BERT's norm is 'post' "
+                f"(residual check error {bert['residual_check_error']:.1e}) even though the library puts it "
+                "inside its BertOutput module.",
+            )
+        )
     if swiglu is not None and relu is not None:
         better = clearly_less(bench.values(swiglu["loss"]), bench.values(relu["loss"]))
         worse = clearly_less(bench.values(relu["loss"]), bench.values(swiglu["loss"]))
-        checks.append(LiteratureCheck(
-            source="Shazeer 2020, GLU Variants Improve Transformer",
-            finding="At equal parameter count, SwiGLU/GEGLU feed-forward layers reach lower perplexity than ReLU.",
-            agrees=True if better else (False if worse else None),
-            note=f"Here: SwiGLU {bench.fmt(swiglu['loss'], 4)} vs ReLU {bench.fmt(relu['loss'], 4)} vs baseline "
-                 f"{bench.fmt(base['loss'], 4)} nats/token"
-                 + ("" if better or worse else "; within seed noise at this scale.")))
+        checks.append(
+            LiteratureCheck(
+                source="Shazeer 2020, GLU Variants Improve Transformer",
+                finding="At equal parameter count, SwiGLU/GEGLU feed-forward layers reach lower perplexity than ReLU.",
+                agrees=True if better else (False if worse else None),
+                note=f"Here: SwiGLU {bench.fmt(swiglu['loss'], 4)} vs ReLU {bench.fmt(relu['loss'], 4)} vs baseline "
+                f"{bench.fmt(base['loss'], 4)} nats/token"
+                + ("" if better or worse else "; within seed noise at this scale."),
+            )
+        )
     return checks
 
 
@@ -398,8 +529,11 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     tol = float(metrics["residual_tolerance"])
     if n == 0:
         return Verdict(Label.INCONCLUSIVE, "No standard model could be traced.")
-    unverified = [r["model"] for r in rows if r["norm_position"] == "none"
-                  or not (float(r["residual_check_error"]) <= tol)]
+    unverified = [
+        r["model"]
+        for r in rows
+        if r["norm_position"] == "none" or not (float(r["residual_check_error"]) <= tol)
+    ]
     with_linear = sum(1 for r in rows if r["linear"] >= 2)
     with_act = sum(1 for r in rows if r["activation"] >= 1)
     with_dropout = sum(1 for r in rows if r["dropout"] >= 1)
@@ -409,17 +543,25 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     ffn_matters = ""
     if none is not None:
         helps = clearly_less(bench.values(base["loss"]), bench.values(none["loss"]))
-        ffn_matters = (f" Removing the FFN {'raises' if helps else 'does not clearly change'} the bench loss "
-                       f"({bench.fmt(none['loss'], 4)} vs {bench.fmt(base['loss'], 4)} nats/token).")
-    parts = (f"{with_linear}/{n} standard FFNs have ≥2 linear layers, {with_act}/{n} an activation, "
-             f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers")
+        ffn_matters = (
+            f" Removing the FFN {'raises' if helps else 'does not clearly change'} the bench loss "
+            f"({bench.fmt(none['loss'], 4)} vs {bench.fmt(base['loss'], 4)} nats/token)."
+        )
+    parts = (
+        f"{with_linear}/{n} standard FFNs have ≥2 linear layers, {with_act}/{n} an activation, "
+        f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers"
+    )
     if with_linear < n or with_act < n:
         return Verdict(Label.NOT_SUPPORTED, f"{parts}.{ffn_matters}")
     if unverified and norm_inside < n:
-        return Verdict(Label.INCONCLUSIVE,
-                       f"{parts}, but the norm placement could not be verified for {', '.join(unverified)}.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"{parts}, but the norm placement could not be verified for {', '.join(unverified)}.",
+        )
     if norm_inside == n and with_dropout == n:
         return Verdict(Label.SUPPORTED, f"{parts}.{ffn_matters}")
-    return Verdict(Label.PARTLY,
-                   f"{parts}: the norm belongs to the residual sub-block (pre or post, checked on the tensors), "
-                   f"not to the FFN.{ffn_matters}")
+    return Verdict(
+        Label.PARTLY,
+        f"{parts}: the norm belongs to the residual sub-block (pre or post, checked on the tensors), "
+        f"not to the FFN.{ffn_matters}",
+    )

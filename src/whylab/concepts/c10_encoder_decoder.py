@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from whylab import plotting
 from whylab.bench.data import eval_windows, lm_data
@@ -45,8 +45,9 @@ def perturbation_positions(seq_len: int, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def causality_profile(forward: Forward, ids: torch.Tensor, positions: Sequence[int], vocab_size: int,
-                      generator: torch.Generator) -> dict[str, Any]:
+def causality_profile(
+    forward: Forward, ids: torch.Tensor, positions: Sequence[int], vocab_size: int, generator: torch.Generator
+) -> dict[str, Any]:
     """Change the token at each position p (to a different random token) and measure the outputs.
 
     Returns, over windows and positions: the largest change at any earlier position, the mean
@@ -87,6 +88,7 @@ def future_attention_share(model: BenchTransformer, ids: torch.Tensor) -> float:
 def _logits_of(model: torch.nn.Module) -> Forward:
     def forward(ids: torch.Tensor) -> torch.Tensor:
         return model(ids).logits
+
     return forward
 
 
@@ -98,19 +100,35 @@ def library_check(seq_len: int, vocab_size: int, positions: Sequence[int], seed:
     transformers.logging.set_verbosity_error()
     torch.manual_seed(seed)
     size = {"hidden": 32, "heads": 2, "layers": 2}
-    bert = transformers.BertModel(transformers.BertConfig(
-        vocab_size=vocab_size, hidden_size=size["hidden"], num_attention_heads=size["heads"],
-        num_hidden_layers=size["layers"], intermediate_size=4 * size["hidden"],
-        max_position_embeddings=max(64, seq_len), attn_implementation="eager")).eval()
-    gpt2 = transformers.GPT2Model(transformers.GPT2Config(
-        vocab_size=vocab_size, n_embd=size["hidden"], n_head=size["heads"], n_layer=size["layers"],
-        n_positions=max(64, seq_len), attn_implementation="eager")).eval()
+    bert = transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=size["hidden"],
+            num_attention_heads=size["heads"],
+            num_hidden_layers=size["layers"],
+            intermediate_size=4 * size["hidden"],
+            max_position_embeddings=max(64, seq_len),
+            attn_implementation="eager",
+        )
+    ).eval()
+    gpt2 = transformers.GPT2Model(
+        transformers.GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=size["hidden"],
+            n_head=size["heads"],
+            n_layer=size["layers"],
+            n_positions=max(64, seq_len),
+            attn_implementation="eager",
+        )
+    ).eval()
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab_size, (4, seq_len), generator=gen)
     out = {}
     for name, model in (("BERT (encoder)", bert), ("GPT-2 (decoder)", gpt2)):
+
         def forward(x: torch.Tensor, m: torch.nn.Module = model) -> torch.Tensor:
             return m(input_ids=x).last_hidden_state
+
         prof = causality_profile(forward, ids, positions, vocab_size, gen)
         out[name] = {k: prof[k] for k in ("earlier_max_abs", "later_mean_abs", "relative_leak")}
     return out
@@ -142,14 +160,22 @@ def run(ctx: ConceptContext) -> Evidence:
                     model.eval()
                 gen = torch.Generator().manual_seed(seed + 1)  # the same perturbations for both kinds
                 prof = causality_profile(_logits_of(model), x, positions, vocab, gen)
-                rows.append({"kind": kind, "stage": stage, "seed": seed,
-                             "earlier_max_abs": prof["earlier_max_abs"],
-                             "later_mean_abs": prof["later_mean_abs"],
-                             "relative_leak": prof["relative_leak"],
-                             "future_attention_share": future_attention_share(model, x),
-                             "final_eval_loss": curves[kind][-1].final_eval_loss if stage == "trained" else None})
+                rows.append(
+                    {
+                        "kind": kind,
+                        "stage": stage,
+                        "seed": seed,
+                        "earlier_max_abs": prof["earlier_max_abs"],
+                        "later_mean_abs": prof["later_mean_abs"],
+                        "relative_leak": prof["relative_leak"],
+                        "future_attention_share": future_attention_share(model, x),
+                        "final_eval_loss": curves[kind][-1].final_eval_loss if stage == "trained" else None,
+                    }
+                )
                 for off, val in prof["by_offset"].items():
-                    offsets.append({"kind": kind, "stage": stage, "seed": seed, "offset": int(off), "delta": val})
+                    offsets.append(
+                        {"kind": kind, "stage": stage, "seed": seed, "offset": int(off), "delta": val}
+                    )
                 if seed == ctx.seeds[0] and stage == stages[-1]:
                     with torch.no_grad():
                         att = model(x[:1], return_attention=True).attentions
@@ -157,8 +183,12 @@ def run(ctx: ConceptContext) -> Evidence:
                     maps[kind] = att[0][0].mean(0).cpu().numpy()  # first layer, mean over heads
 
     frame = pd.DataFrame(rows)
-    metrics: dict[str, Any] = {"n_seeds": len(ctx.seeds), "leak_tolerance": float(s["leak_tolerance"]),
-                               "stages": sorted(set(frame["stage"])), "by_kind": {}}
+    metrics: dict[str, Any] = {
+        "n_seeds": len(ctx.seeds),
+        "leak_tolerance": float(s["leak_tolerance"]),
+        "stages": sorted(set(frame["stage"])),
+        "by_kind": {},
+    }
     for kind, g in frame.groupby("kind"):
         metrics["by_kind"][kind] = {
             stage: {
@@ -166,7 +196,11 @@ def run(ctx: ConceptContext) -> Evidence:
                 "earlier_max_abs": [float(v) for v in gs["earlier_max_abs"]],
                 "later_mean_abs": [float(v) for v in gs["later_mean_abs"]],
                 "future_attention_share": [float(v) for v in gs["future_attention_share"]],
-                **({"final_eval_loss": [float(v) for v in gs["final_eval_loss"]]} if stage == "trained" else {}),
+                **(
+                    {"final_eval_loss": [float(v) for v in gs["final_eval_loss"]]}
+                    if stage == "trained"
+                    else {}
+                ),
             }
             for stage, gs in g.groupby("stage")
         }
@@ -180,28 +214,45 @@ def run(ctx: ConceptContext) -> Evidence:
         skipped.append("library cross-check (BERT/GPT-2 from transformers configs) turned off in the config")
     literature.extend(_literature(metrics))
 
-    figures = [_figure_offsets(ctx, pd.DataFrame(offsets), float(s["leak_tolerance"])),
-               _figure_maps(ctx, maps)]
+    figures = [
+        _figure_offsets(ctx, pd.DataFrame(offsets), float(s["leak_tolerance"])),
+        _figure_maps(ctx, maps),
+    ]
     if curves:
         figures.append(_figure_curves(ctx, curves))
-    table = [{
-        "model": kind, "stage": stage,
-        "max |Δ logit| before p": _fmt(g["earlier_max_abs"], "{:.2e}"),
-        "mean |Δ logit| at/after p": _fmt(g["later_mean_abs"], "{:.3f}"),
-        "relative leak": _fmt(g["relative_leak"], "{:.2e}"),
-        "attention to later tokens": _fmt(g["future_attention_share"], "{:.3f}"),
-        "final loss (nats/token)": _fmt(g["final_eval_loss"], "{:.3f}") if stage == "trained" else "",
-        "seeds": len(g),
-    } for (kind, stage), g in frame.groupby(["kind", "stage"], sort=False)]
-    tables = [Table.from_records("causality", "Change one token at position p; how much do the logits "
-                                 "move before p (must be 0 for a decoder) and at/after p? Mean ± std over "
-                                 "seeds; relative leak = max change before p / mean change at and after p.",
-                                 table)]
+    table = [
+        {
+            "model": kind,
+            "stage": stage,
+            "max |Δ logit| before p": _fmt(g["earlier_max_abs"], "{:.2e}"),
+            "mean |Δ logit| at/after p": _fmt(g["later_mean_abs"], "{:.3f}"),
+            "relative leak": _fmt(g["relative_leak"], "{:.2e}"),
+            "attention to later tokens": _fmt(g["future_attention_share"], "{:.3f}"),
+            "final loss (nats/token)": _fmt(g["final_eval_loss"], "{:.3f}") if stage == "trained" else "",
+            "seeds": len(g),
+        }
+        for (kind, stage), g in frame.groupby(["kind", "stage"], sort=False)
+    ]
+    tables = [
+        Table.from_records(
+            "causality",
+            "Change one token at position p; how much do the logits "
+            "move before p (must be 0 for a decoder) and at/after p? Mean ± std over "
+            "seeds; relative leak = max change before p / mean change at and after p.",
+            table,
+        )
+    ]
     if "library" in metrics:
-        tables.append(Table.from_records("library", "The same test on tiny transformers models (random "
-                                         "weights, built from configs).",
-                                         [{"model": k, **{kk: f"{vv:.2e}" for kk, vv in v.items()}}
-                                          for k, v in metrics["library"].items()]))
+        tables.append(
+            Table.from_records(
+                "library",
+                "The same test on tiny transformers models (random weights, built from configs).",
+                [
+                    {"model": k, **{kk: f"{vv:.2e}" for kk, vv in v.items()}}
+                    for k, v in metrics["library"].items()
+                ],
+            )
+        )
     return Evidence(
         method=(
             "The bench transformer is built twice from the same seed, once with the causal mask (a decoder) "
@@ -211,7 +262,11 @@ def run(ctx: ConceptContext) -> Evidence:
             "any position before the changed one. The attention maps show the same thing as weight above "
             "the diagonal."
         ),
-        metrics=metrics, seeds=ctx.seeds, tables=tables, figures=figures, literature=literature,
+        metrics=metrics,
+        seeds=ctx.seeds,
+        tables=tables,
+        figures=figures,
+        literature=literature,
         skipped=skipped,
     )
 
@@ -234,11 +289,16 @@ def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any
     ax.axvline(0, color="grey", ls=":", lw=1)
     ax.set_xlabel("position relative to the changed token, j − p (tokens)")
     ax.set_ylabel("mean max |Δ logit| at position j (logit units)")
-    return plotting.save(fig, ctx.outdir, "change_by_offset", "Does a later token change earlier outputs?",
-                         "One token at position p is replaced; the curve is the change of the logits at "
-                         "position j, averaged over windows, positions p and seeds (band: ±1 std over "
-                         "seeds). Left of the dotted line the decoder stays at exactly 0; the encoder does "
-                         "not. The y axis is linear below the leak tolerance and logarithmic above.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "change_by_offset",
+        "Does a later token change earlier outputs?",
+        "One token at position p is replaced; the curve is the change of the logits at "
+        "position j, averaged over windows, positions p and seeds (band: ±1 std over "
+        "seeds). Left of the dotted line the decoder stays at exactly 0; the encoder does "
+        "not. The y axis is linear below the leak tolerance and logarithmic above.",
+    )
 
 
 def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
@@ -247,34 +307,55 @@ def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
     vmax = float(np.quantile(np.concatenate([w.ravel() for w in maps.values()]), 0.98))
     for i, (ax, (kind, w)) in enumerate(zip(axes, maps.items(), strict=True)):
         last = i == len(maps) - 1
-        sns.heatmap(w, ax=ax, cmap="viridis", vmin=0, vmax=vmax, square=True, cbar=last,
-                    cbar_kws={"label": "attention weight (probability; top 2% clipped)"})
+        sns.heatmap(
+            w,
+            ax=ax,
+            cmap="viridis",
+            vmin=0,
+            vmax=vmax,
+            square=True,
+            cbar=last,
+            cbar_kws={"label": "attention weight (probability; top 2% clipped)"},
+        )
         step = max(1, w.shape[0] // 8)
         ax.set_xticks(np.arange(0, w.shape[0], step) + 0.5, np.arange(0, w.shape[0], step))
         ax.set_yticks(np.arange(0, w.shape[0], step) + 0.5, np.arange(0, w.shape[0], step))
         ax.set_title(kind)
         ax.set_xlabel("key position (token index)")
         ax.set_ylabel("query position (token index)")
-    return plotting.save(fig, ctx.outdir, "attention_maps", "Masked vs unmasked self-attention",
-                         "First-layer attention weights (mean over heads) of one validation window, first "
-                         "seed, after training: the decoder's are lower-triangular (no weight on later "
-                         "tokens); the encoder's fill the whole square.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "attention_maps",
+        "Masked vs unmasked self-attention",
+        "First-layer attention weights (mean over heads) of one validation window, first "
+        "seed, after training: the decoder's are lower-triangular (no weight on later "
+        "tokens); the encoder's fill the whole square.",
+    )
 
 
 def _figure_curves(ctx: ConceptContext, curves: Mapping[str, list[Any]]) -> Any:
-    rows = [{"kind": kind, "run": i, "step": st, "loss": float(v)}
-            for kind, hists in curves.items() for i, h in enumerate(hists)
-            for st, v in zip(h.eval_steps, h.eval_loss, strict=True)]
+    rows = [
+        {"kind": kind, "run": i, "step": st, "loss": float(v)}
+        for kind, hists in curves.items()
+        for i, h in enumerate(hists)
+        for st, v in zip(h.eval_steps, h.eval_loss, strict=True)
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(data=pd.DataFrame(rows), x="step", y="loss", hue="kind", errorbar="sd", marker="o", ax=ax)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("validation next-token loss (nats/token)")
     final = {kind: Spread.of([h.final_eval_loss for h in hists]).mean for kind, hists in curves.items()}
     gap = "; ".join(f"{kind}: {v:.3f}" for kind, v in final.items())
-    return plotting.save(fig, ctx.outdir, "training_curves", "Next-token training, with and without the mask",
-                         "Both models trained on next-token prediction (band: ±1 std over seeds). Without the "
-                         "mask the token to predict is visible in the input, so the encoder may learn to copy "
-                         f"it instead of predicting it; final validation loss (nats/token, mean) {gap}.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "training_curves",
+        "Next-token training, with and without the mask",
+        "Both models trained on next-token prediction (band: ±1 std over seeds). Without the "
+        "mask the token to predict is visible in the input, so the encoder may learn to copy "
+        f"it instead of predicting it; final validation loss (nats/token, mean) {gap}.",
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -298,8 +379,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         return Verdict(Label.INCONCLUSIVE, f"Only {metrics['n_seeds']} seed(s): the test needs at least 2.")
     decoder_causal = max(dec) <= tol
     encoder_sees = min(enc) >= ENCODER_MIN_LEAK
-    numbers = (f"changing a token moved earlier outputs by at most {max(dec):.1e} (relative) in the masked "
-               f"decoder and by at least {min(enc):.2g} in the unmasked encoder, over {len(dec)} runs")
+    numbers = (
+        f"changing a token moved earlier outputs by at most {max(dec):.1e} (relative) in the masked "
+        f"decoder and by at least {min(enc):.2g} in the unmasked encoder, over {len(dec)} runs"
+    )
     if decoder_causal and encoder_sees:
         return Verdict(Label.SUPPORTED, f"The mask is the difference: {numbers}.")
     if not decoder_causal and not encoder_sees:
@@ -311,20 +394,27 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
 def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     tol = float(metrics["leak_tolerance"])
     dec, enc = _leaks(_kind(metrics, True)), _leaks(_kind(metrics, False))
-    checks = [LiteratureCheck(
-        "Vaswani et al. 2017, sections 3.1 and 3.2.3",
-        "The decoder's self-attention masks out (sets to −∞) every connection to later positions, so the "
-        "prediction for position i depends only on outputs before i; the encoder's self-attention has no mask.",
-        (max(dec) <= tol and min(enc) >= ENCODER_MIN_LEAK) if dec and enc else None,
-        f"Largest relative leak in the decoder {max(dec):.1e}; smallest in the encoder {min(enc):.2g}."
-        if dec and enc else "no runs")]
+    checks = [
+        LiteratureCheck(
+            "Vaswani et al. 2017, sections 3.1 and 3.2.3",
+            "The decoder's self-attention masks out (sets to −∞) every connection to later positions, so the "
+            "prediction for position i depends only on outputs before i; the encoder's self-attention has no mask.",
+            (max(dec) <= tol and min(enc) >= ENCODER_MIN_LEAK) if dec and enc else None,
+            f"Largest relative leak in the decoder {max(dec):.1e}; smallest in the encoder {min(enc):.2g}."
+            if dec and enc
+            else "no runs",
+        )
+    ]
     lib = metrics.get("library")
     if lib:
         bert, gpt2 = lib["BERT (encoder)"]["relative_leak"], lib["GPT-2 (decoder)"]["relative_leak"]
-        checks.append(LiteratureCheck(
-            "Devlin et al. 2019 (BERT, bidirectional encoder); Radford et al. 2019 (GPT-2, causal decoder), "
-            "as implemented in transformers",
-            "BERT's self-attention is bidirectional; GPT-2's is causal.",
-            bool(gpt2 <= tol and bert >= ENCODER_MIN_LEAK),
-            f"Relative leak: GPT-2 {gpt2:.1e}, BERT {bert:.2g} (random weights, built from configs)."))
+        checks.append(
+            LiteratureCheck(
+                "Devlin et al. 2019 (BERT, bidirectional encoder); Radford et al. 2019 (GPT-2, causal decoder), "
+                "as implemented in transformers",
+                "BERT's self-attention is bidirectional; GPT-2's is causal.",
+                bool(gpt2 <= tol and bert >= ENCODER_MIN_LEAK),
+                f"Relative leak: GPT-2 {gpt2:.1e}, BERT {bert:.2g} (random weights, built from configs).",
+            )
+        )
     return checks

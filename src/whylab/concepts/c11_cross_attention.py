@@ -91,6 +91,7 @@ def make_loss(task: SequenceTask):  # type: ignore[no-untyped-def]
     def loss(model: EncoderDecoder, src: Tensor, target: Tensor) -> Tensor:
         logits = model(src, task.decoder_input(target)).logits
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
     return loss
 
 
@@ -112,8 +113,11 @@ def accuracy(model: EncoderDecoder, task: SequenceTask, src: Tensor, target: Ten
 @contextmanager
 def cross_attention_off(model: EncoderDecoder) -> Iterator[None]:
     """Replace every cross-attention output by zeros (the decoder then sees no source at all)."""
-    handles = [b.cross_attn.register_forward_hook(lambda m, i, out: (torch.zeros_like(out[0]), out[1]))
-               for b in model.decoder_blocks if b.cross_attn is not None]
+    handles = [
+        b.cross_attn.register_forward_hook(lambda m, i, out: (torch.zeros_like(out[0]), out[1]))
+        for b in model.decoder_blocks
+        if b.cross_attn is not None
+    ]
     try:
         yield
     finally:
@@ -139,6 +143,7 @@ def capture_qkv(model: EncoderDecoder) -> Iterator[dict[str, list[Any]]]:
             def hook(mod: torch.nn.Module, inp: tuple[Tensor, ...], out: Tensor, part: str = part) -> None:
                 seen[part].append(out.detach().clone())
                 seen[f"{part}_in"].append(list(inp[0].shape))
+
             handles.append(proj.register_forward_hook(hook))
     try:
         yield seen
@@ -157,8 +162,14 @@ def _rows_tv(a: Tensor, b: Tensor) -> float:
 
 
 @torch.no_grad()
-def interventions(model: EncoderDecoder, task: SequenceTask, src: Tensor, target: Tensor, noise: float,
-                  generator: torch.Generator) -> dict[str, Any]:
+def interventions(
+    model: EncoderDecoder,
+    task: SequenceTask,
+    src: Tensor,
+    target: Tensor,
+    noise: float,
+    generator: torch.Generator,
+) -> dict[str, Any]:
     """Perturb the memory, then the decoder input; relative change of Q, K, V and the weights per layer."""
     model.eval()
     tgt_in = task.decoder_input(target)
@@ -184,11 +195,18 @@ def interventions(model: EncoderDecoder, task: SequenceTask, src: Tensor, target
     runs = {"memory": decode(memory + mem_noise, None), "decoder": decode(memory, emb_noise)}
     changes: dict[str, dict[str, list[float]]] = {}
     for name, (seen, weights) in runs.items():
-        changes[name] = {part: [_relative(a, b) for a, b in zip(base[part], seen[part], strict=True)]
-                         for part in ("Q", "K", "V")}
+        changes[name] = {
+            part: [_relative(a, b) for a, b in zip(base[part], seen[part], strict=True)]
+            for part in ("Q", "K", "V")
+        }
         changes[name]["weights"] = [_rows_tv(a, b) for a, b in zip(base_w, weights, strict=True)]
-    shapes = {"q_input": base["Q_in"][0], "k_input": base["K_in"][0], "v_input": base["V_in"][0],
-              "source_length": int(src.shape[1]), "target_length": int(tgt_in.shape[1])}
+    shapes = {
+        "q_input": base["Q_in"][0],
+        "k_input": base["K_in"][0],
+        "v_input": base["V_in"][0],
+        "source_length": int(src.shape[1]),
+        "target_length": int(tgt_in.shape[1]),
+    }
     return {"changes": changes, "shapes": shapes, "weights": [w.cpu() for w in base_w]}
 
 
@@ -208,8 +226,13 @@ def alignment(weights: list[Tensor], task: SequenceTask) -> list[float]:
 def run(ctx: ConceptContext) -> Evidence:
     s = ctx.settings
     task = SequenceTask(int(s["length"]), int(s["symbols"]), reverse=s["task"] == "reverse")
-    cfg = BenchConfig(vocab_size=task.vocab_size, d_model=int(s["d_model"]), n_heads=int(s["n_heads"]),
-                      n_layers=int(s["n_layers"]), max_len=task.length + 2)
+    cfg = BenchConfig(
+        vocab_size=task.vocab_size,
+        d_model=int(s["d_model"]),
+        n_heads=int(s["n_heads"]),
+        n_layers=int(s["n_layers"]),
+        max_len=task.length + 2,
+    )
     eval_src, eval_tgt = task.sample(int(s["eval_size"]), torch.Generator().manual_seed(10_000))
     loss = make_loss(task)
     rows: list[dict[str, Any]] = []
@@ -221,39 +244,64 @@ def run(ctx: ConceptContext) -> Evidence:
         torch.manual_seed(seed)
         model = EncoderDecoder(cfg).to(ctx.device)
         steps = int(s["steps"])
-        settings = TrainSettings(steps=steps, batch_size=int(s["batch_size"]), lr=float(s["lr"]),
-                                 eval_every=max(1, steps // 8), seed=seed)
+        settings = TrainSettings(
+            steps=steps,
+            batch_size=int(s["batch_size"]),
+            lr=float(s["lr"]),
+            eval_every=max(1, steps // 8),
+            seed=seed,
+        )
 
-        def batch(step: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-            return task.sample(settings.batch_size, gen)
+        def batch(step: int, gen: torch.Generator, n: int = settings.batch_size) -> tuple[Tensor, Tensor]:
+            return task.sample(n, gen)
 
-        hist = train_lm(model, None, (eval_src, eval_tgt), settings, device=ctx.device,
-                        loss_fn=loss, batch_fn=batch)
+        hist = train_lm(
+            model, None, (eval_src, eval_tgt), settings, device=ctx.device, loss_fn=loss, batch_fn=batch
+        )
         histories.append(hist)
         model.cpu()
         acc = accuracy(model, task, eval_src, eval_tgt)
         with cross_attention_off(model):
             acc_off = accuracy(model, task, eval_src, eval_tgt)
-        result = interventions(model, task, eval_src, eval_tgt, float(s["noise"]),
-                               torch.Generator().manual_seed(seed + 77))
+        result = interventions(
+            model, task, eval_src, eval_tgt, float(s["noise"]), torch.Generator().manual_seed(seed + 77)
+        )
         shapes = result["shapes"]
         align = alignment(result["weights"], task)
-        rows.append({"seed": seed, **acc, "token_accuracy_cross_off": acc_off["token_accuracy"],
-                     "sequence_accuracy_cross_off": acc_off["sequence_accuracy"],
-                     "final_eval_loss": hist.final_eval_loss, "alignment": align})
+        rows.append(
+            {
+                "seed": seed,
+                **acc,
+                "token_accuracy_cross_off": acc_off["token_accuracy"],
+                "sequence_accuracy_cross_off": acc_off["sequence_accuracy"],
+                "final_eval_loss": hist.final_eval_loss,
+                "alignment": align,
+            }
+        )
         for name, parts in result["changes"].items():
             for part, values in parts.items():
                 for layer, v in enumerate(values):
-                    change_rows.append({"seed": seed, "intervention": name, "part": part,
-                                        "layer": layer + 1, "relative_change": v})
+                    change_rows.append(
+                        {
+                            "seed": seed,
+                            "intervention": name,
+                            "part": part,
+                            "layer": layer + 1,
+                            "relative_change": v,
+                        }
+                    )
         if seed == ctx.seeds[0]:
             example_maps = [w[0].mean(0).numpy() for w in result["weights"]]  # first example, mean over heads
             example_src = eval_src[0].tolist()
 
     changes = pd.DataFrame(change_rows)
     metrics: dict[str, Any] = {
-        "task": s["task"], "length": task.length, "symbols": task.symbols, "n_seeds": len(ctx.seeds),
-        "min_accuracy": float(s["min_accuracy"]), "chance_accuracy": 1.0 / task.symbols,
+        "task": s["task"],
+        "length": task.length,
+        "symbols": task.symbols,
+        "n_seeds": len(ctx.seeds),
+        "min_accuracy": float(s["min_accuracy"]),
+        "chance_accuracy": 1.0 / task.symbols,
         "token_accuracy": [r["token_accuracy"] for r in rows],
         "sequence_accuracy": [r["sequence_accuracy"] for r in rows],
         "token_accuracy_cross_off": [r["token_accuracy_cross_off"] for r in rows],
@@ -261,9 +309,13 @@ def run(ctx: ConceptContext) -> Evidence:
         "alignment_chance": 1.0 / task.length,
         "shapes": shapes,
         "changes": {
-            name: {part: [[float(v) for v in g.sort_values("layer")["relative_change"]]
-                          for _, g in gp.groupby("seed")]
-                   for part, gp in gi.groupby("part")}
+            name: {
+                part: [
+                    [float(v) for v in g.sort_values("layer")["relative_change"]]
+                    for _, g in gp.groupby("seed")
+                ]
+                for part, gp in gi.groupby("part")
+            }
             for name, gi in changes.groupby("intervention")
         },
     }
@@ -272,34 +324,61 @@ def run(ctx: ConceptContext) -> Evidence:
         _figure_interventions(ctx, changes),
         _figure_curves(ctx, histories),
     ]
-    summary = (changes.groupby(["intervention", "layer", "part"])["relative_change"]
-               .agg(["mean", "std", "max"]).reset_index())
+    summary = (
+        changes.groupby(["intervention", "layer", "part"])["relative_change"]
+        .agg(["mean", "std", "max"])
+        .reset_index()
+    )
     tables = [
-        Table.from_records("accuracy", "Held-out accuracy of the trained encoder–decoder per seed, with "
-                           "its cross-attention on and switched off (output replaced by zeros), and the "
-                           "attention weight on the source position each target position must read, per "
-                           f"decoder layer (uniform = {1 / task.length:.3f}).",
-                           [{"seed": r["seed"], "token accuracy": round(r["token_accuracy"], 4),
-                             "sequence accuracy": round(r["sequence_accuracy"], 4),
-                             "token accuracy, cross-attention off": round(r["token_accuracy_cross_off"], 4),
-                             "final loss (nats/token)": round(r["final_eval_loss"], 4),
-                             "weight on the right source token, per layer":
-                                 [round(a, 3) for a in r["alignment"]]}
-                            for r in rows]),
-        Table.from_records("interventions", "Relative change ‖after − before‖ / ‖before‖ of the cross-attention's "
-                           "Q, K, V (and the mean total-variation distance of its weight rows) per decoder layer, "
-                           f"over {len(ctx.seeds)} seeds; noise of {s['noise']}× the RMS of what it is added to.",
-                           [{"intervention": INTERVENTIONS[str(r["intervention"])], "layer": int(r["layer"]),
-                             "part": r["part"], "mean": f"{r['mean']:.3g}",
-                             "std": "" if pd.isna(r["std"]) else f"{r['std']:.2g}",
-                             "max": f"{r['max']:.3g}"} for r in summary.to_dict("records")]),
-        Table.from_records("shapes", "Input shapes (batch, length, width) of the cross-attention's projections "
-                           "in the first decoder layer.",
-                           [{"projection": "W_q (query)", "input shape": str(shapes["q_input"])},
-                            {"projection": "W_k (key)", "input shape": str(shapes["k_input"])},
-                            {"projection": "W_v (value)", "input shape": str(shapes["v_input"])},
-                            {"projection": "source / target length",
-                             "input shape": f"{shapes['source_length']} / {shapes['target_length']}"}]),
+        Table.from_records(
+            "accuracy",
+            "Held-out accuracy of the trained encoder–decoder per seed, with "
+            "its cross-attention on and switched off (output replaced by zeros), and the "
+            "attention weight on the source position each target position must read, per "
+            f"decoder layer (uniform = {1 / task.length:.3f}).",
+            [
+                {
+                    "seed": r["seed"],
+                    "token accuracy": round(r["token_accuracy"], 4),
+                    "sequence accuracy": round(r["sequence_accuracy"], 4),
+                    "token accuracy, cross-attention off": round(r["token_accuracy_cross_off"], 4),
+                    "final loss (nats/token)": round(r["final_eval_loss"], 4),
+                    "weight on the right source token, per layer": [round(a, 3) for a in r["alignment"]],
+                }
+                for r in rows
+            ],
+        ),
+        Table.from_records(
+            "interventions",
+            "Relative change ‖after − before‖ / ‖before‖ of the cross-attention's "
+            "Q, K, V (and the mean total-variation distance of its weight rows) per decoder layer, "
+            f"over {len(ctx.seeds)} seeds; noise of {s['noise']}× the RMS of what it is added to.",
+            [
+                {
+                    "intervention": INTERVENTIONS[str(r["intervention"])],
+                    "layer": int(r["layer"]),
+                    "part": r["part"],
+                    "mean": f"{r['mean']:.3g}",
+                    "std": "" if pd.isna(r["std"]) else f"{r['std']:.2g}",
+                    "max": f"{r['max']:.3g}",
+                }
+                for r in summary.to_dict("records")
+            ],
+        ),
+        Table.from_records(
+            "shapes",
+            "Input shapes (batch, length, width) of the cross-attention's projections "
+            "in the first decoder layer.",
+            [
+                {"projection": "W_q (query)", "input shape": str(shapes["q_input"])},
+                {"projection": "W_k (key)", "input shape": str(shapes["k_input"])},
+                {"projection": "W_v (value)", "input shape": str(shapes["v_input"])},
+                {
+                    "projection": "source / target length",
+                    "input shape": f"{shapes['source_length']} / {shapes['target_length']}",
+                },
+            ],
+        ),
     ]
     return Evidence(
         method=(
@@ -310,7 +389,11 @@ def run(ctx: ConceptContext) -> Evidence:
             "output (the memory) or to the decoder's input, and the relative change of Q, K, V and of the "
             "attention weights is measured. Switching the cross-attention off shows whether the decoder uses it."
         ),
-        metrics=metrics, seeds=ctx.seeds, tables=tables, figures=figures, literature=_literature(metrics),
+        metrics=metrics,
+        seeds=ctx.seeds,
+        tables=tables,
+        figures=figures,
+        literature=_literature(metrics),
     )
 
 
@@ -325,23 +408,49 @@ def _figure_maps(ctx: ConceptContext, maps: list[np.ndarray], src: list[int], ta
     tgt_labels = [f"{t}:{tok}" for t, tok in enumerate([*body, "EOS"])]
     for i, (ax, w) in enumerate(zip(axes, maps, strict=True)):
         last = i == len(maps) - 1
-        sns.heatmap(w, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=last, xticklabels=src_labels,
-                    yticklabels=tgt_labels, cbar_kws={"label": "attention weight (probability)"})
+        sns.heatmap(
+            w,
+            ax=ax,
+            cmap="viridis",
+            vmin=0,
+            vmax=1,
+            cbar=last,
+            xticklabels=src_labels,
+            yticklabels=tgt_labels,
+            cbar_kws={"label": "attention weight (probability)"},
+        )
         ax.set_title(f"decoder layer {i + 1}")
         ax.set_xlabel("source position:symbol (keys, values)")
         ax.set_ylabel("target position:symbol it predicts (queries)")
     kind = "the anti-diagonal" if task.reverse else "the diagonal"
-    return plotting.save(fig, ctx.outdir, "cross_attention_maps", "Cross-attention of the trained model",
-                         f"One held-out example ({'reversal' if task.reverse else 'copy'}), first seed, mean over "
-                         "heads. Rows are the decoder's positions (the queries), columns the encoder's (keys and "
-                         f"values); a model that reads the right source symbol puts its weight on {kind}.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "cross_attention_maps",
+        "Cross-attention of the trained model",
+        f"One held-out example ({'reversal' if task.reverse else 'copy'}), first seed, mean over "
+        "heads. Rows are the decoder's positions (the queries), columns the encoder's (keys and "
+        f"values); a model that reads the right source symbol puts its weight on {kind}.",
+    )
 
 
 def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> Any:
-    frame = changes.assign(intervention=changes["intervention"].map(INTERVENTIONS),
-                           layer=changes["layer"].map(lambda v: f"layer {v}"))
-    grid = sns.catplot(data=frame, x="part", y="relative_change", hue="intervention", col="layer", kind="bar",
-                       errorbar="sd", order=list(PARTS), height=3.8, aspect=1.1)
+    frame = changes.assign(
+        intervention=changes["intervention"].map(INTERVENTIONS),
+        layer=changes["layer"].map(lambda v: f"layer {v}"),
+    )
+    grid = sns.catplot(
+        data=frame,
+        x="part",
+        y="relative_change",
+        hue="intervention",
+        col="layer",
+        kind="bar",
+        errorbar="sd",
+        order=list(PARTS),
+        height=3.8,
+        aspect=1.1,
+    )
     grid.set_titles("{col_name}")
     grid.figure.subplots_adjust(top=0.82)
     for ax in grid.axes.flat:
@@ -351,22 +460,35 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> Any:
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("what is measured in the cross-attention")
     grid.axes.flat[0].set_ylabel("relative change (unitless)")
-    return plotting.save(grid.figure, ctx.outdir, "interventions", "Where Q, K and V come from",
-                         "Noise on the encoder output moves K, V and the weights but leaves the first layer's Q "
-                         "at exactly 0; noise on the decoder input moves Q and the weights but never K or V. "
-                         "(In later layers Q also depends on the memory, through the earlier layers' "
-                         "cross-attention output.) Bars: mean over seeds; whiskers: ±1 std.")
+    return plotting.save(
+        grid.figure,
+        ctx.outdir,
+        "interventions",
+        "Where Q, K and V come from",
+        "Noise on the encoder output moves K, V and the weights but leaves the first layer's Q "
+        "at exactly 0; noise on the decoder input moves Q and the weights but never K or V. "
+        "(In later layers Q also depends on the memory, through the earlier layers' "
+        "cross-attention output.) Bars: mean over seeds; whiskers: ±1 std.",
+    )
 
 
 def _figure_curves(ctx: ConceptContext, histories: list[Any]) -> Any:
-    rows = [{"run": i, "step": st, "loss": float(v)} for i, h in enumerate(histories)
-            for st, v in zip(h.eval_steps, h.eval_loss, strict=True)]
+    rows = [
+        {"run": i, "step": st, "loss": float(v)}
+        for i, h in enumerate(histories)
+        for st, v in zip(h.eval_steps, h.eval_loss, strict=True)
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(data=pd.DataFrame(rows), x="step", y="loss", errorbar="sd", marker="o", ax=ax)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("held-out loss (nats/token)")
-    return plotting.save(fig, ctx.outdir, "training_curves", "Training the encoder–decoder",
-                         "Held-out cross-entropy of the sequence task (line: mean over seeds, band: ±1 std).")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "training_curves",
+        "Training the encoder–decoder",
+        "Held-out cross-entropy of the sequence task (line: mean over seeds, band: ±1 std).",
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -392,8 +514,9 @@ def sources(m: Mapping[str, Any]) -> dict[str, bool]:
     for part, length in (("K", k_len), ("V", v_len)):
         moved_by_memory = min(_all_layers(m, "memory", part)) > EFFECT
         moved_by_decoder = max(_all_layers(m, "decoder", part)) > TOLERANCE
-        out[f"{part.lower()}_from_encoder"] = (moved_by_memory and not moved_by_decoder
-                                               and length == sh["source_length"])
+        out[f"{part.lower()}_from_encoder"] = (
+            moved_by_memory and not moved_by_decoder and length == sh["source_length"]
+        )
     return out
 
 
@@ -403,27 +526,33 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if acc.n < 2:
         return Verdict(Label.INCONCLUSIVE, f"Only {acc.n} seed: at least 2 trained models are needed.")
     if min(metrics["token_accuracy"]) < float(metrics["min_accuracy"]):
-        return Verdict(Label.INCONCLUSIVE,
-                       f"The encoder–decoder did not learn the task (token accuracy {acc}, needed "
-                       f"{metrics['min_accuracy']:.2f} in every seed), so its attention says little.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"The encoder–decoder did not learn the task (token accuracy {acc}, needed "
+            f"{metrics['min_accuracy']:.2f} in every seed), so its attention says little.",
+        )
     used = off.mean < acc.mean - 0.5 * (acc.mean - float(metrics["chance_accuracy"]))
     src = sources(metrics)
     q_mem = max(_first_layer(metrics, "memory", "Q"))
     q_dec = min(_first_layer(metrics, "decoder", "Q"))
     k_mem = min(_all_layers(metrics, "memory", "K"))
     k_dec = max(_all_layers(metrics, "decoder", "K"))
-    numbers = (f"noise on the encoder output changes the first layer's Q by {q_mem:.1e} and K by ≥{k_mem:.2g}; "
-               f"noise on the decoder input changes Q by ≥{q_dec:.2g} and K by {k_dec:.1e} (relative, "
-               f"{acc.n} seeds); with cross-attention off, token accuracy falls from {acc.mean:.3f} to {off.mean:.3f}")
+    numbers = (
+        f"noise on the encoder output changes the first layer's Q by {q_mem:.1e} and K by ≥{k_mem:.2g}; "
+        f"noise on the decoder input changes Q by ≥{q_dec:.2g} and K by {k_dec:.1e} (relative, "
+        f"{acc.n} seeds); with cross-attention off, token accuracy falls from {acc.mean:.3f} to {off.mean:.3f}"
+    )
     if not used:
         return Verdict(Label.INCONCLUSIVE, f"The decoder does not depend on its cross-attention: {numbers}.")
     if src["q_from_encoder"] and src["k_from_encoder"]:
         return Verdict(Label.SUPPORTED, f"Queries and keys both come from the encoder output: {numbers}.")
     if src["k_from_encoder"] and src["q_from_decoder"]:
         values = "the values also come from the encoder" if src["v_from_encoder"] else "the values do not"
-        return Verdict(Label.PARTLY,
-                       f"Decoders do have cross-attention and its keys come from the encoder output, but its "
-                       f"queries come from the decoder ({values}): {numbers}.")
+        return Verdict(
+            Label.PARTLY,
+            f"Decoders do have cross-attention and its keys come from the encoder output, but its "
+            f"queries come from the decoder ({values}): {numbers}.",
+        )
     return Verdict(Label.NOT_SUPPORTED, f"The encoder output is not where the keys come from: {numbers}.")
 
 
@@ -445,6 +574,8 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
             "A trained attention decoder aligns each output position with the source positions it translates.",
             bool(min(align) > 2 * float(metrics["alignment_chance"])) if align else None,
             f"Best layer's weight on the right source position: {Spread.of(align)} vs "
-            f"{float(metrics['alignment_chance']):.3f} for a uniform spread." if align else "",
+            f"{float(metrics['alignment_chance']):.3f} for a uniform spread."
+            if align
+            else "",
         ),
     ]

@@ -52,8 +52,14 @@ def size_status(whole_cut: float | None, tensor_cut: float | None, claimed: floa
     return "below"
 
 
-def speed_status(q25: float | None, median: float | None, q75: float | None, n: int,
-                 claimed: tuple[float, float], rel_tol: float) -> str:
+def speed_status(
+    q25: float | None,
+    median: float | None,
+    q75: float | None,
+    n: int,
+    claimed: tuple[float, float],
+    rel_tol: float,
+) -> str:
     """Where the per-round speed-ups fall against the claimed range (needs at least 5 rounds).
 
     'in' when at least three quarters of the rounds reach the claimed minimum (−tol) and the
@@ -78,14 +84,22 @@ def part_results(metrics: Mapping[str, Any], family: str) -> dict[str, dict[str,
         if v["family"] != family:
             continue
         parts = {
-            "loss": loss_status(v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed["loss_pct"],
-                                tol["loss_pct"]),
-            "size": size_status(v["size_cut_pct"], v["quantized_tensor_cut_pct"], claimed["size_cut_pct"],
-                                tol["size_cut_pct"]),
+            "loss": loss_status(
+                v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed["loss_pct"], tol["loss_pct"]
+            ),
+            "size": size_status(
+                v["size_cut_pct"], v["quantized_tensor_cut_pct"], claimed["size_cut_pct"], tol["size_cut_pct"]
+            ),
         }
         if "speedup" in claimed:
-            parts["speed"] = speed_status(v["speedup_q25"], v["speedup_median"], v["speedup_q75"],
-                                          v["speedup_n"], claimed["speedup"], tol["speedup_rel"])
+            parts["speed"] = speed_status(
+                v["speedup_q25"],
+                v["speedup_median"],
+                v["speedup_q75"],
+                v["speedup_n"],
+                claimed["speedup"],
+                tol["speedup_rel"],
+            )
         out[v["variant"]] = parts
     return out
 
@@ -113,9 +127,11 @@ def decide(metrics: Mapping[str, Any], family: str, what: str) -> Verdict:
         speeds = [variants[n]["speedup_median"] for n in results if variants[n]["speedup_median"] is not None]
         if speeds:
             clock = next(iter(variants.values())).get("speedup_clock", "wall")
-            facts.append(f"median batch-1 speed-up {min(speeds):.2f}× to {max(speeds):.2f}× "
-                         f"({'thread CPU time' if clock == 'cpu' else 'wall time'}; claimed "
-                         f"{metrics['claimed']['speedup'][0]:g}–{metrics['claimed']['speedup'][1]:g}×)")
+            facts.append(
+                f"median batch-1 speed-up {min(speeds):.2f}× to {max(speeds):.2f}× "
+                f"({'thread CPU time' if clock == 'cpu' else 'wall time'}; claimed "
+                f"{metrics['claimed']['speedup'][0]:g}–{metrics['claimed']['speedup'][1]:g}×)"
+            )
     held = [p for p in parts if holds[p]]
     # the size cut reached on the quantized tensors but not on the whole file counts half
     tensors_only = [p for p in parts if not holds[p] and any(r[p] == "tensors" for r in results.values())]
@@ -135,11 +151,13 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     return decide(metrics, "int8", "INT8")
 
 
-def collect(ctx: ConceptContext, claimed: Mapping[str, Any], tolerance: Mapping[str, Any]
-            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def collect(
+    ctx: ConceptContext, claimed: Mapping[str, Any], tolerance: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = qr.load_measures(ctx.inputs["variants"], ctx.settings["variants"])
     metrics = {
-        "claimed": dict(claimed), "tolerance": dict(tolerance),
+        "claimed": dict(claimed),
+        "tolerance": dict(tolerance),
         "variants": [qr.summary(r) for r in qr.measured(rows)],
         "skipped": qr.skipped_lines(rows),
         "device": ctx.device,
@@ -150,9 +168,13 @@ def collect(ctx: ConceptContext, claimed: Mapping[str, Any], tolerance: Mapping[
 
 def parts_table(metrics: Mapping[str, Any], family: str) -> Table:
     records = [{"variant": n, **r} for n, r in part_results(metrics, family).items()]
-    return Table.from_records("parts", "Where each variant falls against each part of the claim "
-                              "('in' = within the claimed range and tolerance; 'tensors' = only the quantized "
-                              "tensors, not the whole file, reach the claimed cut).", records)
+    return Table.from_records(
+        "parts",
+        "Where each variant falls against each part of the claim "
+        "('in' = within the claimed range and tolerance; 'tensors' = only the quantized "
+        "tensors, not the whole file, reach the claimed cut).",
+        records,
+    )
 
 
 def run(ctx: ConceptContext) -> Evidence:
@@ -160,10 +182,16 @@ def run(ctx: ConceptContext) -> Evidence:
     int8 = [v for v in metrics["variants"] if v["family"] == "int8"]
     figures = [
         qr.plot_pareto(rows, ctx.outdir, highlight="int8"),
-        qr.plot_latency(rows, ctx.outdir, "latency", "Batch-1 latency and speed-up per variant",
-                        "Left: p50 latency of one forward pass (batch 1, fixed prompt), tick at p90. Right: "
-                        "speed-up over FP32 of the same runtime, one value per interleaved timing round; "
-                        "the shaded band is the notes' 2–4×.", claimed=tuple(CLAIMED["speedup"])),
+        qr.plot_latency(
+            rows,
+            ctx.outdir,
+            "latency",
+            "Batch-1 latency and speed-up per variant",
+            "Left: p50 latency of one forward pass (batch 1, fixed prompt), tick at p90. Right: "
+            "speed-up over FP32 of the same runtime, one value per interleaved timing round; "
+            "the shaded band is the notes' 2–4×.",
+            claimed=tuple(CLAIMED["speedup"]),
+        ),
     ]
     best = min(int8, key=lambda v: v["ppl_change_pct"]) if int8 else None
     literature = [
@@ -172,8 +200,9 @@ def run(ctx: ConceptContext) -> Evidence:
             "8-bit inference (vector-wise quantization plus fp16 outlier decomposition) keeps the 16-bit "
             "perplexity of models up to 175B parameters: no performance loss, half the fp16 memory.",
             None if best is None else best["ppl_change_high_pct"] < 1.0,
-            "" if best is None else
-            f"Best INT8 variant here ({best['variant']}): perplexity change {best['ppl_change_pct']:.2f}% "
+            ""
+            if best is None
+            else f"Best INT8 variant here ({best['variant']}): perplexity change {best['ppl_change_pct']:.2f}% "
             f"(95% CI up to {best['ppl_change_high_pct']:.2f}%); agreement means under 1%. This model is far "
             "below the 6.7B scale where LLM.int8() found the outlier features that break naive INT8.",
         ),
@@ -186,6 +215,12 @@ def run(ctx: ConceptContext) -> Evidence:
         "latency timed in alternation with the FP32 model of the same runtime. Each part of the notes' "
         "claim (20–30% loss, 75% smaller, 2–4× faster) is checked against every INT8 variant."
     )
-    return Evidence(method=method, metrics=metrics, seeds=list(ctx.seeds),
-                    tables=[qr.variants_table(rows), parts_table(metrics, "int8")],
-                    figures=figures, literature=literature, skipped=metrics["skipped"])
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=list(ctx.seeds),
+        tables=[qr.variants_table(rows), parts_table(metrics, "int8")],
+        figures=figures,
+        literature=literature,
+        skipped=metrics["skipped"],
+    )

@@ -55,10 +55,17 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
     size leaves the question open (None). Without per-block NLLs the perplexity changes decide.
     """
     table = by_algorithm(metrics)
-    names = {(v["algorithm"], int(v["block_size"])): v["variant"] for v in metrics["variants"]
-             if v["family"] == "int4"}
+    names = {
+        (v["algorithm"], int(v["block_size"])): v["variant"]
+        for v in metrics["variants"]
+        if v["family"] == "int4"
+    }
     nll = metrics.get("block_nll", {})
-    pairs = [(bs, algs[better], algs[than]) for bs, algs in sorted(table.items()) if better in algs and than in algs]
+    pairs = [
+        (bs, algs[better], algs[than])
+        for bs, algs in sorted(table.items())
+        if better in algs and than in algs
+    ]
     if not pairs:
         return None, f"{better} and {than} were not both measured"
     outcomes, texts = [], []
@@ -67,8 +74,10 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
         if na and nb and len(na) == len(nb):
             diff, half = paired_difference(na, nb)
             outcomes.append(True if diff + half < 0 else False if diff - half > 0 else None)
-            texts.append(f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}% "
-                         f"(NLL difference {diff:+.2e} ± {half:.1e} nats/token)")
+            texts.append(
+                f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}% "
+                f"(NLL difference {diff:+.2e} ± {half:.1e} nats/token)"
+            )
         else:
             outcomes.append(a <= b)
             texts.append(f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}%")
@@ -104,14 +113,22 @@ def run(ctx: ConceptContext) -> Evidence:
     rows, metrics = collect(ctx, CLAIMED, TOLERANCE)
     int4_rows = [r for r in rows if r["family"] == "int4"]
     metrics["block_nll"] = {r["variant"]: r["block_nll"] for r in qr.measured(int4_rows)}
-    metrics["awq_alphas"] = {r["variant"]: (r.get("diagnostics") or {}).get("alphas") for r in qr.measured(int4_rows)
-                             if r["algorithm"] == "awq"}
+    metrics["awq_alphas"] = {
+        r["variant"]: (r.get("diagnostics") or {}).get("alphas")
+        for r in qr.measured(int4_rows)
+        if r["algorithm"] == "awq"
+    }
     figures = [
         qr.plot_pareto(rows, ctx.outdir, highlight="int4"),
-        qr.plot_bits_and_groups(rows, ctx.outdir, "bits_and_groups", "Perplexity vs bits and vs INT4 group size",
-                                "Left: the best variant at each bit width, per runtime. Right: perplexity change "
-                                "of each 4-bit algorithm against its group size (weights sharing one scale and "
-                                "zero point)."),
+        qr.plot_bits_and_groups(
+            rows,
+            ctx.outdir,
+            "bits_and_groups",
+            "Perplexity vs bits and vs INT4 group size",
+            "Left: the best variant at each bit width, per runtime. Right: perplexity change "
+            "of each 4-bit algorithm against its group size (weights sharing one scale and "
+            "zero point).",
+        ),
     ]
     gptq_ok, gptq_text = compare(metrics, "gptq", "rtn")
     awq_ok, awq_text = compare(metrics, "awq", "rtn")
@@ -119,27 +136,43 @@ def run(ctx: ConceptContext) -> Evidence:
     int4 = [v for v in metrics["variants"] if v["family"] == "int4"]
     worst = max((v["ppl_change_pct"] for v in int4), default=None)
     literature = [
-        LiteratureCheck("Frantar et al. 2023, GPTQ",
-                        "At 4 bits GPTQ keeps perplexity close to FP16 and clearly below round-to-nearest "
-                        "(OPT and BLOOM families, up to 175B).", gptq_ok, gptq_text),
-        LiteratureCheck("Lin et al. 2024, AWQ",
-                        "Scaling salient input channels by activation magnitude before group-wise INT4 "
-                        "round-to-nearest lowers perplexity below plain RTN (LLaMA, OPT; group size 128).",
-                        awq_ok, awq_text),
-        LiteratureCheck("Frantar et al. 2023; Lin et al. 2024 (group size ablations)",
-                        "Smaller quantization groups lower the 4-bit error at the cost of more scales.",
-                        trend_ok, trend_text),
-        LiteratureCheck("Lin et al. 2024, AWQ; Frantar et al. 2023, GPTQ (magnitude of the loss)",
-                        "Group-wise 4-bit LLaMA/OPT models lose a few percent of perplexity, not 40–50%.",
-                        None if worst is None else worst < 20.0,
-                        "" if worst is None else f"Largest 4-bit perplexity change here: {worst:.2f}%; "
-                        "agreement means under 20%."),
+        LiteratureCheck(
+            "Frantar et al. 2023, GPTQ",
+            "At 4 bits GPTQ keeps perplexity close to FP16 and clearly below round-to-nearest "
+            "(OPT and BLOOM families, up to 175B).",
+            gptq_ok,
+            gptq_text,
+        ),
+        LiteratureCheck(
+            "Lin et al. 2024, AWQ",
+            "Scaling salient input channels by activation magnitude before group-wise INT4 "
+            "round-to-nearest lowers perplexity below plain RTN (LLaMA, OPT; group size 128).",
+            awq_ok,
+            awq_text,
+        ),
+        LiteratureCheck(
+            "Frantar et al. 2023; Lin et al. 2024 (group size ablations)",
+            "Smaller quantization groups lower the 4-bit error at the cost of more scales.",
+            trend_ok,
+            trend_text,
+        ),
+        LiteratureCheck(
+            "Lin et al. 2024, AWQ; Frantar et al. 2023, GPTQ (magnitude of the loss)",
+            "Group-wise 4-bit LLaMA/OPT models lose a few percent of perplexity, not 40–50%.",
+            None if worst is None else worst < 20.0,
+            ""
+            if worst is None
+            else f"Largest 4-bit perplexity change here: {worst:.2f}%; agreement means under 20%.",
+        ),
     ]
     alpha_rows = [{"variant": name, **(alphas or {})} for name, alphas in metrics["awq_alphas"].items()]
     tables = [qr.variants_table(rows), parts_table(metrics, "int4")]
     if alpha_rows:
-        tables.append(Table.from_records("awq_alphas", "AWQ's chosen α per scaling group (0 = plain RTN; "
-                                         "s = mean|x|^α).", alpha_rows))
+        tables.append(
+            Table.from_records(
+                "awq_alphas", "AWQ's chosen α per scaling group (0 = plain RTN; s = mean|x|^α).", alpha_rows
+            )
+        )
     method = (
         "The trained LM's linear layers were quantized to 4-bit weights (activations stay float) with "
         "ONNX Runtime's MatMulNBits quantizer (round-to-nearest and HQQ) and with whylab's GPTQ and AWQ, "
@@ -148,5 +181,12 @@ def run(ctx: ConceptContext) -> Evidence:
         "(paired 95% interval), and its size cut is measured on the whole file and on the quantized "
         "tensors alone, against the notes' 40–50% loss and 87.5% size cut."
     )
-    return Evidence(method=method, metrics=metrics, seeds=list(ctx.seeds), tables=tables, figures=figures,
-                    literature=literature, skipped=metrics["skipped"])
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=list(ctx.seeds),
+        tables=tables,
+        figures=figures,
+        literature=literature,
+        skipped=metrics["skipped"],
+    )

@@ -64,10 +64,9 @@ def run(ctx: ConceptContext) -> Evidence:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from whylab.lm.data import load_tokenizer, token_blocks
+    from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
     from whylab.plotting import save
     from whylab.quant import qlora as ql
-    from whylab.lm.data import corpus_files
 
     cfg = _cfg(ctx.settings)
     ft = ql.FinetuneConfig.from_settings(cfg)
@@ -79,8 +78,11 @@ def run(ctx: ConceptContext) -> Evidence:
     train_blocks = token_blocks(corpus_files(corpus, [lang], "train"), tok, block, cfg["train_blocks"])
     valid_blocks = token_blocks(corpus_files(corpus, [lang], "valid"), tok, block, int(cfg["valid_blocks"]))
     retain = [x for x in pretrain_langs if x != lang]
-    retain_blocks = (token_blocks(corpus_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
-                     if retain else None)
+    retain_blocks = (
+        token_blocks(corpus_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
+        if retain
+        else None
+    )
     skipped: list[str] = []
     if lang in pretrain_langs:
         skipped.append(f"held-out check: {lang} is one of lm.train_languages, so it is not a new language")
@@ -95,15 +97,20 @@ def run(ctx: ConceptContext) -> Evidence:
     for seed in ctx.seeds:
         for variant in variants:
             try:
-                results.append(ql.finetune(variant, model_dir, train_blocks, valid_blocks, ft, seed,
-                                           ctx.device, retain_blocks))
+                results.append(
+                    ql.finetune(
+                        variant, model_dir, train_blocks, valid_blocks, ft, seed, ctx.device, retain_blocks
+                    )
+                )
             except (RuntimeError, AssertionError, NotImplementedError) as exc:
                 if variant != "qlora":
                     raise
                 variants.remove("qlora")
                 results = [r for r in results if r.variant != "qlora"]
-                skipped.append(f"QLoRA variant: bitsandbytes 4-bit failed on {ctx.device}: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                skipped.append(
+                    f"QLoRA variant: bitsandbytes 4-bit failed on {ctx.device}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
     summary = ql.summarize(results)
     peak_known = all(b is not None for v in summary.values() for b in v["peak_bytes"])
     if not peak_known:
@@ -117,10 +124,14 @@ def run(ctx: ConceptContext) -> Evidence:
         "qlora_ran": "qlora" in summary,
         "close_tolerance_pct": float(cfg["close_tolerance_pct"]),
         "memory_method": ql.memory_method(ctx.device),
-        "steps": ft.steps, "batch_size": ft.batch_size, "block_size": block,
-        "train_blocks": int(train_blocks.shape[0]), "valid_blocks": int(valid_blocks.shape[0]),
+        "steps": ft.steps,
+        "batch_size": ft.batch_size,
+        "block_size": block,
+        "train_blocks": int(train_blocks.shape[0]),
+        "valid_blocks": int(valid_blocks.shape[0]),
         "lr": {"qlora": ft.lr_adapters, "lora": ft.lr_adapters, "full": ft.lr_full},
-        "lora_r": ft.lora_r, "lora_alpha": ft.lora_alpha,
+        "lora_r": ft.lora_r,
+        "lora_alpha": ft.lora_alpha,
         "variants": {},
     }
     for v, s in summary.items():
@@ -151,8 +162,10 @@ def run(ctx: ConceptContext) -> Evidence:
         q, fu = Spread.of(summary["qlora"]["ppl_after"]).mean, Spread.of(summary["full"]["ppl_after"]).mean
         metrics["qlora_vs_full_ppl_gap_pct"] = 100 * (q - fu) / fu
 
-    figures = [_figure_resources(ctx.outdir, metrics, sns, plt, save),
-               _figure_quality(ctx.outdir, metrics, results, sns, plt, save)]
+    figures = [
+        _figure_resources(ctx.outdir, metrics, sns, plt, save),
+        _figure_quality(ctx.outdir, metrics, results, sns, plt, save),
+    ]
     return Evidence(
         method=(
             f"The trained LM (pretrained on {', '.join(pretrain_langs)}) is fine-tuned on {lang} "
@@ -189,24 +202,32 @@ def _sd(values: Sequence[float | None]) -> float | None:
 def _table(m: Mapping[str, Any]) -> Table:
     rows = []
     for v, s in m["variants"].items():
-        rows.append({
-            "variant": LABELS[v],
-            "trainable params": s["trainable_params"],
-            "trainable %": round(s["trainable_share_pct"], 2),
-            "4-bit linear layers": f"{s['linear4bit_count']}/{s['decoder_linear_count']}",
-            "linear bits/weight": round(s["linear_bits_per_weight"], 3),
-            "base storage (MiB)": round(s["base_storage_bytes"] / MIB, 3),
-            "peak extra in training (MiB)": (None if s["peak_bytes"] is None
-                                             else round(_mean(s["peak_bytes"]) / MIB, 2)),
-            "train time (s)": round(_mean(s["train_seconds"]), 2),
-            f"{m['finetune_language']} ppl before": round(s["ppl_before"], 2),
-            f"{m['finetune_language']} ppl after": round(_mean(s["ppl_after"]), 2),
-            "ppl after sd": None if _sd(s["ppl_after"]) is None else round(_sd(s["ppl_after"]), 2),
-            "retained-language ppl after": (None if s["retained_ppl_after"] is None
-                                            else round(_mean(s["retained_ppl_after"]), 2)),
-        })
-    return Table.from_records("finetune", "Fine-tuning variants, mean over seeds: what trains, what the base "
-                              "weighs, peak memory and perplexity before/after.", rows)
+        rows.append(
+            {
+                "variant": LABELS[v],
+                "trainable params": s["trainable_params"],
+                "trainable %": round(s["trainable_share_pct"], 2),
+                "4-bit linear layers": f"{s['linear4bit_count']}/{s['decoder_linear_count']}",
+                "linear bits/weight": round(s["linear_bits_per_weight"], 3),
+                "base storage (MiB)": round(s["base_storage_bytes"] / MIB, 3),
+                "peak extra in training (MiB)": (
+                    None if s["peak_bytes"] is None else round(_mean(s["peak_bytes"]) / MIB, 2)
+                ),
+                "train time (s)": round(_mean(s["train_seconds"]), 2),
+                f"{m['finetune_language']} ppl before": round(s["ppl_before"], 2),
+                f"{m['finetune_language']} ppl after": round(_mean(s["ppl_after"]), 2),
+                "ppl after sd": None if _sd(s["ppl_after"]) is None else round(_sd(s["ppl_after"]), 2),
+                "retained-language ppl after": (
+                    None if s["retained_ppl_after"] is None else round(_mean(s["retained_ppl_after"]), 2)
+                ),
+            }
+        )
+    return Table.from_records(
+        "finetune",
+        "Fine-tuning variants, mean over seeds: what trains, what the base "
+        "weighs, peak memory and perplexity before/after.",
+        rows,
+    )
 
 
 def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, save: Any) -> Any:
@@ -218,16 +239,30 @@ def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, sa
     axes[0].set_ylabel("trainable parameters (count, log scale)")
     axes[0].set_title("what trains")
     storage = pd.DataFrame(
-        [{"variant": LABELS[v], "part": "decoder linear weights", "MiB": s["linear_storage_bytes"] / MIB}
-         for v, s in m["variants"].items()]
-        + [{"variant": LABELS[v], "part": "embeddings, LM head, norms",
-            "MiB": (s["base_storage_bytes"] - s["linear_storage_bytes"]) / MIB} for v, s in m["variants"].items()])
+        [
+            {"variant": LABELS[v], "part": "decoder linear weights", "MiB": s["linear_storage_bytes"] / MIB}
+            for v, s in m["variants"].items()
+        ]
+        + [
+            {
+                "variant": LABELS[v],
+                "part": "embeddings, LM head, norms",
+                "MiB": (s["base_storage_bytes"] - s["linear_storage_bytes"]) / MIB,
+            }
+            for v, s in m["variants"].items()
+        ]
+    )
     sns.barplot(data=storage, x="variant", y="MiB", hue="part", ax=axes[1])
     axes[1].legend(fontsize=8, loc="upper left", title=None)
     axes[1].set_ylabel("base weight storage (MiB)")
     axes[1].set_title("what the base weighs")
-    peak = pd.DataFrame([{"variant": LABELS[v], "MiB": b / MIB} for v, s in m["variants"].items()
-                         for b in (s["peak_bytes"] or [])])
+    peak = pd.DataFrame(
+        [
+            {"variant": LABELS[v], "MiB": b / MIB}
+            for v, s in m["variants"].items()
+            for b in (s["peak_bytes"] or [])
+        ]
+    )
     if not peak.empty:
         sns.barplot(data=peak, x="variant", y="MiB", errorbar="sd", ax=axes[2], color=sns.color_palette()[2])
     axes[2].set_ylabel("peak extra memory in training (MiB)")
@@ -236,15 +271,21 @@ def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, sa
         ax.set_xlabel("fine-tuning variant")
         ax.tick_params(axis="x", labelsize=8, rotation=12)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return save(fig, outdir, "resources", "Trainable parameters, base storage and peak memory per fine-tuning variant",
-                "Left: parameters that receive gradients (log scale). Middle: bytes of the frozen base as stored: "
-                "QLoRA keeps the decoder's linear weights as 4-bit NF4 codes plus block constants; embeddings, "
-                "LM head and norms stay float32. Right: peak memory used by training on top of the loaded model "
-                f"(weights' gradients, optimizer state, activations), mean ± sd over seeds; {m['memory_method']}.")
+    return save(
+        fig,
+        outdir,
+        "resources",
+        "Trainable parameters, base storage and peak memory per fine-tuning variant",
+        "Left: parameters that receive gradients (log scale). Middle: bytes of the frozen base as stored: "
+        "QLoRA keeps the decoder's linear weights as 4-bit NF4 codes plus block constants; embeddings, "
+        "LM head and norms stay float32. Right: peak memory used by training on top of the loaded model "
+        f"(weights' gradients, optimizer state, activations), mean ± sd over seeds; {m['memory_method']}.",
+    )
 
 
-def _figure_quality(outdir: Path, m: Mapping[str, Any], results: Sequence[Any], sns: Any, plt: Any,
-                    save: Any) -> Any:
+def _figure_quality(
+    outdir: Path, m: Mapping[str, Any], results: Sequence[Any], sns: Any, plt: Any, save: Any
+) -> Any:
     lang = m["finetune_language"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     rows = []
@@ -256,55 +297,84 @@ def _figure_quality(outdir: Path, m: Mapping[str, Any], results: Sequence[Any], 
     axes[0].set_xlabel("fine-tuning variant")
     axes[0].set_ylabel(f"{lang} validation perplexity (per token, log scale)")
     axes[0].tick_params(axis="x", labelsize=8, rotation=12)
-    curves = pd.DataFrame([{"variant": LABELS[r.variant], "step": i + 1, "loss": loss}
-                           for r in results for i, loss in enumerate(r.losses)])
+    curves = pd.DataFrame(
+        [
+            {"variant": LABELS[r.variant], "step": i + 1, "loss": loss}
+            for r in results
+            for i, loss in enumerate(r.losses)
+        ]
+    )
     sns.lineplot(data=curves, x="step", y="loss", hue="variant", errorbar="sd", ax=axes[1])
     axes[1].set_xlabel("optimizer step")
     axes[1].set_ylabel(f"{lang} training loss (nats/token)")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return save(fig, outdir, "quality", f"{lang} perplexity before/after and training loss per variant",
-                f"Left: {lang} validation perplexity of the base (the NF4 base for QLoRA) and after fine-tuning, "
-                "mean ± sd over seeds, log scale. Right: training loss per step, mean ± sd over seeds; every "
-                "variant sees the same batches in the same order.")
+    return save(
+        fig,
+        outdir,
+        "quality",
+        f"{lang} perplexity before/after and training loss per variant",
+        f"Left: {lang} validation perplexity of the base (the NF4 base for QLoRA) and after fine-tuning, "
+        "mean ± sd over seeds, log scale. Right: training loss per step, mean ± sd over seeds; every "
+        "variant sees the same batches in the same order.",
+    )
 
 
 def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     tol = float(m["close_tolerance_pct"])
     checks = []
     gap = m.get("qlora_vs_lora_ppl_gap_pct")
-    checks.append(LiteratureCheck(
-        "Dettmers et al. 2023, QLoRA (NeurIPS)",
-        "NF4 with double quantization plus LoRA on all linear layers matches 16-bit LoRA fine-tuning.",
-        None if gap is None else abs(gap) <= tol,
-        "QLoRA did not run here" if gap is None else
-        f"{m['finetune_language']} perplexity after fine-tuning: QLoRA vs LoRA on the FP32 base differ by "
-        f"{gap:+.2f}% (agreement means within ±{tol:g}%)"))
+    checks.append(
+        LiteratureCheck(
+            "Dettmers et al. 2023, QLoRA (NeurIPS)",
+            "NF4 with double quantization plus LoRA on all linear layers matches 16-bit LoRA fine-tuning.",
+            None if gap is None else abs(gap) <= tol,
+            "QLoRA did not run here"
+            if gap is None
+            else f"{m['finetune_language']} perplexity after fine-tuning: QLoRA vs LoRA on the FP32 base differ by "
+            f"{gap:+.2f}% (agreement means within ±{tol:g}%)",
+        )
+    )
     gap_full = m.get("qlora_vs_full_ppl_gap_pct")
-    checks.append(LiteratureCheck(
-        "Dettmers et al. 2023, QLoRA (NeurIPS)",
-        "QLoRA also matches 16-bit full fine-tuning (GLUE, Super-NaturalInstructions, MMLU).",
-        None if gap_full is None else abs(gap_full) <= tol,
-        "QLoRA or full fine-tuning did not run here" if gap_full is None else
-        f"QLoRA vs full fine-tuning: {gap_full:+.2f}% in {m['finetune_language']} perplexity; here the "
-        "language is new to the model, and adapters on the projections cannot retrain its embeddings or "
-        "LM head, which full fine-tuning does"))
+    checks.append(
+        LiteratureCheck(
+            "Dettmers et al. 2023, QLoRA (NeurIPS)",
+            "QLoRA also matches 16-bit full fine-tuning (GLUE, Super-NaturalInstructions, MMLU).",
+            None if gap_full is None else abs(gap_full) <= tol,
+            "QLoRA or full fine-tuning did not run here"
+            if gap_full is None
+            else f"QLoRA vs full fine-tuning: {gap_full:+.2f}% in {m['finetune_language']} perplexity; here the "
+            "language is new to the model, and adapters on the projections cannot retrain its embeddings or "
+            "LM head, which full fine-tuning does",
+        )
+    )
     return checks
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Definition first (4-bit base, only adapters train, base frozen), then whether it fine-tunes as LoRA does."""
     if not metrics.get("qlora_ran") or "qlora" not in metrics.get("variants", {}):
-        return Verdict(Label.INCONCLUSIVE, "The NF4 QLoRA variant could not run here (bitsandbytes 4-bit), "
-                                           "so the definition could not be checked on a real run.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            "The NF4 QLoRA variant could not run here (bitsandbytes 4-bit), "
+            "so the definition could not be checked on a real run.",
+        )
     q = metrics["variants"]["qlora"]
     n4, nlin = int(q["linear4bit_count"]), int(q["decoder_linear_count"])
     bits = float(q["linear_bits_per_weight"])
-    definition = (n4 == nlin and nlin > 0 and bool(q["nf4"]) and bits <= 5.0
-                  and bool(q["only_adapters_trainable"]) and bool(q["base_unchanged"]))
-    facts = (f"{n4}/{nlin} decoder linear layers are NF4 Linear4bit at {bits:.2f} bits/weight, "
-             f"{q['trainable_params']:,} parameters train ({q['trainable_share_pct']:.1f}%, "
-             f"{'adapters only' if q['only_adapters_trainable'] else 'not only adapters'}), base "
-             f"{'bit-identical' if q['base_unchanged'] else 'changed'} after training")
+    definition = (
+        n4 == nlin
+        and nlin > 0
+        and bool(q["nf4"])
+        and bits <= 5.0
+        and bool(q["only_adapters_trainable"])
+        and bool(q["base_unchanged"])
+    )
+    facts = (
+        f"{n4}/{nlin} decoder linear layers are NF4 Linear4bit at {bits:.2f} bits/weight, "
+        f"{q['trainable_params']:,} parameters train ({q['trainable_share_pct']:.1f}%, "
+        f"{'adapters only' if q['only_adapters_trainable'] else 'not only adapters'}), base "
+        f"{'bit-identical' if q['base_unchanged'] else 'changed'} after training"
+    )
     if not definition:
         return Verdict(Label.NOT_SUPPORTED, f"The QLoRA run is not a frozen 4-bit base plus LoRA: {facts}.")
     before = float(q["ppl_before"])
@@ -313,10 +383,16 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     gap = metrics.get("qlora_vs_lora_ppl_gap_pct")
     tol = float(metrics["close_tolerance_pct"])
     lang = metrics["finetune_language"]
-    quality = (f"{lang} perplexity {before:.4g} → {Spread.of(after)} with QLoRA"
-               + ("" if gap is None else f", {gap:+.2f}% from LoRA on the FP32 base (tolerance ±{tol:g}%)"))
+    quality = f"{lang} perplexity {before:.4g} → {Spread.of(after)} with QLoRA" + (
+        "" if gap is None else f", {gap:+.2f}% from LoRA on the FP32 base (tolerance ±{tol:g}%)"
+    )
     if improved and gap is not None and abs(gap) <= tol:
-        return Verdict(Label.SUPPORTED, f"QLoRA is 4-bit quantization plus LoRA: {facts}; and it fine-tunes like "
-                                        f"LoRA does: {quality}.")
-    return Verdict(Label.PARTLY, f"The definition holds ({facts}), but the fine-tuning result does not match "
-                                 f"LoRA on the full-precision base: {quality}.")
+        return Verdict(
+            Label.SUPPORTED,
+            f"QLoRA is 4-bit quantization plus LoRA: {facts}; and it fine-tunes like LoRA does: {quality}.",
+        )
+    return Verdict(
+        Label.PARTLY,
+        f"The definition holds ({facts}), but the fine-tuning result does not match "
+        f"LoRA on the full-precision base: {quality}.",
+    )

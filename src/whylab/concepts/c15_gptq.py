@@ -71,19 +71,29 @@ def probe_control() -> dict[str, int]:
     return dict(counts)
 
 
-def hessian_checks(model: Any, calib_a: torch.Tensor, calib_b: torch.Tensor, block_size: int,
-                   percdamp: float) -> dict[str, Any]:
+def hessian_checks(
+    model: Any, calib_a: torch.Tensor, calib_b: torch.Tensor, block_size: int, percdamp: float
+) -> dict[str, Any]:
     """Run GPTQ on the model twice (two calibration sets) under the probe; compare with RTN and H = I."""
     from whylab.quant.gptq import gptq_model, gptq_quantize, layer_error
     from whylab.quant.int4 import rtn_quantize
 
-    stats = {"layers": 0, "identity_equals_rtn": True, "differ": 0, "total": 0, "err_gptq": 0.0,
-             "err_rtn": 0.0, "grad_enabled_layers": 0}
+    stats = {
+        "layers": 0,
+        "identity_equals_rtn": True,
+        "differ": 0,
+        "total": 0,
+        "err_gptq": 0.0,
+        "err_rtn": 0.0,
+        "grad_enabled_layers": 0,
+    }
     first: dict[str, Any] = {}
 
     def on_layer(name: str, weight: torch.Tensor, q: Any, h: torch.Tensor) -> None:
         rtn = rtn_quantize(weight, block_size)
-        ident = gptq_quantize(weight, torch.eye(h.shape[0], dtype=torch.float64), block_size, percdamp=percdamp)
+        ident = gptq_quantize(
+            weight, torch.eye(h.shape[0], dtype=torch.float64), block_size, percdamp=percdamp
+        )
         stats["layers"] += 1
         stats["identity_equals_rtn"] &= bool(np.array_equal(ident.real_codes, rtn.real_codes))
         stats["differ"] += int((q.real_codes != rtn.real_codes).sum())
@@ -124,14 +134,30 @@ def ort_builtin_check(weight: torch.Tensor, h: torch.Tensor, block_size: int) ->
 
     w = weight.detach().float().numpy().T.copy()  # ONNX orientation (K, N)
     k = w.shape[0]
-    real = ort_gptq(w.copy(), h.numpy().copy(), num_bits=4, group_size=block_size, scheme="asym",
-                    blocksize=128, percdamp=0.01)
-    ident = ort_gptq(w.copy(), np.eye(k) * float(np.mean(np.diag(h.numpy()))), num_bits=4,
-                     group_size=block_size, scheme="asym", blocksize=128, percdamp=0.01)
+    real = ort_gptq(
+        w.copy(),
+        h.numpy().copy(),
+        num_bits=4,
+        group_size=block_size,
+        scheme="asym",
+        blocksize=128,
+        percdamp=0.01,
+    )
+    ident = ort_gptq(
+        w.copy(),
+        np.eye(k) * float(np.mean(np.diag(h.numpy()))),
+        num_bits=4,
+        group_size=block_size,
+        scheme="asym",
+        blocksize=128,
+        percdamp=0.01,
+    )
     rtn = rtn_quantize(weight, block_size).dequantize().numpy().T
-    return {"max_diff_real_vs_identity_hessian": float(np.abs(real - ident).max()),
-            "max_diff_vs_rtn": float(np.abs(real - rtn).max()),
-            "ignores_hessian": bool(np.abs(real - ident).max() == 0.0)}
+    return {
+        "max_diff_real_vs_identity_hessian": float(np.abs(real - ident).max()),
+        "max_diff_vs_rtn": float(np.abs(real - rtn).max()),
+        "ignores_hessian": bool(np.abs(real - ident).max() == 0.0),
+    }
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -139,32 +165,44 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     grads = metrics["gradients"]
     h = metrics["hessian"]
     if control["backward_calls"] + control["grad_calls"] == 0 or control["saved_for_backward"] == 0:
-        return Verdict(Label.INCONCLUSIVE, "The autograd probe did not see the control's gradient step, "
-                                           "so a zero count from GPTQ would prove nothing.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            "The autograd probe did not see the control's gradient step, "
+            "so a zero count from GPTQ would prove nothing.",
+        )
     used = grads["backward_calls"] + grads["grad_calls"] + grads["saved_for_backward"]
     ppl = metrics.get("ppl_gptq_vs_rtn") or {}
-    ppl_text = "; ".join(f"group {bs}: GPTQ {v['gptq']:+.2f}% vs RTN {v['rtn']:+.2f}% perplexity change"
-                         for bs, v in sorted(ppl.items(), key=lambda kv: int(kv[0])))
+    ppl_text = "; ".join(
+        f"group {bs}: GPTQ {v['gptq']:+.2f}% vs RTN {v['rtn']:+.2f}% perplexity change"
+        for bs, v in sorted(ppl.items(), key=lambda kv: int(kv[0]))
+    )
     if used > 0:
-        return Verdict(Label.SUPPORTED, f"Quantizing with GPTQ made {grads['backward_calls']} backward and "
-                                        f"{grads['grad_calls']} grad calls and saved {grads['saved_for_backward']} "
-                                        "tensors for backward: it used gradients.")
+        return Verdict(
+            Label.SUPPORTED,
+            f"Quantizing with GPTQ made {grads['backward_calls']} backward and "
+            f"{grads['grad_calls']} grad calls and saved {grads['saved_for_backward']} "
+            "tensors for backward: it used gradients.",
+        )
     depends = h["codes_differ_from_rtn_frac"] > 0 and h["codes_differ_between_calibration_sets_frac"] > 0
     ratio = h.get("error_ratio_gptq_vs_rtn")
     if depends and h["identity_equals_rtn"] and ratio is not None and ratio < 1.0:
-        return Verdict(Label.NOT_SUPPORTED,
-                       "GPTQ ran with 0 backward/grad calls and 0 tensors saved for backward, yet changed "
-                       f"{100 * h['codes_differ_from_rtn_frac']:.1f}% of RTN's codes and cut the calibration output "
-                       f"error to {ratio:.2f}× RTN's; with H = I it equals RTN exactly, so it is Hessian-based "
-                       f"(second-order, from forward activations), not gradient-based. {ppl_text}".strip())
-    return Verdict(Label.INCONCLUSIVE, "GPTQ used no gradients, but its result did not measurably depend on the "
-                                       "calibration Hessian here, so this run cannot show what drives it. " + ppl_text)
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            "GPTQ ran with 0 backward/grad calls and 0 tensors saved for backward, yet changed "
+            f"{100 * h['codes_differ_from_rtn_frac']:.1f}% of RTN's codes and cut the calibration output "
+            f"error to {ratio:.2f}× RTN's; with H = I it equals RTN exactly, so it is Hessian-based "
+            f"(second-order, from forward activations), not gradient-based. {ppl_text}".strip(),
+        )
+    return Verdict(
+        Label.INCONCLUSIVE,
+        "GPTQ used no gradients, but its result did not measurably depend on the "
+        "calibration Hessian here, so this run cannot show what drives it. " + ppl_text,
+    )
 
 
 def run(ctx: ConceptContext) -> Evidence:
-    from whylab.lm.data import load_tokenizer, token_blocks
+    from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
     from whylab.quant.torch_quant import load_model
-    from whylab.lm.data import corpus_files
 
     q = ctx.settings["quantization"]
     block_size = int(q["int4"]["block_sizes"][0])
@@ -175,7 +213,7 @@ def run(ctx: ConceptContext) -> Evidence:
     if blocks.shape[0] < 2:
         raise ValueError("C15 needs at least two calibration blocks")
     half = min(n, blocks.shape[0] // 2)
-    calib_a, calib_b = blocks[:half], blocks[half:2 * half]
+    calib_a, calib_b = blocks[:half], blocks[half : 2 * half]
     model = load_model(ctx.inputs["model"], torch.float32, "cpu")
     checks = hessian_checks(model, calib_a, calib_b, block_size, float(q["int4"]["gptq_percdamp"]))
     first = checks.pop("_first_layer")
@@ -183,38 +221,79 @@ def run(ctx: ConceptContext) -> Evidence:
 
     rows = qr.load_measures(ctx.inputs["variants"], ctx.settings["variants"])
     int4 = {(r["algorithm"], r["block_size"]): r for r in qr.measured(rows, "int4")}
-    ppl = {str(bs): {"gptq": int4[("gptq", bs)]["ppl_change_pct_vs_fp32"],
-                     "rtn": int4[("rtn", bs)]["ppl_change_pct_vs_fp32"],
-                     "gptq_ppl": int4[("gptq", bs)]["valid_ppl"], "rtn_ppl": int4[("rtn", bs)]["valid_ppl"]}
-           for (alg, bs) in int4 if alg == "gptq" and ("rtn", bs) in int4}
-    metrics = {**checks, "probe_control": probe_control(), "ppl_gptq_vs_rtn": ppl,
-               "ort_builtin_gptq": ort_check, "check_block_size": block_size,
-               "calibration_blocks": [int(calib_a.shape[0]), int(calib_b.shape[0])]}
+    ppl = {
+        str(bs): {
+            "gptq": int4[("gptq", bs)]["ppl_change_pct_vs_fp32"],
+            "rtn": int4[("rtn", bs)]["ppl_change_pct_vs_fp32"],
+            "gptq_ppl": int4[("gptq", bs)]["valid_ppl"],
+            "rtn_ppl": int4[("rtn", bs)]["valid_ppl"],
+        }
+        for (alg, bs) in int4
+        if alg == "gptq" and ("rtn", bs) in int4
+    }
+    metrics = {
+        **checks,
+        "probe_control": probe_control(),
+        "ppl_gptq_vs_rtn": ppl,
+        "ort_builtin_gptq": ort_check,
+        "check_block_size": block_size,
+        "calibration_blocks": [int(calib_a.shape[0]), int(calib_b.shape[0])],
+    }
     skipped = qr.skipped_lines(r for r in rows if r["family"] == "int4")
     if not ppl:
         skipped.append("no GPTQ/RTN pair of INT4 variants at the same group size was measured")
 
     h = checks["hessian"]
     table_rows = [
-        {"check": "backward()/grad() calls during GPTQ", "value": checks["gradients"]["backward_calls"]
-         + checks["gradients"]["grad_calls"], "control (one gradient step)": metrics["probe_control"]["backward_calls"]},
-        {"check": "tensors saved for backward during GPTQ", "value": checks["gradients"]["saved_for_backward"],
-         "control (one gradient step)": metrics["probe_control"]["saved_for_backward"]},
-        {"check": "GPTQ with H = I reproduces RTN codes", "value": h["identity_equals_rtn"],
-         "control (one gradient step)": None},
-        {"check": "codes GPTQ changes vs RTN (%)", "value": round(100 * h["codes_differ_from_rtn_frac"], 3),
-         "control (one gradient step)": None},
-        {"check": "codes that differ between two calibration sets (%)",
-         "value": round(100 * h["codes_differ_between_calibration_sets_frac"], 3), "control (one gradient step)": None},
-        {"check": "calibration output error, GPTQ / RTN", "value": None if h["error_ratio_gptq_vs_rtn"] is None
-         else round(h["error_ratio_gptq_vs_rtn"], 4), "control (one gradient step)": None},
+        {
+            "check": "backward()/grad() calls during GPTQ",
+            "value": checks["gradients"]["backward_calls"] + checks["gradients"]["grad_calls"],
+            "control (one gradient step)": metrics["probe_control"]["backward_calls"],
+        },
+        {
+            "check": "tensors saved for backward during GPTQ",
+            "value": checks["gradients"]["saved_for_backward"],
+            "control (one gradient step)": metrics["probe_control"]["saved_for_backward"],
+        },
+        {
+            "check": "GPTQ with H = I reproduces RTN codes",
+            "value": h["identity_equals_rtn"],
+            "control (one gradient step)": None,
+        },
+        {
+            "check": "codes GPTQ changes vs RTN (%)",
+            "value": round(100 * h["codes_differ_from_rtn_frac"], 3),
+            "control (one gradient step)": None,
+        },
+        {
+            "check": "codes that differ between two calibration sets (%)",
+            "value": round(100 * h["codes_differ_between_calibration_sets_frac"], 3),
+            "control (one gradient step)": None,
+        },
+        {
+            "check": "calibration output error, GPTQ / RTN",
+            "value": None if h["error_ratio_gptq_vs_rtn"] is None else round(h["error_ratio_gptq_vs_rtn"], 4),
+            "control (one gradient step)": None,
+        },
     ]
     if ort_check is not None:
-        table_rows.append({"check": "ONNX Runtime's GPTQ config: max |Q(H) − Q(I)| on one layer",
-                           "value": ort_check["max_diff_real_vs_identity_hessian"],
-                           "control (one gradient step)": None})
-    ppl_rows = [{"group size": int(bs), "GPTQ perplexity": v["gptq_ppl"], "RTN perplexity": v["rtn_ppl"],
-                 "GPTQ change (%)": v["gptq"], "RTN change (%)": v["rtn"]} for bs, v in sorted(ppl.items())]
+        table_rows.append(
+            {
+                "check": "ONNX Runtime's GPTQ config: max |Q(H) − Q(I)| on one layer",
+                "value": ort_check["max_diff_real_vs_identity_hessian"],
+                "control (one gradient step)": None,
+            }
+        )
+    ppl_rows = [
+        {
+            "group size": int(bs),
+            "GPTQ perplexity": v["gptq_ppl"],
+            "RTN perplexity": v["rtn_ppl"],
+            "GPTQ change (%)": v["gptq"],
+            "RTN change (%)": v["rtn"],
+        }
+        for bs, v in sorted(ppl.items())
+    ]
     figures = []
     if ppl:
         figures.append(_plot_gptq_vs_rtn(ppl, ctx))
@@ -226,21 +305,29 @@ def run(ctx: ConceptContext) -> Evidence:
             "layer inputs, Optimal Brain Quantization's error compensation); it needs no retraining or gradients "
             "and beats round-to-nearest at 4 bits.",
             None if not ppl else (ppl_ok and checks["gradients"]["backward_calls"] == 0),
-            "Computed here: " + ("; ".join(f"group {bs}: GPTQ {v['gptq']:+.2f}% vs RTN {v['rtn']:+.2f}%"
-                                           for bs, v in sorted(ppl.items())) or "no GPTQ/RTN pair")
+            "Computed here: "
+            + (
+                "; ".join(
+                    f"group {bs}: GPTQ {v['gptq']:+.2f}% vs RTN {v['rtn']:+.2f}%"
+                    for bs, v in sorted(ppl.items())
+                )
+                or "no GPTQ/RTN pair"
+            )
             + f"; backward calls {checks['gradients']['backward_calls']}.",
         ),
     ]
     if ort_check is not None:
-        literature.append(LiteratureCheck(
-            "ONNX Runtime 1.32 GPTQWeightOnlyQuantConfig (Intel Neural Compressor code)",
-            "Offered as GPTQ with a calibration data reader.",
-            not ort_check["ignores_hessian"],
-            f"On one layer its output with the real H and with H ∝ I differ by at most "
-            f"{ort_check['max_diff_real_vs_identity_hessian']:.3g} and it is within "
-            f"{ort_check['max_diff_vs_rtn']:.3g} of RTN: its column updates read the upper-triangular "
-            "Cholesky factor from below the diagonal (zeros), so no error is propagated — hence whylab's own GPTQ.",
-        ))
+        literature.append(
+            LiteratureCheck(
+                "ONNX Runtime 1.32 GPTQWeightOnlyQuantConfig (Intel Neural Compressor code)",
+                "Offered as GPTQ with a calibration data reader.",
+                not ort_check["ignores_hessian"],
+                f"On one layer its output with the real H and with H ∝ I differ by at most "
+                f"{ort_check['max_diff_real_vs_identity_hessian']:.3g} and it is within "
+                f"{ort_check['max_diff_vs_rtn']:.3g} of RTN: its column updates read the upper-triangular "
+                "Cholesky factor from below the diagonal (zeros), so no error is propagated — hence whylab's own GPTQ.",
+            )
+        )
     method = (
         "GPTQ (written from Frantar et al. 2023) quantized every linear layer of the trained LM to 4 bits, "
         "layer after layer on training-split calibration blocks, under a probe counting backward()/grad() "
@@ -251,10 +338,18 @@ def run(ctx: ConceptContext) -> Evidence:
     )
     tables = [Table.from_records("checks", "What GPTQ used and what its result depends on.", table_rows)]
     if ppl_rows:
-        tables.append(Table.from_records("gptq_vs_rtn", "GPTQ vs round-to-nearest, same model, same grid.",
-                                         ppl_rows))
-    return Evidence(method=method, metrics=metrics, seeds=list(ctx.seeds), tables=tables, figures=figures,
-                    literature=literature, skipped=skipped)
+        tables.append(
+            Table.from_records("gptq_vs_rtn", "GPTQ vs round-to-nearest, same model, same grid.", ppl_rows)
+        )
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=list(ctx.seeds),
+        tables=tables,
+        figures=figures,
+        literature=literature,
+        skipped=skipped,
+    )
 
 
 def _plot_gptq_vs_rtn(ppl: Mapping[str, Mapping[str, float]], ctx: ConceptContext) -> Any:
@@ -271,6 +366,11 @@ def _plot_gptq_vs_rtn(ppl: Mapping[str, Mapping[str, float]], ctx: ConceptContex
     ax.set_xlabel("INT4 group size (weights per scale)")
     ax.set_ylabel("perplexity change vs FP32 (%)")
     ax.legend()
-    return plotting.save(fig, ctx.outdir, "gptq_vs_rtn", "GPTQ vs round-to-nearest at 4 bits",
-                         "Perplexity change against the FP32 model for the same model quantized on the same "
-                         "grid by round-to-nearest and by GPTQ (Hessian-based error compensation).")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "gptq_vs_rtn",
+        "GPTQ vs round-to-nearest at 4 bits",
+        "Perplexity change against the FP32 model for the same model quantized on the same "
+        "grid by round-to-nearest and by GPTQ (Hessian-based error compensation).",
+    )

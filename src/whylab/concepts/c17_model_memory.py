@@ -45,10 +45,18 @@ def count_models(specs: list[counting.ModelSpec]) -> list[dict[str, Any]]:
     for spec in specs:
         analytic = counting.analytic_params(spec)
         meta = counting.meta_params(spec)
-        rows.append({"model": spec.name, "family": spec.family, "analytic": analytic, "meta": meta,
-                     "match": analytic == meta, "quoted": spec.quoted_params,
-                     "quoted_rel_err": _rel(spec.quoted_params, meta) if spec.quoted_params else None,
-                     "source": spec.source})
+        rows.append(
+            {
+                "model": spec.name,
+                "family": spec.family,
+                "analytic": analytic,
+                "meta": meta,
+                "match": analytic == meta,
+                "quoted": spec.quoted_params,
+                "quoted_rel_err": _rel(spec.quoted_params, meta) if spec.quoted_params else None,
+                "source": spec.source,
+            }
+        )
     return rows
 
 
@@ -61,15 +69,30 @@ def notes_rows(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         dec, binary, bunit = UNITS[unit]
         for dtype, quoted in values.items():
             nbytes = calculator.model_bytes(exact[name], dtype)
-            rows.append({"model": name, "dtype": dtype, "notes": quoted, "unit": unit,
-                         "exact_decimal": nbytes / dec, "exact_binary": nbytes / binary, "binary_unit": bunit,
-                         "rel_err_decimal": _rel(quoted, nbytes / dec),
-                         "rel_err_if_binary": _rel(quoted, nbytes / binary)})
+            rows.append(
+                {
+                    "model": name,
+                    "dtype": dtype,
+                    "notes": quoted,
+                    "unit": unit,
+                    "exact_decimal": nbytes / dec,
+                    "exact_binary": nbytes / binary,
+                    "binary_unit": bunit,
+                    "rel_err_decimal": _rel(quoted, nbytes / dec),
+                    "rel_err_if_binary": _rel(quoted, nbytes / binary),
+                }
+            )
     return rows
 
 
-def measure_formats(ctx: ConceptContext, model_cfg: Mapping[str, Any], names: list[str],
-                    rss_names: list[str], repeats: int, skipped: list[str]) -> dict[str, dict[str, Any]]:
+def measure_formats(
+    ctx: ConceptContext,
+    model_cfg: Mapping[str, Any],
+    names: list[str],
+    rss_names: list[str],
+    repeats: int,
+    skipped: list[str],
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     seed = ctx.seeds[0]
     for name in names:
@@ -77,7 +100,9 @@ def measure_formats(ctx: ConceptContext, model_cfg: Mapping[str, Any], names: li
         try:
             model = fmt.apply(build_llama(model_cfg, seed, "fp32"))
         except Exception as exc:  # a format whose kernels are missing here is reported, not hidden
-            skipped.append(f"format {name} ({fmt.library}) could not be built here: {type(exc).__name__}: {exc}")
+            skipped.append(
+                f"format {name} ({fmt.library}) could not be built here: {type(exc).__name__}: {exc}"
+            )
             continue
         reference = build_llama(model_cfg, seed, "fp32")
         params = n_params(reference)
@@ -88,20 +113,32 @@ def measure_formats(ctx: ConceptContext, model_cfg: Mapping[str, Any], names: li
         total = measure.tensor_bytes(model)
         rss = []
         for _ in range(repeats if name in rss_names else 0):
-            r = measure.rss_peak("whylab.memory.formats:load_work",
-                                 {"model_cfg": dict(model_cfg), "fmt": name, "seed": seed}, threads=ctx.threads)
+            r = measure.rss_peak(
+                "whylab.memory.formats:load_work",
+                {"model_cfg": dict(model_cfg), "fmt": name, "seed": seed},
+                threads=ctx.threads,
+            )
             rss.append(r["resident_delta_bytes"])
         spread = Spread.of(rss) if rss else Spread(math.nan, math.nan, 0)
         out[name] = {
-            "nominal": fmt.nominal, "library": fmt.library, "description": fmt.description,
-            "nominal_bytes_per_value": per_value, "params": params, "linear_params": lin,
-            "model_bytes": total, "model_nominal_bytes": params * per_value,
+            "nominal": fmt.nominal,
+            "library": fmt.library,
+            "description": fmt.description,
+            "nominal_bytes_per_value": per_value,
+            "params": params,
+            "linear_params": lin,
+            "model_bytes": total,
+            "model_nominal_bytes": params * per_value,
             "model_ratio": total / (params * per_value),
             "layer_bytes": layer_bytes,
             "layer_bytes_per_value": layer_bytes / lin if layer_bytes is not None else total / params,
-            "layer_ratio": (layer_bytes / (lin * per_value)) if layer_bytes is not None else total / (params * per_value),
+            "layer_ratio": (layer_bytes / (lin * per_value))
+            if layer_bytes is not None
+            else total / (params * per_value),
             "unquantized_bytes": other * 4 if layer_bytes is not None else 0,
-            "rss_resident_mean": spread.mean, "rss_resident_std": spread.std, "rss_n": spread.n,
+            "rss_resident_mean": spread.mean,
+            "rss_resident_std": spread.std,
+            "rss_n": spread.n,
             "rss_over_tensor_bytes": spread.mean / total if total else math.nan,
         }
         del model, reference
@@ -117,8 +154,9 @@ def run(ctx: ConceptContext) -> Evidence:
     missing = [n for n in NOTES_QUOTES if n not in {c["model"] for c in counts}]
     if missing:
         skipped.append(f"the notes' examples {', '.join(missing)} are not among memory.C17.models")
-    fmts = measure_formats(ctx, s["model"], list(s["formats"]), list(s["rss_formats"]), int(s["repeats"]),
-                           skipped)
+    fmts = measure_formats(
+        ctx, s["model"], list(s["formats"]), list(s["rss_formats"]), int(s["repeats"]), skipped
+    )
 
     floats = {k: v for k, v in fmts.items() if v["nominal"] in ("fp32", "fp16", "bf16")}
     quants = {k: v for k, v in fmts.items() if v["nominal"] in ("int8", "int4")}
@@ -140,47 +178,101 @@ def run(ctx: ConceptContext) -> Evidence:
     }
 
     tables = [
-        Table.from_records("parameter_counts", "Exact parameter counts: analytic formula vs the model class built "
-                           "on the meta device (no weights), and the count each source quotes.",
-                           [{"model": c["model"], "family": c["family"], "analytic": c["analytic"], "meta device": c["meta"],
-                             "equal": c["match"], "quoted": c["quoted"],
-                             "quoted vs exact (%)": None if c["quoted_rel_err"] is None else round(100 * c["quoted_rel_err"], 2),
-                             "source of quote": c["source"]} for c in counts]),
-        Table.from_records("notes_vs_exact", "The notes' model memory vs exact parameters × bytes per value, in "
-                           "decimal units (MB = 10⁶ B, GB = 10⁹ B) and as it would read in binary units (MiB, GiB).",
-                           [{"model": r["model"], "dtype": r["dtype"], "notes": f"{r['notes']:g} {r['unit']}",
-                             "exact": f"{r['exact_decimal']:.1f} {r['unit']}",
-                             "error (%)": round(100 * r["rel_err_decimal"], 2),
-                             "exact (binary)": f"{r['exact_binary']:.1f} {r['binary_unit']}",
-                             "error if read as binary (%)": round(100 * r["rel_err_if_binary"], 2)} for r in nrows]),
-        Table.from_records("measured_formats", "A small Llama model loaded in each format: bytes read from its tensors' "
-                           "storages vs parameters × nominal bytes; quantized formats apply to the Linear layers "
-                           f"(embedding and norms stay FP32); resident-set growth of a fresh process over {s['repeats']} repeats.",
-                           [{"format": k, "library": v["library"], "nominal B/value": v["nominal_bytes_per_value"],
-                             "measured B/value (quantized layers)": round(v["layer_bytes_per_value"], 4),
-                             "ratio (layers)": round(v["layer_ratio"], 4), "model bytes": v["model_bytes"],
-                             "params × nominal": int(v["model_nominal_bytes"]), "ratio (whole model)": round(v["model_ratio"], 4),
-                             "RSS growth (MiB)": _mib(v["rss_resident_mean"], v["rss_resident_std"], v["rss_n"])}
-                            for k, v in fmts.items()]),
+        Table.from_records(
+            "parameter_counts",
+            "Exact parameter counts: analytic formula vs the model class built "
+            "on the meta device (no weights), and the count each source quotes.",
+            [
+                {
+                    "model": c["model"],
+                    "family": c["family"],
+                    "analytic": c["analytic"],
+                    "meta device": c["meta"],
+                    "equal": c["match"],
+                    "quoted": c["quoted"],
+                    "quoted vs exact (%)": None
+                    if c["quoted_rel_err"] is None
+                    else round(100 * c["quoted_rel_err"], 2),
+                    "source of quote": c["source"],
+                }
+                for c in counts
+            ],
+        ),
+        Table.from_records(
+            "notes_vs_exact",
+            "The notes' model memory vs exact parameters × bytes per value, in "
+            "decimal units (MB = 10⁶ B, GB = 10⁹ B) and as it would read in binary units (MiB, GiB).",
+            [
+                {
+                    "model": r["model"],
+                    "dtype": r["dtype"],
+                    "notes": f"{r['notes']:g} {r['unit']}",
+                    "exact": f"{r['exact_decimal']:.1f} {r['unit']}",
+                    "error (%)": round(100 * r["rel_err_decimal"], 2),
+                    "exact (binary)": f"{r['exact_binary']:.1f} {r['binary_unit']}",
+                    "error if read as binary (%)": round(100 * r["rel_err_if_binary"], 2),
+                }
+                for r in nrows
+            ],
+        ),
+        Table.from_records(
+            "measured_formats",
+            "A small Llama model loaded in each format: bytes read from its tensors' "
+            "storages vs parameters × nominal bytes; quantized formats apply to the Linear layers "
+            f"(embedding and norms stay FP32); resident-set growth of a fresh process over {s['repeats']} repeats.",
+            [
+                {
+                    "format": k,
+                    "library": v["library"],
+                    "nominal B/value": v["nominal_bytes_per_value"],
+                    "measured B/value (quantized layers)": round(v["layer_bytes_per_value"], 4),
+                    "ratio (layers)": round(v["layer_ratio"], 4),
+                    "model bytes": v["model_bytes"],
+                    "params × nominal": int(v["model_nominal_bytes"]),
+                    "ratio (whole model)": round(v["model_ratio"], 4),
+                    "RSS growth (MiB)": _mib(v["rss_resident_mean"], v["rss_resident_std"], v["rss_n"]),
+                }
+                for k, v in fmts.items()
+            ],
+        ),
     ]
-    figures = [_figure_models(ctx, counts, nrows), _figure_formats(ctx, fmts)] if fmts else [_figure_models(ctx, counts, nrows)]
+    figures = (
+        [_figure_models(ctx, counts, nrows), _figure_formats(ctx, fmts)]
+        if fmts
+        else [_figure_models(ctx, counts, nrows)]
+    )
     gpt3 = next((c for c in counts if c["model"] == "gpt3-175b"), None)
     literature = [
-        LiteratureCheck("Devlin et al. 2019 (BERT), Table/§3: BERT-BASE has 110M parameters",
-                        "BertConfig() defaults are BERT-base; the exact BertModel count is compared with 110M.",
-                        _agree_count(counts, "bert-base"), _count_note(counts, "bert-base")),
-        LiteratureCheck("Brown et al. 2020 (GPT-3), Table 2.1: 175.0B parameters (96 layers, d_model 12288, 96 heads)",
-                        "That shape with GPT-2's block, vocabulary 50257 and context 2048, counted on the meta device.",
-                        _agree_count(counts, "gpt3-175b"), _count_note(counts, "gpt3-175b") if gpt3 else "not counted"),
+        LiteratureCheck(
+            "Devlin et al. 2019 (BERT), Table/§3: BERT-BASE has 110M parameters",
+            "BertConfig() defaults are BERT-base; the exact BertModel count is compared with 110M.",
+            _agree_count(counts, "bert-base"),
+            _count_note(counts, "bert-base"),
+        ),
+        LiteratureCheck(
+            "Brown et al. 2020 (GPT-3), Table 2.1: 175.0B parameters (96 layers, d_model 12288, 96 heads)",
+            "That shape with GPT-2's block, vocabulary 50257 and context 2048, counted on the meta device.",
+            _agree_count(counts, "gpt3-175b"),
+            _count_note(counts, "gpt3-175b") if gpt3 else "not counted",
+        ),
     ]
-    method = ("Parameter counts come from transformers' config classes (BertConfig defaults = BERT-base, GPT2Config, "
-              "LlamaConfig defaults = a 7B Llama, GPT-3 175B from its paper's shape), counted by formula and by "
-              "building the model on PyTorch's meta device, so no weights are needed. Those counts × bytes per value "
-              "are set against the notes' numbers. A small Llama model is then loaded in FP32, FP16, BF16 and real "
-              "INT8/INT4 formats (torchao, bitsandbytes) and its bytes are read from its tensors' storages, with the "
-              "resident-set growth of a fresh process as a second, process-level measurement.")
-    return Evidence(method=method, metrics=metrics, seeds=ctx.seeds[:1], tables=tables, figures=figures,
-                    literature=literature, skipped=skipped)
+    method = (
+        "Parameter counts come from transformers' config classes (BertConfig defaults = BERT-base, GPT2Config, "
+        "LlamaConfig defaults = a 7B Llama, GPT-3 175B from its paper's shape), counted by formula and by "
+        "building the model on PyTorch's meta device, so no weights are needed. Those counts × bytes per value "
+        "are set against the notes' numbers. A small Llama model is then loaded in FP32, FP16, BF16 and real "
+        "INT8/INT4 formats (torchao, bitsandbytes) and its bytes are read from its tensors' storages, with the "
+        "resident-set growth of a fresh process as a second, process-level measurement."
+    )
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=ctx.seeds[:1],
+        tables=tables,
+        figures=figures,
+        literature=literature,
+        skipped=skipped,
+    )
 
 
 def _mib(mean: float, std: float, n: int) -> str:
@@ -200,51 +292,91 @@ def _count_note(counts: list[dict[str, Any]], name: str) -> str:
     row = next((c for c in counts if c["model"] == name), None)
     if row is None:
         return "not counted in this run"
-    return (f"exact {row['meta']:,} vs quoted {row['quoted']:,.0f}: "
-            f"{100 * row['quoted_rel_err']:+.2f}% (agreement means within 1%)")
+    return (
+        f"exact {row['meta']:,} vs quoted {row['quoted']:,.0f}: "
+        f"{100 * row['quoted_rel_err']:+.2f}% (agreement means within 1%)"
+    )
 
 
 def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: list[dict[str, Any]]) -> Any:
     records = []
     for c in counts:
         for dtype in ("fp32", "fp16", "int8", "int4"):
-            records.append({"model": c["model"], "dtype": dtype,
-                            "GB": calculator.model_bytes(c["meta"], dtype) / calculator.GB})
+            records.append(
+                {
+                    "model": c["model"],
+                    "dtype": dtype,
+                    "GB": calculator.model_bytes(c["meta"], dtype) / calculator.GB,
+                }
+            )
     frame = pd.DataFrame(records)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     sns.barplot(frame, x="model", y="GB", hue="dtype", ax=ax)
-    notes = pd.DataFrame([{"model": r["model"], "dtype": r["dtype"],
-                           "GB": r["notes"] * (1e-3 if r["unit"] == "MB" else 1.0)} for r in nrows])
+    notes = pd.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "dtype": r["dtype"],
+                "GB": r["notes"] * (1e-3 if r["unit"] == "MB" else 1.0),
+            }
+            for r in nrows
+        ]
+    )
     if not notes.empty:
         order = list(frame["model"].unique())
         hues = ["fp32", "fp16", "int8", "int4"]
         width = 0.8 / len(hues)
-        xs = [order.index(m) - 0.4 + width * (hues.index(d) + 0.5) for m, d in zip(notes["model"], notes["dtype"], strict=True)]
+        xs = [
+            order.index(m) - 0.4 + width * (hues.index(d) + 0.5)
+            for m, d in zip(notes["model"], notes["dtype"], strict=True)
+        ]
         ax.scatter(xs, notes["GB"], color="black", marker="x", zorder=5, label="notes' number")
     ax.set_yscale("log")
     ax.set_xlabel("model (exact parameter count from its config)")
     ax.set_ylabel("model memory (GB = 10⁹ bytes, log scale)")
     ax.legend(title="dtype", fontsize=8)
-    return plotting.save(fig, ctx.outdir, "model_memory_by_dtype", "Model memory = parameters × bytes per value",
-                         "Exact parameter counts × 4/2/1/0.5 bytes for four real architectures (bars); black crosses "
-                         "are the notes' numbers for BERT-base and GPT-3.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "model_memory_by_dtype",
+        "Model memory = parameters × bytes per value",
+        "Exact parameter counts × 4/2/1/0.5 bytes for four real architectures (bars); black crosses "
+        "are the notes' numbers for BERT-base and GPT-3.",
+    )
 
 
 def _figure_formats(ctx: ConceptContext, fmts: dict[str, dict[str, Any]]) -> Any:
-    frame = pd.DataFrame([{"format": k, "measured (quantized layers)": v["layer_bytes_per_value"],
-                           "nominal": v["nominal_bytes_per_value"],
-                           "whole model": v["model_bytes"] / v["params"]} for k, v in fmts.items()])
-    long = frame.melt(id_vars="format", value_vars=["nominal", "measured (quantized layers)", "whole model"],
-                      var_name="quantity", value_name="bytes per value")
+    frame = pd.DataFrame(
+        [
+            {
+                "format": k,
+                "measured (quantized layers)": v["layer_bytes_per_value"],
+                "nominal": v["nominal_bytes_per_value"],
+                "whole model": v["model_bytes"] / v["params"],
+            }
+            for k, v in fmts.items()
+        ]
+    )
+    long = frame.melt(
+        id_vars="format",
+        value_vars=["nominal", "measured (quantized layers)", "whole model"],
+        var_name="quantity",
+        value_name="bytes per value",
+    )
     fig, ax = plt.subplots(figsize=(8, 4))
     sns.barplot(long, x="format", y="bytes per value", hue="quantity", ax=ax)
     ax.set_xlabel("storage format of the loaded model")
     ax.set_ylabel("bytes per parameter (B)")
     ax.tick_params(axis="x", rotation=20)
-    return plotting.save(fig, ctx.outdir, "measured_bytes_per_value", "Measured bytes per value of a loaded model",
-                         "Nominal bytes per value (the notes' table), measured bytes per value of the (quantized) "
-                         "Linear layers including scales and zero points, and of the whole model, where the embedding "
-                         "and norms stay FP32.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "measured_bytes_per_value",
+        "Measured bytes per value of a loaded model",
+        "Nominal bytes per value (the notes' table), measured bytes per value of the (quantized) "
+        "Linear layers including scales and zero points, and of the whole model, where the embedding "
+        "and norms stay FP32.",
+    )
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -252,29 +384,52 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     float_dev = metrics.get("float_max_abs_dev")
     notes_err = metrics.get("notes_max_abs_rel_err_decimal")
     if float_dev is None or not metrics.get("counts_match_meta", False):
-        return Verdict(Label.INCONCLUSIVE, "The float formats were not measured or the analytic parameter counts "
-                       "disagree with the meta-device models, so bytes per parameter cannot be checked.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            "The float formats were not measured or the analytic parameter counts "
+            "disagree with the meta-device models, so bytes per parameter cannot be checked.",
+        )
     if float_dev > tol_f:
-        return Verdict(Label.NOT_SUPPORTED, f"A loaded FP32/FP16/BF16 model's bytes differ from parameters × bytes "
-                       f"per value by {100 * float_dev:.2f}% (tolerance {100 * tol_f:g}%).")
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            f"A loaded FP32/FP16/BF16 model's bytes differ from parameters × bytes "
+            f"per value by {100 * float_dev:.2f}% (tolerance {100 * tol_f:g}%).",
+        )
     if notes_err is not None and notes_err > 0.10:
-        return Verdict(Label.NOT_SUPPORTED, f"The notes' memory numbers are off the exact counts × bytes by up to "
-                       f"{100 * notes_err:.1f}%.")
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            f"The notes' memory numbers are off the exact counts × bytes by up to {100 * notes_err:.1f}%.",
+        )
     quant = metrics.get("quant_layer_ratios", {})
     bad = {k: r for k, r in quant.items() if abs(r - 1) > tol_q}
-    notes_part = (f"the notes' numbers are within {100 * notes_err:.1f}% of exact counts × bytes (decimal units)"
-                  if notes_err is not None else "the notes' examples were not counted")
+    notes_part = (
+        f"the notes' numbers are within {100 * notes_err:.1f}% of exact counts × bytes (decimal units)"
+        if notes_err is not None
+        else "the notes' examples were not counted"
+    )
     if notes_err is not None and notes_err > tol_n:
-        return Verdict(Label.PARTLY, f"Float formats match parameters × bytes to {100 * float_dev:.3f}%, but "
-                       f"{notes_part}, beyond the {100 * tol_n:g}% tolerance.")
+        return Verdict(
+            Label.PARTLY,
+            f"Float formats match parameters × bytes to {100 * float_dev:.3f}%, but "
+            f"{notes_part}, beyond the {100 * tol_n:g}% tolerance.",
+        )
     if not quant:
-        return Verdict(Label.PARTLY, f"Float formats match parameters × bytes to {100 * float_dev:.3f}% and "
-                       f"{notes_part}; no INT8/INT4 format could be measured here.")
+        return Verdict(
+            Label.PARTLY,
+            f"Float formats match parameters × bytes to {100 * float_dev:.3f}% and "
+            f"{notes_part}; no INT8/INT4 format could be measured here.",
+        )
     if bad:
         worst = max(bad, key=lambda k: abs(bad[k] - 1))
-        return Verdict(Label.PARTLY, f"Float formats match parameters × bytes to {100 * float_dev:.3f}% and "
-                       f"{notes_part}, but quantized layers in {worst} take {bad[worst]:.2f}× the nominal bytes "
-                       f"(scales/zero points/unpacked storage; tolerance {100 * tol_q:g}%).")
+        return Verdict(
+            Label.PARTLY,
+            f"Float formats match parameters × bytes to {100 * float_dev:.3f}% and "
+            f"{notes_part}, but quantized layers in {worst} take {bad[worst]:.2f}× the nominal bytes "
+            f"(scales/zero points/unpacked storage; tolerance {100 * tol_q:g}%).",
+        )
     worst = max(quant, key=lambda k: abs(quant[k] - 1))
-    return Verdict(Label.SUPPORTED, f"Float formats match parameters × bytes to {100 * float_dev:.3f}%, {notes_part}, "
-                   f"and every quantized format is within {100 * abs(quant[worst] - 1):.1f}% of its nominal bytes ({worst}).")
+    return Verdict(
+        Label.SUPPORTED,
+        f"Float formats match parameters × bytes to {100 * float_dev:.3f}%, {notes_part}, "
+        f"and every quantized format is within {100 * abs(quant[worst] - 1):.1f}% of its nominal bytes ({worst}).",
+    )

@@ -28,8 +28,9 @@ from whylab.verdict import Label, Spread, Verdict
 CLAIM_ID = "C19"
 
 
-def measure_point(s: Mapping[str, Any], mode: str, depth: int, seq: int, seed: int, device: str,
-                  repeats: int) -> dict[str, Any]:
+def measure_point(
+    s: Mapping[str, Any], mode: str, depth: int, seq: int, seed: int, device: str, repeats: int
+) -> dict[str, Any]:
     model = training.build_llama(s["model"], seed, "fp32", device, num_layers=depth)
     segment = apply_checkpointing(model, mode)
     batch = int(s["batch_size"])
@@ -49,14 +50,29 @@ def measure_point(s: Mapping[str, Any], mode: str, depth: int, seq: int, seed: i
     times = measure.time_calls(timed, repeats, device, warmup=1)
     weights = measure.tensor_bytes(model)
     shape = calc.LlamaShape.from_model_cfg(s["model"], layers=depth)
-    estimate = (calc.llama_activation_bytes(shape, batch, seq) if segment == 0
-                else calc.llama_checkpointed_activation_bytes(shape, batch, seq, segment=segment))
+    estimate = (
+        calc.llama_activation_bytes(shape, batch, seq)
+        if segment == 0
+        else calc.llama_checkpointed_activation_bytes(shape, batch, seq, segment=segment)
+    )
     spread = Spread.of(times)
-    return {"mode": mode, "depth": depth, "seq": seq, "batch": batch, "segment": segment,
-            "peak_bytes": peak.peak_bytes, "working_bytes": peak.peak_bytes - max(peak.baseline_bytes, weights),
-            "activations_at_peak": peak.breakdown["activations"], "breakdown": peak.breakdown,
-            "activation_estimate": estimate, "step_times_s": times, "step_time_mean_s": spread.mean,
-            "step_time_std_s": spread.std, "method": peak.method, "_grads": grads}
+    return {
+        "mode": mode,
+        "depth": depth,
+        "seq": seq,
+        "batch": batch,
+        "segment": segment,
+        "peak_bytes": peak.peak_bytes,
+        "working_bytes": peak.peak_bytes - max(peak.baseline_bytes, weights),
+        "activations_at_peak": peak.breakdown["activations"],
+        "breakdown": peak.breakdown,
+        "activation_estimate": estimate,
+        "step_times_s": times,
+        "step_time_mean_s": spread.mean,
+        "step_time_std_s": spread.std,
+        "method": peak.method,
+        "_grads": grads,
+    }
 
 
 def run(ctx: ConceptContext) -> Evidence:
@@ -65,8 +81,10 @@ def run(ctx: ConceptContext) -> Evidence:
     modes = list(s["modes"])
     if "none" not in modes:
         modes.insert(0, "none")
-    points = sorted({("depth", d, int(s["seq_len_for_depths"])) for d in s["depths"]}
-                    | {("seq", int(s["depth_for_seq_lens"]), q) for q in s["seq_lens"]})
+    points = sorted(
+        {("depth", d, int(s["seq_len_for_depths"])) for d in s["depths"]}
+        | {("seq", int(s["depth_for_seq_lens"]), q) for q in s["seq_lens"]}
+    )
     cache: dict[tuple[str, int, int], dict[str, Any]] = {}
     for _sweep, depth, seq in points:
         for mode in modes:
@@ -74,43 +92,68 @@ def run(ctx: ConceptContext) -> Evidence:
                 cache[(mode, depth, seq)] = measure_point(s, mode, depth, seq, seed, device, repeats)
 
     rows, grad_diffs = [], []
-    for (mode, depth, seq), r in cache.items():
+    for (_mode, depth, seq), r in cache.items():
         base = cache[("none", depth, seq)]
         diff = max(float((a - b).abs().max()) for a, b in zip(r["_grads"], base["_grads"], strict=True))
         scale = max(float(b.abs().max()) for b in base["_grads"])
         grad_diffs.append(diff / scale)
         time_ratio = [t / base["step_time_mean_s"] for t in r["step_times_s"]]
-        rows.append({k: v for k, v in r.items() if k != "_grads"}
-                    | {"saving": 1 - r["working_bytes"] / base["working_bytes"],
-                       "time_ratio_mean": Spread.of(time_ratio).mean, "time_ratio_std": Spread.of(time_ratio).std,
-                       "grad_rel_max_diff": diff / scale,
-                       "in_depth_sweep": seq == int(s["seq_len_for_depths"]) and depth in s["depths"],
-                       "in_seq_sweep": depth == int(s["depth_for_seq_lens"]) and seq in s["seq_lens"]})
+        rows.append(
+            {k: v for k, v in r.items() if k != "_grads"}
+            | {
+                "saving": 1 - r["working_bytes"] / base["working_bytes"],
+                "time_ratio_mean": Spread.of(time_ratio).mean,
+                "time_ratio_std": Spread.of(time_ratio).std,
+                "grad_rel_max_diff": diff / scale,
+                "in_depth_sweep": seq == int(s["seq_len_for_depths"]) and depth in s["depths"],
+                "in_seq_sweep": depth == int(s["depth_for_seq_lens"]) and seq in s["seq_lens"],
+            }
+        )
     metrics = _metrics(s, rows, grad_diffs)
-    tables = [Table.from_records(
-        "checkpointing", f"Forward + backward of one batch ({s['batch_size']} sequences): peak live tensor memory "
-        f"({rows[0]['method']}), the part above the weights, the saving vs no checkpointing, and the step time "
-        f"(mean ± std over {repeats} repeats); estimate = the calculator's activation bytes for that schedule.",
-        [{"mode": r["mode"], "depth": r["depth"], "seq": r["seq"], "segment (layers)": r["segment"],
-          "peak (MiB)": round(r["peak_bytes"] / calc.MiB, 3), "above weights (MiB)": round(r["working_bytes"] / calc.MiB, 3),
-          "saving (%)": round(100 * r["saving"], 1),
-          "activation estimate (MiB)": round(r["activation_estimate"] / calc.MiB, 3),
-          "step time (ms)": f"{1e3 * r['step_time_mean_s']:.1f} ± {1e3 * r['step_time_std_s']:.1f}",
-          "time vs none": f"{r['time_ratio_mean']:.2f} ± {r['time_ratio_std']:.2f}",
-          "grad max rel diff": f"{r['grad_rel_max_diff']:.1e}"} for r in sorted(rows, key=lambda r: (r["depth"], r["seq"], r["mode"]))])]
+    tables = [
+        Table.from_records(
+            "checkpointing",
+            f"Forward + backward of one batch ({s['batch_size']} sequences): peak live tensor memory "
+            f"({rows[0]['method']}), the part above the weights, the saving vs no checkpointing, and the step time "
+            f"(mean ± std over {repeats} repeats); estimate = the calculator's activation bytes for that schedule.",
+            [
+                {
+                    "mode": r["mode"],
+                    "depth": r["depth"],
+                    "seq": r["seq"],
+                    "segment (layers)": r["segment"],
+                    "peak (MiB)": round(r["peak_bytes"] / calc.MiB, 3),
+                    "above weights (MiB)": round(r["working_bytes"] / calc.MiB, 3),
+                    "saving (%)": round(100 * r["saving"], 1),
+                    "activation estimate (MiB)": round(r["activation_estimate"] / calc.MiB, 3),
+                    "step time (ms)": f"{1e3 * r['step_time_mean_s']:.1f} ± {1e3 * r['step_time_std_s']:.1f}",
+                    "time vs none": f"{r['time_ratio_mean']:.2f} ± {r['time_ratio_std']:.2f}",
+                    "grad max rel diff": f"{r['grad_rel_max_diff']:.1e}",
+                }
+                for r in sorted(rows, key=lambda r: (r["depth"], r["seq"], r["mode"]))
+            ],
+        )
+    ]
     figures = _figures(ctx, rows)
-    method = ("A LlamaForCausalLM (eager attention, FP32) runs forward + backward on one batch with no checkpointing, "
-              "with transformers' per-layer gradient checkpointing (non-reentrant torch.utils.checkpoint), and with "
-              "Chen et al.'s sqrt(n) schedule (segments of ceil(sqrt(L)) layers), across depth and sequence length. "
-              "The peak of live tensor memory above the weights is the memory the activations cost; step time is "
-              "measured over repeats; the gradients of each schedule are compared with the plain run's.")
-    literature = [LiteratureCheck(
-        "Chen et al. 2016, 'Training Deep Nets with Sublinear Memory Cost': O(sqrt(n)) memory for about one "
-        "extra forward pass per step",
-        "Step-time overhead of checkpointing and how its memory grows with depth, vs no checkpointing.",
-        metrics["chen_agrees"], metrics["chen_note"])]
-    return Evidence(method=method, metrics=metrics, seeds=[seed], tables=tables, figures=figures,
-                    literature=literature)
+    method = (
+        "A LlamaForCausalLM (eager attention, FP32) runs forward + backward on one batch with no checkpointing, "
+        "with transformers' per-layer gradient checkpointing (non-reentrant torch.utils.checkpoint), and with "
+        "Chen et al.'s sqrt(n) schedule (segments of ceil(sqrt(L)) layers), across depth and sequence length. "
+        "The peak of live tensor memory above the weights is the memory the activations cost; step time is "
+        "measured over repeats; the gradients of each schedule are compared with the plain run's."
+    )
+    literature = [
+        LiteratureCheck(
+            "Chen et al. 2016, 'Training Deep Nets with Sublinear Memory Cost': O(sqrt(n)) memory for about one "
+            "extra forward pass per step",
+            "Step-time overhead of checkpointing and how its memory grows with depth, vs no checkpointing.",
+            metrics["chen_agrees"],
+            metrics["chen_note"],
+        )
+    ]
+    return Evidence(
+        method=method, metrics=metrics, seeds=[seed], tables=tables, figures=figures, literature=literature
+    )
 
 
 def _metrics(s: Mapping[str, Any], rows: list[dict[str, Any]], grad_diffs: list[float]) -> dict[str, Any]:
@@ -128,45 +171,84 @@ def _metrics(s: Mapping[str, Any], rows: list[dict[str, Any]], grad_diffs: list[
     chen = None
     if overhead and sqrt_growth is not None and none_growth is not None:
         chen = 0.05 <= sum(overhead) / len(overhead) <= 0.6 and sqrt_growth < none_growth
-    note = (f"per-layer time overhead {100 * min(overhead):.0f}–{100 * max(overhead):.0f}% (agreement: mean within 5–60%, "
+    note = (
+        (
+            f"per-layer time overhead {100 * min(overhead):.0f}–{100 * max(overhead):.0f}% (agreement: mean within 5–60%, "
             f"about one extra forward); memory above weights grows {none_growth or float('nan'):.2f}× from depth "
             f"{depths[0]} to {depths[-1]} without checkpointing and {sqrt_growth or float('nan'):.2f}× with sqrt(n) "
-            "segments (agreement: slower growth)") if overhead else "no checkpointed run"
+            "segments (agreement: slower growth)"
+        )
+        if overhead
+        else "no checkpointed run"
+    )
     return {
         "rows": rows,
         "checked_modes": sorted({r["mode"] for r in ck}),
         "min_saving": min((r["saving"] for r in per_layer), default=None),
         "max_saving": max((r["saving"] for r in per_layer), default=None),
-        "share_points_saving": (sum(r["saving"] >= s["min_saving"] for r in per_layer) / len(per_layer)) if per_layer else None,
-        "time_overhead_min": min(overhead, default=None), "time_overhead_max": max(overhead, default=None),
+        "share_points_saving": (sum(r["saving"] >= s["min_saving"] for r in per_layer) / len(per_layer))
+        if per_layer
+        else None,
+        "time_overhead_min": min(overhead, default=None),
+        "time_overhead_max": max(overhead, default=None),
         "working_growth_over_depth": growth,
         "grad_rel_max_diff": max(grad_diffs),
         "min_saving_threshold": float(s["min_saving"]),
-        "chen_agrees": chen, "chen_note": note,
+        "chen_agrees": chen,
+        "chen_note": note,
     }
 
 
 def _figures(ctx: ConceptContext, rows: list[dict[str, Any]]) -> list[Any]:
-    frame = pd.DataFrame([{"mode": r["mode"], "depth": r["depth"], "seq": r["seq"],
-                           "MiB": r["working_bytes"] / calc.MiB, "ms": 1e3 * t,
-                           "depth sweep": r["in_depth_sweep"], "seq sweep": r["in_seq_sweep"]}
-                          for r in rows for t in r["step_times_s"]])
+    frame = pd.DataFrame(
+        [
+            {
+                "mode": r["mode"],
+                "depth": r["depth"],
+                "seq": r["seq"],
+                "MiB": r["working_bytes"] / calc.MiB,
+                "ms": 1e3 * t,
+                "depth sweep": r["in_depth_sweep"],
+                "seq sweep": r["in_seq_sweep"],
+            }
+            for r in rows
+            for t in r["step_times_s"]
+        ]
+    )
     out = []
     for metric, ylabel, name, title, caption in (
-        ("MiB", "peak memory above the weights (MiB)", "memory", "Gradient checkpointing: peak memory",
-         "Peak live tensor memory of forward + backward minus the weights, across depth (left) and sequence "
-         "length (right), without checkpointing and with per-layer or sqrt(n)-segment checkpointing."),
-        ("ms", "forward + backward time (ms)", "time", "Gradient checkpointing: step time",
-         "Wall time of forward + backward (mean and spread over repeats) for the same runs: the price of "
-         "recomputing activations."),
+        (
+            "MiB",
+            "peak memory above the weights (MiB)",
+            "memory",
+            "Gradient checkpointing: peak memory",
+            "Peak live tensor memory of forward + backward minus the weights, across depth (left) and sequence "
+            "length (right), without checkpointing and with per-layer or sqrt(n)-segment checkpointing.",
+        ),
+        (
+            "ms",
+            "forward + backward time (ms)",
+            "time",
+            "Gradient checkpointing: step time",
+            "Wall time of forward + backward (mean and spread over repeats) for the same runs: the price of "
+            "recomputing activations.",
+        ),
     ):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        sns.lineplot(frame[frame["depth sweep"]], x="depth", y=metric, hue="mode", marker="o", ax=axes[0],
-                     errorbar="sd")
+        sns.lineplot(
+            frame[frame["depth sweep"]],
+            x="depth",
+            y=metric,
+            hue="mode",
+            marker="o",
+            ax=axes[0],
+            errorbar="sd",
+        )
         axes[0].set_xlabel("decoder layers (count)")
         axes[0].set_ylabel(ylabel)
-        sns.lineplot(frame[frame["seq sweep"]], x="seq", y=metric, hue="mode", marker="o", ax=axes[1],
-                     errorbar="sd")
+        sns.lineplot(
+            frame[frame["seq sweep"]], x="seq", y=metric, hue="mode", marker="o", ax=axes[1], errorbar="sd"
+        )
         axes[1].set_xlabel("sequence length (tokens)")
         axes[1].set_ylabel(ylabel)
         out.append(plotting.save(fig, ctx.outdir, f"checkpointing_{name}", title, caption))
@@ -177,18 +259,29 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if not metrics.get("checked_modes") or metrics.get("min_saving") is None:
         return Verdict(Label.INCONCLUSIVE, "No checkpointed run was measured.")
     if metrics["grad_rel_max_diff"] > 1e-4:
-        return Verdict(Label.INCONCLUSIVE, f"Checkpointed gradients differ from the plain run's by "
-                       f"{metrics['grad_rel_max_diff']:.1e} (relative), so the runs are not the same computation.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"Checkpointed gradients differ from the plain run's by "
+            f"{metrics['grad_rel_max_diff']:.1e} (relative), so the runs are not the same computation.",
+        )
     lo, hi, share = metrics["min_saving"], metrics["max_saving"], metrics["share_points_saving"]
     thr = metrics["min_saving_threshold"]
     t_lo, t_hi = metrics["time_overhead_min"], metrics["time_overhead_max"]
     cost = f"each step takes {100 * t_lo:+.0f}% to {100 * t_hi:+.0f}% longer"
     if share == 1.0:
-        return Verdict(Label.SUPPORTED, f"Per-layer checkpointing cuts the memory above the weights by "
-                       f"{100 * lo:.0f}–{100 * hi:.0f}% at every depth and sequence length measured (identical "
-                       f"gradients); {cost}.")
+        return Verdict(
+            Label.SUPPORTED,
+            f"Per-layer checkpointing cuts the memory above the weights by "
+            f"{100 * lo:.0f}–{100 * hi:.0f}% at every depth and sequence length measured (identical "
+            f"gradients); {cost}.",
+        )
     if share > 0:
-        return Verdict(Label.PARTLY, f"Checkpointing saves at least {100 * thr:.0f}% at only {100 * share:.0f}% of the "
-                       f"points (saving {100 * lo:.0f}–{100 * hi:.0f}%); {cost}.")
-    return Verdict(Label.NOT_SUPPORTED, f"Checkpointing saves at most {100 * hi:.0f}% (< {100 * thr:.0f}%) at every "
-                   f"point measured; {cost}.")
+        return Verdict(
+            Label.PARTLY,
+            f"Checkpointing saves at least {100 * thr:.0f}% at only {100 * share:.0f}% of the "
+            f"points (saving {100 * lo:.0f}–{100 * hi:.0f}%); {cost}.",
+        )
+    return Verdict(
+        Label.NOT_SUPPORTED,
+        f"Checkpointing saves at most {100 * hi:.0f}% (< {100 * thr:.0f}%) at every point measured; {cost}.",
+    )

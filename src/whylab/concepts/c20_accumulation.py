@@ -27,8 +27,11 @@ from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
 
 CLAIM_ID = "C20"
-CASES = (("equal lengths", False, "mean_of_means"), ("padded, mean of means", True, "mean_of_means"),
-         ("padded, token sum / batch tokens", True, "token_sum"))
+CASES = (
+    ("equal lengths", False, "mean_of_means"),
+    ("padded, mean of means", True, "mean_of_means"),
+    ("padded, token sum / batch tokens", True, "token_sum"),
+)
 
 
 def run(ctx: ConceptContext) -> Evidence:
@@ -48,13 +51,27 @@ def run(ctx: ConceptContext) -> Evidence:
         model = training.build_llama(s["model"], seed, "fp32", device)
         for case, variable, norm in CASES:
             data = acc.make_batch(vocab, batch, seq, int(s["min_len"]), seed, variable)
-            ref, ref_loss = acc.gradients(model, lambda d=data: acc.full_batch_backward(model, d, device))
+            ref, ref_loss = acc.gradients(
+                model, lambda d=data, mdl=model: acc.full_batch_backward(mdl, d, device)
+            )
             for m in micros:
-                grads, loss = acc.gradients(model, lambda d=data, m=m, n=norm: acc.accumulate_backward(model, d, m, n, device))
+                grads, loss = acc.gradients(
+                    model,
+                    lambda d=data, m=m, n=norm, mdl=model: acc.accumulate_backward(mdl, d, m, n, device),
+                )
                 rel, mx = acc.relative_difference(grads, ref)
-                diffs.append({"case": case, "micro": m, "seed": seed, "rel_diff": rel, "max_abs_diff": mx,
-                              "loss_accumulated": loss, "loss_full": ref_loss,
-                              "target_tokens": acc.target_tokens(data["labels"])})
+                diffs.append(
+                    {
+                        "case": case,
+                        "micro": m,
+                        "seed": seed,
+                        "rel_diff": rel,
+                        "max_abs_diff": mx,
+                        "loss_accumulated": loss,
+                        "loss_full": ref_loss,
+                        "target_tokens": acc.target_tokens(data["labels"]),
+                    }
+                )
         del model
 
     # 2. peak memory and time of one optimizer step over the whole batch, per micro-batch size
@@ -73,34 +90,51 @@ def run(ctx: ConceptContext) -> Evidence:
         peak = measure.tracked_peak(step, [model, opt, *data.values()], device)
         times = measure.time_calls(step, repeats, device, warmup=0)
         t = Spread.of(times)
-        mem.append({"micro": m, "accumulation_steps": batch // m, "peak_bytes": peak.peak_bytes,
-                    "breakdown": peak.breakdown, "activations_at_peak": peak.breakdown["activations"],
-                    "time_mean_s": t.mean, "time_std_s": t.std, "times_s": times, "method": peak.method})
+        mem.append(
+            {
+                "micro": m,
+                "accumulation_steps": batch // m,
+                "peak_bytes": peak.peak_bytes,
+                "breakdown": peak.breakdown,
+                "activations_at_peak": peak.breakdown["activations"],
+                "time_mean_s": t.mean,
+                "time_std_s": t.std,
+                "times_s": times,
+                "method": peak.method,
+            }
+        )
         del model, opt
 
     metrics = _metrics(s, diffs, mem, micros)
     tables = _tables(diffs, mem, micros, repeats)
     figures = _figures(ctx, diffs, mem)
-    method = (f"A LlamaForCausalLM's gradient on a batch of {batch} sequences is computed in one pass and by "
-              f"accumulating micro-batches of {', '.join(map(str, micros))} sequences, for {repeats} seeds (model and "
-              "data), with equal-length sequences and with right-padded variable lengths; the accumulated loss is "
-              "either each micro-batch's mean divided by the number of micro-batches (mean of means) or its token "
-              "sum divided by the batch's target-token count (transformers' num_items_in_batch). Peak live tensor "
-              "memory and wall time of a whole AdamW step are measured per micro-batch size.")
-    literature = [LiteratureCheck(
-        "Hugging Face, 'Fixing Gradient Accumulation' (2024; transformers' num_items_in_batch): averaging per-"
-        "micro-batch mean losses is not the large-batch loss when micro-batches hold different numbers of tokens",
-        "Relative gradient difference of mean-of-means and of token-sum accumulation on padded batches.",
-        metrics["hf_fix_agrees"],
-        f"padded mean of means: up to {metrics['padded_mean_of_means_max_rel']:.2e}; token sum: up to "
-        f"{metrics['padded_token_sum_max_rel']:.2e} (agreement: the first above 100× the equality tolerance, the second "
-        "within it)")]
-    return Evidence(method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures,
-                    literature=literature)
+    method = (
+        f"A LlamaForCausalLM's gradient on a batch of {batch} sequences is computed in one pass and by "
+        f"accumulating micro-batches of {', '.join(map(str, micros))} sequences, for {repeats} seeds (model and "
+        "data), with equal-length sequences and with right-padded variable lengths; the accumulated loss is "
+        "either each micro-batch's mean divided by the number of micro-batches (mean of means) or its token "
+        "sum divided by the batch's target-token count (transformers' num_items_in_batch). Peak live tensor "
+        "memory and wall time of a whole AdamW step are measured per micro-batch size."
+    )
+    literature = [
+        LiteratureCheck(
+            "Hugging Face, 'Fixing Gradient Accumulation' (2024; transformers' num_items_in_batch): averaging per-"
+            "micro-batch mean losses is not the large-batch loss when micro-batches hold different numbers of tokens",
+            "Relative gradient difference of mean-of-means and of token-sum accumulation on padded batches.",
+            metrics["hf_fix_agrees"],
+            f"padded mean of means: up to {metrics['padded_mean_of_means_max_rel']:.2e}; token sum: up to "
+            f"{metrics['padded_token_sum_max_rel']:.2e} (agreement: the first above 100× the equality tolerance, the second "
+            "within it)",
+        )
+    ]
+    return Evidence(
+        method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
+    )
 
 
-def _metrics(s: Mapping[str, Any], diffs: list[dict[str, Any]], mem: list[dict[str, Any]],
-             micros: list[int]) -> dict[str, Any]:
+def _metrics(
+    s: Mapping[str, Any], diffs: list[dict[str, Any]], mem: list[dict[str, Any]], micros: list[int]
+) -> dict[str, Any]:
     tol = float(s["equal_tolerance"])
     split = [d for d in diffs if d["micro"] < int(s["batch_size"])]  # micro == batch is the batch itself
 
@@ -112,56 +146,97 @@ def _metrics(s: Mapping[str, Any], diffs: list[dict[str, Any]], mem: list[dict[s
     small, large = by_micro[micros[0]], by_micro[micros[-1]]
     padded_mom, padded_ts = worst(CASES[1][0]), worst(CASES[2][0])
     return {
-        "diffs": diffs, "memory": mem,
+        "diffs": diffs,
+        "memory": mem,
         "equal_max_rel": worst(CASES[0][0]),
         "padded_mean_of_means_max_rel": padded_mom,
-        "padded_mean_of_means_min_rel": min((d["rel_diff"] for d in split if d["case"] == CASES[1][0]), default=0.0),
+        "padded_mean_of_means_min_rel": min(
+            (d["rel_diff"] for d in split if d["case"] == CASES[1][0]), default=0.0
+        ),
         "padded_token_sum_max_rel": padded_ts,
-        "peak_smallest_micro": small["peak_bytes"], "peak_largest_micro": large["peak_bytes"],
+        "peak_smallest_micro": small["peak_bytes"],
+        "peak_largest_micro": large["peak_bytes"],
         "peak_reduction": 1 - small["peak_bytes"] / large["peak_bytes"],
         "time_ratio_smallest_vs_largest": small["time_mean_s"] / large["time_mean_s"],
-        "micro_smallest": micros[0], "micro_largest": micros[-1],
+        "micro_smallest": micros[0],
+        "micro_largest": micros[-1],
         "equal_tolerance": tol,
         "hf_fix_agrees": padded_mom > 100 * tol and padded_ts <= tol if len(micros) > 1 else None,
     }
 
 
-def _tables(diffs: list[dict[str, Any]], mem: list[dict[str, Any]], micros: list[int], repeats: int) -> list[Table]:
+def _tables(
+    diffs: list[dict[str, Any]], mem: list[dict[str, Any]], micros: list[int], repeats: int
+) -> list[Table]:
     rows = []
     for case, _v, _n in CASES:
         for m in micros:
             sel = [d for d in diffs if d["case"] == case and d["micro"] == m]
             rel = Spread.of([d["rel_diff"] for d in sel])
             loss_gap = Spread.of([d["loss_accumulated"] - d["loss_full"] for d in sel])
-            rows.append({"case": case, "micro-batch": m, "‖Δg‖/‖g‖": f"{rel.mean:.2e} ± {rel.std:.1e}",
-                         "max |Δg|": f"{max(d['max_abs_diff'] for d in sel):.2e}",
-                         "loss gap (nats/token)": f"{loss_gap.mean:+.2e} ± {loss_gap.std:.1e}"})
+            rows.append(
+                {
+                    "case": case,
+                    "micro-batch": m,
+                    "‖Δg‖/‖g‖": f"{rel.mean:.2e} ± {rel.std:.1e}",
+                    "max |Δg|": f"{max(d['max_abs_diff'] for d in sel):.2e}",
+                    "loss gap (nats/token)": f"{loss_gap.mean:+.2e} ± {loss_gap.std:.1e}",
+                }
+            )
     return [
-        Table.from_records("gradients", f"Accumulated vs large-batch gradients (mean ± std over {repeats} seeds); "
-                           "micro-batch = batch is the large batch itself.", rows),
-        Table.from_records("memory", f"Peak live tensor memory ({mem[0]['method']}) and wall time of one AdamW step "
-                           f"over the whole batch (mean ± std over {repeats} repeats), per micro-batch size.",
-                           [{"micro-batch": r["micro"], "accumulation steps": r["accumulation_steps"],
-                             "peak (MiB)": round(r["peak_bytes"] / calc.MiB, 3),
-                             "activations at peak (MiB)": round(r["activations_at_peak"] / calc.MiB, 3),
-                             "step time (ms)": f"{1e3 * r['time_mean_s']:.1f} ± {1e3 * r['time_std_s']:.1f}"} for r in mem]),
+        Table.from_records(
+            "gradients",
+            f"Accumulated vs large-batch gradients (mean ± std over {repeats} seeds); "
+            "micro-batch = batch is the large batch itself.",
+            rows,
+        ),
+        Table.from_records(
+            "memory",
+            f"Peak live tensor memory ({mem[0]['method']}) and wall time of one AdamW step "
+            f"over the whole batch (mean ± std over {repeats} repeats), per micro-batch size.",
+            [
+                {
+                    "micro-batch": r["micro"],
+                    "accumulation steps": r["accumulation_steps"],
+                    "peak (MiB)": round(r["peak_bytes"] / calc.MiB, 3),
+                    "activations at peak (MiB)": round(r["activations_at_peak"] / calc.MiB, 3),
+                    "step time (ms)": f"{1e3 * r['time_mean_s']:.1f} ± {1e3 * r['time_std_s']:.1f}",
+                }
+                for r in mem
+            ],
+        ),
     ]
 
 
 def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[str, Any]]) -> list[Any]:
-    frame = pd.DataFrame([{"case": d["case"], "micro-batch": d["micro"], "rel": d["rel_diff"]}
-                          for d in diffs if d["micro"] < max(x["micro"] for x in diffs)])
+    frame = pd.DataFrame(
+        [
+            {"case": d["case"], "micro-batch": d["micro"], "rel": d["rel_diff"]}
+            for d in diffs
+            if d["micro"] < max(x["micro"] for x in diffs)
+        ]
+    )
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(frame, x="micro-batch", y="rel", hue="case", marker="o", errorbar="sd", ax=ax)
     ax.set_yscale("log")
     ax.set_xlabel("micro-batch size (sequences)")
     ax.set_ylabel("‖g_accumulated − g_batch‖ / ‖g_batch‖ (ratio, log)")
-    f1 = plotting.save(fig, ctx.outdir, "gradient_difference", "Accumulated vs large-batch gradients",
-                       "Relative gradient difference per micro-batch size (mean and spread over seeds; the undivided "
-                       "batch, difference 0, is left out). Equal lengths and token-sum normalisation stay at float "
-                       "rounding; mean of means on padded batches does not.")
-    mframe = pd.DataFrame([{"micro-batch": r["micro"], "peak memory (MiB)": r["peak_bytes"] / calc.MiB,
-                            "ms": 1e3 * t} for r in mem for t in r["times_s"]])
+    f1 = plotting.save(
+        fig,
+        ctx.outdir,
+        "gradient_difference",
+        "Accumulated vs large-batch gradients",
+        "Relative gradient difference per micro-batch size (mean and spread over seeds; the undivided "
+        "batch, difference 0, is left out). Equal lengths and token-sum normalisation stay at float "
+        "rounding; mean of means on padded batches does not.",
+    )
+    mframe = pd.DataFrame(
+        [
+            {"micro-batch": r["micro"], "peak memory (MiB)": r["peak_bytes"] / calc.MiB, "ms": 1e3 * t}
+            for r in mem
+            for t in r["times_s"]
+        ]
+    )
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     sns.lineplot(mframe, x="micro-batch", y="peak memory (MiB)", marker="o", ax=axes[0])
     axes[0].set_xlabel("micro-batch size (sequences)")
@@ -169,28 +244,49 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
     sns.lineplot(mframe, x="micro-batch", y="ms", marker="o", errorbar="sd", ax=axes[1])
     axes[1].set_xlabel("micro-batch size (sequences)")
     axes[1].set_ylabel("time per optimizer step (ms)")
-    f2 = plotting.save(fig, ctx.outdir, "memory_vs_micro", "Peak memory and step time vs micro-batch size",
-                       "The same effective batch per optimizer step, split into micro-batches: peak memory follows "
-                       "the micro-batch; the step takes longer as it is split finer.")
+    f2 = plotting.save(
+        fig,
+        ctx.outdir,
+        "memory_vs_micro",
+        "Peak memory and step time vs micro-batch size",
+        "The same effective batch per optimizer step, split into micro-batches: peak memory follows "
+        "the micro-batch; the step takes longer as it is split finer.",
+    )
     return [f1, f2]
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     tol = metrics["equal_tolerance"]
-    eq, mom, ts = metrics["equal_max_rel"], metrics["padded_mean_of_means_max_rel"], metrics["padded_token_sum_max_rel"]
+    eq, mom, ts = (
+        metrics["equal_max_rel"],
+        metrics["padded_mean_of_means_max_rel"],
+        metrics["padded_token_sum_max_rel"],
+    )
     red = metrics["peak_reduction"]
     ms, ml = metrics["micro_smallest"], metrics["micro_largest"]
     if ms == ml:
         return Verdict(Label.INCONCLUSIVE, "Only one micro-batch size was measured, so nothing was split.")
     if eq > tol:
-        return Verdict(Label.NOT_SUPPORTED, f"Accumulated gradients differ from the large batch's by {eq:.1e} "
-                       f"(relative) even with equal lengths (tolerance {tol:.0e}).")
+        return Verdict(
+            Label.NOT_SUPPORTED,
+            f"Accumulated gradients differ from the large batch's by {eq:.1e} "
+            f"(relative) even with equal lengths (tolerance {tol:.0e}).",
+        )
     if red < 0.05:
-        return Verdict(Label.PARTLY, f"Accumulated gradients equal the large batch's (≤ {eq:.1e} relative), but the peak "
-                       f"memory with micro-batch {ms} is only {100 * red:.1f}% below micro-batch {ml}.")
+        return Verdict(
+            Label.PARTLY,
+            f"Accumulated gradients equal the large batch's (≤ {eq:.1e} relative), but the peak "
+            f"memory with micro-batch {ms} is only {100 * red:.1f}% below micro-batch {ml}.",
+        )
     if ts > tol:
-        return Verdict(Label.PARTLY, f"Equal-length accumulation matches (≤ {eq:.1e}) and saves {100 * red:.0f}% peak "
-                       f"memory, but on padded batches even token-sum normalisation differs by {ts:.1e}.")
-    return Verdict(Label.SUPPORTED, f"Accumulated gradients equal the large batch's to {max(eq, ts):.1e} (relative) and "
-                   f"micro-batches of {ms} cut peak memory by {100 * red:.0f}% vs {ml}; with padding, averaging "
-                   f"micro-batch means instead of token sums is off by up to {mom:.2f}.")
+        return Verdict(
+            Label.PARTLY,
+            f"Equal-length accumulation matches (≤ {eq:.1e}) and saves {100 * red:.0f}% peak "
+            f"memory, but on padded batches even token-sum normalisation differs by {ts:.1e}.",
+        )
+    return Verdict(
+        Label.SUPPORTED,
+        f"Accumulated gradients equal the large batch's to {max(eq, ts):.1e} (relative) and "
+        f"micro-batches of {ms} cut peak memory by {100 * red:.0f}% vs {ml}; with padding, averaging "
+        f"micro-batch means instead of token sums is off by up to {mom:.2f}.",
+    )

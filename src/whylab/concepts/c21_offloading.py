@@ -45,13 +45,17 @@ def computed(s: Mapping[str, Any], model: torch.nn.Module, device: str) -> dict[
     n_off = min(int(s["offload_layers"]), int(s["model"]["num_layers"]))
     layer_bytes = offload.layer_weight_bytes(model, n_off)
     return {
-        "params": p, "weights_bytes": plain.weights,
-        "optimizer_state_offloaded_bytes": plain.optimizer + 4 * p,  # Adam moments on device, + the FP32 master copy on host
+        "params": p,
+        "weights_bytes": plain.weights,
+        "optimizer_state_offloaded_bytes": plain.optimizer
+        + 4 * p,  # Adam moments on device, + the FP32 master copy on host
         "optimizer_state_leaving_accelerator_bytes": plain.optimizer,
         "transfer_per_step_bytes": plain.gradients + plain.weights,  # FP32 gradients down, FP32 weights up
-        "estimated_train_peak_plain": plain.phase_peak, "estimated_train_peak_offload": offloaded.phase_peak,
+        "estimated_train_peak_plain": plain.phase_peak,
+        "estimated_train_peak_offload": offloaded.phase_peak,
         "estimated_train_saving": 1 - offloaded.phase_peak / plain.phase_peak,
-        "offload_layers": n_off, "layer_weights_offloaded_bytes": layer_bytes,
+        "offload_layers": n_off,
+        "layer_weights_offloaded_bytes": layer_bytes,
         "layer_transfer_per_forward_bytes": layer_bytes,
         "layer_share_of_weights": layer_bytes / plain.weights,
     }
@@ -98,13 +102,17 @@ def equivalence(s: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
         moved = offload.offload_layers(plain, int(s["offload_layers"]), device)
         got = plain(input_ids=ids).logits
     loss_gap = max(abs(x - y) / abs(x) for x, y in zip(losses["plain"], losses["offload"], strict=True))
-    return {"optimizer_offload_max_param_diff": max_abs, "optimizer_offload_diff_over_update": rel,
-            "plain_rerun_diff_over_update": floor / update if update else 0.0,
-            "optimizer_offload_max_rel_loss_gap": loss_gap,
-            "optimizer_offload_equivalent": rel <= max(10 * floor / update if update else 0.0, 1e-2),
-            "optimizer_offload_bytes_to_host_per_step": opt_b.bytes_to_host / int(s["steps"]),
-            "optimizer_offload_bytes_to_device_per_step": opt_b.bytes_to_device / int(s["steps"]),
-            "layer_offload_max_logit_diff": float((ref - got).abs().max()), "layer_offload_moved_bytes": moved}
+    return {
+        "optimizer_offload_max_param_diff": max_abs,
+        "optimizer_offload_diff_over_update": rel,
+        "plain_rerun_diff_over_update": floor / update if update else 0.0,
+        "optimizer_offload_max_rel_loss_gap": loss_gap,
+        "optimizer_offload_equivalent": rel <= max(10 * floor / update if update else 0.0, 1e-2),
+        "optimizer_offload_bytes_to_host_per_step": opt_b.bytes_to_host / int(s["steps"]),
+        "optimizer_offload_bytes_to_device_per_step": opt_b.bytes_to_device / int(s["steps"]),
+        "layer_offload_max_logit_diff": float((ref - got).abs().max()),
+        "layer_offload_moved_bytes": moved,
+    }
 
 
 def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> dict[str, Any]:
@@ -115,12 +123,18 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
     for name in ("plain", "offload"):
         torch.cuda.empty_cache()
         model = training.build_llama(s["model"], seed, "fp32", device)
-        opt: Any = (torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False) if name == "plain"
-                    else offload.CPUOffloadAdamW(model.parameters(), lr=1e-3))
+        opt: Any = (
+            torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
+            if name == "plain"
+            else offload.CPUOffloadAdamW(model.parameters(), lr=1e-3)
+        )
         training.train_step(model, opt, ids)  # state exists
-        peak = measure.tracked_peak(lambda m=model, o=opt: training.train_step(m, o, ids), [], device,
-                                    use_tracker=False)
-        times = Spread.of(measure.time_calls(lambda m=model, o=opt: training.train_step(m, o, ids), repeats, device))
+        peak = measure.tracked_peak(
+            lambda m=model, o=opt: training.train_step(m, o, ids), [], device, use_tracker=False
+        )
+        times = Spread.of(
+            measure.time_calls(lambda m=model, o=opt: training.train_step(m, o, ids), repeats, device)
+        )
         out[f"train_peak_{name}"] = peak.peak_bytes
         out[f"train_time_{name}_mean_s"], out[f"train_time_{name}_std_s"] = times.mean, times.std
         del model, opt
@@ -154,11 +168,19 @@ def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
     record = read_json(path)
     acc = record.get("metrics", {}).get("accelerator")
     if record.get("claim_id") != CLAIM_ID or not acc:
-        raise InputError(f"memory.C21.recorded_gpu_run: {str(path)!r} is not a C21 result with accelerator measurements")
+        raise InputError(
+            f"memory.C21.recorded_gpu_run: {str(path)!r} is not a C21 result with accelerator measurements"
+        )
     model = dict(record.get("config", {}).get("model", {}))
     model["offload_layers"] = record.get("config", {}).get("offload_layers")
-    return acc, (f"recorded GPU run ({record['environment']['device']}, finished {record.get('finished_at', '?')}, "
-                 f"file {path.name}, model {_describe(model)})"), model
+    return (
+        acc,
+        (
+            f"recorded GPU run ({record['environment']['device']}, finished {record.get('finished_at', '?')}, "
+            f"file {path.name}, model {_describe(model)})"
+        ),
+        model,
+    )
 
 
 def _describe(model: Mapping[str, Any]) -> str:
@@ -180,56 +202,113 @@ def run(ctx: ConceptContext) -> Evidence:
     if device.startswith("cuda"):
         acc, source = accelerator(s, seed, device, repeats), f"this run ({torch.cuda.get_device_name(0)})"
     else:
-        skipped.append("No accelerator on this machine (torch.cuda.is_available() is False): peak accelerator memory "
-                       "and step time with and without offloading were not measured in this run; the offload code "
-                       "ran with the CPU as execution device, which only checks that it computes the same results.")
+        skipped.append(
+            "No accelerator on this machine (torch.cuda.is_available() is False): peak accelerator memory "
+            "and step time with and without offloading were not measured in this run; the offload code "
+            "ran with the CPU as execution device, which only checks that it computes the same results."
+        )
         if "recorded_gpu_run" in ctx.inputs:
             acc, source, acc_model = _recorded(ctx.inputs["recorded_gpu_run"])
-    metrics = {"computed": comp, "equivalence": eq, "accelerator": acc, "accelerator_source": source,
-               "accelerator_model": acc_model if acc is not None else None,
-               "min_saving": float(s["min_saving"]), "device": device}
-    tables = [Table.from_records(
-        "computed", "Computed from the model (no accelerator needed): bytes that offloading keeps off the "
-        "accelerator and bytes moved per step, with the accounting model's peak estimates (AdamW, FP32).",
-        [{"quantity": k, "value": v if isinstance(v, int) else round(v, 4),
-          "MiB": round(v / calc.MiB, 3) if k.endswith(("bytes", "plain", "offload")) else ""} for k, v in comp.items()]),
-        Table.from_records("equivalence", "The offloaded model computes what the plain one computes.",
-                           [{"check": k, "value": v} for k, v in eq.items()])]
+    metrics = {
+        "computed": comp,
+        "equivalence": eq,
+        "accelerator": acc,
+        "accelerator_source": source,
+        "accelerator_model": acc_model if acc is not None else None,
+        "min_saving": float(s["min_saving"]),
+        "device": device,
+    }
+    tables = [
+        Table.from_records(
+            "computed",
+            "Computed from the model (no accelerator needed): bytes that offloading keeps off the "
+            "accelerator and bytes moved per step, with the accounting model's peak estimates (AdamW, FP32).",
+            [
+                {
+                    "quantity": k,
+                    "value": v if isinstance(v, int) else round(v, 4),
+                    "MiB": round(v / calc.MiB, 3) if k.endswith(("bytes", "plain", "offload")) else "",
+                }
+                for k, v in comp.items()
+            ],
+        ),
+        Table.from_records(
+            "equivalence",
+            "The offloaded model computes what the plain one computes.",
+            [{"check": k, "value": v} for k, v in eq.items()],
+        ),
+    ]
     figures = [_computed_figure(ctx, comp)]
     if acc is not None:
-        tables.append(Table.from_records(
-            "accelerator", f"Peak allocated accelerator memory (torch.cuda.max_memory_allocated) and time "
-            f"(mean ± std over repeats), with and without offloading; source: {source}.",
-            [{"case": case, "kind": kind, "peak (MiB)": round(acc[f"{kind}_peak_{case}"] / calc.MiB, 2),
-              "time (ms)": f"{1e3 * acc[f'{kind}_time_{case}_mean_s']:.2f} ± {1e3 * acc[f'{kind}_time_{case}_std_s']:.2f}"}
-             for kind in ("train", "infer") for case in ("plain", "offload")]))
+        tables.append(
+            Table.from_records(
+                "accelerator",
+                f"Peak allocated accelerator memory (torch.cuda.max_memory_allocated) and time "
+                f"(mean ± std over repeats), with and without offloading; source: {source}.",
+                [
+                    {
+                        "case": case,
+                        "kind": kind,
+                        "peak (MiB)": round(acc[f"{kind}_peak_{case}"] / calc.MiB, 2),
+                        "time (ms)": f"{1e3 * acc[f'{kind}_time_{case}_mean_s']:.2f} ± {1e3 * acc[f'{kind}_time_{case}_std_s']:.2f}",
+                    }
+                    for kind in ("train", "infer")
+                    for case in ("plain", "offload")
+                ],
+            )
+        )
         figures.append(_figure(ctx, acc, source or ""))
-    method = ("Two offloading mechanisms run on a LlamaForCausalLM: AdamW whose FP32 master weights and moments live in "
-              "CPU memory (ZeRO-Offload style: gradients copied down and weights copied up every step), and "
-              "accelerate's cpu_offload of the first decoder layers (weights fetched per forward). Both are first "
-              "checked to compute the same parameters/logits as the plain model; the bytes that leave the "
-              "accelerator and the transfer per step are computed from the model; on a CUDA device the peak "
-              "allocated memory and the time of a training step and of a forward pass are measured with and without.")
+    method = (
+        "Two offloading mechanisms run on a LlamaForCausalLM: AdamW whose FP32 master weights and moments live in "
+        "CPU memory (ZeRO-Offload style: gradients copied down and weights copied up every step), and "
+        "accelerate's cpu_offload of the first decoder layers (weights fetched per forward). Both are first "
+        "checked to compute the same parameters/logits as the plain model; the bytes that leave the "
+        "accelerator and the transfer per step are computed from the model; on a CUDA device the peak "
+        "allocated memory and the time of a training step and of a forward pass are measured with and without."
+    )
     lit_agrees = None if acc is None else acc["train_saving"] >= float(s["min_saving"])
-    literature = [LiteratureCheck(
-        "Ren et al. 2021 (ZeRO-Offload): moving optimizer state (and the update) to the CPU leaves only weights, "
-        "gradients and activations on the GPU, at the cost of PCIe transfers each step",
-        "Peak accelerator memory of a training step with the optimizer offloaded vs not.", lit_agrees,
-        "no accelerator measurement" if acc is None else
-        f"training peak {100 * acc['train_saving']:.0f}% lower with the optimizer offloaded, step {acc['train_time_ratio']:.2f}× "
-        f"the time ({source}); agreement: a saving of at least {100 * float(s['min_saving']):.0f}%")]
-    return Evidence(method=method, metrics=metrics, seeds=[seed], tables=tables, figures=figures,
-                    literature=literature, skipped=skipped)
+    literature = [
+        LiteratureCheck(
+            "Ren et al. 2021 (ZeRO-Offload): moving optimizer state (and the update) to the CPU leaves only weights, "
+            "gradients and activations on the GPU, at the cost of PCIe transfers each step",
+            "Peak accelerator memory of a training step with the optimizer offloaded vs not.",
+            lit_agrees,
+            "no accelerator measurement"
+            if acc is None
+            else f"training peak {100 * acc['train_saving']:.0f}% lower with the optimizer offloaded, step {acc['train_time_ratio']:.2f}× "
+            f"the time ({source}); agreement: a saving of at least {100 * float(s['min_saving']):.0f}%",
+        )
+    ]
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=[seed],
+        tables=tables,
+        figures=figures,
+        literature=literature,
+        skipped=skipped,
+    )
 
 
 def _computed_figure(ctx: ConceptContext, comp: Mapping[str, Any]) -> Any:
     """What offloading takes off the accelerator, computed from the model (no accelerator needed)."""
     rows = [
-        {"workload": "training step (AdamW, FP32)", "case": "no offloading", "MiB": comp["estimated_train_peak_plain"]},
-        {"workload": "training step (AdamW, FP32)", "case": "offloaded", "MiB": comp["estimated_train_peak_offload"]},
+        {
+            "workload": "training step (AdamW, FP32)",
+            "case": "no offloading",
+            "MiB": comp["estimated_train_peak_plain"],
+        },
+        {
+            "workload": "training step (AdamW, FP32)",
+            "case": "offloaded",
+            "MiB": comp["estimated_train_peak_offload"],
+        },
         {"workload": "weights resident (forward)", "case": "no offloading", "MiB": comp["weights_bytes"]},
-        {"workload": "weights resident (forward)", "case": "offloaded",
-         "MiB": comp["weights_bytes"] - comp["layer_weights_offloaded_bytes"]},
+        {
+            "workload": "weights resident (forward)",
+            "case": "offloaded",
+            "MiB": comp["weights_bytes"] - comp["layer_weights_offloaded_bytes"],
+        },
     ]
     frame = pd.DataFrame(rows)
     frame["MiB"] = frame["MiB"] / calc.MiB
@@ -238,48 +317,75 @@ def _computed_figure(ctx: ConceptContext, comp: Mapping[str, Any]) -> Any:
     ax.set_xlabel("workload")
     ax.set_ylabel("accelerator memory, computed (MiB)")
     return plotting.save(
-        fig, ctx.outdir, "offload_computed", "CPU offloading: what leaves the accelerator (computed)",
+        fig,
+        ctx.outdir,
+        "offload_computed",
+        "CPU offloading: what leaves the accelerator (computed)",
         f"Computed from the model, not measured: the accounting model's peak of a training step with AdamW state "
         f"on the accelerator vs in CPU memory, and the weights that stay on the accelerator when the first "
         f"{comp['offload_layers']} decoder layers are offloaded. Each offloaded byte crosses the bus every step "
-        f"({comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB per training step).")
+        f"({comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB per training step).",
+    )
 
 
 def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
-    frame = pd.DataFrame([{"kind": {"train": "training step", "infer": "forward (inference)"}[k],
-                           "case": {"plain": "no offloading", "offload": "offloaded"}[c],
-                           "MiB": acc[f"{k}_peak_{c}"] / calc.MiB}
-                          for k in ("train", "infer") for c in ("plain", "offload")])
+    frame = pd.DataFrame(
+        [
+            {
+                "kind": {"train": "training step", "infer": "forward (inference)"}[k],
+                "case": {"plain": "no offloading", "offload": "offloaded"}[c],
+                "MiB": acc[f"{k}_peak_{c}"] / calc.MiB,
+            }
+            for k in ("train", "infer")
+            for c in ("plain", "offload")
+        ]
+    )
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(frame, x="kind", y="MiB", hue="case", ax=ax)
     ax.set_xlabel("workload")
     ax.set_ylabel("peak allocated accelerator memory (MiB)")
-    return plotting.save(fig, ctx.outdir, "offload_peak", "CPU offloading: peak accelerator memory",
-                         f"Training step with AdamW state on the CPU vs on the accelerator, and a forward pass with the "
-                         f"first decoder layers' weights in CPU memory vs on the accelerator. Source: {source}.")
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "offload_peak",
+        "CPU offloading: peak accelerator memory",
+        f"Training step with AdamW state on the CPU vs on the accelerator, and a forward pass with the "
+        f"first decoder layers' weights in CPU memory vs on the accelerator. Source: {source}.",
+    )
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     eq, comp, acc = metrics["equivalence"], metrics["computed"], metrics.get("accelerator")
     thr = metrics["min_saving"]
     if not eq["optimizer_offload_equivalent"] or eq["layer_offload_max_logit_diff"] > 1e-4:
-        return Verdict(Label.INCONCLUSIVE, f"The offloaded model does not compute the same results (its weights differ "
-                       f"from the plain run's by {eq['optimizer_offload_diff_over_update']:.1e} of the update, two plain runs "
-                       f"by {eq['plain_rerun_diff_over_update']:.1e}; logit diff {eq['layer_offload_max_logit_diff']:.1e}), "
-                       "so its memory cannot be compared.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"The offloaded model does not compute the same results (its weights differ "
+            f"from the plain run's by {eq['optimizer_offload_diff_over_update']:.1e} of the update, two plain runs "
+            f"by {eq['plain_rerun_diff_over_update']:.1e}; logit diff {eq['layer_offload_max_logit_diff']:.1e}), "
+            "so its memory cannot be compared.",
+        )
     if acc is None:
-        return Verdict(Label.INCONCLUSIVE, f"No accelerator in this run, so accelerator memory was not measured; computed "
-                       f"from the model, offloading AdamW would keep {comp['optimizer_state_leaving_accelerator_bytes'] / calc.MiB:.1f} MiB "
-                       f"of state off it (estimated peak {100 * comp['estimated_train_saving']:.0f}% lower) at "
-                       f"{comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB moved per step.")
+        return Verdict(
+            Label.INCONCLUSIVE,
+            f"No accelerator in this run, so accelerator memory was not measured; computed "
+            f"from the model, offloading AdamW would keep {comp['optimizer_state_leaving_accelerator_bytes'] / calc.MiB:.1f} MiB "
+            f"of state off it (estimated peak {100 * comp['estimated_train_saving']:.0f}% lower) at "
+            f"{comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB moved per step.",
+        )
     tr, inf = acc["train_saving"], acc["infer_saving"]
     where = metrics.get("accelerator_source") or "this run"
     n_layers = (metrics.get("accelerator_model") or {}).get("offload_layers") or comp["offload_layers"]
-    nums = (f"training peak {100 * tr:.0f}% lower with the optimizer on the CPU (step {acc['train_time_ratio']:.2f}× "
-            f"the time), forward peak {100 * inf:.0f}% lower with {n_layers} decoder layers' weights on the CPU "
-            f"({acc['infer_time_ratio']:.2f}× the time); {where}")
+    nums = (
+        f"training peak {100 * tr:.0f}% lower with the optimizer on the CPU (step {acc['train_time_ratio']:.2f}× "
+        f"the time), forward peak {100 * inf:.0f}% lower with {n_layers} decoder layers' weights on the CPU "
+        f"({acc['infer_time_ratio']:.2f}× the time); {where}"
+    )
     if tr >= thr and inf >= thr:
         return Verdict(Label.SUPPORTED, f"Offloading saves accelerator memory: {nums}.")
     if tr >= thr or inf >= thr:
         return Verdict(Label.PARTLY, f"Only one kind of offloading saves at least {100 * thr:.0f}%: {nums}.")
-    return Verdict(Label.NOT_SUPPORTED, f"Neither kind of offloading saves {100 * thr:.0f}% of peak accelerator memory: {nums}.")
+    return Verdict(
+        Label.NOT_SUPPORTED,
+        f"Neither kind of offloading saves {100 * thr:.0f}% of peak accelerator memory: {nums}.",
+    )

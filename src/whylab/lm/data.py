@@ -46,13 +46,13 @@ def load_tokenizer(hf_dir: Path) -> PreTrainedTokenizerFast:
         if not isinstance(tokenizer, PreTrainedTokenizerFast):
             raise InputError(f"{path}: expected a fast (tokenizers-backed) tokenizer")
     else:
-        candidates = [path] if path.suffix == ".json" else [path / "tokenizer.json",
-                                                             path.parent / "tokenizer.json"]
+        candidates = (
+            [path] if path.suffix == ".json" else [path / "tokenizer.json", path.parent / "tokenizer.json"]
+        )
         file = next((c for c in candidates if c.is_file()), None)
         if file is None:
             raise InputError(f"{path}: no tokenizer_config.json or tokenizer.json found")
-        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(file),
-                                            model_input_names=INPUT_NAMES)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(file), model_input_names=INPUT_NAMES)
     tokenizer.model_input_names = list(INPUT_NAMES)
     _set_special_tokens(tokenizer)
     return tokenizer
@@ -102,8 +102,12 @@ def token_ids(text_paths: Sequence[Path], tokenizer: PreTrainedTokenizerFast) ->
     return ids
 
 
-def token_blocks(text_paths: Sequence[Path], tokenizer: PreTrainedTokenizerFast, block_size: int,
-                 max_blocks: int | None = None) -> torch.LongTensor:
+def token_blocks(
+    text_paths: Sequence[Path],
+    tokenizer: PreTrainedTokenizerFast,
+    block_size: int,
+    max_blocks: int | None = None,
+) -> torch.LongTensor:
     """Non-overlapping ``(N, block_size)`` blocks of the files' tokens, in reading order.
 
     The token stream of :func:`token_ids` is cut into consecutive blocks and the
@@ -123,8 +127,9 @@ def token_blocks(text_paths: Sequence[Path], tokenizer: PreTrainedTokenizerFast,
     return torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
 
 
-def corpus_files(corpus: Path, languages: Sequence[str], split: str,
-                 key: str = "corpus.languages") -> list[Path]:
+def corpus_files(
+    corpus: Path, languages: Sequence[str], split: str, key: str = "corpus.languages"
+) -> list[Path]:
     """``corpus/<lang>/<split>.txt`` of each language; every missing one named in one InputError.
 
     ``key`` is the config key that chose the languages, so the error points at it.
@@ -132,6 +137,7 @@ def corpus_files(corpus: Path, languages: Sequence[str], split: str,
     files = [Path(corpus) / lang / f"{split}.txt" for lang in languages]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise InputError(f"{key}: corpus file(s) missing: {', '.join(missing)} "
-                         "(is every language in corpus.languages?)")
+        raise InputError(
+            f"{key}: corpus file(s) missing: {', '.join(missing)} (is every language in corpus.languages?)"
+        )
     return files

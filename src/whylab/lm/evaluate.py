@@ -15,8 +15,7 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def nll_per_token(model: Any, blocks: torch.Tensor, *, batch_size: int = 8,
-                  device: str = "cpu") -> float:
+def nll_per_token(model: Any, blocks: torch.Tensor, *, batch_size: int = 8, device: str = "cpu") -> float:
     """Mean negative log-likelihood (nats per token) of ``blocks`` under ``model``.
 
     ``model`` must already be on ``device`` (quantized models cannot always move);
@@ -34,7 +33,7 @@ def nll_per_token(model: Any, blocks: torch.Tensor, *, batch_size: int = 8,
     count = 0
     try:
         for start in range(0, blocks.shape[0], batch_size):
-            batch = blocks[start:start + batch_size].to(device)
+            batch = blocks[start : start + batch_size].to(device)
             mask = torch.ones_like(batch)
             logits = model(input_ids=batch, attention_mask=mask).logits
             logits = torch.as_tensor(logits).to(device=batch.device, dtype=torch.float32)
@@ -48,7 +47,6 @@ def nll_per_token(model: Any, blocks: torch.Tensor, *, batch_size: int = 8,
     return total / count
 
 
-def perplexity(model: Any, blocks: torch.Tensor, *, batch_size: int = 8,
-               device: str = "cpu") -> float:
+def perplexity(model: Any, blocks: torch.Tensor, *, batch_size: int = 8, device: str = "cpu") -> float:
     """exp(mean token NLL): the effective number of equally likely next tokens."""
     return math.exp(nll_per_token(model, blocks, batch_size=batch_size, device=device))

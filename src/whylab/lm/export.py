@@ -52,19 +52,29 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int | None = None) -> Non
     """Run optimum's exporter on a saved model folder (offline, CPU, fp32)."""
     from optimum.exporters.onnx import main_export
 
-    main_export(str(model_dir), output=str(out_dir), task=TASK, opset=opset, device="cpu",
-                local_files_only=True, do_validation=False, library_name="transformers")
+    main_export(
+        str(model_dir),
+        output=str(out_dir),
+        task=TASK,
+        opset=opset,
+        device="cpu",
+        local_files_only=True,
+        do_validation=False,
+        library_name="transformers",
+    )
 
 
 def load_ort(onnx_dir: Path, provider: str) -> Any:
     from optimum.onnxruntime import ORTModelForCausalLM
 
-    return ORTModelForCausalLM.from_pretrained(str(onnx_dir), provider=provider, use_cache=True,
-                                               local_files_only=True)
+    return ORTModelForCausalLM.from_pretrained(
+        str(onnx_dir), provider=provider, use_cache=True, local_files_only=True
+    )
 
 
-def check_blocks(model_dir: Path, corpus_files: list[Path], block_size: int, n: int,
-                 vocab_size: int) -> tuple[torch.Tensor, str]:
+def check_blocks(
+    model_dir: Path, corpus_files: list[Path], block_size: int, n: int, vocab_size: int
+) -> tuple[torch.Tensor, str]:
     """Inputs for the parity check: validation text when given, else seeded random ids."""
     tokenizer = load_tokenizer(model_dir)
     if corpus_files:
@@ -91,12 +101,17 @@ def _ort_device(ort_model: Any) -> torch.device:
     return torch.device(getattr(ort_model, "device", "cpu"))
 
 
-def generation_check(torch_model: torch.nn.Module, ort_model: Any, tokenizer: Any, prompt: str,
-                     max_new_tokens: int) -> dict[str, Any]:
+def generation_check(
+    torch_model: torch.nn.Module, ort_model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
+) -> dict[str, Any]:
     """Greedy generation through ONNX Runtime (with past key values) next to PyTorch's."""
     ids = tokenizer(prompt, return_tensors="pt")
-    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "min_new_tokens": max_new_tokens,
-              "pad_token_id": tokenizer.pad_token_id}
+    kwargs = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": False,
+        "min_new_tokens": max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     dev = _ort_device(ort_model)
     start = time.perf_counter()
     ort_out = ort_model.generate(**{k: v.to(dev) for k, v in ids.items()}, **kwargs).cpu()
@@ -133,8 +148,9 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path],
-             threads: int) -> None:
+def run_step(
+    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+) -> None:
     """``whylab lm_export``: inputs model (+ optional corpus); output onnx (folder)."""
     set_threads(threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -147,14 +163,20 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
     languages = list(settings.get("train_languages", ["en"]))
     corpus_files = []
     if "corpus" in inputs:
-        corpus_files = [p for lang in languages
-                        if (p := Path(inputs["corpus"]) / lang / "valid.txt").is_file()]
+        corpus_files = [
+            p for lang in languages if (p := Path(inputs["corpus"]) / lang / "valid.txt").is_file()
+        ]
     device = resolve_device(settings.get("device", "auto"))
 
     torch_model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     tokenizer = load_tokenizer(model_dir)
-    blocks, source = check_blocks(model_dir, corpus_files, int(cfg["check_block_size"]),
-                                  int(cfg["check_blocks"]), torch_model.config.vocab_size)
+    blocks, source = check_blocks(
+        model_dir,
+        corpus_files,
+        int(cfg["check_block_size"]),
+        int(cfg["check_blocks"]),
+        torch_model.config.vocab_size,
+    )
 
     out_dir = Path(outputs["onnx"])
     with atomic_path(out_dir) as tmp:
@@ -171,37 +193,45 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
             if "CUDAExecutionProvider" in available:
                 wanted.append("CUDAExecutionProvider")
             else:
-                skipped.append("CUDA provider check: this onnxruntime build has no "
-                               "CUDAExecutionProvider (install onnxruntime-gpu instead of onnxruntime)")
+                skipped.append(
+                    "CUDA provider check: this onnxruntime build has no "
+                    "CUDAExecutionProvider (install onnxruntime-gpu instead of onnxruntime)"
+                )
         for provider in wanted:
             ort_model = load_ort(tmp, provider)
             actual = list(ort_model.providers)
             atol = float(cfg["atol"] if provider == "CPUExecutionProvider" else cfg["atol_cuda"])
             diff = logit_diff(torch_model, ort_model, blocks)
-            gen = generation_check(torch_model, ort_model, tokenizer, str(cfg["prompt"]),
-                                   int(cfg["max_new_tokens"]))
-            checks.append({
-                "requested_provider": provider,
-                "session_providers": actual,
-                "ran_on_requested_provider": actual[:1] == [provider],
-                "max_abs_logit_diff": diff,
-                "tolerance": atol,
-                "passed": diff <= atol and gen["new_tokens"] == int(cfg["max_new_tokens"])
-                and actual[:1] == [provider],
-                "generation": gen,
-            })
+            gen = generation_check(
+                torch_model, ort_model, tokenizer, str(cfg["prompt"]), int(cfg["max_new_tokens"])
+            )
+            checks.append(
+                {
+                    "requested_provider": provider,
+                    "session_providers": actual,
+                    "ran_on_requested_provider": actual[:1] == [provider],
+                    "max_abs_logit_diff": diff,
+                    "tolerance": atol,
+                    "passed": diff <= atol
+                    and gen["new_tokens"] == int(cfg["max_new_tokens"])
+                    and actual[:1] == [provider],
+                    "generation": gen,
+                }
+            )
             del ort_model
 
         files = sorted(p.name for p in tmp.iterdir())
-        onnx_bytes = sum(p.stat().st_size for p in tmp.iterdir()
-                         if p.name.startswith("model.onnx"))
+        onnx_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.name.startswith("model.onnx"))
         cpu = checks[0]
         report = {
             "task": TASK,
             "opset": cfg["opset"],
             "source_model": str(model_dir),
-            "check_inputs": {"source": source, "blocks": int(blocks.shape[0]),
-                             "block_size": int(blocks.shape[1])},
+            "check_inputs": {
+                "source": source,
+                "blocks": int(blocks.shape[0]),
+                "block_size": int(blocks.shape[1]),
+            },
             "max_abs_logit_diff": cpu["max_abs_logit_diff"],
             "tolerance": cpu["tolerance"],
             "passed": all(c["passed"] for c in checks),
@@ -216,9 +246,12 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
         }
         write_json(tmp / "export_check.json", report)
         for c in checks:
-            print(f"{c['requested_provider']} (session: {', '.join(c['session_providers'])}): "
-                  f"max |logit diff| {c['max_abs_logit_diff']:.2e} (tolerance {c['tolerance']:.0e}), "
-                  f"generated {c['generation']['ort_text']!r}", file=sys.stderr)
+            print(
+                f"{c['requested_provider']} (session: {', '.join(c['session_providers'])}): "
+                f"max |logit diff| {c['max_abs_logit_diff']:.2e} (tolerance {c['tolerance']:.0e}), "
+                f"generated {c['generation']['ort_text']!r}",
+                file=sys.stderr,
+            )
         if not report["passed"] and cfg["fail_on_mismatch"]:
             kept = out_dir.parent / f"{out_dir.name}.failed_check.json"
             shutil.copy(tmp / "export_check.json", kept)

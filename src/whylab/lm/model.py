@@ -32,13 +32,20 @@ MODEL_DEFAULTS: dict[str, Any] = {
 }
 
 
-def model_config(model_cfg: Mapping[str, Any], vocab_size: int, *, pad_token_id: int | None,
-                 bos_token_id: int | None, eos_token_id: int | None) -> LlamaConfig:
+def model_config(
+    model_cfg: Mapping[str, Any],
+    vocab_size: int,
+    *,
+    pad_token_id: int | None,
+    bos_token_id: int | None,
+    eos_token_id: int | None,
+) -> LlamaConfig:
     """The ``LlamaConfig`` for a model section (unknown keys are an error)."""
     unknown = set(model_cfg) - set(MODEL_DEFAULTS)
     if unknown:
-        raise InputError(f"lm.model: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(allowed: {', '.join(MODEL_DEFAULTS)})")
+        raise InputError(
+            f"lm.model: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(MODEL_DEFAULTS)})"
+        )
     cfg = {**MODEL_DEFAULTS, **{k: v for k, v in model_cfg.items() if v is not None}}
     heads = int(cfg["num_heads"])
     kv_heads = int(cfg["num_kv_heads"] or heads)
@@ -70,15 +77,22 @@ def model_config(model_cfg: Mapping[str, Any], vocab_size: int, *, pad_token_id:
     )
 
 
-def build_model(model_cfg: Mapping[str, Any], vocab_size: int, *, pad_token_id: int | None,
-                bos_token_id: int | None, eos_token_id: int | None) -> LlamaForCausalLM:
+def build_model(
+    model_cfg: Mapping[str, Any],
+    vocab_size: int,
+    *,
+    pad_token_id: int | None,
+    bos_token_id: int | None,
+    eos_token_id: int | None,
+) -> LlamaForCausalLM:
     """A freshly initialised ``LlamaForCausalLM`` in float32.
 
     The weights come from torch's global RNG: seed it first (``whylab.runtime.set_seed``)
     for a reproducible model. SDPA attention is used for speed; it exports to ONNX too.
     """
-    config = model_config(model_cfg, vocab_size, pad_token_id=pad_token_id,
-                          bos_token_id=bos_token_id, eos_token_id=eos_token_id)
+    config = model_config(
+        model_cfg, vocab_size, pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id
+    )
     config._attn_implementation = "sdpa"
     model = LlamaForCausalLM(config)
     return model.float()

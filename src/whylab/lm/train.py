@@ -111,8 +111,17 @@ class TrainConfig:
         if unknown:
             raise InputError(f"lm.training: unknown key(s) {', '.join(sorted(unknown))}")
         cfg = cls(**{**TRAIN_DEFAULTS, **section})
-        for key in ("block_size", "batch_size", "max_steps", "eval_every", "eval_blocks",
-                    "eval_batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+        for key in (
+            "block_size",
+            "batch_size",
+            "max_steps",
+            "eval_every",
+            "eval_blocks",
+            "eval_batch_size",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+        ):
             if int(getattr(cfg, key)) < 1:
                 raise InputError(f"lm.training.{key} must be at least 1, got {getattr(cfg, key)}")
         if cfg.precision not in ("auto", "fp32", "bf16"):
@@ -221,8 +230,11 @@ def fingerprint(payload: Mapping[str, Any], *tensors: torch.Tensor) -> str:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 -- the global RNG set_seed seeds
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -230,7 +242,7 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002 -- restores the global RNG on resume
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -247,15 +259,31 @@ def latest_checkpoint(folder: Path | None, fp: str) -> Path | None:
     return None
 
 
-def _save_checkpoint(folder: Path, step: int, fp: str, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, scheduler: Any, result: TrainResult,
-                     keep: int) -> None:
+def _save_checkpoint(
+    folder: Path,
+    step: int,
+    fp: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    result: TrainResult,
+    keep: int,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{CHECKPOINT_PREFIX}{step:07d}.pt"
     with atomic_path(path) as tmp:
-        torch.save({"step": step, "fingerprint": fp, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(), "result": result.state()}, tmp)
+        torch.save(
+            {
+                "step": step,
+                "fingerprint": fp,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(),
+                "result": result.state(),
+            },
+            tmp,
+        )
     # the small JSON beside it is written last: a checkpoint counts only once both exist
     write_json(path.with_suffix(".json"), {"step": step, "fingerprint": fp})
     old = sorted(folder.glob(f"{CHECKPOINT_PREFIX}*.pt"))[:-keep]
@@ -268,10 +296,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     """AdamW; weight decay on the matrices only (not on norms), as in GPT-style training."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
-                             eps=1e-8)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
 
 
 def _sync(device: str) -> None:
@@ -279,11 +305,20 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks: torch.Tensor,
-                cfg: TrainConfig, *, seed: int, device: str, precision: str,
-                checkpoint_dir: Path | None = None, fp: str = "",
-                on_step: Callable[[int], None] | None = None,
-                progress: bool = True) -> TrainResult:
+def train_model(
+    model: torch.nn.Module,
+    train_blocks: torch.Tensor,
+    valid_blocks: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: str,
+    precision: str,
+    checkpoint_dir: Path | None = None,
+    fp: str = "",
+    on_step: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train ``model`` in place for ``cfg.max_steps`` optimizer steps; return the history.
 
     If ``checkpoint_dir`` holds a checkpoint with fingerprint ``fp``, training
@@ -311,8 +346,7 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
         result.resumed_from_step = start
         print(f"resuming from {ckpt_path} (step {start})", file=sys.stderr)
 
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
-                              enabled=precision == "bf16")
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
     tokens_per_step = cfg.batch_size * cfg.block_size
     valid = valid_blocks[: cfg.eval_blocks]
 
@@ -323,8 +357,15 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
 
     if start == 0:
         evaluate(0)
-    bar = tqdm(total=cfg.max_steps, initial=start, file=sys.stderr, disable=not progress,
-               mininterval=1.0, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=start,
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=1.0,
+        unit="step",
+        dynamic_ncols=True,
+    )
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
     _sync(device)
     seg_start, seg_steps = time.perf_counter(), 0
@@ -345,8 +386,10 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
         result.train_seconds += elapsed
         result.tokens_trained += seg_steps * tokens_per_step
         if seg_steps and result.losses:
-            bar.set_postfix(loss=f"{result.losses[-1]:.3f}",
-                            tok_s=f"{seg_steps * tokens_per_step / max(elapsed, 1e-9):,.0f}")
+            bar.set_postfix(
+                loss=f"{result.losses[-1]:.3f}",
+                tok_s=f"{seg_steps * tokens_per_step / max(elapsed, 1e-9):,.0f}",
+            )
         seg_steps = 0
 
     for step in range(start, cfg.max_steps):
@@ -365,8 +408,7 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
         done = step + 1
         bar.update(1)
         due_eval = done % cfg.eval_every == 0 or done == cfg.max_steps
-        due_ckpt = checkpoint_dir is not None and (
-            done % cfg.checkpoint_every == 0 or done == cfg.max_steps)
+        due_ckpt = checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps)
         if due_eval or due_ckpt or done % cfg.log_every == 0:
             flush()
             if due_eval:
@@ -374,8 +416,9 @@ def train_model(model: torch.nn.Module, train_blocks: torch.Tensor, valid_blocks
                 model.train()
             if due_ckpt:
                 result.checkpoints_written += 1
-                _save_checkpoint(checkpoint_dir, done, fp, model, optimizer, scheduler, result,
-                                 cfg.keep_checkpoints)
+                _save_checkpoint(
+                    checkpoint_dir, done, fp, model, optimizer, scheduler, result, cfg.keep_checkpoints
+                )
             _sync(device)
             seg_start = time.perf_counter()
         if on_step is not None:
@@ -404,14 +447,16 @@ def write_curve(path: Path, result: TrainResult) -> None:
         writer.writerow(["step", "lr", "train_loss", "grad_norm", "valid_loss", "valid_ppl"])
         if 0 in evals:
             writer.writerow([0, "", "", "", evals[0]["valid_nll"], evals[0]["valid_ppl"]])
-        for step, lr, loss, gn in zip(result.steps, result.lrs, result.losses,
-                                      result.grad_norms, strict=True):
+        for step, lr, loss, gn in zip(
+            result.steps, result.lrs, result.losses, result.grad_norms, strict=True
+        ):
             e = evals.get(step, {})
             writer.writerow([step, lr, loss, gn, e.get("valid_nll", ""), e.get("valid_ppl", "")])
 
 
-def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path],
-             threads: int) -> None:
+def run_step(
+    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+) -> None:
     """``whylab lm_train``: inputs tokenizer, corpus; outputs model, metrics, curve, checkpoints."""
     wall_start = time.perf_counter()
     set_threads(threads)
@@ -428,23 +473,55 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
 
     tokenizer = load_tokenizer(tokenizer_dir(inputs["tokenizer"]))
     corpus_root = Path(inputs["corpus"])
-    train_blocks = token_blocks(corpus_files(corpus_root, languages, "train", key="lm.train_languages"), tokenizer,
-                                cfg.block_size, cfg.max_train_blocks)
-    valid_blocks = token_blocks(corpus_files(corpus_root, languages, "valid", key="lm.train_languages"), tokenizer,
-                                cfg.block_size, cfg.eval_blocks)
+    train_blocks = token_blocks(
+        corpus_files(corpus_root, languages, "train", key="lm.train_languages"),
+        tokenizer,
+        cfg.block_size,
+        cfg.max_train_blocks,
+    )
+    valid_blocks = token_blocks(
+        corpus_files(corpus_root, languages, "valid", key="lm.train_languages"),
+        tokenizer,
+        cfg.block_size,
+        cfg.eval_blocks,
+    )
     model_cfg = dict(settings.get("model") or {})
     if cfg.block_size > int(model_cfg.get("max_position_embeddings") or 256):
-        raise InputError(f"lm.training.block_size ({cfg.block_size}) exceeds "
-                         "lm.model.max_position_embeddings")
+        raise InputError(
+            f"lm.training.block_size ({cfg.block_size}) exceeds lm.model.max_position_embeddings"
+        )
 
     set_seed(seed)
-    model = build_model(model_cfg, len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    fp = fingerprint({"model": model_cfg, "training": cfg.__dict__, "seed": seed,
-                      "precision": precision, "vocab": len(tokenizer)}, train_blocks, valid_blocks)
+    model = build_model(
+        model_cfg,
+        len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    fp = fingerprint(
+        {
+            "model": model_cfg,
+            "training": cfg.__dict__,
+            "seed": seed,
+            "precision": precision,
+            "vocab": len(tokenizer),
+        },
+        train_blocks,
+        valid_blocks,
+    )
     ckpt_dir = Path(outputs["checkpoints"]) if "checkpoints" in outputs else None
-    result = train_model(model, train_blocks, valid_blocks, cfg, seed=seed, device=device,
-                         precision=precision, checkpoint_dir=ckpt_dir, fp=fp)
+    result = train_model(
+        model,
+        train_blocks,
+        valid_blocks,
+        cfg,
+        seed=seed,
+        device=device,
+        precision=precision,
+        checkpoint_dir=ckpt_dir,
+        fp=fp,
+    )
 
     model = model.to("cpu").float().eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -458,7 +535,7 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
     fpt = flops_per_token(model, cfg.block_size)
     mfu = tokens_per_s * fpt / peak if (peak and tokens_per_s) else None
     first, last = result.evals[0] if result.evals else None, result.evals[-1]
-    tail = result.losses[-max(1, min(len(result.losses), cfg.log_every)):]
+    tail = result.losses[-max(1, min(len(result.losses), cfg.log_every)) :]
     metrics = {
         "settings": settings,
         "device": device,
@@ -490,13 +567,18 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
         "resumed_from_step": result.resumed_from_step,
         "checkpoints_written": result.checkpoints_written,
         "evals": result.evals,
-        "loss_curve": [{"step": s, "lr": lr, "train_loss": loss}
-                       for s, lr, loss in zip(result.steps, result.lrs, result.losses, strict=True)],
+        "loss_curve": [
+            {"step": s, "lr": lr, "train_loss": loss}
+            for s, lr, loss in zip(result.steps, result.lrs, result.losses, strict=True)
+        ],
         "wall_seconds": time.perf_counter() - wall_start,
     }
     write_json(outputs["metrics"], metrics)
     if ckpt_dir is not None and ckpt_dir.is_dir():
         shutil.rmtree(ckpt_dir)  # finished: the saved model replaces them
-    print(f"trained {cfg.max_steps} steps on {device} ({precision}) in {result.train_seconds:.1f} s: "
-          f"{tokens_per_s:,.0f} tokens/s, valid ppl {last['valid_ppl']:.2f}"
-          + (f", MFU {mfu:.1%}" if mfu is not None else ""), file=sys.stderr)
+    print(
+        f"trained {cfg.max_steps} steps on {device} ({precision}) in {result.train_seconds:.1f} s: "
+        f"{tokens_per_s:,.0f} tokens/s, valid ppl {last['valid_ppl']:.2f}"
+        + (f", MFU {mfu:.1%}" if mfu is not None else ""),
+        file=sys.stderr,
+    )

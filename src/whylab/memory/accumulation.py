@@ -22,8 +22,9 @@ NORMALISATIONS = ("mean_of_means", "token_sum")
 IGNORE = -100
 
 
-def make_batch(vocab: int, batch: int, max_len: int, min_len: int, seed: int, variable: bool,
-               pad_id: int = 0) -> dict[str, torch.Tensor]:
+def make_batch(
+    vocab: int, batch: int, max_len: int, min_len: int, seed: int, variable: bool, pad_id: int = 0
+) -> dict[str, torch.Tensor]:
     """Random ids, right-padded to ``max_len``; labels are -100 (ignored) on padding."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (batch, max_len), generator=gen)
@@ -53,8 +54,9 @@ def full_batch_backward(model: nn.Module, batch: dict[str, torch.Tensor], device
     return float(loss.detach())
 
 
-def accumulate_backward(model: nn.Module, batch: dict[str, torch.Tensor], micro: int, normalisation: str,
-                        device: str = "cpu") -> float:
+def accumulate_backward(
+    model: nn.Module, batch: dict[str, torch.Tensor], micro: int, normalisation: str, device: str = "cpu"
+) -> float:
     """Backward over micro-batches of ``micro`` sequences, gradients summed in .grad; returns the loss reported."""
     n = batch["input_ids"].shape[0]
     if n % micro:
@@ -63,13 +65,15 @@ def accumulate_backward(model: nn.Module, batch: dict[str, torch.Tensor], micro:
     total_tokens = target_tokens(batch["labels"])
     reported = 0.0
     for i in range(chunks):
-        part = _to({k: v[i * micro:(i + 1) * micro] for k, v in batch.items()}, device)
+        part = _to({k: v[i * micro : (i + 1) * micro] for k, v in batch.items()}, device)
         if normalisation == "mean_of_means":
             loss = model(**part).loss / chunks
         elif normalisation == "token_sum":
             loss = model(**part, num_items_in_batch=total_tokens).loss
         else:
-            raise InputError(f"memory.C20: normalisation {normalisation!r} is not one of {', '.join(NORMALISATIONS)}")
+            raise InputError(
+                f"memory.C20: normalisation {normalisation!r} is not one of {', '.join(NORMALISATIONS)}"
+            )
         loss.backward()
         reported += float(loss.detach())
     return reported

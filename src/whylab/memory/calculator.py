@@ -38,7 +38,10 @@ MB, MiB, GB, GiB = 10**6, 2**20, 10**9, 2**30
 
 # The notes' factors, in bytes per parameter as written there.
 NOTES_OPTIMIZER_BYTES: dict[str, tuple[float, float]] = {
-    "adam": (8.0, 8.0), "adamw": (8.0, 8.0), "adafactor": (2.0, 4.0), "sgd": (0.0, 0.0),
+    "adam": (8.0, 8.0),
+    "adamw": (8.0, 8.0),
+    "adafactor": (2.0, 4.0),
+    "sgd": (0.0, 0.0),
 }
 NOTES_GRADIENT_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
 NOTES_ACTIVATION_FRACTION: tuple[float, float] = (0.20, 0.30)
@@ -55,8 +58,13 @@ def model_bytes(params: int | float, dtype: str) -> float:
     return params * dtype_bytes(dtype)
 
 
-def notes_training_bytes(params: int | float, dtype: str, optimizer: str,
-                         activation_fraction: float = 0.25, reading: str = "literal") -> float:
+def notes_training_bytes(
+    params: int | float,
+    dtype: str,
+    optimizer: str,
+    activation_fraction: float = 0.25,
+    reading: str = "literal",
+) -> float:
     """The notes' training memory.
 
     ``literal``: base × (optimizer + gradient + activation factors), factors as the
@@ -77,6 +85,7 @@ def notes_training_bytes(params: int | float, dtype: str, optimizer: str,
 
 
 # --------------------------------------------------------------------------- precision
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -105,8 +114,14 @@ def precision(name: str) -> Precision:
 
 # --------------------------------------------------------------------------- optimizer state
 
-def optimizer_state_bytes(shapes: Sequence[Sequence[int]], optimizer: str, state_bytes: int = 4,
-                          step_bytes: int = 4, master_bytes: int = 0) -> int:
+
+def optimizer_state_bytes(
+    shapes: Sequence[Sequence[int]],
+    optimizer: str,
+    state_bytes: int = 4,
+    step_bytes: int = 4,
+    master_bytes: int = 0,
+) -> int:
     """Exact bytes of optimizer state for parameters of ``shapes``, as torch's optimizers keep it.
 
     ``step_bytes``: the per-tensor ``step`` counter (a 0-d FP32 tensor in torch's
@@ -142,6 +157,7 @@ def optimizer_bytes_per_param(shapes: Sequence[Sequence[int]], optimizer: str, *
 
 # --------------------------------------------------------------------------- activations
 
+
 @dataclass(frozen=True)
 class LlamaShape:
     """The sizes the activation count depends on."""
@@ -158,8 +174,13 @@ class LlamaShape:
 
     @classmethod
     def from_model_cfg(cls, cfg: Mapping[str, Any], layers: int | None = None) -> LlamaShape:
-        return cls(int(cfg["hidden_size"]), int(cfg["intermediate_size"]), int(cfg["num_heads"]),
-                   int(layers if layers is not None else cfg["num_layers"]), int(cfg["vocab_size"]))
+        return cls(
+            int(cfg["hidden_size"]),
+            int(cfg["intermediate_size"]),
+            int(cfg["num_heads"]),
+            int(layers if layers is not None else cfg["num_layers"]),
+            int(cfg["vocab_size"]),
+        )
 
 
 def llama_layer_activation_bytes(shape: LlamaShape, batch: int, seq: int, act: int = 4) -> int:
@@ -192,12 +213,14 @@ def llama_head_activation_bytes(shape: LlamaShape, batch: int, seq: int, act: in
 
 def llama_activation_bytes(shape: LlamaShape, batch: int, seq: int, act: int = 4) -> int:
     """All bytes saved for backward by a LlamaForCausalLM training forward (eager attention)."""
-    return (shape.layers * llama_layer_activation_bytes(shape, batch, seq, act)
-            + llama_head_activation_bytes(shape, batch, seq, act))
+    return shape.layers * llama_layer_activation_bytes(shape, batch, seq, act) + llama_head_activation_bytes(
+        shape, batch, seq, act
+    )
 
 
-def llama_checkpointed_activation_bytes(shape: LlamaShape, batch: int, seq: int, act: int = 4,
-                                        segment: int = 1) -> int:
+def llama_checkpointed_activation_bytes(
+    shape: LlamaShape, batch: int, seq: int, act: int = 4, segment: int = 1
+) -> int:
     """Activation peak with checkpointing every ``segment`` layers.
 
     Kept: one input per segment (b·s·h values); during the backward of a segment
@@ -207,8 +230,11 @@ def llama_checkpointed_activation_bytes(shape: LlamaShape, batch: int, seq: int,
     """
     segments = math.ceil(shape.layers / segment)
     boundaries = segments * batch * seq * shape.hidden * act
-    return (boundaries + min(segment, shape.layers) * llama_layer_activation_bytes(shape, batch, seq, act)
-            + llama_head_activation_bytes(shape, batch, seq, act))
+    return (
+        boundaries
+        + min(segment, shape.layers) * llama_layer_activation_bytes(shape, batch, seq, act)
+        + llama_head_activation_bytes(shape, batch, seq, act)
+    )
 
 
 def korthikanti_layer_bytes(seq: int, batch: int, hidden: int, heads: int) -> float:
@@ -222,6 +248,7 @@ def loss_grad_bytes(shape: LlamaShape, batch: int, seq: int) -> int:
 
 
 # --------------------------------------------------------------------------- a training step
+
 
 @dataclass(frozen=True)
 class TrainingEstimate:
@@ -240,9 +267,16 @@ class TrainingEstimate:
         return asdict(self)
 
 
-def training_estimate(shapes: Sequence[Sequence[int]], shape: LlamaShape, batch: int, seq: int,
-                      optimizer: str, precision_name: str = "fp32", step_bytes: int = 4,
-                      checkpoint_segment: int | None = None) -> TrainingEstimate:
+def training_estimate(
+    shapes: Sequence[Sequence[int]],
+    shape: LlamaShape,
+    batch: int,
+    seq: int,
+    optimizer: str,
+    precision_name: str = "fp32",
+    step_bytes: int = 4,
+    checkpoint_segment: int | None = None,
+) -> TrainingEstimate:
     """The exact-accounting estimate of one training step of the Llama model.
 
     Phase model (gradients released with ``zero_grad(set_to_none=True)``; the
@@ -264,5 +298,6 @@ def training_estimate(shapes: Sequence[Sequence[int]], shape: LlamaShape, batch:
     backward_start = weights + opt + acts + loss_grads
     step_temp = largest * (4 * 2 if optimizer in ("adam", "adamw", "mixed_adamw") else 4)
     step = weights + grads + opt + step_temp
-    return TrainingEstimate(n, weights, grads, opt, acts, loss_grads, weights + grads + opt + acts,
-                            max(backward_start, step))
+    return TrainingEstimate(
+        n, weights, grads, opt, acts, loss_grads, weights + grads + opt + acts, max(backward_start, step)
+    )

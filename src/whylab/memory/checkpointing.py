@@ -59,8 +59,8 @@ def apply_checkpointing(model: nn.Module, mode: str) -> int:
         k = sqrt_segments(len(layers))
         new: list[nn.Module] = []
         for i in range(0, len(layers), k):
-            new.append(CheckpointedSegment(layers[i:i + k]))
-            new.extend(PassThrough() for _ in layers[i + 1:i + k])
+            new.append(CheckpointedSegment(layers[i : i + k]))
+            new.extend(PassThrough() for _ in layers[i + 1 : i + k])
         model.model.layers = nn.ModuleList(new)
         return k
     raise InputError(f"memory.C19.modes: {mode!r} is not one of {', '.join(MODES)}")

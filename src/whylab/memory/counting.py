@@ -33,8 +33,13 @@ def spec_from_mapping(item: Mapping[str, Any]) -> ModelSpec:
     family = str(item.get("family", ""))
     if family not in FAMILIES:
         raise InputError(f"memory.C17.models: family {family!r} is not one of {', '.join(FAMILIES)}")
-    return ModelSpec(name=str(item["name"]), family=family, overrides=dict(item.get("config", {})),
-                     quoted_params=item.get("quoted_params"), source=str(item.get("source", "")))
+    return ModelSpec(
+        name=str(item["name"]),
+        family=family,
+        overrides=dict(item.get("config", {})),
+        quoted_params=item.get("quoted_params"),
+        source=str(item.get("source", "")),
+    )
 
 
 def make_config(spec: ModelSpec) -> Any:
@@ -55,7 +60,8 @@ def bert_params(cfg: Any, pooler: bool = True) -> int:
     layer = (
         4 * (h * h + h)  # query, key, value, attention output dense (weight + bias)
         + 2 * h  # attention LayerNorm
-        + (h * i + i) + (i * h + h)  # intermediate and output dense
+        + (h * i + i)
+        + (i * h + h)  # intermediate and output dense
         + 2 * h  # output LayerNorm
     )
     return emb + cfg.num_hidden_layers * layer + ((h * h + h) if pooler else 0)
@@ -70,7 +76,8 @@ def gpt2_params(cfg: Any) -> int:
         + (h * 3 * h + 3 * h)  # c_attn (q, k, v together)
         + (h * h + h)  # attention c_proj
         + 2 * h  # ln_2
-        + (h * inner + inner) + (inner * h + h)  # mlp c_fc, c_proj
+        + (h * inner + inner)
+        + (inner * h + h)  # mlp c_fc, c_proj
     )
     head = 0 if cfg.tie_word_embeddings else v * h
     return v * h + cfg.n_positions * h + cfg.n_layer * layer + 2 * h + head

@@ -69,8 +69,9 @@ def _bnb_int8(model: nn.Module) -> nn.Module:
         import bitsandbytes as bnb
 
     def make(lin: nn.Linear) -> nn.Module:
-        new = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                                  has_fp16_weights=False)
+        new = bnb.nn.Linear8bitLt(
+            lin.in_features, lin.out_features, bias=lin.bias is not None, has_fp16_weights=False
+        )
         new.weight = bnb.nn.Int8Params(lin.weight.data.clone(), requires_grad=False, has_fp16_weights=False)
         if lin.bias is not None:
             new.bias = nn.Parameter(lin.bias.data.clone(), requires_grad=False)
@@ -84,8 +85,13 @@ def _bnb_nf4(model: nn.Module) -> nn.Module:
         import bitsandbytes as bnb
 
     def make(lin: nn.Linear) -> nn.Module:
-        new = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                                quant_type="nf4", compute_dtype=torch.float32)
+        new = bnb.nn.Linear4bit(
+            lin.in_features,
+            lin.out_features,
+            bias=lin.bias is not None,
+            quant_type="nf4",
+            compute_dtype=torch.float32,
+        )
         new.weight = bnb.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, quant_type="nf4")
         if lin.bias is not None:
             new.bias = nn.Parameter(lin.bias.data.clone(), requires_grad=False)
@@ -98,14 +104,30 @@ FORMATS: dict[str, Format] = {
     "fp32": Format("fp32", "fp32", "torch", _cast(torch.float32), "float32, 4 bytes per value"),
     "fp16": Format("fp16", "fp16", "torch", _cast(torch.float16), "float16, 2 bytes per value"),
     "bf16": Format("bf16", "bf16", "torch", _cast(torch.bfloat16), "bfloat16, 2 bytes per value"),
-    "torchao_int8": Format("torchao_int8", "int8", "torchao", _torchao_int8,
-                           "int8 weight-only, one FP32 scale per output row"),
-    "torchao_int4": Format("torchao_int4", "int4", "torchao", _torchao_int4,
-                           "int4 weight-only (IntxWeightOnly, groups of 32; CPU layout keeps one int4 per byte)"),
-    "bnb_int8": Format("bnb_int8", "int8", "bitsandbytes", _bnb_int8,
-                       "LLM.int8() Linear8bitLt, int8 rows with FP32 row scales"),
-    "bnb_nf4": Format("bnb_nf4", "int4", "bitsandbytes", _bnb_nf4,
-                      "NF4 Linear4bit, two values per byte, 8-bit block absmax (double quantization)"),
+    "torchao_int8": Format(
+        "torchao_int8", "int8", "torchao", _torchao_int8, "int8 weight-only, one FP32 scale per output row"
+    ),
+    "torchao_int4": Format(
+        "torchao_int4",
+        "int4",
+        "torchao",
+        _torchao_int4,
+        "int4 weight-only (IntxWeightOnly, groups of 32; CPU layout keeps one int4 per byte)",
+    ),
+    "bnb_int8": Format(
+        "bnb_int8",
+        "int8",
+        "bitsandbytes",
+        _bnb_int8,
+        "LLM.int8() Linear8bitLt, int8 rows with FP32 row scales",
+    ),
+    "bnb_nf4": Format(
+        "bnb_nf4",
+        "int4",
+        "bitsandbytes",
+        _bnb_nf4,
+        "NF4 Linear4bit, two values per byte, 8-bit block absmax (double quantization)",
+    ),
 }
 
 
@@ -137,8 +159,14 @@ def load_work(model_cfg: dict, fmt: str, seed: int) -> Callable[[], int]:
     """
     from whylab.memory.training import build_llama
 
-    tiny = {**model_cfg, "vocab_size": 32, "hidden_size": 64, "intermediate_size": 64, "num_layers": 1,
-            "num_heads": 2}
+    tiny = {
+        **model_cfg,
+        "vocab_size": 32,
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_layers": 1,
+        "num_heads": 2,
+    }
     _ = FORMATS[fmt].apply(build_llama(tiny, seed, "fp32"))(torch.zeros(1, 4, dtype=torch.long))
 
     def work() -> int:

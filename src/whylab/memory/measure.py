@@ -37,11 +37,19 @@ from torch import nn
 
 MiB = 2**20
 CATEGORIES = ("parameters", "buffers", "gradients", "optimizer", "activations", "temporaries", "other")
-_MEMTRACKER_NAMES = {"PARAM": "parameters", "BUFFER": "buffers", "GRAD": "gradients", "OPT": "optimizer",
-                     "ACT": "activations", "TEMP": "temporaries", "OTH": "other"}
+_MEMTRACKER_NAMES = {
+    "PARAM": "parameters",
+    "BUFFER": "buffers",
+    "GRAD": "gradients",
+    "OPT": "optimizer",
+    "ACT": "activations",
+    "TEMP": "temporaries",
+    "OTH": "other",
+}
 
 
 # --------------------------------------------------------------------------- tensor bytes
+
 
 def _leaf_tensors(t: torch.Tensor) -> Iterable[torch.Tensor]:
     """The plain tensors under a tensor subclass (e.g. torchao's qdata, scale, zero_point)."""
@@ -100,6 +108,7 @@ def saved_activation_bytes(model: nn.Module, forward: Callable[[], Any]) -> tupl
 
 # --------------------------------------------------------------------------- peak of live tensors
 
+
 @dataclass
 class Peak:
     """Peak memory of one measured function, with the breakdown at the peak."""
@@ -116,7 +125,9 @@ class Peak:
         return self.peak_bytes / MiB
 
 
-def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -> tuple[int, dict[str, int], int]:
+def _memtracker_peak(
+    fn: Callable[[], Any], track: Iterable[Any], device: str
+) -> tuple[int, dict[str, int], int]:
     from torch.distributed._tools.mem_tracker import MemTracker
 
     tracker = MemTracker()
@@ -128,7 +139,11 @@ def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -
     def next_call(module: nn.Module, args: Any) -> None:
         # MemTracker refuses a second forward of the root module (it keeps per-module stats of one
         # iteration); gradient accumulation runs several. Its global peak is unaffected by the reset.
-        if any(module is r for r in roots) and module in tracker.memory_tracking and not tracker._mod_tracker.is_bw:  # noqa: SLF001
+        if (
+            any(module is r for r in roots)
+            and module in tracker.memory_tracking
+            and not tracker._mod_tracker.is_bw
+        ):
             tracker.reset_mod_stats()
 
     handle = torch.nn.modules.module.register_module_forward_pre_hook(next_call)
@@ -139,7 +154,7 @@ def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -
         handle.remove()
     snap = tracker.get_tracker_snapshot("peak")
     dev_snap = snap.get(dev, {})
-    breakdown = {name: 0 for name in CATEGORIES}
+    breakdown = dict.fromkeys(CATEGORIES, 0)
     total = 0
     for key, value in dev_snap.items():
         name = getattr(key, "name", str(key))
@@ -150,8 +165,7 @@ def _memtracker_peak(fn: Callable[[], Any], track: Iterable[Any], device: str) -
     return total, breakdown, before
 
 
-def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str,
-                 use_tracker: bool = True) -> Peak:
+def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str, use_tracker: bool = True) -> Peak:
     """Peak live memory during ``fn()`` on ``device``; ``track`` = modules/optimizers/tensors alive before.
 
     On CUDA the peak is the allocator's ``max_memory_allocated``, measured in a
@@ -167,8 +181,9 @@ def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str,
         fn()
         torch.cuda.synchronize()
         peak = int(torch.cuda.max_memory_allocated())
-        tracker_total, breakdown, _ = (_memtracker_peak(fn, track, device) if use_tracker
-                                       else (0, {c: 0 for c in CATEGORIES}, 0))
+        tracker_total, breakdown, _ = (
+            _memtracker_peak(fn, track, device) if use_tracker else (0, dict.fromkeys(CATEGORIES, 0), 0)
+        )
         return Peak(peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total, baseline)
     total, breakdown, before = _memtracker_peak(fn, track, device)
     return Peak(total, breakdown, "MemTracker (dispatch-level live tensor bytes)", device, total, before)
@@ -191,6 +206,7 @@ def time_calls(fn: Callable[[], Any], repeats: int, device: str, warmup: int = 1
 
 
 # --------------------------------------------------------------------------- RSS in a fresh process
+
 
 def _read_status(field_name: str) -> int:
     with open("/proc/self/status", encoding="ascii") as fh:
@@ -229,8 +245,13 @@ def _rss_child(target: str, kwargs: dict[str, Any], threads: int) -> dict[str, A
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         method = "ru_maxrss delta"
     after = _read_status("VmRSS")
-    return {"peak_delta_bytes": peak - base, "resident_delta_bytes": after - base,
-            "baseline_rss_bytes": base, "method": method, "result": result}
+    return {
+        "peak_delta_bytes": peak - base,
+        "resident_delta_bytes": after - base,
+        "baseline_rss_bytes": base,
+        "method": method,
+        "result": result,
+    }
 
 
 _POOL_CTX: Any = None
@@ -242,14 +263,16 @@ def _context() -> Any:
         # glibc: a fixed mmap threshold keeps freed tensor buffers from being kept in the heap
         os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(128 * 1024))
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "transformers.models.llama.modeling_llama",
-                                  "whylab.memory.training"])
+        ctx.set_forkserver_preload(
+            ["torch", "transformers.models.llama.modeling_llama", "whylab.memory.training"]
+        )
         _POOL_CTX = ctx
     return _POOL_CTX
 
 
-def rss_peak(target: str, kwargs: Mapping[str, Any] | None = None, threads: int = 1,
-             timeout: float = 300.0) -> dict[str, Any]:
+def rss_peak(
+    target: str, kwargs: Mapping[str, Any] | None = None, threads: int = 1, timeout: float = 300.0
+) -> dict[str, Any]:
     """Peak RSS increase of ``target(**kwargs)()`` in a fresh process ("module:function" returning the work)."""
     ctx = _context()
     with ctx.Pool(1, maxtasksperchild=1) as pool:

@@ -27,8 +27,13 @@ from torch import nn
 class CPUOffloadAdamW:
     """AdamW whose state and FP32 master weights live on ``offload_device``; counts bytes moved."""
 
-    def __init__(self, params: Iterable[nn.Parameter], lr: float = 1e-3, offload_device: str = "cpu",
-                 **adamw_kwargs: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float = 1e-3,
+        offload_device: str = "cpu",
+        **adamw_kwargs: Any,
+    ) -> None:
         self.params = [p for p in params if p.requires_grad]
         pin = torch.cuda.is_available() and any(p.device.type == "cuda" for p in self.params)
         self.master = []
@@ -87,5 +92,8 @@ def offload_layers(model: nn.Module, n_layers: int, execution_device: str) -> in
 
 
 def layer_weight_bytes(model: nn.Module, n_layers: int) -> int:
-    return sum(p.numel() * p.element_size() for layer in list(model.model.layers)[:n_layers]
-               for p in layer.parameters())
+    return sum(
+        p.numel() * p.element_size()
+        for layer in list(model.model.layers)[:n_layers]
+        for p in layer.parameters()
+    )

@@ -43,12 +43,17 @@ def llama_config(model_cfg: Mapping[str, Any]) -> Any:
         use_cache=False,
         attn_implementation=attn,
     )
-    cfg._attn_implementation = attn  # noqa: SLF001 - older/newer transformers read this field
+    cfg._attn_implementation = attn
     return cfg
 
 
-def build_llama(model_cfg: Mapping[str, Any], seed: int, precision: str = "fp32",
-                device: str = "cpu", num_layers: int | None = None) -> nn.Module:
+def build_llama(
+    model_cfg: Mapping[str, Any],
+    seed: int,
+    precision: str = "fp32",
+    device: str = "cpu",
+    num_layers: int | None = None,
+) -> nn.Module:
     """Build the model deterministically from ``seed``; ``precision`` sets the parameter dtype."""
     from transformers import LlamaForCausalLM
 
@@ -83,9 +88,14 @@ class MixedPrecisionAdamW(torch.optim.Optimizer):
     is the size of one tensor, not of the model.
     """
 
-    def __init__(self, params: Iterable[nn.Parameter], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01) -> None:
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
     @torch.no_grad()
@@ -160,8 +170,9 @@ def sqrt_segments(num_layers: int) -> int:
     return max(1, math.ceil(math.sqrt(num_layers)))
 
 
-def step_work(model_cfg: dict[str, Any], batch: int, seq: int, optimizer: str, precision: str,
-              seed: int) -> Any:
+def step_work(
+    model_cfg: dict[str, Any], batch: int, seq: int, optimizer: str, precision: str, seed: int
+) -> Any:
     """Set up model, optimizer and one warm-up step; return the measured work: one more step.
 
     Used by :func:`whylab.memory.measure.rss_peak` in a fresh process (the set-up

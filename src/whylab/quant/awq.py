@@ -41,7 +41,9 @@ class ScaleGroup:
     linears: list[torch.nn.Linear]
     previous: torch.nn.Module  # RMSNorm (has .weight over channels) or nn.Linear (rows scaled)
     inputs: torch.Tensor  # (tokens, K) calibration inputs of the linears
-    block: Callable[[torch.Tensor], torch.Tensor] | None = None  # whole-block output, if wider than the linears
+    block: Callable[[torch.Tensor], torch.Tensor] | None = (
+        None  # whole-block output, if wider than the linears
+    )
 
 
 @dataclass
@@ -65,23 +67,27 @@ def _group_output(group: ScaleGroup, weights: Sequence[torch.Tensor]) -> torch.T
             lin.weight.data = w
         if group.block is not None:
             return group.block(group.inputs)
-        return torch.cat([torch.nn.functional.linear(group.inputs, lin.weight, lin.bias)
-                          for lin in group.linears], dim=-1)
+        return torch.cat(
+            [torch.nn.functional.linear(group.inputs, lin.weight, lin.bias) for lin in group.linears], dim=-1
+        )
     finally:
         for lin, w in zip(group.linears, originals, strict=True):
             lin.weight.data = w
 
 
 @torch.no_grad()
-def search_scale(group: ScaleGroup, block_size: int, alphas: Sequence[float], *,
-                 symmetric: bool = False) -> tuple[float, torch.Tensor, dict[float, float]]:
+def search_scale(
+    group: ScaleGroup, block_size: int, alphas: Sequence[float], *, symmetric: bool = False
+) -> tuple[float, torch.Tensor, dict[float, float]]:
     """Grid search of α: returns (best α, its scales s, error for each α)."""
     reference = _group_output(group, [lin.weight.data for lin in group.linears])
     errors: dict[float, float] = {}
     best: tuple[float, float, torch.Tensor] | None = None
     for alpha in alphas:
         s = channel_scales(group.inputs, float(alpha))
-        trial = [fake_quantize(lin.weight.data.float() * s, block_size, symmetric) / s for lin in group.linears]
+        trial = [
+            fake_quantize(lin.weight.data.float() * s, block_size, symmetric) / s for lin in group.linears
+        ]
         err = float(torch.mean((_group_output(group, trial) - reference) ** 2))
         errors[float(alpha)] = err
         if best is None or err < best[0]:
@@ -107,8 +113,17 @@ def _decoder_layers(model: Any) -> Sequence[Any]:
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
         raise ValueError("AWQ here supports Llama-style models (model.model.layers)")
-    needed = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm")
+    needed = (
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+        "input_layernorm",
+        "post_attention_layernorm",
+    )
     names = {n for n, _ in layers[0].named_modules()}
     missing = [n for n in needed if n not in names]
     if missing:
@@ -125,12 +140,17 @@ def collect_inputs(model: Any, calibration: torch.Tensor, batch_size: int = 8) -
         for name in ("self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"):
             taps[f"{i}.{name}"] = layer.get_submodule(name)
     store: dict[str, list[torch.Tensor]] = {k: [] for k in taps}
-    hooks = [mod.register_forward_pre_hook(
-        lambda _m, args, key=key: store[key].append(args[0].detach().reshape(-1, args[0].shape[-1]).float()))
-        for key, mod in taps.items()]
+    hooks = [
+        mod.register_forward_pre_hook(
+            lambda _m, args, key=key: store[key].append(
+                args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            )
+        )
+        for key, mod in taps.items()
+    ]
     try:
         for start in range(0, calibration.shape[0], batch_size):
-            batch = calibration[start:start + batch_size]
+            batch = calibration[start : start + batch_size]
             model(input_ids=batch, attention_mask=torch.ones_like(batch), use_cache=False)
     finally:
         for hook in hooks:
@@ -139,8 +159,15 @@ def collect_inputs(model: Any, calibration: torch.Tensor, batch_size: int = 8) -
 
 
 @torch.no_grad()
-def awq(model: Any, calibration: torch.Tensor, block_size: int, *, alpha_grid: int = 11,
-        symmetric: bool = False, batch_size: int = 8) -> AwqResult:
+def awq(
+    model: Any,
+    calibration: torch.Tensor,
+    block_size: int,
+    *,
+    alpha_grid: int = 11,
+    symmetric: bool = False,
+    batch_size: int = 8,
+) -> AwqResult:
     """Search and fold AWQ scales into a copy of ``model``; quantize the result with RTN afterwards."""
     work = copy.deepcopy(model).float().eval()
     layers = _decoder_layers(work)
@@ -149,15 +176,30 @@ def awq(model: Any, calibration: torch.Tensor, block_size: int, *, alpha_grid: i
     result = AwqResult(model=work)
     for i, layer in enumerate(layers):
         attn, mlp = layer.self_attn, layer.mlp
-        groups = [ScaleGroup(f"layers.{i}.qkv", [attn.q_proj, attn.k_proj, attn.v_proj],
-                             layer.input_layernorm, inputs[f"{i}.self_attn.q_proj"])]
+        groups = [
+            ScaleGroup(
+                f"layers.{i}.qkv",
+                [attn.q_proj, attn.k_proj, attn.v_proj],
+                layer.input_layernorm,
+                inputs[f"{i}.self_attn.q_proj"],
+            )
+        ]
         if attn.v_proj.out_features == attn.o_proj.in_features:
-            groups.append(ScaleGroup(f"layers.{i}.o", [attn.o_proj], attn.v_proj,
-                                     inputs[f"{i}.self_attn.o_proj"]))
-        groups.append(ScaleGroup(f"layers.{i}.gate_up", [mlp.gate_proj, mlp.up_proj],
-                                 layer.post_attention_layernorm, inputs[f"{i}.mlp.gate_proj"], block=mlp))
-        groups.append(ScaleGroup(f"layers.{i}.down", [mlp.down_proj], mlp.up_proj,
-                                 inputs[f"{i}.mlp.down_proj"]))
+            groups.append(
+                ScaleGroup(f"layers.{i}.o", [attn.o_proj], attn.v_proj, inputs[f"{i}.self_attn.o_proj"])
+            )
+        groups.append(
+            ScaleGroup(
+                f"layers.{i}.gate_up",
+                [mlp.gate_proj, mlp.up_proj],
+                layer.post_attention_layernorm,
+                inputs[f"{i}.mlp.gate_proj"],
+                block=mlp,
+            )
+        )
+        groups.append(
+            ScaleGroup(f"layers.{i}.down", [mlp.down_proj], mlp.up_proj, inputs[f"{i}.mlp.down_proj"])
+        )
         for group in groups:
             alpha, s, errors = search_scale(group, block_size, alphas, symmetric=symmetric)
             apply_scale(group, s)

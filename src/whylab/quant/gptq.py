@@ -53,8 +53,15 @@ class HessianAccumulator:
         self.h += 2.0 / self.n * (x.T @ x)
 
 
-def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, block_size: int, *, symmetric: bool = False,
-                  percdamp: float = 0.01, lazy_columns: int = 128) -> QuantizedWeight:
+def gptq_quantize(
+    weight: torch.Tensor,
+    h: torch.Tensor,
+    block_size: int,
+    *,
+    symmetric: bool = False,
+    percdamp: float = 0.01,
+    lazy_columns: int = 128,
+) -> QuantizedWeight:
     """Quantize one (N, K) weight with GPTQ given the Hessian ``h`` (K, K) of its inputs.
 
     ``block_size`` is the quantization group along K (each group's scale/zero point is set
@@ -91,7 +98,7 @@ def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, block_size: int, *, sym
             col = i1 + i
             g = col // block_size
             if col % block_size == 0:
-                scale, zp = group_params(w1[:, i:i + block_size], symmetric)
+                scale, zp = group_params(w1[:, i : i + block_size], symmetric)
                 scales[:, g], zps[:, g] = scale.double(), zp.double()
             scale, zp = scales[:, g], zps[:, g]
             col_w = w1[:, i]
@@ -108,13 +115,15 @@ def gptq_quantize(weight: torch.Tensor, h: torch.Tensor, block_size: int, *, sym
         codes=codes.to(torch.uint8).numpy(),
         scales=scales.float().numpy().astype(np.float32),
         zero_points=zps.to(torch.uint8).numpy(),
-        k=k, block_size=block_size, symmetric=symmetric,
+        k=k,
+        block_size=block_size,
+        symmetric=symmetric,
     )
 
 
 def layer_error(weight: torch.Tensor, q: QuantizedWeight, h: torch.Tensor) -> float:
     """tr((W−Q) H (W−Q)ᵀ) / N: the mean squared output error GPTQ minimises, on the calibration inputs."""
-    delta = (weight.detach().double() - q.dequantize().double())
+    delta = weight.detach().double() - q.dequantize().double()
     return float(torch.einsum("nk,kl,nl->", delta, h.double(), delta) / delta.shape[0])
 
 
@@ -134,15 +143,21 @@ def linear_order(model: Any) -> list[list[str]]:
 
 def _forward(model: Any, blocks: torch.Tensor, batch_size: int) -> None:
     for start in range(0, blocks.shape[0], batch_size):
-        batch = blocks[start:start + batch_size]
+        batch = blocks[start : start + batch_size]
         model(input_ids=batch, attention_mask=torch.ones_like(batch), use_cache=False)
 
 
 @torch.no_grad()
-def gptq_model(model: Any, calibration: torch.Tensor, block_size: int, *, symmetric: bool = False,
-               percdamp: float = 0.01, batch_size: int = 8,
-               on_layer: Callable[[str, torch.Tensor, QuantizedWeight, torch.Tensor], None] | None = None,
-               ) -> dict[str, QuantizedWeight]:
+def gptq_model(
+    model: Any,
+    calibration: torch.Tensor,
+    block_size: int,
+    *,
+    symmetric: bool = False,
+    percdamp: float = 0.01,
+    batch_size: int = 8,
+    on_layer: Callable[[str, torch.Tensor, QuantizedWeight, torch.Tensor], None] | None = None,
+) -> dict[str, QuantizedWeight]:
     """GPTQ every nn.Linear of ``model`` (a copy), layer after layer, on ``calibration`` token blocks.
 
     For each decoder layer in turn, the calibration blocks are run through the model whose
@@ -157,8 +172,10 @@ def gptq_model(model: Any, calibration: torch.Tensor, block_size: int, *, symmet
     out: dict[str, QuantizedWeight] = {}
     for group in linear_order(work):
         acc = {name: HessianAccumulator(modules[name].in_features) for name in group}
-        hooks = [modules[name].register_forward_pre_hook(
-            lambda _m, args, name=name: acc[name].add(args[0])) for name in group]
+        hooks = [
+            modules[name].register_forward_pre_hook(lambda _m, args, h=acc[name]: h.add(args[0]))
+            for name in group
+        ]
         try:
             _forward(work, calibration, batch_size)
         finally:

@@ -105,7 +105,9 @@ def rtn_quantize(weight: torch.Tensor, block_size: int, symmetric: bool = False)
         codes=codes.reshape(n, -1).to(torch.uint8).numpy(),
         scales=scale.numpy().astype(np.float32),
         zero_points=zp.to(torch.uint8).numpy(),
-        k=k, block_size=block_size, symmetric=symmetric,
+        k=k,
+        block_size=block_size,
+        symmetric=symmetric,
     )
 
 
@@ -137,8 +139,9 @@ def pack_matmulnbits(q: QuantizedWeight) -> tuple[np.ndarray, np.ndarray, np.nda
     return packed, q.scales.astype(np.float32), packed_zp
 
 
-def unpack_matmulnbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None,
-                       k: int, block_size: int) -> QuantizedWeight:
+def unpack_matmulnbits(
+    b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, k: int, block_size: int
+) -> QuantizedWeight:
     """Inverse of :func:`pack_matmulnbits` (reads any MatMulNBits node's 4-bit weight)."""
     n, kb = b.shape[0], k_blocks(k, block_size)
     b = b.reshape(n, kb, block_size // 2)
@@ -151,5 +154,11 @@ def unpack_matmulnbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarra
         z = np.asarray(zero_points, dtype=np.uint8).reshape(n, -1)
         zp = np.stack([z & 0x0F, z >> 4], axis=-1).reshape(n, -1)[:, :kb]
         symmetric = False
-    return QuantizedWeight(codes=codes.astype(np.uint8), scales=scales, zero_points=zp.astype(np.uint8),
-                           k=k, block_size=block_size, symmetric=symmetric)
+    return QuantizedWeight(
+        codes=codes.astype(np.uint8),
+        scales=scales,
+        zero_points=zp.astype(np.uint8),
+        k=k,
+        block_size=block_size,
+        symmetric=symmetric,
+    )

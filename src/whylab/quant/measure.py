@@ -96,7 +96,7 @@ def ort_block_nll(sess: OrtSession, blocks: torch.Tensor, batch_size: int) -> li
     out: list[float] = []
     ids = blocks.numpy()
     for start in range(0, ids.shape[0], batch_size):
-        batch = ids[start:start + batch_size]
+        batch = ids[start : start + batch_size]
         logits = torch.from_numpy(np.asarray(sess.logits(batch), dtype=np.float32))
         out.extend(_nll_rows(logits, torch.from_numpy(batch)))
     return out
@@ -108,7 +108,7 @@ def torch_block_nll(model: Any, blocks: torch.Tensor, batch_size: int, device: s
     model.eval()
     out: list[float] = []
     for start in range(0, blocks.shape[0], batch_size):
-        batch = blocks[start:start + batch_size].to(device)
+        batch = blocks[start : start + batch_size].to(device)
         logits = model(input_ids=batch, attention_mask=torch.ones_like(batch), use_cache=False).logits
         out.extend(_nll_rows(logits.float().cpu(), batch.cpu()))
     return out
@@ -126,15 +126,20 @@ def perplexity_from_blocks(block_nll: Sequence[float]) -> float:
     return math.exp(statistics.fmean(block_nll))
 
 
-def ppl_change_interval(variant_nll: Sequence[float], reference_nll: Sequence[float],
-                        z: float = 2.0) -> dict[str, float]:
+def ppl_change_interval(
+    variant_nll: Sequence[float], reference_nll: Sequence[float], z: float = 2.0
+) -> dict[str, float]:
     """Perplexity change vs the reference in %, with a ±z·SE interval from paired block differences."""
     diffs = np.asarray(variant_nll, dtype=float) - np.asarray(reference_nll, dtype=float)
     mean = float(diffs.mean())
     se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.nan
     to_pct = lambda d: 100.0 * (math.exp(d) - 1.0)  # noqa: E731
-    return {"pct": to_pct(mean), "low_pct": to_pct(mean - z * se), "high_pct": to_pct(mean + z * se),
-            "n_blocks": len(diffs)}
+    return {
+        "pct": to_pct(mean),
+        "low_pct": to_pct(mean - z * se),
+        "high_pct": to_pct(mean + z * se),
+        "n_blocks": len(diffs),
+    }
 
 
 # ----------------------------------------------------------------------------- timing
@@ -143,8 +148,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_times(runners: Mapping[str, Callable[[], Any]], warmup: int, runs: int,
-                      device: str = "cpu") -> dict[str, dict[str, list[float]]]:
+def interleaved_times(
+    runners: Mapping[str, Callable[[], Any]], warmup: int, runs: int, device: str = "cpu"
+) -> dict[str, dict[str, list[float]]]:
     """Times (ms) of each runner, run in turn within every round, after ``warmup`` rounds.
 
     Two clocks per call: ``wall`` (what a user waits) and ``cpu`` (CPU time of the calling
@@ -187,7 +193,11 @@ def disk_bytes(path: str | Path) -> int:
 
 def tensor_bytes(t: torch.Tensor) -> int:
     """Bytes a tensor really holds, looking inside quantized tensor subclasses (torchao)."""
-    if hasattr(t, "__tensor_flatten__") and type(t) is not torch.Tensor and not isinstance(t, torch.nn.Parameter):
+    if (
+        hasattr(t, "__tensor_flatten__")
+        and type(t) is not torch.Tensor
+        and not isinstance(t, torch.nn.Parameter)
+    ):
         names, _ = t.__tensor_flatten__()
         return sum(tensor_bytes(getattr(t, n)) for n in names)
     if isinstance(t, torch.nn.Parameter) and type(t.data) is not torch.Tensor:

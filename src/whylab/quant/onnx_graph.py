@@ -41,8 +41,13 @@ def save(model: onnx.ModelProto, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     large = model.ByteSize() > 1_800_000_000
-    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=path.name + ".data" if large else None)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=large,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data" if large else None,
+    )
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:
@@ -90,8 +95,10 @@ def match_linears(model: onnx.ModelProto, torch_model: Any) -> dict[str, WeightM
         key = _digest(module.weight.detach().float().cpu().numpy().T)
         matches = by_digest.get(key, [])
         if len({m.weight_name for m in matches}) != 1:
-            raise ValueError(f"linear layer {name}: {len(matches)} matching MatMul weights in the ONNX graph "
-                             "(expected exactly one; was the ONNX exported from this model?)")
+            raise ValueError(
+                f"linear layer {name}: {len(matches)} matching MatMul weights in the ONNX graph "
+                "(expected exactly one; was the ONNX exported from this model?)"
+            )
         found[name] = matches[0]
     return found
 
@@ -111,8 +118,9 @@ def _ensure_ms_opset(model: onnx.ModelProto) -> None:
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
 
 
-def replace_with_matmulnbits(model: onnx.ModelProto, wm: WeightMatMul, q: QuantizedWeight,
-                             accuracy_level: int = 0) -> None:
+def replace_with_matmulnbits(
+    model: onnx.ModelProto, wm: WeightMatMul, q: QuantizedWeight, accuracy_level: int = 0
+) -> None:
     """Swap the MatMul ``wm`` for a MatMulNBits node holding ``q`` (the fp32 weight is dropped)."""
     if (q.n, q.k) != (wm.n, wm.k):
         raise ValueError(f"{wm.node_name}: quantized weight is {q.n}x{q.k}, the MatMul is {wm.n}x{wm.k}")
@@ -126,8 +134,18 @@ def replace_with_matmulnbits(model: onnx.ModelProto, wm: WeightMatMul, q: Quanti
     if zp is not None:
         new_inits.append(numpy_helper.from_array(zp, prefix + "_zp"))
         inputs.append(prefix + "_zp")
-    new = helper.make_node("MatMulNBits", inputs, list(old.output), name=old.name + "_Q4", domain=MS_DOMAIN,
-                           K=wm.k, N=wm.n, bits=4, block_size=q.block_size, accuracy_level=accuracy_level)
+    new = helper.make_node(
+        "MatMulNBits",
+        inputs,
+        list(old.output),
+        name=old.name + "_Q4",
+        domain=MS_DOMAIN,
+        K=wm.k,
+        N=wm.n,
+        bits=4,
+        block_size=q.block_size,
+        accuracy_level=accuracy_level,
+    )
     nodes[index] = new
     del model.graph.node[:]
     model.graph.node.extend(nodes)

@@ -35,7 +35,11 @@ INT8_OPS = ("MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "QGemm")
 def quiet_ort_logging() -> None:
     """ORT's quantizers log every node at INFO on the root logger; keep errors only (the log stays readable)."""
     logging.getLogger().setLevel(logging.ERROR)
-    for name in ("onnxruntime", "onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer"):
+    for name in (
+        "onnxruntime",
+        "onnxruntime.quantization",
+        "onnxruntime.quantization.matmul_nbits_quantizer",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -86,8 +90,10 @@ def expected_weight_matmuls(model_path: str | Path) -> int:
 def check_count(counts: Mapping[str, int], ops: tuple[str, ...], expected_at_least: int, what: str) -> int:
     got = sum(int(counts.get(op, 0)) for op in ops)
     if got < max(1, expected_at_least):
-        raise RuntimeError(f"{what}: {got} quantized ops ({'/'.join(ops)}) but the graph has "
-                           f"{expected_at_least} weight MatMuls: the quantizer skipped layers")
+        raise RuntimeError(
+            f"{what}: {got} quantized ops ({'/'.join(ops)}) but the graph has "
+            f"{expected_at_least} weight MatMuls: the quantizer skipped layers"
+        )
     return got
 
 
@@ -96,15 +102,27 @@ def int8_dynamic(src: Path, dst: Path, *, per_channel: bool = True) -> dict[str,
 
     quiet_ort_logging()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     op_types_to_quantize=["MatMul", "Gather"])
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        op_types_to_quantize=["MatMul", "Gather"],
+    )
     counts = onnx_graph.op_counts(onnx_graph.load(dst))
     check_count(counts, INT8_OPS, expected_weight_matmuls(src), "ort-int8-dynamic")
     return counts
 
 
-def int8_static(src: Path, dst: Path, calibration: torch.Tensor, *, quant_format: str = "QOperator",
-                method: str = "MinMax", per_channel: bool = True) -> dict[str, int]:
+def int8_static(
+    src: Path,
+    dst: Path,
+    calibration: torch.Tensor,
+    *,
+    quant_format: str = "QOperator",
+    method: str = "MinMax",
+    per_channel: bool = True,
+) -> dict[str, int]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quiet_ort_logging()
@@ -112,18 +130,26 @@ def int8_static(src: Path, dst: Path, calibration: torch.Tensor, *, quant_format
     fmt = QuantFormat.QDQ if quant_format == "QDQ" else QuantFormat.QOperator
     # u8 activations x s8 weights is x86's fast path for QOperator; QDQ wants s8/s8
     activation = QuantType.QInt8 if fmt == QuantFormat.QDQ else QuantType.QUInt8
-    quantize_static(str(src), str(dst), calibration_reader(src, calibration),
-                    quant_format=fmt, activation_type=activation, weight_type=QuantType.QInt8,
-                    per_channel=per_channel, calibrate_method=getattr(CalibrationMethod, method),
-                    op_types_to_quantize=["MatMul", "Gather"])
+    quantize_static(
+        str(src),
+        str(dst),
+        calibration_reader(src, calibration),
+        quant_format=fmt,
+        activation_type=activation,
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        calibrate_method=getattr(CalibrationMethod, method),
+        op_types_to_quantize=["MatMul", "Gather"],
+    )
     counts = onnx_graph.op_counts(onnx_graph.load(dst))
     ops = ("QLinearMatMul", "MatMulInteger") if fmt == QuantFormat.QOperator else ("DequantizeLinear",)
     check_count(counts, ops, expected_weight_matmuls(src), "ort-int8-static")
     return counts
 
 
-def int4_ort(src: Path | onnx.ModelProto, dst: Path, algorithm: str, block_size: int, *,
-             symmetric: bool = False) -> dict[str, int]:
+def int4_ort(
+    src: Path | onnx.ModelProto, dst: Path, algorithm: str, block_size: int, *, symmetric: bool = False
+) -> dict[str, int]:
     """ONNX Runtime's own 4-bit weight-only quantizer: 'rtn' (its DEFAULT blockwise RTN) or 'hqq'."""
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
@@ -155,8 +181,9 @@ def _check_int4(counts: Mapping[str, int], expected: int, what: str) -> None:
         raise RuntimeError(f"{what}: {got} MatMulNBits nodes, expected one per weight MatMul ({expected})")
 
 
-def int4_from_torch(src: Path, dst: Path, torch_model: Any, quantized: Mapping[str, QuantizedWeight]
-                    ) -> dict[str, int]:
+def int4_from_torch(
+    src: Path, dst: Path, torch_model: Any, quantized: Mapping[str, QuantizedWeight]
+) -> dict[str, int]:
     """Write torch-computed 4-bit weights (GPTQ) into the FP32 graph as MatMulNBits nodes.
 
     ``torch_model`` must hold the *original* FP32 weights (they locate each layer's MatMul).

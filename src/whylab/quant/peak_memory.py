@@ -79,8 +79,10 @@ class PeakMemory:
         if self.cuda:
             self.method = "torch.cuda.max_memory_allocated minus memory_allocated at the start"
         else:
-            self.method = ("process RSS high-water mark (VmHWM, reset via /proc/self/clear_refs) minus "
-                           "RSS at the start; allocations >= 64 KiB forced onto mmap so freed memory leaves")
+            self.method = (
+                "process RSS high-water mark (VmHWM, reset via /proc/self/clear_refs) minus "
+                "RSS at the start; allocations >= 64 KiB forced onto mmap so freed memory leaves"
+            )
 
     def __enter__(self) -> PeakMemory:
         gc.collect()
@@ -98,8 +100,9 @@ class PeakMemory:
             self.start_bytes = None if rss is None else rss * 1024
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
             self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device)) - int(self.start_bytes or 0)

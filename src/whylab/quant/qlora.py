@@ -85,7 +85,7 @@ def bnb_available() -> tuple[bool, str]:
     """Whether bitsandbytes 4-bit layers can run here, with the reason when not."""
     try:
         import bitsandbytes as bnb  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any import failure means "cannot run"
+    except Exception as exc:
         return False, f"bitsandbytes cannot be imported: {exc}"
     return True, ""
 
@@ -104,8 +104,9 @@ def load_base(model_dir: Path, variant: str, device: str, double_quant: bool = T
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=torch.float32,
     )
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), quantization_config=bnb_config,
-                                                 dtype=torch.float32, device_map={"": device})
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), quantization_config=bnb_config, dtype=torch.float32, device_map={"": device}
+    )
     _keep_standard_4bit_layout(model)
     return model
 
@@ -128,8 +129,11 @@ def _keep_standard_4bit_layout(model: nn.Module) -> None:
 
 def decoder_linear_names(model: nn.Module) -> list[str]:
     """Qualified names of the decoder's projection layers (what QLoRA quantizes and adapts)."""
-    return [n for n, m in model.named_modules()
-            if n.rsplit(".", 1)[-1] in LORA_TARGETS and hasattr(m, "weight") and ".layers." in f".{n}"]
+    return [
+        n
+        for n, m in model.named_modules()
+        if n.rsplit(".", 1)[-1] in LORA_TARGETS and hasattr(m, "weight") and ".layers." in f".{n}"
+    ]
 
 
 def _quant_state_bytes(weight: Any) -> tuple[int, int]:
@@ -169,7 +173,9 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
     n4 = 0
     nf4 = True
     for name, module in model.named_modules():
-        for pname, p in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+        for pname, p in list(module.named_parameters(recurse=False)) + list(
+            module.named_buffers(recurse=False)
+        ):
             if "lora_" in f"{name}.{pname}":
                 continue
             scales, tables = _quant_state_bytes(p)
@@ -184,10 +190,16 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
             n4 += 1
             state = getattr(module.weight, "quant_state", None)
             nf4 = nf4 and state is not None and getattr(state, "quant_type", "") == "nf4"
-    return {"base_storage_bytes": base_bytes, "linear_storage_bytes": linear_bytes,
-            "linear_table_bytes": linear_tables, "linear_weights": linear_weights,
-            "linear_bits_per_weight": 8 * (linear_bytes - linear_tables) / max(1, linear_weights),
-            "linear4bit_count": n4, "decoder_linear_count": len(linear), "nf4": bool(n4 and nf4)}
+    return {
+        "base_storage_bytes": base_bytes,
+        "linear_storage_bytes": linear_bytes,
+        "linear_table_bytes": linear_tables,
+        "linear_weights": linear_weights,
+        "linear_bits_per_weight": 8 * (linear_bytes - linear_tables) / max(1, linear_weights),
+        "linear4bit_count": n4,
+        "decoder_linear_count": len(linear),
+        "nf4": bool(n4 and nf4),
+    }
 
 
 def base_fingerprint(model: nn.Module) -> str:
@@ -205,8 +217,14 @@ def add_adapters(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """LoRA adapters on every decoder projection, as the QLoRA paper does (all linear layers)."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=list(LORA_TARGETS), bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(LORA_TARGETS),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -225,11 +243,12 @@ def batch_order(n_blocks: int, steps: int, batch_size: int, seed: int) -> list[t
     order: list[int] = []
     while len(order) < steps * batch_size:
         order += torch.randperm(n_blocks, generator=g).tolist()
-    return [torch.tensor(order[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
+    return [torch.tensor(order[i * batch_size : (i + 1) * batch_size]) for i in range(steps)]
 
 
-def train(model: nn.Module, blocks: torch.Tensor, cfg: FinetuneConfig, lr: float, seed: int,
-          device: str) -> list[float]:
+def train(
+    model: nn.Module, blocks: torch.Tensor, cfg: FinetuneConfig, lr: float, seed: int, device: str
+) -> list[float]:
     """AdamW over the trainable parameters with the shared schedule; returns the loss per step."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -251,9 +270,16 @@ def train(model: nn.Module, blocks: torch.Tensor, cfg: FinetuneConfig, lr: float
     return losses
 
 
-def finetune(variant: str, model_dir: Path, train_blocks: torch.Tensor, valid_blocks: torch.Tensor,
-             cfg: FinetuneConfig, seed: int, device: str,
-             retain_blocks: torch.Tensor | None = None) -> FinetuneResult:
+def finetune(
+    variant: str,
+    model_dir: Path,
+    train_blocks: torch.Tensor,
+    valid_blocks: torch.Tensor,
+    cfg: FinetuneConfig,
+    seed: int,
+    device: str,
+    retain_blocks: torch.Tensor | None = None,
+) -> FinetuneResult:
     """Load the base for ``variant``, measure it, fine-tune it, measure again."""
     from whylab.lm.evaluate import perplexity
     from whylab.quant.peak_memory import PeakMemory
@@ -282,18 +308,33 @@ def finetune(variant: str, model_dir: Path, train_blocks: torch.Tensor, valid_bl
     seconds = time.perf_counter() - start
     unchanged = variant != "full" and base_fingerprint(model) == before_fp
     ppl_after = perplexity(model, valid_blocks, batch_size=cfg.eval_batch_size, device=device)
-    retained = (perplexity(model, retain_blocks, batch_size=cfg.eval_batch_size, device=device)
-                if retain_blocks is not None else None)
+    retained = (
+        perplexity(model, retain_blocks, batch_size=cfg.eval_batch_size, device=device)
+        if retain_blocks is not None
+        else None
+    )
     result = FinetuneResult(
-        variant=variant, seed=seed, trainable_params=n_trainable, total_params=total,
-        base_storage_bytes=report["base_storage_bytes"], linear_storage_bytes=report["linear_storage_bytes"],
+        variant=variant,
+        seed=seed,
+        trainable_params=n_trainable,
+        total_params=total,
+        base_storage_bytes=report["base_storage_bytes"],
+        linear_storage_bytes=report["linear_storage_bytes"],
         linear_table_bytes=report["linear_table_bytes"],
         linear_bits_per_weight=report["linear_bits_per_weight"],
-        linear_weights=report["linear_weights"], linear4bit_count=report["linear4bit_count"],
-        decoder_linear_count=report["decoder_linear_count"], nf4=report["nf4"],
-        only_adapters_trainable=only_adapters, base_unchanged=unchanged, ppl_before=ppl_before,
-        ppl_after=ppl_after, retained_ppl_after=retained, peak_bytes=pm.peak_bytes,
-        train_seconds=seconds, losses=losses)
+        linear_weights=report["linear_weights"],
+        linear4bit_count=report["linear4bit_count"],
+        decoder_linear_count=report["decoder_linear_count"],
+        nf4=report["nf4"],
+        only_adapters_trainable=only_adapters,
+        base_unchanged=unchanged,
+        ppl_before=ppl_before,
+        ppl_after=ppl_after,
+        retained_ppl_after=retained,
+        peak_bytes=pm.peak_bytes,
+        train_seconds=seconds,
+        losses=losses,
+    )
     del model
     return result
 
@@ -316,16 +357,36 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, dict[str, Any]]:
     """Per variant: the per-seed lists and the seed-independent facts of its runs."""
     out: dict[str, dict[str, Any]] = {}
     for r in results:
-        v = out.setdefault(r.variant, {"seeds": [], "ppl_after": [], "retained_ppl_after": [],
-                                       "peak_bytes": [], "train_seconds": [], "final_loss": []})
+        v = out.setdefault(
+            r.variant,
+            {
+                "seeds": [],
+                "ppl_after": [],
+                "retained_ppl_after": [],
+                "peak_bytes": [],
+                "train_seconds": [],
+                "final_loss": [],
+            },
+        )
         v["seeds"].append(r.seed)
         v["ppl_after"].append(r.ppl_after)
         v["retained_ppl_after"].append(r.retained_ppl_after)
         v["peak_bytes"].append(r.peak_bytes)
         v["train_seconds"].append(r.train_seconds)
         v["final_loss"].append(sum(r.losses[-5:]) / len(r.losses[-5:]))
-        for key in ("trainable_params", "total_params", "base_storage_bytes", "linear_storage_bytes",
-                    "linear_table_bytes", "linear_bits_per_weight", "linear_weights", "linear4bit_count", "decoder_linear_count", "nf4", "ppl_before"):
+        for key in (
+            "trainable_params",
+            "total_params",
+            "base_storage_bytes",
+            "linear_storage_bytes",
+            "linear_table_bytes",
+            "linear_bits_per_weight",
+            "linear_weights",
+            "linear4bit_count",
+            "decoder_linear_count",
+            "nf4",
+            "ppl_before",
+        ):
             v[key] = getattr(r, key)
         v["only_adapters_trainable"] = v.get("only_adapters_trainable", True) and r.only_adapters_trainable
         v["base_unchanged"] = v.get("base_unchanged", True) and r.base_unchanged

@@ -70,18 +70,25 @@ def summary(row: Mapping[str, Any]) -> dict[str, Any]:
     quart = speedup_quartiles(row)
     size_ratio = row.get("size_ratio_vs_fp32")
     return {
-        "variant": row["variant"], "family": row["family"], "bits": row["bits"], "runtime": row["runtime"],
-        "algorithm": row["algorithm"], "block_size": row.get("block_size"), "provider": row.get("provider"),
+        "variant": row["variant"],
+        "family": row["family"],
+        "bits": row["bits"],
+        "runtime": row["runtime"],
+        "algorithm": row["algorithm"],
+        "block_size": row.get("block_size"),
+        "provider": row.get("provider"),
         "valid_ppl": row["valid_ppl"],
         "ppl_change_pct": row["ppl_change_pct_vs_fp32"],
         "ppl_change_low_pct": interval.get("low_pct", row["ppl_change_pct_vs_fp32"]),
         "ppl_change_high_pct": interval.get("high_pct", row["ppl_change_pct_vs_fp32"]),
         "size_bytes": row["size_bytes"],
         "size_cut_pct": None if size_ratio is None else 100.0 * (1.0 - size_ratio),
-        "memory_cut_pct": None if row.get("memory_ratio_vs_fp32") is None
+        "memory_cut_pct": None
+        if row.get("memory_ratio_vs_fp32") is None
         else 100.0 * (1.0 - row["memory_ratio_vs_fp32"]),
         "quantized_tensor_cut_pct": quantized_tensor_cut_pct(row),
-        "latency_ms_p50": row["latency_ms_p50"], "latency_ms_p90": row["latency_ms_p90"],
+        "latency_ms_p50": row["latency_ms_p50"],
+        "latency_ms_p90": row["latency_ms_p90"],
         "speedup_clock": row.get("speedup_clock", "wall"),
         "speedup_latency_p50": row.get("speedup_latency_p50"),
         "speedup_q25": quart[0] if quart else None,
@@ -100,37 +107,58 @@ def _fmt(value: Any, digits: int = 3) -> Any:
     return value
 
 
-def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants",
-                   caption: str = "") -> Table:
+def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants", caption: str = "") -> Table:
     records = []
     for r in rows:
         if r.get("skipped"):
-            records.append({"variant": r["variant"], "bits": r["bits"], "runtime": r["runtime"],
-                            "provider": None, "size (MB)": None, "size cut (%)": None,
-                            "quantized-tensor cut (%)": None, "perplexity": None,
-                            "ppl change vs FP32 (%)": None, "ppl change 95% CI (%)": None,
-                            "latency p50 (ms)": None, "latency p90 (ms)": None,
-                            "thread-CPU latency p50 (ms)": None, "speed-up (×)": None,
-                            "throughput (tokens/s)": None, "quantized ops": None, "skipped": r["skipped"]})
+            records.append(
+                {
+                    "variant": r["variant"],
+                    "bits": r["bits"],
+                    "runtime": r["runtime"],
+                    "provider": None,
+                    "size (MB)": None,
+                    "size cut (%)": None,
+                    "quantized-tensor cut (%)": None,
+                    "perplexity": None,
+                    "ppl change vs FP32 (%)": None,
+                    "ppl change 95% CI (%)": None,
+                    "latency p50 (ms)": None,
+                    "latency p90 (ms)": None,
+                    "thread-CPU latency p50 (ms)": None,
+                    "speed-up (×)": None,
+                    "throughput (tokens/s)": None,
+                    "quantized ops": None,
+                    "skipped": r["skipped"],
+                }
+            )
             continue
         s = summary(r)
         ops = r.get("quantized_op_count") or {}
-        records.append({
-            "variant": r["variant"], "bits": r["bits"], "runtime": r["runtime"], "provider": r.get("provider"),
-            "size (MB)": _fmt(r["size_bytes"] / MB, 4),
-            "size cut (%)": _fmt(s["size_cut_pct"]),
-            "quantized-tensor cut (%)": _fmt(s["quantized_tensor_cut_pct"]),
-            "perplexity": _fmt(r["valid_ppl"], 5),
-            "ppl change vs FP32 (%)": _fmt(s["ppl_change_pct"]),
-            "ppl change 95% CI (%)": f"[{s['ppl_change_low_pct']:.3g}, {s['ppl_change_high_pct']:.3g}]",
-            "latency p50 (ms)": _fmt(r["latency_ms_p50"]), "latency p90 (ms)": _fmt(r["latency_ms_p90"]),
-            "thread-CPU latency p50 (ms)": _fmt(r.get("latency_cpu_ms_p50")),
-            "speed-up (×)": _fmt(s["speedup_median"] or s["speedup_latency_p50"]),
-            "throughput (tokens/s)": _fmt(r["throughput_tokens_per_s"], 4),
-            "quantized ops": ", ".join(f"{k}={v}" for k, v in sorted(ops.items())) or None,
-            "skipped": None,
-        })
-    return Table.from_records(name, caption or "Every variant, measured the same way in its own job.", records)
+        records.append(
+            {
+                "variant": r["variant"],
+                "bits": r["bits"],
+                "runtime": r["runtime"],
+                "provider": r.get("provider"),
+                "size (MB)": _fmt(r["size_bytes"] / MB, 4),
+                "size cut (%)": _fmt(s["size_cut_pct"]),
+                "quantized-tensor cut (%)": _fmt(s["quantized_tensor_cut_pct"]),
+                "perplexity": _fmt(r["valid_ppl"], 5),
+                "ppl change vs FP32 (%)": _fmt(s["ppl_change_pct"]),
+                "ppl change 95% CI (%)": f"[{s['ppl_change_low_pct']:.3g}, {s['ppl_change_high_pct']:.3g}]",
+                "latency p50 (ms)": _fmt(r["latency_ms_p50"]),
+                "latency p90 (ms)": _fmt(r["latency_ms_p90"]),
+                "thread-CPU latency p50 (ms)": _fmt(r.get("latency_cpu_ms_p50")),
+                "speed-up (×)": _fmt(s["speedup_median"] or s["speedup_latency_p50"]),
+                "throughput (tokens/s)": _fmt(r["throughput_tokens_per_s"], 4),
+                "quantized ops": ", ".join(f"{k}={v}" for k, v in sorted(ops.items())) or None,
+                "skipped": None,
+            }
+        )
+    return Table.from_records(
+        name, caption or "Every variant, measured the same way in its own job.", records
+    )
 
 
 # ----------------------------------------------------------------------------- figures
@@ -138,7 +166,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of points no other point beats on both size and perplexity (smaller is better)."""
     front = []
     for i, (x, y) in enumerate(points):
-        dominated = any((x2 <= x and y2 <= y) and (x2 < x or y2 < y) for j, (x2, y2) in enumerate(points) if j != i)
+        dominated = any(
+            (x2 <= x and y2 <= y) and (x2 < x or y2 < y) for j, (x2, y2) in enumerate(points) if j != i
+        )
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
@@ -159,22 +189,39 @@ def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, highlight: str)
     families = [r["family"] for r in rows]
     sns.scatterplot(x=xs, y=ys, hue=families, style=[r["runtime"] for r in rows], s=70, ax=ax)
     front = pareto_front(list(zip(xs, ys, strict=True)))
-    ax.plot([xs[i] for i in front], [ys[i] for i in front], color="grey", linestyle="--", linewidth=1,
-            label="Pareto front")
+    ax.plot(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label="Pareto front",
+    )
     for r, x, y in zip(rows, xs, ys, strict=True):
         if r["family"] == highlight or r["family"] == "fp32":
             ax.annotate(r["variant"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("size on disk (MB)")
     ax.set_ylabel("validation perplexity (per token, lower is better)")
     ax.legend(fontsize=7, loc="best")
-    return plotting.save(fig, outdir, "size_vs_perplexity", "Size vs perplexity of every variant",
-                         "Each point is one variant of the same trained LM; the dashed line joins the variants no "
-                         "other variant beats on both size and perplexity. "
-                         f"{highlight.upper()} and FP32 points are labelled.")
+    return plotting.save(
+        fig,
+        outdir,
+        "size_vs_perplexity",
+        "Size vs perplexity of every variant",
+        "Each point is one variant of the same trained LM; the dashed line joins the variants no "
+        "other variant beats on both size and perplexity. "
+        f"{highlight.upper()} and FP32 points are labelled.",
+    )
 
 
-def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str, caption: str,
-                 claimed: tuple[float, float] | None = None) -> FigureRef:
+def plot_latency(
+    rows: Sequence[Mapping[str, Any]],
+    outdir: Path,
+    name: str,
+    title: str,
+    caption: str,
+    claimed: tuple[float, float] | None = None,
+) -> FigureRef:
     import matplotlib.pyplot as plt
 
     from whylab import plotting
@@ -213,8 +260,9 @@ def plot_latency(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, tit
     return plotting.save(fig, outdir, name, title, caption)
 
 
-def plot_bits_and_groups(rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str,
-                         caption: str) -> FigureRef:
+def plot_bits_and_groups(
+    rows: Sequence[Mapping[str, Any]], outdir: Path, name: str, title: str, caption: str
+) -> FigureRef:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -236,8 +284,13 @@ def plot_bits_and_groups(rows: Sequence[Mapping[str, Any]], outdir: Path, name: 
     left.legend(fontsize=8)
     int4 = [r for r in rows if r["family"] == "int4"]
     if int4:
-        sns.lineplot(x=[r["block_size"] for r in int4], y=[r["ppl_change_pct_vs_fp32"] for r in int4],
-                     hue=[r["algorithm"] for r in int4], marker="o", ax=right)
+        sns.lineplot(
+            x=[r["block_size"] for r in int4],
+            y=[r["ppl_change_pct_vs_fp32"] for r in int4],
+            hue=[r["algorithm"] for r in int4],
+            marker="o",
+            ax=right,
+        )
         right.set_xscale("log", base=2)
         sizes = sorted({int(r["block_size"]) for r in int4})
         right.set_xticks(sizes, [str(s) for s in sizes])

@@ -66,8 +66,9 @@ class SmoothGroup:
 
 def decoder_linears(model: nn.Module) -> list[str]:
     """Qualified names of every nn.Linear inside the decoder layers (not the LM head)."""
-    return [name for name, mod in model.named_modules()
-            if isinstance(mod, nn.Linear) and ".layers." in f".{name}"]
+    return [
+        name for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and ".layers." in f".{name}"
+    ]
 
 
 def smooth_groups(model: nn.Module, kinds: Iterable[str] = GROUP_KINDS) -> list[SmoothGroup]:
@@ -91,24 +92,47 @@ def smooth_groups(model: nn.Module, kinds: Iterable[str] = GROUP_KINDS) -> list[
             raise InputError(f"layer {i} is not Llama-style (needs {', '.join(needed)})")
         for kind in kinds:
             if kind == "attn_in":
-                groups.append(SmoothGroup(f"{p}.attn_in", kind, (
-                    f"{p}.self_attn.q_proj", f"{p}.self_attn.k_proj", f"{p}.self_attn.v_proj"),
-                    f"{p}.input_layernorm"))
+                groups.append(
+                    SmoothGroup(
+                        f"{p}.attn_in",
+                        kind,
+                        (f"{p}.self_attn.q_proj", f"{p}.self_attn.k_proj", f"{p}.self_attn.v_proj"),
+                        f"{p}.input_layernorm",
+                    )
+                )
             elif kind == "mlp_in":
-                groups.append(SmoothGroup(f"{p}.mlp_in", kind, (
-                    f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj"), f"{p}.post_attention_layernorm"))
+                groups.append(
+                    SmoothGroup(
+                        f"{p}.mlp_in",
+                        kind,
+                        (f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj"),
+                        f"{p}.post_attention_layernorm",
+                    )
+                )
             elif kind == "attn_out":
-                groups.append(SmoothGroup(f"{p}.attn_out", kind, (f"{p}.self_attn.o_proj",),
-                                          f"{p}.self_attn.v_proj", heads // kv_heads))
+                groups.append(
+                    SmoothGroup(
+                        f"{p}.attn_out",
+                        kind,
+                        (f"{p}.self_attn.o_proj",),
+                        f"{p}.self_attn.v_proj",
+                        heads // kv_heads,
+                    )
+                )
             elif kind == "mlp_down":
-                groups.append(SmoothGroup(f"{p}.mlp_down", kind, (f"{p}.mlp.down_proj",),
-                                          f"{p}.mlp.up_proj"))
+                groups.append(SmoothGroup(f"{p}.mlp_down", kind, (f"{p}.mlp.down_proj",), f"{p}.mlp.up_proj"))
     return groups
 
 
 @torch.no_grad()
-def collect_act_absmax(model: nn.Module, blocks: torch.Tensor, names: Sequence[str] | None = None,
-                       *, batch_size: int = 8, device: str = "cpu") -> dict[str, torch.Tensor]:
+def collect_act_absmax(
+    model: nn.Module,
+    blocks: torch.Tensor,
+    names: Sequence[str] | None = None,
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> dict[str, torch.Tensor]:
     """Per-input-channel max |x| over every calibration token, for each named linear layer.
 
     This is the paper's calibration step (and the reference code's ``get_act_scales``):
@@ -123,6 +147,7 @@ def collect_act_absmax(model: nn.Module, blocks: torch.Tensor, names: Sequence[s
             x = args[0].detach()
             cur = x.reshape(-1, x.shape[-1]).abs().amax(dim=0).float().cpu()
             stats[name] = cur if name not in stats else torch.maximum(stats[name], cur)
+
         return record
 
     handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
@@ -130,7 +155,7 @@ def collect_act_absmax(model: nn.Module, blocks: torch.Tensor, names: Sequence[s
     model.eval()
     try:
         for start in range(0, blocks.shape[0], batch_size):
-            batch = blocks[start:start + batch_size].to(device)
+            batch = blocks[start : start + batch_size].to(device)
             model(input_ids=batch, attention_mask=torch.ones_like(batch))
     finally:
         for h in handles:
@@ -142,8 +167,7 @@ def collect_act_absmax(model: nn.Module, blocks: torch.Tensor, names: Sequence[s
 def weight_absmax(model: nn.Module, group: SmoothGroup) -> torch.Tensor:
     """max |W_j| per input channel j over all of the group's consumer weights."""
     modules = dict(model.named_modules())
-    cols = torch.stack([modules[n].weight.detach().abs().amax(dim=0).float().cpu()
-                        for n in group.linears])
+    cols = torch.stack([modules[n].weight.detach().abs().amax(dim=0).float().cpu() for n in group.linears])
     return cols.amax(dim=0)
 
 
@@ -167,8 +191,9 @@ def _shared_over_heads(values: torch.Tensor, kv_groups: int, kv_heads: int) -> t
     return shared.unsqueeze(1).expand(kv_heads, kv_groups, head_dim).reshape(-1)
 
 
-def group_factors(model: nn.Module, groups: Sequence[SmoothGroup],
-                  act_stats: Mapping[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+def group_factors(
+    model: nn.Module, groups: Sequence[SmoothGroup], act_stats: Mapping[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
     """Smoothing factors s (one per input channel of the consumers) for every group."""
     out: dict[str, torch.Tensor] = {}
     for g in groups:
@@ -183,8 +208,9 @@ def group_factors(model: nn.Module, groups: Sequence[SmoothGroup],
 
 
 @torch.no_grad()
-def apply_smoothing(model: nn.Module, groups: Sequence[SmoothGroup],
-                    factors: Mapping[str, torch.Tensor]) -> None:
+def apply_smoothing(
+    model: nn.Module, groups: Sequence[SmoothGroup], factors: Mapping[str, torch.Tensor]
+) -> None:
     """Fold 1/s into each group's source and s into its consumers, in place.
 
     The result computes the same function as before (up to float rounding).
@@ -211,9 +237,9 @@ def apply_smoothing(model: nn.Module, groups: Sequence[SmoothGroup],
                 bias.div_(s.to(bias))
 
 
-def smoothed_copy(model: nn.Module, groups: Sequence[SmoothGroup],
-                  act_stats: Mapping[str, torch.Tensor], alpha: float
-                  ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+def smoothed_copy(
+    model: nn.Module, groups: Sequence[SmoothGroup], act_stats: Mapping[str, torch.Tensor], alpha: float
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A deep copy of ``model`` with SmoothQuant applied at ``alpha``, and the factors used.
 
     v_proj and up_proj are consumers in one group (attn_in, mlp_in: their columns) and
@@ -231,8 +257,9 @@ def smoothed_copy(model: nn.Module, groups: Sequence[SmoothGroup],
     return smoothed, factors
 
 
-def smoothed_act_stats(groups: Sequence[SmoothGroup], act_stats: Mapping[str, torch.Tensor],
-                       factors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def smoothed_act_stats(
+    groups: Sequence[SmoothGroup], act_stats: Mapping[str, torch.Tensor], factors: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Per-channel input absmax of every linear after smoothing: max|X_j / s_j| = max|X_j| / s_j.
 
     Exact for the same calibration tokens (s is positive and constant per channel), so
@@ -252,6 +279,7 @@ def outlier_ratio(channel_absmax: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------- W8A8 fake quantization
+
 
 def quantize_weight_per_channel(w: torch.Tensor) -> torch.Tensor:
     """Symmetric INT8 per output channel (row), returned dequantized (fake quantization)."""
@@ -300,8 +328,9 @@ class W8A8Linear(nn.Module):
         return f"{self.in_features}, {self.out_features}, act={self.scheme}"
 
 
-def quantize_w8a8(model: nn.Module, scheme: str,
-                  act_stats: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+def quantize_w8a8(
+    model: nn.Module, scheme: str, act_stats: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
     """A copy of ``model`` with every decoder linear layer replaced by a W8A8Linear.
 
     Embeddings, norms, attention's softmax/matmuls and the LM head stay in float32
@@ -321,6 +350,7 @@ def quantize_w8a8(model: nn.Module, scheme: str,
 
 # ------------------------------------------------------- outlier channels, as large LLMs have
 
+
 def norm_fed_groups(groups: Sequence[SmoothGroup]) -> list[SmoothGroup]:
     """The groups whose input is an RMSNorm output (q/k/v and gate/up)."""
     return [g for g in groups if g.kind in ("attn_in", "mlp_in")]
@@ -331,8 +361,11 @@ def strongest_norm_channels(model: nn.Module, n: int) -> list[int]:
 
     Chosen from the weights alone (no data), so the choice does not peek at validation text.
     """
-    weights = [mod.weight.detach().abs().float().cpu() for name, mod in model.named_modules()
-               if name.endswith(("input_layernorm", "post_attention_layernorm"))]
+    weights = [
+        mod.weight.detach().abs().float().cpu()
+        for name, mod in model.named_modules()
+        if name.endswith(("input_layernorm", "post_attention_layernorm"))
+    ]
     if not weights or n <= 0:
         return []
     mean = torch.stack(weights).mean(dim=0)
@@ -340,8 +373,9 @@ def strongest_norm_channels(model: nn.Module, n: int) -> list[int]:
 
 
 @torch.no_grad()
-def inject_outlier_channels(model: nn.Module, groups: Sequence[SmoothGroup], channels: Sequence[int],
-                            scale: float) -> nn.Module:
+def inject_outlier_channels(
+    model: nn.Module, groups: Sequence[SmoothGroup], channels: Sequence[int], scale: float
+) -> nn.Module:
     """A copy of ``model`` whose norm-fed inputs carry outlier channels, computing the same function.
 
     The inverse of smoothing: RMSNorm weight j times ``scale``, consumer weight column j

@@ -36,7 +36,10 @@ def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str 
 def half_supported(kind: str, device: str) -> tuple[bool, str]:
     """Whether this device runs the half type natively; the reason when it does not."""
     if kind == "fp16" and not device.startswith("cuda"):
-        return False, "fp16 matmuls need a GPU (CPU fp16 kernels are emulated or missing); no CUDA device here"
+        return (
+            False,
+            "fp16 matmuls need a GPU (CPU fp16 kernels are emulated or missing); no CUDA device here",
+        )
     if kind == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         return False, "this GPU has no bf16 support"
     return True, ""

@@ -144,11 +144,18 @@ def _ort_built(path: Path, inp: Inputs, **extra: Any) -> Built:
         extra.setdefault("diagnostics", {})["quantized_tensors"] = replaced_tensor_bytes(inp.onnx_file, path)
     sess = ms.ort_session(path, inp.device, inp.threads)
     batch = int(inp.settings["measure"]["eval_batch_size"])
-    size = ms.disk_bytes(path) + (ms.disk_bytes(Path(str(path) + ".data")) if Path(str(path) + ".data").exists() else 0)
-    return Built(block_nll=lambda blocks: ms.ort_block_nll(sess, blocks, batch),
-                 forward=lambda ids: sess.logits(ids.numpy()),
-                 size_bytes=size, memory_bytes=onnx_graph.weight_bytes(onnx_graph.load(path)),
-                 providers=sess.providers, provider_note=sess.note, **extra)
+    size = ms.disk_bytes(path) + (
+        ms.disk_bytes(Path(str(path) + ".data")) if Path(str(path) + ".data").exists() else 0
+    )
+    return Built(
+        block_nll=lambda blocks: ms.ort_block_nll(sess, blocks, batch),
+        forward=lambda ids: sess.logits(ids.numpy()),
+        size_bytes=size,
+        memory_bytes=onnx_graph.weight_bytes(onnx_graph.load(path)),
+        providers=sess.providers,
+        provider_note=sess.note,
+        **extra,
+    )
 
 
 def _torch_built(model: Any, inp: Inputs, state_file: Path | None, **extra: Any) -> Built:
@@ -165,9 +172,14 @@ def _torch_built(model: Any, inp: Inputs, state_file: Path | None, **extra: Any)
         return model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
 
     provider = f"torch:{device}"
-    return Built(block_nll=lambda blocks: ms.torch_block_nll(model, blocks, batch, device),
-                 forward=forward, size_bytes=ms.disk_bytes(state_file) if state_file else 0,
-                 memory_bytes=ms.torch_weight_bytes(model), providers=[provider], **extra)
+    return Built(
+        block_nll=lambda blocks: ms.torch_block_nll(model, blocks, batch, device),
+        forward=forward,
+        size_bytes=ms.disk_bytes(state_file) if state_file else 0,
+        memory_bytes=ms.torch_weight_bytes(model),
+        providers=[provider],
+        **extra,
+    )
 
 
 def _min_input_width(onnx_file: Path) -> int:
@@ -200,15 +212,27 @@ def build(variant: Variant, inp: Inputs) -> Built:
         return _ort_built(out_onnx, inp)
     if variant.name == "ort-int8-dynamic":
         counts = onnx_quant.int8_dynamic(inp.onnx_file, out_onnx, per_channel=q["int8"]["per_channel"])
-        return _ort_built(out_onnx, inp, op_count=_quant_ops(counts),
-                          expected_ops=onnx_quant.expected_weight_matmuls(inp.onnx_file))
+        return _ort_built(
+            out_onnx,
+            inp,
+            op_count=_quant_ops(counts),
+            expected_ops=onnx_quant.expected_weight_matmuls(inp.onnx_file),
+        )
     if variant.name == "ort-int8-static":
-        counts = onnx_quant.int8_static(inp.onnx_file, out_onnx, inp.calibration,
-                                        quant_format=q["int8"]["ort_static_format"],
-                                        method=q["int8"]["ort_static_method"],
-                                        per_channel=q["int8"]["per_channel"])
-        return _ort_built(out_onnx, inp, op_count=_quant_ops(counts),
-                          expected_ops=onnx_quant.expected_weight_matmuls(inp.onnx_file))
+        counts = onnx_quant.int8_static(
+            inp.onnx_file,
+            out_onnx,
+            inp.calibration,
+            quant_format=q["int8"]["ort_static_format"],
+            method=q["int8"]["ort_static_method"],
+            per_channel=q["int8"]["per_channel"],
+        )
+        return _ort_built(
+            out_onnx,
+            inp,
+            op_count=_quant_ops(counts),
+            expected_ops=onnx_quant.expected_weight_matmuls(inp.onnx_file),
+        )
     if variant.runtime == "torch" and variant.family == "int8":
         model = torch_quant.load_model(inp.model_dir, torch.float32, inp.device)
         expected = torch_quant.linear_count(model)
@@ -217,19 +241,33 @@ def build(variant: Variant, inp: Inputs) -> Built:
         got = torch_quant.quantized_linear_count(model)
         if got != expected:
             raise RuntimeError(f"{variant.name}: {got} of {expected} linear layers quantized")
-        quantized_bytes = sum(ms.tensor_bytes(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear))
-        return _torch_built(model, inp, inp.outdir / "model.pt",
-                            op_count={"torchao_quantized_linear": got}, expected_ops=expected,
-                            diagnostics={"quantized_tensors": {"fp32_bytes": fp32_bytes,
-                                                               "quantized_bytes": quantized_bytes}})
+        quantized_bytes = sum(
+            ms.tensor_bytes(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)
+        )
+        return _torch_built(
+            model,
+            inp,
+            inp.outdir / "model.pt",
+            op_count={"torchao_quantized_linear": got},
+            expected_ops=expected,
+            diagnostics={"quantized_tensors": {"fp32_bytes": fp32_bytes, "quantized_bytes": quantized_bytes}},
+        )
     if variant.family == "int4":
         return _build_int4(variant, inp, out_onnx)
     raise InputError(f"no builder for variant {variant.name!r}")
 
 
 def _quant_ops(counts: Mapping[str, int]) -> dict[str, int]:
-    keep = ("MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear", "QuantizeLinear",
-            "DequantizeLinear", "MatMulNBits", "GatherBlockQuantized", "MatMul")
+    keep = (
+        "MatMulInteger",
+        "QLinearMatMul",
+        "DynamicQuantizeLinear",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "MatMulNBits",
+        "GatherBlockQuantized",
+        "MatMul",
+    )
     return {k: int(v) for k, v in counts.items() if k in keep}
 
 
@@ -240,11 +278,15 @@ def _build_int4(variant: Variant, inp: Inputs, out_onnx: Path) -> Built:
     q4 = inp.settings["int4"]
     bs = int(variant.block_size or 0)
     if bs not in MATMULNBITS_BLOCKS:
-        raise InputError(f"quantization.int4.block_sizes: {bs} is not one of {MATMULNBITS_BLOCKS} "
-                         "(MatMulNBits needs a power of two from 16)")
+        raise InputError(
+            f"quantization.int4.block_sizes: {bs} is not one of {MATMULNBITS_BLOCKS} "
+            "(MatMulNBits needs a power of two from 16)"
+        )
     width = _min_input_width(inp.onnx_file)
     if bs > width:
-        raise InputError(f"quantization.int4.block_sizes: {bs} is wider than the narrowest layer input ({width})")
+        raise InputError(
+            f"quantization.int4.block_sizes: {bs} is wider than the narrowest layer input ({width})"
+        )
     sym = bool(q4["symmetric"])
     expected = onnx_quant.expected_weight_matmuls(inp.onnx_file)
     diagnostics: dict[str, Any] = {}
@@ -264,12 +306,15 @@ def _build_int4(variant: Variant, inp: Inputs, out_onnx: Path) -> Built:
             changed[0] += int((qw.real_codes != rtn.real_codes).sum())
             changed[1] += int(rtn.real_codes.size)
 
-        quantized = gptq_model(model, inp.calibration, bs, symmetric=sym, percdamp=float(q4["gptq_percdamp"]),
-                               on_layer=record)
+        quantized = gptq_model(
+            model, inp.calibration, bs, symmetric=sym, percdamp=float(q4["gptq_percdamp"]), on_layer=record
+        )
         counts = onnx_quant.int4_from_torch(inp.onnx_file, out_onnx, model, quantized)
-        diagnostics = {"codes_differ_from_rtn_frac": changed[0] / max(1, changed[1]),
-                       "calibration_output_error": errors,
-                       "note": "own GPTQ (paper's algorithm 1, sequential over layers) written as MatMulNBits"}
+        diagnostics = {
+            "codes_differ_from_rtn_frac": changed[0] / max(1, changed[1]),
+            "calibration_output_error": errors,
+            "note": "own GPTQ (paper's algorithm 1, sequential over layers) written as MatMulNBits",
+        }
     elif variant.algorithm == "awq":
         from whylab.quant.awq import awq
 
@@ -277,11 +322,16 @@ def _build_int4(variant: Variant, inp: Inputs, out_onnx: Path) -> Built:
         result = awq(model, inp.calibration, bs, alpha_grid=int(q4["awq_alpha_grid"]), symmetric=sym)
         scaled = onnx_quant.write_torch_weights(inp.onnx_file, model, result.model)
         counts = onnx_quant.int4_ort(scaled, out_onnx, "rtn", bs, symmetric=sym)
-        diagnostics = {"alphas": result.alphas, "calibration_output_error": result.errors,
-                       "note": "own AWQ scale search folded into the FP32 graph, then ONNX Runtime's RTN"}
+        diagnostics = {
+            "alphas": result.alphas,
+            "calibration_output_error": result.errors,
+            "note": "own AWQ scale search folded into the FP32 graph, then ONNX Runtime's RTN",
+        }
     else:
         raise InputError(f"unknown 4-bit algorithm {variant.algorithm!r}")
-    return _ort_built(out_onnx, inp, op_count=_quant_ops(counts), expected_ops=expected, diagnostics=diagnostics)
+    return _ort_built(
+        out_onnx, inp, op_count=_quant_ops(counts), expected_ops=expected, diagnostics=diagnostics
+    )
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -293,14 +343,17 @@ def _timing_inputs(blocks: torch.Tensor, prompt: int, batch: int) -> tuple[torch
     return one, many
 
 
-def measure(variant: Variant, built: Built, reference: Built | None, ref_record: Mapping[str, Any] | None,
-            inp: Inputs) -> dict[str, Any]:
+def measure(
+    variant: Variant, built: Built, reference: Built | None, ref_record: Mapping[str, Any] | None, inp: Inputs
+) -> dict[str, Any]:
     """Every number of one measures.json row (see the module docstring for how)."""
     m = inp.settings["measure"]
     start = time.perf_counter()
     nll = built.block_nll(inp.eval_blocks)
     ppl = ms.perplexity_from_blocks(nll)
-    one, many = _timing_inputs(inp.eval_blocks, int(m["latency_prompt_tokens"]), int(m["throughput_batch_size"]))
+    one, many = _timing_inputs(
+        inp.eval_blocks, int(m["latency_prompt_tokens"]), int(m["throughput_batch_size"])
+    )
     runners = {"variant": lambda: built.forward(one)}
     batched = {"variant": lambda: built.forward(many)}
     if reference is not None:
@@ -331,41 +384,55 @@ def measure(variant: Variant, built: Built, reference: Built | None, ref_record:
         ref = lat["reference"]
         ref_nll = ref_record["block_nll"]
         if len(ref_nll) != len(nll):
-            raise InputError(f"{variant.name}: {len(nll)} eval blocks but the reference has {len(ref_nll)}; "
-                             "rerun the reference")
+            raise InputError(
+                f"{variant.name}: {len(nll)} eval blocks but the reference has {len(ref_nll)}; "
+                "rerun the reference"
+            )
         change = ms.ppl_change_interval(nll, ref_nll)
         ref_thr = {c: tokens / (statistics.median(thr["reference"][c]) / 1000.0) for c in ("wall", "cpu")}
         var_thr = {c: tokens / (statistics.median(thr["variant"][c]) / 1000.0) for c in ("wall", "cpu")}
-        row.update({
-            "ppl_change_pct_vs_fp32": 100.0 * (ppl / float(ref_record["valid_ppl"]) - 1.0),
-            "ppl_change_interval": change,
-            "size_ratio_vs_fp32": built.size_bytes / float(ref_record["size_bytes"]),
-            "memory_ratio_vs_fp32": built.memory_bytes / float(ref_record["memory_bytes"]),
-            "reference_timing": {
-                "variant": variant.reference,
-                "latency_ms_p50": ms.percentile(ref["wall"], 50),
-                "latency_ms_p90": ms.percentile(ref["wall"], 90),
-                "latency_ms": ref["wall"],
-                "latency_cpu_ms_p50": ms.percentile(ref["cpu"], 50),
-                "latency_cpu_ms": ref["cpu"],
-                "throughput_tokens_per_s": ref_thr["wall"],
-                "throughput_cpu_tokens_per_s": ref_thr["cpu"],
-            },
-            "speedup_latency_p50": ms.percentile(ref[clock], 50) / ms.percentile(var[clock], 50),
-            "speedup_latency_rounds": [r / v for r, v in zip(ref[clock], var[clock], strict=True)],
-            "speedup_latency_wall_p50": ms.percentile(ref["wall"], 50) / row["latency_ms_p50"],
-            "speedup_throughput": var_thr[clock] / ref_thr[clock],
-        })
+        row.update(
+            {
+                "ppl_change_pct_vs_fp32": 100.0 * (ppl / float(ref_record["valid_ppl"]) - 1.0),
+                "ppl_change_interval": change,
+                "size_ratio_vs_fp32": built.size_bytes / float(ref_record["size_bytes"]),
+                "memory_ratio_vs_fp32": built.memory_bytes / float(ref_record["memory_bytes"]),
+                "reference_timing": {
+                    "variant": variant.reference,
+                    "latency_ms_p50": ms.percentile(ref["wall"], 50),
+                    "latency_ms_p90": ms.percentile(ref["wall"], 90),
+                    "latency_ms": ref["wall"],
+                    "latency_cpu_ms_p50": ms.percentile(ref["cpu"], 50),
+                    "latency_cpu_ms": ref["cpu"],
+                    "throughput_tokens_per_s": ref_thr["wall"],
+                    "throughput_cpu_tokens_per_s": ref_thr["cpu"],
+                },
+                "speedup_latency_p50": ms.percentile(ref[clock], 50) / ms.percentile(var[clock], 50),
+                "speedup_latency_rounds": [r / v for r, v in zip(ref[clock], var[clock], strict=True)],
+                "speedup_latency_wall_p50": ms.percentile(ref["wall"], 50) / row["latency_ms_p50"],
+                "speedup_throughput": var_thr[clock] / ref_thr[clock],
+            }
+        )
     else:
-        row.update({"ppl_change_pct_vs_fp32": 0.0, "size_ratio_vs_fp32": 1.0, "memory_ratio_vs_fp32": 1.0,
-                    "speedup_latency_p50": 1.0, "speedup_throughput": 1.0})
+        row.update(
+            {
+                "ppl_change_pct_vs_fp32": 0.0,
+                "size_ratio_vs_fp32": 1.0,
+                "memory_ratio_vs_fp32": 1.0,
+                "speedup_latency_p50": 1.0,
+                "speedup_throughput": 1.0,
+            }
+        )
     row["measure_s"] = time.perf_counter() - start
     return row
 
 
 def base_record(variant: Variant, settings: Mapping[str, Any], device: str, threads: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"algorithm": variant.algorithm, "reference": variant.reference,
-                              "measure": settings["measure"]}
+    params: dict[str, Any] = {
+        "algorithm": variant.algorithm,
+        "reference": variant.reference,
+        "measure": settings["measure"],
+    }
     if variant.family == "int8":
         params["int8"] = settings["int8"]
     if variant.family == "int4":
@@ -373,15 +440,33 @@ def base_record(variant: Variant, settings: Mapping[str, Any], device: str, thre
     if variant.algorithm in ("static", "gptq", "awq"):
         params["calibration_blocks"] = settings["calibration"]["blocks"]
     return {
-        "variant": variant.name, "family": variant.family, "bits": variant.bits, "runtime": variant.runtime,
-        "algorithm": variant.algorithm, "block_size": variant.block_size, "device": device, "threads": threads,
-        "provider": None, "providers": None, "provider_note": "",
-        "size_bytes": None, "size_ratio_vs_fp32": None, "memory_bytes": None, "memory_ratio_vs_fp32": None,
-        "valid_ppl": None, "ppl_change_pct_vs_fp32": None,
-        "latency_ms_p50": None, "latency_ms_p90": None, "throughput_tokens_per_s": None,
-        "speedup_latency_p50": None, "speedup_throughput": None,
-        "params": params, "quantized_op_count": None, "expected_quantized_ops": None,
-        "diagnostics": {}, "skipped": None,
+        "variant": variant.name,
+        "family": variant.family,
+        "bits": variant.bits,
+        "runtime": variant.runtime,
+        "algorithm": variant.algorithm,
+        "block_size": variant.block_size,
+        "device": device,
+        "threads": threads,
+        "provider": None,
+        "providers": None,
+        "provider_note": "",
+        "size_bytes": None,
+        "size_ratio_vs_fp32": None,
+        "memory_bytes": None,
+        "memory_ratio_vs_fp32": None,
+        "valid_ppl": None,
+        "ppl_change_pct_vs_fp32": None,
+        "latency_ms_p50": None,
+        "latency_ms_p90": None,
+        "throughput_tokens_per_s": None,
+        "speedup_latency_p50": None,
+        "speedup_throughput": None,
+        "params": params,
+        "quantized_op_count": None,
+        "expected_quantized_ops": None,
+        "diagnostics": {},
+        "skipped": None,
     }
 
 
@@ -413,7 +498,9 @@ def validate_measures(record: Mapping[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(record)
 
 
-def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int) -> None:
+def run_step(
+    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+) -> None:
     """Build one variant, measure it, write its measures.json (and its model files next to it)."""
     from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
     from whylab.runtime import resolve_device, set_seed, set_threads
@@ -439,10 +526,18 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
     tokenizer = load_tokenizer(inputs["model"])
     languages = list(settings["languages"])
     m = q["measure"]
-    eval_blocks = token_blocks(corpus_files(inputs["corpus"], languages, "valid"), tokenizer,
-                               int(m["block_size"]), int(m["eval_blocks"]))
-    calibration = token_blocks(corpus_files(inputs["corpus"], languages, "train"), tokenizer,
-                               int(m["block_size"]), int(q["calibration"]["blocks"]))
+    eval_blocks = token_blocks(
+        corpus_files(inputs["corpus"], languages, "valid"),
+        tokenizer,
+        int(m["block_size"]),
+        int(m["eval_blocks"]),
+    )
+    calibration = token_blocks(
+        corpus_files(inputs["corpus"], languages, "train"),
+        tokenizer,
+        int(m["block_size"]),
+        int(q["calibration"]["blocks"]),
+    )
     onnx_file = Path(inputs["onnx"]) / "model.onnx"
     inp = Inputs(Path(inputs["model"]), onnx_file, eval_blocks, calibration, q, device, threads, outdir)
 
@@ -454,15 +549,27 @@ def run_step(settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[st
         ref_record = read_json(inputs["reference"])
         if ref_record.get("skipped"):
             raise InputError(f"{variant.name}: its reference {variant.reference} was skipped")
-        reference = build(parse(variant.reference), Inputs(inp.model_dir, onnx_file, eval_blocks, calibration,
-                                                            q, device, threads, outdir / "_reference"))
-    record.update({
-        "provider": built.providers[0], "providers": built.providers, "provider_note": built.provider_note,
-        "size_bytes": built.size_bytes, "memory_bytes": built.memory_bytes,
-        "quantized_op_count": built.op_count or None, "expected_quantized_ops": built.expected_ops,
-        "diagnostics": built.diagnostics, "quantize_s": quantize_s,
-        "eval_blocks": [int(s) for s in eval_blocks.shape], "languages": languages,
-    })
+        reference = build(
+            parse(variant.reference),
+            Inputs(
+                inp.model_dir, onnx_file, eval_blocks, calibration, q, device, threads, outdir / "_reference"
+            ),
+        )
+    record.update(
+        {
+            "provider": built.providers[0],
+            "providers": built.providers,
+            "provider_note": built.provider_note,
+            "size_bytes": built.size_bytes,
+            "memory_bytes": built.memory_bytes,
+            "quantized_op_count": built.op_count or None,
+            "expected_quantized_ops": built.expected_ops,
+            "diagnostics": built.diagnostics,
+            "quantize_s": quantize_s,
+            "eval_blocks": [int(s) for s in eval_blocks.shape],
+            "languages": languages,
+        }
+    )
     record.update(measure(variant, built, reference, ref_record, inp))
     shutil.rmtree(outdir / "_reference", ignore_errors=True)
     record["wall_s"] = time.perf_counter() - started
