@@ -3,6 +3,9 @@
 Every Snakemake rule is one call of this entry point, so each rule stays a
 thin line of shell and every step can also be run (and debugged) by hand.
 A concept step is named by its claim id (``C05``); the others by the table below.
+A per-seed claim (one whose module has ``run_seed``/``combine``) can also run one seed:
+``python -m whylab C08 --seed 3 ... --output seed=results/concepts/C08/seeds/3.json``; its
+gather step is the plain call with ``--input seed.<n>=<that file>`` for every seed.
 """
 
 from __future__ import annotations
@@ -52,9 +55,21 @@ def _settings(text: str) -> dict[str, Any]:
     return value
 
 
-def resolve(step: str) -> StepFunction:
-    from whylab.concepts import REGISTRY, run_concept
+def resolve(step: str, seed: int | None = None) -> StepFunction:
+    from whylab.concepts import REGISTRY, run_concept, run_concept_seed
 
+    if seed is not None:
+        if step not in REGISTRY:
+            raise InputError(f"--seed is for a claim step (C01..C21), not {step!r}")
+
+        def seed_step(
+            settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+        ) -> None:
+            if "seed" not in outputs:
+                raise InputError("--seed needs --output seed=PATH (the per-seed JSON file)")
+            run_concept_seed(step, settings, inputs, seed, outputs["seed"], threads)
+
+        return seed_step
     if step in REGISTRY:
 
         def concept_step(
@@ -77,9 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--output", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, help="run only this seed of a per-seed claim")
     args = parser.parse_args(argv)
     try:
-        func = resolve(args.step)
+        func = resolve(args.step, args.seed)
         func(
             _settings(args.settings),
             _pairs(args.input, "--input"),
