@@ -50,7 +50,9 @@ def test_per_seed_jobs_give_the_same_result_as_one_process(fake_claim: str, tmp_
 
 def test_a_seed_is_reproducible_and_independent_of_the_others(fake_claim: str, tmp_path: Path) -> None:
     a = run_concept_seed(fake_claim, {"device": "cpu", "scale": 1.0}, {}, 2, tmp_path / "a.json")
-    b = run_concept_seed(fake_claim, {"device": "cpu", "scale": 1.0, "seeds": [5, 2]}, {}, 2, tmp_path / "b.json")
+    b = run_concept_seed(
+        fake_claim, {"device": "cpu", "scale": 1.0, "seeds": [5, 2]}, {}, 2, tmp_path / "b.json"
+    )
     assert a["measurements"] == b["measurements"]
 
 
@@ -67,13 +69,15 @@ def test_gather_refuses_missing_extra_or_stale_seed_files(fake_claim: str, tmp_p
     assert not result.exists()
 
 
-def test_run_seed_may_not_write_files(fake_claim: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_seed_may_not_write_files(
+    fake_claim: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def writes(ctx, seed):  # type: ignore[no-untyped-def]
         (ctx.outdir / "figure.png").write_bytes(b"")
         return {"seed": seed}
 
     monkeypatch.setattr(fake_seed_claim, "run_seed", writes)
-    with pytest.raises(RuntimeError, match="wrote figure.png"):
+    with pytest.raises(RuntimeError, match=r"wrote figure\.png"):
         run_concept_seed(fake_claim, {"device": "cpu"}, {}, 0, tmp_path / "0.json")
     assert not (tmp_path / "0.json").exists()
 
@@ -88,7 +92,10 @@ def test_cli_runs_one_seed_and_the_gather(fake_claim: str, tmp_path: Path) -> No
     inputs = []
     for seed in SETTINGS["seeds"]:
         out = tmp_path / "seeds" / f"{seed}.json"
-        assert cli.main([fake_claim, "--seed", str(seed), "--settings", settings, "--output", f"seed={out}"]) == 0
+        assert (
+            cli.main([fake_claim, "--seed", str(seed), "--settings", settings, "--output", f"seed={out}"])
+            == 0
+        )
         inputs += ["--input", f"seed.{seed}={out}"]
     result = tmp_path / "result.json"
     gather = json.dumps(SETTINGS)
