@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,8 @@ from whylab import cli
 from whylab.concepts import REGISTRY, run_concept, run_concept_seed
 from whylab.errors import InputError
 
-SETTINGS = {"seeds": [0, 1, 2], "device": "cpu", "scale": 2.0}
+SEEDS = [0, 1, 2]
+SETTINGS: dict[str, Any] = {"seeds": SEEDS, "device": "cpu", "scale": 2.0}
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def fake_claim(monkeypatch: pytest.MonkeyPatch) -> str:
     return fake_seed_claim.CLAIM_ID
 
 
-def seed_files(claim: str, root: Path, settings: dict) -> dict[str, Path]:
+def seed_files(claim: str, root: Path, settings: dict[str, Any]) -> dict[str, Path]:
     files = {}
     for seed in settings["seeds"]:
         path = root / "concepts" / claim / "seeds" / f"{seed}.json"
@@ -90,7 +92,7 @@ def test_a_claim_without_run_seed_cannot_run_one_seed(tmp_path: Path) -> None:
 def test_cli_runs_one_seed_and_the_gather(fake_claim: str, tmp_path: Path) -> None:
     settings = json.dumps({k: v for k, v in SETTINGS.items() if k != "seeds"})
     inputs = []
-    for seed in SETTINGS["seeds"]:
+    for seed in SEEDS:
         out = tmp_path / "seeds" / f"{seed}.json"
         assert (
             cli.main([fake_claim, "--seed", str(seed), "--settings", settings, "--output", f"seed={out}"])
