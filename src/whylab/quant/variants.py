@@ -16,7 +16,6 @@ and latency/throughput timed interleaved with the reference in the same process.
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import statistics
 import time
@@ -32,64 +31,16 @@ from whylab.errors import InputError
 from whylab.files import read_json, write_json
 from whylab.quant import measure as ms
 
-REFERENCES = {"onnxruntime": "ort-fp32", "torch": "torch-fp32"}
-INT4_ALGORITHMS = ("rtn", "hqq", "gptq", "awq")
+# the names live in a torch-free module (the DAG reads them); re-exported here for callers
+from whylab.quant.names import (  # noqa: F401 -- re-exported for callers of this module
+    INT4_ALGORITHMS,
+    REFERENCES,
+    Variant,
+    parse,
+    variant_names,
+)
+
 MATMULNBITS_BLOCKS = (16, 32, 64, 128, 256)
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    family: str  # fp32 | half | int8 | int4
-    bits: int
-    runtime: str  # onnxruntime | torch
-    algorithm: str
-    block_size: int | None = None
-    needs_cuda: bool = False
-
-    @property
-    def reference(self) -> str:
-        return REFERENCES[self.runtime]
-
-    @property
-    def is_reference(self) -> bool:
-        return self.name == self.reference
-
-
-_FIXED = {
-    "ort-fp32": Variant("ort-fp32", "fp32", 32, "onnxruntime", "fp32"),
-    "torch-fp32": Variant("torch-fp32", "fp32", 32, "torch", "fp32"),
-    "torch-bf16": Variant("torch-bf16", "half", 16, "torch", "bf16"),
-    "torch-fp16": Variant("torch-fp16", "half", 16, "torch", "fp16", needs_cuda=True),
-    "ort-fp16": Variant("ort-fp16", "half", 16, "onnxruntime", "fp16", needs_cuda=True),
-    "ort-int8-dynamic": Variant("ort-int8-dynamic", "int8", 8, "onnxruntime", "dynamic"),
-    "ort-int8-static": Variant("ort-int8-static", "int8", 8, "onnxruntime", "static"),
-    "torchao-int8-dynamic": Variant("torchao-int8-dynamic", "int8", 8, "torch", "int8_dynamic"),
-    "torchao-int8-weight-only": Variant("torchao-int8-weight-only", "int8", 8, "torch", "int8_weight_only"),
-}
-_INT4 = re.compile(r"^ort-int4-(?P<alg>[a-z]+)-b(?P<bs>\d+)$")
-
-
-def parse(name: str) -> Variant:
-    if name in _FIXED:
-        return _FIXED[name]
-    m = _INT4.match(name)
-    if m and m["alg"] in INT4_ALGORITHMS:
-        return Variant(name, "int4", 4, "onnxruntime", m["alg"], int(m["bs"]))
-    raise InputError(f"unknown quantization variant {name!r}")
-
-
-def variant_names(q: Mapping[str, Any]) -> list[str]:
-    """Every variant the ``quantization`` config section asks for, references first."""
-    names = ["ort-fp32", "torch-fp32"]
-    if q["fp16"]["enabled"]:
-        names += ["torch-bf16", "torch-fp16", "ort-fp16"]
-    names += ["ort-int8-dynamic", "ort-int8-static"]
-    names += [f"torchao-{k.replace('_', '-')}" for k in q["int8"]["torchao_configs"]]
-    algorithms = list(q["int4"]["algorithms"])
-    for bs in q["int4"]["block_sizes"]:
-        names += [f"ort-int4-{alg}-b{bs}" for alg in INT4_ALGORITHMS if alg in algorithms]
-    return names
 
 
 # ----------------------------------------------------------------------------- building
@@ -511,7 +462,8 @@ def run_step(
     q = settings["quantization"]
     device = resolve_device(str(settings.get("device", "auto")))
     out = Path(outputs["measures"])
-    outdir = out.parent
+    # the variant's model files: their own (declared, temporary) folder when the rule gives one
+    outdir = Path(outputs.get("models", out.parent))
     if outdir.exists():
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)
