@@ -163,8 +163,9 @@ def run_concept_seed(
 
 def read_seed_files(
     claim_id: str, settings: Mapping[str, Any], seed_files: Mapping[int, Path]
-) -> tuple[list[dict[str, Any]], float]:
-    """The per-seed measurements in the order of ``settings["seeds"]``, and their summed wall time.
+) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
+    """The per-seed measurements in the order of ``settings["seeds"]``, their summed wall time,
+    and the environment the first seed ran in (the measurements' device, not the gather's).
 
     Every file must be this claim's, for its seed, made with these settings (seeds aside):
     a file left from other settings is refused rather than mixed in.
@@ -175,7 +176,9 @@ def read_seed_files(
             f"{claim_id}: per-seed files for seeds {sorted(seed_files)}, but the settings ask for {seeds}"
         )
     expected = jsonable(_without_seeds(settings))
-    out, wall = [], 0.0
+    out: list[dict[str, Any]] = []
+    wall = 0.0
+    env: dict[str, Any] = {}
     for seed in seeds:
         path = Path(seed_files[seed])
         record = read_json(path)
@@ -185,7 +188,8 @@ def read_seed_files(
             raise InputError(f"{path}: made with other settings than this run's; re-run seed {seed}")
         out.append(record["measurements"])
         wall += float(record.get("wall_time_s", 0.0))
-    return out, wall
+        env = env or dict(record["environment"])
+    return out, wall, env
 
 
 def _seed_inputs(inputs: Mapping[str, Path]) -> tuple[dict[str, Path], dict[int, Path]]:
@@ -234,10 +238,12 @@ def run_concept(
     plain_inputs, seed_files = _seed_inputs(inputs)
     if seed_files and not has_seed_protocol(module):
         raise InputError(f"{claim_id} has no run_seed/combine, but per-seed inputs were given")
-    device = resolve_device(str(settings.get("device", "auto")))
+    # a gather only combines what the seed jobs measured (on their device): it runs on the CPU
+    device = "cpu" if seed_files else resolve_device(str(settings.get("device", "auto")))
     set_threads(threads)
     seeds = [int(s) for s in settings.get("seeds", [0])]
     set_seed(seeds[0])
+    env = environment(device, threads)
 
     final_dir = result_path.parent
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +254,7 @@ def run_concept(
         seeds_wall = 0.0
         if has_seed_protocol(module):
             if seed_files:
-                per_seed, seeds_wall = read_seed_files(claim_id, settings, seed_files)
+                per_seed, seeds_wall, env = read_seed_files(claim_id, settings, seed_files)
             else:
                 per_seed = [_run_one_seed(module, ctx, seed) for seed in seeds]
             set_seed(seeds[0])
@@ -272,7 +278,7 @@ def run_concept(
             "verdict": verdict.to_dict(),
             "literature": [lit.to_dict() for lit in evidence.literature],
             "skipped": list(evidence.skipped),
-            "environment": environment(device, threads),
+            "environment": env,
             "wall_time_s": round(wall, 3),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
