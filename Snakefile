@@ -1,8 +1,9 @@
 # whylab: the LLM study notes (../shared/seed) turned into experiments, one DAG from corpus to report.
 #   snakemake --cores N                                    # default config: CPU-sized, minutes
 #   snakemake --cores N --configfile config/gpu.yaml       # one GPU, bigger
-#   snakemake --workflow-profile workflow/profiles/slurm   # a SLURM cluster
-import os
+#   snakemake --profile <your cluster profile> --workflow-profile workflow/profiles/slurm
+#                                                          # a SLURM cluster (README: "A cluster")
+#   snakemake --cores N --sdm conda                        # each rule in its environment (workflow/envs)
 import sys
 from pathlib import Path
 
@@ -32,16 +33,7 @@ config.update(_checked)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
-# Rules call `python -m whylab ...`: the interpreter running Snakemake (its venv or conda env)
-# comes first on PATH, locally and in cluster jobs, which re-run this file; with --use-conda the
-# rule's environment comes first instead, and finds the package through PYTHONPATH.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ["PYTHONPATH"] = str(Path(workflow.basedir) / "src")
-
-
-envvars:
-    "PATH",
-    "PYTHONPATH",
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -50,6 +42,7 @@ include: "workflow/rules/tokenizers.smk"
 include: "workflow/rules/concepts.smk"
 include: "workflow/rules/mechanisms.smk"
 include: "workflow/rules/memory.smk"
+include: "workflow/rules/claims.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/report.smk"

@@ -1,48 +1,250 @@
-# Shared names for every rules file: where results go, how a step is called.
+# Shared names for every rules file: where results go, how a step is called, what a rule gets.
+#
+# What a job receives decides when it re-runs, so each one gets only what it reads.
+# - settings_json(*sections, seeds=..., torch=...): the rule's params. `seeds` is passed only by
+#   rules that repeat over seeds (claim_seeds(claim)) or use one (first_seed()); `device` is
+#   RUN_DEVICE for a rule that runs torch on the run's device (torch=True), "cpu" otherwise.
+#   With torch=True a rule also takes **torch_resources(), so the GPU request goes with `cuda`.
+# - claim_code(claim) / step_code(step): the package's source files a step runs (its module
+#   and every whylab module that one imports), declared as input: editing them re-runs it.
+# - CONCEPT_RESULTS / CONCEPT_FIGURES: each rules file adds the claims it tests (only those in
+#   `claims:`), the report collects them; REPORT_EXTRA_INPUTS: other files the report shows.
+import ast
 import json
+import os
+import re
 import shutil
 import sys
+from importlib.util import find_spec
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 RESULTS = config["results_dir"]
 REPORT_HTML = config["report"]["path"]
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 LANGS = config["corpus"]["languages"]
-# With --use-conda, every rule runs in this environment; without it, in the one running Snakemake.
-CONDA_ENV = "../envs/whylab.yaml"
+SRC = Path(workflow.basedir) / "src"
 
-# claim id -> result.json; each rules file adds the claims it tests, the report collects them.
+# claim id -> result.json / figures folder; each rules file adds the claims it tests.
 CONCEPT_RESULTS = {}
+CONCEPT_FIGURES = {}
 # other files the report shows (name -> path), e.g. the language model's training summary.
 REPORT_EXTRA_INPUTS = {}
+# claim id -> how to run it; claims.smk makes its rules (one job, or one per seed and a gather)
+CLAIM_SPECS = {}
+# claim id -> {input name: path, or a function of the seed giving one}: extra inputs of the
+# mechanism claims (C03-C11), filled by any rules file (read when the DAG is built; see mechanisms.smk)
+MECHANISM_EXTRA_INPUTS = {}
 
 
-def settings_json(*sections, **extra):
-    """JSON of config sections merged, plus the run-wide seeds and device.
+# ---------------------------------------------------------------- which claims this run tests
+def claim_wanted(claim_id):
+    """`claims: all`, or the claim is in the `claims:` list; the report marks the rest "not tested yet"."""
+    return config["claims"] == "all" or claim_id in config["claims"]
 
-    Used as a rule's params, so a rule re-runs exactly when its own settings change.
+
+# ---------------------------------------------------------------- software: conda env and interpreter
+_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+
+
+def _torch_build_has_cuda():
+    """Whether the installed torch is a CUDA build, read from torch/version.py (torch is not imported)."""
+    spec = find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    version = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    text = version.read_text(encoding="utf-8") if version.is_file() else ""
+    return re.search(r"^cuda\b[^=\n]*=\s*['\"]", text, re.M) is not None
+
+
+# the device of every rule that runs torch on the run's device; the other rules get cpu.
+# auto: CUDA when this machine has an NVIDIA driver and a CUDA build of torch. On a cluster
+# whose login node has no GPU, set device: cuda.
+RUN_DEVICE = (
+    "cuda"
+    if config["device"] == "cuda"
+    or (config["device"] == "auto" and shutil.which("nvidia-smi") and (_CONDA or _torch_build_has_cuda()))
+    else "cpu"
+)
+
+# Environments for --sdm conda: no torch where no step needs it; the ML ones by the run's device.
+ENV_DATA = "../envs/data.yaml"  # corpus, tokenizers, report
+ENV_ML_CPU = "../envs/ml-cpu.yaml"  # torch (CPU build), ONNX Runtime (CPU)
+ENV_ML = "../envs/ml-gpu.yaml" if RUN_DEVICE == "cuda" else ENV_ML_CPU  # rules with torch=True
+# Rules call `"$WHYLAB_PYTHON" -m whylab`: the interpreter running Snakemake (its venv; cluster
+# jobs re-run this file with it), or with --sdm conda the rule's environment's `python`. Either
+# finds this checkout's package through PYTHONPATH (the conda environments do not install it).
+# Two variables of this process and its jobs; PATH is left alone.
+os.environ["WHYLAB_PYTHON"] = "python" if _CONDA else sys.executable
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(SRC), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(SRC))]
+)
+
+
+envvars:
+    "WHYLAB_PYTHON",
+    "PYTHONPATH",
+
+
+# ---------------------------------------------------------------- devices and resources
+def torch_resources(**more):
+    """Resources for torch on RUN_DEVICE; with CUDA one GPU (SLURM: --gpus=1).
+
+    `gpu_partition` (config) sends those jobs to that SLURM partition.
     """
-    merged = {"seeds": config["seeds"], "device": config["device"]}
+    if RUN_DEVICE != "cuda":
+        return dict(more)
+    gpu = {"gpu": 1}
+    if config.get("gpu_partition"):
+        gpu["slurm_partition"] = config["gpu_partition"]
+    return {**gpu, **more}
+
+
+def cluster_group(name):
+    """A job group for short jobs (one cluster job for many; inactive locally); none with GPUs,
+    where a group would sum its jobs' GPU requests."""
+    return name if RUN_DEVICE == "cpu" else None
+
+
+def mem_mb(base):
+    """Memory (MB) that grows with each retry (the SLURM profile sets `retries`)."""
+    return lambda wildcards, attempt: base * attempt
+
+
+# ---------------------------------------------------------------- settings (params)
+def first_seed():
+    """The seeds of a step that uses one: only the first, so adding seeds does not re-run it."""
+    return config["seeds"][:1]
+
+
+def claim_seeds(section):
+    """A claim's seeds: its own section's `seeds`, else the run-wide list."""
+    return list(section.get("seeds") or config["seeds"])
+
+
+def settings_json(*sections, seeds=None, torch=False, **extra):
+    """JSON of config sections merged, plus `seeds` (when given) and the rule's device.
+
+    Used as a rule's params, so a rule re-runs exactly when its own settings change. A
+    section's own `seeds` key is left out here; pass seeds=claim_seeds(section) instead.
+    """
+    merged = {"device": RUN_DEVICE if torch else "cpu"}
     for section in sections:
-        merged.update(section)
+        merged.update({k: v for k, v in section.items() if k != "seeds"})
     merged.update(extra)
+    if seeds is not None:
+        merged["seeds"] = list(seeds)
     return json.dumps(merged, sort_keys=True, ensure_ascii=False)
 
 
-def gpu_resources():
-    """``{"gpu": 1}`` for a rule that runs torch on CUDA, so SLURM gives its job a GPU (--gpus=1).
-
-    device: cuda asks for one; auto asks when this machine has an NVIDIA driver (checked
-    by the driver's nvidia-smi, without importing torch, which would slow every parse). On a cluster whose login node has
-    no GPU, set device: cuda.
-    """
-    on_gpu = config["device"] == "cuda" or (
-        config["device"] == "auto" and shutil.which("nvidia-smi") is not None
-    )
-    return {"gpu": 1} if on_gpu else {}
+# ---------------------------------------------------------------- code as input (honest triggers)
+_IMPORTS = {}
 
 
+def _module_path(module):
+    base = SRC.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _whylab_imports(path):
+    if path not in _IMPORTS:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.split(".")[0] == "whylab")
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] == "whylab":
+                    found.add(node.module)
+                    found.update(f"{node.module}.{a.name}" for a in node.names)  # submodules
+        _IMPORTS[path] = found
+    return _IMPORTS[path]
+
+
+def module_sources(module):
+    """The source file of `module` and of every whylab module it imports, directly or not."""
+    seen, todo = {}, [module]
+    while todo:
+        name = todo.pop()
+        path = _module_path(name)
+        if path is None or name in seen:
+            continue
+        seen[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+        todo += sorted(_whylab_imports(path))
+    here = Path.cwd()
+    return sorted(str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in seen.values())
+
+
+_CLAIM_MODULES = {}
+
+
+def _claim_modules():
+    """whylab.concepts.REGISTRY, read from the source (importing the package would import more)."""
+    if not _CLAIM_MODULES:
+        tree = ast.parse(_module_path("whylab.concepts").read_text(encoding="utf-8"))
+        for node in tree.body:
+            target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+            if isinstance(target, ast.Name) and target.id == "REGISTRY":
+                _CLAIM_MODULES.update(ast.literal_eval(node.value))
+    return _CLAIM_MODULES
+
+
+def registered_claims(candidates):
+    """The claims of `candidates` that have a module (a claim not written yet is absent)."""
+    return [c for c in candidates if c in _claim_modules()]
+
+
+def claim_code(claim_id):
+    return module_sources(_claim_modules()[claim_id])
+
+
+def step_code(step):
+    """Sources of a pipeline step of whylab.cli.STEPS ("corpus", "lm_train", ...)."""
+    from whylab.cli import STEPS
+
+    return module_sources(STEPS[step].partition(":")[0])
+
+
+def has_run_seed(claim_id):
+    """The claim's module defines run_seed (and combine): it can run one job per seed."""
+    tree = ast.parse(_module_path(_claim_modules()[claim_id]).read_text(encoding="utf-8"))
+    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    return {"run_seed", "combine"} <= defined
+
+
+def per_seed_jobs(claim_id):
+    """One job per seed (plus a gather) for this claim: it is in `per_seed_jobs` and has run_seed."""
+    wanted = config["per_seed_jobs"]
+    return (wanted == "all" or claim_id in wanted) and has_run_seed(claim_id)
+
+
+# ---------------------------------------------------------------- the corpus rule's inputs
+def corpus_source_files():
+    """The user's corpus files (paths, folders and globs expanded; a local datasets folder's files)."""
+    from whylab.corpus import expand_path
+
+    files = []
+    for source in config["corpus"]["sources"]:
+        if "path" in source:
+            files += expand_path(source["path"], Path.cwd())
+        elif "dataset" in source and Path(source["dataset"]).exists():
+            local = Path(source["dataset"])
+            files += [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    return sorted({str(p) for p in files})
+
+
+def corpus_reads_hub():
+    """A source names a hub dataset: the corpus step downloads it."""
+    return any("dataset" in s and not Path(s["dataset"]).exists() for s in config["corpus"]["sources"])
+
+
+# ---------------------------------------------------------------- paths
 def tokenizer_scopes():
     scope = config["tokenizers"]["scope"]
     return (LANGS if scope in ("per_language", "both") else []) + (
@@ -54,10 +256,74 @@ def tokenizer_file(scope, algorithm, vocab_size):
     return f"{RESULTS}/tokenizers/{scope}/{algorithm}-{vocab_size}/tokenizer.json"
 
 
+def concept_dir(claim_id):
+    return f"{RESULTS}/concepts/{claim_id}"
+
+
 def concept_result(claim_id):
-    return f"{RESULTS}/concepts/{claim_id}/result.json"
+    return f"{concept_dir(claim_id)}/result.json"
 
 
+def concept_figures(claim_id):
+    return f"{concept_dir(claim_id)}/figures"
+
+
+def concept_seed_file(claim_id, seed):
+    return f"{concept_dir(claim_id)}/seeds/{seed}.json"
+
+
+class FigureCaptions:
+    """A claim's figure captions, read from its result.json when `snakemake --report` renders them.
+
+    A params value for workflow/report/figure.rst; its repr (what Snakemake's params trigger
+    compares) is the path alone, so it never re-runs anything.
+    """
+
+    def __init__(self, result):
+        self.result = result
+
+    def __repr__(self):
+        return f"FigureCaptions({self.result!r})"
+
+    def get(self, name):
+        try:
+            figures = json.loads(Path(self.result).read_text(encoding="utf-8"))["figures"]
+        except (OSError, ValueError, KeyError):
+            return ""
+        for fig in figures:
+            if Path(fig["path"]).stem == name:
+                return f"**{fig['title']}.** {fig['caption']}"
+        return ""
+
+
+def claim_outputs(claim_id):
+    """The result.json and figures folder of a claim rule, registered for `snakemake --report`."""
+    return {
+        "result": concept_result(claim_id),
+        "figures": report(
+            directory(concept_figures(claim_id)),
+            patterns=["{name}.png"],
+            caption="../report/figure.rst",
+            category="Claims",
+            subcategory=claim_id,
+            labels={"claim": claim_id, "figure": "{name}"},
+        ),
+    }
+
+
+def register_claim(claim_id):
+    CONCEPT_RESULTS[claim_id] = concept_result(claim_id)
+    CONCEPT_FIGURES[claim_id] = concept_figures(claim_id)
+
+
+def claim_docstring(claim_id):
+    from whylab.claims import BY_ID
+
+    claim = BY_ID[claim_id]
+    return f"{claim_id} ({claim.topic}): {claim.statement}"
+
+
+# ---------------------------------------------------------------- checks of cross-section settings
 def lm_tokenizer_file():
     """The joint tokenizer.json the LM uses; a one-line error if the tokenizers rule does not build it."""
     tok = config["lm"]["tokenizer"]

@@ -1,4 +1,4 @@
-# C01-C02: tokenization claims, measured on every trained tokenizer.
+# C01-C02: tokenization claims, measured on every trained tokenizer (CPU, no seeds, seconds).
 
 
 def all_tokenizer_files():
@@ -20,30 +20,31 @@ def tokenization_settings(claim_id):
 
 
 for _claim in ("C01", "C02"):
-    CONCEPT_RESULTS[_claim] = concept_result(_claim)
+    if not claim_wanted(_claim):
+        continue
+    register_claim(_claim)
 
     rule:
+        f"{claim_docstring(_claim)}"
         name:
             f"concept_{_claim}"
         input:
             tokenizers=all_tokenizer_files(),
             corpus=expand(f"{RESULTS}/corpus/{{lang}}/{{split}}.txt", lang=LANGS, split=["train", "valid"]),
+            code=claim_code(_claim),
         output:
-            result=report(
-                concept_result(_claim),
-                caption="../report/concept.rst",
-                category="Concepts",
-                labels={"claim": _claim},
-            ),
+            **claim_outputs(_claim),
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
+        group:
+            cluster_group("tokenization")
         conda:
-            CONDA_ENV
+            ENV_ML_CPU
         threads: 1
         resources:
-            mem_mb=3000,
+            mem_mb=mem_mb(3000),
             runtime=15,
         params:
             claim=_claim,
@@ -51,7 +52,8 @@ for _claim in ("C01", "C02"):
             # the folders holding the inputs: <tokenizers>/<scope>/<name>/tokenizer.json, <corpus>/<lang>/<split>.txt
             tokenizers=lambda w, input: Path(input.tokenizers[0]).parents[2],
             corpus=lambda w, input: Path(input.corpus[0]).parents[1],
+            captions=FigureCaptions(concept_result(_claim)),
         shell:
-            "python -m whylab {params.claim} --settings {params.settings:q}"
+            '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q}'
             " --input tokenizers={params.tokenizers} --input corpus={params.corpus}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"

@@ -18,8 +18,7 @@ LM_CORPUS_FILES = {
     for split in ("train", "valid")
     for lang in LM_LANGS_TRAINED
 }
-# a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA
-LM_GPU = gpu_resources()
+# a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA (torch_resources)
 # the report shows the LM's training summary
 REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
 
@@ -29,6 +28,7 @@ rule lm_train:
     input:
         **LM_CORPUS_FILES,
         tokenizer=LM_TOKENIZER,
+        code=step_code("lm_train"),
     output:
         model=directory(LM_MODEL),
         metrics=LM_TRAIN_METRICS,
@@ -38,18 +38,23 @@ rule lm_train:
     benchmark:
         f"{BENCHMARKS}/lm_train.tsv"
     conda:
-        CONDA_ENV
+        ENV_ML
     threads: LM["threads"]
     resources:
-        **LM_GPU,
-        mem_mb=4000,
+        **torch_resources(),
+        mem_mb=mem_mb(4000),
         runtime=120,
     params:
-        settings=settings_json({k: LM[k] for k in ("train_languages", "tokenizer", "model", "training")}),
+        # one seed: the model is trained once, with the run's first seed
+        settings=settings_json(
+            {k: LM[k] for k in ("train_languages", "tokenizer", "model", "training")},
+            seeds=first_seed(),
+            torch=True,
+        ),
         corpus=lambda w, input: Path(input.tokenizer).parents[3] / "corpus",
         checkpoints=LM_CHECKPOINTS,
     shell:
-        "python -m whylab lm_train --settings {params.settings:q}"
+        '"$WHYLAB_PYTHON" -m whylab lm_train --settings {params.settings:q}'
         " --input tokenizer={input.tokenizer} --input corpus={params.corpus}"
         " --output model={output.model} --output metrics={output.metrics}"
         " --output curve={output.curve} --output checkpoints={params.checkpoints}"
@@ -61,6 +66,7 @@ rule lm_export:
     input:
         **{k: v for k, v in LM_CORPUS_FILES.items() if k.startswith("valid_")},
         model=LM_MODEL,
+        code=step_code("lm_export"),
     output:
         onnx=directory(LM_ONNX_FP32),
     log:
@@ -68,16 +74,16 @@ rule lm_export:
     benchmark:
         f"{BENCHMARKS}/lm_export.tsv"
     conda:
-        CONDA_ENV
+        ENV_ML
     threads: LM["threads"]
     resources:
-        **LM_GPU,  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
-        mem_mb=4000,
+        **torch_resources(),  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
+        mem_mb=mem_mb(4000),
         runtime=30,
     params:
-        settings=settings_json({k: LM[k] for k in ("train_languages", "export")}),
+        settings=settings_json({k: LM[k] for k in ("train_languages", "export")}, torch=True),
         corpus=lambda w, input: Path(input.model).parent.parent / "corpus",
     shell:
-        "python -m whylab lm_export --settings {params.settings:q}"
+        '"$WHYLAB_PYTHON" -m whylab lm_export --settings {params.settings:q}'
         " --input model={input.model} --input corpus={params.corpus}"
         " --output onnx={output.onnx} --threads {threads} > {log} 2>&1"

@@ -1,10 +1,15 @@
 # C03-C11: the transformer-mechanism claims, each an experiment on the hand-written bench model.
-# One rule per claim that has a module in whylab.concepts.REGISTRY (a claim not written yet is absent).
-from whylab.concepts import REGISTRY as _CONCEPT_REGISTRY
+# One spec per claim that has a module in whylab.concepts.REGISTRY (a claim not written yet is
+# absent); claims.smk makes the rules: one job, or one job per seed and a gather.
+#
+# Extra inputs of a claim (e.g. a shared baseline model per seed, from its own rules file):
+#   MECHANISM_EXTRA_INPUTS["C03"] = {"baseline": lambda seed: f"{RESULTS}/bench_baseline/{seed}/model.pt",
+#                                    "table": f"{RESULTS}/some/file.json"}
+# A path reaches the step as --input table=PATH; a function of the seed as one input per seed,
+# --input baseline_<seed>=PATH (a per-seed job gets only its own seed's). The dict is read when
+# the DAG is built, so the file that fills it may be included before or after this one.
 
-MECHANISM_CLAIMS = [
-    c for c in ("C03", "C04", "C05", "C06", "C07", "C08", "C09", "C10", "C11") if c in _CONCEPT_REGISTRY
-]
+MECHANISM_CLAIMS = registered_claims(["C03", "C04", "C05", "C06", "C07", "C08", "C09", "C10", "C11"])
 MECH = config["mechanisms"]
 
 
@@ -36,38 +41,20 @@ MECHANISM_CORPUS = {
 
 
 for _claim in MECHANISM_CLAIMS:
-    CONCEPT_RESULTS[_claim] = concept_result(_claim)
-
-    rule:
-        name:
-            f"concept_{_claim}"
-        input:
-            **MECHANISM_CORPUS,
-            tokenizer=MECHANISM_TOKENIZER,
-        output:
-            result=report(
-                concept_result(_claim),
-                caption="../report/concept.rst",
-                category="Concepts",
-                labels={"claim": _claim},
-            ),
-        log:
-            f"{LOGS}/concept_{_claim}.log",
-        benchmark:
-            f"{BENCHMARKS}/concept_{_claim}.tsv"
-        conda:
-            CONDA_ENV
-        threads: 1
-        resources:
-            **gpu_resources(),  # the bench model trains on CUDA when the run's device is a GPU
-            mem_mb=2000,
-            runtime=20,
-        params:
-            claim=_claim,
-            settings=settings_json(
-                MECH.get(_claim, {}), model=MECH["model"], train=MECH["train"], tokenizer=MECH["tokenizer"]
-            ),
-            inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
-        shell:
-            "python -m whylab {params.claim} --settings {params.settings:q} {params.inputs}"
-            " --output result={output.result} --threads {threads} > {log} 2>&1"
+    if not claim_wanted(_claim):
+        continue
+    CLAIM_SPECS[_claim] = {
+        "settings": {
+            **MECH.get(_claim, {}),
+            "model": MECH["model"],
+            "train": MECH["train"],
+            "tokenizer": MECH["tokenizer"],
+        },
+        "inputs": {**MECHANISM_CORPUS, "tokenizer": MECHANISM_TOKENIZER},
+        "extra_inputs": lambda claim=_claim: MECHANISM_EXTRA_INPUTS.get(claim, {}),
+        "seeds": claim_seeds(MECH.get(_claim, {})),
+        "torch": True,  # the bench model trains on CUDA when the run's device is a GPU
+        "threads": 1,
+        "mem_mb": 2000,
+        "runtime": 20,
+    }

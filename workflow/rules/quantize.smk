@@ -3,8 +3,9 @@
 # (C14 and C16 rules are appended at the END of this file by their owner.)
 import re
 
-from whylab.quant.variants import parse as _parse_variant
-from whylab.quant.variants import variant_names as _variant_names
+# the torch-free names module: importing whylab.quant.variants here would import torch at every parse
+from whylab.quant.names import parse as _parse_variant
+from whylab.quant.names import variant_names as _variant_names
 
 QUANT = config["quantization"]
 # the sections these rules read: a change to another section (qlora, smoothquant) reruns nothing here
@@ -17,12 +18,16 @@ LM_CORPUS = {
     "train": expand(f"{RESULTS}/corpus/{{lang}}/train.txt", lang=LM_LANGS_TRAINED),
     "valid": expand(f"{RESULTS}/corpus/{{lang}}/valid.txt", lang=LM_LANGS_TRAINED),
 }
-# every variant job asks for a GPU (SLURM: --gpus=1) exactly when the LM trains on one (lm.smk)
-QUANT_GPU = LM_GPU
+# every variant job runs torch / ONNX Runtime on the run's device: torch_resources(), torch=True
 
 
 def variant_measures(name):
     return f"{VARIANTS_DIR}/{name}/measures.json"
+
+
+def variant_models(name):
+    """The variant's model files: measured (size) by its own job, read by no other: temporary."""
+    return f"{VARIANTS_DIR}/{name}/model"
 
 
 def _variant_inputs(wildcards):
@@ -62,37 +67,49 @@ for _family, _names in _QUANT_FAMILIES.items():
             f"quant_{_family}"
         input:
             unpack(_variant_inputs),
+            code=step_code("quant_variant"),
         output:
             measures=variant_measures("{variant}"),
+            models=temp(directory(variant_models("{variant}"))),
         log:
             f"{LOGS}/quant_{{variant}}.log",
         benchmark:
             f"{BENCHMARKS}/quant_{{variant}}.tsv"
         wildcard_constraints:
             variant="|".join(re.escape(n) for n in _names),
+        group:
+            cluster_group("quant")
         conda:
-            CONDA_ENV
+            ENV_ML
         threads: 1
         resources:
-            **QUANT_GPU,
-            mem_mb=4000,
+            **torch_resources(),
+            mem_mb=mem_mb(4000),
             runtime=30,
         params:
             settings=lambda w: settings_json(
-                quantization=QUANT_SETTINGS, variant=w.variant, languages=LM_LANGS_TRAINED
+                quantization=QUANT_SETTINGS,
+                variant=w.variant,
+                languages=LM_LANGS_TRAINED,
+                seeds=first_seed(),
+                torch=True,
             ),
             inputs=_variant_shell_inputs,
         shell:
-            "python -m whylab quant_variant --settings {params.settings:q} {params.inputs}"
-            " --output measures={output.measures} --threads {threads} > {log} 2>&1"
+            '"$WHYLAB_PYTHON" -m whylab quant_variant --settings {params.settings:q} {params.inputs}'
+            " --output measures={output.measures} --output models={output.models}"
+            " --threads {threads} > {log} 2>&1"
 
 
 # C12 (INT8), C13 (INT4), C15 (GPTQ): decided from every variant's measures.json; C15 also
 # re-runs GPTQ on the model to check what it computes (Hessian, no gradients).
 for _claim in ("C12", "C13", "C15"):
-    CONCEPT_RESULTS[_claim] = concept_result(_claim)
+    if not claim_wanted(_claim):
+        continue
+    register_claim(_claim)
 
     rule:
+        f"{claim_docstring(_claim)}"
         name:
             f"concept_{_claim}"
         input:
@@ -100,32 +117,34 @@ for _claim in ("C12", "C13", "C15"):
             measures=[variant_measures(n) for n in QUANT_VARIANTS],
             model=LM_MODEL,
             onnx=LM_ONNX_FP32,
+            code=claim_code(_claim),
         output:
-            result=report(
-                concept_result(_claim),
-                caption="../report/concept.rst",
-                category="Concepts",
-                labels={"claim": _claim},
-            ),
+            **claim_outputs(_claim),
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
+        group:
+            cluster_group("quant")
         conda:
-            CONDA_ENV
+            ENV_ML_CPU
         threads: 1
         resources:
-            mem_mb=4000,
+            mem_mb=mem_mb(4000),
             runtime=20,
         params:
             claim=_claim,
             settings=settings_json(
-                quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED
+                quantization=QUANT_SETTINGS,
+                variants=QUANT_VARIANTS,
+                languages=LM_LANGS_TRAINED,
+                seeds=first_seed(),
             ),
             corpus=lambda w, input: Path(input.valid[0]).parents[1],
             variants=lambda w, input: Path(input.measures[0]).parents[1],
+            captions=FigureCaptions(concept_result(_claim)),
         shell:
-            "python -m whylab {params.claim} --settings {params.settings:q}"
+            '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q}'
             " --input variants={params.variants} --input model={input.model} --input onnx={input.onnx}"
             " --input corpus={params.corpus} --output result={output.result} --threads {threads} > {log} 2>&1"
 
@@ -141,7 +160,9 @@ if _FT_LANG not in LANGS:
     )
 _PT_CONCEPTS = {
     "C14": {
-        "settings": settings_json(QUANT["qlora"], languages=LM_LANGS_TRAINED),
+        "settings": settings_json(
+            QUANT["qlora"], languages=LM_LANGS_TRAINED, seeds=claim_seeds(QUANT["qlora"]), torch=True
+        ),
         "corpus": sorted(
             {f"{RESULTS}/corpus/{_FT_LANG}/{s}.txt" for s in ("train", "valid")} | set(LM_CORPUS["valid"])
         ),
@@ -153,6 +174,8 @@ _PT_CONCEPTS = {
             measure=QUANT["measure"],
             calibration=QUANT["calibration"],
             languages=LM_LANGS_TRAINED,
+            seeds=claim_seeds(QUANT["smoothquant"]),
+            torch=True,
         ),
         "corpus": LM_CORPUS["train"] + LM_CORPUS["valid"],
         "runtime": 15,
@@ -160,37 +183,37 @@ _PT_CONCEPTS = {
 }
 
 for _claim, _pt in _PT_CONCEPTS.items():
-    CONCEPT_RESULTS[_claim] = concept_result(_claim)
+    if not claim_wanted(_claim):
+        continue
+    register_claim(_claim)
 
     rule:
+        f"{claim_docstring(_claim)}"
         name:
             f"concept_{_claim}"
         input:
             model=LM_MODEL,
             corpus=_pt["corpus"],
+            code=claim_code(_claim),
         output:
-            result=report(
-                concept_result(_claim),
-                caption="../report/concept.rst",
-                category="Concepts",
-                labels={"claim": _claim},
-            ),
+            **claim_outputs(_claim),
         log:
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
         conda:
-            CONDA_ENV
+            ENV_ML
         threads: 1
         resources:
-            **QUANT_GPU,
-            mem_mb=4000,
+            **torch_resources(),
+            mem_mb=mem_mb(4000),
             runtime=_pt["runtime"],
         params:
             claim=_claim,
             settings=_pt["settings"],
             corpus=lambda w, input: Path(input.corpus[0]).parents[1],
+            captions=FigureCaptions(concept_result(_claim)),
         shell:
-            "python -m whylab {params.claim} --settings {params.settings:q}"
+            '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q}'
             " --input model={input.model} --input corpus={params.corpus}"
             " --output result={output.result} --threads {threads} > {log} 2>&1"

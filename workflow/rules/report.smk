@@ -1,18 +1,25 @@
+# The report runs where Snakemake runs (localrule): it reads only result files, and compute
+# nodes need not be reachable or online for it. Claims not in `claims:` show "not tested yet".
+
+
 rule report:
     """Render reports/index.html from the result files alone (no experiment re-runs)."""
     input:
         results=lambda w: list(CONCEPT_RESULTS.values()),
+        figures=lambda w: list(CONCEPT_FIGURES.values()),
         corpus_stats=f"{RESULTS}/corpus/stats.json",
         extra=lambda w: list(REPORT_EXTRA_INPUTS.values()),
+        code=step_code("report"),
     output:
         html=report(REPORT_HTML, caption="../report/index.rst", category="Report"),
     log:
         f"{LOGS}/report.log",
+    localrule: True
     conda:
-        CONDA_ENV
+        ENV_DATA
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb(2000),
         runtime=10,
     params:
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
@@ -22,6 +29,6 @@ rule report:
             for name, path in [*CONCEPT_RESULTS.items(), *REPORT_EXTRA_INPUTS.items()]
         ),
     shell:
-        "python -m whylab report --settings {params.settings:q} {params.inputs}"
+        '"$WHYLAB_PYTHON" -m whylab report --settings {params.settings:q} {params.inputs}'
         " --input corpus_stats={input.corpus_stats} --input benchmarks={params.benchmarks}"
         " --output html={output.html} > {log} 2>&1"

@@ -6,6 +6,7 @@ rule tokenizers:
             if w.scope == "joint"
             else [f"{RESULTS}/corpus/{w.scope}/train.txt"]
         ),
+        code=step_code("tokenizers"),
     output:
         [
             tokenizer_file("{scope}", algorithm, vocab)
@@ -18,16 +19,18 @@ rule tokenizers:
         f"{BENCHMARKS}/tokenizers_{{scope}}.tsv"
     wildcard_constraints:
         scope="|".join(["joint", *LANGS]),
+    group:
+        cluster_group("tokenization")
     conda:
-        CONDA_ENV
+        ENV_DATA
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb(2000),
         runtime=10,
     params:
-        settings=lambda w: settings_json(config["tokenizers"]),
+        settings=settings_json(config["tokenizers"]),
         root=lambda w, output: Path(output[0]).parents[1],
         inputs=lambda w, input: " ".join(f"--input train_{i}={p}" for i, p in enumerate(input.train)),
     shell:
-        "python -m whylab tokenizers --settings {params.settings:q} {params.inputs}"
+        '"$WHYLAB_PYTHON" -m whylab tokenizers --settings {params.settings:q} {params.inputs}'
         " --output root={params.root} > {log} 2>&1"
