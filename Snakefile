@@ -49,6 +49,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """The whole DAG: every claim in `claims:` and the report (reports/index.html)."""
     default_target: True
     input:
         REPORT_HTML,

@@ -63,6 +63,7 @@ for _family, _names in _QUANT_FAMILIES.items():
         continue
 
     rule:
+        f"Quantize the trained LM as one {_family} variant and measure it (size, perplexity, latency vs its FP32 reference)."
         name:
             f"quant_{_family}"
         input:

@@ -6,17 +6,21 @@ A concept module defines::
     def run(ctx: ConceptContext) -> Evidence: ...      # measure
     def verdict(metrics: Mapping[str, Any]) -> Verdict  # decide, from the numbers only
 
-or, for an experiment repeated over seeds, the per-seed protocol (instead of, or besides, ``run``)::
+A claim trained over seeds may instead (or also) define the per-seed protocol::
 
     def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]   # JSON-able measurements of one seed
     def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence  # figures, tables, metrics
 
-The runner then calls ``combine(ctx, [run_seed(ctx, s) for s in ctx.seeds])`` in one process
-(:func:`run_concept`), or Snakemake runs each seed as its own job (:func:`run_concept_seed`
-writes ``results/concepts/<ID>/seeds/<seed>.json``) and the claim's gather job hands those
-files to :func:`run_concept`, which calls ``combine`` on them. Both paths give ``combine`` the
-same input: each seed's measurements pass through JSON either way. ``run_seed`` must not write
-files (figures belong to ``combine``) and must depend only on its seed and the settings.
+``run_seed`` measures every arm of one seed (the same seed gives each arm the same initial
+weights and batches, so arms pair by seed) and writes no files; ``combine`` turns the per-seed
+records, in ``ctx.seeds`` order, into the evidence. Without a ``run`` of its own such a module
+runs in one process as ``combine(ctx, [run_seed(ctx, s) for s in ctx.seeds])``
+(:func:`run_concept`). Snakemake can instead run each seed as its own job
+(:func:`run_concept_seed` writes ``results/concepts/<ID>/seeds/<seed>.json``) and hand those
+files to the claim's gather job (:func:`run_concept` with ``seed.<n>`` inputs), which calls
+``combine`` on them. Both paths give ``combine`` the same input: each seed's measurements pass
+through JSON either way. A module with both ``run`` and the protocol must give the same
+evidence either way.
 
 The runner calls ``verdict(evidence.metrics)`` itself, so a verdict can only
 come from what was measured.
@@ -192,6 +196,19 @@ def read_seed_files(
     return out, wall, env
 
 
+def evidence_of(module: ModuleType, ctx: ConceptContext) -> Evidence:
+    """The module's evidence in one process: its ``run``, or its per-seed protocol over ``ctx.seeds``."""
+    if hasattr(module, "run"):
+        evidence: Evidence = module.run(ctx)
+        return evidence
+    if has_seed_protocol(module):
+        per_seed = [_run_one_seed(module, ctx, seed) for seed in ctx.seeds]
+        set_seed(ctx.seeds[0])
+        combined: Evidence = module.combine(ctx, per_seed)
+        return combined
+    raise AttributeError(f"{module.__name__} defines neither run() nor run_seed() and combine()")
+
+
 def _seed_inputs(inputs: Mapping[str, Path]) -> tuple[dict[str, Path], dict[int, Path]]:
     plain: dict[str, Path] = {}
     seeds: dict[int, Path] = {}
@@ -252,15 +269,11 @@ def run_concept(
         ctx = ConceptContext(claim_id, settings, plain_inputs, work, threads, device)
         start = time.perf_counter()
         seeds_wall = 0.0
-        if has_seed_protocol(module):
-            if seed_files:
-                per_seed, seeds_wall, env = read_seed_files(claim_id, settings, seed_files)
-            else:
-                per_seed = [_run_one_seed(module, ctx, seed) for seed in seeds]
-            set_seed(seeds[0])
+        if seed_files:
+            per_seed, seeds_wall, env = read_seed_files(claim_id, settings, seed_files)
             evidence: Evidence = module.combine(ctx, per_seed)
         else:
-            evidence = module.run(ctx)
+            evidence = evidence_of(module, ctx)
         wall = time.perf_counter() - start + seeds_wall
         metrics = jsonable(evidence.metrics)
         verdict = module.verdict(metrics)
