@@ -18,7 +18,7 @@ def project() -> dict:
 def pip_section(name: str) -> list[str]:
     env = yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    return [p for p in pip if not p.startswith("-e")]
+    return [p for p in pip if not p.startswith("-")]  # options (-e ., --extra-index-url) are no pins
 
 
 @pytest.mark.parametrize(("env_file", "extra"), [("environment.yml", "cpu"), ("environment-gpu.yml", "gpu")])
@@ -28,11 +28,33 @@ def test_environment_pins_equal_pyproject(env_file: str, extra: str) -> None:
     assert sorted(pip_section(env_file)) == sorted(expected)
 
 
-def test_workflow_conda_env_pins_equal_pyproject() -> None:
+RULE_ENVS = {"ml-cpu.yaml": "cpu", "ml-gpu.yaml": "gpu"}
+OUTSIDE_RULES = ("snakemake", "snakemake-executor-plugin-slurm")  # Snakemake runs outside the rule envs
+
+
+@pytest.mark.parametrize(("env_file", "extra"), sorted(RULE_ENVS.items()))
+def test_workflow_ml_env_pins_equal_pyproject(env_file: str, extra: str) -> None:
     p = project()
-    assert sorted(pip_section("workflow/envs/whylab.yaml")) == sorted(
-        [*p["dependencies"], *p["optional-dependencies"]["cpu"]]
-    )
+    expected = [
+        d
+        for d in [*p["dependencies"], *p["optional-dependencies"][extra]]
+        if d.split("==")[0] not in OUTSIDE_RULES
+    ]
+    assert sorted(pip_section(f"workflow/envs/{env_file}")) == sorted(expected)
+
+
+def test_workflow_data_env_is_torch_free_and_pinned_as_pyproject() -> None:
+    p = project()
+    pins = set(p["dependencies"])
+    data = pip_section("workflow/envs/data.yaml")
+    assert data and set(data) <= pins, set(data) - pins
+    assert not any(d.startswith(("torch", "onnx", "transformers")) for d in data)
+
+
+def test_cpu_env_takes_torch_from_the_cpu_index() -> None:
+    env = yaml.safe_load((REPO / "workflow/envs/ml-cpu.yaml").read_text(encoding="utf-8"))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
 
 
 def test_every_pin_is_exact() -> None:
