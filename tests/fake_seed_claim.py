@@ -24,7 +24,12 @@ CLAIM_ID = "C08"
 
 def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     draw = torch.randn(4)
-    return {"seed": seed, "draw": draw.tolist(), "mean": float(draw.mean()), "scale": ctx.settings["scale"]}
+    return {
+        "seed": seed,
+        "draw": draw.tolist(),
+        "mean": float(draw.mean()),
+        "scale": float(ctx.settings.get("scale", 1.0)),
+    }
 
 
 def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
@@ -35,7 +40,11 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     figure = plotting.save(fig, ctx.outdir, "means", "Per-seed means", "Mean of four draws per seed.")
     return Evidence(
         method="four standard-normal draws per seed",
-        metrics={"means": means, "seeds_seen": [s["seed"] for s in per_seed], "overall": sum(means) / len(means)},
+        metrics={
+            "means": means,
+            "seeds_seen": [s["seed"] for s in per_seed],
+            "overall": sum(means) / len(means),
+        },
         seeds=[s["seed"] for s in per_seed],
         figures=[figure],
     )

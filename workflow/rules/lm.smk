@@ -19,8 +19,9 @@ LM_CORPUS_FILES = {
     for lang in LM_LANGS_TRAINED
 }
 # a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA (torch_resources)
-# the report shows the LM's training summary
-REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
+# the report shows the LM's training summary, when this run tests a claim on the LM
+if any(claim_wanted(c) for c in ("C12", "C13", "C14", "C15", "C16")):
+    REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
 
 
 rule lm_train:
