@@ -5,7 +5,9 @@ Opt-in (it installs packages, starts daemons as root and takes a few minutes):
     WHYLAB_SLURM_TEST=1 pytest tests/test_slurm.py
 
 tests/cluster/slurm_local.sh starts the cluster (no accounting, so the plugin polls with
-squeue) and always stops it afterwards. The workflow runs from a copy in a temporary folder,
+squeue) and always stops it afterwards. Snakemake runs as a user would: their own cluster
+profile (account, partition, status command, queue size; tests/cluster/user_profile.yaml)
+plus the workflow's profile (workflow/profiles/slurm: retries, job groups, keep-going). The workflow runs from a copy in a temporary folder,
 so it never takes the repository's .snakemake lock or writes its results/. The copy includes
 src/ (the Snakefile puts <workflow>/src first on sys.path and PYTHONPATH, in the jobs too), so
 rules, schemas and package come from one snapshot even while the repository is being edited.
@@ -29,11 +31,14 @@ from workflow_copy import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO / "tests" / "cluster" / "slurm_local.sh"
+USER_PROFILE = REPO / "tests" / "cluster" / "user_profile.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 # the CPU-only part of the spine: corpus -> tokenizers (en, ko, joint) -> C01, C02
 TARGETS = ["results/concepts/C01/result.json", "results/concepts/C02/result.json"]
 SPINE_RULES = {"corpus", "tokenizers", "concept_C01", "concept_C02"}
-SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+# a group job's id is a UUID, a single job's a number
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+)")
+SUBMITTED_IDS = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("WHYLAB_SLURM_TEST") != "1",
@@ -84,18 +89,20 @@ def slurm_cluster() -> Iterator[None]:
         assert stopped.returncode == 0, f"cluster did not stop cleanly:\n{stopped.stderr[-3000:]}"
 
 
+def user_profile(dest: Path) -> Path:
+    """The user's own cluster profile (what a cluster's users keep in ~/.config/snakemake/<name>/)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(USER_PROFILE, dest / "config.yaml")
+    return dest
+
+
 def snakemake_slurm(workdir: Path, *args: str, limit_s: int = 600) -> Run:
-    """Run snakemake through the SLURM profile, bounded by `timeout` (it can hang on status checks)."""
+    """Run snakemake with the user's profile and the workflow's, bounded by `timeout` (it can hang on status checks)."""
     command = [
         "timeout", "-k", "10", str(limit_s), str(SNAKEMAKE),
+        "--profile", str(user_profile(workdir.parent / "user-profile")),
         "--workflow-profile", "workflow/profiles/slurm",
         "--configfile", "config/test.yaml",
-        "--default-resources", "slurm_account=none", "slurm_partition=debug",
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "5",
-        # 3, not 2, on the 2-CPU node: SLURM starts a queued job the moment a CPU frees,
-        # instead of waiting for snakemake's next status check (15-35 s apart)
-        "--jobs", "3",
         *args,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -124,21 +131,24 @@ def test_spine_runs_through_slurm(slurm_cluster: None, tmp_path: Path) -> None:
     submitted = run.submitted()
     assert submitted, "no job was submitted to SLURM:\n" + run.explain()
     resources = run.resources()
-    rules_seen = set()
+    comments = set()
     for sm_id, slurm_id in submitted.items():
         job = slurm_job(slurm_id)
         assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", (sm_id, job)
-        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"])
-        assert rule, job["Comment"]
-        rules_seen.add(rule.group(1))
-        # the rule's own mem_mb and runtime (minutes) reached sbatch
-        wanted = resources[sm_id]
-        assert job["MinMemoryNode"] == f"{wanted['mem_mb']}M", (wanted, job)
-        hours, minutes = divmod(int(wanted["runtime"]), 60)
-        assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (wanted, job)
-    assert rules_seen >= SPINE_RULES, f"rules run through SLURM: {sorted(rules_seen)}"
-    # every job snakemake scheduled went to SLURM (none ran on the submitting machine)
-    assert set(resources) == set(submitted), (sorted(resources), submitted)
+        comment = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"])
+        assert comment, job["Comment"]
+        comments.add(comment.group(1))
+        if sm_id in resources:  # a single job: the rule's own mem_mb and runtime (minutes) reached sbatch
+            wanted = resources[sm_id]
+            assert job["MinMemoryNode"] == f"{wanted['mem_mb']}M", (wanted, job)
+            hours, minutes = divmod(int(wanted["runtime"]), 60)
+            assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (wanted, job)
+            assert job["Partition"] == "debug", job  # from the user's profile
+    # the three tokenizer trainings, C01 and C02 ran as one SLURM job (the workflow profile's group)
+    assert comments == {"corpus", "tokenization"}, comments
+    assert len(submitted) == 2, submitted
+    group_rules = set(re.findall(r"^\s+rule (\w+):$", run.output, re.M)) - {"corpus"}
+    assert group_rules | {"corpus"} == SPINE_RULES, group_rules
 
     # nothing left to do: a second call submits nothing and still exits 0
     again = snakemake_slurm(wf, *TARGETS, limit_s=180)
@@ -156,10 +166,13 @@ def test_failing_rule_fails_the_run(slurm_cluster: None, tmp_path: Path) -> None
         "--", "results/corpus/stats.json", limit_s=300,
     )  # fmt: skip
     assert run.returncode != 0, run.explain()
-    submitted = run.submitted()
-    assert len(submitted) == 1, run.explain()
-    job = slurm_job(next(iter(submitted.values())))
-    assert job["JobState"] == "FAILED", job
+    # the workflow profile's `retries: 1`: submitted twice, the second time with twice the memory
+    slurm_ids = sorted(SUBMITTED_IDS.findall(run.output), key=int)
+    assert len(slurm_ids) == 2, run.explain()
+    jobs = [slurm_job(i) for i in slurm_ids]
+    assert [j["JobState"] for j in jobs] == ["FAILED", "FAILED"], jobs
+    first, second = (int(j["MinMemoryNode"].rstrip("M")) for j in jobs)
+    assert second == 2 * first, (first, second)
     # show-failed-logs: the step's one-line error reaches the user's console
     assert "looks like a binary file" in run.output, run.explain()
     assert not (wf / "results/corpus/stats.json").exists()
