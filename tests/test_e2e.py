@@ -5,6 +5,7 @@ This is the slowest file (a few minutes): it runs every rule the Snakefile has.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -65,7 +66,14 @@ def test_rerun_with_nothing_changed_does_nothing(pipeline: Path) -> None:
 def test_snakemake_report_builds(pipeline: Path) -> None:
     proc = snakemake(pipeline, "--report", "reports/snakemake.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (pipeline / "reports" / "snakemake.html").stat().st_size > 10000
+    report = (pipeline / "reports" / "snakemake.html").read_text(encoding="utf-8")
+    assert len(report) > 10000
+    # every figure of every claim is registered (category Claims, its claim as subcategory)
+    for result in sorted((pipeline / "results" / "concepts").glob("C*/result.json")):
+        figures = json.loads(result.read_text(encoding="utf-8"))["figures"]
+        for fig in figures:
+            assert Path(fig["path"]).name in report, (result.parent.name, fig["path"])
+        assert not figures or result.parent.name in report
 
 
 def test_lint_is_clean() -> None:
