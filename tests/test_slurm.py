@@ -100,9 +100,9 @@ def snakemake_slurm(workdir: Path, *args: str, limit_s: int = 600) -> Run:
     """Run snakemake with the user's profile and the workflow's, bounded by `timeout` (it can hang on status checks)."""
     command = [
         "timeout", "-k", "10", str(limit_s), str(SNAKEMAKE),
+        "--configfile", "config/test.yaml",  # before the profiles: it takes every word up to the next flag
         "--profile", str(user_profile(workdir.parent / "user-profile")),
         "--workflow-profile", "workflow/profiles/slurm",
-        "--configfile", "config/test.yaml",
         *args,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -145,7 +145,8 @@ def test_spine_runs_through_slurm(slurm_cluster: None, tmp_path: Path) -> None:
             assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (wanted, job)
             assert job["Partition"] == "debug", job  # from the user's profile
     # the three tokenizer trainings, C01 and C02 ran as one SLURM job (the workflow profile's group)
-    assert comments == {"corpus", "tokenization"}, comments
+    # (a group job's comment is rule_<group>_<its rules>)
+    assert comments == {"corpus", "tokenization_concept_C01_concept_C02_tokenizers"}, comments
     assert len(submitted) == 2, submitted
     group_rules = set(re.findall(r"^\s+rule (\w+):$", run.output, re.M)) - {"corpus"}
     assert group_rules | {"corpus"} == SPINE_RULES, group_rules

@@ -214,7 +214,14 @@ def step_code(step):
 def has_run_seed(claim_id):
     """The claim's module defines run_seed (and combine): it can run one job per seed."""
     tree = ast.parse(_module_path(_claim_modules()[claim_id]).read_text(encoding="utf-8"))
-    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    defined = set()
+    for node in tree.body:  # a def, an assignment or an import at the top of the module
+        if isinstance(node, ast.FunctionDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update(a.asname or a.name for a in node.names)
     return {"run_seed", "combine"} <= defined
 
 
