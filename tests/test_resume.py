@@ -165,7 +165,7 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path: Path) -> None:
 # memory as the OS sees it; everything else must be equal
 TIMING = re.compile(
     r"(?:^|_)(?:time|times|seconds|secs|ms|s|sec|latency|latencies|throughput|per_s|wall|elapsed"
-    r"|speed|speedup|speedups|mfu|rss|finished|at|timing|timings|duration)(?:_|$)",
+    r"|speed|speedup|speedups|speed-up|mfu|rss|timing|timings|duration)(?:_|$)",
     re.IGNORECASE,
 )
 
@@ -184,12 +184,38 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
     kept = {k: v for k, v in result.items() if k not in ("environment", "wall_time_s", "finished_at")}
     kept["verdict"] = {"label": result["verdict"]["label"]}
-    tables = []
-    for table in result.get("tables", []):
-        keep = [i for i, c in enumerate(table["columns"]) if not TIMING.search(c.replace(" ", "_"))]
-        tables.append([[row[i] for i in keep] for row in table["rows"]])
-    kept["tables"] = tables
+    kept["tables"] = [
+        [
+            {
+                c: v
+                for c, v in zip(table["columns"], row, strict=True)
+                if not TIMING.search(c.replace(" ", "_"))
+            }
+            for row in table["rows"]
+        ]
+        for table in result.get("tables", [])
+    ]
     return strip(kept)
+
+
+# What else differs between two runs of the same config on the same machine, and why (the
+# README's "Determinism" paragraph lists the same): claim -> paths (as ``differences`` names them).
+VARYING: dict[str, re.Pattern[str]] = {
+    # the process's RSS high-water mark (VmHWM) on CPU: allocator and OS, not the model
+    "C14": re.compile(r"^\.metrics\.variants\.\w+\.peak_bytes\[\d+\]$|^\.tables\[0\]\[\d+\]\.peak extra"),
+    # a sentence quoting the measured time overhead
+    "C19": re.compile(r"^\.(metrics\.chen_note|literature\[\d+\]\.note)$"),
+}
+
+
+def nondeterministic_differences(claim_id: str, a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Differences between two runs' results of one claim beyond timings and the named ones."""
+    allowed = VARYING.get(claim_id)
+    return [
+        line
+        for line in differences(comparable(a), comparable(b))
+        if allowed is None or not allowed.search(line.split(":", 1)[0])
+    ]
 
 
 def differences(a: Any, b: Any, path: str = "") -> Iterator[str]:
@@ -276,6 +302,6 @@ def test_killed_dag_resumes_with_make_run_to_the_same_results(test_dag_run: Path
     diffs = [
         f"{claim_id}{line}"
         for claim_id in reference
-        for line in differences(comparable(reference[claim_id]), comparable(resumed[claim_id]))
+        for line in nondeterministic_differences(claim_id, reference[claim_id], resumed[claim_id])
     ]
     assert not diffs, "\n".join(diffs[:40])
