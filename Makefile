@@ -1,5 +1,6 @@
 # whylab: two commands on a fresh machine (Python 3.11, make, bash):
 #   make run    set up .venv, run the whole DAG on the embedded default corpus, print the report path
+#               (after a crash or a kill, run it again: it resumes where the dead run stopped)
 #   make test   set up .venv, run the test suite (unit tests + the DAG end to end on config/test.yaml)
 #   make lint   the static checks CI runs (ruff, mypy, snakefmt, snakemake --lint)
 PYTHON ?= python3.11
