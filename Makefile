@@ -1,5 +1,6 @@
 # whylab: two commands on a fresh machine (Python 3.11, make, bash):
 #   make run    set up .venv, run the whole DAG on the embedded default corpus, print the report path
+#               (after a crash or a kill, run it again: it resumes where the dead run stopped)
 #   make test   set up .venv, run the test suite (unit tests + the DAG end to end on config/test.yaml)
 #   make lint   the static checks CI runs (ruff, mypy, snakefmt, snakemake --lint)
 PYTHON ?= python3.11
@@ -26,8 +27,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[$(EXTRA),test]'
 	touch $@
 
+# After a crash, kill or power loss, `make run` again resumes: a lock a dead run left is removed
+# (never while a Snakemake process works here) and its half-done jobs are made again.
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m whylab.recover --cores $(CORES) --configfile $(CONFIG)
 	@echo "Report: $(abspath $(shell $(BIN)/python -c "import yaml,sys; c=yaml.safe_load(open('$(CONFIG)')) or {}; print((c.get('report') or {}).get('path','reports/index.html'))"))"
 
 test: setup

@@ -45,3 +45,34 @@ def tiny_tokenizers(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory)
         1,
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def test_dag_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG on config/test.yaml, uninterrupted, in a fresh folder: run once per session.
+
+    tests/test_e2e.py checks its report; tests/test_resume.py compares a killed-and-resumed run with it.
+    WHYLAB_TEST_DAG=FOLDER reuses a finished run of config/test.yaml of this code instead (a
+    workflow copy with its results/ and reports/), to save minutes while developing.
+    """
+    import subprocess
+    import sys
+
+    from workflow_copy import workflow_copy
+
+    reuse = os.environ.get("WHYLAB_TEST_DAG")
+    if reuse:
+        assert (Path(reuse) / "reports" / "index.html").is_file(), f"WHYLAB_TEST_DAG={reuse}: no report there"
+        return Path(reuse)
+    work = workflow_copy(tmp_path_factory.mktemp("dag"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work

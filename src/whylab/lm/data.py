@@ -107,7 +107,7 @@ def token_blocks(
     tokenizer: PreTrainedTokenizerFast,
     block_size: int,
     max_blocks: int | None = None,
-) -> torch.LongTensor:
+) -> torch.Tensor:
     """Non-overlapping ``(N, block_size)`` blocks of the files' tokens, in reading order.
 
     The token stream of :func:`token_ids` is cut into consecutive blocks and the

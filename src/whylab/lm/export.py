@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from whylab.errors import InputError
 from whylab.files import atomic_path, write_json
 from whylab.lm.data import load_tokenizer, token_blocks
 from whylab.runtime import resolve_device, set_threads
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin
 
 EXPORT_DEFAULTS: dict[str, Any] = {
     "opset": None,  # None: optimum's default for the architecture
@@ -102,7 +105,7 @@ def _ort_device(ort_model: Any) -> torch.device:
 
 
 def generation_check(
-    torch_model: torch.nn.Module, ort_model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
+    torch_model: GenerationMixin, ort_model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
 ) -> dict[str, Any]:
     """Greedy generation through ONNX Runtime (with past key values) next to PyTorch's."""
     ids = tokenizer(prompt, return_tensors="pt")

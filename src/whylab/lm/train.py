@@ -198,7 +198,7 @@ def flops_per_token(model: torch.nn.Module, block_size: int) -> float:
     N counts every weight that multiplies activations (the embedding lookup is
     left out, the output head is in).
     """
-    cfg = model.config
+    cfg: Any = model.config  # a transformers config: its fields are set at run time
     n = count_parameters(model, non_embedding=True)
     return 6.0 * n + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * block_size
 
@@ -230,9 +230,18 @@ def fingerprint(payload: Mapping[str, Any], *tensors: torch.Tensor) -> str:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 -- the global RNG set_seed seeds
+    """Every RNG state as tensors and plain lists, so the checkpoint loads with ``weights_only``."""
+    version, mt_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002 -- the global RNG set_seed seeds
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(mt_state), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -241,8 +250,11 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002 -- restores the global RNG on resume
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))  # noqa: NPY002 -- restores the global RNG on resume
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -333,9 +345,10 @@ def train_model(
     start = 0
     ckpt_path = latest_checkpoint(checkpoint_dir, fp)
     if ckpt_path is not None:
-        # our own file (numpy RNG state inside), so the full unpickler is needed. Loaded to
-        # the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        # tensors and plain containers only (RNG states included): no full unpickler runs on a
+        # file in results/. Loaded to the CPU: RNG states must stay CPU ByteTensors;
+        # load_state_dict moves the rest.
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -414,7 +427,7 @@ def train_model(
             if due_eval:
                 evaluate(done)
                 model.train()
-            if due_ckpt:
+            if due_ckpt and checkpoint_dir is not None:
                 result.checkpoints_written += 1
                 _save_checkpoint(
                     checkpoint_dir, done, fp, model, optimizer, scheduler, result, cfg.keep_checkpoints
@@ -523,7 +536,7 @@ def run_step(
         fp=fp,
     )
 
-    model = model.to("cpu").float().eval()
+    model = model.cpu().float().eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     with atomic_path(outputs["model"]) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
