@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
 	@echo "Report: $(abspath $(shell $(BIN)/python -c "import yaml,sys; c=yaml.safe_load(open('$(CONFIG)')) or {}; print((c.get('report') or {}).get('path','reports/index.html'))"))"
 
 test: setup

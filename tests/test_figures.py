@@ -98,7 +98,9 @@ def test_ticks_outside_the_view_are_not_counted() -> None:
     plt.close(fig)
 
 
-def test_save_is_strict_in_tests_and_records_otherwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_is_strict_in_tests_and_records_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def bad() -> plt.Figure:
         fig, ax = plt.subplots(figsize=(4, 3))
         ax.plot(np.linspace(0, 1, 20), np.ones(20), label="flat")
@@ -125,3 +127,60 @@ def test_a_clean_figure_records_no_problem(tmp_path: Path) -> None:
     _labelled(ax)
     ref = plotting.save(fig, tmp_path, "good", "A good figure", "Nothing hides anything.")
     assert plotting.recorded_problems(tmp_path / ref.path) == []
+
+
+@pytest.mark.browser
+def test_figures_of_a_report_render_in_a_real_browser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small report (the glance figure, a clean figure and one with a recorded layout problem)
+    screenshotted figure by figure in headless Chromium: each image loads, is drawn, is not blank,
+    and the one problem the layout check recorded is shown under its figure."""
+    from browser import figure_shots
+    from whylab import report
+    from whylab.concepts import run_concept
+    from whylab.results import Evidence
+    from whylab.verdict import Label, Verdict
+
+    class TwoFigures:
+        CLAIM_ID = "C05"
+
+        @staticmethod
+        def run(ctx):  # type: ignore[no-untyped-def]
+            fig, ax = plt.subplots(figsize=(4, 3))
+            ax.plot([0, 1], [0, 1], label="rising")
+            ax.legend(loc="upper left")
+            _labelled(ax)
+            good = plotting.save(fig, ctx.outdir, "good", "A clean figure", "Nothing hides anything.")
+            fig, ax = plt.subplots(figsize=(4, 3))
+            ax.plot(np.linspace(0, 1, 20), np.ones(20), label="flat")
+            ax.set_ylim(0, 1.05)
+            ax.legend(loc="upper right")
+            _labelled(ax)
+            bad = plotting.save(fig, ctx.outdir, "bad", "A bad figure", "Its legend hides data.")
+            return Evidence(method="m", metrics={}, figures=[good, bad])
+
+        @staticmethod
+        def verdict(metrics):  # type: ignore[no-untyped-def]
+            return Verdict(Label.INCONCLUSIVE, "r")
+
+    import whylab.concepts as concepts
+
+    monkeypatch.setattr(concepts, "load", lambda claim_id: TwoFigures)
+    monkeypatch.setenv(plotting.STRICT_ENV, "0")
+    result = tmp_path / "C05" / "result.json"
+    run_concept("C05", {"seeds": [0], "device": "cpu"}, {}, result)
+    page = tmp_path / "index.html"
+    page.write_text(report.render({"C05": result}, config={}, title="whylab test"), encoding="utf-8")
+
+    shots = figure_shots(page, tmp_path / "shots")
+    assert [s.alt for s in shots] == [
+        "The 21 claims by topic, coloured by verdict",
+        "A clean figure",
+        "A bad figure",
+    ]
+    for shot in shots:
+        assert shot.loaded and shot.shown_width > 100, shot
+        assert shot.distinct_colours > 16, f"{shot.alt} looks blank in the browser"
+    assert [bool(s.layout_warning) for s in shots] == [False, False, True]
+    assert "legend covers" in shots[2].layout_warning

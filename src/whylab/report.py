@@ -316,7 +316,7 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
             ax.scatter(
                 [col],
                 [y],
-                s=900 if marker == "s" else 650,
+                s=760 if marker == "s" else 560,
                 marker=marker,
                 c=VERDICT_COLOURS.get(label, "#ffffff"),
                 edgecolors="#555555",
