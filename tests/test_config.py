@@ -182,16 +182,6 @@ CROSS_FIELD = [
         "quantization.smoothquant.alpha_ref (0.3) is not one of quantization.smoothquant.alphas",
         id="smoothquant-alpha",
     ),
-    pytest.param(
-        {"lm": {"tokenizer": {"vocab_size": 1500}}},
-        "lm.tokenizer.vocab_size (1500) is not built by the tokenizers rule: tokenizers.vocab_sizes is 1000, 2000, 4000",
-        id="lm-tokenizer-built",
-    ),
-    pytest.param(
-        {"tokenizers": {"scope": "per_language"}},
-        "mechanisms.tokenizer needs the joint tokenizer, but tokenizers.scope ('per_language') builds en, ko",
-        id="tokenizer-scope",
-    ),
 ]
 
 
@@ -220,8 +210,32 @@ def test_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
     assert "YAML syntax error" in message
 
 
+# pairs across sections that the rules files check as they pick a rule's inputs (same one line)
+RULES_FILES = [
+    pytest.param(
+        {"lm": {"tokenizer": {"vocab_size": 1500}}},
+        "lm.tokenizer.vocab_size: 1500 is not built by the tokenizers rule (it builds 1000, 2000, 4000)",
+        id="lm-tokenizer-built",
+    ),
+    pytest.param(
+        {"tokenizers": {"scope": "per_language"}},
+        "mechanisms.tokenizer.scope: 'joint' is not built by the tokenizers rule (it builds en, ko)",
+        id="tokenizer-scope",
+    ),
+    pytest.param(
+        {
+            "quantization": {"qlora": {"finetune_language": "en"}},
+            "lm": {"train_languages": ["ko"]},
+            "corpus": {"languages": ["ko"]},
+        },
+        "quantization.qlora.finetune_language: 'en' is not in corpus.languages (ko)",
+        id="languages",
+    ),
+]
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize(("overlay", "expected"), CROSS_FIELD)
+@pytest.mark.parametrize(("overlay", "expected"), CROSS_FIELD + RULES_FILES)
 def test_cross_field_errors_stop_snakemake_before_any_job(
     tmp_path: Path, overlay: dict, expected: str
 ) -> None:

@@ -265,46 +265,14 @@ def _check_cross_fields(config: Mapping[str, Any]) -> None:
     _at_most(config, "mechanisms.C07.min_seq_len", "mechanisms.C07.max_seq_len", "the longest sentence kept")
     _at_most(config, "memory.C20.min_len", "memory.C20.seq_len", "the longest sequence")
     # other pairs
-    for key in ("mechanisms.C08.warmup_steps",):
-        steps_key, steps = _first(config, "mechanisms.C08.steps", "mechanisms.train.steps")
-        warm = _get(config, key)
-        if isinstance(warm, int) and isinstance(steps, int) and warm >= steps:
-            raise InputError(f"config error: {key} ({warm}) must be below {steps_key} ({steps})")
+    steps_key, steps = _first(config, "mechanisms.C08.steps", "mechanisms.train.steps")
+    warm = _get(config, "mechanisms.C08.warmup_steps")
+    if isinstance(warm, int) and isinstance(steps, int) and warm >= steps:
+        raise InputError(
+            f"config error: mechanisms.C08.warmup_steps ({warm}) must be below {steps_key} ({steps})"
+        )
     _each_divides(config, "memory.C20.batch_size", "memory.C20.micro_batch_sizes")
     _member(config, "quantization.smoothquant.alpha_ref", "quantization.smoothquant.alphas")
     _member(config, "quantization.smoothquant.verdict_scheme", "quantization.smoothquant.act_schemes")
-    _member(config, "quantization.qlora.finetune_language", "corpus.languages")
-    for i, lang in enumerate(_get(config, "lm.train_languages") or []):
-        if lang not in (_get(config, "corpus.languages") or [lang]):
-            raise InputError(
-                f"config error: lm.train_languages[{i}] ({lang!r}) is not one of corpus.languages "
-                f"({', '.join(map(repr, _get(config, 'corpus.languages')))})"
-            )
-    _tokenizer_is_built(config, "mechanisms.tokenizer")
-    _tokenizer_is_built(config, "lm.tokenizer", scope="joint")
-
-
-def _tokenizer_is_built(config: Mapping[str, Any], key: str, scope: str | None = None) -> None:
-    """The tokenizer a section names must be one the tokenizers rule builds."""
-    tok = _get(config, key)
-    built = _get(config, "tokenizers")
-    if not isinstance(tok, Mapping) or not isinstance(built, Mapping):
-        return
-    want_scope = scope or tok.get("scope")
-    build = built.get("scope")
-    langs = _get(config, "corpus.languages") or []
-    scopes = (list(langs) if build in ("per_language", "both") else []) + (
-        ["joint"] if build in ("joint", "both") else []
-    )
-    if want_scope is not None and build is not None and want_scope not in scopes:
-        raise InputError(
-            f"config error: {key} needs the {want_scope} tokenizer, but tokenizers.scope "
-            f"({build!r}) builds {', '.join(scopes) or 'none'}"
-        )
-    for field, options_key in (("algorithm", "algorithms"), ("vocab_size", "vocab_sizes")):
-        options = built.get(options_key)
-        if field in tok and isinstance(options, list) and tok[field] not in options:
-            raise InputError(
-                f"config error: {key}.{field} ({tok[field]!r}) is not built by the tokenizers rule: "
-                f"tokenizers.{options_key} is {', '.join(map(str, options))}"
-            )
+    # (which tokenizer a section uses and which languages it trains on are checked against the
+    # tokenizers and corpus sections where the rules files pick their inputs, also before any job)
