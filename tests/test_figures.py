@@ -98,26 +98,71 @@ def test_ticks_outside_the_view_are_not_counted() -> None:
     plt.close(fig)
 
 
+def _crowded() -> plt.Figure:
+    """Two panels; the left one is full of points, so its legend has no free place, inside or out."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6, 3))
+    grid = np.linspace(0.02, 0.98, 12)
+    xs, ys = np.meshgrid(grid, grid)
+    left.scatter(xs.ravel(), ys.ravel(), s=4, label="everywhere")
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1)
+    left.legend(loc="upper right")
+    right.plot([0, 1], [0, 1])
+    for ax in (left, right):
+        _labelled(ax)
+    return fig
+
+
 def test_save_is_strict_in_tests_and_records_otherwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def bad() -> plt.Figure:
-        fig, ax = plt.subplots(figsize=(4, 3))
-        ax.plot(np.linspace(0, 1, 20), np.ones(20), label="flat")
-        ax.set_ylim(0, 1.05)
-        ax.legend(loc="upper right")
-        _labelled(ax)
-        return fig
-
     monkeypatch.setenv(plotting.STRICT_ENV, "1")
     with pytest.raises(plotting.FigureLayoutError, match="legend covers"):
-        plotting.save(bad(), tmp_path, "bad", "A bad figure", "Its legend hides data.")
+        plotting.save(_crowded(), tmp_path, "bad", "A bad figure", "Its legend hides data.")
     assert not (tmp_path / "figures" / "bad.png").exists()
 
     monkeypatch.setenv(plotting.STRICT_ENV, "0")
-    ref = plotting.save(bad(), tmp_path, "bad", "A bad figure", "Its legend hides data.")
+    ref = plotting.save(_crowded(), tmp_path, "bad", "A bad figure", "Its legend hides data.")
     problems = plotting.recorded_problems(tmp_path / ref.path)
     assert len(problems) == 1 and "legend covers" in problems[0]
+
+
+def test_a_legend_over_data_is_moved_where_it_covers_none() -> None:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    x = np.linspace(0, 1, 50)
+    ax.plot(x, np.ones_like(x), label="flat at the top")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper right", title="series")
+    assert plotting.layout_problems(fig)
+    plotting.tidy_layout(fig)
+    assert plotting.layout_problems(fig) == []
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "series"
+    assert [t.get_text() for t in legend.get_texts()] == ["flat at the top"]
+    plt.close(fig)
+
+
+def test_a_legend_with_no_room_inside_goes_right_of_the_last_panel() -> None:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(["a", "b", "c", "d"], [1, 1, 1, 1], label="full height")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right")
+    plotting.tidy_layout(fig)
+    assert plotting.layout_problems(fig) == []
+    legend = ax.get_legend()
+    assert legend is not None
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
+    plt.close(fig)
+
+
+def test_crowded_x_tick_labels_are_turned() -> None:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar([f"a long category {i}" for i in range(6)], range(6))
+    assert plotting.layout_problems(fig)
+    plotting.tidy_layout(fig)
+    assert plotting.layout_problems(fig) == []
+    assert all(t.get_rotation() in (30, 90) for t in ax.get_xticklabels())
+    plt.close(fig)
 
 
 def test_a_clean_figure_records_no_problem(tmp_path: Path) -> None:
@@ -152,11 +197,7 @@ def test_figures_of_a_report_render_in_a_real_browser(
             ax.legend(loc="upper left")
             _labelled(ax)
             good = plotting.save(fig, ctx.outdir, "good", "A clean figure", "Nothing hides anything.")
-            fig, ax = plt.subplots(figsize=(4, 3))
-            ax.plot(np.linspace(0, 1, 20), np.ones(20), label="flat")
-            ax.set_ylim(0, 1.05)
-            ax.legend(loc="upper right")
-            _labelled(ax)
+            fig = _crowded()
             bad = plotting.save(fig, ctx.outdir, "bad", "A bad figure", "Its legend hides data.")
             return Evidence(method="m", metrics={}, figures=[good, bad])
 

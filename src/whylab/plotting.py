@@ -76,12 +76,14 @@ def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> 
 
     Every axis that carries data must have both axis labels set (with units
     where the quantity has one); this is checked here so no figure slips out
-    unlabelled. The drawn layout is checked too (see :func:`layout_problems`).
+    unlabelled. The drawn layout is tidied (:func:`tidy_layout`: a legend moved off the data,
+    crowded x tick labels turned) and then checked (:func:`layout_problems`).
     """
     if not title or not caption:
         raise ValueError(f"figure {name!r} needs a title and a caption")
     _check_labels(fig, name)
     fig.suptitle(title)
+    tidy_layout(fig)
     problems = layout_problems(fig)
     if problems and strict():
         plt.close(fig)
@@ -275,30 +277,94 @@ def _covered(legend_box: Bbox, ax: Axes, renderer: RendererBase) -> int:
     return n
 
 
+def _draw(fig: plt.Figure) -> RendererBase:
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _legend_cover(fig: plt.Figure, legend: Legend, renderer: RendererBase) -> list[str]:
+    """What ``legend`` covers: data of any panel (a panel's legend may sit over its neighbour)."""
+    box = legend.get_window_extent(renderer)
+    out = []
+    for ax in fig.axes:
+        n = _covered(box, ax, renderer)
+        if n:
+            out.append(f"the legend covers {n} data point(s) of {_panel(ax)}")
+    return out
+
+
 def layout_problems(fig: plt.Figure) -> list[str]:
     """What a reader would misread in ``fig`` as drawn: one line per problem ([] when none).
 
-    - a legend box (of a panel, or of the figure) covering a data point: a line's vertex, a
-      scatter point, a bar or an image inside the legend's frame;
+    - a legend box (of a panel, or of the figure) covering a data point of any panel: a line's
+      vertex, a scatter point, a bar or an image inside the legend's frame;
     - two labels overlapping: tick labels (only the ticks drawn) and annotations (``ax.text``,
       ``ax.annotate``), compared as rotated rectangles across the whole figure.
     """
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    renderer = canvas.get_renderer()
+    renderer = _draw(fig)
     problems: list[str] = []
-    for legend, axes in _legends(fig):
-        box = legend.get_window_extent(renderer)
-        for ax in axes:
-            n = _covered(box, ax, renderer)
-            if n:
-                problems.append(f"the legend covers {n} data point(s) of {_panel(ax)}")
+    for legend, _ in _legends(fig):
+        problems += _legend_cover(fig, legend, renderer)
     labels = _texts(fig, renderer)
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
             if a.overlaps(b):
                 problems.append(f"{a.what} overlaps {b.what}")
     return problems
+
+
+# the places a panel's legend is tried in, inside the panel, before outside to its right
+LEGEND_PLACES = (
+    "upper right",
+    "upper left",
+    "lower right",
+    "lower left",
+    "center right",
+    "center left",
+    "upper center",
+    "lower center",
+)
+
+
+def tidy_layout(fig: plt.Figure) -> None:
+    """Fix what can be fixed without changing what a figure shows, before it is checked:
+
+    - a panel's legend that covers data moves to the first of :data:`LEGEND_PLACES` where it
+      covers none, else (for a panel with no neighbour on its right) outside, right of the panel;
+    - a panel's x tick labels that overlap are turned 30°, then 90°.
+
+    Whatever still overlaps is left for :func:`layout_problems` to report.
+    """
+    renderer = _draw(fig)
+    right_edge = max((ax.get_position().x1 for ax in fig.axes), default=1.0)
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible() or not _legend_cover(fig, legend, renderer):
+            continue
+        places: list[tuple[str, dict[str, object]]] = [(loc, {}) for loc in LEGEND_PLACES]
+        if ax.get_position().x1 >= right_edge - 1e-6:
+            places.append(("upper left", {"bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}))
+        for loc, extra in places:
+            sns.move_legend(ax, loc, **extra)
+            renderer = _draw(fig)
+            moved = ax.get_legend()
+            if moved is not None and not _legend_cover(fig, moved, renderer):
+                break
+    for ax in fig.axes:
+        for rotation in (30, 90):
+            labels = [
+                lab
+                for text, what in _tick_labels(ax)
+                if what.startswith("x ") and (lab := _text_label(text, what, renderer)) is not None
+            ]
+            if not any(a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1 :]):
+                break
+            for text in ax.get_xticklabels():
+                text.set_rotation(rotation)
+                text.set_horizontalalignment("right" if rotation < 90 else "center")
+                text.set_rotation_mode("anchor" if rotation < 90 else "default")
+            renderer = _draw(fig)
 
 
 setup()
