@@ -294,6 +294,11 @@ def _legend_cover(fig: plt.Figure, legend: Legend, renderer: RendererBase) -> li
     return out
 
 
+def _covered_count(fig: plt.Figure, legend: Legend, renderer: RendererBase) -> int:
+    box = legend.get_window_extent(renderer)
+    return sum(_covered(box, ax, renderer) for ax in fig.axes)
+
+
 def layout_problems(fig: plt.Figure) -> list[str]:
     """What a reader would misread in ``fig`` as drawn: one line per problem ([] when none).
 
@@ -345,12 +350,22 @@ def tidy_layout(fig: plt.Figure) -> None:
         places: list[tuple[str, dict[str, object]]] = [(loc, {}) for loc in LEGEND_PLACES]
         if ax.get_position().x1 >= right_edge - 1e-6:
             places.append(("upper left", {"bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}))
+        places += [(loc, {"fontsize": "small", "title_fontsize": "small"}) for loc in LEGEND_PLACES]
+        best: tuple[int, str, dict[str, object]] | None = None
         for loc, extra in places:
             sns.move_legend(ax, loc, **extra)
             renderer = _draw(fig)
             moved = ax.get_legend()
-            if moved is not None and not _legend_cover(fig, moved, renderer):
+            covered = _covered_count(fig, moved, renderer) if moved is not None else 0
+            if best is None or covered < best[0]:
+                best = (covered, loc, extra)
+            if covered == 0:
                 break
+        else:
+            # nowhere free: the place that covers least (the check still reports it)
+            if best is not None:
+                sns.move_legend(ax, best[1], **best[2])
+                renderer = _draw(fig)
     for ax in fig.axes:
         for rotation in (30, 90):
             labels = [
