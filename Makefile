@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 # After a crash, kill or power loss, `make run` again resumes: a lock a dead run left is removed
 # (never while a Snakemake process works here) and its half-done jobs are made again.
 run: setup
-	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m whylab.recover --cores $(CORES) --configfile $(CONFIG)
+	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m whylab.recover --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
 	@echo "Report: $(abspath $(shell $(BIN)/python -c "import yaml,sys; c=yaml.safe_load(open('$(CONFIG)')) or {}; print((c.get('report') or {}).get('path','reports/index.html'))"))"
 
 test: setup

@@ -10,10 +10,16 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, installed or not
-from whylab.config import check_config
+from whylab.config import check_config, load_yaml
 from whylab.errors import InputError
 
 min_version("9.0")
+
+# A YAML syntax error in the default config: one line with the file, line and column.
+try:
+    load_yaml(os.path.relpath(Path(workflow.basedir) / "config/config.yaml"))
+except InputError as exc:
+    sys.exit(f"whylab: {exc}")
 
 
 configfile: "config/config.yaml"

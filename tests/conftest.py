@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# every figure a test (or the DAG a test runs) saves must pass the layout check: no legend over
+# data, no overlapping labels (whylab.plotting); outside the tests a problem is only recorded
+os.environ.setdefault("WHYLAB_STRICT_FIGURES", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 

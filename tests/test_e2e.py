@@ -161,3 +161,17 @@ def test_report_opens_offline_in_a_real_browser(pipeline: Path) -> None:
     assert title.startswith("whylab")
     outside = [u for u in requests if not u.startswith(("file://", "data:"))]
     assert not outside, f"the report asked the network for {outside}"
+
+
+@pytest.mark.browser
+def test_every_figure_renders_and_passed_the_layout_check(pipeline: Path, tmp_path: Path) -> None:
+    """Each figure of the test run screenshotted in headless Chromium: it loads, is drawn and is
+    not blank, and the layout check (no legend over data, no overlapping labels) passed it."""
+    from browser import figure_shots
+
+    shots = figure_shots(pipeline / "reports" / "index.html", tmp_path)
+    tested = list((pipeline / "results" / "concepts").glob("C*/result.json"))
+    assert len(shots) >= 2 * len(tested) + 1  # + the claims-at-a-glance figure
+    for shot in shots:
+        assert shot.loaded and shot.shown_width > 100 and shot.distinct_colours > 16, shot
+    assert not [f"{s.alt}: {s.layout_warning}" for s in shots if s.layout_warning]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from whylab import claims, plotting, report
 from whylab.concepts import run_concept
 from whylab.results import Evidence, Table
-from whylab.verdict import Label, Verdict
+from whylab.verdict import Kind, Label, Verdict
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 
@@ -83,3 +85,155 @@ def test_plot_without_axis_labels_is_refused(tmp_path: Path) -> None:
     ax.plot([0, 1], [0, 1])
     with pytest.raises(ValueError, match="axis labels"):
         plotting.save(fig, tmp_path, "bad", "t", "c")
+
+
+def _with_verdict(result: Path, tmp_path: Path, claim_id: str, **verdict: Any) -> Path:
+    """A copy of ``result`` as claim ``claim_id`` with these verdict fields (figures copied too)."""
+    record = json.loads(result.read_text(encoding="utf-8"))
+    record["claim_id"] = claim_id
+    record["verdict"] = {**record["verdict"], **verdict}
+    out = tmp_path / claim_id / "result.json"
+    (out.parent / "figures").mkdir(parents=True)
+    for fig in record["figures"]:
+        (out.parent / fig["path"]).write_bytes((result.parent / fig["path"]).read_bytes())
+    out.write_text(json.dumps(record), encoding="utf-8")
+    return out
+
+
+def test_kind_primary_limited_takeaway_and_correction_are_shown(hostile_result: Path, tmp_path: Path) -> None:
+    partly = _with_verdict(
+        hostile_result,
+        tmp_path,
+        "C05",
+        label="partly supported",
+        reason="the reason with numbers",
+        kind="experiment",
+        primary="√d_k vs no scaling at d_k = 64, 5 seeds, paired",
+        limited=["saturation at d_k = 512 was not trained"],
+        takeaway="Scaling keeps softmax from saturating.",
+        correction="divide by √d_k, the per-head dimension, not the embedding dimension",
+    )
+    supported = _with_verdict(
+        hostile_result,
+        tmp_path,
+        "C14",
+        label="supported",
+        reason="r",
+        kind="definition check",
+        correction="a correction a supported claim must not show",
+    )
+    html = report.render({"C05": partly, "C14": supported}, config={}, title="t")
+    section = html[html.index('<section id="C05">') : html.index('<section id="C14">')]
+    assert section.index("experiment") < section.index("Primary comparison") < section.index("<h3>Method")
+    assert "√d_k vs no scaling at d_k = 64, 5 seeds, paired" in section
+    assert "Limited by this run" in section and "saturation at d_k = 512 was not trained" in section
+    assert "Scaling keeps softmax from saturating." in section
+    assert "Corrected:</strong> divide by √d_k" in section
+    assert "definition check" in html[html.index('<section id="C14">') :]
+    assert "a correction a supported claim must not show" not in html
+    # the summary's Why column: the takeaway in plain words, flagged as limited
+    summary = html[html.index('id="summary"') : html.index("<main>")]
+    assert "Scaling keeps softmax from saturating." in summary and "limited by this run" in summary
+
+
+def test_results_written_before_the_new_fields_still_render(hostile_result: Path, tmp_path: Path) -> None:
+    record = json.loads(hostile_result.read_text(encoding="utf-8"))
+    record["verdict"] = {"label": "supported", "reason": "an old result"}
+    hostile_result.write_text(json.dumps(record), encoding="utf-8")
+    html = report.render({"C01": hostile_result}, config={}, title="t")
+    assert "an old result" in html and "Limited by this run" not in html
+    assert report.verdict_view(record["verdict"])["kind"] == str(Kind.EXPERIMENT)
+
+
+def test_the_notes_are_annotated_with_badges_and_corrections(hostile_result: Path, tmp_path: Path) -> None:
+    c05 = _with_verdict(
+        hostile_result, tmp_path, "C05", label="partly supported", reason="r", correction="divide by √d_k"
+    )
+    html = report.render({"C05": c05}, config={}, title="t")
+    notes = html[html.index('<section id="notes">') : html.index('id="summary"')]
+    # the notes' own text, verbatim (escaped), each claim's quote marked
+    for claim in claims.CLAIMS:
+        for quote in claim.quotes:
+            assert _escaped(quote) in notes, quote
+    assert notes.count('href="#C05"') == 1 and 'class="badge partly-supported"' in notes
+    assert notes.count("not tested yet") == len(claims.CLAIMS) - 1
+    assert "C05, corrected:</strong> divide by √d_k" in notes
+    # the correction sits beneath C05's last quote, the code line of the notes
+    assert notes.index("math.sqrt(d_k)") < notes.index("C05, corrected") < notes.index("# 3. softmax")
+
+
+def test_annotate_notes_marks_every_quote_once() -> None:
+    lines = report.annotate_notes(claims.notes_text(), {"C02": "supported"})
+    marked = [(seg["claim"], seg["text"]) for line in lines for seg in line["segments"] if seg["claim"]]
+    expected = [(c.id, q) for c in claims.CLAIMS for q in c.quotes]
+    assert sorted(marked) == sorted(expected)
+    badges = [seg["claim"] for line in lines for seg in line["segments"] if seg["badge"]]
+    assert sorted(badges) == sorted(claims.BY_ID)
+    assert "".join(seg["text"] for seg in lines[3]["segments"]).startswith("서브위드 토큰화")
+    assert "\n".join("".join(s["text"] for s in line["segments"]) for line in lines) == claims.notes_text()
+
+
+def test_quotes_are_verbatim_with_misspellings_named(hostile_result: Path, tmp_path: Path) -> None:
+    c02 = _with_verdict(hostile_result, tmp_path, "C02", label="supported", reason="r")
+    html = report.render({"C02": c02}, config={}, title="t")
+    section = html[html.index('<section id="C02">') :]
+    assert "서브위드 토큰화 : 고빈도" in section and "서브워드 토큰화" not in section
+    assert re.search(
+        r"The notes write <span lang=\"ko\">서브위드</span> \(sic\) for <span lang=\"ko\">서브워드", section
+    )
+
+
+def test_every_badge_class_has_a_style(hostile_result: Path) -> None:
+    html = report.render({"C01": hostile_result}, config={}, title="t")
+    css = (Path(report.__file__).parent / "templates" / "report.css").read_text(encoding="utf-8")
+    styled = set(re.findall(r"\.([a-z][a-z-]*)\s*[{,]", css))
+    used = {c for attr in re.findall(r'class="badge ([^"]+)"', html) for c in attr.split()}
+    assert "untested" in used and used <= styled, used - styled
+
+
+def test_scale_banner_and_glance_figure(hostile_result: Path, tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    split = {"train": 1, "valid": 1}
+    ko = {"chars": {"train": 29000, "valid": 3000}, "paragraphs": split, "words": split}
+    stats.write_text(
+        json.dumps({"languages": {"ko": {**ko, "distinct_chars": 900, "sources": {"kolaw": 1}}}}),
+        encoding="utf-8",
+    )
+    lm = tmp_path / "lm.json"
+    lm.write_text(
+        json.dumps({"params_total": 1_100_000, "steps": 150, "device": "cpu", "threads": 1}), encoding="utf-8"
+    )
+    config = {
+        "seeds": [0, 1, 2],
+        "mechanisms": {
+            "tokenizer": {"vocab_size": 1000},
+            "model": {"d_model": 64, "n_heads": 4, "n_layers": 2},
+            "train": {"steps": 200, "batch_size": 16, "seq_len": 64},
+        },
+    }
+    html = report.render(
+        {"C01": hostile_result}, config=config, title="t", corpus_stats=stats, extras={"lm_train_metrics": lm}
+    )
+    banner = html[html.index('<div class="scale"') : html.index('class="lede"')]
+    assert "1.1M parameters; 150 steps" in banner and "1 thread" in banner
+    assert "ko 29k characters to train" in banner and "3 seeds" in banner
+    assert re.search(r"\d+(\.\d+)?k parameters: 2 layers, width 64, 4 heads; 200 training steps", banner)
+    assert html.index('<div class="scale"') < html.index('id="glance"') < html.index('id="notes"')
+    assert re.search(r'<section id="glance">.*?<img src="data:image/png;base64,', html, re.S)
+
+
+def test_glance_figure_passes_the_layout_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(plotting.STRICT_ENV, "1")
+    labels = {c.id: str(list(Label)[i % 4]) for i, c in enumerate(claims.CLAIMS) if i % 5}
+    kinds = {cid: ("definition check" if i % 3 == 0 else "experiment") for i, cid in enumerate(labels)}
+    assert report.glance_figure(labels, kinds).startswith("data:image/png;base64,")
+
+
+def _escaped(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )

@@ -25,7 +25,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 SCHEMA_FILE = SCHEMA_DIR / "config.schema.yaml"
 
 
-def _with_defaults(cls: type) -> type:
+def _with_defaults(cls: type[Draft202012Validator]) -> type[Draft202012Validator]:
     """A validator class that fills in each property's ``default`` while validating."""
     validate_properties = cls.VALIDATORS["properties"]
 
@@ -47,6 +47,20 @@ _DefaultingValidator = _with_defaults(Draft202012Validator)
 def _load_yaml(path: Path) -> Any:
     with path.open(encoding="utf-8") as fh:
         return yaml.safe_load(fh)
+
+
+def load_yaml(path: Path | str) -> Any:
+    """Read a YAML file; a syntax error is one line naming the file, line and column."""
+    path = Path(path)
+    try:
+        return _load_yaml(path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        what = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise InputError(f"config error: {where}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"config error: {path}: YAML syntax error: {' '.join(str(exc).split())}") from None
 
 
 def _registry(schema_dir: Path) -> Registry:
@@ -74,11 +88,12 @@ def key_path(error: ValidationError) -> str:
 def describe(error: ValidationError) -> str:
     """One line: the dotted key and what is wrong with it."""
     where = key_path(error)
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         return f"{where}: unknown key {', '.join(map(repr, extra))} (allowed: {', '.join(allowed)})"
-    if error.validator == "enum":
+    if error.validator == "enum" and isinstance(error.validator_value, list):
         return f"{where}: {error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
     return f"{where}: {error.message}"
 
@@ -96,6 +111,7 @@ def check_config(
         best = max(errors, key=lambda e: len(e.absolute_path))
         raise InputError(f"config error: {describe(best)}")
     _check_semantics(data, Path(base_dir))
+    _check_cross_fields(data)
     return data
 
 
@@ -123,7 +139,140 @@ def load_config(path: Path | str, base_dir: Path | str | None = None) -> dict[st
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config file {str(path)!r} does not exist")
-    data = _load_yaml(path) or {}
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise InputError(f"config file {str(path)!r} must hold a mapping at the top level")
     return check_config(data, base_dir if base_dir is not None else Path.cwd())
+
+
+# --- checks across keys -----------------------------------------------------------------
+# A schema checks one value at a time; these check values that must fit each other, so the
+# mistake stops the run before any job with one line naming both keys.
+
+
+def _get(config: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key, or None where a section or key is absent."""
+    value: Any = config
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _first(config: Mapping[str, Any], *keys: str) -> tuple[str, Any]:
+    """The first of ``keys`` whose value is set (not null), with its name: per-claim overrides
+    fall back to the shared section."""
+    for key in keys:
+        value = _get(config, key)
+        if value is not None:
+            return key, value
+    return keys[-1], None
+
+
+def _divides(
+    config: Mapping[str, Any], width_key: str | tuple[str, ...], by_key: str | tuple[str, ...]
+) -> None:
+    wk, width = _first(config, *((width_key,) if isinstance(width_key, str) else width_key))
+    bk, by = _first(config, *((by_key,) if isinstance(by_key, str) else by_key))
+    if isinstance(width, int) and isinstance(by, int) and by > 0 and width % by:
+        raise InputError(f"config error: {wk} ({width}) is not divisible by {bk} ({by})")
+
+
+def _each_divides(config: Mapping[str, Any], width_key: str, list_key: str) -> None:
+    width, values = _get(config, width_key), _get(config, list_key)
+    if not isinstance(width, int) or not isinstance(values, list):
+        return
+    for i, value in enumerate(values):
+        if isinstance(value, int) and value > 0 and width % value:
+            raise InputError(f"config error: {list_key}[{i}] ({value}) does not divide {width_key} ({width})")
+
+
+def _at_most(config: Mapping[str, Any], key: str | tuple[str, ...], limit_key: str, what: str) -> None:
+    k, value = _first(config, *((key,) if isinstance(key, str) else key))
+    limit = _get(config, limit_key)
+    if isinstance(value, (int, float)) and isinstance(limit, (int, float)) and value > limit:
+        raise InputError(f"config error: {k} ({value}) is longer than {limit_key} ({limit}), {what}")
+
+
+def _member(config: Mapping[str, Any], key: str, options_key: str) -> None:
+    value, options = _get(config, key), _get(config, options_key)
+    if value is not None and isinstance(options, list) and value not in options:
+        raise InputError(
+            f"config error: {key} ({value!r}) is not one of {options_key} ({', '.join(map(repr, options))})"
+        )
+
+
+def _llama_models(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The memory claims' Llama shapes: memory.model, and each claim's overrides laid over it."""
+    base = _get(config, "memory.model")
+    if not isinstance(base, Mapping):
+        return []
+    out = [("memory.model", dict(base))]
+    for claim in ("C17", "C18", "C19", "C20", "C21"):
+        over = _get(config, f"memory.{claim}.model_overrides")
+        if isinstance(over, Mapping) and over:
+            out.append((f"memory.{claim}.model_overrides", {**base, **over}))
+    return out
+
+
+def _check_cross_fields(config: Mapping[str, Any]) -> None:
+    # attention heads split the width evenly: the bench model, its per-claim variants, the LM
+    _divides(config, "mechanisms.model.d_model", "mechanisms.model.n_heads")
+    _divides(
+        config,
+        ("mechanisms.C08.d_model", "mechanisms.model.d_model"),
+        ("mechanisms.C08.n_heads", "mechanisms.model.n_heads"),
+    )
+    _divides(config, "mechanisms.model.d_model", "mechanisms.C04.task.n_heads")
+    _divides(config, "mechanisms.C11.d_model", "mechanisms.C11.n_heads")
+    _each_divides(config, "mechanisms.C05.heads_d_model", "mechanisms.C05.heads_values")
+    _each_divides(config, "mechanisms.model.d_model", "mechanisms.C05.train_heads")
+    _divides(config, "lm.model.hidden_size", "lm.model.num_heads")
+    _divides(config, "lm.model.num_heads", "lm.model.num_kv_heads")
+    for where, model in _llama_models(config):
+        hidden, heads = model.get("hidden_size"), model.get("num_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+            raise InputError(
+                f"config error: {where}: hidden_size ({hidden}) is not divisible by num_heads ({heads})"
+            )
+    c21 = dict(_llama_models(config)).get("memory.C21.model_overrides") or _get(config, "memory.model")
+    off = _get(config, "memory.C21.offload_layers")
+    layers = c21.get("num_layers") if isinstance(c21, Mapping) else None
+    if isinstance(off, int) and isinstance(layers, int) and off > layers:
+        raise InputError(
+            f"config error: memory.C21.offload_layers ({off}) is more than the model's "
+            f"num_layers ({c21['num_layers']}, memory.model with memory.C21.model_overrides)"
+        )
+    # 4-bit groups run along each layer's input width: hidden_size (attention, gate/up, head)
+    # and intermediate_size (down projection)
+    _each_divides(config, "lm.model.hidden_size", "quantization.int4.block_sizes")
+    _each_divides(config, "lm.model.intermediate_size", "quantization.int4.block_sizes")
+    # sequences must fit the positions a model has
+    _at_most(config, "mechanisms.train.seq_len", "mechanisms.model.max_len", "the bench model's positions")
+    for claim in ("C08", "C09"):
+        _at_most(
+            config,
+            (f"mechanisms.{claim}.seq_len", "mechanisms.train.seq_len"),
+            "mechanisms.model.max_len",
+            "the bench model's positions",
+        )
+    positions = "the language model's positions"
+    _at_most(config, "lm.training.block_size", "lm.model.max_position_embeddings", positions)
+    _at_most(config, "lm.export.check_block_size", "lm.model.max_position_embeddings", positions)
+    _at_most(config, "quantization.measure.block_size", "lm.model.max_position_embeddings", positions)
+    _at_most(config, "quantization.qlora.block_size", "lm.model.max_position_embeddings", positions)
+    _at_most(config, "mechanisms.C07.min_seq_len", "mechanisms.C07.max_seq_len", "the longest sentence kept")
+    _at_most(config, "memory.C20.min_len", "memory.C20.seq_len", "the longest sequence")
+    # other pairs
+    steps_key, steps = _first(config, "mechanisms.C08.steps", "mechanisms.train.steps")
+    warm = _get(config, "mechanisms.C08.warmup_steps")
+    if isinstance(warm, int) and isinstance(steps, int) and warm >= steps:
+        raise InputError(
+            f"config error: mechanisms.C08.warmup_steps ({warm}) must be below {steps_key} ({steps})"
+        )
+    _each_divides(config, "memory.C20.batch_size", "memory.C20.micro_batch_sizes")
+    _member(config, "quantization.smoothquant.alpha_ref", "quantization.smoothquant.alphas")
+    _member(config, "quantization.smoothquant.verdict_scheme", "quantization.smoothquant.act_schemes")
+    # (which tokenizer a section uses and which languages it trains on are checked against the
+    # tokenizers and corpus sections where the rules files pick their inputs, also before any job)

@@ -31,10 +31,38 @@ from whylab.verdict import Label
 MAX_TABLE_ROWS = 40
 # headings of the extra sections the stage rules hand to the report (REPORT_EXTRA_INPUTS)
 EXTRA_TITLES = {"lm_train_metrics": "The language model behind C12–C16: training summary"}
+UNTESTED = "not tested yet"
+# the badge colours of report.css, so the at-a-glance figure and the page agree
+VERDICT_COLOURS = {
+    str(Label.SUPPORTED): "#52b788",
+    str(Label.PARTLY): "#ffd43b",
+    str(Label.NOT_SUPPORTED): "#f0616d",
+    str(Label.INCONCLUSIVE): "#adb5bd",
+    UNTESTED: "#ffffff",
+}
+KINDS = ("experiment", "definition check")
+CORRECTED_LABELS = (str(Label.PARTLY), str(Label.NOT_SUPPORTED))
 
 
 def _css_class(label: str) -> str:
-    return str(label).replace(" ", "-")
+    """The CSS class of a verdict badge (report.css has one rule per class)."""
+    label = str(label)
+    return "untested" if label == UNTESTED else label.replace(" ", "-")
+
+
+def verdict_view(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """A result's verdict with every field the page shows; results written before a field
+    existed render with its default (an experiment, no primary comparison, nothing limited)."""
+    limited = verdict.get("limited") or []
+    return {
+        "label": str(verdict["label"]),
+        "reason": str(verdict["reason"]),
+        "kind": str(verdict.get("kind") or "experiment"),
+        "primary": str(verdict.get("primary") or ""),
+        "limited": [str(x) for x in ([limited] if isinstance(limited, str) else limited)],
+        "takeaway": str(verdict.get("takeaway") or ""),
+        "correction": str(verdict.get("correction") or ""),
+    }
 
 
 def _cell(value: Any) -> str:
@@ -121,6 +149,230 @@ def _scalars(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return out
 
 
+def annotate_notes(notes: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The notes line by line, each claim's quotes marked with the claim's id.
+
+    Returns one dict per line: ``segments`` (text with the claim id it belongs to, or None,
+    and ``badge`` on a claim's first quote, where the page puts its verdict badge) and
+    ``ends`` (the claims whose last quote is on this line: their corrections go beneath it).
+    ``labels`` maps a claim id to its verdict label (a claim without one is not tested yet).
+    """
+    spans: list[tuple[int, int, str]] = []
+    for claim in claims.CLAIMS:
+        for quote in claim.quotes:
+            start = notes.find(quote)
+            while start >= 0 and any(a < start + len(quote) and start < b for a, b, _ in spans):
+                start = notes.find(quote, start + 1)
+            if start < 0:
+                raise ValueError(f"{claim.id}: the quote {quote!r} is not in the notes")
+            spans.append((start, start + len(quote), claim.id))
+    spans.sort()
+    last = {cid: a for a, _, cid in spans}  # sorted, so the last one wins
+    first = {cid: a for a, _, cid in reversed(spans)}
+    out: list[dict[str, Any]] = []
+    pos = 0
+    for line in notes.split("\n"):
+        end = pos + len(line)
+        segments: list[dict[str, Any]] = []
+        ends: list[str] = []
+        cursor = pos
+        for a, b, cid in spans:
+            if a < pos or a >= end:
+                continue
+            b = min(b, end)
+            if a > cursor:
+                segments.append({"text": notes[cursor:a], "claim": None, "badge": False})
+            segments.append({"text": notes[a:b], "claim": cid, "badge": first[cid] == a})
+            if last[cid] == a:
+                ends.append(cid)
+            cursor = b
+        if cursor < end:
+            segments.append({"text": notes[cursor:end], "claim": None, "badge": False})
+        out.append({"segments": segments, "ends": ends})
+        pos = end + 1
+    for row in out:
+        for seg in row["segments"]:
+            if seg["claim"]:
+                seg["label"] = labels.get(seg["claim"], UNTESTED)
+    return out
+
+
+def _bench_parameters(config: Mapping[str, Any]) -> int | None:
+    """Parameters of the bench transformer the mechanism claims train (C03–C10), built from the
+    config on torch's meta device (no memory, no weights); None when the config lacks it."""
+    mech = config.get("mechanisms")
+    if not isinstance(mech, Mapping) or not isinstance(mech.get("model"), Mapping):
+        return None
+    vocab = (mech.get("tokenizer") or {}).get("vocab_size")
+    if not vocab:
+        return None
+    import torch
+
+    from whylab.bench.model import BenchTransformer, count_parameters
+    from whylab.bench.train import bench_config
+
+    try:
+        cfg = bench_config(mech["model"], vocab_size=int(vocab))
+    except (TypeError, ValueError):
+        return None
+    with torch.device("meta"):
+        return count_parameters(BenchTransformer(cfg))
+
+
+def _count(n: float) -> str:
+    """12_345 → "12k", 1_100_000 → "1.1M"."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{suffix}"
+    return f"{n:g}"
+
+
+def _n(value: Any, noun: str) -> str:
+    """3, "layer" → "3 layers"; 1 → "1 layer"; None → "? layers"."""
+    if value is None:
+        return f"? {noun}s"
+    return f"{value} {noun}" + ("" if value == 1 else "s")
+
+
+def run_scale(
+    config: Mapping[str, Any],
+    extras: Mapping[str, Mapping[str, Any]],
+    corpus: Mapping[str, Any] | None,
+    device: str,
+) -> list[tuple[str, str]]:
+    """The run's scale in a few lines (what, how big), for the banner under the title."""
+    out: list[tuple[str, str]] = []
+    seeds = config.get("seeds") or []
+    out.append(("Device", f"{device}" + (f"; {_n(len(seeds), 'seed')}" if seeds else "")))
+    mech = config.get("mechanisms") or {}
+    model = mech.get("model") or {}
+    train = mech.get("train") or {}
+    params = _bench_parameters(config)
+    if model:
+        out.append(
+            (
+                "Bench transformer (C03–C11)",
+                (f"{_count(params)} parameters: " if params else "")
+                + f"{_n(model.get('n_layers'), 'layer')}, width {model.get('d_model', '?')}, "
+                f"{_n(model.get('n_heads'), 'head')}; {_n(train.get('steps'), 'training step')} of "
+                f"{train.get('batch_size', '?')} × {train.get('seq_len', '?')} tokens",
+            )
+        )
+    lm = extras.get("lm_train_metrics")
+    if lm:
+        langs = ", ".join(map(str, lm.get("train_languages") or []))
+        tokens = lm.get("tokens_trained")
+        out.append(
+            (
+                "Language model (C12–C16)",
+                f"{_count(float(lm.get('params_total', 0)))} parameters; {_n(lm.get('steps'), 'step')}"
+                + (f" ({_count(float(tokens))} tokens)" if tokens else "")
+                + (f" on {langs}" if langs else "")
+                + f", {lm.get('device_name') or lm.get('device', '?')}, {lm.get('precision', '?')}"
+                + (f", {_n(lm['threads'], 'thread')}" if lm.get("threads") else ""),
+            )
+        )
+    mem = (config.get("memory") or {}).get("model") or {}
+    if mem:
+        out.append(
+            (
+                "Memory model (C17–C21)",
+                f"a Llama of {_n(mem.get('num_layers'), 'layer')}, width {mem.get('hidden_size', '?')} "
+                "(plus real BERT-base and GPT-3 configurations, counted without weights)",
+            )
+        )
+    if corpus and isinstance(corpus.get("languages"), Mapping):
+        parts = []
+        for lang, stats in corpus["languages"].items():
+            chars = stats.get("chars") or {}
+            parts.append(
+                f"{lang} {_count(float(chars.get('train', 0)))} characters to train, "
+                f"{_count(float(chars.get('valid', 0)))} to validate"
+            )
+        out.append(("Corpus", "; ".join(parts)))
+    return out
+
+
+def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
+    """The 21 claims by topic, coloured by verdict, a square for an experiment and a diamond
+    for a definition check, as an embedded PNG (checked like every figure)."""
+    import tempfile
+
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from whylab import plotting
+
+    sections = claims.SECTIONS
+    width = max(len(ids) for _, ids in sections)
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(sections) + 1.5))
+    for row, (_, ids) in enumerate(sections):
+        y = len(sections) - 1 - row
+        for col, cid in enumerate(ids):
+            label = labels.get(cid, UNTESTED)
+            kind = kinds.get(cid, "")
+            marker = "D" if kind == "definition check" else "s"
+            ax.scatter(
+                [col],
+                [y],
+                s=760 if marker == "s" else 560,
+                marker=marker,
+                c=VERDICT_COLOURS.get(label, "#ffffff"),
+                edgecolors="#555555",
+                linewidths=1.0,
+                linestyle="--" if label == UNTESTED else "-",
+                zorder=3,
+            )
+            ax.text(col, y, cid, ha="center", va="center", fontsize=8, zorder=4)
+    ax.set_xlim(-0.6, width - 0.4)
+    ax.set_ylim(-0.6, len(sections) - 0.4)
+    ax.set_yticks(range(len(sections)), [name for name, _ in reversed(sections)])
+    ax.set_xticks(range(width), [str(i + 1) for i in range(width)])
+    ax.set_xlabel("claim within the topic (order of the notes)")
+    ax.set_ylabel("topic")
+    ax.grid(False)
+    shown = {labels.get(c.id, UNTESTED) for c in claims.CLAIMS}
+    present = [lab for lab in VERDICT_COLOURS if lab in shown]
+    handles: list[Patch | Line2D] = [
+        Patch(facecolor=VERDICT_COLOURS[lab], edgecolor="#555555", label=lab) for lab in present
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            marker="s",
+            color="none",
+            markerfacecolor="none",
+            markeredgecolor="#555555",
+            markersize=9,
+            label="experiment",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="D",
+            color="none",
+            markerfacecolor="none",
+            markeredgecolor="#555555",
+            markersize=8,
+            label="definition check",
+        ),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.subplots_adjust(bottom=0.27, left=0.28)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = plotting.save(
+            fig,
+            Path(tmp),
+            "glance",
+            "The 21 claims at a glance",
+            "Each claim of the notes, by topic, coloured by its verdict; a square is an "
+            "experiment, a diamond a definition check.",
+        )
+        return _data_uri(Path(tmp) / ref.path)
+
+
 def render(
     results: Mapping[str, Path],
     *,
@@ -134,15 +386,22 @@ def render(
     for claim_id, path in results.items():
         record = load_result(path)
         for fig in record["figures"]:
-            fig["data_uri"] = _data_uri(Path(path).parent / fig["path"])
+            png = Path(path).parent / fig["path"]
+            fig["data_uri"] = _data_uri(png)
+            fig["problems"] = _recorded_problems(png)
+        record["verdict"] = verdict_view(record["verdict"])
         loaded[claim_id] = record
     rows = [
         {"claim": c, "result": loaded.get(c.id), "path": str(results.get(c.id, ""))} for c in claims.CLAIMS
     ]
-    tally = Counter(r["verdict"]["label"] for r in loaded.values())
+    labels = {cid: r["verdict"]["label"] for cid, r in loaded.items()}
+    kinds = {cid: r["verdict"]["kind"] for cid, r in loaded.items()}
+    tally = Counter(labels.values())
     counts = [(str(label), tally[str(label)]) for label in Label if tally[str(label)]]
-    counts.append(("not tested yet", len(claims.CLAIMS) - len(loaded)))
+    counts.append((UNTESTED, len(claims.CLAIMS) - len(loaded)))
     env_info = next(iter(loaded.values()))["environment"] if loaded else environment("cpu")
+    extra_data = {name: read_json(p) for name, p in (extras or {}).items()}
+    corpus = read_json(corpus_stats) if corpus_stats else None
     return (
         _env()
         .get_template("report.html")
@@ -151,25 +410,37 @@ def render(
             css=files("whylab").joinpath("templates/report.css").read_text("utf-8"),
             rows=rows,
             counts=counts,
+            scale=run_scale(config, extra_data, corpus, env_info["device"]),
+            glance=glance_figure(labels, kinds),
+            notes=annotate_notes(claims.notes_text(), labels),
+            by_id={cid: r["verdict"] for cid, r in loaded.items()},
+            corrected_labels=CORRECTED_LABELS,
+            untested=UNTESTED,
             max_rows=MAX_TABLE_ROWS,
             extras=[
                 {
                     "name": name,
                     "title": EXTRA_TITLES.get(name, name.replace("_", " ")),
-                    "scalars": _scalars(read_json(p)),
+                    "scalars": _scalars(data),
                 }
-                for name, p in (extras or {}).items()
+                for name, data in extra_data.items()
             ],
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
             git_commit=git_commit(),
             device=env_info["device"],
             python=env_info["python"],
             versions=env_info["versions"],
-            corpus=read_json(corpus_stats) if corpus_stats else None,
+            corpus=corpus,
             timings=rule_timings(benchmarks),
             config_yaml=yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False),
         )
     )
+
+
+def _recorded_problems(png: Path) -> list[str]:
+    from whylab.plotting import recorded_problems
+
+    return recorded_problems(png) if png.suffix == ".png" else []
 
 
 def run_step(

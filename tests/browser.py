@@ -1,0 +1,77 @@
+"""Headless Chromium for the report tests: open a report offline and screenshot its figures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """The chromium binary; skips the test without one, unless WHYLAB_REQUIRE_BROWSER is set."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("WHYLAB_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required (WHYLAB_REQUIRE_BROWSER is set) but not installed")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    return found
+
+
+@dataclass(frozen=True)
+class FigureShot:
+    alt: str
+    loaded: bool
+    shown_width: float
+    screenshot: Path
+    distinct_colours: int  # in the screenshot: 1 means a blank box
+    layout_warning: str  # the report's "Layout check: ..." line under the figure, "" when none
+
+
+def figure_shots(report: Path, out_dir: Path) -> list[FigureShot]:
+    """Open ``report`` offline and screenshot every figure image as the browser draws it."""
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots: list[FigureShot] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(report.as_uri(), wait_until="load")
+        images = page.locator("figure img")
+        for i in range(images.count()):
+            img = images.nth(i)
+            img.scroll_into_view_if_needed()
+            path = out_dir / f"figure-{i:03d}.png"
+            img.screenshot(path=str(path))
+            alt, loaded, width, warning = img.evaluate(
+                "i => [i.alt, i.complete && i.naturalWidth > 0, i.getBoundingClientRect().width,"
+                " (i.parentElement.querySelector('.layout-warning') || {textContent: ''}).textContent]"
+            )
+            with Image.open(path) as shot:
+                colours = shot.convert("RGB").getcolors(maxcolors=1 << 16)
+            shots.append(
+                FigureShot(
+                    alt=str(alt),
+                    loaded=bool(loaded),
+                    shown_width=float(width),
+                    screenshot=path,
+                    distinct_colours=len(colours) if colours is not None else 1 << 16,
+                    layout_warning=str(warning),
+                )
+            )
+        browser.close()
+    return shots
