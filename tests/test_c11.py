@@ -324,7 +324,7 @@ def test_map_tick_labels_do_not_overlap() -> None:
     maps = [torch.rand(8, 8).softmax(-1).numpy() for _ in range(2)]
     fig = c11.draw_maps(maps, list(range(8)), task)
     fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    renderer = fig.canvas.get_renderer()
     for ax in fig.axes[:2]:
         for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
             boxes = [t.get_window_extent(renderer) for t in labels if t.get_text()]

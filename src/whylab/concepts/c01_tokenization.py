@@ -244,41 +244,44 @@ def why_lossy(m: Mapping[str, Any]) -> str:
     return f"{counted}: " + "; ".join(causes) if causes else counted
 
 
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     by_algo: Mapping[str, Mapping[str, Any]] = metrics["by_algorithm"]
-    base: dict[str, Any] = {"kind": Kind.DEFINITION, "primary": PRIMARY, "takeaway": TAKEAWAY}
     if not metrics["all_ids_in_range"]:
-        return Verdict(Label.NOT_SUPPORTED, "Some tokenizer produced ids outside its vocabulary.", **base)
+        return _verdict(
+            Label.NOT_SUPPORTED,
+            "Some tokenizer produced ids outside its vocabulary.",
+        )
     lossless = sorted(a for a, m in by_algo.items() if m["min_exact_round_trip"] >= LOSSLESS)
     lossy = {a: m for a, m in sorted(by_algo.items()) if a not in lossless}
     reversible = "; ".join(f"{a} is reversible ({why_reversible(by_algo[a])})" for a in lossless)
     lossy_text = "; ".join(f"{a} is not ({why_lossy(m)})" for a, m in lossy.items())
     if lossless and not lossy:
-        return Verdict(
+        return _verdict(
             Label.SUPPORTED,
             f"All {metrics['tokenizers']} tokenizers map text to in-vocabulary integer ids and back exactly, "
             f"on every validation paragraph: {reversible}.",
-            **base,
         )
     if lossless:
-        return Verdict(
+        return _verdict(
             Label.SUPPORTED,
             f"Every tokenizer maps text to in-vocabulary integer ids. Back from the ids: {reversible}; "
             f"{lossy_text} (paragraphs summed over vocab sizes, scopes and languages; rates the worst case).",
-            **base,
         )
     best = max(by_algo.values(), key=lambda m: m["min_round_trip_ignoring_spaces"])
     if best["min_round_trip_ignoring_spaces"] >= 0.99:
-        return Verdict(
+        return _verdict(
             Label.PARTLY,
             f"Text does become in-vocabulary ids, but no algorithm round-trips exactly, only up to whitespace: "
             f"{lossy_text}.",
             correction="Tokenization turns text into integer ids, but these tokenizers lose the exact spacing.",
-            **base,
         )
-    return Verdict(
+    return _verdict(
         Label.NOT_SUPPORTED,
         f"Ids are valid but the text does not come back: {lossy_text}.",
         correction="These tokenizers turn text into ids that do not determine the text.",
-        **base,
     )

@@ -203,9 +203,9 @@ def run(ctx: ConceptContext) -> Evidence:
     configs["rare_split"] = configs["share_whole_rarest_band"] <= s["whole_share_rare"]
     configs["holds"] = configs["monotone"] & configs["frequent_whole"] & configs["rare_split"]
     per_language: dict[str, dict[str, Any]] = {}
-    for lang, g_all in configs.groupby("language"):
+    for group, g_all in configs.groupby("language"):
         g = g_all[~g_all["vocab_covers_word_types"]]  # a vocabulary as large as the word types is vacuous
-        per_language[str(lang)] = {
+        per_language[str(group)] = {
             "configs": len(g_all),
             "vacuous_configs": int(g_all["vocab_covers_word_types"].sum()),
             "judged_configs": len(g),
@@ -407,10 +407,14 @@ def _examples_text(metrics: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.EXPERIMENT, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     per_lang: Mapping[str, Mapping[str, Any]] = metrics["per_language"]
     th = metrics["thresholds"]
-    base: dict[str, Any] = {"kind": Kind.EXPERIMENT, "primary": PRIMARY, "takeaway": TAKEAWAY}
     ex_text = _examples_text(metrics)
     ex_sentence = f" The notes' examples: {ex_text}." if ex_text else ""
     judged = {
@@ -423,23 +427,21 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         for lang in vacuous
     )
     if not judged:
-        return Verdict(
+        return _verdict(
             Label.INCONCLUSIVE,
             "Every tokenizer vocabulary is at least as large as the number of word types it was trained "
             "on: it could keep every word whole, so the test says nothing; use a larger corpus or smaller "
             "vocabularies." + ex_sentence,
             limited=limited,
-            **base,
         )
-    base["limited"] = limited
     per_lang = judged
     if min(v["min_usable_bands"] for v in per_lang.values()) < th["min_usable_bands"]:
-        return Verdict(
+        return _verdict(
             Label.INCONCLUSIVE,
             f"Too few frequency bands hold ≥ {th['min_words_per_band']} held-out word types "
             f"(need {th['min_usable_bands']}) to compare frequent and rare words; "
             "use a larger corpus." + ex_sentence,
-            **base,
+            limited=limited,
         )
     holds = {lang: v["share_holds"] >= th["holds_share"] for lang, v in per_lang.items()}
     monotone = {lang: v["share_monotone"] >= th["holds_share"] for lang, v in per_lang.items()}
@@ -460,22 +462,22 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         "always a single token (that depends on the vocabulary size and the language)."
     )
     if all(holds.values()):
-        return Verdict(
+        return _verdict(
             Label.SUPPORTED,
             f"Frequent held-out words stay whole and rare ones are split in every language ({detail}).{ex_sentence}",
-            **base,
+            limited=limited,
         )
     if any(monotone.values()):
-        return Verdict(
+        return _verdict(
             Label.PARTLY,
             f"The trend holds (fewer pieces for more frequent words) but not the "
             f"'kept whole' part everywhere ({detail}).{ex_sentence}",
+            limited=limited,
             correction=correction,
-            **base,
         )
-    return Verdict(
+    return _verdict(
         Label.NOT_SUPPORTED,
         f"Pieces per word do not fall with word frequency ({detail}).{ex_sentence}",
+        limited=limited,
         correction=correction,
-        **base,
     )

@@ -610,16 +610,23 @@ def _ablation_text(metrics: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     )
 
 
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Linear layers and an activation in every standard FFN, dropout in some, normalisation in
     none (it sits on the residual stream): partly supported. All four everywhere: supported.
     Decided on the library models; the bench ablations are reported with it."""
-    base = {"kind": Kind.DEFINITION, "primary": PRIMARY, "takeaway": TAKEAWAY}
     rows = metrics["structure"]
     n = len(rows)
     tol = float(metrics["residual_tolerance"])
     if n == 0:
-        return Verdict(Label.INCONCLUSIVE, "No standard model could be traced.", **base)
+        return _verdict(
+            Label.INCONCLUSIVE,
+            "No standard model could be traced.",
+        )
     unverified = [
         r["model"]
         for r in rows
@@ -635,23 +642,28 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers"
     )
     if with_linear < n or with_act < n:
-        return Verdict(
-            Label.NOT_SUPPORTED, f"{parts}.{ffn_matters}", limited=limited, correction=CORRECTION, **base
+        return _verdict(
+            Label.NOT_SUPPORTED,
+            f"{parts}.{ffn_matters}",
+            limited=limited,
+            correction=CORRECTION,
         )
     if unverified and norm_inside < n:
-        return Verdict(
+        return _verdict(
             Label.INCONCLUSIVE,
             f"{parts}, but the norm placement could not be verified for {', '.join(unverified)}.",
             limited=limited,
-            **base,
         )
     if norm_inside == n and with_dropout == n:
-        return Verdict(Label.SUPPORTED, f"{parts}.{ffn_matters}", limited=limited, **base)
-    return Verdict(
+        return _verdict(
+            Label.SUPPORTED,
+            f"{parts}.{ffn_matters}",
+            limited=limited,
+        )
+    return _verdict(
         Label.PARTLY,
         f"{parts}: the norm belongs to the residual sub-block (pre or post, checked on the tensors), "
         f"not to the FFN.{ffn_matters}",
         limited=limited,
         correction=CORRECTION,
-        **base,
     )

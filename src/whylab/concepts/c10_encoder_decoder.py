@@ -278,8 +278,8 @@ def run(ctx: ConceptContext) -> Evidence:
         "stages": sorted(set(frame["stage"])),
         "by_kind": {},
     }
-    for kind, g in frame.groupby("kind"):
-        metrics["by_kind"][kind] = {
+    for group, g in frame.groupby("kind"):
+        metrics["by_kind"][str(group)] = {
             stage: {
                 "relative_leak": [float(v) for v in gs["relative_leak"]],
                 "earlier_max_abs": [float(v) for v in gs["earlier_max_abs"]],
@@ -293,7 +293,7 @@ def run(ctx: ConceptContext) -> Evidence:
             }
             for stage, gs in g.groupby("stage")
         }
-        metrics["by_kind"][kind]["causal_mask"] = KINDS[str(kind)]
+        metrics["by_kind"][str(group)]["causal_mask"] = KINDS[str(group)]
     skipped: list[str] = []
     literature = []
     if s.get("library_check", True):
@@ -536,15 +536,18 @@ def _bench_text(metrics: Mapping[str, Any]) -> str:
     )
 
 
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Decided on the library models (definition check); the bench model is the illustration."""
-    base = {"kind": Kind.DEFINITION, "primary": PRIMARY, "takeaway": TAKEAWAY}
     if not metrics.get("library"):
-        return Verdict(
+        return _verdict(
             Label.INCONCLUSIVE,
             "The library check (BERT, GPT-2, T5 from configs) was turned off; our own model alone would only "
             "read back the mask we wrote into it." + _bench_text(metrics),
-            **base,
         )
     parts = library_parts(metrics)
     lib = metrics["library"]
@@ -561,20 +564,21 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     holds, fails = parts["holds"], parts["fails"]
     failed = "; ".join(f"{part} fails in {', '.join(models)}" for part, models in fails.items() if models)
     if all(holds.values()):
-        return Verdict(Label.SUPPORTED, f"In the library models {numbers}.{_bench_text(metrics)}", **base)
+        return _verdict(
+            Label.SUPPORTED,
+            f"In the library models {numbers}.{_bench_text(metrics)}",
+        )
     correction = CORRECTION.format(failed=f"but here {failed}")
     if not holds["decoders masked"] and not holds["encoders bidirectional"]:
-        return Verdict(
+        return _verdict(
             Label.NOT_SUPPORTED,
             f"Neither half holds in the library models ({failed}): {numbers}.",
             correction=correction,
-            **base,
         )
-    return Verdict(
+    return _verdict(
         Label.PARTLY,
         f"Only part holds in the library models ({failed}): {numbers}.",
         correction=correction,
-        **base,
     )
 
 

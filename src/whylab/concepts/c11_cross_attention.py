@@ -797,18 +797,24 @@ def _experiment(metrics: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     )
 
 
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Decided by the definition check on library encoder–decoders; the trained notes' wiring and
     our own model are reported with it (they do not change the label)."""
-    base = {"kind": Kind.DEFINITION, "primary": PRIMARY, "takeaway": TAKEAWAY}
     if int(metrics["n_seeds"]) < 2:
-        return Verdict(Label.INCONCLUSIVE, f"Only {metrics['n_seeds']} seed: at least 2 are needed.", **base)
+        return _verdict(
+            Label.INCONCLUSIVE,
+            f"Only {metrics['n_seeds']} seed: at least 2 are needed.",
+        )
     if not metrics["library"]:
-        return Verdict(
+        return _verdict(
             Label.INCONCLUSIVE,
             "The library check (T5, BART built from configs) was turned off; our own model alone cannot "
             "decide what cross-attention is, since it would only read back its own wiring.",
-            **base,
         )
     lib = library_verdict_roles(metrics)
     roles = lib["roles"]
@@ -820,44 +826,39 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     )
     names = " and ".join(lib["models"]) or "no library model"
     if not lib["models"] or not lib["every_layer"]:
-        return Verdict(
+        return _verdict(
             Label.NOT_SUPPORTED,
             f"The library encoder–decoders' decoders do not all have cross-attention in every layer.{scope}",
             limited=limited,
             correction=CORRECTION,
-            **base,
         )
     if not roles.get("k_from_encoder"):
-        return Verdict(
+        return _verdict(
             Label.NOT_SUPPORTED,
             f"In {names} the cross-attention's keys do not come from the encoder output. {experiment}{scope}",
             limited=limited,
             correction=CORRECTION,
-            **base,
         )
     if roles.get("q_from_encoder"):
-        return Verdict(
+        return _verdict(
             Label.SUPPORTED,
             f"In {names} the cross-attention's queries and keys both come from the encoder output. {experiment}{scope}",
             limited=limited,
-            **base,
         )
     if roles.get("q_from_decoder"):
         values = "and so do the values" if roles.get("v_from_encoder") else "but the values do not"
-        return Verdict(
+        return _verdict(
             Label.PARTLY,
             f"Decoders of encoder–decoders do have cross-attention, and in {names} its keys come from the "
             f"encoder output ({values}), but its queries come from the decoder: the query input has the "
             f"target's length and moves only when the decoder's input changes. {experiment}{scope}",
             limited=limited,
             correction=CORRECTION,
-            **base,
         )
-    return Verdict(
+    return _verdict(
         Label.INCONCLUSIVE,
         f"Where the queries of {names} come from could not be read off the hooks. {experiment}",
         limited=limited,
-        **base,
     )
 
 
