@@ -96,6 +96,11 @@ def test_notes_wiring_fails_at_unequal_lengths_where_weights_meet_values() -> No
     assert ok["runs"] is True and ok["error"] == ""
 
 
+def test_notes_ceiling() -> None:
+    # 8 positions, 10 symbols: 7 positions can be right, the first is right 1 time in 10
+    assert c11.notes_ceiling(c11.SequenceTask(8, 10)) == pytest.approx((7 + 0.1) / 8)
+
+
 def test_greedy_accuracy_of_a_model_that_copies_the_answer() -> None:
     """accuracy() counts what it says: an untrained model is near chance, both wirings decode."""
     task = c11.SequenceTask(length=4, symbols=5, eos=False)
@@ -201,6 +206,7 @@ def _metrics(
         "min_accuracy": 0.9,
         "min_effect": 0.05,
         "chance_accuracy": 0.1,
+        "notes_ceiling": 0.8875,
         "alignment_chance": 0.125,
         "token_accuracy": {
             "standard": [min(1.0, std - abs(j)) for j in jitter],
@@ -253,7 +259,7 @@ def test_verdict_every_label() -> None:
     v = c11.verdict(_metrics())  # the real run: queries from the decoder, the notes' wiring fails
     assert v.label is Label.PARTLY and v.kind is Kind.DEFINITION and v.primary and v.correction
     assert "queries come from the decoder" in v.reason and "clearly worse" in v.reason and "GPT-2" in v.reason
-    assert "does not run" in v.reason and v.limited == ()
+    assert "does not run" in v.reason and v.limited == () and "best possible 0.887" in v.reason
     assert c11.verdict(_metrics(q="encoder")).label is Label.SUPPORTED
     assert c11.verdict(_metrics(k="decoder")).label is Label.NOT_SUPPORTED
     assert c11.verdict(_metrics(cross=0)).label is Label.NOT_SUPPORTED
