@@ -582,7 +582,7 @@ def _figure_accuracy(ctx: ConceptContext, metrics: Mapping[str, Any]) -> FigureR
         for i, v in enumerate(metrics[key][name])
     ]
     frame = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True, layout="constrained")
     for ax, (measure, g) in zip(axes, frame.groupby("measure", sort=False), strict=True):
         for _, pair in g.groupby("seed"):
             ax.plot(pair["wiring"], pair["accuracy"], color="grey", lw=1, alpha=0.7)
@@ -590,6 +590,8 @@ def _figure_accuracy(ctx: ConceptContext, metrics: Mapping[str, Any]) -> FigureR
             data=g, x="wiring", y="accuracy", hue="wiring", ax=ax, size=7, jitter=False, legend=False
         )
         ax.axhline(float(metrics["chance_accuracy"]), color="black", ls=":", lw=1)
+        if str(measure).startswith("token") and metrics.get("notes_ceiling") is not None:
+            ax.axhline(float(metrics["notes_ceiling"]), color="C1", ls="--", lw=1)
         ax.set_title(str(measure))
         ax.set_xlabel("cross-attention wiring")
         ax.set_ylabel("held-out accuracy (fraction)")
@@ -602,7 +604,8 @@ def _figure_accuracy(ctx: ConceptContext, metrics: Mapping[str, Any]) -> FigureR
         "The notes' wiring trained against the standard one",
         f"Held-out accuracy on the {metrics['task']} task with equal source and target lengths; one line per "
         "seed joins the two wirings trained from the same initial weights on the same batches. Dotted: "
-        f"chance (1/{metrics['symbols']}). Token accuracy, standard − notes: {test['mean_diff']:+.3f} "
+        f"chance (1/{metrics['symbols']}); dashed: the best token accuracy the notes' wiring can reach, since "
+        "the source reaches it only through the attention weights and never at the first position. Token accuracy, standard − notes: {test['mean_diff']:+.3f} "
         f"(95% CI {_ci(test)}, {test['n']} seeds).",
     )
 
@@ -667,7 +670,7 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> FigureR
         aspect=1.1,
     )
     grid.set_titles("{col_name}")
-    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.45, 1.0), ncol=2, title=None, frameon=False)
+    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.5, 0.02), ncol=2, title=None, frameon=False)
     for ax in grid.axes.flat:
         ax.set_yscale("symlog", linthresh=TOLERANCE)
         ax.set_ylim(bottom=0)
@@ -676,6 +679,7 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> FigureR
         ax.set_xlabel("what is measured in the cross-attention")
     grid.axes.flat[0].set_ylabel("relative change (unitless)")
     grid.figure.tight_layout()
+    grid.figure.subplots_adjust(top=0.84)  # room for the title
     return plotting.save(
         grid.figure,
         ctx.outdir,
