@@ -389,7 +389,7 @@ def _fmt(values: pd.Series, pattern: str) -> str:
 
 
 def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     sns.lineplot(data=frame, x="offset", y="delta", hue="kind", style="stage", errorbar="sd", ax=ax)
     ax.set_yscale("symlog", linthresh=tol)
     ax.set_ylim(bottom=0)
@@ -398,11 +398,12 @@ def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any
     ax.axvline(0, color="grey", ls=":", lw=1)
     ax.set_xlabel("position relative to the changed token, j − p (tokens)")
     ax.set_ylabel("mean max |Δ logit| at position j (logit units)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # never over the data
     return plotting.save(
         fig,
         ctx.outdir,
         "change_by_offset",
-        "Does a later token change earlier outputs?",
+        "Our bench model: does a later token change earlier outputs?",
         "One token at position p is replaced; the curve is the change of the logits at "
         "position j, averaged over windows, positions p and seeds (band: ±1 std over "
         "seeds). Left of the dotted line the decoder stays at exactly 0; the encoder does "
@@ -436,7 +437,7 @@ def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
         fig,
         ctx.outdir,
         "attention_maps",
-        "Masked vs unmasked self-attention",
+        "Our bench model: masked vs unmasked self-attention",
         "First-layer attention weights (mean over heads) of one validation window, first "
         "seed, after training: the decoder's are lower-triangular (no weight on later "
         "tokens); the encoder's fill the whole square.",
@@ -460,7 +461,7 @@ def _figure_curves(ctx: ConceptContext, curves: Mapping[str, list[Any]]) -> Any:
         fig,
         ctx.outdir,
         "training_curves",
-        "Next-token training, with and without the mask",
+        "Our bench model: next-token training, with and without the mask",
         "Both models trained on next-token prediction (band: ±1 std over seeds). Without the "
         "mask the token to predict is visible in the input, so the encoder may learn to copy "
         f"it instead of predicting it; final validation loss (nats/token, mean) {gap}.",

@@ -700,11 +700,11 @@ def _figure_curves(ctx: ConceptContext, per_seed: Sequence[Mapping[str, Any]]) -
         for st, v in zip(r[name]["eval_steps"], r[name]["eval_loss"], strict=True)
         if v is not None
     ]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     sns.lineplot(data=pd.DataFrame(rows), x="step", y="loss", hue="wiring", errorbar="sd", marker="o", ax=ax)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("held-out loss (nats/token)")
-    ax.legend(title="wiring", loc="upper right")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), title="wiring", frameon=False)
     return plotting.save(
         fig,
         ctx.outdir,
