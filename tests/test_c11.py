@@ -265,6 +265,10 @@ def test_verdict_every_label() -> None:
     assert c11.verdict(_metrics(cross=0)).label is Label.NOT_SUPPORTED
     assert c11.verdict(_metrics(library=False)).label is Label.INCONCLUSIVE
     assert c11.verdict(_metrics(seeds=1)).label is Label.INCONCLUSIVE
+    mixed = _metrics()
+    for row in mixed["library"][:2]:  # a query input moved by both sides: its source cannot be read
+        row["q_moved_by_source"] = 1.2
+    assert c11.verdict(mixed).label is Label.INCONCLUSIVE
 
 
 def test_verdict_reports_the_experiment_without_letting_it_lower_the_label() -> None:
