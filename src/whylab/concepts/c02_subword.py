@@ -268,7 +268,7 @@ def run(ctx: ConceptContext) -> Evidence:
             "pieces_per_word",
             "pieces per word (tokens)",
             "pieces_per_band",
-            "Pieces per word by word frequency",
+            "Pieces per held-out word by training frequency",
             "Mean number of subword pieces per held-out word type (every word of the validation split), by "
             "how often the word occurs in the training split (bands of raw counts; 0 = never seen), per "
             "algorithm and language; line style: vocab size. Joint and own-language tokenizers are pooled "
@@ -278,7 +278,7 @@ def run(ctx: ConceptContext) -> Evidence:
             "share_whole",
             "share kept whole (fraction)",
             "whole_share_per_band",
-            "Share of words kept as one token, by word frequency",
+            "Share of held-out words kept as one token, by training frequency",
             "Fraction of held-out word types encoded as a single token, by training-split frequency band, "
             "per algorithm and language; line style: vocab size.",
         ),
