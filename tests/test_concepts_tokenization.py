@@ -158,6 +158,13 @@ def test_c02_verdict_every_way() -> None:
     v = c02.verdict(c02_metrics())
     assert v.label is Label.SUPPORTED and v.kind is Kind.EXPERIMENT and v.primary
     assert c02.verdict(c02_metrics(holds=0.3)).label is Label.PARTLY
+    split = c02_metrics(holds=0.3)
+    split["per_language"]["ko"].update(
+        mean_share_whole_top_band_own=0.79, mean_share_whole_top_band_joint=0.59
+    )
+    assert "in ko the most frequent band is 79% whole with own-language tokenizers and 59%" in (
+        c02.verdict(split).reason
+    )
     assert c02.verdict(c02_metrics(holds=0.3, monotone=0.1, ko_monotone=0.9)).label is Label.PARTLY
     assert c02.verdict(c02_metrics(holds=0.0, monotone=0.2)).label is Label.NOT_SUPPORTED
     assert c02.verdict(c02_metrics(bands=2)).label is Label.INCONCLUSIVE

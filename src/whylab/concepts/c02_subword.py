@@ -219,6 +219,13 @@ def run(ctx: ConceptContext) -> Evidence:
             if len(g) and g["rarest_band"].notna().any()
             else None,
             "mean_share_whole_top_band": float(g["share_whole_top_band"].mean()) if len(g) else math.nan,
+            # a joint tokenizer shares its vocabulary with the other languages: the split by scope
+            **{
+                f"mean_share_whole_top_band_{scope}": float(part["share_whole_top_band"].mean())
+                if len(part)
+                else math.nan
+                for scope, part in (("own", g[g["scope"] != "joint"]), ("joint", g[g["scope"] == "joint"]))
+            },
             "mean_share_whole_rarest_band": float(g["share_whole_rarest_band"].mean())
             if len(g)
             else math.nan,
@@ -467,11 +474,20 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
             f"Frequent held-out words stay whole and rare ones are split in every language ({detail}).{ex_sentence}",
             limited=limited,
         )
+    scopes = "; ".join(
+        f"in {lang} the most frequent band is {v['mean_share_whole_top_band_own']:.0%} whole with "
+        f"own-language tokenizers and {v['mean_share_whole_top_band_joint']:.0%} with joint ones"
+        for lang, v in sorted(per_lang.items())
+        if not holds[lang]
+        and v.get("mean_share_whole_top_band_own") is not None
+        and v.get("mean_share_whole_top_band_joint") is not None
+    )
+    scopes = f" By tokenizer: {scopes}." if scopes else ""
     if any(monotone.values()):
         return _verdict(
             Label.PARTLY,
             f"The trend holds (fewer pieces for more frequent words) but not the "
-            f"'kept whole' part everywhere ({detail}).{ex_sentence}",
+            f"'kept whole' part everywhere ({detail}).{scopes}{ex_sentence}",
             limited=limited,
             correction=correction,
         )
