@@ -219,93 +219,7 @@ def test_c08_verdict_every_label() -> None:
     assert c08.verdict(c08_metrics([_cell(1e-3, 2, 0, [5.0], [5.3])])).label is Label.INCONCLUSIVE
 
 
-# --------------------------------------------------------------------------- C09
-
-
-def test_module_kind() -> None:
-    assert c09.module_kind(torch.nn.Linear(2, 2)) == "linear"
-    assert c09.module_kind(torch.nn.GELU()) == "activation"
-    assert c09.module_kind(torch.nn.Dropout(0.1)) == "dropout"
-    assert c09.module_kind(torch.nn.LayerNorm(2)) == "norm"
-    assert c09.module_kind(torch.nn.Embedding(2, 2)) is None
-
-
-@pytest.fixture(scope="module")
-def structure() -> dict[str, dict[str, Any]]:
-    return {r.name: c09.analyse_structure(r) for r in c09.references()}
-
-
-def test_traced_structure_of_standard_models(structure: dict[str, dict[str, Any]]) -> None:
-    assert structure["BERT"]["norm_position"] == "post" and structure["BERT"]["norm_in_library_ffn_module"]
-    for name in ("GPT-2", "Llama", "T5"):
-        assert structure[name]["norm_position"] == "pre", name
-    for row in structure.values():
-        assert row["residual_check_error"] < 1e-5 and not row["norm_between_linears"]
-        assert row["linear"] >= 2 and row["activation"] == 1
-    assert structure["Llama"]["linear"] == 3 and structure["Llama"]["dropout"] == 0  # SwiGLU, no dropout
-    assert structure["Llama"]["activation_types"] == ["SiLUActivation"]
-    assert structure["T5"]["dropout"] == 2
-
-
-def test_parameter_shares_match_the_formula() -> None:
-    refs = {r.name: r for r in c09.references()}
-    bert = c09.parameter_shares(refs["BERT"])
-    d, f, layers = 768, 3072, 12
-    assert bert["ffn"] == layers * (d * f + f + f * d + d)
-    llama = c09.parameter_shares(refs["Llama"])
-    assert llama["ffn"] == 32 * 3 * 4096 * 11008
-    assert 0.4 < bert["ffn_share"] < llama["ffn_share"] < 0.7
-
-
-def test_ablation_variants() -> None:
-    v = c09.ablation_variants(
-        {"model": {"activation": "gelu", "ffn_mult": 4}, "activations": ["relu", "gelu"], "ffn_mults": [1, 4]}
-    )
-    assert list(v) == ["gelu, 4x (baseline)", "no FFN", "relu, 4x", "gelu, 1x"]
-    assert v["no FFN"] == {"ffn": False}
-
-
-def c09_metrics(
-    structure: list[dict[str, Any]], base: list[float] = LOW, none: list[float] = HIGH
-) -> dict[str, Any]:
-    return {
-        "structure": structure,
-        "ablation": {"base": {"loss": spread(base)}, "no FFN": {"loss": spread(none)}},
-        "baseline": "base",
-        "no_ffn": "no FFN",
-        "residual_tolerance": 1e-5,
-    }
-
-
-def _row(
-    linear: int = 2,
-    act: int = 1,
-    dropout: int = 1,
-    inside: bool = False,
-    position: str = "pre",
-    error: float = 0.0,
-) -> dict[str, Any]:
-    return {
-        "model": "m",
-        "linear": linear,
-        "activation": act,
-        "dropout": dropout,
-        "norm_between_linears": inside,
-        "norm_position": position,
-        "residual_check_error": error,
-    }
-
-
-def test_c09_verdict_every_label(structure: dict[str, dict[str, Any]]) -> None:
-    real = c09.verdict(c09_metrics(list(structure.values())))
-    assert real.label is Label.PARTLY and "0/4 a norm" in real.reason and "raises" in real.reason
-    assert c09.verdict(c09_metrics([_row(inside=True)] * 3)).label is Label.SUPPORTED
-    assert c09.verdict(c09_metrics([_row(), _row(act=0)])).label is Label.NOT_SUPPORTED
-    assert c09.verdict(c09_metrics([_row(linear=1)])).label is Label.NOT_SUPPORTED
-    assert c09.verdict(c09_metrics([_row(position="none", error=float("nan"))])).label is Label.INCONCLUSIVE
-    assert c09.verdict(c09_metrics([])).label is Label.INCONCLUSIVE
-    v = c09.verdict(c09_metrics([_row()], base=MID, none=MID))
-    assert v.label is Label.PARTLY and "does not clearly change" in v.reason
+# C09: tests/test_c09.py
 
 
 # --------------------------------------------------------------------------- experiments, tiny
@@ -377,21 +291,6 @@ def test_c08_runs_and_is_deterministic(mech_inputs: dict[str, Path], tmp_path: P
     assert len(a["metrics"]["cells"]) == 4
     grads = a["metrics"]["grad_norms_at_init"]["grid init"]
     assert len(grads["pre"]["3"]) == 3 and len(grads["post"]["3"]) == 3
-
-
-def test_c09_runs(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
-    rec = _run(
-        "C09",
-        {"activations": ["gelu", "swiglu"], "ffn_mults": [2], "steps": 4, "seq_len": 8},
-        mech_inputs,
-        tmp_path,
-    )
-    abl = rec["metrics"]["ablation"]
-    assert set(abl) == {"gelu, 4x (baseline)", "no FFN", "swiglu, 4x", "gelu, 2x"}
-    assert (
-        abl["no FFN"]["ffn_params"] == 0 and abl["gelu, 2x"]["params"] < abl["gelu, 4x (baseline)"]["params"]
-    )
-    assert Label(rec["verdict"]["label"]) is Label.PARTLY
 
 
 def test_c08_literature_reads_gradients_and_warmup() -> None:

@@ -24,7 +24,7 @@ from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.concepts.tokenizer_suite import TrainedTokenizer, read_split, trained_tokenizers
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict
+from whylab.verdict import Kind, Label, Verdict
 
 CLAIM_ID = "C02"
 PUNCT = "\"'()[]{}<>.,;:!?`“”‘’«»·…-—=*#/\\|"
@@ -86,18 +86,33 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return cov / (vx * vy) if vx and vy else math.nan
 
 
+NOTES_WORDS = ("우리", "가족")  # the notes' own examples of frequent words
+
+
+def expectation(count: int, frequent_min: int) -> str:
+    """What the claim predicts for a word seen ``count`` times in the training split."""
+    if count >= frequent_min:
+        return "whole"
+    if count <= 1:
+        return "split"
+    return "no firm prediction"
+
+
 def run(ctx: ConceptContext) -> Evidence:
     s = ctx.settings
     languages: list[str] = s["languages"]
     edges: list[int] = sorted(s["frequency_bands"])
     labels = band_labels(edges)
+    frequent_min = int(s["example_frequent_min"])
     corpus = ctx.inputs["corpus"]
     train_counts = {
         lang: Counter(w for line in read_split(corpus, lang, "train") for w in words(line))
         for lang in languages
     }
-    valid_words = {
-        lang: [w for line in read_split(corpus, lang, "valid") for w in words(line)] for lang in languages
+    # the held-out word types: every word of the validation split, banded by its training count
+    valid_counter = {
+        lang: Counter(w for line in read_split(corpus, lang, "valid") for w in words(line))
+        for lang in languages
     }
     valid_text = {lang: read_split(corpus, lang, "valid") for lang in languages}
 
@@ -106,11 +121,16 @@ def run(ctx: ConceptContext) -> Evidence:
     examples: list[dict[str, Any]] = []
     for tt in trained_tokenizers(s, ctx.inputs["tokenizers"]):
         unk = tt.tokenizer.token_to_id("<unk>")
+        # word types in the text this tokenizer was trained on (every language for a joint one)
+        trained_types = len(set().union(*(train_counts[lang] for lang in tt.languages(languages))))
+        vacuous = tt.vocab_size >= trained_types
         for lang in tt.languages(languages):
             counts = train_counts[lang]
             per_band: dict[int, list[int]] = {i: [] for i in range(len(edges))}
-            for word, c in counts.items():
-                per_band[band_of(c, edges)].append(len(pieces(tt, word)))
+            for word in valid_counter[lang]:
+                band = band_of(counts.get(word, 0), edges)
+                if band >= 0:
+                    per_band[band].append(len(pieces(tt, word)))
             usable: list[dict[str, Any]] = []  # bands with enough words to say anything
             for i, n_pieces in per_band.items():
                 row = {
@@ -132,7 +152,7 @@ def run(ctx: ConceptContext) -> Evidence:
             n_tokens = sum(len(e.ids) for e in enc)
             chars = sum(len(t) for t in valid_text[lang])
             word_vocab = {w for w, _ in counts.most_common(tt.vocab_size)}
-            vw = valid_words[lang]
+            vw = list(valid_counter[lang].elements())
             config_rows.append(
                 {
                     "tokenizer": tt.name,
@@ -140,8 +160,11 @@ def run(ctx: ConceptContext) -> Evidence:
                     "algorithm": tt.algorithm,
                     "vocab_size": tt.vocab_size,
                     "language": lang,
+                    "trained_word_types": trained_types,
+                    "vocab_covers_word_types": vacuous,
                     "usable_bands": len(usable),
                     "top_band": usable[-1]["band"] if usable else None,
+                    "rarest_band": usable[0]["band"] if usable else None,
                     "spearman_band_vs_pieces": spearman(
                         [r["band_index"] for r in usable], [r["pieces_per_word"] for r in usable]
                     )
@@ -158,12 +181,17 @@ def run(ctx: ConceptContext) -> Evidence:
             )
             for word in s["example_words"].get(lang, []):
                 ids = pieces(tt, word)
+                count = counts.get(word, 0)
                 examples.append(
                     {
                         "tokenizer": tt.name,
                         "language": lang,
                         "word": word,
-                        "train_count": counts.get(word, 0),
+                        "train_count": count,
+                        "band": labels[band_of(count, edges)]
+                        if band_of(count, edges) >= 0
+                        else "below the bands",
+                        "expected": expectation(count, frequent_min),
                         "pieces": " | ".join(tt.display_pieces(ids)),
                         "n_pieces": len(ids),
                     }
@@ -174,31 +202,55 @@ def run(ctx: ConceptContext) -> Evidence:
     configs["frequent_whole"] = configs["share_whole_top_band"] >= s["whole_share_frequent"]
     configs["rare_split"] = configs["share_whole_rarest_band"] <= s["whole_share_rare"]
     configs["holds"] = configs["monotone"] & configs["frequent_whole"] & configs["rare_split"]
-    per_language = {
-        lang: {
-            "configs": len(g),
-            "share_monotone": float(g["monotone"].mean()),
-            "share_frequent_whole": float(g["frequent_whole"].mean()),
-            "share_rare_split": float(g["rare_split"].mean()),
-            "share_holds": float(g["holds"].mean()),
-            "min_usable_bands": int(g["usable_bands"].min()),
-            "top_band": str(g["top_band"].mode().iloc[0]) if g["top_band"].notna().any() else None,
-            "mean_share_whole_top_band": float(g["share_whole_top_band"].mean()),
-            "mean_share_whole_rarest_band": float(g["share_whole_rarest_band"].mean()),
-            "mean_subword_unk_rate": float(g["subword_unk_rate"].mean()),
-            "mean_word_level_oov_rate": float(g["word_level_oov_rate"].mean()),
+    per_language: dict[str, dict[str, Any]] = {}
+    for group, g_all in configs.groupby("language"):
+        g = g_all[~g_all["vocab_covers_word_types"]]  # a vocabulary as large as the word types is vacuous
+        per_language[str(group)] = {
+            "configs": len(g_all),
+            "vacuous_configs": int(g_all["vocab_covers_word_types"].sum()),
+            "judged_configs": len(g),
+            "share_monotone": float(g["monotone"].mean()) if len(g) else math.nan,
+            "share_frequent_whole": float(g["frequent_whole"].mean()) if len(g) else math.nan,
+            "share_rare_split": float(g["rare_split"].mean()) if len(g) else math.nan,
+            "share_holds": float(g["holds"].mean()) if len(g) else math.nan,
+            "min_usable_bands": int(g["usable_bands"].min()) if len(g) else 0,
+            "top_band": str(g["top_band"].mode().iloc[0]) if len(g) and g["top_band"].notna().any() else None,
+            "rarest_band": str(g["rarest_band"].mode().iloc[0])
+            if len(g) and g["rarest_band"].notna().any()
+            else None,
+            "mean_share_whole_top_band": float(g["share_whole_top_band"].mean()) if len(g) else math.nan,
+            # a joint tokenizer shares its vocabulary with the other languages: the split by scope
+            **{
+                f"mean_share_whole_top_band_{scope}": float(part["share_whole_top_band"].mean())
+                if len(part)
+                else math.nan
+                for scope, part in (("own", g[g["scope"] != "joint"]), ("joint", g[g["scope"] == "joint"]))
+            },
+            "mean_share_whole_rarest_band": float(g["share_whole_rarest_band"].mean())
+            if len(g)
+            else math.nan,
+            "mean_subword_unk_rate": float(g_all["subword_unk_rate"].mean()),
+            "mean_word_level_oov_rate": float(g_all["word_level_oov_rate"].mean()),
         }
-        for lang, g in configs.groupby("language")
-    }
     ex = pd.DataFrame(examples)
-    notes_examples = {
-        w: {
-            "tokenizers": int((ex["word"] == w).sum()),
-            "kept_whole": int(((ex["word"] == w) & (ex["n_pieces"] == 1)).sum()),
+    notes_examples: dict[str, dict[str, Any]] = {}
+    for w in NOTES_WORDS:
+        rows = ex[ex["word"] == w] if not ex.empty else ex
+        if rows.empty:
+            continue
+        whole = int((rows["n_pieces"] == 1).sum())
+        expected = str(rows["expected"].iloc[0])
+        notes_examples[w] = {
+            "language": str(rows["language"].iloc[0]),
+            "train_count": int(rows["train_count"].iloc[0]),
+            "band": str(rows["band"].iloc[0]),
+            "expected": expected,
+            "tokenizers": len(rows),
+            "kept_whole": whole,
+            "as_expected": (whole if expected == "whole" else len(rows) - whole)
+            if expected != "no firm prediction"
+            else None,
         }
-        for w in ("우리", "가족")
-        if not ex.empty and (ex["word"] == w).any()
-    }
     metrics = {
         "per_language": per_language,
         "notes_examples": notes_examples,
@@ -209,6 +261,7 @@ def run(ctx: ConceptContext) -> Evidence:
             "whole_share_rare": s["whole_share_rare"],
             "min_words_per_band": MIN_WORDS_PER_BAND,
             "min_usable_bands": MIN_USABLE_BANDS,
+            "example_frequent_min": frequent_min,
         },
         "configs": configs.to_dict(orient="records"),
     }
@@ -222,18 +275,19 @@ def run(ctx: ConceptContext) -> Evidence:
             "pieces_per_word",
             "pieces per word (tokens)",
             "pieces_per_band",
-            "Pieces per word by word frequency",
-            "Mean number of subword pieces per word type, by how often the word occurs in the training "
-            "split (bands of raw counts), per algorithm and language; line style: vocab size. "
-            "Joint and own-language tokenizers are pooled (band: 95% bootstrap interval).",
+            "Pieces per held-out word by training frequency",
+            "Mean number of subword pieces per held-out word type (every word of the validation split), by "
+            "how often the word occurs in the training split (bands of raw counts; 0 = never seen), per "
+            "algorithm and language; line style: vocab size. Joint and own-language tokenizers are pooled "
+            "(band: 95% bootstrap interval).",
         ),
         (
             "share_whole",
             "share kept whole (fraction)",
             "whole_share_per_band",
-            "Share of words kept as one token, by word frequency",
-            "Fraction of word types encoded as a single token, by frequency band, per algorithm and "
-            "language; line style: vocab size.",
+            "Share of held-out words kept as one token, by training frequency",
+            "Fraction of held-out word types encoded as a single token, by training-split frequency band, "
+            "per algorithm and language; line style: vocab size.",
         ),
     ):
         grid = sns.relplot(
@@ -288,19 +342,32 @@ def run(ctx: ConceptContext) -> Evidence:
     )
 
     agrees = per_language and all(v["share_monotone"] >= HOLDS_SHARE for v in per_language.values())
+    ordered = sorted(examples, key=lambda r: (r["language"] != "ko", r["word"] not in NOTES_WORDS))
     return Evidence(
         method=(
-            "Word types are counted in the training split (Korean words are 어절 with their particles). "
-            "Each word is encoded alone by every tokenizer (BPE, WordPiece, Unigram × vocab sizes, "
-            "per-language and joint) and its pieces counted, per frequency band. A tokenizer configuration "
-            "'shows the pattern' when pieces per word fall with frequency (Spearman ρ ≤ -0.8 over bands), "
-            "the top band is mostly whole and the rarest band mostly split. Unknown-token rates are "
-            "compared with a word-level vocabulary of the same size."
+            "The tokenizers were trained on the training split; the words they are judged on are held out: "
+            "every word type of the validation split (Korean words are 어절 with their particles), banded by "
+            "how often it occurs in the training split (0 = never seen). Each word is encoded alone by every "
+            "tokenizer (BPE, WordPiece, Unigram × vocab sizes, per-language and joint) and its pieces "
+            "counted, per band. A tokenizer configuration 'shows the pattern' when pieces per word fall with "
+            "frequency (Spearman ρ ≤ -0.8 over bands), the top band is mostly whole and the rarest band "
+            "mostly split; a configuration whose vocabulary is at least as large as the number of word types "
+            "it was trained on could hold every word whole and is left out. The notes' examples are judged "
+            f"by their own training count (≥ {frequent_min}: expected whole; 0 or 1: expected split). "
+            "Unknown-token rates are compared with a word-level vocabulary of the same size."
         ),
         metrics=metrics,
         tables=[
             Table.from_records(
-                "examples", "The notes' example words and others, as each tokenizer splits them.", examples
+                "notes_examples",
+                "The notes' example words (우리, 가족) as each Korean-reading tokenizer splits them, with their "
+                "count in the training split and what the claim predicts for that count.",
+                [r for r in ordered if r["word"] in NOTES_WORDS],
+            ),
+            Table.from_records(
+                "examples",
+                "Every example word (Korean first), as each tokenizer splits them.",
+                ordered,
             ),
             Table.from_records(
                 "per_language",
@@ -322,38 +389,111 @@ def run(ctx: ConceptContext) -> Evidence:
     )
 
 
+PRIMARY = (
+    "pieces per word vs training-split frequency band for held-out (validation) word types, over BPE, "
+    "WordPiece and Unigram × vocab sizes, per language; the claim holds in a language when ≥ 75% of its "
+    "configurations (vocabulary smaller than the word types it was trained on) show falling pieces "
+    "(ρ ≤ −0.8), a mostly-whole top band and a mostly-split rarest band"
+)
+TAKEAWAY = (
+    "A subword tokenizer gives frequent words one token and spells rare or unseen words with several "
+    "smaller pieces, so no word is out of vocabulary."
+)
+
+
+def _examples_text(metrics: Mapping[str, Any]) -> str:
+    """The notes' example words judged by their own training count."""
+    parts = []
+    for w, e in metrics.get("notes_examples", {}).items():
+        n, whole = e["tokenizers"], e["kept_whole"]
+        if e["train_count"] == 0:
+            head = f"{w} never occurs in the training split, so splitting it is what the claim predicts"
+        else:
+            head = f"{w} occurs {e['train_count']} times in the training split ({e['expected']} expected)"
+        parts.append(f"{head}: kept whole by {whole}/{n} tokenizers")
+    return "; ".join(parts)
+
+
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.EXPERIMENT, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    per_lang: Mapping[str, Mapping[str, float]] = metrics["per_language"]
+    per_lang: Mapping[str, Mapping[str, Any]] = metrics["per_language"]
     th = metrics["thresholds"]
-    if not per_lang or min(v["min_usable_bands"] for v in per_lang.values()) < th["min_usable_bands"]:
-        return Verdict(
+    ex_text = _examples_text(metrics)
+    ex_sentence = f" The notes' examples: {ex_text}." if ex_text else ""
+    judged = {
+        lang: v for lang, v in per_lang.items() if int(v.get("judged_configs", v.get("configs", 0))) > 0
+    }
+    vacuous = sorted(set(per_lang) - set(judged))
+    limited = tuple(
+        f"{lang}: every tokenizer vocabulary is at least as large as the number of word types it was trained "
+        "on, so it could keep every word whole and the test says nothing there"
+        for lang in vacuous
+    )
+    if not judged:
+        return _verdict(
             Label.INCONCLUSIVE,
-            f"Too few frequency bands hold ≥ {th['min_words_per_band']} word types "
+            "Every tokenizer vocabulary is at least as large as the number of word types it was trained "
+            "on: it could keep every word whole, so the test says nothing; use a larger corpus or smaller "
+            "vocabularies." + ex_sentence,
+            limited=limited,
+        )
+    per_lang = judged
+    if min(v["min_usable_bands"] for v in per_lang.values()) < th["min_usable_bands"]:
+        return _verdict(
+            Label.INCONCLUSIVE,
+            f"Too few frequency bands hold ≥ {th['min_words_per_band']} held-out word types "
             f"(need {th['min_usable_bands']}) to compare frequent and rare words; "
-            "use a larger corpus.",
+            "use a larger corpus." + ex_sentence,
+            limited=limited,
         )
     holds = {lang: v["share_holds"] >= th["holds_share"] for lang, v in per_lang.items()}
     monotone = {lang: v["share_monotone"] >= th["holds_share"] for lang, v in per_lang.items()}
+    left_out = sum(int(v.get("vacuous_configs", 0)) for v in per_lang.values())
     detail = "; ".join(
         f"{lang}: pieces fall with frequency in {v['share_monotone']:.0%} of configurations, "
-        f"most frequent band ({v['top_band']} occurrences) {v['mean_share_whole_top_band']:.0%} whole, rarest band {v['mean_share_whole_rarest_band']:.0%} whole"
+        f"most frequent band ({v['top_band']} occurrences) {v['mean_share_whole_top_band']:.0%} whole, "
+        f"rarest band ({v.get('rarest_band', '?')}) {v['mean_share_whole_rarest_band']:.0%} whole"
         for lang, v in sorted(per_lang.items())
     )
-    examples = metrics.get("notes_examples", {})
-    ex_text = "".join(
-        f"; {w} kept whole by {e['kept_whole']}/{e['tokenizers']} tokenizers" for w, e in examples.items()
+    if left_out:
+        detail += (
+            f"; {left_out} configuration(s) left out: vocabulary at least as large as the word types they were "
+            "trained on"
+        )
+    correction = (
+        "Subword tokenizers give frequent words fewer pieces and rare words more, but a frequent word is not "
+        "always a single token (that depends on the vocabulary size and the language)."
     )
     if all(holds.values()):
-        return Verdict(
+        return _verdict(
             Label.SUPPORTED,
-            f"Frequent words stay whole and rare words are split in every language ({detail}{ex_text}).",
+            f"Frequent held-out words stay whole and rare ones are split in every language ({detail}).{ex_sentence}",
+            limited=limited,
         )
+    scopes = "; ".join(
+        f"in {lang} the most frequent band is {v['mean_share_whole_top_band_own']:.0%} whole with "
+        f"own-language tokenizers and {v['mean_share_whole_top_band_joint']:.0%} with joint ones"
+        for lang, v in sorted(per_lang.items())
+        if not holds[lang]
+        and v.get("mean_share_whole_top_band_own") is not None
+        and v.get("mean_share_whole_top_band_joint") is not None
+    )
+    scopes = f" By tokenizer: {scopes}." if scopes else ""
     if any(monotone.values()):
-        return Verdict(
+        return _verdict(
             Label.PARTLY,
             f"The trend holds (fewer pieces for more frequent words) but not the "
-            f"'kept whole' part everywhere ({detail}{ex_text}).",
+            f"'kept whole' part everywhere ({detail}).{scopes}{ex_sentence}",
+            limited=limited,
+            correction=correction,
         )
-    return Verdict(
-        Label.NOT_SUPPORTED, f"Pieces per word do not fall with word frequency ({detail}{ex_text})."
+    return _verdict(
+        Label.NOT_SUPPORTED,
+        f"Pieces per word do not fall with word frequency ({detail}).{ex_sentence}",
+        limited=limited,
+        correction=correction,
     )

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 from whylab.concepts import ConceptContext
 from whylab.concepts import _bench_common as bench
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict, clearly_less
+from whylab.verdict import Kind, Label, Verdict, effect, paired_test
 
 CLAIM_ID = "C09"
 KINDS = ("linear", "activation", "dropout", "norm")
@@ -300,53 +301,93 @@ def ablation_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return variants
 
 
-def run(ctx: ConceptContext) -> Evidence:
+def _num(value: Any) -> float:
+    """A per-seed number back from JSON: None (a NaN, i.e. a run that blew up) becomes nan."""
+    return math.nan if value is None else float(value)
+
+
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """Every ablation variant of the bench LM trained from ``seed``: the same initial weights where
+    the shapes agree and the same batches, so each variant pairs with the baseline by seed."""
     from whylab.bench.model import parameter_breakdown
 
     s = ctx.settings
     corpus = bench.load_corpus(ctx.inputs)
-    refs = references()
-    structure = [analyse_structure(r) for r in refs]
-    shares = [parameter_shares(r) for r in refs]
-
-    variants = ablation_variants(s)
     train_over = bench.given(s, ("steps", "batch_size", "seq_len"))
-    histories: dict[str, list[Any]] = {}
-    ablation: dict[str, Any] = {}
-    for name, over in variants.items():
-        runs = [bench.train_on_corpus(s, corpus, seed, ctx.device, over, train_over) for seed in ctx.seeds]
-        histories[name] = [hist for _, _, hist in runs]
-        losses = [hist.final_eval_loss for hist in histories[name]]
-        breakdown = parameter_breakdown(runs[0][0])
+    out: dict[str, Any] = {"seed": seed, "variants": {}}
+    for name, over in ablation_variants(s).items():
+        model, _, hist = bench.train_on_corpus(s, corpus, seed, ctx.device, over, train_over)
+        breakdown = parameter_breakdown(model)
         total = sum(breakdown.values())
         body = total - breakdown["embedding"] - breakdown["lm_head"]
-        ablation[name] = {
-            "loss": bench.summary(losses),
+        out["variants"][name] = {
+            "loss": hist.final_eval_loss,
+            "diverged": hist.diverged,
+            "eval_steps": hist.eval_steps,
+            "eval_loss": hist.eval_loss,
             "params": total,
             "ffn_params": breakdown["ffn"],
             "ffn_share": breakdown["ffn"] / total,
             "ffn_share_non_embedding": breakdown["ffn"] / max(1, body),
         }
-    baseline = next(iter(variants))
+    return out
+
+
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+    s = ctx.settings
+    refs = references()
+    structure = [analyse_structure(r) for r in refs]
+    shares = [parameter_shares(r) for r in refs]
+    variants = list(ablation_variants(s))
+    baseline = variants[0]
+    seeds = [int(r["seed"]) for r in per_seed]
+    histories: dict[str, list[Any]] = {
+        name: [
+            SimpleNamespace(
+                eval_steps=r["variants"][name]["eval_steps"],
+                eval_loss=[_num(v) for v in r["variants"][name]["eval_loss"]],
+            )
+            for r in per_seed
+        ]
+        for name in variants
+    }
+    base_losses = [_num(r["variants"][baseline]["loss"]) for r in per_seed]
+    ablation: dict[str, Any] = {}
+    for name in variants:
+        first = per_seed[0]["variants"][name]
+        losses = [_num(r["variants"][name]["loss"]) for r in per_seed]
+        entry: dict[str, Any] = {
+            "loss": bench.summary(losses),
+            "params": first["params"],
+            "ffn_params": first["ffn_params"],
+            "ffn_share": first["ffn_share"],
+            "ffn_share_non_embedding": first["ffn_share_non_embedding"],
+        }
+        if name != baseline and all(math.isfinite(v) for v in losses + base_losses):
+            entry["paired_minus_baseline"] = paired_test(losses, base_losses).to_dict()
+        ablation[name] = entry
     metrics: dict[str, Any] = {
         "structure": structure,
         "parameter_shares": shares,
         "ablation": ablation,
         "baseline": baseline,
         "no_ffn": "no FFN",
+        "steps": int(s.get("steps") or s.get("train", {}).get("steps", 0)),
+        "min_effect": float(s.get("min_effect", 0.02)),
         "residual_tolerance": float(s.get("residual_tolerance", 1e-5)),
     }
     return Evidence(
         method=(
-            "Tiny BERT, GPT-2, Llama and T5 models are built from transformers configs (no weights) and one "
-            "layer is traced with forward hooks: the leaf modules called on the feed-forward path, in order, "
-            "and where the normalisation sits relative to it, checked on the captured tensors (x + FFN(Norm(x)) "
-            "or Norm(x + FFN(x))). Parameter shares are counted on the real-size configs on the meta device. "
-            f"The bench language model is then trained without the FFN, with each activation and each width, "
-            f"{len(ctx.seeds)} seeds per variant."
+            "Definition check: tiny BERT, GPT-2, Llama and T5 models are built from transformers configs (no "
+            "weights) and one layer is traced with forward hooks: the leaf modules called on the feed-forward "
+            "path, in order, and where the normalisation sits relative to it, checked on the captured tensors "
+            "(x + FFN(Norm(x)) or Norm(x + FFN(x))). Parameter shares are counted on the real-size configs on "
+            "the meta device. Illustration: the bench language model is trained without the FFN, with each "
+            f"activation and each width, {len(seeds)} seeds per variant, every variant paired with the baseline "
+            "by seed (same batches, same initial weights where the shapes agree)."
         ),
         metrics=metrics,
-        seeds=list(ctx.seeds),
+        seeds=seeds,
         tables=_tables(metrics),
         figures=_figures(ctx.outdir, histories, metrics),
         literature=_literature(metrics),
@@ -503,8 +544,9 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
             )
         )
     if swiglu is not None and relu is not None:
-        better = clearly_less(bench.values(swiglu["loss"]), bench.values(relu["loss"]))
-        worse = clearly_less(bench.values(relu["loss"]), bench.values(swiglu["loss"]))
+        test = _paired(swiglu["loss"], relu["loss"])  # swiglu - relu, per seed
+        eff = effect(test, float(metrics["min_effect"])) if test is not None else 0
+        better, worse = eff < 0, eff > 0
         checks.append(
             LiteratureCheck(
                 source="Shazeer 2020, GLU Variants Improve Transformer",
@@ -521,14 +563,70 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
 # --------------------------------------------------------------------------- verdict
 
 
+def _paired(a: Mapping[str, Any], b: Mapping[str, Any]) -> Any:
+    """Paired test of two :func:`bench.summary` entries seed by seed; None when a run failed."""
+    va, vb = a.get("values", []), b.get("values", [])
+    if len(va) != len(vb) or len(va) < 2 or any(v is None for v in [*va, *vb]):
+        return None
+    return paired_test([float(v) for v in va], [float(v) for v in vb])
+
+
+PRIMARY = (
+    "what one layer's feed-forward path calls in BERT, GPT-2, Llama and T5 built from transformers "
+    "configs (forward hooks), and where their normalisation sits (residual identity checked on the "
+    "captured tensors); the bench-model ablations illustrate what the block does"
+)
+TAKEAWAY = (
+    "The feed-forward block is two (SwiGLU: three) linear layers with an activation between them, "
+    "sometimes followed by dropout; the normalisation belongs to the residual sub-block around it."
+)
+CORRECTION = (
+    "The feed-forward block is linear layers with an activation (and, in some models, dropout); "
+    "LayerNorm/RMSNorm is applied around it on the residual stream (before it in Pre-LN, after the "
+    "residual sum in Post-LN), not inside it."
+)
+
+
+def _ablation_text(metrics: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """What removing the FFN does on the bench model (illustration), and what this run could not judge."""
+    abl = metrics["ablation"]
+    base, none = abl[metrics["baseline"]], abl.get(metrics["no_ffn"])
+    if none is None:
+        return "", ()
+    test = _paired(none["loss"], base["loss"])  # no FFN - baseline, per seed
+    loss_text = f"{bench.fmt(none['loss'], 4)} vs {bench.fmt(base['loss'], 4)} nats/token"
+    if test is None:
+        return "", (f"what removing the FFN does: a run failed or too few seeds ({loss_text})",)
+    eff = effect(test, float(metrics["min_effect"]))
+    paired = f"paired difference {test.mean_diff:+.3f} nats/token, p = {test.p:.2g}, {test.n} seeds"
+    if eff > 0:
+        return f" On the bench model, removing the FFN raises the loss ({loss_text}; {paired}).", ()
+    if eff < 0:
+        return f" On the bench model, removing the FFN lowers the loss ({loss_text}; {paired}).", ()
+    return "", (
+        f"what removing the FFN does: at {metrics['steps']} steps on the bench model the loss does not "
+        f"clearly change ({loss_text}; {paired}; a difference must exceed {float(metrics['min_effect'])} "
+        "nats/token)",
+    )
+
+
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Linear layers and an activation in every standard FFN, dropout in some, normalisation in
-    none (it sits on the residual stream): partly supported. All four everywhere: supported."""
+    none (it sits on the residual stream): partly supported. All four everywhere: supported.
+    Decided on the library models; the bench ablations are reported with it."""
     rows = metrics["structure"]
     n = len(rows)
     tol = float(metrics["residual_tolerance"])
     if n == 0:
-        return Verdict(Label.INCONCLUSIVE, "No standard model could be traced.")
+        return _verdict(
+            Label.INCONCLUSIVE,
+            "No standard model could be traced.",
+        )
     unverified = [
         r["model"]
         for r in rows
@@ -538,30 +636,34 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     with_act = sum(1 for r in rows if r["activation"] >= 1)
     with_dropout = sum(1 for r in rows if r["dropout"] >= 1)
     norm_inside = sum(1 for r in rows if r["norm_between_linears"])
-    abl = metrics["ablation"]
-    base, none = abl[metrics["baseline"]], abl.get(metrics["no_ffn"])
-    ffn_matters = ""
-    if none is not None:
-        helps = clearly_less(bench.values(base["loss"]), bench.values(none["loss"]))
-        ffn_matters = (
-            f" Removing the FFN {'raises' if helps else 'does not clearly change'} the bench loss "
-            f"({bench.fmt(none['loss'], 4)} vs {bench.fmt(base['loss'], 4)} nats/token)."
-        )
+    ffn_matters, limited = _ablation_text(metrics)
     parts = (
         f"{with_linear}/{n} standard FFNs have ≥2 linear layers, {with_act}/{n} an activation, "
         f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers"
     )
     if with_linear < n or with_act < n:
-        return Verdict(Label.NOT_SUPPORTED, f"{parts}.{ffn_matters}")
+        return _verdict(
+            Label.NOT_SUPPORTED,
+            f"{parts}.{ffn_matters}",
+            limited=limited,
+            correction=CORRECTION,
+        )
     if unverified and norm_inside < n:
-        return Verdict(
+        return _verdict(
             Label.INCONCLUSIVE,
             f"{parts}, but the norm placement could not be verified for {', '.join(unverified)}.",
+            limited=limited,
         )
     if norm_inside == n and with_dropout == n:
-        return Verdict(Label.SUPPORTED, f"{parts}.{ffn_matters}")
-    return Verdict(
+        return _verdict(
+            Label.SUPPORTED,
+            f"{parts}.{ffn_matters}",
+            limited=limited,
+        )
+    return _verdict(
         Label.PARTLY,
         f"{parts}: the norm belongs to the residual sub-block (pre or post, checked on the tensors), "
         f"not to the FFN.{ffn_matters}",
+        limited=limited,
+        correction=CORRECTION,
     )

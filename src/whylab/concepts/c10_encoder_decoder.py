@@ -1,20 +1,24 @@
 """C10 — encoders use (bidirectional) multi-head self-attention; decoders use masked multi-head
 self-attention.
 
-The difference is one mask, and what it buys can be measured directly: in a decoder, the output at
-position i must not depend on any token after i (that is what lets it be trained on next-token
-prediction and generate left to right); in an encoder every position may read every other. The
-causality test: change one token at position p and measure how much the outputs at positions < p
-move. The same architecture is built twice from the same seed, once with the causal mask
-(decoder) and once without (encoder), and tested at initialisation and after brief training on
-the corpus; tiny BERT (encoder) and GPT-2 (decoder) models built from transformers configs are put
-through the same test as a cross-check.
+A definition check: what an encoder and a decoder *are* is read off implementations others wrote.
+BERT (an encoder), GPT-2 (a decoder) and T5 (both) are built from their transformers configs with
+random weights, two layers and the real model's number of heads. The causality test changes one
+token at position p and measures how much the hidden states at positions < p move: in a masked
+decoder they must not move at all, in an encoder they do. One forward pass with the attention maps
+returned shows the heads: how many maps each layer computes, that they differ, and whether any
+weight falls on later positions.
+
+Our bench transformer, built twice from the same seed with and without the causal mask and tested
+at initialisation and after brief training on the corpus, is the illustration: a check on our own
+code alone would only read back the mask we wrote into it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -30,7 +34,7 @@ from whylab.bench.model import BenchTransformer
 from whylab.bench.train import bench_config, train_lm, train_settings
 from whylab.concepts import ConceptContext
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict
 
 CLAIM_ID = "C10"
 KINDS = {"decoder (causal mask)": True, "encoder (no mask)": False}
@@ -92,45 +96,130 @@ def _logits_of(model: torch.nn.Module) -> Forward:
     return forward
 
 
-def library_check(seq_len: int, vocab_size: int, positions: Sequence[int], seed: int) -> dict[str, Any]:
-    """Tiny BERT (bidirectional encoder) and GPT-2 (causal decoder) from transformers configs, random
-    weights, through the same causality test on random ids."""
+@dataclass(frozen=True)
+class LibraryStack:
+    """One self-attention stack of a library model: an encoder or a decoder, built tiny from its
+    config but with the real model's number of heads, and the real-size config it stands for."""
+
+    name: str
+    role: str  # "encoder" or "decoder"
+    real: str  # the real model whose head count is read from the library's default config
+    real_heads: int
+    forward: Forward  # ids -> hidden states
+    attentions: Callable[[torch.Tensor], Sequence[torch.Tensor]]  # ids -> per layer (B, H, T, T)
+
+
+def library_stacks(vocab_size: int, seq_len: int, seed: int) -> list[LibraryStack]:
+    """BERT (encoder), GPT-2 (decoder) and T5 (its encoder and its decoder), random weights, built
+    from transformers configs with 4-dimensional heads and the head count of BERT-base, GPT-2 small
+    and T5-small (their configs' defaults)."""
     import transformers
 
     transformers.logging.set_verbosity_error()
+    real = {
+        "BERT": transformers.BertConfig().num_attention_heads,
+        "GPT-2": transformers.GPT2Config().n_head,
+        "T5": transformers.T5Config().num_heads,
+    }
+    d_head, layers, n_pos = 4, 2, max(64, seq_len)
     torch.manual_seed(seed)
-    size = {"hidden": 32, "heads": 2, "layers": 2}
     bert = transformers.BertModel(
         transformers.BertConfig(
             vocab_size=vocab_size,
-            hidden_size=size["hidden"],
-            num_attention_heads=size["heads"],
-            num_hidden_layers=size["layers"],
-            intermediate_size=4 * size["hidden"],
-            max_position_embeddings=max(64, seq_len),
+            hidden_size=d_head * real["BERT"],
+            num_attention_heads=real["BERT"],
+            num_hidden_layers=layers,
+            intermediate_size=4 * d_head * real["BERT"],
+            max_position_embeddings=n_pos,
             attn_implementation="eager",
-        )
+        ),
+        add_pooling_layer=False,
     ).eval()
     gpt2 = transformers.GPT2Model(
         transformers.GPT2Config(
             vocab_size=vocab_size,
-            n_embd=size["hidden"],
-            n_head=size["heads"],
-            n_layer=size["layers"],
-            n_positions=max(64, seq_len),
+            n_embd=d_head * real["GPT-2"],
+            n_head=real["GPT-2"],
+            n_layer=layers,
+            n_positions=n_pos,
             attn_implementation="eager",
         )
     ).eval()
+    t5 = transformers.T5Model(
+        transformers.T5Config(
+            vocab_size=vocab_size,
+            d_model=d_head * real["T5"],
+            d_kv=d_head,
+            d_ff=4 * d_head * real["T5"],
+            num_heads=real["T5"],
+            num_layers=layers,
+            attn_implementation="eager",
+        )
+    ).eval()
+    source = torch.randint(0, vocab_size, (1, seq_len), generator=torch.Generator().manual_seed(seed + 5))
+
+    def t5_decoder(ids: torch.Tensor, **kw: Any) -> Any:
+        return t5(input_ids=source.expand(ids.shape[0], -1), decoder_input_ids=ids, use_cache=False, **kw)
+
+    return [
+        LibraryStack(
+            "BERT",
+            "encoder",
+            "BERT-base",
+            real["BERT"],
+            lambda ids: bert(input_ids=ids).last_hidden_state,
+            lambda ids: bert(input_ids=ids, output_attentions=True).attentions,
+        ),
+        LibraryStack(
+            "GPT-2",
+            "decoder",
+            "GPT-2 small",
+            real["GPT-2"],
+            lambda ids: gpt2(input_ids=ids).last_hidden_state,
+            lambda ids: gpt2(input_ids=ids, output_attentions=True).attentions,
+        ),
+        LibraryStack(
+            "T5 encoder",
+            "encoder",
+            "T5-small",
+            real["T5"],
+            lambda ids: t5.encoder(input_ids=ids).last_hidden_state,
+            lambda ids: t5.encoder(input_ids=ids, output_attentions=True).attentions,
+        ),
+        LibraryStack(
+            "T5 decoder",
+            "decoder",
+            "T5-small",
+            real["T5"],
+            lambda ids: t5_decoder(ids).last_hidden_state,
+            lambda ids: t5_decoder(ids, output_attentions=True).decoder_attentions,
+        ),
+    ]
+
+
+@torch.no_grad()
+def library_check(seq_len: int, vocab_size: int, positions: Sequence[int], seed: int) -> dict[str, Any]:
+    """Every library stack through the causality test on random ids, plus its heads: how many
+    attention maps each layer computes in the forward pass, how different they are, and how much
+    weight goes to later positions."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab_size, (4, seq_len), generator=gen)
     out = {}
-    for name, model in (("BERT (encoder)", bert), ("GPT-2 (decoder)", gpt2)):
-
-        def forward(x: torch.Tensor, m: torch.nn.Module = model) -> torch.Tensor:
-            return m(input_ids=x).last_hidden_state
-
-        prof = causality_profile(forward, ids, positions, vocab_size, gen)
-        out[name] = {k: prof[k] for k in ("earlier_max_abs", "later_mean_abs", "relative_leak")}
+    for stack in library_stacks(vocab_size, seq_len, seed):
+        prof = causality_profile(stack.forward, ids, positions, vocab_size, gen)
+        maps = stack.attentions(ids)
+        heads = [int(w.shape[1]) for w in maps]
+        # how different the heads' maps are: largest |w_h - w_0| over heads, rows and layers
+        spread = max(float((w - w[:, :1]).abs().amax()) for w in maps)
+        out[stack.name] = {
+            "role": stack.role,
+            "real_model": stack.real,
+            "real_heads": stack.real_heads,
+            "heads_in_forward": min(heads),
+            "head_difference": spread,
+            "future_attention_share": float(torch.stack([w.triu(1).sum(-1).mean() for w in maps]).mean()),
+            **{k: prof[k] for k in ("earlier_max_abs", "later_mean_abs", "relative_leak")},
+        }
     return out
 
 
@@ -189,8 +278,8 @@ def run(ctx: ConceptContext) -> Evidence:
         "stages": sorted(set(frame["stage"])),
         "by_kind": {},
     }
-    for kind, g in frame.groupby("kind"):
-        metrics["by_kind"][kind] = {
+    for group, g in frame.groupby("kind"):
+        metrics["by_kind"][str(group)] = {
             stage: {
                 "relative_leak": [float(v) for v in gs["relative_leak"]],
                 "earlier_max_abs": [float(v) for v in gs["earlier_max_abs"]],
@@ -204,14 +293,17 @@ def run(ctx: ConceptContext) -> Evidence:
             }
             for stage, gs in g.groupby("stage")
         }
-        metrics["by_kind"][kind]["causal_mask"] = KINDS[str(kind)]
+        metrics["by_kind"][str(group)]["causal_mask"] = KINDS[str(group)]
     skipped: list[str] = []
     literature = []
     if s.get("library_check", True):
         lib = library_check(32, 100, perturbation_positions(32, int(s["positions"])), ctx.seeds[0])
         metrics["library"] = lib
     else:
-        skipped.append("library cross-check (BERT/GPT-2 from transformers configs) turned off in the config")
+        skipped.append(
+            "library check (BERT, GPT-2, T5 from transformers configs) turned off in the config: "
+            "it decides the verdict"
+        )
     literature.extend(_literature(metrics))
 
     figures = [
@@ -233,29 +325,46 @@ def run(ctx: ConceptContext) -> Evidence:
         }
         for (kind, stage), g in frame.groupby(["kind", "stage"], sort=False)
     ]
-    tables = [
-        Table.from_records(
-            "causality",
-            "Change one token at position p; how much do the logits "
-            "move before p (must be 0 for a decoder) and at/after p? Mean ± std over "
-            "seeds; relative leak = max change before p / mean change at and after p.",
-            table,
-        )
-    ]
+    tables = []
     if "library" in metrics:
         tables.append(
             Table.from_records(
                 "library",
-                "The same test on tiny transformers models (random weights, built from configs).",
+                "Library models built from transformers configs (random weights, 2 layers, the real "
+                "model's head count, 4 dimensions per head): change one token at position p and measure "
+                "the hidden states before p (relative leak = largest change before p / mean change at and "
+                "after p); the attention maps of one forward pass: heads per layer, how far the heads' maps "
+                "differ, and the weight on later positions.",
                 [
-                    {"model": k, **{kk: f"{vv:.2e}" for kk, vv in v.items()}}
+                    {
+                        "model": k,
+                        "role": v["role"],
+                        "relative leak": f"{v['relative_leak']:.2e}",
+                        "attention to later tokens": f"{v['future_attention_share']:.3f}",
+                        "heads per layer (forward)": v["heads_in_forward"],
+                        "heads of the real model": f"{v['real_heads']} ({v['real_model']})",
+                        "largest difference between heads' weights": f"{v['head_difference']:.2g}",
+                    }
                     for k, v in metrics["library"].items()
                 ],
             )
         )
+    tables.append(
+        Table.from_records(
+            "causality",
+            "Our bench model (illustration): change one token at position p; how much do the logits "
+            "move before p (must be 0 for a decoder) and at/after p? Mean ± std over "
+            "seeds; relative leak = max change before p / mean change at and after p.",
+            table,
+        )
+    )
     return Evidence(
         method=(
-            "The bench transformer is built twice from the same seed, once with the causal mask (a decoder) "
+            "Definition check: BERT (encoder), GPT-2 (decoder) and T5 (encoder and decoder) are built from "
+            "transformers configs with random weights and the real models' head counts; one token at a time "
+            "is changed and the hidden states at earlier positions are compared (a masked decoder must not "
+            "move there, an encoder does), and one forward pass returns each layer's attention maps, one per "
+            "head. Illustration: the bench transformer is built twice from the same seed, once with the causal mask (a decoder) "
             "and once without (an encoder). For validation windows of the corpus, one token at a time is "
             "replaced by a different one and the change of the logits at every position is measured, at "
             f"initialisation and after {steps} steps of next-token training; a decoder must not move at "
@@ -280,7 +389,7 @@ def _fmt(values: pd.Series, pattern: str) -> str:
 
 
 def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     sns.lineplot(data=frame, x="offset", y="delta", hue="kind", style="stage", errorbar="sd", ax=ax)
     ax.set_yscale("symlog", linthresh=tol)
     ax.set_ylim(bottom=0)
@@ -289,11 +398,12 @@ def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any
     ax.axvline(0, color="grey", ls=":", lw=1)
     ax.set_xlabel("position relative to the changed token, j − p (tokens)")
     ax.set_ylabel("mean max |Δ logit| at position j (logit units)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # never over the data
     return plotting.save(
         fig,
         ctx.outdir,
         "change_by_offset",
-        "Does a later token change earlier outputs?",
+        "Our bench model: does a later token change earlier outputs?",
         "One token at position p is replaced; the curve is the change of the logits at "
         "position j, averaged over windows, positions p and seeds (band: ±1 std over "
         "seeds). Left of the dotted line the decoder stays at exactly 0; the encoder does "
@@ -327,7 +437,7 @@ def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
         fig,
         ctx.outdir,
         "attention_maps",
-        "Masked vs unmasked self-attention",
+        "Our bench model: masked vs unmasked self-attention",
         "First-layer attention weights (mean over heads) of one validation window, first "
         "seed, after training: the decoder's are lower-triangular (no weight on later "
         "tokens); the encoder's fill the whole square.",
@@ -351,7 +461,7 @@ def _figure_curves(ctx: ConceptContext, curves: Mapping[str, list[Any]]) -> Any:
         fig,
         ctx.outdir,
         "training_curves",
-        "Next-token training, with and without the mask",
+        "Our bench model: next-token training, with and without the mask",
         "Both models trained on next-token prediction (band: ±1 std over seeds). Without the "
         "mask the token to predict is visible in the input, so the encoder may learn to copy "
         f"it instead of predicting it; final validation loss (nats/token, mean) {gap}.",
@@ -372,23 +482,105 @@ def _leaks(kind: Mapping[str, Any]) -> list[float]:
     return [float(v) for stage, m in kind.items() if isinstance(m, dict) for v in m["relative_leak"]]
 
 
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
+PRIMARY = (
+    "BERT and T5's encoder vs GPT-2 and T5's decoder, built from transformers configs: does changing a "
+    "later token move earlier hidden states (causality test), and does each layer compute several "
+    "attention maps (the real models' head counts); our bench model as illustration"
+)
+TAKEAWAY = (
+    "An encoder's self-attention lets every token see every other; a decoder's is masked so a token "
+    "sees only earlier ones; both run several heads in parallel."
+)
+CORRECTION = (
+    "Encoders use (bidirectional) multi-head self-attention and decoders masked multi-head "
+    "self-attention, as the notes say; {failed}."
+)
+
+
+def library_parts(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The three parts of the claim on the library models: decoders masked, encoders bidirectional,
+    every stack multi-head; with the models that fail each part."""
     tol = float(metrics["leak_tolerance"])
+    lib: Mapping[str, Mapping[str, Any]] = metrics["library"]
+    dec = {k: v for k, v in lib.items() if v["role"] == "decoder"}
+    enc = {k: v for k, v in lib.items() if v["role"] == "encoder"}
+    fails = {
+        "decoders masked": [
+            k for k, v in dec.items() if v["relative_leak"] > tol or v["future_attention_share"] > tol
+        ],
+        "encoders bidirectional": [k for k, v in enc.items() if v["relative_leak"] < ENCODER_MIN_LEAK],
+        "multi-head": [
+            k
+            for k, v in lib.items()
+            if not (
+                v["real_heads"] > 1
+                and v["heads_in_forward"] == v["real_heads"]
+                and v["head_difference"] > tol
+            )
+        ],
+    }
+    return {
+        "encoders": sorted(enc),
+        "decoders": sorted(dec),
+        "fails": fails,
+        "holds": {part: not models for part, models in fails.items()},
+    }
+
+
+def _bench_text(metrics: Mapping[str, Any]) -> str:
     dec, enc = _leaks(_kind(metrics, True)), _leaks(_kind(metrics, False))
-    if int(metrics["n_seeds"]) < 2 or not dec or not enc:
-        return Verdict(Label.INCONCLUSIVE, f"Only {metrics['n_seeds']} seed(s): the test needs at least 2.")
-    decoder_causal = max(dec) <= tol
-    encoder_sees = min(enc) >= ENCODER_MIN_LEAK
-    numbers = (
-        f"changing a token moved earlier outputs by at most {max(dec):.1e} (relative) in the masked "
-        f"decoder and by at least {min(enc):.2g} in the unmasked encoder, over {len(dec)} runs"
+    if not dec or not enc:
+        return ""
+    return (
+        f" Our bench model shows the same as an illustration: changing a token moved earlier outputs by at most "
+        f"{max(dec):.1e} (relative) with the mask and by at least {min(enc):.2g} without it, over {len(dec)} runs."
     )
-    if decoder_causal and encoder_sees:
-        return Verdict(Label.SUPPORTED, f"The mask is the difference: {numbers}.")
-    if not decoder_causal and not encoder_sees:
-        return Verdict(Label.NOT_SUPPORTED, f"Neither behaves as claimed: {numbers}.")
-    which = "the decoder leaks the future" if not decoder_causal else "the encoder does not read the future"
-    return Verdict(Label.PARTLY, f"Only half holds ({which}): {numbers}.")
+
+
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """Decided on the library models (definition check); the bench model is the illustration."""
+    if not metrics.get("library"):
+        return _verdict(
+            Label.INCONCLUSIVE,
+            "The library check (BERT, GPT-2, T5 from configs) was turned off; our own model alone would only "
+            "read back the mask we wrote into it." + _bench_text(metrics),
+        )
+    parts = library_parts(metrics)
+    lib = metrics["library"]
+    heads = ", ".join(
+        f"{v['real_model']} {v['real_heads']}" for k, v in lib.items() if not k.startswith("T5 d")
+    )
+    leaks_dec = max(lib[k]["relative_leak"] for k in parts["decoders"]) if parts["decoders"] else float("nan")
+    leaks_enc = min(lib[k]["relative_leak"] for k in parts["encoders"]) if parts["encoders"] else float("nan")
+    numbers = (
+        f"changing a later token moves earlier hidden states by at most {leaks_dec:.1e} (relative) in "
+        f"{' and '.join(parts['decoders'])} and by at least {leaks_enc:.2g} in {' and '.join(parts['encoders'])}; "
+        f"every layer computes one attention map per head (heads: {heads})"
+    )
+    holds, fails = parts["holds"], parts["fails"]
+    failed = "; ".join(f"{part} fails in {', '.join(models)}" for part, models in fails.items() if models)
+    if all(holds.values()):
+        return _verdict(
+            Label.SUPPORTED,
+            f"In the library models {numbers}.{_bench_text(metrics)}",
+        )
+    correction = CORRECTION.format(failed=f"but here {failed}")
+    if not holds["decoders masked"] and not holds["encoders bidirectional"]:
+        return _verdict(
+            Label.NOT_SUPPORTED,
+            f"Neither half holds in the library models ({failed}): {numbers}.",
+            correction=correction,
+        )
+    return _verdict(
+        Label.PARTLY,
+        f"Only part holds in the library models ({failed}): {numbers}.",
+        correction=correction,
+    )
 
 
 def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
@@ -407,7 +599,7 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     ]
     lib = metrics.get("library")
     if lib:
-        bert, gpt2 = lib["BERT (encoder)"]["relative_leak"], lib["GPT-2 (decoder)"]["relative_leak"]
+        bert, gpt2 = lib["BERT"]["relative_leak"], lib["GPT-2"]["relative_leak"]
         checks.append(
             LiteratureCheck(
                 "Devlin et al. 2019 (BERT, bidirectional encoder); Radford et al. 2019 (GPT-2, causal decoder), "
@@ -415,6 +607,18 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
                 "BERT's self-attention is bidirectional; GPT-2's is causal.",
                 bool(gpt2 <= tol and bert >= ENCODER_MIN_LEAK),
                 f"Relative leak: GPT-2 {gpt2:.1e}, BERT {bert:.2g} (random weights, built from configs).",
+            )
+        )
+        multi = library_parts(metrics)["holds"]["multi-head"]
+        checks.append(
+            LiteratureCheck(
+                "Vaswani et al. 2017, section 3.2.2 (multi-head attention)",
+                "Instead of one attention function, h attention heads run in parallel on projected queries, "
+                "keys and values, and their outputs are concatenated (h = 8 in the base model).",
+                bool(multi),
+                "Heads per layer in the forward pass: "
+                + ", ".join(f"{k} {v['heads_in_forward']}" for k, v in lib.items())
+                + ".",
             )
         )
     return checks

@@ -2,22 +2,27 @@
 
 In the transformer of Vaswani et al. (2017, 3.2.3) the cross-attention ("encoder-decoder
 attention") takes its queries from the decoder's previous layer and its keys *and values* from
-the encoder output. The notes put the encoder output on the query side. Where each of Q, K and
-V comes from can be read off a trained model in two ways:
+the encoder output. The notes put the encoder output on the query side. Three pieces of evidence:
 
-- shapes: the input of W_q has the target's length, the inputs of W_k and W_v the source's
-  (the task below makes the two lengths differ);
-- interventions: add noise to the encoder output (the memory) and see which of Q, K, V and the
-  attention weights move; then add noise to the decoder's input and look again.
-
-The model is a small encoder–decoder trained to reverse (or copy) a random symbol sequence, a
-task that can only be solved by reading the source through cross-attention; switching the
-cross-attention off shows that it is used.
+1. **Definition check (decides the label).** T5 and BART, built from their transformers configs
+   (random weights), with hooks on their cross-attention's W_q, W_k, W_v: which tensor enters each
+   (shapes, identity with the encoder output, and which input change moves it). GPT-2, a
+   decoder-only model, is checked for cross-attention too.
+2. **The notes' wiring, built and trained.** Queries and keys from the encoder output leave the
+   values to the decoder (``_c11_wiring.NotesCrossAttention``, same parameters as the standard
+   module). With a source and a target of different lengths its score matrix has the source's
+   length on both axes and the forward pass fails where the weights meet the values; with equal
+   lengths it runs, and it is trained on the same reversal task as the standard wiring, seed by
+   seed from the same initial weights and batches, and compared on held-out token accuracy
+   (paired over seeds).
+3. **Our model, as illustration.** In the trained standard encoder–decoder, noise on the encoder
+   output moves K, V (and the first layer's Q not at all); noise on the decoder input moves Q but
+   never K or V; switching the cross-attention off shows that the decoder uses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,21 +34,26 @@ import seaborn as sns
 import torch
 import torch.nn.functional as F
 from matplotlib.ticker import FuncFormatter, NullFormatter
-from torch import Tensor
+from torch import Tensor, nn
 
 from whylab import plotting
-from whylab.bench.model import BenchConfig, EncoderDecoder
-from whylab.bench.train import TrainSettings, train_lm
+from whylab.bench.model import BenchConfig, EncoderDecoder, MultiHeadAttention
+from whylab.bench.train import LossFn, TrainSettings, train_lm
 from whylab.concepts import ConceptContext
+from whylab.concepts import _c11_wiring as wiring
 from whylab.errors import InputError
-from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict
+from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
+from whylab.verdict import Kind, Label, Spread, Verdict, effect, equivalent, paired_test
 
 CLAIM_ID = "C11"
 TOLERANCE = 1e-6  # relative change below this = unchanged (float round-off)
 EFFECT = 1e-3  # relative change above this = clearly moved
 PARTS = ("Q", "K", "V", "weights")
 INTERVENTIONS = {"memory": "noise on the encoder output", "decoder": "noise on the decoder input"}
+WIRINGS = {
+    "standard": "standard (Q from the decoder; K, V from the encoder)",
+    "notes": "the notes' (Q, K from the encoder; V from the decoder)",
+}
 
 
 # --------------------------------------------------------------------------- the task
@@ -51,22 +61,24 @@ INTERVENTIONS = {"memory": "noise on the encoder output", "decoder": "noise on t
 
 @dataclass(frozen=True)
 class SequenceTask:
-    """Source: ``length`` random symbols. Target: the source reversed (or copied), then EOS.
+    """Source: ``length`` random symbols. Target: the source reversed (or copied), then EOS when
+    ``eos`` (the target side is then one token longer than the source; without it, equally long).
 
-    Decoder input = BOS + target[:-1], so the target side is one token longer than the source.
-    Ids: symbols 0..symbols-1, BOS = symbols, EOS = symbols + 1 (one vocabulary for both sides).
+    Decoder input = BOS + target[:-1]. Ids: symbols 0..symbols-1, BOS = symbols, EOS = symbols + 1
+    (one vocabulary for both sides).
     """
 
     length: int
     symbols: int
     reverse: bool = True
+    eos: bool = True
 
     @property
     def bos(self) -> int:
         return self.symbols
 
     @property
-    def eos(self) -> int:
+    def eos_id(self) -> int:
         return self.symbols + 1
 
     @property
@@ -75,8 +87,9 @@ class SequenceTask:
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         src = torch.randint(0, self.symbols, (n, self.length), generator=generator)
-        body = src.flip(1) if self.reverse else src
-        target = torch.cat([body, torch.full((n, 1), self.eos)], dim=1)
+        target = src.flip(1) if self.reverse else src
+        if self.eos:
+            target = torch.cat([target, torch.full((n, 1), self.eos_id)], dim=1)
         return src, target
 
     def decoder_input(self, target: Tensor) -> Tensor:
@@ -87,8 +100,8 @@ class SequenceTask:
         return self.length - 1 - t if self.reverse else t
 
 
-def make_loss(task: SequenceTask):  # type: ignore[no-untyped-def]
-    def loss(model: EncoderDecoder, src: Tensor, target: Tensor) -> Tensor:
+def make_loss(task: SequenceTask) -> LossFn:
+    def loss(model: nn.Module, src: Tensor, target: Tensor) -> Tensor:
         logits = model(src, task.decoder_input(target)).logits
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
@@ -97,27 +110,45 @@ def make_loss(task: SequenceTask):  # type: ignore[no-untyped-def]
 
 @torch.no_grad()
 def accuracy(model: EncoderDecoder, task: SequenceTask, src: Tensor, target: Tensor) -> dict[str, float]:
-    """Teacher-forced token accuracy and greedy exact-sequence accuracy."""
+    """Teacher-forced token accuracy and greedy exact-sequence accuracy.
+
+    Greedy decoding feeds a full-length decoder input (predictions so far, then BOS as filler) and
+    reads position t: causal self-attention (and, in the notes' wiring, the causal mask over the
+    value positions) keeps the filler from reaching position t, and the notes' wiring, which
+    cannot take a decoder input shorter than the source, can decode too.
+    """
     model.eval()
     logits = model(src, task.decoder_input(target)).logits
     token = float((logits.argmax(-1) == target).float().mean())
     memory = model.encode(src)
-    out = torch.full_like(target[:, :1], task.bos)
-    for _ in range(target.shape[1]):
-        nxt = model.decode(out, memory).logits[:, -1].argmax(-1, keepdim=True)
-        out = torch.cat([out, nxt], dim=1)
-    exact = float((out[:, 1:] == target).all(dim=1).float().mean())
+    dec_in = torch.full_like(target, task.bos)
+    pred = torch.empty_like(target)
+    for t in range(target.shape[1]):
+        pred[:, t] = model.decode(dec_in, memory).logits[:, t].argmax(-1)
+        if t + 1 < target.shape[1]:
+            dec_in[:, t + 1] = pred[:, t]
+    exact = float((pred == target).all(dim=1).float().mean())
     return {"token_accuracy": token, "sequence_accuracy": exact}
+
+
+def _cross_attentions(model: EncoderDecoder) -> list[nn.Module]:
+    out = []
+    for block in model.decoder_blocks:
+        attn = getattr(block, "cross_attn", None)
+        if not isinstance(attn, nn.Module):
+            raise ValueError("every decoder block needs a cross-attention")
+        out.append(attn)
+    return out
 
 
 @contextmanager
 def cross_attention_off(model: EncoderDecoder) -> Iterator[None]:
     """Replace every cross-attention output by zeros (the decoder then sees no source at all)."""
-    handles = [
-        b.cross_attn.register_forward_hook(lambda m, i, out: (torch.zeros_like(out[0]), out[1]))
-        for b in model.decoder_blocks
-        if b.cross_attn is not None
-    ]
+
+    def zero(m: nn.Module, i: Any, out: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
+        return torch.zeros_like(out[0]), out[1]
+
+    handles = [attn.register_forward_hook(zero) for attn in _cross_attentions(model)]
     try:
         yield
     finally:
@@ -133,14 +164,14 @@ def capture_qkv(model: EncoderDecoder) -> Iterator[dict[str, list[Any]]]:
     """Record the inputs' shapes and the outputs of W_q, W_k, W_v of every cross-attention."""
     seen: dict[str, list[Any]] = {"Q": [], "K": [], "V": [], "Q_in": [], "K_in": [], "V_in": []}
     handles = []
-    for block in model.decoder_blocks:
-        attn = block.cross_attn
-        assert attn is not None
+    for attn in _cross_attentions(model):
+        if not isinstance(attn, (MultiHeadAttention, wiring.NotesCrossAttention)):
+            raise ValueError(f"unknown cross-attention module {type(attn).__name__}")
         for part, proj in (("Q", attn.q_proj), ("K", attn.k_proj), ("V", attn.v_proj)):
             if proj is None:
                 raise InputError("C11 needs the standard projections (qk_proj and v_proj on)")
 
-            def hook(mod: torch.nn.Module, inp: tuple[Tensor, ...], out: Tensor, part: str = part) -> None:
+            def hook(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor, part: str = part) -> None:
                 seen[part].append(out.detach().clone())
                 seen[f"{part}_in"].append(list(inp[0].shape))
 
@@ -170,7 +201,10 @@ def interventions(
     noise: float,
     generator: torch.Generator,
 ) -> dict[str, Any]:
-    """Perturb the memory, then the decoder input; relative change of Q, K, V and the weights per layer."""
+    """Perturb the memory, then the decoder input; relative change of Q, K, V and the weights per layer.
+
+    The shapes are read on a decoder input two tokens shorter than the source, so the side each
+    projection reads shows in its input's length."""
     model.eval()
     tgt_in = task.decoder_input(target)
     memory = model.encode(src)
@@ -200,17 +234,20 @@ def interventions(
             for part in ("Q", "K", "V")
         }
         changes[name]["weights"] = [_rows_tv(a, b) for a, b in zip(base_w, weights, strict=True)]
+    short = max(1, src.shape[1] - 2)
+    with capture_qkv(model) as seen_short:
+        model.decode(tgt_in[:, :short], memory)
     shapes = {
-        "q_input": base["Q_in"][0],
-        "k_input": base["K_in"][0],
-        "v_input": base["V_in"][0],
+        "q_input": seen_short["Q_in"][0],
+        "k_input": seen_short["K_in"][0],
+        "v_input": seen_short["V_in"][0],
         "source_length": int(src.shape[1]),
-        "target_length": int(tgt_in.shape[1]),
+        "target_length": short,
     }
     return {"changes": changes, "shapes": shapes, "weights": [w.cpu() for w in base_w]}
 
 
-def alignment(weights: list[Tensor], task: SequenceTask) -> list[float]:
+def alignment(weights: Sequence[Tensor], task: SequenceTask) -> list[float]:
     """Per layer: mean weight (over heads, examples, target positions) on the source position that
     target position t must read; 1/length is what a uniform spread gives."""
     out = []
@@ -220,94 +257,153 @@ def alignment(weights: list[Tensor], task: SequenceTask) -> list[float]:
     return out
 
 
-# --------------------------------------------------------------------------- run
+# --------------------------------------------------------------------------- one seed
 
 
-def run(ctx: ConceptContext) -> Evidence:
-    s = ctx.settings
-    task = SequenceTask(int(s["length"]), int(s["symbols"]), reverse=s["task"] == "reverse")
-    cfg = BenchConfig(
+def notes_ceiling(task: SequenceTask) -> float:
+    """The best token accuracy the notes' wiring can reach: its values come from the decoder, so the
+    source reaches the output only through the weights over decoder positions ≤ t; at t = 0 there is
+    one position, the weights carry nothing, and that position is at chance."""
+    return 1.0 - (1.0 - 1.0 / task.symbols) / task.length
+
+
+def task_of(s: Mapping[str, Any], eos: bool = False) -> SequenceTask:
+    """The trained task has equal source and target lengths (no EOS), so both wirings can run."""
+    return SequenceTask(int(s["length"]), int(s["symbols"]), reverse=s["task"] == "reverse", eos=eos)
+
+
+def config_of(s: Mapping[str, Any], task: SequenceTask) -> BenchConfig:
+    return BenchConfig(
         vocab_size=task.vocab_size,
         d_model=int(s["d_model"]),
         n_heads=int(s["n_heads"]),
         n_layers=int(s["n_layers"]),
         max_len=task.length + 2,
     )
+
+
+def build(s: Mapping[str, Any], task: SequenceTask, seed: int, notes: bool) -> EncoderDecoder:
+    """The encoder–decoder of ``seed``; both wirings get the same initial weights."""
+    torch.manual_seed(seed)
+    model = EncoderDecoder(config_of(s, task))
+    return wiring.use_notes_wiring(model) if notes else model
+
+
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """Train both wirings from the same initial weights on the same batches; measure each."""
+    s = ctx.settings
+    task = task_of(s)
     eval_src, eval_tgt = task.sample(int(s["eval_size"]), torch.Generator().manual_seed(10_000))
-    loss = make_loss(task)
-    rows: list[dict[str, Any]] = []
-    change_rows: list[dict[str, Any]] = []
-    histories = []
-    example_maps: list[np.ndarray] = []
-    shapes: dict[str, Any] = {}
-    for seed in ctx.seeds:
-        torch.manual_seed(seed)
-        model = EncoderDecoder(cfg).to(ctx.device)
-        steps = int(s["steps"])
-        settings = TrainSettings(
-            steps=steps,
-            batch_size=int(s["batch_size"]),
-            lr=float(s["lr"]),
-            eval_every=max(1, steps // 8),
-            seed=seed,
-        )
+    steps = int(s["steps"])
+    settings = TrainSettings(
+        steps=steps,
+        batch_size=int(s["batch_size"]),
+        lr=float(s["lr"]),
+        eval_every=max(1, steps // 8),
+        seed=seed,
+    )
 
-        def batch(step: int, gen: torch.Generator, n: int = settings.batch_size) -> tuple[Tensor, Tensor]:
-            return task.sample(n, gen)
+    def batch(step: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        return task.sample(settings.batch_size, gen)
 
+    out: dict[str, Any] = {"seed": seed}
+    for name in WIRINGS:
+        model = build(s, task, seed, notes=name == "notes").to(ctx.device)
         hist = train_lm(
-            model, None, (eval_src, eval_tgt), settings, device=ctx.device, loss_fn=loss, batch_fn=batch
+            model,
+            None,
+            (eval_src, eval_tgt),
+            settings,
+            device=ctx.device,
+            loss_fn=make_loss(task),
+            batch_fn=batch,
         )
-        histories.append(hist)
         model.cpu()
-        acc = accuracy(model, task, eval_src, eval_tgt)
-        with cross_attention_off(model):
-            acc_off = accuracy(model, task, eval_src, eval_tgt)
-        result = interventions(
-            model, task, eval_src, eval_tgt, float(s["noise"]), torch.Generator().manual_seed(seed + 77)
-        )
-        shapes = result["shapes"]
-        align = alignment(result["weights"], task)
-        rows.append(
-            {
-                "seed": seed,
-                **acc,
-                "token_accuracy_cross_off": acc_off["token_accuracy"],
-                "sequence_accuracy_cross_off": acc_off["sequence_accuracy"],
-                "final_eval_loss": hist.final_eval_loss,
-                "alignment": align,
-            }
-        )
-        for name, parts in result["changes"].items():
-            for part, values in parts.items():
-                for layer, v in enumerate(values):
-                    change_rows.append(
-                        {
-                            "seed": seed,
-                            "intervention": name,
-                            "part": part,
-                            "layer": layer + 1,
-                            "relative_change": v,
-                        }
-                    )
-        if seed == ctx.seeds[0]:
-            example_maps = [w[0].mean(0).numpy() for w in result["weights"]]  # first example, mean over heads
-            example_src = eval_src[0].tolist()
+        arm: dict[str, Any] = {
+            **accuracy(model, task, eval_src, eval_tgt),
+            "final_eval_loss": hist.final_eval_loss,
+            "diverged": hist.diverged,
+            "eval_steps": hist.eval_steps,
+            "eval_loss": hist.eval_loss,
+        }
+        if name == "standard":
+            with cross_attention_off(model):
+                arm["token_accuracy_cross_off"] = accuracy(model, task, eval_src, eval_tgt)["token_accuracy"]
+            res = interventions(
+                model, task, eval_src, eval_tgt, float(s["noise"]), torch.Generator().manual_seed(seed + 77)
+            )
+            arm["changes"] = res["changes"]
+            arm["shapes"] = res["shapes"]
+            arm["alignment"] = alignment(res["weights"], task)
+            # first held-out example, mean over heads, per layer (for the figure)
+            arm["example_maps"] = [w[0].mean(0).tolist() for w in res["weights"]]
+        out[name] = arm
+    out["example_source"] = eval_src[0].tolist()
+    return out
 
-    changes = pd.DataFrame(change_rows)
+
+# --------------------------------------------------------------------------- combine
+
+
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+    s = ctx.settings
+    task = task_of(s)
+    seeds = [int(r["seed"]) for r in per_seed]
+    std = [r["standard"] for r in per_seed]
+    notes = [r["notes"] for r in per_seed]
+    acc_std = [float(a["token_accuracy"]) for a in std]
+    acc_notes = [float(a["token_accuracy"]) for a in notes]
+    test = paired_test(acc_std, acc_notes)
+
+    # the notes' wiring on a source and a target of different lengths (the task with EOS)
+    long_task = task_of(s, eos=True)
+    src, tgt = long_task.sample(4, torch.Generator().manual_seed(1))
+    unequal = wiring.failure_at_unequal_lengths(
+        build(s, long_task, seeds[0], notes=True), src, long_task.decoder_input(tgt)
+    )
+
+    skipped: list[str] = []
+    library: list[dict[str, Any]] = []
+    if s.get("library_check", True):
+        library = [wiring.library_roles(lib, seeds[0]) for lib in wiring.library_models()]
+    else:
+        skipped.append("library check (T5, BART, GPT-2 from transformers configs) turned off in the config")
+
+    changes = pd.DataFrame(
+        [
+            {"seed": r["seed"], "intervention": name, "part": part, "layer": layer + 1, "relative_change": v}
+            for r in per_seed
+            for name, parts in r["standard"]["changes"].items()
+            for part, values in parts.items()
+            for layer, v in enumerate(values)
+        ]
+    )
     metrics: dict[str, Any] = {
         "task": s["task"],
         "length": task.length,
         "symbols": task.symbols,
-        "n_seeds": len(ctx.seeds),
+        "n_seeds": len(seeds),
+        "steps": int(s["steps"]),
         "min_accuracy": float(s["min_accuracy"]),
+        "min_effect": float(s["min_effect"]),
         "chance_accuracy": 1.0 / task.symbols,
-        "token_accuracy": [r["token_accuracy"] for r in rows],
-        "sequence_accuracy": [r["sequence_accuracy"] for r in rows],
-        "token_accuracy_cross_off": [r["token_accuracy_cross_off"] for r in rows],
-        "alignment": [r["alignment"] for r in rows],
+        # the notes' wiring can pass the source only through its attention weights; at the first
+        # target position there is one value to weigh, so that position stays at chance
+        "notes_ceiling": notes_ceiling(task),
+        "token_accuracy": {"standard": acc_std, "notes": acc_notes},
+        "sequence_accuracy": {
+            "standard": [float(a["sequence_accuracy"]) for a in std],
+            "notes": [float(a["sequence_accuracy"]) for a in notes],
+        },
+        "diverged": {
+            "standard": sum(bool(a["diverged"]) for a in std),
+            "notes": sum(bool(a["diverged"]) for a in notes),
+        },
+        "paired_standard_minus_notes": test.to_dict(),
+        "token_accuracy_cross_off": [float(a["token_accuracy_cross_off"]) for a in std],
+        "alignment": [a["alignment"] for a in std],
         "alignment_chance": 1.0 / task.length,
-        "shapes": shapes,
+        "shapes": std[0]["shapes"],
         "changes": {
             name: {
                 part: [
@@ -318,41 +414,106 @@ def run(ctx: ConceptContext) -> Evidence:
             }
             for name, gi in changes.groupby("intervention")
         },
+        "unequal_lengths": unequal,
+        "library": library,
     }
     figures = [
-        _figure_maps(ctx, example_maps, example_src, task),
+        _figure_accuracy(ctx, metrics),
+        _figure_maps(
+            ctx, [np.asarray(m) for m in std[0]["example_maps"]], per_seed[0]["example_source"], task
+        ),
         _figure_interventions(ctx, changes),
-        _figure_curves(ctx, histories),
+        _figure_curves(ctx, per_seed),
+    ]
+    return Evidence(
+        method=(
+            "Definition check: T5 and BART are built from transformers configs (random weights); hooks on "
+            "the cross-attention's W_q, W_k and W_v record what enters each, with source and target of "
+            "different lengths, and the source and the decoder input are changed in turn. GPT-2 is checked "
+            "for cross-attention. Experiment: the notes' wiring (Q and K from the encoder output, V from the "
+            "decoder, causal over value positions; the same parameters) is run on a source and a target of "
+            "different lengths, and, with equal lengths, trained on the same task as the standard wiring: "
+            f"a small encoder–decoder ({s['n_layers']}+{s['n_layers']} layers, width {s['d_model']}) learns "
+            f"to {s['task']} {task.length} random symbols, {s['steps']} steps, {len(seeds)} seeds, both "
+            "wirings from the same initial weights and batches; held-out token accuracy is compared per seed. "
+            "In the trained standard model, noise is added to the encoder output or to the decoder input and "
+            "the change of Q, K, V and the attention weights is measured; its cross-attention is switched off "
+            "to show that it is used."
+        ),
+        metrics=metrics,
+        seeds=seeds,
+        tables=_tables(metrics, changes, len(seeds), float(s["noise"])),
+        figures=figures,
+        literature=_literature(metrics),
+        skipped=skipped,
+    )
+
+
+def _tables(metrics: Mapping[str, Any], changes: pd.DataFrame, n_seeds: int, noise: float) -> list[Table]:
+    test = metrics["paired_standard_minus_notes"]
+    tables = [
+        Table.from_records(
+            "library_roles",
+            "What enters the cross-attention's projections of library models built from configs "
+            f"(first decoder layer; source {metrics['library'][0]['source_length'] if metrics['library'] else '–'} "
+            "tokens, target shorter). 'vs encoder output' is the largest absolute difference from the "
+            "encoder's output tensor (– when the shapes differ); 'moved by' is the largest change when one "
+            "source token or one decoder token is changed.",
+            [_library_row(r) for r in metrics["library"]],
+        )
+        if metrics["library"]
+        else None,
+        Table.from_records(
+            "wirings",
+            "Held-out accuracy per seed of the two wirings trained from the same initial weights on the "
+            "same batches (equal source and target lengths). The paired difference standard − notes: "
+            f"{test['mean_diff']:+.3f} (95% CI {_ci(test)}).",
+            [
+                {
+                    "seed": seed,
+                    "token accuracy, standard": round(a, 4),
+                    "token accuracy, notes' wiring": round(b, 4),
+                    "sequence accuracy, standard": round(c, 4),
+                    "sequence accuracy, notes' wiring": round(d, 4),
+                    "token accuracy, standard with cross-attention off": round(e, 4),
+                }
+                for seed, a, b, c, d, e in zip(
+                    range(n_seeds),
+                    metrics["token_accuracy"]["standard"],
+                    metrics["token_accuracy"]["notes"],
+                    metrics["sequence_accuracy"]["standard"],
+                    metrics["sequence_accuracy"]["notes"],
+                    metrics["token_accuracy_cross_off"],
+                    strict=True,
+                )
+            ],
+        ),
+        Table.from_records(
+            "unequal_lengths",
+            "The notes' wiring on a source and a decoder input of different lengths.",
+            [
+                {
+                    "source length": metrics["unequal_lengths"]["source_length"],
+                    "target length": metrics["unequal_lengths"]["target_length"],
+                    "runs": "yes" if metrics["unequal_lengths"]["runs"] else "no",
+                    "error": metrics["unequal_lengths"]["error"],
+                    "where": metrics["unequal_lengths"]["where"],
+                }
+            ],
+        ),
     ]
     summary = (
         changes.groupby(["intervention", "layer", "part"])["relative_change"]
         .agg(["mean", "std", "max"])
         .reset_index()
     )
-    tables = [
-        Table.from_records(
-            "accuracy",
-            "Held-out accuracy of the trained encoder–decoder per seed, with "
-            "its cross-attention on and switched off (output replaced by zeros), and the "
-            "attention weight on the source position each target position must read, per "
-            f"decoder layer (uniform = {1 / task.length:.3f}).",
-            [
-                {
-                    "seed": r["seed"],
-                    "token accuracy": round(r["token_accuracy"], 4),
-                    "sequence accuracy": round(r["sequence_accuracy"], 4),
-                    "token accuracy, cross-attention off": round(r["token_accuracy_cross_off"], 4),
-                    "final loss (nats/token)": round(r["final_eval_loss"], 4),
-                    "weight on the right source token, per layer": [round(a, 3) for a in r["alignment"]],
-                }
-                for r in rows
-            ],
-        ),
+    shapes = metrics["shapes"]
+    tables += [
         Table.from_records(
             "interventions",
-            "Relative change ‖after − before‖ / ‖before‖ of the cross-attention's "
+            "Our trained standard model: relative change ‖after − before‖ / ‖before‖ of the cross-attention's "
             "Q, K, V (and the mean total-variation distance of its weight rows) per decoder layer, "
-            f"over {len(ctx.seeds)} seeds; noise of {s['noise']}× the RMS of what it is added to.",
+            f"over {n_seeds} seeds; noise of {noise}× the RMS of what it is added to.",
             [
                 {
                     "intervention": INTERVENTIONS[str(r["intervention"])],
@@ -367,74 +528,131 @@ def run(ctx: ConceptContext) -> Evidence:
         ),
         Table.from_records(
             "shapes",
-            "Input shapes (batch, length, width) of the cross-attention's projections "
-            "in the first decoder layer.",
+            "Our trained standard model: input shapes (batch, length, width) of the cross-attention's "
+            "projections in the first decoder layer, on a decoder input shorter than the source.",
             [
                 {"projection": "W_q (query)", "input shape": str(shapes["q_input"])},
                 {"projection": "W_k (key)", "input shape": str(shapes["k_input"])},
                 {"projection": "W_v (value)", "input shape": str(shapes["v_input"])},
                 {
-                    "projection": "source / target length",
+                    "projection": "source / decoder input length",
                     "input shape": f"{shapes['source_length']} / {shapes['target_length']}",
                 },
             ],
         ),
     ]
-    return Evidence(
-        method=(
-            f"A small encoder–decoder ({cfg.n_layers}+{cfg.n_layers} layers, width {cfg.d_model}) is trained "
-            f"to {s['task']} sequences of {task.length} random symbols, once per seed; the target side is one "
-            "token longer than the source, so shapes tell the sides apart. On held-out sequences, hooks record "
-            "what enters W_q, W_k and W_v of each cross-attention; then noise is added either to the encoder "
-            "output (the memory) or to the decoder's input, and the relative change of Q, K, V and of the "
-            "attention weights is measured. Switching the cross-attention off shows whether the decoder uses it."
-        ),
-        metrics=metrics,
-        seeds=ctx.seeds,
-        tables=tables,
-        figures=figures,
-        literature=_literature(metrics),
-    )
+    return [t for t in tables if t is not None]
+
+
+def _library_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    def num(v: Any) -> str:
+        return "–" if v is None else f"{float(v):.2g}"
+
+    row: dict[str, Any] = {
+        "model": r["model"],
+        "decoder layers with cross-attention": f"{r['cross_attention_layers']}/{r['decoder_layers']}",
+    }
+    if r["cross_attention_layers"]:
+        for p in ("q", "k", "v"):
+            row[f"W_{p} input length"] = r[f"{p}_input_length"]
+            row[f"W_{p} vs encoder output"] = num(r[f"{p}_vs_encoder_output"])
+            row[f"W_{p} moved by source / decoder"] = (
+                f"{num(r[f'{p}_moved_by_source'])} / {num(r[f'{p}_moved_by_decoder'])}"
+            )
+    return row
+
+
+def _ci(test: Mapping[str, Any]) -> str:
+    if test.get("ci_low") is None:
+        return "n/a"
+    return f"{test['ci_low']:+.3f} to {test['ci_high']:+.3f}"
 
 
 # --------------------------------------------------------------------------- figures
 
 
-def _figure_maps(ctx: ConceptContext, maps: list[np.ndarray], src: list[int], task: SequenceTask) -> Any:
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.6 * len(maps) + 1, 4.4))
-    axes = np.atleast_1d(axes)
-    src_labels = [f"{i}:{tok}" for i, tok in enumerate(src)]
-    body = src[::-1] if task.reverse else src
-    tgt_labels = [f"{t}:{tok}" for t, tok in enumerate([*body, "EOS"])]
-    for i, (ax, w) in enumerate(zip(axes, maps, strict=True)):
-        last = i == len(maps) - 1
+def _figure_accuracy(ctx: ConceptContext, metrics: Mapping[str, Any]) -> FigureRef:
+    rows = [
+        {"wiring": WIRINGS[name].split(" (")[0], "seed": i, "measure": measure, "accuracy": v}
+        for measure, key in (
+            ("token (teacher-forced)", "token_accuracy"),
+            ("whole sequence (greedy)", "sequence_accuracy"),
+        )
+        for name in WIRINGS
+        for i, v in enumerate(metrics[key][name])
+    ]
+    frame = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True, layout="constrained")
+    for ax, (measure, g) in zip(axes, frame.groupby("measure", sort=False), strict=True):
+        for _, pair in g.groupby("seed"):
+            ax.plot(pair["wiring"], pair["accuracy"], color="grey", lw=1, alpha=0.7)
+        sns.stripplot(
+            data=g, x="wiring", y="accuracy", hue="wiring", ax=ax, size=7, jitter=False, legend=False
+        )
+        ax.axhline(float(metrics["chance_accuracy"]), color="black", ls=":", lw=1)
+        if str(measure).startswith("token") and metrics.get("notes_ceiling") is not None:
+            ax.axhline(float(metrics["notes_ceiling"]), color="C1", ls="--", lw=1)
+        ax.set_title(str(measure))
+        ax.set_xlabel("cross-attention wiring")
+        ax.set_ylabel("held-out accuracy (fraction)")
+        ax.set_ylim(-0.02, 1.05)
+    test = metrics["paired_standard_minus_notes"]
+    return plotting.save(
+        fig,
+        ctx.outdir,
+        "wirings",
+        "The notes' wiring trained against the standard one",
+        f"Held-out accuracy on the {metrics['task']} task with equal source and target lengths; one line per "
+        "seed joins the two wirings trained from the same initial weights on the same batches. Dotted: "
+        f"chance (1/{metrics['symbols']}); dashed: the best token accuracy the notes' wiring can reach, since "
+        "the source reaches it only through the attention weights and never at the first position. Token accuracy, standard − notes: {test['mean_diff']:+.3f} "
+        f"(95% CI {_ci(test)}, {test['n']} seeds).",
+    )
+
+
+def draw_maps(maps: Sequence[np.ndarray], src: Sequence[int], task: SequenceTask) -> Any:
+    """Heatmaps of the cross-attention per decoder layer, tick labels "position: symbol", upright."""
+    fig, axes = plt.subplots(
+        1, len(maps), figsize=(4.8 * len(maps) + 1, 4.6), squeeze=False, layout="constrained"
+    )
+    src_labels = [f"{i}: {tok}" for i, tok in enumerate(src)]
+    body = list(src)[::-1] if task.reverse else list(src)
+    tgt_labels = [f"{t}: {tok}" for t, tok in enumerate(body)]
+    for i, (ax, w) in enumerate(zip(axes[0], maps, strict=True)):
         sns.heatmap(
             w,
             ax=ax,
             cmap="viridis",
             vmin=0,
             vmax=1,
-            cbar=last,
-            xticklabels=src_labels,
-            yticklabels=tgt_labels,
+            cbar=i == len(maps) - 1,
             cbar_kws={"label": "attention weight (probability)"},
         )
+        ax.set_xticks(np.arange(len(src_labels)) + 0.5, src_labels, rotation=90)
+        ax.set_yticks(np.arange(len(tgt_labels)) + 0.5, tgt_labels, rotation=0)
         ax.set_title(f"decoder layer {i + 1}")
-        ax.set_xlabel("source position:symbol (keys, values)")
-        ax.set_ylabel("target position:symbol it predicts (queries)")
+        ax.set_xlabel("source position: symbol (keys, values)")
+        ax.set_ylabel("target position: symbol it predicts (queries)")
+    return fig
+
+
+def _figure_maps(
+    ctx: ConceptContext, maps: list[np.ndarray], src: list[int], task: SequenceTask
+) -> FigureRef:
+    fig = draw_maps(maps, src, task)
     kind = "the anti-diagonal" if task.reverse else "the diagonal"
     return plotting.save(
         fig,
         ctx.outdir,
         "cross_attention_maps",
-        "Cross-attention of the trained model",
+        "Cross-attention of the trained standard model",
         f"One held-out example ({'reversal' if task.reverse else 'copy'}), first seed, mean over "
         "heads. Rows are the decoder's positions (the queries), columns the encoder's (keys and "
         f"values); a model that reads the right source symbol puts its weight on {kind}.",
     )
 
 
-def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> Any:
+def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> FigureRef:
     frame = changes.assign(
         intervention=changes["intervention"].map(INTERVENTIONS),
         layer=changes["layer"].map(lambda v: f"layer {v}"),
@@ -452,7 +670,7 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> Any:
         aspect=1.1,
     )
     grid.set_titles("{col_name}")
-    grid.figure.subplots_adjust(top=0.82)
+    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.5, 0.02), ncol=2, title=None, frameon=False)
     for ax in grid.axes.flat:
         ax.set_yscale("symlog", linthresh=TOLERANCE)
         ax.set_ylim(bottom=0)
@@ -460,11 +678,13 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> Any:
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("what is measured in the cross-attention")
     grid.axes.flat[0].set_ylabel("relative change (unitless)")
+    grid.figure.tight_layout()
+    grid.figure.subplots_adjust(top=0.84)  # room for the title
     return plotting.save(
         grid.figure,
         ctx.outdir,
         "interventions",
-        "Where Q, K and V come from",
+        "Where Q, K and V come from in our model",
         "Noise on the encoder output moves K, V and the weights but leaves the first layer's Q "
         "at exactly 0; noise on the decoder input moves Q and the weights but never K or V. "
         "(In later layers Q also depends on the memory, through the earlier layers' "
@@ -472,21 +692,24 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> Any:
     )
 
 
-def _figure_curves(ctx: ConceptContext, histories: list[Any]) -> Any:
+def _figure_curves(ctx: ConceptContext, per_seed: Sequence[Mapping[str, Any]]) -> FigureRef:
     rows = [
-        {"run": i, "step": st, "loss": float(v)}
-        for i, h in enumerate(histories)
-        for st, v in zip(h.eval_steps, h.eval_loss, strict=True)
+        {"wiring": WIRINGS[name].split(" (")[0], "seed": r["seed"], "step": st, "loss": float(v)}
+        for r in per_seed
+        for name in WIRINGS
+        for st, v in zip(r[name]["eval_steps"], r[name]["eval_loss"], strict=True)
+        if v is not None
     ]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=pd.DataFrame(rows), x="step", y="loss", errorbar="sd", marker="o", ax=ax)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    sns.lineplot(data=pd.DataFrame(rows), x="step", y="loss", hue="wiring", errorbar="sd", marker="o", ax=ax)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("held-out loss (nats/token)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), title="wiring", frameon=False)
     return plotting.save(
         fig,
         ctx.outdir,
         "training_curves",
-        "Training the encoder–decoder",
+        "Training the two wirings",
         "Held-out cross-entropy of the sequence task (line: mean over seeds, band: ±1 std).",
     )
 
@@ -503,12 +726,13 @@ def _all_layers(m: Mapping[str, Any], intervention: str, part: str) -> list[floa
 
 
 def sources(m: Mapping[str, Any]) -> dict[str, bool]:
-    """Where Q, K and V come from, decided from the intervention numbers and the shapes."""
+    """Where Q, K and V come from in our trained model (illustration), from the interventions and
+    the shapes (read on a decoder input shorter than the source)."""
     sh = m["shapes"]
     q_len, k_len, v_len = sh["q_input"][1], sh["k_input"][1], sh["v_input"][1]
     q_mem, q_dec = _first_layer(m, "memory", "Q"), _first_layer(m, "decoder", "Q")
     out = {
-        "q_from_decoder": min(q_dec) > EFFECT and q_len == sh["target_length"],
+        "q_from_decoder": min(q_dec) > EFFECT and max(q_mem) <= TOLERANCE and q_len == sh["target_length"],
         "q_from_encoder": min(q_mem) > EFFECT or q_len == sh["source_length"] != sh["target_length"],
     }
     for part, length in (("K", k_len), ("V", v_len)):
@@ -520,54 +744,157 @@ def sources(m: Mapping[str, Any]) -> dict[str, bool]:
     return out
 
 
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    acc = Spread.of(metrics["token_accuracy"])
-    off = Spread.of(metrics["token_accuracy_cross_off"])
-    if acc.n < 2:
-        return Verdict(Label.INCONCLUSIVE, f"Only {acc.n} seed: at least 2 trained models are needed.")
-    if min(metrics["token_accuracy"]) < float(metrics["min_accuracy"]):
-        return Verdict(
-            Label.INCONCLUSIVE,
-            f"The encoder–decoder did not learn the task (token accuracy {acc}, needed "
-            f"{metrics['min_accuracy']:.2f} in every seed), so its attention says little.",
-        )
-    used = off.mean < acc.mean - 0.5 * (acc.mean - float(metrics["chance_accuracy"]))
-    src = sources(metrics)
-    q_mem = max(_first_layer(metrics, "memory", "Q"))
-    q_dec = min(_first_layer(metrics, "decoder", "Q"))
-    k_mem = min(_all_layers(metrics, "memory", "K"))
-    k_dec = max(_all_layers(metrics, "decoder", "K"))
-    numbers = (
-        f"noise on the encoder output changes the first layer's Q by {q_mem:.1e} and K by ≥{k_mem:.2g}; "
-        f"noise on the decoder input changes Q by ≥{q_dec:.2g} and K by {k_dec:.1e} (relative, "
-        f"{acc.n} seeds); with cross-attention off, token accuracy falls from {acc.mean:.3f} to {off.mean:.3f}"
+def library_verdict_roles(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The roles every library encoder–decoder agrees on (T5, BART), and which models have none."""
+    rows = [r for r in metrics["library"] if r["cross_attention_layers"] > 0]
+    per_model = {r["model"]: wiring.roles(r) for r in rows}
+    agreed = {key: all(v[key] for v in per_model.values()) for key in next(iter(per_model.values()), {})}
+    full = [r["model"] for r in rows if r["cross_attention_layers"] == r["decoder_layers"]]
+    return {
+        "models": sorted(per_model),
+        "roles": agreed,
+        "every_layer": len(full) == len(rows),
+        "without": [r["model"] for r in metrics["library"] if r["cross_attention_layers"] == 0],
+    }
+
+
+PRIMARY = (
+    "where the cross-attention of T5 and BART (built from transformers configs) takes Q, K and V from: "
+    "hooked projection inputs, with source and target of different lengths and each side changed in turn"
+)
+TAKEAWAY = (
+    "Cross-attention lets each decoder position (the query) look up the encoder's output (the keys) and "
+    "fetch from it (the values)."
+)
+CORRECTION = (
+    "A decoder in an encoder–decoder has cross-attention, which uses the decoder's states as queries and "
+    "the encoder output as keys and values (decoder-only models such as GPT have no cross-attention)."
+)
+
+
+def _experiment(metrics: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """What the notes' wiring does, in words, and what this run could not judge about it."""
+    acc_std, acc_notes = metrics["token_accuracy"]["standard"], metrics["token_accuracy"]["notes"]
+    unequal = metrics["unequal_lengths"]
+    shape = (
+        f"with a {unequal['source_length']}-token source and a {unequal['target_length']}-token target it does "
+        f"not run ({unequal['error'].split(':')[0]} at {unequal['where'].split(':')[0]})"
+        if not unequal["runs"]
+        else "it runs even with source and target of different lengths"
     )
-    if not used:
-        return Verdict(Label.INCONCLUSIVE, f"The decoder does not depend on its cross-attention: {numbers}.")
-    if src["q_from_encoder"] and src["k_from_encoder"]:
-        return Verdict(Label.SUPPORTED, f"Queries and keys both come from the encoder output: {numbers}.")
-    if src["k_from_encoder"] and src["q_from_decoder"]:
-        values = "the values also come from the encoder" if src["v_from_encoder"] else "the values do not"
-        return Verdict(
-            Label.PARTLY,
-            f"Decoders do have cross-attention and its keys come from the encoder output, but its "
-            f"queries come from the decoder ({values}): {numbers}.",
+    if min(acc_std) < float(metrics["min_accuracy"]):
+        return (
+            f"The notes' wiring (Q and K from the encoder output, V from the decoder): {shape}.",
+            (
+                f"the notes' wiring vs the standard one: the standard model did not learn the task "
+                f"(token accuracy {Spread.of(acc_std)}, needed {float(metrics['min_accuracy']):.2f} in every seed)",
+            ),
         )
-    return Verdict(Label.NOT_SUPPORTED, f"The encoder output is not where the keys come from: {numbers}.")
+    test = paired_test(acc_std, acc_notes)
+    eff = effect(test, float(metrics["min_effect"]))
+    numbers = (
+        f"token accuracy {Spread.of(acc_notes).mean:.3f} vs {Spread.of(acc_std).mean:.3f} for the standard wiring, "
+        f"paired difference {test.mean_diff:+.3f} (95% CI {_ci(test.to_dict())}, {test.n} seeds)"
+    )
+    head = f"The notes' wiring (Q and K from the encoder output, V from the decoder): {shape}"
+    if eff > 0:
+        ceiling = metrics.get("notes_ceiling")
+        why = (
+            f"; its values come from the decoder, so the source reaches the output only through the attention "
+            f"weights, never at the first target position (best possible {float(ceiling):.3f})"
+            if ceiling is not None
+            else ""
+        )
+        return f"{head}; with equal lengths it trains to clearly worse accuracy ({numbers}){why}.", ()
+    if eff < 0:
+        return f"{head}; with equal lengths it trains to clearly better accuracy ({numbers}).", ()
+    if equivalent(test, float(metrics["min_effect"])):
+        return f"{head}; with equal lengths it trains as well as the standard wiring ({numbers}).", ()
+    return (
+        f"{head}; with equal lengths this run cannot tell the two wirings apart ({numbers}).",
+        (
+            f"whether the notes' wiring trains worse at equal lengths: not clear in {test.n} seeds ({numbers})",
+        ),
+    )
+
+
+def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
+    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
+    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """Decided by the definition check on library encoder–decoders; the trained notes' wiring and
+    our own model are reported with it (they do not change the label)."""
+    if int(metrics["n_seeds"]) < 2:
+        return _verdict(
+            Label.INCONCLUSIVE,
+            f"Only {metrics['n_seeds']} seed: at least 2 are needed.",
+        )
+    if not metrics["library"]:
+        return _verdict(
+            Label.INCONCLUSIVE,
+            "The library check (T5, BART built from configs) was turned off; our own model alone cannot "
+            "decide what cross-attention is, since it would only read back its own wiring.",
+        )
+    lib = library_verdict_roles(metrics)
+    roles = lib["roles"]
+    experiment, limited = _experiment(metrics)
+    scope = (
+        f" ({', '.join(lib['without'])}, decoder-only, has no cross-attention at all.)"
+        if lib["without"]
+        else ""
+    )
+    names = " and ".join(lib["models"]) or "no library model"
+    if not lib["models"] or not lib["every_layer"]:
+        return _verdict(
+            Label.NOT_SUPPORTED,
+            f"The library encoder–decoders' decoders do not all have cross-attention in every layer.{scope}",
+            limited=limited,
+            correction=CORRECTION,
+        )
+    if not roles.get("k_from_encoder"):
+        return _verdict(
+            Label.NOT_SUPPORTED,
+            f"In {names} the cross-attention's keys do not come from the encoder output. {experiment}{scope}",
+            limited=limited,
+            correction=CORRECTION,
+        )
+    if roles.get("q_from_encoder"):
+        return _verdict(
+            Label.SUPPORTED,
+            f"In {names} the cross-attention's queries and keys both come from the encoder output. {experiment}{scope}",
+            limited=limited,
+        )
+    if roles.get("q_from_decoder"):
+        values = "and so do the values" if roles.get("v_from_encoder") else "but the values do not"
+        return _verdict(
+            Label.PARTLY,
+            f"Decoders of encoder–decoders do have cross-attention, and in {names} its keys come from the "
+            f"encoder output ({values}), but its queries come from the decoder: the query input has the "
+            f"target's length and moves only when the decoder's input changes. {experiment}{scope}",
+            limited=limited,
+            correction=CORRECTION,
+        )
+    return _verdict(
+        Label.INCONCLUSIVE,
+        f"Where the queries of {names} come from could not be read off the hooks. {experiment}",
+        limited=limited,
+    )
 
 
 def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     src = sources(metrics)
     agrees = src["q_from_decoder"] and src["k_from_encoder"] and src["v_from_encoder"]
     align = [max(a) for a in metrics["alignment"]]
-    return [
+    checks = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2.3",
             "In encoder-decoder attention the queries come from the previous decoder layer, and the memory "
             "keys and values come from the output of the encoder.",
             bool(agrees),
-            f"Measured: Q from the decoder {src['q_from_decoder']}, K from the encoder {src['k_from_encoder']}, "
-            f"V from the encoder {src['v_from_encoder']}.",
+            f"Our trained model: Q from the decoder {src['q_from_decoder']}, K from the encoder "
+            f"{src['k_from_encoder']}, V from the encoder {src['v_from_encoder']}.",
         ),
         LiteratureCheck(
             "Bahdanau et al. 2015 (attention as soft alignment)",
@@ -579,3 +906,4 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
             else "",
         ),
     ]
+    return checks

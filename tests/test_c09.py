@@ -1,0 +1,173 @@
+"""C09: the traced structure of library FFNs decides (definition check); the bench ablations pair
+by seed and only illustrate; the verdict can give every label from realistic metrics."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from whylab.concepts import REGISTRY, run_concept
+from whylab.concepts import c09_feed_forward as c09
+from whylab.verdict import Kind, Label
+
+torch.set_num_threads(1)
+
+BASE_LOSS = [5.00, 5.10, 4.95]
+NO_FFN_LOSS = [5.30, 5.41, 5.24]  # +0.3 nats/token in every seed: clear when paired
+NOISY = [5.05, 4.98, 5.15]  # no consistent shift
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return {"mean": mean, "std": std, "values": values}
+
+
+def test_registered_and_per_seed() -> None:
+    assert REGISTRY["C09"] == c09.__name__ and c09.CLAIM_ID == "C09"
+    assert hasattr(c09, "run_seed") and hasattr(c09, "combine") and not hasattr(c09, "run")
+
+
+def test_module_kind() -> None:
+    assert c09.module_kind(torch.nn.Linear(2, 2)) == "linear"
+    assert c09.module_kind(torch.nn.GELU()) == "activation"
+    assert c09.module_kind(torch.nn.Dropout(0.1)) == "dropout"
+    assert c09.module_kind(torch.nn.LayerNorm(2)) == "norm"
+    assert c09.module_kind(torch.nn.Embedding(2, 2)) is None
+
+
+@pytest.fixture(scope="module")
+def structure() -> dict[str, dict[str, Any]]:
+    return {r.name: c09.analyse_structure(r) for r in c09.references()}
+
+
+def test_traced_structure_of_standard_models(structure: dict[str, dict[str, Any]]) -> None:
+    assert structure["BERT"]["norm_position"] == "post" and structure["BERT"]["norm_in_library_ffn_module"]
+    for name in ("GPT-2", "Llama", "T5"):
+        assert structure[name]["norm_position"] == "pre", name
+    for row in structure.values():
+        assert row["residual_check_error"] < 1e-5 and not row["norm_between_linears"]
+        assert row["linear"] >= 2 and row["activation"] == 1
+    assert structure["Llama"]["linear"] == 3 and structure["Llama"]["dropout"] == 0  # SwiGLU, no dropout
+    assert structure["Llama"]["activation_types"] == ["SiLUActivation"]
+    assert structure["T5"]["dropout"] == 2
+
+
+def test_parameter_shares_match_the_formula() -> None:
+    refs = {r.name: r for r in c09.references()}
+    bert = c09.parameter_shares(refs["BERT"])
+    d, f, layers = 768, 3072, 12
+    assert bert["ffn"] == layers * (d * f + f + f * d + d)
+    llama = c09.parameter_shares(refs["Llama"])
+    assert llama["ffn"] == 32 * 3 * 4096 * 11008
+    assert 0.4 < bert["ffn_share"] < llama["ffn_share"] < 0.7
+
+
+def test_ablation_variants() -> None:
+    v = c09.ablation_variants(
+        {"model": {"activation": "gelu", "ffn_mult": 4}, "activations": ["relu", "gelu"], "ffn_mults": [1, 4]}
+    )
+    assert list(v) == ["gelu, 4x (baseline)", "no FFN", "relu, 4x", "gelu, 1x"]
+    assert v["no FFN"] == {"ffn": False}
+
+
+def c09_metrics(
+    structure: list[dict[str, Any]], base: list[float] = BASE_LOSS, none: list[float] = NO_FFN_LOSS
+) -> dict[str, Any]:
+    return {
+        "structure": structure,
+        "ablation": {"base": {"loss": spread(base)}, "no FFN": {"loss": spread(none)}},
+        "baseline": "base",
+        "no_ffn": "no FFN",
+        "steps": 100,
+        "min_effect": 0.02,
+        "residual_tolerance": 1e-5,
+    }
+
+
+def _row(
+    linear: int = 2,
+    act: int = 1,
+    dropout: int = 1,
+    inside: bool = False,
+    position: str = "pre",
+    error: float = 0.0,
+) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "linear": linear,
+        "activation": act,
+        "dropout": dropout,
+        "norm_between_linears": inside,
+        "norm_position": position,
+        "residual_check_error": error,
+    }
+
+
+def test_verdict_every_label(structure: dict[str, dict[str, Any]]) -> None:
+    real = c09.verdict(c09_metrics(list(structure.values())))
+    assert real.label is Label.PARTLY and real.kind is Kind.DEFINITION and real.primary and real.correction
+    assert "0/4 a norm" in real.reason and "raises the loss" in real.reason and real.limited == ()
+    assert c09.verdict(c09_metrics([_row(inside=True)] * 3)).label is Label.SUPPORTED
+    assert c09.verdict(c09_metrics([_row(), _row(act=0)])).label is Label.NOT_SUPPORTED
+    assert c09.verdict(c09_metrics([_row(linear=1)])).label is Label.NOT_SUPPORTED
+    assert c09.verdict(c09_metrics([_row(position="none", error=float("nan"))])).label is Label.INCONCLUSIVE
+    assert c09.verdict(c09_metrics([])).label is Label.INCONCLUSIVE
+
+
+def test_an_unclear_ablation_is_limited_not_a_lower_label() -> None:
+    v = c09.verdict(c09_metrics([_row()], base=BASE_LOSS, none=NOISY))
+    assert v.label is Label.PARTLY and "raises" not in v.reason
+    assert len(v.limited) == 1 and "does not clearly change" in v.limited[0]
+    failed = c09_metrics([_row()])
+    failed["ablation"]["no FFN"]["loss"]["values"] = [5.3, None, 5.2]
+    assert c09.verdict(failed).limited and "a run failed" in c09.verdict(failed).limited[0]
+
+
+def test_literature_reads_the_paired_swiglu_comparison() -> None:
+    m = c09_metrics([_row()])
+    m["ablation"]["relu, 4x"] = {"loss": spread([5.2, 5.3, 5.15])}
+    m["ablation"]["swiglu, 4x"] = {"loss": spread([5.1, 5.2, 5.05])}  # 0.1 lower in every seed
+    assert c09._literature(m)[-1].agrees is True
+    m["ablation"]["swiglu, 4x"] = {"loss": spread([5.3, 5.1, 5.2])}
+    assert c09._literature(m)[-1].agrees is None
+
+
+@pytest.fixture(scope="module")
+def mech_inputs(tiny_corpus: Path, tiny_tokenizers: Path) -> dict[str, Path]:
+    inputs = {"tokenizer": tiny_tokenizers / "joint" / "bpe-800" / "tokenizer.json"}
+    for split in ("train", "valid"):
+        for lang in ("en", "ko"):
+            inputs[f"{split}_{lang}"] = tiny_corpus / lang / f"{split}.txt"
+    return inputs
+
+
+def test_runs_per_seed_and_pairs(mech_inputs: dict[str, Path], tmp_path: Path) -> None:
+    settings: dict[str, Any] = {
+        "seeds": [0, 1],
+        "device": "cpu",
+        "tokenizer": {},
+        "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 64},
+        "train": {"steps": 6, "batch_size": 4, "seq_len": 16, "eval_every": 3, "eval_windows": 4},
+        "activations": ["gelu", "swiglu"],
+        "ffn_mults": [2],
+        "steps": 4,
+        "seq_len": 8,
+        "min_effect": 0.02,
+    }
+    rec = run_concept("C09", copy.deepcopy(settings), mech_inputs, tmp_path / "C09" / "result.json")
+    abl = rec["metrics"]["ablation"]
+    assert set(abl) == {"gelu, 4x (baseline)", "no FFN", "swiglu, 4x", "gelu, 2x"}
+    assert (
+        abl["no FFN"]["ffn_params"] == 0 and abl["gelu, 2x"]["params"] < abl["gelu, 4x (baseline)"]["params"]
+    )
+    assert abl["no FFN"]["paired_minus_baseline"]["n"] == 2
+    assert Label(rec["verdict"]["label"]) is Label.PARTLY and rec["verdict"]["kind"] == "definition check"
+    ctx = c09.ConceptContext("C09", copy.deepcopy(settings), mech_inputs, tmp_path, 1, "cpu")
+    one = c09.run_seed(ctx, 1)
+    assert one["variants"]["no FFN"]["loss"] == pytest.approx(abl["no FFN"]["loss"]["values"][1])

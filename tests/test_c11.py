@@ -1,0 +1,345 @@
+"""C11: the notes' wiring is a real, trainable module that fails at unequal lengths; the library
+roles are read from hooks; the verdict can give every label from realistic metrics."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest
+import torch
+
+from whylab.bench.model import EncoderDecoder
+from whylab.concepts import REGISTRY, run_concept
+from whylab.concepts import _c11_wiring as wiring
+from whylab.concepts import c11_cross_attention as c11
+from whylab.verdict import Kind, Label
+
+torch.set_num_threads(1)
+
+
+def test_registered_and_per_seed() -> None:
+    assert REGISTRY["C11"] == c11.__name__ and c11.CLAIM_ID == "C11"
+    assert hasattr(c11, "run_seed") and hasattr(c11, "combine") and not hasattr(c11, "run")
+
+
+def test_sequence_task() -> None:
+    task = c11.SequenceTask(length=4, symbols=5)
+    src, tgt = task.sample(3, torch.Generator().manual_seed(0))
+    assert src.shape == (3, 4) and tgt.shape == (3, 5)
+    assert torch.equal(tgt[:, :4], src.flip(1)) and (tgt[:, 4] == task.eos_id).all()
+    dec_in = task.decoder_input(tgt)
+    assert (dec_in[:, 0] == task.bos).all() and torch.equal(dec_in[:, 1:], tgt[:, :-1])
+    assert [task.source_position(t) for t in range(4)] == [3, 2, 1, 0]
+    assert c11.SequenceTask(4, 5, reverse=False).source_position(1) == 1
+    equal = c11.SequenceTask(4, 5, eos=False)
+    assert equal.sample(2, torch.Generator().manual_seed(0))[1].shape == (2, 4)
+
+
+def _model(task: c11.SequenceTask, notes: bool, seed: int = 0) -> EncoderDecoder:
+    s = {"d_model": 16, "n_heads": 2, "n_layers": 2}
+    return c11.build(s, task, seed, notes=notes)
+
+
+def test_notes_wiring_reads_q_and_k_from_the_memory_and_v_from_the_decoder() -> None:
+    task = c11.SequenceTask(length=5, symbols=6, eos=False)
+    standard, notes = _model(task, False), _model(task, True)
+    # the same parameters, the same initial weights
+    assert [n for n, _ in standard.named_parameters()] == [n for n, _ in notes.named_parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(standard.parameters(), notes.parameters(), strict=True))
+    src, tgt = task.sample(4, torch.Generator().manual_seed(1))
+    dec_in = task.decoder_input(tgt)
+    notes.eval()
+    memory = notes.encode(src)
+    with c11.capture_qkv(notes) as seen:
+        notes.decode(dec_in, memory)
+    assert seen["Q_in"][0] == seen["K_in"][0] == [4, 5, 16]
+    # the memory moves Q and K of the first layer, the decoder input moves only V
+    changed = dec_in.clone()
+    changed[:, 2] = (changed[:, 2] + 1) % task.symbols
+    with c11.capture_qkv(notes) as by_memory:
+        notes.decode(
+            dec_in, memory + 0.5 * torch.randn(memory.shape, generator=torch.Generator().manual_seed(2))
+        )
+    with c11.capture_qkv(notes) as by_decoder:
+        notes.decode(changed, memory)
+    for part, memory_moves in (("Q", True), ("K", True), ("V", False)):
+        assert (not torch.equal(seen[part][0], by_memory[part][0])) is memory_moves, part
+        assert torch.equal(seen[part][0], by_decoder[part][0]) is memory_moves, part
+
+
+def test_notes_wiring_is_causal_over_the_decoder_positions() -> None:
+    task = c11.SequenceTask(length=6, symbols=6, eos=False)
+    model = _model(task, True).eval()
+    src, tgt = task.sample(2, torch.Generator().manual_seed(3))
+    dec_in = task.decoder_input(tgt)
+    changed = dec_in.clone()
+    changed[:, 4] = (changed[:, 4] + 1) % task.symbols
+    with torch.no_grad():
+        a, b = model(src, dec_in).logits, model(src, changed).logits
+    assert torch.equal(a[:, :4], b[:, :4]) and not torch.equal(a[:, 4:], b[:, 4:])
+
+
+def test_notes_wiring_fails_at_unequal_lengths_where_weights_meet_values() -> None:
+    task = c11.SequenceTask(length=5, symbols=6, eos=True)
+    src, tgt = task.sample(2, torch.Generator().manual_seed(0))
+    out = wiring.failure_at_unequal_lengths(_model(task, True), src, task.decoder_input(tgt))
+    assert out["runs"] is False and (out["source_length"], out["target_length"]) == (5, 6)
+    assert out["error"].startswith("RuntimeError") and "whylab/bench/model.py" in out["where"]
+    assert "in attention" in out["where"] and "weights @ v" in out["where"]
+    ok = wiring.failure_at_unequal_lengths(_model(task, False), src, task.decoder_input(tgt))
+    assert ok["runs"] is True and ok["error"] == ""
+
+
+def test_notes_ceiling() -> None:
+    # 8 positions, 10 symbols: 7 positions can be right, the first is right 1 time in 10
+    assert c11.notes_ceiling(c11.SequenceTask(8, 10)) == pytest.approx((7 + 0.1) / 8)
+
+
+def test_greedy_accuracy_of_a_model_that_copies_the_answer() -> None:
+    """accuracy() counts what it says: an untrained model is near chance, both wirings decode."""
+    task = c11.SequenceTask(length=4, symbols=5, eos=False)
+    src, tgt = task.sample(32, torch.Generator().manual_seed(0))
+    for notes in (False, True):
+        acc = c11.accuracy(_model(task, notes), task, src, tgt)
+        assert 0.0 <= acc["sequence_accuracy"] <= acc["token_accuracy"] <= 0.6
+
+
+def test_standard_interventions_and_cross_attention_off() -> None:
+    task = c11.SequenceTask(length=5, symbols=6, eos=False)
+    model = _model(task, False)
+    src, tgt = task.sample(8, torch.Generator().manual_seed(1))
+    res = c11.interventions(model, task, src, tgt, 0.5, torch.Generator().manual_seed(2))
+    ch = res["changes"]
+    assert ch["memory"]["Q"][0] == 0.0 and ch["memory"]["Q"][1] > 0
+    assert min(ch["memory"]["K"]) > 0 and max(ch["decoder"]["K"]) == 0.0 and max(ch["decoder"]["V"]) == 0.0
+    assert res["shapes"]["q_input"] == [8, 3, 16] and res["shapes"]["k_input"] == [8, 5, 16]
+    with c11.cross_attention_off(model):
+        off = model(src, task.decoder_input(tgt)).logits
+        off2 = model(src.roll(1, 0), task.decoder_input(tgt)).logits
+    assert torch.allclose(off, off2)
+
+
+@pytest.fixture(scope="module")
+def library() -> list[dict[str, Any]]:
+    return [wiring.library_roles(lib, 0) for lib in wiring.library_models()]
+
+
+def test_library_roles_from_hooks(library: list[dict[str, Any]]) -> None:
+    by = {r["model"]: r for r in library}
+    for name in ("T5", "BART"):
+        roles = wiring.roles(by[name])
+        assert roles["has_cross_attention"] and roles["q_from_decoder"] and not roles["q_from_encoder"]
+        assert roles["k_from_encoder"] and roles["v_from_encoder"]
+        assert by[name]["cross_attention_layers"] == by[name]["decoder_layers"] == 2
+        assert by[name]["q_vs_encoder_output"] is None and by[name]["k_vs_encoder_output"] == 0.0
+    assert by["GPT-2"]["cross_attention_layers"] == 0 and not wiring.roles(by["GPT-2"])["has_cross_attention"]
+
+
+def test_roles_read_a_notes_style_library_row() -> None:
+    """If a library fed the encoder output to W_q, roles() would say so (the check can fail)."""
+    row = {
+        "cross_attention_layers": 2,
+        "source_length": 7,
+        "target_length": 5,
+        **{f"{p}_input_length": 7 for p in "qk"},
+        "v_input_length": 5,
+        **{f"{p}_vs_encoder_output": 0.0 for p in "qk"},
+        "v_vs_encoder_output": None,
+        **{f"{p}_moved_by_source": 1.0 for p in "qk"},
+        "v_moved_by_source": 0.0,
+        **{f"{p}_moved_by_decoder": 0.0 for p in "qk"},
+        "v_moved_by_decoder": 2.0,
+    }
+    roles = wiring.roles(row)
+    assert roles["q_from_encoder"] and roles["k_from_encoder"] and roles["v_from_decoder"]
+    assert not roles["q_from_decoder"]
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def _lib_row(
+    name: str, q: str = "decoder", k: str = "encoder", layers: int = 2, cross: int = 2
+) -> dict[str, Any]:
+    src_len, tgt_len = 7, 5
+
+    def side(p: str, where: str) -> dict[str, Any]:
+        enc = where == "encoder"
+        return {
+            f"{p}_input_length": src_len if enc else tgt_len,
+            f"{p}_vs_encoder_output": 0.0 if enc else None,
+            f"{p}_moved_by_source": 2.9 if enc else 0.0,
+            f"{p}_moved_by_decoder": 0.0 if enc else 3.7,
+        }
+
+    row: dict[str, Any] = {"model": name, "cross_attention_layers": cross, "decoder_layers": layers}
+    if cross:
+        row.update(
+            source_length=src_len, target_length=tgt_len, **side("q", q), **side("k", k), **side("v", k)
+        )
+    return row
+
+
+def _metrics(
+    std: float = 1.0,
+    notes: float = 0.18,
+    q: str = "decoder",
+    k: str = "encoder",
+    cross: int = 2,
+    seeds: int = 3,
+    library: bool = True,
+) -> dict[str, Any]:
+    def per_seed(first: float, later: float) -> list[list[float]]:
+        return [[first, later] for _ in range(seeds)]
+
+    jitter = [0.0, 0.01, -0.012, 0.006, -0.004][:seeds]
+    return {
+        "task": "reverse",
+        "symbols": 10,
+        "n_seeds": seeds,
+        "min_accuracy": 0.9,
+        "min_effect": 0.05,
+        "chance_accuracy": 0.1,
+        "notes_ceiling": 0.8875,
+        "alignment_chance": 0.125,
+        "token_accuracy": {
+            "standard": [min(1.0, std - abs(j)) for j in jitter],
+            "notes": [notes + j for j in jitter[::-1]],
+        },
+        "sequence_accuracy": {"standard": [std] * seeds, "notes": [0.0] * seeds},
+        "token_accuracy_cross_off": [0.1] * seeds,
+        "alignment": [[0.79, 0.68]] * seeds,
+        "shapes": {
+            "q_input": [256, 6, 32],
+            "k_input": [256, 8, 32],
+            "v_input": [256, 8, 32],
+            "source_length": 8,
+            "target_length": 6,
+        },
+        "changes": {
+            "memory": {
+                "Q": per_seed(0.0, 0.5),
+                "K": per_seed(0.15, 0.2),
+                "V": per_seed(0.4, 0.3),
+                "weights": per_seed(0.1, 0.1),
+            },
+            "decoder": {
+                "Q": per_seed(0.08, 0.1),
+                "K": per_seed(0.0, 0.0),
+                "V": per_seed(0.0, 0.0),
+                "weights": per_seed(0.04, 0.02),
+            },
+        },
+        "unequal_lengths": {
+            "source_length": 8,
+            "target_length": 9,
+            "runs": False,
+            "error": "RuntimeError: Expected size for first two dimensions of batch2 tensor to be: [8, 8] but got: [8, 9].",
+            "where": "whylab/bench/model.py, line 127, in attention: return weights @ v, weights",
+        },
+        "library": (
+            [
+                _lib_row("T5", q, k, cross=cross),
+                _lib_row("BART", q, k, cross=cross),
+                _lib_row("GPT-2", cross=0),
+            ]
+            if library
+            else []
+        ),
+    }
+
+
+def test_verdict_every_label() -> None:
+    v = c11.verdict(_metrics())  # the real run: queries from the decoder, the notes' wiring fails
+    assert v.label is Label.PARTLY and v.kind is Kind.DEFINITION and v.primary and v.correction
+    assert "queries come from the decoder" in v.reason and "clearly worse" in v.reason and "GPT-2" in v.reason
+    assert "does not run" in v.reason and v.limited == () and "best possible 0.887" in v.reason
+    assert c11.verdict(_metrics(q="encoder")).label is Label.SUPPORTED
+    assert c11.verdict(_metrics(k="decoder")).label is Label.NOT_SUPPORTED
+    assert c11.verdict(_metrics(cross=0)).label is Label.NOT_SUPPORTED
+    assert c11.verdict(_metrics(library=False)).label is Label.INCONCLUSIVE
+    assert c11.verdict(_metrics(seeds=1)).label is Label.INCONCLUSIVE
+    mixed = _metrics()
+    for row in mixed["library"][:2]:  # a query input moved by both sides: its source cannot be read
+        row["q_moved_by_source"] = 1.2
+    assert c11.verdict(mixed).label is Label.INCONCLUSIVE
+
+
+def test_verdict_reports_the_experiment_without_letting_it_lower_the_label() -> None:
+    same = c11.verdict(_metrics(notes=1.0))  # the notes' wiring as good: still partly, said so
+    assert same.label is Label.PARTLY and "as well as" in same.reason
+    better = c11.verdict(_metrics(std=0.95, notes=1.0 + 0.2))
+    assert better.label is Label.PARTLY and "clearly better" in better.reason
+    unlearned = c11.verdict(_metrics(std=0.5))  # the standard model did not learn: limited, not lowered
+    assert unlearned.label is Label.PARTLY and unlearned.limited and "did not learn" in unlearned.limited[0]
+    noisy = _metrics(notes=0.97)
+    noisy["token_accuracy"]["notes"] = [0.9, 1.0, 0.85]
+    unclear = c11.verdict(noisy)
+    assert unclear.label is Label.PARTLY and unclear.limited and "not clear" in unclear.limited[0]
+
+
+def test_literature_reads_our_model() -> None:
+    lit = c11._literature(_metrics())
+    assert lit[0].agrees is True and lit[1].agrees is True
+    m = _metrics()
+    m["changes"]["memory"]["Q"] = [[0.3, 0.5]] * 3
+    assert c11._literature(m)[0].agrees is False
+    assert math.isclose(m["alignment_chance"], 1 / 8)
+
+
+# --------------------------------------------------------------------------- end to end, tiny
+
+
+SETTINGS: dict[str, Any] = {
+    "seeds": [0, 1],
+    "device": "cpu",
+    "task": "reverse",
+    "length": 4,
+    "symbols": 5,
+    "d_model": 16,
+    "n_heads": 2,
+    "n_layers": 1,
+    "steps": 60,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "eval_size": 32,
+    "noise": 0.5,
+    "min_accuracy": 0.9,
+    "min_effect": 0.05,
+    "library_check": True,
+}
+
+
+def test_runs_end_to_end_and_pairs_by_seed(tmp_path: Path) -> None:
+    rec = run_concept("C11", copy.deepcopy(SETTINGS), {}, tmp_path / "C11" / "result.json")
+    m = rec["metrics"]
+    assert len(m["token_accuracy"]["standard"]) == len(m["token_accuracy"]["notes"]) == 2
+    assert m["paired_standard_minus_notes"]["n"] == 2 and m["unequal_lengths"]["runs"] is False
+    assert rec["verdict"]["kind"] == "definition check" and Label(rec["verdict"]["label"]) in set(Label)
+    assert {f["path"] for f in rec["figures"]} >= {"figures/wirings.png", "figures/cross_attention_maps.png"}
+    one = c11.run_seed(c11.ConceptContext("C11", copy.deepcopy(SETTINGS), {}, tmp_path, 1, "cpu"), 1)
+    assert one["notes"]["token_accuracy"] == m["token_accuracy"]["notes"][1]  # a seed's numbers are its own
+
+
+def test_map_tick_labels_do_not_overlap() -> None:
+    """Issue 13: the target tick labels ("7:0", "8:EOS") ran together; every tick label must have
+    its own box."""
+    task = c11.SequenceTask(length=8, symbols=10, eos=False)
+    maps = [torch.rand(8, 8).softmax(-1).numpy() for _ in range(2)]
+    fig = c11.draw_maps(maps, list(range(8)), task)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
+            boxes = [t.get_window_extent(renderer) for t in labels if t.get_text()]
+            assert len(boxes) == 8
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1 :]:
+                    assert not a.overlaps(b), (a, b)
+        assert all(t.get_rotation() == 0 for t in ax.get_yticklabels())
