@@ -3,6 +3,7 @@
 Every Snakemake rule is one call of this entry point, so each rule stays a
 thin line of shell and every step can also be run (and debugged) by hand.
 A concept step is named by its claim id (``C05``); the others by the table below.
+Commands for users (not DAG steps) are listed in ``COMMANDS``: ``python -m whylab plan-memory MODEL``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ STEPS: dict[str, str] = {
     "lm_train": "whylab.lm.train:run_step",
     "lm_export": "whylab.lm.export:run_step",
     "quant_variant": "whylab.quant.variants:run_step",
+}
+
+# user commands with their own arguments: name -> "module:function" taking argv (returns the exit status)
+COMMANDS: dict[str, str] = {
+    "plan-memory": "whylab.memory.planner:main",  # training memory of a model, per component
 }
 
 StepFunction = Callable[[dict[str, Any], dict[str, Path], dict[str, Path], int], None]
@@ -71,8 +77,15 @@ def resolve(step: str) -> StepFunction:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        module_name, _, func = COMMANDS[argv[0]].partition(":")
+        command: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), func)
+        return command(argv[1:])
     parser = argparse.ArgumentParser(prog="whylab", description=__doc__.splitlines()[0])
-    parser.add_argument("step", help="a claim id (C01..C21) or a pipeline step name")
+    parser.add_argument(
+        "step", help=f"a claim id (C01..C21), a pipeline step name, or a command: {', '.join(COMMANDS)}"
+    )
     parser.add_argument("--settings", default="{}", help="JSON object, or @file.json")
     parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--output", action="append", default=[], metavar="NAME=PATH")

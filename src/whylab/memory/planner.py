@@ -221,7 +221,9 @@ def arch_from_config(cfg: Mapping[str, Any], name: str = "", where: str = "model
     hd = _get(cfg, family, "head_dim")
     kv_heads = int(kv) if kv is not None else n
     if n % kv_heads:
-        raise InputError(f"{where}: num_attention_heads {n} is not a multiple of num_key_value_heads {kv_heads}")
+        raise InputError(
+            f"{where}: num_attention_heads {n} is not a multiple of num_key_value_heads {kv_heads}"
+        )
     return Arch(
         family,
         h,
@@ -251,7 +253,9 @@ def _linear(name: str, out: int, inp: int, bias: bool, layer: int, conv1d: bool 
 
 
 def _norm(name: str, h: int, layer: int, bias: bool = True) -> list[Param]:
-    return [Param(f"{name}.weight", (h,), False, layer)] + ([Param(f"{name}.bias", (h,), False, layer)] if bias else [])
+    return [Param(f"{name}.weight", (h,), False, layer)] + (
+        [Param(f"{name}.bias", (h,), False, layer)] if bias else []
+    )
 
 
 def param_list(a: Arch) -> list[Param]:
@@ -397,7 +401,9 @@ def layer_activation_bytes(
     return b * s * (per_token + masks) + scores
 
 
-def head_activation_bytes(a: Arch, batch: int, seq: int, act: int, kernels: Kernels = CUDA, train: bool = True) -> int:
+def head_activation_bytes(
+    a: Arch, batch: int, seq: int, act: int, kernels: Kernels = CUDA, train: bool = True
+) -> int:
     """Saved bytes outside the layers (embeddings, final norm, head input), logits' log-softmax excluded."""
     b, s, h = batch, seq, a.hidden
     emb_drop = train and a.embd_dropout > 0
@@ -548,6 +554,10 @@ def plan(cfg: Mapping[str, Any], setup: Setup, name: str = "", overhead_bytes: i
     """The memory plan of one training step of the model ``cfg`` under ``setup``."""
     setup.check()
     a = arch_from_config(cfg, name)
+    if a.family in ("bert", "gpt2") and setup.seq > a.positions:
+        raise InputError(
+            f"plan-memory: --seq {setup.seq} is longer than {name or a.family}'s {a.positions} learned positions"
+        )
     params = param_list(a)
     n = sum(p.numel for p in params)
     act = 4 if setup.dtype == "fp32" else 2
@@ -582,7 +592,9 @@ def plan(cfg: Mapping[str, Any], setup: Setup, name: str = "", overhead_bytes: i
     else:
         acts = a.layers * layer + head
     if setup.lora:
-        acts += sum(setup.batch * setup.seq * p.shape[0] * act for p in trainable if p.name.endswith("lora_A"))
+        acts += sum(
+            setup.batch * setup.seq * p.shape[0] * act for p in trainable if p.name.endswith("lora_A")
+        )
     saved_logits, loss_grads = logits_bytes(a, setup.batch, setup.seq)
     buffers = buffer_bytes(a)
     host: dict[str, int] = {}
@@ -590,7 +602,9 @@ def plan(cfg: Mapping[str, Any], setup: Setup, name: str = "", overhead_bytes: i
         host = {"master copy": master, "optimizer state": opt, "gradients (FP32 on host)": 4 * adapters}
         master, opt = 0, 0
         grads = 0  # streamed to the host during backward (ZeRO-Offload); buckets are small
-        notes.append("ZeRO-Offload: gradients stream to CPU memory during backward; the update runs on the CPU")
+        notes.append(
+            "ZeRO-Offload: gradients stream to CPU memory during backward; the update runs on the CPU"
+        )
     elif setup.offload == "params":
         per_layer = max(
             (sum(p.numel for p in params if p.layer == i) for i in range(a.layers)), default=0
@@ -689,15 +703,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help=f"a preset ({', '.join(PRESETS)}) or a config.json path")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--seq", type=int, default=512)
-    parser.add_argument("--dtype", choices=DTYPES, default="bf16", help="bf16/fp16: mixed precision (FP32 master)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="bf16", help="bf16/fp16: mixed precision (FP32 master)"
+    )
     parser.add_argument("--pure", action="store_true", help="16-bit training without an FP32 master copy")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing per layer")
-    parser.add_argument("--lora", type=int, default=0, metavar="R", help="LoRA rank (adapters on every block Linear)")
+    parser.add_argument(
+        "--lora", type=int, default=0, metavar="R", help="LoRA rank (adapters on every block Linear)"
+    )
     parser.add_argument("--qlora", action="store_true", help="base weights in NF4 (needs --lora)")
     parser.add_argument("--offload", choices=OFFLOAD, default="none")
-    parser.add_argument("--attention", choices=ATTENTION, default="sdpa", help="eager stores the s² probabilities")
-    parser.add_argument("--overhead-gib", type=float, default=0.0, help="add a CUDA context/allocator allowance")
+    parser.add_argument(
+        "--attention", choices=ATTENTION, default="sdpa", help="eager stores the s² probabilities"
+    )
+    parser.add_argument(
+        "--overhead-gib", type=float, default=0.0, help="add a CUDA context/allocator allowance"
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser
 
