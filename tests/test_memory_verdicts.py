@@ -33,8 +33,21 @@ def test_c17_supported() -> None:
 
 
 def test_c17_partly_when_a_format_carries_overhead() -> None:
-    v = c17.verdict(_c17(quant_layer_ratios={"torchao_int8": 1.02, "torchao_int4": 2.31}))
-    assert v.label == Label.PARTLY and "torchao_int4" in v.reason and "2.31" in v.reason
+    v = c17.verdict(_c17(quant_layer_ratios={"torchao_int8": 1.02, "bnb_int8": 1.35}))
+    assert v.label == Label.PARTLY and "bnb_int8" in v.reason and "1.35" in v.reason
+
+
+def test_c17_unpacked_int4_is_a_kernel_property_not_a_verdict() -> None:
+    # issue 13 item 5: torchao's CPU int4 keeps one value per byte; NF4 is packed (4.13 bits per weight)
+    v = c17.verdict(
+        _c17(
+            quant_layer_ratios={"torchao_int8": 1.02, "bnb_nf4": 1.03},
+            unpacked_layer_ratios={"torchao_int4": 2.31},
+            quant_bits_per_weight={"torchao_int8": 8.2, "bnb_nf4": 4.13, "torchao_int4": 9.24},
+        )
+    )
+    assert v.label == Label.SUPPORTED and v.kind == "definition check"
+    assert "bnb_nf4 4.13 bits/weight" in v.reason and "property of that kernel" in v.reason
 
 
 def test_c17_partly_when_notes_numbers_drift() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +27,9 @@ class Format:
     library: str
     apply: Callable[[nn.Module], nn.Module]
     description: str
+    packed: bool = (
+        True  # False: the kernel stores a sub-byte value in a whole byte (a property of that layout)
+    )
 
 
 def _cast(dtype: torch.dtype) -> Callable[[nn.Module], nn.Module]:
@@ -34,7 +37,7 @@ def _cast(dtype: torch.dtype) -> Callable[[nn.Module], nn.Module]:
 
 
 @contextlib.contextmanager
-def _quiet() -> object:
+def _quiet() -> Iterator[None]:
     """torchao / bitsandbytes print lines about missing CUDA kernels on import: keep the log readable."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
@@ -113,6 +116,7 @@ FORMATS: dict[str, Format] = {
         "torchao",
         _torchao_int4,
         "int4 weight-only (IntxWeightOnly, groups of 32; CPU layout keeps one int4 per byte)",
+        packed=False,
     ),
     "bnb_int8": Format(
         "bnb_int8",
