@@ -26,7 +26,7 @@ from whylab.concepts import ConceptContext
 from whylab.errors import InputError
 from whylab.files import read_json
 from whylab.memory import calculator as calc
-from whylab.memory import measure, offload, training
+from whylab.memory import measure, offload, provenance, training
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
 
@@ -162,6 +162,13 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
     return out
 
 
+CODE = [
+    "src/whylab/concepts/c21_offloading.py",
+    "src/whylab/memory/offload.py",
+    "src/whylab/memory/measure.py",
+]
+
+
 def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"memory.C21.recorded_gpu_run: {str(path)!r} does not exist")
@@ -173,6 +180,8 @@ def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
         )
     model = dict(record.get("config", {}).get("model", {}))
     model["offload_layers"] = record.get("config", {}).get("offload_layers")
+    model["_provenance"] = record.get("metrics", {}).get("provenance")
+    model["_computed"] = record.get("metrics", {}).get("computed")
     return (
         acc,
         (
@@ -209,7 +218,15 @@ def run(ctx: ConceptContext) -> Evidence:
         )
         if "recorded_gpu_run" in ctx.inputs:
             acc, source, acc_model = _recorded(ctx.inputs["recorded_gpu_run"])
+            for w in provenance.warnings(acc_model.pop("_provenance", None), s, CODE):
+                skipped.append(f"recorded GPU run: {w}")
+            recorded_comp = acc_model.pop("_computed", None)
+            if recorded_comp and acc is not None:
+                acc["predicted_train_saving"] = recorded_comp.get("estimated_train_saving")
+    if acc is not None and "predicted_train_saving" not in acc and source and source.startswith("this run"):
+        acc["predicted_train_saving"] = comp["estimated_train_saving"]
     metrics = {
+        "provenance": provenance.record(s),
         "computed": comp,
         "equivalence": eq,
         "accelerator": acc,
@@ -381,7 +398,14 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"the time), forward peak {100 * inf:.0f}% lower with {n_layers} decoder layers' weights on the CPU "
         f"({acc['infer_time_ratio']:.2f}× the time); {where}"
     )
-    if tr >= thr and inf >= thr:
+    pred = acc.get("predicted_train_saving")
+    if pred is not None:
+        nums += (
+            f"; the calculator predicted a {100 * pred:.0f}% training saving (optimizer state off the device), "
+            f"measured {100 * tr:.0f}%: {'as predicted' if abs(tr - pred) <= 0.1 else 'not as predicted'} "
+            "(within 10 points)"
+        )
+    if tr >= thr and inf >= thr and (pred is None or abs(tr - pred) <= 0.1):
         return Verdict(Label.SUPPORTED, f"Offloading saves accelerator memory: {nums}.")
     if tr >= thr or inf >= thr:
         return Verdict(Label.PARTLY, f"Only one kind of offloading saves at least {100 * thr:.0f}%: {nums}.")
