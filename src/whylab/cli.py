@@ -79,8 +79,8 @@ def resolve(step: str) -> StepFunction:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
-        module_name, _, func = COMMANDS[argv[0]].partition(":")
-        command: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), func)
+        module_name, _, attr = COMMANDS[argv[0]].partition(":")
+        command: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), attr)
         return command(argv[1:])
     parser = argparse.ArgumentParser(prog="whylab", description=__doc__.splitlines()[0])
     parser.add_argument(

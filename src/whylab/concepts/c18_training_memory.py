@@ -97,7 +97,7 @@ def measure_point(
     overhead = max(0, peak.baseline_bytes - resident) if device.startswith("cuda") else 0
     weights = calc.precision(precision).weight * p
     notes_dtype = "fp32" if precision == "fp32" else "bf16"
-    row = {
+    row: dict[str, Any] = {
         "batch": batch,
         "seq": seq,
         "tokens": batch * seq,

@@ -42,7 +42,7 @@ def measure_point(
         model(input_ids=ids, labels=ids).loss.backward()
 
     peak = measure.tracked_peak(fwd_bwd, [model, ids], device)
-    grads = [p.grad.detach().clone().cpu() for p in model.parameters()]
+    grads = [p.grad.detach().clone().cpu() for p in model.parameters() if p.grad is not None]
     model.zero_grad(set_to_none=True)
 
     def timed() -> None:

@@ -10,6 +10,7 @@ dividing token sums by the batch's total token count (transformers' ``num_items_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,12 +53,12 @@ def run(ctx: ConceptContext) -> Evidence:
         for case, variable, norm in CASES:
             data = acc.make_batch(vocab, batch, seq, int(s["min_len"]), seed, variable)
             ref, ref_loss = acc.gradients(
-                model, lambda d=data, mdl=model: acc.full_batch_backward(mdl, d, device)
+                model, functools.partial(acc.full_batch_backward, model, data, device)
             )
             for m in micros:
                 grads, loss = acc.gradients(
                     model,
-                    lambda d=data, m=m, n=norm, mdl=model: acc.accumulate_backward(mdl, d, m, n, device),
+                    functools.partial(acc.accumulate_backward, model, data, m, norm, device),
                 )
                 rel, mx = acc.relative_difference(grads, ref)
                 diffs.append(

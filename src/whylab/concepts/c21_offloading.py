@@ -12,6 +12,7 @@ GPU run can be passed in (memory.C21.recorded_gpu_run) and is then reported as r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,12 +130,9 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
             else offload.CPUOffloadAdamW(model.parameters(), lr=1e-3)
         )
         training.train_step(model, opt, ids)  # state exists
-        peak = measure.tracked_peak(
-            lambda m=model, o=opt: training.train_step(m, o, ids), [], device, use_tracker=False
-        )
-        times = Spread.of(
-            measure.time_calls(lambda m=model, o=opt: training.train_step(m, o, ids), repeats, device)
-        )
+        step = functools.partial(training.train_step, model, opt, ids)
+        peak = measure.tracked_peak(step, [], device, use_tracker=False)
+        times = Spread.of(measure.time_calls(step, repeats, device))
         out[f"train_peak_{name}"] = peak.peak_bytes
         out[f"train_time_{name}_mean_s"], out[f"train_time_{name}_std_s"] = times.mean, times.std
         del model, opt

@@ -54,7 +54,8 @@ def _torchao_int4(model: nn.Module, group_size: int = 32) -> nn.Module:
     with _quiet():
         from torchao.quantization import IntxWeightOnlyConfig, quantize_
         from torchao.quantization.granularity import PerGroup
-    quantize_(model, IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size)))
+    int4 = torch.int4  # type: ignore[attr-defined]  # exists at run time (torch 2.13), not in its stubs
+    quantize_(model, IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(group_size)))
     return model
 
 

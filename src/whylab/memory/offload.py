@@ -24,6 +24,12 @@ import torch
 from torch import nn
 
 
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The decoder layers of a LlamaForCausalLM (``model.model.layers``)."""
+    inner = model.get_submodule("model.layers")
+    return list(inner.children())
+
+
 class CPUOffloadAdamW:
     """AdamW whose state and FP32 master weights live on ``offload_device``; counts bytes moved."""
 
@@ -82,7 +88,7 @@ def offload_layers(model: nn.Module, n_layers: int, execution_device: str) -> in
     """
     from accelerate import cpu_offload
 
-    layers = list(model.model.layers)[:n_layers]
+    layers = decoder_layers(model)[:n_layers]
     moved = 0
     for layer in layers:
         moved += sum(p.numel() * p.element_size() for p in layer.parameters())
@@ -93,7 +99,5 @@ def offload_layers(model: nn.Module, n_layers: int, execution_device: str) -> in
 
 def layer_weight_bytes(model: nn.Module, n_layers: int) -> int:
     return sum(
-        p.numel() * p.element_size()
-        for layer in list(model.model.layers)[:n_layers]
-        for p in layer.parameters()
+        p.numel() * p.element_size() for layer in decoder_layers(model)[:n_layers] for p in layer.parameters()
     )

@@ -534,10 +534,12 @@ def accelerate_estimate(a: Arch, dtype: str) -> dict[str, Any]:
     model / gradients / optimizer / step entries: 4× the FP32 size in float32, 2× in
     mixed precision. It counts no activations.
     """
-    buffers = buffer_bytes(a)
+    buffers: float = buffer_bytes(a)
     if a.family == "gpt2":  # accelerate's dtype_byte_size counts a bool as 1/8 byte
         buffers = a.layers * (a.positions * a.positions / 8 + 4)
     fp32 = 4 * param_count(a) + buffers
+    total: float
+    training: float
     if dtype == "fp32":
         total, training = fp32, 4 * fp32
     else:

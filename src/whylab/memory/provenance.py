@@ -79,10 +79,12 @@ def warnings(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], cod
             f"the recorded run's settings (hash {recorded.get('settings_sha256')}) differ from this config's "
             f"({now['settings_sha256']}): " + "; ".join(diffs[:6]) + (" …" if len(diffs) > 6 else "")
         )
-    commit = recorded.get("commit")
+    commit = str(recorded["commit"]) if recorded.get("commit") else None
     changed = code_changed_since(commit, code) if commit else None
     if changed:
-        out.append(f"the measuring code ({', '.join(code)}) changed since the recorded commit {commit[:10]}")
+        out.append(
+            f"the measuring code ({', '.join(code)}) changed since the recorded commit {(commit or '')[:10]}"
+        )
     elif changed is None:
         out.append(
             f"whether the measuring code changed since commit {commit or 'unknown'} could not be checked"
