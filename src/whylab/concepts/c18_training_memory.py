@@ -111,6 +111,9 @@ def measure_point(
         "gradient_bytes": grads,
         "optimizer_state_bytes": _state_bytes(opt),
         "allocator_overhead": overhead,
+        # CUDA only: what the caching allocator reserved at most, and the CUDA context beside it
+        "reserved_peak": peak.extra.get("max_memory_reserved"),
+        "cuda_context": peak.extra.get("cuda_context"),
         "tracker_peak": peak.tracker_peak_bytes,
         "estimate": est.to_dict(),
         "activation_over_model": saved / weights,
@@ -412,6 +415,13 @@ def _metrics(
         "korthikanti_fit": _fit_korthikanti(grid, shape),
         "rss_over_tracked_max_dev": max((abs(r["rss_over_tracked"] - 1) for r in rss_rows), default=None),
         "tolerance": float(s["tolerance"]),
+        # CUDA: points share one process; the allocator's leftover before each point (bytes beyond the
+        # model's own tensors: library workspaces and what earlier points left) is measured and bounded here
+        "cuda_allocator_leftover_max": max((r["allocator_overhead"] for r in rows), default=0),
+        "cuda_reserved_peak_max": max((r["reserved_peak"] or 0 for r in rows), default=0) or None,
+        "cuda_context_bytes": next(
+            (r["cuda_context"] for r in rows if r.get("cuda_context") is not None), None
+        ),
     }
 
 
@@ -572,6 +582,10 @@ def _tables(
             "exact model (MiB)": _mib(r["estimate"]["phase_peak"] + r["allocator_overhead"]),
             "exact err (%)": round(100 * r["exact_rel_err"], 2),
             "allocator overhead (MiB)": _mib(r["allocator_overhead"]),
+            "reserved peak (MiB)": _mib(r["reserved_peak"]) if r.get("reserved_peak") else "CPU: n/a",
+            "CUDA context (MiB)": _mib(r["cuda_context"])
+            if r.get("cuda_context") is not None
+            else "CPU: n/a",
             "sum of terms (MiB)": _mib(r["estimate"]["sum_of_terms"]),
             "notes as written (MiB)": _mib(r["notes_literal"]),
             "notes err (%)": round(100 * r["notes_literal_rel_err"], 1),
@@ -587,7 +601,9 @@ def _tables(
             "Peak memory of one AdamW FP32 training step across batch × sequence: measured vs "
             "the exact accounting model (on CUDA plus the allocator's bytes beyond this model's tensors "
             "before the step: cuBLAS workspace and whatever earlier measurements left allocated), the sum of terms, and the notes' formula (as written, and "
-            "with the factors added per parameter; activation factor 0.25).",
+            "with the factors added per parameter; activation factor 0.25). On CUDA the reserved peak "
+            "(torch.cuda.max_memory_reserved: what the GPU actually gives PyTorch) and the CUDA context "
+            "(device memory in use minus reserved) are shown beside what tensors hold.",
             [rec(g) for g in grid],
         ),
         Table.from_records(

@@ -213,12 +213,26 @@ def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str, use_t
         fn()
         torch.cuda.synchronize()
         peak = int(torch.cuda.max_memory_allocated())
+        extra = {"max_memory_reserved": int(torch.cuda.max_memory_reserved()), **cuda_context()}
         tracker_total, breakdown, _ = (
             _memtracker_peak(fn, track, device) if use_tracker else (0, dict.fromkeys(CATEGORIES, 0), 0)
         )
-        return Peak(peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total, baseline)
+        return Peak(
+            peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total, baseline, extra
+        )
     total, breakdown, before = _memtracker_peak(fn, track, device)
     return Peak(total, breakdown, "MemTracker (dispatch-level live tensor bytes)", device, total, before)
+
+
+def cuda_context() -> dict[str, int]:
+    """What the GPU holds beyond PyTorch's allocator: device memory in use (cudaMemGetInfo) minus reserved.
+
+    In a process that is alone on the GPU this is the CUDA context (driver, kernels, cuBLAS/cuDNN
+    handles); other processes on the same GPU would add to it.
+    """
+    free, total = torch.cuda.mem_get_info()
+    used = int(total - free)
+    return {"device_used": used, "cuda_context": used - int(torch.cuda.memory_reserved())}
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, device: str, warmup: int = 1) -> list[float]:
