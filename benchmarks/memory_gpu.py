@@ -47,6 +47,7 @@ def settings(claim: str, configs: list[Path]) -> dict[str, Any]:
         **section,
         "model": {**memory["model"], **section.get("model_overrides", {})},
         "repeats": memory["repeats"],
+        **({"plan": memory["plan"]} if claim == "C18" else {}),
     }
 
 

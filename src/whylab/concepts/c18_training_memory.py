@@ -509,7 +509,7 @@ def _figure_notes_models(ctx: ConceptContext, rows: list[dict[str, Any]]) -> Any
     frame = pd.DataFrame(
         [
             {
-                "point": f"{r['model']}\n{r['batch']}×{r['seq']}",
+                "point": f"{r['model'].removesuffix('-uncased')}\n{r['batch']}×{r['seq']}",
                 "activations / weights": r["activation_over_model"],
             }
             for r in rows
@@ -517,16 +517,15 @@ def _figure_notes_models(ctx: ConceptContext, rows: list[dict[str, Any]]) -> Any
     )
     fig, ax = plt.subplots(figsize=(8, 4.5))
     lo, hi = calc.NOTES_ACTIVATION_FRACTION
-    ax.axhspan(lo, hi, color="grey", alpha=0.3)
+    ax.axhspan(lo, hi, color="grey", alpha=0.3, label="notes: 0.20–0.30")
     if not frame.empty:
         sns.barplot(frame, x="point", y="activations / weights", color="tab:blue", ax=ax)
     ax.set_yscale("log")
     ax.set_xlabel("model, batch × sequence length (tokens)")
     ax.set_ylabel("activation bytes / weight bytes (ratio, log scale)")
     ax.tick_params(axis="x", labelsize=8)
-    ax.text(
-        1.0, hi, " notes: 0.20–0.30", transform=ax.get_yaxis_transform(), va="bottom", ha="right", fontsize=8
-    )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.subplots_adjust(right=0.8)
     return plotting.save(
         fig,
         ctx.outdir,
