@@ -232,3 +232,18 @@ def test_c21_labels_from_accelerator_numbers() -> None:
     assert c21.verdict(_c21(_acc(0.4, 0.3))).label == Label.SUPPORTED
     assert c21.verdict(_c21(_acc(0.4, 0.01))).label == Label.PARTLY
     assert c21.verdict(_c21(_acc(0.02, -0.01))).label == Label.NOT_SUPPORTED
+
+
+def test_c21_measured_saving_is_held_against_the_prediction() -> None:
+    as_predicted = {**_acc(0.62, 0.3), "predicted_train_saving": 0.66}
+    v = c21.verdict(_c21(as_predicted))
+    assert v.label == Label.SUPPORTED and "predicted a 66%" in v.reason and "as predicted" in v.reason
+    off = {**_acc(0.25, 0.3), "predicted_train_saving": 0.66}
+    v = c21.verdict(_c21(off))
+    assert (
+        v.label == Label.PARTLY
+        and "not as predicted" in v.reason
+        and "not the one the calculator" in v.reason
+    )
+    assert v.primary and not v.limited
+    assert c21.verdict(_c21(None)).limited
