@@ -231,6 +231,8 @@ def run(ctx: ConceptContext) -> Evidence:
                 {
                     "format": k,
                     "library": v["library"],
+                    "layout": v["description"],
+                    "bits per weight (layers)": round(8 * v["layer_bytes_per_value"], 2),
                     "nominal B/value": v["nominal_bytes_per_value"],
                     "measured B/value (quantized layers)": round(v["layer_bytes_per_value"], 4),
                     "ratio (layers)": round(v["layer_ratio"], 4),

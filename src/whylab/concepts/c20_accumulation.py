@@ -10,6 +10,7 @@ dividing token sums by the batch's total token count (transformers' ``num_items_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -256,7 +257,7 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
     return [f1, f2]
 
 
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
+def _verdict(metrics: Mapping[str, Any]) -> Verdict:
     tol = metrics["equal_tolerance"]
     eq, mom, ts = (
         metrics["equal_max_rel"],
@@ -291,3 +292,13 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"micro-batches of {ms} cut peak memory by {100 * red:.0f}% vs {ml}; with padding, averaging "
         f"micro-batch means instead of token sums is off by up to {mom:.2f}.",
     )
+
+
+PRIMARY = (
+    "accumulated vs large-batch gradients (relative difference vs memory.C20.equal_tolerance, equal-length "
+    "and padded batches with token-sum normalisation) and peak memory of the smallest vs the largest micro-batch"
+)
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    return dataclasses.replace(_verdict(metrics), primary=PRIMARY)
