@@ -223,6 +223,9 @@ def test_cli_prints_table_and_json(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "124,439,808 parameters" in text and "accelerate estimate-memory" in text
+    out_file = tmp_path / "plan.json"
+    assert planner.main(["llama-2-7b", "--lora", "16", "--qlora", "--output", str(out_file)]) == 0
+    assert json.loads(out_file.read_text(encoding="utf-8"))["fits"]["24 GB"] is True
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:

@@ -723,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--overhead-gib", type=float, default=0.0, help="add a CUDA context/allocator allowance"
     )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument(
+        "--output", type=Path, default=None, metavar="PATH", help="also write the JSON to PATH"
+    )
     return parser
 
 
@@ -750,7 +753,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"whylab: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result.to_dict(), indent=2) if args.json else render(result))
+    data = json.dumps(result.to_dict(), indent=2)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(data + "\n", encoding="utf-8")
+    print(data if args.json else render(result))
     return 0
 
 
