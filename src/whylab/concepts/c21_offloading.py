@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,10 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
     ids = training.random_ids(vocab, b, q, seed, device)
     out: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else device}
     for name in ("plain", "offload"):
+        gc.collect()
         torch.cuda.empty_cache()
+        # what an earlier case left on the device: it must be (near) zero for the peaks to compare
+        out[f"train_leftover_before_{name}"] = int(torch.cuda.memory_allocated())
         prec, opt_name = _precision(s)
         model = training.build_llama(s["model"], seed, prec, device)
         opt: Any = (
@@ -146,10 +150,16 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
         peak = measure.tracked_peak(step, [], device, use_tracker=False)
         times = Spread.of(measure.time_calls(step, repeats, device))
         out[f"train_peak_{name}"] = peak.peak_bytes
+        out[f"train_reserved_{name}"] = peak.extra.get("max_memory_reserved")
+        out["cuda_context"] = peak.extra.get("cuda_context")
         out[f"train_time_{name}_mean_s"], out[f"train_time_{name}_std_s"] = times.mean, times.std
+        if isinstance(opt, offload.CPUOffloadAdamW):
+            opt.remove_hooks()
         del model, opt
     for name in ("plain", "offload"):
+        gc.collect()
         torch.cuda.empty_cache()
+        out[f"infer_leftover_before_{name}"] = int(torch.cuda.memory_allocated())
         model = training.build_llama(s["model"], seed, "fp32", device)
         model.eval()
         if name == "offload":
@@ -277,6 +287,12 @@ def run(ctx: ConceptContext) -> Evidence:
                         "case": case,
                         "kind": kind,
                         "peak (MiB)": round(acc[f"{kind}_peak_{case}"] / calc.MiB, 2),
+                        "reserved peak (MiB)": round(acc[f"{kind}_reserved_{case}"] / calc.MiB, 2)
+                        if acc.get(f"{kind}_reserved_{case}")
+                        else "not recorded",
+                        "left over before (MiB)": round(acc[f"{kind}_leftover_before_{case}"] / calc.MiB, 3)
+                        if f"{kind}_leftover_before_{case}" in acc
+                        else "not recorded",
                         "time (ms)": f"{1e3 * acc[f'{kind}_time_{case}_mean_s']:.2f} ± {1e3 * acc[f'{kind}_time_{case}_std_s']:.2f}",
                     }
                     for kind in ("train", "infer")
