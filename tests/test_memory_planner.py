@@ -236,3 +236,37 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--lora"):
         planner.plan(PRESETS["gpt2"], planner.Setup(qlora=True))
     assert planner.main(["no-such-model"]) == 2
+
+
+@pytest.mark.parametrize(("family", "tolerance"), [("gpt2", 0.005), ("llama", 0.005), ("bert", 0.10)])
+def test_planned_peak_equals_a_measured_training_step(family: str, tolerance: float) -> None:
+    """The planner's whole-step peak vs MemTracker's peak of a real AdamW FP32 step on CPU.
+
+    GPT-2 and Llama peak at the start of backward (weights, Adam state, saved activations and the
+    FP32 logit gradients): the planner matches them to well under 1%. BERT for classification has no
+    vocabulary-sized logits, so its peak falls later, inside the backward of a layer, where transient
+    gradient tensors the phase model does not count add a few percent: it is under-estimated by ~5%.
+    """
+    from whylab.memory import measure
+
+    cfg = {"model_type": family, **SMALL[family], LAYERS[family]: 2, **dict.fromkeys(DROPOUT[family], 0.0)}
+    torch.manual_seed(0)
+    model = _build(cfg, "eager")
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
+    batch, seq = 4, 64
+    ids = torch.randint(0, 100, (batch, seq))
+    labels = torch.randint(0, 2, (batch,)) if family == "bert" else ids
+
+    def step() -> None:
+        model(input_ids=ids, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    measured = measure.tracked_peak(step, [model, opt, ids, labels], "cpu").peak_bytes
+    setup = planner.Setup(
+        batch=batch, seq=seq, dtype="fp32", attention="eager", kernels=planner.Kernels.cpu(4)
+    )
+    planned = planner.plan(cfg, setup).peak
+    assert abs(planned - measured) / measured <= tolerance

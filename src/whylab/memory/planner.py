@@ -33,7 +33,10 @@ The peak is the larger of two moments (the phase model of
 :func:`whylab.memory.calculator.training_estimate`, validated on measured steps): the
 start of backward (weights, master, optimizer state, activations, logits) and the
 optimizer step (weights, master, gradients, optimizer state). The sum of all terms
-is shown too: it is what most back-of-the-envelope formulas add up.
+is shown too: it is what most back-of-the-envelope formulas add up. Against a measured
+AdamW step (MemTracker, CPU) the peak is within 0.1% for GPT-2 and Llama; BERT with a
+classification head peaks inside a layer's backward, on transient gradients the phase
+model does not count, and is under-estimated by about 5% (tests/test_memory_planner.py).
 """
 
 from __future__ import annotations
