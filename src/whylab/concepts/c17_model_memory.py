@@ -319,7 +319,7 @@ def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: lis
                 }
             )
     frame = pd.DataFrame(records)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     sns.barplot(frame, x="model", y="GB", hue="dtype", ax=ax)
     notes = pd.DataFrame(
         [
@@ -343,7 +343,8 @@ def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: lis
     ax.set_yscale("log")
     ax.set_xlabel("model (exact parameter count from its config)")
     ax.set_ylabel("model memory (GB = 10⁹ bytes, log scale)")
-    ax.legend(title="dtype", fontsize=8)
+    ax.legend(title="dtype", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.subplots_adjust(right=0.8)
     return plotting.save(
         fig,
         ctx.outdir,
@@ -372,8 +373,11 @@ def _figure_formats(ctx: ConceptContext, fmts: dict[str, dict[str, Any]]) -> Any
         var_name="quantity",
         value_name="bytes per value",
     )
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     sns.barplot(long, x="format", y="bytes per value", hue="quantity", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.subplots_adjust(right=0.72)
+
     ax.set_xlabel("storage format of the loaded model")
     ax.set_ylabel("bytes per parameter (B)")
     ax.tick_params(axis="x", rotation=20)

@@ -663,7 +663,7 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
                 }
             )
     frame = pd.DataFrame(recs)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     lines = frame[frame["source"] != "measured"]
     sns.lineplot(
         lines,
@@ -688,7 +688,8 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("tokens per step, batch × sequence length (tokens, log₂ scale)")
     ax.set_ylabel("peak memory of one step (MiB)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.subplots_adjust(right=0.75)
     return plotting.save(
         fig,
         ctx.outdir,
@@ -738,7 +739,7 @@ def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     frame = pd.DataFrame(
         [{"batch size": g["batch"], "seq": g["seq"], "ratio": g["activation_over_model"]} for g in grid]
     )
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     lo, hi = calc.NOTES_ACTIVATION_FRACTION
     ax.axhspan(lo, hi, color="grey", alpha=0.3, label="notes: 0.20–0.30")
     sns.lineplot(frame, x="seq", y="ratio", hue="batch size", marker="o", palette="viridis", ax=ax)
@@ -746,7 +747,8 @@ def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     ax.set_yscale("log")
     ax.set_xlabel("sequence length (tokens, log₂ scale)")
     ax.set_ylabel("activation bytes / weight bytes (ratio, log scale)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.subplots_adjust(right=0.75)
     return plotting.save(
         fig,
         ctx.outdir,

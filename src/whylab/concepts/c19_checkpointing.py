@@ -248,7 +248,7 @@ def _figures(ctx: ConceptContext, rows: list[dict[str, Any]]) -> list[Any]:
             "recomputing activations.",
         ),
     ):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(11.5, 4))
         sns.lineplot(
             frame[frame["depth sweep"]],
             x="depth",
@@ -263,6 +263,10 @@ def _figures(ctx: ConceptContext, rows: list[dict[str, Any]]) -> list[Any]:
         sns.lineplot(
             frame[frame["seq sweep"]], x="seq", y=metric, hue="mode", marker="o", ax=axes[1], errorbar="sd"
         )
+        if axes[0].get_legend() is not None:
+            axes[0].get_legend().remove()  # one legend for both panels, outside the data
+        sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+        fig.subplots_adjust(right=0.85, wspace=0.3)
         axes[1].set_xlabel("sequence length (tokens)")
         axes[1].set_ylabel(ylabel)
         out.append(plotting.save(fig, ctx.outdir, f"checkpointing_{name}", title, caption))

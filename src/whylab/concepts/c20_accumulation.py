@@ -218,8 +218,11 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
             if d["micro"] < max(x["micro"] for x in diffs)
         ]
     )
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     sns.lineplot(frame, x="micro-batch", y="rel", hue="case", marker="o", errorbar="sd", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.subplots_adjust(right=0.68)
+
     ax.set_yscale("log")
     ax.set_xlabel("micro-batch size (sequences)")
     ax.set_ylabel("‖g_accumulated − g_batch‖ / ‖g_batch‖ (ratio, log)")

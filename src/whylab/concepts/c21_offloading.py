@@ -363,8 +363,11 @@ def _computed_figure(ctx: ConceptContext, comp: Mapping[str, Any]) -> Any:
     ]
     frame = pd.DataFrame(rows)
     frame["MiB"] = frame["MiB"] / calc.MiB
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(frame, x="workload", y="MiB", hue="case", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.subplots_adjust(right=0.75)
+
     ax.set_xlabel("workload")
     ax.set_ylabel("accelerator memory, computed (MiB)")
     return plotting.save(
@@ -391,8 +394,11 @@ def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
             for c in ("plain", "offload")
         ]
     )
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(frame, x="kind", y="MiB", hue="case", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.subplots_adjust(right=0.75)
+
     ax.set_xlabel("workload")
     ax.set_ylabel("peak allocated accelerator memory (MiB)")
     return plotting.save(
