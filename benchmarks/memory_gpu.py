@@ -24,6 +24,8 @@ import yaml  # noqa: E402
 
 from whylab.concepts import run_concept  # noqa: E402
 from whylab.config import check_config  # noqa: E402
+from whylab.files import write_json  # noqa: E402
+from whylab.memory import provenance  # noqa: E402
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -47,6 +49,7 @@ def settings(claim: str, configs: list[Path]) -> dict[str, Any]:
         **section,
         "model": {**memory["model"], **section.get("model_overrides", {})},
         "repeats": memory["repeats"],
+        **({"plan": memory["plan"]} if claim == "C18" else {}),
     }
 
 
@@ -68,9 +71,14 @@ def main() -> int:
     for claim in args.claims:
         start = time.perf_counter()
         try:
-            record = run_concept(
-                claim, settings(claim, configs), {}, args.outdir / claim / "result.json", args.threads
-            )
+            claim_settings = settings(claim, configs)
+            out = args.outdir / claim / "result.json"
+            record = run_concept(claim, claim_settings, {}, out, args.threads)
+            if (
+                "provenance" not in record["metrics"]
+            ):  # a recorded file must say what code and settings made it
+                record["metrics"]["provenance"] = provenance.record(claim_settings)
+                write_json(out, record)
         except Exception as exc:  # keep going: one failing claim must not hide the others' numbers
             summary.append({"claim": claim, "error": f"{type(exc).__name__}: {exc}"})
             print(claim, "FAILED", exc, flush=True)

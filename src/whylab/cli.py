@@ -6,6 +6,7 @@ A concept step is named by its claim id (``C05``); the others by the table below
 A per-seed claim (one whose module has ``run_seed``/``combine``) can also run one seed:
 ``python -m whylab C08 --seed 3 ... --output seed=results/concepts/C08/seeds/3.json``; its
 gather step is the plain call with ``--input seed.<n>=<that file>`` for every seed.
+Commands for users (not DAG steps) are listed in ``COMMANDS``: ``python -m whylab plan-memory MODEL``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ STEPS: dict[str, str] = {
     "lm_train": "whylab.lm.train:run_step",
     "lm_export": "whylab.lm.export:run_step",
     "quant_variant": "whylab.quant.variants:run_step",
+}
+
+# user commands with their own arguments: name -> "module:function" taking argv (returns the exit status)
+COMMANDS: dict[str, str] = {
+    "plan-memory": "whylab.memory.planner:main",  # training memory of a model, per component
 }
 
 StepFunction = Callable[[dict[str, Any], dict[str, Path], dict[str, Path], int], None]
@@ -86,8 +92,15 @@ def resolve(step: str, seed: int | None = None) -> StepFunction:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        module_name, _, attr = COMMANDS[argv[0]].partition(":")
+        command: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), attr)
+        return command(argv[1:])
     parser = argparse.ArgumentParser(prog="whylab", description=__doc__.splitlines()[0])
-    parser.add_argument("step", help="a claim id (C01..C21) or a pipeline step name")
+    parser.add_argument(
+        "step", help=f"a claim id (C01..C21), a pipeline step name, or a command: {', '.join(COMMANDS)}"
+    )
     parser.add_argument("--settings", default="{}", help="JSON object, or @file.json")
     parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--output", action="append", default=[], metavar="NAME=PATH")

@@ -13,7 +13,8 @@ def memory_settings(claim_id):
     """The claim's section, the shared model with the claim's overrides, and the repeat count."""
     section = MEMORY[claim_id]
     model = {**MEMORY["model"], **section.get("model_overrides", {})}
-    return {**section, "model": model, "repeats": MEMORY["repeats"]}
+    extra = {"plan": MEMORY["plan"]} if claim_id == "C18" else {}
+    return {**section, "model": model, "repeats": MEMORY["repeats"], **extra}
 
 
 def memory_inputs(claim_id):

@@ -12,6 +12,9 @@ GPU run can be passed in (memory.C21.recorded_gpu_run) and is then reported as r
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,50 +29,60 @@ from whylab.concepts import ConceptContext
 from whylab.errors import InputError
 from whylab.files import read_json
 from whylab.memory import calculator as calc
-from whylab.memory import measure, offload, training
+from whylab.memory import measure, offload, provenance, training
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict
 
 CLAIM_ID = "C21"
 
 
+def _precision(s: Mapping[str, Any]) -> tuple[str, str]:
+    """(weight precision, the plain optimizer): mixed_bf16 trains BF16 weights with an FP32 master copy."""
+    prec = str(s.get("precision", "mixed_bf16"))
+    return prec, ("mixed_adamw" if prec == "mixed_bf16" else "adamw")
+
+
 def computed(s: Mapping[str, Any], model: torch.nn.Module, device: str) -> dict[str, Any]:
-    """What offloading would move, from the model's shapes (no accelerator needed)."""
+    """What offloading would move, and the calculator's predicted peaks, from the model's shapes."""
     shape = calc.LlamaShape.from_model_cfg(s["model"])
     shapes = training.param_shapes(model)
     b, q = int(s["batch_size"]), int(s["seq_len"])
-    plain = calc.training_estimate(shapes, shape, b, q, "adamw", "fp32", step_bytes=0)
-    # with the optimizer offloaded the accelerator holds what plain SGD would: weights, gradients, activations
-    offloaded = calc.training_estimate(shapes, shape, b, q, "sgd", "fp32", step_bytes=0)
+    prec, opt_name = _precision(s)
+    plain = calc.training_estimate(shapes, shape, b, q, opt_name, prec, step_bytes=0)
+    # ZeRO-Offload: optimizer state and FP32 master on the host, gradients streamed there during backward;
+    # the device keeps the weights, the activations and the loss gradients at the start of backward
+    offloaded_peak = plain.weights + plain.activations + plain.loss_grads
     p = plain.params
     n_off = min(int(s["offload_layers"]), int(s["model"]["num_layers"]))
     layer_bytes = offload.layer_weight_bytes(model, n_off)
     return {
         "params": p,
+        "precision": prec,
         "weights_bytes": plain.weights,
-        "optimizer_state_offloaded_bytes": plain.optimizer
-        + 4 * p,  # Adam moments on device, + the FP32 master copy on host
+        "optimizer_state_offloaded_bytes": plain.optimizer + (4 * p if prec == "fp32" else 0),
         "optimizer_state_leaving_accelerator_bytes": plain.optimizer,
-        "transfer_per_step_bytes": plain.gradients + plain.weights,  # FP32 gradients down, FP32 weights up
+        "transfer_per_step_bytes": plain.gradients + plain.weights,  # gradients down, weights up
         "estimated_train_peak_plain": plain.phase_peak,
-        "estimated_train_peak_offload": offloaded.phase_peak,
-        "estimated_train_saving": 1 - offloaded.phase_peak / plain.phase_peak,
+        "estimated_train_peak_offload": offloaded_peak,
+        "estimated_train_saving": 1 - offloaded_peak / plain.phase_peak,
         "offload_layers": n_off,
         "layer_weights_offloaded_bytes": layer_bytes,
         "layer_transfer_per_forward_bytes": layer_bytes,
-        "layer_share_of_weights": layer_bytes / plain.weights,
+        "inference_weights_bytes": 4 * p,  # the forward-pass measurement runs the FP32 model
+        "layer_share_of_weights": layer_bytes / (4 * p),
     }
 
 
 def equivalence(s: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
     """Offloaded training and inference compute what the plain model computes."""
     vocab, b, q = int(s["model"]["vocab_size"]), int(s["batch_size"]), int(s["seq_len"])
-    plain = training.build_llama(s["model"], seed, "fp32", device)
-    again = training.build_llama(s["model"], seed, "fp32", device)  # the same run twice: the noise floor
-    other = training.build_llama(s["model"], seed, "fp32", device)
-    start = [p.detach().cpu().clone() for p in plain.parameters()]
-    opt_a = torch.optim.AdamW(plain.parameters(), lr=1e-3, foreach=False)
-    opt_a2 = torch.optim.AdamW(again.parameters(), lr=1e-3, foreach=False)
+    prec, opt_name = _precision(s)
+    plain = training.build_llama(s["model"], seed, prec, device)
+    again = training.build_llama(s["model"], seed, prec, device)  # the same run twice: the noise floor
+    other = training.build_llama(s["model"], seed, prec, device)
+    start = [p.detach().cpu().float().clone() for p in plain.parameters()]
+    opt_a = training.make_optimizer(plain, opt_name)
+    opt_a2 = training.make_optimizer(again, opt_name)
     opt_b = offload.CPUOffloadAdamW(other.parameters(), lr=1e-3)
     losses: dict[str, list[float]] = {"plain": [], "offload": []}
     for step in range(int(s["steps"])):
@@ -121,25 +134,32 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
     ids = training.random_ids(vocab, b, q, seed, device)
     out: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else device}
     for name in ("plain", "offload"):
+        gc.collect()
         torch.cuda.empty_cache()
-        model = training.build_llama(s["model"], seed, "fp32", device)
+        # what an earlier case left on the device: it must be (near) zero for the peaks to compare
+        out[f"train_leftover_before_{name}"] = int(torch.cuda.memory_allocated())
+        prec, opt_name = _precision(s)
+        model = training.build_llama(s["model"], seed, prec, device)
         opt: Any = (
-            torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
+            training.make_optimizer(model, opt_name)
             if name == "plain"
             else offload.CPUOffloadAdamW(model.parameters(), lr=1e-3)
         )
         training.train_step(model, opt, ids)  # state exists
-        peak = measure.tracked_peak(
-            lambda m=model, o=opt: training.train_step(m, o, ids), [], device, use_tracker=False
-        )
-        times = Spread.of(
-            measure.time_calls(lambda m=model, o=opt: training.train_step(m, o, ids), repeats, device)
-        )
+        step = functools.partial(training.train_step, model, opt, ids)
+        peak = measure.tracked_peak(step, [], device, use_tracker=False)
+        times = Spread.of(measure.time_calls(step, repeats, device))
         out[f"train_peak_{name}"] = peak.peak_bytes
+        out[f"train_reserved_{name}"] = peak.extra.get("max_memory_reserved")
+        out["cuda_context"] = peak.extra.get("cuda_context")
         out[f"train_time_{name}_mean_s"], out[f"train_time_{name}_std_s"] = times.mean, times.std
+        if isinstance(opt, offload.CPUOffloadAdamW):
+            opt.remove_hooks()
         del model, opt
     for name in ("plain", "offload"):
+        gc.collect()
         torch.cuda.empty_cache()
+        out[f"infer_leftover_before_{name}"] = int(torch.cuda.memory_allocated())
         model = training.build_llama(s["model"], seed, "fp32", device)
         model.eval()
         if name == "offload":
@@ -162,6 +182,13 @@ def accelerator(s: Mapping[str, Any], seed: int, device: str, repeats: int) -> d
     return out
 
 
+CODE = [
+    "src/whylab/concepts/c21_offloading.py",
+    "src/whylab/memory/offload.py",
+    "src/whylab/memory/measure.py",
+]
+
+
 def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"memory.C21.recorded_gpu_run: {str(path)!r} does not exist")
@@ -173,6 +200,8 @@ def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
         )
     model = dict(record.get("config", {}).get("model", {}))
     model["offload_layers"] = record.get("config", {}).get("offload_layers")
+    model["_provenance"] = record.get("metrics", {}).get("provenance")
+    model["_computed"] = record.get("metrics", {}).get("computed")
     return (
         acc,
         (
@@ -209,7 +238,15 @@ def run(ctx: ConceptContext) -> Evidence:
         )
         if "recorded_gpu_run" in ctx.inputs:
             acc, source, acc_model = _recorded(ctx.inputs["recorded_gpu_run"])
+            for w in provenance.warnings(acc_model.pop("_provenance", None), s, CODE):
+                skipped.append(f"recorded GPU run: {w}")
+            recorded_comp = acc_model.pop("_computed", None)
+            if recorded_comp and acc is not None:
+                acc["predicted_train_saving"] = recorded_comp.get("estimated_train_saving")
+    if acc is not None and "predicted_train_saving" not in acc and source and source.startswith("this run"):
+        acc["predicted_train_saving"] = comp["estimated_train_saving"]
     metrics = {
+        "provenance": provenance.record(s),
         "computed": comp,
         "equivalence": eq,
         "accelerator": acc,
@@ -222,11 +259,11 @@ def run(ctx: ConceptContext) -> Evidence:
         Table.from_records(
             "computed",
             "Computed from the model (no accelerator needed): bytes that offloading keeps off the "
-            "accelerator and bytes moved per step, with the accounting model's peak estimates (AdamW, FP32).",
+            "accelerator and bytes moved per step, with the calculator's predicted peaks (mixed-precision AdamW vs ZeRO-Offload).",
             [
                 {
                     "quantity": k,
-                    "value": v if isinstance(v, int) else round(v, 4),
+                    "value": v if isinstance(v, (int, str)) else round(v, 4),
                     "MiB": round(v / calc.MiB, 3) if k.endswith(("bytes", "plain", "offload")) else "",
                 }
                 for k, v in comp.items()
@@ -250,6 +287,12 @@ def run(ctx: ConceptContext) -> Evidence:
                         "case": case,
                         "kind": kind,
                         "peak (MiB)": round(acc[f"{kind}_peak_{case}"] / calc.MiB, 2),
+                        "reserved peak (MiB)": round(acc[f"{kind}_reserved_{case}"] / calc.MiB, 2)
+                        if acc.get(f"{kind}_reserved_{case}")
+                        else "not recorded",
+                        "left over before (MiB)": round(acc[f"{kind}_leftover_before_{case}"] / calc.MiB, 3)
+                        if f"{kind}_leftover_before_{case}" in acc
+                        else "not recorded",
                         "time (ms)": f"{1e3 * acc[f'{kind}_time_{case}_mean_s']:.2f} ± {1e3 * acc[f'{kind}_time_{case}_std_s']:.2f}",
                     }
                     for kind in ("train", "infer")
@@ -259,8 +302,11 @@ def run(ctx: ConceptContext) -> Evidence:
         )
         figures.append(_figure(ctx, acc, source or ""))
     method = (
-        "Two offloading mechanisms run on a LlamaForCausalLM: AdamW whose FP32 master weights and moments live in "
-        "CPU memory (ZeRO-Offload style: gradients copied down and weights copied up every step), and "
+        "Two offloading mechanisms run on a LlamaForCausalLM. Training as ZeRO-Offload does it: the model keeps "
+        "16-bit (BF16) weights on the accelerator; each gradient is streamed to CPU memory as soon as backward "
+        "has formed it (a post-accumulate-grad hook) and freed on the device; the FP32 master weights and Adam "
+        "moments live in CPU memory, the update runs there and the weights are copied back; the baseline is "
+        "mixed-precision AdamW with everything on the device. Inference: "
         "accelerate's cpu_offload of the first decoder layers (weights fetched per forward). Both are first "
         "checked to compute the same parameters/logits as the plain model; the bytes that leave the "
         "accelerator and the transfer per step are computed from the model; on a CUDA device the peak "
@@ -294,26 +340,34 @@ def _computed_figure(ctx: ConceptContext, comp: Mapping[str, Any]) -> Any:
     """What offloading takes off the accelerator, computed from the model (no accelerator needed)."""
     rows = [
         {
-            "workload": "training step (AdamW, FP32)",
+            "workload": "training step (mixed-precision AdamW)",
             "case": "no offloading",
             "MiB": comp["estimated_train_peak_plain"],
         },
         {
-            "workload": "training step (AdamW, FP32)",
+            "workload": "training step (mixed-precision AdamW)",
             "case": "offloaded",
             "MiB": comp["estimated_train_peak_offload"],
         },
-        {"workload": "weights resident (forward)", "case": "no offloading", "MiB": comp["weights_bytes"]},
         {
-            "workload": "weights resident (forward)",
+            "workload": "weights resident (forward, FP32)",
+            "case": "no offloading",
+            "MiB": comp.get("inference_weights_bytes", comp["weights_bytes"]),
+        },
+        {
+            "workload": "weights resident (forward, FP32)",
             "case": "offloaded",
-            "MiB": comp["weights_bytes"] - comp["layer_weights_offloaded_bytes"],
+            "MiB": comp.get("inference_weights_bytes", comp["weights_bytes"])
+            - comp["layer_weights_offloaded_bytes"],
         },
     ]
     frame = pd.DataFrame(rows)
     frame["MiB"] = frame["MiB"] / calc.MiB
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(frame, x="workload", y="MiB", hue="case", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.subplots_adjust(right=0.75)
+
     ax.set_xlabel("workload")
     ax.set_ylabel("accelerator memory, computed (MiB)")
     return plotting.save(
@@ -340,8 +394,11 @@ def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
             for c in ("plain", "offload")
         ]
     )
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(frame, x="kind", y="MiB", hue="case", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.subplots_adjust(right=0.75)
+
     ax.set_xlabel("workload")
     ax.set_ylabel("peak allocated accelerator memory (MiB)")
     return plotting.save(
@@ -354,7 +411,7 @@ def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
     )
 
 
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
+def _verdict(metrics: Mapping[str, Any]) -> Verdict:
     eq, comp, acc = metrics["equivalence"], metrics["computed"], metrics.get("accelerator")
     thr = metrics["min_saving"]
     if not eq["optimizer_offload_equivalent"] or eq["layer_offload_max_logit_diff"] > 1e-4:
@@ -381,11 +438,38 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"the time), forward peak {100 * inf:.0f}% lower with {n_layers} decoder layers' weights on the CPU "
         f"({acc['infer_time_ratio']:.2f}× the time); {where}"
     )
-    if tr >= thr and inf >= thr:
+    pred = acc.get("predicted_train_saving")
+    if pred is not None:
+        nums += (
+            f"; the calculator predicted a {100 * pred:.0f}% training saving (optimizer state off the device), "
+            f"measured {100 * tr:.0f}%: {'as predicted' if abs(tr - pred) <= 0.1 else 'not as predicted'} "
+            "(within 10 points)"
+        )
+    if tr >= thr and inf >= thr and (pred is None or abs(tr - pred) <= 0.1):
         return Verdict(Label.SUPPORTED, f"Offloading saves accelerator memory: {nums}.")
+    if tr >= thr and inf >= thr:
+        return Verdict(
+            Label.PARTLY,
+            f"Offloading saves accelerator memory, but the training saving is not the one the calculator "
+            f"predicts, so what it moves is not understood: {nums}.",
+        )
     if tr >= thr or inf >= thr:
         return Verdict(Label.PARTLY, f"Only one kind of offloading saves at least {100 * thr:.0f}%: {nums}.")
     return Verdict(
         Label.NOT_SUPPORTED,
         f"Neither kind of offloading saves {100 * thr:.0f}% of peak accelerator memory: {nums}.",
     )
+
+
+PRIMARY = (
+    "peak accelerator memory of a mixed-precision AdamW training step, ZeRO-Offload (gradients and optimizer "
+    "state on the CPU) vs everything on the device, measured saving vs the calculator's prediction"
+)
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    v = _verdict(metrics)
+    limited = (
+        () if metrics.get("accelerator") else ("peak accelerator memory: no GPU measurement in this run",)
+    )
+    return dataclasses.replace(v, primary=PRIMARY, limited=limited)

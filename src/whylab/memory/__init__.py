@@ -9,4 +9,8 @@
 ``training``    the small LlamaForCausalLM and the training step every experiment uses
 ``accumulation`` gradient accumulation and its loss normalisation
 ``offload``     CPU offloading of optimizer state (ZeRO-Offload style) and of layer weights
+``planner``     the training-memory planner (``python -m whylab plan-memory MODEL``): BERT, GPT-2 and
+                Llama from a config dict, per component, pure Python
+``presets``     the planner's model presets, as plain config.json dicts
+``provenance``  commit and settings hash of a measured result (recorded GPU runs)
 """

@@ -83,7 +83,7 @@ def gradients(model: nn.Module, backward: Callable[[], float]) -> tuple[list[tor
     """Gradients (copied to CPU) and the loss of one ``backward()`` from zeroed gradients."""
     model.zero_grad(set_to_none=True)
     loss = backward()
-    grads = [p.grad.detach().cpu().clone() for p in model.parameters()]
+    grads = [p.grad.detach().cpu().clone() for p in model.parameters() if p.grad is not None]
     model.zero_grad(set_to_none=True)
     return grads, loss
 

@@ -52,15 +52,17 @@ def apply_checkpointing(model: nn.Module, mode: str) -> int:
     if mode == "none":
         return 0
     if mode == "per_layer":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable: Any = model.gradient_checkpointing_enable  # transformers' PreTrainedModel method
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return 1
     if mode == "sqrt":
-        layers = list(model.model.layers)
+        inner = model.get_submodule("model")
+        layers = list(inner.get_submodule("layers").children())
         k = sqrt_segments(len(layers))
         new: list[nn.Module] = []
         for i in range(0, len(layers), k):
             new.append(CheckpointedSegment(layers[i : i + k]))
             new.extend(PassThrough() for _ in layers[i + 1 : i + k])
-        model.model.layers = nn.ModuleList(new)
+        inner.layers = nn.ModuleList(new)
         return k
     raise InputError(f"memory.C19.modes: {mode!r} is not one of {', '.join(MODES)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +27,9 @@ class Format:
     library: str
     apply: Callable[[nn.Module], nn.Module]
     description: str
+    packed: bool = (
+        True  # False: the kernel stores a sub-byte value in a whole byte (a property of that layout)
+    )
 
 
 def _cast(dtype: torch.dtype) -> Callable[[nn.Module], nn.Module]:
@@ -34,7 +37,7 @@ def _cast(dtype: torch.dtype) -> Callable[[nn.Module], nn.Module]:
 
 
 @contextlib.contextmanager
-def _quiet() -> object:
+def _quiet() -> Iterator[None]:
     """torchao / bitsandbytes print lines about missing CUDA kernels on import: keep the log readable."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
@@ -51,7 +54,8 @@ def _torchao_int4(model: nn.Module, group_size: int = 32) -> nn.Module:
     with _quiet():
         from torchao.quantization import IntxWeightOnlyConfig, quantize_
         from torchao.quantization.granularity import PerGroup
-    quantize_(model, IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size)))
+    int4 = torch.int4  # type: ignore[attr-defined]  # exists at run time (torch 2.13), not in its stubs
+    quantize_(model, IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(group_size)))
     return model
 
 
@@ -113,6 +117,7 @@ FORMATS: dict[str, Format] = {
         "torchao",
         _torchao_int4,
         "int4 weight-only (IntxWeightOnly, groups of 32; CPU layout keeps one int4 per byte)",
+        packed=False,
     ),
     "bnb_int8": Format(
         "bnb_int8",

@@ -125,12 +125,44 @@ class Peak:
         return self.peak_bytes / MiB
 
 
+class MemTrackerChanged(RuntimeError):
+    """torch's private MemTracker no longer offers what the CPU measurements rely on."""
+
+
+def check_memtracker() -> Any:
+    """The MemTracker class, after checking the private API this module uses (fails with a clear message)."""
+    where = f"torch {torch.__version__}: torch.distributed._tools.mem_tracker"
+    hint = (
+        "whylab's CPU memory measurements rely on this private torch API as it is in the pinned torch "
+        "(2.13.0); pin that version or update whylab.memory.measure"
+    )
+    try:
+        from torch.distributed._tools import mem_tracker
+    except ImportError as exc:
+        raise MemTrackerChanged(f"{where} cannot be imported ({exc}); {hint}") from None
+    missing = [
+        name
+        for name in ("track_external", "get_tracker_snapshot", "reset_mod_stats", "__enter__", "__exit__")
+        if not hasattr(getattr(mem_tracker, "MemTracker", None), name)
+    ]
+    ref = getattr(mem_tracker, "_MemRefType", None)
+    names = {m.name for m in ref} if ref is not None else set()
+    missing += [f"_MemRefType.{n}" for n in _MEMTRACKER_NAMES if n not in names]
+    if missing:
+        raise MemTrackerChanged(f"{where} changed: {', '.join(missing)} missing; {hint}")
+    return mem_tracker.MemTracker
+
+
 def _memtracker_peak(
     fn: Callable[[], Any], track: Iterable[Any], device: str
 ) -> tuple[int, dict[str, int], int]:
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    tracker = MemTracker()
+    tracker = check_memtracker()()
+    for attr in ("memory_tracking", "_mod_tracker"):
+        if not hasattr(tracker, attr):
+            raise MemTrackerChanged(
+                f"torch {torch.__version__}: MemTracker instances have no {attr!r}; whylab's CPU memory "
+                "measurements rely on the pinned torch (2.13.0): pin it or update whylab.memory.measure"
+            )
     tracker.track_external(*track)
     dev = torch.device(device if device != "cuda" else f"cuda:{torch.cuda.current_device()}")
     before = int(tracker.get_tracker_snapshot("current").get(dev, {}).get("Total", 0))
@@ -181,12 +213,26 @@ def tracked_peak(fn: Callable[[], Any], track: Iterable[Any], device: str, use_t
         fn()
         torch.cuda.synchronize()
         peak = int(torch.cuda.max_memory_allocated())
+        extra = {"max_memory_reserved": int(torch.cuda.max_memory_reserved()), **cuda_context()}
         tracker_total, breakdown, _ = (
             _memtracker_peak(fn, track, device) if use_tracker else (0, dict.fromkeys(CATEGORIES, 0), 0)
         )
-        return Peak(peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total, baseline)
+        return Peak(
+            peak, breakdown, "torch.cuda.max_memory_allocated", device, tracker_total, baseline, extra
+        )
     total, breakdown, before = _memtracker_peak(fn, track, device)
     return Peak(total, breakdown, "MemTracker (dispatch-level live tensor bytes)", device, total, before)
+
+
+def cuda_context() -> dict[str, int]:
+    """What the GPU holds beyond PyTorch's allocator: device memory in use (cudaMemGetInfo) minus reserved.
+
+    In a process that is alone on the GPU this is the CUDA context (driver, kernels, cuBLAS/cuDNN
+    handles); other processes on the same GPU would add to it.
+    """
+    free, total = torch.cuda.mem_get_info()
+    used = int(total - free)
+    return {"device_used": used, "cuda_context": used - int(torch.cuda.memory_reserved())}
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, device: str, warmup: int = 1) -> list[float]:

@@ -24,14 +24,29 @@ import torch
 from torch import nn
 
 
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The decoder layers of a LlamaForCausalLM (``model.model.layers``)."""
+    inner = model.get_submodule("model.layers")
+    return list(inner.children())
+
+
 class CPUOffloadAdamW:
-    """AdamW whose state and FP32 master weights live on ``offload_device``; counts bytes moved."""
+    """AdamW whose FP32 master weights and moments live on ``offload_device`` (ZeRO-Offload, Ren et al. 2021).
+
+    The model keeps only its (16-bit or FP32) weights on the accelerator. With ``stream_grads``
+    (the default, as ZeRO-Offload does) each gradient is copied to the host as soon as backward has
+    accumulated it (a post-accumulate-grad hook) and freed on the accelerator at once, so the device
+    never holds the model's gradients together; the update runs on the CPU and the weights are
+    copied back, cast to the model's dtype. Without ``stream_grads`` the gradients are moved after
+    backward. Bytes moved each way are counted.
+    """
 
     def __init__(
         self,
         params: Iterable[nn.Parameter],
         lr: float = 1e-3,
         offload_device: str = "cpu",
+        stream_grads: bool = True,
         **adamw_kwargs: Any,
     ) -> None:
         self.params = [p for p in params if p.requires_grad]
@@ -45,15 +60,34 @@ class CPUOffloadAdamW:
         self.inner = torch.optim.AdamW(self.master, lr=lr, foreach=False, **adamw_kwargs)
         self.bytes_to_host = 0
         self.bytes_to_device = 0
+        self.handles = (
+            [
+                p.register_post_accumulate_grad_hook(self._hook(p, m))
+                for p, m in zip(self.params, self.master, strict=True)
+            ]
+            if stream_grads
+            else []
+        )
+
+    def _hook(self, p: nn.Parameter, m: torch.Tensor) -> Any:
+        def move(param: torch.Tensor) -> None:
+            self._to_host(param, m)
+
+        return move
+
+    @torch.no_grad()
+    def _to_host(self, p: torch.Tensor, m: torch.Tensor) -> None:
+        if p.grad is None:
+            return
+        g = p.grad.to(m.device, torch.float32)
+        m.grad = g if m.grad is None else m.grad.add_(g)  # accumulation over micro-batches adds up
+        self.bytes_to_host += p.grad.numel() * p.grad.element_size()
+        p.grad = None  # the accelerator copy of the gradient is freed at once
 
     @torch.no_grad()
     def step(self) -> None:
         for p, m in zip(self.params, self.master, strict=True):
-            if p.grad is None:
-                continue
-            m.grad = p.grad.to(m.device, torch.float32)
-            self.bytes_to_host += p.grad.numel() * p.grad.element_size()
-            p.grad = None  # the accelerator copy of the gradient is freed at once
+            self._to_host(p, m)  # gradients not streamed yet (stream_grads=False)
         self.inner.step()
         for p, m in zip(self.params, self.master, strict=True):
             p.copy_(m, non_blocking=True)
@@ -63,8 +97,14 @@ class CPUOffloadAdamW:
             torch.cuda.synchronize()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
+        for p, m in zip(self.params, self.master, strict=True):
             p.grad = None
+            m.grad = None
+
+    def remove_hooks(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
 
     def state_bytes(self) -> int:
         """Bytes held off the accelerator: master weights and Adam moments (and step counters)."""
@@ -82,7 +122,7 @@ def offload_layers(model: nn.Module, n_layers: int, execution_device: str) -> in
     """
     from accelerate import cpu_offload
 
-    layers = list(model.model.layers)[:n_layers]
+    layers = decoder_layers(model)[:n_layers]
     moved = 0
     for layer in layers:
         moved += sum(p.numel() * p.element_size() for p in layer.parameters())
@@ -93,7 +133,5 @@ def offload_layers(model: nn.Module, n_layers: int, execution_device: str) -> in
 
 def layer_weight_bytes(model: nn.Module, n_layers: int) -> int:
     return sum(
-        p.numel() * p.element_size()
-        for layer in list(model.model.layers)[:n_layers]
-        for p in layer.parameters()
+        p.numel() * p.element_size() for layer in decoder_layers(model)[:n_layers] for p in layer.parameters()
     )

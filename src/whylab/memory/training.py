@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -62,7 +62,7 @@ def build_llama(
         cfg["num_layers"] = num_layers
     torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config(cfg))
-    model.to(device=device, dtype=param_dtype(precision))
+    nn.Module.to(model, device=device, dtype=param_dtype(precision))
     model.train()
     return model
 
@@ -141,7 +141,15 @@ def make_optimizer(model: nn.Module, name: str, lr: float = 1e-3) -> torch.optim
     raise InputError(f"memory: optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, ids: torch.Tensor) -> float:
+class Stepper(Protocol):
+    """What a training step needs of an optimizer (torch's, or the CPU-offloading one)."""
+
+    def step(self) -> Any: ...
+
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+
+def train_step(model: nn.Module, optimizer: Stepper | None, ids: torch.Tensor) -> float:
     """One step: forward with next-token labels, backward, optimizer step, gradients released."""
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
