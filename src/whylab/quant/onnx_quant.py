@@ -112,14 +112,24 @@ def int8_setup(features: Mapping[str, bool] | None = None) -> dict[str, Any]:
     }
 
 
-def preprocess(src: Path, dst: Path) -> Path:
-    """ORT's ``quant_pre_process`` (symbolic shape inference + graph cleanup), advised before quantizing."""
+def preprocess(src: Path, dst: Path) -> str:
+    """ORT's ``quant_pre_process`` (symbolic shape inference, graph cleanup, ONNX shape inference),
+    advised before quantizing; returns what ran.
+
+    Symbolic shape inference does not complete on every exported graph (BERT's attention mask
+    arithmetic, for one); there the rest of the pre-processing still runs, and the note says so.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     large = Path(src).stat().st_size > 1_800_000_000
-    quant_pre_process(str(src), str(dst), save_as_external_data=large, all_tensors_to_one_file=True)
-    return dst
+    kwargs = {"save_as_external_data": large, "all_tensors_to_one_file": True}
+    try:
+        quant_pre_process(str(src), str(dst), **kwargs)
+        return "quant_pre_process: symbolic shape inference, optimization, ONNX shape inference"
+    except Exception as exc:  # ORT raises a bare Exception when symbolic inference is incomplete
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **kwargs)
+        return f"quant_pre_process without symbolic shape inference ({str(exc) or type(exc).__name__})"
 
 
 def quantized_weight_matmuls(model: onnx.ModelProto, fmt: str) -> int:
@@ -151,8 +161,14 @@ def check_count(got: int, expected: int, what: str) -> int:
     return got
 
 
-def _prepared(src: Path, workdir: Path, pre_process: bool) -> Path:
-    return preprocess(src, workdir / "preprocessed.onnx") if pre_process else src
+def _prepared(src: Path, workdir: Path, pre_process: bool, notes: list[str] | None) -> Path:
+    if not pre_process:
+        return src
+    dst = workdir / "preprocessed.onnx"
+    note = preprocess(src, dst)
+    if notes is not None:
+        notes.append(note)
+    return dst
 
 
 def int8_dynamic(
@@ -162,6 +178,7 @@ def int8_dynamic(
     per_channel: bool = True,
     reduce_range: bool | None = None,
     pre_process: bool = True,
+    notes: list[str] | None = None,
 ) -> dict[str, int]:
     """Dynamic INT8 (MatMulInteger, activations quantized per call); ``reduce_range`` None: per :func:`int8_setup`."""
     import tempfile
@@ -173,7 +190,7 @@ def int8_dynamic(
     if reduce_range is None:
         reduce_range = bool(int8_setup()["reduce_range"])
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
-        prepared = _prepared(src, Path(tmp), pre_process)
+        prepared = _prepared(src, Path(tmp), pre_process, notes)
         expected = expected_weight_matmuls(prepared)
         quantize_dynamic(
             str(prepared),
@@ -200,6 +217,7 @@ def int8_static(
     per_channel: bool = True,
     reduce_range: bool | None = None,
     pre_process: bool = True,
+    notes: list[str] | None = None,
 ) -> dict[str, int]:
     """Static INT8 on the same MatMuls as :func:`int8_dynamic` (``MatMulConstBOnly``), ranges calibrated.
 
@@ -218,7 +236,7 @@ def int8_static(
     if reduce_range is None:
         reduce_range = fmt == QuantFormat.QOperator and bool(int8_setup()["reduce_range"])
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
-        prepared = _prepared(src, Path(tmp), pre_process)
+        prepared = _prepared(src, Path(tmp), pre_process, notes)
         expected = expected_weight_matmuls(prepared)
         quantize_static(
             str(prepared),
