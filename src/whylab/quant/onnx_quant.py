@@ -16,6 +16,7 @@ slip through as a "quantized" row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -124,12 +125,15 @@ def preprocess(src: Path, dst: Path) -> str:
     dst.parent.mkdir(parents=True, exist_ok=True)
     large = Path(src).stat().st_size > 1_800_000_000
     kwargs = {"save_as_external_data": large, "all_tensors_to_one_file": True}
-    try:
-        quant_pre_process(str(src), str(dst), **kwargs)
-        return "quant_pre_process: symbolic shape inference, optimization, ONNX shape inference"
-    except Exception as exc:  # ORT raises a bare Exception when symbolic inference is incomplete
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **kwargs)
-        return f"quant_pre_process without symbolic shape inference ({str(exc) or type(exc).__name__})"
+    src, dst = Path(src).resolve(), dst.resolve()
+    # a failed symbolic shape inference dumps its model (GBs at real scale) into the working directory
+    with contextlib.chdir(dst.parent):
+        try:
+            quant_pre_process(str(src), str(dst), **kwargs)
+            return "quant_pre_process: symbolic shape inference, optimization, ONNX shape inference"
+        except Exception as exc:  # ORT raises a bare Exception when symbolic inference is incomplete
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **kwargs)
+            return f"quant_pre_process without symbolic shape inference ({str(exc) or type(exc).__name__})"
 
 
 def quantized_weight_matmuls(model: onnx.ModelProto, fmt: str) -> int:
