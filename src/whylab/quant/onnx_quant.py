@@ -93,7 +93,9 @@ def has_vnni(features: Mapping[str, bool] | None = None) -> bool:
     from whylab.results import cpu_features
 
     flags = cpu_features() if features is None else features
-    return bool(flags) and any(flags.get(k, False) for k in ("avx512_vnni", "avx_vnni", "amx"))
+    if not flags:
+        return False
+    return any(flags.get(k, False) for k in ("avx512_vnni", "avx_vnni", "amx"))
 
 
 def int8_setup(features: Mapping[str, bool] | None = None) -> dict[str, Any]:

@@ -145,7 +145,12 @@ def quantize(fp32: Path, outdir: Path, block_size: int) -> dict[str, dict[str, A
     int8 = outdir / "int8" / "model.onnx"
     notes: list[str] = []
     counts = onnx_quant.int8_dynamic(fp32, int8, per_channel=True, notes=notes)
-    out["int8"] = {"path": int8, "op_counts": counts, "quantize_s": time.perf_counter() - start, "notes": notes}
+    out["int8"] = {
+        "path": int8,
+        "op_counts": counts,
+        "quantize_s": time.perf_counter() - start,
+        "notes": notes,
+    }
     start = time.perf_counter()
     int4 = outdir / "int4" / "model.onnx"
     counts = onnx_quant.int4_ort(fp32, int4, "rtn", block_size)
@@ -243,13 +248,19 @@ def decoder(sess: Any, prompt: np.ndarray, new_tokens: int) -> Callable[[], tupl
     and returns the decode's (wall, thread CPU) seconds."""
     past_names = [i.name for i in sess.session.get_inputs() if i.name.startswith("past_key_values")]
     out_names = [o.name for o in sess.session.get_outputs()]
-    present = {n.replace("present", "past_key_values"): i for i, n in enumerate(out_names) if n.startswith("present")}
+    present = {
+        n.replace("present", "past_key_values"): i for i, n in enumerate(out_names) if n.startswith("present")
+    }
     if set(present) != set(past_names):
-        raise RuntimeError("the exported decoder's present.* outputs do not match its past_key_values.* inputs")
+        raise RuntimeError(
+            "the exported decoder's present.* outputs do not match its past_key_values.* inputs"
+        )
     logits_index = out_names.index("logits")
     names = {i.name for i in sess.session.get_inputs()}
 
-    def step(ids: np.ndarray, past: dict[str, np.ndarray] | None, position: int) -> tuple[int, dict[str, np.ndarray]]:
+    def step(
+        ids: np.ndarray, past: dict[str, np.ndarray] | None, position: int
+    ) -> tuple[int, dict[str, np.ndarray]]:
         if past is None:
             feeds = sess.feeds(ids)
         else:
@@ -288,6 +299,11 @@ def interleaved(
                 out[name]["wall"].append(wall)
                 out[name]["cpu"].append(cpu)
     return out
+
+
+def prefill(sess: Any, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+    """One batch-1 forward pass of ``feeds`` through the session."""
+    return lambda: sess.session.run(None, dict(feeds))
 
 
 def timed(fn: Callable[[], Any]) -> Callable[[], tuple[float, float]]:
@@ -330,7 +346,9 @@ def _sessions(models: Mapping[str, Mapping[str, Any]], device: str, threads: int
     return {fmt: ort_session(m["path"], device, threads) for fmt, m in models.items()}
 
 
-def _family_record(models: Mapping[str, Mapping[str, Any]], sessions: Mapping[str, Any], features: Any) -> dict[str, Any]:
+def _family_record(
+    models: Mapping[str, Mapping[str, Any]], sessions: Mapping[str, Any], features: Any
+) -> dict[str, Any]:
     fp32 = models["fp32"]["size_bytes"]
     return {
         fmt: {
@@ -338,7 +356,9 @@ def _family_record(models: Mapping[str, Mapping[str, Any]], sessions: Mapping[st
             "size_cut_pct": 100.0 * (1.0 - m["size_bytes"] / fp32),
             "quantize_s": m["quantize_s"],
             "quantized_ops": {
-                k: int(v) for k, v in m["op_counts"].items() if k in ("MatMul", "MatMulInteger", "MatMulNBits")
+                k: int(v)
+                for k, v in m["op_counts"].items()
+                if k in ("MatMul", "MatMulInteger", "MatMulNBits")
             },
             "expected_weight_matmuls": int(m["expected_weight_matmuls"]),
             "kernel_path": kernel_path(fmt, m["op_counts"], m["attributes"], features),
@@ -391,14 +411,17 @@ def run_step(
         models = quantize(fp32, work / "bert", bs)
         sessions = _sessions(models, ort_device, threads)
         feeds = bert_feeds(sessions["fp32"].session, int(cfg["prefill_tokens"]), int(cfg["vocab_size"]), seed)
-        runners = {fmt: timed(lambda s=s: s.session.run(None, feeds)) for fmt, s in sessions.items()}
+        runners = {fmt: timed(prefill(s, feeds)) for fmt, s in sessions.items()}
         times = interleaved(runners, int(timing["warmup"]), int(timing["rounds"]))
         bert = {
             "config": dict(cfg),
             "parameters": params,
             "formats": _family_record(models, sessions, features),
             "prefill": speed_summary(times, clock, float(cfg["prefill_tokens"]), "tokens_per_s"),
-            "fast_path": {fmt: dict(zip(("exists", "why"), fast_path("prefill", fmt, features), strict=True)) for fmt in FORMATS[1:]},
+            "fast_path": {
+                fmt: dict(zip(("exists", "why"), fast_path("prefill", fmt, features), strict=True))
+                for fmt in FORMATS[1:]
+            },
         }
         del sessions, runners
         gc.collect()
@@ -410,7 +433,9 @@ def run_step(
         fp32, params = export("llama", cfg, work / "llama" / "fp32", seed)
         models = quantize(fp32, work / "llama", bs)
         sessions = _sessions(models, ort_device, threads)
-        prompt = np.random.default_rng(seed).integers(0, int(cfg["vocab_size"]), size=(1, int(cfg["prompt_tokens"])))
+        prompt = np.random.default_rng(seed).integers(
+            0, int(cfg["vocab_size"]), size=(1, int(cfg["prompt_tokens"]))
+        )
         new = int(cfg["decode_tokens"])
         runners = {fmt: decoder(s, prompt.astype(np.int64), new) for fmt, s in sessions.items()}
         times = interleaved(runners, int(timing["warmup"]), int(timing["rounds"]))
@@ -419,7 +444,10 @@ def run_step(
             "parameters": params,
             "formats": _family_record(models, sessions, features),
             "decode": speed_summary(times, clock, float(new), "tokens_per_s"),
-            "fast_path": {fmt: dict(zip(("exists", "why"), fast_path("decode", fmt, features), strict=True)) for fmt in FORMATS[1:]},
+            "fast_path": {
+                fmt: dict(zip(("exists", "why"), fast_path("decode", fmt, features), strict=True))
+                for fmt in FORMATS[1:]
+            },
         }
         del sessions, runners
         gc.collect()
