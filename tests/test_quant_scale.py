@@ -294,6 +294,21 @@ def test_fast_paths_per_regime():
     assert real_scale.fast_path("prefill", "int4", VNNI)[0] is False
     assert real_scale.fast_path("decode", "int8", {**AVX2_ONLY, "avx2": False})[0] is False
     assert real_scale.fast_path("decode", "int8", None)[0] is None
+    cache = 32 * 2**20
+    fits, why = real_scale.fast_path("decode", "int8", VNNI, weight_bytes=1_000_000, cache_bytes=cache)
+    assert fits is False and "not memory-bound" in why
+    assert (
+        real_scale.fast_path("decode", "int8", VNNI, weight_bytes=843_000_000, cache_bytes=cache)[0] is True
+    )
+
+
+def test_last_level_cache_is_the_highest_level(tmp_path):
+    for i, (level, size) in enumerate([(1, "48K"), (2, "1024K"), (3, "32768K")]):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "level").write_text(f"{level}\n")
+        (tmp_path / f"index{i}" / "size").write_text(f"{size}\n")
+    assert real_scale.last_level_cache_bytes(tmp_path) == 32 * 2**20
+    assert real_scale.last_level_cache_bytes(tmp_path / "missing") is None
 
 
 def test_kernel_path_names_the_isa_that_runs():
@@ -418,6 +433,8 @@ def test_real_scale_step_measures_every_format(tmp_path):
         assert speeds["fp32"]["speedup_median"] == pytest.approx(1.0)
     assert rec["cpu_features"] == cpu_features()
     assert "MLAS" in rec["llama"]["formats"]["int8"]["kernel_path"]
+    if rec["last_level_cache_bytes"]:  # toy weights fit in the cache: decode speed is not judged
+        assert rec["llama"]["fast_path"]["int8"]["exists"] is False
     # the C12/C13 metrics read it as the verdict needs it
     m = c12(loss=1.0)
     m["real_scale"] = c12_int8.real_scale_metrics(out)

@@ -110,9 +110,9 @@ def _variant(metrics: Mapping[str, Any], name: str | None) -> Mapping[str, Any] 
     return next((v for v in metrics["variants"] if v["variant"] == name), None)
 
 
-def _model_words(metrics: Mapping[str, Any]) -> str:
+def model_words(metrics: Mapping[str, Any]) -> str:
     params = (metrics.get("model") or {}).get("parameters")
-    return f"a {params / 1e6:.2g}M-parameter LM" if params else "the trained LM"
+    return f"a {params / 1e6:.2g}M-parameter LM" if params else "the measured LM"
 
 
 def loss_part(metrics: Mapping[str, Any], family: str) -> tuple[str, str]:
@@ -125,7 +125,7 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> tuple[str, str]:
     status = loss_status(v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed, tol)
     fact = (
         f"loss: {v['variant']} changes perplexity by {v['ppl_change_pct']:+.2f}% (95% CI "
-        f"{v['ppl_change_low_pct']:+.2f} to {v['ppl_change_high_pct']:+.2f}%) on {_model_words(metrics)}"
+        f"{v['ppl_change_low_pct']:+.2f} to {v['ppl_change_high_pct']:+.2f}%) on {model_words(metrics)}"
         f" (claimed {claimed[0]:g}–{claimed[1]:g}%, for BERT/GPT-scale models)"
     )
     if v.get("nll_diff") is not None:
@@ -139,15 +139,15 @@ def _real(metrics: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
     return (metrics.get("real_scale") or {}).get(model)
 
 
-def size_part(metrics: Mapping[str, Any], model: str, fmt: str, label: str) -> tuple[str, str]:
+def size_part(metrics: Mapping[str, Any], model: str, fmt: str) -> tuple[str, str]:
     claimed, tol = metrics["claimed"]["size_cut_pct"], metrics["tolerance"]["size_cut_pct"]
     real = _real(metrics, model)
     if real is None:
         return "unknown", "size: the real-scale shapes were not measured"
     fp32, q = real["formats"]["fp32"], real["formats"][fmt]
     fact = (
-        f"size: {label} file {fp32['size_bytes'] / 1e6:.0f} MB → {q['size_bytes'] / 1e6:.0f} MB, "
-        f"a {q['size_cut_pct']:.1f}% cut (claimed {claimed:g}%)"
+        f"size: {qr.model_label(model, real)}, ONNX file {qr.mb(fp32['size_bytes'])} → "
+        f"{qr.mb(q['size_bytes'])}, a {q['size_cut_pct']:.1f}% cut (claimed {claimed:g}%)"
     )
     return size_status(float(q["size_cut_pct"]), claimed, tol), fact
 
@@ -161,13 +161,13 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> tuple[str, str]:
     d, ref = real["decode"][fmt], real["decode"]["fp32"]
     fast = real["fast_path"][fmt]
     fact = (
-        f"speed: batch-1 decode with the KV cache on a Llama-2-7B-width layer {ref['tokens_per_s']:.1f} → "
+        f"speed: batch-1 decode with the KV cache, {qr.model_label('llama', real)}, {ref['tokens_per_s']:.1f} → "
         f"{d['tokens_per_s']:.1f} tokens/s, median speed-up {d['speedup_median']:.2f}× "
         f"(quartiles {d['speedup_q25']:.2f}–{d['speedup_q75']:.2f}×, {d['speedup_n']} rounds; "
         f"{real['formats'][fmt]['kernel_path']}; claimed {claimed[0]:g}–{claimed[1]:g}×)"
     )
     if not fast["exists"]:
-        return "no fast path", fact + f"; no INT8 fast path here: {fast['why']}"
+        return "no fast path", fact + f"; no fast path for this regime here: {fast['why']}"
     return (
         speed_status(d["speedup_q25"], d["speedup_median"], d["speedup_q75"], d["speedup_n"], claimed, rel),
         fact,
@@ -178,7 +178,7 @@ def part_results(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """part -> (status, fact) for C12."""
     return {
         "loss": loss_part(metrics, "int8"),
-        "size": size_part(metrics, "bert", "int8", "BERT-base"),
+        "size": size_part(metrics, "bert", "int8"),
         "speed": speed_part(metrics, "int8"),
     }
 
@@ -223,13 +223,19 @@ def why_open(status: str) -> str:
     }.get(status, status)
 
 
+def real_label(metrics: Mapping[str, Any], model: str) -> str:
+    real = _real(metrics, model)
+    return qr.model_label(model, real) if real else qr.REAL_MODELS[model]
+
+
 def primary_text(metrics: Mapping[str, Any]) -> str:
     int8 = primary_name(metrics, "int8") or PRIMARY_INT8
     per = "per-channel" if metrics.get("per_channel", True) else "per-tensor"
     return (
-        f"{int8} (ONNX Runtime dynamic INT8, {per} weights) vs ONNX Runtime FP32: perplexity change on the "
-        "trained LM's validation blocks (paired per block); whole-file size of BERT-base; batch-1 decode "
-        "tokens/s with the KV cache on a Llama-2-7B-width layer (real shapes, random weights)"
+        f"{int8} (ONNX Runtime dynamic INT8, {per} weights) vs ONNX Runtime FP32: perplexity change on "
+        f"{model_words(metrics)}'s validation blocks (paired per block); whole-file size of "
+        f"{real_label(metrics, 'bert')}; batch-1 decode tokens/s with the KV cache on "
+        f"{real_label(metrics, 'llama')} (real shapes, random weights)"
     )
 
 
@@ -387,8 +393,8 @@ def run(ctx: ConceptContext) -> Evidence:
         "and weight-only), each measured in its own job (perplexity on the same blocks as FP32, NLL, "
         "next-token top-1, size, batch-1 latency interleaved with FP32). ONNX Runtime INT8 follows its "
         "docs: quant_pre_process, the same weight MatMuls in both modes (MatMulConstBOnly, count asserted "
-        "equal), reduce_range without VNNI. Size and speed are decided at real scale: a BERT-base encoder "
-        "and a Llama-2-7B-width decoder layer with random weights, exported the same way, FP32 vs INT8 "
+        "equal), reduce_range without VNNI. Size and speed are decided at real scale: a BERT encoder (BERT-base "
+        "by default) and Llama decoder layers (Llama-2-7B width by default) with random weights, exported the same way, FP32 vs INT8 "
         "(the primary variant's quantizer): file size, BERT prefill latency (batch 1, 128 tokens) and "
         "decode tokens/s at batch 1 with the KV cache. One primary comparison decides each part."
     )
@@ -420,7 +426,7 @@ def _bert_note(metrics: Mapping[str, Any]) -> str:
     p, fmt = bert["prefill"], bert["formats"]["int8"]
     fast = bert["fast_path"]["int8"]
     return (
-        f"BERT-base here (random weights): INT8 file cut {fmt['size_cut_pct']:.1f}% (agreement: within 5 "
+        f"{qr.model_label('bert', bert)} here (random weights): INT8 file cut {fmt['size_cut_pct']:.1f}% (agreement: within 5 "
         f"points of 75%); prefill (batch 1, {bert['config']['prefill_tokens']} tokens) "
         f"{p['int8']['speedup_median']:.2f}× FP32 (median of {p['int8']['speedup_n']} rounds; "
         f"{fmt['kernel_path']}; INT8 fast path for compute-bound prefill: "

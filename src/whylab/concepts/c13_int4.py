@@ -29,8 +29,10 @@ from whylab.concepts.c12_int8 import (
     collect,
     decide,
     loss_part,
+    model_words,
     parts_table,
     primary_name,
+    real_label,
     size_part,
 )
 from whylab.quant import report as qr
@@ -49,7 +51,7 @@ PUBLISHED_INT4 = {"fp16": 5.47, "rtn": 5.73, "gptq": 5.69, "awq": 5.60}
 def part_results(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return {
         "loss": loss_part(metrics, "int4"),
-        "size": size_part(metrics, "llama", "int4", "Llama-2-7B-width layer"),
+        "size": size_part(metrics, "llama", "int4"),
     }
 
 
@@ -57,9 +59,9 @@ def primary_text(metrics: Mapping[str, Any]) -> str:
     name = primary_name(metrics, "int4") or "GPTQ at group 128 (not configured)"
     block = (metrics.get("real_scale") or {}).get("int4_block_size", 128)
     return (
-        f"{name} (whylab's GPTQ as ONNX Runtime MatMulNBits) vs ONNX Runtime FP32: perplexity change on the "
-        f"trained LM's validation blocks (paired per block); whole-file size of a Llama-2-7B-width decoder "
-        f"layer as 4-bit MatMulNBits at group {block} (real shapes, random weights)"
+        f"{name} (whylab's GPTQ as ONNX Runtime MatMulNBits) vs ONNX Runtime FP32: perplexity change on "
+        f"{model_words(metrics)}'s validation blocks (paired per block); whole-file size of "
+        f"{real_label(metrics, 'llama')} as 4-bit MatMulNBits at group {block} (real shapes, random weights)"
     )
 
 
@@ -260,7 +262,7 @@ def run(ctx: ConceptContext) -> Evidence:
         "written from the papers onto ONNX Runtime's grid, at each configured group size; the embedding "
         "table stays FP32. Each variant's validation perplexity, NLL and next-token top-1 are compared "
         "with FP32 on the same blocks; GPTQ at group 128 decides the loss part. The size part is decided "
-        "at real scale: a Llama-2-7B-width decoder layer with random weights, exported the same way, as "
+        "at real scale: Llama decoder layers (Llama-2-7B width by default) with random weights, exported the same way, as "
         "FP32 and as 4-bit MatMulNBits at group 128 (the file layout and kernel do not depend on which "
         "codes an algorithm picked, so round-to-nearest stands for GPTQ there)."
     )

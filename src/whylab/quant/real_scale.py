@@ -210,19 +210,51 @@ def kernel_path(fmt: str, op_counts: Mapping[str, int], attrs: Mapping[str, int]
     )
 
 
-def fast_path(regime: str, fmt: str, features: Mapping[str, bool] | None) -> tuple[bool | None, str]:
+def last_level_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:
+    """Size of the CPU's largest cache level (Linux sysfs); None where unreadable."""
+    best: tuple[int, int] | None = None
+    for index in sorted(root.glob("index*")):
+        try:
+            level = int((index / "level").read_text().strip())
+            text = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit() and (best is None or level > best[0]):
+            best = (level, int(digits) * scale)
+    return None if best is None else best[1]
+
+
+MEMORY_BOUND_FACTOR = 4  # decode is memory-bound when the FP32 weights exceed this many times the cache
+
+
+def fast_path(
+    regime: str,
+    fmt: str,
+    features: Mapping[str, bool] | None,
+    weight_bytes: int | None = None,
+    cache_bytes: int | None = None,
+) -> tuple[bool | None, str]:
     """Whether an INT8/INT4 fast path exists for ``regime`` on this CPU, and why (None: unknown).
 
-    Decode at batch 1 is memory-bound: any INT8/INT4 kernel that reads packed weights wins by
-    bandwidth (AVX2 suffices). Prefill is compute-bound: INT8 beats FP32 arithmetic only with an
-    INT8 dot-product instruction (VNNI or AMX); 4-bit weights dequantized to fp32 have none.
+    Decode at batch 1 is memory-bound once the weights are far larger than the cache: any
+    INT8/INT4 kernel that reads packed weights then wins by bandwidth (AVX2 suffices); weights
+    that fit in the cache leave no bandwidth to save. Prefill is compute-bound: INT8 beats FP32
+    arithmetic only with an INT8 dot-product instruction (VNNI or AMX); 4-bit weights dequantized
+    to fp32 have none.
     """
     if features is None:
         return None, "the CPU's instruction sets could not be read"
     if regime == "decode":
-        if features.get("avx2"):
-            return True, "batch-1 decode is memory-bound; packed weights cut the bytes read per token"
-        return False, "no AVX2: ONNX Runtime has no vectorised INT8/INT4 kernel on this CPU"
+        if not features.get("avx2"):
+            return False, "no AVX2: ONNX Runtime has no vectorised INT8/INT4 kernel on this CPU"
+        if weight_bytes is not None and cache_bytes and weight_bytes < MEMORY_BOUND_FACTOR * cache_bytes:
+            return False, (
+                f"the FP32 weights ({weight_bytes / 1e6:.3g} MB) are under {MEMORY_BOUND_FACTOR}× the "
+                f"CPU's last-level cache ({cache_bytes / 1e6:.3g} MB): decode is not memory-bound here"
+            )
+        return True, "batch-1 decode is memory-bound; packed weights cut the bytes read per token"
     if fmt == "int8":
         if any(features.get(k) for k in ("avx512_vnni", "avx_vnni", "amx")):
             return True, "the CPU has an INT8 dot-product instruction (VNNI/AMX)"
@@ -386,6 +418,7 @@ def run_step(
     ort_device = "cpu"  # the CPU's kernels are what this step measures; GPUs: benchmarks/bench_quant_gpu.py
     seed = int(settings.get("seeds", [0])[0])
     features = cpu_features()
+    cache = last_level_cache_bytes()
     clock = speedup_clock(ort_device, threads)
     timing = rs["timing"]
     bs = int(rs["int4_block_size"])
@@ -396,6 +429,7 @@ def run_step(
     started = time.perf_counter()
     record: dict[str, Any] = {
         "cpu_features": features,
+        "last_level_cache_bytes": cache,
         "environment": environment(device, threads),
         "ort_device": ort_device,
         "int8_setup": int8_setup(features),
@@ -445,7 +479,13 @@ def run_step(
             "formats": _family_record(models, sessions, features),
             "decode": speed_summary(times, clock, float(new), "tokens_per_s"),
             "fast_path": {
-                fmt: dict(zip(("exists", "why"), fast_path("decode", fmt, features), strict=True))
+                fmt: dict(
+                    zip(
+                        ("exists", "why"),
+                        fast_path("decode", fmt, features, models["fp32"]["size_bytes"], cache),
+                        strict=True,
+                    )
+                )
                 for fmt in FORMATS[1:]
             },
         }

@@ -359,6 +359,25 @@ def plot_loss_change(
 REAL_MODELS = {"bert": "BERT-base", "llama": "Llama-2-7B-width layer"}
 
 
+def model_label(model: str, rec: Mapping[str, Any]) -> str:
+    """What was measured, named from its config: 'BERT-base' only at BERT-base's shape."""
+    cfg = rec.get("config") or {}
+    hidden, layers = cfg.get("hidden_size"), cfg.get("num_layers")
+    params = (rec.get("parameters") or {}).get("total")
+    size = f", {params / 1e6:.3g}M parameters" if params else ""
+    if model == "bert":
+        if (hidden, layers) == (768, 12):
+            return f"BERT-base{size}"
+        return f"BERT encoder ({layers} layers, {hidden} wide{size})"
+    if (hidden, cfg.get("intermediate_size")) == (4096, 11008):
+        return f"Llama-2-7B-width decoder ({layers} layer{'s' if layers != 1 else ''}{size})"
+    return f"Llama decoder ({layers} layers, {hidden} wide{size})"
+
+
+def mb(n: float) -> str:
+    return f"{n / MB:.3g} MB"
+
+
 def plot_real_scale(
     real: Mapping[str, Any], outdir: Path, claimed_speedup: tuple[float, float] | None = None
 ) -> FigureRef:
@@ -370,49 +389,56 @@ def plot_real_scale(
 
     from whylab import plotting
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.6), layout="constrained")
     sizes, speeds = [], []
-    for model, label in REAL_MODELS.items():
+    for model in REAL_MODELS:
         rec = real.get(model)
         if not rec:
             continue
+        label = model_label(model, rec).replace(" (", "\n(", 1)
         regime = "prefill" if model == "bert" else "decode"
         for fmt, f in rec["formats"].items():
             sizes.append({"model": label, "format": fmt.upper(), "MB": f["size_bytes"] / MB})
             for r in rec[regime][fmt]["speedup_rounds"]:
-                speeds.append({"regime": f"{label}\n{regime}", "format": fmt.upper(), "speed-up": r})
+                speeds.append({"workload": f"{label}\n{regime}", "format": fmt.upper(), "speed-up": r})
     sns.barplot(pd.DataFrame(sizes), x="model", y="MB", hue="format", ax=left)
     left.set_xlabel("model (real shapes, random weights)")
     left.set_ylabel("ONNX file size (MB)")
-    left.legend(title="format", fontsize=8, loc="upper left")
-    left.set_ylim(0, max(s["MB"] for s in sizes) * 1.25)
     if claimed_speedup:
         right.axhspan(claimed_speedup[0], claimed_speedup[1], color="#d55e00", alpha=0.15, zorder=0)
     right.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    sns.stripplot(pd.DataFrame(speeds), x="regime", y="speed-up", hue="format", dodge=True, ax=right, size=5)
+    sns.stripplot(
+        pd.DataFrame(speeds), x="workload", y="speed-up", hue="format", dodge=True, ax=right, size=5
+    )
     right.set_xlabel("workload (batch 1)")
-    right.set_ylabel("speed-up vs FP32 (×, one point per timing round)")
+    right.set_ylabel("speed-up vs FP32 (×, per round)")
     right.set_ylim(0, max(4.6, max(s["speed-up"] for s in speeds) * 1.15))
-    right.legend(title="format", fontsize=8, loc="upper left")
+    handles, labels = left.get_legend_handles_labels()
+    for ax in (left, right):
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, title="format", loc="outside lower center", ncol=3, fontsize=8)
     return plotting.save(
         fig,
         outdir,
         "real_scale",
         "Real-scale shapes: size and batch-1 speed, FP32 vs INT8 vs INT4",
-        "BERT-base (12 layers, 768 wide) and one Llama-2-7B-width decoder layer (4096 wide, 11008 MLP) with "
-        "random weights, exported with optimum and run by ONNX Runtime on this CPU. Left: file size. Right: "
-        "speed-up over FP32 per interleaved timing round, BERT prefill of 128 tokens and Llama decode with "
-        "the KV cache; the shaded band is the notes' 2–4× (C12). INT8: ORT dynamic per-channel; INT4: "
-        "MatMulNBits at group 128.",
+        "A BERT encoder and Llama decoder layers with random weights at the configured shapes (named on the "
+        "axis), exported with optimum and run by ONNX Runtime on this CPU. Left: file size. Right: speed-up "
+        "over FP32 per interleaved timing round, BERT prefill at batch 1 and Llama decode with the KV cache "
+        "at batch 1"
+        + ("; the shaded band is the notes' 2–4× (C12)" if claimed_speedup else "")
+        + f". INT8: ORT dynamic per-channel; INT4: MatMulNBits at group {real.get('int4_block_size')}.",
     )
 
 
 def real_scale_table(real: Mapping[str, Any]) -> Table:
     records = []
-    for model, label in REAL_MODELS.items():
+    for model in REAL_MODELS:
         rec = real.get(model)
         if not rec:
             continue
+        label = model_label(model, rec)
         regime = "prefill" if model == "bert" else "decode"
         for fmt, f in rec["formats"].items():
             s = rec[regime][fmt]
