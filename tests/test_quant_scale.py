@@ -171,7 +171,11 @@ def test_c12_inconclusive_without_the_primary_variant_and_real_scale():
 def test_c12_speed_without_a_fast_path_is_not_judged_and_does_not_lower_the_label():
     v = c12_int8.verdict(c12(loss=25.0, decode_int8=1.0, fast=False))
     assert v.label == Label.SUPPORTED  # loss and size hold; speed is limited, not failed
-    assert v.limited and v.limited[0].startswith("speed:") and "fast path" in v.limited[0]
+    assert (
+        v.limited
+        and v.limited[0].startswith("speed: no fast path: no AVX2")
+        and "not refuted" in v.limited[0]
+    )
     assert_label_agrees_with_reason(v)
 
 
@@ -486,3 +490,14 @@ def test_loss_change_figure_spans_the_claimed_band_without_overlapping_labels(tm
     boxes = captured["boxes"]
     assert len(boxes) == 6
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def test_model_labels_name_bert_base_only_at_its_shape():
+    from whylab.quant import report as qr
+
+    bert = {"config": {"hidden_size": 768, "num_layers": 12}, "parameters": {"total": 109_482_240}}
+    assert qr.model_label("bert", bert) == "BERT-base, 109M parameters"
+    toy = {"config": {"hidden_size": 64, "num_layers": 1}, "parameters": {"total": 50_000}}
+    assert qr.model_label("bert", toy).startswith("BERT encoder (1 layer, 64 wide")
+    llama = {"config": {"hidden_size": 4096, "intermediate_size": 11008, "num_layers": 1}, "parameters": {}}
+    assert qr.model_label("llama", llama) == "Llama-2-7B-width decoder (1 layer)"

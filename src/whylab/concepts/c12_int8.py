@@ -167,7 +167,7 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> tuple[str, str]:
         f"{real['formats'][fmt]['kernel_path']}; claimed {claimed[0]:g}–{claimed[1]:g}×)"
     )
     if not fast["exists"]:
-        return "no fast path", fact + f"; no fast path for this regime here: {fast['why']}"
+        return f"no fast path: {fast['why']}", fact
     return (
         speed_status(d["speedup_q25"], d["speedup_median"], d["speedup_q75"], d["speedup_n"], claimed, rel),
         fact,
@@ -209,15 +209,16 @@ def decide(results: Mapping[str, tuple[str, str]], primary: str, what: str) -> V
     not_judged = [p for p, j in judgements.items() if j == OPEN]
     limited = tuple(f"{p}: {why_open(results[p][0])}" for p in not_judged)
     if not_judged:
-        reason += f" Not judged: {listed(OPEN)}."
+        reason += " Not judged: " + "; ".join(limited) + "."
     reason += " The loss part is judged on the perplexity change; NLL and top-1 accuracy are shown beside it."
     takeaway = f"{what}: " + "; ".join(f"{p} {j}" for p, j in judgements.items()) + "."
     return Verdict(label, reason, kind=Kind.EXPERIMENT, primary=primary, limited=limited, takeaway=takeaway)
 
 
 def why_open(status: str) -> str:
+    if status.startswith("no fast path"):
+        return f"{status} (inconclusive, not refuted)"
     return {
-        "no fast path": "this CPU has no INT8 fast path for the measured regime (inconclusive, not refuted)",
         "unclear": "the timing rounds disagree (some in range, some below)",
         "unknown": "not measured in this run",
     }.get(status, status)

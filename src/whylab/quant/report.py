@@ -368,10 +368,10 @@ def model_label(model: str, rec: Mapping[str, Any]) -> str:
     if model == "bert":
         if (hidden, layers) == (768, 12):
             return f"BERT-base{size}"
-        return f"BERT encoder ({layers} layers, {hidden} wide{size})"
+        return f"BERT encoder ({layers} layer{'s' if layers != 1 else ''}, {hidden} wide{size})"
     if (hidden, cfg.get("intermediate_size")) == (4096, 11008):
         return f"Llama-2-7B-width decoder ({layers} layer{'s' if layers != 1 else ''}{size})"
-    return f"Llama decoder ({layers} layers, {hidden} wide{size})"
+    return f"Llama decoder ({layers} layer{'s' if layers != 1 else ''}, {hidden} wide{size})"
 
 
 def mb(n: float) -> str:
