@@ -374,6 +374,18 @@ def model_label(model: str, rec: Mapping[str, Any]) -> str:
     return f"Llama decoder ({layers} layer{'s' if layers != 1 else ''}, {hidden} wide{size})"
 
 
+def tick_label(model: str, rec: Mapping[str, Any]) -> str:
+    """A short multi-line axis label for the measured shape (lines of at most ~20 characters)."""
+    cfg = rec.get("config") or {}
+    layers, hidden = cfg.get("layers", cfg.get("num_layers")), cfg.get("hidden_size")
+    params = (rec.get("parameters") or {}).get("total")
+    name = model_label(model, rec).split(" (")[0].split(",")[0]
+    lines = [name.replace(" decoder", ""), f"{layers} layer{'s' if layers != 1 else ''} × {hidden} wide"]
+    if params:
+        lines.append(f"{params / 1e6:.3g}M parameters")
+    return "\n".join(lines)
+
+
 def mb(n: float) -> str:
     return f"{n / MB:.3g} MB"
 
@@ -395,7 +407,7 @@ def plot_real_scale(
         rec = real.get(model)
         if not rec:
             continue
-        label = model_label(model, rec).replace(" (", "\n(", 1)
+        label = tick_label(model, rec)
         regime = "prefill" if model == "bert" else "decode"
         for fmt, f in rec["formats"].items():
             sizes.append({"model": label, "format": fmt.upper(), "MB": f["size_bytes"] / MB})
