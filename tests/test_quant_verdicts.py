@@ -1,4 +1,4 @@
-"""C12, C13, C15 verdicts driven to every label they can return, from synthetic metrics."""
+"""C12/C13 helpers and C15 verdicts from synthetic metrics (C12/C13 labels: tests/test_quant_scale.py)."""
 
 from __future__ import annotations
 
@@ -74,35 +74,6 @@ def c13_metrics(*variants: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- C12
-def test_c12_supported_when_every_part_is_in_range():
-    v = c12_int8.verdict(c12_metrics(variant("a", "int8", loss=25.0, size_cut=74.0, speedup=3.0)))
-    assert v.label == Label.SUPPORTED
-
-
-def test_c12_not_supported_when_loss_is_tiny_size_small_and_no_speedup():
-    v = c12_int8.verdict(
-        c12_metrics(variant("a", "int8", loss=0.3, size_cut=50.0, tensor_cut=60.0, speedup=1.1))
-    )
-    assert v.label == Label.NOT_SUPPORTED
-    assert "0.30%" in v.reason
-
-
-def test_c12_partly_when_only_the_size_holds():
-    v = c12_int8.verdict(
-        c12_metrics(
-            variant("a", "int8", loss=0.3, size_cut=73.0, speedup=1.1),
-            variant("b", "int8", loss=0.2, size_cut=60.0, speedup=0.5),
-        )
-    )
-    assert v.label == Label.PARTLY
-    assert "size" in v.reason
-
-
-def test_c12_speedup_needs_most_rounds_in_range_not_one_noisy_round():
-    noisy = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=2.1, spread=1.0)  # a quarter below 1.1x
-    assert c12_int8.verdict(c12_metrics(noisy)).label == Label.PARTLY
-    few_rounds = variant("a", "int8", loss=25.0, size_cut=75.0, speedup=3.0, n=3)
-    assert c12_int8.verdict(c12_metrics(few_rounds)).label == Label.INCONCLUSIVE
 
 
 def test_c12_speed_status_reads_the_quartiles():
@@ -124,24 +95,6 @@ def test_c12_loss_interval_that_overlaps_the_range_counts():
 
 
 # ----------------------------------------------------------------------------- C13
-def test_c13_supported_when_loss_and_size_match():
-    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=45.0, size_cut=86.0, speedup=None)))
-    assert v.label == Label.SUPPORTED
-
-
-def test_c13_partly_when_only_quantized_tensors_reach_the_cut():
-    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=44.0, size_cut=60.0, tensor_cut=84.0)))
-    assert v.label == Label.PARTLY
-
-
-def test_c13_partly_when_the_loss_is_small_but_the_quantized_tensors_shrink_as_claimed():
-    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=0.3, size_cut=72.0, tensor_cut=85.0)))
-    assert v.label == Label.PARTLY and "quantized tensors only: size" in v.reason
-
-
-def test_c13_not_supported_with_small_loss_and_small_cut():
-    v = c13_int4.verdict(c13_metrics(variant("q", "int4", loss=3.0, size_cut=60.0, tensor_cut=70.0)))
-    assert v.label == Label.NOT_SUPPORTED
 
 
 def test_c13_literature_comparisons_follow_the_numbers():

@@ -1,11 +1,18 @@
 """C13 — "INT4 quantization (GPT-J, LLaMA; AWQ) costs 40–50% of performance and cuts size by 87.5%".
 
-Every 4-bit weight-only variant of the trained LM runs as ONNX Runtime MatMulNBits: ORT's
-round-to-nearest and HQQ, and whylab's GPTQ and AWQ (written from the papers onto the same
-grid), each at several group sizes. The two parts of the claim are checked as in C12:
-perplexity change vs FP32 (paired 95% interval) against 40–50%, and the size cut against
-87.5% — on the whole file and on the quantized tensors alone (4-bit codes plus one scale and
-zero point per group cost more than 4 bits per weight; the embedding table stays FP32).
+Two parts, each decided by one pre-registered comparison (the other variants are shown):
+
+* **loss** — the primary INT4 variant, GPTQ at group 128 (the GPTQ/AWQ papers' setting; the
+  widest configured group below 128 where the model is narrower), written as ONNX Runtime
+  MatMulNBits, against ONNX Runtime FP32 on the trained LM: perplexity change with a paired 95%
+  interval over blocks, against 40–50%. NLL difference and next-token top-1 accuracy are shown
+  beside it; the perplexity change decides. The measured model's size is stated.
+* **size** — at real scale: the whole ONNX file of a Llama-2-7B-width decoder layer (random
+  weights, built from config) in FP32 vs 4-bit MatMulNBits at group 128, against 87.5%. (4-bit
+  codes plus one scale and zero point per group cost more than 4 bits per weight.)
+
+Every 4-bit variant of the trained LM (ORT's RTN and HQQ, whylab's GPTQ and AWQ at each group
+size) is measured and shown, with the papers' comparisons (GPTQ and AWQ vs RTN, group size).
 """
 
 from __future__ import annotations
@@ -17,18 +24,49 @@ from typing import Any
 import numpy as np
 
 from whylab.concepts import ConceptContext
-from whylab.concepts.c12_int8 import collect, decide, parts_table
+from whylab.concepts.c12_int8 import (
+    accuracy_table,
+    collect,
+    decide,
+    loss_part,
+    model_words,
+    parts_table,
+    primary_name,
+    real_label,
+    size_part,
+)
 from whylab.quant import report as qr
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Verdict
 
 CLAIM_ID = "C13"
-CLAIMED = {"loss_pct": [40.0, 50.0], "size_cut_pct": 87.5}
+CLAIMED: dict[str, Any] = {"loss_pct": [40.0, 50.0], "size_cut_pct": 87.5}
+LOSS_BAND = (40.0, 50.0)
 TOLERANCE = {"loss_pct": 5.0, "size_cut_pct": 5.0, "speedup_rel": 0.1}
+# published 4-bit results at scale, beside ours: LLaMA-2-7B, WikiText-2 perplexity, group 128
+# (Lin et al. 2024, AWQ, Table 4: FP16 5.47, RTN 5.73, GPTQ 5.69, AWQ 5.60)
+PUBLISHED_INT4 = {"fp16": 5.47, "rtn": 5.73, "gptq": 5.69, "awq": 5.60}
+
+
+def part_results(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    return {
+        "loss": loss_part(metrics, "int4"),
+        "size": size_part(metrics, "llama", "int4"),
+    }
+
+
+def primary_text(metrics: Mapping[str, Any]) -> str:
+    name = primary_name(metrics, "int4") or "GPTQ at group 128 (not configured)"
+    block = (metrics.get("real_scale") or {}).get("int4_block_size", 128)
+    return (
+        f"{name} (whylab's GPTQ as ONNX Runtime MatMulNBits) vs ONNX Runtime FP32: perplexity change on "
+        f"{model_words(metrics)}'s validation blocks (paired per block); whole-file size of "
+        f"{real_label(metrics, 'llama')} as 4-bit MatMulNBits at group {block} (real shapes, random weights)"
+    )
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    return decide(metrics, "int4", "INT4")
+    return decide(part_results(metrics), primary_text(metrics), "INT4")
 
 
 def by_algorithm(metrics: Mapping[str, Any]) -> dict[int, dict[str, float]]:
@@ -109,8 +147,39 @@ def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, str]:
     return all(ok for _, ok, _ in checks), text
 
 
+def published_table(metrics: Mapping[str, Any]) -> Table:
+    """The papers' 4-bit perplexity deltas at 7B scale beside ours on the trained LM."""
+    params = (metrics.get("model") or {}).get("parameters")
+    ours = {
+        v["algorithm"]: v["ppl_change_pct"]
+        for v in metrics["variants"]
+        if v["family"] == "int4"
+        and v["variant"] == f"ort-int4-{v['algorithm']}-b{v['block_size']}"
+        and int(v["block_size"])
+        == max(int(w["block_size"]) for w in metrics["variants"] if w["family"] == "int4")
+    }
+    records = [
+        {
+            "algorithm": alg,
+            "LLaMA-2-7B, group 128, published (%)": round(100 * (ppl / PUBLISHED_INT4["fp16"] - 1), 2),
+            f"trained LM here, {params / 1e6:.2g}M parameters (%)" if params else "trained LM here (%)": None
+            if alg not in ours
+            else round(ours[alg], 3),
+        }
+        for alg, ppl in PUBLISHED_INT4.items()
+        if alg != "fp16"
+    ]
+    return Table.from_records(
+        "published_at_scale",
+        "4-bit perplexity change at 7B scale as published (Lin et al. 2024, AWQ, Table 4: LLaMA-2-7B on "
+        "WikiText-2, FP16 5.47) beside ours at this run's widest INT4 group size.",
+        records,
+    )
+
+
 def run(ctx: ConceptContext) -> Evidence:
     rows, metrics = collect(ctx, CLAIMED, TOLERANCE)
+    results = part_results(metrics)
     int4_rows = [r for r in rows if r["family"] == "int4"]
     metrics["block_nll"] = {r["variant"]: r["block_nll"] for r in qr.measured(int4_rows)}
     metrics["awq_alphas"] = {
@@ -119,7 +188,9 @@ def run(ctx: ConceptContext) -> Evidence:
         if r["algorithm"] == "awq"
     }
     figures = [
-        qr.plot_pareto(rows, ctx.outdir, highlight="int4"),
+        qr.plot_loss_change(
+            metrics["variants"], ctx.outdir, "int4", LOSS_BAND, primary_name(metrics, "int4")
+        ),
         qr.plot_bits_and_groups(
             rows,
             ctx.outdir,
@@ -130,11 +201,13 @@ def run(ctx: ConceptContext) -> Evidence:
             "zero point).",
         ),
     ]
+    if metrics["real_scale"]:
+        figures.append(qr.plot_real_scale(metrics["real_scale"], ctx.outdir))
     gptq_ok, gptq_text = compare(metrics, "gptq", "rtn")
     awq_ok, awq_text = compare(metrics, "awq", "rtn")
     trend_ok, trend_text = group_size_trend(metrics)
-    int4 = [v for v in metrics["variants"] if v["family"] == "int4"]
-    worst = max((v["ppl_change_pct"] for v in int4), default=None)
+    primary = next((v for v in metrics["variants"] if v["variant"] == primary_name(metrics, "int4")), None)
+    params = (metrics.get("model") or {}).get("parameters")
     literature = [
         LiteratureCheck(
             "Frantar et al. 2023, GPTQ",
@@ -157,16 +230,26 @@ def run(ctx: ConceptContext) -> Evidence:
             trend_text,
         ),
         LiteratureCheck(
-            "Lin et al. 2024, AWQ; Frantar et al. 2023, GPTQ (magnitude of the loss)",
-            "Group-wise 4-bit LLaMA/OPT models lose a few percent of perplexity, not 40–50%.",
-            None if worst is None else worst < 20.0,
+            "Lin et al. 2024, AWQ, Table 4 (magnitude of the loss at 7B)",
+            "LLaMA-2-7B at 4 bits, group 128, WikiText-2: FP16 5.47 → RTN 5.73 (+4.8%), GPTQ 5.69 (+4.0%), "
+            "AWQ 5.60 (+2.4%): a few percent, not 40–50%.",
+            None if primary is None else primary["ppl_change_high_pct"] < 20.0,
             ""
-            if worst is None
-            else f"Largest 4-bit perplexity change here: {worst:.2f}%; agreement means under 20%.",
+            if primary is None
+            else f"Primary INT4 variant here ({primary['variant']}): perplexity change "
+            f"{primary['ppl_change_pct']:+.2f}% (95% CI up to {primary['ppl_change_high_pct']:+.2f}%) on "
+            f"{'%.2gM' % (params / 1e6) if params else 'a small'}-parameter LM; agreement means under 20%.",
         ),
     ]
     alpha_rows = [{"variant": name, **(alphas or {})} for name, alphas in metrics["awq_alphas"].items()]
-    tables = [qr.variants_table(rows), parts_table(metrics, "int4")]
+    tables = [
+        qr.variants_table(rows),
+        parts_table(metrics, results),
+        accuracy_table(metrics, "int4"),
+        published_table(metrics),
+    ]
+    if metrics["real_scale"]:
+        tables.append(qr.real_scale_table(metrics["real_scale"]))
     if alpha_rows:
         tables.append(
             Table.from_records(
@@ -177,9 +260,11 @@ def run(ctx: ConceptContext) -> Evidence:
         "The trained LM's linear layers were quantized to 4-bit weights (activations stay float) with "
         "ONNX Runtime's MatMulNBits quantizer (round-to-nearest and HQQ) and with whylab's GPTQ and AWQ, "
         "written from the papers onto ONNX Runtime's grid, at each configured group size; the embedding "
-        "table stays FP32. Each variant's validation perplexity is compared with FP32 on the same blocks "
-        "(paired 95% interval), and its size cut is measured on the whole file and on the quantized "
-        "tensors alone, against the notes' 40–50% loss and 87.5% size cut."
+        "table stays FP32. Each variant's validation perplexity, NLL and next-token top-1 are compared "
+        "with FP32 on the same blocks; GPTQ at group 128 decides the loss part. The size part is decided "
+        "at real scale: Llama decoder layers (Llama-2-7B width by default) with random weights, exported the same way, as "
+        "FP32 and as 4-bit MatMulNBits at group 128 (the file layout and kernel do not depend on which "
+        "codes an algorithm picked, so round-to-nearest stands for GPTQ there)."
     )
     return Evidence(
         method=method,

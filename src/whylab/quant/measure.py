@@ -91,27 +91,44 @@ def ort_session(path: str | Path, device: str = "cpu", threads: int = 1) -> OrtS
     return OrtSession(session, actual, requested, note, past)
 
 
-def ort_block_nll(sess: OrtSession, blocks: torch.Tensor, batch_size: int) -> list[float]:
-    """Mean next-token NLL (nats) of each block under an ONNX Runtime session."""
-    out: list[float] = []
+def ort_block_scores(sess: OrtSession, blocks: torch.Tensor, batch_size: int) -> dict[str, list[float]]:
+    """Per block under an ONNX Runtime session: mean next-token NLL (nats) and top-1 accuracy."""
+    out: dict[str, list[float]] = {"nll": [], "top1": []}
     ids = blocks.numpy()
     for start in range(0, ids.shape[0], batch_size):
         batch = ids[start : start + batch_size]
         logits = torch.from_numpy(np.asarray(sess.logits(batch), dtype=np.float32))
-        out.extend(_nll_rows(logits, torch.from_numpy(batch)))
+        _extend(out, logits, torch.from_numpy(batch))
     return out
+
+
+def ort_block_nll(sess: OrtSession, blocks: torch.Tensor, batch_size: int) -> list[float]:
+    """Mean next-token NLL (nats) of each block under an ONNX Runtime session."""
+    return ort_block_scores(sess, blocks, batch_size)["nll"]
 
 
 @torch.no_grad()
-def torch_block_nll(model: Any, blocks: torch.Tensor, batch_size: int, device: str = "cpu") -> list[float]:
-    """Mean next-token NLL (nats) of each block under a torch model (already on ``device``)."""
+def torch_block_scores(
+    model: Any, blocks: torch.Tensor, batch_size: int, device: str = "cpu"
+) -> dict[str, list[float]]:
+    """Per block under a torch model (already on ``device``): mean next-token NLL and top-1 accuracy."""
     model.eval()
-    out: list[float] = []
+    out: dict[str, list[float]] = {"nll": [], "top1": []}
     for start in range(0, blocks.shape[0], batch_size):
         batch = blocks[start : start + batch_size].to(device)
         logits = model(input_ids=batch, attention_mask=torch.ones_like(batch), use_cache=False).logits
-        out.extend(_nll_rows(logits.float().cpu(), batch.cpu()))
+        _extend(out, logits.float().cpu(), batch.cpu())
     return out
+
+
+def torch_block_nll(model: Any, blocks: torch.Tensor, batch_size: int, device: str = "cpu") -> list[float]:
+    """Mean next-token NLL (nats) of each block under a torch model (already on ``device``)."""
+    return torch_block_scores(model, blocks, batch_size, device)["nll"]
+
+
+def _extend(out: dict[str, list[float]], logits: torch.Tensor, ids: torch.Tensor) -> None:
+    out["nll"].extend(_nll_rows(logits, ids))
+    out["top1"].extend(_top1_rows(logits, ids))
 
 
 def _nll_rows(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
@@ -119,6 +136,12 @@ def _nll_rows(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
     target = ids[:, 1:]
     nll = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
     return nll.view(target.shape).mean(dim=1).tolist()
+
+
+def _top1_rows(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
+    """Share of positions whose most likely next token is the actual next token, per block."""
+    hit = logits[:, :-1, :].argmax(dim=-1) == ids[:, 1:]
+    return hit.float().mean(dim=1).tolist()
 
 
 def perplexity_from_blocks(block_nll: Sequence[float]) -> float:

@@ -16,6 +16,7 @@ slip through as a "quantized" row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -87,31 +88,129 @@ def expected_weight_matmuls(model_path: str | Path) -> int:
     return len(onnx_graph.weight_matmuls(onnx_graph.load(model_path)))
 
 
-def check_count(counts: Mapping[str, int], ops: tuple[str, ...], expected_at_least: int, what: str) -> int:
-    got = sum(int(counts.get(op, 0)) for op in ops)
-    if got < max(1, expected_at_least):
+def has_vnni(features: Mapping[str, bool] | None = None) -> bool:
+    """Whether the CPU has an INT8 dot-product instruction (AVX512-VNNI, AVX-VNNI or AMX)."""
+    from whylab.results import cpu_features
+
+    flags = cpu_features() if features is None else features
+    if not flags:
+        return False
+    return any(flags.get(k, False) for k in ("avx512_vnni", "avx_vnni", "amx"))
+
+
+def int8_setup(features: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    """ONNX Runtime's advice for INT8 on this CPU, as the quantizers here apply it.
+
+    U8S8 (uint8 activations x int8 weights: dynamic, static QOperator) can saturate in the
+    AVX2 kernel (vpmaddubsw adds two u8 x s8 products into int16), so without VNNI the weights
+    get 7 bits (``reduce_range``); QDQ static uses S8S8, which has no such overflow.
+    """
+    vnni = has_vnni(features)
+    return {
+        "vnni": vnni,
+        "reduce_range": not vnni,
+        "reason": "CPU has VNNI/AMX: full 8-bit weights"
+        if vnni
+        else "no VNNI/AMX: 7-bit weights (reduce_range) against U8S8 saturation, as ORT's docs advise",
+    }
+
+
+def preprocess(src: Path, dst: Path) -> str:
+    """ORT's ``quant_pre_process`` (symbolic shape inference, graph cleanup, ONNX shape inference),
+    advised before quantizing; returns what ran.
+
+    Symbolic shape inference does not complete on every exported graph (BERT's attention mask
+    arithmetic, for one); there the rest of the pre-processing still runs, and the note says so.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    large = Path(src).stat().st_size > 1_800_000_000
+    kwargs = {"save_as_external_data": large, "all_tensors_to_one_file": True}
+    src, dst = Path(src).resolve(), dst.resolve()
+    # a failed symbolic shape inference dumps its model (GBs at real scale) into the working directory
+    with contextlib.chdir(dst.parent):
+        try:
+            quant_pre_process(str(src), str(dst), **kwargs)
+            return "quant_pre_process: symbolic shape inference, optimization, ONNX shape inference"
+        except Exception as exc:  # ORT raises a bare Exception when symbolic inference is incomplete
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **kwargs)
+            return f"quant_pre_process without symbolic shape inference ({str(exc) or type(exc).__name__})"
+
+
+def quantized_weight_matmuls(model: onnx.ModelProto, fmt: str) -> int:
+    """How many MatMuls with a constant (weight) B input the quantizer turned into INT8 ones.
+
+    ``fmt`` 'dynamic' counts MatMulInteger (and the fused DynamicQuantizeMatMul), 'QOperator'
+    QLinearMatMul + MatMulInteger, 'QDQ' MatMuls whose B comes from a DequantizeLinear of an
+    initializer (activation x activation MatMuls never count).
+    """
+    counts = onnx_graph.op_counts(model)
+    if fmt == "dynamic":
+        return int(counts.get("MatMulInteger", 0)) + int(counts.get("DynamicQuantizeMatMul", 0))
+    if fmt == "QOperator":
+        return int(counts.get("QLinearMatMul", 0)) + int(counts.get("MatMulInteger", 0))
+    inits = onnx_graph.initializers(model)
+    dq_of_init = {
+        n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    }
+    return sum(1 for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in dq_of_init)
+
+
+def check_count(got: int, expected: int, what: str) -> int:
+    """Fail unless the quantizer produced exactly one quantized op per weight MatMul."""
+    if expected < 1 or got != expected:
         raise RuntimeError(
-            f"{what}: {got} quantized ops ({'/'.join(ops)}) but the graph has "
-            f"{expected_at_least} weight MatMuls: the quantizer skipped layers"
+            f"{what}: {got} quantized MatMuls but the graph has {expected} weight MatMuls "
+            f"({'it skipped layers' if got < expected else 'it quantized activation x activation MatMuls too'})"
         )
     return got
 
 
-def int8_dynamic(src: Path, dst: Path, *, per_channel: bool = True) -> dict[str, int]:
+def _prepared(src: Path, workdir: Path, pre_process: bool, notes: list[str] | None) -> Path:
+    if not pre_process:
+        return src
+    dst = workdir / "preprocessed.onnx"
+    note = preprocess(src, dst)
+    if notes is not None:
+        notes.append(note)
+    return dst
+
+
+def int8_dynamic(
+    src: Path,
+    dst: Path,
+    *,
+    per_channel: bool = True,
+    reduce_range: bool | None = None,
+    pre_process: bool = True,
+    notes: list[str] | None = None,
+) -> dict[str, int]:
+    """Dynamic INT8 (MatMulInteger, activations quantized per call); ``reduce_range`` None: per :func:`int8_setup`."""
+    import tempfile
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quiet_ort_logging()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=per_channel,
-        op_types_to_quantize=["MatMul", "Gather"],
-    )
-    counts = onnx_graph.op_counts(onnx_graph.load(dst))
-    check_count(counts, INT8_OPS, expected_weight_matmuls(src), "ort-int8-dynamic")
-    return counts
+    if reduce_range is None:
+        reduce_range = bool(int8_setup()["reduce_range"])
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        prepared = _prepared(src, Path(tmp), pre_process, notes)
+        expected = expected_weight_matmuls(prepared)
+        quantize_dynamic(
+            str(prepared),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            op_types_to_quantize=["MatMul", "Gather"],
+            use_external_data_format=prepared.stat().st_size > 1_800_000_000,
+            extra_options={"MatMulConstBOnly": True},
+        )
+    model = onnx_graph.load(dst)
+    check_count(quantized_weight_matmuls(model, "dynamic"), expected, "ort-int8-dynamic")
+    return onnx_graph.op_counts(model)
 
 
 def int8_static(
@@ -122,7 +221,17 @@ def int8_static(
     quant_format: str = "QOperator",
     method: str = "MinMax",
     per_channel: bool = True,
+    reduce_range: bool | None = None,
+    pre_process: bool = True,
+    notes: list[str] | None = None,
 ) -> dict[str, int]:
+    """Static INT8 on the same MatMuls as :func:`int8_dynamic` (``MatMulConstBOnly``), ranges calibrated.
+
+    QOperator runs U8S8 (``reduce_range`` per :func:`int8_setup` when None); QDQ runs S8S8,
+    which needs no reduced range.
+    """
+    import tempfile
+
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quiet_ort_logging()
@@ -130,21 +239,27 @@ def int8_static(
     fmt = QuantFormat.QDQ if quant_format == "QDQ" else QuantFormat.QOperator
     # u8 activations x s8 weights is x86's fast path for QOperator; QDQ wants s8/s8
     activation = QuantType.QInt8 if fmt == QuantFormat.QDQ else QuantType.QUInt8
-    quantize_static(
-        str(src),
-        str(dst),
-        calibration_reader(src, calibration),
-        quant_format=fmt,
-        activation_type=activation,
-        weight_type=QuantType.QInt8,
-        per_channel=per_channel,
-        calibrate_method=getattr(CalibrationMethod, method),
-        op_types_to_quantize=["MatMul", "Gather"],
-    )
-    counts = onnx_graph.op_counts(onnx_graph.load(dst))
-    ops = ("QLinearMatMul", "MatMulInteger") if fmt == QuantFormat.QOperator else ("DequantizeLinear",)
-    check_count(counts, ops, expected_weight_matmuls(src), "ort-int8-static")
-    return counts
+    if reduce_range is None:
+        reduce_range = fmt == QuantFormat.QOperator and bool(int8_setup()["reduce_range"])
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        prepared = _prepared(src, Path(tmp), pre_process, notes)
+        expected = expected_weight_matmuls(prepared)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            calibration_reader(prepared, calibration),
+            quant_format=fmt,
+            activation_type=activation,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            calibrate_method=getattr(CalibrationMethod, method),
+            op_types_to_quantize=["MatMul", "Gather"],
+            extra_options={"MatMulConstBOnly": True},
+        )
+    model = onnx_graph.load(dst)
+    check_count(quantized_weight_matmuls(model, quant_format), expected, "ort-int8-static")
+    return onnx_graph.op_counts(model)
 
 
 def int4_ort(

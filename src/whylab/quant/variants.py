@@ -57,6 +57,8 @@ class Built:
     op_count: dict[str, int] = field(default_factory=dict)
     expected_ops: int | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    # per-block NLL and next-token top-1 accuracy in one pass (C12/C13 report both)
+    block_scores: Callable[[torch.Tensor], dict[str, list[float]]] | None = None
 
 
 @dataclass
@@ -100,6 +102,7 @@ def _ort_built(path: Path, inp: Inputs, **extra: Any) -> Built:
     )
     return Built(
         block_nll=lambda blocks: ms.ort_block_nll(sess, blocks, batch),
+        block_scores=lambda blocks: ms.ort_block_scores(sess, blocks, batch),
         forward=lambda ids: sess.logits(ids.numpy()),
         size_bytes=size,
         memory_bytes=onnx_graph.weight_bytes(onnx_graph.load(path)),
@@ -125,6 +128,7 @@ def _torch_built(model: Any, inp: Inputs, state_file: Path | None, **extra: Any)
     provider = f"torch:{device}"
     return Built(
         block_nll=lambda blocks: ms.torch_block_nll(model, blocks, batch, device),
+        block_scores=lambda blocks: ms.torch_block_scores(model, blocks, batch, device),
         forward=forward,
         size_bytes=ms.disk_bytes(state_file) if state_file else 0,
         memory_bytes=ms.torch_weight_bytes(model),
@@ -161,13 +165,17 @@ def build(variant: Variant, inp: Inputs) -> Built:
         half = convert_float_to_float16(onnx_graph.load(inp.onnx_file), keep_io_types=True)
         onnx_graph.save(half, out_onnx)
         return _ort_built(out_onnx, inp)
+    notes: list[str] = []  # quant_pre_process: what ran (INT8 only)
     if variant.name == "ort-int8-dynamic":
-        counts = onnx_quant.int8_dynamic(inp.onnx_file, out_onnx, per_channel=q["int8"]["per_channel"])
+        counts = onnx_quant.int8_dynamic(
+            inp.onnx_file, out_onnx, per_channel=q["int8"]["per_channel"], notes=notes
+        )
         return _ort_built(
             out_onnx,
             inp,
             op_count=_quant_ops(counts),
             expected_ops=onnx_quant.expected_weight_matmuls(inp.onnx_file),
+            diagnostics={"int8_setup": onnx_quant.int8_setup(), "preprocess": notes},
         )
     if variant.name == "ort-int8-static":
         counts = onnx_quant.int8_static(
@@ -177,12 +185,14 @@ def build(variant: Variant, inp: Inputs) -> Built:
             quant_format=q["int8"]["ort_static_format"],
             method=q["int8"]["ort_static_method"],
             per_channel=q["int8"]["per_channel"],
+            notes=notes,
         )
         return _ort_built(
             out_onnx,
             inp,
             op_count=_quant_ops(counts),
             expected_ops=onnx_quant.expected_weight_matmuls(inp.onnx_file),
+            diagnostics={"int8_setup": onnx_quant.int8_setup(), "preprocess": notes},
         )
     if variant.runtime == "torch" and variant.family == "int8":
         model = torch_quant.load_model(inp.model_dir, torch.float32, inp.device)
@@ -300,7 +310,11 @@ def measure(
     """Every number of one measures.json row (see the module docstring for how)."""
     m = inp.settings["measure"]
     start = time.perf_counter()
-    nll = built.block_nll(inp.eval_blocks)
+    if built.block_scores is not None:
+        scores = built.block_scores(inp.eval_blocks)
+        nll, top1 = scores["nll"], scores["top1"]
+    else:
+        nll, top1 = built.block_nll(inp.eval_blocks), []
     ppl = ms.perplexity_from_blocks(nll)
     one, many = _timing_inputs(
         inp.eval_blocks, int(m["latency_prompt_tokens"]), int(m["throughput_batch_size"])
@@ -319,6 +333,8 @@ def measure(
         "valid_ppl": ppl,
         "valid_nll": statistics.fmean(nll),
         "block_nll": nll,
+        "block_top1": top1,
+        "valid_top1": statistics.fmean(top1) if top1 else None,
         "latency_ms_p50": ms.percentile(var["wall"], 50),
         "latency_ms_p90": ms.percentile(var["wall"], 90),
         "latency_ms": var["wall"],
