@@ -288,3 +288,100 @@ def attention_rows_figure(
         ax.set_xlabel(xlabel)
         ax.set_ylabel("example sequence (index)")
     return plotting.save(fig, outdir, name, title, caption)
+
+
+# --------------------------------------------------------------------------- the shared baseline
+
+
+def baseline_inputs(inputs: Mapping[str, Path], seed: int) -> tuple[Path, Path] | None:
+    """(weights, history) of the baseline of ``seed`` among a rule's inputs, or None.
+
+    A rule over all seeds names them ``baseline_seed<k>`` / ``baseline_history_seed<k>``; a
+    per-seed job ``baseline`` / ``baseline_history``.
+    """
+    for weights, history in (
+        (f"baseline_seed{seed}", f"baseline_history_seed{seed}"),
+        ("baseline", "baseline_history"),
+    ):
+        if weights in inputs:
+            path = Path(inputs[weights])
+            return path, Path(inputs.get(history, path.with_name("history.json")))
+    return None
+
+
+def learned_baseline(
+    settings: Mapping[str, Any], inputs: Mapping[str, Path], corpus: Corpus, seed: int, device: str
+) -> tuple[Any, TrainHistory]:
+    """The learned baseline bench LM of ``seed`` (the standard model with the shared ``model`` and
+    ``train`` settings): loaded from the baseline rule's files when the rule passed them, trained
+    here otherwise. Either way the same seed gives the same model."""
+    from whylab.bench.baseline import load_baseline, train_baseline
+
+    found = baseline_inputs(inputs, seed)
+    if found is not None:
+        return load_baseline(settings, corpus.vocab_size, seed, device, *found)
+    return train_baseline(settings, corpus.train, corpus.valid, corpus.vocab_size, seed, device)
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def history_dict(hist: TrainHistory) -> dict[str, Any]:
+    """The evaluation curve of a run, JSON-able (non-finite losses as None)."""
+    return {
+        "eval_steps": list(hist.eval_steps),
+        "eval_loss": [float(v) if math.isfinite(v) else None for v in hist.eval_loss],
+    }
+
+
+@dataclass
+class Curve:
+    """A stored evaluation curve, shaped like a TrainHistory for :func:`plot_curves`."""
+
+    eval_steps: list[int]
+    eval_loss: list[float]
+
+
+def curve(d: Mapping[str, Any]) -> Curve:
+    return Curve(list(d["eval_steps"]), [math.nan if v is None else float(v) for v in d["eval_loss"]])
+
+
+def finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def paired(a: Sequence[float | None], b: Sequence[float | None], min_effect: float) -> dict[str, Any]:
+    """Paired test of a − b over seeds (only seeds where both are finite), with the effect
+    decision at ``min_effect`` (+1 a clearly above b, −1 clearly below, 0 not clear) and whether
+    the 95% CI of the difference lies inside ±min_effect (no difference that matters)."""
+    from whylab.verdict import effect, equivalent, paired_test
+
+    both = [(finite(x), finite(y)) for x, y in zip(a, b, strict=True)]
+    pairs = [(x, y) for x, y in both if x is not None and y is not None]
+    out: dict[str, Any] = {"n": len(pairs), "min_effect": float(min_effect)}
+    if len(pairs) < 2:
+        out.update(effect=0, equivalent=False, test=None)
+        return out
+    test = paired_test([p[0] for p in pairs], [p[1] for p in pairs])
+    out.update(
+        test=jsonable_test(test.to_dict()),
+        effect=effect(test, min_effect),
+        equivalent=equivalent(test, min_effect),
+    )
+    return out
+
+
+def jsonable_test(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def describe(p: Mapping[str, Any], unit: str, digits: int = 3) -> str:
+    """'Δ = +0.123 [0.05, 0.2] unit, p = 0.01, n = 5' for a :func:`paired` entry."""
+    t = p.get("test")
+    if not t:
+        return f"n = {p.get('n', 0)} paired seeds, too few to test"
+    unit = f" {unit}" if unit else ""
+    return (
+        f"Δ = {t['mean_diff']:+.{digits}f}{unit} (95% CI {t['ci_low']:+.{digits}f} to {t['ci_high']:+.{digits}f}, "
+        f"p = {t['p']:.2g}, n = {t['n']})"
+    )
