@@ -206,10 +206,6 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     }
 
 
-def run(ctx: ConceptContext) -> Evidence:
-    return combine(ctx, [run_seed(ctx, seed) for seed in ctx.seeds])
-
-
 # --------------------------------------------------------------------------- combine
 def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     st = ctx.settings
