@@ -43,6 +43,7 @@ for _claim in MECHANISM_CLAIMS:
             f"concept_{_claim}"
         input:
             **MECHANISM_CORPUS,
+            **mechanism_extra_inputs(_claim),  # e.g. the shared baseline LM (bench_baseline.smk)
             tokenizer=MECHANISM_TOKENIZER,
         output:
             result=report(
