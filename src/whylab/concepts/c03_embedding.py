@@ -415,8 +415,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     comps = metrics["paired_frozen_minus_learned"]
     primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
 
-    def out(label: Label, reason: str) -> Verdict:
-        return Verdict(label, reason, kind=Kind.EXPERIMENT, primary=primary)
+    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
+        return Verdict(
+            label, reason, kind=Kind.EXPERIMENT, primary=primary, takeaway=takeaway, correction=correction
+        )
 
     if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
         return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per variant: no spread to judge by.")
@@ -431,15 +433,29 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"{k.replace('_', ' ')} {describe(c, 'nats/token')}" for k, c in comps.items()
     )
     if not moved:
-        return out(Label.NOT_SUPPORTED, f"The embedding barely changed in training: {numbers}.")
+        return out(
+            Label.NOT_SUPPORTED,
+            f"The embedding barely changed in training: {numbers}.",
+            "Here the embedding table hardly moved in training.",
+            "In this run the embedding table stayed close to its random start.",
+        )
     if all(helps.values()):
-        return out(Label.SUPPORTED, f"The embedding is trained and learning it clearly helps: {numbers}.")
+        return out(
+            Label.SUPPORTED,
+            f"The embedding is trained and learning it clearly helps: {numbers}.",
+            "nn.Embedding is a table of trainable vectors; training moves them, and that lowers the loss.",
+        )
     if any(hurts.values()):
         return out(
             Label.PARTLY,
             f"The embedding is trained, but a frozen random table reached a clearly lower loss: {numbers}.",
+            "The embedding is trained, yet at this size a fixed random table serves about as well.",
+            "nn.Embedding is learned, but what matters here is that each token gets a distinct vector; "
+            "a random fixed one did as well in this small run.",
         )
     return out(
         Label.PARTLY,
         f"The embedding is trained, but not every frozen random table did clearly worse: {numbers}.",
+        "The embedding is trained, yet at this size a fixed random table serves about as well.",
+        "nn.Embedding is learned, but a random fixed table was not clearly worse in this small run.",
     )

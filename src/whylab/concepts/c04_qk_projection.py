@@ -478,8 +478,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
 
     primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
 
-    def out(label: Label, reason: str) -> Verdict:
-        return Verdict(label, reason, kind=Kind.EXPERIMENT, primary=primary)
+    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
+        return Verdict(
+            label, reason, kind=Kind.EXPERIMENT, primary=primary, takeaway=takeaway, correction=correction
+        )
 
     th = metrics["thresholds"]
     comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
@@ -506,10 +508,28 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"LM loss Q = K = X − learned {describe(comps['lm'], 'nats/token')}"
     )
     if gain["task"] and gain["lm"]:
-        return out(Label.SUPPORTED, f"Learned projections clearly win on both tests: {numbers}.")
+        return out(
+            Label.SUPPORTED,
+            f"Learned projections clearly win on both tests: {numbers}.",
+            "W_q and W_k let a token look for a different, related token instead of one that resembles it.",
+        )
     if gain["task"] or gain["lm"]:
         which = "the relation task" if gain["task"] else "language-model loss"
-        return out(Label.PARTLY, f"Learned projections clearly win only on {which}: {numbers}.")
+        return out(
+            Label.PARTLY,
+            f"Learned projections clearly win only on {which}: {numbers}.",
+            "W_q and W_k help attention express relations, though not clearly on every test here.",
+            f"Learned W_q, W_k clearly helped on {which} only in this run.",
+        )
+    worse = {k: rejected[k] and c["test"]["mean_diff"] < -c["min_effect"] for k, c in comps.items()}
+    if any(worse.values()) or all(c["equivalent"] for c in comps.values()):
+        return out(
+            Label.NOT_SUPPORTED,
+            f"Q = K = X does as well as learned projections: {numbers}.",
+            "Here attention without W_q, W_k did as well.",
+            "In this run raw embeddings expressed the relation as well as learned projections.",
+        )
     return out(
-        Label.NOT_SUPPORTED, f"Q = K = X did not clearly do worse than learned projections: {numbers}."
+        Label.INCONCLUSIVE,
+        f"Neither comparison is clear of the seed noise, nor shown smaller than its minimum effect: {numbers}.",
     )
