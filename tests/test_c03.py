@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import torch
-from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 
+from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.concepts import c03_embedding as c03
 from whylab.verdict import Kind, Label
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 
+from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import ConceptContext
 from whylab.concepts import c04_qk_projection as c04
 from whylab.verdict import Label
