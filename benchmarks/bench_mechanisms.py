@@ -128,7 +128,9 @@ def main() -> None:
                 )
                 inputs[f"baseline_seed{seed}"] = out / "model.safetensors"
                 inputs[f"baseline_history_seed{seed}"] = out / "history.json"
-            rows.append(("baseline", time.perf_counter() - wall, time.process_time() - cpu, f"{len(seeds)} seeds"))
+            rows.append(
+                ("baseline", time.perf_counter() - wall, time.process_time() - cpu, f"{len(seeds)} seeds")
+            )
             print(f"baseline: {rows[-1][1]:.1f} s wall, {rows[-1][2]:.1f} s CPU", file=sys.stderr)
         for claim in claims:
             wall, cpu = time.perf_counter(), time.process_time()

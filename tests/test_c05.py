@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mech_b_helpers import lm_inputs_of, run_claim, spread
-from whylab.bench.model import BenchConfig, BenchTransformer
+from whylab.bench.model import BenchConfig, BenchTransformer, MultiHeadAttention
 from whylab.concepts import c05_scaling as c05
 from whylab.verdict import Label
 
@@ -38,9 +38,11 @@ def test_causal_attention_entropy_bounds() -> None:
     model = BenchTransformer(BenchConfig(vocab_size=20, d_model=16, n_heads=2, n_layers=1))
     x = torch.randint(0, 20, (2, 12))
     assert 0.9 < c05.causal_attention_entropy(model, x) <= 1.0 + 1e-5
+    attn = model.blocks[0].attn
+    assert isinstance(attn, MultiHeadAttention) and attn.q_proj is not None and attn.k_proj is not None
     with torch.no_grad():
-        model.blocks[0].attn.q_proj.weight.mul_(1000)
-        model.blocks[0].attn.k_proj.weight.mul_(1000)
+        attn.q_proj.weight.mul_(1000)
+        attn.k_proj.weight.mul_(1000)
     assert c05.causal_attention_entropy(model, x) < 0.5
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
-from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm
+from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
 from whylab.concepts import c07_layernorm_vs_batchnorm as c07
 from whylab.verdict import Label
 
@@ -59,7 +59,7 @@ def test_padded_batches_mix_lengths_deterministically() -> None:
     assert [x.shape[0] for x, _ in batches] == [2, 2, 1]
 
 
-def _tiny_lm(norm: str) -> BenchTransformer:
+def _tiny_lm(norm: NormKind) -> BenchTransformer:
     torch.manual_seed(0)
     return BenchTransformer(
         BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, norm=norm, pad_id=0, max_len=64)
