@@ -12,10 +12,10 @@ here lets a reader of one concept module see only what is specific to its claim.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -23,10 +23,7 @@ import torch.nn.functional as F
 
 from whylab.bench.train import TrainHistory, TrainSettings, bench_config, train_lm, train_settings
 from whylab.results import FigureRef
-from whylab.verdict import Label, Spread, Verdict, clearly_less
-
-V = TypeVar("V")
-R = TypeVar("R")
+from whylab.verdict import Spread
 
 
 @dataclass
@@ -61,18 +58,6 @@ def build_model(cfg: Any, seed: int, device: str) -> Any:
 
     torch.manual_seed(int(seed))
     return BenchTransformer(cfg).to(device)
-
-
-def over_seeds(
-    seeds: Sequence[int], variants: Mapping[str, V], run_one: Callable[[int, V], R]
-) -> dict[str, list[R]]:
-    """``run_one(seed, variant)`` for every seed and variant, seed by seed, as variant name ->
-    per-seed results (each run seeds itself, so a variant's numbers do not depend on the others)."""
-    runs: dict[str, list[R]] = {name: [] for name in variants}
-    for seed in seeds:
-        for name, variant in variants.items():
-            runs[name].append(run_one(seed, variant))
-    return runs
 
 
 def train_on_corpus(
@@ -174,51 +159,6 @@ def fmt(spread: Mapping[str, Any] | Sequence[float], digits: int = 3, notation: 
     if entry.get("std") is None:
         return f"{entry['mean']:.{digits}{notation}}"
     return f"{entry['mean']:.{digits}{notation}} ± {entry['std']:.{digits}{notation}}"
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """A learned projection against its ablation (C04, C06): task accuracy and LM loss over seeds,
-    and whether the learned one wins each clearly (beyond the seed noise and by the threshold)."""
-
-    acc: Spread
-    acc_ablated: Spread
-    loss: Spread
-    loss_ablated: Spread
-    chance: float
-    task_learned: bool  # the learned model's accuracy is at least min_accuracy_gap above chance
-    task_gain: bool
-    lm_gain: bool
-
-
-def compare_ablation(metrics: Mapping[str, Any], ablated: str) -> Ablation | Verdict:
-    """Read ``task_accuracy`` and ``lm_eval_loss`` of ``learned`` and ``ablated`` (summaries) with
-    the ``thresholds``; an inconclusive Verdict instead when a variant has fewer than two seeds, or
-    a run diverged or gave a non-finite number."""
-    th = metrics["thresholds"]
-    acc_l = metrics["task_accuracy"]["learned"]["values"]
-    acc_x = metrics["task_accuracy"][ablated]["values"]
-    lm_l = metrics["lm_eval_loss"]["learned"]["values"]
-    lm_x = metrics["lm_eval_loss"][ablated]["values"]
-    if min(len(acc_l), len(acc_x), len(lm_l), len(lm_x)) < 2:
-        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
-    if any(v is None or not math.isfinite(v) for v in [*acc_l, *acc_x, *lm_l, *lm_x]) or sum(
-        metrics["diverged"].values()
-    ):
-        return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
-    chance = metrics["task"]["chance_accuracy"]
-    sl, sx = Spread.of(acc_l), Spread.of(acc_x)
-    ll, lx = Spread.of(lm_l), Spread.of(lm_x)
-    return Ablation(
-        sl,
-        sx,
-        ll,
-        lx,
-        chance,
-        task_learned=sl.mean >= chance + th["min_accuracy_gap"],
-        task_gain=clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"],
-        lm_gain=clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"],
-    )
 
 
 def curves_frame(histories: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
