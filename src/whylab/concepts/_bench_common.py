@@ -1,6 +1,7 @@
 """What the bench-model claims (C03, C04, C06, C07, C08, C09) share: the corpus, seeded models
-trained on it or on a synthetic task, mean ± spread over seeds, the seed-band figure of training
-curves and the query-attention heatmap.
+trained on it or on a synthetic task, the shared learned baseline LM (C03, C04, C06), paired
+comparisons over seeds, mean ± spread, the seed-band figure of training curves and the
+query-attention heatmap.
 
 Each of these experiments trains variants of the same bench transformer, built and trained from
 the ``mechanisms`` config (``model``, ``train``, ``tokenizer`` sections merged into the settings
