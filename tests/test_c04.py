@@ -105,3 +105,8 @@ def test_runs_end_to_end_and_is_deterministic(
     m = a["metrics"]
     assert m["lm_self_attention_layer1"]["no_qk"]["mean"] > 2 * m["lm_self_attention_uniform"]
     assert m["paired_lm_loss"]["n"] == 2 and a["verdict"]["primary"]
+
+
+def test_unclear_lm_comparison_is_a_limit_not_a_lower_label() -> None:
+    v = c04.verdict(c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]))
+    assert v.label is Label.SUPPORTED and len(v.limited) == 1 and "language-model" in v.limited[0]

@@ -326,3 +326,41 @@ def describe(p: Mapping[str, Any], unit: str, digits: int = 3) -> str:
         f"Δ = {t['mean_diff']:+.{digits}f}{unit} (95% CI {t['ci_low']:+.{digits}f} to {t['ci_high']:+.{digits}f}, "
         f"p = {t['p']:.2g}, n = {t['n']})"
     )
+
+
+def part_status(p: Mapping[str, Any], rejected: bool) -> str:
+    """A verdict part from a :func:`paired` comparison a − b whose Holm decision is ``rejected``:
+    'confirmed' (a clearly above b past the floor), 'contradicted' (clearly below, or a 95% CI
+    inside ±floor: no difference that matters) or 'limited' (neither: this run cannot judge it;
+    a limited part never lowers a label, VALIDITY.md)."""
+    t = p.get("test")
+    if t and rejected and t["mean_diff"] > p["min_effect"]:
+        return "confirmed"
+    if (t and rejected and t["mean_diff"] < -p["min_effect"]) or p.get("equivalent"):
+        return "contradicted"
+    return "limited"
+
+
+def label_of(statuses: Sequence[str]) -> str:
+    """The label from the judged parts: all confirmed → supported; all contradicted → not
+    supported; a mix → partly; nothing judged → inconclusive (as the Label's value)."""
+    judged = [s for s in statuses if s != "limited"]
+    if not judged:
+        return "inconclusive"
+    if all(s == "confirmed" for s in judged):
+        return "supported"
+    if all(s == "contradicted" for s in judged):
+        return "not supported"
+    return "partly supported"
+
+
+def holm_of(comparisons: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """Holm over the named :func:`paired` comparisons (a missing test counts as p = nan)."""
+    from whylab.verdict import holm
+
+    return holm({k: _p(c) for k, c in comparisons.items()})
+
+
+def _p(c: Mapping[str, Any]) -> float:
+    t = c.get("test")
+    return float(t["p"]) if t and t.get("p") is not None else math.nan

@@ -35,9 +35,12 @@ from whylab.concepts._bench_common import (
     finite,
     fmt,
     history_dict,
+    holm_of,
+    label_of,
     learned_baseline,
     load_corpus,
     paired,
+    part_status,
     plot_curves,
     summary,
 )
@@ -405,19 +408,29 @@ PRIMARY = (
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Supported when the table moves in training and learning it clearly lowers the loss against
-    every frozen random table (paired over seeds, Holm over the tables, effect at least
-    ``min_loss_gain``). Moved but not clearly better than some frozen table: partly (it is trained,
-    but a frozen random code did about as well here). Did not move: not supported."""
-    from whylab.verdict import Kind, holm
+    """The table must move in training (else not supported). Then one part per frozen random table,
+    paired over seeds and Holm-corrected: learning clearly lowers the loss past ``min_loss_gain``
+    (confirmed), the frozen table is clearly better or no different in a way that matters
+    (contradicted), or neither (limited: never lowers the label). All judged parts confirmed:
+    supported; any contradicted: partly (the table is trained, but a random code served as well);
+    nothing judged: inconclusive."""
+    from whylab.verdict import Kind
 
     th = metrics["thresholds"]
     comps = metrics["paired_frozen_minus_learned"]
     primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
 
-    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
+    def out(
+        label: Label, reason: str, takeaway: str = "", correction: str = "", limited: tuple[str, ...] = ()
+    ) -> Verdict:
         return Verdict(
-            label, reason, kind=Kind.EXPERIMENT, primary=primary, takeaway=takeaway, correction=correction
+            label,
+            reason,
+            kind=Kind.EXPERIMENT,
+            primary=primary,
+            limited=limited,
+            takeaway=takeaway,
+            correction=correction,
         )
 
     if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
@@ -426,9 +439,15 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite loss.")
     change = metrics["relative_change"]["learned"]["mean"]
     moved = change >= th["min_relative_change"]
-    rejected = holm({k: c["test"]["p"] if c["test"]["p"] is not None else 1.0 for k, c in comps.items()})
-    helps = {k: rejected[k] and c["test"]["mean_diff"] > th["min_loss_gain"] for k, c in comps.items()}
-    hurts = {k: rejected[k] and c["test"]["mean_diff"] < -th["min_loss_gain"] for k, c in comps.items()}
+    rejected = holm_of(comps)
+    status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
+    label = label_of(list(status.values()))
+    limited = tuple(
+        f"learned vs {k.replace('_', ' ')} table: the paired loss difference is neither clear of the seed "
+        "noise nor shown smaller than min_loss_gain"
+        for k, st in status.items()
+        if st == "limited"
+    )
     numbers = f"the table moved by {change:.0%} (‖ΔE‖/‖E‖); frozen − learned validation loss: " + "; ".join(
         f"{k.replace('_', ' ')} {describe(c, 'nats/token')}" for k, c in comps.items()
     )
@@ -439,23 +458,24 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
             "Here the embedding table hardly moved in training.",
             "In this run the embedding table stayed close to its random start.",
         )
-    if all(helps.values()):
+    if label == "inconclusive":
+        return out(
+            Label.INCONCLUSIVE,
+            f"The embedding is trained, but no loss comparison is clear: {numbers}.",
+            limited=limited,
+        )
+    if label == "supported":
         return out(
             Label.SUPPORTED,
             f"The embedding is trained and learning it clearly helps: {numbers}.",
             "nn.Embedding is a table of trainable vectors; training moves them, and that lowers the loss.",
-        )
-    if any(hurts.values()):
-        return out(
-            Label.PARTLY,
-            f"The embedding is trained, but a frozen random table reached a clearly lower loss: {numbers}.",
-            "The embedding is trained, yet at this size a fixed random table serves about as well.",
-            "nn.Embedding is learned, but what matters here is that each token gets a distinct vector; "
-            "a random fixed one did as well in this small run.",
+            limited=limited,
         )
     return out(
         Label.PARTLY,
-        f"The embedding is trained, but not every frozen random table did clearly worse: {numbers}.",
+        f"The embedding is trained, but a frozen random table did about as well or better: {numbers}.",
         "The embedding is trained, yet at this size a fixed random table serves about as well.",
-        "nn.Embedding is learned, but a random fixed table was not clearly worse in this small run.",
+        "nn.Embedding is learned, but what matters here is that each token gets a distinct vector; "
+        "a random fixed one was not clearly worse in this small run.",
+        limited=limited,
     )

@@ -41,9 +41,12 @@ from whylab.concepts._bench_common import (
     finite,
     fmt,
     history_dict,
+    holm_of,
+    label_of,
     learned_baseline,
     load_corpus,
     paired,
+    part_status,
     plot_curves,
     summary,
     train_on_corpus,
@@ -468,13 +471,15 @@ PRIMARY = (
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Supported when learned W_q, W_k clearly beat Q = K = X on the relation task and on LM loss
-    (paired over seeds, Holm over the two comparisons, each past its minimum effect).
+    """Two parts, paired over seeds and Holm-corrected together: relation-task accuracy and LM loss,
+    each 'confirmed' (learned W_q, W_k clearly better past its floor), 'contradicted' (Q = K = X
+    clearly better, or no difference that matters) or 'limited' (neither: never lowers the label).
+    All judged parts confirmed: supported; a mix: partly; all contradicted: not supported.
 
     The task counts only if the learned model solves it (accuracy at least ``min_accuracy_gap``
     above chance); otherwise it cannot tell the variants apart and the verdict is inconclusive.
     """
-    from whylab.verdict import Kind, holm
+    from whylab.verdict import Kind
 
     primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
 
@@ -497,8 +502,15 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
             f"Even with learned W_q, W_k the relation task stayed near chance (accuracy "
             f"{acc:.3f} vs chance {chance:.3f}), so it cannot separate the variants.",
         )
-    rejected = holm({k: (c["test"]["p"] if c["test"]["p"] is not None else 1.0) for k, c in comps.items()})
-    gain = {k: rejected[k] and c["test"]["mean_diff"] > c["min_effect"] for k, c in comps.items()}
+    rejected = holm_of(comps)
+    status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
+    label = Label(label_of(list(status.values())))
+    names = {"task": "the relation task", "lm": "language-model loss"}
+    limited = tuple(
+        f"{names[k]}: the paired difference is neither clear of the seed noise nor shown smaller than its floor"
+        for k, st in status.items()
+        if st == "limited"
+    )
     self_x = metrics["task_self_attention_layer1"]["no_qk"]["mean"]
     self_l = metrics["task_self_attention_layer1"]["learned"]["mean"]
     numbers = (
@@ -507,29 +519,37 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"{describe(comps['task'], '')} (query's attention on itself {self_l:.2f} vs {self_x:.2f}); "
         f"LM loss Q = K = X − learned {describe(comps['lm'], 'nats/token')}"
     )
-    if gain["task"] and gain["lm"]:
-        return out(
-            Label.SUPPORTED,
-            f"Learned projections clearly win on both tests: {numbers}.",
+    won = [names[k] for k, st in status.items() if st == "confirmed"]
+    lost = [names[k] for k, st in status.items() if st == "contradicted"]
+    texts = {
+        Label.SUPPORTED: (
+            f"Learned projections clearly win on {' and '.join(won)}: {numbers}.",
             "W_q and W_k let a token look for a different, related token instead of one that resembles it.",
-        )
-    if gain["task"] or gain["lm"]:
-        which = "the relation task" if gain["task"] else "language-model loss"
-        return out(
-            Label.PARTLY,
-            f"Learned projections clearly win only on {which}: {numbers}.",
-            "W_q and W_k help attention express relations, though not clearly on every test here.",
-            f"Learned W_q, W_k clearly helped on {which} only in this run.",
-        )
-    worse = {k: rejected[k] and c["test"]["mean_diff"] < -c["min_effect"] for k, c in comps.items()}
-    if any(worse.values()) or all(c["equivalent"] for c in comps.values()):
-        return out(
-            Label.NOT_SUPPORTED,
+            "",
+        ),
+        Label.PARTLY: (
+            f"Learned projections clearly win on {' and '.join(won)} but not on {' and '.join(lost)}: {numbers}.",
+            "W_q and W_k help attention express relations, though not on every test here.",
+            f"Learned W_q, W_k clearly helped on {' and '.join(won)} only in this run.",
+        ),
+        Label.NOT_SUPPORTED: (
             f"Q = K = X does as well as learned projections: {numbers}.",
             "Here attention without W_q, W_k did as well.",
             "In this run raw embeddings expressed the relation as well as learned projections.",
-        )
-    return out(
-        Label.INCONCLUSIVE,
-        f"Neither comparison is clear of the seed noise, nor shown smaller than its minimum effect: {numbers}.",
+        ),
+        Label.INCONCLUSIVE: (
+            f"Neither comparison is clear of the seed noise, nor shown smaller than its floor: {numbers}.",
+            "",
+            "",
+        ),
+    }
+    reason, takeaway, correction = texts[label]
+    return Verdict(
+        label,
+        reason,
+        kind=Kind.EXPERIMENT,
+        primary=primary,
+        limited=limited,
+        takeaway=takeaway,
+        correction=correction,
     )
