@@ -44,6 +44,7 @@ from whylab.concepts._bench_common import (
     plot_curves,
     summary,
 )
+from whylab.errors import InputError
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict
 
@@ -170,6 +171,13 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     learned table's movement and geometry. The frozen runs share every other initial weight and
     every batch with the baseline of the same seed (paired)."""
     st = ctx.settings
+    plans: dict[str, float | None] = {FROZEN: None} if st.get("frozen_model_init", True) else {}
+    if st["frozen_unit_std"] is not None:
+        plans[FROZEN_UNIT] = float(st["frozen_unit_std"])
+    if not plans:
+        raise InputError(
+            "mechanisms.C03.frozen_unit_std: null together with frozen_model_init: false leaves no frozen table"
+        )
     corpus = load_corpus(ctx.inputs)
     counts = torch.bincount(corpus.train, minlength=corpus.vocab_size)
     cfg = bench_config(st.get("model", {}), vocab_size=corpus.vocab_size)
@@ -178,9 +186,6 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     after = model.token_embedding.weight.detach().cpu().clone()
     runs: dict[str, dict[str, Any]] = {LEARNED: _run_summary(history)}
     change = {LEARNED: table_relative_change(before, after)}
-    plans: dict[str, float | None] = {FROZEN: None}
-    if st["frozen_unit_std"] is not None:
-        plans[FROZEN_UNIT] = float(st["frozen_unit_std"])
     for key, std in plans.items():
         runs[key], fb, fa = run_frozen(ctx, corpus, seed, std)
         change[key] = table_relative_change(fb, fa)
