@@ -1,75 +1,39 @@
 # The learned baseline bench LM (standard bench model, mechanisms.model + mechanisms.train) that
 # C03, C04 and C06 compare against: trained ONCE per seed as its own job and loaded by each of them
 # (safetensors weights + a JSON history; never pickle). Included before mechanisms.smk.
+from whylab.bench.baseline import expand_extra_inputs, rule_settings
 
 BASELINE_CLAIMS = ("C03", "C04", "C06")
 BASELINE_DIR = f"{RESULTS}/mechanisms/baseline"
+BASELINE_WEIGHTS = f"{BASELINE_DIR}/seed{{seed}}/model.safetensors"
+BASELINE_HISTORY = f"{BASELINE_DIR}/seed{{seed}}/history.json"
 
 # claim -> {input name: path, or a function of a seed giving a path}; the mechanism rules add these
-# to a claim's inputs (mechanism_extra_inputs below). Other rules files may add their own entries.
-try:
-    MECHANISM_EXTRA_INPUTS
-except NameError:
-    MECHANISM_EXTRA_INPUTS = {}
-
-
-def claim_seeds(claim):
-    """A claim's seeds: its own `seeds` list in its mechanisms section, else the run's seeds."""
-    return [int(s) for s in config["mechanisms"].get(claim, {}).get("seeds", config["seeds"])]
-
-
-def baseline_weights(seed):
-    return f"{BASELINE_DIR}/seed{seed}/model.safetensors"
-
-
-def baseline_history(seed):
-    return f"{BASELINE_DIR}/seed{seed}/history.json"
-
-
-def mechanism_extra_inputs(claim, seed=None):
-    """Extra named inputs of a claim's rule. Functions of a seed are called for ``seed`` (a per-seed
-    job: name as given) or, without one, for every seed of the claim (name_seed<k>)."""
-    out = {}
-    for name, value in MECHANISM_EXTRA_INPUTS.get(claim, {}).items():
-        if not callable(value):
-            out[name] = value
-        elif seed is not None:
-            out[name] = value(seed)
-        else:
-            out.update({f"{name}_seed{k}": value(k) for k in claim_seeds(claim)})
-    return out
-
+# to a claim's inputs through mechanism_extra_inputs(claim) (all seeds of the claim, name_seed<k>)
+# or mechanism_extra_inputs(claim, seed) (a per-seed job). Other rules files may add entries.
+MECHANISM_EXTRA_INPUTS = globals().get("MECHANISM_EXTRA_INPUTS", {})
+# a claim's seeds: its own `seeds` list in its mechanisms section, else the run's seeds
+claim_seeds = lambda claim: [
+    int(s) for s in config["mechanisms"].get(claim, {}).get("seeds", config["seeds"])
+]
+mechanism_extra_inputs = lambda claim, seed=None: expand_extra_inputs(
+    MECHANISM_EXTRA_INPUTS.get(claim, {}), claim_seeds(claim), seed
+)
 
 for _claim in BASELINE_CLAIMS:
     MECHANISM_EXTRA_INPUTS.setdefault(_claim, {}).update(
-        baseline=baseline_weights, baseline_history=baseline_history
+        baseline=lambda seed: BASELINE_WEIGHTS.format(seed=seed),
+        baseline_history=lambda seed: BASELINE_HISTORY.format(seed=seed),
     )
-
-
-def _baseline_settings(wildcards):
-    mech = config["mechanisms"]
-    return json.dumps(
-        {
-            "seed": int(wildcards.seed),
-            "device": config["device"],
-            "model": mech["model"],
-            "train": mech["train"],
-        },
-        sort_keys=True,
-    )
-
-
-def _baseline_inputs(wildcards):
-    # MECHANISM_CORPUS / MECHANISM_TOKENIZER come from mechanisms.smk, included after this file
-    return {**MECHANISM_CORPUS, "tokenizer": MECHANISM_TOKENIZER}
 
 
 rule bench_baseline:
     input:
-        unpack(_baseline_inputs),
+        # MECHANISM_CORPUS / MECHANISM_TOKENIZER come from mechanisms.smk, included after this file
+        unpack(lambda w: {**MECHANISM_CORPUS, "tokenizer": MECHANISM_TOKENIZER}),
     output:
-        weights=f"{BASELINE_DIR}/seed{{seed}}/model.safetensors",
-        history=f"{BASELINE_DIR}/seed{{seed}}/history.json",
+        weights=BASELINE_WEIGHTS,
+        history=BASELINE_HISTORY,
     log:
         f"{LOGS}/bench_baseline_seed{{seed}}.log",
     benchmark:
@@ -84,7 +48,7 @@ rule bench_baseline:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=_baseline_settings,
+        settings=lambda w: rule_settings(config["mechanisms"], int(w.seed), config["device"]),
         inputs=lambda w, input: " ".join(f"--input {name}={path}" for name, path in input.items()),
     shell:
         "python -m whylab bench_baseline --settings {params.settings:q} {params.inputs}"
