@@ -172,7 +172,13 @@ DIFFS = [0.01, -0.02, 0.015, -0.01, 0.005]
 
 
 def c07_metrics(
-    *, naive: list[float], masked: list[float], layer: list[float], bn_pad: float = 0.3, ln_dep: float = 1e-7
+    *,
+    naive: list[float],
+    masked: list[float],
+    layer: list[float],
+    bn_pad: float = 0.3,
+    ln_dep: float = 1e-7,
+    drop: float = 0.005,
 ) -> dict[str, Any]:
     def norm(loss: list[float], padding: float) -> dict[str, Any]:
         return {
@@ -181,6 +187,7 @@ def c07_metrics(
             "mates_padded": spread([padding] * 5),
             "future_leak": spread([0.05] * 5),
             "mode_gap": spread([0.02] * 5),
+            "tail_drop": spread([drop] * 5),
         }
 
     return {
@@ -198,6 +205,7 @@ def c07_metrics(
         },
         "diverged": {"layer": 0, "batch": 0, "masked_batch": 0},
         "dependence_threshold": 0.01,
+        "plateau_tolerance": 0.02,
         "invariance_tolerance": 1e-4,
     }
 
@@ -262,3 +270,14 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
             lm_inputs_of(tiny_corpus, tiny_tokenizers),
             tmp_path / "x",
         )
+
+
+def test_loss_comparisons_before_a_plateau_are_limits() -> None:
+    # masked BatchNorm clearly ahead of LayerNorm, but the loss is still falling: not judged
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
+    assert v.label is Label.INCONCLUSIVE and all("plateau" in x for x in v.limited)
+    # the mechanism itself (PAD barely moving BatchNorm) is judged whatever the training length
+    v = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001)
+    )
+    assert v.label is Label.NOT_SUPPORTED

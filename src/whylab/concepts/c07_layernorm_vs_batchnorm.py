@@ -442,7 +442,13 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
             device=ctx.device,
             seed=seed,
         )
+        n = len(hist.train_loss)
+        late = hist.train_loss[int(0.6 * n) : int(0.8 * n)] or hist.train_loss
+        last = hist.train_loss[int(0.8 * n) :] or hist.train_loss
+        late_mean, last_mean = sum(late) / len(late), sum(last) / len(last)
         record: dict[str, Any] = {
+            # how much the training loss still fell over the last fifth of training (relative)
+            "tail_drop": bench.finite((late_mean - last_mean) / last_mean) if last_mean else None,
             "eval_loss": bench.finite(eval_loss),
             "batch_stats_loss": bench.finite(stats_loss),
             "mode_gap": bench.finite(eval_loss - stats_loss),
@@ -474,6 +480,7 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
 
 
 MEASURES = (
+    "tail_drop",
     "eval_loss",
     "batch_stats_loss",
     "mode_gap",
@@ -528,6 +535,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         },
         "pad_id": d["pad_id"],
         "min_loss_gain": floor,
+        "plateau_tolerance": float(s.get("plateau_tolerance", 0.02)),
         "dependence_threshold": float(s.get("dependence_threshold", 0.01)),
         "invariance_tolerance": float(s.get("invariance_tolerance", 1e-4)),
     }
@@ -760,8 +768,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     - the preference: LayerNorm clearly lower than masked BatchNorm (masked BatchNorm clearly lower
       contradicts it).
 
-    A part that is not clear either way is a limit of this short run (``limited``): it never lowers
-    the label. Both judged parts confirmed: supported; one confirmed and one contradicted: partly;
+    A part that is not clear either way, or any loss comparison while the training loss is still
+    falling by ``plateau_tolerance`` or more over the last fifth of training (not at a plateau: a
+    short run's early lead says little about the final loss), is a limit of this run
+    (``limited``): it never lowers the label. Both judged parts confirmed: supported; one confirmed and one contradicted: partly;
     all judged parts contradicted: not supported; nothing judged: inconclusive.
     """
     from whylab.verdict import Kind
@@ -806,17 +816,27 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         f"tokens moves earlier BatchNorm logits by {leak:.2g} (LayerNorm {ln['future_leak']['mean']:.1g}: causal), "
         f"and the eval-mode gap is {bench.fmt(bn['mode_gap'], 3)} nats/token"
     )
-    reason = "contradicted" if bn_pad < threshold else _status(reason_p)
-    preference = _status(pref_p)
     steps = metrics.get("steps", "?")
+    drops = {n: metrics["norms"][n]["tail_drop"]["mean"] for n in ("layer", "batch", "masked_batch")}
+    still = max((d for d in drops.values() if d is not None), default=0.0)
+    converged = still < float(metrics.get("plateau_tolerance", 0.02))
+    reason = "contradicted" if bn_pad < threshold else (_status(reason_p) if converged else "limited")
+    preference = _status(pref_p) if converged else "limited"
+    unconverged = (
+        ""
+        if converged
+        else f"; the training loss still fell by {still:.1%} over the last fifth of the {steps} steps, so a "
+        "final-loss comparison is not at a plateau"
+    )
     if reason == "limited":
         limited.append(
-            f"the reason: naive vs masked BatchNorm loss after {steps} steps is not clear of the seed noise"
+            f"the reason: after {steps} steps, naive − masked BatchNorm {bench.describe(reason_p, 'nats/token')}"
+            f"{unconverged or ': not clear of the seed noise'}"
         )
     if preference == "limited":
         limited.append(
-            f"the preference: after {steps} steps LayerNorm and masked BatchNorm reach losses within the seed "
-            f"noise ({bench.describe(pref_p, 'nats/token')})"
+            f"the preference: after {steps} steps, masked BatchNorm − LayerNorm {bench.describe(pref_p, 'nats/token')}"
+            f"{unconverged or ': not clear of the seed noise'}"
         )
     judged = [x for x in (reason, preference) if x != "limited"]
     if not judged:
