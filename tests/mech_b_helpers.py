@@ -38,7 +38,7 @@ def run_claim(
 ) -> dict[str, Any]:
     from whylab.concepts import run_concept
 
-    settings = {**copy.deepcopy(TINY), **schema_section(claim), **section, **over}
+    settings = {**copy.deepcopy(TINY), **schema_section(claim), **section, "seeds": TINY["seeds"], **over}
     return run_concept(claim, settings, inputs, out / claim / "result.json", threads=1)
 
 
