@@ -846,7 +846,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         )
     judged = [x for x in (reason, preference) if x != "limited"]
     if not judged:
-        return out(Label.INCONCLUSIVE, f"Neither comparison is clear at this scale: {numbers}.")
+        return out(
+            Label.INCONCLUSIVE,
+            f"Neither the reason nor the preference can be judged in this run (see the limits): {numbers}.",
+        )
     if all(x == "confirmed" for x in judged):
         return out(
             Label.SUPPORTED,
