@@ -1,7 +1,7 @@
 # The learned baseline bench LM (standard bench model, mechanisms.model + mechanisms.train) that
 # C03, C04 and C06 compare against: trained ONCE per seed as its own job and loaded by each of them
 # (safetensors weights + a JSON history; never pickle). Included before mechanisms.smk.
-from whylab.bench.baseline import expand_extra_inputs, rule_settings
+from whylab.bench.workflow import expand_extra_inputs, rule_settings
 
 BASELINE_CLAIMS = ("C03", "C04", "C06")
 BASELINE_DIR = f"{RESULTS}/mechanisms/baseline"
