@@ -61,3 +61,24 @@ def test_step_needs_a_seed_and_both_outputs(lm_inputs: dict[str, Path], tmp_path
         )
     with pytest.raises(InputError, match="history"):
         baseline.run_step({**TINY, "seed": 0}, dict(lm_inputs), {"weights": tmp_path / "w"}, 1)
+
+
+def test_extra_inputs_per_seed_and_over_all_seeds() -> None:
+    import json as _json
+
+    from whylab.bench.workflow import expand_extra_inputs, rule_settings
+
+    extra = {"baseline": lambda s: f"b/seed{s}/model.safetensors", "fixed": "x.txt"}
+    assert expand_extra_inputs(extra, [0, 2]) == {
+        "baseline_seed0": "b/seed0/model.safetensors",
+        "baseline_seed2": "b/seed2/model.safetensors",
+        "fixed": "x.txt",
+    }
+    assert expand_extra_inputs(extra, [0, 2], seed=2) == {
+        "baseline": "b/seed2/model.safetensors",
+        "fixed": "x.txt",
+    }
+    settings = _json.loads(
+        rule_settings({"model": {"d_model": 8}, "train": {"steps": 3}, "C03": {}}, 4, "cpu")
+    )
+    assert settings == {"seed": 4, "device": "cpu", "model": {"d_model": 8}, "train": {"steps": 3}}
