@@ -676,25 +676,27 @@ def _figures(
             "The same sentence in the same batch, with extra PAD columns added (training mode, batch "
             "statistics), compared with the batch padded only to its longest sentence (dotted line: that "
             f"batch's PAD share); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
-            "LayerNorm and RMSNorm normalise each token alone, so their line sits at float round-off.",
+            "LayerNorm (and RMSNorm) normalise each token alone and masked BatchNorm leaves PAD out of its "
+            "statistics, so their lines sit at float round-off.",
         )
     )
 
     rows = []
     labels = {
-        "mates_padded": "other sentences\nswapped",
-        "mates_nopad": "other rows swapped\n(no PAD at all)",
+        "mates_padded": "other\nsentences\nswapped",
+        "mates_nopad": "other rows\nswapped\n(no PAD)",
         "padding": "extra PAD\ncolumns",
-        "eval_mode": "other sentences\nswapped (eval mode)",
-        "future_leak": "later tokens\nchanged",
+        "eval_mode": "other\nsentences,\neval mode",
+        "future_leak": "later\ntokens\nchanged",
     }
     for norm in norms:
         for key, label in labels.items():
             for v in bench.values(metrics["norms"][norm][key]):
                 rows.append({"norm": NORM_NAMES[norm], "batch change": label, "change": max(v, floor)})
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.6), layout="constrained")
     sns.barplot(data=pd.DataFrame(rows), x="batch change", y="change", hue="norm", errorbar="sd", ax=ax)
     ax.set_yscale("log")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="norm")
     ax.set_xlabel("what changes in the sentence's batch")
     ax.set_ylabel("relative change of the logits (ratio)")
     figs.append(
