@@ -398,10 +398,10 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
 
 def _accuracy_figure(per_seed: list[dict[str, Any]], chance: float, ctx: ConceptContext) -> Any:
     measures = {
-        "accuracy": "task accuracy",
-        "partner_attention": "attention on σ(q)",
-        "reverse_attention": "attention on σ⁻¹(q)",
-        "self_attention": "attention on itself",
+        "accuracy": "task\naccuracy",
+        "partner_attention": "attention\non σ(q)",
+        "reverse_attention": "attention\non σ⁻¹(q)",
+        "self_attention": "attention\non itself",
     }
     rows = []
     for r in per_seed:
@@ -417,7 +417,7 @@ def _accuracy_figure(per_seed: list[dict[str, Any]], chance: float, ctx: Concept
                     }
                 )
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
     sns.barplot(data=frame, x="measure", y="value", hue="variant", errorbar="sd", ax=ax, alpha=0.7)
     sns.stripplot(
         data=frame,

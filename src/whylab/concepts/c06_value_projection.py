@@ -407,7 +407,11 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
 
 
 def _roles_figure(inter: list[dict[str, float]], ctx: ConceptContext) -> Any:
-    labels = {"value_swap": "value changed", "key_swap": "key changed", "wv_random": "W_v randomised"}
+    labels = {
+        "value_swap": "value changed",
+        "key_swap": "key changed",
+        "wv_random": "W_v randomised\n(illustration)",
+    }
     rows = []
     for i in inter:
         for key, label in labels.items():
@@ -433,11 +437,12 @@ def _roles_figure(inter: list[dict[str, float]], ctx: ConceptContext) -> Any:
             }
         )
         rows.append(
-            {"intervention": "W_v randomised", "quantity": "accuracy", "value": i["wv_random_accuracy"]}
+            {"intervention": labels["wv_random"], "quantity": "accuracy", "value": i["wv_random_accuracy"]}
         )
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), layout="constrained")
     sns.barplot(data=frame, x="intervention", y="value", hue="quantity", errorbar="sd", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="quantity")
     ax.set_xlabel("intervention on the trained model (learned W_v)")
     ax.set_ylabel("fraction (0–1)")
     return plotting.save(
