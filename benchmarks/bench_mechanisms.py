@@ -7,7 +7,8 @@ Builds the corpus and the one tokenizer the mechanisms use (or reuses them from 
 e.g. a finished run's ``results/``), then runs every registered claim among C03–C11 through
 ``whylab.concepts.run_concept``, one after another in this process, with the settings the
 mechanisms rule would pass, and prints a table: claim, wall seconds, CPU seconds of this
-process, verdict. The issue's budget: all of them together ~5 min on 2 cores with the default
+process, verdict. The shared baseline LM of C03, C04 and C06 is trained first, once per seed
+(its own row), as the bench_baseline rule does. The issue's budget: all of them together ~5 min on 2 cores with the default
 config (the DAG runs them in parallel), i.e. about 10 CPU-minutes in total.
 """
 
@@ -77,7 +78,7 @@ def prepare_inputs(config: dict[str, Any], results: Path) -> dict[str, Path]:
 def claim_settings(config: dict[str, Any], claim: str) -> dict[str, Any]:
     """What ``settings_json`` in workflow/rules/common.smk gives the claim's rule."""
     mech = config["mechanisms"]
-    merged = {
+    merged: dict[str, Any] = {
         "seeds": config["seeds"],
         "device": config["device"],
         **mech.get(claim, {}),
@@ -108,6 +109,29 @@ def main() -> None:
     inputs = prepare_inputs(config, results)
     rows = []
     try:
+        baseline_claims = [c for c in claims if c in ("C03", "C04", "C06")]
+        if baseline_claims:  # the shared baseline LM, once per seed, as the bench_baseline rule does
+            from whylab.bench.baseline import run_step as baseline_step
+
+            seeds = sorted(
+                {int(s) for c in baseline_claims for s in claim_settings(config, c).get("seeds", [0])}
+            )
+            wall, cpu = time.perf_counter(), time.process_time()
+            for seed in seeds:
+                out = work / "baseline" / f"seed{seed}"
+                settings = {**claim_settings(config, "C03"), "seed": seed}
+                baseline_step(
+                    settings,
+                    inputs,
+                    {"weights": out / "model.safetensors", "history": out / "history.json"},
+                    args.threads,
+                )
+                inputs[f"baseline_seed{seed}"] = out / "model.safetensors"
+                inputs[f"baseline_history_seed{seed}"] = out / "history.json"
+            rows.append(
+                ("baseline", time.perf_counter() - wall, time.process_time() - cpu, f"{len(seeds)} seeds")
+            )
+            print(f"baseline: {rows[-1][1]:.1f} s wall, {rows[-1][2]:.1f} s CPU", file=sys.stderr)
         for claim in claims:
             wall, cpu = time.perf_counter(), time.process_time()
             record = run_concept(
@@ -127,10 +151,10 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print(f"config: {args.configfile}, threads: {args.threads}")
-    print(f"{'claim':<6} {'wall (s)':>9} {'CPU (s)':>8}  verdict")
+    print(f"{'claim':<8} {'wall (s)':>9} {'CPU (s)':>8}  verdict")
     for claim, w, c, label in rows:
-        print(f"{claim:<6} {w:9.1f} {c:8.1f}  {label}")
-    print(f"{'total':<6} {sum(r[1] for r in rows):9.1f} {sum(r[2] for r in rows):8.1f}")
+        print(f"{claim:<8} {w:9.1f} {c:8.1f}  {label}")
+    print(f"{'total':<8} {sum(r[1] for r in rows):9.1f} {sum(r[2] for r in rows):8.1f}")
 
 
 if __name__ == "__main__":

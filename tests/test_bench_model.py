@@ -40,6 +40,7 @@ SWITCHES: list[dict[str, object]] = [
     {"scale": "sqrt_dmodel"},
     {"scale": "none"},
     {"norm": "batch"},
+    {"norm": "masked_batch", "pad_id": 0},
     {"norm": "rms"},
     {"norm": "none"},
     {"norm_position": "post"},

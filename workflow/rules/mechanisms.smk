@@ -3,7 +3,7 @@
 # absent); claims.smk makes the rules: one job, or one job per seed and a gather.
 #
 # Extra inputs of a claim (e.g. a shared baseline model per seed, from its own rules file):
-#   MECHANISM_EXTRA_INPUTS["C03"] = {"baseline": lambda seed: f"{RESULTS}/bench_baseline/{seed}/model.pt",
+#   MECHANISM_EXTRA_INPUTS["C03"] = {"baseline": lambda seed: f"{RESULTS}/mechanisms/baseline/seed{seed}/model.safetensors",
 #                                    "table": f"{RESULTS}/some/file.json"}
 # A path reaches the step as --input table=PATH; a function of the seed as one input per seed,
 # --input baseline_<seed>=PATH (a per-seed job gets only its own seed's). The dict is read when

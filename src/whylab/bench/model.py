@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ScaleKind = Literal["sqrt_dk", "sqrt_dmodel", "none"]
-NormKind = Literal["layer", "batch", "rms", "none"]
+NormKind = Literal["layer", "batch", "masked_batch", "rms", "none"]
 NormPosition = Literal["pre", "post"]
 Activation = Literal["relu", "gelu", "swiglu"]
 
@@ -66,8 +66,8 @@ class BenchConfig:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.scale not in ("sqrt_dk", "sqrt_dmodel", "none"):
             raise ValueError(f"scale={self.scale!r} is not one of sqrt_dk, sqrt_dmodel, none")
-        if self.norm not in ("layer", "batch", "rms", "none"):
-            raise ValueError(f"norm={self.norm!r} is not one of layer, batch, rms, none")
+        if self.norm not in ("layer", "batch", "masked_batch", "rms", "none"):
+            raise ValueError(f"norm={self.norm!r} is not one of layer, batch, masked_batch, rms, none")
         if self.norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position={self.norm_position!r} is not one of pre, post")
         if self.activation not in ("relu", "gelu", "swiglu"):
@@ -224,11 +224,63 @@ class TokenBatchNorm(nn.Module):
         return self.bn(x.reshape(b * t, d)).view(b, t, d)
 
 
+class MaskedTokenBatchNorm(nn.Module):
+    """BatchNorm whose statistics exclude PAD: each channel is normalised with the mean and
+    variance of the batch's *real* tokens only (C07 isolates the notes' reason with it).
+
+    The model sets ``real`` ((B, T) bool, True = real token) before each forward; without it
+    every position counts, as in :class:`TokenBatchNorm`. Training mode uses the real tokens'
+    batch statistics (and updates the running ones from them); eval mode the running ones.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+        self.running_mean: Tensor
+        self.running_var: Tensor
+        self.register_buffer("running_mean", torch.zeros(d_model))
+        self.register_buffer("running_var", torch.ones(d_model))
+        self.real: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        flat = x.reshape(b * t, d)
+        if self.training:
+            rows = flat if self.real is None else flat[self.real.reshape(-1).to(torch.bool)]
+            if rows.shape[0] < 2:
+                rows = flat
+            mean, var = rows.mean(0), rows.var(0, unbiased=False)
+            with torch.no_grad():
+                n = rows.shape[0]
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * n / max(1, n - 1), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        out: Tensor = (flat - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return out.view(b, t, d)
+
+
+def set_norm_padding(model: nn.Module, real: Tensor | None) -> None:
+    """Tell every :class:`MaskedTokenBatchNorm` in ``model`` which positions are real tokens."""
+    for m in model.modules():
+        if isinstance(m, MaskedTokenBatchNorm):
+            m.real = real
+
+
+def is_batch_norm(module: nn.Module) -> bool:
+    """A norm that uses batch statistics in training mode (naive or PAD-masked)."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm | MaskedTokenBatchNorm)
+
+
 def make_norm(cfg: BenchConfig) -> nn.Module:
     if cfg.norm == "layer":
         return nn.LayerNorm(cfg.d_model)
     if cfg.norm == "batch":
         return TokenBatchNorm(cfg.d_model)
+    if cfg.norm == "masked_batch":
+        return MaskedTokenBatchNorm(cfg.d_model)
     if cfg.norm == "rms":
         return nn.RMSNorm(cfg.d_model, eps=1e-6)
     return nn.Identity()
@@ -247,7 +299,7 @@ class FeedForward(nn.Module):
         d = cfg.d_model
         if cfg.activation == "swiglu":
             hidden = max(1, round(2 * cfg.ffn_mult * d / 3))
-            self.gate = nn.Linear(d, hidden)
+            self.gate: nn.Linear | None = nn.Linear(d, hidden)
         else:
             hidden = cfg.ffn_mult * d
             self.gate = None
@@ -315,8 +367,10 @@ class Block(nn.Module):
                 raise ValueError("a decoder block with cross-attention needs the encoder memory")
             assert self.cross_norm is not None
 
+            cross_module = self.cross_attn
+
             def cross_attn(h: Tensor) -> Tensor:
-                out, maps["cross"] = self.cross_attn(
+                out, maps["cross"] = cross_module(
                     h, context=memory, mask=memory_mask, return_weights=return_attention
                 )
                 return out
@@ -335,7 +389,7 @@ def _init_weights(model: nn.Module, cfg: BenchConfig) -> None:
     """GPT-2 style init: normal(0, init_std) for Linear and Embedding weights, zero biases;
     W_q and W_k may get their own std (C05 wants unit-variance queries and keys)."""
     qk_std = cfg.qk_init_std if cfg.qk_init_std is not None else cfg.init_std
-    qk_modules = set()
+    qk_modules: set[int] = set()
     for m in model.modules():
         if isinstance(m, MultiHeadAttention):
             qk_modules.update(id(p) for p in (m.q_proj, m.k_proj) if p is not None)
@@ -399,6 +453,8 @@ class BenchTransformer(nn.Module):
             device=ids.device,
         )
         maps: list[Tensor] = []
+        key_padding = self.key_padding(ids, padding_mask)
+        set_norm_padding(self, key_padding)
         for block in self.blocks:
             x, weights, _ = block(x, mask=mask, return_attention=return_attention)
             if weights is not None:
@@ -529,7 +585,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-_NORM_TYPES = (nn.LayerNorm, nn.RMSNorm, nn.BatchNorm1d, TokenBatchNorm)
+_NORM_TYPES = (nn.LayerNorm, nn.RMSNorm, nn.BatchNorm1d, TokenBatchNorm, MaskedTokenBatchNorm)
 
 
 def parameter_breakdown(model: nn.Module) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """What the bench-model claims (C03, C04, C06, C07, C08, C09) share: the corpus, seeded models
-trained on it or on a synthetic task, mean ± spread over seeds, the seed-band figure of training
-curves and the query-attention heatmap.
+trained on it or on a synthetic task, the shared learned baseline LM (C03, C04, C06), paired
+comparisons over seeds, mean ± spread, the seed-band figure of training curves and the
+query-attention heatmap.
 
 Each of these experiments trains variants of the same bench transformer, built and trained from
 the ``mechanisms`` config (``model``, ``train``, ``tokenizer`` sections merged into the settings
@@ -12,10 +13,10 @@ here lets a reader of one concept module see only what is specific to its claim.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -23,10 +24,7 @@ import torch.nn.functional as F
 
 from whylab.bench.train import TrainHistory, TrainSettings, bench_config, train_lm, train_settings
 from whylab.results import FigureRef
-from whylab.verdict import Label, Spread, Verdict, clearly_less
-
-V = TypeVar("V")
-R = TypeVar("R")
+from whylab.verdict import Spread
 
 
 @dataclass
@@ -61,18 +59,6 @@ def build_model(cfg: Any, seed: int, device: str) -> Any:
 
     torch.manual_seed(int(seed))
     return BenchTransformer(cfg).to(device)
-
-
-def over_seeds(
-    seeds: Sequence[int], variants: Mapping[str, V], run_one: Callable[[int, V], R]
-) -> dict[str, list[R]]:
-    """``run_one(seed, variant)`` for every seed and variant, seed by seed, as variant name ->
-    per-seed results (each run seeds itself, so a variant's numbers do not depend on the others)."""
-    runs: dict[str, list[R]] = {name: [] for name in variants}
-    for seed in seeds:
-        for name, variant in variants.items():
-            runs[name].append(run_one(seed, variant))
-    return runs
 
 
 def train_on_corpus(
@@ -176,51 +162,6 @@ def fmt(spread: Mapping[str, Any] | Sequence[float], digits: int = 3, notation: 
     return f"{entry['mean']:.{digits}{notation}} ± {entry['std']:.{digits}{notation}}"
 
 
-@dataclass(frozen=True)
-class Ablation:
-    """A learned projection against its ablation (C04, C06): task accuracy and LM loss over seeds,
-    and whether the learned one wins each clearly (beyond the seed noise and by the threshold)."""
-
-    acc: Spread
-    acc_ablated: Spread
-    loss: Spread
-    loss_ablated: Spread
-    chance: float
-    task_learned: bool  # the learned model's accuracy is at least min_accuracy_gap above chance
-    task_gain: bool
-    lm_gain: bool
-
-
-def compare_ablation(metrics: Mapping[str, Any], ablated: str) -> Ablation | Verdict:
-    """Read ``task_accuracy`` and ``lm_eval_loss`` of ``learned`` and ``ablated`` (summaries) with
-    the ``thresholds``; an inconclusive Verdict instead when a variant has fewer than two seeds, or
-    a run diverged or gave a non-finite number."""
-    th = metrics["thresholds"]
-    acc_l = metrics["task_accuracy"]["learned"]["values"]
-    acc_x = metrics["task_accuracy"][ablated]["values"]
-    lm_l = metrics["lm_eval_loss"]["learned"]["values"]
-    lm_x = metrics["lm_eval_loss"][ablated]["values"]
-    if min(len(acc_l), len(acc_x), len(lm_l), len(lm_x)) < 2:
-        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
-    if any(v is None or not math.isfinite(v) for v in [*acc_l, *acc_x, *lm_l, *lm_x]) or sum(
-        metrics["diverged"].values()
-    ):
-        return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
-    chance = metrics["task"]["chance_accuracy"]
-    sl, sx = Spread.of(acc_l), Spread.of(acc_x)
-    ll, lx = Spread.of(lm_l), Spread.of(lm_x)
-    return Ablation(
-        sl,
-        sx,
-        ll,
-        lx,
-        chance,
-        task_learned=sl.mean >= chance + th["min_accuracy_gap"],
-        task_gain=clearly_less(acc_x, acc_l) and sl.mean - sx.mean >= th["min_accuracy_gap"],
-        lm_gain=clearly_less(lm_l, lm_x) and lx.mean - ll.mean >= th["min_loss_gain"],
-    )
-
-
 def curves_frame(histories: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """Long table (variant, run, step, validation loss) from TrainHistory objects per variant;
     non-finite losses (a run that blew up) are left out."""
@@ -288,3 +229,139 @@ def attention_rows_figure(
         ax.set_xlabel(xlabel)
         ax.set_ylabel("example sequence (index)")
     return plotting.save(fig, outdir, name, title, caption)
+
+
+# --------------------------------------------------------------------------- the shared baseline
+
+
+def baseline_inputs(inputs: Mapping[str, Path], seed: int) -> tuple[Path, Path] | None:
+    """(weights, history) of the baseline of ``seed`` among a rule's inputs, or None.
+
+    The rules name them ``baseline_<seed>`` / ``baseline_history_<seed>`` (the mechanisms.smk hook
+    for inputs that are a function of the seed); a hand-made call may pass ``baseline`` /
+    ``baseline_history`` for its one seed.
+    """
+    for weights, history in (
+        (f"baseline_{seed}", f"baseline_history_{seed}"),
+        ("baseline", "baseline_history"),
+    ):
+        if weights in inputs:
+            path = Path(inputs[weights])
+            return path, Path(inputs.get(history, path.with_name("history.json")))
+    return None
+
+
+def learned_baseline(
+    settings: Mapping[str, Any], inputs: Mapping[str, Path], corpus: Corpus, seed: int, device: str
+) -> tuple[Any, TrainHistory]:
+    """The learned baseline bench LM of ``seed`` (the standard model with the shared ``model`` and
+    ``train`` settings): loaded from the baseline rule's files when the rule passed them, trained
+    here otherwise. Either way the same seed gives the same model."""
+    from whylab.bench.baseline import load_baseline, train_baseline
+
+    found = baseline_inputs(inputs, seed)
+    if found is not None:
+        return load_baseline(settings, corpus.vocab_size, seed, device, *found)
+    return train_baseline(settings, corpus.train, corpus.valid, corpus.vocab_size, seed, device)
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def history_dict(hist: TrainHistory) -> dict[str, Any]:
+    """The evaluation curve of a run, JSON-able (non-finite losses as None)."""
+    return {
+        "eval_steps": list(hist.eval_steps),
+        "eval_loss": [float(v) if math.isfinite(v) else None for v in hist.eval_loss],
+    }
+
+
+@dataclass
+class Curve:
+    """A stored evaluation curve, shaped like a TrainHistory for :func:`plot_curves`."""
+
+    eval_steps: list[int]
+    eval_loss: list[float]
+
+
+def curve(d: Mapping[str, Any]) -> Curve:
+    return Curve(list(d["eval_steps"]), [math.nan if v is None else float(v) for v in d["eval_loss"]])
+
+
+def finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def paired(a: Sequence[float | None], b: Sequence[float | None], min_effect: float) -> dict[str, Any]:
+    """Paired test of a − b over seeds (only seeds where both are finite), with the effect
+    decision at ``min_effect`` (+1 a clearly above b, −1 clearly below, 0 not clear) and whether
+    the 95% CI of the difference lies inside ±min_effect (no difference that matters)."""
+    from whylab.verdict import effect, equivalent, paired_test
+
+    both = [(finite(x), finite(y)) for x, y in zip(a, b, strict=True)]
+    pairs = [(x, y) for x, y in both if x is not None and y is not None]
+    out: dict[str, Any] = {"n": len(pairs), "min_effect": float(min_effect)}
+    if len(pairs) < 2:
+        out.update(effect=0, equivalent=False, test=None)
+        return out
+    test = paired_test([p[0] for p in pairs], [p[1] for p in pairs])
+    out.update(
+        test=jsonable_test(test.to_dict()),
+        effect=effect(test, min_effect),
+        equivalent=equivalent(test, min_effect),
+    )
+    return out
+
+
+def jsonable_test(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def describe(p: Mapping[str, Any], unit: str, digits: int = 3) -> str:
+    """'Δ = +0.123 [0.05, 0.2] unit, p = 0.01, n = 5' for a :func:`paired` entry."""
+    t = p.get("test")
+    if not t:
+        return f"n = {p.get('n', 0)} paired seeds, too few to test"
+    unit = f" {unit}" if unit else ""
+    return (
+        f"Δ = {t['mean_diff']:+.{digits}f}{unit} (95% CI {t['ci_low']:+.{digits}f} to {t['ci_high']:+.{digits}f}, "
+        f"p = {t['p']:.2g}, n = {t['n']})"
+    )
+
+
+def part_status(p: Mapping[str, Any], rejected: bool) -> str:
+    """A verdict part from a :func:`paired` comparison a − b whose Holm decision is ``rejected``:
+    'confirmed' (a clearly above b past the floor), 'contradicted' (clearly below, or a 95% CI
+    inside ±floor: no difference that matters) or 'limited' (neither: this run cannot judge it;
+    a limited part never lowers a label, VALIDITY.md)."""
+    t = p.get("test")
+    if t and rejected and t["mean_diff"] > p["min_effect"]:
+        return "confirmed"
+    if (t and rejected and t["mean_diff"] < -p["min_effect"]) or p.get("equivalent"):
+        return "contradicted"
+    return "limited"
+
+
+def label_of(statuses: Sequence[str]) -> str:
+    """The label from the judged parts: all confirmed → supported; all contradicted → not
+    supported; a mix → partly; nothing judged → inconclusive (as the Label's value)."""
+    judged = [s for s in statuses if s != "limited"]
+    if not judged:
+        return "inconclusive"
+    if all(s == "confirmed" for s in judged):
+        return "supported"
+    if all(s == "contradicted" for s in judged):
+        return "not supported"
+    return "partly supported"
+
+
+def holm_of(comparisons: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """Holm over the named :func:`paired` comparisons (a missing test counts as p = nan)."""
+    from whylab.verdict import holm
+
+    return holm({k: _p(c) for k, c in comparisons.items()})
+
+
+def _p(c: Mapping[str, Any]) -> float:
+    t = c.get("test")
+    return float(t["p"]) if t and t.get("p") is not None else math.nan

@@ -7,9 +7,11 @@ together), and learning it matters: the same model with the table frozen at rand
 end at a higher loss. The last point has an honest nuance: a frozen random table is still a usable
 code (random vectors in 64 dimensions are nearly orthogonal) and the layers after it adapt, so the
 frozen model trains too, and how well depends on the scale of the frozen vectors (at GPT-2's init
-std 0.02 they are drowned by the learned positional embedding). So two frozen tables are tried, the
-model's own initial one and one at unit scale (nn.Embedding's default N(0, 1)), and learning is
-held against the better of the two.
+std 0.02 they are drowned by the learned positional embedding). So the frozen table is drawn at unit
+scale (nn.Embedding's default N(0, 1)), optionally also at the model's own init, and learning must
+beat every frozen table: paired by seed (same other initial weights, same batches), Holm over the
+tables, by at least ``min_loss_gain``. The learned arm is the shared baseline LM (also in C04, C06),
+trained once per seed by the bench_baseline rule.
 """
 
 from __future__ import annotations
@@ -28,9 +30,25 @@ import torch.nn.functional as F
 from whylab import plotting
 from whylab.bench.train import bench_config, train_lm, train_settings
 from whylab.concepts import ConceptContext
-from whylab.concepts._bench_common import build_model, fmt, load_corpus, over_seeds, plot_curves, summary
+from whylab.concepts._bench_common import (
+    build_model,
+    curve,
+    describe,
+    finite,
+    fmt,
+    history_dict,
+    holm_of,
+    label_of,
+    learned_baseline,
+    load_corpus,
+    paired,
+    part_status,
+    plot_curves,
+    summary,
+)
+from whylab.errors import InputError
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict, clearly_less
+from whylab.verdict import Label, Verdict
 
 CLAIM_ID = "C03"
 
@@ -53,7 +71,7 @@ def table_relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
     return float((after - before).norm() / before.norm().clamp_min(1e-12))
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Rank correlation (ties averaged); nan when either side is constant."""
     frame = pd.DataFrame({"x": list(x), "y": list(y)})
     value = frame["x"].rank().corr(frame["y"].rank())
@@ -83,7 +101,7 @@ def variant_pairs(tokenizer: Any, counts: torch.Tensor, min_count: int) -> list[
         norm = text.strip().lower()
         if len(norm) >= 2 and "\ufffd" not in norm:
             groups.setdefault(norm, []).append(tok_id)
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for members in groups.values():
         members = sorted(members)
         pairs.extend((a, b) for i, a in enumerate(members) for b in members[i + 1 :])
@@ -116,12 +134,13 @@ def sample_token_ids(tokenizer: Any, counts: torch.Tensor, words: Sequence[str],
     return chosen[:n]
 
 
-# --------------------------------------------------------------------------- one training run
-def run_one(
-    ctx: ConceptContext, corpus: Any, seed: int, freeze: bool, embedding_std: float | None = None
-) -> dict[str, Any]:
-    """Train one LM; ``embedding_std`` redraws the token table N(0, std²) (same seed) before training."""
-    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size, freeze_embedding=freeze)
+# --------------------------------------------------------------------------- one seed
+def run_frozen(
+    ctx: ConceptContext, corpus: Any, seed: int, embedding_std: float | None
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Train one LM with the token table frozen; ``embedding_std`` redraws the table N(0, std²)
+    (from the seed) before training. Returns (run summary, table before, table after)."""
+    cfg = bench_config(ctx.settings.get("model", {}), vocab_size=corpus.vocab_size, freeze_embedding=True)
     model = build_model(cfg, seed, ctx.device)
     if embedding_std is not None:
         gen = torch.Generator().manual_seed(seed)
@@ -137,134 +156,161 @@ def run_one(
         device=ctx.device,
     )
     after = model.token_embedding.weight.detach().cpu().clone()
+    return _run_summary(history), before, after
+
+
+def _run_summary(history: Any) -> dict[str, Any]:
     return {
-        "history": history,
-        "initial_loss": history.eval_loss[0],
-        "eval_loss": history.final_eval_loss,
-        "before": before,
-        "after": after,
+        "initial_loss": finite(history.eval_loss[0]) if history.eval_loss else None,
+        "eval_loss": finite(history.final_eval_loss),
         "diverged": bool(history.diverged),
+        "curve": history_dict(history),
     }
 
 
-# --------------------------------------------------------------------------- run
-def run(ctx: ConceptContext) -> Evidence:
-    seeds = ctx.seeds
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """One seed: the learned baseline (shared with C04, C06) and the frozen tables, with the
+    learned table's movement and geometry. The frozen runs share every other initial weight and
+    every batch with the baseline of the same seed (paired)."""
     st = ctx.settings
+    plans: dict[str, float | None] = {FROZEN: None} if st.get("frozen_model_init", True) else {}
+    if st["frozen_unit_std"] is not None:
+        plans[FROZEN_UNIT] = float(st["frozen_unit_std"])
+    if not plans:
+        raise InputError(
+            "mechanisms.C03.frozen_unit_std: null together with frozen_model_init: false leaves no frozen table"
+        )
     corpus = load_corpus(ctx.inputs)
     counts = torch.bincount(corpus.train, minlength=corpus.vocab_size)
-    plans: dict[str, tuple[bool, float | None]] = {LEARNED: (False, None), FROZEN: (True, None)}
-    if st["frozen_unit_std"] is not None:
-        plans[FROZEN_UNIT] = (True, float(st["frozen_unit_std"]))
-    runs = over_seeds(seeds, plans, lambda seed, plan: run_one(ctx, corpus, seed, *plan))
+    cfg = bench_config(st.get("model", {}), vocab_size=corpus.vocab_size)
+    before = build_model(cfg, seed, "cpu").token_embedding.weight.detach().clone()
+    model, history = learned_baseline(st, ctx.inputs, corpus, seed, ctx.device)
+    after = model.token_embedding.weight.detach().cpu().clone()
+    runs: dict[str, dict[str, Any]] = {LEARNED: _run_summary(history)}
+    change = {LEARNED: table_relative_change(before, after)}
+    for key, std in plans.items():
+        runs[key], fb, fa = run_frozen(ctx, corpus, seed, std)
+        change[key] = table_relative_change(fb, fa)
 
     k = int(st["n_neighbours"])
     seen = counts > 0
     frequent = counts.argsort(descending=True)[: int(st["overlap_tokens"])].tolist()
     pairs = variant_pairs(corpus.tokenizer, counts, int(st["pair_min_count"]))
-    per_seed = []
-    for r in runs[LEARNED]:
-        rel = row_relative_change(r["before"], r["after"])
-        per_seed.append(
-            {
-                "table_change": table_relative_change(r["before"], r["after"]),
-                "spearman": spearman(np.log(counts[seen].double().numpy()), rel[seen].numpy()),
-                "unseen_change": float(rel[~seen].mean()) if (~seen).any() else math.nan,
-                "overlap": neighbour_overlap(r["before"], r["after"], frequent, k),
-                "pair_cos_before": mean_pair_cosine(r["before"], pairs),
-                "pair_cos_after": mean_pair_cosine(r["after"], pairs),
-            }
-        )
-    change = {key: [table_relative_change(r["before"], r["after"]) for r in rs] for key, rs in runs.items()}
-    init = {key: [r["initial_loss"] for r in rs] for key, rs in runs.items()}
-    loss = {key: [r["eval_loss"] for r in rs] for key, rs in runs.items()}
-    frozen_keys = [key for key in runs if key != LEARNED]
-    best = min(frozen_keys, key=lambda key: float(np.mean(loss[key])))
-    gain = {key: float(np.mean(init[key]) - np.mean(loss[key])) for key in runs}
+    rel = row_relative_change(before, after)
+    sample = sample_token_ids(corpus.tokenizer, counts, st["sample_words"], int(st["sample_tokens"]))
+    return {
+        "seed": seed,
+        "runs": runs,
+        "table_change": change,
+        "spearman": finite(spearman(np.log(counts[seen].double().numpy()), rel[seen].numpy())),
+        "unseen_change": finite(float(rel[~seen].mean())) if (~seen).any() else None,
+        "overlap": neighbour_overlap(before, after, frequent, k),
+        "pair_cos_before": finite(mean_pair_cosine(before, pairs)),
+        "pair_cos_after": finite(mean_pair_cosine(after, pairs)),
+        "pairs": len(pairs),
+        "row_change": [round(float(v), 6) for v in rel],
+        "sample": sample,
+        "neighbours_before": nearest_neighbours(before, sample, k),
+        "neighbours_after": nearest_neighbours(after, sample, k),
+        "embedding_parameters": int(before.numel()),
+    }
 
+
+# --------------------------------------------------------------------------- combine
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+    st = ctx.settings
+    seeds = [int(r["seed"]) for r in per_seed]
+    corpus = load_corpus(ctx.inputs)
+    counts = torch.bincount(corpus.train, minlength=corpus.vocab_size)
+    keys = list(per_seed[0]["runs"])
+    frozen_keys = [key for key in keys if key != LEARNED]
+    loss = {key: [r["runs"][key]["eval_loss"] for r in per_seed] for key in keys}
+    init = {key: [r["runs"][key]["initial_loss"] for r in per_seed] for key in keys}
+    change = {key: [r["table_change"][key] for r in per_seed] for key in keys}
+    min_gain = float(st["min_loss_gain"])
+    # per frozen table: frozen − learned loss per seed (positive: learning the table helps)
+    comparisons = {key: paired(loss[key], loss[LEARNED], min_gain) for key in frozen_keys}
+    k = int(st["n_neighbours"])
+    r0 = per_seed[0]
     metrics: dict[str, Any] = {
         "n_seeds": len(seeds),
         "vocab_size": corpus.vocab_size,
-        "embedding_parameters": int(runs[LEARNED][0]["before"].numel()),
-        "initial_eval_loss": {key: summary(v) for key, v in init.items()},
-        "eval_loss": {key: summary(v) for key, v in loss.items()},
-        "best_frozen": best,
-        "loss_gap_nats": {key: float(np.mean(loss[key]) - np.mean(loss[LEARNED])) for key in frozen_keys},
-        "share_of_learned_gain": {
-            key: (gain[key] / gain[LEARNED] if gain[LEARNED] > 0 else None) for key in frozen_keys
-        },
+        "embedding_parameters": r0["embedding_parameters"],
+        "initial_eval_loss": {key: summary(_f(v)) for key, v in init.items()},
+        "eval_loss": {key: summary(_f(v)) for key, v in loss.items()},
+        "paired_frozen_minus_learned": comparisons,
         "relative_change": {key: summary(v) for key, v in change.items()},
-        "change_vs_log_frequency_spearman": summary([p["spearman"] for p in per_seed]),
-        "unseen_tokens": int((~seen).sum()),
+        "change_vs_log_frequency_spearman": summary(_f([r["spearman"] for r in per_seed])),
+        "unseen_tokens": int((counts == 0).sum()),
         "unseen_token_relative_change": (
-            summary([p["unseen_change"] for p in per_seed]) if (~seen).any() else None
+            summary(_f([r["unseen_change"] for r in per_seed])) if r0["unseen_change"] is not None else None
         ),
         "neighbour_overlap": {
             "k": k,
-            "tokens": len(frequent),
-            "learned": summary([p["overlap"] for p in per_seed]),
+            "tokens": min(int(st["overlap_tokens"]), corpus.vocab_size),
+            "learned": summary([r["overlap"] for r in per_seed]),
             "random_expectation": k / (corpus.vocab_size - 1),
         },
         "same_word_pair_cosine": (
             {
-                "pairs": len(pairs),
-                "before": summary([p["pair_cos_before"] for p in per_seed]),
-                "after": summary([p["pair_cos_after"] for p in per_seed]),
+                "pairs": r0["pairs"],
+                "before": summary(_f([r["pair_cos_before"] for r in per_seed])),
+                "after": summary(_f([r["pair_cos_after"] for r in per_seed])),
             }
-            if pairs
+            if r0["pairs"]
             else None
         ),
-        "diverged": {key: sum(r["diverged"] for r in rs) for key, rs in runs.items()},
+        "diverged": {key: sum(r["runs"][key]["diverged"] for r in per_seed) for key in keys},
         "thresholds": {
             "min_relative_change": float(st["min_relative_change"]),
-            "min_loss_gain": float(st["min_loss_gain"]),
+            "min_loss_gain": min_gain,
         },
     }
 
-    sample = sample_token_ids(corpus.tokenizer, counts, st["sample_words"], int(st["sample_tokens"]))
-    r0 = runs[LEARNED][0]
-    nb_before = nearest_neighbours(r0["before"], sample, k)
-    nb_after = nearest_neighbours(r0["after"], sample, k)
+    geometry = [
+        {
+            "measure": f"share of the {k} nearest neighbours kept (top {metrics['neighbour_overlap']['tokens']} tokens)",
+            "value": fmt([r["overlap"] for r in per_seed], notation="f"),
+            "reference": f"{k / (corpus.vocab_size - 1):.3f} if the new table were unrelated",
+        },
+        {
+            "measure": "rank correlation of a row's change with log token count (seen tokens)",
+            "value": fmt(_f([r["spearman"] for r in per_seed]), notation="f"),
+            "reference": "0 if unrelated",
+        },
+    ]
+    if r0["pairs"]:
+        geometry.append(
+            {
+                "measure": f"mean cosine of {r0['pairs']} same-word token pairs (case / leading-space "
+                "variants), before → after training",
+                "value": f"{fmt(_f([r['pair_cos_before'] for r in per_seed]), notation='f')} → "
+                f"{fmt(_f([r['pair_cos_after'] for r in per_seed]), notation='f')}",
+                "reference": "≈ 0 for random vectors",
+            }
+        )
     show = corpus.tokenizer.decode
 
     def words(ids: list[int]) -> str:
         return " | ".join(repr(show([i])) for i in ids)
 
-    geometry = [
-        {
-            "measure": f"share of the {k} nearest neighbours kept (top {len(frequent)} tokens)",
-            "value": fmt([p["overlap"] for p in per_seed], notation="f"),
-            "reference": f"{k / (corpus.vocab_size - 1):.3f} if the new table were unrelated",
-        },
-        {
-            "measure": "rank correlation of a row's change with log token count (seen tokens)",
-            "value": fmt([p["spearman"] for p in per_seed], notation="f"),
-            "reference": "0 if unrelated",
-        },
-    ]
-    if pairs:
-        geometry.append(
-            {
-                "measure": f"mean cosine of {len(pairs)} same-word token pairs (case / leading-space "
-                "variants), before → after training",
-                "value": f"{fmt([p['pair_cos_before'] for p in per_seed], notation='f')} → "
-                f"{fmt([p['pair_cos_after'] for p in per_seed], notation='f')}",
-                "reference": "≈ 0 for random vectors",
-            }
-        )
     tables = [
         Table.from_records(
             "loss",
-            "Validation loss (nats/token), mean ± std over seeds, and how far the embedding "
-            "table moved (‖E_after − E_before‖ / ‖E_before‖).",
+            "Validation loss (nats/token), mean ± std over seeds; the paired difference frozen − learned "
+            "per seed (positive: learning the table helps) with its 95% CI; how far the embedding table "
+            "moved (‖E_after − E_before‖ / ‖E_before‖).",
             [
                 {
                     "variant": NAMES[key],
-                    "loss before training": fmt(init[key], notation="f"),
-                    "loss after training": fmt(loss[key], notation="f"),
+                    "loss before training": fmt(_f(init[key]), notation="f"),
+                    "loss after training": fmt(_f(loss[key]), notation="f"),
+                    "paired Δ vs learned (nats/token)": (
+                        describe(comparisons[key], "") if key in comparisons else "(reference)"
+                    ),
                     "embedding relative change": fmt(change[key], notation="f"),
                 }
-                for key in runs
+                for key in keys
             ],
         ),
         Table.from_records(
@@ -280,59 +326,63 @@ def run(ctx: ConceptContext) -> Evidence:
                 {
                     "token": repr(show([t])),
                     "frequency": int(counts[t]),
-                    f"{k} nearest before": words(nb_before[i]),
-                    f"{k} nearest after": words(nb_after[i]),
+                    f"{k} nearest before": words(r0["neighbours_before"][i]),
+                    f"{k} nearest after": words(r0["neighbours_after"][i]),
                 }
-                for i, t in enumerate(sample)
+                for i, t in enumerate(r0["sample"])
             ],
         ),
     ]
     figures = [
         plot_curves(
-            {NAMES[key]: [r["history"] for r in rs] for key, rs in runs.items()},
+            {NAMES[key]: [curve(r["runs"][key]["curve"]) for r in per_seed] for key in keys},
             ctx.outdir,
             "curves",
             "C03: learned vs frozen random embedding",
             "Validation next-token loss during training; line = mean over seeds, band = ±1 std. "
-            "Per seed all variants share every other initial weight; the frozen variants never "
-            "update their embedding table (model init: std "
+            "Per seed all variants share every other initial weight and every batch; the frozen variants "
+            "never update their embedding table (model init: std "
             f"{ctx.settings['model'].get('init_std', 0.02)}; unit scale: std "
             f"{st['frozen_unit_std']}).",
         ),
         _change_vs_frequency_figure(r0, counts, ctx),
     ]
+    v = verdict(metrics)
     literature = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.4",
             "The Transformer uses learned embeddings to map input and output tokens to vectors of size d_model.",
-            agrees=clearly_less(loss[LEARNED], loss[best]) if len(seeds) > 1 else None,
-            note=f"This run: learning the table lowers validation loss by "
-            f"{metrics['loss_gap_nats'][best]:.3f} nats/token against the better frozen random table "
-            f"({NAMES[best]}).",
+            agrees=(True if v.label is Label.SUPPORTED else None),
+            note="This run: "
+            + "; ".join(
+                f"frozen ({NAMES[key]}) − learned {describe(c, 'nats/token')}"
+                for key, c in comparisons.items()
+            )
+            + ".",
         )
     ]
     method = (
-        "We train the same small transformer language model on the corpus several times per seed, "
-        "with every other initial weight shared: once with the embedding table learned (the default) "
-        "and with it frozen at random values, both the model's own small initial table and a "
-        "unit-scale one (scale matters for a frozen table). We compare validation loss, measure how "
-        "far the learned table moved (‖ΔE‖/‖E‖, and per token against how often the token occurs), "
-        "and list the nearest neighbours (cosine) of sample tokens before and after training. A frozen "
-        "random table still gives each token a distinct vector the later layers can adapt to, so the "
-        "loss gap says how much learning the table itself adds."
+        "We train the same small transformer language model on the corpus per seed with the embedding "
+        "table learned (the shared baseline model, trained once per seed and reused by C04 and C06) and "
+        "with it frozen at random values, both the model's own small initial table and a unit-scale one "
+        "(scale matters for a frozen table); per seed every other initial weight and every batch are the "
+        "same, so the loss comparison is paired. We measure how far the learned table moved (‖ΔE‖/‖E‖, "
+        "and per token against how often the token occurs) and list the nearest neighbours (cosine) of "
+        "sample tokens before and after training. A frozen random table still gives each token a distinct "
+        "vector the later layers can adapt to, so the loss gap says how much learning the table itself adds."
     )
     return Evidence(
-        method=method,
-        metrics=metrics,
-        seeds=list(seeds),
-        tables=tables,
-        figures=figures,
-        literature=literature,
+        method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
     )
+
+
+def _f(values: Sequence[float | None]) -> list[float]:
+    """Per-seed values with failed runs (None) kept as NaN, for :func:`summary`."""
+    return [math.nan if v is None else float(v) for v in values]
 
 
 def _change_vs_frequency_figure(r: Mapping[str, Any], counts: torch.Tensor, ctx: ConceptContext) -> Any:
-    rel = row_relative_change(r["before"], r["after"]).numpy()
+    rel = np.asarray(r["row_change"], dtype=float)
     frame = pd.DataFrame(
         {
             "count": counts.numpy() + 1,
@@ -351,48 +401,88 @@ def _change_vs_frequency_figure(r: Mapping[str, Any], counts: torch.Tensor, ctx:
         fig,
         ctx.outdir,
         "change_vs_frequency",
-        f"C03: how far each token's embedding moved (seed {ctx.seeds[0]})",
+        f"C03: how far each token's embedding moved (seed {r['seed']})",
         "One dot per vocabulary entry of the learned embedding. Tokens never seen as input get no "
         "gradient; frequent tokens move the most.",
     )
 
 
 # --------------------------------------------------------------------------- verdict
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Supported when the table moves during training and learning it clearly lowers the loss
-    against the better frozen random table.
+PRIMARY = (
+    "validation loss with the embedding learned vs frozen at random (each frozen table: the model's "
+    "init and unit scale), paired by seed, Holm over the frozen tables, at least min_loss_gain nats/token"
+)
 
-    Moved but no clear loss gain: partly (it is trained, but a frozen random table did as well
-    here). Did not move: not supported.
-    """
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """The table must move in training (else not supported). Then one part per frozen random table,
+    paired over seeds and Holm-corrected: learning clearly lowers the loss past ``min_loss_gain``
+    (confirmed), the frozen table is clearly better or no different in a way that matters
+    (contradicted), or neither (limited: never lowers the label). All judged parts confirmed:
+    supported; any contradicted: partly (the table is trained, but a random code served as well);
+    nothing judged: inconclusive."""
+    from whylab.verdict import Kind
+
     th = metrics["thresholds"]
-    best = metrics["best_frozen"]
-    learned = metrics["eval_loss"]["learned"]["values"]
-    frozen = metrics["eval_loss"][best]["values"]
-    if min(len(learned), len(frozen)) < 2:
-        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per variant: no spread to judge by.")
-    every = [v for entry in metrics["eval_loss"].values() for v in entry["values"]]
-    if any(v is None or not math.isfinite(v) for v in every) or sum(metrics["diverged"].values()):
-        return Verdict(Label.INCONCLUSIVE, "A run diverged or gave a non-finite loss.")
+    comps = metrics["paired_frozen_minus_learned"]
+    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
+
+    def out(
+        label: Label, reason: str, takeaway: str = "", correction: str = "", limited: tuple[str, ...] = ()
+    ) -> Verdict:
+        return Verdict(
+            label,
+            reason,
+            kind=Kind.EXPERIMENT,
+            primary=primary,
+            limited=limited,
+            takeaway=takeaway,
+            correction=correction,
+        )
+
+    if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
+        return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per variant: no spread to judge by.")
+    if sum(metrics["diverged"].values()):
+        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite loss.")
     change = metrics["relative_change"]["learned"]["mean"]
-    sl, sf = Spread.of(learned), Spread.of(frozen)
     moved = change >= th["min_relative_change"]
-    better = clearly_less(learned, frozen) and sf.mean - sl.mean >= th["min_loss_gain"]
-    others = ", ".join(
-        f"{k.replace('_', ' ')} {Spread.of(v['values'])}"
-        for k, v in metrics["eval_loss"].items()
-        if k not in ("learned", best)
+    rejected = holm_of(comps)
+    status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
+    label = label_of(list(status.values()))
+    limited = tuple(
+        f"learned vs {k.replace('_', ' ')} table: the paired loss difference is neither clear of the seed "
+        "noise nor shown smaller than min_loss_gain"
+        for k, st in status.items()
+        if st == "limited"
     )
-    numbers = (
-        f"the table moved by {change:.0%} (‖ΔE‖/‖E‖); validation loss {sl} learned vs {sf} "
-        f"for the better frozen table ({best.replace('_', ' ')}){'; ' + others if others else ''} "
-        f"(nats/token)"
+    numbers = f"the table moved by {change:.0%} (‖ΔE‖/‖E‖); frozen − learned validation loss: " + "; ".join(
+        f"{k.replace('_', ' ')} {describe(c, 'nats/token')}" for k, c in comps.items()
     )
     if not moved:
-        return Verdict(Label.NOT_SUPPORTED, f"The embedding barely changed in training: {numbers}.")
-    if better:
-        return Verdict(Label.SUPPORTED, f"The embedding is trained and it matters: {numbers}.")
-    return Verdict(
+        return out(
+            Label.NOT_SUPPORTED,
+            f"The embedding barely changed in training: {numbers}.",
+            "Here the embedding table hardly moved in training.",
+            "In this run the embedding table stayed close to its random start.",
+        )
+    if label == "inconclusive":
+        return out(
+            Label.INCONCLUSIVE,
+            f"The embedding is trained, but no loss comparison is clear: {numbers}.",
+            limited=limited,
+        )
+    if label == "supported":
+        return out(
+            Label.SUPPORTED,
+            f"The embedding is trained and learning it clearly helps: {numbers}.",
+            "nn.Embedding is a table of trainable vectors; training moves them, and that lowers the loss.",
+            limited=limited,
+        )
+    return out(
         Label.PARTLY,
-        f"The embedding is trained, but a frozen random table did not clearly do worse here: {numbers}.",
+        f"The embedding is trained, but a frozen random table did about as well or better: {numbers}.",
+        "The embedding is trained, yet at this size a fixed random table serves about as well.",
+        "nn.Embedding is learned, but what matters here is that each token gets a distinct vector; "
+        "a random fixed one was not clearly worse in this small run.",
+        limited=limited,
     )

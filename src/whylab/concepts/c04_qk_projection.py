@@ -20,6 +20,7 @@ Two measurements, each over seeds, the same model with and without the projectio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,24 +32,33 @@ import seaborn as sns
 import torch
 
 from whylab import plotting
+from whylab.bench.train import train_settings
 from whylab.concepts import ConceptContext
 from whylab.concepts._bench_common import (
     attention_rows_figure,
-    compare_ablation,
+    curve,
+    describe,
+    finite,
     fmt,
+    history_dict,
+    holm_of,
+    label_of,
+    learned_baseline,
     load_corpus,
-    over_seeds,
+    paired,
+    part_status,
     plot_curves,
     summary,
     train_on_corpus,
     train_on_task,
 )
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict, clearly_less
+from whylab.verdict import Label, Verdict
 
 CLAIM_ID = "C04"
 
 VARIANTS = {"learned W_q, W_k": True, "Q = K = X": False}
+KEYS = {"learned W_q, W_k": "learned", "Q = K = X": "no_qk"}
 ILLUSTRATION_KO = "내일 점심에 팀장님이랑 밥 약속이 있어."
 
 
@@ -142,6 +152,8 @@ def task_measures(model: Any, s: Mapping[str, torch.Tensor], device: str) -> dic
 
 
 def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
+    """One task run (JSON-able): accuracy and the query's attention, plus the first
+    ``attention_examples`` held-out rows for the attention-map figure."""
     cfg_task = ctx.settings["task"]
     task = RelationTask.make(cfg_task["n_entities"], cfg_task["context_len"], seed)
     model, history = train_on_task(
@@ -156,7 +168,13 @@ def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
     )
     held_out = task.sample(cfg_task["eval_size"], torch.Generator().manual_seed(10_000 + seed))
     measures = task_measures(model, held_out, ctx.device)
-    measures.update(diverged=bool(history.diverged), held_out=held_out, train_loss=history.train_loss)
+    n_show = int(ctx.settings["attention_examples"])
+    rows = measures.pop("first_layer_rows")
+    measures.update(
+        diverged=bool(history.diverged),
+        map_rows=[[round(float(v), 4) for v in row] for row in rows[:n_show]],
+        map_positions=held_out["position"][:n_show].tolist(),
+    )
     return measures
 
 
@@ -198,126 +216,165 @@ def illustration_rows(models: Mapping[str, Any], tokenizer: Any, device: str) ->
     return rows
 
 
-def run_lm(ctx: ConceptContext, corpus: Any, seed: int, qk_proj: bool) -> dict[str, Any]:
+def lm_measures(ctx: ConceptContext, corpus: Any, model: Any, history: Any) -> dict[str, Any]:
     from whylab.bench import data
 
-    model, ts, history = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"qk_proj": qk_proj})
+    ts = train_settings(ctx.settings.get("train", {}))
     windows = data.eval_windows(corpus.valid, seq_len=ts.seq_len, max_windows=ts.eval_windows)
     shares = self_attention_share(model, windows[0][: ctx.settings["attention_windows"]], ctx.device)
     return {
-        "history": history,
-        "eval_loss": history.final_eval_loss,
+        "eval_loss": finite(history.final_eval_loss),
         "self_share": shares,
-        "model": model,
         "diverged": bool(history.diverged),
+        "curve": history_dict(history),
         "seq_len": ts.seq_len,
     }
 
 
-# --------------------------------------------------------------------------- run
-def run(ctx: ConceptContext) -> Evidence:
-    seeds = ctx.seeds
-    task_cfg = ctx.settings["task"]
-    task_runs = over_seeds(seeds, VARIANTS, lambda seed, qk: run_task(ctx, seed, qk))
+# --------------------------------------------------------------------------- one seed
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """One seed: the relation task with and without W_q, W_k, and the corpus LM: the learned
+    baseline (shared with C03, C06) against the same model with Q = K = X, same initial weights
+    where the shapes agree and the same batches (paired)."""
     corpus = load_corpus(ctx.inputs)
-    lm_runs = over_seeds(seeds, VARIANTS, lambda seed, qk: run_lm(ctx, corpus, seed, qk))
+    task = {KEYS[v]: run_task(ctx, seed, qk) for v, qk in VARIANTS.items()}
+    learned, hist = learned_baseline(ctx.settings, ctx.inputs, corpus, seed, ctx.device)
+    plain, _, hist_plain = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"qk_proj": False})
+    models = {"learned W_q, W_k": learned, "Q = K = X": plain}
+    return {
+        "seed": seed,
+        "task": task,
+        "lm": {
+            "learned": lm_measures(ctx, corpus, learned, hist),
+            "no_qk": lm_measures(ctx, corpus, plain, hist_plain),
+        },
+        "illustration": illustration_rows(models, corpus.tokenizer, ctx.device),
+    }
 
-    keys = {"learned W_q, W_k": "learned", "Q = K = X": "no_qk"}
-    seq_len = lm_runs["learned W_q, W_k"][0]["seq_len"]
-    # raw per-seed losses: a diverged run's NaN stays in the literature check (never "clear")
-    lm_loss = {keys[v]: [r["eval_loss"] for r in runs] for v, runs in lm_runs.items()}
+
+# --------------------------------------------------------------------------- combine
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+    seeds = [int(r["seed"]) for r in per_seed]
+    task_cfg = ctx.settings["task"]
+    names = {v: KEYS[v] for v in VARIANTS}
+
+    def task_values(key: str, measure: str, layer: int | None = 0) -> list[float]:
+        vals = [r["task"][key][measure] for r in per_seed]
+        return [float(v[layer] if layer is not None else v) for v in vals]
+
+    acc = {k: task_values(k, "accuracy", None) for k in names.values()}
+    lm_loss = {k: [r["lm"][k]["eval_loss"] for r in per_seed] for k in names.values()}
+    seq_len = per_seed[0]["lm"]["learned"]["seq_len"]
+    th = {
+        "min_accuracy_gap": float(ctx.settings["min_accuracy_gap"]),
+        "min_loss_gain": float(ctx.settings["min_loss_gain"]),
+    }
     metrics: dict[str, Any] = {
         "n_seeds": len(seeds),
         "task": {
             **{k: task_cfg[k] for k in ("n_entities", "context_len", "n_layers", "n_heads", "ffn")},
             "chance_accuracy": 1.0 / task_cfg["context_len"],
         },
-        "task_accuracy": {keys[v]: summary([r["accuracy"] for r in runs]) for v, runs in task_runs.items()},
+        "task_accuracy": {k: summary(v) for k, v in acc.items()},
         "task_partner_attention_layer1": {
-            keys[v]: summary([r["partner_attention"][0] for r in runs]) for v, runs in task_runs.items()
+            k: summary(task_values(k, "partner_attention")) for k in names.values()
         },
         "task_reverse_attention_layer1": {
-            keys[v]: summary([r["reverse_attention"][0] for r in runs]) for v, runs in task_runs.items()
+            k: summary(task_values(k, "reverse_attention")) for k in names.values()
         },
-        "task_self_attention_layer1": {
-            keys[v]: summary([r["self_attention"][0] for r in runs]) for v, runs in task_runs.items()
+        "task_self_attention_layer1": {k: summary(task_values(k, "self_attention")) for k in names.values()},
+        "lm_eval_loss": {
+            k: summary([math.nan if v is None else v for v in vals]) for k, vals in lm_loss.items()
         },
-        "task_partner_attention_by_layer": {
-            keys[v]: [r["partner_attention"] for r in runs] for v, runs in task_runs.items()
-        },
-        "task_self_attention_by_layer": {
-            keys[v]: [r["self_attention"] for r in runs] for v, runs in task_runs.items()
-        },
-        "lm_eval_loss": {k: summary(v) for k, v in lm_loss.items()},
         "lm_self_attention_layer1": {
-            keys[v]: summary([r["self_share"][0] for r in runs]) for v, runs in lm_runs.items()
+            k: summary([r["lm"][k]["self_share"][0] for r in per_seed]) for k in names.values()
         },
         "lm_self_attention_uniform": uniform_self_share(seq_len),
-        "diverged": {keys[v]: sum(r["diverged"] for r in task_runs[v] + lm_runs[v]) for v in VARIANTS},
-        "thresholds": {
-            "min_accuracy_gap": float(ctx.settings["min_accuracy_gap"]),
-            "min_loss_gain": float(ctx.settings["min_loss_gain"]),
+        # primary comparisons, paired by seed: accuracy learned − plain; loss plain − learned
+        "paired_task_accuracy": paired(acc["learned"], acc["no_qk"], th["min_accuracy_gap"]),
+        "paired_lm_loss": paired(lm_loss["no_qk"], lm_loss["learned"], th["min_loss_gain"]),
+        "diverged": {
+            k: sum(int(r["task"][k]["diverged"]) + int(r["lm"][k]["diverged"]) for r in per_seed)
+            for k in names.values()
         },
+        "thresholds": th,
     }
+
+    def cell(key: str, measure: str) -> str:
+        return fmt(task_values(key, measure, None if measure == "accuracy" else 0), notation="f")
 
     tables = [
         Table.from_records(
             "summary",
             "Mean ± std over seeds of each measure, with and without W_q, W_k. Attention "
-            "numbers are the query's first-layer attention averaged over heads.",
+            "numbers are the query's first-layer attention averaged over heads. The LM row of "
+            "learned W_q, W_k is the shared baseline model (also in C03 and C06).",
             [
                 {
                     "variant": v,
-                    "task accuracy": fmt([r["accuracy"] for r in task_runs[v]], notation="f"),
-                    "attention on σ(q)": fmt([r["partner_attention"][0] for r in task_runs[v]], notation="f"),
-                    "attention on σ⁻¹(q)": fmt(
-                        [r["reverse_attention"][0] for r in task_runs[v]], notation="f"
+                    "task accuracy": cell(k, "accuracy"),
+                    "attention on σ(q)": cell(k, "partner_attention"),
+                    "attention on σ⁻¹(q)": cell(k, "reverse_attention"),
+                    "attention on itself": cell(k, "self_attention"),
+                    "LM validation loss (nats/token)": fmt(metrics["lm_eval_loss"][k], notation="f"),
+                    "LM self-attention share": fmt(
+                        [r["lm"][k]["self_share"][0] for r in per_seed], notation="f"
                     ),
-                    "attention on itself": fmt([r["self_attention"][0] for r in task_runs[v]], notation="f"),
-                    "LM validation loss (nats/token)": fmt(
-                        [r["eval_loss"] for r in lm_runs[v]], notation="f"
-                    ),
-                    "LM self-attention share": fmt([r["self_share"][0] for r in lm_runs[v]], notation="f"),
                 }
-                for v in VARIANTS
+                for v, k in names.items()
+            ],
+        ),
+        Table.from_records(
+            "paired",
+            "The two primary comparisons, paired by seed (same initial weights where the shapes agree, "
+            "same batches): task accuracy learned − Q = K = X, and LM validation loss Q = K = X − learned "
+            "(positive: the projections help in both).",
+            [
+                {
+                    "comparison": "relation-task accuracy",
+                    "paired difference": describe(metrics["paired_task_accuracy"], ""),
+                },
+                {
+                    "comparison": "LM validation loss",
+                    "paired difference": describe(metrics["paired_lm_loss"], "nats/token"),
+                },
             ],
         ),
         Table.from_records(
             "illustration_ko",
-            "Illustration only (not evidence): the notes' sentence through the "
-            "seed-0 language models; how much attention each token gives itself in layer 1.",
-            illustration_rows({v: lm_runs[v][0]["model"] for v in VARIANTS}, corpus.tokenizer, ctx.device),
+            f"Illustration only (not evidence): the notes' sentence through the "
+            f"seed-{seeds[0]} language models; how much attention each token gives itself in layer 1.",
+            per_seed[0]["illustration"],
         ),
     ]
     figures = [
-        _accuracy_figure(task_runs, metrics["task"]["chance_accuracy"], ctx),
-        _attention_map_figure(task_runs, ctx),
+        _accuracy_figure(per_seed, metrics["task"]["chance_accuracy"], ctx),
+        _attention_map_figure(per_seed[0], ctx),
         plot_curves(
-            {v: [r["history"] for r in lm_runs[v]] for v in VARIANTS},
+            {v: [curve(r["lm"][k]["curve"]) for r in per_seed] for v, k in names.items()},
             ctx.outdir,
             "lm_curves",
             "C04: language-model loss with and without W_q, W_k",
             "Validation next-token loss on the corpus during training; line = mean over seeds, "
-            "band = ±1 std. Same model, same seeds; only the query/key projections differ.",
+            "band = ±1 std. Same model, same seeds and batches; only the query/key projections differ.",
         ),
     ]
-    gap = metrics["task_accuracy"]["learned"]["mean"] - metrics["task_accuracy"]["no_qk"]["mean"]
-    lm_gap = Spread.of(lm_loss["no_qk"]).mean - Spread.of(lm_loss["learned"]).mean
+    v = verdict(metrics)
     literature = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2.2",
             "Queries, keys and values are linearly projected per head with different, learned "
             "projections, which the authors found beneficial.",
             agrees=(
-                clearly_less(lm_loss["learned"], lm_loss["no_qk"])
-                or clearly_less(
-                    metrics["task_accuracy"]["no_qk"]["values"], metrics["task_accuracy"]["learned"]["values"]
-                )
-            )
-            if len(seeds) > 1
-            else None,
-            note=f"This run: learned projections change task accuracy by {gap:+.3f} and lower LM "
-            f"validation loss by {lm_gap:+.3f} nats/token relative to Q = K = X.",
+                True
+                if v.label in (Label.SUPPORTED, Label.PARTLY)
+                else False
+                if v.label is Label.NOT_SUPPORTED
+                else None
+            ),
+            note="This run, paired by seed: task accuracy learned − Q = K = X "
+            f"{describe(metrics['paired_task_accuracy'], '')}; LM loss Q = K = X − learned "
+            f"{describe(metrics['paired_lm_loss'], 'nats/token')}.",
         )
     ]
     method = (
@@ -330,54 +387,37 @@ def run(ctx: ConceptContext) -> Evidence:
         "its position. We measure accuracy and where the query's attention goes, on a one-layer, "
         f"{task_cfg['n_heads']}-head model {'with' if task_cfg['ffn'] else 'without'} a feed-forward block "
         f"(weights initialised with std {task_cfg['init_std']}), "
-        "and train both variants as language models on the corpus (validation loss, share of "
-        "attention tokens give themselves)."
+        "and train both variants as language models on the corpus (validation loss, share of attention "
+        "tokens give themselves); the learned variant is the shared baseline model. Both comparisons are "
+        "paired by seed (same initial weights where the shapes agree, same batches) and Holm-corrected."
     )
     return Evidence(
-        method=method,
-        metrics=metrics,
-        seeds=list(seeds),
-        tables=tables,
-        figures=figures,
-        literature=literature,
+        method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
     )
 
 
-def _accuracy_figure(
-    task_runs: Mapping[str, list[dict[str, Any]]], chance: float, ctx: ConceptContext
-) -> Any:
+def _accuracy_figure(per_seed: list[dict[str, Any]], chance: float, ctx: ConceptContext) -> Any:
+    measures = {
+        "accuracy": "task\naccuracy",
+        "partner_attention": "attention\non σ(q)",
+        "reverse_attention": "attention\non σ⁻¹(q)",
+        "self_attention": "attention\non itself",
+    }
     rows = []
-    for v, runs in task_runs.items():
-        for i, r in enumerate(runs):
-            rows.append(
-                {"variant": v, "seed": ctx.seeds[i], "measure": "task accuracy", "value": r["accuracy"]}
-            )
-            rows.append(
-                {
-                    "variant": v,
-                    "seed": ctx.seeds[i],
-                    "measure": "attention on σ(q)",
-                    "value": r["partner_attention"][0],
-                }
-            )
-            rows.append(
-                {
-                    "variant": v,
-                    "seed": ctx.seeds[i],
-                    "measure": "attention on σ⁻¹(q)",
-                    "value": r["reverse_attention"][0],
-                }
-            )
-            rows.append(
-                {
-                    "variant": v,
-                    "seed": ctx.seeds[i],
-                    "measure": "attention on itself",
-                    "value": r["self_attention"][0],
-                }
-            )
+    for r in per_seed:
+        for v, k in KEYS.items():
+            for m, label in measures.items():
+                value = r["task"][k][m]
+                rows.append(
+                    {
+                        "variant": v,
+                        "seed": r["seed"],
+                        "measure": label,
+                        "value": float(value if m == "accuracy" else value[0]),
+                    }
+                )
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
     sns.barplot(data=frame, x="measure", y="value", hue="variant", errorbar="sd", ax=ax, alpha=0.7)
     sns.stripplot(
         data=frame,
@@ -391,6 +431,8 @@ def _accuracy_figure(
         legend=False,
     )
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1.25)
+    ax.legend(loc="upper right", ncols=2, fontsize="small")
     ax.set_xlabel("measure on held-out task sequences")
     ax.set_ylabel("accuracy / attention weight (fraction, 0–1)")
     return plotting.save(
@@ -404,17 +446,16 @@ def _accuracy_figure(
     )
 
 
-def _attention_map_figure(task_runs: Mapping[str, list[dict[str, Any]]], ctx: ConceptContext) -> Any:
-    n_show = int(ctx.settings["attention_examples"])
+def _attention_map_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
     panels = {
-        v: (runs[0]["first_layer_rows"][:n_show].numpy(), runs[0]["held_out"]["position"][:n_show].tolist())
-        for v, runs in task_runs.items()
+        v: (np.asarray(r["task"][k]["map_rows"], dtype=float), list(r["task"][k]["map_positions"]))
+        for v, k in KEYS.items()
     }
     return attention_rows_figure(
         panels,
         ctx.outdir,
         "attention_maps",
-        f"C04: where the query looks (layer 1, seed {ctx.seeds[0]})",
+        f"C04: where the query looks (layer 1, seed {r['seed']})",
         "Each row is one held-out sequence; colour is the attention the last (query) token gives each "
         "position, averaged over heads. Red box: σ(q), the token the query must find. The rightmost "
         "column is the query attending to itself.",
@@ -423,32 +464,92 @@ def _attention_map_figure(task_runs: Mapping[str, list[dict[str, Any]]], ctx: Co
 
 
 # --------------------------------------------------------------------------- verdict
+PRIMARY = (
+    "learned W_q, W_k vs Q = K = X, paired by seed: relation-task accuracy (at least min_accuracy_gap) "
+    "and LM validation loss (at least min_loss_gain nats/token), Holm over the two"
+)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Supported when learned W_q, W_k clearly beat Q = K = X on the relation task and on LM loss.
+    """Two parts, paired over seeds and Holm-corrected together: relation-task accuracy and LM loss,
+    each 'confirmed' (learned W_q, W_k clearly better past its floor), 'contradicted' (Q = K = X
+    clearly better, or no difference that matters) or 'limited' (neither: never lowers the label).
+    All judged parts confirmed: supported; a mix: partly; all contradicted: not supported.
 
     The task counts only if the learned model solves it (accuracy at least ``min_accuracy_gap``
     above chance); otherwise it cannot tell the variants apart and the verdict is inconclusive.
     """
-    ab = compare_ablation(metrics, "no_qk")
-    if isinstance(ab, Verdict):
-        return ab
-    if not ab.task_learned:
+    from whylab.verdict import Kind
+
+    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
+
+    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
         return Verdict(
+            label, reason, kind=Kind.EXPERIMENT, primary=primary, takeaway=takeaway, correction=correction
+        )
+
+    th = metrics["thresholds"]
+    comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
+    if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
+        return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per variant: no spread to judge by.")
+    if sum(metrics["diverged"].values()):
+        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
+    acc = metrics["task_accuracy"]["learned"]["mean"]
+    chance = metrics["task"]["chance_accuracy"]
+    if acc < chance + th["min_accuracy_gap"]:
+        return out(
             Label.INCONCLUSIVE,
             f"Even with learned W_q, W_k the relation task stayed near chance (accuracy "
-            f"{ab.acc.mean:.3f} vs chance {ab.chance:.3f}), so it cannot separate the variants.",
+            f"{acc:.3f} vs chance {chance:.3f}), so it cannot separate the variants.",
         )
-    task_ok, lm_ok = ab.task_gain, ab.lm_gain
+    rejected = holm_of(comps)
+    status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
+    label = Label(label_of(list(status.values())))
+    names = {"task": "the relation task", "lm": "language-model loss"}
+    limited = tuple(
+        f"{names[k]}: the paired difference is neither clear of the seed noise nor shown smaller than its floor"
+        for k, st in status.items()
+        if st == "limited"
+    )
     self_x = metrics["task_self_attention_layer1"]["no_qk"]["mean"]
     self_l = metrics["task_self_attention_layer1"]["learned"]["mean"]
     numbers = (
-        f"relation-task accuracy {ab.acc} with learned W_q, W_k vs {ab.acc_ablated} with Q = K = X "
-        f"(query's attention on itself {self_l:.2f} vs {self_x:.2f}); LM loss {ab.loss} vs "
-        f"{ab.loss_ablated} nats/token"
+        f"relation-task accuracy {fmt(metrics['task_accuracy']['learned'], notation='f')} with learned "
+        f"W_q, W_k vs {fmt(metrics['task_accuracy']['no_qk'], notation='f')} with Q = K = X, paired "
+        f"{describe(comps['task'], '')} (query's attention on itself {self_l:.2f} vs {self_x:.2f}); "
+        f"LM loss Q = K = X − learned {describe(comps['lm'], 'nats/token')}"
     )
-    if task_ok and lm_ok:
-        return Verdict(Label.SUPPORTED, f"Learned projections clearly win on both tests: {numbers}.")
-    if task_ok or lm_ok:
-        which = "the relation task" if task_ok else "language-model loss"
-        return Verdict(Label.PARTLY, f"Learned projections clearly win only on {which}: {numbers}.")
-    return Verdict(Label.NOT_SUPPORTED, f"Q = K = X does as well as learned projections: {numbers}.")
+    won = [names[k] for k, st in status.items() if st == "confirmed"]
+    lost = [names[k] for k, st in status.items() if st == "contradicted"]
+    texts = {
+        Label.SUPPORTED: (
+            f"Learned projections clearly win on {' and '.join(won)}: {numbers}.",
+            "W_q and W_k let a token look for a different, related token instead of one that resembles it.",
+            "",
+        ),
+        Label.PARTLY: (
+            f"Learned projections clearly win on {' and '.join(won)} but not on {' and '.join(lost)}: {numbers}.",
+            "W_q and W_k help attention express relations, though not on every test here.",
+            f"Learned W_q, W_k clearly helped on {' and '.join(won)} only in this run.",
+        ),
+        Label.NOT_SUPPORTED: (
+            f"Q = K = X does as well as learned projections: {numbers}.",
+            "Here attention without W_q, W_k did as well.",
+            "In this run raw embeddings expressed the relation as well as learned projections.",
+        ),
+        Label.INCONCLUSIVE: (
+            f"Neither comparison is clear of the seed noise, nor shown smaller than its floor: {numbers}.",
+            "",
+            "",
+        ),
+    }
+    reason, takeaway, correction = texts[label]
+    return Verdict(
+        label,
+        reason,
+        kind=Kind.EXPERIMENT,
+        primary=primary,
+        limited=limited,
+        takeaway=takeaway,
+        correction=correction,
+    )

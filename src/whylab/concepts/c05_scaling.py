@@ -19,7 +19,7 @@ Three measurements:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -32,9 +32,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from whylab import plotting
 from whylab.bench.data import eval_windows, lm_data
-from whylab.bench.model import BenchTransformer
+from whylab.bench.model import BenchTransformer, MultiHeadAttention
 from whylab.bench.train import bench_config, train_lm, train_settings
 from whylab.concepts import ConceptContext
+from whylab.concepts._bench_common import curve, describe, paired
 from whylab.errors import InputError
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Label, Spread, Verdict, clearly_less
@@ -54,7 +55,7 @@ OVER_SHRINK_VAR = 0.5  # score variance after ÷√d_model below this = "over-sh
 
 def softmax_probe(
     d_k: int, scale: float | None, *, n_keys: int, samples: int, generator: torch.Generator
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Random unit-variance q and keys; one softmax row per sample; a scalar value per key.
 
     Returns the variance of the raw scores q·k, the standard deviation of the scaled scores,
@@ -134,9 +135,9 @@ def synthetic_heads(
     return rows
 
 
-def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
+def loglog_slope(x: Iterable[float], y: Iterable[float]) -> float:
     """Least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+    return float(np.polyfit(np.log(np.asarray(list(x), float)), np.log(np.asarray(list(y), float)), 1)[0])
 
 
 # --------------------------------------------------------------------------- training
@@ -165,73 +166,96 @@ def query_grad_norm(model: BenchTransformer, x: torch.Tensor, y: torch.Tensor) -
     model.zero_grad(set_to_none=True)
     logits = model(x).logits
     F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
-    grads = [b.attn.q_proj.weight.grad for b in model.blocks]
+    grads = [
+        m.q_proj.weight.grad
+        for m in model.modules()
+        if isinstance(m, MultiHeadAttention) and m.q_proj is not None
+    ]
     norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads if g is not None])))
     model.zero_grad(set_to_none=True)
     return norm
 
 
-def train_variants(
-    ctx: ConceptContext, train_ids: torch.Tensor, valid_ids: torch.Tensor, vocab_size: int
-) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-    """Measurement (3): each (head count, scaling) over seeds. Returns per-run rows and histories."""
-    s = c = ctx.settings  # the rule merges the claim's section at the top level
-    d_model = int(s.get("model", {}).get("d_model", 64))
-    steps = c.get("steps")
-    overrides = {"steps": int(steps)} if steps else {}
-    runs: list[dict[str, Any]] = []
-    histories: dict[str, list[Any]] = {}
+def training_arms(ctx: ConceptContext) -> list[tuple[int, str]]:
+    """(heads, scaling) of every training run: each head count with each scaling, except ÷√d_model
+    at one head (identical to ÷√d_k there)."""
+    c = ctx.settings
+    d_model = int(c.get("model", {}).get("d_model", 64))
+    arms = []
     for heads in c["train_heads"]:
         if d_model % heads:
             raise InputError(
                 f"mechanisms.C05.train_heads: {heads} does not divide mechanisms.model.d_model={d_model}"
             )
         for scale in c["train_scales"]:
-            if scale == "sqrt_dmodel" and heads == 1:
-                continue  # identical to ÷√d_k
-            name = f"d_k={d_model // heads}, {SCALE_NAMES[scale]}"
-            for seed in ctx.seeds:
-                model_overrides: dict[str, Any] = {"n_heads": heads, "scale": scale}
-                if c.get("unit_variance_qk", True):
-                    model_overrides["qk_init_std"] = 1.0 / math.sqrt(d_model)
-                cfg = bench_config(s.get("model", {}), vocab_size=vocab_size, **model_overrides)
-                torch.manual_seed(seed)
-                model = BenchTransformer(cfg).to(ctx.device)
-                ts = train_settings(s.get("train", {}), seed=seed, **overrides)
-                probe_x, probe_y = eval_windows(valid_ids, seq_len=ts.seq_len, max_windows=8)
-                probe_x, probe_y = probe_x.to(ctx.device), probe_y.to(ctx.device)
-                grad0 = query_grad_norm(model, probe_x, probe_y)
-                entropy0 = causal_attention_entropy(model, probe_x)
-                hist = train_lm(model, train_ids, valid_ids, ts, device=ctx.device)
-                histories.setdefault(name, []).append(hist)
-                runs.append(
-                    {
-                        "variant": name,
-                        "heads": heads,
-                        "d_k": d_model // heads,
-                        "scaling": scale,
-                        "seed": seed,
-                        "final_eval_loss": hist.final_eval_loss,
-                        "diverged": hist.diverged,
-                        "grad_wq_init": grad0,
-                        "attention_entropy_init": entropy0,
-                        "attention_entropy_final": causal_attention_entropy(model, probe_x),
-                    }
-                )
-    return runs, histories
+            if not (scale == "sqrt_dmodel" and heads == 1):
+                arms.append((int(heads), str(scale)))
+    return arms
 
 
-def _spread(values: Sequence[float]) -> dict[str, Any]:
-    vals = [float(v) for v in values]
-    sp = Spread.of(vals)
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """Measurement (3) for one seed: each (head count, scaling) trained from the same seed, so every
+    arm starts from the same weights (the scaling has no parameters) and sees the same batches."""
+    s = c = ctx.settings  # the rule merges the claim's section at the top level
+    d_model = int(s.get("model", {}).get("d_model", 64))
+    overrides = {k: int(c[k]) for k in ("steps", "seq_len") if c.get(k)}
+    _, train_ids, valid_ids = lm_data(ctx.inputs)
+    vocab_size = lm_data_vocab(ctx)
+    runs: list[dict[str, Any]] = []
+    for heads, scale in training_arms(ctx):
+        model_overrides: dict[str, Any] = {"n_heads": heads, "scale": scale}
+        if c.get("unit_variance_qk", True):
+            model_overrides["qk_init_std"] = 1.0 / math.sqrt(d_model)
+        cfg = bench_config(s.get("model", {}), vocab_size=vocab_size, **model_overrides)
+        torch.manual_seed(seed)
+        model = BenchTransformer(cfg).to(ctx.device)
+        ts = train_settings(s.get("train", {}), seed=seed, **overrides)
+        probe_x, probe_y = eval_windows(valid_ids, seq_len=ts.seq_len, max_windows=8)
+        probe_x, probe_y = probe_x.to(ctx.device), probe_y.to(ctx.device)
+        grad0 = query_grad_norm(model, probe_x, probe_y)
+        entropy0 = causal_attention_entropy(model, probe_x)
+        hist = train_lm(model, train_ids, valid_ids, ts, device=ctx.device)
+        runs.append(
+            {
+                "variant": f"d_k={d_model // heads}, {SCALE_NAMES[scale]}",
+                "heads": heads,
+                "d_k": d_model // heads,
+                "scaling": scale,
+                "seed": seed,
+                "final_eval_loss": hist.final_eval_loss if math.isfinite(hist.final_eval_loss) else None,
+                "diverged": bool(hist.diverged),
+                "grad_wq_init": grad0,
+                "attention_entropy_init": entropy0,
+                "attention_entropy_final": causal_attention_entropy(model, probe_x),
+                "curve": {
+                    "eval_steps": list(hist.eval_steps),
+                    "eval_loss": [float(v) for v in hist.eval_loss],
+                },
+            }
+        )
+    return {"seed": seed, "runs": runs}
+
+
+def lm_data_vocab(ctx: ConceptContext) -> int:
+    from whylab.bench.data import load_tokenizer
+
+    return int(load_tokenizer(ctx.inputs["tokenizer"]).get_vocab_size())
+
+
+def _spread(values: Iterable[Any]) -> dict[str, Any]:
+    vals = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+    ok = [v for v in vals if v is not None]
+    if not ok:
+        return {"mean": None, "std": None, "values": vals}
+    sp = Spread.of(ok)
     return {"mean": sp.mean, "std": None if math.isnan(sp.std) else sp.std, "values": vals}
 
 
 def summarise_training(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per d_k: final loss per scaling (mean, std, per seed) and the paired comparisons."""
-    frame = pd.DataFrame(runs)
+    """Per d_k: final loss per scaling (mean, std, per seed in seed order)."""
+    frame = pd.DataFrame(runs).sort_values("seed", kind="stable")
     out: dict[str, Any] = {}
-    for d_k, group in frame.groupby("d_k"):
+    for _, group in frame.groupby("d_k"):
         per_scale = {
             scale: {
                 "final_eval_loss": _spread(g["final_eval_loss"]),
@@ -242,14 +266,14 @@ def summarise_training(runs: list[dict[str, Any]]) -> dict[str, Any]:
             }
             for scale, g in group.groupby("scaling")
         }
-        out[str(int(d_k))] = {"heads": int(group["heads"].iloc[0]), "scalings": per_scale}
+        out[str(int(group["d_k"].iloc[0]))] = {"heads": int(group["heads"].iloc[0]), "scalings": per_scale}
     return out
 
 
 # --------------------------------------------------------------------------- run
 
 
-def run(ctx: ConceptContext) -> Evidence:
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     s = ctx.settings
     threshold = float(s["saturation_max_prob"])
     seed0 = ctx.seeds[0]
@@ -264,8 +288,10 @@ def run(ctx: ConceptContext) -> Evidence:
         threshold=threshold,
         seed=seed0,
     )
-    tokenizer, train_ids, valid_ids = lm_data(ctx.inputs)
-    runs, histories = train_variants(ctx, train_ids, valid_ids, tokenizer.get_vocab_size())
+    runs = [run for r in per_seed for run in r["runs"]]
+    histories: dict[str, list[Any]] = {}
+    for run in runs:
+        histories.setdefault(run["variant"], []).append(curve(run["curve"]))
 
     dk = pd.DataFrame(dk_rows)
     raw = dk[dk.scaling == "none"].sort_values("d_k")
@@ -300,8 +326,10 @@ def run(ctx: ConceptContext) -> Evidence:
         },
         "training": summarise_training(runs),
         "training_d_model": int(s.get("model", {}).get("d_model", 64)),
-        "n_seeds": len(ctx.seeds),
+        "n_seeds": len(per_seed),
+        "thresholds": {"min_loss_gain": float(s["min_loss_gain"])},
     }
+    metrics["paired"] = paired_comparisons(metrics)
 
     figures = [
         _figure_variance(ctx, raw, scaled),
@@ -361,7 +389,7 @@ def run(ctx: ConceptContext) -> Evidence:
             "W_q at initialisation and the attention entropy before and after training are recorded too."
         ),
         metrics=metrics,
-        seeds=ctx.seeds,
+        seeds=[int(r["seed"]) for r in per_seed],
         tables=tables,
         figures=figures,
         literature=_literature(metrics),
@@ -374,18 +402,21 @@ def _round(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fmt(values: pd.Series) -> str:
-    sp = Spread.of(list(values))
+    ok = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not ok:
+        return "n/a"
+    sp = Spread.of(ok)
     return f"{sp.mean:.3f}" if sp.n < 2 else f"{sp.mean:.3f} ± {sp.std:.3f}"
 
 
 def _training_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
-    for (d_k, scaling), g in frame.groupby(["d_k", "scaling"], sort=True):
+    for _, g in frame.groupby(["d_k", "scaling"], sort=True):
         rows.append(
             {
-                "d_k": int(d_k),
+                "d_k": int(g["d_k"].iloc[0]),
                 "heads": int(g["heads"].iloc[0]),
-                "scaling": SCALE_NAMES[str(scaling)],
+                "scaling": SCALE_NAMES[str(g["scaling"].iloc[0])],
                 "final loss (nats/token)": _fmt(g["final_eval_loss"]),
                 "‖∂L/∂W_q‖ at init": _fmt(g["grad_wq_init"]),
                 "attention entropy at init": _fmt(g["attention_entropy_init"]),
@@ -539,113 +570,184 @@ def _mechanism(m: Mapping[str, Any]) -> tuple[bool, dict[str, float]]:
     return holds, numbers
 
 
-def _training_gap(m: Mapping[str, Any]) -> tuple[bool | None, str]:
-    """At the largest trained d_k: is ÷√d_k clearly better than no scaling over seeds?"""
+def paired_comparisons(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The two pre-registered training comparisons, paired by seed (same initial weights, same
+    batches), each with the effect floor ``min_loss_gain`` (nats/token):
+
+    - ``scaling``: no scaling − ÷√d_k at the largest trained d_k (positive: scaling helps);
+    - ``dimension``: ÷√d_model − ÷√d_k at the smallest trained d_k, i.e. the most heads, where the
+      two differ most (positive: d_k is the better dimension; equivalent: it does not matter,
+      since a constant factor can be absorbed by W_q).
+    """
     training = m.get("training", {})
-    candidates = [int(d) for d, t in training.items() if {"sqrt_dk", "none"} <= set(t["scalings"])]
-    if not candidates:
-        return None, "no trained pair of ÷√d_k and no scaling"
-    d_k = max(candidates)
-    sc = training[str(d_k)]["scalings"]
-    a, b = sc["sqrt_dk"]["final_eval_loss"]["values"], sc["none"]["final_eval_loss"]["values"]
-    if len(a) < 2 or len(b) < 2 or any(v is None for v in [*a, *b]):
-        return None, f"d_k={d_k}: too few finite runs to compare"
-    sa, sb = Spread.of(a), Spread.of(b)
-    text = (
-        f"at d_k={d_k} the loss is {sa.mean:.3f} ± {sa.std:.3f} with ÷√d_k vs {sb.mean:.3f} ± {sb.std:.3f} "
-        f"without (nats/token, n={sa.n})"
-    )
-    return clearly_less(a, b), text
+    floor = float(m["thresholds"]["min_loss_gain"])
+    out: dict[str, Any] = {}
+    with_none = [int(d) for d, t in training.items() if {"sqrt_dk", "none"} <= set(t["scalings"])]
+    if with_none:
+        d_k = max(with_none)
+        sc = training[str(d_k)]["scalings"]
+        out["scaling"] = {
+            "d_k": d_k,
+            **paired(
+                sc["none"]["final_eval_loss"]["values"], sc["sqrt_dk"]["final_eval_loss"]["values"], floor
+            ),
+        }
+    with_model = [int(d) for d, t in training.items() if {"sqrt_dk", "sqrt_dmodel"} <= set(t["scalings"])]
+    if with_model:
+        d_k = min(with_model)
+        sc = training[str(d_k)]["scalings"]
+        out["dimension"] = {
+            "d_k": d_k,
+            "heads": training[str(d_k)]["heads"],
+            **paired(
+                sc["sqrt_dmodel"]["final_eval_loss"]["values"],
+                sc["sqrt_dk"]["final_eval_loss"]["values"],
+                floor,
+            ),
+        }
+    return out
 
 
-def _dimension(m: Mapping[str, Any]) -> tuple[bool | None, str]:
-    """Does ÷√d_model (the notes' wording) leave the score variance far from 1 with several heads?
-    The text also says what training showed about ÷√d_model where it was trained."""
-    heads = m.get("heads", {})
-    var = heads.get("score_var_scaled", {})
-    if "sqrt_dmodel" not in var or not heads.get("heads") or max(heads["heads"]) < 2:
-        return None, "no multi-head comparison"
-    h = max(heads["heads"])
-    v_model, v_k = float(var["sqrt_dmodel"][-1]), float(var["sqrt_dk"][-1])
-    text = f"with {h} heads ÷√d_model leaves a score variance of {v_model:.3f} (÷√d_k: {v_k:.2f})"
-    for d_k, t in sorted(m.get("training", {}).items(), key=lambda kv: int(kv[0])):
-        sc = t["scalings"]
-        if {"sqrt_dk", "sqrt_dmodel"} <= set(sc):
-            a = sc["sqrt_dmodel"]["final_eval_loss"]["values"]
-            b = sc["sqrt_dk"]["final_eval_loss"]["values"]
-            if len(a) > 1 and len(b) > 1 and None not in a and None not in b:
-                worse = "clearly worse" if clearly_less(b, a) else "not clearly worse"
-                text += (
-                    f"; in training at d_k={d_k} it was {worse}: {Spread.of(a).mean:.3f} vs "
-                    f"{Spread.of(b).mean:.3f}"
-                )
-            break
-    return v_model < OVER_SHRINK_VAR and abs(math.log(v_k)) < abs(math.log(v_model)), text
+def _vanishing_from(m: Mapping[str, Any]) -> int | None:
+    """The smallest synthetic d_k at which the unscaled gradient at the softmax input is below
+    GRAD_SHRINK of the scaled one (the gradient has vanished), or None."""
+    syn = m["synthetic"]
+    for d_k, raw, scaled in zip(
+        syn["d_k"], syn["grad_logits"]["none"], syn["grad_logits"]["sqrt_dk"], strict=True
+    ):
+        if scaled > 0 and raw / scaled < GRAD_SHRINK:
+            return int(d_k)
+    return None
 
 
-def _query_gradient(m: Mapping[str, Any]) -> tuple[bool | None, str]:
-    """In the real model at initialisation: is the gradient reaching W_q clearly smaller without scaling?"""
+def _gradient_note(m: Mapping[str, Any]) -> str:
+    """Where the gradient vanishes, stated only where this run shows it: at the trained d_k (the
+    gradient reaching W_q at initialisation) and in the synthetic check (from which d_k on)."""
     training = m.get("training", {})
     pairs = [int(d) for d, t in training.items() if {"sqrt_dk", "none"} <= set(t["scalings"])]
+    start = _vanishing_from(m)
+    synthetic = (
+        f"in the synthetic check the gradient at the softmax input falls below {GRAD_SHRINK:g}× the scaled one "
+        f"from d_k = {start} on"
+        if start is not None
+        else f"in the synthetic check the gradient at the softmax input never falls below {GRAD_SHRINK:g}× "
+        "the scaled one"
+    )
     if not pairs:
-        return None, ""
+        return synthetic
     d_k = max(pairs)
     sc = training[str(d_k)]["scalings"]
-    raw, scaled = sc["none"]["grad_wq_init"]["values"], sc["sqrt_dk"]["grad_wq_init"]["values"]
+    raw = [v for v in sc["none"]["grad_wq_init"]["values"] if v is not None]
+    scaled = [v for v in sc["sqrt_dk"]["grad_wq_init"]["values"] if v is not None]
     if len(raw) < 2 or len(scaled) < 2:
-        return None, ""
-    text = (
-        f"‖∂L/∂W_q‖ at initialisation is {Spread.of(raw).mean:.3g} unscaled vs "
-        f"{Spread.of(scaled).mean:.3g} scaled at d_k={d_k}"
-    )
-    entropy = {k: sc[k].get("attention_entropy_final", {}).get("mean") for k in ("none", "sqrt_dk")}
-    if None not in entropy.values():
-        text += (
-            f", while the trained attention's normalised entropy is {entropy['none']:.2f} unscaled vs "
-            f"{entropy['sqrt_dk']:.2f}"
+        return synthetic
+    r, q = Spread.of(raw).mean, Spread.of(scaled).mean
+    shrunk = clearly_less(raw, scaled)
+    trained = (
+        f"at the trained d_k = {d_k} the gradient reaching W_q at initialisation is {r:.3g} unscaled vs {q:.3g} "
+        + (
+            "scaled: already clearly smaller"
+            if shrunk
+            else "scaled: not smaller, so at this d_k the gradient has not vanished"
         )
-    return clearly_less(raw, scaled), text
+    )
+    return f"{trained}; {synthetic}"
+
+
+PRIMARY = (
+    "final validation loss, paired by seed: no scaling vs ÷√d_k at the largest trained d_k, and "
+    "÷√d_model vs ÷√d_k at the most heads, each against a floor of min_loss_gain nats/token"
+)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    holds, n = _mechanism(metrics)
-    if not holds:
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"The mechanism did not show: var(q·k) ∝ d_k^{n['slope']:.2f}; at d_k={n['d_k']:.0f} "
-            f"{n['saturated_raw']:.0%} of unscaled softmax rows are saturated (scaled "
-            f"{n['saturated_scaled']:.0%}) and the gradient at its input is {n['grad_ratio']:.2g}× "
-            "the scaled one.",
-        )
+    """Decided by training, paired over seeds (the synthetic numbers illustrate the mechanism and do
+    not decide: they hold by construction on random unit-variance vectors).
+
+    - scaling: ÷√d_k clearly better than no scaling at the largest trained d_k → the core holds;
+      clearly worse → not supported; no difference that matters → partly; unclear → inconclusive.
+    - dimension: ÷√d_k clearly better than ÷√d_model (the notes' "embedding dimension") → partly,
+      with the correction; equivalent → no caveat (W_q absorbs a constant factor); unclear → a
+      limit of this run.
+    """
+    from whylab.verdict import Kind
+
+    pc = metrics.get("paired", {})
+    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
+    limited: list[str] = []
+    _, n = _mechanism(metrics)
     mech = (
-        f"var(q·k) ∝ d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
-        f"softmax rows saturate (scaled {n['saturated_scaled']:.0%}) with {n['grad_ratio']:.1e}× the scaled "
-        "gradient at the softmax input"
+        f"in isolation var(q·k) ∝ d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of "
+        f"unscaled softmax rows saturate (scaled {n['saturated_scaled']:.0%})"
     )
-    helps, train_text = _training_gap(metrics)
-    if helps is None:
+    grad_note = _gradient_note(metrics)
+
+    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
         return Verdict(
-            Label.INCONCLUSIVE, f"{mech}, but the training comparison cannot decide: {train_text}."
+            label,
+            reason[:1].upper() + reason[1:],
+            kind=Kind.EXPERIMENT,
+            primary=primary,
+            limited=tuple(limited),
+            takeaway=takeaway,
+            correction=correction,
         )
-    if not helps:
-        return Verdict(
-            Label.PARTLY, f"In isolation {mech}; but training shows no clear benefit: {train_text}."
+
+    sc = pc.get("scaling")
+    if sc is None or sc["n"] < 2:
+        return out(
+            Label.INCONCLUSIVE, f"{mech}, but training has no paired comparison of ÷√d_k and no scaling."
         )
-    caveats = []
-    wrong_dim, dim_text = _dimension(metrics)
-    if wrong_dim:
-        caveats.append(
-            f"the right dimension is the per-head d_k of the notes' code, not the embedding "
-            f"dimension of their text ({dim_text})"
+    sc_text = f"at d_k={sc['d_k']} the loss without scaling minus with ÷√d_k is {describe(sc, 'nats/token')}"
+    dim = pc.get("dimension")
+    dim_text = ""
+    dim_wrong = False
+    if dim is None or dim["n"] < 2:
+        limited.append("which dimension: ÷√d_k and ÷√d_model were not both trained with several heads")
+    else:
+        dim_text = f"; with {dim['heads']} heads (d_k={dim['d_k']}) ÷√d_model minus ÷√d_k is {describe(dim, 'nats/token')}"
+        if dim["effect"] == 1:
+            dim_wrong = True
+        elif dim["equivalent"]:
+            dim_text += (
+                " (no difference that matters: a constant factor on the scores can be absorbed by W_q)"
+            )
+        elif dim["effect"] == 0:
+            limited.append(
+                "which dimension: ÷√d_k vs ÷√d_model in training is neither clear of the seed noise nor shown "
+                "to be smaller than the floor"
+            )
+    reason_tail = f"{sc_text}{dim_text}; {grad_note}"
+    if sc["effect"] == -1:
+        return out(
+            Label.NOT_SUPPORTED,
+            f"Scaling made training clearly worse: {reason_tail}.",
+            "Here dividing the scores did not help training.",
+            "In this run scaling the scores hurt training; the argument for it did not carry over.",
         )
-    vanished, grad_text = _query_gradient(metrics)
-    if vanished is False:
-        caveats.append(f"the harm in the model is saturation, not a vanished gradient ({grad_text})")
-    if caveats:
-        return Verdict(
-            Label.PARTLY, f"Scaling matters: {mech}; {train_text}. But " + ", and ".join(caveats) + "."
+    if sc["effect"] == 0:
+        if sc["equivalent"]:
+            return out(
+                Label.PARTLY,
+                f"{mech}; but in training scaling made no difference that matters: {reason_tail}.",
+                "Large dot products do saturate the softmax, but at this size training did not suffer from it.",
+                "Scaling keeps the score variance near 1; whether training needs it depends on d_k and the init.",
+            )
+        limited.append("whether scaling helps training: the paired difference is not clear of the seed noise")
+        return out(Label.INCONCLUSIVE, f"{mech}; training cannot decide: {reason_tail}.")
+    if dim_wrong:
+        return out(
+            Label.PARTLY,
+            f"Scaling helps training: {reason_tail}. But the right dimension is the per-head d_k of the notes' "
+            "code, not the embedding dimension of their text.",
+            "Divide the scores by √d_k, the dimension of one head's queries and keys.",
+            "Scores are divided by √d_k, the per-head key dimension (d_model / heads), not by √(embedding dimension).",
         )
-    return Verdict(Label.SUPPORTED, f"{mech}; {train_text}.")
+    return out(
+        Label.SUPPORTED,
+        f"Scaling helps training: {reason_tail}.",
+        "Dividing q·k by √d_k keeps the softmax out of saturation, so attention keeps learning.",
+    )
 
 
 def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
@@ -664,7 +766,9 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     for d_k, t in m.get("training", {}).items():
         sc = t["scalings"]
         if {"sqrt_dk", "none"} <= set(sc):
-            gaps[int(d_k)] = sc["none"]["final_eval_loss"]["mean"] - sc["sqrt_dk"]["final_eval_loss"]["mean"]
+            a, b = sc["none"]["final_eval_loss"]["mean"], sc["sqrt_dk"]["final_eval_loss"]["mean"]
+            if a is not None and b is not None:
+                gaps[int(d_k)] = a - b
     agrees: bool | None = None
     note = "Only one d_k was trained, so the trend with d_k cannot be read."
     if len(gaps) >= 2:

@@ -1,9 +1,11 @@
 """C07: NLP prefers LayerNorm to BatchNorm because sentences differ in length and BatchNorm
 averages over the padding.
 
-The experiment trains the same bench transformer with LayerNorm, with BatchNorm (each channel
-normalised over batch *and* time, PAD positions included, as a naive user would write it) and,
-as a reference, with RMSNorm, on padded batches of real sentences of mixed lengths. It measures
+The experiment trains the same bench transformer with LayerNorm, with naive BatchNorm (each channel
+normalised over batch *and* time, PAD positions included, as a naive user would write it), with
+masked BatchNorm (the same, but its statistics use only the real tokens: the notes' reason removed)
+and optionally RMSNorm, on padded batches of real sentences of mixed lengths, paired by seed. Naive vs
+masked BatchNorm tests the reason; LayerNorm vs masked BatchNorm the preference. It measures
 what the notes' argument predicts:
 
 - the validation loss (BatchNorm evaluates with its running statistics) and the gap between
@@ -13,7 +15,11 @@ what the notes' argument predicts:
   its batch grows. LayerNorm normalises each token on its own, so it must show ~0; BatchNorm
   in training mode must not;
 - for BatchNorm, how far the PAD rows move the batch mean (the notes' mechanism itself) and how
-  much the batch statistics fluctuate from batch to batch (Shen et al. 2020's diagnosis).
+  much the batch statistics fluctuate from batch to batch (Shen et al. 2020's diagnosis);
+- non-causality: in training mode BatchNorm's statistics include later tokens, so changing them
+  moves the logits at earlier positions (LayerNorm: exactly 0).
+The loss comparisons decide only once the training loss has reached a plateau; before that they
+are limits of this run.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +35,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from whylab.bench.model import is_batch_norm
 from whylab.concepts import ConceptContext
 from whylab.concepts import _bench_common as bench
 from whylab.errors import InputError
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict, clearly_less
+from whylab.verdict import Label, Verdict
 
 CLAIM_ID = "C07"
 IGNORE = -100  # target id that cross-entropy skips (PAD positions)
 PAD_TOKENS = ("<pad>", "[PAD]", "<PAD>")
-NORM_NAMES = {"layer": "LayerNorm", "batch": "BatchNorm", "rms": "RMSNorm", "none": "no norm"}
+NORM_NAMES = {
+    "layer": "LayerNorm",
+    "batch": "BatchNorm",
+    "masked_batch": "masked BatchNorm",
+    "rms": "RMSNorm",
+    "none": "no norm",
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
 
 
@@ -95,7 +108,9 @@ def lm_pairs(seqs: Sequence[Sequence[int]], pad_id: int, length: int | None = No
     return x, y
 
 
-def padded_batch_fn(seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int):  # type: ignore[no-untyped-def]
+def padded_batch_fn(
+    seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int
+) -> Callable[[int, torch.Generator], tuple[Tensor, Tensor]]:
     """``batch_fn`` for ``train_lm``: random sentences, padded to the longest in the batch."""
 
     def batch_fn(step: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -124,7 +139,7 @@ def batch_stats_mode(model: nn.Module) -> nn.Module:
     m = copy.deepcopy(model)
     m.eval()
     for mod in m.modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        if is_batch_norm(mod):
             mod.train()
     return m
 
@@ -217,9 +232,9 @@ def batch_dependence(
             )
         same_len = [stream_windows(stream, len(probe), k, gen) for _ in range(mate_sets)]
         ref_nopad = probe_logits(train_like, probe, same_len[0], pad_id, device)
-        for mates in same_len[1:]:
+        for windows in same_len[1:]:
             out["mates_nopad"].append(
-                relative_change(probe_logits(train_like, probe, mates, pad_id, device), ref_nopad)
+                relative_change(probe_logits(train_like, probe, windows, pad_id, device), ref_nopad)
             )
         longest = max(len(s) for s in [probe, *mate_lists[0]]) - 1
         for extra in per_extra:
@@ -257,11 +272,14 @@ def batchnorm_statistics(
     """
     m = batch_stats_mode(model)
     captured: list[Tensor] = []
-    bns = [mod for mod in m.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
+    bns = [mod for mod in m.modules() if is_batch_norm(mod)]
     if not bns:
         return {}
     hooks = [
-        bn.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float())) for bn in bns
+        bn.register_forward_hook(
+            lambda mod, inp, out: captured.append(inp[0].detach().float().reshape(-1, inp[0].shape[-1]))
+        )
+        for bn in bns
     ]
     shifts: list[float] = []
     means: list[list[Tensor]] = [[] for _ in bns]
@@ -302,14 +320,52 @@ def _corpus_paths(inputs: Mapping[str, Path], prefix: str) -> list[Path]:
     return paths
 
 
-def run(ctx: ConceptContext) -> Evidence:
+@torch.no_grad()
+def future_leak(
+    model: nn.Module,
+    probes: Sequence[Sequence[int]],
+    pool: Sequence[Sequence[int]],
+    *,
+    batch_size: int,
+    pad_id: int,
+    vocab: int,
+    device: str,
+    seed: int,
+) -> float:
+    """How much a sentence's logits at its first half change, in training mode, when every token at
+    a later position in the batch (its own second half and the batch-mates' later tokens) is
+    replaced at random. A causal model gives exactly 0; batch statistics over batch and time let the
+    later tokens leak into earlier positions (mean relative change over probes)."""
+    gen = torch.Generator().manual_seed(30_000 + seed)
+    train_like = batch_stats_mode(model)
+    changes = []
+    for probe in probes:
+        mates = [pool[int(i)] for i in torch.randint(len(pool), (batch_size - 1,), generator=gen)]
+        x, _ = lm_pairs([probe, *mates], pad_id)
+        cut = max(1, (len(probe) - 1) // 2)
+        ref = train_like(x.to(device)).logits[0, :cut].float().cpu()
+        y = x.clone()
+        later = (torch.arange(x.shape[1]) >= cut)[None, :] & (x != pad_id)
+        noise = torch.randint(0, vocab, x.shape, generator=gen)
+        noise = torch.where(noise == pad_id, (noise + 1) % vocab, noise)
+        y[later] = noise[later]
+        new = train_like(y.to(device)).logits[0, :cut].float().cpu()
+        changes.append(relative_change(new, ref))
+    return sum(changes) / len(changes)
+
+
+def _prepare(ctx: ConceptContext) -> dict[str, Any]:
+    """Sentences, PAD id and the fixed evaluation batches every seed and norm shares."""
     from whylab.bench.data import load_tokenizer
-    from whylab.bench.train import bench_config, train_lm, train_settings
+    from whylab.bench.train import train_settings
 
     s = ctx.settings
-    norms = list(s.get("norms", ["layer", "batch", "rms"]))
-    if "layer" not in norms or "batch" not in norms:
-        raise InputError("mechanisms.C07.norms: must include both 'layer' and 'batch'")
+    norms = list(s.get("norms", ["layer", "batch", "masked_batch", "rms"]))
+    missing = [n for n in ("layer", "batch", "masked_batch") if n not in norms]
+    if missing:
+        raise InputError(
+            f"mechanisms.C07.norms: must include layer, batch and masked_batch (missing {missing})"
+        )
     if "tokenizer" not in ctx.inputs:
         raise InputError("C07: no input named tokenizer was given")
     tokenizer = load_tokenizer(ctx.inputs["tokenizer"])
@@ -329,123 +385,205 @@ def run(ctx: ConceptContext) -> Evidence:
     valid_seqs = [valid_seqs[i] for i in order]
     n_eval = min(int(s.get("eval_sequences", 64)), len(valid_seqs))
     eval_seqs, pool = valid_seqs[:n_eval], valid_seqs[n_eval:] or valid_seqs
-    n_probes = min(int(s.get("probes", 8)), len(eval_seqs))
-    probes = eval_seqs[:n_probes]
-    stream = torch.tensor([t for seq in valid_seqs for t in seq], dtype=torch.long)
     extras = sorted({int(e) for e in s.get("extra_padding", [8, 16, 32])})
-
-    model_max_len = max(int(s.get("model", {}).get("max_len", 256)), max_len - 1 + max(extras, default=0))
     train_over = bench.given(s, ("steps", "batch_size", "lr"))
     batch_size = train_settings(s.get("train", {}), **train_over).batch_size
-    eval_windows = lm_pairs(eval_seqs, pad_id)  # one padded block: eval mode makes padding irrelevant
-    eval_batches = fixed_batches(eval_seqs, batch_size, pad_id)
+    return {
+        "norms": norms,
+        "pad_id": pad_id,
+        "vocab": vocab,
+        "train_seqs": train_seqs,
+        "valid_seqs": valid_seqs,
+        "eval_seqs": eval_seqs,
+        "pool": pool,
+        "probes": eval_seqs[: min(int(s.get("probes", 8)), len(eval_seqs))],
+        "stream": torch.tensor([t for seq in valid_seqs for t in seq], dtype=torch.long),
+        "extras": extras,
+        "model_max_len": max(
+            int(s.get("model", {}).get("max_len", 256)), max_len - 1 + max(extras, default=0)
+        ),
+        "train_over": train_over,
+        "batch_size": batch_size,
+    }
 
-    histories: dict[str, list[Any]] = {}
-    per_norm: dict[str, dict[str, list[float]]] = {}
-    curves: dict[str, list[list[dict[str, float]]]] = {}
-    bn_stats: list[dict[str, float]] = []
-    reference_pad: list[float] = []
-    for norm in norms:
+
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """Every norm trained from ``seed`` (norms have no random weights, so every arm starts from the
+    same initial weights and sees the same padded batches: paired), then measured."""
+    from whylab.bench.train import bench_config, train_lm, train_settings
+
+    s = ctx.settings
+    d = _prepare(ctx)
+    pad_id, batch_size = d["pad_id"], d["batch_size"]
+    eval_windows = lm_pairs(d["eval_seqs"], pad_id)  # one padded block: eval mode makes padding irrelevant
+    eval_batches = fixed_batches(d["eval_seqs"], batch_size, pad_id)
+    out: dict[str, Any] = {"seed": seed, "norms": {}}
+    for norm in d["norms"]:
         cfg = bench_config(
-            s.get("model", {}), vocab_size=vocab, norm=norm, pad_id=pad_id, max_len=model_max_len
+            s.get("model", {}), vocab_size=d["vocab"], norm=norm, pad_id=pad_id, max_len=d["model_max_len"]
         )
-        rows: dict[str, list[float]] = {
-            k: []
-            for k in (
-                "eval_loss",
-                "batch_stats_loss",
-                "mode_gap",
-                "train_loss_end",
-                "mates_padded",
-                "mates_nopad",
-                "padding",
-                "eval_mode",
-            )
-        }
-        histories[NORM_NAMES[norm]] = []
-        curves[norm] = []
-        for seed in ctx.seeds:
-            model = bench.build_model(cfg, seed, ctx.device)
-            settings = train_settings(s.get("train", {}), **train_over, seed=seed)
-            hist = train_lm(
+        model = bench.build_model(cfg, seed, ctx.device)
+        settings = train_settings(s.get("train", {}), **d["train_over"], seed=seed)
+        hist = train_lm(
+            model,
+            None,
+            eval_windows,
+            settings,
+            ctx.device,
+            batch_fn=padded_batch_fn(d["train_seqs"], batch_size, pad_id),
+        )
+        model.eval()
+        eval_loss = token_loss(model, eval_batches, ctx.device)
+        stats_loss = token_loss(batch_stats_mode(model), eval_batches, ctx.device)
+        tail = hist.train_loss[-max(1, len(hist.train_loss) // 10) :]
+        dep = batch_dependence(
+            model,
+            d["probes"],
+            d["pool"],
+            d["stream"],
+            batch_size=batch_size,
+            mate_sets=int(s.get("mate_sets", 4)),
+            extra_padding=d["extras"],
+            pad_id=pad_id,
+            device=ctx.device,
+            seed=seed,
+        )
+        n = len(hist.train_loss)
+        late = hist.train_loss[int(0.6 * n) : int(0.8 * n)] or hist.train_loss
+        last = hist.train_loss[int(0.8 * n) :] or hist.train_loss
+        late_mean, last_mean = sum(late) / len(late), sum(last) / len(last)
+        record: dict[str, Any] = {
+            # how much the training loss still fell over the last fifth of training (relative)
+            "tail_drop": bench.finite((late_mean - last_mean) / last_mean) if last_mean else None,
+            "eval_loss": bench.finite(eval_loss),
+            "batch_stats_loss": bench.finite(stats_loss),
+            "mode_gap": bench.finite(eval_loss - stats_loss),
+            "train_loss_end": bench.finite(sum(tail) / len(tail)),
+            "diverged": bool(hist.diverged),
+            "future_leak": future_leak(
                 model,
-                None,
-                eval_windows,
-                settings,
-                ctx.device,
-                batch_fn=padded_batch_fn(train_seqs, batch_size, pad_id),
-            )
-            histories[NORM_NAMES[norm]].append(hist)
-            model.eval()
-            eval_loss = token_loss(model, eval_batches, ctx.device)
-            stats_loss = token_loss(batch_stats_mode(model), eval_batches, ctx.device)
-            tail = hist.train_loss[-max(1, len(hist.train_loss) // 10) :]
-            dep = batch_dependence(
-                model,
-                probes,
-                pool,
-                stream,
+                d["probes"],
+                d["pool"],
                 batch_size=batch_size,
-                mate_sets=int(s.get("mate_sets", 4)),
-                extra_padding=extras,
                 pad_id=pad_id,
+                vocab=d["vocab"],
                 device=ctx.device,
                 seed=seed,
+            ),
+            "padding_curve": dep["padding_curve"],
+            "reference_pad_fraction": dep["reference_pad_fraction"],
+            "curve": bench.history_dict(hist),
+            **{k: dep[k] for k in ("mates_padded", "mates_nopad", "padding", "eval_mode")},
+        }
+        if norm == "batch":
+            gen = torch.Generator().manual_seed(20_000 + seed)
+            sample = padded_batch_fn(d["train_seqs"], batch_size, pad_id)
+            record["bn_stats"] = batchnorm_statistics(
+                model, [sample(i, gen) for i in range(8)], pad_id, ctx.device
             )
-            rows["eval_loss"].append(eval_loss)
-            rows["batch_stats_loss"].append(stats_loss)
-            rows["mode_gap"].append(eval_loss - stats_loss)
-            rows["train_loss_end"].append(sum(tail) / len(tail))
-            for key in ("mates_padded", "mates_nopad", "padding", "eval_mode"):
-                rows[key].append(dep[key])
-            curves[norm].append(dep["padding_curve"])
-            reference_pad.append(dep["reference_pad_fraction"])
-            if norm == "batch":
-                gen = torch.Generator().manual_seed(20_000 + seed)
-                sample = padded_batch_fn(train_seqs, batch_size, pad_id)
-                bn_stats.append(
-                    batchnorm_statistics(model, [sample(i, gen) for i in range(8)], pad_id, ctx.device)
-                )
-        per_norm[norm] = rows
+        out["norms"][norm] = record
+    return out
 
+
+MEASURES = (
+    "tail_drop",
+    "eval_loss",
+    "batch_stats_loss",
+    "mode_gap",
+    "train_loss_end",
+    "mates_padded",
+    "mates_nopad",
+    "padding",
+    "eval_mode",
+    "future_leak",
+)
+
+
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+    s = ctx.settings
+    d = _prepare(ctx)
+    norms = d["norms"]
+    seeds = [int(r["seed"]) for r in per_seed]
+
+    def vals(norm: str, key: str) -> list[float]:
+        return [math.nan if r["norms"][norm][key] is None else float(r["norms"][norm][key]) for r in per_seed]
+
+    floor = float(s.get("min_loss_gain", 0.02))
+    loss = {norm: [r["norms"][norm]["eval_loss"] for r in per_seed] for norm in norms}
+    bn_stats = [r["norms"]["batch"]["bn_stats"] for r in per_seed if r["norms"]["batch"].get("bn_stats")]
+    reference_pad = [r["norms"][n]["reference_pad_fraction"] for r in per_seed for n in norms]
     metrics: dict[str, Any] = {
-        "norms": {norm: {k: bench.summary(v) for k, v in rows.items()} for norm, rows in per_norm.items()},
+        "n_seeds": len(seeds),
+        "norms": {norm: {k: bench.summary(vals(norm, k)) for k in MEASURES} for norm in norms},
+        # positive: the second-named norm's loss is lower (nats/token), paired by seed
+        "paired": {
+            "reason_naive_minus_masked": bench.paired(loss["batch"], loss["masked_batch"], floor),
+            "preference_masked_minus_layer": bench.paired(loss["masked_batch"], loss["layer"], floor),
+            "naive_minus_layer": bench.paired(loss["batch"], loss["layer"], floor),
+        },
+        "diverged": {norm: sum(int(r["norms"][norm]["diverged"]) for r in per_seed) for norm in norms},
         "batchnorm_statistics": {
             k: bench.summary([b[k] for b in bn_stats]) for k in ("pad_mean_shift", "batch_fluctuation")
         }
         if bn_stats
         else {},
-        "padding_curves": {norm: _mean_curve(c) for norm, c in curves.items()},
-        "reference_pad_fraction": sum(reference_pad) / len(reference_pad),
-        "pad_fraction_train": _mean_pad_fraction(train_seqs, batch_size, pad_id),
-        "sentences": {
-            "train": len(train_seqs),
-            "valid": len(valid_seqs),
-            "eval": n_eval,
-            "mean_length": sum(len(q) for q in train_seqs) / len(train_seqs),
+        "padding_curves": {
+            norm: _mean_curve([r["norms"][norm]["padding_curve"] for r in per_seed]) for norm in norms
         },
-        "pad_id": pad_id,
+        "reference_pad_fraction": sum(reference_pad) / len(reference_pad),
+        "pad_fraction_train": _mean_pad_fraction(d["train_seqs"], d["batch_size"], d["pad_id"]),
+        "steps": int(d["train_over"].get("steps", s.get("train", {}).get("steps", 200))),
+        "sentences": {
+            "train": len(d["train_seqs"]),
+            "valid": len(d["valid_seqs"]),
+            "eval": len(d["eval_seqs"]),
+            "mean_length": sum(len(q) for q in d["train_seqs"]) / len(d["train_seqs"]),
+        },
+        "pad_id": d["pad_id"],
+        "min_loss_gain": floor,
+        "plateau_tolerance": float(s.get("plateau_tolerance", 0.02)),
         "dependence_threshold": float(s.get("dependence_threshold", 0.01)),
         "invariance_tolerance": float(s.get("invariance_tolerance", 1e-4)),
     }
+    histories = {NORM_NAMES[n]: [bench.curve(r["norms"][n]["curve"]) for r in per_seed] for n in norms}
     return Evidence(
         method=(
-            "The same bench transformer is trained with LayerNorm, with BatchNorm (each channel "
-            "normalised over batch and time, PAD positions included) and with RMSNorm as a reference, "
-            "on batches of real sentences of mixed lengths padded to the longest in the batch "
+            "The same bench transformer is trained with LayerNorm, with naive BatchNorm (each channel "
+            "normalised over batch and time, PAD positions included), with masked BatchNorm (the same, but "
+            "its statistics use only the real tokens: the notes' reason removed) and with RMSNorm as a "
+            "reference, on batches of real sentences of mixed lengths padded to the longest in the batch "
             f"(on average {metrics['pad_fraction_train']:.0%} of a training batch is PAD), over "
-            f"{len(ctx.seeds)} seeds. After training we compare the validation loss (BatchNorm with its "
-            "running statistics, as in deployment) with the loss on the same batches using batch "
-            "statistics, and we measure how much one sentence's logits change when the other sentences "
-            "in its batch change, or when only extra PAD columns are added to the batch. (In training mode "
-            "BatchNorm's statistics also include later tokens, so it is not even causal; the reported loss is "
-            "measured in eval mode, where that cannot help.)"
+            f"{len(seeds)} seeds, paired (norms have no random weights, so each seed gives every arm the same "
+            "initial weights and batches). Naive vs masked BatchNorm tests the reason; LayerNorm vs masked "
+            "BatchNorm tests whether the preference survives once PAD is handled. After training we compare "
+            "the validation loss (BatchNorm with its running statistics, as in deployment) with the loss on "
+            "the same batches using batch statistics, and we measure how much one sentence's logits change "
+            "when the other sentences in its batch change, when only extra PAD columns are added, and when the "
+            "later tokens of the batch change (in training mode BatchNorm's statistics include later tokens, so "
+            "it is not causal)."
         ),
         metrics=metrics,
-        seeds=list(ctx.seeds),
-        tables=[_table(metrics, norms)],
+        seeds=seeds,
+        tables=[_table(metrics, norms), _paired_table(metrics)],
         figures=_figures(ctx.outdir, histories, metrics, norms),
         literature=[_shen(metrics)],
+    )
+
+
+def _paired_table(metrics: Mapping[str, Any]) -> Table:
+    names = {
+        "reason_naive_minus_masked": "the reason: naive BatchNorm − masked BatchNorm",
+        "preference_masked_minus_layer": "the preference: masked BatchNorm − LayerNorm",
+        "naive_minus_layer": "(shown) naive BatchNorm − LayerNorm",
+    }
+    return Table.from_records(
+        "paired",
+        "Validation-loss differences paired by seed (positive: the second norm reaches the lower loss), "
+        f"with 95% CI; a difference counts past {metrics['min_loss_gain']:g} nats/token.",
+        [
+            {"comparison": names[k], "paired difference": bench.describe(v, "nats/token")}
+            for k, v in metrics["paired"].items()
+        ],
     )
 
 
@@ -478,6 +616,7 @@ def _table(metrics: Mapping[str, Any], norms: Sequence[str]) -> Table:
                 "change, other rows swapped, no PAD": bench.fmt(m["mates_nopad"], 3),
                 "change, extra PAD columns": bench.fmt(m["padding"], 3),
                 "change in eval mode": bench.fmt(m["eval_mode"], 3),
+                "change of earlier logits when later tokens change": bench.fmt(m["future_leak"], 3),
             }
         )
     return Table.from_records(
@@ -537,24 +676,27 @@ def _figures(
             "The same sentence in the same batch, with extra PAD columns added (training mode, batch "
             "statistics), compared with the batch padded only to its longest sentence (dotted line: that "
             f"batch's PAD share); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
-            "LayerNorm and RMSNorm normalise each token alone, so their line sits at float round-off.",
+            "LayerNorm (and RMSNorm) normalise each token alone and masked BatchNorm leaves PAD out of its "
+            "statistics, so their lines sit at float round-off.",
         )
     )
 
     rows = []
     labels = {
-        "mates_padded": "other sentences\nswapped",
-        "mates_nopad": "other rows swapped\n(no PAD at all)",
+        "mates_padded": "other\nsentences\nswapped",
+        "mates_nopad": "other rows\nswapped\n(no PAD)",
         "padding": "extra PAD\ncolumns",
-        "eval_mode": "other sentences\nswapped (eval mode)",
+        "eval_mode": "other\nsentences,\neval mode",
+        "future_leak": "later\ntokens\nchanged",
     }
     for norm in norms:
         for key, label in labels.items():
             for v in bench.values(metrics["norms"][norm][key]):
                 rows.append({"norm": NORM_NAMES[norm], "batch change": label, "change": max(v, floor)})
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.6), layout="constrained")
     sns.barplot(data=pd.DataFrame(rows), x="batch change", y="change", hue="norm", errorbar="sd", ax=ax)
     ax.set_yscale("log")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="norm")
     ax.set_xlabel("what changes in the sentence's batch")
     ax.set_ylabel("relative change of the logits (ratio)")
     figs.append(
@@ -576,13 +718,9 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     stats = metrics.get("batchnorm_statistics", {})
     fluct = stats.get("batch_fluctuation", {}).get("mean")
     shift = stats.get("pad_mean_shift", {}).get("mean")
-    agrees: bool | None
-    if clearly_less(ln, bn):
-        agrees = True
-    elif clearly_less(bn, ln):
-        agrees = False
-    else:
-        agrees = None
+    del ln, bn
+    eff = metrics["paired"]["naive_minus_layer"]["effect"]
+    agrees: bool | None = True if eff == 1 else False if eff == -1 else None
     fl = f"{fluct:.3f}" if fluct is not None else "n/a"
     sh = f"{shift:.3f}" if shift is not None else "n/a"
     return LiteratureCheck(
@@ -613,57 +751,125 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
 # --------------------------------------------------------------------------- verdict
 
 
+PRIMARY = (
+    "validation loss paired by seed: naive BatchNorm vs masked BatchNorm (the reason: PAD in the "
+    "statistics) and LayerNorm vs masked BatchNorm (the preference), each past min_loss_gain nats/token"
+)
+
+
+def _status(p: Mapping[str, Any]) -> str:
+    """A paired comparison a − b as 'confirmed' (b clearly lower), 'contradicted' (a clearly lower)
+    or 'limited': no clear difference in a run this short (also when the difference is shown to be
+    small: a few hundred steps of a tiny model cannot say it stays small)."""
+    if p["effect"] == 1:
+        return "confirmed"
+    if p["effect"] == -1:
+        return "contradicted"
+    return "limited"
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Supported when BatchNorm's output depends on the padding while LayerNorm's does not, and
-    LayerNorm reaches a clearly lower loss; partly when only the mechanism or only the loss shows."""
-    ln, bn = metrics["norms"]["layer"], metrics["norms"]["batch"]
+    """Two parts, each decided by a paired loss comparison:
+
+    - the reason: masked BatchNorm (PAD excluded from the statistics) clearly lower than naive
+      BatchNorm; contradicted if PAD barely moves naive BatchNorm's output, or masking clearly hurts;
+    - the preference: LayerNorm clearly lower than masked BatchNorm (masked BatchNorm clearly lower
+      contradicts it).
+
+    A part that is not clear either way, or any loss comparison while the training loss is still
+    falling by ``plateau_tolerance`` or more over the last fifth of training (not at a plateau: a
+    short run's early lead says little about the final loss), is a limit of this run
+    (``limited``): it never lowers the label. Both judged parts confirmed: supported; one confirmed and one contradicted: partly;
+    all judged parts contradicted: not supported; nothing judged: inconclusive.
+    """
+    from whylab.verdict import Kind
+
+    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds, {metrics.get('steps', '?')} steps)"
+    ln, bn, mbn = metrics["norms"]["layer"], metrics["norms"]["batch"], metrics["norms"]["masked_batch"]
     tol = float(metrics["invariance_tolerance"])
     threshold = float(metrics["dependence_threshold"])
     ln_dep = max(float(ln["mates_padded"]["mean"]), float(ln["padding"]["mean"]))
     bn_pad = float(bn["padding"]["mean"])
-    bn_mates = float(bn["mates_nopad"]["mean"])
-    ln_loss, bn_loss = bench.values(ln["eval_loss"]), bench.values(bn["eval_loss"])
-    losses = (
-        f"validation loss LN {bench.fmt(ln['eval_loss'], 4)} vs BN {bench.fmt(bn['eval_loss'], 4)} nats/token"
-    )
-    if ln_dep > tol:
+    mbn_pad = float(mbn["padding"]["mean"])
+    limited: list[str] = []
+
+    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
         return Verdict(
+            label,
+            reason,
+            kind=Kind.EXPERIMENT,
+            primary=primary,
+            limited=tuple(limited),
+            takeaway=takeaway,
+            correction=correction,
+        )
+
+    if ln_dep > tol or mbn_pad > tol:
+        return out(
             Label.INCONCLUSIVE,
-            f"LayerNorm's output changed by {ln_dep:.2g} with its batch although it normalises each "
-            f"token alone (tolerance {tol:g}): the batch-dependence measurement is not trustworthy.",
+            f"LayerNorm's output changed by {ln_dep:.2g} with its batch, or masked BatchNorm's by {mbn_pad:.2g} "
+            f"with extra PAD, although neither can see it (tolerance {tol:g}): the measurement is not trustworthy.",
         )
-    if len(ln_loss) < 2 or len(bn_loss) < 2:
-        return Verdict(Label.INCONCLUSIVE, f"Fewer than two finished seeds per norm ({losses}).")
-    ln_better, bn_better = clearly_less(ln_loss, bn_loss), clearly_less(bn_loss, ln_loss)
-    mechanism = (
-        f"extra PAD changes a sentence's BatchNorm logits by {bn_pad:.2g} (LayerNorm: {ln_dep:.1g}), "
-        f"and swapping PAD-free batch-mates by {bn_mates:.2g}"
+    pc = metrics["paired"]
+    if metrics["n_seeds"] < 2 or any(p["n"] < 2 for p in pc.values()):
+        return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per norm: no spread to judge by.")
+    if sum(metrics["diverged"].values()):
+        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite loss.")
+    reason_p, pref_p = pc["reason_naive_minus_masked"], pc["preference_masked_minus_layer"]
+    leak = bn["future_leak"]["mean"]
+    numbers = (
+        f"extra PAD changes a sentence's naive-BatchNorm logits by {bn_pad:.2g} (masked BatchNorm {mbn_pad:.1g}, "
+        f"LayerNorm {ln_dep:.1g}); loss naive − masked BatchNorm {bench.describe(reason_p, 'nats/token')}; "
+        f"masked BatchNorm − LayerNorm {bench.describe(pref_p, 'nats/token')}; in training mode, changing later "
+        f"tokens moves earlier BatchNorm logits by {leak:.2g} (LayerNorm {ln['future_leak']['mean']:.1g}: causal), "
+        f"and the eval-mode gap is {bench.fmt(bn['mode_gap'], 3)} nats/token"
     )
-    if bn_pad < threshold:
-        if ln_better:
-            return Verdict(
-                Label.PARTLY,
-                f"LayerNorm trains better ({losses}), but padding barely moves BatchNorm's output "
-                f"({bn_pad:.2g} < {threshold:g}), so the stated reason is not what this run shows.",
-            )
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"Padding barely moves BatchNorm's output ({bn_pad:.2g} < {threshold:g}) and LayerNorm "
-            f"is not clearly better ({losses}).",
+    steps = metrics.get("steps", "?")
+    drops = {n: metrics["norms"][n]["tail_drop"]["mean"] for n in ("layer", "batch", "masked_batch")}
+    still = max((d for d in drops.values() if d is not None), default=0.0)
+    converged = still < float(metrics.get("plateau_tolerance", 0.02))
+    reason = "contradicted" if bn_pad < threshold else (_status(reason_p) if converged else "limited")
+    preference = _status(pref_p) if converged else "limited"
+    unconverged = (
+        ""
+        if converged
+        else f"; the training loss still fell by {still:.1%} over the last fifth of the {steps} steps, so a "
+        "final-loss comparison is not at a plateau"
+    )
+    if reason == "limited":
+        limited.append(
+            f"the reason: after {steps} steps, naive − masked BatchNorm {bench.describe(reason_p, 'nats/token')}"
+            f"{unconverged or ': not clear of the seed noise'}"
         )
-    if ln_better:
-        return Verdict(
+    if preference == "limited":
+        limited.append(
+            f"the preference: after {steps} steps, masked BatchNorm − LayerNorm {bench.describe(pref_p, 'nats/token')}"
+            f"{unconverged or ': not clear of the seed noise'}"
+        )
+    judged = [x for x in (reason, preference) if x != "limited"]
+    if not judged:
+        return out(
+            Label.INCONCLUSIVE,
+            f"Neither the reason nor the preference can be judged in this run (see the limits): {numbers}.",
+        )
+    if all(x == "confirmed" for x in judged):
+        return out(
             Label.SUPPORTED,
-            f"{mechanism[0].upper()}{mechanism[1:]}; {losses}, LayerNorm clearly lower. PAD in the "
-            "mean is one reason; batch dependence without PAD is another.",
+            f"PAD in BatchNorm's statistics hurts and LayerNorm is still preferred: {numbers}.",
+            "BatchNorm mixes PAD (and other sentences, and later tokens) into every token's statistics; "
+            "LayerNorm normalises each token alone.",
         )
-    if bn_better:
-        return Verdict(
-            Label.PARTLY,
-            f"The mechanism is real ({mechanism}), but BatchNorm reached the lower loss here ({losses}).",
+    if all(x == "contradicted" for x in judged):
+        return out(
+            Label.NOT_SUPPORTED,
+            f"This run does not show the notes' reason or preference: {numbers}.",
+            "Here BatchNorm did as well as LayerNorm on padded text.",
+            "BatchNorm on text is batch-dependent and not causal in training; whether it trains worse depends on the setup.",
         )
-    return Verdict(
+    return out(
         Label.PARTLY,
-        f"The mechanism is real ({mechanism}), but the losses are within seed noise ({losses}), so "
-        "'BatchNorm works poorly' is not shown at this scale.",
+        f"The reason (PAD) is {reason} and the preference for LayerNorm is {preference}: {numbers}.",
+        "LayerNorm is the safe choice for text: it does not depend on the batch, its padding, or later tokens.",
+        "PAD in the batch statistics is one problem of BatchNorm on text; batch dependence and non-causal "
+        "statistics are others.",
     )

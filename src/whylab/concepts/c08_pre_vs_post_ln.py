@@ -2,10 +2,16 @@
 
 Xiong et al. 2020 ("On Layer Normalization in the Transformer Architecture") show that in the
 original Post-LN transformer the gradients of the parameters near the output are large at
-initialisation, so it needs a learning-rate warm-up, while Pre-LN trains without one. The
-experiment trains the same bench language model both ways over a grid of learning rates, depths
-and with/without warm-up, several seeds per cell, and records the final validation loss, how
-often a run diverges, and the gradient norm of every block at initialisation.
+initialisation (their Figure 3: the gradient norm grows with the layer index for Post-LN and stays
+flat for Pre-LN), so Post-LN needs a learning-rate warm-up, while Pre-LN trains without one.
+
+The decision is pre-registered where they predict the difference: deeper stacks (``primary_cells``,
+6 and 12 layers by default), a high learning rate, no warm-up and no gradient clipping, with their
+Xavier-like initialisation (std 1/√d_model). In each primary cell both placements are trained from
+the same seeds (same initial weights, same batches); the per-seed loss differences are tested
+(paired t) and Holm-corrected across the cells. The gradient norm per block at initialisation
+(their Figure 3 trend) is measured per seed and enters the verdict. The same cells with a warm-up
+are shown as an illustration (does warm-up rescue Post-LN?) and do not decide.
 """
 
 from __future__ import annotations
@@ -21,199 +27,264 @@ from whylab.concepts import ConceptContext
 from whylab.concepts import _bench_common as bench
 from whylab.errors import InputError
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict, clearly_less
+from whylab.verdict import Label, Verdict
 
 CLAIM_ID = "C08"
 POSITIONS = ("pre", "post")
 NAMES = {"pre": "Pre-LN", "post": "Post-LN"}
 
 
-def capped_loss(final_eval_loss: float, cap: float) -> float:
+def capped_loss(final_eval_loss: float | None, cap: float) -> float:
     """A run's final loss for comparisons: a run that blew up (NaN) or ended worse than a
     uniform guess counts as the uniform guess, ln(vocab)."""
-    if not math.isfinite(final_eval_loss):
+    if final_eval_loss is None or not math.isfinite(final_eval_loss):
         return cap
     return min(float(final_eval_loss), cap)
 
 
+def cell_key(cell: Mapping[str, Any]) -> str:
+    return f"{cell['depth']}L-lr{cell['lr']:g}-wu{cell['warmup']}"
+
+
 def cell_name(cell: Mapping[str, Any]) -> str:
     warm = f"warm-up {cell['warmup']}" if cell["warmup"] else "no warm-up"
-    return f"lr {cell['lr']:g}, {cell['depth']} layers, {warm}"
+    return f"{cell['depth']} layers, lr {cell['lr']:g}, {warm}, no clipping"
 
 
-def _grid(settings: Mapping[str, Any]) -> tuple[list[float], list[int], list[int]]:
-    lrs = [float(v) for v in settings.get("lrs", [3e-3, 1e-2, 3e-2])]
-    depths = [int(v) for v in settings.get("depths", [2, 4])]
-    warmup = int(settings.get("warmup_steps", 20))
+def cells_of(settings: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(primary cells, warm-up illustration cells) from the config."""
+    primary = [
+        {"depth": int(c["depth"]), "lr": float(c["lr"]), "warmup": 0}
+        for c in settings.get("primary_cells", [{"depth": 6, "lr": 1e-2}, {"depth": 12, "lr": 1e-2}])
+    ]
+    if not primary:
+        raise InputError("mechanisms.C08.primary_cells: at least one cell is needed")
+    warmup = int(settings.get("warmup_steps", 0))
     steps = settings.get("steps")
     if steps is not None and warmup >= int(steps):
         raise InputError(f"mechanisms.C08.warmup_steps: {warmup} must be below steps ({steps})")
-    return lrs, depths, [0, warmup] if warmup > 0 else [0]
+    depths = {int(d) for d in settings.get("warmup_depths", [])}
+    extra = [{**c, "warmup": warmup} for c in primary if warmup > 0 and c["depth"] in depths]
+    return primary, extra
 
 
-def run(ctx: ConceptContext) -> Evidence:
+def _overrides(s: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
+    model_over = bench.given(s, ("d_model", "n_heads"))
+    d_model = int(model_over.get("d_model", s.get("model", {}).get("d_model", 64)))
+    std = s.get("init_std")
+    init_std = float(std) if std is not None else 1.0 / math.sqrt(d_model)  # Xiong et al.: Xavier-like
+    train_over = {**bench.given(s, ("steps", "batch_size", "seq_len", "eval_every")), "grad_clip": None}
+    return {**model_over, "init_std": init_std}, train_over, init_std
+
+
+# --------------------------------------------------------------------------- one seed
+
+
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """Every cell in both placements from ``seed`` (same initial weights and batches), and the
+    gradient norm of every block at initialisation at each probe depth."""
     from whylab.bench.data import lm_batches
     from whylab.bench.train import bench_config, per_layer_grad_norms, train_settings
 
     s = ctx.settings
     corpus = bench.load_corpus(ctx.inputs)
-    cap = math.log(corpus.vocab_size)
-    lrs, depths, warmups = _grid(s)
-    overrides = bench.given(s, ("d_model", "n_heads", "init_std"))
-    train_over = bench.given(s, ("steps", "batch_size", "seq_len", "eval_every"))
-
-    cells: list[dict[str, Any]] = []
-    histories: dict[tuple[float, int], dict[str, list[Any]]] = {}  # (lr, depth) -> variant -> runs
-    for depth in depths:
-        for lr in lrs:
-            for warmup in warmups:
-                cell: dict[str, Any] = {"lr": lr, "depth": depth, "warmup": warmup}
-                for pos in POSITIONS:
-                    finals, diverged = [], 0
-                    for seed in ctx.seeds:
-                        _, _, hist = bench.train_on_corpus(
-                            s,
-                            corpus,
-                            seed,
-                            ctx.device,
-                            {"n_layers": depth, "norm": "layer", "norm_position": pos, **overrides},
-                            {"lr": lr, "warmup_steps": warmup, **train_over},
-                        )
-                        finals.append(capped_loss(hist.final_eval_loss, cap))
-                        diverged += int(hist.diverged)
-                        label = f"{NAMES[pos]}, {'warm-up' if warmup else 'no warm-up'}"
-                        histories.setdefault((lr, depth), {}).setdefault(label, []).append(hist)
-                    cell[pos] = {"loss": bench.summary(finals), "diverged": diverged, "runs": len(finals)}
-                cells.append(cell)
-
-    # gradient norm of each block at initialisation: the grid's init and a Xavier-like one
-    d_model = int(overrides.get("d_model", s.get("model", {}).get("d_model", 64)))
-    grid_std = float(overrides.get("init_std", s.get("model", {}).get("init_std", 0.02)))
-    stds = {"grid init": grid_std, "Xavier-like init": 1.0 / math.sqrt(d_model)}
-    seq_len = train_settings(s.get("train", {}), **train_over).seq_len
-    probe_depths = sorted({int(d) for d in s.get("grad_probe_depths", [2, 6, 12])})
-    grads: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for init_name, std in stds.items():
-        grads[init_name] = {}
+    primary, extra = cells_of(s)
+    model_over, train_over, _ = _overrides(s)
+    runs: dict[str, dict[str, Any]] = {}
+    for cell in primary + extra:
+        runs[cell_key(cell)] = {}
         for pos in POSITIONS:
-            grads[init_name][pos] = {}
-            for depth in probe_depths:
-                cfg = bench_config(
-                    s.get("model", {}),
-                    vocab_size=corpus.vocab_size,
-                    n_layers=depth,
-                    norm="layer",
-                    norm_position=pos,
-                    **{**overrides, "init_std": std},
-                )
-                per_seed = []
-                for seed in ctx.seeds:
-                    model = bench.build_model(cfg, seed, ctx.device)
-                    x, y = next(
-                        lm_batches(
-                            corpus.train,
-                            batch_size=16,
-                            seq_len=seq_len,
-                            generator=torch.Generator().manual_seed(seed),
-                        )
-                    )
-                    per_seed.append(per_layer_grad_norms(model, x, y))
-                grads[init_name][pos][str(depth)] = [
-                    sum(col) / len(col) for col in zip(*per_seed, strict=True)
-                ]
+            _, _, hist = bench.train_on_corpus(
+                s,
+                corpus,
+                seed,
+                ctx.device,
+                {"n_layers": cell["depth"], "norm": "layer", "norm_position": pos, **model_over},
+                {"lr": cell["lr"], "warmup_steps": cell["warmup"], **train_over},
+            )
+            runs[cell_key(cell)][pos] = {
+                "final_eval_loss": bench.finite(hist.final_eval_loss),
+                "diverged": bool(hist.diverged),
+                "curve": bench.history_dict(hist),
+            }
+    seq_len = train_settings(s.get("train", {}), **train_over).seq_len
+    x, y = next(
+        lm_batches(
+            corpus.train, batch_size=16, seq_len=seq_len, generator=torch.Generator().manual_seed(seed)
+        )
+    )
+    grads: dict[str, dict[str, list[float]]] = {}
+    for pos in POSITIONS:
+        grads[pos] = {}
+        for depth in sorted({int(d) for d in s.get("grad_probe_depths", [2, 6, 12])}):
+            cfg = bench_config(
+                s.get("model", {}),
+                vocab_size=corpus.vocab_size,
+                n_layers=depth,
+                norm="layer",
+                norm_position=pos,
+                **model_over,
+            )
+            grads[pos][str(depth)] = per_layer_grad_norms(bench.build_model(cfg, seed, ctx.device), x, y)
+    return {"seed": seed, "runs": runs, "grad_norms_at_init": grads}
 
+
+# --------------------------------------------------------------------------- combine
+
+
+def grad_trend(norms: Sequence[float]) -> float | None:
+    """log(last block / first block) of the gradient norms at initialisation: > 0 when the gradient
+    grows towards the output (Xiong et al.'s Post-LN), about 0 when flat (their Pre-LN)."""
+    if len(norms) < 2 or norms[0] <= 0 or norms[-1] <= 0:
+        return None
+    return math.log(norms[-1] / norms[0])
+
+
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+    from whylab.verdict import holm
+
+    s = ctx.settings
+    corpus = bench.load_corpus(ctx.inputs)
+    cap = math.log(corpus.vocab_size)
+    primary, extra = cells_of(s)
+    _, train_over, init_std = _overrides(s)
+    floor = float(s.get("min_loss_gain", 0.05))
+    seeds = [int(r["seed"]) for r in per_seed]
+
+    def cell_metrics(cell: Mapping[str, Any]) -> dict[str, Any]:
+        key = cell_key(cell)
+        loss = {
+            pos: [capped_loss(r["runs"][key][pos]["final_eval_loss"], cap) for r in per_seed]
+            for pos in POSITIONS
+        }
+        return {
+            **cell,
+            "key": key,
+            **{
+                pos: {
+                    "loss": bench.summary(loss[pos]),
+                    "diverged": sum(int(r["runs"][key][pos]["diverged"]) for r in per_seed),
+                    "runs": len(per_seed),
+                }
+                for pos in POSITIONS
+            },
+            # positive: Pre-LN reaches the lower loss
+            "post_minus_pre": bench.paired(loss["post"], loss["pre"], floor),
+        }
+
+    cells = [cell_metrics(c) for c in primary]
+    pvals = {c["key"]: (c["post_minus_pre"]["test"] or {}).get("p") or math.nan for c in cells}
+    rejected = holm(pvals)
+    for c in cells:
+        c["holm_rejected"] = bool(rejected[c["key"]])
+    probe_depths = sorted({int(d) for d in s.get("grad_probe_depths", [2, 6, 12])})
+    deep = str(max(probe_depths))
+    trends = {pos: [grad_trend(r["grad_norms_at_init"][pos][deep]) for r in per_seed] for pos in POSITIONS}
+    grad_min = float(s.get("min_grad_log_ratio", math.log(1.5)))
     metrics: dict[str, Any] = {
+        "n_seeds": len(seeds),
         "cells": cells,
+        "warmup_cells": [cell_metrics(c) for c in extra],
         "loss_cap": cap,
-        "init_stds": stds,
-        "grad_norms_at_init": grads,
-        "divergence_margin": float(s.get("divergence_margin", 0.25)),
+        "min_loss_gain": floor,
+        "init_std": init_std,
+        "steps": int(train_over.get("steps", s.get("train", {}).get("steps", 200))),
+        "grad_norms_at_init": {
+            pos: {
+                str(d): [
+                    sum(col) / len(col)
+                    for col in zip(*[r["grad_norms_at_init"][pos][str(d)] for r in per_seed], strict=True)
+                ]
+                for d in probe_depths
+            }
+            for pos in POSITIONS
+        },
+        "grad_probe_depth": int(deep),
+        "grad_trend": {
+            pos: bench.summary([math.nan if v is None else v for v in vals]) for pos, vals in trends.items()
+        },
+        # Xiong et al.'s Figure 3 trend, paired by seed: log(last/first) of Post-LN minus Pre-LN
+        "paired_grad_trend": bench.paired(trends["post"], trends["pre"], grad_min),
     }
+    histories = {
+        cell_key(c): {
+            NAMES[pos]: [bench.curve(r["runs"][cell_key(c)][pos]["curve"]) for r in per_seed]
+            for pos in POSITIONS
+        }
+        for c in primary + extra
+    }
+    cells_text = "; ".join(cell_name(c) for c in primary)
     return Evidence(
         method=(
             "The same bench language model is trained with LayerNorm before each sub-layer (Pre-LN: "
-            "x + F(LN(x))) and after the residual sum (Post-LN: LN(x + F(x))) on every cell of a grid of "
-            f"learning rates {', '.join(f'{v:g}' for v in lrs)}, depths {', '.join(map(str, depths))} "
-            f"and warm-up {' or '.join(map(str, warmups))} steps, with {len(ctx.seeds)} seeds per cell. "
-            "A cell counts for one placement when its final validation loss is lower by more than two "
-            "standard errors; a run that diverges counts as a uniform guess, ln(vocab). The gradient "
-            "norm of each block is also measured once at initialisation (Xiong et al.'s argument)."
+            "x + F(LN(x))) and after the residual sum (Post-LN: LN(x + F(x))). The decision is pre-registered "
+            f"in the cells where Xiong et al. 2020 predict a difference: {cells_text}, with their Xavier-like "
+            f"init (std {init_std:.3g}), {metrics['steps']} steps, {len(seeds)} seeds. Per seed both placements "
+            "start from the same weights and see the same batches; the per-seed loss differences are tested "
+            "(paired t) and Holm-corrected across the cells; a difference counts past "
+            f"{floor:g} nats/token; a run that blows up counts as a uniform guess, ln(vocab). The gradient norm of "
+            f"each block at initialisation is measured per seed ({deep} layers; their Figure 3) and enters the "
+            "verdict: log(last block / first block), Post-LN minus Pre-LN, paired."
+            + (" The same cells with a warm-up are shown as an illustration." if extra else "")
         ),
         metrics=metrics,
-        seeds=list(ctx.seeds),
+        seeds=seeds,
         tables=[_table(metrics), _grad_table(metrics, probe_depths)],
-        figures=_figures(ctx.outdir, histories, metrics, lrs, probe_depths),
-        literature=_xiong(metrics, probe_depths),
+        figures=_figures(ctx.outdir, histories, metrics, probe_depths),
+        literature=_xiong(metrics),
     )
 
 
 def _table(metrics: Mapping[str, Any]) -> Table:
     records = []
-    for cell in metrics["cells"]:
-        pre, post = bench.values(cell["pre"]["loss"]), bench.values(cell["post"]["loss"])
-        better = "Pre-LN" if clearly_less(pre, post) else "Post-LN" if clearly_less(post, pre) else "neither"
+    for cell in [*metrics["cells"], *metrics["warmup_cells"]]:
+        p = cell["post_minus_pre"]
         records.append(
             {
-                "lr": cell["lr"],
-                "layers": cell["depth"],
-                "warm-up steps": cell["warmup"],
+                "cell": cell_name(cell),
+                "role": "primary" if "holm_rejected" in cell else "illustration",
                 "Pre-LN loss (nats/token)": bench.fmt(cell["pre"]["loss"], 4),
                 "Post-LN loss (nats/token)": bench.fmt(cell["post"]["loss"], 4),
-                "Pre-LN diverged": f"{cell['pre']['diverged']}/{cell['pre']['runs']}",
-                "Post-LN diverged": f"{cell['post']['diverged']}/{cell['post']['runs']}",
-                "clearly better": better,
+                "Post − Pre, paired": bench.describe(p, "nats/token"),
+                "Holm: clear": ("yes" if cell["holm_rejected"] else "no") if "holm_rejected" in cell else "—",
+                "diverged (Pre / Post)": f"{cell['pre']['diverged']}/{cell['pre']['runs']} / "
+                f"{cell['post']['diverged']}/{cell['post']['runs']}",
             }
         )
     return Table.from_records(
-        "grid",
-        "Final validation loss, mean ± std over seeds, per cell of the grid; 'clearly better' = "
-        "lower by more than two standard errors of the difference.",
+        "cells",
+        "Final validation loss per cell, mean ± std over seeds, and the paired difference Post-LN − Pre-LN "
+        "(positive: Pre-LN lower) with its 95% CI; primary cells are Holm-corrected together.",
         records,
     )
 
 
 def _grad_table(metrics: Mapping[str, Any], depths: Sequence[int]) -> Table:
     records = []
-    for init_name, by_pos in metrics["grad_norms_at_init"].items():
-        for pos, by_depth in by_pos.items():
-            for depth in depths:
-                norms = by_depth[str(depth)]
-                records.append(
-                    {
-                        "init": f"{init_name} (std {metrics['init_stds'][init_name]:.3g})",
-                        "placement": NAMES[pos],
-                        "layers": depth,
-                        "grad norm, first block": round(norms[0], 4),
-                        "grad norm, last block": round(norms[-1], 4),
-                        "last / first": round(norms[-1] / norms[0], 3) if norms[0] else None,
-                    }
-                )
+    for pos, by_depth in metrics["grad_norms_at_init"].items():
+        for depth in depths:
+            norms = by_depth[str(depth)]
+            records.append(
+                {
+                    "placement": NAMES[pos],
+                    "layers": depth,
+                    "grad norm, first block": round(norms[0], 4),
+                    "grad norm, last block": round(norms[-1], 4),
+                    "last / first": round(norms[-1] / norms[0], 3) if norms[0] else None,
+                }
+            )
     return Table.from_records(
         "grad_at_init",
-        "Gradient norm of each block's parameters after one backward pass at "
-        "initialisation (mean over seeds).",
+        f"Gradient norm of each block's parameters after one backward pass at initialisation (std "
+        f"{metrics['init_std']:.3g}), mean over seeds.",
         records,
     )
 
 
-def largest_difference(cells: Sequence[Mapping[str, Any]]) -> tuple[float, int] | None:
-    """(lr, depth) of the cell where Pre-LN and Post-LN differ most (mean over seeds)."""
-    diffs = [
-        (abs(c["post"]["loss"]["mean"] - c["pre"]["loss"]["mean"]), c["lr"], c["depth"])
-        for c in cells
-        if c["pre"]["loss"]["mean"] is not None and c["post"]["loss"]["mean"] is not None
-    ]
-    if not diffs:
-        return None
-    _, lr, depth = max(diffs)
-    return lr, depth
-
-
 def _figures(
     outdir: Path,
-    histories: Mapping[tuple[float, int], Mapping[str, Sequence[Any]]],
+    histories: Mapping[str, Mapping[str, Sequence[Any]]],
     metrics: Mapping[str, Any],
-    lrs: Sequence[float],
     probe_depths: Sequence[int],
 ) -> list[FigureRef]:
     import matplotlib.pyplot as plt
@@ -222,68 +293,71 @@ def _figures(
 
     from whylab import plotting
 
-    hardest = (max(lrs), max(c["depth"] for c in metrics["cells"]))
-    figs = [
+    figs = []
+    deepest = max(metrics["cells"], key=lambda c: (c["depth"], c["lr"]))
+    curves = {f"{k}, no warm-up": v for k, v in histories[deepest["key"]].items()}
+    for c in metrics["warmup_cells"]:
+        if c["depth"] == deepest["depth"] and c["lr"] == deepest["lr"]:
+            curves.update({f"{k}, warm-up": v for k, v in histories[c["key"]].items()})
+    figs.append(
         bench.plot_curves(
-            histories[hardest],
+            curves,
             outdir,
             "training_curves",
-            f"Pre-LN vs Post-LN at lr {hardest[0]:g}, {hardest[1]} layers",
-            "Validation loss during training at the highest learning rate and largest depth of the grid, "
-            "with and without warm-up; line = mean over seeds, band = ±1 standard deviation.",
+            f"Pre-LN vs Post-LN at {deepest['depth']} layers, lr {deepest['lr']:g}",
+            "Validation loss during training in the deepest primary cell (no clipping), with and without "
+            "warm-up where the illustration ran; line = mean over seeds, band = ±1 standard deviation.",
         )
-    ]
-    widest = largest_difference(metrics["cells"])
-    if widest is not None and widest != hardest:
+    )
+
+    rows = []
+    for c in [*metrics["cells"], *metrics["warmup_cells"]]:
+        t = c["post_minus_pre"].get("test")
+        if t:
+            rows.append(
+                {
+                    "cell": f"{c['depth']} layers, lr {c['lr']:g}\n"
+                    + ("warm-up" if c["warmup"] else "no warm-up"),
+                    "diff": t["mean_diff"],
+                    "lo": t["ci_low"],
+                    "hi": t["ci_high"],
+                }
+            )
+    if rows:
+        frame = pd.DataFrame(rows)
+        fig, ax = plt.subplots(figsize=(6.4, 0.6 * len(rows) + 2.0))
+        ax.errorbar(
+            frame["diff"],
+            range(len(frame)),
+            xerr=[frame["diff"] - frame["lo"], frame["hi"] - frame["diff"]],
+            fmt="o",
+            capsize=4,
+        )
+        ax.axvline(0.0, color="grey", linestyle=":")
+        for sign in (-1, 1):
+            ax.axvline(sign * metrics["min_loss_gain"], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_yticks(range(len(frame)), frame["cell"])
+        ax.set_ylim(-0.6, len(frame) - 0.4)
+        ax.set_xlabel("Post-LN − Pre-LN final validation loss (nats/token; > 0: Pre-LN better)")
+        ax.set_ylabel("cell")
         figs.append(
-            bench.plot_curves(
-                histories[widest],
+            plotting.save(
+                fig,
                 outdir,
-                "training_curves_largest_gap",
-                f"Pre-LN vs Post-LN at lr {widest[0]:g}, {widest[1]} layers",
-                "Validation loss during training in the grid cell where the two placements differ most; line = "
-                "mean over seeds, band = ±1 standard deviation.",
+                "loss_difference",
+                "Where does Pre-LN win?",
+                "Paired difference per cell, mean over seeds with its 95% CI; dashed lines: the minimum "
+                "difference that counts. Cells without warm-up are the pre-registered primary cells.",
             )
         )
 
     rows = []
-    for cell in metrics["cells"]:
-        pre, post = cell["pre"]["loss"]["mean"], cell["post"]["loss"]["mean"]
-        rows.append(
-            {
-                "setting": f"{cell['depth']} layers, " + ("warm-up" if cell["warmup"] else "no warm-up"),
-                "lr": f"{cell['lr']:g}",
-                "diff": (post - pre) if pre is not None and post is not None else None,
-            }
-        )
-    frame = pd.DataFrame(rows).pivot(index="setting", columns="lr", values="diff")
-    frame = frame[[f"{v:g}" for v in lrs]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    sns.heatmap(frame.astype(float), annot=True, fmt=".3f", center=0.0, cmap="RdBu", cbar=False, ax=ax)
-    ax.set_xlabel("peak learning rate (AdamW)")
-    ax.set_ylabel("depth and warm-up")
-    figs.append(
-        plotting.save(
-            fig,
-            outdir,
-            "loss_difference",
-            "Where does Pre-LN win?",
-            "Number in each cell: final validation loss of Post-LN minus Pre-LN (nats/token), mean over "
-            "seeds (blue, positive: Pre-LN lower; red, negative: Post-LN lower). Whether a difference is "
-            "clear of the seed noise is in the table.",
-        )
-    )
-
-    rows = []
     deep = str(max(probe_depths))
-    for init_name, by_pos in metrics["grad_norms_at_init"].items():
-        for pos, by_depth in by_pos.items():
-            for i, v in enumerate(by_depth[deep]):
-                rows.append({"block": i + 1, "grad": v, "placement": NAMES[pos], "init": init_name})
+    for pos, by_depth in metrics["grad_norms_at_init"].items():
+        for i, v in enumerate(by_depth[deep]):
+            rows.append({"block": i + 1, "grad": v, "placement": NAMES[pos]})
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.lineplot(
-        data=pd.DataFrame(rows), x="block", y="grad", hue="placement", style="init", marker="o", ax=ax
-    )
+    sns.lineplot(data=pd.DataFrame(rows), x="block", y="grad", hue="placement", marker="o", ax=ax)
     ax.set_yscale("log")
     ax.set_xlabel("block (1 = next to the embedding, last = next to the output)")
     ax.set_ylabel("gradient norm at initialisation (L2, log scale)")
@@ -293,114 +367,142 @@ def _figures(
             outdir,
             "grad_norm_per_layer",
             f"Gradient norm per block at initialisation ({deep} layers)",
-            "L2 norm of each block's parameter gradient after one backward pass at initialisation, mean over "
-            "seeds, for the grid's init and a Xavier-like init (std 1/√d_model, Xiong et al.'s setting).",
+            "L2 norm of each block's parameter gradient after one backward pass at initialisation (Xavier-like "
+            f"init, std {metrics['init_std']:.3g}), mean over seeds; Xiong et al.'s Figure 3 shows Post-LN rising "
+            "towards the output and Pre-LN flat.",
         )
     )
     return figs
 
 
-def _xiong(metrics: Mapping[str, Any], depths: Sequence[int]) -> list[LiteratureCheck]:
-    """Xiong et al.'s two predictions, each read from this run: gradients at init (their analysis
-    assumes a Xavier-like init, so that init decides; the grid's init is reported next to it) and
-    warm-up (it should help Post-LN more than Pre-LN)."""
-    deep = str(max(depths))
-    notes, verdicts = [], {}
-    for init_name, by_pos in metrics["grad_norms_at_init"].items():
-        pre, post = by_pos["pre"][deep], by_pos["post"][deep]
-        ratio_pre = pre[-1] / pre[0] if pre[0] else math.nan
-        ratio_post = post[-1] / post[0] if post[0] else math.nan
-        # Post-LN's last-block gradient larger than Pre-LN's, and relatively larger next to the output
-        verdicts[init_name] = post[-1] > pre[-1] and ratio_post > ratio_pre
-        notes.append(
-            f"{init_name}: last-block gradient Post-LN {post[-1]:.3g} vs Pre-LN {pre[-1]:.3g}, "
-            f"last/first Post-LN {ratio_post:.2f} vs Pre-LN {ratio_pre:.2f}"
-        )
-    grad_agrees = verdicts.get("Xavier-like init")
-    flips = len(set(verdicts.values())) > 1
+def _xiong(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
+    g = metrics["paired_grad_trend"]
+    grad_agrees = True if g["effect"] == 1 else False if g["effect"] == -1 or g["equivalent"] else None
+    warm_notes = []
+    by_cell = {(c["depth"], c["lr"]): c for c in metrics["cells"]}
+    for w in metrics["warmup_cells"]:
+        cold = by_cell.get((w["depth"], w["lr"]))
+        if cold is not None:
+            warm_notes.append(
+                f"{w['depth']} layers: Post − Pre {bench.describe(cold['post_minus_pre'], 'nats/token')} without "
+                f"warm-up, {bench.describe(w['post_minus_pre'], 'nats/token')} with"
+            )
     checks = [
         LiteratureCheck(
-            source="Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (gradients at init)",
-            finding="At initialisation Post-LN's gradients next to the output are large; Pre-LN's shrink with depth.",
+            source="Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (Figure 3)",
+            finding="At initialisation Post-LN's gradient norm grows towards the output; Pre-LN's stays flat.",
             agrees=grad_agrees,
             note=(
-                f"{deep}-layer models; "
-                + "; ".join(notes)
-                + "."
-                + (
-                    " The picture depends on the init: with the grid's small GPT-2-style init it does not hold, "
-                    "with the Xavier-like init Xiong et al. analyse it does."
-                    if flips
-                    else ""
-                )
+                f"{metrics['grad_probe_depth']}-layer models, log(last/first block): Post-LN "
+                f"{bench.fmt(metrics['grad_trend']['post'], 3)}, Pre-LN {bench.fmt(metrics['grad_trend']['pre'], 3)}; "
+                f"paired Post − Pre {bench.describe(g, '')}."
             ),
         )
     ]
-
-    helped: dict[str, int] = {"pre": 0, "post": 0}
-    pairs = 0
-    by_key = {(c["lr"], c["depth"], c["warmup"]): c for c in metrics["cells"]}
-    for (lr, depth, warmup), cell in by_key.items():
-        cold = by_key.get((lr, depth, 0))
-        if warmup == 0 or cold is None:
-            continue
-        pairs += 1
-        for pos in POSITIONS:
-            if clearly_less(bench.values(cell[pos]["loss"]), bench.values(cold[pos]["loss"])):
-                helped[pos] += 1
-    warm_agrees: bool | None
-    if pairs == 0 or helped["pre"] == helped["post"] == 0:
-        warm_agrees = None
-    else:
-        warm_agrees = helped["post"] > helped["pre"]
-    checks.append(
-        LiteratureCheck(
-            source="Xiong et al. 2020 (warm-up)",
-            finding="Post-LN needs a learning-rate warm-up; Pre-LN trains as well without one.",
-            agrees=warm_agrees,
-            note=(
-                f"Warm-up clearly lowered the final loss in {helped['post']}/{pairs} (lr, depth) settings for "
-                f"Post-LN and {helped['pre']}/{pairs} for Pre-LN."
-                + (
-                    " In runs this short, warm-up also spends a share of the few updates at a low learning rate."
-                    if warm_agrees is not True
-                    else ""
-                )
-            ),
+    if warm_notes:
+        checks.append(
+            LiteratureCheck(
+                source="Xiong et al. 2020 (warm-up)",
+                finding="Post-LN needs a learning-rate warm-up; Pre-LN trains as well without one.",
+                agrees=None,
+                note="Illustration, not deciding: " + "; ".join(warm_notes) + ".",
+            )
         )
-    )
     return checks
 
 
+# --------------------------------------------------------------------------- verdict
+
+PRIMARY = (
+    "final validation loss, Post-LN − Pre-LN, paired by seed, in the pre-registered cells (deep stacks, "
+    "high lr, no warm-up, no clipping, Xavier-like init), Holm across cells, past min_loss_gain nats/token"
+)
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Count the grid cells each placement wins clearly, and compare divergence rates."""
+    """Training decides (primary cells, paired, Holm); the gradient trend at initialisation
+    (Xiong et al.'s mechanism) qualifies it.
+
+    Pre-LN clearly better in some primary cell and Post-LN in none: supported, or partly when the
+    gradient trend is clearly the opposite of Xiong et al.'s. Post-LN clearly better and Pre-LN in no
+    cell: not supported. Both: partly. Neither: inconclusive (the training part is a limit of this
+    run). An unclear gradient trend is a limit, never lowering the label.
+    """
+    from whylab.verdict import Kind
+
     cells = metrics["cells"]
-    margin = float(metrics["divergence_margin"])
-    pre_wins = [
-        c for c in cells if clearly_less(bench.values(c["pre"]["loss"]), bench.values(c["post"]["loss"]))
-    ]
-    post_wins = [
-        c for c in cells if clearly_less(bench.values(c["post"]["loss"]), bench.values(c["pre"]["loss"]))
-    ]
-    runs_pre = sum(c["pre"]["runs"] for c in cells) or 1
-    runs_post = sum(c["post"]["runs"] for c in cells) or 1
-    div_pre = sum(c["pre"]["diverged"] for c in cells) / runs_pre
-    div_post = sum(c["post"]["diverged"] for c in cells) / runs_post
-    n = len(cells)
-    counts = (
-        f"Pre-LN clearly lower in {len(pre_wins)}/{n} cells, Post-LN in {len(post_wins)}/{n}; "
-        f"divergence rate Pre-LN {div_pre:.0%}, Post-LN {div_post:.0%}"
+    floor = float(metrics["min_loss_gain"])
+    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds, {metrics.get('steps', '?')} steps)"
+    limited: list[str] = []
+
+    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
+        return Verdict(
+            label,
+            reason,
+            kind=Kind.EXPERIMENT,
+            primary=primary,
+            limited=tuple(limited),
+            takeaway=takeaway,
+            correction=correction,
+        )
+
+    if not cells or metrics["n_seeds"] < 2 or any(c["post_minus_pre"]["n"] < 2 for c in cells):
+        return out(Label.INCONCLUSIVE, "Fewer than two seeds per cell: no spread to judge a difference.")
+
+    def diff(c: Mapping[str, Any]) -> float:
+        return float(c["post_minus_pre"]["test"]["mean_diff"])
+
+    pre_wins = [c for c in cells if c["holm_rejected"] and diff(c) > floor]
+    post_wins = [c for c in cells if c["holm_rejected"] and diff(c) < -floor]
+    g = metrics["paired_grad_trend"]
+    grad_text = (
+        f"at initialisation log(last/first block gradient) is {bench.fmt(metrics['grad_trend']['post'], 2)} for "
+        f"Post-LN vs {bench.fmt(metrics['grad_trend']['pre'], 2)} for Pre-LN (paired {bench.describe(g, '')})"
     )
-    if n == 0 or any(len(bench.values(c[p]["loss"])) < 2 for c in cells for p in POSITIONS):
-        return Verdict(Label.INCONCLUSIVE, "Fewer than two seeds per cell: no spread to judge a difference.")
-    pre_stabler, post_stabler = div_post - div_pre >= margin, div_pre - div_post >= margin
-    if not pre_wins and not post_wins and not pre_stabler and not post_stabler:
-        return Verdict(Label.INCONCLUSIVE, f"{counts}: no clear difference at this scale.")
-    if not post_wins and not post_stabler and (len(pre_wins) * 2 >= n or pre_stabler):
-        return Verdict(Label.SUPPORTED, f"{counts}.")
-    if not pre_wins and not pre_stabler:
-        where = "; ".join(cell_name(c) for c in post_wins[:3])
-        return Verdict(Label.NOT_SUPPORTED, f"{counts}; Post-LN is better at: {where or 'no cell'}.")
-    pre_where = "; ".join(cell_name(c) for c in pre_wins[:3]) or "no cell"
-    post_where = "; ".join(cell_name(c) for c in post_wins[:3]) or "no cell"
-    return Verdict(Label.PARTLY, f"{counts}. Pre-LN wins at: {pre_where}; Post-LN at: {post_where}.")
+    div = {p: sum(c[p]["diverged"] for c in cells) for p in POSITIONS}
+    runs = sum(c["pre"]["runs"] for c in cells)
+    cells_text = "; ".join(
+        f"{cell_name(c)}: Post − Pre {bench.describe(c['post_minus_pre'], 'nats/token')}"
+        + (" (clear after Holm)" if c["holm_rejected"] else "")
+        for c in cells
+    )
+    numbers = (
+        f"{cells_text}; diverged runs Pre-LN {div['pre']}/{runs}, Post-LN {div['post']}/{runs}; {grad_text}"
+    )
+    grad_opposite = g["effect"] == -1
+    if g["effect"] == 0:
+        limited.append(
+            "Xiong et al.'s gradient trend at initialisation is not clear of the seed noise in this run"
+        )
+    if pre_wins and not post_wins:
+        if grad_opposite:
+            return out(
+                Label.PARTLY,
+                f"Pre-LN trains better where Xiong et al. predict it, but the gradient trend at initialisation is "
+                f"the opposite of theirs: {numbers}.",
+                "Pre-LN trains more reliably without warm-up in deep stacks.",
+                "Pre-LN trains better here, but not for the gradient reason Xiong et al. give.",
+            )
+        return out(
+            Label.SUPPORTED,
+            f"Pre-LN trains clearly better where Xiong et al. predict it: {numbers}.",
+            "Putting LayerNorm before each sub-layer lets deep stacks train at a high learning rate without warm-up.",
+        )
+    if post_wins and not pre_wins:
+        return out(
+            Label.NOT_SUPPORTED,
+            f"Post-LN trains clearly better in the cells where Pre-LN should win: {numbers}.",
+            "Here Post-LN trained better than Pre-LN.",
+            "Pre-LN is not better everywhere: in this setting Post-LN reached the lower loss.",
+        )
+    if pre_wins and post_wins:
+        return out(
+            Label.PARTLY,
+            f"Each placement wins somewhere: {numbers}.",
+            "Which placement trains better depends on depth and learning rate.",
+            "Pre-LN trains better in some settings and Post-LN in others.",
+        )
+    limited.append(
+        f"training: in {metrics.get('steps', '?')}-step runs no primary cell shows a difference clear after Holm"
+    )
+    return out(Label.INCONCLUSIVE, f"No primary cell shows a clear difference: {numbers}.")

@@ -1,0 +1,108 @@
+"""C03: the measures, the verdict driven to every label by paired metrics a run could produce, and
+the experiment end to end (frozen means frozen; the learned arm is the shared baseline)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
+from whylab.concepts import c03_embedding as c03
+from whylab.verdict import Kind, Label
+
+torch.set_num_threads(1)
+
+
+def c03_metrics(
+    learned: list[float], frozen: list[float], unit: list[float], change: float = 0.4
+) -> dict[str, Any]:
+    losses = {"learned": learned, "frozen": frozen, "frozen_unit": unit}
+    return {
+        "n_seeds": len(learned),
+        "eval_loss": {k: spread(v) for k, v in losses.items()},
+        "paired_frozen_minus_learned": {
+            k: comparison(losses[k], learned, 0.02) for k in ("frozen", "frozen_unit")
+        },
+        "relative_change": {
+            "learned": spread([change] * len(learned)),
+            "frozen": spread([0.0] * len(learned)),
+        },
+        "diverged": dict.fromkeys(losses, 0),
+        "thresholds": {"min_relative_change": 0.05, "min_loss_gain": 0.02},
+    }
+
+
+LEARNED = [4.00, 4.05, 4.02, 4.10, 3.98]
+
+
+def test_verdict_supported_when_learning_beats_every_frozen_table() -> None:
+    v = c03.verdict(
+        c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], [x + 0.2 + 0.01 * i for i, x in enumerate(LEARNED)])
+    )
+    assert v.label is Label.SUPPORTED and v.kind is Kind.EXPERIMENT and "paired" in v.primary
+
+
+def test_verdict_partly_when_a_frozen_table_is_as_good_or_better() -> None:
+    same = [x + d for x, d in zip(LEARNED, [0.01, -0.02, 0.0, 0.02, -0.01], strict=True)]
+    assert c03.verdict(c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], same)).label is Label.PARTLY
+    better = [x - 0.3 + 0.01 * i for i, x in enumerate(LEARNED)]
+    v = c03.verdict(c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], better))
+    assert v.label is Label.PARTLY and "as well or better" in v.reason
+
+
+def test_verdict_not_supported_when_the_table_does_not_move() -> None:
+    m = c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], [x + 0.3 for x in LEARNED], change=0.001)
+    assert c03.verdict(m).label is Label.NOT_SUPPORTED
+
+
+def test_verdict_inconclusive_on_one_seed_or_a_diverged_run() -> None:
+    assert c03.verdict(c03_metrics([4.0], [4.5], [4.4])).label is Label.INCONCLUSIVE
+    m = c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], [x + 0.3 for x in LEARNED])
+    m["diverged"]["frozen"] = 1
+    assert c03.verdict(m).label is Label.INCONCLUSIVE
+
+
+def test_measures() -> None:
+    before = torch.eye(4)
+    after = before.clone()
+    after[0] = torch.tensor([2.0, 0, 0, 0])
+    assert c03.row_relative_change(before, after).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert c03.table_relative_change(before, after) == pytest.approx(0.5)
+    assert c03.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    table = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
+    assert c03.nearest_neighbours(table, [0], 2) == [[1, 2]]
+    assert c03.neighbour_overlap(table, table, [0, 1, 2, 3], 1) == 1.0
+
+
+SECTION = {
+    "sample_words": ["the", "법률"],
+    "sample_tokens": 3,
+    "n_neighbours": 3,
+    "overlap_tokens": 20,
+    "pair_min_count": 2,
+}
+
+
+def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    record = run_claim("C03", copy.deepcopy(SECTION), lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
+    assert record["verdict"]["label"] in {str(label) for label in Label}
+    assert record["verdict"]["kind"] == "experiment" and record["verdict"]["primary"]
+    assert record["figures"] and all((tmp_path / "C03" / f["path"]).is_file() for f in record["figures"])
+    m = record["metrics"]
+    assert m["relative_change"]["frozen"]["values"] == [0.0, 0.0]  # frozen means frozen
+    assert min(m["relative_change"]["learned"]["values"]) > 0.0
+    if m["unseen_tokens"]:  # no gradient reaches a token that never appears as input
+        assert m["unseen_token_relative_change"]["values"] == [0.0, 0.0]
+    assert m["paired_frozen_minus_learned"]["frozen_unit"]["n"] == 2
+
+
+def test_unclear_comparisons_are_limits_not_lower_labels() -> None:
+    noisy = [x + d for x, d in zip(LEARNED, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
+    v = c03.verdict(c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], noisy))
+    assert v.label is Label.SUPPORTED and len(v.limited) == 1
+    v = c03.verdict(c03_metrics(LEARNED, noisy, noisy))
+    assert v.label is Label.INCONCLUSIVE and len(v.limited) == 2

@@ -1,0 +1,112 @@
+"""C04: the relation task, the verdict driven to every label by paired metrics, and the experiment
+end to end (deterministic; Q = K = X looks at itself)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
+from whylab.concepts import ConceptContext
+from whylab.concepts import c04_qk_projection as c04
+from whylab.verdict import Label
+
+torch.set_num_threads(1)
+
+GOOD_ACC = [0.95, 0.9, 0.97, 0.93, 0.96]
+BAD_ACC = [0.35, 0.3, 0.33, 0.31, 0.36]
+GOOD_LM = [4.0, 4.05, 4.02, 4.08, 4.01]
+BAD_LM = [4.3, 4.33, 4.29, 4.4, 4.31]
+
+
+def c04_metrics(
+    acc_l: list[float], acc_x: list[float], lm_l: list[float], lm_x: list[float]
+) -> dict[str, Any]:
+    return {
+        "n_seeds": len(acc_l),
+        "task": {"chance_accuracy": 1 / 6},
+        "task_accuracy": {"learned": spread(acc_l), "no_qk": spread(acc_x)},
+        "task_self_attention_layer1": {
+            "learned": spread([0.1] * len(acc_l)),
+            "no_qk": spread([0.8] * len(acc_l)),
+        },
+        "paired_task_accuracy": comparison(acc_l, acc_x, 0.2),
+        "paired_lm_loss": comparison(lm_x, lm_l, 0.02),
+        "diverged": {"learned": 0, "no_qk": 0},
+        "thresholds": {"min_accuracy_gap": 0.2, "min_loss_gain": 0.02},
+    }
+
+
+def test_verdict_every_label() -> None:
+    assert c04.verdict(c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)).label is Label.SUPPORTED
+    # only one of the two tests separates
+    assert (
+        c04.verdict(
+            c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [x + 0.001 * i for i, x in enumerate(GOOD_LM)])
+        ).label
+        is Label.PARTLY
+    )
+    # Q = K = X as good on the task (within the floor) and clearly better as an LM
+    v = c04.verdict(c04_metrics(GOOD_ACC, [a - 0.01 for a in GOOD_ACC], BAD_LM, GOOD_LM))
+    assert v.label is Label.NOT_SUPPORTED
+    # task not learned, one seed, or noise too large to tell
+    assert (
+        c04.verdict(c04_metrics([0.2, 0.15, 0.18], BAD_ACC[:3], GOOD_LM[:3], BAD_LM[:3])).label
+        is Label.INCONCLUSIVE
+    )
+    assert c04.verdict(c04_metrics([0.9], [0.3], [4.0], [4.3])).label is Label.INCONCLUSIVE
+    noisy = c04.verdict(
+        c04_metrics(GOOD_ACC, [0.9, 0.2, 0.99, 0.1, 0.95], GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1])
+    )
+    assert noisy.label is Label.INCONCLUSIVE
+
+
+def test_relation_task_invariants() -> None:
+    task = c04.RelationTask.make(16, 6, seed=3)
+    assert torch.equal(task.backward[task.forward], torch.arange(16))
+    seen, a = set(), 0
+    for _ in range(16):
+        seen.add(a)
+        a = int(task.forward[a])
+    assert a == 0 and len(seen) == 16
+    smp = task.sample(200, torch.Generator().manual_seed(0))
+    ids, rows = smp["ids"], torch.arange(200)
+    query = ids[:, -1]
+    assert torch.equal(ids[rows, smp["position"]], task.forward[query])
+    assert torch.equal(ids[rows, smp["reverse_position"]], task.backward[query])
+    assert torch.equal(smp["target"], 16 + smp["position"])
+    assert not bool((ids[:, :-1] == query[:, None]).any())
+
+
+def test_learned_projections_solve_the_relation_task_q_equals_k_does_not() -> None:
+    section = schema_section("C04")
+    section["task"].update(n_entities=12, context_len=5, steps=300, batch_size=64, eval_size=256)
+    settings = {**TINY, "model": {"d_model": 32, "n_heads": 4}, **section}
+    ctx = ConceptContext("C04", settings, {}, Path("."), 1, "cpu")
+    learned = c04.run_task(ctx, seed=0, qk_proj=True)
+    plain = c04.run_task(ctx, seed=0, qk_proj=False)
+    assert learned["accuracy"] > plain["accuracy"] + 0.3
+    assert plain["self_attention"][0] > 0.5 > learned["self_attention"][0]
+
+
+def test_runs_end_to_end_and_is_deterministic(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    section = schema_section("C04")
+    section["task"].update(n_entities=8, context_len=4, steps=10, batch_size=8, eval_size=16)
+    section.update(attention_windows=2, attention_examples=3)
+    inputs = lm_inputs_of(tiny_corpus, tiny_tokenizers)
+    a = run_claim("C04", copy.deepcopy(section), inputs, tmp_path / "a")
+    b = run_claim("C04", copy.deepcopy(section), inputs, tmp_path / "b")
+    assert a["metrics"] == b["metrics"]
+    m = a["metrics"]
+    assert m["lm_self_attention_layer1"]["no_qk"]["mean"] > 2 * m["lm_self_attention_uniform"]
+    assert m["paired_lm_loss"]["n"] == 2 and a["verdict"]["primary"]
+
+
+def test_unclear_lm_comparison_is_a_limit_not_a_lower_label() -> None:
+    v = c04.verdict(c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]))
+    assert v.label is Label.SUPPORTED and len(v.limited) == 1 and "language-model" in v.limited[0]

@@ -1,0 +1,136 @@
+"""C06: the key–value task, the roles decided by paired key-vs-value swaps (random W_v only an
+illustration), the W_v ablation at one head without W_o, every label, and the run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
+from whylab.concepts import ConceptContext
+from whylab.concepts import c06_value_projection as c06
+from whylab.verdict import Label
+
+torch.set_num_threads(1)
+
+N = 5
+GOOD_ACC = [0.95, 0.9, 0.97, 0.93, 0.96]
+BAD_ACC = [0.35, 0.3, 0.33, 0.31, 0.36]
+GOOD_LM = [4.0, 4.05, 4.02, 4.08, 4.01]
+BAD_LM = [4.3, 4.33, 4.29, 4.4, 4.31]
+
+
+def c06_metrics(
+    acc_v: list[float],
+    acc_x: list[float],
+    lm_v: list[float],
+    lm_x: list[float],
+    value_tv: list[float] | None = None,
+    key_tv: list[float] | None = None,
+    follow: float = 0.9,
+) -> dict[str, Any]:
+    value_tv = value_tv or [0.02, 0.03, 0.01, 0.02, 0.04]
+    key_tv = key_tv or [0.7, 0.8, 0.75, 0.72, 0.78]
+    roles = {
+        "accuracy": spread(acc_v),
+        "value_swap_attention_tv": spread(value_tv),
+        "value_swap_follows_new_value": spread([follow] * N),
+        "key_swap_attention_tv": spread(key_tv),
+    }
+    return {
+        "n_seeds": N,
+        "task": {"chance_accuracy": 1 / 8},
+        "task_accuracy": {"w_v": spread(acc_v), "v_is_x": spread(acc_x)},
+        "roles": roles,
+        "paired_key_minus_value_shift": comparison(key_tv, value_tv, 0.2),
+        "paired_task_accuracy": comparison(acc_v, acc_x, 0.1),
+        "paired_lm_loss": comparison(lm_x, lm_v, 0.02),
+        "diverged": {"w_v": 0, "v_is_x": 0, "v_is_x_wo": 0},
+        "thresholds": {
+            "min_accuracy_gap": 0.1,
+            "min_loss_gain": 0.02,
+            "min_follow_value": 0.7,
+            "max_value_swap_shift": 0.2,
+        },
+    }
+
+
+def test_verdict_supported_when_roles_separate_and_w_v_helps() -> None:
+    v = c06.verdict(c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM))
+    assert v.label is Label.SUPPORTED and not v.limited and "W_o" in v.primary
+
+
+def test_verdict_partly_when_v_is_x_is_as_good() -> None:
+    same_acc = [a - 0.005 * (-1) ** i for i, a in enumerate(GOOD_ACC)]
+    same_lm = [x + 0.002 * (-1) ** i for i, x in enumerate(GOOD_LM)]
+    v = c06.verdict(c06_metrics(GOOD_ACC, same_acc, GOOD_LM, same_lm))
+    assert v.label is Label.PARTLY and v.correction
+
+
+def test_unclear_ablation_is_a_limit_not_a_lower_label() -> None:
+    noisy_acc = [0.9, 0.5, 0.97, 0.4, 0.95]
+    noisy_lm = [4.5, 3.6, 4.4, 3.7, 4.1]
+    v = c06.verdict(c06_metrics(GOOD_ACC, noisy_acc, GOOD_LM, noisy_lm))
+    assert v.label is Label.SUPPORTED and v.limited
+
+
+def test_verdict_not_supported_when_roles_do_not_separate() -> None:
+    v = c06.verdict(c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM, follow=0.3))
+    assert v.label is Label.NOT_SUPPORTED
+    moved = [0.5, 0.6, 0.55, 0.52, 0.58]  # changing the value moves attention as much as the key
+    v = c06.verdict(c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM, value_tv=moved, key_tv=moved[::-1]))
+    assert v.label is Label.NOT_SUPPORTED
+
+
+def test_verdict_inconclusive() -> None:
+    assert (
+        c06.verdict(c06_metrics([0.2, 0.15, 0.18, 0.2, 0.19], BAD_ACC, GOOD_LM, BAD_LM)).label
+        is Label.INCONCLUSIVE
+    )
+    m = c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)
+    m["diverged"]["v_is_x"] = 1
+    assert c06.verdict(m).label is Label.INCONCLUSIVE
+    # the value swap behaves, but the key swap is not clearly larger at this seed count
+    unclear = c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM, key_tv=[0.9, 0.0, 0.8, 0.01, 0.5])
+    assert c06.verdict(unclear).label is Label.INCONCLUSIVE
+
+
+def test_key_value_task_and_swaps() -> None:
+    task = c06.KeyValueTask(n_keys=8, n_values=6, n_pairs=5)
+    gen = torch.Generator().manual_seed(1)
+    smp = task.sample(300, gen)
+    ids, rows, pos = smp["ids"], torch.arange(300), smp["position"]
+    qkey = ids[:, -1] - task.query_offset
+    assert torch.equal(ids[rows, pos] // task.n_values, qkey)
+    vs = task.swap_value(smp, gen)
+    assert torch.equal(vs["ids"][rows, pos] // task.n_values, qkey)
+    assert not bool((vs["target"] == smp["target"]).any())
+    ks = task.swap_key(smp, gen)
+    assert not bool((ks["ids"][:, :-1] // task.n_values == qkey[:, None]).any())
+
+
+def test_trained_one_head_model_without_w_o_separates_where_from_what() -> None:
+    section = schema_section("C06")
+    section["task"].update(n_keys=6, n_values=6, n_pairs=4, steps=200, batch_size=64, eval_size=256)
+    ctx = ConceptContext(
+        "C06", {**TINY, "model": {"d_model": 32, "n_heads": 4}, **section}, {}, Path("."), 1, "cpu"
+    )
+    roles = c06.run_task(ctx, seed=0, v_proj=True, o_proj=False)["interventions"]
+    assert roles["accuracy"] > 0.9
+    assert roles["value_swap_follows_new_value"] > 0.8 and roles["value_swap_attention_tv"] < 0.2
+    assert roles["key_swap_attention_tv"] > 0.4
+    assert roles["wv_random_attention_tv"] == 0.0  # one layer: attention cannot depend on W_v
+
+
+def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    section = schema_section("C06")
+    section["task"].update(n_keys=4, n_values=4, n_pairs=3, steps=10, batch_size=8, eval_size=16)
+    section["attention_examples"] = 3
+    rec = run_claim("C06", section, lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
+    m = rec["metrics"]
+    assert set(m["task_accuracy"]) == {"w_v", "v_is_x", "v_is_x_wo"}
+    assert m["task"]["n_heads"] == 1 and m["paired_lm_loss"]["n"] == 2
+    assert set(m["lm_eval_loss"]) == {"w_v", "v_is_x", "baseline"}
+    assert all((tmp_path / "C06" / f["path"]).is_file() for f in rec["figures"])

@@ -1,0 +1,283 @@
+"""C07: the padding helpers and measurements, masked BatchNorm (statistics without PAD), the
+non-causal leak of batch statistics, the verdict driven to every label (short-run loss comparisons
+are limits, never lowering the label), and the run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
+from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
+from whylab.concepts import c07_layernorm_vs_batchnorm as c07
+from whylab.verdict import Label
+
+torch.set_num_threads(1)
+
+
+def test_split_sentences_and_pairs() -> None:
+    assert c07.split_sentences("One two. Three? Four!  Five") == ["One two.", "Three?", "Four!", "Five"]
+    assert c07.split_sentences("헌법은 국민의 것이다. 다음 문장") == ["헌법은 국민의 것이다.", "다음 문장"]
+    x, y = c07.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0)
+    assert x.tolist() == [[5, 6, 7], [9, 0, 0]]
+    assert y.tolist() == [[6, 7, 8], [10, -100, -100]]
+    x, _ = c07.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0, length=5)
+    assert x.shape == (2, 5) and c07.pad_fraction(x, 0) == pytest.approx(6 / 10)
+    with pytest.raises(ValueError, match="shorter than the longest"):
+        c07.lm_pairs([[5, 6, 7, 8]], pad_id=0, length=2)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        c07.lm_pairs([[5]], pad_id=0)
+
+
+class _Tok:
+    def __init__(self, pad: int | None) -> None:
+        self.pad = pad
+
+    def get_vocab_size(self) -> int:
+        return 50
+
+    def token_to_id(self, name: str) -> int | None:
+        return self.pad if name == "<pad>" else None
+
+
+def test_pad_id_uses_the_tokenizers_pad_or_adds_one() -> None:
+    assert c07.pad_id_of(_Tok(0)) == (0, 50)
+    assert c07.pad_id_of(_Tok(None)) == (50, 51)
+
+
+def test_padded_batches_mix_lengths_deterministically() -> None:
+    seqs = [list(range(1, n + 1)) for n in (3, 5, 9, 12, 4)]
+    fn = c07.padded_batch_fn(seqs, 4, pad_id=0)
+    a = fn(0, torch.Generator().manual_seed(1))
+    b = fn(0, torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert ((a[0] == 0) == (a[1] == -100)).all()  # PAD inputs are exactly the ignored targets
+    batches = c07.fixed_batches(seqs, 2, pad_id=0)
+    assert [x.shape[0] for x, _ in batches] == [2, 2, 1]
+
+
+def _tiny_lm(norm: NormKind) -> BenchTransformer:
+    torch.manual_seed(0)
+    return BenchTransformer(
+        BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, norm=norm, pad_id=0, max_len=64)
+    )
+
+
+def test_batch_dependence_layernorm_zero_batchnorm_not() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pool = [
+        torch.randint(1, 30, (int(n),), generator=gen).tolist()
+        for n in torch.randint(4, 14, (20,), generator=gen)
+    ]
+    stream = torch.randint(1, 30, (200,), generator=gen)
+    out = {}
+    for norm in ("layer", "batch", "rms"):
+        out[norm] = c07.batch_dependence(
+            _tiny_lm(norm),
+            pool[:3],
+            pool[3:],
+            stream,
+            batch_size=4,
+            mate_sets=3,
+            extra_padding=[4, 12],
+            pad_id=0,
+            device="cpu",
+            seed=0,
+        )
+    for norm in ("layer", "rms"):
+        for key in ("mates_padded", "mates_nopad", "padding", "eval_mode"):
+            assert out[norm][key] < 1e-5, (norm, key)
+    for key in ("mates_padded", "mates_nopad", "padding"):
+        assert out["batch"][key] > 1e-3, key
+    assert out["batch"]["eval_mode"] < 1e-5  # running statistics: batch-independent at inference
+    curve = out["batch"]["padding_curve"]
+    assert [p["extra_pad_columns"] for p in curve] == [4, 12]
+    assert curve[0]["pad_fraction"] < curve[1]["pad_fraction"]
+
+
+def test_batch_stats_mode_leaves_running_stats_alone_and_statistics_see_pad() -> None:
+    model = _tiny_lm("batch")
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    x, y = c07.lm_pairs([[1, 2, 3, 4, 5, 6, 7, 8], [3, 4, 5]], pad_id=0)
+    c07.token_loss(c07.batch_stats_mode(model), [(x, y)], "cpu")
+    stats = c07.batchnorm_statistics(model, [(x, y), c07.lm_pairs([[2, 3, 4], [5, 6, 7, 8, 9]], 0)], 0, "cpu")
+    after = {k: v for k, v in model.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert stats["pad_mean_shift"] > 0.01 and stats["batch_fluctuation"] > 0
+    assert c07.batchnorm_statistics(_tiny_lm("layer"), [(x, y)], 0, "cpu") == {}
+
+
+def test_masked_batchnorm_statistics_exclude_pad() -> None:
+    bn = MaskedTokenBatchNorm(3)
+    x = torch.randn(2, 4, 3)
+    real = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    x_pad = x.clone()
+    x_pad[~real] = 1000.0  # whatever sits at PAD positions
+    bn.real = real
+    a, b = bn(x), bn(x_pad)
+    assert torch.allclose(a[real], b[real], atol=1e-5)
+    rows = x[real]
+    expected = (rows - rows.mean(0)) / torch.sqrt(rows.var(0, unbiased=False) + 1e-5)
+    assert torch.allclose(a[real], expected, atol=1e-5)
+    # running statistics: two updates (momentum 0.1) from the same real tokens, PAD ignored
+    assert torch.allclose(bn.running_mean, 0.19 * rows.mean(0), atol=1e-5)
+
+
+def test_masked_batchnorm_model_is_blind_to_extra_padding_naive_is_not() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pool = [
+        torch.randint(1, 30, (int(n),), generator=gen).tolist()
+        for n in torch.randint(4, 14, (12,), generator=gen)
+    ]
+    stream = torch.randint(1, 30, (200,), generator=gen)
+    out = {}
+    for norm in ("masked_batch", "batch"):
+        out[norm] = c07.batch_dependence(
+            _tiny_lm(norm),
+            pool[:2],
+            pool[2:],
+            stream,
+            batch_size=4,
+            mate_sets=2,
+            extra_padding=[6],
+            pad_id=0,
+            device="cpu",
+            seed=0,
+        )
+    assert out["masked_batch"]["padding"] < 1e-5 < 1e-3 < out["batch"]["padding"]
+    assert out["masked_batch"]["mates_padded"] > 1e-3  # still batch-dependent: other sentences count
+
+
+def test_future_leak_zero_for_layernorm_positive_for_batchnorm() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pool = [
+        torch.randint(1, 30, (int(n),), generator=gen).tolist()
+        for n in torch.randint(6, 14, (12,), generator=gen)
+    ]
+    leak = {
+        norm: c07.future_leak(
+            _tiny_lm(norm), pool[:3], pool[3:], batch_size=4, pad_id=0, vocab=30, device="cpu", seed=0
+        )
+        for norm in ("layer", "batch", "masked_batch")
+    }
+    assert leak["layer"] == 0.0
+    assert leak["batch"] > 1e-3 and leak["masked_batch"] > 1e-3
+
+
+DIFFS = [0.01, -0.02, 0.015, -0.01, 0.005]
+
+
+def c07_metrics(
+    *,
+    naive: list[float],
+    masked: list[float],
+    layer: list[float],
+    bn_pad: float = 0.3,
+    ln_dep: float = 1e-7,
+    drop: float = 0.005,
+) -> dict[str, Any]:
+    def norm(loss: list[float], padding: float) -> dict[str, Any]:
+        return {
+            "eval_loss": spread(loss),
+            "padding": spread([padding] * 5),
+            "mates_padded": spread([padding] * 5),
+            "future_leak": spread([0.05] * 5),
+            "mode_gap": spread([0.02] * 5),
+            "tail_drop": spread([drop] * 5),
+        }
+
+    return {
+        "n_seeds": 5,
+        "steps": 100,
+        "norms": {
+            "layer": norm(layer, ln_dep),
+            "batch": norm(naive, bn_pad),
+            "masked_batch": norm(masked, 1e-8),
+        },
+        "paired": {
+            "reason_naive_minus_masked": comparison(naive, masked, 0.02),
+            "preference_masked_minus_layer": comparison(masked, layer, 0.02),
+            "naive_minus_layer": comparison(naive, layer, 0.02),
+        },
+        "diverged": {"layer": 0, "batch": 0, "masked_batch": 0},
+        "dependence_threshold": 0.01,
+        "plateau_tolerance": 0.02,
+        "invariance_tolerance": 1e-4,
+    }
+
+
+LN = [5.0, 5.1, 5.05, 4.95, 5.02]
+
+
+def shift(values: list[float], by: float) -> list[float]:
+    return [v + by + d for v, d in zip(values, DIFFS, strict=True)]
+
+
+def test_verdict_supported_when_pad_hurts_and_layernorm_still_wins() -> None:
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN))
+    assert v.label is Label.SUPPORTED and not v.limited
+
+
+def test_verdict_partly_when_one_part_is_contradicted() -> None:
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, bn_pad=0.001))
+    assert v.label is Label.PARTLY  # PAD barely moves BatchNorm: the reason does not hold
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN))
+    assert v.label is Label.PARTLY  # masking PAD helps, but masked BatchNorm beats LayerNorm
+
+
+def test_verdict_not_supported_when_every_judged_part_is_contradicted() -> None:
+    v = c07.verdict(c07_metrics(naive=shift(LN, -0.5), masked=shift(LN, -0.2), layer=LN))
+    assert v.label is Label.NOT_SUPPORTED
+
+
+def test_short_run_loss_comparisons_are_limits_not_lower_labels() -> None:
+    # masking makes no clear difference after 100 steps: the reason is a limit; the preference decides
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, 0.3), layer=LN))
+    assert v.label is Label.SUPPORTED and any("the reason" in x for x in v.limited)
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.0), masked=shift(LN, 0.0), layer=LN))
+    assert v.label is Label.INCONCLUSIVE and len(v.limited) == 2
+
+
+def test_verdict_inconclusive_when_the_measurement_is_untrustworthy() -> None:
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, ln_dep=0.01))
+    assert v.label is Label.INCONCLUSIVE
+
+
+def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    section = {
+        "steps": 4,
+        "max_seq_len": 20,
+        "eval_sequences": 8,
+        "probes": 2,
+        "mate_sets": 2,
+        "extra_padding": [6],
+    }
+    rec = run_claim("C07", section, lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
+    norms = rec["metrics"]["norms"]
+    assert norms["layer"]["padding"]["mean"] < 1e-5 and norms["batch"]["padding"]["mean"] > 1e-3
+    assert norms["masked_batch"]["padding"]["mean"] < 1e-5
+    assert norms["layer"]["future_leak"]["mean"] == 0.0 and norms["batch"]["future_leak"]["mean"] > 0
+    assert rec["metrics"]["paired"]["reason_naive_minus_masked"]["n"] == 2
+    assert 0 < rec["metrics"]["pad_fraction_train"] < 1
+    with pytest.raises(Exception, match="masked_batch"):
+        run_claim(
+            "C07",
+            {**section, "norms": ["layer", "batch"]},
+            lm_inputs_of(tiny_corpus, tiny_tokenizers),
+            tmp_path / "x",
+        )
+
+
+def test_loss_comparisons_before_a_plateau_are_limits() -> None:
+    # masked BatchNorm clearly ahead of LayerNorm, but the loss is still falling: not judged
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
+    assert v.label is Label.INCONCLUSIVE and all("plateau" in x for x in v.limited)
+    # the mechanism itself (PAD barely moving BatchNorm) is judged whatever the training length
+    v = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001)
+    )
+    assert v.label is Label.NOT_SUPPORTED

@@ -1,0 +1,122 @@
+"""C08: pre-registered primary cells decided by paired tests with Holm, Xiong et al.'s gradient
+trend at initialisation in the verdict, every label, and the run end to end (deterministic)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
+from whylab.concepts import c08_pre_vs_post_ln as c08
+from whylab.verdict import Label, holm
+
+torch.set_num_threads(1)
+
+PRE = [5.0, 5.1, 5.05, 4.95, 5.02]
+NOISE = [0.01, -0.02, 0.015, -0.01, 0.005]
+
+
+def shift(by: float) -> list[float]:
+    return [p + by + n for p, n in zip(PRE, NOISE, strict=True)]
+
+
+def cell(depth: int, post: list[float], pre: list[float] = PRE) -> dict[str, Any]:
+    return {
+        "depth": depth,
+        "lr": 1e-2,
+        "warmup": 0,
+        "key": f"{depth}",
+        "pre": {"loss": spread(pre), "diverged": 0, "runs": 5},
+        "post": {"loss": spread(post), "diverged": 0, "runs": 5},
+        "post_minus_pre": comparison(post, pre, 0.05),
+    }
+
+
+def c08_metrics(cells: list[dict[str, Any]], post_trend: list[float] | None = None) -> dict[str, Any]:
+    pvals = {c["key"]: (c["post_minus_pre"]["test"] or {}).get("p") or math.nan for c in cells}
+    rejected = holm(pvals)
+    for c in cells:
+        c["holm_rejected"] = rejected[c["key"]]
+    post_trend = post_trend or [1.5, 1.7, 1.6, 1.4, 1.8]
+    pre_trend = [0.0, 0.1, -0.1, 0.05, -0.05]
+    return {
+        "n_seeds": 5,
+        "steps": 80,
+        "cells": cells,
+        "warmup_cells": [],
+        "min_loss_gain": 0.05,
+        "grad_trend": {"post": spread(post_trend), "pre": spread(pre_trend)},
+        "paired_grad_trend": comparison(post_trend, pre_trend, 0.405),
+    }
+
+
+def test_verdict_supported_when_pre_ln_wins_and_the_gradient_trend_agrees() -> None:
+    v = c08.verdict(c08_metrics([cell(6, shift(0.4)), cell(12, shift(0.8))]))
+    assert v.label is Label.SUPPORTED and "Holm" in v.primary and not v.limited
+
+
+def test_verdict_partly_when_the_gradient_trend_is_opposite_or_both_win() -> None:
+    v = c08.verdict(
+        c08_metrics([cell(6, shift(0.4)), cell(12, shift(0.8))], post_trend=[-1.5, -1.6, -1.4, -1.7, -1.5])
+    )
+    assert v.label is Label.PARTLY
+    v = c08.verdict(c08_metrics([cell(6, shift(-0.4)), cell(12, shift(0.8))]))
+    assert v.label is Label.PARTLY
+
+
+def test_verdict_not_supported_when_post_ln_wins() -> None:
+    assert (
+        c08.verdict(c08_metrics([cell(6, shift(-0.4)), cell(12, shift(-0.3))])).label is Label.NOT_SUPPORTED
+    )
+
+
+def test_verdict_inconclusive_without_a_clear_cell_or_with_one_seed() -> None:
+    v = c08.verdict(c08_metrics([cell(6, shift(0.0)), cell(12, shift(0.01))]))
+    assert v.label is Label.INCONCLUSIVE and any("training" in x for x in v.limited)
+    one = cell(6, [5.5], [5.0])
+    assert c08.verdict(c08_metrics([one])).label is Label.INCONCLUSIVE
+
+
+def test_holm_guards_the_family() -> None:
+    # one cell barely clear on its own (p just under 0.05) is not clear among three cells
+    borderline = [p + 0.1 + d for p, d in zip(PRE, [0.09, -0.08, 0.1, -0.07, 0.02], strict=True)]
+    assert comparison(borderline, PRE, 0.05)["test"]["p"] < 0.05
+    m = c08_metrics([cell(6, borderline), cell(8, shift(0.0)), cell(12, shift(0.0))])
+    assert not m["cells"][0]["holm_rejected"]
+    assert c08.verdict(m).label is Label.INCONCLUSIVE
+
+
+def test_grad_trend_and_capped_loss() -> None:
+    assert c08.grad_trend([1.0, 2.0, 4.0]) == math.log(4.0)
+    assert c08.grad_trend([0.0, 1.0]) is None
+    assert c08.capped_loss(float("nan"), 6.9) == 6.9 and c08.capped_loss(9.0, 6.9) == 6.9
+    assert c08.capped_loss(None, 6.9) == 6.9 and c08.capped_loss(4.0, 6.9) == 4.0
+
+
+def test_runs_end_to_end_and_is_deterministic(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    section = {
+        "primary_cells": [{"depth": 2, "lr": 1e-2}, {"depth": 3, "lr": 1e-2}],
+        "warmup_depths": [3],
+        "warmup_steps": 2,
+        "steps": 4,
+        "batch_size": 4,
+        "seq_len": 8,
+        "eval_every": 2,
+        "d_model": 8,
+        "grad_probe_depths": [3],
+    }
+    inputs = lm_inputs_of(tiny_corpus, tiny_tokenizers)
+    a = run_claim("C08", dict(section), inputs, tmp_path / "a")
+    b = run_claim("C08", dict(section), inputs, tmp_path / "b")
+    assert a["metrics"]["cells"] == b["metrics"]["cells"]
+    m = a["metrics"]
+    assert len(m["cells"]) == 2 and len(m["warmup_cells"]) == 1
+    assert all("holm_rejected" in c for c in m["cells"])
+    assert len(m["grad_norms_at_init"]["pre"]["3"]) == 3
+    assert m["init_std"] == 1 / math.sqrt(8)  # Xavier-like, as in Xiong et al.
+    assert all((tmp_path / "a" / "C08" / f["path"]).is_file() for f in a["figures"])
