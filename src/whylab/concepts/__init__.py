@@ -8,6 +8,17 @@ A concept module defines::
 
 The runner calls ``verdict(evidence.metrics)`` itself, so a verdict can only
 come from what was measured.
+
+A claim trained over seeds may instead (or also) define the per-seed protocol::
+
+    def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]   # JSON-able, one seed
+    def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence
+
+``run_seed`` measures every arm of one seed (the same seed gives each arm the same initial
+weights and batches, so arms pair by seed) and writes no figures; ``combine`` turns the
+per-seed records, in ``ctx.seeds`` order, into the evidence. Without a ``run`` of its own such a
+module runs as ``combine(ctx, [run_seed(ctx, s) for s in ctx.seeds])``; the workflow can also
+run each seed as its own job and gather them.
 """
 
 from __future__ import annotations
@@ -74,6 +85,21 @@ def load(claim_id: str) -> ModuleType:
     return importlib.import_module(REGISTRY[claim_id])
 
 
+def evidence_of(module: ModuleType, ctx: ConceptContext) -> Evidence:
+    """The module's evidence: its ``run``, or its per-seed protocol over ``ctx.seeds``."""
+    if hasattr(module, "run"):
+        evidence: Evidence = module.run(ctx)
+        return evidence
+    if hasattr(module, "run_seed") and hasattr(module, "combine"):
+        per_seed = []
+        for seed in ctx.seeds:
+            set_seed(seed)  # a seed's numbers do not depend on the seeds run before it
+            per_seed.append(jsonable(module.run_seed(ctx, seed)))
+        combined: Evidence = module.combine(ctx, per_seed)
+        return combined
+    raise AttributeError(f"{module.__name__} defines neither run() nor run_seed() and combine()")
+
+
 def run_concept(
     claim_id: str,
     settings: Mapping[str, Any],
@@ -98,7 +124,7 @@ def run_concept(
             claim_id, settings, {k: Path(v) for k, v in inputs.items()}, work, threads, device
         )
         start = time.perf_counter()
-        evidence: Evidence = module.run(ctx)
+        evidence: Evidence = evidence_of(module, ctx)
         wall = time.perf_counter() - start
         metrics = jsonable(evidence.metrics)
         verdict = module.verdict(metrics)

@@ -1,0 +1,102 @@
+"""The shared statistics of whylab.verdict against known values, and the per-seed protocol runner."""
+
+from __future__ import annotations
+
+import math
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from whylab.concepts import ConceptContext, evidence_of
+from whylab.results import Evidence
+from whylab.verdict import (
+    Kind,
+    Label,
+    Verdict,
+    effect,
+    equivalent,
+    holm,
+    paired_test,
+    t_critical,
+    t_two_sided_p,
+)
+
+
+def test_t_distribution_matches_tables() -> None:
+    # two-sided 5% critical values of Student's t (any statistics table)
+    assert t_critical(2) == pytest.approx(4.3027, abs=1e-4)
+    assert t_critical(4) == pytest.approx(2.7764, abs=1e-4)
+    assert t_critical(30) == pytest.approx(2.0423, abs=1e-4)
+    assert t_two_sided_p(0.0, 5) == pytest.approx(1.0)
+    assert t_two_sided_p(1.0, 10) == pytest.approx(0.34089, abs=1e-5)
+    assert t_two_sided_p(-3.0, 3) == pytest.approx(t_two_sided_p(3.0, 3))
+
+
+def test_paired_test_on_known_differences() -> None:
+    test = paired_test([1.0, 2.0, 3.0, 4.5], [0.5, 1.1, 2.6, 3.9])  # diffs .5 .9 .4 .6
+    assert test.n == 4 and test.mean_diff == pytest.approx(0.6)
+    assert test.sd_diff == pytest.approx(0.216025, abs=1e-6)
+    assert test.t == pytest.approx(0.6 / (0.216025 / 2), rel=1e-5)
+    assert test.p == pytest.approx(0.011507, abs=1e-5)
+    assert test.ci_low == pytest.approx(0.6 - 3.1824 * 0.108012, abs=1e-4)  # t(3) = 3.1824
+    assert effect(test, 0.1) == 1 and effect(test, 1.0) == 0
+    assert effect(paired_test([0.5, 1.1, 2.6, 3.9], [1.0, 2.0, 3.0, 4.5]), 0.1) == -1
+
+
+def test_pairing_removes_the_seed_to_seed_spread() -> None:
+    # arms that differ by a constant 0.1 on top of a large per-seed spread: clear only when paired
+    base = [1.0, 3.0, 0.5, 2.2, 4.1]
+    test = paired_test([b + 0.1 for b in base], base)
+    assert test.p < 1e-10 and effect(test, 0.05) == 1
+
+
+def test_one_seed_is_never_clear_and_lengths_must_match() -> None:
+    test = paired_test([1.0], [0.0])
+    assert math.isnan(test.p) and effect(test, 0.0) == 0 and not equivalent(test, 10.0)
+    with pytest.raises(ValueError, match="one value per seed"):
+        paired_test([1.0, 2.0], [1.0])
+
+
+def test_equivalence_needs_a_tight_interval() -> None:
+    assert equivalent(paired_test([1.00, 1.01, 0.99, 1.0], [1.0, 1.0, 1.0, 1.005]), 0.05)
+    assert not equivalent(paired_test([1.0, 1.3, 0.7, 1.0], [1.0, 1.0, 1.0, 1.0]), 0.05)
+
+
+def test_holm_steps_down() -> None:
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == {"a": True, "b": False, "c": False}
+    assert holm({"a": 0.01, "b": 0.02, "c": 0.03}) == {"a": True, "b": True, "c": True}
+    assert holm({"a": math.nan, "b": 0.001}) == {"a": False, "b": True}
+
+
+def test_verdict_dict_carries_kind_and_primary() -> None:
+    v = Verdict(Label.PARTLY, "why", Kind.DEFINITION, primary="A vs B", limited=("speed",))
+    assert v.to_dict() == {
+        "label": "partly supported",
+        "reason": "why",
+        "kind": "definition check",
+        "primary": "A vs B",
+        "limited": ["speed"],
+        "takeaway": "",
+        "correction": "",
+    }
+
+
+def test_per_seed_protocol_runs_each_seed_then_combines(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+        seen.append(seed)
+        return {"seed": seed, "value": seed * 2}
+
+    def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
+        return Evidence(method="m", metrics={"values": [r["value"] for r in per_seed]})
+
+    module = types.ModuleType("fake_claim")
+    module.run_seed = run_seed  # type: ignore[attr-defined]  # a module built at run time
+    module.combine = combine  # type: ignore[attr-defined]
+    ctx = ConceptContext("C99", {"seeds": [3, 1]}, {}, tmp_path, 1, "cpu")
+    assert evidence_of(module, ctx).metrics == {"values": [6, 2]} and seen == [3, 1]
+    with pytest.raises(AttributeError, match="neither run"):
+        evidence_of(types.ModuleType("empty"), ctx)
