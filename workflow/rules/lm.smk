@@ -2,7 +2,10 @@
 # Everything downstream (quantize.smk) reads results/lm/model and results/lm/onnx/fp32.
 
 LM = config["lm"]
-LM_MODEL = f"{RESULTS}/lm/model"
+# lm.pretrained (a local Hugging Face folder, checked when the config is read): C12-C16 use it
+# and nothing asks for the trained model, so lm_train is not scheduled
+LM_PRETRAINED = LM.get("pretrained")
+LM_MODEL = LM_PRETRAINED or f"{RESULTS}/lm/model"
 LM_ONNX_FP32 = f"{RESULTS}/lm/onnx/fp32"
 LM_TRAIN_METRICS = f"{RESULTS}/lm/train_metrics.json"
 LM_TRAIN_CURVE = f"{RESULTS}/lm/train_curve.csv"
@@ -20,8 +23,9 @@ LM_CORPUS_FILES = {
 }
 # a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA
 LM_GPU = gpu_resources()
-# the report shows the LM's training summary
-REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
+# the report shows the LM's training summary (when it trains one)
+if not LM_PRETRAINED:
+    REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
 
 
 rule lm_train:
@@ -30,7 +34,7 @@ rule lm_train:
         **LM_CORPUS_FILES,
         tokenizer=LM_TOKENIZER,
     output:
-        model=directory(LM_MODEL),
+        model=directory(f"{RESULTS}/lm/model"),
         metrics=LM_TRAIN_METRICS,
         curve=LM_TRAIN_CURVE,
     log:
@@ -76,7 +80,7 @@ rule lm_export:
         runtime=30,
     params:
         settings=settings_json({k: LM[k] for k in ("train_languages", "export")}),
-        corpus=lambda w, input: Path(input.model).parent.parent / "corpus",
+        corpus=f"{RESULTS}/corpus",
     shell:
         "python -m whylab lm_export --settings {params.settings:q}"
         " --input model={input.model} --input corpus={params.corpus}"

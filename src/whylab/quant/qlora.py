@@ -92,20 +92,23 @@ def bnb_available() -> tuple[bool, str]:
 
 def load_base(model_dir: Path, variant: str, device: str, double_quant: bool = True) -> nn.Module:
     """The pretrained model for ``variant``: NF4 4-bit linear layers for qlora, float32 otherwise."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
+
+    from whylab.lm.pretrained import load_causal_lm
 
     if variant not in VARIANTS:
         raise InputError(f"quantization.qlora.variants: {variant!r} is not one of {', '.join(VARIANTS)}")
     if variant != "qlora":
-        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
+        model: nn.Module = load_causal_lm(model_dir, torch.float32, device)
+        return model
     bnb_config = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=torch.float32,
     )
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), quantization_config=bnb_config, dtype=torch.float32, device_map={"": device}
+    model = load_causal_lm(
+        model_dir, torch.float32, device, quantization_config=bnb_config, device_map={"": device}
     )
     _keep_standard_4bit_layout(model)
     return model
