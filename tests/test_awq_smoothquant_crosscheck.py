@@ -90,7 +90,7 @@ def test_awq_scale_search_equals_torchao_on_the_same_grid():
     lin, x = layer(), salient_inputs()
     theirs, ao_quantizer = torchao_awq_search(lin, x, 32, 20)
     alphas = [i / 20 for i in range(20)]
-    alpha, ours, errors = search_scale(_our_group(lin, x), 32, alphas, quantizer=ao_quantizer)
+    alpha, ours, _errors = search_scale(_our_group(lin, x), 32, alphas, quantizer=ao_quantizer)
     assert alpha > 0  # the salient channels make the search move away from RTN
     torch.testing.assert_close(ours, theirs.float(), rtol=1e-5, atol=1e-6)
 
@@ -102,7 +102,10 @@ def test_awq_on_each_own_grid_is_within_ten_percent_of_torchao():
     _, ours, _ = search_scale(_our_group(lin, x), 32, alphas)
     own = lambda w: fake_quantize(w, 32)  # noqa: E731
     ones = torch.ones(lin.in_features)
-    err_ours, err_theirs = _output_error(lin, x, ours, own), _output_error(lin, x, theirs.float(), ao_quantizer)
+    err_ours, err_theirs = (
+        _output_error(lin, x, ours, own),
+        _output_error(lin, x, theirs.float(), ao_quantizer),
+    )
     assert err_ours < _output_error(lin, x, ones, own)
     assert err_theirs < _output_error(lin, x, ones, ao_quantizer)
     assert err_ours <= 1.10 * err_theirs

@@ -27,13 +27,17 @@ torch.set_num_threads(1)
 
 def correlated(n: int, k: int, seed: int, spread: bool = True) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, k, generator=gen) @ torch.randn(k, k, generator=gen) * 0.3 + torch.randn(n, k, generator=gen)
+    x = torch.randn(n, k, generator=gen) @ torch.randn(k, k, generator=gen) * 0.3 + torch.randn(
+        n, k, generator=gen
+    )
     if spread:  # unequal input energies, so act-order has an order to follow
         x = x * torch.linspace(0.2, 3.0, k)[torch.randperm(k, generator=gen)]
     return x
 
 
-def naive_obs_act_order(w: torch.Tensor, h: torch.Tensor, block_size: int, percdamp: float = 0.01) -> np.ndarray:
+def naive_obs_act_order(
+    w: torch.Tensor, h: torch.Tensor, block_size: int, percdamp: float = 0.01
+) -> np.ndarray:
     """OBS's recursion in the order of decreasing H_jj, with each group's grid fixed from the original
     weights: the definition act-order with static groups implements, with an explicit inverse."""
     w = w.double().clone()
@@ -116,11 +120,17 @@ def test_true_sequential_calibrates_later_linears_on_quantized_earlier_ones():
     seen: dict[bool, dict[str, torch.Tensor]] = {True: {}, False: {}}
     for ts in (True, False):
         gptq_model(
-            model, calib, 32, true_sequential=ts, on_layer=lambda n, w, q, h, ts=ts: seen[ts].__setitem__(n, h)
+            model,
+            calib,
+            32,
+            true_sequential=ts,
+            on_layer=lambda n, w, q, h, ts=ts: seen[ts].__setitem__(n, h),
         )
     first = "model.layers.0."
     # q/k/v are the first step: the same Hessian either way
-    torch.testing.assert_close(seen[True][first + "self_attn.q_proj"], seen[False][first + "self_attn.q_proj"])
+    torch.testing.assert_close(
+        seen[True][first + "self_attn.q_proj"], seen[False][first + "self_attn.q_proj"]
+    )
     # o_proj reads attention over quantized v (true-sequential) or over float v (one pass)
     assert not torch.allclose(seen[True][first + "self_attn.o_proj"], seen[False][first + "self_attn.o_proj"])
 

@@ -68,7 +68,11 @@ def test_a_saved_folder_passes_the_check_and_loads_offline(pretrained, monkeypat
 
 @pytest.mark.parametrize(
     ("remove", "message"),
-    [("model.safetensors", "no \\*.safetensors"), ("config.json", "no config.json"), ("tokenizer.json", "no tokenizer")],
+    [
+        ("model.safetensors", "no \\*.safetensors"),
+        ("config.json", "no config.json"),
+        ("tokenizer.json", "no tokenizer"),
+    ],
 )
 def test_an_incomplete_folder_is_a_one_line_config_error(pretrained, tmp_path, remove, message):
     import shutil
@@ -78,7 +82,7 @@ def test_an_incomplete_folder_is_a_one_line_config_error(pretrained, tmp_path, r
     (broken / remove).unlink()
     if remove == "tokenizer.json":
         (broken / "tokenizer_config.json").unlink()
-    with pytest.raises(InputError, match=f"lm.pretrained.*{message}"):
+    with pytest.raises(InputError, match=rf"lm\.pretrained.*{message}"):
         check_folder(broken)
 
 
@@ -89,7 +93,7 @@ def test_the_config_check_resolves_the_folder_and_rejects_a_missing_one(pretrain
     base["lm"]["pretrained"] = str(pretrained)
     assert check_config(base)["lm"]["pretrained"] == str(pretrained.resolve())
     base["lm"]["pretrained"] = str(tmp_path / "nowhere")
-    with pytest.raises(InputError, match="lm.pretrained.*not a folder"):
+    with pytest.raises(InputError, match=r"lm\.pretrained.*not a folder"):
         check_config(base)
 
 
@@ -107,8 +111,19 @@ def test_dry_run_uses_the_folder_and_does_not_schedule_lm_train(pretrained, tmp_
     assert "lm_export" in jobs and "concept_C16" in jobs and "concept_C14" in jobs
     # every rule that reads the model reads the user's folder
     detail = subprocess.run(
-        [sys.executable, "-m", "snakemake", targets[-1], "--cores", "1", "--dry-run", "--printshellcmds"]
-        + ["--configfile", "config/test.yaml", str(extra)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            targets[-1],
+            "--cores",
+            "1",
+            "--dry-run",
+            "--printshellcmds",
+            "--configfile",
+            "config/test.yaml",
+            str(extra),
+        ],
         cwd=work,
         capture_output=True,
         text=True,

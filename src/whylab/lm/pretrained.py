@@ -38,7 +38,9 @@ def check_folder(path: str | Path, base_dir: str | Path = ".") -> Path:
     if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
         raise InputError(f"{where} holds {', '.join(architectures)}, not a causal LM (…ForCausalLM)")
     if not any(folder.glob("*.safetensors")):
-        raise InputError(f"{where} has no *.safetensors weights (save_pretrained(..., safe_serialization=True))")
+        raise InputError(
+            f"{where} has no *.safetensors weights (save_pretrained(..., safe_serialization=True))"
+        )
     if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()):
         raise InputError(f"{where} has no tokenizer (tokenizer.json or tokenizer_config.json)")
     return folder

@@ -19,6 +19,7 @@ implementation with ORT's ``gptq()`` on the same W and H.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Callable
@@ -215,10 +216,8 @@ def _layer_inputs(
     try:
         for start in range(0, calibration.shape[0], batch_size):
             batch = calibration[start : start + batch_size]
-            try:
+            with contextlib.suppress(_Captured):
                 model(input_ids=batch, attention_mask=torch.ones_like(batch), use_cache=False)
-            except _Captured:
-                pass
     finally:
         hook.remove()
     return stored
@@ -279,7 +278,12 @@ def gptq_model(
                 linear = modules[name]
                 original = linear.weight.detach().clone()
                 q = gptq_quantize(
-                    original, acc[name].h, block_size, symmetric=symmetric, percdamp=percdamp, act_order=act_order
+                    original,
+                    acc[name].h,
+                    block_size,
+                    symmetric=symmetric,
+                    percdamp=percdamp,
+                    act_order=act_order,
                 )
                 full = f"{prefix}.{index}.{name}"
                 if on_layer is not None:

@@ -401,3 +401,55 @@ def inject_outlier_channels(
         factors[g.name] = s
     apply_smoothing(out, norm_fed_groups(groups), factors)
     return out
+
+
+@torch.no_grad()
+def amplify_channels(model: nn.Module, channels: Sequence[int], scale: float) -> nn.Module:
+    """A copy of ``model`` whose RMSNorm outputs carry ``channels`` ``scale`` times larger.
+
+    Unlike :func:`inject_outlier_channels` the consumers are *not* divided to match, so this
+    changes the function: the model must then be trained with the outliers
+    (:func:`train_in`) for them to be part of a working model, as they are in large LLMs.
+    """
+    out = copy.deepcopy(model)
+    for name, mod in out.named_modules():
+        if name.endswith(("input_layernorm", "post_attention_layernorm")):
+            weight = getattr(mod, "weight")  # noqa: B009 (RMSNorm has it; nn.Module does not declare it)
+            weight[list(channels)] *= float(scale)
+    return out
+
+
+def train_in(
+    model: nn.Module,
+    blocks: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "cpu",
+) -> list[float]:
+    """Fine-tune every parameter of ``model`` in place (AdamW, constant lr) on ``blocks``; the losses.
+
+    The batches are drawn with ``seed``, so one seed gives one fine-tuned model.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    losses: list[float] = []
+    for _ in range(steps):
+        idx = torch.randint(0, blocks.shape[0], (min(batch_size, blocks.shape[0]),), generator=gen)
+        batch = blocks[idx].to(device)
+        out: Any = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(out.loss.detach()))
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    return losses
