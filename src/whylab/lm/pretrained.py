@@ -64,6 +64,25 @@ def load_causal_lm(folder: str | Path, dtype: Any = None, device: str = "cpu", *
     return model.eval()
 
 
+def folder_parameter_count(folder: str | Path) -> int:
+    """Weights stored in a save_pretrained folder, read from the safetensors headers (no torch, no load)."""
+    import struct
+
+    total = 0
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with file.open("rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            n = 1
+            for d in entry["shape"]:
+                n *= int(d)
+            total += n
+    return total
+
+
 def parameter_count(model: Any) -> int:
     """Weights the model stands for (a packed 4-bit tensor counts its logical shape)."""
     total = 0

@@ -67,6 +67,7 @@ class FinetuneResult:
     linear_storage_bytes: int  # the decoder linear layers' weights only
     linear_table_bytes: int  # of which fixed-size lookup tables (4-bit only)
     linear_bits_per_weight: float  # codes + per-block scales per weight
+    linear_code_bytes_per_weight: float  # the stored codes alone (0.5 for two packed 4-bit codes per byte)
     linear_weights: int  # how many weights those layers hold
     linear4bit_count: int
     decoder_linear_count: int
@@ -172,7 +173,7 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
     import bitsandbytes as bnb
 
     linear = set(decoder_linear_names(model))
-    base_bytes = linear_bytes = linear_tables = linear_weights = 0
+    base_bytes = linear_bytes = linear_tables = linear_weights = linear_codes = 0
     n4 = 0
     nf4 = True
     for name, module in model.named_modules():
@@ -187,6 +188,7 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
             if name in linear and pname == "weight":
                 linear_bytes += b
                 linear_tables += tables
+                linear_codes += p.numel() * p.element_size()  # the packed codes alone
         if name in linear:
             linear_weights += int(module.out_features) * int(module.in_features)
         if isinstance(module, bnb.nn.Linear4bit):
@@ -199,6 +201,7 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
         "linear_table_bytes": linear_tables,
         "linear_weights": linear_weights,
         "linear_bits_per_weight": 8 * (linear_bytes - linear_tables) / max(1, linear_weights),
+        "linear_code_bytes_per_weight": linear_codes / max(1, linear_weights),
         "linear4bit_count": n4,
         "decoder_linear_count": len(linear),
         "nf4": bool(n4 and nf4),
@@ -325,6 +328,7 @@ def finetune(
         linear_storage_bytes=report["linear_storage_bytes"],
         linear_table_bytes=report["linear_table_bytes"],
         linear_bits_per_weight=report["linear_bits_per_weight"],
+        linear_code_bytes_per_weight=report["linear_code_bytes_per_weight"],
         linear_weights=report["linear_weights"],
         linear4bit_count=report["linear4bit_count"],
         decoder_linear_count=report["decoder_linear_count"],
@@ -384,6 +388,7 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, dict[str, Any]]:
             "linear_storage_bytes",
             "linear_table_bytes",
             "linear_bits_per_weight",
+            "linear_code_bytes_per_weight",
             "linear_weights",
             "linear4bit_count",
             "decoder_linear_count",
