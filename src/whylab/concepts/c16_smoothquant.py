@@ -243,6 +243,16 @@ def _rows(per_seed: Sequence[Mapping[str, Any]], cond: str) -> list[dict[str, An
     return rows
 
 
+def _best_alpha(rows: Sequence[Mapping[str, Any]], scheme: str, alphas: Sequence[float]) -> float:
+    """The α with the lowest mean smoothed perplexity over seeds (shown, never used to decide)."""
+
+    def mean_ppl(a: float) -> float:
+        vals = [r["valid_ppl"] for r in rows if r["scheme"] == scheme and r["alpha"] == a]
+        return Spread.of(vals).mean if vals else math.inf
+
+    return min(alphas, key=mean_ppl)
+
+
 def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -293,15 +303,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         "primary_condition": primary,
         "primary_test": test.to_dict(),
         "outlier_ratio_before_by_kind": {str(k): float(v) for k, v in by_kind.items()},
-        "best_alpha_on_validation": {
-            s: min(
-                alphas,
-                key=lambda a, s=s: (
-                    Spread.of([r["valid_ppl"] for r in sweep if r["scheme"] == s and r["alpha"] == a]).mean
-                ),
-            )
-            for s in schemes
-        },
+        "best_alpha_on_validation": {s: _best_alpha(sweep, s, alphas) for s in schemes},
         "verdict_scheme": vs,
         "act_schemes": schemes,
         "alphas": alphas,
@@ -538,14 +540,14 @@ def _table_ratios(results: Mapping[str, Any], alpha: float) -> Table:
     records: list[dict[str, Any]] = []
     for cond, r in results.items():
         df = pd.DataFrame(r["ratio_rows"]).groupby(["group", "kind"], sort=False)[["before", "after"]]
-        for row in df.mean().reset_index().itertuples():
+        for row in df.mean().reset_index().to_dict("records"):
             records.append(
                 {
                     "model": CONDITIONS[cond],
-                    "input of": row.group,
-                    "kind": row.kind,
-                    "max/median before": round(row.before, 3),
-                    f"max/median after (α={alpha:g})": round(row.after, 3),
+                    "input of": row["group"],
+                    "kind": row["kind"],
+                    "max/median before": round(float(row["before"]), 3),
+                    f"max/median after (α={alpha:g})": round(float(row["after"]), 3),
                 }
             )
     return Table.from_records(

@@ -184,7 +184,8 @@ def apply_scale(group: ScaleGroup, s: torch.Tensor) -> None:
         if prev.bias is not None:
             prev.bias.data.div_(s)
     else:
-        prev.weight.data.div_(s)
+        norm_weight: torch.Tensor = getattr(prev, "weight")  # noqa: B009 (an RMSNorm's; nn.Module does not declare it)
+        norm_weight.data.div_(s)
     for lin in group.linears:
         lin.weight.data.mul_(s[None, :])
 
