@@ -52,7 +52,7 @@ def save_random_llama(folder: Path, corpus: Path) -> Path:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pretrained")
-    corpus = write_corpus(root / "corpus", chars=20_000)["train"].parent
+    corpus = write_corpus(root / "corpus" / "en", chars=20_000)["train"].parent
     return save_random_llama(root / "my-llama", corpus)
 
 
@@ -130,3 +130,34 @@ def test_dry_run_uses_the_folder_and_does_not_schedule_lm_train(pretrained, tmp_
         timeout=300,
     )
     assert f"--input model={pretrained.resolve()}" in detail.stdout
+
+
+def test_c16_runs_on_the_pretrained_folder(pretrained, tmp_path):
+    """The concept reads the user's model and tokenizer (no trained LM exists); with the outlier
+    condition off, the model as given decides."""
+    import copy
+
+    from whylab.concepts import c16_smoothquant as c16
+    from whylab.concepts import run_concept
+
+    settings = {
+        "seeds": [0, 1],
+        "device": "cpu",
+        "languages": ["en"],
+        "measure": {"block_size": 16, "eval_blocks": 4, "eval_batch_size": 4},
+        "calibration": {"blocks": 2},
+        **copy.deepcopy(c16.DEFAULTS),
+    }
+    settings.update(
+        alphas=[0.0, 0.5], act_schemes=["per_tensor_static"], calibration_pool_blocks=6, outlier_channels=0
+    )
+    record = run_concept(
+        "C16",
+        settings,
+        {"model": pretrained, "corpus": pretrained.parent / "corpus"},
+        tmp_path / "C16" / "result.json",
+    )
+    m = record["metrics"]
+    assert m["primary_condition"] == "trained" and set(m["conditions"]) == {"trained"}
+    assert m["model_parameters"] == sum(p.numel() for p in load_causal_lm(pretrained).parameters())
+    assert "model as given" in record["verdict"]["primary"]
