@@ -10,6 +10,13 @@ Cholesky factor of H⁻¹ and "lazy batches" of columns this is one pass, no ite
 gradient, no backpropagation. Layers are processed in order, each calibrated on the outputs of
 the already-quantized layers before it.
 
+As in the authors' reference code (IST-DASLab/gptq, the settings GPTQ models ship with):
+act-order (``desc_act``: columns in order of decreasing H_jj, with static groups so the
+MatMulNBits layout needs no permutation), true-sequential (within a decoder layer, q/k/v then o
+then gate/up then down, each calibrated with the earlier ones quantized), and the embedding and
+LM head left in floating point. Checked against Optimal Brain Surgeon's recursion and, on CUDA,
+against torchao's prototype GPTQ (tests/test_gptq_crosscheck.py).
+
 ONNX Runtime ships a GPTQ config too (Intel Neural Compressor's code); we write our own because
 (1) ORT's collects every layer's inputs from the unquantized model (not sequentially),
 (2) it re-rounds GPTQ's result onto a fresh min/max grid when packing (a second rounding), and
