@@ -133,7 +133,9 @@ def gptq_quantize(
                 scales[:, g], zps[:, g] = scale.double(), zp.double()
             scale, zp = scales[:, g], zps[:, g]
             col_w = w1[:, i]
-            code = torch.clamp(torch.round(col_w / scale) + zp, 0, maxq)
+            # the division in float32, as the RTN grid computes it: with H = I this reproduces RTN's
+            # codes bit for bit (float64 would round a few float32 ties the other way)
+            code = torch.clamp(torch.round(col_w.float() / scale.float()).double() + zp, 0, maxq)
             q = (code - zp) * scale
             codes[:, col] = code
             err = (col_w - q) / hinv1[i, i]
