@@ -242,10 +242,22 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
             kind=Kind.DEFINITION,
             primary=primary,
         )
+    failed = [
+        text
+        for ok, text in (
+            (h["codes_differ_from_rtn_frac"] > 0, "its codes equal RTN's"),
+            (h["codes_differ_between_calibration_sets_frac"] > 0, "a second calibration set changes nothing"),
+            (bool(h["identity_equals_rtn"]), "with H = I it does not reproduce RTN"),
+            (ratio is not None and ratio < 1.0, "it does not lower its own objective below RTN's"),
+        )
+        if not ok
+    ]
     return Verdict(
         Label.INCONCLUSIVE,
-        "GPTQ used no gradients, but its result did not measurably depend on the "
-        "calibration Hessian here, so this run cannot show what drives it. " + ppl_text,
+        "GPTQ used no gradients, but this run cannot show that the calibration Hessian drives it ("
+        + "; ".join(failed)
+        + "). "
+        + ppl_text,
         kind=Kind.DEFINITION,
         primary=primary,
     )
