@@ -65,11 +65,69 @@ def _cfg(settings: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def run(ctx: ConceptContext) -> Evidence:
+def _blocks(ctx: ConceptContext, cfg: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """Training and validation blocks of the fine-tuning language, and validation blocks of the others."""
+    from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
+
+    lang = str(cfg["finetune_language"])
+    retain = [x for x in ctx.settings.get("languages", ["en"]) if str(x) != lang]
+    model_dir, corpus = ctx.inputs["model"], ctx.inputs["corpus"]
+    tok = load_tokenizer(model_dir)
+    block = int(cfg["block_size"])
+    train_blocks = token_blocks(corpus_files(corpus, [lang], "train"), tok, block, cfg["train_blocks"])
+    valid_blocks = token_blocks(corpus_files(corpus, [lang], "valid"), tok, block, int(cfg["valid_blocks"]))
+    retain_blocks = (
+        token_blocks(corpus_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
+        if retain
+        else None
+    )
+    return train_blocks, valid_blocks, retain_blocks
+
+
+def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    """Every fine-tuning variant with this seed (same initial adapters' stream, batches and schedule)."""
+    from dataclasses import asdict
+
+    from whylab.quant import qlora as ql
+
+    cfg = _cfg(ctx.settings)
+    ft = ql.FinetuneConfig.from_settings(cfg)
+    train_blocks, valid_blocks, retain_blocks = _blocks(ctx, cfg)
+    skipped: list[str] = []
+    variants = list(cfg["variants"])
+    if "qlora" in variants:
+        ok, why = ql.bnb_available()
+        if not ok:
+            variants.remove("qlora")
+            skipped.append(f"QLoRA variant: {why}")
+    results: list[dict[str, Any]] = []
+    for variant in variants:
+        try:
+            result = ql.finetune(
+                variant, ctx.inputs["model"], train_blocks, valid_blocks, ft, seed, ctx.device, retain_blocks
+            )
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
+            if variant != "qlora":
+                raise
+            skipped.append(
+                f"QLoRA variant: bitsandbytes 4-bit failed on {ctx.device}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+            continue
+        results.append(asdict(result))
+    return {
+        "seed": seed,
+        "results": results,
+        "skipped": skipped,
+        "train_blocks": int(train_blocks.shape[0]),
+        "valid_blocks": int(valid_blocks.shape[0]),
+    }
+
+
+def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
     from whylab.plotting import save
     from whylab.quant import qlora as ql
 
@@ -77,45 +135,21 @@ def run(ctx: ConceptContext) -> Evidence:
     ft = ql.FinetuneConfig.from_settings(cfg)
     lang = str(cfg["finetune_language"])
     pretrain_langs = [str(x) for x in ctx.settings.get("languages", ["en"])]
-    model_dir, corpus = ctx.inputs["model"], ctx.inputs["corpus"]
-    tok = load_tokenizer(model_dir)
-    block = int(cfg["block_size"])
-    train_blocks = token_blocks(corpus_files(corpus, [lang], "train"), tok, block, cfg["train_blocks"])
-    valid_blocks = token_blocks(corpus_files(corpus, [lang], "valid"), tok, block, int(cfg["valid_blocks"]))
     retain = [x for x in pretrain_langs if x != lang]
-    retain_blocks = (
-        token_blocks(corpus_files(corpus, retain, "valid"), tok, block, int(cfg["valid_blocks"]))
-        if retain
-        else None
-    )
+    block = int(cfg["block_size"])
+    model_dir = ctx.inputs["model"]
     skipped: list[str] = []
     if lang in pretrain_langs:
         skipped.append(f"held-out check: {lang} is one of lm.train_languages, so it is not a new language")
-
-    variants = list(cfg["variants"])
-    if "qlora" in variants:
-        ok, why = ql.bnb_available()
-        if not ok:
-            variants.remove("qlora")
-            skipped.append(f"QLoRA variant: {why}")
-    results: list[ql.FinetuneResult] = []
-    for seed in ctx.seeds:
-        for variant in variants:
-            try:
-                results.append(
-                    ql.finetune(
-                        variant, model_dir, train_blocks, valid_blocks, ft, seed, ctx.device, retain_blocks
-                    )
-                )
-            except (RuntimeError, AssertionError, NotImplementedError) as exc:
-                if variant != "qlora":
-                    raise
-                variants.remove("qlora")
-                results = [r for r in results if r.variant != "qlora"]
-                skipped.append(
-                    f"QLoRA variant: bitsandbytes 4-bit failed on {ctx.device}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                )
+    for rec in per_seed:
+        skipped += [line for line in rec["skipped"] if line not in skipped]
+    results = [ql.FinetuneResult(**r) for rec in per_seed for r in rec["results"]]
+    # a variant counts only if it ran with every seed (the arms pair by seed)
+    variants = [
+        v for v in cfg["variants"] if all(any(r["variant"] == v for r in rec["results"]) for rec in per_seed)
+    ]
+    results = [r for r in results if r.variant in variants]
+    n_train, n_valid = int(per_seed[0]["train_blocks"]), int(per_seed[0]["valid_blocks"])
     summary = ql.summarize(results)
     peak_known = all(b is not None for v in summary.values() for b in v["peak_bytes"])
     if not peak_known:
@@ -136,8 +170,8 @@ def run(ctx: ConceptContext) -> Evidence:
         "steps": ft.steps,
         "batch_size": ft.batch_size,
         "block_size": block,
-        "train_blocks": int(train_blocks.shape[0]),
-        "valid_blocks": int(valid_blocks.shape[0]),
+        "train_blocks": n_train,
+        "valid_blocks": n_valid,
         "lr": {"qlora": ft.lr_adapters, "lora": ft.lr_adapters, "full": ft.lr_full},
         "lora_r": ft.lora_r,
         "lora_alpha": ft.lora_alpha,
@@ -179,14 +213,14 @@ def run(ctx: ConceptContext) -> Evidence:
     return Evidence(
         method=(
             f"The trained LM (pretrained on {', '.join(pretrain_langs)}) is fine-tuned on {lang} "
-            f"({train_blocks.shape[0]} training blocks of {block} tokens) for {ft.steps} steps of "
+            f"({n_train} training blocks of {block} tokens) for {ft.steps} steps of "
             f"{ft.batch_size} blocks, AdamW with warm-up and cosine decay, the same seeds and batches for "
             "every variant: QLoRA (bitsandbytes NF4 base with double quantization, float32 compute, frozen; "
             f"peft LoRA r={ft.lora_r} on every decoder projection), the same LoRA on the FP32 base, and full "
             "fine-tuning. Counted: Linear4bit layers and their bytes (packed codes and quantization "
             "constants), trainable parameters, a hash of the base before and after training; measured: "
             f"peak memory during training ({metrics['memory_method']}), wall time, and {lang} validation "
-            f"perplexity on {valid_blocks.shape[0]} blocks before and after."
+            f"perplexity on {n_valid} blocks before and after."
         ),
         metrics=metrics,
         seeds=list(ctx.seeds),
