@@ -419,10 +419,12 @@ def _figure_ppl(
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     palette = dict(zip(schemes, sns.color_palette("colorblind", len(schemes)), strict=True))
     df = pd.DataFrame(results[primary]["rows"])
+    fp32 = df[df["variant"] == "FP32"].set_index("seed")["valid_ppl"]
+    df["change_pct"] = 100 * (df["valid_ppl"] / df["seed"].map(fp32) - 1)  # vs the same seed's FP32
     sns.lineplot(
         data=df[df["variant"] == "W8A8 SmoothQuant"],
         x="alpha",
-        y="valid_ppl",
+        y="change_pct",
         hue="scheme",
         marker="o",
         errorbar="sd",
@@ -431,22 +433,22 @@ def _figure_ppl(
     )
     rows = df[df["variant"] == "W8A8 naive"]
     for scheme in schemes:
-        naive = rows[rows["scheme"] == scheme]["valid_ppl"].mean()
+        naive = rows[rows["scheme"] == scheme]["change_pct"].mean()
         ax.axhline(naive, ls="--", color=palette[scheme], lw=1, label=f"naive W8A8, {scheme}")
-    ax.axhline(results[primary]["ppl_fp32"], ls=":", color="black", lw=1.2, label="FP32")
+    ax.axhline(0.0, ls=":", color="black", lw=1.2, label="FP32")
     ax.set_xlabel("migration strength α (dimensionless)")
-    ax.set_ylabel("validation perplexity (per token)")
-    ax.set_title(f"model {CONDITIONS[primary]}", fontsize=9)
+    ax.set_ylabel("perplexity change vs FP32 (%)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return save(
         fig,
         outdir,
         "ppl_vs_alpha",
-        "W8A8 perplexity vs SmoothQuant α on the deciding model",
-        f"Validation perplexity of the model {CONDITIONS[primary]} after smoothing at each α and W8A8 "
-        "fake quantization (mean ± sd over seeds), naive W8A8 without smoothing (dashed) and FP32 "
-        "(dotted, mean over seeds). α=0 moves no outlier difficulty into the weights, α=1 all of it.",
+        f"W8A8 perplexity change vs SmoothQuant α, model {CONDITIONS[primary]}",
+        f"Validation perplexity change against the same seed's FP32 model (the model {CONDITIONS[primary]}, "
+        "which decides) after smoothing at each α and W8A8 fake quantization, mean ± sd over seeds; naive "
+        "W8A8 without smoothing (dashed) and FP32 (dotted, 0%). α=0 moves no outlier difficulty into the "
+        "weights, α=1 all of it.",
     )
 
 
@@ -454,6 +456,8 @@ def _figure_channels(
     outdir: Path, results: Mapping[str, Any], alpha: float, sns: Any, plt: Any, save: Any
 ) -> Any:
     fig, axes = plt.subplots(len(results), 2, figsize=(12, 4.2 * len(results)), squeeze=False)
+    handles: list[Any] = []
+    labels: list[str] = []
     for row, (cond, r) in zip(axes, results.items(), strict=True):
         data = r["plot"]
         n = len(data["act_before"])
@@ -472,24 +476,26 @@ def _figure_channels(
                 lw=1,
                 ax=ax,
             )
+            handles, labels = ax.get_legend_handles_labels()
+            ax.get_legend().remove()
             ax.set_yscale("log")
             ax.set_xlim(-0.5, n - 0.5)
             ax.set_xlabel("input channel j (index)")
             ax.set_ylabel("max |X_j| (model units)" if kind == "act" else "max |W_j| (model units)")
             what = "activations X (validation tokens)" if kind == "act" else "weights W (over output rows)"
-            ax.set_title(f"{what}\nmodel {CONDITIONS[cond]}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    group = next(iter(results.values()))["plot"]["group"]
+            ax.set_title(f"{what}, input of {data['group']}\nmodel {CONDITIONS[cond]}", fontsize=9)
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     return save(
         fig,
         outdir,
         "channel_absmax",
-        f"Per-channel maxima of the {group} input, before and after smoothing",
-        "Left: the largest |value| each input channel of one layer takes on validation tokens (the "
-        "input with the largest max/median ratio); outlier channels stand far above the rest before "
-        "smoothing and are flattened after it. Right: the matching weight columns' maxima, which grow "
-        "where the activations shrank: SmoothQuant migrates the difficulty from activations into "
-        "weights. Log scale; top row the model as trained, bottom row with LLM-like outlier channels.",
+        "Per-channel maxima of the most outlier-laden input, before and after smoothing",
+        "Left: the largest |value| each input channel of one layer takes on validation tokens (per model, "
+        "the input with the largest max/median ratio, named above each panel); outlier channels stand far "
+        "above the rest before smoothing and are flattened after it. Right: the matching weight columns' "
+        "maxima, which grow where the activations shrank: SmoothQuant migrates the difficulty from "
+        "activations into weights. Log scale; one row per model (as given; with outlier channels trained in).",
     )
 
 
