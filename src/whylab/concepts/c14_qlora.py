@@ -298,6 +298,7 @@ def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, sa
         ]
     )
     sns.barplot(data=storage, x="variant", y="MiB", hue="part", ax=axes[1])
+    axes[1].set_ylim(0, 1.6 * float(storage["MiB"].max()))  # headroom: the legend sits above the bars
     axes[1].legend(fontsize=8, loc="upper left", title=None)
     axes[1].set_ylabel("base weight storage (MiB)")
     axes[1].set_title("what the base weighs")
@@ -339,6 +340,9 @@ def _figure_quality(
         rows += [{"variant": LABELS[v], "stage": "after fine-tuning", "ppl": p} for p in s["ppl_after"]]
     sns.barplot(data=pd.DataFrame(rows), x="variant", y="ppl", hue="stage", errorbar="sd", ax=axes[0])
     axes[0].set_yscale("log")
+    low, high = axes[0].get_ylim()
+    axes[0].set_ylim(low, high * 30)  # headroom on the log axis: the legend sits above the bars
+    axes[0].legend(title=None, fontsize=8, loc="upper center", ncol=2)
     axes[0].set_xlabel("fine-tuning variant")
     axes[0].set_ylabel(f"{lang} validation perplexity (per token, log scale)")
     axes[0].tick_params(axis="x", labelsize=8, rotation=12)
