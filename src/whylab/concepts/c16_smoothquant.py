@@ -439,12 +439,12 @@ def _figure_ppl(
     ax.set_xlabel("migration strength α (dimensionless)")
     ax.set_ylabel("perplexity change vs FP32 (%)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return save(
         fig,
         outdir,
         "ppl_vs_alpha",
-        f"W8A8 perplexity change vs SmoothQuant α, model {CONDITIONS[primary]}",
+        "W8A8 perplexity change vs SmoothQuant α (deciding model)",
         f"Validation perplexity change against the same seed's FP32 model (the model {CONDITIONS[primary]}, "
         "which decides) after smoothing at each α and W8A8 fake quantization, mean ± sd over seeds; naive "
         "W8A8 without smoothing (dashed) and FP32 (dotted, 0%). α=0 moves no outlier difficulty into the "
