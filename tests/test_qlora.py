@@ -14,7 +14,7 @@ import yaml
 from pt_quant_helpers import build_tree
 from whylab.concepts import c14_qlora as c14
 from whylab.quant import qlora as ql
-from whylab.verdict import Label
+from whylab.verdict import Kind, Label
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,6 +136,7 @@ def _metrics(**q_over):
         "decoder_linear_count": 28,
         "nf4": True,
         "linear_bits_per_weight": 4.4,
+        "linear_code_bytes_per_weight": 0.5,
         "only_adapters_trainable": True,
         "base_unchanged": True,
         "trainable_params": 78080,
@@ -153,10 +154,11 @@ def _metrics(**q_over):
     }
 
 
-def test_verdict_supported_when_definition_holds_and_it_matches_lora():
+def test_verdict_supported_when_the_definition_holds_on_a_packed_4bit_base():
     v = c14.verdict(_metrics())
-    assert v.label == Label.SUPPORTED
-    assert "28/28" in v.reason and "+1.00%" in v.reason
+    assert v.label == Label.SUPPORTED and v.kind == Kind.DEFINITION
+    assert "28/28" in v.reason and "0.5 byte per weight for the codes" in v.reason
+    assert "bitsandbytes" in v.primary and "packed" in v.primary
 
 
 def test_verdict_not_supported_when_the_base_is_not_4bit_or_not_frozen():
@@ -166,11 +168,12 @@ def test_verdict_not_supported_when_the_base_is_not_4bit_or_not_frozen():
     assert c14.verdict(_metrics(linear_bits_per_weight=8.0)).label == Label.NOT_SUPPORTED
 
 
-def test_verdict_partly_when_quality_falls_short():
+def test_fine_tuning_quality_is_the_papers_finding_not_the_definition():
     m = _metrics()
     m["qlora_vs_lora_ppl_gap_pct"] = 12.0
-    assert c14.verdict(m).label == Label.PARTLY
-    assert c14.verdict(_metrics(ppl_after=[1200.0, 900.0])).label == Label.PARTLY
+    assert c14.verdict(m).label == Label.SUPPORTED
+    check = c14._literature(m)[0]
+    assert check.agrees is False and "+12.00%" in check.note
 
 
 def test_verdict_inconclusive_when_qlora_could_not_run():
@@ -209,4 +212,7 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
     assert q["linear4bit_count"] == q["decoder_linear_count"] == 14
     assert len(q["ppl_after"]) == 2 and q["retained_ppl_after"][0] > 0
     assert {f["path"] for f in record["figures"]} == {"figures/resources.png", "figures/quality.png"}
+    assert q["linear_code_bytes_per_weight"] == 0.5  # two NF4 codes per byte, as stored
+    assert 4.0 < q["linear_bits_per_weight"] < 5.0  # plus the per-block absmax constants
     assert record["verdict"]["label"] in {str(label) for label in Label}
+    assert record["verdict"]["kind"] == "definition check"

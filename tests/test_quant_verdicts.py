@@ -138,6 +138,13 @@ def test_c15_not_supported_when_gptq_is_hessian_driven_without_gradients():
     v = c15_gptq.verdict(c15())
     assert v.label == Label.NOT_SUPPORTED
     assert "0 backward" in v.reason and "20.0%" in v.reason
+    assert str(v.kind) == "definition check" and "positive control" in v.primary
+
+
+def test_c15_group_128_decides_when_measured():
+    assert c15_gptq.primary_group({"32": {}, "128": {}}) == "128"
+    assert c15_gptq.primary_group({"32": {}, "64": {}}) == "64"
+    assert c15_gptq.primary_group({}) is None
 
 
 def test_c15_supported_if_gradients_were_used():

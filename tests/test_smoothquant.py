@@ -4,6 +4,7 @@ the verdict function driven to each label, and one tiny end-to-end run of the co
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from torch import nn
 from pt_quant_helpers import build_tree, tiny_llama
 from whylab.concepts import c16_smoothquant as c16
 from whylab.quant import smoothquant as sq
-from whylab.verdict import Label
+from whylab.verdict import Label, paired_test
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,43 +228,54 @@ def test_concept_defaults_match_the_schema():
 # ---------------------------------------------------------------- verdict, every way
 
 
+def _cond(fp32, naive, smooth, before=20.0, after=2.0):
+    vs = "per_tensor_static"
+    return {
+        "ppl_fp32": list(fp32),
+        "ppl_naive": {vs: list(naive)},
+        "ppl_smooth_ref": {vs: list(smooth)},
+        "naive_change_pct": {vs: [100 * (n / f - 1) for n, f in zip(naive, fp32, strict=True)]},
+        "smooth_change_pct": {vs: [100 * (m / f - 1) for m, f in zip(smooth, fp32, strict=True)]},
+        "outlier_ratio_before": [before] * len(fp32),
+        "outlier_ratio_after": [after] * len(fp32),
+        "equivalence_diff": [1e-6] * len(fp32),
+    }
+
+
 def _metrics(
     *,
-    naive_loss=(2.0, 2.1),
-    smooth=(1.0, 1.01),
-    before=20.0,
-    after=2.0,
+    fp32=(10.0, 10.2, 9.9),
+    naive=(10.6, 10.9, 10.5),
+    smooth=(10.05, 10.24, 9.93),
     diff=1e-6,
-    trained_naive=(1.001, 1.001),
-    trained_smooth=(1.0, 1.0),
+    primary="outliers",
 ):
-    def cond(naive, smooth_vals, b, a):
-        return {
-            "ppl_fp32": 1.0,
-            "ppl_naive": {"per_tensor_static": list(naive)},
-            "ppl_smooth_ref": {"per_tensor_static": list(smooth_vals)},
-            "outlier_ratio_before": [b, b],
-            "outlier_ratio_after": [a, a * 1.01],
-        }
-
+    """Metrics as combine() writes them, from per-seed perplexities of the deciding model."""
+    conditions = {"trained": _cond((8.0, 8.0, 8.0), (8.01, 8.0, 8.01), (8.0, 8.0, 8.0), 2.0, 1.8)}
+    conditions[primary] = _cond(fp32, naive, smooth)
+    c = conditions[primary]
+    vs = "per_tensor_static"
     return {
-        "conditions": {
-            "trained": cond(trained_naive, trained_smooth, 2.0, 1.8),
-            "outliers": cond(naive_loss, smooth, before, after),
-        },
-        "verdict_scheme": "per_tensor_static",
+        "conditions": conditions,
+        "primary_condition": primary,
+        "primary_test": paired_test(c["naive_change_pct"][vs], c["smooth_change_pct"][vs]).to_dict(),
+        "verdict_scheme": vs,
+        "alpha_ref": 0.5,
+        "outlier_channels": [5, 40],
+        "outlier_scale": 20.0,
+        "outlier_train_steps": 30,
+        "model_parameters": 1_100_000,
         "equivalence_max_abs_logit_diff": diff,
-        "injection_max_abs_logit_diff": diff,
         "equivalence_tolerance": 1e-3,
-        "outlier_after_over_before_max": 0.5,
         "ppl_gain_pct_min": 0.5,
     }
 
 
-def test_verdict_partly_when_outliers_move_and_w8a8_recovers():
+def test_verdict_partly_when_smoothing_clearly_wins_back_what_naive_w8a8_loses():
     v = c16.verdict(_metrics())
     assert v.label == Label.PARTLY
     assert "activation function" in v.reason and "20 → 2" in v.reason
+    assert "naive minus SmoothQuant" in v.primary and "3 seeds paired" in v.primary
 
 
 def test_verdict_says_where_the_natural_outliers_sit():
@@ -274,9 +286,19 @@ def test_verdict_says_where_the_natural_outliers_sit():
     assert "down_proj" not in c16.verdict(m).reason
 
 
-def test_verdict_not_supported_when_smoothing_does_not_help():
-    v = c16.verdict(_metrics(smooth=(2.0, 2.1), after=19.0))
+def test_verdict_not_supported_when_smoothing_wins_back_nothing_that_matters():
+    v = c16.verdict(_metrics(smooth=(10.6, 10.92, 10.5)))  # same loss as naive, tight CI around 0
     assert v.label == Label.NOT_SUPPORTED
+
+
+def test_verdict_not_supported_when_smoothing_makes_it_clearly_worse():
+    v = c16.verdict(_metrics(smooth=(11.5, 11.8, 11.4)))
+    assert v.label == Label.NOT_SUPPORTED
+
+
+def test_verdict_inconclusive_when_the_gain_is_within_the_noise():
+    v = c16.verdict(_metrics(smooth=(10.0, 11.3, 10.0)))
+    assert v.label == Label.INCONCLUSIVE and "noise" in v.reason
 
 
 def test_verdict_inconclusive_when_smoothing_is_not_exact():
@@ -284,16 +306,36 @@ def test_verdict_inconclusive_when_smoothing_is_not_exact():
 
 
 def test_verdict_inconclusive_when_naive_w8a8_loses_nothing():
-    m = _metrics(naive_loss=(1.001, 1.001), smooth=(1.0, 1.0))
+    m = _metrics(naive=(10.01, 10.2, 9.9), smooth=(10.0, 10.2, 9.9))
     assert c16.verdict(m).label == Label.INCONCLUSIVE
 
 
-def test_verdict_needs_spread_one_calibration_draw_is_not_enough():
-    m = _metrics()
-    for c in m["conditions"].values():
-        c["ppl_naive"]["per_tensor_static"] = c["ppl_naive"]["per_tensor_static"][:1]
-        c["ppl_smooth_ref"]["per_tensor_static"] = c["ppl_smooth_ref"]["per_tensor_static"][:1]
-    assert c16.verdict(m).label != Label.PARTLY
+def test_verdict_one_seed_is_never_a_clear_gain():
+    m = _metrics(fp32=(10.0,), naive=(10.6,), smooth=(10.05,))
+    assert c16.verdict(m).label == Label.INCONCLUSIVE
+
+
+def test_the_model_as_given_decides_when_the_outlier_condition_is_off():
+    assert c16.primary_condition({"outlier_channels": 0}) == "trained"
+    assert c16.primary_condition({"outlier_channels": 2}) == "outliers"
+    v = c16.verdict(_metrics(primary="trained"))
+    assert v.label == Label.PARTLY and "model as given" in v.primary
+
+
+def test_trained_in_outliers_change_the_function_and_stay_after_training(mha, calib):
+    """The outlier condition is not a rescaling smoothing could undo: the FP32 logits change, and
+    fine-tuning keeps the channels large at the norm outputs."""
+    channels = sq.strongest_norm_channels(mha, 2)
+    amplified = sq.amplify_channels(mha, channels, 20.0)
+    with torch.no_grad():
+        assert (amplified(input_ids=calib).logits - mha(input_ids=calib).logits).abs().max() > 1e-2
+    losses = sq.train_in(amplified, calib, steps=3, batch_size=2, lr=3e-4, seed=0)
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    stats = sq.collect_act_absmax(amplified, calib, ["model.layers.0.self_attn.q_proj"])
+    x = stats["model.layers.0.self_attn.q_proj"]
+    others = [j for j in range(x.numel()) if j not in channels]
+    assert float(x[channels].min()) > 5 * float(x[others].median())
+    assert not any(p.requires_grad for p in amplified.parameters())
 
 
 # ---------------------------------------------------------------- end to end, tiny
@@ -319,6 +361,8 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
             "act_schemes": ["per_tensor_static"],
             "calibration_pool_blocks": 6,
             "outlier_channels": 1,
+            "outlier_train_steps": 2,
+            "outlier_train_batch_size": 2,
         }
     )
     record = run_concept(

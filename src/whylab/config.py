@@ -116,6 +116,11 @@ def check_config(
 
 
 def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
+    pretrained = config.get("lm", {}).get("pretrained")
+    if pretrained:  # a local Hugging Face folder C12-C16 use instead of the trained LM
+        from whylab.lm.pretrained import check_folder
+
+        config["lm"]["pretrained"] = str(check_folder(pretrained, base_dir))
     for i, source in enumerate(config["corpus"]["sources"]):
         where = f"corpus.sources[{i}]"
         kinds = [k for k in ("builtin", "path", "dataset") if k in source]

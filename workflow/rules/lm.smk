@@ -2,7 +2,10 @@
 # Everything downstream (quantize.smk) reads results/lm/model and results/lm/onnx/fp32.
 
 LM = config["lm"]
-LM_MODEL = f"{RESULTS}/lm/model"
+# lm.pretrained (a local Hugging Face folder, checked when the config is read): C12-C16 use it
+# and nothing asks for the trained model, so lm_train is not scheduled
+LM_PRETRAINED = LM.get("pretrained")
+LM_MODEL = LM_PRETRAINED or f"{RESULTS}/lm/model"
 LM_ONNX_FP32 = f"{RESULTS}/lm/onnx/fp32"
 LM_TRAIN_METRICS = f"{RESULTS}/lm/train_metrics.json"
 LM_TRAIN_CURVE = f"{RESULTS}/lm/train_curve.csv"
@@ -19,8 +22,8 @@ LM_CORPUS_FILES = {
     for lang in LM_LANGS_TRAINED
 }
 # a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA (torch_resources)
-# the report shows the LM's training summary, when this run tests a claim on the LM
-if any(claim_wanted(c) for c in ("C12", "C13", "C14", "C15", "C16")):
+# the report shows the LM's training summary, when this run trains one and tests a claim on it
+if not LM_PRETRAINED and any(claim_wanted(c) for c in ("C12", "C13", "C14", "C15", "C16")):
     REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
 
 
@@ -31,7 +34,7 @@ rule lm_train:
         tokenizer=LM_TOKENIZER,
         code=step_code("lm_train"),
     output:
-        model=directory(LM_MODEL),
+        model=directory(f"{RESULTS}/lm/model"),
         metrics=LM_TRAIN_METRICS,
         curve=LM_TRAIN_CURVE,
     log:
@@ -83,7 +86,7 @@ rule lm_export:
         runtime=30,
     params:
         settings=settings_json({k: LM[k] for k in ("train_languages", "export")}, torch=True),
-        corpus=lambda w, input: Path(input.model).parent.parent / "corpus",
+        corpus=f"{RESULTS}/corpus",
     shell:
         '"$WHYLAB_PYTHON" -m whylab lm_export --settings {params.settings:q}'
         " --input model={input.model} --input corpus={params.corpus}"

@@ -17,8 +17,15 @@ the published algorithm, for Llama-style decoder layers, in torch:
    the preceding op divided by s (the RMSNorm weight, or the rows of v / up), so the FP32
    model computes the same function; only its *quantization* changes.
 
-The paper's optional weight-clipping search is not included. o-proj scaling is skipped when
-v's output width differs from o's input (grouped-query attention), as in the reference code.
+4. Weight clipping (the paper's §3.3, the reference code's ``auto_clip``): after scaling, for
+   each output row and quantization group of every linear except q/k (their outputs meet in
+   QKᵀ, which a per-linear error cannot see, as the reference notes), the weights are clamped
+   to ±max|w|·(1 − i/n) for the i in [0, max_shrink·n) whose quantized group output on (a
+   subsample of) the scaled calibration inputs is closest to the unquantized one. i = 0 is
+   no clipping, so clipping never raises that calibration error either.
+
+o-proj scaling is skipped when v's output width differs from o's input (grouped-query
+attention), as in the reference code.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from typing import Any
 
 import torch
 
-from whylab.quant.int4 import fake_quantize
+from whylab.quant.int4 import fake_quantize, k_blocks
+
+CLIP_SKIP = ("q_proj", "k_proj")  # the reference code's auto_clip skips them too
 
 
 @dataclass
@@ -51,6 +60,7 @@ class AwqResult:
     model: Any  # the FP32 model with the scales folded in (same function as the input model)
     alphas: dict[str, float] = field(default_factory=dict)
     errors: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> {"rtn": e, "awq": e}
+    clipped: dict[str, float] = field(default_factory=dict)  # linear -> share of (row, group) ranges cut
 
 
 def channel_scales(inputs: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -75,25 +85,95 @@ def _group_output(group: ScaleGroup, weights: Sequence[torch.Tensor]) -> torch.T
             lin.weight.data = w
 
 
+Quantizer = Callable[[torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
 def search_scale(
-    group: ScaleGroup, block_size: int, alphas: Sequence[float], *, symmetric: bool = False
+    group: ScaleGroup,
+    block_size: int,
+    alphas: Sequence[float],
+    *,
+    symmetric: bool = False,
+    quantizer: Quantizer | None = None,
 ) -> tuple[float, torch.Tensor, dict[float, float]]:
-    """Grid search of α: returns (best α, its scales s, error for each α)."""
+    """Grid search of α: returns (best α, its scales s, error for each α).
+
+    ``quantizer`` maps a weight to its fake-quantized (quantize-dequantize) version; the
+    default is group-wise INT4 RTN on ONNX Runtime's grid (what the variant then writes).
+    """
+    fq: Quantizer = quantizer or (lambda w: fake_quantize(w, block_size, symmetric))
     reference = _group_output(group, [lin.weight.data for lin in group.linears])
     errors: dict[float, float] = {}
     best: tuple[float, float, torch.Tensor] | None = None
     for alpha in alphas:
         s = channel_scales(group.inputs, float(alpha))
-        trial = [
-            fake_quantize(lin.weight.data.float() * s, block_size, symmetric) / s for lin in group.linears
-        ]
+        trial = [fq(lin.weight.data.float() * s) / s for lin in group.linears]
         err = float(torch.mean((_group_output(group, trial) - reference) ** 2))
         errors[float(alpha)] = err
         if best is None or err < best[0]:
             best = (err, float(alpha), s)
     assert best is not None
     return best[1], best[2], errors
+
+
+@torch.no_grad()
+def search_clip(
+    weight: torch.Tensor,
+    inputs: torch.Tensor,
+    block_size: int,
+    *,
+    n_grid: int = 20,
+    max_shrink: float = 0.5,
+    symmetric: bool = False,
+    max_tokens: int = 512,
+    row_chunk: int = 64,
+) -> torch.Tensor:
+    """The clipping bound per (output row, group) that best keeps each group's output: (N, k_blocks).
+
+    For i in [0, max_shrink·n_grid) the weights are clamped to ±max|w|·(1 − i/n_grid) within
+    the group, quantized, and the group's partial output Σ_k x_k w_k over the calibration
+    tokens (every ``len/max_tokens``-th, as the reference subsamples) is compared with the
+    unquantized one; the bound with the least mean squared error wins (i = 0: no clipping).
+    """
+    n, k = weight.shape
+    kb = k_blocks(k, block_size)
+    pad = kb * block_size - k
+    x = inputs.reshape(-1, k).float()
+    x = x[:: max(1, x.shape[0] // max_tokens)][:max_tokens]
+    x = torch.nn.functional.pad(x, (0, pad)).view(-1, kb, block_size)
+    w_all = torch.nn.functional.pad(weight.detach().float(), (0, pad)).view(n, kb, block_size)
+    steps = max(1, int(max_shrink * n_grid))
+    best_bounds = []
+    for r0 in range(0, n, row_chunk):
+        w = w_all[r0 : r0 + row_chunk]
+        rows = w.shape[0]
+        reference = torch.einsum("tgb,rgb->rtg", x, w)
+        org_max = w.abs().amax(dim=-1, keepdim=True)
+        best_err = torch.full((rows, kb), float("inf"))
+        best = org_max.squeeze(-1).clone()
+        for i in range(steps):
+            bound = org_max * (1 - i / n_grid)
+            clipped = torch.clamp(w, -bound, bound)
+            q = fake_quantize(clipped.reshape(rows, -1), block_size, symmetric).view(rows, kb, block_size)
+            err = (torch.einsum("tgb,rgb->rtg", x, q) - reference).pow(2).mean(dim=1)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best = torch.where(better, bound.squeeze(-1), best)
+        best_bounds.append(best)
+    return torch.cat(best_bounds)
+
+
+def apply_clip(linear: torch.nn.Linear, bounds: torch.Tensor, block_size: int) -> float:
+    """Clamp ``linear``'s weight group-wise to ±bounds (N, k_blocks); returns the share of ranges cut."""
+    n, k = linear.weight.shape
+    kb = bounds.shape[1]
+    pad = kb * block_size - k
+    w = torch.nn.functional.pad(linear.weight.data.float(), (0, pad)).view(n, kb, block_size)
+    before = w.abs().amax(dim=-1)
+    w = torch.clamp(w, -bounds[..., None], bounds[..., None])
+    linear.weight.data.copy_(w.reshape(n, -1)[:, :k].to(linear.weight.dtype))
+    return float((bounds < before).float().mean())
 
 
 def apply_scale(group: ScaleGroup, s: torch.Tensor) -> None:
@@ -104,7 +184,8 @@ def apply_scale(group: ScaleGroup, s: torch.Tensor) -> None:
         if prev.bias is not None:
             prev.bias.data.div_(s)
     else:
-        prev.weight.data.div_(s)
+        norm_weight: torch.Tensor = getattr(prev, "weight")  # noqa: B009 (an RMSNorm's; nn.Module does not declare it)
+        norm_weight.data.div_(s)
     for lin in group.linears:
         lin.weight.data.mul_(s[None, :])
 
@@ -167,8 +248,13 @@ def awq(
     alpha_grid: int = 11,
     symmetric: bool = False,
     batch_size: int = 8,
+    clip_grid: int = 20,
+    clip_max_shrink: float = 0.5,
 ) -> AwqResult:
-    """Search and fold AWQ scales into a copy of ``model``; quantize the result with RTN afterwards."""
+    """Search and fold AWQ scales, then search and apply weight clipping, in a copy of ``model``.
+
+    Quantize the result with RTN afterwards (``clip_grid=0`` leaves clipping out).
+    """
     work = copy.deepcopy(model).float().eval()
     layers = _decoder_layers(work)
     inputs = collect_inputs(work, calibration, batch_size)
@@ -205,4 +291,21 @@ def awq(
             apply_scale(group, s)
             result.alphas[group.name] = alpha
             result.errors[group.name] = {"rtn": errors[0.0], "awq": errors[alpha]}
+        if clip_grid > 0:
+            # as the reference: after every scale of the layer is folded in, on the scaled inputs
+            for group in groups:
+                scaled = group.inputs / channel_scales(group.inputs, result.alphas[group.name])
+                for lin in group.linears:
+                    name = next(n for n, m in layer.named_modules() if m is lin)
+                    if name.rsplit(".", 1)[-1] in CLIP_SKIP:
+                        continue
+                    bounds = search_clip(
+                        lin.weight.data,
+                        scaled,
+                        block_size,
+                        n_grid=clip_grid,
+                        max_shrink=clip_max_shrink,
+                        symmetric=symmetric,
+                    )
+                    result.clipped[f"layers.{i}.{name}"] = apply_clip(lin, bounds, block_size)
     return result

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,9 +263,18 @@ def int8_static(
 
 
 def int4_ort(
-    src: Path | onnx.ModelProto, dst: Path, algorithm: str, block_size: int, *, symmetric: bool = False
+    src: Path | onnx.ModelProto,
+    dst: Path,
+    algorithm: str,
+    block_size: int,
+    *,
+    symmetric: bool = False,
+    exclude: Sequence[str] = (),
 ) -> dict[str, int]:
-    """ONNX Runtime's own 4-bit weight-only quantizer: 'rtn' (its DEFAULT blockwise RTN) or 'hqq'."""
+    """ONNX Runtime's own 4-bit weight-only quantizer: 'rtn' (its DEFAULT blockwise RTN) or 'hqq'.
+
+    ``exclude``: MatMul node names left in float (the LM head, as the GPTQ/AWQ papers keep it).
+    """
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         HQQWeightOnlyQuantConfig,
@@ -274,14 +283,20 @@ def int4_ort(
 
     quiet_ort_logging()
     model = onnx_graph.load(src) if not isinstance(src, onnx.ModelProto) else src
-    expected = len(onnx_graph.weight_matmuls(model))
+    expected = len(onnx_graph.weight_matmuls(model)) - len(set(exclude))
     if algorithm == "rtn":
         config: Any = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric)
     elif algorithm == "hqq":
         config = HQQWeightOnlyQuantConfig(block_size=block_size)
     else:
         raise ValueError(f"ONNX Runtime 4-bit algorithm {algorithm!r}: use rtn or hqq")
-    quantizer = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=symmetric, algo_config=config)
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        block_size=block_size,
+        is_symmetric=symmetric,
+        algo_config=config,
+        nodes_to_exclude=list(exclude),
+    )
     quantizer.process()
     out = quantizer.model.model
     onnx_graph.save(out, dst)
@@ -297,15 +312,21 @@ def _check_int4(counts: Mapping[str, int], expected: int, what: str) -> None:
 
 
 def int4_from_torch(
-    src: Path, dst: Path, torch_model: Any, quantized: Mapping[str, QuantizedWeight]
+    src: Path,
+    dst: Path,
+    torch_model: Any,
+    quantized: Mapping[str, QuantizedWeight],
+    *,
+    keep_float: Sequence[str] = (),
 ) -> dict[str, int]:
     """Write torch-computed 4-bit weights (GPTQ) into the FP32 graph as MatMulNBits nodes.
 
-    ``torch_model`` must hold the *original* FP32 weights (they locate each layer's MatMul).
+    ``torch_model`` must hold the *original* FP32 weights (they locate each layer's MatMul);
+    ``keep_float`` names the linears that stay float (the LM head).
     """
     model = onnx_graph.load(src)
-    expected = len(onnx_graph.weight_matmuls(model))
-    matches = onnx_graph.match_linears(model, torch_model)
+    expected = len(onnx_graph.weight_matmuls(model)) - len(set(keep_float))
+    matches = {k: v for k, v in onnx_graph.match_linears(model, torch_model).items() if k not in keep_float}
     missing = set(matches) - set(quantized)
     if missing:
         raise ValueError(f"no quantized weight for {', '.join(sorted(missing))}")

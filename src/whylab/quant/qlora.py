@@ -67,6 +67,7 @@ class FinetuneResult:
     linear_storage_bytes: int  # the decoder linear layers' weights only
     linear_table_bytes: int  # of which fixed-size lookup tables (4-bit only)
     linear_bits_per_weight: float  # codes + per-block scales per weight
+    linear_code_bytes_per_weight: float  # the stored codes alone (0.5 for two packed 4-bit codes per byte)
     linear_weights: int  # how many weights those layers hold
     linear4bit_count: int
     decoder_linear_count: int
@@ -92,20 +93,23 @@ def bnb_available() -> tuple[bool, str]:
 
 def load_base(model_dir: Path, variant: str, device: str, double_quant: bool = True) -> nn.Module:
     """The pretrained model for ``variant``: NF4 4-bit linear layers for qlora, float32 otherwise."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
+
+    from whylab.lm.pretrained import load_causal_lm
 
     if variant not in VARIANTS:
         raise InputError(f"quantization.qlora.variants: {variant!r} is not one of {', '.join(VARIANTS)}")
     if variant != "qlora":
-        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
+        model: nn.Module = load_causal_lm(model_dir, torch.float32, device)
+        return model
     bnb_config = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=torch.float32,
     )
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), quantization_config=bnb_config, dtype=torch.float32, device_map={"": device}
+    model = load_causal_lm(
+        model_dir, torch.float32, device, quantization_config=bnb_config, device_map={"": device}
     )
     _keep_standard_4bit_layout(model)
     return model
@@ -169,7 +173,7 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
     import bitsandbytes as bnb
 
     linear = set(decoder_linear_names(model))
-    base_bytes = linear_bytes = linear_tables = linear_weights = 0
+    base_bytes = linear_bytes = linear_tables = linear_weights = linear_codes = 0
     n4 = 0
     nf4 = True
     for name, module in model.named_modules():
@@ -184,6 +188,7 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
             if name in linear and pname == "weight":
                 linear_bytes += b
                 linear_tables += tables
+                linear_codes += p.numel() * p.element_size()  # the packed codes alone
         if name in linear:
             linear_weights += int(module.out_features) * int(module.in_features)
         if isinstance(module, bnb.nn.Linear4bit):
@@ -196,6 +201,7 @@ def storage_report(model: nn.Module) -> dict[str, Any]:
         "linear_table_bytes": linear_tables,
         "linear_weights": linear_weights,
         "linear_bits_per_weight": 8 * (linear_bytes - linear_tables) / max(1, linear_weights),
+        "linear_code_bytes_per_weight": linear_codes / max(1, linear_weights),
         "linear4bit_count": n4,
         "decoder_linear_count": len(linear),
         "nf4": bool(n4 and nf4),
@@ -322,6 +328,7 @@ def finetune(
         linear_storage_bytes=report["linear_storage_bytes"],
         linear_table_bytes=report["linear_table_bytes"],
         linear_bits_per_weight=report["linear_bits_per_weight"],
+        linear_code_bytes_per_weight=report["linear_code_bytes_per_weight"],
         linear_weights=report["linear_weights"],
         linear4bit_count=report["linear4bit_count"],
         decoder_linear_count=report["decoder_linear_count"],
@@ -381,6 +388,7 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, dict[str, Any]]:
             "linear_storage_bytes",
             "linear_table_bytes",
             "linear_bits_per_weight",
+            "linear_code_bytes_per_weight",
             "linear_weights",
             "linear4bit_count",
             "decoder_linear_count",

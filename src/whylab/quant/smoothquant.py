@@ -81,7 +81,7 @@ def smooth_groups(model: nn.Module, kinds: Iterable[str] = GROUP_KINDS) -> list[
     layers = getattr(inner, "layers", None)
     if layers is None:
         raise InputError("SmoothQuant here needs a Llama-style model (model.model.layers)")
-    config = model.config
+    config: Any = getattr(model, "config")  # noqa: B009 (nn.Module does not declare it)
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     groups: list[SmoothGroup] = []
@@ -178,6 +178,11 @@ def smoothing_factors(act_absmax: torch.Tensor, w_absmax: torch.Tensor, alpha: f
     return (act_absmax.pow(alpha) / w_absmax.clamp(min=EPS).pow(1.0 - alpha)).clamp(min=EPS)
 
 
+def _kv_heads(model: nn.Module) -> int:
+    config: Any = getattr(model, "config")  # noqa: B009 (nn.Module does not declare it)
+    return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+
+
 def _shared_over_heads(values: torch.Tensor, kv_groups: int, kv_heads: int) -> torch.Tensor:
     """Max over the attention heads that share one key/value head, expanded back.
 
@@ -200,7 +205,7 @@ def group_factors(
         a = act_stats[g.linears[0]]
         w = weight_absmax(model, g)
         if g.kv_groups > 1:
-            kv_heads = int(model.config.num_key_value_heads)
+            kv_heads = _kv_heads(model)
             a = _shared_over_heads(a, g.kv_groups, kv_heads)
             w = _shared_over_heads(w, g.kv_groups, kv_heads)
         out[g.name] = smoothing_factors(a, w, alpha)
@@ -225,7 +230,7 @@ def apply_smoothing(
         if isinstance(src, nn.Linear):
             inv = s
             if g.kv_groups > 1:  # one factor per v channel: take one head of each group
-                kv_heads = int(model.config.num_key_value_heads)
+                kv_heads = _kv_heads(model)
                 inv = s.view(kv_heads, g.kv_groups, -1)[:, 0, :].reshape(-1)
             src.weight.div_(inv.to(src.weight).view(-1, 1))
             if src.bias is not None:
@@ -311,6 +316,9 @@ def quantize_activation(x: torch.Tensor, scheme: str, static_absmax: float | Non
 class W8A8Linear(nn.Module):
     """nn.Linear with INT8 per-channel weights and INT8 activations, simulated in float."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(self, linear: nn.Linear, scheme: str, static_absmax: float | None = None) -> None:
         super().__init__()
         if scheme not in ACT_SCHEMES:
@@ -393,3 +401,55 @@ def inject_outlier_channels(
         factors[g.name] = s
     apply_smoothing(out, norm_fed_groups(groups), factors)
     return out
+
+
+@torch.no_grad()
+def amplify_channels(model: nn.Module, channels: Sequence[int], scale: float) -> nn.Module:
+    """A copy of ``model`` whose RMSNorm outputs carry ``channels`` ``scale`` times larger.
+
+    Unlike :func:`inject_outlier_channels` the consumers are *not* divided to match, so this
+    changes the function: the model must then be trained with the outliers
+    (:func:`train_in`) for them to be part of a working model, as they are in large LLMs.
+    """
+    out = copy.deepcopy(model)
+    for name, mod in out.named_modules():
+        if name.endswith(("input_layernorm", "post_attention_layernorm")):
+            weight = getattr(mod, "weight")  # noqa: B009 (RMSNorm has it; nn.Module does not declare it)
+            weight[list(channels)] *= float(scale)
+    return out
+
+
+def train_in(
+    model: nn.Module,
+    blocks: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "cpu",
+) -> list[float]:
+    """Fine-tune every parameter of ``model`` in place (AdamW, constant lr) on ``blocks``; the losses.
+
+    The batches are drawn with ``seed``, so one seed gives one fine-tuned model.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    losses: list[float] = []
+    for _ in range(steps):
+        idx = torch.randint(0, blocks.shape[0], (min(batch_size, blocks.shape[0]),), generator=gen)
+        batch = blocks[idx].to(device)
+        out: Any = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(out.loss.detach()))
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    return losses

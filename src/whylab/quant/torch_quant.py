@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,10 @@ HALF_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Any:
-    """The trained model from its ``save_pretrained`` folder, offline, in eval mode."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForCausalLM
+    """The LM (trained here, or ``lm.pretrained``) from its ``save_pretrained`` folder, offline, in eval mode."""
+    from whylab.lm.pretrained import load_causal_lm
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, local_files_only=True)
-    return model.to(device).eval()
+    return load_causal_lm(model_dir, dtype, device)
 
 
 def half_supported(kind: str, device: str) -> tuple[bool, str]:

@@ -218,6 +218,22 @@ def build(variant: Variant, inp: Inputs) -> Built:
     raise InputError(f"no builder for variant {variant.name!r}")
 
 
+def float_linears(model: Any) -> list[str]:
+    """Linears outside the decoder layers (the LM head): the INT4 variants keep them in float."""
+    return [
+        n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." not in f".{n}."
+    ]
+
+
+def _node_names(onnx_file: Path, model: Any, names: list[str]) -> list[str]:
+    from whylab.quant import onnx_graph
+
+    if not names:
+        return []
+    matches = onnx_graph.match_linears(onnx_graph.load(onnx_file), model)
+    return [matches[n].node_name for n in names]
+
+
 def _quant_ops(counts: Mapping[str, int]) -> dict[str, int]:
     keep = (
         "MatMulInteger",
@@ -249,14 +265,19 @@ def _build_int4(variant: Variant, inp: Inputs, out_onnx: Path) -> Built:
             f"quantization.int4.block_sizes: {bs} is wider than the narrowest layer input ({width})"
         )
     sym = bool(q4["symmetric"])
-    expected = onnx_quant.expected_weight_matmuls(inp.onnx_file)
-    diagnostics: dict[str, Any] = {}
+    model = torch_quant.load_model(inp.model_dir, torch.float32, "cpu")
+    # the embedding and the LM head stay float, as in the GPTQ and AWQ papers (every algorithm)
+    head = float_linears(model)
+    head_nodes = _node_names(inp.onnx_file, model, head)
+    expected = onnx_quant.expected_weight_matmuls(inp.onnx_file) - len(head_nodes)
+    diagnostics: dict[str, Any] = {"float_linears": head}
     if variant.algorithm in ("rtn", "hqq"):
-        counts = onnx_quant.int4_ort(inp.onnx_file, out_onnx, variant.algorithm, bs, symmetric=sym)
+        counts = onnx_quant.int4_ort(
+            inp.onnx_file, out_onnx, variant.algorithm, bs, symmetric=sym, exclude=head_nodes
+        )
     elif variant.algorithm == "gptq":
         from whylab.quant.gptq import gptq_model, layer_error
 
-        model = torch_quant.load_model(inp.model_dir, torch.float32, "cpu")
         errors = {"gptq": 0.0, "rtn": 0.0}
         changed = [0, 0]
 
@@ -268,26 +289,45 @@ def _build_int4(variant: Variant, inp: Inputs, out_onnx: Path) -> Built:
             changed[1] += int(rtn.real_codes.size)
 
         quantized = gptq_model(
-            model, inp.calibration, bs, symmetric=sym, percdamp=float(q4["gptq_percdamp"]), on_layer=record
+            model,
+            inp.calibration,
+            bs,
+            symmetric=sym,
+            percdamp=float(q4["gptq_percdamp"]),
+            act_order=bool(q4.get("gptq_act_order", True)),
+            true_sequential=bool(q4.get("gptq_true_sequential", True)),
+            on_layer=record,
         )
-        counts = onnx_quant.int4_from_torch(inp.onnx_file, out_onnx, model, quantized)
-        diagnostics = {
-            "codes_differ_from_rtn_frac": changed[0] / max(1, changed[1]),
-            "calibration_output_error": errors,
-            "note": "own GPTQ (paper's algorithm 1, sequential over layers) written as MatMulNBits",
-        }
+        counts = onnx_quant.int4_from_torch(inp.onnx_file, out_onnx, model, quantized, keep_float=head)
+        diagnostics.update(
+            codes_differ_from_rtn_frac=changed[0] / max(1, changed[1]),
+            calibration_output_error=errors,
+            act_order=bool(q4.get("gptq_act_order", True)),
+            true_sequential=bool(q4.get("gptq_true_sequential", True)),
+            note="own GPTQ (the paper's algorithm 1 with the reference code's act-order and true-sequential), "
+            "layer after layer, written as MatMulNBits; LM head in float",
+        )
     elif variant.algorithm == "awq":
         from whylab.quant.awq import awq
 
-        model = torch_quant.load_model(inp.model_dir, torch.float32, "cpu")
-        result = awq(model, inp.calibration, bs, alpha_grid=int(q4["awq_alpha_grid"]), symmetric=sym)
+        result = awq(
+            model,
+            inp.calibration,
+            bs,
+            alpha_grid=int(q4["awq_alpha_grid"]),
+            symmetric=sym,
+            clip_grid=int(q4.get("awq_clip_grid", 20)),
+            clip_max_shrink=float(q4.get("awq_clip_max_shrink", 0.5)),
+        )
         scaled = onnx_quant.write_torch_weights(inp.onnx_file, model, result.model)
-        counts = onnx_quant.int4_ort(scaled, out_onnx, "rtn", bs, symmetric=sym)
-        diagnostics = {
-            "alphas": result.alphas,
-            "calibration_output_error": result.errors,
-            "note": "own AWQ scale search folded into the FP32 graph, then ONNX Runtime's RTN",
-        }
+        counts = onnx_quant.int4_ort(scaled, out_onnx, "rtn", bs, symmetric=sym, exclude=head_nodes)
+        diagnostics.update(
+            alphas=result.alphas,
+            clipped_range_share=result.clipped,
+            calibration_output_error=result.errors,
+            note="own AWQ scale search and weight clipping folded into the FP32 graph, then ONNX "
+            "Runtime's RTN; LM head in float",
+        )
     else:
         raise InputError(f"unknown 4-bit algorithm {variant.algorithm!r}")
     return _ort_built(
