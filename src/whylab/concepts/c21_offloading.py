@@ -91,13 +91,22 @@ def equivalence(s: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
         training.train_step(again, opt_a2, ids)
         losses["offload"].append(training.train_step(other, opt_b, ids))
 
-    def params(m: torch.nn.Module) -> list[torch.Tensor]:
+    def params(m: torch.nn.Module, opt: Any = None) -> list[torch.Tensor]:
+        """The weights the optimizer updates: the FP32 master copy when the model is 16-bit (a 1-ulp
+        FP32 difference between two AdamW kernels can flip a bf16 rounding, which is not a lost update)."""
+        if isinstance(opt, offload.CPUOffloadAdamW):
+            return [w.detach().cpu() for w in opt.master]
+        if isinstance(opt, training.MixedPrecisionAdamW):
+            return [
+                opt.state[p]["master"].detach().cpu() if opt.state[p] else p.detach().cpu().float()
+                for p in m.parameters()
+            ]
         return [p.detach().cpu() for p in m.parameters()]
 
     def norm_diff(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> float:
         return sum(float((x.double() - y.double()).pow(2).sum()) for x, y in zip(xs, ys, strict=True)) ** 0.5
 
-    ref, off, rerun = params(plain), params(other), params(again)
+    ref, off, rerun = params(plain, opt_a), params(other, opt_b), params(again, opt_a2)
     update = norm_diff(ref, start)  # how far training moved the weights
     diff, floor = norm_diff(off, ref), norm_diff(rerun, ref)
     max_abs = max(float((x - y).abs().max()) for x, y in zip(off, ref, strict=True))
