@@ -51,6 +51,7 @@ include: "workflow/rules/mechanisms.smk"
 include: "workflow/rules/memory.smk"
 include: "workflow/rules/claims.smk"
 include: "workflow/rules/lm.smk"
+include: "workflow/rules/real_scale.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/report.smk"
 

@@ -86,7 +86,8 @@ rule lm_export:
         runtime=30,
     params:
         settings=settings_json({k: LM[k] for k in ("train_languages", "export")}, torch=True),
-        corpus=f"{RESULTS}/corpus",
+        # results/corpus: the folder above the validation files (the model may be lm.pretrained's)
+        corpus=lambda w, input: Path(next(v for k, v in input.items() if k.startswith("valid_"))).parents[1],
     shell:
         '"$WHYLAB_PYTHON" -m whylab lm_export --settings {params.settings:q}'
         " --input model={input.model} --input corpus={params.corpus}"

@@ -1,0 +1,27 @@
+# C12/C13 size and speed at real shapes (random weights, built from config): BERT-base prefill and
+# Llama-2-7B-width decode with the KV cache, FP32 vs INT8 vs INT4. Nothing trained is needed, so
+# this job runs beside the rest of the DAG. Included before quantize.smk, which feeds it to C12/C13.
+REAL_SCALE = f"{RESULTS}/lm/real_scale/measures.json"
+
+
+rule quant_real_scale:
+    """C12/C13 at real shapes: BERT-base and Llama-7B-width layers, FP32 vs INT8 vs INT4 (size, speed)."""
+    input:
+        code=step_code("quant_real_scale"),
+    output:
+        measures=REAL_SCALE,
+    log:
+        f"{LOGS}/quant_real_scale.log",
+    benchmark:
+        f"{BENCHMARKS}/quant_real_scale.tsv"
+    conda:
+        ENV_ML_CPU
+    threads: 1
+    resources:
+        mem_mb=mem_mb(8000),
+        runtime=20,
+    params:
+        settings=settings_json(quantization={"real_scale": config["quantization"]["real_scale"]}),
+    shell:
+        '"$WHYLAB_PYTHON" -m whylab quant_real_scale --settings {params.settings:q}'
+        " --output measures={output.measures} --threads {threads} > {log} 2>&1"
