@@ -143,7 +143,7 @@ CROSS_FIELD = [
         id="memory-width-heads",
     ),
     pytest.param(
-        {"lm": {"model": {"intermediate_size": 352}}},
+        {"lm": {"model": {"intermediate_size": 352}}, "quantization": {"int4": {"block_sizes": [32, 64]}}},
         "quantization.int4.block_sizes[1] (64) does not divide lm.model.intermediate_size (352)",
         id="int4-group-width",
     ),
