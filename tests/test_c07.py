@@ -179,6 +179,7 @@ def c07_metrics(
     bn_pad: float = 0.3,
     ln_dep: float = 1e-7,
     drop: float = 0.005,
+    trend: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     def norm(loss: list[float], padding: float) -> dict[str, Any]:
         return {
@@ -207,6 +208,13 @@ def c07_metrics(
         "dependence_threshold": 0.01,
         "plateau_tolerance": 0.02,
         "invariance_tolerance": 1e-4,
+        "min_loss_gain": 0.02,
+        "preference_gap_trend": {
+            "mid": None if trend is None else trend[0],
+            "end": None if trend is None else trend[1],
+            "mid_step": 50,
+            "end_step": 100,
+        },
     }
 
 
@@ -281,3 +289,16 @@ def test_loss_comparisons_before_a_plateau_are_limits() -> None:
         c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001)
     )
     assert v.label is Label.NOT_SUPPORTED
+
+
+def test_c07_an_early_batchnorm_lead_that_is_still_closing_does_not_decide() -> None:
+    """Masked BatchNorm clearly ahead at the end, but its lead shrank from 0.6 to 0.3 nats/token
+    over the second half: the preference is a limit of the run, not a contradiction."""
+    settled = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(-0.31, -0.3))
+    )
+    closing = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(-0.6, -0.3))
+    )
+    assert settled.label == Label.PARTLY and not any("still closing" in x for x in settled.limited)
+    assert closing.label == Label.SUPPORTED and any("still closing" in x for x in closing.limited)

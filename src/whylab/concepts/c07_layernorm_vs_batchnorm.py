@@ -527,6 +527,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         }
         if bn_stats
         else {},
+        "preference_gap_trend": _gap_trend(per_seed, "masked_batch", "layer"),
         "padding_curves": {
             norm: _mean_curve([r["norms"][norm]["padding_curve"] for r in per_seed]) for norm in norms
         },
@@ -757,6 +758,29 @@ PRIMARY = (
 )
 
 
+def _gap_trend(per_seed: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """Mean over seeds of the evaluation-curve loss gap a − b half-way through training and at the
+    end (nats/token): whether a short run's lead is still changing when training stops."""
+    mids, ends = [], []
+    for r in per_seed:
+        ca, cb = r["norms"][a]["curve"], r["norms"][b]["curve"]
+        la, lb = ca["eval_loss"], cb["eval_loss"]
+        if len(la) < 2 or len(la) != len(lb) or any(v is None for v in (*la, *lb)):
+            continue
+        mid = len(la) // 2
+        mids.append(float(la[mid]) - float(lb[mid]))
+        ends.append(float(la[-1]) - float(lb[-1]))
+        steps = ca["eval_steps"]
+    if not mids:
+        return {"mid": None, "end": None, "mid_step": None, "end_step": None}
+    return {
+        "mid": sum(mids) / len(mids),
+        "end": sum(ends) / len(ends),
+        "mid_step": int(steps[len(steps) // 2]),
+        "end_step": int(steps[-1]),
+    }
+
+
 def _status(p: Mapping[str, Any]) -> str:
     """A paired comparison a − b as 'confirmed' (b clearly lower), 'contradicted' (a clearly lower)
     or 'limited': no clear difference in a run this short (also when the difference is shown to be
@@ -830,6 +854,23 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     converged = still < float(metrics.get("plateau_tolerance", 0.02))
     reason = "contradicted" if bn_pad < threshold else (_status(reason_p) if converged else "limited")
     preference = _status(pref_p) if converged else "limited"
+    trend = metrics.get("preference_gap_trend") or {}
+    floor = float(metrics.get("min_loss_gain", 0.02))
+    closing = (
+        trend.get("mid") is not None
+        and trend.get("end") is not None
+        and abs(float(trend["mid"])) - abs(float(trend["end"])) > floor
+    )
+    if preference != "limited" and closing:
+        # BatchNorm's per-feature batch standardisation speeds up the first steps; a lead that is
+        # still shrinking when training stops says little about the trained model
+        preference = "limited"
+        limited.append(
+            f"the preference: masked BatchNorm − LayerNorm on the evaluation curve went from "
+            f"{float(trend['mid']):+.3f} nats/token at step {trend['mid_step']} to {float(trend['end']):+.3f} "
+            f"at step {trend['end_step']}: the gap is still closing, so this short run cannot say which "
+            "norm ends lower (an early BatchNorm lead is its faster start, not the trained model)"
+        )
     unconverged = (
         ""
         if converged
@@ -841,7 +882,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
             f"the reason: after {steps} steps, naive − masked BatchNorm {bench.describe(reason_p, 'nats/token')}"
             f"{unconverged or ': not clear of the seed noise'}"
         )
-    if preference == "limited":
+    if preference == "limited" and not closing:
         limited.append(
             f"the preference: after {steps} steps, masked BatchNorm − LayerNorm {bench.describe(pref_p, 'nats/token')}"
             f"{unconverged or ': not clear of the seed noise'}"
