@@ -222,7 +222,9 @@ def test_unknown_group_and_scheme_are_input_errors(mha):
 def test_concept_defaults_match_the_schema():
     schema = yaml.safe_load((REPO / "workflow/schemas/quantization.schema.yaml").read_text())
     props = schema["properties"]["smoothquant"]["properties"]
-    assert {k: v["default"] for k, v in props.items()} == c16.DEFAULTS
+    assert {
+        k: v["default"] for k, v in props.items() if k != "seeds"
+    } == c16.DEFAULTS  # seeds: run-wide unless set
 
 
 # ---------------------------------------------------------------- verdict, every way
