@@ -49,7 +49,7 @@ write_conf() {
     fi
     local host cpus mem
     host=$(hostname -s)
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc honours OMP_NUM_THREADS, which the test process may have set
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
     [[ -n $mem ]] || die "could not read RealMemory from 'slurmd -C'"
     mem=$((mem - 1024))  # headroom: slurmd drains a node that reports less than configured
