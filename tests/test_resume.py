@@ -164,8 +164,8 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path: Path) -> None:
 # metric names that measure time or speed (they differ between any two runs) or the process's
 # memory as the OS sees it; everything else must be equal
 TIMING = re.compile(
-    r"(?:^|_)(?:time|times|seconds|secs|ms|s|sec|latency|latencies|throughput|per_s|wall|elapsed"
-    r"|speed|speedup|speedups|speed-up|mfu|rss|timing|timings|duration)(?:_|$)",
+    r"(?:^|[_/])(?:time|times|seconds|secs|ms|s|sec|latency|latencies|throughput|per_s|wall|elapsed"
+    r"|speed|speedup|speedups|speed-up|mfu|rss|timing|timings|duration)(?:[_/]|$)",
     re.IGNORECASE,
 )
 
@@ -203,6 +203,9 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 VARYING: dict[str, re.Pattern[str]] = {
     # the process's RSS high-water mark (VmHWM) on CPU: allocator and OS, not the model
     "C14": re.compile(r"^\.metrics\.variants\.\w+\.peak_bytes\[\d+\]$|^\.tables\[0\]\[\d+\]\.peak extra"),
+    # sentences quoting the measured speed-ups (the real-scale literature note and evidence cells)
+    "C12": re.compile(r"^\.(literature\[\d+\]\.note|tables\[\d+\]\[\d+\]\.evidence)$"),
+    "C13": re.compile(r"^\.(literature\[\d+\]\.note|tables\[\d+\]\[\d+\]\.evidence)$"),
     # a sentence quoting the measured time overhead
     "C19": re.compile(r"^\.(metrics\.chen_note|literature\[\d+\]\.note)$"),
 }
