@@ -861,6 +861,17 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         and trend.get("end") is not None
         and abs(float(trend["mid"])) - abs(float(trend["end"])) > floor
     )
+    if trend.get("mid") is not None and trend.get("end") is not None:
+        mid, end = float(trend["mid"]), float(trend["end"])
+        numbers += (
+            f"; on the evaluation curve masked BatchNorm − LayerNorm was {mid:+.3f} nats/token at step "
+            f"{trend['mid_step']} and {end:+.3f} at step {trend['end_step']}"
+        )
+        if mid * end < 0 and min(abs(mid), abs(end)) > floor:
+            numbers += (
+                " (the lead changed hands during training, so which norm ends lower depends on how long "
+                "this small model trains, and on the corpus)"
+            )
     if preference != "limited" and closing:
         # BatchNorm's per-feature batch standardisation speeds up the first steps; a lead that is
         # still shrinking when training stops says little about the trained model
