@@ -100,3 +100,13 @@ def test_per_seed_protocol_runs_each_seed_then_combines(tmp_path: Path) -> None:
     assert evidence_of(module, ctx).metrics == {"values": [6, 2]} and seen == [3, 1]
     with pytest.raises(AttributeError, match="neither run"):
         evidence_of(types.ModuleType("empty"), ctx)
+
+
+def test_verdict_of_reads_the_limits_when_the_verdict_is_made() -> None:
+    from whylab.verdict import VerdictOf
+
+    limited: list[str] = []
+    out = VerdictOf(Kind.EXPERIMENT, "A vs B", limited)
+    limited.append("speed: no fast path here")
+    v = out(Label.SUPPORTED, "why", takeaway="t")
+    assert v.limited == ("speed: no fast path here",) and v.primary == "A vs B" and v.takeaway == "t"

@@ -63,6 +63,19 @@ class Verdict:
         }
 
 
+@dataclass
+class VerdictOf:
+    """Builds a claim's verdicts with its kind and primary comparison fixed, and the parts this run
+    could not judge read from ``limited`` when a verdict is made (a branch may append to it first)."""
+
+    kind: Kind
+    primary: str
+    limited: list[str] = field(default_factory=list)
+
+    def __call__(self, label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
+        return Verdict(label, reason, self.kind, self.primary, tuple(self.limited), takeaway, correction)
+
+
 @dataclass(frozen=True)
 class Spread:
     """Mean and sample standard deviation of one quantity over seeds."""

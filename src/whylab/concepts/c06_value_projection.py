@@ -517,21 +517,12 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     Holm over the two) then says whether V needs its own learned projection: clearly yes supports
     the notes' W_v; shown not to matter (equivalent, or V = X better) makes it partly; unclear is
     left as a limit of this run."""
-    from whylab.verdict import Kind, holm
+    from whylab.verdict import Kind, VerdictOf, holm
 
     primary = f"{PRIMARY}; then learned W_v vs V = X at one head without W_o ({metrics['n_seeds']} seeds)"
     limited: list[str] = []
 
-    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
-        return Verdict(
-            label,
-            reason,
-            kind=Kind.EXPERIMENT,
-            primary=primary,
-            limited=tuple(limited),
-            takeaway=takeaway,
-            correction=correction,
-        )
+    out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
 
     comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
     if metrics["n_seeds"] < 2 or metrics["paired_key_minus_value_shift"]["n"] < 2:

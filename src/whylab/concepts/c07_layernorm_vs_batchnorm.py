@@ -806,7 +806,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     (``limited``): it never lowers the label. Both judged parts confirmed: supported; one confirmed and one contradicted: partly;
     all judged parts contradicted: not supported; nothing judged: inconclusive.
     """
-    from whylab.verdict import Kind
+    from whylab.verdict import Kind, VerdictOf
 
     primary = f"{PRIMARY} ({metrics['n_seeds']} seeds, {metrics.get('steps', '?')} steps)"
     ln, bn, mbn = metrics["norms"]["layer"], metrics["norms"]["batch"], metrics["norms"]["masked_batch"]
@@ -817,16 +817,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     mbn_pad = float(mbn["padding"]["mean"])
     limited: list[str] = []
 
-    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
-        return Verdict(
-            label,
-            reason,
-            kind=Kind.EXPERIMENT,
-            primary=primary,
-            limited=tuple(limited),
-            takeaway=takeaway,
-            correction=correction,
-        )
+    out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
 
     if ln_dep > tol or mbn_pad > tol:
         return out(

@@ -428,23 +428,14 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     cell: not supported. Both: partly. Neither: inconclusive (the training part is a limit of this
     run). An unclear gradient trend is a limit, never lowering the label.
     """
-    from whylab.verdict import Kind
+    from whylab.verdict import Kind, VerdictOf
 
     cells = metrics["cells"]
     floor = float(metrics["min_loss_gain"])
     primary = f"{PRIMARY} ({metrics['n_seeds']} seeds, {metrics.get('steps', '?')} steps)"
     limited: list[str] = []
 
-    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
-        return Verdict(
-            label,
-            reason,
-            kind=Kind.EXPERIMENT,
-            primary=primary,
-            limited=tuple(limited),
-            takeaway=takeaway,
-            correction=correction,
-        )
+    out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
 
     if not cells or metrics["n_seeds"] < 2 or any(c["post_minus_pre"]["n"] < 2 for c in cells):
         return out(Label.INCONCLUSIVE, "Fewer than two seeds per cell: no spread to judge a difference.")
