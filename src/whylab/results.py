@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from whylab.files import read_json
+from whylab.messages import Msg, to_record
 
 SCHEMA_VERSION = 1
 TRACKED_PACKAGES = (
@@ -44,6 +45,19 @@ TRACKED_PACKAGES = (
 )
 
 
+def with_messages(**texts: Any) -> dict[str, Any]:
+    """``{"messages": {name: key and parameters}}`` for the texts that are catalogue messages
+    (the report renders them in each language), ``{}`` when none is; a list counts when any item
+    is a message."""
+    kept = {
+        name: to_record(value)
+        for name, value in texts.items()
+        if isinstance(value, Msg)
+        or (isinstance(value, list | tuple) and any(isinstance(v, Msg) for v in value))
+    }
+    return {"messages": kept} if kept else {}
+
+
 @dataclass
 class Table:
     name: str
@@ -59,9 +73,10 @@ class Table:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "caption": self.caption,
+            "caption": str(self.caption),
             "columns": self.columns,
             "rows": jsonable(self.rows),
+            **with_messages(caption=self.caption),
         }
 
 
@@ -71,8 +86,13 @@ class FigureRef:
     title: str
     caption: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "title": self.title, "caption": self.caption}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "title": str(self.title),
+            "caption": str(self.caption),
+            **with_messages(title=self.title, caption=self.caption),
+        }
 
 
 @dataclass
@@ -83,7 +103,13 @@ class LiteratureCheck:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "finding": self.finding, "agrees": self.agrees, "note": self.note}
+        return {
+            "source": str(self.source),
+            "finding": str(self.finding),
+            "agrees": self.agrees,
+            "note": str(self.note),
+            **with_messages(finding=self.finding, note=self.note),
+        }
 
 
 @dataclass

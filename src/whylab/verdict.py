@@ -17,6 +17,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from whylab.messages import Msg
 
 
 class Label(StrEnum):
@@ -40,7 +43,9 @@ class Verdict:
     ``primary`` names the one pre-registered primary comparison in plain words; ``limited`` lists
     the parts of the claim this run could not judge (inconclusive parts: they never lower a label);
     ``takeaway`` is one plain sentence for a learner and ``correction`` the corrected statement
-    where the notes are partly or not supported.
+    where the notes are partly or not supported. Each text is a catalogue message
+    (:class:`whylab.messages.Msg`, a ``str`` holding its English), so the report can show it in
+    every language; ``branch`` names the catalogue entry of the verdict branch that chose the label.
     """
 
     label: Label
@@ -50,17 +55,25 @@ class Verdict:
     limited: tuple[str, ...] = field(default_factory=tuple)
     takeaway: str = ""
     correction: str = ""
+    branch: str = ""
+
+    TEXTS = ("reason", "primary", "limited", "takeaway", "correction")
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "label": str(self.label),
-            "reason": self.reason,
+            "reason": str(self.reason),
             "kind": str(self.kind),
-            "primary": self.primary,
-            "limited": list(self.limited),
-            "takeaway": self.takeaway,
-            "correction": self.correction,
+            "primary": str(self.primary),
+            "limited": [str(x) for x in self.limited],
+            "takeaway": str(self.takeaway),
+            "correction": str(self.correction),
         }
+        if self.branch:
+            out["branch"] = self.branch
+        from whylab.results import with_messages
+
+        return out | with_messages(**{name: getattr(self, name) for name in self.TEXTS})
 
 
 @dataclass
@@ -74,6 +87,25 @@ class VerdictOf:
 
     def __call__(self, label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
         return Verdict(label, reason, self.kind, self.primary, tuple(self.limited), takeaway, correction)
+
+    def branch(self, label: Label, key: str, /, **params: Any) -> Verdict:
+        """The verdict of the catalogue's branch ``key`` (e.g. ``C05.verdict.scaled``): its
+        ``reason`` and ``takeaway`` and, for a partly or not supported label, its ``correction``,
+        each formatted with ``params``. A branch missing one of these raises ``KeyError``, so a
+        test that reaches a branch checks that it yields them."""
+        correction = (
+            Msg(f"{key}.correction", **params) if label in (Label.PARTLY, Label.NOT_SUPPORTED) else ""
+        )
+        return Verdict(
+            label,
+            Msg(f"{key}.reason", **params),
+            self.kind,
+            self.primary,
+            tuple(self.limited),
+            Msg(f"{key}.takeaway", **params),
+            correction,
+            branch=key,
+        )
 
 
 @dataclass(frozen=True)

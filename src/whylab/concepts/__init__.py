@@ -43,7 +43,7 @@ from typing import Any
 from whylab import claims
 from whylab.errors import InputError
 from whylab.files import read_json, write_json
-from whylab.results import SCHEMA_VERSION, Evidence, environment, jsonable, validate_result
+from whylab.results import SCHEMA_VERSION, Evidence, environment, jsonable, validate_result, with_messages
 from whylab.runtime import resolve_device, set_seed, set_threads
 
 # claim id -> module that tests it
@@ -282,7 +282,7 @@ def run_concept(
             "claim_id": claim_id,
             "topic": claim.topic,
             "claim": {"en": claim.statement, "notes_ko": claim.notes_ko},
-            "method": evidence.method,
+            "method": str(evidence.method),
             "config": jsonable(settings),
             "seeds": evidence.seeds or seeds,
             "metrics": metrics,
@@ -290,10 +290,11 @@ def run_concept(
             "figures": [f.to_dict() for f in evidence.figures],
             "verdict": verdict.to_dict(),
             "literature": [lit.to_dict() for lit in evidence.literature],
-            "skipped": list(evidence.skipped),
+            "skipped": [str(s) for s in evidence.skipped],
             "environment": env,
             "wall_time_s": round(wall, 3),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **with_messages(method=evidence.method, skipped=evidence.skipped),
         }
         validate_result(record)
         for fig in evidence.figures:

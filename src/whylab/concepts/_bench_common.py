@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from whylab.bench.train import TrainHistory, TrainSettings, bench_config, train_lm, train_settings
+from whylab.messages import Msg
 from whylab.results import FigureRef
 from whylab.verdict import Spread
 
@@ -317,15 +318,20 @@ def jsonable_test(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def describe(p: Mapping[str, Any], unit: str, digits: int = 3) -> str:
-    """'Δ = +0.123 [0.05, 0.2] unit, p = 0.01, n = 5' for a :func:`paired` entry."""
+def describe(p: Mapping[str, Any], unit: str, digits: int = 3) -> Msg:
+    """'Δ = +0.123 unit (95% CI +0.05 to +0.2, p = 0.01, n = 5)' for a :func:`paired` entry."""
     t = p.get("test")
     if not t:
-        return f"n = {p.get('n', 0)} paired seeds, too few to test"
-    unit = f" {unit}" if unit else ""
-    return (
-        f"Δ = {t['mean_diff']:+.{digits}f}{unit} (95% CI {t['ci_low']:+.{digits}f} to {t['ci_high']:+.{digits}f}, "
-        f"p = {t['p']:.2g}, n = {t['n']})"
+        return Msg("common.paired.too_few", n=p.get("n", 0))
+    return Msg(
+        "common.paired.delta",
+        mean=t["mean_diff"],
+        low=t["ci_low"],
+        high=t["ci_high"],
+        p=t["p"],
+        n=t["n"],
+        digits=digits,
+        unit=f" {unit}" if unit else "",
     )
 
 
