@@ -57,7 +57,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
-    """The whole DAG: every claim in `claims:` and the report (reports/index.html)."""
+    """The whole DAG: every claim in `claims:` and the report (reports/index.html, index.ko.html)."""
     default_target: True
     input:
-        REPORT_HTML,
+        list(REPORT_PAGES.values()),

@@ -1,11 +1,12 @@
 """The 21 claims of the study notes, in this project's own words.
 
+``topic`` and ``statement``, our restatement, come from the message catalogue
+(``claims.<ID>.topic`` / ``.statement`` in ``whylab/messages/<lang>/claims.yaml``).
 ``quotes`` are the notes' own Korean, verbatim: each is a substring of the notes as
 shipped in ``whylab/data/notes.ko.md`` (a test checks it), so the report can mark
 them in the notes' text and never quotes with silent edits. ``misspelled`` names a
 term the notes spell wrongly, as (written, meant), so the report can say so beside
-the quote instead of correcting it. ``statement`` is our restatement;
-``literature`` names the published result the experiment is held against, where
+the quote instead of correcting it. ``literature`` names the published result the experiment is held against, where
 one exists; ``section`` groups the claims by topic.
 """
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+from whylab.messages import Msg
+
 NOTES_FILE = "data/notes.ko.md"
 QUOTE_JOIN = " … "
 
@@ -22,11 +25,18 @@ QUOTE_JOIN = " … "
 @dataclass(frozen=True)
 class Claim:
     id: str
-    topic: str
-    statement: str
     quotes: tuple[str, ...]
     literature: str = ""
     misspelled: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def topic(self) -> Msg:
+        return Msg(f"claims.{self.id}.topic")
+
+    @property
+    def statement(self) -> Msg:
+        """What the notes say, in this project's words."""
+        return Msg(f"claims.{self.id}.statement")
 
     @property
     def notes_ko(self) -> str:
@@ -34,7 +44,7 @@ class Claim:
         return QUOTE_JOIN.join(self.quotes)
 
     @property
-    def section(self) -> str:
+    def section(self) -> Msg:
         return next(name for name, ids in SECTIONS if self.id in ids)
 
 
@@ -51,15 +61,10 @@ def _notes_text() -> str:
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "C01",
-        "Tokenization",
-        "A tokenizer maps text to integer ids, and the ids can be mapped back to the text.",
         ("토큰화 : 텍스트에 숫자부여.",),
     ),
     Claim(
         "C02",
-        "Subword tokenization",
-        "Subword tokenizers keep frequent words as single tokens (the notes' examples: 우리, 가족) "
-        "and break rare words into several smaller pieces.",
         (
             "서브위드 토큰화 : 고빈도 단어는 단어 자체로 토큰화(우리, 가족 등) 가끔 나오는 단어는 작은 단어로 토큰화 하는 방식",
         ),
@@ -68,15 +73,10 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "C03",
-        "Learned embeddings",
-        "The embedding table (nn.Embedding) is a trained parameter, not a fixed lookup.",
         ("임베딩 nn.Embedding 클래스 사용, 임베딩 층 자체도 학습이 된다.",),
     ),
     Claim(
         "C04",
-        "Query and key projections",
-        "Attention needs learned W_q and W_k: raw token embeddings alone cannot express relations "
-        "such as (내일 점심 ↔ 팀장님).",
         (
             "토큰 자체가 유사성을 찾기 힘들기 때문에 이또한 학습되어함.",
             "ex) 내일 점심에 팀장님이랑 밥 약속이 있어. (내일 점심 <->팀장)의 관계를 토큰 자체 유사성으로는 알 수 없음",
@@ -86,9 +86,6 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "C05",
-        "Scaled dot-product",
-        "Attention scores are divided by the square root of a dimension because large score variance "
-        "saturates the softmax and makes gradients vanish.",
         (
             "어텐션 스코어를 구할때 분산이 커지면 기울기 소실문제가 있기때문에 임베딩차원의 제곱근으로 나눠준다.",
             "scaled_scores = scores / math.sqrt(d_k)",
@@ -97,15 +94,10 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "C06",
-        "Value projection",
-        "Queries and keys decide where to look; the value projection W_v decides what is fetched.",
         ('Q,K: "어디를 볼까?" V: "무엇을 가져올까?"',),
     ),
     Claim(
         "C07",
-        "LayerNorm vs BatchNorm",
-        "NLP prefers LayerNorm to BatchNorm because sequences differ in length and BatchNorm averages "
-        "over padding tokens.",
         (
             "NLP에서 Batch-Normarlization 보다 Layer-Normalization이 선호되는 이유 (이미지는 반대)",
             "문장의 길이가 다르기때문에 Batch-Normarlization은 <PAD>토큰과 평균이 구해지는 등, 정규화가 효과 미비",
@@ -115,37 +107,26 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "C08",
-        "Pre-LN vs Post-LN",
-        "Normalising before attention and the feed-forward block (Pre-LN) trains better than after (Post-LN).",
         ("정규화(Layer-Normalization)는 어텐션과 피드포워드 하기 전에 사용하면 효과 좋음(논문 있음)",),
         "Xiong et al. 2020",
     ),
     Claim(
         "C09",
-        "Feed-forward block",
-        "The feed-forward block is made of linear layers, dropout, normalisation and an activation.",
         ("피드 포워드 층은 주로 선형 레이어, 드롭아웃, 정규화, 활성 함수 로 이뤄져있다.",),
         "Vaswani et al. 2017; Shazeer 2020 (GLU variants)",
     ),
     Claim(
         "C10",
-        "Encoder vs decoder attention",
-        "Encoders use (bidirectional) multi-head self-attention; decoders use masked multi-head attention.",
         ("인코더 : 멀티헤드 어텐션 , 디코더 : 마스크드 멀티헤드어텐션",),
         "Vaswani et al. 2017",
     ),
     Claim(
         "C11",
-        "Cross-attention",
-        "Decoders have cross-attention, which uses the encoder output as query and key.",
         ("디코더 : 크로스 어텐션 있음. 인코더의 결과를 쿼리와 키로 사용.",),
         "Vaswani et al. 2017, section 3.2.3",
     ),
     Claim(
         "C12",
-        "INT8 quantization",
-        "INT8 quantization of BERT/GPT-style models costs 20–30% of performance, shrinks the model by 75% "
-        "and speeds inference up 2–4×.",
         (
             "BERT, GPT 모델의 8비트 양자화 일반화",
             "20-30% 성능 손실로 모델 크기 75% 감소",
@@ -155,8 +136,6 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "C13",
-        "INT4 quantization",
-        "INT4 quantization (GPT-J, LLaMA; AWQ) costs 40–50% of performance and shrinks the model by 87.5%.",
         (
             "GPT-J, LLaMA 등에서 사용",
             "AWQ(Activation-aware Weight Quantization) 적용",
@@ -166,68 +145,52 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "C14",
-        "QLoRA",
-        "QLoRA is 4-bit quantization of the base model plus LoRA fine-tuning.",
         ("QLoRA: 4비트 양자화 + LoRA 미세조정",),
         "Dettmers et al. 2023 (QLoRA)",
     ),
     Claim(
         "C15",
-        "GPTQ",
-        "GPTQ is a gradient-based quantization method.",
         ("GPTQ: 그래디언트 기반 양자화",),
         "Frantar et al. 2023 (GPTQ)",
     ),
     Claim(
         "C16",
-        "SmoothQuant",
-        "SmoothQuant is quantization that takes the activations into account.",
         ("SmoothQuant: 활성화 함수 고려 양자화",),
         "Xiao et al. 2023 (SmoothQuant)",
     ),
     Claim(
         "C17",
-        "Model memory",
-        "Model memory is parameter count × bytes per value (FP32 4, FP16/BF16 2, INT8 1, INT4 0.5).",
         ("기본_메모리 = 파라미터_수 * 데이터타입_크기", "INT4 = 0.5"),
     ),
     Claim(
         "C18",
-        "Training memory",
-        "Training memory is model memory times a sum of optimizer, gradient and activation factors.",
         ("필요_메모리 = 기본_메모리 * (옵티마이저_계수 + 그래디언트_계수 + 활성화_계수)",),
         "Rajbhandari et al. 2020 (ZeRO)",
     ),
     Claim(
         "C19",
-        "Gradient checkpointing",
-        "Gradient checkpointing saves activation memory.",
         ("그래디언트 체크포인팅: 활성화 메모리 절약",),
         "Chen et al. 2016",
     ),
     Claim(
         "C20",
-        "Gradient accumulation",
-        "Gradient accumulation splits a large batch into small ones.",
         ("그래디언트 누적: 작은 배치로 분할",),
     ),
     Claim(
         "C21",
-        "CPU offloading",
-        "CPU offloading moves some layers to the CPU to save accelerator memory.",
         ("CPU 오프로딩: 일부 레이어를 CPU로 이동",),
         "Ren et al. 2021 (ZeRO-Offload)",
     ),
 )
 
 # The claims by topic, in the notes' order (the at-a-glance figure's rows).
-SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Tokens and embeddings", ("C01", "C02", "C03")),
-    ("Attention", ("C04", "C05", "C06")),
-    ("Normalisation and feed-forward", ("C07", "C08", "C09")),
-    ("Encoder and decoder", ("C10", "C11")),
-    ("Quantization", ("C12", "C13", "C14", "C15", "C16")),
-    ("Memory", ("C17", "C18", "C19", "C20", "C21")),
+SECTIONS: tuple[tuple[Msg, tuple[str, ...]], ...] = (
+    (Msg("claims.section.tokens_and_embeddings"), ("C01", "C02", "C03")),
+    (Msg("claims.section.attention"), ("C04", "C05", "C06")),
+    (Msg("claims.section.normalisation_and_feed_forward"), ("C07", "C08", "C09")),
+    (Msg("claims.section.encoder_and_decoder"), ("C10", "C11")),
+    (Msg("claims.section.quantization"), ("C12", "C13", "C14", "C15", "C16")),
+    (Msg("claims.section.memory"), ("C17", "C18", "C19", "C20", "C21")),
 )
 
 BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}

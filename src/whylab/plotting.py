@@ -9,7 +9,6 @@ the PNG itself (text chunk ``whylab-layout``), where the report shows it under t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
+from whylab.fonts import hangul_font_files
 from whylab.results import FigureRef
 
 STRICT_ENV = "WHYLAB_STRICT_FIGURES"
@@ -49,10 +49,7 @@ class FigureLayoutError(ValueError):
 
 def _hangul_fonts() -> list[str]:
     """Register NanumGothic from koreanize-matplotlib; [] where the package is missing."""
-    spec = importlib.util.find_spec("koreanize_matplotlib")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    fonts = sorted(Path(next(iter(spec.submodule_search_locations)), "fonts").glob("NanumGothic*.ttf"))
+    fonts = hangul_font_files()
     for ttf in fonts:
         font_manager.fontManager.addfont(str(ttf))
     return ["NanumGothic"] if fonts else []

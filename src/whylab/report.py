@@ -12,6 +12,7 @@ import base64
 import csv
 import json
 import math
+import os
 import subprocess
 from collections import Counter
 from collections.abc import Mapping
@@ -23,14 +24,13 @@ from typing import Any
 import jinja2
 import yaml
 
-from whylab import claims
+from whylab import claims, fonts
 from whylab.files import read_json, write_text
+from whylab.messages import LANGUAGES, Msg, catalogue, from_record, text
 from whylab.results import environment, load_result
 from whylab.verdict import Label
 
 MAX_TABLE_ROWS = 40
-# headings of the extra sections the stage rules hand to the report (REPORT_EXTRA_INPUTS)
-EXTRA_TITLES = {"lm_train_metrics": "The language model behind C12–C16: training summary"}
 UNTESTED = "not tested yet"
 # the badge colours of report.css, so the at-a-glance figure and the page agree
 VERDICT_COLOURS = {
@@ -50,19 +50,33 @@ def _css_class(label: str) -> str:
     return "untested" if label == UNTESTED else label.replace(" ", "-")
 
 
-def verdict_view(verdict: Mapping[str, Any]) -> dict[str, Any]:
-    """A result's verdict with every field the page shows; results written before a field
-    existed render with its default (an experiment, no primary comparison, nothing limited)."""
-    limited = verdict.get("limited") or []
+def verdict_view(verdict: Mapping[str, Any], lang: str = "en") -> dict[str, Any]:
+    """A result's verdict with every field the page shows, in ``lang``; results written before a
+    field existed render with its default (an experiment, no primary comparison, nothing limited)."""
+    v = localized(verdict, lang)
+    limited = v.get("limited") or []
     return {
         "label": str(verdict["label"]),
-        "reason": str(verdict["reason"]),
+        "reason": str(v["reason"]),
         "kind": str(verdict.get("kind") or "experiment"),
-        "primary": str(verdict.get("primary") or ""),
+        "primary": str(v.get("primary") or ""),
         "limited": [str(x) for x in ([limited] if isinstance(limited, str) else limited)],
-        "takeaway": str(verdict.get("takeaway") or ""),
-        "correction": str(verdict.get("correction") or ""),
+        "takeaway": str(v.get("takeaway") or ""),
+        "correction": str(v.get("correction") or ""),
     }
+
+
+def localized(obj: Mapping[str, Any], lang: str) -> dict[str, Any]:
+    """A result object (the record, its verdict, a figure, a table, a literature check) with each
+    text that its ``messages`` keeps as a catalogue key rendered in ``lang``; plain texts as they are."""
+    out = dict(obj)
+    for name, kept in (obj.get("messages") or {}).items():
+        out[name] = from_record(kept, lang)
+    return out
+
+
+def _label_key(label: str) -> str:
+    return f"report.label.{_css_class(label).replace('-', '_')}"
 
 
 def _cell(value: Any) -> str:
@@ -77,7 +91,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _env() -> jinja2.Environment:
+def _env(lang: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: files("whylab").joinpath(f"templates/{name}").read_text("utf-8")
@@ -88,6 +102,10 @@ def _env() -> jinja2.Environment:
     env.filters["css_class"] = _css_class
     env.filters["cell"] = _cell
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, indent=2)
+    env.filters["label_text"] = lambda label: Msg(_label_key(str(label))).in_(lang)
+    env.filters["kind_text"] = lambda kind: Msg(f"report.kind.{str(kind).replace(' ', '_')}").in_(lang)
+    env.filters["text"] = lambda value: text(value, lang)
+    env.globals["t"] = lambda key, **params: Msg(f"report.{key}", **params).in_(lang)
     return env
 
 
@@ -227,11 +245,9 @@ def _count(n: float) -> str:
     return f"{n:g}"
 
 
-def _n(value: Any, noun: str) -> str:
-    """3, "layer" → "3 layers"; 1 → "1 layer"; None → "? layers"."""
-    if value is None:
-        return f"? {noun}s"
-    return f"{value} {noun}" + ("" if value == 1 else "s")
+def _n(value: Any, key: str) -> Msg:
+    """A count with its noun, e.g. ``report.scale.layers`` with 3 → "3 layers" ("?" when unknown)."""
+    return Msg(f"report.scale.{key}.{'one' if value == 1 else 'other'}", n="?" if value is None else value)
 
 
 def run_scale(
@@ -239,11 +255,17 @@ def run_scale(
     extras: Mapping[str, Mapping[str, Any]],
     corpus: Mapping[str, Any] | None,
     device: str,
-) -> list[tuple[str, str]]:
+) -> list[tuple[Msg, Msg | str]]:
     """The run's scale in a few lines (what, how big), for the banner under the title."""
-    out: list[tuple[str, str]] = []
+    empty = Msg("common.empty")
+    out: list[tuple[Msg, Msg | str]] = []
     seeds = config.get("seeds") or []
-    out.append(("Device", f"{device}" + (f"; {_n(len(seeds), 'seed')}" if seeds else "")))
+    out.append(
+        (
+            Msg("report.scale.device"),
+            Msg("report.scale.device_text", device=device, seeds=_n(len(seeds), "seeds") if seeds else empty),
+        )
+    )
     mech = config.get("mechanisms") or {}
     model = mech.get("model") or {}
     train = mech.get("train") or {}
@@ -251,11 +273,17 @@ def run_scale(
     if model:
         out.append(
             (
-                "Bench transformer (C03–C11)",
-                (f"{_count(params)} parameters: " if params else "")
-                + f"{_n(model.get('n_layers'), 'layer')}, width {model.get('d_model', '?')}, "
-                f"{_n(model.get('n_heads'), 'head')}; {_n(train.get('steps'), 'training step')} of "
-                f"{train.get('batch_size', '?')} × {train.get('seq_len', '?')} tokens",
+                Msg("report.scale.bench"),
+                Msg(
+                    "report.scale.bench_text",
+                    params=Msg("report.scale.bench_params", n=_count(params)) if params else empty,
+                    layers=_n(model.get("n_layers"), "layers"),
+                    width=model.get("d_model", "?"),
+                    heads=_n(model.get("n_heads"), "heads"),
+                    steps=_n(train.get("steps"), "training_steps"),
+                    batch=train.get("batch_size", "?"),
+                    seq_len=train.get("seq_len", "?"),
+                ),
             )
         )
     lm = extras.get("lm_train_metrics")
@@ -264,21 +292,29 @@ def run_scale(
         tokens = lm.get("tokens_trained")
         out.append(
             (
-                "Language model (C12–C16)",
-                f"{_count(float(lm.get('params_total', 0)))} parameters; {_n(lm.get('steps'), 'step')}"
-                + (f" ({_count(float(tokens))} tokens)" if tokens else "")
-                + (f" on {langs}" if langs else "")
-                + f", {lm.get('device_name') or lm.get('device', '?')}, {lm.get('precision', '?')}"
-                + (f", {_n(lm['threads'], 'thread')}" if lm.get("threads") else ""),
+                Msg("report.scale.lm"),
+                Msg(
+                    "report.scale.lm_text",
+                    params=_count(float(lm.get("params_total", 0))),
+                    steps=_n(lm.get("steps"), "steps"),
+                    tokens=Msg("report.scale.tokens", n=_count(float(tokens))) if tokens else empty,
+                    languages=Msg("report.scale.languages", languages=langs) if langs else empty,
+                    device=str(lm.get("device_name") or lm.get("device", "?")),
+                    precision=str(lm.get("precision", "?")),
+                    threads=_n(lm["threads"], "threads") if lm.get("threads") else empty,
+                ),
             )
         )
     mem = (config.get("memory") or {}).get("model") or {}
     if mem:
         out.append(
             (
-                "Memory model (C17–C21)",
-                f"a Llama of {_n(mem.get('num_layers'), 'layer')}, width {mem.get('hidden_size', '?')} "
-                "(plus real BERT-base and GPT-3 configurations, counted without weights)",
+                Msg("report.scale.memory"),
+                Msg(
+                    "report.scale.memory_text",
+                    layers=_n(mem.get("num_layers"), "layers"),
+                    width=mem.get("hidden_size", "?"),
+                ),
             )
         )
     if corpus and isinstance(corpus.get("languages"), Mapping):
@@ -286,10 +322,14 @@ def run_scale(
         for lang, stats in corpus["languages"].items():
             chars = stats.get("chars") or {}
             parts.append(
-                f"{lang} {_count(float(chars.get('train', 0)))} characters to train, "
-                f"{_count(float(chars.get('valid', 0)))} to validate"
+                Msg(
+                    "report.scale.corpus_language",
+                    language=lang,
+                    train=_count(float(chars.get("train", 0))),
+                    valid=_count(float(chars.get("valid", 0))),
+                )
             )
-        out.append(("Corpus", "; ".join(parts)))
+        out.append((Msg("report.scale.corpus"), Msg("common.list", parts=parts)))
     return out
 
 
@@ -373,6 +413,9 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
         return _data_uri(Path(tmp) / ref.path)
 
 
+FONT_MARKER = "/* font-face */"
+
+
 def render(
     results: Mapping[str, Path],
     *,
@@ -381,15 +424,27 @@ def render(
     corpus_stats: Path | None = None,
     extras: Mapping[str, Path] | None = None,
     benchmarks: Path | None = None,
+    lang: str = "en",
+    links: Mapping[str, str] | None = None,
 ) -> str:
+    """The page in ``lang``; ``links`` maps the other languages to their pages' addresses."""
+    if lang not in LANGUAGES:
+        raise ValueError(
+            f"report.languages: no message catalogue for {lang!r} (have: {', '.join(LANGUAGES)})"
+        )
     loaded: dict[str, dict[str, Any]] = {}
     for claim_id, path in results.items():
-        record = load_result(path)
+        record = localized(load_result(path), lang)
+        figures = []
         for fig in record["figures"]:
             png = Path(path).parent / fig["path"]
-            fig["data_uri"] = _data_uri(png)
-            fig["problems"] = _recorded_problems(png)
-        record["verdict"] = verdict_view(record["verdict"])
+            figures.append(
+                localized(fig, lang) | {"data_uri": _data_uri(png), "problems": _recorded_problems(png)}
+            )
+        record["figures"] = figures
+        record["tables"] = [localized(t, lang) for t in record["tables"]]
+        record["literature"] = [localized(lit, lang) for lit in record["literature"]]
+        record["verdict"] = verdict_view(record["verdict"], lang)
         loaded[claim_id] = record
     rows = [
         {"claim": c, "result": loaded.get(c.id), "path": str(results.get(c.id, ""))} for c in claims.CLAIMS
@@ -402,15 +457,25 @@ def render(
     env_info = next(iter(loaded.values()))["environment"] if loaded else environment("cpu")
     extra_data = {name: read_json(p) for name, p in (extras or {}).items()}
     corpus = read_json(corpus_stats) if corpus_stats else None
-    return (
-        _env()
+    if title == catalogue("en")["report.title"]:  # the default title has a translation
+        title = catalogue(lang)["report.title"]
+    html = (
+        _env(lang)
         .get_template("report.html")
         .render(
+            lang=lang,
             title=title,
+            links=[
+                (other, href, catalogue(other)["report.language_name"])
+                for other, href in (links or {}).items()
+            ],
             css=files("whylab").joinpath("templates/report.css").read_text("utf-8"),
             rows=rows,
             counts=counts,
-            scale=run_scale(config, extra_data, corpus, env_info["device"]),
+            scale=[
+                (text(what, lang), text(value, lang))
+                for what, value in run_scale(config, extra_data, corpus, env_info["device"])
+            ],
             glance=glance_figure(labels, kinds),
             notes=annotate_notes(claims.notes_text(), labels),
             by_id={cid: r["verdict"] for cid, r in loaded.items()},
@@ -420,7 +485,7 @@ def render(
             extras=[
                 {
                     "name": name,
-                    "title": EXTRA_TITLES.get(name, name.replace("_", " ")),
+                    "title": _extra_title(name, lang),
                     "scalars": _scalars(data),
                 }
                 for name, data in extra_data.items()
@@ -435,6 +500,14 @@ def render(
             config_yaml=yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False),
         )
     )
+    # Hangul renders without a Korean font on the reader's machine: embed the glyphs the page uses
+    return html.replace(FONT_MARKER, fonts.font_face_css(html), 1)
+
+
+def _extra_title(name: str, lang: str) -> str:
+    """The heading of an extra section the stage rules hand to the report (REPORT_EXTRA_INPUTS)."""
+    key = f"report.extra.{name}"
+    return Msg(key).in_(lang) if key in catalogue(lang) else name.replace("_", " ")
 
 
 def _recorded_problems(png: Path) -> list[str]:
@@ -446,18 +519,30 @@ def _recorded_problems(png: Path) -> list[str]:
 def run_step(
     settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
 ) -> None:
+    """One page per language: outputs ``html_<lang>`` (``html`` alone: the first language's)."""
     results = {name: path for name, path in inputs.items() if name in claims.BY_ID}
     extras = {
         name: path
         for name, path in inputs.items()
         if name not in claims.BY_ID and name not in ("corpus_stats", "benchmarks")
     }
-    html = render(
-        results,
-        config=settings.get("config", {}),
-        title=settings.get("title", "whylab report"),
-        corpus_stats=inputs.get("corpus_stats"),
-        extras=extras,
-        benchmarks=inputs.get("benchmarks"),
-    )
-    write_text(outputs["html"], html)
+    config = settings.get("config", {})
+    languages = list((config.get("report") or {}).get("languages") or ["en"])
+    pages = {lang: outputs[f"html_{lang}"] for lang in languages if f"html_{lang}" in outputs}
+    if not pages and "html" in outputs:
+        pages = {languages[0]: outputs["html"]}
+    for lang, page in pages.items():
+        links = {
+            other: os.path.relpath(path, Path(page).parent) for other, path in pages.items() if other != lang
+        }
+        html = render(
+            results,
+            config=config,
+            title=settings.get("title", catalogue("en")["report.title"]),
+            corpus_stats=inputs.get("corpus_stats"),
+            extras=extras,
+            benchmarks=inputs.get("benchmarks"),
+            lang=lang,
+            links=links,
+        )
+        write_text(page, html)

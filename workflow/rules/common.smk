@@ -22,6 +22,19 @@ from snakemake.settings.types import DeploymentMethod
 
 RESULTS = config["results_dir"]
 REPORT_HTML = config["report"]["path"]
+
+
+def _report_pages():
+    """Language -> page: the first language at report.path, each other beside it as
+    <name>.<language>.html (reports/index.ko.html)."""
+    first = Path(REPORT_HTML)
+    return {
+        lang: REPORT_HTML if i == 0 else str(first.with_name(f"{first.stem}.{lang}{first.suffix}"))
+        for i, lang in enumerate(config["report"]["languages"])
+    }
+
+
+REPORT_PAGES = _report_pages()
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 LANGS = config["corpus"]["languages"]
@@ -209,6 +222,13 @@ def step_code(step):
     from whylab.cli import STEPS
 
     return module_sources(STEPS[step].partition(":")[0])
+
+
+# every text of the report in every language: editing a catalogue re-renders the report
+MESSAGE_CATALOGUES = sorted(
+    str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+    for p in (SRC / "whylab" / "messages").glob("*/*.yaml")
+)
 
 
 def has_run_seed(claim_id):

@@ -3,15 +3,19 @@
 
 
 rule report:
-    """Render reports/index.html from the result files alone (no experiment re-runs)."""
+    """Render reports/index.html (and a page per other language, reports/index.ko.html) from the
+    result files alone (no experiment re-runs)."""
     input:
         results=lambda w: list(CONCEPT_RESULTS.values()),
         figures=lambda w: list(CONCEPT_FIGURES.values()),
         corpus_stats=f"{RESULTS}/corpus/stats.json",
         extra=lambda w: list(REPORT_EXTRA_INPUTS.values()),
         code=step_code("report"),
+        messages=MESSAGE_CATALOGUES,
     output:
-        html=report(REPORT_HTML, caption="../report/index.rst", category="Report"),
+        pages=[
+            report(page, caption="../report/index.rst", category="Report") for page in REPORT_PAGES.values()
+        ],
     log:
         f"{LOGS}/report.log",
     localrule: True
@@ -22,6 +26,7 @@ rule report:
         mem_mb=mem_mb(2000),
         runtime=10,
     params:
+        outputs=" ".join(f"--output html_{lang}={page}" for lang, page in REPORT_PAGES.items()),
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
         benchmarks=BENCHMARKS,
         inputs=lambda w, input: " ".join(
@@ -31,4 +36,4 @@ rule report:
     shell:
         '"$WHYLAB_PYTHON" -m whylab report --settings {params.settings:q} {params.inputs}'
         " --input corpus_stats={input.corpus_stats} --input benchmarks={params.benchmarks}"
-        " --output html={output.html} > {log} 2>&1"
+        " {params.outputs} > {log} 2>&1"
