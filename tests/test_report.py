@@ -178,9 +178,7 @@ def test_quotes_are_verbatim_with_misspellings_named(hostile_result: Path, tmp_p
     html = report.render({"C02": c02}, config={}, title="t")
     section = html[html.index('<section id="C02">') :]
     assert "서브위드 토큰화 : 고빈도" in section and "서브워드 토큰화" not in section
-    assert re.search(
-        r"The notes write 서브위드 \(sic\) for 서브워드", section
-    )
+    assert re.search(r"The notes write 서브위드 \(sic\) for 서브워드", section)
 
 
 def test_every_badge_class_has_a_style(hostile_result: Path) -> None:
