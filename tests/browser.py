@@ -75,3 +75,44 @@ def figure_shots(report: Path, out_dir: Path) -> list[FigureShot]:
             )
         browser.close()
     return shots
+
+
+@dataclass(frozen=True)
+class HangulCheck:
+    embedded_face_status: list[str]  # status of each @font-face "WhylabHangul" in the page
+    glyph_shots: dict[str, bytes]  # Hangul character -> its screenshot (PNG bytes) in the page's font
+
+
+def hangul_check(report: Path, chars: str) -> HangulCheck:
+    """Open ``report`` offline, wait for its fonts, and screenshot each of ``chars`` drawn large in
+    the page's own font stack: distinct characters must give distinct pictures (a missing font
+    draws every character as the same empty box, "tofu")."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(report.as_uri(), wait_until="load")
+        page.evaluate(
+            """chars => {
+                const box = document.createElement('div');
+                box.id = 'hangul-probe';
+                box.style.cssText = 'position:fixed;top:0;left:0;background:#fff;z-index:9999;font-size:48px';
+                for (const c of chars) {
+                    const s = document.createElement('span');
+                    s.textContent = c;
+                    s.style.cssText = 'display:inline-block;padding:4px';
+                    box.appendChild(s);
+                }
+                document.body.appendChild(box);
+            }""",
+            chars,
+        )
+        page.evaluate("document.fonts.ready.then(() => true)")
+        status = page.evaluate(
+            "Array.from(document.fonts).filter(f => f.family.replace(/\"/g, '') === 'WhylabHangul').map(f => f.status)"
+        )
+        spans = page.locator("#hangul-probe span")
+        shots = {chars[i]: spans.nth(i).screenshot() for i in range(spans.count())}
+        browser.close()
+    return HangulCheck([str(s) for s in status], shots)

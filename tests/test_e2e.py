@@ -175,3 +175,39 @@ def test_every_figure_renders_and_passed_the_layout_check(pipeline: Path, tmp_pa
     for shot in shots:
         assert shot.loaded and shot.shown_width > 100 and shot.distinct_colours > 16, shot
     assert not [f"{s.alt}: {s.layout_warning}" for s in shots if s.layout_warning]
+
+
+def test_the_korean_page_is_complete_and_linked(pipeline: Path) -> None:
+    """reports/index.ko.html: every fixed text in Korean, every claim's computed takeaway (and its
+    correction where partly or not supported), and the two pages link to each other."""
+    from page_text import fixed_text
+
+    from whylab.messages import english_runs
+    from whylab.report import verdict_view
+
+    en = (pipeline / "reports" / "index.html").read_text(encoding="utf-8")
+    ko = (pipeline / "reports" / "index.ko.html").read_text(encoding="utf-8")
+    assert 'href="index.ko.html"' in en and 'href="index.html"' in ko
+    assert english_runs(fixed_text(ko)) == []
+    for path in sorted((pipeline / "results" / "concepts").glob("C*/result.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        verdict = verdict_view(record["verdict"], "ko")
+        assert verdict["takeaway"] and verdict["takeaway"] in ko, path.parent.name
+        assert verdict["reason"] in ko, path.parent.name
+        if verdict["label"] in ("partly supported", "not supported"):
+            assert verdict["correction"] and verdict["correction"] in ko, path.parent.name
+
+
+@pytest.mark.browser
+def test_hangul_renders_in_headless_chromium(pipeline: Path) -> None:
+    """The embedded NanumGothic is what draws the Hangul (this machine may have no Korean font):
+    the face loads, and distinct syllables give distinct pictures, not the same empty box."""
+    from browser import hangul_check
+
+    page = pipeline / "reports" / "index.ko.html"
+    html = page.read_text(encoding="utf-8")
+    chars = "".join(dict.fromkeys(c for c in html if "\uac00" <= c <= "\ud7a3"))[:8]
+    assert len(chars) == 8
+    check = hangul_check(page, chars)
+    assert check.embedded_face_status and all(s == "loaded" for s in check.embedded_face_status), check
+    assert len(set(check.glyph_shots.values())) == len(chars), "two Hangul syllables drew the same picture"

@@ -12,7 +12,8 @@ import pytest
 
 from whylab import claims, plotting, report
 from whylab.concepts import run_concept
-from whylab.results import Evidence, Table
+from whylab.messages import Msg
+from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Kind, Label, Verdict
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
@@ -235,3 +236,106 @@ def _escaped(text: str) -> str:
         .replace('"', "&#34;")
         .replace("'", "&#39;")
     )
+
+
+class CataloguedConcept:
+    """A concept whose every text is a catalogue message (the real claims' texts are checked in
+    their own tests; these keys are the catalogue's shared ones)."""
+
+    CLAIM_ID = "C05"
+
+    @staticmethod
+    def run(ctx):  # type: ignore[no-untyped-def]
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        ax.set_xlabel("x (units)")
+        ax.set_ylabel("y (units)")
+        ref = plotting.save(fig, ctx.outdir, "line", Msg("report.glance.title"), Msg("report.glance.caption"))
+        return Evidence(
+            method=Msg("report.scale.intro"),
+            metrics={"token": "sqrt_dk"},
+            tables=[Table("t", Msg("report.run.rule_times"), ["token"], [["no scaling at all here"]])],
+            figures=[ref],
+            literature=[
+                LiteratureCheck(
+                    "Vaswani et al. 2017",
+                    Msg("report.notes.intro"),
+                    True,
+                    Msg("report.lede", notes_title="x"),
+                )
+            ],
+            skipped=[Msg("report.summary.untested")],
+        )
+
+    @staticmethod
+    def verdict(metrics):  # type: ignore[no-untyped-def]
+        return Verdict(
+            Label.PARTLY,
+            Msg("common.list", parts=[Msg("common.paired.too_few", n=1), Msg("report.summary.untested")]),
+            Kind.EXPERIMENT,
+            Msg("report.scale.intro"),
+            (Msg("report.claim.cannot_say"),),
+            Msg("report.glance.caption"),
+            Msg("report.notes.intro"),
+        )
+
+
+@pytest.fixture
+def pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Both languages' pages of one catalogued result, written as the report rule writes them."""
+    import whylab.concepts as concepts
+
+    monkeypatch.setattr(concepts, "load", lambda claim_id: CataloguedConcept)
+    result = tmp_path / "C05" / "result.json"
+    run_concept("C05", {"seeds": [0], "device": "cpu"}, {}, result)
+    out = {"en": tmp_path / "reports" / "index.html", "ko": tmp_path / "reports" / "index.ko.html"}
+    report.run_step(
+        {"config": {"report": {"languages": ["en", "ko"]}}},
+        {"C05": result},
+        {f"html_{lang}": path for lang, path in out.items()},
+        1,
+    )
+    return {lang: path.read_text(encoding="utf-8") for lang, path in out.items()}
+
+
+def test_each_language_has_its_page_and_they_link_to_each_other(pages: dict[str, str]) -> None:
+    assert '<html lang="en">' in pages["en"] and '<html lang="ko">' in pages["ko"]
+    assert 'href="index.ko.html" hreflang="ko"' in pages["en"]
+    assert 'href="index.html" hreflang="en"' in pages["ko"]
+    assert "whylab: LLM 공부 노트를 실험으로 검증하다" in pages["ko"]  # the default title, translated
+
+
+def test_the_korean_page_has_no_english_sentence_outside_code_and_data(pages: dict[str, str]) -> None:
+    from page_text import fixed_text
+
+    from whylab.messages import english_runs
+
+    assert english_runs(fixed_text(pages["ko"])) == []
+    assert english_runs(fixed_text(pages["en"]))  # the check does find English where it is
+    ko = pages["ko"]
+    for key in (
+        "report.summary.untested",
+        "report.notes.intro",
+        "report.glance.caption",
+        "report.claim.cannot_say",
+    ):
+        assert Msg(key).in_("ko") in ko, key
+    assert "부분적으로 지지됨" in ko and "고친 문장:" in ko
+
+
+def test_the_hangul_font_is_embedded_with_every_glyph_the_page_uses(pages: dict[str, str]) -> None:
+    import base64
+    import io
+
+    from fontTools.ttLib import TTFont
+
+    for lang, html in pages.items():
+        assert "font-src data:" in html
+        found = re.search(
+            r'font-family: "WhylabHangul";.*?url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)', html
+        )
+        assert found, lang
+        cmap = TTFont(io.BytesIO(base64.b64decode(found[1]))).getBestCmap()
+        hangul = {c for c in html if "\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e"}
+        assert hangul and not {c for c in hangul if ord(c) not in cmap}, lang
+        assert len(found[1]) < 600_000, "the font is subset to the page's glyphs"
