@@ -181,7 +181,6 @@ def test_the_korean_page_is_complete_and_linked(pipeline: Path) -> None:
     """reports/index.ko.html: every fixed text in Korean, every claim's computed takeaway (and its
     correction where partly or not supported), and the two pages link to each other."""
     from page_text import fixed_text
-
     from whylab.messages import english_runs
     from whylab.report import verdict_view
 

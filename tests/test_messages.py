@@ -87,9 +87,9 @@ def test_a_message_survives_a_result_file_and_a_pickle() -> None:
 
 
 def test_a_missing_key_or_parameter_is_named() -> None:
-    with pytest.raises(KeyError, match="no.such.key"):
+    with pytest.raises(KeyError, match=r"no\.such\.key"):
         Msg("no.such.key")
-    with pytest.raises(ValueError, match="common.paired.too_few"):
+    with pytest.raises(ValueError, match=r"common\.paired\.too_few"):
         Msg("common.paired.too_few")
     with pytest.raises(ValueError, match="no message catalogue"):
         catalogue("fr")

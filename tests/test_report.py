@@ -307,7 +307,6 @@ def test_each_language_has_its_page_and_they_link_to_each_other(pages: dict[str,
 
 def test_the_korean_page_has_no_english_sentence_outside_code_and_data(pages: dict[str, str]) -> None:
     from page_text import fixed_text
-
     from whylab.messages import english_runs
 
     assert english_runs(fixed_text(pages["ko"])) == []
