@@ -13,7 +13,8 @@ import torch
 from mech_b_helpers import lm_inputs_of, run_claim, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MultiHeadAttention
 from whylab.concepts import c05_scaling as c05
-from whylab.verdict import Label
+from whylab.messages import Msg, english_runs, from_record
+from whylab.verdict import Label, Verdict
 
 torch.set_num_threads(1)
 
@@ -154,3 +155,101 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     m = rec["metrics"]
     assert set(m["paired"]) == {"scaling", "dimension"} and m["paired"]["scaling"]["n"] == 2
     assert m["paired"]["dimension"]["d_k"] == 8 and rec["verdict"]["primary"]
+    # every text of the evidence is a catalogue message that renders in Korean
+    assert "method" in rec["messages"]
+    assert all(set(f["messages"]) == {"title", "caption"} for f in rec["figures"])
+    assert all("caption" in t["messages"] for t in rec["tables"])
+    assert all(set(x["messages"]) == {"finding", "note"} for x in rec["literature"])
+    assert {"reason", "primary", "takeaway"} <= set(rec["verdict"]["messages"])
+    assert_korean(rec)
+
+
+def assert_korean(record: Any) -> None:
+    """Every message kept in a result record renders in Korean without English prose."""
+    if isinstance(record, dict):
+        for value in record.get("messages", {}).values():
+            for text in from_record(value, "ko") if isinstance(value, list) else [from_record(value, "ko")]:
+                assert text and english_runs(text) == [], text
+        for value in record.values():
+            assert_korean(value)
+    elif isinstance(record, list):
+        for value in record:
+            assert_korean(value)
+
+
+def assert_complete(v: Verdict, branch: str) -> None:
+    """The verdict came from ``branch``, has a takeaway (and a correction where the notes are
+    partly or not supported), and every text of it renders in Korean."""
+    assert v.branch == f"C05.verdict.{branch}" and v.takeaway
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in [v.reason, v.primary, v.takeaway, *v.limited, *([v.correction] if v.correction else [])]:
+        assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+NOISY = [x + d for x, d in zip(DK, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("over", "label", "branch"),
+    [
+        ({}, Label.SUPPORTED, "scaled"),
+        ({"dmodel_loss": [x + 0.3 + 0.01 * i for i, x in enumerate(DK)]}, Label.PARTLY, "wrong_dimension"),
+        ({"none_loss": [x + 0.002 * (-1) ** i for i, x in enumerate(DK)]}, Label.PARTLY, "no_difference"),
+        ({"none_loss": [x - 0.3 - 0.01 * i for i, x in enumerate(DK)]}, Label.NOT_SUPPORTED, "hurts"),
+        ({"none_loss": NOISY}, Label.INCONCLUSIVE, "unclear"),
+        (
+            {"grad_none": [0.001, 0.0012, 0.0011, 0.001, 0.0013], "vanish_from": 10_000},
+            Label.SUPPORTED,
+            "scaled",
+        ),
+    ],
+)
+def test_every_branch_has_its_texts_in_both_languages(
+    over: dict[str, Any], label: Label, branch: str
+) -> None:
+    v = c05.verdict(c05_metrics(**over))
+    assert v.label is label
+    assert_complete(v, branch)
+
+
+def test_no_training_and_untrained_dimension_render_in_korean() -> None:
+    m = c05_metrics()
+    m["paired"] = {}
+    v = c05.verdict(m)
+    assert v.label is Label.INCONCLUSIVE
+    assert_complete(v, "no_training")
+    m = c05_metrics()
+    del m["paired"]["dimension"]
+    v = c05.verdict(m)
+    assert v.label is Label.SUPPORTED and any("which dimension" in x for x in v.limited)
+    assert_complete(v, "scaled")
+
+
+def test_the_english_texts_are_unchanged() -> None:
+    v = c05.verdict(c05_metrics(dmodel_loss=[x + 0.3 + 0.01 * i for i, x in enumerate(DK)]))
+    assert v.reason.startswith(
+        "Scaling helps training: at d_k=64 the loss without scaling minus with ÷√d_k is Δ = "
+    )
+    assert v.reason.endswith(
+        "But the right dimension is the per-head d_k of the notes' code, not the embedding dimension of their text."
+    )
+    assert v.correction == (
+        "Scores are divided by √d_k, the per-head key dimension (d_model / heads), not by √(embedding dimension)."
+    )
+    m = c05_metrics()
+    m["paired"] = {}
+    assert c05.verdict(m).reason == (
+        "In isolation var(q·k) ∝ d_k^1.00, and at d_k=512 80% of unscaled softmax rows saturate (scaled 0%), "
+        "but training has no paired comparison of ÷√d_k and no scaling."
+    )
+
+
+def test_literature_texts_render_in_korean() -> None:
+    m = c05_metrics()
+    checks = c05._literature(m)
+    m["training"]["8"]["scalings"]["none"] = {"final_eval_loss": spread([x + 0.1 for x in DK])}
+    checks += c05._literature(m)
+    for check in checks:
+        for text in (check.finding, check.note):
+            assert isinstance(text, Msg) and text and english_runs(text.in_("ko")) == [], text.in_("ko")
+    assert "Only one d_k was trained" in checks[1].note and "Loss gap" in checks[3].note

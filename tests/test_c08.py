@@ -11,7 +11,8 @@ import torch
 
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.concepts import c08_pre_vs_post_ln as c08
-from whylab.verdict import Label, holm
+from whylab.messages import Msg, english_runs, from_record
+from whylab.verdict import Label, Verdict, holm
 
 torch.set_num_threads(1)
 
@@ -120,3 +121,86 @@ def test_runs_end_to_end_and_is_deterministic(
     assert len(m["grad_norms_at_init"]["pre"]["3"]) == 3
     assert m["init_std"] == 1 / math.sqrt(8)  # Xavier-like, as in Xiong et al.
     assert all((tmp_path / "a" / "C08" / f["path"]).is_file() for f in a["figures"])
+    # every text of the evidence is a catalogue message that renders in Korean
+    assert "method" in a["messages"] and "warm-up" in a["method"]
+    assert len(a["figures"]) >= 2 and all(set(f["messages"]) == {"title", "caption"} for f in a["figures"])
+    assert all("caption" in t["messages"] for t in a["tables"])
+    assert len(a["literature"]) == 2 and all(
+        set(x["messages"]) == {"finding", "note"} for x in a["literature"]
+    )
+    assert {"reason", "primary", "takeaway"} <= set(a["verdict"]["messages"])
+    assert_korean(a)
+
+
+def assert_korean(record: Any) -> None:
+    """Every message kept in a result record renders in Korean without English prose."""
+    if isinstance(record, dict):
+        for value in record.get("messages", {}).values():
+            for text in from_record(value, "ko") if isinstance(value, list) else [from_record(value, "ko")]:
+                assert text and english_runs(text) == [], text
+        for value in record.values():
+            assert_korean(value)
+    elif isinstance(record, list):
+        for value in record:
+            assert_korean(value)
+
+
+def assert_complete(v: Verdict, branch: str) -> None:
+    """The verdict came from ``branch``, has a takeaway (and a correction where the notes are
+    partly or not supported), and every text of it renders in Korean."""
+    assert v.branch == f"C08.verdict.{branch}" and v.takeaway
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in [v.reason, v.primary, v.takeaway, *v.limited, *([v.correction] if v.correction else [])]:
+        assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+OPPOSITE = [-1.5, -1.6, -1.4, -1.7, -1.5]
+UNCLEAR_TREND = [1.0, -1.0, 0.8, -0.9, 0.3]
+
+
+def test_every_branch_has_its_texts_in_both_languages() -> None:
+    cases = [
+        (c08_metrics([cell(6, shift(0.4)), cell(12, shift(0.8))]), Label.SUPPORTED, "pre_wins"),
+        (c08_metrics([cell(6, shift(0.4))], OPPOSITE), Label.PARTLY, "gradient_opposite"),
+        (c08_metrics([cell(6, shift(-0.4)), cell(12, shift(0.8))]), Label.PARTLY, "both_win"),
+        (c08_metrics([cell(6, shift(-0.4)), cell(12, shift(-0.3))]), Label.NOT_SUPPORTED, "post_wins"),
+        (c08_metrics([cell(6, shift(0.0)), cell(12, shift(0.01))]), Label.INCONCLUSIVE, "no_clear_cell"),
+        (c08_metrics([cell(6, [5.5], [5.0])]), Label.INCONCLUSIVE, "one_seed"),
+        (c08_metrics([cell(6, shift(0.4))], UNCLEAR_TREND), Label.SUPPORTED, "pre_wins"),
+    ]
+    for metrics, label, branch in cases:
+        v = c08.verdict(metrics)
+        assert v.label is label, branch
+        assert_complete(v, branch)
+    assert any("gradient trend" in x for x in v.limited)  # the unclear trend is a limit
+
+
+def test_the_english_texts_are_unchanged() -> None:
+    v = c08.verdict(c08_metrics([cell(6, shift(-0.4)), cell(12, shift(-0.3))]))
+    assert v.reason.startswith(
+        "Post-LN trains clearly better in the cells where Pre-LN should win: 6 layers, lr 0.01, no warm-up, "
+        "no clipping: Post − Pre Δ = -0.400 nats/token"
+    )
+    assert "(clear after Holm); 12 layers, lr 0.01, no warm-up, no clipping: Post − Pre" in v.reason
+    assert (
+        "; diverged runs Pre-LN 0/10, Post-LN 0/10; at initialisation log(last/first block gradient) is"
+        in v.reason
+    )
+    assert v.correction == "Pre-LN is not better everywhere: in this setting Post-LN reached the lower loss."
+    assert v.primary.endswith("past min_loss_gain nats/token (5 seeds, 80 steps)")
+
+
+def test_literature_texts_render_in_korean() -> None:
+    m = c08_metrics([cell(6, shift(0.4))])
+    warm = cell(6, shift(0.1))
+    warm["warmup"] = 5
+    m["warmup_cells"] = [warm]
+    m["grad_probe_depth"] = 12
+    checks = c08._xiong(m)
+    assert len(checks) == 2 and checks[1].note.startswith(
+        "Illustration, not deciding: 6 layers: Post − Pre Δ"
+    )
+    for check in checks:
+        for text in (check.finding, check.note):
+            assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+    assert str(c08.cell_name(warm)) == "6 layers, lr 0.01, warm-up 5, no clipping"

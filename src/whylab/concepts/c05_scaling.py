@@ -37,8 +37,9 @@ from whylab.bench.train import bench_config, train_lm, train_settings
 from whylab.concepts import ConceptContext
 from whylab.concepts._bench_common import curve, describe, paired
 from whylab.errors import InputError
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict, clearly_less
+from whylab.verdict import Label, Spread, Verdict, VerdictOf, clearly_less
 
 CLAIM_ID = "C05"
 SCALES = ("sqrt_dk", "sqrt_dmodel", "none")
@@ -341,15 +342,12 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     tables = [
         Table.from_records(
             "synthetic_dk",
-            "Random unit-variance queries and keys, one softmax over "
-            f"{s['n_keys']} keys per sample ({s['samples']} samples per d_k). Variances are "
-            "of the raw scores q·k; gradients are medians of ‖∂L/∂·‖ for L = Σ p_j v_j.",
+            Msg("C05.table.synthetic_dk.caption", n_keys=s["n_keys"], samples=s["samples"]),
             [_round(r) for r in dk_rows],
         ),
         Table.from_records(
             "synthetic_heads",
-            f"A width of {s['heads_d_model']} cut into h heads: the score "
-            "variance after each scaling and the softmax entropy (1 = uniform).",
+            Msg("C05.table.synthetic_heads.caption", d_model=s["heads_d_model"]),
             [
                 _round(
                     {
@@ -370,30 +368,19 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         ),
         Table.from_records(
             "training",
-            "Bench LM on the corpus, final validation loss (nats/token), the "
-            "gradient reaching W_q at initialisation and the normalised attention entropy, "
-            "mean ± std over seeds.",
+            Msg("C05.table.training.caption"),
             _training_rows(run_frame),
         ),
     ]
     v = metrics["synthetic"]
     return Evidence(
-        method=(
-            "First without any model: random queries and keys with unit-variance components, at "
-            f"head dimensions d_k from {min(s['d_k_values'])} to {max(s['d_k_values'])}, give the variance "
-            "of q·k, and a softmax over the scores with and without ÷√d_k gives its peakedness and the "
-            "gradient that flows back through it. Then a fixed width is cut into 1…h heads to compare "
-            "÷√d_k with ÷√d_model (the notes' 'embedding dimension'). Finally the bench language model "
-            "is trained on the corpus with each scaling at several d_k, with W_q and W_k initialised so "
-            "that queries and keys start with unit-variance components, over seeds; the gradient that reaches "
-            "W_q at initialisation and the attention entropy before and after training are recorded too."
-        ),
+        method=Msg("C05.method", d_min=min(s["d_k_values"]), d_max=max(s["d_k_values"])),
         metrics=metrics,
         seeds=[int(r["seed"]) for r in per_seed],
         tables=tables,
         figures=figures,
         literature=_literature(metrics),
-        skipped=[] if len(v["d_k"]) > 1 else ["only one d_k: no slope"],
+        skipped=[] if len(v["d_k"]) > 1 else [Msg("C05.skipped.one_dk")],
     )
 
 
@@ -454,9 +441,8 @@ def _figure_variance(ctx: ConceptContext, raw: pd.DataFrame, scaled: pd.DataFram
         fig,
         ctx.outdir,
         "variance_vs_dk",
-        "Score variance grows with d_k",
-        "Variance of q·k for random q, k with unit-variance components: it follows d_k "
-        "(dashed line); after dividing by √d_k it stays at 1.",
+        Msg("C05.figure.variance_vs_dk.title"),
+        Msg("C05.figure.variance_vs_dk.caption"),
     )
 
 
@@ -486,12 +472,8 @@ def _figure_softmax(ctx: ConceptContext, dk: pd.DataFrame, threshold: float) -> 
         fig,
         ctx.outdir,
         "softmax_vs_dk",
-        "Without scaling the softmax saturates",
-        "Softmax over random unit-variance scores, L = Σ p_j v_j with random values: without "
-        "÷√d_k the largest weight tends to 1 and the entropy to 0 as d_k grows (dotted line: "
-        "the saturation threshold) and the gradient at the softmax input collapses; the "
-        "gradient that reaches q also carries the key norm ≈ √d_k, so it falls later. With "
-        "÷√d_k all stay flat.",
+        Msg("C05.figure.softmax_vs_dk.title"),
+        Msg("C05.figure.softmax_vs_dk.caption"),
     )
 
 
@@ -513,10 +495,8 @@ def _figure_heads(ctx: ConceptContext, heads: pd.DataFrame) -> Any:
         fig,
         ctx.outdir,
         "scale_dimension_vs_heads",
-        "Which dimension: d_k, not d_model",
-        f"A width of {d_model} cut into h heads. Only ÷√d_k keeps the score variance at 1 "
-        "for every h; ÷√d_model (the notes' 'embedding dimension') leaves 1/h, so with many "
-        "heads the softmax starts out almost uniform; no scaling leaves d_k.",
+        Msg("C05.figure.scale_dimension_vs_heads.title"),
+        Msg("C05.figure.scale_dimension_vs_heads.caption", d_model=d_model),
     )
 
 
@@ -535,9 +515,8 @@ def _figure_training(ctx: ConceptContext, histories: Mapping[str, list[Any]]) ->
         fig,
         ctx.outdir,
         "training_curves",
-        "Training with and without scaling",
-        "Bench LM on the corpus, each scaling at each d_k (head count at a fixed width); "
-        "line: mean over seeds, band: ±1 standard deviation.",
+        Msg("C05.figure.training_curves.title"),
+        Msg("C05.figure.training_curves.caption"),
     )
 
 
@@ -620,18 +599,16 @@ def _vanishing_from(m: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _gradient_note(m: Mapping[str, Any]) -> str:
+def _gradient_note(m: Mapping[str, Any]) -> Msg:
     """Where the gradient vanishes, stated only where this run shows it: at the trained d_k (the
     gradient reaching W_q at initialisation) and in the synthetic check (from which d_k on)."""
     training = m.get("training", {})
     pairs = [int(d) for d, t in training.items() if {"sqrt_dk", "none"} <= set(t["scalings"])]
     start = _vanishing_from(m)
     synthetic = (
-        f"in the synthetic check the gradient at the softmax input falls below {GRAD_SHRINK:g}× the scaled one "
-        f"from d_k = {start} on"
+        Msg("C05.reason.synthetic_vanishes", shrink=GRAD_SHRINK, start=start)
         if start is not None
-        else f"in the synthetic check the gradient at the softmax input never falls below {GRAD_SHRINK:g}× "
-        "the scaled one"
+        else Msg("C05.reason.synthetic_never", shrink=GRAD_SHRINK)
     )
     if not pairs:
         return synthetic
@@ -643,21 +620,10 @@ def _gradient_note(m: Mapping[str, Any]) -> str:
         return synthetic
     r, q = Spread.of(raw).mean, Spread.of(scaled).mean
     shrunk = clearly_less(raw, scaled)
-    trained = (
-        f"at the trained d_k = {d_k} the gradient reaching W_q at initialisation is {r:.3g} unscaled vs {q:.3g} "
-        + (
-            "scaled: already clearly smaller"
-            if shrunk
-            else "scaled: not smaller, so at this d_k the gradient has not vanished"
-        )
+    trained = Msg(
+        "C05.reason.trained_smaller" if shrunk else "C05.reason.trained_not_smaller", d_k=d_k, raw=r, scaled=q
     )
-    return f"{trained}; {synthetic}"
-
-
-PRIMARY = (
-    "final validation loss, paired by seed: no scaling vs ÷√d_k at the largest trained d_k, and "
-    "÷√d_model vs ÷√d_k at the most heads, each against a floor of min_loss_gain nats/token"
-)
+    return Msg("C05.reason.gradient", trained=trained, synthetic=synthetic)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -673,81 +639,52 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     from whylab.verdict import Kind
 
     pc = metrics.get("paired", {})
-    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
-    limited: list[str] = []
+    out = VerdictOf(Kind.EXPERIMENT, Msg("C05.primary", seeds=metrics["n_seeds"]))
     _, n = _mechanism(metrics)
-    mech = (
-        f"in isolation var(q·k) ∝ d_k^{n['slope']:.2f}, and at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of "
-        f"unscaled softmax rows saturate (scaled {n['saturated_scaled']:.0%})"
+    mech = Msg(
+        "C05.reason.mechanism",
+        slope=n["slope"],
+        d_k=n["d_k"],
+        saturated_raw=n["saturated_raw"],
+        saturated_scaled=n["saturated_scaled"],
     )
     grad_note = _gradient_note(metrics)
 
-    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
-        return Verdict(
-            label,
-            reason[:1].upper() + reason[1:],
-            kind=Kind.EXPERIMENT,
-            primary=primary,
-            limited=tuple(limited),
-            takeaway=takeaway,
-            correction=correction,
-        )
-
     sc = pc.get("scaling")
     if sc is None or sc["n"] < 2:
-        return out(
-            Label.INCONCLUSIVE, f"{mech}, but training has no paired comparison of ÷√d_k and no scaling."
-        )
-    sc_text = f"at d_k={sc['d_k']} the loss without scaling minus with ÷√d_k is {describe(sc, 'nats/token')}"
+        return out.branch(Label.INCONCLUSIVE, "C05.verdict.no_training", mech=mech)
+    sc_text = Msg("C05.reason.scaling", d_k=sc["d_k"], delta=describe(sc, "nats/token"))
     dim = pc.get("dimension")
-    dim_text = ""
+    dim_text = empty()
     dim_wrong = False
     if dim is None or dim["n"] < 2:
-        limited.append("which dimension: ÷√d_k and ÷√d_model were not both trained with several heads")
+        out.limited.append(Msg("C05.limited.dimension_untrained"))
     else:
-        dim_text = f"; with {dim['heads']} heads (d_k={dim['d_k']}) ÷√d_model minus ÷√d_k is {describe(dim, 'nats/token')}"
+        dim_note = empty()
         if dim["effect"] == 1:
             dim_wrong = True
         elif dim["equivalent"]:
-            dim_text += (
-                " (no difference that matters: a constant factor on the scores can be absorbed by W_q)"
-            )
+            dim_note = Msg("C05.reason.dimension_equivalent")
         elif dim["effect"] == 0:
-            limited.append(
-                "which dimension: ÷√d_k vs ÷√d_model in training is neither clear of the seed noise nor shown "
-                "to be smaller than the floor"
-            )
-    reason_tail = f"{sc_text}{dim_text}; {grad_note}"
-    if sc["effect"] == -1:
-        return out(
-            Label.NOT_SUPPORTED,
-            f"Scaling made training clearly worse: {reason_tail}.",
-            "Here dividing the scores did not help training.",
-            "In this run scaling the scores hurt training; the argument for it did not carry over.",
+            out.limited.append(Msg("C05.limited.dimension_unclear"))
+        dim_text = Msg(
+            "C05.reason.dimension",
+            heads=dim["heads"],
+            d_k=dim["d_k"],
+            delta=describe(dim, "nats/token"),
+            note=dim_note,
         )
+    tail = Msg("C05.reason.tail", scaling=sc_text, dimension=dim_text, gradient=grad_note)
+    if sc["effect"] == -1:
+        return out.branch(Label.NOT_SUPPORTED, "C05.verdict.hurts", tail=tail)
     if sc["effect"] == 0:
         if sc["equivalent"]:
-            return out(
-                Label.PARTLY,
-                f"{mech}; but in training scaling made no difference that matters: {reason_tail}.",
-                "Large dot products do saturate the softmax, but at this size training did not suffer from it.",
-                "Scaling keeps the score variance near 1; whether training needs it depends on d_k and the init.",
-            )
-        limited.append("whether scaling helps training: the paired difference is not clear of the seed noise")
-        return out(Label.INCONCLUSIVE, f"{mech}; training cannot decide: {reason_tail}.")
+            return out.branch(Label.PARTLY, "C05.verdict.no_difference", mech=mech, tail=tail)
+        out.limited.append(Msg("C05.limited.scaling_unclear"))
+        return out.branch(Label.INCONCLUSIVE, "C05.verdict.unclear", mech=mech, tail=tail)
     if dim_wrong:
-        return out(
-            Label.PARTLY,
-            f"Scaling helps training: {reason_tail}. But the right dimension is the per-head d_k of the notes' "
-            "code, not the embedding dimension of their text.",
-            "Divide the scores by √d_k, the dimension of one head's queries and keys.",
-            "Scores are divided by √d_k, the per-head key dimension (d_model / heads), not by √(embedding dimension).",
-        )
-    return out(
-        Label.SUPPORTED,
-        f"Scaling helps training: {reason_tail}.",
-        "Dividing q·k by √d_k keeps the softmax out of saturation, so attention keeps learning.",
-    )
+        return out.branch(Label.PARTLY, "C05.verdict.wrong_dimension", tail=tail)
+    return out.branch(Label.SUPPORTED, "C05.verdict.scaled", tail=tail)
 
 
 def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
@@ -755,11 +692,15 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     checks = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2.1 and footnote 4",
-            "For q, k with independent unit-variance components, q·k has variance d_k; large dot products push "
-            "the softmax into regions with extremely small gradients, hence the 1/√d_k factor.",
+            Msg("C05.literature.variance.finding"),
             holds,
-            f"This run: variance ∝ d_k^{n['slope']:.2f}; at d_k={n['d_k']:.0f} {n['saturated_raw']:.0%} of unscaled "
-            f"softmax rows saturated, gradient at the softmax input {n['grad_ratio']:.1e}× the scaled one.",
+            Msg(
+                "C05.literature.variance.note",
+                slope=n["slope"],
+                d_k=n["d_k"],
+                saturated=n["saturated_raw"],
+                grad_ratio=n["grad_ratio"],
+            ),
         )
     ]
     gaps = {}
@@ -770,19 +711,15 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
             if a is not None and b is not None:
                 gaps[int(d_k)] = a - b
     agrees: bool | None = None
-    note = "Only one d_k was trained, so the trend with d_k cannot be read."
+    note = Msg("C05.literature.trend.one_dk")
     if len(gaps) >= 2:
         lo, hi = min(gaps), max(gaps)
         agrees = gaps[hi] > gaps[lo]
-        note = (
-            f"Loss gap (no scaling − ÷√d_k): {gaps[lo]:+.3f} nats/token at d_k={lo}, "
-            f"{gaps[hi]:+.3f} at d_k={hi}."
-        )
+        note = Msg("C05.literature.trend.note", gap_lo=gaps[lo], lo=lo, gap_hi=gaps[hi], hi=hi)
     checks.append(
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2.1",
-            "Unscaled dot-product attention is on par with additive attention for small d_k and falls behind "
-            "for larger d_k, i.e. the harm of not scaling grows with d_k.",
+            Msg("C05.literature.trend.finding"),
             agrees,
             note,
         )

@@ -26,6 +26,7 @@ import torch
 from whylab.concepts import ConceptContext
 from whylab.concepts import _bench_common as bench
 from whylab.errors import InputError
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict
 
@@ -46,9 +47,9 @@ def cell_key(cell: Mapping[str, Any]) -> str:
     return f"{cell['depth']}L-lr{cell['lr']:g}-wu{cell['warmup']}"
 
 
-def cell_name(cell: Mapping[str, Any]) -> str:
-    warm = f"warm-up {cell['warmup']}" if cell["warmup"] else "no warm-up"
-    return f"{cell['depth']} layers, lr {cell['lr']:g}, {warm}, no clipping"
+def cell_name(cell: Mapping[str, Any]) -> Msg:
+    warm = Msg("C08.cell.warmup", steps=cell["warmup"]) if cell["warmup"] else Msg("C08.cell.no_warmup")
+    return Msg("C08.cell.name", depth=cell["depth"], lr=cell["lr"], warm=warm)
 
 
 def cells_of(settings: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -213,19 +214,16 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         }
         for c in primary + extra
     }
-    cells_text = "; ".join(cell_name(c) for c in primary)
     return Evidence(
-        method=(
-            "The same bench language model is trained with LayerNorm before each sub-layer (Pre-LN: "
-            "x + F(LN(x))) and after the residual sum (Post-LN: LN(x + F(x))). The decision is pre-registered "
-            f"in the cells where Xiong et al. 2020 predict a difference: {cells_text}, with their Xavier-like "
-            f"init (std {init_std:.3g}), {metrics['steps']} steps, {len(seeds)} seeds. Per seed both placements "
-            "start from the same weights and see the same batches; the per-seed loss differences are tested "
-            "(paired t) and Holm-corrected across the cells; a difference counts past "
-            f"{floor:g} nats/token; a run that blows up counts as a uniform guess, ln(vocab). The gradient norm of "
-            f"each block at initialisation is measured per seed ({deep} layers; their Figure 3) and enters the "
-            "verdict: log(last block / first block), Post-LN minus Pre-LN, paired."
-            + (" The same cells with a warm-up are shown as an illustration." if extra else "")
+        method=Msg(
+            "C08.method",
+            cells=[cell_name(c) for c in primary],
+            init_std=init_std,
+            steps=metrics["steps"],
+            seeds=len(seeds),
+            floor=floor,
+            depth=deep,
+            illustration=Msg("C08.method_illustration") if extra else empty(),
         ),
         metrics=metrics,
         seeds=seeds,
@@ -241,7 +239,7 @@ def _table(metrics: Mapping[str, Any]) -> Table:
         p = cell["post_minus_pre"]
         records.append(
             {
-                "cell": cell_name(cell),
+                "cell": str(cell_name(cell)),
                 "role": "primary" if "holm_rejected" in cell else "illustration",
                 "Pre-LN loss (nats/token)": bench.fmt(cell["pre"]["loss"], 4),
                 "Post-LN loss (nats/token)": bench.fmt(cell["post"]["loss"], 4),
@@ -253,8 +251,7 @@ def _table(metrics: Mapping[str, Any]) -> Table:
         )
     return Table.from_records(
         "cells",
-        "Final validation loss per cell, mean ± std over seeds, and the paired difference Post-LN − Pre-LN "
-        "(positive: Pre-LN lower) with its 95% CI; primary cells are Holm-corrected together.",
+        Msg("C08.table.cells.caption"),
         records,
     )
 
@@ -275,8 +272,7 @@ def _grad_table(metrics: Mapping[str, Any], depths: Sequence[int]) -> Table:
             )
     return Table.from_records(
         "grad_at_init",
-        f"Gradient norm of each block's parameters after one backward pass at initialisation (std "
-        f"{metrics['init_std']:.3g}), mean over seeds.",
+        Msg("C08.table.grad_at_init.caption", init_std=metrics["init_std"]),
         records,
     )
 
@@ -304,9 +300,8 @@ def _figures(
             curves,
             outdir,
             "training_curves",
-            f"Pre-LN vs Post-LN at {deepest['depth']} layers, lr {deepest['lr']:g}",
-            "Validation loss during training in the deepest primary cell (no clipping), with and without "
-            "warm-up where the illustration ran; line = mean over seeds, band = ±1 standard deviation.",
+            Msg("C08.figure.training_curves.title", depth=deepest["depth"], lr=deepest["lr"]),
+            Msg("C08.figure.training_curves.caption"),
         )
     )
 
@@ -345,9 +340,8 @@ def _figures(
                 fig,
                 outdir,
                 "loss_difference",
-                "Where does Pre-LN win?",
-                "Paired difference per cell, mean over seeds with its 95% CI; dashed lines: the minimum "
-                "difference that counts. Cells without warm-up are the pre-registered primary cells.",
+                Msg("C08.figure.loss_difference.title"),
+                Msg("C08.figure.loss_difference.caption"),
             )
         )
 
@@ -366,10 +360,8 @@ def _figures(
             fig,
             outdir,
             "grad_norm_per_layer",
-            f"Gradient norm per block at initialisation ({deep} layers)",
-            "L2 norm of each block's parameter gradient after one backward pass at initialisation (Xavier-like "
-            f"init, std {metrics['init_std']:.3g}), mean over seeds; Xiong et al.'s Figure 3 shows Post-LN rising "
-            "towards the output and Pre-LN flat.",
+            Msg("C08.figure.grad_norm_per_layer.title", depth=deep),
+            Msg("C08.figure.grad_norm_per_layer.caption", init_std=metrics["init_std"]),
         )
     )
     return figs
@@ -378,24 +370,30 @@ def _figures(
 def _xiong(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     g = metrics["paired_grad_trend"]
     grad_agrees = True if g["effect"] == 1 else False if g["effect"] == -1 or g["equivalent"] else None
-    warm_notes = []
+    warm_notes: list[Msg] = []
     by_cell = {(c["depth"], c["lr"]): c for c in metrics["cells"]}
     for w in metrics["warmup_cells"]:
         cold = by_cell.get((w["depth"], w["lr"]))
         if cold is not None:
             warm_notes.append(
-                f"{w['depth']} layers: Post − Pre {bench.describe(cold['post_minus_pre'], 'nats/token')} without "
-                f"warm-up, {bench.describe(w['post_minus_pre'], 'nats/token')} with"
+                Msg(
+                    "C08.literature.warmup.cell",
+                    depth=w["depth"],
+                    cold=bench.describe(cold["post_minus_pre"], "nats/token"),
+                    warm=bench.describe(w["post_minus_pre"], "nats/token"),
+                )
             )
     checks = [
         LiteratureCheck(
             source="Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (Figure 3)",
-            finding="At initialisation Post-LN's gradient norm grows towards the output; Pre-LN's stays flat.",
+            finding=Msg("C08.literature.gradient.finding"),
             agrees=grad_agrees,
-            note=(
-                f"{metrics['grad_probe_depth']}-layer models, log(last/first block): Post-LN "
-                f"{bench.fmt(metrics['grad_trend']['post'], 3)}, Pre-LN {bench.fmt(metrics['grad_trend']['pre'], 3)}; "
-                f"paired Post − Pre {bench.describe(g, '')}."
+            note=Msg(
+                "C08.literature.gradient.note",
+                depth=metrics["grad_probe_depth"],
+                post=bench.fmt(metrics["grad_trend"]["post"], 3),
+                pre=bench.fmt(metrics["grad_trend"]["pre"], 3),
+                delta=bench.describe(g, ""),
             ),
         )
     ]
@@ -403,20 +401,15 @@ def _xiong(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
         checks.append(
             LiteratureCheck(
                 source="Xiong et al. 2020 (warm-up)",
-                finding="Post-LN needs a learning-rate warm-up; Pre-LN trains as well without one.",
+                finding=Msg("C08.literature.warmup.finding"),
                 agrees=None,
-                note="Illustration, not deciding: " + "; ".join(warm_notes) + ".",
+                note=Msg("C08.literature.warmup.note", cells=warm_notes),
             )
         )
     return checks
 
 
 # --------------------------------------------------------------------------- verdict
-
-PRIMARY = (
-    "final validation loss, Post-LN − Pre-LN, paired by seed, in the pre-registered cells (deep stacks, "
-    "high lr, no warm-up, no clipping, Xavier-like init), Holm across cells, past min_loss_gain nats/token"
-)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -432,13 +425,11 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
 
     cells = metrics["cells"]
     floor = float(metrics["min_loss_gain"])
-    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds, {metrics.get('steps', '?')} steps)"
-    limited: list[str] = []
-
-    out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
+    steps = metrics.get("steps", "?")
+    out = VerdictOf(Kind.EXPERIMENT, Msg("C08.primary", seeds=metrics["n_seeds"], steps=steps))
 
     if not cells or metrics["n_seeds"] < 2 or any(c["post_minus_pre"]["n"] < 2 for c in cells):
-        return out(Label.INCONCLUSIVE, "Fewer than two seeds per cell: no spread to judge a difference.")
+        return out.branch(Label.INCONCLUSIVE, "C08.verdict.one_seed")
 
     def diff(c: Mapping[str, Any]) -> float:
         return float(c["post_minus_pre"]["test"]["mean_diff"])
@@ -446,54 +437,41 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     pre_wins = [c for c in cells if c["holm_rejected"] and diff(c) > floor]
     post_wins = [c for c in cells if c["holm_rejected"] and diff(c) < -floor]
     g = metrics["paired_grad_trend"]
-    grad_text = (
-        f"at initialisation log(last/first block gradient) is {bench.fmt(metrics['grad_trend']['post'], 2)} for "
-        f"Post-LN vs {bench.fmt(metrics['grad_trend']['pre'], 2)} for Pre-LN (paired {bench.describe(g, '')})"
+    grad_text = Msg(
+        "C08.reason.gradient",
+        post=bench.fmt(metrics["grad_trend"]["post"], 2),
+        pre=bench.fmt(metrics["grad_trend"]["pre"], 2),
+        delta=bench.describe(g, ""),
     )
     div = {p: sum(c[p]["diverged"] for c in cells) for p in POSITIONS}
     runs = sum(c["pre"]["runs"] for c in cells)
-    cells_text = "; ".join(
-        f"{cell_name(c)}: Post − Pre {bench.describe(c['post_minus_pre'], 'nats/token')}"
-        + (" (clear after Holm)" if c["holm_rejected"] else "")
+    cells_text = [
+        Msg(
+            "C08.reason.cell",
+            cell=cell_name(c),
+            delta=bench.describe(c["post_minus_pre"], "nats/token"),
+            holm=Msg("C08.reason.holm_clear") if c["holm_rejected"] else empty(),
+        )
         for c in cells
-    )
-    numbers = (
-        f"{cells_text}; diverged runs Pre-LN {div['pre']}/{runs}, Post-LN {div['post']}/{runs}; {grad_text}"
+    ]
+    numbers = Msg(
+        "C08.reason.numbers",
+        cells=cells_text,
+        div_pre=div["pre"],
+        div_post=div["post"],
+        runs=runs,
+        gradient=grad_text,
     )
     grad_opposite = g["effect"] == -1
     if g["effect"] == 0:
-        limited.append(
-            "Xiong et al.'s gradient trend at initialisation is not clear of the seed noise in this run"
-        )
+        out.limited.append(Msg("C08.limited.gradient_unclear"))
     if pre_wins and not post_wins:
         if grad_opposite:
-            return out(
-                Label.PARTLY,
-                f"Pre-LN trains better where Xiong et al. predict it, but the gradient trend at initialisation is "
-                f"the opposite of theirs: {numbers}.",
-                "Pre-LN trains more reliably without warm-up in deep stacks.",
-                "Pre-LN trains better here, but not for the gradient reason Xiong et al. give.",
-            )
-        return out(
-            Label.SUPPORTED,
-            f"Pre-LN trains clearly better where Xiong et al. predict it: {numbers}.",
-            "Putting LayerNorm before each sub-layer lets deep stacks train at a high learning rate without warm-up.",
-        )
+            return out.branch(Label.PARTLY, "C08.verdict.gradient_opposite", numbers=numbers)
+        return out.branch(Label.SUPPORTED, "C08.verdict.pre_wins", numbers=numbers)
     if post_wins and not pre_wins:
-        return out(
-            Label.NOT_SUPPORTED,
-            f"Post-LN trains clearly better in the cells where Pre-LN should win: {numbers}.",
-            "Here Post-LN trained better than Pre-LN.",
-            "Pre-LN is not better everywhere: in this setting Post-LN reached the lower loss.",
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C08.verdict.post_wins", numbers=numbers)
     if pre_wins and post_wins:
-        return out(
-            Label.PARTLY,
-            f"Each placement wins somewhere: {numbers}.",
-            "Which placement trains better depends on depth and learning rate.",
-            "Pre-LN trains better in some settings and Post-LN in others.",
-        )
-    limited.append(
-        f"training: in {metrics.get('steps', '?')}-step runs no primary cell shows a difference clear after Holm"
-    )
-    return out(Label.INCONCLUSIVE, f"No primary cell shows a clear difference: {numbers}.")
+        return out.branch(Label.PARTLY, "C08.verdict.both_win", numbers=numbers)
+    out.limited.append(Msg("C08.limited.training", steps=steps))
+    return out.branch(Label.INCONCLUSIVE, "C08.verdict.no_clear_cell", numbers=numbers)
