@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from whylab.concepts import ConceptContext
 from whylab.concepts import c17_model_memory as c17
 from whylab.concepts import c18_training_memory as c18
 from whylab.concepts import c19_checkpointing as c19
 from whylab.concepts import c20_accumulation as c20
 from whylab.concepts import c21_offloading as c21
-from whylab.verdict import Label
+from whylab.messages import Msg, catalogue, english_runs
+from whylab.verdict import Label, Verdict
 
 # --------------------------------------------------------------------------- C17
 
@@ -68,6 +73,111 @@ def test_c17_inconclusive() -> None:
     assert c17.verdict(_c17(counts_match_meta=False)).label == Label.INCONCLUSIVE
 
 
+# C17/C18 texts: every branch has its takeaway (and correction when partly / not supported), and
+# every text renders in Korean without English prose
+
+
+def _c17_c18_texts_in_korean(v: Verdict) -> None:
+    assert v.takeaway and v.branch
+    if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
+        assert v.correction
+    else:
+        assert not v.correction
+    for t in (v.reason, v.takeaway, v.correction, v.primary, *v.limited):
+        if t:
+            assert isinstance(t, Msg), t
+            ko = t.in_("ko")
+            assert ko and english_runs(ko) == [], (t.key, ko)
+
+
+def _c17_c18_branches(claim: str) -> set[str]:
+    prefix = f"{claim}.verdict."
+    return {
+        k.removesuffix(".reason") for k in catalogue("en") if k.startswith(prefix) and k.endswith(".reason")
+    }
+
+
+C17_CASES: dict[str, dict[str, Any]] = {
+    "C17.verdict.unmeasured": {"float_max_abs_dev": None},
+    "C17.verdict.float_bytes_differ": {"float_max_abs_dev": 0.3},
+    "C17.verdict.notes_numbers_off": {"notes_max_abs_rel_err_decimal": 0.2},
+    "C17.verdict.notes_drift": {"notes_max_abs_rel_err_decimal": 0.05},
+    "C17.verdict.no_quantized": {"quant_layer_ratios": {}},
+    "C17.verdict.quant_overhead": {"quant_layer_ratios": {"torchao_int8": 1.02, "bnb_int8": 1.35}},
+    "C17.verdict.supported": {
+        "unpacked_layer_ratios": {"torchao_int4": 2.31},
+        "quant_bits_per_weight": {"torchao_int8": 8.2, "bnb_nf4": 4.13, "torchao_int4": 9.24},
+    },
+}
+
+
+@pytest.mark.parametrize("branch", sorted(C17_CASES))
+def test_c17_branch_texts_takeaway_correction_and_korean(branch: str) -> None:
+    v = c17.verdict(_c17(**C17_CASES[branch]))
+    assert v.branch == branch and v.kind == "definition check"
+    _c17_c18_texts_in_korean(v)
+
+
+def test_c17_cases_reach_every_catalogue_branch() -> None:
+    assert set(C17_CASES) == _c17_c18_branches("C17")
+
+
+def test_c17_corrections_say_what_to_write_instead() -> None:
+    v = c17.verdict(_c17(quant_layer_ratios={"torchao_int8": 1.02, "bnb_int8": 1.35}))
+    assert "bnb_int8: 1.35× the nominal bytes" in v.correction and "scales and zero points" in v.correction
+    v = c17.verdict(_c17(notes_max_abs_rel_err_decimal=0.05))
+    assert "exact parameter counts" in v.correction and "5.0%" in v.correction
+    v = c17.verdict(_c17(quant_layer_ratios={}))
+    assert v.limited == (Msg("C17.limited.no_quantized"),)
+
+
+def test_c17_evidence_texts_render_in_korean(tmp_path: Path) -> None:
+    counts = [
+        {
+            "model": "bert-base",
+            "family": "bert",
+            "analytic": 109482240,
+            "meta": 109482240,
+            "match": True,
+            "quoted": 110e6,
+            "quoted_rel_err": 110e6 / 109482240 - 1,
+            "source": "Devlin et al. 2019",
+        }
+    ]
+    nrows = c17.notes_rows(counts)
+    fmt = {
+        "library": "torch",
+        "description": "FP32",
+        "nominal": "fp32",
+        "layer_bytes_per_value": 4.0,
+        "nominal_bytes_per_value": 4,
+        "layer_ratio": 1.0,
+        "model_bytes": 400,
+        "model_nominal_bytes": 400,
+        "params": 100,
+        "model_ratio": 1.0,
+        "rss_resident_mean": float("nan"),
+        "rss_resident_std": float("nan"),
+        "rss_n": 0,
+    }
+    ctx = ConceptContext("C17", {}, {}, tmp_path, 1, "cpu")
+    texts: list[str] = [Msg("C17.method")]
+    texts += [t.caption for t in c17._tables(counts, nrows, {"fp32": fmt}, 3)]
+    for lit in c17._literature(counts):
+        texts += [lit.finding, lit.note]
+        assert lit.agrees is True or lit.agrees is None
+    for fig in (c17._figure_models(ctx, counts, nrows), c17._figure_formats(ctx, {"fp32": fmt})):
+        texts += [fig.title, fig.caption]
+    texts += [
+        Msg("C17.skipped.missing_examples", missing=["gpt3-175b"]),
+        Msg("C17.skipped.format_failed", name="bnb_nf4", library="bitsandbytes", error="ImportError"),
+    ]
+    for t in texts:
+        assert isinstance(t, Msg), t
+        assert english_runs(t.in_("ko")) == [], (t.key, t.in_("ko"))
+    assert "(agreement means within 1%)" in c17._literature(counts)[0].note
+
+
 # --------------------------------------------------------------------------- C18
 
 
@@ -115,6 +225,125 @@ def test_c18_not_supported_when_factors_are_wrong_too() -> None:
 def test_c18_inconclusive_when_accounting_misses_or_no_notes_model() -> None:
     assert c18.verdict(_c18(exact_max_abs_rel_err=0.2)).label == Label.INCONCLUSIVE
     assert c18.verdict(_c18(activation_fraction_share_in_notes_band=None)).label == Label.INCONCLUSIVE
+
+
+C18_CASES: dict[str, dict[str, Any]] = {
+    "C18.verdict.calculator_off": {"exact_max_abs_rel_err": 0.2},
+    "C18.verdict.no_notes_models": {"activation_fraction_share_in_notes_band": None},
+    "C18.verdict.supported": {
+        "notes_literal_median_rel_err": 0.03,
+        "activation_fraction_share_in_notes_band": 0.8,
+    },
+    "C18.verdict.factors_hold": {},
+    "C18.verdict.factors_wrong": {"adam_state_bytes_per_param": 12.0},
+}
+
+
+@pytest.mark.parametrize("branch", sorted(C18_CASES))
+def test_c18_branch_texts_takeaway_correction_and_korean(branch: str) -> None:
+    v = c18.verdict(_c18(**C18_CASES[branch]))
+    assert v.branch == branch
+    _c17_c18_texts_in_korean(v)
+
+
+def test_c18_cases_reach_every_catalogue_branch() -> None:
+    assert set(C18_CASES) == _c17_c18_branches("C18")
+
+
+def test_c18_texts_without_optional_measurements() -> None:
+    # AdaFactor, the mixed-precision run and the small-model grid statistic missing: other fragments
+    v = c18.verdict(
+        _c18(
+            adafactor_state_bytes_per_param=None,
+            mixed_model_state_bytes_per_param=None,
+            small_notes_literal_median_rel_err=None,
+        )
+    )
+    assert v.label == Label.PARTLY and "AdaFactor was not measured" in v.reason
+    _c17_c18_texts_in_korean(v)
+    v = c18.verdict(_c18(adam_state_bytes_per_param=None, sgd_state_bytes_per_param=None))
+    assert v.label == Label.NOT_SUPPORTED and "Adam state not measured" in v.correction
+    _c17_c18_texts_in_korean(v)
+    assert c18.verdict(_c18(activation_fraction_share_in_notes_band=None)).limited == (
+        Msg("C18.limited.notes_models"),
+    )
+
+
+def test_c18_corrections_say_what_to_write_instead() -> None:
+    v = c18.verdict(_c18())
+    assert v.correction.startswith("Training memory ≈ weights + FP32 master copy")
+    assert "16 bytes/param for mixed-precision Adam" in v.correction
+    v = c18.verdict(_c18(adam_state_bytes_per_param=12.0))
+    assert "Adam state 12.00 B/param" in v.correction
+
+
+def _c18_step_row(optimizer: str) -> dict[str, Any]:
+    return {
+        "optimizer": optimizer,
+        "precision": "fp32",
+        "batch": 2,
+        "seq": 16,
+        "measured_peak": 3 * 2**20,
+        "estimate": {"phase_peak": 3 * 2**20, "sum_of_terms": 4 * 2**20},
+        "allocator_overhead": 0,
+        "exact_rel_err": 0.0,
+        "reserved_peak": None,
+        "cuda_context": None,
+        "notes_literal": 2**20,
+        "notes_literal_rel_err": -0.6,
+        "notes_additive": 2**21,
+        "notes_additive_rel_err": -0.3,
+        "saved_activations": 2**19,
+        "activation_over_model": 0.5,
+        "optimizer_bytes_per_param": 8.0,
+        "gradient_bytes_per_param": 4.0,
+        "model_state_bytes_per_param": 16.0,
+        "tokens": 32,
+        "params": 1000,
+        "gradient_bytes": 4000,
+        "optimizer_state_bytes": 8000,
+    }
+
+
+def test_c18_evidence_texts_render_in_korean(tmp_path: Path) -> None:
+    notes, skipped = c18.notes_model_rows(
+        [{"model": "gpt2", "batch": 2, "seq": 128}, {"model": "gpt2", "batch": 1, "seq": 100000}]
+    )
+    assert len(notes) == 1 and len(skipped) == 1 and isinstance(skipped[0], Msg)
+    plans = c18.plan_rows([{"model": "gpt2"}])
+    grid = [_c18_step_row("adamw")]
+    rss = [{"batch": 2, "seq": 16, "rss_peak_delta_mean": 2**20, "rss_peak_delta_std": 0.0, "n": 2,
+            "tracked_step_delta": 2**20, "rss_over_tracked": 1.0}]  # fmt: skip
+    metrics = {
+        "mixed_model_state_bytes_per_param": 16.0,
+        "korthikanti_fit": {"c0": 30.0, "c1": 5.0, "max_residual": 0.002},
+    }
+    ctx = ConceptContext("C18", {}, {}, tmp_path, 1, "cpu")
+    texts: list[str] = [
+        Msg("C18.method", measured_by=c18._measured_by("MemTracker (dispatch-level live tensor bytes)")),
+        Msg("C18.method", measured_by=c18._measured_by("torch.cuda.max_memory_allocated")),
+        Msg("C18.skipped.rss_cpu_only"),
+        Msg("C18.skipped.notes_model", name="gpt2", batch=1, seq=100000, error="(an exception)"),
+    ]
+    texts += [t.caption for t in c18._tables(grid, grid, rss, [0, 4096]) + c18._notes_tables(notes, plans)]
+    for lit in c18._literature(metrics) + c18._literature(
+        {**metrics, "mixed_model_state_bytes_per_param": None}
+    ):
+        texts += [lit.finding, lit.note]
+    figures = [
+        c18._figure_grid(ctx, grid),
+        c18._figure_breakdown(ctx, grid),
+        c18._figure_fraction(ctx, grid),
+        c18._figure_notes_models(ctx, notes),
+        c18._figure_plan(ctx, plans),
+    ]
+    for fig in figures:
+        texts += [fig.title, fig.caption]
+    for t in texts:
+        assert isinstance(t, Msg), t
+        assert english_runs(t.in_("ko")) == [], (t.key, t.in_("ko"))
+    assert "0, 4096 bytes" in c18._tables(grid, grid, rss, [0, 4096])[2].caption
+    assert "MemTracker (dispatch-level live tensor bytes)" in texts[0]
 
 
 # --------------------------------------------------------------------------- C19

@@ -23,8 +23,9 @@ from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.memory import calculator, counting, formats, measure
 from whylab.memory.training import build_llama, n_params
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C17"
 
@@ -101,7 +102,12 @@ def measure_formats(
             model = fmt.apply(build_llama(model_cfg, seed, "fp32"))
         except Exception as exc:  # a format whose kernels are missing here is reported, not hidden
             skipped.append(
-                f"format {name} ({fmt.library}) could not be built here: {type(exc).__name__}: {exc}"
+                Msg(
+                    "C17.skipped.format_failed",
+                    name=name,
+                    library=fmt.library,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             )
             continue
         reference = build_llama(model_cfg, seed, "fp32")
@@ -154,7 +160,7 @@ def run(ctx: ConceptContext) -> Evidence:
     skipped: list[str] = []
     missing = [n for n in NOTES_QUOTES if n not in {c["model"] for c in counts}]
     if missing:
-        skipped.append(f"the notes' examples {', '.join(missing)} are not among memory.C17.models")
+        skipped.append(Msg("C17.skipped.missing_examples", missing=missing))
     fmts = measure_formats(
         ctx, s["model"], list(s["formats"]), list(s["rss_formats"]), int(s["repeats"]), skipped
     )
@@ -184,11 +190,32 @@ def run(ctx: ConceptContext) -> Evidence:
         "tolerance_notes": float(s["tolerance_notes"]),
     }
 
-    tables = [
+    tables = _tables(counts, nrows, fmts, int(s["repeats"]))
+    figures = (
+        [_figure_models(ctx, counts, nrows), _figure_formats(ctx, fmts)]
+        if fmts
+        else [_figure_models(ctx, counts, nrows)]
+    )
+    literature = _literature(counts)
+    method = Msg("C17.method")
+    return Evidence(
+        method=method,
+        metrics=metrics,
+        seeds=ctx.seeds[:1],
+        tables=tables,
+        figures=figures,
+        literature=literature,
+        skipped=skipped,
+    )
+
+
+def _tables(
+    counts: list[dict[str, Any]], nrows: list[dict[str, Any]], fmts: dict[str, dict[str, Any]], repeats: int
+) -> list[Table]:
+    return [
         Table.from_records(
             "parameter_counts",
-            "Exact parameter counts: analytic formula vs the model class built "
-            "on the meta device (no weights), and the count each source quotes.",
+            Msg("C17.table.parameter_counts.caption"),
             [
                 {
                     "model": c["model"],
@@ -207,8 +234,7 @@ def run(ctx: ConceptContext) -> Evidence:
         ),
         Table.from_records(
             "notes_vs_exact",
-            "The notes' model memory vs exact parameters × bytes per value, in "
-            "decimal units (MB = 10⁶ B, GB = 10⁹ B) and as it would read in binary units (MiB, GiB).",
+            Msg("C17.table.notes_vs_exact.caption"),
             [
                 {
                     "model": r["model"],
@@ -224,9 +250,7 @@ def run(ctx: ConceptContext) -> Evidence:
         ),
         Table.from_records(
             "measured_formats",
-            "A small Llama model loaded in each format: bytes read from its tensors' "
-            "storages vs parameters × nominal bytes; quantized formats apply to the Linear layers "
-            f"(embedding and norms stay FP32); resident-set growth of a fresh process over {s['repeats']} repeats.",
+            Msg("C17.table.measured_formats.caption", repeats=repeats),
             [
                 {
                     "format": k,
@@ -245,43 +269,24 @@ def run(ctx: ConceptContext) -> Evidence:
             ],
         ),
     ]
-    figures = (
-        [_figure_models(ctx, counts, nrows), _figure_formats(ctx, fmts)]
-        if fmts
-        else [_figure_models(ctx, counts, nrows)]
-    )
+
+
+def _literature(counts: list[dict[str, Any]]) -> list[LiteratureCheck]:
     gpt3 = next((c for c in counts if c["model"] == "gpt3-175b"), None)
-    literature = [
+    return [
         LiteratureCheck(
             "Devlin et al. 2019 (BERT), Table/§3: BERT-BASE has 110M parameters",
-            "BertConfig() defaults are BERT-base; the exact BertModel count is compared with 110M.",
+            Msg("C17.literature.bert.finding"),
             _agree_count(counts, "bert-base"),
             _count_note(counts, "bert-base"),
         ),
         LiteratureCheck(
             "Brown et al. 2020 (GPT-3), Table 2.1: 175.0B parameters (96 layers, d_model 12288, 96 heads)",
-            "That shape with GPT-2's block, vocabulary 50257 and context 2048, counted on the meta device.",
+            Msg("C17.literature.gpt3.finding"),
             _agree_count(counts, "gpt3-175b"),
-            _count_note(counts, "gpt3-175b") if gpt3 else "not counted",
+            _count_note(counts, "gpt3-175b") if gpt3 else Msg("C17.literature.count.not_counted"),
         ),
     ]
-    method = (
-        "Parameter counts come from transformers' config classes (BertConfig defaults = BERT-base, GPT2Config, "
-        "LlamaConfig defaults = a 7B Llama, GPT-3 175B from its paper's shape), counted by formula and by "
-        "building the model on PyTorch's meta device, so no weights are needed. Those counts × bytes per value "
-        "are set against the notes' numbers. A small Llama model is then loaded in FP32, FP16, BF16 and real "
-        "INT8/INT4 formats (torchao, bitsandbytes) and its bytes are read from its tensors' storages, with the "
-        "resident-set growth of a fresh process as a second, process-level measurement."
-    )
-    return Evidence(
-        method=method,
-        metrics=metrics,
-        seeds=ctx.seeds[:1],
-        tables=tables,
-        figures=figures,
-        literature=literature,
-        skipped=skipped,
-    )
 
 
 def _mib(mean: float, std: float, n: int) -> str:
@@ -297,13 +302,12 @@ def _agree_count(counts: list[dict[str, Any]], name: str) -> bool | None:
     return abs(row["quoted_rel_err"]) <= 0.01
 
 
-def _count_note(counts: list[dict[str, Any]], name: str) -> str:
+def _count_note(counts: list[dict[str, Any]], name: str) -> Msg:
     row = next((c for c in counts if c["model"] == name), None)
     if row is None:
-        return "not counted in this run"
-    return (
-        f"exact {row['meta']:,} vs quoted {row['quoted']:,.0f}: "
-        f"{100 * row['quoted_rel_err']:+.2f}% (agreement means within 1%)"
+        return Msg("C17.literature.count.not_counted_run")
+    return Msg(
+        "C17.literature.count.note", exact=row["meta"], quoted=row["quoted"], rel=row["quoted_rel_err"]
     )
 
 
@@ -349,9 +353,8 @@ def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: lis
         fig,
         ctx.outdir,
         "model_memory_by_dtype",
-        "Model memory = parameters × bytes per value",
-        "Exact parameter counts × 4/2/1/0.5 bytes for four real architectures (bars); black crosses "
-        "are the notes' numbers for BERT-base and GPT-3.",
+        Msg("C17.figure.model_memory_by_dtype.title"),
+        Msg("C17.figure.model_memory_by_dtype.caption"),
     )
 
 
@@ -385,103 +388,69 @@ def _figure_formats(ctx: ConceptContext, fmts: dict[str, dict[str, Any]]) -> Any
         fig,
         ctx.outdir,
         "measured_bytes_per_value",
-        "Measured bytes per value of a loaded model",
-        "Nominal bytes per value (the notes' table), measured bytes per value of the (quantized) "
-        "Linear layers including scales and zero points, and of the whole model, where the embedding "
-        "and norms stay FP32.",
+        Msg("C17.figure.measured_bytes_per_value.title"),
+        Msg("C17.figure.measured_bytes_per_value.caption"),
     )
 
 
-PRIMARY = (
-    "bytes of a loaded model per parameter vs the notes' 4/2/1/0.5 (FP32/16-bit/INT8/packed INT4), and the "
-    "notes' BERT-base and GPT-3 numbers vs exact parameter counts × bytes"
-)
-
-
-def _unpacked_note(metrics: Mapping[str, Any]) -> str:
+def _unpacked_note(metrics: Mapping[str, Any]) -> Msg:
     unpacked = metrics.get("unpacked_layer_ratios") or {}
     bits = metrics.get("quant_bits_per_weight") or {}
     if not unpacked:
-        return ""
+        return empty()
     parts = [
-        f"{k} stores one 4-bit value per byte ({bits.get(k, 8 * 0.5 * r):.2f} bits per weight, {r:.2f}× the "
-        "nominal bytes): a property of that kernel's layout, not of INT4"
+        Msg("C17.reason.unpacked_part", name=k, bits=bits.get(k, 8 * 0.5 * r), ratio=r)
         for k, r in unpacked.items()
     ]
-    return "; " + "; ".join(parts)
+    return Msg("C17.reason.unpacked", parts=parts)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     tol_f, tol_q, tol_n = metrics["tolerance_float"], metrics["tolerance_quant"], metrics["tolerance_notes"]
     float_dev = metrics.get("float_max_abs_dev")
     notes_err = metrics.get("notes_max_abs_rel_err_decimal")
-    kind = Kind.DEFINITION
+    out = VerdictOf(Kind.DEFINITION, primary=Msg("C17.primary"))
     if float_dev is None or not metrics.get("counts_match_meta", False):
-        return Verdict(
-            Label.INCONCLUSIVE,
-            "The float formats were not measured or the analytic parameter counts "
-            "disagree with the meta-device models, so bytes per parameter cannot be checked.",
-            kind=kind,
-            primary=PRIMARY,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C17.verdict.unmeasured")
     if float_dev > tol_f:
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"A loaded FP32/FP16/BF16 model's bytes differ from parameters × bytes "
-            f"per value by {100 * float_dev:.2f}% (tolerance {100 * tol_f:g}%).",
-            kind=kind,
-            primary=PRIMARY,
+        return out.branch(
+            Label.NOT_SUPPORTED, "C17.verdict.float_bytes_differ", dev=float_dev, tol_pct=100 * tol_f
         )
     if notes_err is not None and notes_err > 0.10:
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"The notes' memory numbers are off the exact counts × bytes by up to {100 * notes_err:.1f}%.",
-            kind=kind,
-            primary=PRIMARY,
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C17.verdict.notes_numbers_off", notes_err=notes_err)
     quant = metrics.get("quant_layer_ratios", {})
     bits = metrics.get("quant_bits_per_weight") or {}
     bad = {k: r for k, r in quant.items() if abs(r - 1) > tol_q}
     extra = _unpacked_note(metrics)
     notes_part = (
-        f"the notes' numbers are within {100 * notes_err:.1f}% of exact counts × bytes (decimal units)"
+        Msg("C17.reason.notes_within", notes_err=notes_err)
         if notes_err is not None
-        else "the notes' examples were not counted"
+        else Msg("C17.reason.notes_not_counted")
     )
+    common = {"float_dev": float_dev, "notes_part": notes_part, "extra": extra}
     if notes_err is not None and notes_err > tol_n:
-        return Verdict(
-            Label.PARTLY,
-            f"Float formats match parameters × bytes to {100 * float_dev:.3f}%, but "
-            f"{notes_part}, beyond the {100 * tol_n:g}% tolerance{extra}.",
-            kind=kind,
-            primary=PRIMARY,
+        return out.branch(
+            Label.PARTLY, "C17.verdict.notes_drift", **common, notes_err=notes_err, tol_pct=100 * tol_n
         )
     if not quant:
-        return Verdict(
-            Label.PARTLY,
-            f"Float formats match parameters × bytes to {100 * float_dev:.3f}% and "
-            f"{notes_part}; no packed INT8/INT4 format could be measured here{extra}.",
-            kind=kind,
-            primary=PRIMARY,
-            limited=("INT8/INT4 bytes (no packed quantized format ran here)",),
-        )
+        out.limited.append(Msg("C17.limited.no_quantized"))
+        return out.branch(Label.PARTLY, "C17.verdict.no_quantized", **common)
     if bad:
         worst = max(bad, key=lambda k: abs(bad[k] - 1))
-        return Verdict(
+        return out.branch(
             Label.PARTLY,
-            f"Float formats match parameters × bytes to {100 * float_dev:.3f}% and "
-            f"{notes_part}, but quantized layers in {worst} take {bad[worst]:.2f}× the nominal bytes "
-            f"(scales/zero points; tolerance {100 * tol_q:g}%){extra}.",
-            kind=kind,
-            primary=PRIMARY,
+            "C17.verdict.quant_overhead",
+            **common,
+            worst=worst,
+            ratio=bad[worst],
+            tol_pct=100 * tol_q,
         )
     worst = max(quant, key=lambda k: abs(quant[k] - 1))
-    packed = ", ".join(f"{k} {bits[k]:.2f} bits/weight" for k in quant if k in bits)
-    return Verdict(
+    packed = [Msg("C17.reason.packed_part", name=k, bits=bits[k]) for k in quant if k in bits]
+    return out.branch(
         Label.SUPPORTED,
-        f"Float formats match parameters × bytes to {100 * float_dev:.3f}%, {notes_part}, "
-        f"and every packed quantized format is within {100 * abs(quant[worst] - 1):.1f}% of its nominal bytes "
-        f"({packed}; the excess is scales and block statistics){extra}.",
-        kind=kind,
-        primary=PRIMARY,
+        "C17.verdict.supported",
+        **common,
+        quant_dev=abs(quant[worst] - 1),
+        packed=packed,
     )

@@ -29,8 +29,9 @@ from whylab.errors import InputError
 from whylab.memory import calculator as calc
 from whylab.memory import measure, planner, training
 from whylab.memory.presets import PRESETS
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C18"
 NOTES_OPT = {
@@ -133,7 +134,8 @@ def notes_model_rows(points: list[Mapping[str, Any]]) -> tuple[list[dict[str, An
     Per point: the exact terms, the notes' formula (as written and with its factors added per parameter)
     and activations / weight bytes, the quantity the notes put at 20–30%.
     """
-    rows, skipped = [], []
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for pt in points:
         name, batch, seq = str(pt["model"]), int(pt["batch"]), int(pt["seq"])
         attention = str(pt.get("attention", "sdpa"))
@@ -141,7 +143,7 @@ def notes_model_rows(points: list[Mapping[str, Any]]) -> tuple[list[dict[str, An
         try:
             plan = planner.plan(cfg, planner.Setup(batch=batch, seq=seq, attention=attention), name)
         except InputError as exc:
-            skipped.append(f"memory.C18.notes_models: {name} at {batch}×{seq} skipped: {exc}")
+            skipped.append(Msg("C18.skipped.notes_model", name=name, batch=batch, seq=seq, error=str(exc)))
             continue
         c = plan.components
         n = plan.params
@@ -305,9 +307,7 @@ def run(ctx: ConceptContext) -> Evidence:
         ]
     else:
         noise = []
-        skipped.append(
-            "peak RSS in a fresh process is a CPU measurement; on CUDA the allocator's peak is used"
-        )
+        skipped.append(Msg("C18.skipped.rss_cpu_only"))
 
     notes_rows, notes_skipped = notes_model_rows(list(s["notes_models"]))
     skipped.extend(notes_skipped)
@@ -325,19 +325,7 @@ def run(ctx: ConceptContext) -> Evidence:
     if plans:
         figures.append(_figure_plan(ctx, plans))
     literature = _literature(metrics)
-    method = (
-        "The notes' formula is judged on the notes' own models: the calculator (whylab.memory.planner, exact "
-        "parameter counts and per-operation activation counts for BERT, GPT-2 and Llama, checked against "
-        "autograd in the tests) is applied to BERT-base, GPT-2 and Llama-2-7B fine-tuned in mixed precision "
-        "(bf16 weights, FP32 master copy, AdamW, sdpa attention) at realistic batch × sequence points. "
-        "The calculator is validated here on measured steps: a small LlamaForCausalLM (eager attention) is trained one step at a time; the peak of live tensor "
-        f"memory in a step is measured ({grid[0]['method']}) with its breakdown into weights, gradients, "
-        "optimizer state and activations, over a grid of batch sizes and sequence lengths (AdamW, FP32) and "
-        "for each optimizer at one point, and once more as peak RSS growth of a fresh process. Each notes "
-        "factor is checked on its own (bytes of optimizer state and gradients per parameter, activations / "
-        "model size), and three estimates are set against the measured peak: the notes' formula as written "
-        "(base × (opt + grad + act)), the same factors added per parameter, and an exact accounting model."
-    )
+    method = Msg("C18.method", measured_by=_measured_by(grid[0]["method"]))
     return Evidence(
         method=method,
         metrics=metrics,
@@ -347,6 +335,19 @@ def run(ctx: ConceptContext) -> Evidence:
         literature=literature,
         skipped=skipped,
     )
+
+
+# the measurement methods of whylab.memory.measure, named in the method text
+MEASURED_BY = {
+    "MemTracker (dispatch-level live tensor bytes)": "C18.measured_by.memtracker",
+    "torch.cuda.max_memory_allocated": "C18.measured_by.cuda_max_allocated",
+}
+
+
+def _measured_by(method: str) -> str:
+    """A measurement method's name as a catalogue message (an unknown one as it is)."""
+    key = MEASURED_BY.get(method)
+    return Msg(key) if key else method
 
 
 def _fit_korthikanti(grid: list[dict[str, Any]], shape: calc.LlamaShape) -> dict[str, float]:
@@ -455,10 +456,7 @@ def _notes_tables(rows: list[dict[str, Any]], plans: list[dict[str, Any]]) -> li
     out = [
         Table.from_records(
             "notes_models",
-            "The notes' models fine-tuned in mixed precision (bf16 weights and gradients, FP32 master copy, "
-            "AdamW, sdpa attention), by the validated calculator: each term in GiB, the peak, the notes' "
-            "formula as written (base × (8 + 2 + 0.25)) and with its factors added per parameter, and "
-            "activations / weight bytes (the notes: 0.20–0.30).",
+            Msg("C18.table.notes_models.caption"),
             [
                 {
                     "model": r["model"],
@@ -485,10 +483,7 @@ def _notes_tables(rows: list[dict[str, Any]], plans: list[dict[str, Any]]) -> li
         out.append(
             Table.from_records(
                 "plan",
-                "memory.plan: the planner (python -m whylab plan-memory) for chosen models, GiB per component "
-                "on the accelerator, the estimated peak, whether it fits on 24/40/80 GB, and what accelerate "
-                "estimate-memory reports for the same model (weights only; its 'training using Adam' adds "
-                "gradients and Adam state but no activations).",
+                Msg("C18.table.plan.caption"),
                 [
                     {
                         "setup": p["label"],
@@ -530,9 +525,8 @@ def _figure_notes_models(ctx: ConceptContext, rows: list[dict[str, Any]]) -> Any
         fig,
         ctx.outdir,
         "notes_models_activation_fraction",
-        "Activations relative to model size, on the notes' models",
-        "Activation bytes saved for backward / weight bytes (bf16, sdpa attention), computed by the calculator "
-        "validated on the measured small model; the grey band is the notes' 20–30%.",
+        Msg("C18.figure.notes_models_activation_fraction.title"),
+        Msg("C18.figure.notes_models_activation_fraction.caption"),
     )
 
 
@@ -555,9 +549,8 @@ def _figure_plan(ctx: ConceptContext, plans: list[dict[str, Any]]) -> Any:
         fig,
         ctx.outdir,
         "memory_plan",
-        "Will it fit? The planner's components for chosen setups",
-        "Each bar adds the planner's components (sum of all terms) for one model and training setup "
-        "(memory.plan); dashed lines mark 24, 40 and 80 GB cards.",
+        Msg("C18.figure.memory_plan.title"),
+        Msg("C18.figure.memory_plan.caption"),
     )
 
 
@@ -597,18 +590,12 @@ def _tables(
     tables = [
         Table.from_records(
             "grid",
-            "Peak memory of one AdamW FP32 training step across batch × sequence: measured vs "
-            "the exact accounting model (on CUDA plus the allocator's bytes beyond this model's tensors "
-            "before the step: cuBLAS workspace and whatever earlier measurements left allocated), the sum of terms, and the notes' formula (as written, and "
-            "with the factors added per parameter; activation factor 0.25). On CUDA the reserved peak "
-            "(torch.cuda.max_memory_reserved: what the GPU actually gives PyTorch) and the CUDA context "
-            "(device memory in use minus reserved) are shown beside what tensors hold.",
+            Msg("C18.table.grid.caption"),
             [rec(g) for g in grid],
         ),
         Table.from_records(
             "optimizers",
-            "Each optimizer at the reference point: measured bytes per parameter of "
-            "optimizer state and gradients (the notes' factors), and the peak.",
+            Msg("C18.table.optimizers.caption"),
             [
                 {
                     **rec(r),
@@ -627,9 +614,7 @@ def _tables(
         tables.append(
             Table.from_records(
                 "rss_check",
-                "Process-level check: peak RSS growth of one step in a fresh process (mean ± std over "
-                f"repeats) vs the tracked step peak above resident weights and optimizer state; noise floor (RSS growth "
-                f"of work that allocates nothing): {', '.join(str(n) for n in noise)} bytes.",
+                Msg("C18.table.rss_check.caption", noise=list(noise)),
                 [
                     {
                         "batch": r["batch"],
@@ -694,10 +679,8 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
         fig,
         ctx.outdir,
         "peak_vs_tokens",
-        "Training-step peak memory: measured vs estimates",
-        "Measured peak of live tensor memory in one AdamW FP32 step (black dots) against the exact "
-        "accounting model (one line per sequence length) and the notes' formula read two ways, which "
-        "does not depend on batch or sequence length.",
+        Msg("C18.figure.peak_vs_tokens.title"),
+        Msg("C18.figure.peak_vs_tokens.caption"),
     )
 
 
@@ -728,10 +711,8 @@ def _figure_breakdown(ctx: ConceptContext, per_opt: list[dict[str, Any]]) -> Any
         fig,
         ctx.outdir,
         "breakdown_by_optimizer",
-        "Weights, gradients and optimizer state per parameter, per optimizer",
-        "Bytes per parameter of the weights, the gradients after backward and the optimizer state after a "
-        "step (mixed_adamw's state includes its FP32 master copy), measured on the small model; dotted lines: "
-        "the notes' 16-bit tally (2 + 2 + 8 = 12) and ZeRO's mixed-precision 16.",
+        Msg("C18.figure.breakdown_by_optimizer.title"),
+        Msg("C18.figure.breakdown_by_optimizer.caption"),
     )
 
 
@@ -753,9 +734,8 @@ def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
         fig,
         ctx.outdir,
         "activation_fraction",
-        "Activation memory relative to model size",
-        "Bytes saved for backward divided by the model's weight bytes, per batch size; the grey "
-        "band is the notes' 0.20–0.30, stated as if independent of batch and sequence length.",
+        Msg("C18.figure.activation_fraction.title"),
+        Msg("C18.figure.activation_fraction.caption"),
     )
 
 
@@ -766,49 +746,39 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
         LiteratureCheck(
             "Rajbhandari et al. 2020 (ZeRO), §3.1: mixed-precision Adam holds 16 bytes per parameter "
             "(2 + 2 for 16-bit weights and gradients, 12 for FP32 master weights, momentum, variance)",
-            "Weights + gradients + optimizer state per parameter, measured for AdamW with BF16 weights "
-            "and an FP32 master copy.",
+            Msg("C18.literature.zero.finding"),
             None if mixed is None else abs(mixed - 16) <= 0.5,
-            "not measured" if mixed is None else f"measured {mixed:.3f} B/param (agreement: within 0.5)",
+            Msg("C18.literature.zero.not_measured")
+            if mixed is None
+            else Msg("C18.literature.zero.note", mixed=mixed),
         ),
         LiteratureCheck(
             "Korthikanti et al. 2022, eq. 1: activations per layer = s·b·h·(34 + 5·a·s/h) bytes "
             "(GPT layer, 16-bit, with dropout)",
-            "The same form fitted to the measured per-layer bytes of this FP32 SwiGLU Llama layer "
-            "(no dropout): per-layer bytes/(s·b·h) = c0 + c1·a·s/h.",
+            Msg("C18.literature.korthikanti.finding"),
             None if math.isnan(fit["c0"]) else fit["max_residual"] < 0.01,
-            f"fit c0 = {fit['c0']:.2f}, c1 = {fit['c1']:.2f} (paper: 34, 5 at 16 bits with dropout masks and "
-            f"a 4h GeLU MLP); max relative residual {fit['max_residual']:.2e} (agreement: the form fits "
-            "to within 1%)",
+            Msg("C18.literature.korthikanti.note", c0=fit["c0"], c1=fit["c1"], residual=fit["max_residual"]),
         ),
     ]
 
 
-PRIMARY = (
-    "the notes' formula and 20–30% activation band vs the validated calculator on BERT-base, GPT-2 and "
-    "Llama-2-7B, mixed-precision AdamW fine-tuning (memory.C18.notes_models points)"
-)
+def _per_param(value: float | None) -> Msg:
+    """'8.00 B/param', or 'not measured' (for a correction)."""
+    if value is None:
+        return Msg("C18.reason.not_measured")
+    return Msg("C18.reason.per_param", value=value)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     tol = metrics["tolerance"]
     exact = metrics["exact_max_abs_rel_err"]
+    out = VerdictOf(Kind.EXPERIMENT, primary=Msg("C18.primary"))
     if exact > tol:
-        return Verdict(
-            Label.INCONCLUSIVE,
-            f"The calculator misses the measured peak of the small model by up to {100 * exact:.1f}% "
-            f"(tolerance {100 * tol:g}%), so it cannot be trusted on the notes' models.",
-            primary=PRIMARY,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C18.verdict.calculator_off", exact=exact, tol_pct=100 * tol)
     share = metrics.get("activation_fraction_share_in_notes_band")
     if share is None:
-        return Verdict(
-            Label.INCONCLUSIVE,
-            "No point of the notes' models was computed (memory.C18.notes_models), so the formula was not judged "
-            "where the notes apply it.",
-            primary=PRIMARY,
-            limited=("the notes' models",),
-        )
+        out.limited.append(Msg("C18.limited.notes_models"))
+        return out.branch(Label.INCONCLUSIVE, "C18.verdict.no_notes_models")
     adam = metrics.get("adam_state_bytes_per_param")
     grad = metrics.get("fp32_gradient_bytes_per_param")
     sgd = metrics.get("sgd_state_bytes_per_param")
@@ -826,48 +796,41 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     lo, hi = metrics["activation_fraction_min"], metrics["activation_fraction_max"]
     n = metrics.get("notes_points", 0)
     omitted = (
-        "the formula leaves out the weights themselves (as written it multiplies the model's bytes by bytes per "
-        "parameter) and, in mixed precision, the FP32 master copy: 2 + 2 + 8 = 12 bytes per parameter in the "
-        f"notes against 16 (ZeRO; measured {mixed:.2f} B/param with BF16 weights)"
-        if mixed is not None
-        else "the formula leaves out the weights themselves and the FP32 master copy of mixed precision "
-        "(12 vs 16 bytes per parameter)"
+        Msg("C18.reason.omitted_measured", mixed=mixed) if mixed is not None else Msg("C18.reason.omitted")
     )
     ada_text = (
-        f"AdaFactor keeps {ada:.3f} B/param (a row and a column vector per matrix), far below the notes' 2–4"
-        if ada is not None
-        else "AdaFactor was not measured"
+        Msg("C18.reason.adafactor", ada=ada) if ada is not None else Msg("C18.reason.adafactor_missing")
     )
-    facts = (
-        f"on the notes' models ({n} points, median) the formula as written is off by {100 * literal:+.0f}% and with "
-        f"its factors added per parameter by {100 * additive:.0f}%; activations are {lo:.2f}–{hi:.2f}× the "
-        f"weights ({100 * share:.0f}% of points in 0.20–0.30); {omitted}; {ada_text}"
+    facts = Msg(
+        "C18.reason.facts",
+        n=n,
+        literal=literal,
+        additive=additive,
+        lo=lo,
+        hi=hi,
+        share=share,
+        omitted=omitted,
+        adafactor=ada_text,
     )
     small = metrics.get("small_notes_literal_median_rel_err")
-    validated = f"calculator within {100 * exact:.2f}% of the measured small model" + (
-        f", where the formula as written is off by a median {100 * small:+.0f}% over the AdamW FP32 grid"
-        if small is not None
-        else ""
+    validated = Msg(
+        "C18.reason.validated",
+        exact=exact,
+        small_part=Msg("C18.reason.validated_small", small=small) if small is not None else empty(),
     )
+    common = {"facts": facts, "validated": validated}
     if abs(literal) <= tol and share >= 0.5 and factors_ok:
-        return Verdict(
-            Label.SUPPORTED,
-            f"The formula holds where the notes apply it: {facts} ({validated}).",
-            primary=PRIMARY,
-        )
+        return out.branch(Label.SUPPORTED, "C18.verdict.supported", **common)
     if factors_ok:
-        return Verdict(
-            Label.PARTLY,
-            f"The per-parameter factors for Adam ({adam:.2f} B/param), FP32 gradients ({grad:.2f}) and SGD hold, "
-            f"but the formula does not: {facts} ({validated}).",
-            primary=PRIMARY,
-            correction="Training memory ≈ weights + FP32 master copy + gradients + optimizer state + activations, "
-            "each counted on its own: 16 bytes/param for mixed-precision Adam, plus activations that grow with "
-            "batch × sequence and can exceed the weights.",
-        )
-    return Verdict(
+        return out.branch(Label.PARTLY, "C18.verdict.factors_hold", **common, adam=adam, grad=grad)
+    return out.branch(
         Label.NOT_SUPPORTED,
-        f"Neither the factors (Adam state {adam} B/param, gradients {grad} B/param, SGD {sgd}) nor the formula "
-        f"hold: {facts} ({validated}).",
-        primary=PRIMARY,
+        "C18.verdict.factors_wrong",
+        **common,
+        adam=adam,
+        grad=grad,
+        sgd=sgd,
+        adam_m=_per_param(adam),
+        grad_m=_per_param(grad),
+        sgd_m=_per_param(sgd),
     )
