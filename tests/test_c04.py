@@ -105,8 +105,104 @@ def test_runs_end_to_end_and_is_deterministic(
     m = a["metrics"]
     assert m["lm_self_attention_layer1"]["no_qk"]["mean"] > 2 * m["lm_self_attention_uniform"]
     assert m["paired_lm_loss"]["n"] == 2 and a["verdict"]["primary"]
+    # every text of the record is a catalogue message that renders in Korean
+    from whylab.messages import english_runs
+
+    ko = korean_texts(a)
+    assert len(ko) >= 1 + 3 + 3 * 2 + 2 + 2  # method, tables, figures, literature, verdict
+    assert all(english_runs(t) == [] for t in ko), [t for t in ko if english_runs(t)]
+    assert {"method", "reason", "takeaway", "primary"} <= {
+        name for part in (a, a["verdict"]) for name in part.get("messages", {})
+    }
 
 
 def test_unclear_lm_comparison_is_a_limit_not_a_lower_label() -> None:
     v = c04.verdict(c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]))
     assert v.label is Label.SUPPORTED and len(v.limited) == 1 and "language-model" in v.limited[0]
+
+
+# --------------------------------------------------------------------------- catalogue texts
+def korean_texts(record: Any) -> list[str]:
+    """Every catalogue text of a result record (or part of one), rendered in Korean."""
+    from whylab.messages import from_record
+
+    found: list[str] = []
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if key == "messages":
+                for rendered in value.values():
+                    ko = from_record(rendered, "ko")
+                    found.extend(ko if isinstance(ko, list) else [ko])
+            else:
+                found.extend(korean_texts(value))
+    elif isinstance(record, list):
+        for value in record:
+            found.extend(korean_texts(value))
+    return found
+
+
+def assert_explained(v: Any) -> None:
+    """A takeaway on every branch, a correction where partly / not supported, and every text in
+    Korean without English prose."""
+    from whylab.messages import Msg, english_runs
+
+    assert v.takeaway and v.branch.startswith("C04.verdict.")
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+        assert isinstance(text, Msg)
+        ko = text.in_("ko")
+        assert ko and ko != str(text) and english_runs(ko) == [], ko
+
+
+def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    cases = {
+        Label.SUPPORTED: c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM),
+        Label.PARTLY: c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [x + 0.001 * i for i, x in enumerate(GOOD_LM)]),
+        Label.NOT_SUPPORTED: c04_metrics(GOOD_ACC, [a - 0.01 for a in GOOD_ACC], BAD_LM, GOOD_LM),
+    }
+    for label, m in cases.items():
+        v = c04.verdict(m)
+        assert v.label is label
+        assert_explained(v)
+    partly = c04.verdict(cases[Label.PARTLY])
+    assert "relation task" in partly.correction and "language-model loss" in partly.correction
+    limited = c04.verdict(c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]))
+    assert limited.limited
+    assert_explained(limited)
+    diverged = c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)
+    diverged["diverged"]["no_qk"] = 1
+    inconclusive = {
+        "C04.verdict.too_few": c04_metrics([0.9], [0.3], [4.0], [4.3]),
+        "C04.verdict.diverged": diverged,
+        "C04.verdict.not_learned": c04_metrics([0.2, 0.15, 0.18], BAD_ACC[:3], GOOD_LM[:3], BAD_LM[:3]),
+        "C04.verdict.inconclusive": c04_metrics(
+            GOOD_ACC, [0.9, 0.2, 0.99, 0.1, 0.95], GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]
+        ),
+    }
+    for branch, m in inconclusive.items():
+        v = c04.verdict(m)
+        assert v.label is Label.INCONCLUSIVE and v.branch == branch
+        assert_explained(v)
+
+
+def test_method_figures_tables_and_literature_render_in_korean() -> None:
+    from whylab.messages import Msg, english_runs
+
+    texts = [
+        Msg("C04.method", context_len=5, n_heads=2, ffn=Msg(f"C04.method_part.ffn_{w}"), init_std=0.02)
+        for w in ("with", "without")
+    ]
+    texts += [
+        Msg("C04.table.summary.caption"),
+        Msg("C04.table.paired.caption"),
+        Msg("C04.table.illustration_ko.caption", seed=0),
+        Msg("C04.figure.lm_curves.title"),
+        Msg("C04.figure.lm_curves.caption"),
+        Msg("C04.figure.relation_task.title"),
+        Msg("C04.figure.relation_task.caption", chance=0.2),
+        Msg("C04.figure.attention_maps.title", seed=0),
+        Msg("C04.figure.attention_maps.caption"),
+        Msg("C04.literature.vaswani.finding"),
+    ]
+    for text in texts:
+        assert english_runs(text.in_("ko")) == [], text.in_("ko")

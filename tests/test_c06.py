@@ -134,3 +134,95 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     assert m["task"]["n_heads"] == 1 and m["paired_lm_loss"]["n"] == 2
     assert set(m["lm_eval_loss"]) == {"w_v", "v_is_x", "baseline"}
     assert all((tmp_path / "C06" / f["path"]).is_file() for f in rec["figures"])
+    # every text of the record is a catalogue message that renders in Korean
+    from whylab.messages import english_runs
+
+    ko = korean_texts(rec)
+    assert len(ko) >= 1 + 2 + 4 * 2 + 2 + 2  # method, tables, figures, literature, verdict
+    assert all(english_runs(t) == [] for t in ko), [t for t in ko if english_runs(t)]
+
+
+# --------------------------------------------------------------------------- catalogue texts
+def korean_texts(record: Any) -> list[str]:
+    """Every catalogue text of a result record (or part of one), rendered in Korean."""
+    from whylab.messages import from_record
+
+    found: list[str] = []
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if key == "messages":
+                for rendered in value.values():
+                    ko = from_record(rendered, "ko")
+                    found.extend(ko if isinstance(ko, list) else [ko])
+            else:
+                found.extend(korean_texts(value))
+    elif isinstance(record, list):
+        for value in record:
+            found.extend(korean_texts(value))
+    return found
+
+
+def assert_explained(v: Any) -> None:
+    """A takeaway on every branch, a correction where partly / not supported, and every text in
+    Korean without English prose."""
+    from whylab.messages import Msg, english_runs
+
+    assert v.takeaway and v.branch.startswith("C06.verdict.")
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+        assert isinstance(text, Msg)
+        ko = text.in_("ko")
+        assert ko and ko != str(text) and english_runs(ko) == [], ko
+
+
+def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    same_acc = [a - 0.005 * (-1) ** i for i, a in enumerate(GOOD_ACC)]
+    same_lm = [x + 0.002 * (-1) ** i for i, x in enumerate(GOOD_LM)]
+    too_few = c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)
+    too_few["n_seeds"] = 1
+    diverged = c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)
+    diverged["diverged"]["v_is_x_wo"] = 1
+    cases = {
+        "w_v_helps": (Label.SUPPORTED, c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)),
+        "w_v_not_needed": (Label.PARTLY, c06_metrics(GOOD_ACC, same_acc, GOOD_LM, same_lm)),
+        "w_v_unclear": (
+            Label.SUPPORTED,
+            c06_metrics(GOOD_ACC, [0.9, 0.5, 0.97, 0.4, 0.95], GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]),
+        ),
+        "not_separated": (Label.NOT_SUPPORTED, c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM, follow=0.3)),
+        "too_few": (Label.INCONCLUSIVE, too_few),
+        "diverged": (Label.INCONCLUSIVE, diverged),
+        "not_learned": (
+            Label.INCONCLUSIVE,
+            c06_metrics([0.2, 0.15, 0.18, 0.2, 0.19], BAD_ACC, GOOD_LM, BAD_LM),
+        ),
+        "key_unclear": (
+            Label.INCONCLUSIVE,
+            c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM, key_tv=[0.9, 0.0, 0.8, 0.01, 0.5]),
+        ),
+    }
+    for branch, (label, m) in cases.items():
+        v = c06.verdict(m)
+        assert v.label is label and v.branch == f"C06.verdict.{branch}"
+        assert_explained(v)
+    helps = c06.verdict(cases["w_v_helps"][1])
+    assert "clearly helps on task and the LM" in helps.reason
+    assert c06.verdict(cases["w_v_unclear"][1]).limited
+
+
+def test_method_figures_tables_and_literature_render_in_korean() -> None:
+    from whylab.messages import Msg, english_runs
+
+    texts = [
+        Msg("C06.method", n_pairs=4, n_keys=6, n_values=6),
+        Msg("C06.table.roles.caption"),
+        Msg("C06.table.ablation.caption", n_heads=4),
+        Msg("C06.literature.vaswani.finding"),
+        Msg("C06.literature.vaswani.note", value_tv=0.01, follow=0.9, key_tv=0.7),
+        Msg("C06.figure.ablation.caption", chance=0.125),
+        Msg("C06.figure.attention_map.title", seed=0),
+    ]
+    texts += [Msg(f"C06.figure.{f}.{part}") for f in ("roles", "lm_curves") for part in ("title", "caption")]
+    texts += [Msg("C06.figure.ablation.title"), Msg("C06.figure.attention_map.caption")]
+    for text in texts:
+        assert english_runs(text.in_("ko")) == [], text.in_("ko")

@@ -476,3 +476,41 @@ def test_c21_measured_saving_is_held_against_the_prediction() -> None:
     )
     assert v.primary and not v.limited
     assert c21.verdict(_c21(None)).limited
+
+
+def _c21_branches() -> dict[str, tuple[Label, dict[str, Any]]]:
+    """Hand-made metrics that reach each C21 verdict branch."""
+    return {
+        "not_equivalent": (Label.INCONCLUSIVE, _c21(_acc(0.5, 0.5), optimizer_offload_equivalent=False)),
+        "no_accelerator": (Label.INCONCLUSIVE, _c21(None)),
+        "supported": (Label.SUPPORTED, _c21({**_acc(0.62, 0.3), "predicted_train_saving": 0.66})),
+        "off_prediction": (Label.PARTLY, _c21({**_acc(0.25, 0.3), "predicted_train_saving": 0.66})),
+        "only_training": (Label.PARTLY, _c21(_acc(0.4, 0.01))),
+        "only_layers": (Label.PARTLY, _c21(_acc(0.01, 0.4))),
+        "neither": (Label.NOT_SUPPORTED, _c21(_acc(0.02, -0.01))),
+    }
+
+
+def test_c21_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    from whylab.messages import Msg, english_runs
+
+    for branch, (label, metrics) in _c21_branches().items():
+        v = c21.verdict(metrics)
+        assert v.label is label and v.branch == f"C21.verdict.{branch}"
+        assert v.takeaway and v.primary
+        assert bool(v.correction) == (label in (Label.PARTLY, Label.NOT_SUPPORTED))
+        for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+            assert isinstance(text, Msg)
+            ko = text.in_("ko")
+            assert ko != str(text) and english_runs(ko) == [], ko
+
+
+def test_c21_corrections_name_what_did_not_save() -> None:
+    branches = _c21_branches()
+    only_training = c21.verdict(branches["only_training"][1]).correction
+    assert (
+        "optimizer state" in only_training and "2 decoder layers" in only_training and "10%" in only_training
+    )
+    off = c21.verdict(branches["off_prediction"][1]).correction
+    assert "saved 25%" in off and "predicted 66%" in off
+    assert "decoder layers" in c21.verdict(branches["neither"][1]).correction

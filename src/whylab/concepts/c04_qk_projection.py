@@ -52,8 +52,9 @@ from whylab.concepts._bench_common import (
     train_on_corpus,
     train_on_task,
 )
+from whylab.messages import Msg
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C04"
 
@@ -306,9 +307,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     tables = [
         Table.from_records(
             "summary",
-            "Mean ± std over seeds of each measure, with and without W_q, W_k. Attention "
-            "numbers are the query's first-layer attention averaged over heads. The LM row of "
-            "learned W_q, W_k is the shared baseline model (also in C03 and C06).",
+            Msg("C04.table.summary.caption"),
             [
                 {
                     "variant": v,
@@ -326,9 +325,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         ),
         Table.from_records(
             "paired",
-            "The two primary comparisons, paired by seed (same initial weights where the shapes agree, "
-            "same batches): task accuracy learned − Q = K = X, and LM validation loss Q = K = X − learned "
-            "(positive: the projections help in both).",
+            Msg("C04.table.paired.caption"),
             [
                 {
                     "comparison": "relation-task accuracy",
@@ -342,8 +339,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         ),
         Table.from_records(
             "illustration_ko",
-            f"Illustration only (not evidence): the notes' sentence through the "
-            f"seed-{seeds[0]} language models; how much attention each token gives itself in layer 1.",
+            Msg("C04.table.illustration_ko.caption", seed=seeds[0]),
             per_seed[0]["illustration"],
         ),
     ]
@@ -354,17 +350,15 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
             {v: [curve(r["lm"][k]["curve"]) for r in per_seed] for v, k in names.items()},
             ctx.outdir,
             "lm_curves",
-            "C04: language-model loss with and without W_q, W_k",
-            "Validation next-token loss on the corpus during training; line = mean over seeds, "
-            "band = ±1 std. Same model, same seeds and batches; only the query/key projections differ.",
+            Msg("C04.figure.lm_curves.title"),
+            Msg("C04.figure.lm_curves.caption"),
         ),
     ]
     v = verdict(metrics)
     literature = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2.2",
-            "Queries, keys and values are linearly projected per head with different, learned "
-            "projections, which the authors found beneficial.",
+            Msg("C04.literature.vaswani.finding"),
             agrees=(
                 True
                 if v.label in (Label.SUPPORTED, Label.PARTLY)
@@ -372,24 +366,19 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
                 if v.label is Label.NOT_SUPPORTED
                 else None
             ),
-            note="This run, paired by seed: task accuracy learned − Q = K = X "
-            f"{describe(metrics['paired_task_accuracy'], '')}; LM loss Q = K = X − learned "
-            f"{describe(metrics['paired_lm_loss'], 'nats/token')}.",
+            note=Msg(
+                "C04.literature.vaswani.note",
+                task=describe(metrics["paired_task_accuracy"], ""),
+                lm=describe(metrics["paired_lm_loss"], "nats/token"),
+            ),
         )
     ]
-    method = (
-        "The notes' example (내일 점심 → 팀장님) is a relation, not a resemblance between tokens. We train "
-        "the same small transformer twice per seed, once with learned W_q, W_k and once with Q = K = X "
-        "(each head's query and key are a slice of the token vector itself, so scores are symmetric and "
-        "a token's score with itself, ‖x‖², is the largest). In a synthetic task a fixed random directed "
-        "relation σ says which token each query looks for; the query must find σ(q) among "
-        f"{task_cfg['context_len']} tokens that always include σ⁻¹(q) (the token looking for q) and output "
-        "its position. We measure accuracy and where the query's attention goes, on a one-layer, "
-        f"{task_cfg['n_heads']}-head model {'with' if task_cfg['ffn'] else 'without'} a feed-forward block "
-        f"(weights initialised with std {task_cfg['init_std']}), "
-        "and train both variants as language models on the corpus (validation loss, share of attention "
-        "tokens give themselves); the learned variant is the shared baseline model. Both comparisons are "
-        "paired by seed (same initial weights where the shapes agree, same batches) and Holm-corrected."
+    method = Msg(
+        "C04.method",
+        context_len=task_cfg["context_len"],
+        n_heads=task_cfg["n_heads"],
+        ffn=Msg("C04.method_part.ffn_with" if task_cfg["ffn"] else "C04.method_part.ffn_without"),
+        init_std=task_cfg["init_std"],
     )
     return Evidence(
         method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
@@ -439,10 +428,8 @@ def _accuracy_figure(per_seed: list[dict[str, Any]], chance: float, ctx: Concept
         fig,
         ctx.outdir,
         "relation_task",
-        "C04: directed-relation task with and without W_q, W_k",
-        f"Bars: mean over seeds (error bar ±1 std), dots: single seeds. Dashed line: chance accuracy "
-        f"({chance:.3f}). Attention is the query's first-layer attention, averaged over heads: on the "
-        "token it must find (σ(q)), on the token that looks for it (σ⁻¹(q)), and on itself.",
+        Msg("C04.figure.relation_task.title"),
+        Msg("C04.figure.relation_task.caption", chance=chance),
     )
 
 
@@ -455,19 +442,20 @@ def _attention_map_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
         panels,
         ctx.outdir,
         "attention_maps",
-        f"C04: where the query looks (layer 1, seed {r['seed']})",
-        "Each row is one held-out sequence; colour is the attention the last (query) token gives each "
-        "position, averaged over heads. Red box: σ(q), the token the query must find. The rightmost "
-        "column is the query attending to itself.",
+        Msg("C04.figure.attention_maps.title", seed=r["seed"]),
+        Msg("C04.figure.attention_maps.caption"),
         "key position (index; last = the query itself)",
     )
 
 
 # --------------------------------------------------------------------------- verdict
-PRIMARY = (
-    "learned W_q, W_k vs Q = K = X, paired by seed: relation-task accuracy (at least min_accuracy_gap) "
-    "and LM validation loss (at least min_loss_gain nats/token), Holm over the two"
-)
+PART_NAMES = {"task": "C04.reason.part_task", "lm": "C04.reason.part_lm"}
+BRANCHES = {
+    Label.SUPPORTED: "supported",
+    Label.PARTLY: "partly",
+    Label.NOT_SUPPORTED: "not_supported",
+    Label.INCONCLUSIVE: "inconclusive",
+}
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -479,77 +467,32 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     The task counts only if the learned model solves it (accuracy at least ``min_accuracy_gap``
     above chance); otherwise it cannot tell the variants apart and the verdict is inconclusive.
     """
-    from whylab.verdict import Kind
-
-    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
-
-    def out(label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
-        return Verdict(
-            label, reason, kind=Kind.EXPERIMENT, primary=primary, takeaway=takeaway, correction=correction
-        )
-
+    out = VerdictOf(Kind.EXPERIMENT, Msg("C04.primary", n_seeds=metrics["n_seeds"]))
     th = metrics["thresholds"]
     comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
     if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
-        return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per variant: no spread to judge by.")
+        return out.branch(Label.INCONCLUSIVE, "C04.verdict.too_few")
     if sum(metrics["diverged"].values()):
-        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
+        return out.branch(Label.INCONCLUSIVE, "C04.verdict.diverged")
     acc = metrics["task_accuracy"]["learned"]["mean"]
     chance = metrics["task"]["chance_accuracy"]
     if acc < chance + th["min_accuracy_gap"]:
-        return out(
-            Label.INCONCLUSIVE,
-            f"Even with learned W_q, W_k the relation task stayed near chance (accuracy "
-            f"{acc:.3f} vs chance {chance:.3f}), so it cannot separate the variants.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C04.verdict.not_learned", acc=acc, chance=chance)
     rejected = holm_of(comps)
     status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
     label = Label(label_of(list(status.values())))
-    names = {"task": "the relation task", "lm": "language-model loss"}
-    limited = tuple(
-        f"{names[k]}: the paired difference is neither clear of the seed noise nor shown smaller than its floor"
-        for k, st in status.items()
-        if st == "limited"
+    out.limited.extend(
+        Msg("C04.limited.part", part=Msg(PART_NAMES[k])) for k, st in status.items() if st == "limited"
     )
-    self_x = metrics["task_self_attention_layer1"]["no_qk"]["mean"]
-    self_l = metrics["task_self_attention_layer1"]["learned"]["mean"]
-    numbers = (
-        f"relation-task accuracy {fmt(metrics['task_accuracy']['learned'], notation='f')} with learned "
-        f"W_q, W_k vs {fmt(metrics['task_accuracy']['no_qk'], notation='f')} with Q = K = X, paired "
-        f"{describe(comps['task'], '')} (query's attention on itself {self_l:.2f} vs {self_x:.2f}); "
-        f"LM loss Q = K = X − learned {describe(comps['lm'], 'nats/token')}"
+    numbers = Msg(
+        "C04.reason.numbers",
+        acc_learned=fmt(metrics["task_accuracy"]["learned"], notation="f"),
+        acc_plain=fmt(metrics["task_accuracy"]["no_qk"], notation="f"),
+        task=describe(comps["task"], ""),
+        self_learned=metrics["task_self_attention_layer1"]["learned"]["mean"],
+        self_plain=metrics["task_self_attention_layer1"]["no_qk"]["mean"],
+        lm=describe(comps["lm"], "nats/token"),
     )
-    won = [names[k] for k, st in status.items() if st == "confirmed"]
-    lost = [names[k] for k, st in status.items() if st == "contradicted"]
-    texts = {
-        Label.SUPPORTED: (
-            f"Learned projections clearly win on {' and '.join(won)}: {numbers}.",
-            "W_q and W_k let a token look for a different, related token instead of one that resembles it.",
-            "",
-        ),
-        Label.PARTLY: (
-            f"Learned projections clearly win on {' and '.join(won)} but not on {' and '.join(lost)}: {numbers}.",
-            "W_q and W_k help attention express relations, though not on every test here.",
-            f"Learned W_q, W_k clearly helped on {' and '.join(won)} only in this run.",
-        ),
-        Label.NOT_SUPPORTED: (
-            f"Q = K = X does as well as learned projections: {numbers}.",
-            "Here attention without W_q, W_k did as well.",
-            "In this run raw embeddings expressed the relation as well as learned projections.",
-        ),
-        Label.INCONCLUSIVE: (
-            f"Neither comparison is clear of the seed noise, nor shown smaller than its floor: {numbers}.",
-            "",
-            "",
-        ),
-    }
-    reason, takeaway, correction = texts[label]
-    return Verdict(
-        label,
-        reason,
-        kind=Kind.EXPERIMENT,
-        primary=primary,
-        limited=limited,
-        takeaway=takeaway,
-        correction=correction,
-    )
+    won = [Msg(PART_NAMES[k]) for k, st in status.items() if st == "confirmed"]
+    lost = [Msg(PART_NAMES[k]) for k, st in status.items() if st == "contradicted"]
+    return out.branch(label, f"C04.verdict.{BRANCHES[label]}", won=won, lost=lost, numbers=numbers)

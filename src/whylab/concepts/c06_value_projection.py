@@ -47,8 +47,9 @@ from whylab.concepts._bench_common import (
     train_on_corpus,
     train_on_task,
 )
+from whylab.messages import Msg
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf, holm
 
 CLAIM_ID = "C06"
 
@@ -303,10 +304,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     tables = [
         Table.from_records(
             "roles",
-            "Interventions on the trained one-head model with learned W_v and no W_o (mean ± std over "
-            "seeds). Attention change is the total-variation distance of the query's attention "
-            "(0 = unchanged, 1 = moved entirely elsewhere). The random-W_v row is an illustration: in one "
-            "layer attention cannot depend on W_v, so its attention change is zero by construction.",
+            Msg("C06.table.roles.caption"),
             [
                 row("none", None, "accuracy", "answers correct"),
                 row(
@@ -331,10 +329,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         ),
         Table.from_records(
             "ablation",
-            "The value path at one head, mean ± std over seeds, paired by seed. Without W_o, learned W_v "
-            "vs V = X is the clean ablation; V = X with W_o kept shows the confound (W_o alone is again "
-            "one learned matrix on the values). LM: two layers, one head, no W_o; the shared baseline "
-            f"(mechanisms.model: {ctx.settings['model'].get('n_heads', 4)} heads, W_v and W_o) is a reference.",
+            Msg("C06.table.ablation.caption", n_heads=ctx.settings["model"].get("n_heads", 4)),
             [
                 {
                     "variant": name,
@@ -371,36 +366,25 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
             },
             ctx.outdir,
             "lm_curves",
-            "C06: language-model loss with learned W_v and with V = X",
-            "Validation next-token loss on the corpus; line = mean over seeds, band = ±1 std. The two "
-            "ablation arms have one head and no W_o; the baseline is the standard model.",
+            Msg("C06.figure.lm_curves.title"),
+            Msg("C06.figure.lm_curves.caption"),
         ),
     ]
     separated = _roles_separated(metrics)
     literature = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2",
-            "Attention output is a weighted sum of the values, with weights computed from the query "
-            "and the keys; values, like queries and keys, get their own learned projection per head.",
+            Msg("C06.literature.vaswani.finding"),
             agrees=separated if len(seeds) > 1 else None,
-            note=f"This run: changing the matched pair's value moved the query's attention by "
-            f"{roles['value_swap_attention_tv']['mean']:.3f} (total variation) while "
-            f"{roles['value_swap_follows_new_value']['mean']:.2f} of answers followed the new value; "
-            f"changing its key moved attention by {roles['key_swap_attention_tv']['mean']:.3f}.",
+            note=Msg(
+                "C06.literature.vaswani.note",
+                value_tv=roles["value_swap_attention_tv"]["mean"],
+                follow=roles["value_swap_follows_new_value"]["mean"],
+                key_tv=roles["key_swap_attention_tv"]["mean"],
+            ),
         )
     ]
-    method = (
-        "The notes say Q and K decide where to look (먹었다 → 사과를) and V decides what is fetched (the "
-        "meaning of 사과). We build a key–value retrieval task in which each context token carries a "
-        f"key and a value ({tc['n_pairs']} pairs, {tc['n_keys']} keys, {tc['n_values']} values) and the "
-        "last token asks for one key; the answer is that pair's value, so the token the query matches "
-        "(by key) and the content it must output (the value) differ. On a trained one-layer, one-head "
-        "model we change the matched pair's value or its key and measure separately how the query's "
-        "attention moves and how the answer changes. The W_v ablation is done at one head and without the "
-        "output projection W_o: with several heads V = X confines each head to its slice of X, and with "
-        "W_o kept W_o·W_v is one matrix, so V = X would lose nothing. We compare learned W_v with V = X "
-        "over seeds, paired, on the task and as a language model on the corpus."
-    )
+    method = Msg("C06.method", n_pairs=tc["n_pairs"], n_keys=tc["n_keys"], n_values=tc["n_values"])
     return Evidence(
         method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
     )
@@ -449,10 +433,8 @@ def _roles_figure(inter: list[dict[str, float]], ctx: ConceptContext) -> Any:
         fig,
         ctx.outdir,
         "roles",
-        "C06: where the model looks vs what it fetches",
-        "Bars: mean over seeds, error bars ±1 std. Attention change = total-variation distance of the "
-        "query's first-layer attention before and after the intervention. Changing the value leaves "
-        "attention in place and the answer follows it; changing the key moves attention.",
+        Msg("C06.figure.roles.title"),
+        Msg("C06.figure.roles.caption"),
     )
 
 
@@ -474,8 +456,8 @@ def _ablation_figure(per_seed: list[dict[str, Any]], chance: float, ctx: Concept
         fig,
         ctx.outdir,
         "ablation",
-        "C06: key–value retrieval with learned W_v and with V = X",
-        f"Held-out accuracy; bars = mean over seeds (±1 std), dots = seeds; dashed = chance ({chance:.3f}).",
+        Msg("C06.figure.ablation.title"),
+        Msg("C06.figure.ablation.caption", chance=chance),
     )
 
 
@@ -486,20 +468,13 @@ def _attention_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
         panels,
         ctx.outdir,
         "attention_map",
-        f"C06: the query's attention (learned W_v, seed {r['seed']})",
-        "Each row is one held-out sequence; colour is the query's attention (one head). "
-        "Red box: the pair whose key matches the query.",
+        Msg("C06.figure.attention_map.title", seed=r["seed"]),
+        Msg("C06.figure.attention_map.caption"),
         "key position (index; last = the query token)",
     )
 
 
 # --------------------------------------------------------------------------- verdict
-PRIMARY = (
-    "on the trained one-head retrieval model: changing the matched value leaves attention in place and "
-    "the answer follows it, and changing the key moves attention more (paired by seed)"
-)
-
-
 def _roles_separated(metrics: Mapping[str, Any]) -> bool:
     """Changing the value leaves attention in place while the answer follows it, and changing the
     key clearly moves attention more than changing the value (paired over seeds)."""
@@ -517,36 +492,29 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     Holm over the two) then says whether V needs its own learned projection: clearly yes supports
     the notes' W_v; shown not to matter (equivalent, or V = X better) makes it partly; unclear is
     left as a limit of this run."""
-    from whylab.verdict import Kind, VerdictOf, holm
-
-    primary = f"{PRIMARY}; then learned W_v vs V = X at one head without W_o ({metrics['n_seeds']} seeds)"
-    limited: list[str] = []
-
-    out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
+    out = VerdictOf(Kind.EXPERIMENT, Msg("C06.primary", n_seeds=metrics["n_seeds"]))
 
     comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
     if metrics["n_seeds"] < 2 or metrics["paired_key_minus_value_shift"]["n"] < 2:
-        return out(Label.INCONCLUSIVE, "Fewer than two seeds: no spread to judge by.")
+        return out.branch(Label.INCONCLUSIVE, "C06.verdict.too_few")
     if sum(metrics["diverged"].values()):
-        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite number.")
+        return out.branch(Label.INCONCLUSIVE, "C06.verdict.diverged")
     acc = metrics["task_accuracy"]["w_v"]["mean"]
     chance = metrics["task"]["chance_accuracy"]
     if acc < chance + metrics["thresholds"]["min_accuracy_gap"]:
-        return out(
-            Label.INCONCLUSIVE,
-            f"The retrieval task was not learned (accuracy {acc:.3f}, chance {chance:.3f}), "
-            "so the interventions cannot separate the roles.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C06.verdict.not_learned", acc=acc, chance=chance)
     roles = metrics["roles"]
-    role_numbers = (
-        f"changing the matched value moves attention by {roles['value_swap_attention_tv']['mean']:.3f} "
-        f"(TV) while {roles['value_swap_follows_new_value']['mean']:.2f} of answers follow it; "
-        f"changing the key moves attention by {roles['key_swap_attention_tv']['mean']:.3f} "
-        f"(key − value {describe(metrics['paired_key_minus_value_shift'], 'TV')})"
+    role_numbers = Msg(
+        "C06.reason.roles",
+        value_tv=roles["value_swap_attention_tv"]["mean"],
+        follow=roles["value_swap_follows_new_value"]["mean"],
+        key_tv=roles["key_swap_attention_tv"]["mean"],
+        key_minus_value=describe(metrics["paired_key_minus_value_shift"], "TV"),
     )
-    ablation = (
-        f"task accuracy W_v − V = X {describe(comps['task'], '')}; LM loss V = X − W_v "
-        f"{describe(comps['lm'], 'nats/token')}"
+    ablation = Msg(
+        "C06.reason.ablation",
+        task=describe(comps["task"], ""),
+        lm=describe(comps["lm"], "nats/token"),
     )
     kv = metrics["paired_key_minus_value_shift"]
     th = metrics["thresholds"]
@@ -557,18 +525,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         or kv["equivalent"]
     )
     if not contradicted and not _roles_separated(metrics):
-        return out(
-            Label.INCONCLUSIVE,
-            f"The value swap behaves as predicted, but the key swap does not clearly move attention more "
-            f"than the value swap at this seed count: {role_numbers}.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C06.verdict.key_unclear", roles=role_numbers)
     if contradicted:
-        return out(
-            Label.NOT_SUPPORTED,
-            f"The interventions do not separate where-to-look from what-to-fetch: {role_numbers}.",
-            "Here the query's match and the fetched content did not come apart.",
-            "In this run Q/K and V did not play separate roles on the retrieval task.",
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C06.verdict.not_separated", roles=role_numbers)
     pvals = {
         k: (c["test"]["p"] if c.get("test") and c["test"]["p"] is not None else math.nan)
         for k, c in comps.items()
@@ -578,27 +537,11 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     loss_ = {k: rejected[k] and c["test"]["mean_diff"] < -c["min_effect"] for k, c in comps.items()}
     no_matter = any(loss_.values()) or all(c["equivalent"] for c in comps.values())
     if any(gain.values()):
-        where = " and ".join(k if k == "task" else "the LM" for k, g in gain.items() if g)
-        return out(
-            Label.SUPPORTED,
-            f"Q/K pick the position and V the content: {role_numbers}; a learned W_v clearly helps on "
-            f"{where} ({ablation}).",
-            "Queries and keys choose where to look; the values, through their own learned W_v, choose what comes back.",
+        where = [Msg(f"C06.reason.part_{k}") for k, g in gain.items() if g]
+        return out.branch(
+            Label.SUPPORTED, "C06.verdict.w_v_helps", roles=role_numbers, where=where, ablation=ablation
         )
     if no_matter:
-        return out(
-            Label.PARTLY,
-            f"Q/K pick the position and V the content ({role_numbers}), but a separate learned W_v adds "
-            f"nothing that matters over V = X ({ablation}).",
-            "Q/K decide where to look and the values decide what is fetched, but the fetched content need not pass through its own W_v.",
-            "V decides what is fetched, but V can be the token vectors themselves: a learned embedding (or W_o after the heads) does W_v's job.",
-        )
-    limited.append(
-        "whether V needs its own learned W_v: the ablation is not clear of the seed noise in this run"
-    )
-    return out(
-        Label.SUPPORTED,
-        f"Q/K pick the position and V the content: {role_numbers}. Whether a separate W_v helps is "
-        f"not clear here ({ablation}).",
-        "Queries and keys choose where to look; the values choose what comes back.",
-    )
+        return out.branch(Label.PARTLY, "C06.verdict.w_v_not_needed", roles=role_numbers, ablation=ablation)
+    out.limited.append(Msg("C06.limited.w_v"))
+    return out.branch(Label.SUPPORTED, "C06.verdict.w_v_unclear", roles=role_numbers, ablation=ablation)

@@ -12,7 +12,6 @@ GPU run can be passed in (memory.C21.recorded_gpu_run) and is then reported as r
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gc
 from collections.abc import Mapping
@@ -30,8 +29,9 @@ from whylab.errors import InputError
 from whylab.files import read_json
 from whylab.memory import calculator as calc
 from whylab.memory import measure, offload, provenance, training
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C21"
 
@@ -198,7 +198,7 @@ CODE = [
 ]
 
 
-def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
+def _recorded(path: Path) -> tuple[dict[str, Any] | None, Msg, dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"memory.C21.recorded_gpu_run: {str(path)!r} does not exist")
     record = read_json(path)
@@ -213,9 +213,12 @@ def _recorded(path: Path) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
     model["_computed"] = record.get("metrics", {}).get("computed")
     return (
         acc,
-        (
-            f"recorded GPU run ({record['environment']['device']}, finished {record.get('finished_at', '?')}, "
-            f"file {path.name}, model {_describe(model)})"
+        Msg(
+            "C21.source.recorded",
+            device=record["environment"]["device"],
+            finished=record.get("finished_at", "?"),
+            file=path.name,
+            model=_describe(model),
         ),
         model,
     )
@@ -235,24 +238,26 @@ def run(ctx: ConceptContext) -> Evidence:
     del model
     eq = equivalence(s, seed, device)
     acc: dict[str, Any] | None = None
-    source = None
+    source: Msg | None = None
     acc_model: dict[str, Any] = {**s["model"], "offload_layers": int(s["offload_layers"])}
     if device.startswith("cuda"):
-        acc, source = accelerator(s, seed, device, repeats), f"this run ({torch.cuda.get_device_name(0)})"
+        acc = accelerator(s, seed, device, repeats)
+        source = Msg("C21.source.this_run", device=torch.cuda.get_device_name(0))
     else:
-        skipped.append(
-            "No accelerator on this machine (torch.cuda.is_available() is False): peak accelerator memory "
-            "and step time with and without offloading were not measured in this run; the offload code "
-            "ran with the CPU as execution device, which only checks that it computes the same results."
-        )
+        skipped.append(Msg("C21.skipped.no_accelerator"))
         if "recorded_gpu_run" in ctx.inputs:
             acc, source, acc_model = _recorded(ctx.inputs["recorded_gpu_run"])
             for w in provenance.warnings(acc_model.pop("_provenance", None), s, CODE):
-                skipped.append(f"recorded GPU run: {w}")
+                skipped.append(Msg("C21.skipped.recorded_warning", warning=w))
             recorded_comp = acc_model.pop("_computed", None)
             if recorded_comp and acc is not None:
                 acc["predicted_train_saving"] = recorded_comp.get("estimated_train_saving")
-    if acc is not None and "predicted_train_saving" not in acc and source and source.startswith("this run"):
+    if (
+        acc is not None
+        and "predicted_train_saving" not in acc
+        and source
+        and source.key == "C21.source.this_run"
+    ):
         acc["predicted_train_saving"] = comp["estimated_train_saving"]
     metrics = {
         "provenance": provenance.record(s),
@@ -267,8 +272,7 @@ def run(ctx: ConceptContext) -> Evidence:
     tables = [
         Table.from_records(
             "computed",
-            "Computed from the model (no accelerator needed): bytes that offloading keeps off the "
-            "accelerator and bytes moved per step, with the calculator's predicted peaks (mixed-precision AdamW vs ZeRO-Offload).",
+            Msg("C21.table.computed.caption"),
             [
                 {
                     "quantity": k,
@@ -280,7 +284,7 @@ def run(ctx: ConceptContext) -> Evidence:
         ),
         Table.from_records(
             "equivalence",
-            "The offloaded model computes what the plain one computes.",
+            Msg("C21.table.equivalence.caption"),
             [{"check": k, "value": v} for k, v in eq.items()],
         ),
     ]
@@ -289,8 +293,7 @@ def run(ctx: ConceptContext) -> Evidence:
         tables.append(
             Table.from_records(
                 "accelerator",
-                f"Peak allocated accelerator memory (torch.cuda.max_memory_allocated) and time "
-                f"(mean ± std over repeats), with and without offloading; source: {source}.",
+                Msg("C21.table.accelerator.caption", source=source or Msg("C21.source.unnamed")),
                 [
                     {
                         "case": case,
@@ -309,29 +312,23 @@ def run(ctx: ConceptContext) -> Evidence:
                 ],
             )
         )
-        figures.append(_figure(ctx, acc, source or ""))
-    method = (
-        "Two offloading mechanisms run on a LlamaForCausalLM. Training as ZeRO-Offload does it: the model keeps "
-        "16-bit (BF16) weights on the accelerator; each gradient is streamed to CPU memory as soon as backward "
-        "has formed it (a post-accumulate-grad hook) and freed on the device; the FP32 master weights and Adam "
-        "moments live in CPU memory, the update runs there and the weights are copied back; the baseline is "
-        "mixed-precision AdamW with everything on the device. Inference: "
-        "accelerate's cpu_offload of the first decoder layers (weights fetched per forward). Both are first "
-        "checked to compute the same parameters/logits as the plain model; the bytes that leave the "
-        "accelerator and the transfer per step are computed from the model; on a CUDA device the peak "
-        "allocated memory and the time of a training step and of a forward pass are measured with and without."
-    )
+        figures.append(_figure(ctx, acc, source or Msg("C21.source.unnamed")))
+    method = Msg("C21.method")
     lit_agrees = None if acc is None else acc["train_saving"] >= float(s["min_saving"])
     literature = [
         LiteratureCheck(
-            "Ren et al. 2021 (ZeRO-Offload): moving optimizer state (and the update) to the CPU leaves only weights, "
-            "gradients and activations on the GPU, at the cost of PCIe transfers each step",
-            "Peak accelerator memory of a training step with the optimizer offloaded vs not.",
+            "Ren et al. 2021 (ZeRO-Offload)",
+            Msg("C21.literature.ren.finding"),
             lit_agrees,
-            "no accelerator measurement"
+            Msg("C21.literature.ren.no_measurement")
             if acc is None
-            else f"training peak {100 * acc['train_saving']:.0f}% lower with the optimizer offloaded, step {acc['train_time_ratio']:.2f}× "
-            f"the time ({source}); agreement: a saving of at least {100 * float(s['min_saving']):.0f}%",
+            else Msg(
+                "C21.literature.ren.measured",
+                train=acc["train_saving"],
+                train_time=acc["train_time_ratio"],
+                source=source or Msg("C21.source.unnamed"),
+                threshold=float(s["min_saving"]),
+            ),
         )
     ]
     return Evidence(
@@ -383,15 +380,16 @@ def _computed_figure(ctx: ConceptContext, comp: Mapping[str, Any]) -> Any:
         fig,
         ctx.outdir,
         "offload_computed",
-        "CPU offloading: what leaves the accelerator (computed)",
-        f"Computed from the model, not measured: the accounting model's peak of a training step with AdamW state "
-        f"on the accelerator vs in CPU memory, and the weights that stay on the accelerator when the first "
-        f"{comp['offload_layers']} decoder layers are offloaded. Each offloaded byte crosses the bus every step "
-        f"({comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB per training step).",
+        Msg("C21.figure.offload_computed.title"),
+        Msg(
+            "C21.figure.offload_computed.caption",
+            n_layers=comp["offload_layers"],
+            transfer_mib=comp["transfer_per_step_bytes"] / calc.MiB,
+        ),
     )
 
 
-def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
+def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: Msg) -> Any:
     frame = pd.DataFrame(
         [
             {
@@ -414,71 +412,66 @@ def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: str) -> Any:
         fig,
         ctx.outdir,
         "offload_peak",
-        "CPU offloading: peak accelerator memory",
-        f"Training step with AdamW state on the CPU vs on the accelerator, and a forward pass with the "
-        f"first decoder layers' weights in CPU memory vs on the accelerator. Source: {source}.",
+        Msg("C21.figure.offload_peak.title"),
+        Msg("C21.figure.offload_peak.caption", source=source),
     )
 
 
-def _verdict(metrics: Mapping[str, Any]) -> Verdict:
+def _verdict(metrics: Mapping[str, Any], out: VerdictOf) -> Verdict:
     eq, comp, acc = metrics["equivalence"], metrics["computed"], metrics.get("accelerator")
     thr = metrics["min_saving"]
     if not eq["optimizer_offload_equivalent"] or eq["layer_offload_max_logit_diff"] > 1e-4:
-        return Verdict(
+        return out.branch(
             Label.INCONCLUSIVE,
-            f"The offloaded model does not compute the same results (its weights differ "
-            f"from the plain run's by {eq['optimizer_offload_diff_over_update']:.1e} of the update, two plain runs "
-            f"by {eq['plain_rerun_diff_over_update']:.1e}; logit diff {eq['layer_offload_max_logit_diff']:.1e}), "
-            "so its memory cannot be compared.",
+            "C21.verdict.not_equivalent",
+            diff=eq["optimizer_offload_diff_over_update"],
+            floor=eq["plain_rerun_diff_over_update"],
+            logit=eq["layer_offload_max_logit_diff"],
         )
     if acc is None:
-        return Verdict(
+        return out.branch(
             Label.INCONCLUSIVE,
-            f"No accelerator in this run, so accelerator memory was not measured; computed "
-            f"from the model, offloading AdamW would keep {comp['optimizer_state_leaving_accelerator_bytes'] / calc.MiB:.1f} MiB "
-            f"of state off it (estimated peak {100 * comp['estimated_train_saving']:.0f}% lower) at "
-            f"{comp['transfer_per_step_bytes'] / calc.MiB:.1f} MiB moved per step.",
+            "C21.verdict.no_accelerator",
+            state_mib=comp["optimizer_state_leaving_accelerator_bytes"] / calc.MiB,
+            saving=comp["estimated_train_saving"],
+            transfer_mib=comp["transfer_per_step_bytes"] / calc.MiB,
         )
     tr, inf = acc["train_saving"], acc["infer_saving"]
-    where = metrics.get("accelerator_source") or "this run"
+    where = metrics.get("accelerator_source") or Msg("C21.source.unnamed")
     n_layers = (metrics.get("accelerator_model") or {}).get("offload_layers") or comp["offload_layers"]
-    nums = (
-        f"training peak {100 * tr:.0f}% lower with the optimizer on the CPU (step {acc['train_time_ratio']:.2f}× "
-        f"the time), forward peak {100 * inf:.0f}% lower with {n_layers} decoder layers' weights on the CPU "
-        f"({acc['infer_time_ratio']:.2f}× the time); {where}"
-    )
     pred = acc.get("predicted_train_saving")
-    if pred is not None:
-        nums += (
-            f"; the calculator predicted a {100 * pred:.0f}% training saving (optimizer state off the device), "
-            f"measured {100 * tr:.0f}%: {'as predicted' if abs(tr - pred) <= 0.1 else 'not as predicted'} "
-            "(within 10 points)"
+    prediction = (
+        empty()
+        if pred is None
+        else Msg(
+            "C21.reason.prediction",
+            predicted=pred,
+            train=tr,
+            match=Msg("C21.reason.as_predicted" if abs(tr - pred) <= 0.1 else "C21.reason.not_as_predicted"),
         )
-    if tr >= thr and inf >= thr and (pred is None or abs(tr - pred) <= 0.1):
-        return Verdict(Label.SUPPORTED, f"Offloading saves accelerator memory: {nums}.")
-    if tr >= thr and inf >= thr:
-        return Verdict(
-            Label.PARTLY,
-            f"Offloading saves accelerator memory, but the training saving is not the one the calculator "
-            f"predicts, so what it moves is not understood: {nums}.",
-        )
-    if tr >= thr or inf >= thr:
-        return Verdict(Label.PARTLY, f"Only one kind of offloading saves at least {100 * thr:.0f}%: {nums}.")
-    return Verdict(
-        Label.NOT_SUPPORTED,
-        f"Neither kind of offloading saves {100 * thr:.0f}% of peak accelerator memory: {nums}.",
     )
-
-
-PRIMARY = (
-    "peak accelerator memory of a mixed-precision AdamW training step, ZeRO-Offload (gradients and optimizer "
-    "state on the CPU) vs everything on the device, measured saving vs the calculator's prediction"
-)
+    nums = Msg(
+        "C21.reason.numbers",
+        train=tr,
+        train_time=acc["train_time_ratio"],
+        infer=inf,
+        n_layers=n_layers,
+        infer_time=acc["infer_time_ratio"],
+        where=where,
+        prediction=prediction,
+    )
+    params = {"numbers": nums, "threshold": thr, "train": tr, "predicted": pred, "n_layers": n_layers}
+    if tr >= thr and inf >= thr and (pred is None or abs(tr - pred) <= 0.1):
+        return out.branch(Label.SUPPORTED, "C21.verdict.supported", **params)
+    if tr >= thr and inf >= thr:
+        return out.branch(Label.PARTLY, "C21.verdict.off_prediction", **params)
+    if tr >= thr:
+        return out.branch(Label.PARTLY, "C21.verdict.only_training", **params)
+    if inf >= thr:
+        return out.branch(Label.PARTLY, "C21.verdict.only_layers", **params)
+    return out.branch(Label.NOT_SUPPORTED, "C21.verdict.neither", **params)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    v = _verdict(metrics)
-    limited = (
-        () if metrics.get("accelerator") else ("peak accelerator memory: no GPU measurement in this run",)
-    )
-    return dataclasses.replace(v, primary=PRIMARY, limited=limited)
+    limited: list[str] = [] if metrics.get("accelerator") else [Msg("C21.limited.no_gpu")]
+    return _verdict(metrics, VerdictOf(Kind.EXPERIMENT, Msg("C21.primary"), limited))
