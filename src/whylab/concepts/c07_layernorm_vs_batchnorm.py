@@ -792,7 +792,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
 
     if ln_dep > tol or mbn_pad > tol:
-        return out.branch(Label.INCONCLUSIVE, "C07.verdict.untrustworthy", ln_dep=ln_dep, mbn_pad=mbn_pad, tol=tol)
+        return out.branch(
+            Label.INCONCLUSIVE, "C07.verdict.untrustworthy", ln_dep=ln_dep, mbn_pad=mbn_pad, tol=tol
+        )
     pc = metrics["paired"]
     if metrics["n_seeds"] < 2 or any(p["n"] < 2 for p in pc.values()):
         return out.branch(Label.INCONCLUSIVE, "C07.verdict.too_few_seeds")
