@@ -13,7 +13,8 @@ import torch
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
 from whylab.concepts import c07_layernorm_vs_batchnorm as c07
-from whylab.verdict import Label
+from whylab.messages import Msg, english_runs, from_record
+from whylab.verdict import Label, Verdict
 
 torch.set_num_threads(1)
 
@@ -265,6 +266,7 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
         "extra_padding": [6],
     }
     rec = run_claim("C07", section, lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
+    assert_record_texts_render_in_korean(rec)
     norms = rec["metrics"]["norms"]
     assert norms["layer"]["padding"]["mean"] < 1e-5 and norms["batch"]["padding"]["mean"] > 1e-3
     assert norms["masked_batch"]["padding"]["mean"] < 1e-5
@@ -302,3 +304,117 @@ def test_c07_an_early_batchnorm_lead_that_is_still_closing_does_not_decide() -> 
     )
     assert settled.label == Label.PARTLY and not any("still closing" in x for x in settled.limited)
     assert closing.label == Label.SUPPORTED and any("still closing" in x for x in closing.limited)
+
+
+# --------------------------------------------------------------------------- catalogue texts
+
+
+def assert_verdict_texts_render_in_korean(v: Verdict) -> None:
+    """Every text of a verdict is a catalogue message with a Korean rendering free of English prose;
+    every branch has a takeaway, partly / not supported a correction."""
+    assert v.branch.startswith("C07.verdict.") and v.takeaway
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.correction, v.primary, *v.limited):
+        if not text:
+            continue
+        assert isinstance(text, Msg), text
+        ko = text.in_("ko")
+        assert ko and ko != str(text) and english_runs(ko) == [], (text.key, english_runs(ko))
+
+
+def assert_record_texts_render_in_korean(rec: dict[str, Any]) -> None:
+    """Method, table captions, figure titles and captions, literature and verdict of a result file
+    are all kept as messages, and render in Korean."""
+    kept = [rec["messages"]["method"], rec["verdict"]["messages"]["reason"]]
+    kept += [t["messages"]["caption"] for t in rec["tables"]]
+    kept += [f["messages"][k] for f in rec["figures"] for k in ("title", "caption")]
+    kept += [lit["messages"][k] for lit in rec["literature"] for k in ("finding", "note")]
+    assert len(rec["tables"]) == 2 and len(rec["figures"]) == 3 and len(rec["literature"]) == 1
+    for record in kept:
+        ko = from_record(record, "ko")
+        assert ko and ko != from_record(record, "en") and english_runs(ko) == [], (record, english_runs(ko))
+
+
+def _few_seeds() -> dict[str, Any]:
+    m = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN)
+    m["n_seeds"] = 1
+    return m
+
+
+def _diverged() -> dict[str, Any]:
+    m = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN)
+    m["diverged"]["batch"] = 1
+    return m
+
+
+BRANCHES: dict[str, tuple[Label, Any]] = {
+    "supported": (
+        Label.SUPPORTED,
+        lambda: c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN),
+    ),
+    "partly_reason": (
+        Label.PARTLY,
+        lambda: c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, bn_pad=0.001),
+    ),
+    "partly_preference": (
+        Label.PARTLY,
+        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(0.3, -0.3)),
+    ),
+    "not_supported": (
+        Label.NOT_SUPPORTED,
+        lambda: c07_metrics(naive=shift(LN, -0.5), masked=shift(LN, -0.2), layer=LN),
+    ),
+    "not_supported_reason": (
+        Label.NOT_SUPPORTED,
+        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001),
+    ),
+    "not_supported_preference": (
+        Label.NOT_SUPPORTED,
+        lambda: c07_metrics(naive=shift(LN, -0.3), masked=shift(LN, -0.3), layer=LN),
+    ),
+    "nothing_judged": (
+        Label.INCONCLUSIVE,
+        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08),
+    ),
+    "untrustworthy": (
+        Label.INCONCLUSIVE,
+        lambda: c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, ln_dep=0.01),
+    ),
+    "too_few_seeds": (Label.INCONCLUSIVE, _few_seeds),
+    "diverged": (Label.INCONCLUSIVE, _diverged),
+}
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCHES))
+def test_every_verdict_branch_has_its_texts_in_korean(branch: str) -> None:
+    label, metrics = BRANCHES[branch]
+    v = c07.verdict(metrics())
+    assert v.label is label and v.branch == f"C07.verdict.{branch}"
+    assert_verdict_texts_render_in_korean(v)
+
+
+def test_limits_and_a_lead_that_changed_hands_render_in_korean() -> None:
+    closing = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(-0.6, -0.3))
+    )
+    assert closing.limited and "still closing" in closing.limited[0]
+    swapped = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(0.3, -0.3))
+    )
+    assert "the lead changed hands" in swapped.reason and "우위가 뒤바뀌었" in swapped.reason.in_("ko")
+    unclear = c07.verdict(c07_metrics(naive=shift(LN, 0.0), masked=shift(LN, 0.0), layer=LN))
+    falling = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
+    for v in (closing, swapped, unclear, falling):
+        assert_verdict_texts_render_in_korean(v)
+    assert {x.key for x in unclear.limited} == {"C07.limited.reason", "C07.limited.preference"}
+
+
+def test_shen_note_renders_in_korean_with_and_without_batchnorm_statistics() -> None:
+    for naive, stats in ((shift(LN, 0.3), {}), (shift(LN, -0.3), None), (LN, None)):
+        m = c07_metrics(naive=naive, masked=shift(LN, 0.1), layer=LN)
+        if stats is None:
+            m["batchnorm_statistics"] = {"batch_fluctuation": {"mean": 0.12}, "pad_mean_shift": {"mean": 0.3}}
+        lit = c07._shen(m)
+        for text in (lit.finding, lit.note):
+            assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
+        assert ("n/a" in lit.note) == (stats == {})

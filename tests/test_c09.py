@@ -13,7 +13,8 @@ import torch
 
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts import c09_feed_forward as c09
-from whylab.verdict import Kind, Label
+from whylab.messages import Msg, english_runs, from_record
+from whylab.verdict import Kind, Label, Verdict
 
 torch.set_num_threads(1)
 
@@ -168,6 +169,93 @@ def test_runs_per_seed_and_pairs(mech_inputs: dict[str, Path], tmp_path: Path) -
     )
     assert abl["no FFN"]["paired_minus_baseline"]["n"] == 2
     assert Label(rec["verdict"]["label"]) is Label.PARTLY and rec["verdict"]["kind"] == "definition check"
+    assert_record_texts_render_in_korean(rec)
     ctx = c09.ConceptContext("C09", copy.deepcopy(settings), mech_inputs, tmp_path, 1, "cpu")
     one = c09.run_seed(ctx, 1)
     assert one["variants"]["no FFN"]["loss"] == pytest.approx(abl["no FFN"]["loss"]["values"][1])
+
+
+# --------------------------------------------------------------------------- catalogue texts
+
+
+def assert_verdict_texts_render_in_korean(v: Verdict) -> None:
+    """Every text of a verdict is a catalogue message with a Korean rendering free of English prose;
+    every branch has a takeaway, partly / not supported a correction."""
+    assert v.branch.startswith("C09.verdict.") and v.takeaway
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.correction, v.primary, *v.limited):
+        if not text:
+            continue
+        assert isinstance(text, Msg), text
+        ko = text.in_("ko")
+        assert ko and ko != str(text) and english_runs(ko) == [], (text.key, english_runs(ko))
+
+
+def assert_record_texts_render_in_korean(rec: dict[str, Any]) -> None:
+    """Method, table captions, figure titles and captions, literature and verdict of a result file
+    are all kept as messages, and render in Korean."""
+    kept = [rec["messages"]["method"], rec["verdict"]["messages"]["reason"]]
+    kept += [t["messages"]["caption"] for t in rec["tables"]]
+    kept += [f["messages"][k] for f in rec["figures"] for k in ("title", "caption")]
+    kept += [lit["messages"][k] for lit in rec["literature"] for k in ("finding", "note")]
+    assert len(rec["tables"]) == 3 and len(rec["figures"]) == 3 and rec["literature"]
+    for record in kept:
+        ko = from_record(record, "ko")
+        assert ko and ko != from_record(record, "en") and english_runs(ko) == [], (record, english_runs(ko))
+
+
+def _failed_ablation() -> dict[str, Any]:
+    m = c09_metrics([_row()])
+    m["ablation"]["no FFN"]["loss"]["values"] = [5.3, None, 5.2]
+    return m
+
+
+BRANCHES: dict[str, tuple[Label, Any]] = {
+    "partly": (Label.PARTLY, lambda: c09_metrics([_row(), _row(dropout=0)])),
+    "partly_no_dropout": (
+        Label.PARTLY,
+        lambda: c09_metrics([_row(inside=True), _row(inside=True, dropout=0)]),
+    ),
+    "supported": (Label.SUPPORTED, lambda: c09_metrics([_row(inside=True)] * 3)),
+    "not_supported": (Label.NOT_SUPPORTED, lambda: c09_metrics([_row(), _row(act=0)])),
+    "unverified": (Label.INCONCLUSIVE, lambda: c09_metrics([_row(position="none", error=float("nan"))])),
+    "no_models": (Label.INCONCLUSIVE, lambda: c09_metrics([])),
+}
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCHES))
+def test_every_verdict_branch_has_its_texts_in_korean(branch: str) -> None:
+    label, metrics = BRANCHES[branch]
+    v = c09.verdict(metrics())
+    assert v.label is label and v.branch == f"C09.verdict.{branch}" and v.kind is Kind.DEFINITION
+    assert_verdict_texts_render_in_korean(v)
+
+
+def test_ablation_sentences_and_limits_render_in_korean() -> None:
+    raises = c09.verdict(c09_metrics([_row()]))
+    lowers = c09.verdict(c09_metrics([_row()], none=[4.7, 4.8, 4.65]))
+    unclear = c09.verdict(c09_metrics([_row()], none=NOISY))
+    failed = c09.verdict(_failed_ablation())
+    assert "raises the loss" in raises.reason and "lowers the loss" in lowers.reason
+    assert [x.key for x in unclear.limited] == ["C09.limited.ablation_unclear"]
+    assert [x.key for x in failed.limited] == ["C09.limited.ablation_failed"]
+    for v in (raises, lowers, unclear, failed):
+        assert_verdict_texts_render_in_korean(v)
+
+
+def test_not_supported_names_the_models_that_differ() -> None:
+    rows = [_row(), {**_row(act=0), "model": "Odd"}]
+    v = c09.verdict(c09_metrics(rows))
+    assert "in Odd the traced path" in v.correction and "Odd에서는" in v.correction.in_("ko")
+
+
+def test_literature_renders_in_korean() -> None:
+    m = c09_metrics([{**_row(), "model": "BERT", "residual_check_error": 0.0}])
+    m["ablation"]["relu, 4x"] = {"loss": spread([5.2, 5.3, 5.15])}
+    for swiglu in ([5.1, 5.2, 5.05], [5.3, 5.1, 5.2]):
+        m["ablation"]["swiglu, 4x"] = {"loss": spread(swiglu)}
+        checks = c09._literature(m)
+        assert len(checks) == 2
+        for lit in checks:
+            for text in (lit.finding, lit.note):
+                assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")

@@ -39,6 +39,7 @@ from whylab.bench.model import is_batch_norm
 from whylab.concepts import ConceptContext
 from whylab.concepts import _bench_common as bench
 from whylab.errors import InputError
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label, Verdict
 
@@ -548,21 +549,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     }
     histories = {NORM_NAMES[n]: [bench.curve(r["norms"][n]["curve"]) for r in per_seed] for n in norms}
     return Evidence(
-        method=(
-            "The same bench transformer is trained with LayerNorm, with naive BatchNorm (each channel "
-            "normalised over batch and time, PAD positions included), with masked BatchNorm (the same, but "
-            "its statistics use only the real tokens: the notes' reason removed) and with RMSNorm as a "
-            "reference, on batches of real sentences of mixed lengths padded to the longest in the batch "
-            f"(on average {metrics['pad_fraction_train']:.0%} of a training batch is PAD), over "
-            f"{len(seeds)} seeds, paired (norms have no random weights, so each seed gives every arm the same "
-            "initial weights and batches). Naive vs masked BatchNorm tests the reason; LayerNorm vs masked "
-            "BatchNorm tests whether the preference survives once PAD is handled. After training we compare "
-            "the validation loss (BatchNorm with its running statistics, as in deployment) with the loss on "
-            "the same batches using batch statistics, and we measure how much one sentence's logits change "
-            "when the other sentences in its batch change, when only extra PAD columns are added, and when the "
-            "later tokens of the batch change (in training mode BatchNorm's statistics include later tokens, so "
-            "it is not causal)."
-        ),
+        method=Msg("C07.method", pad_share=metrics["pad_fraction_train"], n_seeds=len(seeds)),
         metrics=metrics,
         seeds=seeds,
         tables=[_table(metrics, norms), _paired_table(metrics)],
@@ -579,8 +566,7 @@ def _paired_table(metrics: Mapping[str, Any]) -> Table:
     }
     return Table.from_records(
         "paired",
-        "Validation-loss differences paired by seed (positive: the second norm reaches the lower loss), "
-        f"with 95% CI; a difference counts past {metrics['min_loss_gain']:g} nats/token.",
+        Msg("C07.table.paired.caption", min_gain=metrics["min_loss_gain"]),
         [
             {"comparison": names[k], "paired difference": bench.describe(v, "nats/token")}
             for k, v in metrics["paired"].items()
@@ -622,9 +608,7 @@ def _table(metrics: Mapping[str, Any], norms: Sequence[str]) -> Table:
         )
     return Table.from_records(
         "norms",
-        "Mean ± std over seeds. 'Change' is the relative change ||Δlogits||/||logits|| of one "
-        "sentence's logits (training mode: batch statistics) when the rest of its batch changes; "
-        "'eval-mode gap' is the validation loss with running statistics minus with batch statistics.",
+        Msg("C07.table.norms.caption"),
         records,
     )
 
@@ -643,9 +627,8 @@ def _figures(
             histories,
             outdir,
             "training_curves",
-            "Validation loss while training on padded batches",
-            "Validation loss (eval mode; BatchNorm uses its running statistics) per norm; line = mean over "
-            "seeds, band = ±1 standard deviation.",
+            Msg("C07.figure.training_curves.title"),
+            Msg("C07.figure.training_curves.caption"),
         )
     ]
 
@@ -673,12 +656,8 @@ def _figures(
             fig,
             outdir,
             "change_vs_padding",
-            "Output change vs padding in the batch",
-            "The same sentence in the same batch, with extra PAD columns added (training mode, batch "
-            "statistics), compared with the batch padded only to its longest sentence (dotted line: that "
-            f"batch's PAD share); mean over probes and seeds, values below {floor:g} drawn at {floor:g}. "
-            "LayerNorm (and RMSNorm) normalise each token alone and masked BatchNorm leaves PAD out of its "
-            "statistics, so their lines sit at float round-off.",
+            Msg("C07.figure.change_vs_padding.title"),
+            Msg("C07.figure.change_vs_padding.caption", floor=floor),
         )
     )
 
@@ -705,9 +684,8 @@ def _figures(
             fig,
             outdir,
             "batch_dependence",
-            "Does one sentence's output depend on its batch?",
-            "Relative change of one sentence's logits when its batch changes; bars = mean over seeds, "
-            f"error bars = ±1 std; values below {floor:g} drawn at {floor:g}.",
+            Msg("C07.figure.batch_dependence.title"),
+            Msg("C07.figure.batch_dependence.caption", floor=floor),
         )
     )
     return figs
@@ -722,29 +700,25 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     del ln, bn
     eff = metrics["paired"]["naive_minus_layer"]["effect"]
     agrees: bool | None = True if eff == 1 else False if eff == -1 else None
-    fl = f"{fluct:.3f}" if fluct is not None else "n/a"
-    sh = f"{shift:.3f}" if shift is not None else "n/a"
+    not_measured = Msg("C07.literature.shen.not_measured")
+    tail = (
+        Msg("C07.literature.shen.within_noise")
+        if agrees is None
+        else Msg("C07.literature.shen.batchnorm_wins")
+        if agrees is False
+        else empty()
+    )
     return LiteratureCheck(
         source="Shen et al. 2020, PowerNorm: Rethinking Batch Normalization in Transformers",
-        finding=(
-            "Naive BatchNorm in NLP transformers trains worse than LayerNorm, because the batch "
-            "statistics fluctuate strongly from batch to batch."
-        ),
+        finding=Msg("C07.literature.shen.finding"),
         agrees=agrees,
-        note=(
-            f"Here: validation loss LayerNorm {bench.fmt(metrics['norms']['layer']['eval_loss'], 4)} vs "
-            f"BatchNorm {bench.fmt(metrics['norms']['batch']['eval_loss'], 4)} nats/token; batch-to-batch "
-            f"fluctuation of BatchNorm's channel means = {fl} of a channel's std; the PAD rows move a "
-            f"training batch's channel means by {sh} of a channel's std. "
-            + (
-                "The loss difference is within the seed noise at this scale (tiny model, a few hundred "
-                "steps), so this run cannot confirm or refute it."
-                if agrees is None
-                else "BatchNorm's faster early progress wins in this short run of a tiny model; Shen et al. "
-                "trained full-size translation and language models to convergence."
-                if agrees is False
-                else ""
-            )
+        note=Msg(
+            "C07.literature.shen.note",
+            layer=bench.fmt(metrics["norms"]["layer"]["eval_loss"], 4),
+            batch=bench.fmt(metrics["norms"]["batch"]["eval_loss"], 4),
+            fluctuation=f"{fluct:.3f}" if fluct is not None else not_measured,
+            shift=f"{shift:.3f}" if shift is not None else not_measured,
+            tail=tail,
         ),
     )
 
@@ -752,10 +726,7 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
 # --------------------------------------------------------------------------- verdict
 
 
-PRIMARY = (
-    "validation loss paired by seed: naive BatchNorm vs masked BatchNorm (the reason: PAD in the "
-    "statistics) and LayerNorm vs masked BatchNorm (the preference), each past min_loss_gain nats/token"
-)
+# the primary comparison is the catalogue's C07.primary (with the run's seeds and steps)
 
 
 def _gap_trend(per_seed: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
@@ -808,7 +779,8 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """
     from whylab.verdict import Kind, VerdictOf
 
-    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds, {metrics.get('steps', '?')} steps)"
+    steps = metrics.get("steps", "?")
+    primary = Msg("C07.primary", n_seeds=metrics["n_seeds"], steps=steps)
     ln, bn, mbn = metrics["norms"]["layer"], metrics["norms"]["batch"], metrics["norms"]["masked_batch"]
     tol = float(metrics["invariance_tolerance"])
     threshold = float(metrics["dependence_threshold"])
@@ -820,26 +792,16 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     out = VerdictOf(Kind.EXPERIMENT, primary, limited)  # reads limited when a verdict is made
 
     if ln_dep > tol or mbn_pad > tol:
-        return out(
-            Label.INCONCLUSIVE,
-            f"LayerNorm's output changed by {ln_dep:.2g} with its batch, or masked BatchNorm's by {mbn_pad:.2g} "
-            f"with extra PAD, although neither can see it (tolerance {tol:g}): the measurement is not trustworthy.",
+        return out.branch(
+            Label.INCONCLUSIVE, "C07.verdict.untrustworthy", ln_dep=ln_dep, mbn_pad=mbn_pad, tol=tol
         )
     pc = metrics["paired"]
     if metrics["n_seeds"] < 2 or any(p["n"] < 2 for p in pc.values()):
-        return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per norm: no spread to judge by.")
+        return out.branch(Label.INCONCLUSIVE, "C07.verdict.too_few_seeds")
     if sum(metrics["diverged"].values()):
-        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite loss.")
+        return out.branch(Label.INCONCLUSIVE, "C07.verdict.diverged")
     reason_p, pref_p = pc["reason_naive_minus_masked"], pc["preference_masked_minus_layer"]
     leak = bn["future_leak"]["mean"]
-    numbers = (
-        f"extra PAD changes a sentence's naive-BatchNorm logits by {bn_pad:.2g} (masked BatchNorm {mbn_pad:.1g}, "
-        f"LayerNorm {ln_dep:.1g}); loss naive − masked BatchNorm {bench.describe(reason_p, 'nats/token')}; "
-        f"masked BatchNorm − LayerNorm {bench.describe(pref_p, 'nats/token')}; in training mode, changing later "
-        f"tokens moves earlier BatchNorm logits by {leak:.2g} (LayerNorm {ln['future_leak']['mean']:.1g}: causal), "
-        f"and the eval-mode gap is {bench.fmt(bn['mode_gap'], 3)} nats/token"
-    )
-    steps = metrics.get("steps", "?")
     drops = {n: metrics["norms"][n]["tail_drop"]["mean"] for n in ("layer", "batch", "masked_batch")}
     still = max((d for d in drops.values() if d is not None), default=0.0)
     converged = still < float(metrics.get("plateau_tolerance", 0.02))
@@ -852,67 +814,71 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         and trend.get("end") is not None
         and abs(float(trend["mid"])) - abs(float(trend["end"])) > floor
     )
+    trend_text = empty()
     if trend.get("mid") is not None and trend.get("end") is not None:
         mid, end = float(trend["mid"]), float(trend["end"])
-        numbers += (
-            f"; on the evaluation curve masked BatchNorm − LayerNorm was {mid:+.3f} nats/token at step "
-            f"{trend['mid_step']} and {end:+.3f} at step {trend['end_step']}"
+        swapped = mid * end < 0 and min(abs(mid), abs(end)) > floor
+        trend_text = Msg(
+            "C07.reason.trend",
+            mid=mid,
+            end=end,
+            mid_step=trend["mid_step"],
+            end_step=trend["end_step"],
+            swapped=Msg("C07.reason.lead_changed") if swapped else empty(),
         )
-        if mid * end < 0 and min(abs(mid), abs(end)) > floor:
-            numbers += (
-                " (the lead changed hands during training, so which norm ends lower depends on how long "
-                "this small model trains, and on the corpus)"
-            )
+    numbers = Msg(
+        "C07.reason.numbers",
+        bn_pad=bn_pad,
+        mbn_pad=mbn_pad,
+        ln_dep=ln_dep,
+        reason_delta=bench.describe(reason_p, "nats/token"),
+        pref_delta=bench.describe(pref_p, "nats/token"),
+        leak=leak,
+        ln_leak=ln["future_leak"]["mean"],
+        mode_gap=bench.fmt(bn["mode_gap"], 3),
+        trend=trend_text,
+    )
     if preference != "limited" and closing:
         # BatchNorm's per-feature batch standardisation speeds up the first steps; a lead that is
         # still shrinking when training stops says little about the trained model
         preference = "limited"
         limited.append(
-            f"the preference: masked BatchNorm − LayerNorm on the evaluation curve went from "
-            f"{float(trend['mid']):+.3f} nats/token at step {trend['mid_step']} to {float(trend['end']):+.3f} "
-            f"at step {trend['end_step']}: the gap is still closing, so this short run cannot say which "
-            "norm ends lower (an early BatchNorm lead is its faster start, not the trained model)"
+            Msg(
+                "C07.limited.preference_closing",
+                mid=float(trend["mid"]),
+                end=float(trend["end"]),
+                mid_step=trend["mid_step"],
+                end_step=trend["end_step"],
+            )
         )
-    unconverged = (
-        ""
+    why = (
+        Msg("C07.reason.not_clear")
         if converged
-        else f"; the training loss still fell by {still:.1%} over the last fifth of the {steps} steps, so a "
-        "final-loss comparison is not at a plateau"
+        else Msg("C07.reason.not_at_plateau", still=still, steps=steps)
     )
     if reason == "limited":
         limited.append(
-            f"the reason: after {steps} steps, naive − masked BatchNorm {bench.describe(reason_p, 'nats/token')}"
-            f"{unconverged or ': not clear of the seed noise'}"
+            Msg("C07.limited.reason", steps=steps, delta=bench.describe(reason_p, "nats/token"), why=why)
         )
     if preference == "limited" and not closing:
         limited.append(
-            f"the preference: after {steps} steps, masked BatchNorm − LayerNorm {bench.describe(pref_p, 'nats/token')}"
-            f"{unconverged or ': not clear of the seed noise'}"
+            Msg("C07.limited.preference", steps=steps, delta=bench.describe(pref_p, "nats/token"), why=why)
         )
     judged = [x for x in (reason, preference) if x != "limited"]
     if not judged:
-        return out(
-            Label.INCONCLUSIVE,
-            f"Neither the reason nor the preference can be judged in this run (see the limits): {numbers}.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C07.verdict.nothing_judged", numbers=numbers)
     if all(x == "confirmed" for x in judged):
-        return out(
-            Label.SUPPORTED,
-            f"PAD in BatchNorm's statistics hurts and LayerNorm is still preferred: {numbers}.",
-            "BatchNorm mixes PAD (and other sentences, and later tokens) into every token's statistics; "
-            "LayerNorm normalises each token alone.",
-        )
+        return out.branch(Label.SUPPORTED, "C07.verdict.supported", numbers=numbers)
     if all(x == "contradicted" for x in judged):
-        return out(
-            Label.NOT_SUPPORTED,
-            f"This run does not show the notes' reason or preference: {numbers}.",
-            "Here BatchNorm did as well as LayerNorm on padded text.",
-            "BatchNorm on text is batch-dependent and not causal in training; whether it trains worse depends on the setup.",
+        # the parts this run judged (the other, if any, is a limit)
+        key = (
+            "C07.verdict.not_supported"
+            if len(judged) == 2
+            else "C07.verdict.not_supported_reason"
+            if reason == "contradicted"
+            else "C07.verdict.not_supported_preference"
         )
-    return out(
-        Label.PARTLY,
-        f"The reason (PAD) is {reason} and the preference for LayerNorm is {preference}: {numbers}.",
-        "LayerNorm is the safe choice for text: it does not depend on the batch, its padding, or later tokens.",
-        "PAD in the batch statistics is one problem of BatchNorm on text; batch dependence and non-causal "
-        "statistics are others.",
-    )
+        return out.branch(Label.NOT_SUPPORTED, key, numbers=numbers)
+    # one part confirmed, the other contradicted
+    key = "C07.verdict.partly_reason" if reason == "contradicted" else "C07.verdict.partly_preference"
+    return out.branch(Label.PARTLY, key, numbers=numbers)

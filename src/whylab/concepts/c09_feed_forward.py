@@ -28,8 +28,9 @@ from torch import Tensor, nn
 
 from whylab.concepts import ConceptContext
 from whylab.concepts import _bench_common as bench
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Verdict, effect, paired_test
+from whylab.verdict import Kind, Label, Verdict, VerdictOf, effect, paired_test
 
 CLAIM_ID = "C09"
 KINDS = ("linear", "activation", "dropout", "norm")
@@ -377,15 +378,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         "residual_tolerance": float(s.get("residual_tolerance", 1e-5)),
     }
     return Evidence(
-        method=(
-            "Definition check: tiny BERT, GPT-2, Llama and T5 models are built from transformers configs (no "
-            "weights) and one layer is traced with forward hooks: the leaf modules called on the feed-forward "
-            "path, in order, and where the normalisation sits relative to it, checked on the captured tensors "
-            "(x + FFN(Norm(x)) or Norm(x + FFN(x))). Parameter shares are counted on the real-size configs on "
-            "the meta device. Illustration: the bench language model is trained without the FFN, with each "
-            f"activation and each width, {len(seeds)} seeds per variant, every variant paired with the baseline "
-            "by seed (same batches, same initial weights where the shapes agree)."
-        ),
+        method=Msg("C09.method", n_seeds=len(seeds)),
         metrics=metrics,
         seeds=seeds,
         tables=_tables(metrics),
@@ -432,20 +425,15 @@ def _tables(metrics: Mapping[str, Any]) -> list[Table]:
     return [
         Table.from_records(
             "structure",
-            "One layer of each standard model, traced: the feed-forward path and "
-            "where its normalisation sits. 'pre' = x + FFN(Norm(x)), 'post' = Norm(x + FFN(x)); "
-            "the residual check compares that formula with the captured tensors.",
+            Msg("C09.table.structure.caption"),
             structure,
         ),
         Table.from_records(
             "parameter_shares",
-            "Parameters of the real-size configs (counted on the meta "
-            "device); FFN = the feed-forward linear layers of every layer.",
+            Msg("C09.table.parameter_shares.caption"),
             shares,
         ),
-        Table.from_records(
-            "ablation", "Bench language model: final validation loss, mean ± std over seeds.", ablation
-        ),
+        Table.from_records("ablation", Msg("C09.table.ablation.caption"), ablation),
     ]
 
 
@@ -463,9 +451,8 @@ def _figures(
             histories,
             outdir,
             "training_curves",
-            "Feed-forward ablations on the bench language model",
-            "Validation loss per variant (activation, hidden width as a multiple of d_model, or no FFN); "
-            "line = mean over seeds, band = ±1 standard deviation.",
+            Msg("C09.figure.training_curves.title"),
+            Msg("C09.figure.training_curves.caption"),
         )
     ]
     rows = [
@@ -486,8 +473,8 @@ def _figures(
             fig,
             outdir,
             "ablation_loss",
-            "Final loss per feed-forward variant",
-            "Bars: mean over seeds, error bars ±1 std, dots: single seeds. The y axis does not start at zero.",
+            Msg("C09.figure.ablation_loss.title"),
+            Msg("C09.figure.ablation_loss.caption"),
         )
     )
     shares = [
@@ -511,10 +498,8 @@ def _figures(
             fig,
             outdir,
             "ffn_parameter_share",
-            "How much of a transformer is feed-forward?",
-            "Share of the parameters in the feed-forward linear layers, for real-size configs (meta device) "
-            "and the bench model; the bench model is embedding-heavy because it is tiny. The library models are "
-            "counted without an output layer (base models), the bench model without its lm_head.",
+            Msg("C09.figure.ffn_parameter_share.title"),
+            Msg("C09.figure.ffn_parameter_share.caption"),
         )
     )
     return figs
@@ -532,15 +517,12 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
         checks.append(
             LiteratureCheck(
                 source="Vaswani et al. 2017, section 3.3",
-                finding="FFN(x) = max(0, xW1 + b1)W2 + b2: two linear layers with a ReLU between; dropout and "
-                "LayerNorm are applied around each sub-layer (LayerNorm(x + Dropout(Sublayer(x)))).",
+                finding=Msg("C09.literature.vaswani.finding"),
                 agrees=(
                     not any(r["norm_between_linears"] for r in metrics["structure"])
                     and all(r["linear"] >= 2 for r in metrics["structure"])
                 ),
-                note=f"Every traced model has ≥2 linear layers and no norm between them; BERT's norm is 'post' "
-                f"(residual check error {bert['residual_check_error']:.1e}) even though the library puts it "
-                "inside its BertOutput module.",
+                note=Msg("C09.literature.vaswani.note", error=bert["residual_check_error"]),
             )
         )
     if swiglu is not None and relu is not None:
@@ -550,11 +532,15 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
         checks.append(
             LiteratureCheck(
                 source="Shazeer 2020, GLU Variants Improve Transformer",
-                finding="At equal parameter count, SwiGLU/GEGLU feed-forward layers reach lower perplexity than ReLU.",
+                finding=Msg("C09.literature.shazeer.finding"),
                 agrees=True if better else (False if worse else None),
-                note=f"Here: SwiGLU {bench.fmt(swiglu['loss'], 4)} vs ReLU {bench.fmt(relu['loss'], 4)} vs baseline "
-                f"{bench.fmt(base['loss'], 4)} nats/token"
-                + ("" if better or worse else "; within seed noise at this scale."),
+                note=Msg(
+                    "C09.literature.shazeer.note",
+                    swiglu=bench.fmt(swiglu["loss"], 4),
+                    relu=bench.fmt(relu["loss"], 4),
+                    baseline=bench.fmt(base["loss"], 4),
+                    tail=empty() if better or worse else Msg("C09.literature.shazeer.within_noise"),
+                ),
             )
         )
     return checks
@@ -571,48 +557,31 @@ def _paired(a: Mapping[str, Any], b: Mapping[str, Any]) -> Any:
     return paired_test([float(v) for v in va], [float(v) for v in vb])
 
 
-PRIMARY = (
-    "what one layer's feed-forward path calls in BERT, GPT-2, Llama and T5 built from transformers "
-    "configs (forward hooks), and where their normalisation sits (residual identity checked on the "
-    "captured tensors); the bench-model ablations illustrate what the block does"
-)
-TAKEAWAY = (
-    "The feed-forward block is two (SwiGLU: three) linear layers with an activation between them, "
-    "sometimes followed by dropout; the normalisation belongs to the residual sub-block around it."
-)
-CORRECTION = (
-    "The feed-forward block is linear layers with an activation (and, in some models, dropout); "
-    "LayerNorm/RMSNorm is applied around it on the residual stream (before it in Pre-LN, after the "
-    "residual sum in Post-LN), not inside it."
-)
-
-
-def _ablation_text(metrics: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+def _ablation_text(metrics: Mapping[str, Any]) -> tuple[Msg, tuple[Msg, ...]]:
     """What removing the FFN does on the bench model (illustration), and what this run could not judge."""
     abl = metrics["ablation"]
     base, none = abl[metrics["baseline"]], abl.get(metrics["no_ffn"])
     if none is None:
-        return "", ()
+        return empty(), ()
     test = _paired(none["loss"], base["loss"])  # no FFN - baseline, per seed
-    loss_text = f"{bench.fmt(none['loss'], 4)} vs {bench.fmt(base['loss'], 4)} nats/token"
+    losses = Msg("C09.reason.losses", no_ffn=bench.fmt(none["loss"], 4), baseline=bench.fmt(base["loss"], 4))
     if test is None:
-        return "", (f"what removing the FFN does: a run failed or too few seeds ({loss_text})",)
+        return empty(), (Msg("C09.limited.ablation_failed", losses=losses),)
     eff = effect(test, float(metrics["min_effect"]))
-    paired = f"paired difference {test.mean_diff:+.3f} nats/token, p = {test.p:.2g}, {test.n} seeds"
+    paired = Msg("C09.reason.paired", diff=test.mean_diff, p=test.p, n=test.n)
     if eff > 0:
-        return f" On the bench model, removing the FFN raises the loss ({loss_text}; {paired}).", ()
+        return Msg("C09.reason.no_ffn_raises", losses=losses, paired=paired), ()
     if eff < 0:
-        return f" On the bench model, removing the FFN lowers the loss ({loss_text}; {paired}).", ()
-    return "", (
-        f"what removing the FFN does: at {metrics['steps']} steps on the bench model the loss does not "
-        f"clearly change ({loss_text}; {paired}; a difference must exceed {float(metrics['min_effect'])} "
-        "nats/token)",
+        return Msg("C09.reason.no_ffn_lowers", losses=losses, paired=paired), ()
+    return empty(), (
+        Msg(
+            "C09.limited.ablation_unclear",
+            steps=metrics["steps"],
+            losses=losses,
+            paired=paired,
+            min_effect=float(metrics["min_effect"]),
+        ),
     )
-
-
-def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
-    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
-    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
@@ -622,11 +591,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     rows = metrics["structure"]
     n = len(rows)
     tol = float(metrics["residual_tolerance"])
+    ffn_matters, limited = _ablation_text(metrics) if n else (empty(), ())
+    out = VerdictOf(Kind.DEFINITION, Msg("C09.primary"), list(limited))
     if n == 0:
-        return _verdict(
-            Label.INCONCLUSIVE,
-            "No standard model could be traced.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C09.verdict.no_models")
     unverified = [
         r["model"]
         for r in rows
@@ -636,34 +604,23 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     with_act = sum(1 for r in rows if r["activation"] >= 1)
     with_dropout = sum(1 for r in rows if r["dropout"] >= 1)
     norm_inside = sum(1 for r in rows if r["norm_between_linears"])
-    ffn_matters, limited = _ablation_text(metrics)
-    parts = (
-        f"{with_linear}/{n} standard FFNs have ≥2 linear layers, {with_act}/{n} an activation, "
-        f"{with_dropout}/{n} dropout, {norm_inside}/{n} a norm between the linear layers"
+    parts = Msg(
+        "C09.reason.parts",
+        n=n,
+        with_linear=with_linear,
+        with_act=with_act,
+        with_dropout=with_dropout,
+        norm_inside=norm_inside,
     )
+    common = {"parts": parts, "ffn_matters": ffn_matters, "n": n}
     if with_linear < n or with_act < n:
-        return _verdict(
-            Label.NOT_SUPPORTED,
-            f"{parts}.{ffn_matters}",
-            limited=limited,
-            correction=CORRECTION,
-        )
+        lacking = [r["model"] for r in rows if r["linear"] < 2 or r["activation"] < 1]
+        return out.branch(Label.NOT_SUPPORTED, "C09.verdict.not_supported", lacking=lacking, **common)
     if unverified and norm_inside < n:
-        return _verdict(
-            Label.INCONCLUSIVE,
-            f"{parts}, but the norm placement could not be verified for {', '.join(unverified)}.",
-            limited=limited,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C09.verdict.unverified", unverified=unverified, **common)
     if norm_inside == n and with_dropout == n:
-        return _verdict(
-            Label.SUPPORTED,
-            f"{parts}.{ffn_matters}",
-            limited=limited,
-        )
-    return _verdict(
-        Label.PARTLY,
-        f"{parts}: the norm belongs to the residual sub-block (pre or post, checked on the tensors), "
-        f"not to the FFN.{ffn_matters}",
-        limited=limited,
-        correction=CORRECTION,
-    )
+        return out.branch(Label.SUPPORTED, "C09.verdict.supported", **common)
+    if norm_inside == n:
+        # every traced norm sits inside the FFN, but some FFN has no dropout
+        return out.branch(Label.PARTLY, "C09.verdict.partly_no_dropout", with_dropout=with_dropout, **common)
+    return out.branch(Label.PARTLY, "C09.verdict.partly", with_dropout=with_dropout, **common)
