@@ -58,6 +58,14 @@ def with_messages(**texts: Any) -> dict[str, Any]:
     return {"messages": kept} if kept else {}
 
 
+def _cells_record(rows: list[list[Any]]) -> list[Any] | None:
+    """The rows with each catalogue-message cell kept as its key and parameters (so the report
+    shows it in each language) and every other cell as JSON; None when no cell is a message."""
+    if not any(isinstance(cell, Msg) for row in rows for cell in row):
+        return None
+    return [[cell.to_dict() if isinstance(cell, Msg) else jsonable(cell) for cell in row] for row in rows]
+
+
 @dataclass
 class Table:
     name: str
@@ -71,13 +79,17 @@ class Table:
         return cls(name, caption, columns, [[r.get(c) for c in columns] for r in records])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "caption": str(self.caption),
             "columns": self.columns,
             "rows": jsonable(self.rows),
-            **with_messages(caption=self.caption),
         }
+        messages = with_messages(caption=self.caption).get("messages", {})
+        cells = _cells_record(self.rows)
+        if cells is not None:
+            messages["rows"] = cells
+        return out | ({"messages": messages} if messages else {})
 
 
 @dataclass
