@@ -9,7 +9,6 @@ from whylab.concepts import c18_training_memory as c18
 from whylab.concepts import c19_checkpointing as c19
 from whylab.concepts import c20_accumulation as c20
 from whylab.concepts import c21_offloading as c21
-from whylab.messages import Msg, english_runs
 from whylab.verdict import Label
 
 # --------------------------------------------------------------------------- C17
@@ -156,6 +155,8 @@ def test_c19_inconclusive() -> None:
 
 def _c19_in_korean(v: Any) -> None:
     """Every text of a C19 verdict is there and renders in Korean without English prose."""
+    from whylab.messages import Msg, english_runs
+
     assert v.takeaway and v.primary
     if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
         assert v.correction
@@ -186,6 +187,8 @@ def test_c19_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
 
 
 def test_c19_evidence_texts_render_in_korean() -> None:
+    from whylab.messages import Msg, english_runs
+
     texts = [
         Msg("C19.method"),
         *(
