@@ -284,3 +284,46 @@ def test_c01_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: P
         tmp_path / "C01" / "result.json",
     )
     assert_record_in_korean(record)
+
+
+def test_c02_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    split = c02_metrics(holds=0.3)
+    split["per_language"]["ko"].update(
+        mean_share_whole_top_band_own=0.79, mean_share_whole_top_band_joint=0.59
+    )
+    no_firm = c02_metrics()
+    no_firm["notes_examples"]["우리"].update(train_count=5, expected="no firm prediction")
+    cases = [
+        (c02_metrics(), Label.SUPPORTED, "C02.verdict.holds"),
+        (c02_metrics(ko_judged=0), Label.SUPPORTED, "C02.verdict.holds"),  # with a limit
+        (no_firm, Label.SUPPORTED, "C02.verdict.holds"),
+        (split, Label.PARTLY, "C02.verdict.trend_only"),
+        (c02_metrics(holds=0.0, monotone=0.2), Label.NOT_SUPPORTED, "C02.verdict.no_trend"),
+        (c02_metrics(bands=2), Label.INCONCLUSIVE, "C02.verdict.few_bands"),
+        (c02_metrics(ko_judged=0, en_judged=0), Label.INCONCLUSIVE, "C02.verdict.vacuous"),
+    ]
+    for m, label, branch in cases:
+        v = c02.verdict(m)
+        assert v.label is label and v.branch == branch
+        assert_verdict_in_korean(v)
+    assert (
+        "우리 occurs 5 times in the training split (no firm prediction expected)"
+        in c02.verdict(no_firm).reason
+    )
+    bare = c02_metrics(holds=0.0, monotone=0.2)
+    bare["notes_examples"] = {}
+    assert c02.verdict(bare).reason.endswith(
+        "whole; 3 configuration(s) left out: vocabulary at least as large as "
+        "the word types they were trained on)."
+    )
+
+
+def test_c02_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    record = run_concept(
+        "C02",
+        tokenization_settings("C02"),
+        {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
+        tmp_path / "C02" / "result.json",
+    )
+    assert_record_in_korean(record)
+    assert record["literature"] and record["figures"]
