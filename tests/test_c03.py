@@ -12,7 +12,9 @@ import torch
 
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.concepts import c03_embedding as c03
-from whylab.verdict import Kind, Label
+from whylab.concepts._bench_common import describe
+from whylab.messages import Msg, english_runs, from_record
+from whylab.verdict import Kind, Label, Verdict
 
 torch.set_num_threads(1)
 
@@ -98,6 +100,13 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     if m["unseen_tokens"]:  # no gradient reaches a token that never appears as input
         assert m["unseen_token_relative_change"]["values"] == [0.0, 0.0]
     assert m["paired_frozen_minus_learned"]["frozen_unit"]["n"] == 2
+    # every report text of the result file renders in Korean
+    kept = [record["messages"]["method"], *(record["verdict"]["messages"][k] for k in ("reason", "takeaway"))]
+    kept += [t["messages"]["caption"] for t in record["tables"]]
+    kept += [f["messages"][k] for f in record["figures"] for k in ("title", "caption")]
+    kept += [lit["messages"][k] for lit in record["literature"] for k in ("finding", "note")]
+    for item in kept:
+        assert english_runs(from_record(item, "ko")) == [], from_record(item, "ko")
 
 
 def test_unclear_comparisons_are_limits_not_lower_labels() -> None:
@@ -106,3 +115,74 @@ def test_unclear_comparisons_are_limits_not_lower_labels() -> None:
     assert v.label is Label.SUPPORTED and len(v.limited) == 1
     v = c03.verdict(c03_metrics(LEARNED, noisy, noisy))
     assert v.label is Label.INCONCLUSIVE and len(v.limited) == 2
+
+
+def assert_verdict_in_korean(v: Verdict) -> None:
+    """A takeaway on every branch, a correction on partly / not supported, every text a catalogue
+    message that renders in Korean without English prose."""
+    assert v.takeaway and v.primary and v.branch
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+        assert isinstance(text, Msg), text
+        assert english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    frozen = [x + 0.5 for x in LEARNED]
+    noisy = [x + d for x, d in zip(LEARNED, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
+    diverged = c03_metrics(LEARNED, frozen, [x + 0.3 for x in LEARNED])
+    diverged["diverged"]["frozen"] = 1
+    cases = [
+        (c03_metrics(LEARNED, frozen, [x + 0.2 + 0.01 * i for i, x in enumerate(LEARNED)]), Label.SUPPORTED),
+        (c03_metrics(LEARNED, frozen, noisy), Label.SUPPORTED),  # with a limit
+        (c03_metrics(LEARNED, frozen, [x - 0.3 + 0.01 * i for i, x in enumerate(LEARNED)]), Label.PARTLY),
+        (c03_metrics(LEARNED, frozen, [x + 0.3 for x in LEARNED], change=0.001), Label.NOT_SUPPORTED),
+        (c03_metrics(LEARNED, noisy, noisy), Label.INCONCLUSIVE),
+        (c03_metrics([4.0], [4.5], [4.4]), Label.INCONCLUSIVE),
+        (diverged, Label.INCONCLUSIVE),
+    ]
+    branches = set()
+    for m, label in cases:
+        v = c03.verdict(m)
+        assert v.label is label
+        assert_verdict_in_korean(v)
+        branches.add(v.branch)
+    assert len(branches) == 6
+    v = c03.verdict(c03_metrics(LEARNED, frozen, noisy))
+    assert v.limited[0].startswith(
+        "learned vs frozen unit table: the paired loss difference is neither clear"
+    )
+    assert (
+        "the table moved by 40% (‖ΔE‖/‖E‖); frozen − learned validation loss: frozen Δ = +0.500" in v.reason
+    )
+    assert v.primary.endswith("(5 seeds)")
+
+
+def test_evidence_texts_render_in_korean() -> None:
+    comparison_ = comparison([x + 0.5 for x in LEARNED], LEARNED, 0.02)
+    texts = [
+        Msg("C03.method"),
+        *(Msg(f"C03.table.{t}.caption", seed=0) for t in ("loss", "geometry", "neighbours")),
+        Msg("C03.figure.curves.title"),
+        Msg("C03.figure.curves.caption", init_std=0.02, unit_std=1.0),
+        Msg("C03.figure.change_vs_frequency.title", seed=0),
+        Msg("C03.figure.change_vs_frequency.caption"),
+        Msg("C03.literature.vaswani.finding"),
+        Msg(
+            "C03.literature.vaswani.note",
+            parts=[
+                Msg(
+                    "C03.literature.vaswani.part",
+                    variant=c03.variant(k),
+                    delta=describe(comparison_, "nats/token"),
+                )
+                for k in (c03.FROZEN, c03.FROZEN_UNIT)
+            ],
+        ),
+    ]
+    assert texts[-1].startswith(
+        "This run: frozen (frozen random embedding (model init)) − learned Δ = +0.500"
+    )
+    for t in texts:
+        assert t and english_runs(t.in_("ko")) == [], t.in_("ko")
+    assert all(Msg(f"C03.variant.{k}") == name for k, name in c03.NAMES.items())

@@ -11,8 +11,9 @@ from whylab.concepts import c01_tokenization as c01
 from whylab.concepts import c02_subword as c02
 from whylab.concepts import run_concept
 from whylab.config import check_config
+from whylab.messages import Msg, english_runs, from_record
 from whylab.results import load_result
-from whylab.verdict import Kind, Label
+from whylab.verdict import Kind, Label, Verdict
 
 
 def tokenization_settings(claim: str) -> dict:
@@ -213,3 +214,116 @@ def test_c02_helpers() -> None:
     assert c02.band_of(0, [1, 2]) == -1 and c02.band_of(0, [0, 1]) == 0
     assert c02.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert c02.words("(우리는) the, end.") == ["우리는", "the", "end"]
+
+
+# --------------------------------------------------------------------------- the texts in Korean
+
+
+def assert_verdict_in_korean(v: Verdict) -> None:
+    """The verdict has a takeaway (and a correction when partly / not supported), and every text of
+    it is a catalogue message that renders in Korean without English prose."""
+    assert v.takeaway and v.primary and v.branch
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+        assert isinstance(text, Msg), text
+        assert english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def assert_record_in_korean(record: dict) -> None:
+    """Method, skipped notes, table captions, figure titles / captions and literature of a result
+    file come from the catalogue and render in Korean."""
+    kept = [record["messages"]["method"]]
+    kept += [t["messages"]["caption"] for t in record["tables"]]
+    kept += [f["messages"][k] for f in record["figures"] for k in ("title", "caption")]
+    kept += [lit["messages"][k] for lit in record["literature"] for k in ("finding", "note")]
+    kept += record.get("messages", {}).get("skipped", [])
+    kept += [record["verdict"]["messages"][k] for k in ("reason", "takeaway", "primary")]
+    for item in kept:
+        ko = from_record(item, "ko")
+        assert ko and english_runs(ko) == [], ko
+
+
+def test_c01_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    cases = {
+        Label.SUPPORTED: [c01_metrics(), c01_metrics(wordpiece=1.0)],
+        Label.PARTLY: [c01_metrics(bpe=0.5, squashed=0.995)],
+        Label.NOT_SUPPORTED: [c01_metrics(bpe=0.5, squashed=0.6), c01_metrics(in_range=False)],
+    }
+    for label, metrics in cases.items():
+        for m in metrics:
+            v = c01.verdict(m)
+            assert v.label is label
+            assert_verdict_in_korean(v)
+    assert "bpe here" not in c01.verdict(c01_metrics()).takeaway
+    assert "(byte-level BPE here)" in c01.verdict(c01_metrics()).takeaway
+
+
+def test_c01_every_cause_of_loss_renders_in_korean() -> None:
+    m = c01_metrics(bpe=0.5, squashed=0.6)
+    m["by_algorithm"]["unigram"] = {
+        **_algo(1.0, 1.0, 0.0, 0, 0, 0, "Metaspace"),
+    }
+    m["by_algorithm"]["other"] = {**_algo(1.0, 1.0, 0.0, 0, 0, 0, "Split")}
+    m["by_algorithm"]["wordpiece"].update(
+        byte_fallback=True, failed_normal_form_only=3, failed_other=4, pre_tokenizer="Split"
+    )
+    v = c01.verdict(m)
+    assert v.label is Label.SUPPORTED
+    for part in ("despite byte fallback", "Unicode normal form", "4 paragraphs differ otherwise", "▁"):
+        assert part in v.reason
+    assert "Split pre-tokenizer and Split decoder lost nothing" in v.reason
+    assert "its Split pre-tokenizer and BertPreTokenizer decoder do not keep the spacing" in v.reason
+    assert_verdict_in_korean(v)
+
+
+def test_c01_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    record = run_concept(
+        "C01",
+        tokenization_settings("C01"),
+        {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
+        tmp_path / "C01" / "result.json",
+    )
+    assert_record_in_korean(record)
+
+
+def test_c02_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    split = c02_metrics(holds=0.3)
+    split["per_language"]["ko"].update(
+        mean_share_whole_top_band_own=0.79, mean_share_whole_top_band_joint=0.59
+    )
+    no_firm = c02_metrics()
+    no_firm["notes_examples"]["우리"].update(train_count=5, expected="no firm prediction")
+    cases = [
+        (c02_metrics(), Label.SUPPORTED, "C02.verdict.holds"),
+        (c02_metrics(ko_judged=0), Label.SUPPORTED, "C02.verdict.holds"),  # with a limit
+        (no_firm, Label.SUPPORTED, "C02.verdict.holds"),
+        (split, Label.PARTLY, "C02.verdict.trend_only"),
+        (c02_metrics(holds=0.0, monotone=0.2), Label.NOT_SUPPORTED, "C02.verdict.no_trend"),
+        (c02_metrics(bands=2), Label.INCONCLUSIVE, "C02.verdict.few_bands"),
+        (c02_metrics(ko_judged=0, en_judged=0), Label.INCONCLUSIVE, "C02.verdict.vacuous"),
+    ]
+    for m, label, branch in cases:
+        v = c02.verdict(m)
+        assert v.label is label and v.branch == branch
+        assert_verdict_in_korean(v)
+    assert (
+        "우리 occurs 5 times in the training split (no firm prediction expected)"
+        in c02.verdict(no_firm).reason
+    )
+    bare = c02_metrics(holds=0.0, monotone=0.2)
+    bare["notes_examples"] = {}
+    assert c02.verdict(bare).reason.endswith(
+        "whole; 3 configuration(s) left out: vocabulary at least as large as "
+        "the word types they were trained on)."
+    )
+
+
+def test_c02_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    record = run_concept(
+        "C02",
+        tokenization_settings("C02"),
+        {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
+        tmp_path / "C02" / "result.json",
+    )
+    assert_record_in_korean(record)
+    assert record["literature"] and record["figures"]

@@ -382,6 +382,59 @@ def test_c19_inconclusive() -> None:
     assert c19.verdict(_c19(checked_modes=[], min_saving=None)).label == Label.INCONCLUSIVE
 
 
+def _c19_in_korean(v: Any) -> None:
+    """Every text of a C19 verdict is there and renders in Korean without English prose."""
+    from whylab.messages import Msg, english_runs
+
+    assert v.takeaway and v.primary
+    if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
+        assert v.correction
+    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+        assert isinstance(text, Msg), text
+        assert english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def test_c19_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
+    for m, label in (
+        (_c19(), Label.SUPPORTED),
+        (
+            _c19(prediction_max_abs_gap=0.04, predicted_saving_min=0.4, predicted_saving_max=0.7),
+            Label.SUPPORTED,
+        ),
+        (_c19(share_points_saving=0.5, min_saving=0.02), Label.PARTLY),
+        (_c19(share_points_saving=0.0, min_saving=-0.01, max_saving=0.05), Label.NOT_SUPPORTED),
+        (_c19(grad_rel_max_diff=0.1), Label.INCONCLUSIVE),
+        (_c19(checked_modes=[], min_saving=None), Label.INCONCLUSIVE),
+    ):
+        v = c19.verdict(m)
+        assert v.label == label
+        _c19_in_korean(v)
+    v = c19.verdict(_c19(prediction_max_abs_gap=0.04, predicted_saving_min=0.4, predicted_saving_max=0.7))
+    assert "predicted a 40–70% activation saving, within 4 points" in v.reason
+    assert "each step takes +12% to +60% longer" in v.reason
+    assert "10%" in c19.verdict(_c19(share_points_saving=0.0, max_saving=0.05)).correction
+
+
+def test_c19_evidence_texts_render_in_korean() -> None:
+    from whylab.messages import Msg, english_runs
+
+    texts = [
+        Msg("C19.method"),
+        *(
+            Msg("C19.table.checkpointing.caption", batch=2, method=c19.measure_method(m), repeats=3)
+            for m in c19.MEASURE_METHODS
+        ),
+        Msg("C19.literature.chen.finding"),
+        Msg("C19.literature.chen.note", lo=10, hi=40, none_growth=3.9, sqrt_growth=2.1, first=2, last=8),
+        Msg("C19.literature.chen.no_run"),
+        *(Msg(f"C19.figure.checkpointing_{n}.{p}") for n in ("memory", "time") for p in ("title", "caption")),
+    ]
+    assert "MemTracker (dispatch-level live tensor bytes)" in texts[1]
+    for t in texts:
+        assert t and english_runs(t.in_("ko")) == [], t.in_("ko")
+    assert c19.measure_method("something else") == "something else"
+
+
 # --------------------------------------------------------------------------- C20
 
 

@@ -207,7 +207,7 @@ VARYING: dict[str, re.Pattern[str]] = {
     "C12": re.compile(r"^\.(literature\[\d+\]\.note|tables\[\d+\]\[\d+\]\.evidence)$"),
     "C13": re.compile(r"^\.(literature\[\d+\]\.note|tables\[\d+\]\[\d+\]\.evidence)$"),
     # a sentence quoting the measured time overhead
-    "C19": re.compile(r"^\.(metrics\.chen_note|literature\[\d+\]\.note)$"),
+    "C19": re.compile(r"^\.(metrics\.chen_note|literature\[\d+\]\.(note|messages\.note\.params\.\w+))$"),
 }
 
 

@@ -24,8 +24,9 @@ from matplotlib import pyplot as plt
 from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.concepts.tokenizer_suite import read_split, trained_tokenizers
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, Table
-from whylab.verdict import Kind, Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C01"
 LOSSLESS = 1.0  # exact round trip on every validation paragraph
@@ -175,113 +176,94 @@ def run(ctx: ConceptContext) -> Evidence:
         fig,
         ctx.outdir,
         "round_trip",
-        "Text → ids → text: how much comes back",
-        "Share of validation paragraphs that decode back to exactly the input text, and to the "
-        "input up to whitespace, per algorithm (bars: mean over vocab sizes, scopes and languages; "
-        "whiskers: min to max).",
+        Msg("C01.figure.round_trip.title"),
+        Msg("C01.figure.round_trip.caption"),
     )
     return Evidence(
-        method=(
-            "Each trained tokenizer (byte-level BPE, WordPiece, Unigram; every vocab size; per-language "
-            "and joint) encodes every validation paragraph to integer ids and decodes them back. We count "
-            "exact round trips, round trips up to whitespace, ids outside the vocabulary and unknown tokens."
-        ),
+        method=Msg("C01.method"),
         metrics=metrics,
         tables=[
-            Table.from_records(
-                "samples", "The sample sentences as tokens and ids (largest vocab size).", samples
-            ),
-            Table.from_records("round_trip", "Round trip per tokenizer and language.", rows),
+            Table.from_records("samples", Msg("C01.table.samples.caption"), samples),
+            Table.from_records("round_trip", Msg("C01.table.round_trip.caption"), rows),
         ],
         figures=[figure],
     )
 
 
-PRIMARY = (
-    "text → ids → text on every validation paragraph, for each trained tokenizer (BPE, WordPiece, "
-    "Unigram × vocab sizes × scopes): every id an integer inside the vocabulary, and which algorithms "
-    "give the text back exactly"
-)
-TAKEAWAY = (
-    "A tokenizer cuts text into pieces and maps each piece to an integer id in its vocabulary; only "
-    "some tokenizers (byte-level BPE here) can always turn the ids back into the exact text."
-)
+PRIMARY = "C01.primary"
+WHITESPACE_PRE_TOKENIZERS = ("BertPreTokenizer", "Whitespace", "WhitespaceSplit")
+ALGORITHMS = ("bpe", "wordpiece", "unigram")  # with a display name in the catalogue (C01.algorithm.<id>)
 
 
-def why_reversible(m: Mapping[str, Any]) -> str:
+def algorithm_name(algo: str) -> str:
+    """An algorithm's display name in sentences ("byte-level BPE"); an unknown one as its id."""
+    return Msg(f"C01.algorithm.{algo}") if algo in ALGORITHMS else algo
+
+
+def why_reversible(m: Mapping[str, Any]) -> Msg:
     """Why an algorithm gave every paragraph back, from its pipeline."""
     if m["pre_tokenizer"] == "ByteLevel":
-        return "byte-level: every byte has an id and spaces travel inside the pieces"
+        return Msg("C01.reason.reversible.byte_level")
     if m["pre_tokenizer"] == "Metaspace":
-        return "spaces are kept as ▁ inside the pieces and no character was unknown"
-    return f"{m['pre_tokenizer']} pre-tokenizer and {m['decoder']} decoder lost nothing on this text"
+        return Msg("C01.reason.reversible.metaspace")
+    return Msg("C01.reason.reversible.other", pre=m["pre_tokenizer"], decoder=m["decoder"])
 
 
-def why_lossy(m: Mapping[str, Any]) -> str:
+def why_lossy(m: Mapping[str, Any]) -> Msg:
     """Why an algorithm did not give every paragraph back, from the counted causes and its pipeline."""
-    causes = []
+    causes: list[Msg] = []
     if m.get("failed_unknown_token"):
         causes.append(
-            f"characters outside its vocabulary became the unknown token ({m['failed_unknown_token']} "
-            f"paragraphs; up to {m['max_unk_rate']:.2%} of tokens)"
-            + ("" if not m.get("byte_fallback") else " despite byte fallback")
+            Msg(
+                "C01.reason.lossy.unknown_token",
+                n=m["failed_unknown_token"],
+                rate=m["max_unk_rate"],
+                fallback=Msg("C01.reason.lossy.despite_byte_fallback") if m.get("byte_fallback") else empty(),
+            )
         )
     if m.get("failed_whitespace_only"):
         how = (
-            "its pre-tokenizer drops the whitespace and its decoder rejoins the pieces with single spaces"
-            if m["pre_tokenizer"] in ("BertPreTokenizer", "Whitespace", "WhitespaceSplit")
-            else f"its {m['pre_tokenizer']} pre-tokenizer and {m['decoder']} decoder do not keep the spacing"
+            Msg("C01.reason.lossy.spaces_dropped")
+            if m["pre_tokenizer"] in WHITESPACE_PRE_TOKENIZERS
+            else Msg("C01.reason.lossy.spacing_not_kept", pre=m["pre_tokenizer"], decoder=m["decoder"])
         )
-        causes.append(f"{how} ({m['failed_whitespace_only']} paragraphs differ only in whitespace)")
+        causes.append(Msg("C01.reason.lossy.whitespace_only", how=how, n=m["failed_whitespace_only"]))
     if m.get("failed_normal_form_only"):
         causes.append(
-            f"its {m['normalizer']} normalizer rewrites characters ({m['failed_normal_form_only']} paragraphs "
-            "differ only in Unicode normal form)"
+            Msg(
+                "C01.reason.lossy.normal_form_only",
+                normalizer=m["normalizer"],
+                n=m["failed_normal_form_only"],
+            )
         )
     if m.get("failed_other"):
-        causes.append(f"{m['failed_other']} paragraphs differ otherwise")
-    counted = f"{m.get('failed', '?')}/{m.get('paragraphs', '?')} paragraphs not exact"
-    return f"{counted}: " + "; ".join(causes) if causes else counted
-
-
-def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
-    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
-    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+        causes.append(Msg("C01.reason.lossy.other", n=m["failed_other"]))
+    counted = Msg(
+        "C01.reason.lossy.counted", failed=m.get("failed", "?"), paragraphs=m.get("paragraphs", "?")
+    )
+    return Msg("C01.reason.lossy.with_causes", counted=counted, causes=causes) if causes else counted
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    out = VerdictOf(Kind.DEFINITION, primary=Msg(PRIMARY))
     by_algo: Mapping[str, Mapping[str, Any]] = metrics["by_algorithm"]
     if not metrics["all_ids_in_range"]:
-        return _verdict(
-            Label.NOT_SUPPORTED,
-            "Some tokenizer produced ids outside its vocabulary.",
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C01.verdict.ids_out_of_range")
     lossless = sorted(a for a, m in by_algo.items() if m["min_exact_round_trip"] >= LOSSLESS)
     lossy = {a: m for a, m in sorted(by_algo.items()) if a not in lossless}
-    reversible = "; ".join(f"{a} is reversible ({why_reversible(by_algo[a])})" for a in lossless)
-    lossy_text = "; ".join(f"{a} is not ({why_lossy(m)})" for a, m in lossy.items())
+    reversible = [Msg("C01.reason.is_reversible", algo=a, why=why_reversible(by_algo[a])) for a in lossless]
+    lossy_text = [Msg("C01.reason.is_not", algo=a, why=why_lossy(m)) for a, m in lossy.items()]
+    texts = {
+        "tokenizers": metrics["tokenizers"],
+        "reversible": reversible,
+        "lossy": lossy_text,
+        "lossless": [algorithm_name(a) for a in lossless],
+    }
     if lossless and not lossy:
-        return _verdict(
-            Label.SUPPORTED,
-            f"All {metrics['tokenizers']} tokenizers map text to in-vocabulary integer ids and back exactly, "
-            f"on every validation paragraph: {reversible}.",
-        )
+        return out.branch(Label.SUPPORTED, "C01.verdict.all_reversible", **texts)
     if lossless:
-        return _verdict(
-            Label.SUPPORTED,
-            f"Every tokenizer maps text to in-vocabulary integer ids. Back from the ids: {reversible}; "
-            f"{lossy_text} (paragraphs summed over vocab sizes, scopes and languages; rates the worst case).",
-        )
+        return out.branch(Label.SUPPORTED, "C01.verdict.some_reversible", **texts)
     best = max(by_algo.values(), key=lambda m: m["min_round_trip_ignoring_spaces"])
     if best["min_round_trip_ignoring_spaces"] >= 0.99:
-        return _verdict(
-            Label.PARTLY,
-            f"Text does become in-vocabulary ids, but no algorithm round-trips exactly, only up to whitespace: "
-            f"{lossy_text}.",
-            correction="Tokenization turns text into integer ids, but these tokenizers lose the exact spacing.",
-        )
-    return _verdict(
-        Label.NOT_SUPPORTED,
-        f"Ids are valid but the text does not come back: {lossy_text}.",
-        correction="These tokenizers turn text into ids that do not determine the text.",
-    )
+        return out.branch(Label.PARTLY, "C01.verdict.spacing_lost", **texts)
+    return out.branch(Label.NOT_SUPPORTED, "C01.verdict.not_reversible", **texts)

@@ -23,8 +23,9 @@ from matplotlib import pyplot as plt
 from whylab import plotting
 from whylab.concepts import ConceptContext
 from whylab.concepts.tokenizer_suite import TrainedTokenizer, read_split, trained_tokenizers
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C02"
 PUNCT = "\"'()[]{}<>.,;:!?`“”‘’«»·…-—=*#/\\|"
@@ -275,19 +276,15 @@ def run(ctx: ConceptContext) -> Evidence:
             "pieces_per_word",
             "pieces per word (tokens)",
             "pieces_per_band",
-            "Pieces per held-out word by training frequency",
-            "Mean number of subword pieces per held-out word type (every word of the validation split), by "
-            "how often the word occurs in the training split (bands of raw counts; 0 = never seen), per "
-            "algorithm and language; line style: vocab size. Joint and own-language tokenizers are pooled "
-            "(band: 95% bootstrap interval).",
+            Msg("C02.figure.pieces_per_band.title"),
+            Msg("C02.figure.pieces_per_band.caption"),
         ),
         (
             "share_whole",
             "share kept whole (fraction)",
             "whole_share_per_band",
-            "Share of held-out words kept as one token, by training frequency",
-            "Fraction of held-out word types encoded as a single token, by training-split frequency band, "
-            "per algorithm and language; line style: vocab size.",
+            Msg("C02.figure.whole_share_per_band.title"),
+            Msg("C02.figure.whole_share_per_band.caption"),
         ),
     ):
         grid = sns.relplot(
@@ -334,166 +331,128 @@ def run(ctx: ConceptContext) -> Evidence:
             fig,
             ctx.outdir,
             "compression_and_unknowns",
-            "Compression and unknown tokens",
-            "Left: validation characters per token by vocab size. Right: share of unknown tokens in the "
-            "validation split for subword tokenizers vs a word-level vocabulary of the same size "
-            "(most frequent training words), averaged over vocab sizes and algorithms.",
+            Msg("C02.figure.compression_and_unknowns.title"),
+            Msg("C02.figure.compression_and_unknowns.caption"),
         )
     )
 
     agrees = per_language and all(v["share_monotone"] >= HOLDS_SHARE for v in per_language.values())
     ordered = sorted(examples, key=lambda r: (r["language"] != "ko", r["word"] not in NOTES_WORDS))
     return Evidence(
-        method=(
-            "The tokenizers were trained on the training split; the words they are judged on are held out: "
-            "every word type of the validation split (Korean words are 어절 with their particles), banded by "
-            "how often it occurs in the training split (0 = never seen). Each word is encoded alone by every "
-            "tokenizer (BPE, WordPiece, Unigram × vocab sizes, per-language and joint) and its pieces "
-            "counted, per band. A tokenizer configuration 'shows the pattern' when pieces per word fall with "
-            "frequency (Spearman ρ ≤ -0.8 over bands), the top band is mostly whole and the rarest band "
-            "mostly split; a configuration whose vocabulary is at least as large as the number of word types "
-            "it was trained on could hold every word whole and is left out. The notes' examples are judged "
-            f"by their own training count (≥ {frequent_min}: expected whole; 0 or 1: expected split). "
-            "Unknown-token rates are compared with a word-level vocabulary of the same size."
-        ),
+        method=Msg("C02.method", frequent_min=frequent_min),
         metrics=metrics,
         tables=[
             Table.from_records(
                 "notes_examples",
-                "The notes' example words (우리, 가족) as each Korean-reading tokenizer splits them, with their "
-                "count in the training split and what the claim predicts for that count.",
+                Msg("C02.table.notes_examples.caption"),
                 [r for r in ordered if r["word"] in NOTES_WORDS],
             ),
             Table.from_records(
                 "examples",
-                "Every example word (Korean first), as each tokenizer splits them.",
+                Msg("C02.table.examples.caption"),
                 ordered,
             ),
             Table.from_records(
                 "per_language",
-                "Per language: share of tokenizer configurations showing each part of the pattern.",
+                Msg("C02.table.per_language.caption"),
                 [{"language": k, **v} for k, v in per_language.items()],
             ),
-            Table.from_records("configs", "Per tokenizer configuration and language.", config_rows),
+            Table.from_records("configs", Msg("C02.table.configs.caption"), config_rows),
         ],
         figures=figures,
         literature=[
             LiteratureCheck(
                 "Sennrich et al. 2016; Kudo 2018",
-                "Subword vocabularies represent frequent words as single units and rare words as sequences "
-                "of subword units, removing out-of-vocabulary words.",
+                Msg("C02.literature.subword.finding"),
                 bool(agrees),
-                "Agreement is computed from the share of configurations where pieces per word fall with frequency.",
+                Msg("C02.literature.subword.note"),
             )
         ],
     )
 
 
-PRIMARY = (
-    "pieces per word vs training-split frequency band for held-out (validation) word types, over BPE, "
-    "WordPiece and Unigram × vocab sizes, per language; the claim holds in a language when ≥ 75% of its "
-    "configurations (vocabulary smaller than the word types it was trained on) show falling pieces "
-    "(ρ ≤ −0.8), a mostly-whole top band and a mostly-split rarest band"
-)
-TAKEAWAY = (
-    "A subword tokenizer gives frequent words one token and spells rare or unseen words with several "
-    "smaller pieces, so no word is out of vocabulary."
-)
+PRIMARY = "C02.primary"
+EXPECTATION_KEYS = {"whole": "whole", "split": "split", "no firm prediction": "no_firm_prediction"}
 
 
-def _examples_text(metrics: Mapping[str, Any]) -> str:
+def _examples_text(metrics: Mapping[str, Any]) -> list[Msg]:
     """The notes' example words judged by their own training count."""
     parts = []
     for w, e in metrics.get("notes_examples", {}).items():
         n, whole = e["tokenizers"], e["kept_whole"]
         if e["train_count"] == 0:
-            head = f"{w} never occurs in the training split, so splitting it is what the claim predicts"
+            parts.append(Msg("C02.reason.example.never_seen", word=w, whole=whole, n=n))
         else:
-            head = f"{w} occurs {e['train_count']} times in the training split ({e['expected']} expected)"
-        parts.append(f"{head}: kept whole by {whole}/{n} tokenizers")
-    return "; ".join(parts)
-
-
-def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
-    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
-    return Verdict(label, reason, Kind.EXPERIMENT, PRIMARY, limited, TAKEAWAY, correction)
+            expected = Msg(f"C02.reason.expected.{EXPECTATION_KEYS[e['expected']]}")
+            parts.append(
+                Msg(
+                    "C02.reason.example.seen",
+                    word=w,
+                    count=e["train_count"],
+                    expected=expected,
+                    whole=whole,
+                    n=n,
+                )
+            )
+    return parts
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     per_lang: Mapping[str, Mapping[str, Any]] = metrics["per_language"]
     th = metrics["thresholds"]
     ex_text = _examples_text(metrics)
-    ex_sentence = f" The notes' examples: {ex_text}." if ex_text else ""
+    examples = Msg("C02.reason.examples", examples=ex_text) if ex_text else empty()
     judged = {
         lang: v for lang, v in per_lang.items() if int(v.get("judged_configs", v.get("configs", 0))) > 0
     }
     vacuous = sorted(set(per_lang) - set(judged))
-    limited = tuple(
-        f"{lang}: every tokenizer vocabulary is at least as large as the number of word types it was trained "
-        "on, so it could keep every word whole and the test says nothing there"
-        for lang in vacuous
-    )
+    out = VerdictOf(Kind.EXPERIMENT, primary=Msg(PRIMARY))
+    out.limited.extend(Msg("C02.limited.vocabulary_covers_words", language=lang) for lang in vacuous)
     if not judged:
-        return _verdict(
-            Label.INCONCLUSIVE,
-            "Every tokenizer vocabulary is at least as large as the number of word types it was trained "
-            "on: it could keep every word whole, so the test says nothing; use a larger corpus or smaller "
-            "vocabularies." + ex_sentence,
-            limited=limited,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C02.verdict.vacuous", examples=examples)
     per_lang = judged
     if min(v["min_usable_bands"] for v in per_lang.values()) < th["min_usable_bands"]:
-        return _verdict(
+        return out.branch(
             Label.INCONCLUSIVE,
-            f"Too few frequency bands hold ≥ {th['min_words_per_band']} held-out word types "
-            f"(need {th['min_usable_bands']}) to compare frequent and rare words; "
-            "use a larger corpus." + ex_sentence,
-            limited=limited,
+            "C02.verdict.few_bands",
+            min_words=th["min_words_per_band"],
+            min_bands=th["min_usable_bands"],
+            examples=examples,
         )
     holds = {lang: v["share_holds"] >= th["holds_share"] for lang, v in per_lang.items()}
     monotone = {lang: v["share_monotone"] >= th["holds_share"] for lang, v in per_lang.items()}
     left_out = sum(int(v.get("vacuous_configs", 0)) for v in per_lang.values())
-    detail = "; ".join(
-        f"{lang}: pieces fall with frequency in {v['share_monotone']:.0%} of configurations, "
-        f"most frequent band ({v['top_band']} occurrences) {v['mean_share_whole_top_band']:.0%} whole, "
-        f"rarest band ({v.get('rarest_band', '?')}) {v['mean_share_whole_rarest_band']:.0%} whole"
+    detail = [
+        Msg(
+            "C02.reason.language",
+            language=lang,
+            monotone=v["share_monotone"],
+            top_band=v["top_band"],
+            top_whole=v["mean_share_whole_top_band"],
+            rarest_band=v.get("rarest_band", "?"),
+            rarest_whole=v["mean_share_whole_rarest_band"],
+        )
         for lang, v in sorted(per_lang.items())
-    )
+    ]
     if left_out:
-        detail += (
-            f"; {left_out} configuration(s) left out: vocabulary at least as large as the word types they were "
-            "trained on"
-        )
-    correction = (
-        "Subword tokenizers give frequent words fewer pieces and rare words more, but a frequent word is not "
-        "always a single token (that depends on the vocabulary size and the language)."
-    )
+        detail.append(Msg("C02.reason.left_out", n=left_out))
     if all(holds.values()):
-        return _verdict(
-            Label.SUPPORTED,
-            f"Frequent held-out words stay whole and rare ones are split in every language ({detail}).{ex_sentence}",
-            limited=limited,
+        return out.branch(Label.SUPPORTED, "C02.verdict.holds", detail=detail, examples=examples)
+    scope_parts = [
+        Msg(
+            "C02.reason.scope",
+            language=lang,
+            own=v["mean_share_whole_top_band_own"],
+            joint=v["mean_share_whole_top_band_joint"],
         )
-    scopes = "; ".join(
-        f"in {lang} the most frequent band is {v['mean_share_whole_top_band_own']:.0%} whole with "
-        f"own-language tokenizers and {v['mean_share_whole_top_band_joint']:.0%} with joint ones"
         for lang, v in sorted(per_lang.items())
         if not holds[lang]
         and v.get("mean_share_whole_top_band_own") is not None
         and v.get("mean_share_whole_top_band_joint") is not None
-    )
-    scopes = f" By tokenizer: {scopes}." if scopes else ""
+    ]
+    scopes = Msg("C02.reason.by_tokenizer", scopes=scope_parts) if scope_parts else empty()
     if any(monotone.values()):
-        return _verdict(
-            Label.PARTLY,
-            f"The trend holds (fewer pieces for more frequent words) but not the "
-            f"'kept whole' part everywhere ({detail}).{scopes}{ex_sentence}",
-            limited=limited,
-            correction=correction,
+        return out.branch(
+            Label.PARTLY, "C02.verdict.trend_only", detail=detail, scopes=scopes, examples=examples
         )
-    return _verdict(
-        Label.NOT_SUPPORTED,
-        f"Pieces per word do not fall with word frequency ({detail}).{ex_sentence}",
-        limited=limited,
-        correction=correction,
-    )
+    return out.branch(Label.NOT_SUPPORTED, "C02.verdict.no_trend", detail=detail, examples=examples)

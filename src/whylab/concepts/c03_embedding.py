@@ -47,8 +47,9 @@ from whylab.concepts._bench_common import (
     summary,
 )
 from whylab.errors import InputError
+from whylab.messages import Msg
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C03"
 
@@ -57,7 +58,17 @@ NAMES = {
     LEARNED: "learned embedding",
     FROZEN: "frozen random embedding (model init)",
     FROZEN_UNIT: "frozen random embedding (unit scale)",
-}
+}  # table cells and legend entries (data); in sentences the catalogue's C03.variant.<key>
+
+
+def variant(key: str) -> Msg:
+    """A variant's name in a sentence ("frozen random embedding (unit scale)")."""
+    return Msg(f"C03.variant.{key}")
+
+
+def table_name(key: str) -> Msg:
+    """A frozen table's short name in the verdict ("frozen unit")."""
+    return Msg(f"C03.table_name.{key}")
 
 
 # --------------------------------------------------------------------------- measurements
@@ -297,9 +308,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     tables = [
         Table.from_records(
             "loss",
-            "Validation loss (nats/token), mean ± std over seeds; the paired difference frozen − learned "
-            "per seed (positive: learning the table helps) with its 95% CI; how far the embedding table "
-            "moved (‖E_after − E_before‖ / ‖E_before‖).",
+            Msg("C03.table.loss.caption"),
             [
                 {
                     "variant": NAMES[key],
@@ -315,13 +324,12 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         ),
         Table.from_records(
             "geometry",
-            "How the learned table's geometry changed in training (mean ± std over seeds).",
+            Msg("C03.table.geometry.caption"),
             geometry,
         ),
         Table.from_records(
             "neighbours",
-            f"Nearest neighbours (cosine) of sample tokens in the learned embedding of "
-            f"seed {seeds[0]}, before and after training (frequency = count in the training split).",
+            Msg("C03.table.neighbours.caption", seed=seeds[0]),
             [
                 {
                     "token": repr(show([t])),
@@ -338,12 +346,12 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
             {NAMES[key]: [curve(r["runs"][key]["curve"]) for r in per_seed] for key in keys},
             ctx.outdir,
             "curves",
-            "C03: learned vs frozen random embedding",
-            "Validation next-token loss during training; line = mean over seeds, band = ±1 std. "
-            "Per seed all variants share every other initial weight and every batch; the frozen variants "
-            "never update their embedding table (model init: std "
-            f"{ctx.settings['model'].get('init_std', 0.02)}; unit scale: std "
-            f"{st['frozen_unit_std']}).",
+            Msg("C03.figure.curves.title"),
+            Msg(
+                "C03.figure.curves.caption",
+                init_std=ctx.settings["model"].get("init_std", 0.02),
+                unit_std=st["frozen_unit_std"],
+            ),
         ),
         _change_vs_frequency_figure(r0, counts, ctx),
     ]
@@ -351,26 +359,18 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     literature = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.4",
-            "The Transformer uses learned embeddings to map input and output tokens to vectors of size d_model.",
+            Msg("C03.literature.vaswani.finding"),
             agrees=(True if v.label is Label.SUPPORTED else None),
-            note="This run: "
-            + "; ".join(
-                f"frozen ({NAMES[key]}) − learned {describe(c, 'nats/token')}"
-                for key, c in comparisons.items()
-            )
-            + ".",
+            note=Msg(
+                "C03.literature.vaswani.note",
+                parts=[
+                    Msg("C03.literature.vaswani.part", variant=variant(key), delta=describe(c, "nats/token"))
+                    for key, c in comparisons.items()
+                ],
+            ),
         )
     ]
-    method = (
-        "We train the same small transformer language model on the corpus per seed with the embedding "
-        "table learned (the shared baseline model, trained once per seed and reused by C04 and C06) and "
-        "with it frozen at random values, both the model's own small initial table and a unit-scale one "
-        "(scale matters for a frozen table); per seed every other initial weight and every batch are the "
-        "same, so the loss comparison is paired. We measure how far the learned table moved (‖ΔE‖/‖E‖, "
-        "and per token against how often the token occurs) and list the nearest neighbours (cosine) of "
-        "sample tokens before and after training. A frozen random table still gives each token a distinct "
-        "vector the later layers can adapt to, so the loss gap says how much learning the table itself adds."
-    )
+    method = Msg("C03.method")
     return Evidence(
         method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
     )
@@ -401,19 +401,12 @@ def _change_vs_frequency_figure(r: Mapping[str, Any], counts: torch.Tensor, ctx:
         fig,
         ctx.outdir,
         "change_vs_frequency",
-        f"C03: how far each token's embedding moved (seed {r['seed']})",
-        "One dot per vocabulary entry of the learned embedding. Tokens never seen as input get no "
-        "gradient; frequent tokens move the most.",
+        Msg("C03.figure.change_vs_frequency.title", seed=r["seed"]),
+        Msg("C03.figure.change_vs_frequency.caption"),
     )
 
 
 # --------------------------------------------------------------------------- verdict
-PRIMARY = (
-    "validation loss with the embedding learned vs frozen at random (each frozen table: the model's "
-    "init and unit scale), paired by seed, Holm over the frozen tables, at least min_loss_gain nats/token"
-)
-
-
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """The table must move in training (else not supported). Then one part per frozen random table,
     paired over seeds and Holm-corrected: learning clearly lowers the loss past ``min_loss_gain``
@@ -421,68 +414,36 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     (contradicted), or neither (limited: never lowers the label). All judged parts confirmed:
     supported; any contradicted: partly (the table is trained, but a random code served as well);
     nothing judged: inconclusive."""
-    from whylab.verdict import Kind
-
     th = metrics["thresholds"]
     comps = metrics["paired_frozen_minus_learned"]
-    primary = f"{PRIMARY} ({metrics['n_seeds']} seeds)"
-
-    def out(
-        label: Label, reason: str, takeaway: str = "", correction: str = "", limited: tuple[str, ...] = ()
-    ) -> Verdict:
-        return Verdict(
-            label,
-            reason,
-            kind=Kind.EXPERIMENT,
-            primary=primary,
-            limited=limited,
-            takeaway=takeaway,
-            correction=correction,
-        )
+    out = VerdictOf(Kind.EXPERIMENT, primary=Msg("C03.primary", seeds=metrics["n_seeds"]))
 
     if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
-        return out(Label.INCONCLUSIVE, "Fewer than two paired seeds per variant: no spread to judge by.")
+        return out.branch(Label.INCONCLUSIVE, "C03.verdict.one_seed")
     if sum(metrics["diverged"].values()):
-        return out(Label.INCONCLUSIVE, "A run diverged or gave a non-finite loss.")
+        return out.branch(Label.INCONCLUSIVE, "C03.verdict.diverged")
     change = metrics["relative_change"]["learned"]["mean"]
     moved = change >= th["min_relative_change"]
     rejected = holm_of(comps)
     status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
     label = label_of(list(status.values()))
-    limited = tuple(
-        f"learned vs {k.replace('_', ' ')} table: the paired loss difference is neither clear of the seed "
-        "noise nor shown smaller than min_loss_gain"
-        for k, st in status.items()
-        if st == "limited"
+    out.limited.extend(
+        Msg("C03.limited.unclear", table=table_name(k)) for k, st in status.items() if st == "limited"
     )
-    numbers = f"the table moved by {change:.0%} (‖ΔE‖/‖E‖); frozen − learned validation loss: " + "; ".join(
-        f"{k.replace('_', ' ')} {describe(c, 'nats/token')}" for k, c in comps.items()
+    numbers = Msg(
+        "C03.reason.numbers",
+        change=change,
+        comparisons=[
+            Msg("C03.reason.comparison", table=table_name(k), delta=describe(c, "nats/token"))
+            for k, c in comps.items()
+        ],
     )
     if not moved:
-        return out(
-            Label.NOT_SUPPORTED,
-            f"The embedding barely changed in training: {numbers}.",
-            "Here the embedding table hardly moved in training.",
-            "In this run the embedding table stayed close to its random start.",
-        )
+        # the table did not move: its limits are not this branch's (as before)
+        out.limited.clear()
+        return out.branch(Label.NOT_SUPPORTED, "C03.verdict.not_moved", numbers=numbers)
     if label == "inconclusive":
-        return out(
-            Label.INCONCLUSIVE,
-            f"The embedding is trained, but no loss comparison is clear: {numbers}.",
-            limited=limited,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C03.verdict.no_clear_comparison", numbers=numbers)
     if label == "supported":
-        return out(
-            Label.SUPPORTED,
-            f"The embedding is trained and learning it clearly helps: {numbers}.",
-            "nn.Embedding is a table of trainable vectors; training moves them, and that lowers the loss.",
-            limited=limited,
-        )
-    return out(
-        Label.PARTLY,
-        f"The embedding is trained, but a frozen random table did about as well or better: {numbers}.",
-        "The embedding is trained, yet at this size a fixed random table serves about as well.",
-        "nn.Embedding is learned, but what matters here is that each token gets a distinct vector; "
-        "a random fixed one was not clearly worse in this small run.",
-        limited=limited,
-    )
+        return out.branch(Label.SUPPORTED, "C03.verdict.learning_helps", numbers=numbers)
+    return out.branch(Label.PARTLY, "C03.verdict.random_as_good", numbers=numbers)

@@ -10,6 +10,7 @@ checked to be the same in every mode.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +23,22 @@ from whylab.concepts import ConceptContext
 from whylab.memory import calculator as calc
 from whylab.memory import measure, training
 from whylab.memory.checkpointing import apply_checkpointing
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
-PRIMARY = "peak memory above the weights with per-layer checkpointing vs none, at every depth and sequence length measured"
+# how the peak was measured (measure.Peak.method), in words of the catalogue
+MEASURE_METHODS = {
+    "MemTracker (dispatch-level live tensor bytes)": "C19.measure_method.memtracker",
+    "torch.cuda.max_memory_allocated": "C19.measure_method.cuda",
+}
+
+
+def measure_method(method: str) -> str:
+    """The measuring method's name as a catalogue message (an unknown one as it is)."""
+    key = MEASURE_METHODS.get(method)
+    return Msg(key) if key else method
+
 
 CLAIM_ID = "C19"
 
@@ -116,13 +129,16 @@ def run(ctx: ConceptContext) -> Evidence:
                 "in_seq_sweep": depth == int(s["depth_for_seq_lens"]) and seq in s["seq_lens"],
             }
         )
-    metrics = _metrics(s, rows, grad_diffs)
+    metrics, chen_note = _metrics(s, rows, grad_diffs)
     tables = [
         Table.from_records(
             "checkpointing",
-            f"Forward + backward of one batch ({s['batch_size']} sequences): peak live tensor memory "
-            f"({rows[0]['method']}), the part above the weights, the saving vs no checkpointing, and the step time "
-            f"(mean ± std over {repeats} repeats); estimate = the calculator's activation bytes for that schedule.",
+            Msg(
+                "C19.table.checkpointing.caption",
+                batch=s["batch_size"],
+                method=measure_method(rows[0]["method"]),
+                repeats=repeats,
+            ),
             [
                 {
                     "mode": r["mode"],
@@ -143,20 +159,14 @@ def run(ctx: ConceptContext) -> Evidence:
         )
     ]
     figures = _figures(ctx, rows)
-    method = (
-        "A LlamaForCausalLM (eager attention, FP32) runs forward + backward on one batch with no checkpointing, "
-        "with transformers' per-layer gradient checkpointing (non-reentrant torch.utils.checkpoint), and with "
-        "Chen et al.'s sqrt(n) schedule (segments of ceil(sqrt(L)) layers), across depth and sequence length. "
-        "The peak of live tensor memory above the weights is the memory the activations cost; step time is "
-        "measured over repeats; the gradients of each schedule are compared with the plain run's."
-    )
+    method = Msg("C19.method")
     literature = [
         LiteratureCheck(
             "Chen et al. 2016, 'Training Deep Nets with Sublinear Memory Cost': O(sqrt(n)) memory for about one "
             "extra forward pass per step",
-            "Step-time overhead of checkpointing and how its memory grows with depth, vs no checkpointing.",
+            Msg("C19.literature.chen.finding"),
             metrics["chen_agrees"],
-            metrics["chen_note"],
+            chen_note,
         )
     ]
     return Evidence(
@@ -164,7 +174,10 @@ def run(ctx: ConceptContext) -> Evidence:
     )
 
 
-def _metrics(s: Mapping[str, Any], rows: list[dict[str, Any]], grad_diffs: list[float]) -> dict[str, Any]:
+def _metrics(
+    s: Mapping[str, Any], rows: list[dict[str, Any]], grad_diffs: list[float]
+) -> tuple[dict[str, Any], Msg]:
+    """The claim's metrics, and the note on Chen et al.'s numbers (kept in English in the metrics)."""
     ck = [r for r in rows if r["mode"] != "none"]
     per_layer = [r for r in ck if r["mode"] == "per_layer"] or ck
     depth_rows = {(r["mode"], r["depth"]): r for r in rows if r["in_depth_sweep"]}
@@ -182,14 +195,17 @@ def _metrics(s: Mapping[str, Any], rows: list[dict[str, Any]], grad_diffs: list[
     if overhead and sqrt_growth is not None and none_growth is not None:
         chen = 0.05 <= sum(overhead) / len(overhead) <= 0.6 and sqrt_growth < none_growth
     note = (
-        (
-            f"per-layer time overhead {100 * min(overhead):.0f}–{100 * max(overhead):.0f}% (agreement: mean within 5–60%, "
-            f"about one extra forward); memory above weights grows {none_growth or float('nan'):.2f}× from depth "
-            f"{depths[0]} to {depths[-1]} without checkpointing and {sqrt_growth or float('nan'):.2f}× with sqrt(n) "
-            "segments (agreement: slower growth)"
+        Msg(
+            "C19.literature.chen.note",
+            lo=100 * min(overhead),
+            hi=100 * max(overhead),
+            none_growth=none_growth or math.nan,
+            sqrt_growth=sqrt_growth or math.nan,
+            first=depths[0],
+            last=depths[-1],
         )
         if overhead
-        else "no checkpointed run"
+        else Msg("C19.literature.chen.no_run")
     )
     return {
         "rows": rows,
@@ -209,8 +225,8 @@ def _metrics(s: Mapping[str, Any], rows: list[dict[str, Any]], grad_diffs: list[
         "grad_rel_max_diff": max(grad_diffs),
         "min_saving_threshold": float(s["min_saving"]),
         "chen_agrees": chen,
-        "chen_note": note,
-    }
+        "chen_note": str(note),
+    }, note
 
 
 def _figures(ctx: ConceptContext, rows: list[dict[str, Any]]) -> list[Any]:
@@ -235,17 +251,15 @@ def _figures(ctx: ConceptContext, rows: list[dict[str, Any]]) -> list[Any]:
             "MiB",
             "peak memory above the weights (MiB)",
             "memory",
-            "Gradient checkpointing: peak memory",
-            "Peak live tensor memory of forward + backward minus the weights, across depth (left) and sequence "
-            "length (right), without checkpointing and with per-layer or sqrt(n)-segment checkpointing.",
+            Msg("C19.figure.checkpointing_memory.title"),
+            Msg("C19.figure.checkpointing_memory.caption"),
         ),
         (
             "ms",
             "forward + backward time (ms)",
             "time",
-            "Gradient checkpointing: step time",
-            "Wall time of forward + backward (mean and spread over repeats) for the same runs: the price of "
-            "recomputing activations.",
+            Msg("C19.figure.checkpointing_time.title"),
+            Msg("C19.figure.checkpointing_time.caption"),
         ),
     ):
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 4))
@@ -274,42 +288,34 @@ def _figures(ctx: ConceptContext, rows: list[dict[str, Any]]) -> list[Any]:
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    out = VerdictOf(Kind.EXPERIMENT, primary=Msg("C19.primary"))
     if not metrics.get("checked_modes") or metrics.get("min_saving") is None:
-        return Verdict(Label.INCONCLUSIVE, "No checkpointed run was measured.")
+        return out.branch(Label.INCONCLUSIVE, "C19.verdict.no_run")
     if metrics["grad_rel_max_diff"] > 1e-4:
-        return Verdict(
-            Label.INCONCLUSIVE,
-            f"Checkpointed gradients differ from the plain run's by "
-            f"{metrics['grad_rel_max_diff']:.1e} (relative), so the runs are not the same computation.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C19.verdict.grads_differ", diff=metrics["grad_rel_max_diff"])
     lo, hi, share = metrics["min_saving"], metrics["max_saving"], metrics["share_points_saving"]
     thr = metrics["min_saving_threshold"]
-    t_lo, t_hi = metrics["time_overhead_min"], metrics["time_overhead_max"]
-    cost = f"each step takes {100 * t_lo:+.0f}% to {100 * t_hi:+.0f}% longer (recomputing the forward)"
     gap = metrics.get("prediction_max_abs_gap")
-    if gap is not None:
-        cost += (
-            f"; the calculator predicted a {100 * metrics['predicted_saving_min']:.0f}–"
-            f"{100 * metrics['predicted_saving_max']:.0f}% activation saving, within {100 * gap:.0f} points of "
-            "the measured saving"
+    prediction = (
+        Msg(
+            "C19.reason.prediction",
+            low=100 * metrics["predicted_saving_min"],
+            high=100 * metrics["predicted_saving_max"],
+            gap=100 * gap,
         )
-    if share == 1.0:
-        return Verdict(
-            Label.SUPPORTED,
-            f"Per-layer checkpointing cuts the memory above the weights by "
-            f"{100 * lo:.0f}–{100 * hi:.0f}% at every depth and sequence length measured (identical "
-            f"gradients); {cost}.",
-            primary=PRIMARY,
-        )
-    if share > 0:
-        return Verdict(
-            Label.PARTLY,
-            f"Checkpointing saves at least {100 * thr:.0f}% at only {100 * share:.0f}% of the "
-            f"points (saving {100 * lo:.0f}–{100 * hi:.0f}%); {cost}.",
-            primary=PRIMARY,
-        )
-    return Verdict(
-        Label.NOT_SUPPORTED,
-        f"Checkpointing saves at most {100 * hi:.0f}% (< {100 * thr:.0f}%) at every point measured; {cost}.",
-        primary=PRIMARY,
+        if gap is not None
+        else empty()
     )
+    cost = Msg(
+        "C19.reason.cost",
+        low=metrics["time_overhead_min"],
+        high=metrics["time_overhead_max"],
+        prediction=prediction,
+    )
+    # percentages (0-100): the texts show ranges such as "38–74%"
+    numbers = {"lo": 100 * lo, "hi": 100 * hi, "share": 100 * share, "thr": 100 * thr, "cost": cost}
+    if share == 1.0:
+        return out.branch(Label.SUPPORTED, "C19.verdict.saves_everywhere", **numbers)
+    if share > 0:
+        return out.branch(Label.PARTLY, "C19.verdict.saves_somewhere", **numbers)
+    return out.branch(Label.NOT_SUPPORTED, "C19.verdict.saves_nowhere", **numbers)
