@@ -13,7 +13,8 @@ import torch
 from whylab.bench.model import BenchConfig, BenchTransformer
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts import c10_encoder_decoder as c10
-from whylab.verdict import Kind, Label
+from whylab.messages import Msg, catalogue, english_runs, from_record, placeholders
+from whylab.verdict import Kind, Label, Verdict
 
 torch.set_num_threads(1)
 
@@ -111,6 +112,56 @@ def test_verdict_every_label() -> None:
     assert c10.verdict(_metrics(library=None)).label is Label.INCONCLUSIVE  # our model alone is circular
 
 
+BRANCHES = {
+    "supported": ({}, Label.SUPPORTED),
+    "partly": ({"dec_leak": 0.3}, Label.PARTLY),
+    "not_supported": ({"dec_leak": 0.3, "enc_leak": 0.0}, Label.NOT_SUPPORTED),
+}
+
+
+def _assert_texts(v: Verdict) -> None:
+    """A verdict's texts: a takeaway always, a correction where the notes need one, every text a
+    catalogue message that renders in Korean without English prose."""
+    assert v.takeaway and v.primary and v.reason
+    assert bool(v.correction) is (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    texts = [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else [])
+    for text in texts:
+        assert isinstance(text, Msg), text
+        korean = text.in_("ko")
+        assert korean and korean != str(text) and english_runs(korean) == [], (text.key, korean)
+
+
+@pytest.mark.parametrize("branch", [*BRANCHES, "library_off"])
+def test_every_branch_has_its_texts_in_korean(branch: str) -> None:
+    if branch == "library_off":
+        v, label = c10.verdict(_metrics(library=None)), Label.INCONCLUSIVE
+    else:
+        kw, label = BRANCHES[branch]
+        v = c10.verdict(_metrics(library=_lib(**kw)))
+    assert v.label is label and v.branch == f"C10.verdict.{branch}"
+    _assert_texts(v)
+
+
+def test_catalogue_is_korean() -> None:
+    """Every C10 text in the Korean catalogue (also the ones no test run reaches, like the skipped
+    note) has no English prose, and the English has the same keys and placeholders."""
+    en, ko = catalogue("en"), catalogue("ko")
+    keys = {k for k in en if k.startswith("C10.")}
+    assert keys == {k for k in ko if k.startswith("C10.")} and keys
+    for key in keys:
+        assert placeholders(en[key]) == placeholders(ko[key]), key
+        assert english_runs(ko[key]) == [], (key, ko[key])
+
+
+def test_correction_says_what_failed() -> None:
+    v = c10.verdict(_metrics(library=_lib(dec_leak=0.3)))
+    assert v.correction == (
+        "Encoders use (bidirectional) multi-head self-attention and decoders masked multi-head "
+        "self-attention, as the notes say; but here decoders masked fails in GPT-2, T5 decoder."
+    )
+    assert "GPT-2, T5 decoder" in v.correction.in_("ko")
+
+
 def test_the_bench_model_does_not_decide() -> None:
     """Our own model is the illustration: a leak there changes the reason, not the label."""
     v = c10.verdict(_metrics(library=_lib(), bench_dec=0.2))
@@ -120,6 +171,9 @@ def test_the_bench_model_does_not_decide() -> None:
 def test_literature() -> None:
     lit = c10._literature(_metrics(library=_lib()))
     assert [c.agrees for c in lit] == [True, True, True]
+    for check in lit:
+        for text in (check.finding, check.note):
+            assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
     assert c10._literature(_metrics(library=_lib(heads=1, real=1)))[2].agrees is False
 
 
@@ -146,3 +200,34 @@ def test_runs_end_to_end_with_the_library_check(
     assert rec["verdict"]["kind"] == "definition check"
     assert Label(rec["verdict"]["label"]) is Label.SUPPORTED
     assert rec["tables"][0]["name"] == "library"
+    # every fixed text of the record is a catalogue message and renders in Korean
+    korean = _korean_texts(rec)
+    for name in ("method", "verdict.reason", "verdict.takeaway", "verdict.primary"):
+        assert name in korean, name
+    for section, fields in (
+        ("tables", ("caption",)),
+        ("figures", ("title", "caption")),
+        ("literature", ("finding", "note")),
+    ):
+        for i, item in enumerate(rec[section]):
+            for f in fields:
+                assert f"{section}.{i}.{f}" in korean or not item[f], (section, i, f)
+    for where, text in korean.items():
+        assert text and english_runs(text) == [], (where, text)
+
+
+def _korean_texts(record: Any, where: str = "") -> dict[str, str]:
+    """Every catalogue message kept in a result record, rendered in Korean, by where it sits."""
+    out: dict[str, str] = {}
+    if isinstance(record, dict):
+        for name, kept in record.get("messages", {}).items():
+            rendered = from_record(kept, "ko")
+            for j, text in enumerate(rendered if isinstance(rendered, list) else [rendered]):
+                out[f"{where}{name}" + (f".{j}" if isinstance(rendered, list) else "")] = text
+        for key, value in record.items():
+            if key != "messages":
+                out.update(_korean_texts(value, f"{where}{key}."))
+    elif isinstance(record, list):
+        for i, value in enumerate(record):
+            out.update(_korean_texts(value, f"{where}{i}."))
+    return out

@@ -18,7 +18,8 @@ from whylab.bench.model import EncoderDecoder
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts import _c11_wiring as wiring
 from whylab.concepts import c11_cross_attention as c11
-from whylab.verdict import Kind, Label
+from whylab.messages import Msg, catalogue, english_runs, from_record, placeholders
+from whylab.verdict import Kind, Label, Verdict
 
 torch.set_num_threads(1)
 
@@ -284,9 +285,97 @@ def test_verdict_reports_the_experiment_without_letting_it_lower_the_label() -> 
     assert unclear.label is Label.PARTLY and unclear.limited and "not clear" in unclear.limited[0]
 
 
+def _values_from_the_decoder() -> dict[str, Any]:
+    """Library rows whose W_v reads the decoder (queries from the decoder, keys from the encoder)."""
+    m = _metrics()
+    for row in m["library"][:2]:
+        row.update(v_input_length=5, v_vs_encoder_output=None, v_moved_by_source=0.0, v_moved_by_decoder=3.7)
+    return m
+
+
+def _mixed() -> dict[str, Any]:
+    m = _metrics()
+    for row in m["library"][:2]:
+        row["q_moved_by_source"] = 1.2
+    return m
+
+
+def _noisy() -> dict[str, Any]:
+    m = _metrics(notes=0.97)
+    m["token_accuracy"]["notes"] = [0.9, 1.0, 0.85]
+    return m
+
+
+# every verdict branch, and the experiment's outcomes inside the partly branch
+BRANCHES: dict[str, tuple[Any, Label, str]] = {
+    "real run": (_metrics, Label.PARTLY, "queries_from_decoder"),
+    "as well": (lambda: _metrics(notes=1.0), Label.PARTLY, "queries_from_decoder"),
+    "better": (lambda: _metrics(std=0.95, notes=1.2), Label.PARTLY, "queries_from_decoder"),
+    "unlearned": (lambda: _metrics(std=0.5), Label.PARTLY, "queries_from_decoder"),
+    "unclear": (_noisy, Label.PARTLY, "queries_from_decoder"),
+    "values elsewhere": (_values_from_the_decoder, Label.PARTLY, "queries_from_decoder_values_elsewhere"),
+    "supported": (lambda: _metrics(q="encoder"), Label.SUPPORTED, "queries_from_encoder"),
+    "keys": (lambda: _metrics(k="decoder"), Label.NOT_SUPPORTED, "keys_not_from_encoder"),
+    "no cross": (lambda: _metrics(cross=0), Label.NOT_SUPPORTED, "no_cross_attention"),
+    "library off": (lambda: _metrics(library=False), Label.INCONCLUSIVE, "library_off"),
+    "one seed": (lambda: _metrics(seeds=1), Label.INCONCLUSIVE, "too_few_seeds"),
+    "unread": (_mixed, Label.INCONCLUSIVE, "queries_unread"),
+}
+
+
+def _assert_texts(v: Verdict) -> None:
+    """A takeaway always, a correction where the notes need one, every text a catalogue message
+    that renders in Korean without English prose."""
+    assert v.takeaway and v.primary and v.reason
+    assert bool(v.correction) is (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    texts = [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else [])
+    for text in texts:
+        assert isinstance(text, Msg), text
+        korean = text.in_("ko")
+        assert korean and korean != str(text) and english_runs(korean) == [], (text.key, korean)
+
+
+@pytest.mark.parametrize("case", list(BRANCHES))
+def test_every_branch_has_its_texts_in_korean(case: str) -> None:
+    make, label, branch = BRANCHES[case]
+    v = c11.verdict(make())
+    assert v.label is label and v.branch == f"C11.verdict.{branch}"
+    _assert_texts(v)
+
+
+def test_partly_correction_puts_queries_on_the_decoder_side() -> None:
+    v = c11.verdict(_metrics())
+    assert v.correction == (
+        "A decoder in an encoder–decoder has cross-attention, which uses the decoder's states as queries "
+        "and the encoder output as keys and values (decoder-only models such as GPT have no cross-attention)."
+    )
+    assert "디코더의 상태를 쿼리로, 인코더 출력을 키와 값으로" in v.correction.in_("ko")
+    elsewhere = c11.verdict(_values_from_the_decoder())  # the correction follows what was measured
+    assert "keys and values" not in elsewhere.correction and "its values do not come" in elsewhere.correction
+    assert "but the values do not" in elsewhere.reason
+
+
+def test_catalogue_is_korean() -> None:
+    """Every C11 text in the Korean catalogue (also those no test run reaches) has no English
+    prose, and the English has the same keys and placeholders."""
+    en, ko = catalogue("en"), catalogue("ko")
+    keys = {k for k in en if k.startswith("C11.")}
+    assert keys == {k for k in ko if k.startswith("C11.")} and keys
+    for key in keys:
+        assert placeholders(en[key]) == placeholders(ko[key]), key
+        assert english_runs(ko[key]) == [], (key, ko[key])
+
+
 def test_literature_reads_our_model() -> None:
     lit = c11._literature(_metrics())
     assert lit[0].agrees is True and lit[1].agrees is True
+    assert (
+        lit[0].note
+        == "Our trained model: Q from the decoder True, K from the encoder True, V from the encoder True."
+    )
+    for check in lit:
+        for text in (check.finding, check.note):
+            assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
     m = _metrics()
     m["changes"]["memory"]["Q"] = [[0.3, 0.5]] * 3
     assert c11._literature(m)[0].agrees is False
@@ -323,8 +412,41 @@ def test_runs_end_to_end_and_pairs_by_seed(tmp_path: Path) -> None:
     assert m["paired_standard_minus_notes"]["n"] == 2 and m["unequal_lengths"]["runs"] is False
     assert rec["verdict"]["kind"] == "definition check" and Label(rec["verdict"]["label"]) in set(Label)
     assert {f["path"] for f in rec["figures"]} >= {"figures/wirings.png", "figures/cross_attention_maps.png"}
+    # every fixed text of the record is a catalogue message and renders in Korean
+    korean = _korean_texts(rec)
+    for name in ("method", "verdict.reason", "verdict.takeaway", "verdict.primary"):
+        assert name in korean, name
+    for section, fields in (
+        ("tables", ("caption",)),
+        ("figures", ("title", "caption")),
+        ("literature", ("finding", "note")),
+    ):
+        for i, item in enumerate(rec[section]):
+            for f in fields:
+                assert f"{section}.{i}.{f}" in korean or not item[f], (section, i, f)
+    for where, text in korean.items():
+        assert text and english_runs(text) == [], (where, text)
+    wirings = next(f for f in rec["figures"] if f["path"] == "figures/wirings.png")
+    assert "{" not in wirings["caption"] and "standard − notes: " in wirings["caption"]
     one = c11.run_seed(c11.ConceptContext("C11", copy.deepcopy(SETTINGS), {}, tmp_path, 1, "cpu"), 1)
     assert one["notes"]["token_accuracy"] == m["token_accuracy"]["notes"][1]  # a seed's numbers are its own
+
+
+def _korean_texts(record: Any, where: str = "") -> dict[str, str]:
+    """Every catalogue message kept in a result record, rendered in Korean, by where it sits."""
+    out: dict[str, str] = {}
+    if isinstance(record, dict):
+        for name, kept in record.get("messages", {}).items():
+            rendered = from_record(kept, "ko")
+            for j, text in enumerate(rendered if isinstance(rendered, list) else [rendered]):
+                out[f"{where}{name}" + (f".{j}" if isinstance(rendered, list) else "")] = text
+        for key, value in record.items():
+            if key != "messages":
+                out.update(_korean_texts(value, f"{where}{key}."))
+    elif isinstance(record, list):
+        for i, value in enumerate(record):
+            out.update(_korean_texts(value, f"{where}{i}."))
+    return out
 
 
 def test_map_tick_labels_do_not_overlap() -> None:

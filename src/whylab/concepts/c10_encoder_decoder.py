@@ -33,11 +33,13 @@ from whylab.bench.data import eval_windows, lm_data
 from whylab.bench.model import BenchTransformer
 from whylab.bench.train import bench_config, train_lm, train_settings
 from whylab.concepts import ConceptContext
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C10"
 KINDS = {"decoder (causal mask)": True, "encoder (no mask)": False}
+KIND_TERMS = {"decoder (causal mask)": "C10.term.decoder", "encoder (no mask)": "C10.term.encoder"}
 ENCODER_MIN_LEAK = 1e-3  # relative change at earlier positions that shows the encoder reads the future
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # ids (B, T) -> outputs (B, T, F)
@@ -295,15 +297,12 @@ def run(ctx: ConceptContext) -> Evidence:
         }
         metrics["by_kind"][str(group)]["causal_mask"] = KINDS[str(group)]
     skipped: list[str] = []
-    literature = []
+    literature: list[LiteratureCheck] = []
     if s.get("library_check", True):
         lib = library_check(32, 100, perturbation_positions(32, int(s["positions"])), ctx.seeds[0])
         metrics["library"] = lib
     else:
-        skipped.append(
-            "library check (BERT, GPT-2, T5 from transformers configs) turned off in the config: "
-            "it decides the verdict"
-        )
+        skipped.append(Msg("C10.skipped.library_check"))
     literature.extend(_literature(metrics))
 
     figures = [
@@ -330,11 +329,7 @@ def run(ctx: ConceptContext) -> Evidence:
         tables.append(
             Table.from_records(
                 "library",
-                "Library models built from transformers configs (random weights, 2 layers, the real "
-                "model's head count, 4 dimensions per head): change one token at position p and measure "
-                "the hidden states before p (relative leak = largest change before p / mean change at and "
-                "after p); the attention maps of one forward pass: heads per layer, how far the heads' maps "
-                "differ, and the weight on later positions.",
+                Msg("C10.table.library.caption"),
                 [
                     {
                         "model": k,
@@ -352,25 +347,12 @@ def run(ctx: ConceptContext) -> Evidence:
     tables.append(
         Table.from_records(
             "causality",
-            "Our bench model (illustration): change one token at position p; how much do the logits "
-            "move before p (must be 0 for a decoder) and at/after p? Mean ± std over "
-            "seeds; relative leak = max change before p / mean change at and after p.",
+            Msg("C10.table.causality.caption"),
             table,
         )
     )
     return Evidence(
-        method=(
-            "Definition check: BERT (encoder), GPT-2 (decoder) and T5 (encoder and decoder) are built from "
-            "transformers configs with random weights and the real models' head counts; one token at a time "
-            "is changed and the hidden states at earlier positions are compared (a masked decoder must not "
-            "move there, an encoder does), and one forward pass returns each layer's attention maps, one per "
-            "head. Illustration: the bench transformer is built twice from the same seed, once with the causal mask (a decoder) "
-            "and once without (an encoder). For validation windows of the corpus, one token at a time is "
-            "replaced by a different one and the change of the logits at every position is measured, at "
-            f"initialisation and after {steps} steps of next-token training; a decoder must not move at "
-            "any position before the changed one. The attention maps show the same thing as weight above "
-            "the diagonal."
-        ),
+        method=Msg("C10.method", steps=steps),
         metrics=metrics,
         seeds=ctx.seeds,
         tables=tables,
@@ -403,11 +385,8 @@ def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any
         fig,
         ctx.outdir,
         "change_by_offset",
-        "Our bench model: does a later token change earlier outputs?",
-        "One token at position p is replaced; the curve is the change of the logits at "
-        "position j, averaged over windows, positions p and seeds (band: ±1 std over "
-        "seeds). Left of the dotted line the decoder stays at exactly 0; the encoder does "
-        "not. The y axis is linear below the leak tolerance and logarithmic above.",
+        Msg("C10.figure.change_by_offset.title"),
+        Msg("C10.figure.change_by_offset.caption"),
     )
 
 
@@ -437,10 +416,8 @@ def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
         fig,
         ctx.outdir,
         "attention_maps",
-        "Our bench model: masked vs unmasked self-attention",
-        "First-layer attention weights (mean over heads) of one validation window, first "
-        "seed, after training: the decoder's are lower-triangular (no weight on later "
-        "tokens); the encoder's fill the whole square.",
+        Msg("C10.figure.attention_maps.title"),
+        Msg("C10.figure.attention_maps.caption"),
     )
 
 
@@ -456,15 +433,13 @@ def _figure_curves(ctx: ConceptContext, curves: Mapping[str, list[Any]]) -> Any:
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("validation next-token loss (nats/token)")
     final = {kind: Spread.of([h.final_eval_loss for h in hists]).mean for kind, hists in curves.items()}
-    gap = "; ".join(f"{kind}: {v:.3f}" for kind, v in final.items())
+    gap = [Msg("C10.reason.final_loss", kind=Msg(KIND_TERMS[kind]), loss=v) for kind, v in final.items()]
     return plotting.save(
         fig,
         ctx.outdir,
         "training_curves",
-        "Our bench model: next-token training, with and without the mask",
-        "Both models trained on next-token prediction (band: ±1 std over seeds). Without the "
-        "mask the token to predict is visible in the input, so the encoder may learn to copy "
-        f"it instead of predicting it; final validation loss (nats/token, mean) {gap}.",
+        Msg("C10.figure.training_curves.title"),
+        Msg("C10.figure.training_curves.caption", losses=gap),
     )
 
 
@@ -482,19 +457,11 @@ def _leaks(kind: Mapping[str, Any]) -> list[float]:
     return [float(v) for stage, m in kind.items() if isinstance(m, dict) for v in m["relative_leak"]]
 
 
-PRIMARY = (
-    "BERT and T5's encoder vs GPT-2 and T5's decoder, built from transformers configs: does changing a "
-    "later token move earlier hidden states (causality test), and does each layer compute several "
-    "attention maps (the real models' head counts); our bench model as illustration"
-)
-TAKEAWAY = (
-    "An encoder's self-attention lets every token see every other; a decoder's is masked so a token "
-    "sees only earlier ones; both run several heads in parallel."
-)
-CORRECTION = (
-    "Encoders use (bidirectional) multi-head self-attention and decoders masked multi-head "
-    "self-attention, as the notes say; {failed}."
-)
+PARTS = {
+    "decoders masked": "C10.term.decoders_masked",
+    "encoders bidirectional": "C10.term.encoders_bidirectional",
+    "multi-head": "C10.term.multi_head",
+}
 
 
 def library_parts(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -527,60 +494,43 @@ def library_parts(metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _bench_text(metrics: Mapping[str, Any]) -> str:
+def _bench_text(metrics: Mapping[str, Any]) -> Msg:
     dec, enc = _leaks(_kind(metrics, True)), _leaks(_kind(metrics, False))
     if not dec or not enc:
-        return ""
-    return (
-        f" Our bench model shows the same as an illustration: changing a token moved earlier outputs by at most "
-        f"{max(dec):.1e} (relative) with the mask and by at least {min(enc):.2g} without it, over {len(dec)} runs."
-    )
-
-
-def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
-    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
-    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
+        return empty()
+    return Msg("C10.reason.bench", dec_leak=max(dec), enc_leak=min(enc), runs=len(dec))
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Decided on the library models (definition check); the bench model is the illustration."""
+    out = VerdictOf(Kind.DEFINITION, Msg("C10.primary"))
     if not metrics.get("library"):
-        return _verdict(
-            Label.INCONCLUSIVE,
-            "The library check (BERT, GPT-2, T5 from configs) was turned off; our own model alone would only "
-            "read back the mask we wrote into it." + _bench_text(metrics),
-        )
+        return out.branch(Label.INCONCLUSIVE, "C10.verdict.library_off", bench=_bench_text(metrics))
     parts = library_parts(metrics)
     lib = metrics["library"]
-    heads = ", ".join(
-        f"{v['real_model']} {v['real_heads']}" for k, v in lib.items() if not k.startswith("T5 d")
-    )
+    heads = [f"{v['real_model']} {v['real_heads']}" for k, v in lib.items() if not k.startswith("T5 d")]
     leaks_dec = max(lib[k]["relative_leak"] for k in parts["decoders"]) if parts["decoders"] else float("nan")
     leaks_enc = min(lib[k]["relative_leak"] for k in parts["encoders"]) if parts["encoders"] else float("nan")
-    numbers = (
-        f"changing a later token moves earlier hidden states by at most {leaks_dec:.1e} (relative) in "
-        f"{' and '.join(parts['decoders'])} and by at least {leaks_enc:.2g} in {' and '.join(parts['encoders'])}; "
-        f"every layer computes one attention map per head (heads: {heads})"
+    numbers = Msg(
+        "C10.reason.numbers",
+        dec_leak=leaks_dec,
+        decoders=parts["decoders"],
+        enc_leak=leaks_enc,
+        encoders=parts["encoders"],
+        heads=heads,
     )
     holds, fails = parts["holds"], parts["fails"]
-    failed = "; ".join(f"{part} fails in {', '.join(models)}" for part, models in fails.items() if models)
+    failed = [
+        Msg("C10.reason.fails", part=Msg(PARTS[part]), models=models)
+        for part, models in fails.items()
+        if models
+    ]
+    params: dict[str, Any] = {"numbers": numbers, "failed": failed, "bench": _bench_text(metrics)}
     if all(holds.values()):
-        return _verdict(
-            Label.SUPPORTED,
-            f"In the library models {numbers}.{_bench_text(metrics)}",
-        )
-    correction = CORRECTION.format(failed=f"but here {failed}")
+        return out.branch(Label.SUPPORTED, "C10.verdict.supported", **params)
     if not holds["decoders masked"] and not holds["encoders bidirectional"]:
-        return _verdict(
-            Label.NOT_SUPPORTED,
-            f"Neither half holds in the library models ({failed}): {numbers}.",
-            correction=correction,
-        )
-    return _verdict(
-        Label.PARTLY,
-        f"Only part holds in the library models ({failed}): {numbers}.",
-        correction=correction,
-    )
+        return out.branch(Label.NOT_SUPPORTED, "C10.verdict.not_supported", **params)
+    return out.branch(Label.PARTLY, "C10.verdict.partly", **params)
 
 
 def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
@@ -589,12 +539,11 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     checks = [
         LiteratureCheck(
             "Vaswani et al. 2017, sections 3.1 and 3.2.3",
-            "The decoder's self-attention masks out (sets to −∞) every connection to later positions, so the "
-            "prediction for position i depends only on outputs before i; the encoder's self-attention has no mask.",
+            Msg("C10.literature.mask.finding"),
             (max(dec) <= tol and min(enc) >= ENCODER_MIN_LEAK) if dec and enc else None,
-            f"Largest relative leak in the decoder {max(dec):.1e}; smallest in the encoder {min(enc):.2g}."
+            Msg("C10.literature.mask.note", dec_leak=max(dec), enc_leak=min(enc))
             if dec and enc
-            else "no runs",
+            else Msg("C10.literature.mask.no_runs"),
         )
     ]
     lib = metrics.get("library")
@@ -604,21 +553,21 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
             LiteratureCheck(
                 "Devlin et al. 2019 (BERT, bidirectional encoder); Radford et al. 2019 (GPT-2, causal decoder), "
                 "as implemented in transformers",
-                "BERT's self-attention is bidirectional; GPT-2's is causal.",
+                Msg("C10.literature.bert_gpt2.finding"),
                 bool(gpt2 <= tol and bert >= ENCODER_MIN_LEAK),
-                f"Relative leak: GPT-2 {gpt2:.1e}, BERT {bert:.2g} (random weights, built from configs).",
+                Msg("C10.literature.bert_gpt2.note", gpt2=gpt2, bert=bert),
             )
         )
         multi = library_parts(metrics)["holds"]["multi-head"]
         checks.append(
             LiteratureCheck(
                 "Vaswani et al. 2017, section 3.2.2 (multi-head attention)",
-                "Instead of one attention function, h attention heads run in parallel on projected queries, "
-                "keys and values, and their outputs are concatenated (h = 8 in the base model).",
+                Msg("C10.literature.multi_head.finding"),
                 bool(multi),
-                "Heads per layer in the forward pass: "
-                + ", ".join(f"{k} {v['heads_in_forward']}" for k, v in lib.items())
-                + ".",
+                Msg(
+                    "C10.literature.multi_head.note",
+                    heads=[f"{k} {v['heads_in_forward']}" for k, v in lib.items()],
+                ),
             )
         )
     return checks

@@ -42,8 +42,9 @@ from whylab.bench.train import LossFn, TrainSettings, train_lm
 from whylab.concepts import ConceptContext
 from whylab.concepts import _c11_wiring as wiring
 from whylab.errors import InputError
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Spread, Verdict, effect, equivalent, paired_test
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf, effect, equivalent, paired_test
 
 CLAIM_ID = "C11"
 TOLERANCE = 1e-6  # relative change below this = unchanged (float round-off)
@@ -367,7 +368,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     if s.get("library_check", True):
         library = [wiring.library_roles(lib, seeds[0]) for lib in wiring.library_models()]
     else:
-        skipped.append("library check (T5, BART, GPT-2 from transformers configs) turned off in the config")
+        skipped.append(Msg("C11.skipped.library_check"))
 
     changes = pd.DataFrame(
         [
@@ -426,19 +427,14 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         _figure_curves(ctx, per_seed),
     ]
     return Evidence(
-        method=(
-            "Definition check: T5 and BART are built from transformers configs (random weights); hooks on "
-            "the cross-attention's W_q, W_k and W_v record what enters each, with source and target of "
-            "different lengths, and the source and the decoder input are changed in turn. GPT-2 is checked "
-            "for cross-attention. Experiment: the notes' wiring (Q and K from the encoder output, V from the "
-            "decoder, causal over value positions; the same parameters) is run on a source and a target of "
-            "different lengths, and, with equal lengths, trained on the same task as the standard wiring: "
-            f"a small encoder–decoder ({s['n_layers']}+{s['n_layers']} layers, width {s['d_model']}) learns "
-            f"to {s['task']} {task.length} random symbols, {s['steps']} steps, {len(seeds)} seeds, both "
-            "wirings from the same initial weights and batches; held-out token accuracy is compared per seed. "
-            "In the trained standard model, noise is added to the encoder output or to the decoder input and "
-            "the change of Q, K, V and the attention weights is measured; its cross-attention is switched off "
-            "to show that it is used."
+        method=Msg(
+            "C11.method",
+            layers=int(s["n_layers"]),
+            width=int(s["d_model"]),
+            task=_task_term(s["task"], "task"),
+            length=task.length,
+            steps=int(s["steps"]),
+            seeds=len(seeds),
         ),
         metrics=metrics,
         seeds=seeds,
@@ -449,25 +445,28 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     )
 
 
+def _task_term(task: str, term: str) -> Msg:
+    """The task's name in a sentence: ``term`` is "task" (reverse / copy), "example" (reversal /
+    copy) or "diagonal" (the anti-diagonal / the diagonal)."""
+    return Msg(f"C11.term.{term}.{'reverse' if task == 'reverse' else 'copy'}")
+
+
 def _tables(metrics: Mapping[str, Any], changes: pd.DataFrame, n_seeds: int, noise: float) -> list[Table]:
     test = metrics["paired_standard_minus_notes"]
     tables = [
         Table.from_records(
             "library_roles",
-            "What enters the cross-attention's projections of library models built from configs "
-            f"(first decoder layer; source {metrics['library'][0]['source_length'] if metrics['library'] else '–'} "
-            "tokens, target shorter). 'vs encoder output' is the largest absolute difference from the "
-            "encoder's output tensor (– when the shapes differ); 'moved by' is the largest change when one "
-            "source token or one decoder token is changed.",
+            Msg(
+                "C11.table.library_roles.caption",
+                source=metrics["library"][0]["source_length"] if metrics["library"] else "–",
+            ),
             [_library_row(r) for r in metrics["library"]],
         )
         if metrics["library"]
         else None,
         Table.from_records(
             "wirings",
-            "Held-out accuracy per seed of the two wirings trained from the same initial weights on the "
-            "same batches (equal source and target lengths). The paired difference standard − notes: "
-            f"{test['mean_diff']:+.3f} (95% CI {_ci(test)}).",
+            Msg("C11.table.wirings.caption", mean_diff=test["mean_diff"], ci=_ci(test)),
             [
                 {
                     "seed": seed,
@@ -490,7 +489,7 @@ def _tables(metrics: Mapping[str, Any], changes: pd.DataFrame, n_seeds: int, noi
         ),
         Table.from_records(
             "unequal_lengths",
-            "The notes' wiring on a source and a decoder input of different lengths.",
+            Msg("C11.table.unequal_lengths.caption"),
             [
                 {
                     "source length": metrics["unequal_lengths"]["source_length"],
@@ -511,9 +510,7 @@ def _tables(metrics: Mapping[str, Any], changes: pd.DataFrame, n_seeds: int, noi
     tables += [
         Table.from_records(
             "interventions",
-            "Our trained standard model: relative change ‖after − before‖ / ‖before‖ of the cross-attention's "
-            "Q, K, V (and the mean total-variation distance of its weight rows) per decoder layer, "
-            f"over {n_seeds} seeds; noise of {noise}× the RMS of what it is added to.",
+            Msg("C11.table.interventions.caption", seeds=n_seeds, noise=noise),
             [
                 {
                     "intervention": INTERVENTIONS[str(r["intervention"])],
@@ -528,8 +525,7 @@ def _tables(metrics: Mapping[str, Any], changes: pd.DataFrame, n_seeds: int, noi
         ),
         Table.from_records(
             "shapes",
-            "Our trained standard model: input shapes (batch, length, width) of the cross-attention's "
-            "projections in the first decoder layer, on a decoder input shorter than the source.",
+            Msg("C11.table.shapes.caption"),
             [
                 {"projection": "W_q (query)", "input shape": str(shapes["q_input"])},
                 {"projection": "W_k (key)", "input shape": str(shapes["k_input"])},
@@ -562,10 +558,10 @@ def _library_row(r: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _ci(test: Mapping[str, Any]) -> str:
+def _ci(test: Mapping[str, Any]) -> Msg:
     if test.get("ci_low") is None:
-        return "n/a"
-    return f"{test['ci_low']:+.3f} to {test['ci_high']:+.3f}"
+        return Msg("C11.reason.ci_none")
+    return Msg("C11.reason.ci", low=test["ci_low"], high=test["ci_high"])
 
 
 # --------------------------------------------------------------------------- figures
@@ -601,12 +597,15 @@ def _figure_accuracy(ctx: ConceptContext, metrics: Mapping[str, Any]) -> FigureR
         fig,
         ctx.outdir,
         "wirings",
-        "The notes' wiring trained against the standard one",
-        f"Held-out accuracy on the {metrics['task']} task with equal source and target lengths; one line per "
-        "seed joins the two wirings trained from the same initial weights on the same batches. Dotted: "
-        f"chance (1/{metrics['symbols']}); dashed: the best token accuracy the notes' wiring can reach, since "
-        "the source reaches it only through the attention weights and never at the first position. Token accuracy, standard − notes: {test['mean_diff']:+.3f} "
-        f"(95% CI {_ci(test)}, {test['n']} seeds).",
+        Msg("C11.figure.wirings.title"),
+        Msg(
+            "C11.figure.wirings.caption",
+            task=_task_term(metrics["task"], "task"),
+            symbols=metrics["symbols"],
+            mean_diff=test["mean_diff"],
+            ci=_ci(test),
+            n=test["n"],
+        ),
     )
 
 
@@ -640,15 +639,17 @@ def _figure_maps(
     ctx: ConceptContext, maps: list[np.ndarray], src: list[int], task: SequenceTask
 ) -> FigureRef:
     fig = draw_maps(maps, src, task)
-    kind = "the anti-diagonal" if task.reverse else "the diagonal"
+    name = "reverse" if task.reverse else "copy"
     return plotting.save(
         fig,
         ctx.outdir,
         "cross_attention_maps",
-        "Cross-attention of the trained standard model",
-        f"One held-out example ({'reversal' if task.reverse else 'copy'}), first seed, mean over "
-        "heads. Rows are the decoder's positions (the queries), columns the encoder's (keys and "
-        f"values); a model that reads the right source symbol puts its weight on {kind}.",
+        Msg("C11.figure.cross_attention_maps.title"),
+        Msg(
+            "C11.figure.cross_attention_maps.caption",
+            example=_task_term(name, "example"),
+            diagonal=_task_term(name, "diagonal"),
+        ),
     )
 
 
@@ -684,11 +685,8 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> FigureR
         grid.figure,
         ctx.outdir,
         "interventions",
-        "Where Q, K and V come from in our model",
-        "Noise on the encoder output moves K, V and the weights but leaves the first layer's Q "
-        "at exactly 0; noise on the decoder input moves Q and the weights but never K or V. "
-        "(In later layers Q also depends on the memory, through the earlier layers' "
-        "cross-attention output.) Bars: mean over seeds; whiskers: ±1 std.",
+        Msg("C11.figure.interventions.title"),
+        Msg("C11.figure.interventions.caption"),
     )
 
 
@@ -709,8 +707,8 @@ def _figure_curves(ctx: ConceptContext, per_seed: Sequence[Mapping[str, Any]]) -
         fig,
         ctx.outdir,
         "training_curves",
-        "Training the two wirings",
-        "Held-out cross-entropy of the sequence task (line: mean over seeds, band: ±1 std).",
+        Msg("C11.figure.training_curves.title"),
+        Msg("C11.figure.training_curves.caption"),
     )
 
 
@@ -758,129 +756,85 @@ def library_verdict_roles(metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-PRIMARY = (
-    "where the cross-attention of T5 and BART (built from transformers configs) takes Q, K and V from: "
-    "hooked projection inputs, with source and target of different lengths and each side changed in turn"
-)
-TAKEAWAY = (
-    "Cross-attention lets each decoder position (the query) look up the encoder's output (the keys) and "
-    "fetch from it (the values)."
-)
-CORRECTION = (
-    "A decoder in an encoder–decoder has cross-attention, which uses the decoder's states as queries and "
-    "the encoder output as keys and values (decoder-only models such as GPT have no cross-attention)."
-)
-
-
-def _experiment(metrics: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+def _experiment(metrics: Mapping[str, Any]) -> tuple[Msg, tuple[Msg, ...]]:
     """What the notes' wiring does, in words, and what this run could not judge about it."""
     acc_std, acc_notes = metrics["token_accuracy"]["standard"], metrics["token_accuracy"]["notes"]
     unequal = metrics["unequal_lengths"]
     shape = (
-        f"with a {unequal['source_length']}-token source and a {unequal['target_length']}-token target it does "
-        f"not run ({unequal['error'].split(':')[0]} at {unequal['where'].split(':')[0]})"
+        Msg(
+            "C11.reason.shape.fails",
+            source=unequal["source_length"],
+            target=unequal["target_length"],
+            error=unequal["error"].split(":")[0],
+            where=unequal["where"].split(":")[0],
+        )
         if not unequal["runs"]
-        else "it runs even with source and target of different lengths"
+        else Msg("C11.reason.shape.runs")
     )
     if min(acc_std) < float(metrics["min_accuracy"]):
         return (
-            f"The notes' wiring (Q and K from the encoder output, V from the decoder): {shape}.",
+            Msg("C11.reason.experiment.unlearned", shape=shape),
             (
-                f"the notes' wiring vs the standard one: the standard model did not learn the task "
-                f"(token accuracy {Spread.of(acc_std)}, needed {float(metrics['min_accuracy']):.2f} in every seed)",
+                Msg(
+                    "C11.limited.unlearned",
+                    accuracy=str(Spread.of(acc_std)),
+                    needed=float(metrics["min_accuracy"]),
+                ),
             ),
         )
     test = paired_test(acc_std, acc_notes)
     eff = effect(test, float(metrics["min_effect"]))
-    numbers = (
-        f"token accuracy {Spread.of(acc_notes).mean:.3f} vs {Spread.of(acc_std).mean:.3f} for the standard wiring, "
-        f"paired difference {test.mean_diff:+.3f} (95% CI {_ci(test.to_dict())}, {test.n} seeds)"
+    numbers = Msg(
+        "C11.reason.numbers",
+        notes=Spread.of(acc_notes).mean,
+        standard=Spread.of(acc_std).mean,
+        diff=test.mean_diff,
+        ci=_ci(test.to_dict()),
+        n=test.n,
     )
-    head = f"The notes' wiring (Q and K from the encoder output, V from the decoder): {shape}"
     if eff > 0:
         ceiling = metrics.get("notes_ceiling")
-        why = (
-            f"; its values come from the decoder, so the source reaches the output only through the attention "
-            f"weights, never at the first target position (best possible {float(ceiling):.3f})"
-            if ceiling is not None
-            else ""
-        )
-        return f"{head}; with equal lengths it trains to clearly worse accuracy ({numbers}){why}.", ()
+        why = Msg("C11.reason.ceiling", ceiling=float(ceiling)) if ceiling is not None else empty()
+        return Msg("C11.reason.experiment.worse", shape=shape, numbers=numbers, why=why), ()
     if eff < 0:
-        return f"{head}; with equal lengths it trains to clearly better accuracy ({numbers}).", ()
+        return Msg("C11.reason.experiment.better", shape=shape, numbers=numbers), ()
     if equivalent(test, float(metrics["min_effect"])):
-        return f"{head}; with equal lengths it trains as well as the standard wiring ({numbers}).", ()
+        return Msg("C11.reason.experiment.as_well", shape=shape, numbers=numbers), ()
     return (
-        f"{head}; with equal lengths this run cannot tell the two wirings apart ({numbers}).",
-        (
-            f"whether the notes' wiring trains worse at equal lengths: not clear in {test.n} seeds ({numbers})",
-        ),
+        Msg("C11.reason.experiment.unclear", shape=shape, numbers=numbers),
+        (Msg("C11.limited.unclear", n=test.n, numbers=numbers),),
     )
-
-
-def _verdict(label: Label, reason: str, limited: tuple[str, ...] = (), correction: str = "") -> Verdict:
-    """A verdict of this claim: its kind, primary comparison and takeaway filled in."""
-    return Verdict(label, reason, Kind.DEFINITION, PRIMARY, limited, TAKEAWAY, correction)
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Decided by the definition check on library encoder–decoders; the trained notes' wiring and
     our own model are reported with it (they do not change the label)."""
+    out = VerdictOf(Kind.DEFINITION, Msg("C11.primary"))
     if int(metrics["n_seeds"]) < 2:
-        return _verdict(
-            Label.INCONCLUSIVE,
-            f"Only {metrics['n_seeds']} seed: at least 2 are needed.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C11.verdict.too_few_seeds", n=metrics["n_seeds"])
     if not metrics["library"]:
-        return _verdict(
-            Label.INCONCLUSIVE,
-            "The library check (T5, BART built from configs) was turned off; our own model alone cannot "
-            "decide what cross-attention is, since it would only read back its own wiring.",
-        )
+        return out.branch(Label.INCONCLUSIVE, "C11.verdict.library_off")
     lib = library_verdict_roles(metrics)
     roles = lib["roles"]
     experiment, limited = _experiment(metrics)
-    scope = (
-        f" ({', '.join(lib['without'])}, decoder-only, has no cross-attention at all.)"
-        if lib["without"]
-        else ""
-    )
-    names = " and ".join(lib["models"]) or "no library model"
+    out.limited.extend(limited)
+    scope = Msg("C11.reason.scope", without=lib["without"]) if lib["without"] else empty()
+    params: dict[str, Any] = {"names": lib["models"], "experiment": experiment, "scope": scope}
     if not lib["models"] or not lib["every_layer"]:
-        return _verdict(
-            Label.NOT_SUPPORTED,
-            f"The library encoder–decoders' decoders do not all have cross-attention in every layer.{scope}",
-            limited=limited,
-            correction=CORRECTION,
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C11.verdict.no_cross_attention", **params)
     if not roles.get("k_from_encoder"):
-        return _verdict(
-            Label.NOT_SUPPORTED,
-            f"In {names} the cross-attention's keys do not come from the encoder output. {experiment}{scope}",
-            limited=limited,
-            correction=CORRECTION,
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C11.verdict.keys_not_from_encoder", **params)
     if roles.get("q_from_encoder"):
-        return _verdict(
-            Label.SUPPORTED,
-            f"In {names} the cross-attention's queries and keys both come from the encoder output. {experiment}{scope}",
-            limited=limited,
-        )
+        return out.branch(Label.SUPPORTED, "C11.verdict.queries_from_encoder", **params)
     if roles.get("q_from_decoder"):
-        values = "and so do the values" if roles.get("v_from_encoder") else "but the values do not"
-        return _verdict(
-            Label.PARTLY,
-            f"Decoders of encoder–decoders do have cross-attention, and in {names} its keys come from the "
-            f"encoder output ({values}), but its queries come from the decoder: the query input has the "
-            f"target's length and moves only when the decoder's input changes. {experiment}{scope}",
-            limited=limited,
-            correction=CORRECTION,
-        )
-    return _verdict(
-        Label.INCONCLUSIVE,
-        f"Where the queries of {names} come from could not be read off the hooks. {experiment}",
-        limited=limited,
-    )
+        if roles.get("v_from_encoder"):
+            return out.branch(Label.PARTLY, "C11.verdict.queries_from_decoder", **params)
+        return out.branch(Label.PARTLY, "C11.verdict.queries_from_decoder_values_elsewhere", **params)
+    return out.branch(Label.INCONCLUSIVE, "C11.verdict.queries_unread", **params)
+
+
+def _flag(value: bool) -> Msg:
+    return Msg(f"C11.term.flag.{'yes' if value else 'no'}")
 
 
 def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
@@ -890,20 +844,26 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     checks = [
         LiteratureCheck(
             "Vaswani et al. 2017, section 3.2.3",
-            "In encoder-decoder attention the queries come from the previous decoder layer, and the memory "
-            "keys and values come from the output of the encoder.",
+            Msg("C11.literature.vaswani.finding"),
             bool(agrees),
-            f"Our trained model: Q from the decoder {src['q_from_decoder']}, K from the encoder "
-            f"{src['k_from_encoder']}, V from the encoder {src['v_from_encoder']}.",
+            Msg(
+                "C11.literature.vaswani.note",
+                q=_flag(src["q_from_decoder"]),
+                k=_flag(src["k_from_encoder"]),
+                v=_flag(src["v_from_encoder"]),
+            ),
         ),
         LiteratureCheck(
             "Bahdanau et al. 2015 (attention as soft alignment)",
-            "A trained attention decoder aligns each output position with the source positions it translates.",
+            Msg("C11.literature.bahdanau.finding"),
             bool(min(align) > 2 * float(metrics["alignment_chance"])) if align else None,
-            f"Best layer's weight on the right source position: {Spread.of(align)} vs "
-            f"{float(metrics['alignment_chance']):.3f} for a uniform spread."
+            Msg(
+                "C11.literature.bahdanau.note",
+                spread=str(Spread.of(align)),
+                chance=float(metrics["alignment_chance"]),
+            )
             if align
-            else "",
+            else empty(),
         ),
     ]
     return checks
