@@ -168,7 +168,9 @@ def size_part(metrics: Mapping[str, Any], model: str, fmt: str) -> Part:
         return Part("unknown", Msg("quant.part.size.missing"), Msg("quant.clause.size.open"))
     fp32, q = real["formats"]["fp32"], real["formats"][fmt]
     nums = {"model": qr.model_label(model, real), "cut": q["size_cut_pct"], "claimed": claimed}
-    fact = Msg("quant.part.size.fact", fp32=qr.mb(fp32["size_bytes"]), quantized=qr.mb(q["size_bytes"]), **nums)
+    fact = Msg(
+        "quant.part.size.fact", fp32=qr.mb(fp32["size_bytes"]), quantized=qr.mb(q["size_bytes"]), **nums
+    )
     status = size_status(float(q["size_cut_pct"]), claimed, tol)
     return Part(status, fact, Msg(f"quant.clause.size.{_side(status)}", **nums))
 
@@ -181,7 +183,11 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
     claimed, rel = metrics["claimed"]["speedup"], metrics["tolerance"]["speedup_rel"]
     real = _real(metrics, "llama")
     if real is None:
-        return Part("unknown", Msg("quant.part.speed.missing"), Msg("quant.clause.speed.open", why=why_open("unknown")))
+        return Part(
+            "unknown",
+            Msg("quant.part.speed.missing"),
+            Msg("quant.clause.speed.open", why=why_open("unknown")),
+        )
     d, ref = real["decode"][fmt], real["decode"]["fp32"]
     fast = real["fast_path"][fmt]
     nums = {
@@ -256,7 +262,9 @@ def decide(results: Mapping[str, Part], primary: str, claim: str) -> Verdict:
         return [part_name(p) for p, v in judgements.items() if v == j] or [Msg("quant.none")]
 
     not_judged = [p for p, j in judgements.items() if j == OPEN]
-    limited = [Msg("quant.limited.part", part=part_name(p), why=why_open(results[p].status)) for p in not_judged]
+    limited = [
+        Msg("quant.limited.part", part=part_name(p), why=why_open(results[p].status)) for p in not_judged
+    ]
     out = VerdictOf(Kind.EXPERIMENT, primary, list(limited))
     return out.branch(
         label,

@@ -267,9 +267,7 @@ def run(ctx: ConceptContext) -> Evidence:
     if metrics["real_scale"]:
         tables.append(qr.real_scale_table(metrics["real_scale"]))
     if alpha_rows:
-        tables.append(
-            Table.from_records("awq_alphas", Msg("C13.table.awq_alphas.caption"), alpha_rows)
-        )
+        tables.append(Table.from_records("awq_alphas", Msg("C13.table.awq_alphas.caption"), alpha_rows))
     method = Msg("C13.method")
     return Evidence(
         method=method,

@@ -414,8 +414,12 @@ def literature_check(
         None if decide is None else (ppl[decide]["gptq"] <= ppl[decide]["rtn"] and backward_calls == 0),
         Msg(
             "C15.literature.gptq.note",
-            decides=Msg("common.empty") if decide is None else Msg("C15.literature.gptq.decides", group=decide),
-            pairs=Msg("C15.literature.gptq.pairs", items=items) if items else Msg("C15.literature.gptq.no_pair"),
+            decides=Msg("common.empty")
+            if decide is None
+            else Msg("C15.literature.gptq.decides", group=decide),
+            pairs=Msg("C15.literature.gptq.pairs", items=items)
+            if items
+            else Msg("C15.literature.gptq.no_pair"),
             backward=backward_calls,
             parameters=parameters,
         ),

@@ -41,7 +41,9 @@ def measured(rows: Iterable[Mapping[str, Any]], family: str | None = None) -> li
 # the skip reasons quant/variants.py writes into measures.json, as catalogue messages
 _SKIPPED = (
     (
-        re.compile(r"(?P<variant>\S+): needs a CUDA GPU \(fp16 kernels\); this run's device is (?P<device>\S+)"),
+        re.compile(
+            r"(?P<variant>\S+): needs a CUDA GPU \(fp16 kernels\); this run's device is (?P<device>\S+)"
+        ),
         "quant.skipped.needs_cuda",
     ),
     (
@@ -192,9 +194,7 @@ def variants_table(
                 "skipped": None,
             }
         )
-    return Table.from_records(
-        name, caption or Msg("quant.table.variants.caption"), records
-    )
+    return Table.from_records(name, caption or Msg("quant.table.variants.caption"), records)
 
 
 # ----------------------------------------------------------------------------- figures
