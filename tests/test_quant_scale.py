@@ -501,3 +501,147 @@ def test_model_labels_name_bert_base_only_at_its_shape():
     assert qr.model_label("bert", toy).startswith("BERT encoder (1 layer, 64 wide")
     llama = {"config": {"hidden_size": 4096, "intermediate_size": 11008, "num_layers": 1}, "parameters": {}}
     assert qr.model_label("llama", llama) == "Llama-2-7B-width decoder (1 layer)"
+
+
+# ----------------------------------------------------------------------------- texts in both languages
+def realistic(m: dict) -> dict:
+    """The metrics with kernel paths and fast-path reasons worded as the real-scale step words them."""
+    for model, regime in (("bert", "prefill"), ("llama", "decode")):
+        rec = (m.get("real_scale") or {}).get(model)
+        if not rec:
+            continue
+        features = m["real_scale"]["cpu_features"]
+        ops = {"fp32": {}, "int8": {"MatMulInteger": 8}, "int4": {"MatMulNBits": 8}}
+        for fmt, f in rec["formats"].items():
+            f["kernel_path"] = real_scale.kernel_path(fmt, ops[fmt], {"bits": 4, "block_size": 128}, features)
+        for fmt, fast in rec["fast_path"].items():
+            fast["why"] = real_scale.fast_path(regime, fmt, features)[1]  # "exists" stays as the test set it
+    return m
+
+
+def assert_texts_in_both_languages(v: Any) -> None:
+    """Every text of a verdict is a catalogue message that renders in Korean with no English prose;
+    every branch has a takeaway, partly / not supported a correction."""
+    from whylab.messages import Msg, english_runs
+
+    assert v.takeaway, v.label
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED)), v.label
+    texts = [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else [])
+    for text in texts:
+        assert isinstance(text, Msg), text
+        ko = text.in_("ko")
+        assert ko and ko != str(text) and english_runs(ko) == [], (text.key, ko)
+
+
+C12_BRANCHES = {
+    Label.SUPPORTED: lambda: c12(loss=25.0, decode_int8=3.0),
+    Label.PARTLY: lambda: c12(loss=1.2),
+    Label.NOT_SUPPORTED: lambda: c12(loss=0.3, bert_int8_cut=50.0, decode_int8=1.0, fast=False),
+    Label.INCONCLUSIVE: lambda: metrics(
+        c12_int8, [variant("ort-int8-static", "int8", 25.0)], None, int8=None
+    ),
+}
+C13_BRANCHES = {
+    Label.SUPPORTED: lambda: c13(loss=45.0, llama_int4_cut=87.0),
+    Label.PARTLY: lambda: c13(loss=3.0),
+    Label.NOT_SUPPORTED: lambda: c13(loss=3.0, llama_int4_cut=70.0),
+    Label.INCONCLUSIVE: lambda: metrics(
+        c13_int4, [variant("ort-int4-rtn-b32", "int4", 45.0)], None, int4=None
+    ),
+}
+
+
+@pytest.mark.parametrize("label", list(C12_BRANCHES))
+def test_c12_every_branch_has_its_texts_in_korean(label):
+    v = c12_int8.verdict(realistic(C12_BRANCHES[label]()))
+    assert v.label == label and v.branch == f"C12.verdict.{c12_int8.BRANCH[label]}"
+    assert_texts_in_both_languages(v)
+    assert_label_agrees_with_reason(v)
+
+
+@pytest.mark.parametrize("label", list(C13_BRANCHES))
+def test_c13_every_branch_has_its_texts_in_korean(label):
+    v = c13_int4.verdict(realistic(C13_BRANCHES[label]()))
+    assert v.label == label and v.branch == f"C13.verdict.{c12_int8.BRANCH[label]}"
+    assert_texts_in_both_languages(v)
+    assert_label_agrees_with_reason(v)
+
+
+def test_c12_correction_restates_the_claim_from_the_measured_numbers():
+    v = c12_int8.verdict(c12(loss=1.2))  # loss fails; size (74.8%) and speed (3.8×) hold
+    assert v.label == Label.PARTLY
+    assert "INT8 quantization changes perplexity by only +1.20%" in v.correction
+    assert "on a 1.1M-parameter LM, not 20–30%" in v.correction
+    assert "by 74.8%, about the claimed 75%" in v.correction and "3.80× (median)" in v.correction
+    ko = v.correction.in_("ko")
+    assert "+1.20%" in ko and "74.8%" in ko and "3.80×" in ko
+    slow = c12_int8.verdict(realistic(c12(loss=0.3, bert_int8_cut=50.0, decode_int8=1.0, fast=False)))
+    assert "less than 75%" in slow.correction and "could not judge (no AVX2: ONNX Runtime" in slow.correction
+
+
+def test_c13_correction_restates_the_claim_from_the_measured_numbers():
+    v = c13_int4.verdict(c13(loss=3.0, llama_int4_cut=70.0))
+    assert v.label == Label.NOT_SUPPORTED
+    assert "INT4 weight quantization changes perplexity by only +3.00%" in v.correction
+    assert "not 40–50%" in v.correction and "by 70.0%, less than 87.5%" in v.correction
+
+
+def test_quant_report_texts_render_in_korean(tmp_path):
+    """The shared report texts: captions, model names, kernel paths, fast-path and skip reasons."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from whylab.messages import Msg, english_runs
+    from whylab.quant import report as qr
+    from whylab.quant.variants import parse, skip_reason
+
+    def korean(text: Any) -> str:
+        assert isinstance(text, Msg), text
+        ko = text.in_("ko")
+        assert english_runs(ko) == [], (text.key, ko)
+        return ko
+
+    m = realistic(c12(loss=1.2))
+    rs = m["real_scale"]
+    for model in ("bert", "llama"):
+        for fmt in ("fp32", "int8", "int4"):
+            korean(qr.kernel_text(rs[model]["formats"][fmt]["kernel_path"]))
+    for features in (AVX2_ONLY, VNNI, {**AVX2_ONLY, "avx2": False}, None):
+        for regime in ("decode", "prefill"):
+            for fmt in ("int8", "int4"):
+                korean(qr.fast_path_text(real_scale.fast_path(regime, fmt, features)[1]))
+                korean(qr.kernel_text(real_scale.kernel_path(fmt, {}, {"accuracy_level": 4}, features)))
+    cache = real_scale.fast_path("decode", "int8", VNNI, weight_bytes=1_000_000, cache_bytes=32 * 2**20)[1]
+    korean(qr.fast_path_text(cache))
+    assert qr.fast_path_text("something new") == "something new"  # unknown wording stays as it is
+    for layers, hidden in ((1, 64), (2, 64), (12, 768)):
+        rec = {"config": {"hidden_size": hidden, "num_layers": layers}, "parameters": {"total": 5e6}}
+        korean(qr.model_label("bert", rec))
+        korean(qr.model_label("llama", rec))
+        korean(
+            qr.model_label(
+                "llama", {**rec, "config": {**rec["config"], "intermediate_size": 11008, "hidden_size": 4096}}
+            )
+        )
+    reasons = [skip_reason(parse(name), "cpu") for name in ("torch-fp16", "ort-fp16")]
+    assert all(reasons)
+    for reason in [*reasons, "torch-bf16: this GPU has no bf16 support"]:
+        assert qr.skipped_text(reason) == reason
+        korean(qr.skipped_text(reason))
+    for table in (
+        qr.real_scale_table(rs),
+        c12_int8.parts_table(m, c12_int8.part_results(m)),
+        c12_int8.accuracy_table({**m, "variants": [{**v, "nll_diff": 0.01} for v in m["variants"]]}, "int8"),
+        c13_int4.published_table(c13(loss=3.0)),
+    ):
+        korean(table.caption)
+    figures = [
+        qr.plot_real_scale(rs, tmp_path, claimed_speedup=(2.0, 4.0)),
+        qr.plot_loss_change(m["variants"], tmp_path, "int8", (20.0, 30.0), "ort-int8-dynamic"),
+    ]
+    for fig in figures:
+        korean(fig.title)
+        korean(fig.caption)
+    korean(c12_int8._bert_note(m))
+    korean(Msg("C12.method"))
+    korean(Msg("C13.method"))

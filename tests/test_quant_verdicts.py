@@ -186,3 +186,109 @@ def test_c13_paired_comparison_says_nothing_inside_the_noise():
     assert c13_int4.compare(m, "awq", "rtn")[0] is True
     m["block_nll"]["a"] = [1.10, 2.09, 3.11, 4.10]
     assert c13_int4.compare(m, "awq", "rtn")[0] is False
+
+
+# ----------------------------------------------------------------------------- C15 texts in both languages
+def assert_c15_texts_in_korean(v: Any) -> None:
+    from whylab.messages import Msg, english_runs
+
+    assert v.takeaway and bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else []):
+        assert isinstance(text, Msg), text
+        ko = text.in_("ko")
+        assert ko != str(text) and english_runs(ko) == [], (text.key, ko)
+
+
+@pytest.mark.parametrize(
+    ("change", "label", "branch"),
+    [
+        ({}, Label.NOT_SUPPORTED, "hessian"),
+        ({"gradients": {"backward_calls": 3}}, Label.SUPPORTED, "gradients"),
+        (
+            {"probe_control": {"backward_calls": 0, "saved_for_backward": 0}},
+            Label.INCONCLUSIVE,
+            "blind_probe",
+        ),
+        (
+            {"hessian": {"codes_differ_from_rtn_frac": 0.0, "identity_equals_rtn": False}},
+            Label.INCONCLUSIVE,
+            "no_hessian_evidence",
+        ),
+        (
+            {"hessian": {"codes_differ_between_calibration_sets_frac": 0.0, "error_ratio_gptq_vs_rtn": None}},
+            Label.INCONCLUSIVE,
+            "no_hessian_evidence",
+        ),
+    ],
+)
+def test_c15_every_branch_has_its_texts_in_korean(change, label, branch):
+    m = c15(**change)
+    m["model_parameters"], m["check_block_size"] = 1_100_000, 128
+    v = c15_gptq.verdict(m)
+    assert v.label == label and v.branch == f"C15.verdict.{branch}"
+    assert_c15_texts_in_korean(v)
+
+
+def test_c15_correction_states_what_gptq_is_with_the_measured_numbers():
+    v = c15_gptq.verdict(c15())
+    assert v.correction.startswith("GPTQ is not gradient-based: it is a one-shot, layer-wise")
+    assert "H = 2XXᵀ" in v.correction and "changed 20.0% of round-to-nearest's codes" in v.correction
+    assert "0.33× RTN's" in v.correction and "20.0%" in v.correction.in_("ko")
+    # the reason keeps its wording when no GPTQ/RTN pair was measured (nothing dangling at the end)
+    bare = c15_gptq.verdict({**c15(), "ppl_gptq_vs_rtn": {}})
+    assert bare.reason.endswith("not gradient-based.")
+
+
+def test_c15_evidence_texts_render_in_korean():
+    from whylab.messages import Msg, english_runs
+
+    ppl = {"32": {"gptq": 1.0, "rtn": 2.0}, "128": {"gptq": 0.5, "rtn": 0.9}}
+    lit = c15_gptq.literature_check(ppl, 0, 1_100_000)
+    assert lit.agrees is True and "(group 128 decides; the others are shown)" in lit.note
+    assert "group 32: GPTQ +1.00% vs RTN +2.00%" in lit.note
+    empty = c15_gptq.literature_check({}, 0, 1_100_000)
+    assert empty.agrees is None and empty.note.startswith("Computed here: no GPTQ/RTN pair")
+    texts = [
+        lit.finding,
+        lit.note,
+        empty.note,
+        Msg("C15.method", parameters=1_100_000, group=128),
+        Msg("C15.skipped.no_pair"),
+        Msg("C15.figure.gptq_vs_rtn.title"),
+        Msg("C15.figure.gptq_vs_rtn.caption"),
+        *(Msg(f"C15.table.{t}.caption") for t in ("checks", "library_checks", "gptq_vs_rtn")),
+    ]
+    for text in texts:
+        assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text
+
+
+def test_c13_literature_texts_render_in_korean():
+    from whylab.messages import english_runs
+
+    m = c13_metrics(
+        {**variant("r32", "int4", loss=4.0, size_cut=60), "algorithm": "rtn", "block_size": 32},
+        {**variant("g32", "int4", loss=2.0, size_cut=60), "algorithm": "gptq", "block_size": 32},
+        {**variant("r64", "int4", loss=6.0, size_cut=62), "algorithm": "rtn", "block_size": 64},
+        {**variant("g64", "int4", loss=7.0, size_cut=62), "algorithm": "gptq", "block_size": 64},
+    )
+    m["block_nll"] = {"r32": [1.0, 2.0, 3.0], "g32": [0.9, 1.9, 2.9]}
+    texts = [c13_int4.compare(m, "gptq", "rtn")[1], c13_int4.compare(m, "awq", "rtn")[1]]
+    texts += [c13_int4.group_size_trend(m)[1], c13_int4.group_size_trend(c13_metrics())[1]]
+    assert "group 32: gptq +2.000% vs rtn +4.000% (NLL difference" in texts[0]
+    assert texts[2] == "gptq: g32 +2.00%, g64 +7.00%; rtn: g32 +4.00%, g64 +6.00%"
+    for text in texts:
+        assert english_runs(text.in_("ko")) == [], text
+
+
+@pytest.mark.parametrize("file", ["quant", "C12", "C13", "C15"])
+def test_quant_catalogues_match_across_languages(file):
+    """Every key of these files is in both languages with the same parameters, and no Korean text
+    carries English prose."""
+    from whylab.messages import catalogue, english_runs, placeholders
+
+    en = {k: v for k, v in catalogue("en").items() if k.split(".")[0] == file}
+    ko = {k: v for k, v in catalogue("ko").items() if k.split(".")[0] == file}
+    assert en and set(en) == set(ko)
+    for key, text in en.items():
+        assert placeholders(text) == placeholders(ko[key]), key
+        assert english_runs(ko[key]) == [], key

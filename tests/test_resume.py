@@ -204,8 +204,9 @@ VARYING: dict[str, re.Pattern[str]] = {
     # the process's RSS high-water mark (VmHWM) on CPU: allocator and OS, not the model
     "C14": re.compile(r"^\.metrics\.variants\.\w+\.peak_bytes\[\d+\]$|^\.tables\[0\]\[\d+\]\.peak extra"),
     # sentences quoting the measured speed-ups (the real-scale literature note and evidence cells)
-    "C12": re.compile(r"^\.(literature\[\d+\]\.note|tables\[\d+\]\[\d+\]\.evidence)$"),
-    "C13": re.compile(r"^\.(literature\[\d+\]\.note|tables\[\d+\]\[\d+\]\.evidence)$"),
+    # (and the note's catalogue parameters, kept beside it)
+    "C12": re.compile(r"^\.(literature\[\d+\]\.(note|messages\.note\..*)|tables\[\d+\]\[\d+\]\.evidence)$"),
+    "C13": re.compile(r"^\.(literature\[\d+\]\.(note|messages\.note\..*)|tables\[\d+\]\[\d+\]\.evidence)$"),
     # a sentence quoting the measured time overhead
     "C19": re.compile(r"^\.(metrics\.chen_note|literature\[\d+\]\.(note|messages\.note\.params\.\w+))$"),
 }

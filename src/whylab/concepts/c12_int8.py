@@ -24,14 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from whylab.concepts import ConceptContext
 from whylab.errors import InputError
 from whylab.files import read_json
+from whylab.messages import Msg, empty
 from whylab.quant import report as qr
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C12"
 # the notes' figures, and how far from them a measurement still counts as "in the range"
@@ -106,76 +107,119 @@ def primary_name(metrics: Mapping[str, Any], family: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- the parts
+class Part(NamedTuple):
+    """One part of the claim: its status ('in', 'below', 'above', or why it is not judged), the
+    fact the reason quotes, and the clause the correction writes from the measured numbers."""
+
+    status: str
+    fact: str
+    clause: str
+
+
 def _variant(metrics: Mapping[str, Any], name: str | None) -> Mapping[str, Any] | None:
     return next((v for v in metrics["variants"] if v["variant"] == name), None)
 
 
-def model_words(metrics: Mapping[str, Any]) -> str:
+def model_words(metrics: Mapping[str, Any]) -> Msg:
     params = (metrics.get("model") or {}).get("parameters")
-    return f"a {params / 1e6:.2g}M-parameter LM" if params else "the measured LM"
+    return Msg("quant.lm.sized", millions=params / 1e6) if params else Msg("quant.lm.measured")
 
 
-def loss_part(metrics: Mapping[str, Any], family: str) -> tuple[str, str]:
-    """(status, fact) of the loss part from the primary variant of ``family``."""
+def _side(status: str) -> str:
+    """The catalogue branch of a part's clause: in, below, above, or open (not judged)."""
+    return status if status in ("in", "below", "above") else "open"
+
+
+def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
+    """The loss part from the primary variant of ``family``."""
     claimed, tol = metrics["claimed"]["loss_pct"], metrics["tolerance"]["loss_pct"]
     name = primary_name(metrics, family)
     v = _variant(metrics, name)
     if v is None:
-        return "unknown", f"loss: the primary variant {name or '(none configured)'} was not measured"
+        missing = Msg("quant.part.loss.missing", name=name or Msg("quant.part.loss.none_configured"))
+        return Part("unknown", missing, Msg("quant.clause.loss.open"))
     status = loss_status(v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed, tol)
-    fact = (
-        f"loss: {v['variant']} changes perplexity by {v['ppl_change_pct']:+.2f}% (95% CI "
-        f"{v['ppl_change_low_pct']:+.2f} to {v['ppl_change_high_pct']:+.2f}%) on {model_words(metrics)}"
-        f" (claimed {claimed[0]:g}–{claimed[1]:g}%, for BERT/GPT-scale models)"
+    nums = {
+        "change": v["ppl_change_pct"],
+        "low": v["ppl_change_low_pct"],
+        "high": v["ppl_change_high_pct"],
+        "model": model_words(metrics),
+        "claimed_low": claimed[0],
+        "claimed_high": claimed[1],
+    }
+    nll = Msg("quant.part.loss.nll", nll=v["nll_diff"]) if v.get("nll_diff") is not None else empty()
+    top1 = (
+        Msg("quant.part.loss.top1", reference=100 * v["top1_reference"], top1=100 * v["top1"])
+        if v.get("top1") is not None and v.get("top1_reference") is not None
+        else empty()
     )
-    if v.get("nll_diff") is not None:
-        fact += f"; NLL {v['nll_diff']:+.4f} nats/token"
-    if v.get("top1") is not None and v.get("top1_reference") is not None:
-        fact += f"; next-token top-1 {100 * v['top1_reference']:.1f}% → {100 * v['top1']:.1f}%"
-    return status, fact
+    fact = Msg("quant.part.loss.fact", variant=v["variant"], nll=nll, top1=top1, **nums)
+    return Part(status, fact, Msg(f"quant.clause.loss.{_side(status)}", **nums))
 
 
 def _real(metrics: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
     return (metrics.get("real_scale") or {}).get(model)
 
 
-def size_part(metrics: Mapping[str, Any], model: str, fmt: str) -> tuple[str, str]:
+def size_part(metrics: Mapping[str, Any], model: str, fmt: str) -> Part:
     claimed, tol = metrics["claimed"]["size_cut_pct"], metrics["tolerance"]["size_cut_pct"]
     real = _real(metrics, model)
     if real is None:
-        return "unknown", "size: the real-scale shapes were not measured"
+        return Part("unknown", Msg("quant.part.size.missing"), Msg("quant.clause.size.open"))
     fp32, q = real["formats"]["fp32"], real["formats"][fmt]
-    fact = (
-        f"size: {qr.model_label(model, real)}, ONNX file {qr.mb(fp32['size_bytes'])} → "
-        f"{qr.mb(q['size_bytes'])}, a {q['size_cut_pct']:.1f}% cut (claimed {claimed:g}%)"
+    nums = {"model": qr.model_label(model, real), "cut": q["size_cut_pct"], "claimed": claimed}
+    fact = Msg(
+        "quant.part.size.fact", fp32=qr.mb(fp32["size_bytes"]), quantized=qr.mb(q["size_bytes"]), **nums
     )
-    return size_status(float(q["size_cut_pct"]), claimed, tol), fact
+    status = size_status(float(q["size_cut_pct"]), claimed, tol)
+    return Part(status, fact, Msg(f"quant.clause.size.{_side(status)}", **nums))
 
 
-def speed_part(metrics: Mapping[str, Any], fmt: str) -> tuple[str, str]:
+NO_FAST_PATH = "no fast path: "
+
+
+def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
     """Decode tokens/s at batch 1 on the Llama-7B-width layer; not judged without a fast path."""
     claimed, rel = metrics["claimed"]["speedup"], metrics["tolerance"]["speedup_rel"]
     real = _real(metrics, "llama")
     if real is None:
-        return "unknown", "speed: the real-scale decode was not measured"
+        return Part(
+            "unknown",
+            Msg("quant.part.speed.missing"),
+            Msg("quant.clause.speed.open", why=why_open("unknown")),
+        )
     d, ref = real["decode"][fmt], real["decode"]["fp32"]
     fast = real["fast_path"][fmt]
-    fact = (
-        f"speed: batch-1 decode with the KV cache, {qr.model_label('llama', real)}, {ref['tokens_per_s']:.1f} → "
-        f"{d['tokens_per_s']:.1f} tokens/s, median speed-up {d['speedup_median']:.2f}× "
-        f"(quartiles {d['speedup_q25']:.2f}–{d['speedup_q75']:.2f}×, {d['speedup_n']} rounds; "
-        f"{real['formats'][fmt]['kernel_path']}; claimed {claimed[0]:g}–{claimed[1]:g}×)"
+    nums = {
+        "model": qr.model_label("llama", real),
+        "median": d["speedup_median"],
+        "claimed_low": claimed[0],
+        "claimed_high": claimed[1],
+    }
+    fact = Msg(
+        "quant.part.speed.fact",
+        reference=ref["tokens_per_s"],
+        tokens_per_s=d["tokens_per_s"],
+        q25=d["speedup_q25"],
+        q75=d["speedup_q75"],
+        n=d["speedup_n"],
+        kernel=qr.kernel_text(real["formats"][fmt]["kernel_path"]),
+        **nums,
     )
     if not fast["exists"]:
-        return f"no fast path: {fast['why']}", fact
-    return (
-        speed_status(d["speedup_q25"], d["speedup_median"], d["speedup_q75"], d["speedup_n"], claimed, rel),
-        fact,
-    )
+        status = f"{NO_FAST_PATH}{fast['why']}"
+    else:
+        status = speed_status(
+            d["speedup_q25"], d["speedup_median"], d["speedup_q75"], d["speedup_n"], claimed, rel
+        )
+    side = _side(status)
+    why = qr.fast_path_text(fast["why"]) if not fast["exists"] else why_open(status)
+    clause = Msg(f"quant.clause.speed.{side}", **nums, **({"why": why} if side == "open" else {}))
+    return Part(status, fact, clause)
 
 
-def part_results(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-    """part -> (status, fact) for C12."""
+def part_results(metrics: Mapping[str, Any]) -> dict[str, Part]:
+    """part -> (status, fact, clause) for C12."""
     return {
         "loss": loss_part(metrics, "int8"),
         "size": size_part(metrics, "bert", "int8"),
@@ -196,52 +240,71 @@ def label_for(parts: Mapping[str, str]) -> Label:
     return Label.PARTLY
 
 
-def decide(results: Mapping[str, tuple[str, str]], primary: str, what: str) -> Verdict:
-    """Shared by C12 and C13: the label and a reason that names every part's judgement."""
-    judgements = {p: judged(status) for p, (status, _) in results.items()}
+BRANCH = {
+    Label.SUPPORTED: "supported",
+    Label.PARTLY: "partly",
+    Label.NOT_SUPPORTED: "not_supported",
+    Label.INCONCLUSIVE: "inconclusive",
+}
+
+
+def part_name(part: str) -> Msg:
+    return Msg(f"quant.part.name.{part}")
+
+
+def decide(results: Mapping[str, Part], primary: str, claim: str) -> Verdict:
+    """Shared by C12 and C13: the label, and a reason that names every part's judgement; the
+    correction (partly / not supported) restates the claim from each part's measured numbers."""
+    judgements = {p: judged(part.status) for p, part in results.items()}
     label = label_for(judgements)
 
-    def listed(j: str) -> str:
-        return ", ".join(p for p, v in judgements.items() if v == j) or "none"
+    def listed(j: str) -> list[Msg]:
+        return [part_name(p) for p, v in judgements.items() if v == j] or [Msg("quant.none")]
 
-    facts = "; ".join(fact for _, fact in results.values())
-    reason = f"{facts}. Holds: {listed(HOLDS)}. Does not hold: {listed(FAILS)}."
     not_judged = [p for p, j in judgements.items() if j == OPEN]
-    limited = tuple(f"{p}: {why_open(results[p][0])}" for p in not_judged)
-    if not_judged:
-        reason += " Not judged: " + "; ".join(limited) + "."
-    reason += " The loss part is judged on the perplexity change; NLL and top-1 accuracy are shown beside it."
-    takeaway = f"{what}: " + "; ".join(f"{p} {j}" for p, j in judgements.items()) + "."
-    return Verdict(label, reason, kind=Kind.EXPERIMENT, primary=primary, limited=limited, takeaway=takeaway)
+    limited = [
+        Msg("quant.limited.part", part=part_name(p), why=why_open(results[p].status)) for p in not_judged
+    ]
+    out = VerdictOf(Kind.EXPERIMENT, primary, list(limited))
+    return out.branch(
+        label,
+        f"{claim}.verdict.{BRANCH[label]}",
+        facts=[part.fact for part in results.values()],
+        held=listed(HOLDS),
+        failed=listed(FAILS),
+        not_judged=Msg("quant.reason.not_judged", items=limited) if limited else empty(),
+        clauses=[part.clause for part in results.values()],
+    )
 
 
 def why_open(status: str) -> str:
-    if status.startswith("no fast path"):
-        return f"{status} (inconclusive, not refuted)"
-    return {
-        "unclear": "the timing rounds disagree (some in range, some below)",
-        "unknown": "not measured in this run",
-    }.get(status, status)
+    if status.startswith(NO_FAST_PATH):
+        return Msg("quant.open.no_fast_path", why=qr.fast_path_text(status.removeprefix(NO_FAST_PATH)))
+    if status in ("unclear", "unknown"):
+        return Msg(f"quant.open.{status}")
+    return status
 
 
-def real_label(metrics: Mapping[str, Any], model: str) -> str:
+def real_label(metrics: Mapping[str, Any], model: str) -> Msg:
     real = _real(metrics, model)
-    return qr.model_label(model, real) if real else qr.REAL_MODELS[model]
+    return qr.model_label(model, real) if real else qr.REAL_MODEL_NAMES[model]
 
 
-def primary_text(metrics: Mapping[str, Any]) -> str:
+def primary_text(metrics: Mapping[str, Any]) -> Msg:
     int8 = primary_name(metrics, "int8") or PRIMARY_INT8
-    per = "per-channel" if metrics.get("per_channel", True) else "per-tensor"
-    return (
-        f"{int8} (ONNX Runtime dynamic INT8, {per} weights) vs ONNX Runtime FP32: perplexity change on "
-        f"{model_words(metrics)}'s validation blocks (paired per block); whole-file size of "
-        f"{real_label(metrics, 'bert')}; batch-1 decode tokens/s with the KV cache on "
-        f"{real_label(metrics, 'llama')} (real shapes, random weights)"
+    per = "per_channel" if metrics.get("per_channel", True) else "per_tensor"
+    return Msg(
+        "C12.primary",
+        variant=int8,
+        per=Msg(f"quant.{per}"),
+        model=model_words(metrics),
+        bert=real_label(metrics, "bert"),
+        llama=real_label(metrics, "llama"),
     )
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    return decide(part_results(metrics), primary_text(metrics), "INT8")
+    return decide(part_results(metrics), primary_text(metrics), "C12")
 
 
 # ----------------------------------------------------------------------------- collecting
@@ -308,17 +371,12 @@ def collect(
     return rows, metrics
 
 
-def parts_table(metrics: Mapping[str, Any], results: Mapping[str, tuple[str, str]]) -> Table:
+def parts_table(metrics: Mapping[str, Any], results: Mapping[str, Part]) -> Table:
     records = [
-        {"part": p, "judgement": judged(status), "status": status, "evidence": fact}
-        for p, (status, fact) in results.items()
+        {"part": p, "judgement": judged(part.status), "status": part.status, "evidence": str(part.fact)}
+        for p, part in results.items()
     ]
-    return Table.from_records(
-        "parts",
-        "Each part of the claim, decided by its one primary comparison ('in' = within the claimed "
-        "range and tolerance; 'no fast path', 'unclear', 'unknown' = not judged, never lowering the label).",
-        records,
-    )
+    return Table.from_records("parts", Msg("quant.table.parts.caption"), records)
 
 
 def accuracy_table(metrics: Mapping[str, Any], family: str) -> Table:
@@ -336,12 +394,7 @@ def accuracy_table(metrics: Mapping[str, Any], family: str) -> Table:
         for v in metrics["variants"]
         if v["family"] == family
     ]
-    return Table.from_records(
-        "performance_loss",
-        "Performance loss three ways on the trained LM: perplexity change (decides), mean per-token NLL "
-        "difference and next-token top-1 accuracy vs the FP32 model of the same runtime.",
-        records,
-    )
+    return Table.from_records("performance_loss", Msg("quant.table.performance_loss.caption"), records)
 
 
 def run(ctx: ConceptContext) -> Evidence:
@@ -359,10 +412,8 @@ def run(ctx: ConceptContext) -> Evidence:
             rows,
             ctx.outdir,
             "latency",
-            "Small LM: batch-1 latency and speed-up per variant (evidence, not deciding)",
-            "Left: p50 latency of one forward pass of the trained LM (batch 1, fixed prompt), tick at p90. "
-            "Right: speed-up over FP32 of the same runtime, one value per interleaved timing round; the "
-            "shaded band is the notes' 2–4×. Its matrices fit in cache: the speed part is decided at real scale.",
+            Msg("C12.figure.latency.title"),
+            Msg("C12.figure.latency.caption", low=2.0, high=4.0),
             claimed=(2.0, 4.0),
         )
     )
@@ -371,34 +422,26 @@ def run(ctx: ConceptContext) -> Evidence:
     literature = [
         LiteratureCheck(
             "Dettmers et al. 2022, LLM.int8()",
-            "Naive 8-bit quantization keeps perplexity up to ~2.7B parameters; from ~6.7B, outlier features "
-            "in a few hidden dimensions break it, and vector-wise INT8 with fp16 outlier decomposition keeps "
-            "the 16-bit perplexity up to 175B: no performance loss at scale.",
+            Msg("C12.literature.llm_int8.finding"),
             None if primary is None else primary["ppl_change_high_pct"] < 1.0,
-            ""
+            Msg("C12.literature.llm_int8.none")
             if primary is None
-            else f"Primary INT8 variant here ({primary['variant']}): perplexity change {primary['ppl_change_pct']:+.2f}% "
-            f"(95% CI up to {primary['ppl_change_high_pct']:+.2f}%) on "
-            f"{'%.2gM' % (params / 1e6) if params else 'a small'}-parameter LM; agreement means under 1%. "
-            "This model is far below the ~6.7B scale where the outlier features appear.",
+            else Msg(
+                "C12.literature.llm_int8.note",
+                variant=primary["variant"],
+                change=primary["ppl_change_pct"],
+                high=primary["ppl_change_high_pct"],
+                model=model_words(metrics) if params else Msg("quant.lm.small"),
+            ),
         ),
         LiteratureCheck(
             "Zafrir et al. 2019, Q8BERT",
-            "8-bit BERT-base keeps its accuracy within ~1% of FP32 and is 4× smaller.",
+            Msg("C12.literature.q8bert.finding"),
             _bert_size_agrees(metrics),
             _bert_note(metrics),
         ),
     ]
-    method = (
-        "The trained LM was quantized to INT8 four ways (ONNX Runtime dynamic and static, torchao dynamic "
-        "and weight-only), each measured in its own job (perplexity on the same blocks as FP32, NLL, "
-        "next-token top-1, size, batch-1 latency interleaved with FP32). ONNX Runtime INT8 follows its "
-        "docs: quant_pre_process, the same weight MatMuls in both modes (MatMulConstBOnly, count asserted "
-        "equal), reduce_range without VNNI. Size and speed are decided at real scale: a BERT encoder (BERT-base "
-        "by default) and Llama decoder layers (Llama-2-7B width by default) with random weights, exported the same way, FP32 vs INT8 "
-        "(the primary variant's quantizer): file size, BERT prefill latency (batch 1, 128 tokens) and "
-        "decode tokens/s at batch 1 with the KV cache. One primary comparison decides each part."
-    )
+    method = Msg("C12.method")
     tables = [qr.variants_table(rows), parts_table(metrics, results), accuracy_table(metrics, "int8")]
     if metrics["real_scale"]:
         tables.append(qr.real_scale_table(metrics["real_scale"]))
@@ -420,16 +463,20 @@ def _bert_size_agrees(metrics: Mapping[str, Any]) -> bool | None:
     return bool(abs(bert["formats"]["int8"]["size_cut_pct"] - 75.0) <= 5.0)
 
 
-def _bert_note(metrics: Mapping[str, Any]) -> str:
+def _bert_note(metrics: Mapping[str, Any]) -> Msg:
     bert = _real(metrics, "bert")
     if bert is None:
-        return "BERT-base was not measured in this run."
+        return Msg("C12.literature.q8bert.none")
     p, fmt = bert["prefill"], bert["formats"]["int8"]
     fast = bert["fast_path"]["int8"]
-    return (
-        f"{qr.model_label('bert', bert)} here (random weights): INT8 file cut {fmt['size_cut_pct']:.1f}% (agreement: within 5 "
-        f"points of 75%); prefill (batch 1, {bert['config']['prefill_tokens']} tokens) "
-        f"{p['int8']['speedup_median']:.2f}× FP32 (median of {p['int8']['speedup_n']} rounds; "
-        f"{fmt['kernel_path']}; INT8 fast path for compute-bound prefill: "
-        f"{'yes' if fast['exists'] else 'no'}, {fast['why']})."
+    return Msg(
+        "C12.literature.q8bert.note",
+        model=qr.model_label("bert", bert),
+        cut=fmt["size_cut_pct"],
+        tokens=bert["config"]["prefill_tokens"],
+        speedup=p["int8"]["speedup_median"],
+        n=p["int8"]["speedup_n"],
+        kernel=qr.kernel_text(fmt["kernel_path"]),
+        fast=Msg("quant.yes" if fast["exists"] else "quant.no"),
+        why=qr.fast_path_text(fast["why"]),
     )

@@ -25,6 +25,7 @@ import numpy as np
 
 from whylab.concepts import ConceptContext
 from whylab.concepts.c12_int8 import (
+    Part,
     accuracy_table,
     collect,
     decide,
@@ -35,6 +36,7 @@ from whylab.concepts.c12_int8 import (
     real_label,
     size_part,
 )
+from whylab.messages import Msg
 from whylab.quant import report as qr
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Verdict
@@ -48,25 +50,26 @@ TOLERANCE = {"loss_pct": 5.0, "size_cut_pct": 5.0, "speedup_rel": 0.1}
 PUBLISHED_INT4 = {"fp16": 5.47, "rtn": 5.73, "gptq": 5.69, "awq": 5.60}
 
 
-def part_results(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+def part_results(metrics: Mapping[str, Any]) -> dict[str, Part]:
     return {
         "loss": loss_part(metrics, "int4"),
         "size": size_part(metrics, "llama", "int4"),
     }
 
 
-def primary_text(metrics: Mapping[str, Any]) -> str:
-    name = primary_name(metrics, "int4") or "GPTQ at group 128 (not configured)"
+def primary_text(metrics: Mapping[str, Any]) -> Msg:
     block = (metrics.get("real_scale") or {}).get("int4_block_size", 128)
-    return (
-        f"{name} (whylab's GPTQ as ONNX Runtime MatMulNBits) vs ONNX Runtime FP32: perplexity change on "
-        f"{model_words(metrics)}'s validation blocks (paired per block); whole-file size of "
-        f"{real_label(metrics, 'llama')} as 4-bit MatMulNBits at group {block} (real shapes, random weights)"
+    return Msg(
+        "C13.primary",
+        variant=primary_name(metrics, "int4") or Msg("C13.reason.not_configured"),
+        model=model_words(metrics),
+        llama=real_label(metrics, "llama"),
+        block=block,
     )
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    return decide(part_results(metrics), primary_text(metrics), "INT4")
+    return decide(part_results(metrics), primary_text(metrics), "C13")
 
 
 def by_algorithm(metrics: Mapping[str, Any]) -> dict[int, dict[str, float]]:
@@ -85,7 +88,7 @@ def paired_difference(a: list[float], b: list[float], z: float = 2.0) -> tuple[f
     return float(d.mean()), half
 
 
-def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | None, str]:
+def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | None, Msg]:
     """Whether ``better`` beats ``than`` at every group size both ran at, on the same eval blocks.
 
     Per group size the per-block NLLs are compared pairwise: clearly lower (mean difference
@@ -105,20 +108,29 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
         if better in algs and than in algs
     ]
     if not pairs:
-        return None, f"{better} and {than} were not both measured"
-    outcomes, texts = [], []
+        return None, Msg("C13.literature.compare.not_both", better=better, than=than)
+    outcomes: list[bool | None] = []
+    texts: list[Msg] = []
     for bs, a, b in pairs:
         na, nb = nll.get(names[(better, bs)]), nll.get(names[(than, bs)])
         if na and nb and len(na) == len(nb):
             diff, half = paired_difference(na, nb)
             outcomes.append(True if diff + half < 0 else False if diff - half > 0 else None)
             texts.append(
-                f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}% "
-                f"(NLL difference {diff:+.2e} ± {half:.1e} nats/token)"
+                Msg(
+                    "C13.literature.compare.paired",
+                    group=bs,
+                    better=better,
+                    a=a,
+                    than=than,
+                    b=b,
+                    diff=diff,
+                    half=half,
+                )
             )
         else:
             outcomes.append(a <= b)
-            texts.append(f"group {bs}: {better} {a:+.3f}% vs {than} {b:+.3f}%")
+            texts.append(Msg("C13.literature.compare.plain", group=bs, better=better, a=a, than=than, b=b))
     if any(o is False for o in outcomes):
         agrees: bool | None = False
     elif all(o is True for o in outcomes):
@@ -127,23 +139,33 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
         agrees = True  # clearly better somewhere, never clearly worse
     else:
         agrees = None
-    return agrees, "; ".join(texts)
+    return agrees, Msg("C13.literature.compare.all", groups=texts)
 
 
-def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, str]:
+def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, Msg]:
     """Whether smaller groups give a lower (or equal) perplexity change for every algorithm."""
     table = by_algorithm(metrics)
     sizes = sorted(table)
     if len(sizes) < 2:
-        return None, "only one group size measured"
+        return None, Msg("C13.literature.trend.one_size")
     checks = []
     for alg in sorted({a for algs in table.values() for a in algs}):
         vals = [(bs, table[bs][alg]) for bs in sizes if alg in table[bs]]
         if len(vals) >= 2:
             checks.append((alg, all(vals[i][1] <= vals[i + 1][1] for i in range(len(vals) - 1)), vals))
     if not checks:
-        return None, "no algorithm measured at two group sizes"
-    text = "; ".join(f"{alg}: " + ", ".join(f"g{bs} {v:+.2f}%" for bs, v in vals) for alg, _, vals in checks)
+        return None, Msg("C13.literature.trend.no_pair")
+    text = Msg(
+        "C13.literature.trend.all",
+        algorithms=[
+            Msg(
+                "C13.literature.trend.algorithm",
+                algorithm=alg,
+                changes=[Msg("C13.literature.trend.group", group=bs, change=v) for bs, v in vals],
+            )
+            for alg, _, vals in checks
+        ],
+    )
     return all(ok for _, ok, _ in checks), text
 
 
@@ -169,12 +191,7 @@ def published_table(metrics: Mapping[str, Any]) -> Table:
         for alg, ppl in PUBLISHED_INT4.items()
         if alg != "fp16"
     ]
-    return Table.from_records(
-        "published_at_scale",
-        "4-bit perplexity change at 7B scale as published (Lin et al. 2024, AWQ, Table 4: LLaMA-2-7B on "
-        "WikiText-2, FP16 5.47) beside ours at this run's widest INT4 group size.",
-        records,
-    )
+    return Table.from_records("published_at_scale", Msg("C13.table.published_at_scale.caption"), records)
 
 
 def run(ctx: ConceptContext) -> Evidence:
@@ -195,10 +212,8 @@ def run(ctx: ConceptContext) -> Evidence:
             rows,
             ctx.outdir,
             "bits_and_groups",
-            "Perplexity vs bits and vs INT4 group size",
-            "Left: the best variant at each bit width, per runtime. Right: perplexity change "
-            "of each 4-bit algorithm against its group size (weights sharing one scale and "
-            "zero point).",
+            Msg("C13.figure.bits_and_groups.title"),
+            Msg("C13.figure.bits_and_groups.caption"),
         ),
     ]
     if metrics["real_scale"]:
@@ -211,34 +226,35 @@ def run(ctx: ConceptContext) -> Evidence:
     literature = [
         LiteratureCheck(
             "Frantar et al. 2023, GPTQ",
-            "At 4 bits GPTQ keeps perplexity close to FP16 and clearly below round-to-nearest "
-            "(OPT and BLOOM families, up to 175B).",
+            Msg("C13.literature.gptq.finding"),
             gptq_ok,
             gptq_text,
         ),
         LiteratureCheck(
             "Lin et al. 2024, AWQ",
-            "Scaling salient input channels by activation magnitude before group-wise INT4 "
-            "round-to-nearest lowers perplexity below plain RTN (LLaMA, OPT; group size 128).",
+            Msg("C13.literature.awq.finding"),
             awq_ok,
             awq_text,
         ),
         LiteratureCheck(
             "Frantar et al. 2023; Lin et al. 2024 (group size ablations)",
-            "Smaller quantization groups lower the 4-bit error at the cost of more scales.",
+            Msg("C13.literature.group_size.finding"),
             trend_ok,
             trend_text,
         ),
         LiteratureCheck(
             "Lin et al. 2024, AWQ, Table 4 (magnitude of the loss at 7B)",
-            "LLaMA-2-7B at 4 bits, group 128, WikiText-2: FP16 5.47 → RTN 5.73 (+4.8%), GPTQ 5.69 (+4.0%), "
-            "AWQ 5.60 (+2.4%): a few percent, not 40–50%.",
+            Msg("C13.literature.magnitude.finding"),
             None if primary is None else primary["ppl_change_high_pct"] < 20.0,
-            ""
+            Msg("C13.literature.magnitude.none")
             if primary is None
-            else f"Primary INT4 variant here ({primary['variant']}): perplexity change "
-            f"{primary['ppl_change_pct']:+.2f}% (95% CI up to {primary['ppl_change_high_pct']:+.2f}%) on "
-            f"{'%.2gM' % (params / 1e6) if params else 'a small'}-parameter LM; agreement means under 20%.",
+            else Msg(
+                "C13.literature.magnitude.note",
+                variant=primary["variant"],
+                change=primary["ppl_change_pct"],
+                high=primary["ppl_change_high_pct"],
+                model=model_words(metrics) if params else Msg("quant.lm.small"),
+            ),
         ),
     ]
     alpha_rows = [{"variant": name, **(alphas or {})} for name, alphas in metrics["awq_alphas"].items()]
@@ -251,21 +267,8 @@ def run(ctx: ConceptContext) -> Evidence:
     if metrics["real_scale"]:
         tables.append(qr.real_scale_table(metrics["real_scale"]))
     if alpha_rows:
-        tables.append(
-            Table.from_records(
-                "awq_alphas", "AWQ's chosen α per scaling group (0 = plain RTN; s = mean|x|^α).", alpha_rows
-            )
-        )
-    method = (
-        "The trained LM's linear layers were quantized to 4-bit weights (activations stay float) with "
-        "ONNX Runtime's MatMulNBits quantizer (round-to-nearest and HQQ) and with whylab's GPTQ and AWQ, "
-        "written from the papers onto ONNX Runtime's grid, at each configured group size; the embedding "
-        "table stays FP32. Each variant's validation perplexity, NLL and next-token top-1 are compared "
-        "with FP32 on the same blocks; GPTQ at group 128 decides the loss part. The size part is decided "
-        "at real scale: Llama decoder layers (Llama-2-7B width by default) with random weights, exported the same way, as "
-        "FP32 and as 4-bit MatMulNBits at group 128 (the file layout and kernel do not depend on which "
-        "codes an algorithm picked, so round-to-nearest stands for GPTQ there)."
-    )
+        tables.append(Table.from_records("awq_alphas", Msg("C13.table.awq_alphas.caption"), alpha_rows))
+    method = Msg("C13.method")
     return Evidence(
         method=method,
         metrics=metrics,

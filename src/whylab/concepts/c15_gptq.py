@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from whylab.concepts import ConceptContext
+from whylab.messages import Msg
 from whylab.quant import report as qr
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Verdict
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 ORT_TEST = "tests/test_quant_int4.py::test_onnx_runtime_builtin_gptq_ignores_the_hessian"
 CROSSCHECK_TESTS = "tests/test_gptq_crosscheck.py"
@@ -192,75 +193,63 @@ def primary_group(ppl: Mapping[str, Any]) -> str | None:
     return str(PRIMARY_GROUP) if str(PRIMARY_GROUP) in ppl else max(ppl, key=int)
 
 
-def primary_text(m: Mapping[str, Any]) -> str:
-    return (
-        "backward()/grad() calls and tensors saved for backward while GPTQ quantizes every decoder linear "
-        f"of the {m.get('model_parameters', 0):,}-parameter LM (group {m.get('check_block_size', '?')}, "
-        "act-order, true-sequential), against a one-step gradient method as positive control; then what "
-        "its result depends on (H = I gives RTN, a second calibration set changes codes)"
+def primary_text(m: Mapping[str, Any]) -> Msg:
+    return Msg(
+        "C15.primary",
+        parameters=m.get("model_parameters", 0),
+        group=m.get("check_block_size", "?"),
     )
+
+
+def ppl_texts(ppl: Mapping[str, Mapping[str, float]]) -> list[Msg]:
+    """GPTQ vs RTN perplexity change at each measured group size, smallest group first."""
+    return [
+        Msg("C15.reason.ppl", group=bs, gptq=v["gptq"], rtn=v["rtn"])
+        for bs, v in sorted(ppl.items(), key=lambda kv: int(kv[0]))
+    ]
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """A definition check: does GPTQ compute gradients, and is its result driven by the Hessian instead?"""
-    primary = primary_text(metrics)
+    out = VerdictOf(Kind.DEFINITION, primary_text(metrics))
     control = metrics["probe_control"]
     grads = metrics["gradients"]
     h = metrics["hessian"]
     if control["backward_calls"] + control["grad_calls"] == 0 or control["saved_for_backward"] == 0:
-        return Verdict(
-            Label.INCONCLUSIVE,
-            "The autograd probe did not see the control's gradient step, "
-            "so a zero count from GPTQ would prove nothing.",
-            kind=Kind.DEFINITION,
-            primary=primary,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C15.verdict.blind_probe")
     used = grads["backward_calls"] + grads["grad_calls"] + grads["saved_for_backward"]
     ppl = metrics.get("ppl_gptq_vs_rtn") or {}
-    ppl_text = "; ".join(
-        f"group {bs}: GPTQ {v['gptq']:+.2f}% vs RTN {v['rtn']:+.2f}% perplexity change"
-        for bs, v in sorted(ppl.items(), key=lambda kv: int(kv[0]))
-    )
+    ppl_list = ppl_texts(ppl)
+    ppl_text = Msg("C15.reason.ppl_all", items=ppl_list) if ppl_list else Msg("common.empty")
     if used > 0:
-        return Verdict(
+        return out.branch(
             Label.SUPPORTED,
-            f"Quantizing with GPTQ made {grads['backward_calls']} backward and "
-            f"{grads['grad_calls']} grad calls and saved {grads['saved_for_backward']} "
-            "tensors for backward: it used gradients.",
-            kind=Kind.DEFINITION,
-            primary=primary,
+            "C15.verdict.gradients",
+            backward=grads["backward_calls"],
+            grad=grads["grad_calls"],
+            saved=grads["saved_for_backward"],
         )
     depends = h["codes_differ_from_rtn_frac"] > 0 and h["codes_differ_between_calibration_sets_frac"] > 0
     ratio = h.get("error_ratio_gptq_vs_rtn")
     if depends and h["identity_equals_rtn"] and ratio is not None and ratio < 1.0:
-        return Verdict(
+        return out.branch(
             Label.NOT_SUPPORTED,
-            "GPTQ ran with 0 backward/grad calls and 0 tensors saved for backward, yet changed "
-            f"{100 * h['codes_differ_from_rtn_frac']:.1f}% of RTN's codes and cut the calibration output "
-            f"error to {ratio:.2f}× RTN's; with H = I it equals RTN exactly, so it is Hessian-based "
-            f"(second-order, from forward activations), not gradient-based. {ppl_text}".strip(),
-            kind=Kind.DEFINITION,
-            primary=primary,
+            "C15.verdict.hessian",
+            changed=100 * h["codes_differ_from_rtn_frac"],
+            ratio=ratio,
+            ppl=ppl_text,
         )
     failed = [
-        text
-        for ok, text in (
-            (h["codes_differ_from_rtn_frac"] > 0, "its codes equal RTN's"),
-            (h["codes_differ_between_calibration_sets_frac"] > 0, "a second calibration set changes nothing"),
-            (bool(h["identity_equals_rtn"]), "with H = I it does not reproduce RTN"),
-            (ratio is not None and ratio < 1.0, "it does not lower its own objective below RTN's"),
+        Msg(f"C15.reason.failed.{name}")
+        for ok, name in (
+            (h["codes_differ_from_rtn_frac"] > 0, "equals_rtn"),
+            (h["codes_differ_between_calibration_sets_frac"] > 0, "calibration_unused"),
+            (bool(h["identity_equals_rtn"]), "identity_not_rtn"),
+            (ratio is not None and ratio < 1.0, "no_lower_error"),
         )
         if not ok
     ]
-    return Verdict(
-        Label.INCONCLUSIVE,
-        "GPTQ used no gradients, but this run cannot show that the calibration Hessian drives it ("
-        + "; ".join(failed)
-        + "). "
-        + ppl_text,
-        kind=Kind.DEFINITION,
-        primary=primary,
-    )
+    return out.branch(Label.INCONCLUSIVE, "C15.verdict.no_hessian_evidence", failed=failed, ppl=ppl_text)
 
 
 def run(ctx: ConceptContext) -> Evidence:
@@ -315,7 +304,7 @@ def run(ctx: ConceptContext) -> Evidence:
     }
     skipped = qr.skipped_lines(r for r in rows if r["family"] == "int4")
     if not ppl:
-        skipped.append("no GPTQ/RTN pair of INT4 variants at the same group size was measured")
+        skipped.append(Msg("C15.skipped.no_pair"))
 
     h = checks["hessian"]
     table_rows = [
@@ -391,52 +380,14 @@ def run(ctx: ConceptContext) -> Evidence:
     figures = []
     if ppl:
         figures.append(_plot_gptq_vs_rtn(ppl, ctx))
-    decide = primary_group(ppl)
-    literature = [
-        LiteratureCheck(
-            "Frantar et al. 2023, GPTQ",
-            "GPTQ is a one-shot, layer-wise method using approximate second-order information (H = 2XXᵀ of the "
-            "layer inputs, Optimal Brain Quantization's error compensation); it needs no retraining or gradients "
-            "and beats round-to-nearest at 4 bits (group 128 in the paper's main tables).",
-            None
-            if decide is None
-            else (ppl[decide]["gptq"] <= ppl[decide]["rtn"] and checks["gradients"]["backward_calls"] == 0),
-            "Computed here"
-            + ("" if decide is None else f" (group {decide} decides; the others are shown)")
-            + ": "
-            + (
-                "; ".join(
-                    f"group {bs}: GPTQ {v['gptq']:+.2f}% vs RTN {v['rtn']:+.2f}%"
-                    for bs, v in sorted(ppl.items(), key=lambda kv: int(kv[0]))
-                )
-                or "no GPTQ/RTN pair"
-            )
-            + f"; backward calls {checks['gradients']['backward_calls']}; model of "
-            f"{metrics['model_parameters']:,} parameters.",
-        ),
-    ]
-    method = (
-        "GPTQ (written from Frantar et al. 2023, with the reference code's act-order and true-sequential; "
-        "embedding and LM head stay float) quantized every decoder linear layer of the "
-        f"{metrics['model_parameters']:,}-parameter LM to 4 bits at group {block_size}, "
-        "layer after layer on training-split calibration blocks, under a probe counting backward()/grad() "
-        "calls and tensors saved for a backward pass (a one-step gradient method is the positive control). "
-        "The same layers were also quantized with round-to-nearest, with GPTQ given H = I, and with GPTQ on "
-        "a second calibration set, to show what its result depends on; the INT4 variants' perplexities "
-        "compare GPTQ with RTN on the same model."
-    )
+    literature = [literature_check(ppl, checks["gradients"]["backward_calls"], metrics["model_parameters"])]
+    method = Msg("C15.method", parameters=metrics["model_parameters"], group=block_size)
     tables = [
-        Table.from_records("checks", "What GPTQ used and what its result depends on.", table_rows),
-        Table.from_records(
-            "library_checks",
-            "Checked against other GPTQ implementations (library behaviour, not literature).",
-            library_rows,
-        ),
+        Table.from_records("checks", Msg("C15.table.checks.caption"), table_rows),
+        Table.from_records("library_checks", Msg("C15.table.library_checks.caption"), library_rows),
     ]
     if ppl_rows:
-        tables.append(
-            Table.from_records("gptq_vs_rtn", "GPTQ vs round-to-nearest, same model, same grid.", ppl_rows)
-        )
+        tables.append(Table.from_records("gptq_vs_rtn", Msg("C15.table.gptq_vs_rtn.caption"), ppl_rows))
     return Evidence(
         method=method,
         metrics=metrics,
@@ -445,6 +396,33 @@ def run(ctx: ConceptContext) -> Evidence:
         figures=figures,
         literature=literature,
         skipped=skipped,
+    )
+
+
+def literature_check(
+    ppl: Mapping[str, Mapping[str, float]], backward_calls: int, parameters: int
+) -> LiteratureCheck:
+    """The GPTQ paper's description against what was computed here (group 128 decides when measured)."""
+    decide = primary_group(ppl)
+    items = [
+        Msg("C15.literature.gptq.pair", group=bs, gptq=v["gptq"], rtn=v["rtn"])
+        for bs, v in sorted(ppl.items(), key=lambda kv: int(kv[0]))
+    ]
+    return LiteratureCheck(
+        "Frantar et al. 2023, GPTQ",
+        Msg("C15.literature.gptq.finding"),
+        None if decide is None else (ppl[decide]["gptq"] <= ppl[decide]["rtn"] and backward_calls == 0),
+        Msg(
+            "C15.literature.gptq.note",
+            decides=Msg("common.empty")
+            if decide is None
+            else Msg("C15.literature.gptq.decides", group=decide),
+            pairs=Msg("C15.literature.gptq.pairs", items=items)
+            if items
+            else Msg("C15.literature.gptq.no_pair"),
+            backward=backward_calls,
+            parameters=parameters,
+        ),
     )
 
 
@@ -466,7 +444,6 @@ def _plot_gptq_vs_rtn(ppl: Mapping[str, Mapping[str, float]], ctx: ConceptContex
         fig,
         ctx.outdir,
         "gptq_vs_rtn",
-        "GPTQ vs round-to-nearest at 4 bits",
-        "Perplexity change against the FP32 model for the same model quantized on the same "
-        "grid by round-to-nearest and by GPTQ (Hessian-based error compensation).",
+        Msg("C15.figure.gptq_vs_rtn.title"),
+        Msg("C15.figure.gptq_vs_rtn.caption"),
     )

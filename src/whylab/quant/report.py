@@ -8,6 +8,7 @@ variant, perplexity vs bits and vs INT4 group size.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from whylab.errors import InputError
 from whylab.files import read_json
+from whylab.messages import Msg, empty
 from whylab.results import FigureRef, Table
 
 MB = 1_000_000
@@ -36,8 +38,42 @@ def measured(rows: Iterable[Mapping[str, Any]], family: str | None = None) -> li
     return [r for r in rows if not r.get("skipped") and (family is None or r["family"] == family)]
 
 
+# the skip reasons quant/variants.py writes into measures.json, as catalogue messages
+_SKIPPED = (
+    (
+        re.compile(
+            r"(?P<variant>\S+): needs a CUDA GPU \(fp16 kernels\); this run's device is (?P<device>\S+)"
+        ),
+        "quant.skipped.needs_cuda",
+    ),
+    (
+        re.compile(
+            r"(?P<variant>\S+): fp16 matmuls need a GPU \(CPU fp16 kernels are emulated or missing\); "
+            r"no CUDA device here"
+        ),
+        "quant.skipped.fp16_cpu",
+    ),
+    (re.compile(r"(?P<variant>\S+): this GPU has no bf16 support"), "quant.skipped.no_bf16"),
+    (
+        re.compile(
+            r"(?P<variant>ort-fp16): needs onnxruntime-gpu's CUDA provider, which this onnxruntime build lacks"
+        ),
+        "quant.skipped.ort_fp16",
+    ),
+)
+
+
+def skipped_text(reason: str) -> str:
+    """A variant's skip reason as a catalogue message (as it is when its wording is unknown)."""
+    for pattern, key in _SKIPPED:
+        match = pattern.fullmatch(reason)
+        if match:
+            return Msg(key, **match.groupdict())
+    return reason
+
+
 def skipped_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [str(r["skipped"]) for r in rows if r.get("skipped")]
+    return [skipped_text(str(r["skipped"])) for r in rows if r.get("skipped")]
 
 
 def quantized_tensor_cut_pct(row: Mapping[str, Any]) -> float | None:
@@ -107,7 +143,9 @@ def _fmt(value: Any, digits: int = 3) -> Any:
     return value
 
 
-def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants", caption: str = "") -> Table:
+def variants_table(
+    rows: Sequence[Mapping[str, Any]], name: str = "variants", caption: str | None = None
+) -> Table:
     records = []
     for r in rows:
         if r.get("skipped"):
@@ -156,9 +194,7 @@ def variants_table(rows: Sequence[Mapping[str, Any]], name: str = "variants", ca
                 "skipped": None,
             }
         )
-    return Table.from_records(
-        name, caption or "Every variant, measured the same way in its own job.", records
-    )
+    return Table.from_records(name, caption or Msg("quant.table.variants.caption"), records)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -207,10 +243,8 @@ def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, highlight: str)
         fig,
         outdir,
         "size_vs_perplexity",
-        "Size vs perplexity of every variant",
-        "Each point is one variant of the same trained LM; the dashed line joins the variants no "
-        "other variant beats on both size and perplexity. "
-        f"{highlight.upper()} and FP32 points are labelled.",
+        Msg("quant.figure.size_vs_perplexity.title"),
+        Msg("quant.figure.size_vs_perplexity.caption", family=highlight.upper()),
     )
 
 
@@ -344,34 +378,36 @@ def plot_loss_change(
     ax.set_xlim(min(-1.0, min(lows) * 1.1), max(claimed[1] * 1.2, max(highs) * 1.1))
     ax.set_xlabel("validation perplexity change vs FP32 (%; bar: 95% interval over paired blocks)")
     ax.set_ylabel(f"{family.upper()} variant")
+    band = {"family": family.upper(), "low": claimed[0], "high": claimed[1]}
     return plotting.save(
         fig,
         outdir,
         f"loss_change_{family}",
-        f"{family.upper()} performance loss on the trained LM, against the claimed {claimed[0]:g}–{claimed[1]:g}%",
-        f"Each row is one {family.upper()} variant of the trained LM; the point is its perplexity change vs the "
-        "FP32 model of the same runtime, the bar its 95% interval from per-block paired NLL differences. "
-        f"The shaded band is the notes' claimed {claimed[0]:g}–{claimed[1]:g}% loss; the blue diamond is the "
-        "primary variant that decides, grey points are shown only.",
+        Msg("quant.figure.loss_change.title", **band),
+        Msg("quant.figure.loss_change.caption", **band),
     )
 
 
 REAL_MODELS = {"bert": "BERT-base", "llama": "Llama-2-7B-width layer"}
 
 
-def model_label(model: str, rec: Mapping[str, Any]) -> str:
+def model_label(model: str, rec: Mapping[str, Any]) -> Msg:
     """What was measured, named from its config: 'BERT-base' only at BERT-base's shape."""
     cfg = rec.get("config") or {}
     hidden, layers = cfg.get("hidden_size"), cfg.get("num_layers")
     params = (rec.get("parameters") or {}).get("total")
-    size = f", {params / 1e6:.3g}M parameters" if params else ""
+    size = Msg("quant.model.size", millions=params / 1e6) if params else empty()
+    count = "one" if layers == 1 else "many"
     if model == "bert":
         if (hidden, layers) == (768, 12):
-            return f"BERT-base{size}"
-        return f"BERT encoder ({layers} layer{'s' if layers != 1 else ''}, {hidden} wide{size})"
+            return Msg("quant.model.bert_base", size=size)
+        return Msg(f"quant.model.bert_{count}", layers=layers, hidden=hidden, size=size)
     if (hidden, cfg.get("intermediate_size")) == (4096, 11008):
-        return f"Llama-2-7B-width decoder ({layers} layer{'s' if layers != 1 else ''}{size})"
-    return f"Llama decoder ({layers} layer{'s' if layers != 1 else ''}, {hidden} wide{size})"
+        return Msg(f"quant.model.llama_7b_{count}", layers=layers, size=size)
+    return Msg(f"quant.model.llama_{count}", layers=layers, hidden=hidden, size=size)
+
+
+REAL_MODEL_NAMES = {model: Msg(f"quant.model.name.{model}") for model in REAL_MODELS}
 
 
 def tick_label(model: str, rec: Mapping[str, Any]) -> str:
@@ -384,6 +420,85 @@ def tick_label(model: str, rec: Mapping[str, Any]) -> str:
     if params:
         lines.append(f"{params / 1e6:.3g}M parameters")
     return "\n".join(lines)
+
+
+# the kernel paths and fast-path reasons quant/real_scale.py writes into measures.json, in words
+_ISA = {"AVX2 (vpmaddubsw, no VNNI)": "quant.kernel.isa_avx2", "no x86 INT8 kernel": "quant.kernel.no_isa"}
+_KERNELS = (
+    (re.compile(r"MatMul -> MLAS SGEMM fp32 \((?P<isa>[^)]*)\)"), "quant.kernel.fp32"),
+    (
+        re.compile(
+            r"DynamicQuantizeLinear \+ MatMulInteger x(?P<count>\d+) \(fused by ORT into "
+            r"DynamicQuantizeMatMul\) -> MLAS QGEMM U8S8, (?P<isa>.+)"
+        ),
+        "quant.kernel.int8",
+    ),
+    (
+        re.compile(
+            r"MatMulNBits x(?P<count>\d+) \(bits (?P<bits>\d+), block (?P<block>\S+), accuracy_level "
+            r"(?P<level>\d+)\) -> MLAS SQNBitGemm, int8 compute \(activations quantized per block\) "
+            r"\((?P<isa>[^)]*)\)"
+        ),
+        "quant.kernel.int4_int8_compute",
+    ),
+    (
+        re.compile(
+            r"MatMulNBits x(?P<count>\d+) \(bits (?P<bits>\d+), block (?P<block>\S+), accuracy_level "
+            r"(?P<level>\d+)\) -> MLAS SQNBitGemm, fp32 compute \((?P<isa>[^)]*)\)"
+        ),
+        "quant.kernel.int4_fp32_compute",
+    ),
+)
+_FAST_PATHS = (
+    (re.compile(r"the CPU's instruction sets could not be read"), "quant.fast_path.no_cpu_info"),
+    (
+        re.compile(r"no AVX2: ONNX Runtime has no vectorised INT8/INT4 kernel on this CPU"),
+        "quant.fast_path.no_avx2",
+    ),
+    (
+        re.compile(
+            r"the FP32 weights \((?P<weights>[^)]*)\) are under (?P<factor>\S+)× the CPU's last-level "
+            r"cache \((?P<cache>[^)]*)\): decode is not memory-bound here"
+        ),
+        "quant.fast_path.fits_cache",
+    ),
+    (
+        re.compile(r"batch-1 decode is memory-bound; packed weights cut the bytes read per token"),
+        "quant.fast_path.memory_bound",
+    ),
+    (re.compile(r"the CPU has an INT8 dot-product instruction \(VNNI/AMX\)"), "quant.fast_path.vnni"),
+    (
+        re.compile(r"prefill is compute-bound and the CPU lacks VNNI/AMX \(INT8 dot products\)"),
+        "quant.fast_path.no_vnni",
+    ),
+    (
+        re.compile(r"prefill is compute-bound; 4-bit weights are dequantized to fp32 arithmetic"),
+        "quant.fast_path.int4_prefill",
+    ),
+)
+
+
+def _known(text: str, patterns: Sequence[tuple[re.Pattern[str], str]]) -> str:
+    for pattern, key in patterns:
+        match = pattern.fullmatch(text)
+        if match:
+            params: dict[str, Any] = dict(match.groupdict())
+            if "isa" in params and params["isa"] in _ISA:
+                params["isa"] = Msg(_ISA[params["isa"]])
+            return Msg(key, **params)
+    return text
+
+
+def kernel_text(path: str) -> str:
+    """A kernel path as measures.json has it (real_scale.kernel_path), as a catalogue message
+    (as it is when its wording is unknown)."""
+    return _known(str(path), _KERNELS)
+
+
+def fast_path_text(why: str) -> str:
+    """Why a fast path exists or not (real_scale.fast_path), as a catalogue message (as it is when
+    its wording is unknown)."""
+    return _known(str(why), _FAST_PATHS)
 
 
 def mb(n: float) -> str:
@@ -430,17 +545,17 @@ def plot_real_scale(
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     fig.legend(handles, labels, title="format", loc="outside lower center", ncol=3, fontsize=8)
+    band = (
+        Msg("quant.figure.real_scale.band", low=claimed_speedup[0], high=claimed_speedup[1])
+        if claimed_speedup
+        else empty()
+    )
     return plotting.save(
         fig,
         outdir,
         "real_scale",
-        "Real-scale shapes: size and batch-1 speed, FP32 vs INT8 vs INT4",
-        "A BERT encoder and Llama decoder layers with random weights at the configured shapes (named on the "
-        "axis), exported with optimum and run by ONNX Runtime on this CPU. Left: file size. Right: speed-up "
-        "over FP32 per interleaved timing round, BERT prefill at batch 1 and Llama decode with the KV cache "
-        "at batch 1"
-        + ("; the shaded band is the notes' 2–4× (C12)" if claimed_speedup else "")
-        + f". INT8: ORT dynamic per-channel; INT4: MatMulNBits at group {real.get('int4_block_size')}.",
+        Msg("quant.figure.real_scale.title"),
+        Msg("quant.figure.real_scale.caption", band=band, block=real.get("int4_block_size")),
     )
 
 
@@ -450,7 +565,7 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
         rec = real.get(model)
         if not rec:
             continue
-        label = model_label(model, rec)
+        label = str(model_label(model, rec))  # a table cell: data, as it is
         regime = "prefill" if model == "bert" else "decode"
         for fmt, f in rec["formats"].items():
             s = rec[regime][fmt]
@@ -471,10 +586,9 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
                 }
             )
     cpu = real.get("cpu_features") or {}
-    flags = ", ".join(k for k, v in cpu.items() if v) or "unknown"
+    flags: list[str] = [k for k, v in cpu.items() if v] or [Msg("quant.unknown")]
     return Table.from_records(
         "real_scale",
-        "Real shapes with random weights, measured on this CPU (instruction sets: "
-        f"{flags}; timing clock: {real.get('clock', 'wall')}).",
+        Msg("quant.table.real_scale.caption", flags=flags, clock=real.get("clock", "wall")),
         records,
     )
