@@ -13,8 +13,9 @@ import yaml
 
 from pt_quant_helpers import build_tree
 from whylab.concepts import c14_qlora as c14
+from whylab.messages import MSG_TAG, Msg, english_runs
 from whylab.quant import qlora as ql
-from whylab.verdict import Kind, Label
+from whylab.verdict import Kind, Label, Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,6 +184,114 @@ def test_verdict_inconclusive_when_qlora_could_not_run():
     assert c14.verdict(m).label == Label.INCONCLUSIVE
 
 
+# ---------------------------------------------------------------- every text in Korean too
+
+
+def _korean_ok(text: str) -> None:
+    assert isinstance(text, Msg), f"not a catalogue message: {text!r}"
+    ko = text.in_("ko")
+    assert ko and english_runs(ko) == [], (text.key, ko)
+
+
+def _texts_ok(v: Verdict) -> None:
+    """Every branch has a takeaway, partly / not supported a correction, and all of it renders in ko."""
+    assert v.takeaway and v.branch
+    if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
+        assert v.correction
+        _korean_ok(v.correction)
+    else:
+        assert not v.correction
+    for text in (v.reason, v.takeaway, v.primary, *v.limited):
+        _korean_ok(text)
+
+
+def _not_run_metrics():
+    m = _metrics()
+    m["qlora_ran"] = False
+    return m
+
+
+@pytest.mark.parametrize(
+    ("metrics", "label"),
+    [
+        (_metrics(), Label.SUPPORTED),
+        (_metrics(linear_code_bytes_per_weight=None), Label.SUPPORTED),
+        (_not_run_metrics(), Label.INCONCLUSIVE),
+        (_metrics(linear4bit_count=0), Label.NOT_SUPPORTED),
+        (_metrics(base_unchanged=False, only_adapters_trainable=False), Label.NOT_SUPPORTED),
+        (_metrics(nf4=False, linear_bits_per_weight=8.0), Label.NOT_SUPPORTED),
+    ],
+)
+def test_every_branch_has_a_takeaway_a_correction_where_due_and_korean_texts(metrics, label):
+    v = c14.verdict(metrics)
+    assert v.label == label
+    _texts_ok(v)
+
+
+def test_the_correction_names_what_the_run_measured_instead():
+    v = c14.verdict(_metrics(linear4bit_count=20, base_unchanged=False))
+    assert v.correction.startswith("Call a run QLoRA (4-bit quantization plus LoRA) only when")
+    assert "only 20 of 28 decoder linear layers are 4-bit" in v.correction
+    assert "the 4-bit base changed during training" in v.correction
+    assert "trainable" not in v.correction and "not NF4" not in v.correction
+    v = c14.verdict(_metrics(only_adapters_trainable=False, trainable_share_pct=100.0))
+    assert "100.0% of the parameters train, not only the LoRA adapters" in v.correction
+    assert "100.0%" in v.correction.in_("ko")
+
+
+def test_the_english_texts_are_as_before():
+    v = c14.verdict(_metrics())
+    assert v.reason == (
+        "QLoRA is 4-bit quantization plus LoRA fine-tuning: 28/28 decoder linear layers are bitsandbytes "
+        "NF4 Linear4bit, stored packed at 0.5 byte per weight for the codes (the notes' INT4 = 0.5 byte) "
+        "and 4.40 bits per weight with the per-block absmax constants; 78,080 parameters train (5.6%, "
+        "LoRA adapters only); the base is bit-identical after training; ko perplexity 1000 → 305 ± 5 (n=3) "
+        "(how that compares with LoRA on the float base is the QLoRA paper's finding, checked below "
+        "against the literature)."
+    )
+    assert "4.40 bits per weight as stored" in c14.verdict(_metrics(linear_code_bytes_per_weight=None)).reason
+
+
+def test_memory_method_words_are_the_peak_memory_methods():
+    from whylab.quant.peak_memory import PeakMemory
+
+    for device in ("cpu", "cuda:0"):
+        method = PeakMemory(device).method
+        text = c14.memory_method_text(device, method)
+        assert text == method and isinstance(text, Msg)
+        _korean_ok(text)
+    assert c14.memory_method_text("cpu", "something else") == "something else"
+
+
+def test_literature_and_skipped_lines_render_in_korean():
+    m = _metrics()
+    m["qlora_vs_full_ppl_gap_pct"] = -3.0
+    for check in [*c14._literature(m), *c14._literature(_metrics() | {"qlora_vs_lora_ppl_gap_pct": None})]:
+        _korean_ok(check.finding)
+        _korean_ok(check.note)
+    assert "+1.00% (agreement means within ±5%)" in c14._literature(m)[0].note
+    kept = Msg("C14.skipped.bnb_failed", device="cpu", error_type="RuntimeError", error="boom").to_dict()
+    line = c14._skip_text(kept)
+    assert line == "QLoRA variant: bitsandbytes 4-bit failed on cpu: RuntimeError: boom"
+    _korean_ok(line)
+    assert c14._skip_text("an older plain line") == "an older plain line"
+    for name in ("bnb_import", "not_new_language", "peak_memory"):
+        _korean_ok(Msg(f"C14.skipped.{name}", error="x", lang="ko"))
+
+
+def record_messages(value):
+    """Every catalogue message kept in a result record (its key and parameters), rendered in ko."""
+    if isinstance(value, dict):
+        if MSG_TAG in value:
+            yield Msg.from_dict(value)
+            return
+        for v in value.values():
+            yield from record_messages(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from record_messages(v)
+
+
 # ---------------------------------------------------------------- end to end, tiny
 
 
@@ -217,3 +326,10 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
     assert 4.0 < q["linear_bits_per_weight"] < 5.0  # plus the per-block absmax constants
     assert record["verdict"]["label"] in {str(label) for label in Label}
     assert record["verdict"]["kind"] == "definition check"
+    # method, skipped lines, table caption, figure titles and captions, literature, verdict: all in ko
+    texts = list(record_messages(record))
+    keys = {t.key for t in texts}
+    assert {"C14.method", "C14.table.finetune.caption", "C14.figure.quality.caption"} <= keys
+    assert {"C14.literature.vs_lora.note", "C14.primary"} <= keys
+    for t in texts:
+        _korean_ok(t)

@@ -14,8 +14,9 @@ from torch import nn
 
 from pt_quant_helpers import build_tree, tiny_llama
 from whylab.concepts import c16_smoothquant as c16
+from whylab.messages import MSG_TAG, Msg, english_runs
 from whylab.quant import smoothquant as sq
-from whylab.verdict import Label, paired_test
+from whylab.verdict import Label, Verdict, paired_test
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,6 +325,117 @@ def test_the_model_as_given_decides_when_the_outlier_condition_is_off():
     assert v.label == Label.PARTLY and "model as given" in v.primary
 
 
+# ---------------------------------------------------------------- every text in Korean too
+
+
+def _korean_ok(text: str) -> None:
+    assert isinstance(text, Msg), f"not a catalogue message: {text!r}"
+    ko = text.in_("ko")
+    assert ko and english_runs(ko) == [], (text.key, ko)
+
+
+def _texts_ok(v: Verdict) -> None:
+    """A takeaway always, a correction exactly for partly / not supported, every text in ko."""
+    assert v.takeaway and v.branch.startswith("C16.verdict.")
+    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
+    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
+        _korean_ok(text)
+
+
+def _by_kind(m, kinds):
+    m["outlier_ratio_before_by_kind"] = kinds
+    return m
+
+
+@pytest.mark.parametrize(
+    ("metrics", "label", "branch"),
+    [
+        (_metrics(), Label.PARTLY, "wins_back"),
+        (_by_kind(_metrics(), {"attn_in": 1.4, "mlp_down": 8.0}), Label.PARTLY, "wins_back"),
+        (_metrics(primary="trained"), Label.PARTLY, "wins_back"),
+        (_metrics(smooth=(10.6, 10.92, 10.5)), Label.NOT_SUPPORTED, "no_gain"),
+        (_metrics(smooth=(11.5, 11.8, 11.4)), Label.NOT_SUPPORTED, "no_gain"),
+        (_metrics(smooth=(10.0, 11.3, 10.0)), Label.INCONCLUSIVE, "within_noise"),
+        (_metrics(diff=0.5), Label.INCONCLUSIVE, "not_exact"),
+        (_metrics(naive=(10.01, 10.2, 9.9), smooth=(10.0, 10.2, 9.9)), Label.INCONCLUSIVE, "nothing_to_fix"),
+        (_metrics(fp32=(10.0,), naive=(10.6,), smooth=(10.05,)), Label.INCONCLUSIVE, "within_noise"),
+    ],
+)
+def test_every_branch_has_a_takeaway_a_correction_where_due_and_korean_texts(metrics, label, branch):
+    v = c16.verdict(metrics)
+    assert v.label == label and v.branch == f"C16.verdict.{branch}"
+    _texts_ok(v)
+
+
+def test_the_correction_restates_the_notes_sentence_with_the_measured_numbers():
+    v = c16.verdict(_metrics())  # partly: smoothing wins back what naive W8A8 loses
+    assert v.correction.startswith(
+        "SmoothQuant is quantization that takes the activations (the inputs of linear layers) into account, "
+        "not the activation function: it divides each input channel by s_j = max|X_j|^α / max|W_j|^(1-α)"
+    )
+    naive = 100 * sum(n / f - 1 for n, f in zip((10.6, 10.9, 10.5), (10.0, 10.2, 9.9), strict=True)) / 3
+    smooth = 100 * sum(m / f - 1 for m, f in zip((10.05, 10.24, 9.93), (10.0, 10.2, 9.9), strict=True)) / 3
+    assert (
+        f"here at α=0.5 it cut the max/median channel ratio from 20 to 2 and the W8A8 (per_tensor_static) "
+        f"perplexity loss from {naive:+.2f}% to {smooth:+.2f}%." in v.correction
+    )
+    assert f"{naive:+.2f}%" in v.correction.in_("ko") and "활성화 함수가 아니라" in v.correction.in_("ko")
+    v = c16.verdict(_metrics(smooth=(11.5, 11.8, 11.4)))  # not supported: smoothing made it worse
+    assert "did not cut the W8A8 (per_tensor_static) perplexity loss" in v.correction
+    assert "from 20 to 2" in v.correction and "not the activation function" in v.correction
+
+
+def test_the_english_reason_is_as_before():
+    m = _by_kind(_metrics(), {"attn_in": 1.4, "mlp_in": 1.5, "mlp_down": 8.0})
+    reason = c16.verdict(m).reason
+    assert reason.startswith(
+        "SmoothQuant does take the activations into account: model with outlier channels trained in: "
+        "max/median channel ratio 20 → 2 after smoothing; W8A8 per_tensor_static perplexity "
+    )
+    assert reason.endswith(
+        ". But the notes' 'activation function' (활성화 함수) is a misnomer: SmoothQuant rescales activation "
+        "channels, the inputs of linear layers, and never looks at the activation function (the model's "
+        "largest natural outliers do sit right after the SiLU gate, in down_proj's input: max/median 8 vs at "
+        "most 1.5 elsewhere, but SmoothQuant treats them by their statistics like any other input)."
+    )
+    assert "(vs FP32, mean of 3 seeds); smoothing wins back +" in reason
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        _metrics(),
+        _metrics(naive=(10.01, 10.2, 9.9), smooth=(10.0, 10.2, 9.9)),
+        _metrics(fp32=(10.0,), naive=(10.6,), smooth=(10.05,)),
+    ],
+)
+def test_literature_renders_in_korean(metrics):
+    for check in c16._literature(metrics):
+        _korean_ok(check.finding)
+        _korean_ok(check.note)
+
+
+def test_the_texts_of_a_run_without_the_outlier_condition_render_in_korean():
+    for text in (Msg("C16.skipped.no_outliers"), Msg("C16.reason.no_stress"), c16.model_text("trained")):
+        _korean_ok(text)
+    stress = Msg("C16.reason.stress", channels="[3]", scale=20.0, steps=30, lr=3e-4)
+    assert "hidden channels [3] of every RMSNorm output are made 20x larger" in stress
+    _korean_ok(stress)
+
+
+def record_messages(value):
+    """Every catalogue message a result record keeps (key and parameters)."""
+    if isinstance(value, dict):
+        if MSG_TAG in value:
+            yield Msg.from_dict(value)
+            return
+        for v in value.values():
+            yield from record_messages(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from record_messages(v)
+
+
 def test_trained_in_outliers_change_the_function_and_stay_after_training(mha, calib):
     """The outlier condition is not a rescaling smoothing could undo: the FP32 logits change, and
     fine-tuning keeps the channels large at the norm outputs."""
@@ -384,3 +496,11 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
     }
     assert (tmp_path / "out" / "C16" / "figures" / "channel_absmax.png").is_file()
     assert record["verdict"]["label"] in {str(label) for label in Label}
+    # method, table captions, figure titles and captions, literature, verdict: all render in ko
+    texts = list(record_messages(record))
+    keys = {t.key for t in texts}
+    assert {"C16.method", "C16.table.ppl.caption", "C16.table.outliers.caption", "C16.primary"} <= keys
+    assert {"C16.figure.ppl_vs_alpha.caption", "C16.figure.channel_absmax.title"} <= keys
+    assert {"C16.literature.smoothquant.finding", "C16.literature.llm_int8.note"} <= keys
+    for t in texts:
+        _korean_ok(t)

@@ -22,8 +22,9 @@ import pandas as pd
 
 from whylab.concepts import ConceptContext
 from whylab.errors import InputError
+from whylab.messages import Msg
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C14"
 
@@ -93,13 +94,14 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     cfg = _cfg(ctx.settings)
     ft = ql.FinetuneConfig.from_settings(cfg)
     train_blocks, valid_blocks, retain_blocks = _blocks(ctx, cfg)
-    skipped: list[str] = []
+    skipped: list[dict[str, Any]] = []  # messages as key and parameters (the record goes through JSON)
     variants = list(cfg["variants"])
     if "qlora" in variants:
         ok, why = ql.bnb_available()
         if not ok:
             variants.remove("qlora")
-            skipped.append(f"QLoRA variant: {why}")
+            error = why.removeprefix("bitsandbytes cannot be imported: ")
+            skipped.append(Msg("C14.skipped.bnb_import", error=error).to_dict())
     results: list[dict[str, Any]] = []
     for variant in variants:
         try:
@@ -110,8 +112,12 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
             if variant != "qlora":
                 raise
             skipped.append(
-                f"QLoRA variant: bitsandbytes 4-bit failed on {ctx.device}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                Msg(
+                    "C14.skipped.bnb_failed",
+                    device=ctx.device,
+                    error_type=type(exc).__name__,
+                    error=str(exc).splitlines()[0] if str(exc) else "",
+                ).to_dict()
             )
             continue
         results.append(asdict(result))
@@ -140,9 +146,10 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     model_dir = ctx.inputs["model"]
     skipped: list[str] = []
     if lang in pretrain_langs:
-        skipped.append(f"held-out check: {lang} is one of lm.train_languages, so it is not a new language")
+        skipped.append(Msg("C14.skipped.not_new_language", lang=lang))
     for rec in per_seed:
-        skipped += [line for line in rec["skipped"] if line not in skipped]
+        lines = [_skip_text(x) for x in rec["skipped"]]
+        skipped += [line for line in lines if line not in skipped]
     results = [ql.FinetuneResult(**r) for rec in per_seed for r in rec["results"]]
     # a variant counts only if it ran with every seed (the arms pair by seed)
     variants = [
@@ -153,7 +160,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     summary = ql.summarize(results)
     peak_known = all(b is not None for v in summary.values() for b in v["peak_bytes"])
     if not peak_known:
-        skipped.append("peak memory: " + ("the RSS high-water mark cannot be reset here"))
+        skipped.append(Msg("C14.skipped.peak_memory"))
 
     from whylab.lm.pretrained import folder_parameter_count
 
@@ -207,20 +214,23 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         metrics["qlora_vs_full_ppl_gap_pct"] = 100 * (q - fu) / fu
 
     figures = [
-        _figure_resources(ctx.outdir, metrics, sns, plt, save),
+        _figure_resources(
+            ctx.outdir, metrics, sns, plt, save, memory_method_text(ctx.device, metrics["memory_method"])
+        ),
         _figure_quality(ctx.outdir, metrics, results, sns, plt, save),
     ]
     return Evidence(
-        method=(
-            f"The trained LM (pretrained on {', '.join(pretrain_langs)}) is fine-tuned on {lang} "
-            f"({n_train} training blocks of {block} tokens) for {ft.steps} steps of "
-            f"{ft.batch_size} blocks, AdamW with warm-up and cosine decay, the same seeds and batches for "
-            "every variant: QLoRA (bitsandbytes NF4 base with double quantization, float32 compute, frozen; "
-            f"peft LoRA r={ft.lora_r} on every decoder projection), the same LoRA on the FP32 base, and full "
-            "fine-tuning. Counted: Linear4bit layers and their bytes (packed codes and quantization "
-            "constants), trainable parameters, a hash of the base before and after training; measured: "
-            f"peak memory during training ({metrics['memory_method']}), wall time, and {lang} validation "
-            f"perplexity on {n_valid} blocks before and after."
+        method=Msg(
+            "C14.method",
+            pretrain_langs=pretrain_langs,
+            lang=lang,
+            n_train=n_train,
+            block=block,
+            steps=ft.steps,
+            batch_size=ft.batch_size,
+            lora_r=ft.lora_r,
+            memory_method=memory_method_text(ctx.device, metrics["memory_method"]),
+            n_valid=n_valid,
         ),
         metrics=metrics,
         seeds=list(ctx.seeds),
@@ -229,6 +239,19 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
         literature=_literature(metrics),
         skipped=skipped,
     )
+
+
+def _skip_text(line: Any) -> str:
+    """A per-seed skipped line: a message kept as key and parameters, or a plain line (older records)."""
+    return Msg.from_dict(line) if isinstance(line, Mapping) else str(line)
+
+
+def memory_method_text(device: str, method: str) -> str:
+    """How peak memory was measured, as a message (the PeakMemory text in either language) or, for a
+    method this module does not know, the text as it is."""
+    key = "C14.memory_method." + ("cuda" if device.startswith("cuda") else "cpu")
+    text = Msg(key)
+    return text if text == method else method
 
 
 def _mean(values: Sequence[float | None]) -> float:
@@ -267,15 +290,13 @@ def _table(m: Mapping[str, Any]) -> Table:
                 ),
             }
         )
-    return Table.from_records(
-        "finetune",
-        "Fine-tuning variants, mean over seeds: what trains, what the base "
-        "weighs, peak memory and perplexity before/after.",
-        rows,
-    )
+    return Table.from_records("finetune", Msg("C14.table.finetune.caption"), rows)
 
 
-def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, save: Any) -> Any:
+def _figure_resources(
+    outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, save: Any, memory_method: str = ""
+) -> Any:
+    memory_method = memory_method or str(m["memory_method"])
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     names = [LABELS[v] for v in m["variants"]]
     vs = list(m["variants"].values())
@@ -321,11 +342,8 @@ def _figure_resources(outdir: Path, m: Mapping[str, Any], sns: Any, plt: Any, sa
         fig,
         outdir,
         "resources",
-        "Trainable parameters, base storage and peak memory per fine-tuning variant",
-        "Left: parameters that receive gradients (log scale). Middle: bytes of the frozen base as stored: "
-        "QLoRA keeps the decoder's linear weights as 4-bit NF4 codes plus block constants; embeddings, "
-        "LM head and norms stay float32. Right: peak memory used by training on top of the loaded model "
-        f"(weights' gradients, optimizer state, activations), mean ± sd over seeds; {m['memory_method']}.",
+        Msg("C14.figure.resources.title"),
+        Msg("C14.figure.resources.caption", memory_method=memory_method),
     )
 
 
@@ -361,50 +379,46 @@ def _figure_quality(
         fig,
         outdir,
         "quality",
-        f"{lang} perplexity before/after and training loss per variant",
-        f"Left: {lang} validation perplexity of the base (the NF4 base for QLoRA) and after fine-tuning, "
-        "mean ± sd over seeds, log scale. Right: training loss per step, mean ± sd over seeds; every "
-        "variant sees the same batches in the same order.",
+        Msg("C14.figure.quality.title", lang=lang),
+        Msg("C14.figure.quality.caption", lang=lang),
     )
 
 
 def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     tol = float(m["close_tolerance_pct"])
+    lang = m["finetune_language"]
     checks = []
     gap = m.get("qlora_vs_lora_ppl_gap_pct")
     checks.append(
         LiteratureCheck(
             "Dettmers et al. 2023, QLoRA (NeurIPS)",
-            "NF4 with double quantization plus LoRA on all linear layers matches 16-bit LoRA fine-tuning.",
+            Msg("C14.literature.vs_lora.finding"),
             None if gap is None else abs(gap) <= tol,
-            "QLoRA did not run here"
+            Msg("C14.literature.vs_lora.not_run")
             if gap is None
-            else f"{m['finetune_language']} perplexity after fine-tuning: QLoRA vs LoRA on the FP32 base differ by "
-            f"{gap:+.2f}% (agreement means within ±{tol:g}%)",
+            else Msg("C14.literature.vs_lora.note", lang=lang, gap=gap, tol=tol),
         )
     )
     gap_full = m.get("qlora_vs_full_ppl_gap_pct")
     checks.append(
         LiteratureCheck(
             "Dettmers et al. 2023, QLoRA (NeurIPS)",
-            "QLoRA also matches 16-bit full fine-tuning (GLUE, Super-NaturalInstructions, MMLU).",
+            Msg("C14.literature.vs_full.finding"),
             None if gap_full is None else abs(gap_full) <= tol,
-            "QLoRA or full fine-tuning did not run here"
+            Msg("C14.literature.vs_full.not_run")
             if gap_full is None
-            else f"QLoRA vs full fine-tuning: {gap_full:+.2f}% in {m['finetune_language']} perplexity; here the "
-            "language is new to the model, and adapters on the projections cannot retrain its embeddings or "
-            "LM head, which full fine-tuning does",
+            else Msg("C14.literature.vs_full.note", lang=lang, gap=gap_full),
         )
     )
     return checks
 
 
 def primary_text(m: Mapping[str, Any]) -> str:
-    return (
-        "what the QLoRA run is, checked on bitsandbytes and peft (not our code): every decoder linear a "
-        "bitsandbytes NF4 Linear4bit stored packed (≤ 5 bits per weight with its constants), only the LoRA "
-        f"adapters train, and the 4-bit base is bit-identical after {m.get('steps', '?')} steps of "
-        f"fine-tuning on {m.get('finetune_language', '?')} ({m.get('model_parameters', 0):,}-parameter model)"
+    return Msg(
+        "C14.primary",
+        steps=m.get("steps", "?"),
+        lang=m.get("finetune_language", "?"),
+        model_parameters=m.get("model_parameters", 0),
     )
 
 
@@ -414,53 +428,57 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     How well it fine-tunes (vs LoRA on the float base, vs full fine-tuning) is the QLoRA paper's
     finding, held against the literature, not part of what QLoRA *is*.
     """
-    primary = primary_text(metrics)
+    out = VerdictOf(Kind.DEFINITION, primary_text(metrics))
     if not metrics.get("qlora_ran") or "qlora" not in metrics.get("variants", {}):
-        return Verdict(
-            Label.INCONCLUSIVE,
-            "The NF4 QLoRA variant could not run here (bitsandbytes 4-bit), "
-            "so the definition could not be checked on a real run.",
-            kind=Kind.DEFINITION,
-            primary=primary,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C14.verdict.not_run")
     q = metrics["variants"]["qlora"]
     n4, nlin = int(q["linear4bit_count"]), int(q["decoder_linear_count"])
     bits = float(q["linear_bits_per_weight"])
     code_bytes = q.get("linear_code_bytes_per_weight")
-    definition = (
-        n4 == nlin
-        and nlin > 0
-        and bool(q["nf4"])
-        and bits <= 5.0
-        and bool(q["only_adapters_trainable"])
-        and bool(q["base_unchanged"])
-    )
+    nf4 = bool(q["nf4"])
+    adapters_only = bool(q["only_adapters_trainable"])
+    unchanged = bool(q["base_unchanged"])
+    definition = n4 == nlin and nlin > 0 and nf4 and bits <= 5.0 and adapters_only and unchanged
     stored = (
-        f"stored packed at {float(code_bytes):.3g} byte per weight for the codes (the notes' INT4 = 0.5 byte) "
-        f"and {bits:.2f} bits per weight with the per-block absmax constants"
+        Msg("C14.reason.stored_packed", code_bytes=float(code_bytes), bits=bits)
         if code_bytes is not None
-        else f"{bits:.2f} bits per weight as stored"
+        else Msg("C14.reason.stored_bits", bits=bits)
     )
-    facts = (
-        f"{n4}/{nlin} decoder linear layers are bitsandbytes NF4 Linear4bit, {stored}; "
-        f"{q['trainable_params']:,} parameters train ({q['trainable_share_pct']:.1f}%, "
-        f"{'LoRA adapters only' if q['only_adapters_trainable'] else 'not only adapters'}); the base is "
-        f"{'bit-identical' if q['base_unchanged'] else 'changed'} after training"
+    share = float(q["trainable_share_pct"])
+    facts = Msg(
+        "C14.reason.facts",
+        n4=n4,
+        nlin=nlin,
+        stored=stored,
+        trainable=int(q["trainable_params"]),
+        share=share,
+        who=Msg("C14.reason.adapters_only" if adapters_only else "C14.reason.not_only_adapters"),
+        base=Msg("C14.reason.base_identical" if unchanged else "C14.reason.base_changed"),
     )
     if not definition:
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"The QLoRA run is not a frozen 4-bit base plus LoRA: {facts}.",
-            kind=Kind.DEFINITION,
-            primary=primary,
-        )
+        # what this run measured instead of "a frozen 4-bit base plus LoRA", part by part
+        failures: list[Msg] = []
+        if not (n4 == nlin and nlin > 0):
+            failures.append(Msg("C14.reason.fail.not_all_4bit", n4=n4, nlin=nlin))
+        if not nf4:
+            failures.append(Msg("C14.reason.fail.not_nf4"))
+        if bits > 5.0:
+            failures.append(Msg("C14.reason.fail.bits", bits=bits))
+        if not adapters_only:
+            failures.append(Msg("C14.reason.fail.not_only_adapters", share=share))
+        if not unchanged:
+            failures.append(Msg("C14.reason.fail.base_changed"))
+        return out.branch(Label.NOT_SUPPORTED, "C14.verdict.not_definition", facts=facts, failures=failures)
     before = float(q["ppl_before"])
     after = Spread.of([float(x) for x in q["ppl_after"]])
-    return Verdict(
+    return out.branch(
         Label.SUPPORTED,
-        f"QLoRA is 4-bit quantization plus LoRA fine-tuning: {facts}; {metrics['finetune_language']} "
-        f"perplexity {before:.4g} → {after} (how that compares with LoRA on the float base is the "
-        "QLoRA paper's finding, checked below against the literature).",
-        kind=Kind.DEFINITION,
-        primary=primary,
+        "C14.verdict.definition_holds",
+        facts=facts,
+        lang=metrics["finetune_language"],
+        before=before,
+        after_mean=after.mean,
+        after_sd=after.std,
+        n=after.n,
+        share=share,
     )

@@ -30,8 +30,19 @@ import torch
 
 from whylab.concepts import ConceptContext
 from whylab.errors import InputError
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, PairedTest, Spread, Verdict, effect, equivalent, paired_test
+from whylab.verdict import (
+    Kind,
+    Label,
+    PairedTest,
+    Spread,
+    Verdict,
+    VerdictOf,
+    effect,
+    equivalent,
+    paired_test,
+)
 
 CLAIM_ID = "C16"
 
@@ -51,11 +62,6 @@ DEFAULTS: dict[str, Any] = {
     "outlier_train_lr": 3e-4,
     "outlier_train_batch_size": 8,
 }
-
-WORDING = (
-    "the notes' 'activation function' (활성화 함수) is a misnomer: SmoothQuant rescales "
-    "activation channels, the inputs of linear layers, and never looks at the activation function"
-)
 
 
 def _cfg(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,7 +175,12 @@ def evaluate_seed(
     return out
 
 
-CONDITIONS = {"trained": "as given", "outliers": "with outlier channels trained in"}
+CONDITIONS = {"trained": "as given", "outliers": "with outlier channels trained in"}  # table cells, figures
+
+
+def model_text(cond: str) -> str:
+    """'model as given' / 'model with outlier channels trained in', as a message."""
+    return Msg(f"C16.condition.{cond}")
 
 
 def primary_condition(cfg: Mapping[str, Any]) -> str:
@@ -333,35 +344,32 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     tables = [_table_ppl(results, schemes, alphas), _table_ratios(results, float(cfg["alpha_ref"]))]
     channels = metrics["outlier_channels"]
     stress = (
-        (
-            f" The deciding model: hidden channels {channels} of every RMSNorm output are made "
-            f"{cfg['outlier_scale']:g}x larger (the function changes) and the whole model is then fine-tuned "
-            f"with them for {cfg['outlier_train_steps']} AdamW steps (lr {cfg['outlier_train_lr']:g}) on "
-            "training blocks drawn with the seed, so the outliers are part of a model trained to use them, "
-            "as in large LLMs; each seed fine-tunes its own."
+        Msg(
+            "C16.reason.stress",
+            channels=str(channels),
+            scale=float(cfg["outlier_scale"]),
+            steps=int(cfg["outlier_train_steps"]),
+            lr=float(cfg["outlier_train_lr"]),
         )
         if channels
-        else " The deciding model is the one given (no outlier condition)."
+        else Msg("C16.reason.no_stress")
     )
     return Evidence(
-        method=(
-            f"SmoothQuant (Xiao et al. 2023) implemented in torch on the {info['model_parameters']:,}-parameter "
-            "Llama: per-channel input maxima of every decoder linear layer are calibrated on "
-            f"{info['calibration_blocks']} training blocks (a new random draw per seed); "
-            "s_j = max|X_j|^α / max|W_j|^(1-α) is folded "
-            "into the preceding RMSNorm (q/k/v, gate/up) or the preceding linear layer's output rows "
-            "(o_proj via v_proj, down_proj via up_proj), which leaves the float model unchanged. "
-            "Weights are then fake-quantized to INT8 per output channel and layer inputs to INT8 "
-            f"({', '.join(schemes)}); validation perplexity on {metrics['valid_blocks']} blocks of "
-            f"{info['block_size']} tokens is compared with FP32 and naive W8A8. Outliers: max/median of "
-            "the per-channel input maxima on validation tokens, before and after smoothing." + stress
+        method=Msg(
+            "C16.method",
+            model_parameters=int(info["model_parameters"]),
+            calibration_blocks=info["calibration_blocks"],
+            schemes=list(schemes),
+            valid_blocks=metrics["valid_blocks"],
+            block_size=info["block_size"],
+            stress=stress,
         ),
         metrics=metrics,
         seeds=list(ctx.seeds),
         tables=tables,
         figures=figures,
         literature=_literature(metrics),
-        skipped=[] if channels else ["outlier condition: quantization.smoothquant.outlier_channels is 0"],
+        skipped=[] if channels else [Msg("C16.skipped.no_outliers")],
     )
 
 
@@ -444,11 +452,8 @@ def _figure_ppl(
         fig,
         outdir,
         "ppl_vs_alpha",
-        "W8A8 perplexity change vs SmoothQuant α (deciding model)",
-        f"Validation perplexity change against the same seed's FP32 model (the model {CONDITIONS[primary]}, "
-        "which decides) after smoothing at each α and W8A8 fake quantization, mean ± sd over seeds; naive "
-        "W8A8 without smoothing (dashed) and FP32 (dotted, 0%). α=0 moves no outlier difficulty into the "
-        "weights, α=1 all of it.",
+        Msg("C16.figure.ppl_vs_alpha.title"),
+        Msg("C16.figure.ppl_vs_alpha.caption", model=model_text(primary)),
     )
 
 
@@ -490,12 +495,8 @@ def _figure_channels(
         fig,
         outdir,
         "channel_absmax",
-        "Per-channel maxima of the most outlier-laden input, before and after smoothing",
-        "Left: the largest |value| each input channel of one layer takes on validation tokens (per model, "
-        "the input with the largest max/median ratio, named above each panel); outlier channels stand far "
-        "above the rest before smoothing and are flattened after it. Right: the matching weight columns' "
-        "maxima, which grow where the activations shrank: SmoothQuant migrates the difficulty from "
-        "activations into weights. Log scale; one row per model (as given; with outlier channels trained in).",
+        Msg("C16.figure.channel_absmax.title"),
+        Msg("C16.figure.channel_absmax.caption"),
     )
 
 
@@ -534,12 +535,7 @@ def _table_ppl(results: Mapping[str, Any], schemes: Sequence[str], alphas: Seque
                         "change_vs_fp32_pct": round(100 * (sp.mean / fp32 - 1), 3),
                     }
                 )
-    return Table.from_records(
-        "ppl",
-        "Validation perplexity: FP32, naive W8A8 and SmoothQuant W8A8 at each α "
-        "(mean and sd over calibration draws).",
-        out,
-    )
+    return Table.from_records("ppl", Msg("C16.table.ppl.caption"), out)
 
 
 def _table_ratios(results: Mapping[str, Any], alpha: float) -> Table:
@@ -556,12 +552,7 @@ def _table_ratios(results: Mapping[str, Any], alpha: float) -> Table:
                     f"max/median after (α={alpha:g})": round(float(row["after"]), 3),
                 }
             )
-    return Table.from_records(
-        "outliers",
-        "Outlier ratio (max over median of per-channel input maxima, "
-        "validation tokens) per smoothed input, mean over seeds.",
-        records,
-    )
+    return Table.from_records("outliers", Msg("C16.table.outliers.caption"), records)
 
 
 def _summary(m: Mapping[str, Any], cond: str) -> dict[str, Any]:
@@ -573,10 +564,17 @@ def _summary(m: Mapping[str, Any], cond: str) -> dict[str, Any]:
     return {
         "naive_loss_pct": naive,
         "smooth_loss_pct": smooth,
-        "text": (
-            f"model {CONDITIONS[cond]}: max/median channel ratio {before:.3g} → {after:.3g} after smoothing; "
-            f"W8A8 {vs} perplexity {naive:+.2f}% naive vs {smooth:+.2f}% smoothed (vs FP32, mean of "
-            f"{len(c['ppl_fp32'])} seeds)"
+        "ratio_before": before,
+        "ratio_after": after,
+        "text": Msg(
+            "C16.reason.summary",
+            model=model_text(cond),
+            before=before,
+            after=after,
+            vs=vs,
+            naive=naive,
+            smooth=smooth,
+            n=len(c["ppl_fp32"]),
         ),
     }
 
@@ -585,15 +583,25 @@ def primary_text(m: Mapping[str, Any]) -> str:
     cond = m["primary_condition"]
     n = len(m["conditions"][cond]["ppl_fp32"])
     how = (
-        f"channels {m['outlier_channels']} ×{m['outlier_scale']:g}, fine-tuned in for {m['outlier_train_steps']} steps"
+        Msg(
+            "C16.reason.how_outliers",
+            channels=str(m["outlier_channels"]),
+            scale=float(m["outlier_scale"]),
+            steps=m["outlier_train_steps"],
+        )
         if cond == "outliers"
-        else "the model as given"
+        else Msg("C16.reason.how_given")
     )
-    return (
-        f"W8A8 ({m['verdict_scheme']}) perplexity change vs FP32, naive minus SmoothQuant at α={m['alpha_ref']:g}, "
-        f"on the {m['model_parameters']:,}-parameter model {CONDITIONS[cond]} ({how}), {n} seeds paired "
-        f"(each seed its own calibration draw{' and fine-tune' if cond == 'outliers' else ''}); minimum effect "
-        f"{m['ppl_gain_pct_min']:g} percentage points"
+    return Msg(
+        "C16.primary",
+        vs=m["verdict_scheme"],
+        alpha=float(m["alpha_ref"]),
+        model_parameters=int(m["model_parameters"]),
+        model=model_text(cond),
+        how=how,
+        n=n,
+        draw=Msg("C16.reason.draw_and_finetune" if cond == "outliers" else "C16.reason.draw"),
+        min_gain=float(m["ppl_gain_pct_min"]),
     )
 
 
@@ -604,31 +612,24 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     min_gain = float(m["ppl_gain_pct_min"])
     agrees: bool | None = None
     if s["naive_loss_pct"] < min_gain:
-        note = f"{s['text']}: naive W8A8 loses too little for smoothing to show what it fixes"
+        note = Msg("C16.literature.smoothquant.nothing_to_fix", summary=s["text"])
     elif not test["n"] >= 2 or test["p"] is None or math.isnan(test["p"]):
-        note = f"{s['text']}: fewer than two seeds, no paired test"
+        note = Msg("C16.literature.smoothquant.one_seed", summary=s["text"])
     else:
         agrees = test["mean_diff"] > min_gain and test["p"] < 0.05
-        note = f"{s['text']}; paired gain {test['mean_diff']:+.2f} points, p = {test['p']:.3g}"
+        note = Msg("C16.literature.smoothquant.note", summary=s["text"], gain=test["mean_diff"], p=test["p"])
     checks = [
         LiteratureCheck(
-            "Xiao et al. 2023, SmoothQuant (ICML)",
-            "Migrating activation outliers into weights (α≈0.5) lets W8A8, even per-tensor static, keep "
-            "FP16 accuracy where naive W8A8 degrades badly (OPT-175B, BLOOM-176B, GLM-130B).",
-            agrees,
-            note,
+            "Xiao et al. 2023, SmoothQuant (ICML)", Msg("C16.literature.smoothquant.finding"), agrees, note
         )
     ]
     before = Spread.of(m["conditions"]["trained"]["outlier_ratio_before"]).mean
     checks.append(
         LiteratureCheck(
             "Dettmers et al. 2022, LLM.int8()",
-            "Outlier features up to ~20x larger than the rest sit in a few hidden channels, systematically "
-            "in every layer of models from ~6.7B parameters.",
+            Msg("C16.literature.llm_int8.finding"),
             None,
-            f"the {m['model_parameters']:,}-parameter model as given has a mean max/median channel ratio of "
-            f"{before:.3g}; the finding is about models from ~6.7B parameters, so this run cannot test it "
-            "(the outlier condition trains that pattern into the small model instead)",
+            Msg("C16.literature.llm_int8.note", model_parameters=int(m["model_parameters"]), before=before),
         )
     )
     return checks
@@ -648,55 +649,42 @@ def _paired(d: Mapping[str, Any]) -> PairedTest:
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Exactness first; then the one primary comparison (paired over seeds); the notes' wording always."""
-    primary = primary_text(metrics)
+    out = VerdictOf(Kind.EXPERIMENT, primary_text(metrics))
     tol = float(metrics["equivalence_tolerance"])
     diff = float(metrics["equivalence_max_abs_logit_diff"])
     if not diff <= tol:
-        return Verdict(
-            Label.INCONCLUSIVE,
-            f"Smoothing alone changed the model's logits by {diff:.3g} (> {tol:.3g}), so this "
-            "implementation is not the exact rewrite SmoothQuant requires; no conclusion.",
-            primary=primary,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C16.verdict.not_exact", diff=diff, tol=tol)
     cond = metrics["primary_condition"]
     summary = _summary(metrics, cond)
-    wording = WORDING
+    natural: Msg = empty()
     kinds = metrics.get("outlier_ratio_before_by_kind") or {}
     if "mlp_down" in kinds and len(kinds) > 1:
         others = max(v for k, v in kinds.items() if k != "mlp_down")
         if kinds["mlp_down"] > others:
-            wording += (
-                f" (the model's largest natural outliers do sit right after the SiLU gate, in "
-                f"down_proj's input: max/median {kinds['mlp_down']:.3g} vs at most {others:.3g} elsewhere, "
-                "but SmoothQuant treats them by their statistics like any other input)"
-            )
+            natural = Msg("C16.reason.natural_outliers", down=kinds["mlp_down"], others=others)
+    wording = Msg("C16.reason.wording", natural=natural)
     min_gain = float(metrics["ppl_gain_pct_min"])
     test = _paired(metrics["primary_test"])
-    gain = f"smoothing wins back {test.mean_diff:+.2f} points (95% CI {test.ci_low:+.2f} to {test.ci_high:+.2f}, p = {test.p:.3g})"
+    gain = Msg("C16.reason.gain", mean=test.mean_diff, low=test.ci_low, high=test.ci_high, p=test.p)
+    # every branch's texts draw on these (each template uses the ones it needs)
+    params: dict[str, Any] = {
+        "summary": summary["text"],
+        "gain": gain,
+        "wording": wording,
+        "n": test.n,
+        "gain_points": test.mean_diff,
+        "naive": summary["naive_loss_pct"],
+        "smooth": summary["smooth_loss_pct"],
+        "before": summary["ratio_before"],
+        "after": summary["ratio_after"],
+        "vs": metrics["verdict_scheme"],
+        "alpha": float(metrics["alpha_ref"]),
+    }
     if summary["naive_loss_pct"] < min_gain:
-        return Verdict(
-            Label.INCONCLUSIVE,
-            f"Naive W8A8 loses almost nothing here ({summary['text']}), so there is nothing for smoothing "
-            f"to fix; {wording}.",
-            primary=primary,
-        )
+        return out.branch(Label.INCONCLUSIVE, "C16.verdict.nothing_to_fix", **params)
     outcome = effect(test, min_gain)
     if outcome > 0:
-        return Verdict(
-            Label.PARTLY,
-            f"SmoothQuant does take the activations into account: {summary['text']}; {gain}. But {wording}.",
-            primary=primary,
-        )
+        return out.branch(Label.PARTLY, "C16.verdict.wins_back", **params)
     if outcome < 0 or equivalent(test, min_gain):
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"Naive W8A8 loses accuracy but smoothing does not win it back ({summary['text']}; {gain}), so "
-            f"activation-aware quantization is not shown at work; and {wording}.",
-            primary=primary,
-        )
-    return Verdict(
-        Label.INCONCLUSIVE,
-        f"Naive W8A8 loses accuracy, but whether smoothing wins it back is within the noise of "
-        f"{test.n} seeds ({summary['text']}; {gain}); {wording}.",
-        primary=primary,
-    )
+        return out.branch(Label.NOT_SUPPORTED, "C16.verdict.no_gain", **params)
+    return out.branch(Label.INCONCLUSIVE, "C16.verdict.within_noise", **params)

@@ -10,7 +10,6 @@ dividing token sums by the batch's total token count (transformers' ``num_items_
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -25,8 +24,9 @@ from whylab.errors import InputError
 from whylab.memory import accumulation as acc
 from whylab.memory import calculator as calc
 from whylab.memory import measure, training
+from whylab.messages import Msg
 from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Label, Spread, Verdict
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C20"
 CASES = (
@@ -110,23 +110,17 @@ def run(ctx: ConceptContext) -> Evidence:
     metrics = _metrics(s, diffs, mem, micros)
     tables = _tables(diffs, mem, micros, repeats)
     figures = _figures(ctx, diffs, mem)
-    method = (
-        f"A LlamaForCausalLM's gradient on a batch of {batch} sequences is computed in one pass and by "
-        f"accumulating micro-batches of {', '.join(map(str, micros))} sequences, for {repeats} seeds (model and "
-        "data), with equal-length sequences and with right-padded variable lengths; the accumulated loss is "
-        "either each micro-batch's mean divided by the number of micro-batches (mean of means) or its token "
-        "sum divided by the batch's target-token count (transformers' num_items_in_batch). Peak live tensor "
-        "memory and wall time of a whole AdamW step are measured per micro-batch size."
-    )
+    method = Msg("C20.method", batch=batch, micros=[str(m) for m in micros], repeats=repeats)
     literature = [
         LiteratureCheck(
-            "Hugging Face, 'Fixing Gradient Accumulation' (2024; transformers' num_items_in_batch): averaging per-"
-            "micro-batch mean losses is not the large-batch loss when micro-batches hold different numbers of tokens",
-            "Relative gradient difference of mean-of-means and of token-sum accumulation on padded batches.",
+            "Hugging Face, 'Fixing Gradient Accumulation' (2024; transformers' num_items_in_batch)",
+            Msg("C20.literature.hf_fix.finding"),
             metrics["hf_fix_agrees"],
-            f"padded mean of means: up to {metrics['padded_mean_of_means_max_rel']:.2e}; token sum: up to "
-            f"{metrics['padded_token_sum_max_rel']:.2e} (agreement: the first above 100× the equality tolerance, the second "
-            "within it)",
+            Msg(
+                "C20.literature.hf_fix.note",
+                mom=metrics["padded_mean_of_means_max_rel"],
+                ts=metrics["padded_token_sum_max_rel"],
+            ),
         )
     ]
     return Evidence(
@@ -186,16 +180,10 @@ def _tables(
                 }
             )
     return [
-        Table.from_records(
-            "gradients",
-            f"Accumulated vs large-batch gradients (mean ± std over {repeats} seeds); "
-            "micro-batch = batch is the large batch itself.",
-            rows,
-        ),
+        Table.from_records("gradients", Msg("C20.table.gradients.caption", repeats=repeats), rows),
         Table.from_records(
             "memory",
-            f"Peak live tensor memory ({mem[0]['method']}) and wall time of one AdamW step "
-            f"over the whole batch (mean ± std over {repeats} repeats), per micro-batch size.",
+            Msg("C20.table.memory.caption", method=memory_method_text(mem[0]["method"]), repeats=repeats),
             [
                 {
                     "micro-batch": r["micro"],
@@ -230,10 +218,8 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
         fig,
         ctx.outdir,
         "gradient_difference",
-        "Accumulated vs large-batch gradients",
-        "Relative gradient difference per micro-batch size (mean and spread over seeds; the undivided "
-        "batch, difference 0, is left out). Equal lengths and token-sum normalisation stay at float "
-        "rounding; mean of means on padded batches does not.",
+        Msg("C20.figure.gradient_difference.title"),
+        Msg("C20.figure.gradient_difference.caption"),
     )
     mframe = pd.DataFrame(
         [
@@ -253,14 +239,25 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
         fig,
         ctx.outdir,
         "memory_vs_micro",
-        "Peak memory and step time vs micro-batch size",
-        "The same effective batch per optimizer step, split into micro-batches: peak memory follows "
-        "the micro-batch; the step takes longer as it is split finer.",
+        Msg("C20.figure.memory_vs_micro.title"),
+        Msg("C20.figure.memory_vs_micro.caption"),
     )
     return [f1, f2]
 
 
-def _verdict(metrics: Mapping[str, Any]) -> Verdict:
+def memory_method_text(method: str) -> str:
+    """How peak memory was measured: the tracker's description as a message (both languages), or a
+    method name that is code (``torch.cuda.max_memory_allocated``) as it is."""
+    text = Msg("C20.memory_method.tracker")
+    return text if text == method else method
+
+
+def primary_text() -> str:
+    return Msg("C20.primary")
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    out = VerdictOf(Kind.EXPERIMENT, primary_text())
     tol = metrics["equal_tolerance"]
     eq, mom, ts = (
         metrics["equal_max_rel"],
@@ -270,38 +267,21 @@ def _verdict(metrics: Mapping[str, Any]) -> Verdict:
     red = metrics["peak_reduction"]
     ms, ml = metrics["micro_smallest"], metrics["micro_largest"]
     if ms == ml:
-        return Verdict(Label.INCONCLUSIVE, "Only one micro-batch size was measured, so nothing was split.")
+        return out.branch(Label.INCONCLUSIVE, "C20.verdict.one_micro")
     if eq > tol:
-        return Verdict(
-            Label.NOT_SUPPORTED,
-            f"Accumulated gradients differ from the large batch's by {eq:.1e} "
-            f"(relative) even with equal lengths (tolerance {tol:.0e}).",
-        )
+        return out.branch(Label.NOT_SUPPORTED, "C20.verdict.not_equal", eq=eq, tol=tol)
     if red < 0.05:
-        return Verdict(
-            Label.PARTLY,
-            f"Accumulated gradients equal the large batch's (≤ {eq:.1e} relative), but the peak "
-            f"memory with micro-batch {ms} is only {100 * red:.1f}% below micro-batch {ml}.",
+        return out.branch(
+            Label.PARTLY, "C20.verdict.no_memory_saving", eq=eq, ms=ms, ml=ml, red_pct=100 * red
         )
     if ts > tol:
-        return Verdict(
-            Label.PARTLY,
-            f"Equal-length accumulation matches (≤ {eq:.1e}) and saves {100 * red:.0f}% peak "
-            f"memory, but on padded batches even token-sum normalisation differs by {ts:.1e}.",
-        )
-    return Verdict(
+        return out.branch(Label.PARTLY, "C20.verdict.padded_differs", eq=eq, ts=ts, red_pct=100 * red)
+    return out.branch(
         Label.SUPPORTED,
-        f"Accumulated gradients equal the large batch's to {max(eq, ts):.1e} (relative) and "
-        f"micro-batches of {ms} cut peak memory by {100 * red:.0f}% vs {ml}; with padding, averaging "
-        f"micro-batch means instead of token sums is off by up to {mom:.2f}.",
+        "C20.verdict.split",
+        worst=max(eq, ts),
+        ms=ms,
+        ml=ml,
+        red_pct=100 * red,
+        mom=mom,
     )
-
-
-PRIMARY = (
-    "accumulated vs large-batch gradients (relative difference vs memory.C20.equal_tolerance, equal-length "
-    "and padded batches with token-sum normalisation) and peak memory of the smallest vs the largest micro-batch"
-)
-
-
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    return dataclasses.replace(_verdict(metrics), primary=PRIMARY)
