@@ -275,13 +275,13 @@ def _literature(counts: list[dict[str, Any]]) -> list[LiteratureCheck]:
     gpt3 = next((c for c in counts if c["model"] == "gpt3-175b"), None)
     return [
         LiteratureCheck(
-            "Devlin et al. 2019 (BERT), Table/§3: BERT-BASE has 110M parameters",
+            "Devlin et al. 2019 (BERT), §3",
             Msg("C17.literature.bert.finding"),
             _agree_count(counts, "bert-base"),
             _count_note(counts, "bert-base"),
         ),
         LiteratureCheck(
-            "Brown et al. 2020 (GPT-3), Table 2.1: 175.0B parameters (96 layers, d_model 12288, 96 heads)",
+            "Brown et al. 2020 (GPT-3), Table 2.1",
             Msg("C17.literature.gpt3.finding"),
             _agree_count(counts, "gpt3-175b"),
             _count_note(counts, "gpt3-175b") if gpt3 else Msg("C17.literature.count.not_counted"),

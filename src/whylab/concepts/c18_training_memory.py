@@ -744,8 +744,7 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
     fit = m["korthikanti_fit"]
     return [
         LiteratureCheck(
-            "Rajbhandari et al. 2020 (ZeRO), §3.1: mixed-precision Adam holds 16 bytes per parameter "
-            "(2 + 2 for 16-bit weights and gradients, 12 for FP32 master weights, momentum, variance)",
+            "Rajbhandari et al. 2020 (ZeRO), §3.1",
             Msg("C18.literature.zero.finding"),
             None if mixed is None else abs(mixed - 16) <= 0.5,
             Msg("C18.literature.zero.not_measured")
@@ -753,8 +752,7 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
             else Msg("C18.literature.zero.note", mixed=mixed),
         ),
         LiteratureCheck(
-            "Korthikanti et al. 2022, eq. 1: activations per layer = s·b·h·(34 + 5·a·s/h) bytes "
-            "(GPT layer, 16-bit, with dropout)",
+            "Korthikanti et al. 2022, eq. 1",
             Msg("C18.literature.korthikanti.finding"),
             None if math.isnan(fit["c0"]) else fit["max_residual"] < 0.01,
             Msg("C18.literature.korthikanti.note", c0=fit["c0"], c1=fit["c1"], residual=fit["max_residual"]),

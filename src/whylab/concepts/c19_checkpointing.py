@@ -162,8 +162,7 @@ def run(ctx: ConceptContext) -> Evidence:
     method = Msg("C19.method")
     literature = [
         LiteratureCheck(
-            "Chen et al. 2016, 'Training Deep Nets with Sublinear Memory Cost': O(sqrt(n)) memory for about one "
-            "extra forward pass per step",
+            "Chen et al. 2016, 'Training Deep Nets with Sublinear Memory Cost'",
             Msg("C19.literature.chen.finding"),
             metrics["chen_agrees"],
             chen_note,
