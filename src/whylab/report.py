@@ -333,7 +333,7 @@ def run_scale(
     return out
 
 
-def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
+def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str], lang: str = "en") -> str:
     """The 21 claims by topic, coloured by verdict, a square for an experiment and a diamond
     for a definition check, as an embedded PNG (checked like every figure)."""
     import tempfile
@@ -367,15 +367,16 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
             ax.text(col, y, cid, ha="center", va="center", fontsize=8, zorder=4)
     ax.set_xlim(-0.6, width - 0.4)
     ax.set_ylim(-0.6, len(sections) - 0.4)
-    ax.set_yticks(range(len(sections)), [name for name, _ in reversed(sections)])
+    ax.set_yticks(range(len(sections)), [text(name, lang) for name, _ in reversed(sections)])
     ax.set_xticks(range(width), [str(i + 1) for i in range(width)])
-    ax.set_xlabel("claim within the topic (order of the notes)")
-    ax.set_ylabel("topic")
+    ax.set_xlabel(Msg("report.glance.xlabel").in_(lang))
+    ax.set_ylabel(Msg("report.glance.ylabel").in_(lang))
     ax.grid(False)
     shown = {labels.get(c.id, UNTESTED) for c in claims.CLAIMS}
     present = [lab for lab in VERDICT_COLOURS if lab in shown]
     handles: list[Patch | Line2D] = [
-        Patch(facecolor=VERDICT_COLOURS[lab], edgecolor="#555555", label=lab) for lab in present
+        Patch(facecolor=VERDICT_COLOURS[lab], edgecolor="#555555", label=Msg(_label_key(lab)).in_(lang))
+        for lab in present
     ]
     handles += [
         Line2D(
@@ -386,7 +387,7 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
             markerfacecolor="none",
             markeredgecolor="#555555",
             markersize=9,
-            label="experiment",
+            label=Msg("report.kind.experiment").in_(lang),
         ),
         Line2D(
             [],
@@ -396,7 +397,7 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
             markerfacecolor="none",
             markeredgecolor="#555555",
             markersize=8,
-            label="definition check",
+            label=Msg("report.kind.definition_check").in_(lang),
         ),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.02))
@@ -406,9 +407,8 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
             fig,
             Path(tmp),
             "glance",
-            "The 21 claims at a glance",
-            "Each claim of the notes, by topic, coloured by its verdict; a square is an "
-            "experiment, a diamond a definition check.",
+            Msg("report.glance.title").in_(lang),
+            Msg("report.glance.caption").in_(lang),
         )
         return _data_uri(Path(tmp) / ref.path)
 
@@ -476,7 +476,7 @@ def render(
                 (text(what, lang), text(value, lang))
                 for what, value in run_scale(config, extra_data, corpus, env_info["device"])
             ],
-            glance=glance_figure(labels, kinds),
+            glance=glance_figure(labels, kinds, lang),
             notes=annotate_notes(claims.notes_text(), labels),
             by_id={cid: r["verdict"] for cid, r in loaded.items()},
             corrected_labels=CORRECTED_LABELS,
