@@ -549,7 +549,12 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     }
     histories = {NORM_NAMES[n]: [bench.curve(r["norms"][n]["curve"]) for r in per_seed] for n in norms}
     return Evidence(
-        method=Msg("C07.method", pad_share=metrics["pad_fraction_train"], n_seeds=len(seeds)),
+        method=Msg(
+            "C07.method",
+            pad_share=metrics["pad_fraction_train"],
+            n_seeds=len(seeds),
+            rms=Msg("C07.method_rms") if "rms" in norms else empty(),
+        ),
         metrics=metrics,
         seeds=seeds,
         tables=[_table(metrics, norms), _paired_table(metrics)],

@@ -513,16 +513,20 @@ def _literature(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     base = ablation[metrics["baseline"]]
     checks = []
     bert = by_model.get("BERT")
+    differing = [r["model"] for r in metrics["structure"] if r["norm_between_linears"] or r["linear"] < 2]
     if bert is not None:
         checks.append(
             LiteratureCheck(
                 source="Vaswani et al. 2017, section 3.3",
                 finding=Msg("C09.literature.vaswani.finding"),
-                agrees=(
-                    not any(r["norm_between_linears"] for r in metrics["structure"])
-                    and all(r["linear"] >= 2 for r in metrics["structure"])
-                ),
-                note=Msg("C09.literature.vaswani.note", error=bert["residual_check_error"]),
+                agrees=not differing,
+                note=Msg(
+                    "C09.literature.vaswani.note_differs",
+                    models=differing,
+                    error=bert["residual_check_error"],
+                )
+                if differing
+                else Msg("C09.literature.vaswani.note", error=bert["residual_check_error"]),
             )
         )
     if swiglu is not None and relu is not None:
