@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from whylab.messages import Msg
+
 ROOT = Path(__file__).resolve().parents[3]
 # settings that do not change what is measured
 IGNORED = ("device", "recorded_gpu_run", "seeds")
@@ -53,40 +55,38 @@ def code_changed_since(commit: str, paths: list[str], root: Path = ROOT) -> bool
     return {0: False, 1: True}.get(out.returncode)
 
 
-def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[Msg]:
+    out: list[Msg] = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
         if isinstance(x, Mapping) and isinstance(y, Mapping):
             out += _diff(x, y, f"{prefix}{key}.")
         elif x != y:
-            out.append(f"{prefix}{key}: recorded {x!r}, now {y!r}")
+            out.append(Msg("provenance.setting_differs", key=f"{prefix}{key}", recorded=repr(x), now=repr(y)))
     return out
 
 
-def warnings(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], code: list[str]) -> list[str]:
+def warnings(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], code: list[str]) -> list[Msg]:
     """What a reader must know about a recorded result vs this run's settings and code."""
     if not recorded:
-        return [
-            "the recorded run stores no provenance (it predates commit and settings hashes): its code and "
-            "settings cannot be matched with this run's"
-        ]
+        return [Msg("provenance.none")]
     out = []
     now = record(current)
     if recorded.get("settings_sha256") != now["settings_sha256"]:
         diffs = _diff(dict(recorded.get("settings", {})), now["settings"])
         out.append(
-            f"the recorded run's settings (hash {recorded.get('settings_sha256')}) differ from this config's "
-            f"({now['settings_sha256']}): " + "; ".join(diffs[:6]) + (" …" if len(diffs) > 6 else "")
+            Msg(
+                "provenance.settings_differ",
+                recorded=str(recorded.get("settings_sha256")),
+                now=now["settings_sha256"],
+                diffs=diffs[:6],
+                more=" …" if len(diffs) > 6 else "",
+            )
         )
     commit = str(recorded["commit"]) if recorded.get("commit") else None
     changed = code_changed_since(commit, code) if commit else None
     if changed:
-        out.append(
-            f"the measuring code ({', '.join(code)}) changed since the recorded commit {(commit or '')[:10]}"
-        )
+        out.append(Msg("provenance.code_changed", code=", ".join(code), commit=(commit or "")[:10]))
     elif changed is None:
-        out.append(
-            f"whether the measuring code changed since commit {commit or 'unknown'} could not be checked"
-        )
+        out.append(Msg("provenance.code_unchecked", commit=commit or "?"))
     return out
