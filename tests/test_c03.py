@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.concepts import c03_embedding as c03
 from whylab.concepts._bench_common import describe
-from whylab.messages import Msg, english_runs, from_record
-from whylab.verdict import Kind, Label, Verdict
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Kind, Label
 
 torch.set_num_threads(1)
 
@@ -101,12 +102,7 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
         assert m["unseen_token_relative_change"]["values"] == [0.0, 0.0]
     assert m["paired_frozen_minus_learned"]["frozen_unit"]["n"] == 2
     # every report text of the result file renders in Korean
-    kept = [record["messages"]["method"], *(record["verdict"]["messages"][k] for k in ("reason", "takeaway"))]
-    kept += [t["messages"]["caption"] for t in record["tables"]]
-    kept += [f["messages"][k] for f in record["figures"] for k in ("title", "caption")]
-    kept += [lit["messages"][k] for lit in record["literature"] for k in ("finding", "note")]
-    for item in kept:
-        assert english_runs(from_record(item, "ko")) == [], from_record(item, "ko")
+    assert_record_in_korean(record, required=evidence_places(record, verdict=("reason", "takeaway")))
 
 
 def test_unclear_comparisons_are_limits_not_lower_labels() -> None:
@@ -115,16 +111,6 @@ def test_unclear_comparisons_are_limits_not_lower_labels() -> None:
     assert v.label is Label.SUPPORTED and len(v.limited) == 1
     v = c03.verdict(c03_metrics(LEARNED, noisy, noisy))
     assert v.label is Label.INCONCLUSIVE and len(v.limited) == 2
-
-
-def assert_verdict_in_korean(v: Verdict) -> None:
-    """A takeaway on every branch, a correction on partly / not supported, every text a catalogue
-    message that renders in Korean without English prose."""
-    assert v.takeaway and v.primary and v.branch
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        assert isinstance(text, Msg), text
-        assert english_runs(text.in_("ko")) == [], text.in_("ko")
 
 
 def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
@@ -145,7 +131,7 @@ def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     for m, label in cases:
         v = c03.verdict(m)
         assert v.label is label
-        assert_verdict_in_korean(v)
+        assert_explained(v, "C03")
         branches.add(v.branch)
     assert len(branches) == 6
     v = c03.verdict(c03_metrics(LEARNED, frozen, noisy))

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean
 from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import ConceptContext
 from whylab.concepts import c04_qk_projection as c04
@@ -106,11 +107,8 @@ def test_runs_end_to_end_and_is_deterministic(
     assert m["lm_self_attention_layer1"]["no_qk"]["mean"] > 2 * m["lm_self_attention_uniform"]
     assert m["paired_lm_loss"]["n"] == 2 and a["verdict"]["primary"]
     # every text of the record is a catalogue message that renders in Korean
-    from whylab.messages import english_runs
-
-    ko = korean_texts(a)
+    ko = assert_record_in_korean(a)
     assert len(ko) >= 1 + 3 + 3 * 2 + 2 + 2  # method, tables, figures, literature, verdict
-    assert all(english_runs(t) == [] for t in ko), [t for t in ko if english_runs(t)]
     assert {"method", "reason", "takeaway", "primary"} <= {
         name for part in (a, a["verdict"]) for name in part.get("messages", {})
     }
@@ -122,38 +120,6 @@ def test_unclear_lm_comparison_is_a_limit_not_a_lower_label() -> None:
 
 
 # --------------------------------------------------------------------------- catalogue texts
-def korean_texts(record: Any) -> list[str]:
-    """Every catalogue text of a result record (or part of one), rendered in Korean."""
-    from whylab.messages import from_record
-
-    found: list[str] = []
-    if isinstance(record, dict):
-        for key, value in record.items():
-            if key == "messages":
-                for rendered in value.values():
-                    ko = from_record(rendered, "ko")
-                    found.extend(ko if isinstance(ko, list) else [ko])
-            else:
-                found.extend(korean_texts(value))
-    elif isinstance(record, list):
-        for value in record:
-            found.extend(korean_texts(value))
-    return found
-
-
-def assert_explained(v: Any) -> None:
-    """A takeaway on every branch, a correction where partly / not supported, and every text in
-    Korean without English prose."""
-    from whylab.messages import Msg, english_runs
-
-    assert v.takeaway and v.branch.startswith("C04.verdict.")
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        assert isinstance(text, Msg)
-        ko = text.in_("ko")
-        assert ko and ko != str(text) and english_runs(ko) == [], ko
-
-
 def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     cases = {
         Label.SUPPORTED: c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM),
@@ -163,12 +129,12 @@ def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     for label, m in cases.items():
         v = c04.verdict(m)
         assert v.label is label
-        assert_explained(v)
+        assert_explained(v, "C04", differs_from_english=True)
     partly = c04.verdict(cases[Label.PARTLY])
     assert "relation task" in partly.correction and "language-model loss" in partly.correction
     limited = c04.verdict(c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, [4.5, 3.6, 4.4, 3.7, 4.1]))
     assert limited.limited
-    assert_explained(limited)
+    assert_explained(limited, "C04", differs_from_english=True)
     diverged = c04_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)
     diverged["diverged"]["no_qk"] = 1
     inconclusive = {
@@ -182,7 +148,7 @@ def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     for branch, m in inconclusive.items():
         v = c04.verdict(m)
         assert v.label is Label.INCONCLUSIVE and v.branch == branch
-        assert_explained(v)
+        assert_explained(v, "C04", differs_from_english=True)
 
 
 def test_method_figures_tables_and_literature_render_in_korean() -> None:

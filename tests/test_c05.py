@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean
 from mech_b_helpers import lm_inputs_of, run_claim, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MultiHeadAttention
 from whylab.concepts import c05_scaling as c05
-from whylab.messages import Msg, english_runs, from_record
-from whylab.verdict import Label, Verdict
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Label
 
 torch.set_num_threads(1)
 
@@ -161,29 +162,7 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     assert all("caption" in t["messages"] for t in rec["tables"])
     assert all(set(x["messages"]) == {"finding", "note"} for x in rec["literature"])
     assert {"reason", "primary", "takeaway"} <= set(rec["verdict"]["messages"])
-    assert_korean(rec)
-
-
-def assert_korean(record: Any) -> None:
-    """Every message kept in a result record renders in Korean without English prose."""
-    if isinstance(record, dict):
-        for value in record.get("messages", {}).values():
-            for text in from_record(value, "ko") if isinstance(value, list) else [from_record(value, "ko")]:
-                assert text and english_runs(text) == [], text
-        for value in record.values():
-            assert_korean(value)
-    elif isinstance(record, list):
-        for value in record:
-            assert_korean(value)
-
-
-def assert_complete(v: Verdict, branch: str) -> None:
-    """The verdict came from ``branch``, has a takeaway (and a correction where the notes are
-    partly or not supported), and every text of it renders in Korean."""
-    assert v.branch == f"C05.verdict.{branch}" and v.takeaway
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in [v.reason, v.primary, v.takeaway, *v.limited, *([v.correction] if v.correction else [])]:
-        assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+    assert_record_in_korean(rec)
 
 
 NOISY = [x + d for x, d in zip(DK, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
@@ -209,7 +188,7 @@ def test_every_branch_has_its_texts_in_both_languages(
 ) -> None:
     v = c05.verdict(c05_metrics(**over))
     assert v.label is label
-    assert_complete(v, branch)
+    assert_explained(v, "C05", branch)
 
 
 def test_no_training_and_untrained_dimension_render_in_korean() -> None:
@@ -217,12 +196,12 @@ def test_no_training_and_untrained_dimension_render_in_korean() -> None:
     m["paired"] = {}
     v = c05.verdict(m)
     assert v.label is Label.INCONCLUSIVE
-    assert_complete(v, "no_training")
+    assert_explained(v, "C05", "no_training")
     m = c05_metrics()
     del m["paired"]["dimension"]
     v = c05.verdict(m)
     assert v.label is Label.SUPPORTED and any("which dimension" in x for x in v.limited)
-    assert_complete(v, "scaled")
+    assert_explained(v, "C05", "scaled")
 
 
 def test_the_english_texts_are_unchanged() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean
 from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import ConceptContext
 from whylab.concepts import c06_value_projection as c06
@@ -135,46 +136,11 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     assert set(m["lm_eval_loss"]) == {"w_v", "v_is_x", "baseline"}
     assert all((tmp_path / "C06" / f["path"]).is_file() for f in rec["figures"])
     # every text of the record is a catalogue message that renders in Korean
-    from whylab.messages import english_runs
-
-    ko = korean_texts(rec)
+    ko = assert_record_in_korean(rec)
     assert len(ko) >= 1 + 2 + 4 * 2 + 2 + 2  # method, tables, figures, literature, verdict
-    assert all(english_runs(t) == [] for t in ko), [t for t in ko if english_runs(t)]
 
 
 # --------------------------------------------------------------------------- catalogue texts
-def korean_texts(record: Any) -> list[str]:
-    """Every catalogue text of a result record (or part of one), rendered in Korean."""
-    from whylab.messages import from_record
-
-    found: list[str] = []
-    if isinstance(record, dict):
-        for key, value in record.items():
-            if key == "messages":
-                for rendered in value.values():
-                    ko = from_record(rendered, "ko")
-                    found.extend(ko if isinstance(ko, list) else [ko])
-            else:
-                found.extend(korean_texts(value))
-    elif isinstance(record, list):
-        for value in record:
-            found.extend(korean_texts(value))
-    return found
-
-
-def assert_explained(v: Any) -> None:
-    """A takeaway on every branch, a correction where partly / not supported, and every text in
-    Korean without English prose."""
-    from whylab.messages import Msg, english_runs
-
-    assert v.takeaway and v.branch.startswith("C06.verdict.")
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        assert isinstance(text, Msg)
-        ko = text.in_("ko")
-        assert ko and ko != str(text) and english_runs(ko) == [], ko
-
-
 def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     same_acc = [a - 0.005 * (-1) ** i for i, a in enumerate(GOOD_ACC)]
     same_lm = [x + 0.002 * (-1) ** i for i, x in enumerate(GOOD_LM)]
@@ -204,7 +170,7 @@ def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     for branch, (label, m) in cases.items():
         v = c06.verdict(m)
         assert v.label is label and v.branch == f"C06.verdict.{branch}"
-        assert_explained(v)
+        assert_explained(v, "C06", differs_from_english=True)
     helps = c06.verdict(cases["w_v_helps"][1])
     assert "clearly helps on task and the LM" in helps.reason
     assert c06.verdict(cases["w_v_unclear"][1]).limited

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
 from whylab.concepts import c07_layernorm_vs_batchnorm as c07
-from whylab.messages import Msg, english_runs, from_record
-from whylab.verdict import Label, Verdict
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Label
 
 torch.set_num_threads(1)
 
@@ -266,7 +267,11 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
         "extra_padding": [6],
     }
     rec = run_claim("C07", section, lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
-    assert_record_texts_render_in_korean(rec)
+    # method, captions, titles, literature and the verdict's reason are kept as messages and
+    # render in Korean, each reading differently from its English
+    assert len(rec["tables"]) == 2 and len(rec["figures"]) == 3 and len(rec["literature"]) == 1
+    kept = evidence_places(rec, verdict=("reason",))
+    assert_record_in_korean(rec, required=kept, differs_from_english=kept)
     norms = rec["metrics"]["norms"]
     assert norms["layer"]["padding"]["mean"] < 1e-5 and norms["batch"]["padding"]["mean"] > 1e-3
     assert norms["masked_batch"]["padding"]["mean"] < 1e-5
@@ -307,32 +312,6 @@ def test_c07_an_early_batchnorm_lead_that_is_still_closing_does_not_decide() -> 
 
 
 # --------------------------------------------------------------------------- catalogue texts
-
-
-def assert_verdict_texts_render_in_korean(v: Verdict) -> None:
-    """Every text of a verdict is a catalogue message with a Korean rendering free of English prose;
-    every branch has a takeaway, partly / not supported a correction."""
-    assert v.branch.startswith("C07.verdict.") and v.takeaway
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.correction, v.primary, *v.limited):
-        if not text:
-            continue
-        assert isinstance(text, Msg), text
-        ko = text.in_("ko")
-        assert ko and ko != str(text) and english_runs(ko) == [], (text.key, english_runs(ko))
-
-
-def assert_record_texts_render_in_korean(rec: dict[str, Any]) -> None:
-    """Method, table captions, figure titles and captions, literature and verdict of a result file
-    are all kept as messages, and render in Korean."""
-    kept = [rec["messages"]["method"], rec["verdict"]["messages"]["reason"]]
-    kept += [t["messages"]["caption"] for t in rec["tables"]]
-    kept += [f["messages"][k] for f in rec["figures"] for k in ("title", "caption")]
-    kept += [lit["messages"][k] for lit in rec["literature"] for k in ("finding", "note")]
-    assert len(rec["tables"]) == 2 and len(rec["figures"]) == 3 and len(rec["literature"]) == 1
-    for record in kept:
-        ko = from_record(record, "ko")
-        assert ko and ko != from_record(record, "en") and english_runs(ko) == [], (record, english_runs(ko))
 
 
 def _few_seeds() -> dict[str, Any]:
@@ -390,7 +369,7 @@ def test_every_verdict_branch_has_its_texts_in_korean(branch: str) -> None:
     label, metrics = BRANCHES[branch]
     v = c07.verdict(metrics())
     assert v.label is label and v.branch == f"C07.verdict.{branch}"
-    assert_verdict_texts_render_in_korean(v)
+    assert_explained(v, "C07", differs_from_english=True)
 
 
 def test_limits_and_a_lead_that_changed_hands_render_in_korean() -> None:
@@ -405,7 +384,7 @@ def test_limits_and_a_lead_that_changed_hands_render_in_korean() -> None:
     unclear = c07.verdict(c07_metrics(naive=shift(LN, 0.0), masked=shift(LN, 0.0), layer=LN))
     falling = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
     for v in (closing, swapped, unclear, falling):
-        assert_verdict_texts_render_in_korean(v)
+        assert_explained(v, "C07", differs_from_english=True)
     assert {x.key for x in unclear.limited} == {"C07.limited.reason", "C07.limited.preference"}
 
 

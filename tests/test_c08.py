@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.concepts import c08_pre_vs_post_ln as c08
-from whylab.messages import Msg, english_runs, from_record
-from whylab.verdict import Label, Verdict, holm
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Label, holm
 
 torch.set_num_threads(1)
 
@@ -129,29 +130,7 @@ def test_runs_end_to_end_and_is_deterministic(
         set(x["messages"]) == {"finding", "note"} for x in a["literature"]
     )
     assert {"reason", "primary", "takeaway"} <= set(a["verdict"]["messages"])
-    assert_korean(a)
-
-
-def assert_korean(record: Any) -> None:
-    """Every message kept in a result record renders in Korean without English prose."""
-    if isinstance(record, dict):
-        for value in record.get("messages", {}).values():
-            for text in from_record(value, "ko") if isinstance(value, list) else [from_record(value, "ko")]:
-                assert text and english_runs(text) == [], text
-        for value in record.values():
-            assert_korean(value)
-    elif isinstance(record, list):
-        for value in record:
-            assert_korean(value)
-
-
-def assert_complete(v: Verdict, branch: str) -> None:
-    """The verdict came from ``branch``, has a takeaway (and a correction where the notes are
-    partly or not supported), and every text of it renders in Korean."""
-    assert v.branch == f"C08.verdict.{branch}" and v.takeaway
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in [v.reason, v.primary, v.takeaway, *v.limited, *([v.correction] if v.correction else [])]:
-        assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+    assert_record_in_korean(a)
 
 
 OPPOSITE = [-1.5, -1.6, -1.4, -1.7, -1.5]
@@ -171,7 +150,7 @@ def test_every_branch_has_its_texts_in_both_languages() -> None:
     for metrics, label, branch in cases:
         v = c08.verdict(metrics)
         assert v.label is label, branch
-        assert_complete(v, branch)
+        assert_explained(v, "C08", branch)
     assert any("gradient trend" in x for x in v.limited)  # the unclear trend is a limit
 
 

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import torch
 
+from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts import c09_feed_forward as c09
-from whylab.messages import Msg, english_runs, from_record
-from whylab.verdict import Kind, Label, Verdict
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Kind, Label
 
 torch.set_num_threads(1)
 
@@ -169,39 +170,17 @@ def test_runs_per_seed_and_pairs(mech_inputs: dict[str, Path], tmp_path: Path) -
     )
     assert abl["no FFN"]["paired_minus_baseline"]["n"] == 2
     assert Label(rec["verdict"]["label"]) is Label.PARTLY and rec["verdict"]["kind"] == "definition check"
-    assert_record_texts_render_in_korean(rec)
+    # method, captions, titles, literature and the verdict's reason are kept as messages and
+    # render in Korean, each reading differently from its English
+    assert len(rec["tables"]) == 3 and len(rec["figures"]) == 3 and rec["literature"]
+    kept = evidence_places(rec, verdict=("reason",))
+    assert_record_in_korean(rec, required=kept, differs_from_english=kept)
     ctx = c09.ConceptContext("C09", copy.deepcopy(settings), mech_inputs, tmp_path, 1, "cpu")
     one = c09.run_seed(ctx, 1)
     assert one["variants"]["no FFN"]["loss"] == pytest.approx(abl["no FFN"]["loss"]["values"][1])
 
 
 # --------------------------------------------------------------------------- catalogue texts
-
-
-def assert_verdict_texts_render_in_korean(v: Verdict) -> None:
-    """Every text of a verdict is a catalogue message with a Korean rendering free of English prose;
-    every branch has a takeaway, partly / not supported a correction."""
-    assert v.branch.startswith("C09.verdict.") and v.takeaway
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.correction, v.primary, *v.limited):
-        if not text:
-            continue
-        assert isinstance(text, Msg), text
-        ko = text.in_("ko")
-        assert ko and ko != str(text) and english_runs(ko) == [], (text.key, english_runs(ko))
-
-
-def assert_record_texts_render_in_korean(rec: dict[str, Any]) -> None:
-    """Method, table captions, figure titles and captions, literature and verdict of a result file
-    are all kept as messages, and render in Korean."""
-    kept = [rec["messages"]["method"], rec["verdict"]["messages"]["reason"]]
-    kept += [t["messages"]["caption"] for t in rec["tables"]]
-    kept += [f["messages"][k] for f in rec["figures"] for k in ("title", "caption")]
-    kept += [lit["messages"][k] for lit in rec["literature"] for k in ("finding", "note")]
-    assert len(rec["tables"]) == 3 and len(rec["figures"]) == 3 and rec["literature"]
-    for record in kept:
-        ko = from_record(record, "ko")
-        assert ko and ko != from_record(record, "en") and english_runs(ko) == [], (record, english_runs(ko))
 
 
 def _failed_ablation() -> dict[str, Any]:
@@ -228,7 +207,7 @@ def test_every_verdict_branch_has_its_texts_in_korean(branch: str) -> None:
     label, metrics = BRANCHES[branch]
     v = c09.verdict(metrics())
     assert v.label is label and v.branch == f"C09.verdict.{branch}" and v.kind is Kind.DEFINITION
-    assert_verdict_texts_render_in_korean(v)
+    assert_explained(v, "C09", differs_from_english=True)
 
 
 def test_ablation_sentences_and_limits_render_in_korean() -> None:
@@ -240,7 +219,7 @@ def test_ablation_sentences_and_limits_render_in_korean() -> None:
     assert [x.key for x in unclear.limited] == ["C09.limited.ablation_unclear"]
     assert [x.key for x in failed.limited] == ["C09.limited.ablation_failed"]
     for v in (raises, lowers, unclear, failed):
-        assert_verdict_texts_render_in_korean(v)
+        assert_explained(v, "C09", differs_from_english=True)
 
 
 def test_not_supported_names_the_models_that_differ() -> None:

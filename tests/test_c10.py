@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import torch
 
+from catalogue_checks import assert_catalogue_in_korean, assert_explained, assert_record_in_korean
 from whylab.bench.model import BenchConfig, BenchTransformer
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts import c10_encoder_decoder as c10
-from whylab.messages import Msg, catalogue, english_runs, from_record, placeholders
-from whylab.verdict import Kind, Label, Verdict
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Kind, Label
 
 torch.set_num_threads(1)
 
@@ -119,18 +120,6 @@ BRANCHES = {
 }
 
 
-def _assert_texts(v: Verdict) -> None:
-    """A verdict's texts: a takeaway always, a correction where the notes need one, every text a
-    catalogue message that renders in Korean without English prose."""
-    assert v.takeaway and v.primary and v.reason
-    assert bool(v.correction) is (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    texts = [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else [])
-    for text in texts:
-        assert isinstance(text, Msg), text
-        korean = text.in_("ko")
-        assert korean and korean != str(text) and english_runs(korean) == [], (text.key, korean)
-
-
 @pytest.mark.parametrize("branch", [*BRANCHES, "library_off"])
 def test_every_branch_has_its_texts_in_korean(branch: str) -> None:
     if branch == "library_off":
@@ -139,18 +128,13 @@ def test_every_branch_has_its_texts_in_korean(branch: str) -> None:
         kw, label = BRANCHES[branch]
         v = c10.verdict(_metrics(library=_lib(**kw)))
     assert v.label is label and v.branch == f"C10.verdict.{branch}"
-    _assert_texts(v)
+    assert_explained(v, "C10", branch, differs_from_english=True)
 
 
 def test_catalogue_is_korean() -> None:
     """Every C10 text in the Korean catalogue (also the ones no test run reaches, like the skipped
     note) has no English prose, and the English has the same keys and placeholders."""
-    en, ko = catalogue("en"), catalogue("ko")
-    keys = {k for k in en if k.startswith("C10.")}
-    assert keys == {k for k in ko if k.startswith("C10.")} and keys
-    for key in keys:
-        assert placeholders(en[key]) == placeholders(ko[key]), key
-        assert english_runs(ko[key]) == [], (key, ko[key])
+    assert_catalogue_in_korean("C10")
 
 
 def test_correction_says_what_failed() -> None:
@@ -201,9 +185,9 @@ def test_runs_end_to_end_with_the_library_check(
     assert Label(rec["verdict"]["label"]) is Label.SUPPORTED
     assert rec["tables"][0]["name"] == "library"
     # every fixed text of the record is a catalogue message and renders in Korean
-    korean = _korean_texts(rec)
-    for name in ("method", "verdict.reason", "verdict.takeaway", "verdict.primary"):
-        assert name in korean, name
+    korean = assert_record_in_korean(
+        rec, required=("method", "verdict.reason", "verdict.takeaway", "verdict.primary")
+    )
     for section, fields in (
         ("tables", ("caption",)),
         ("figures", ("title", "caption")),
@@ -212,22 +196,3 @@ def test_runs_end_to_end_with_the_library_check(
         for i, item in enumerate(rec[section]):
             for f in fields:
                 assert f"{section}.{i}.{f}" in korean or not item[f], (section, i, f)
-    for where, text in korean.items():
-        assert text and english_runs(text) == [], (where, text)
-
-
-def _korean_texts(record: Any, where: str = "") -> dict[str, str]:
-    """Every catalogue message kept in a result record, rendered in Korean, by where it sits."""
-    out: dict[str, str] = {}
-    if isinstance(record, dict):
-        for name, kept in record.get("messages", {}).items():
-            rendered = from_record(kept, "ko")
-            for j, text in enumerate(rendered if isinstance(rendered, list) else [rendered]):
-                out[f"{where}{name}" + (f".{j}" if isinstance(rendered, list) else "")] = text
-        for key, value in record.items():
-            if key != "messages":
-                out.update(_korean_texts(value, f"{where}{key}."))
-    elif isinstance(record, list):
-        for i, value in enumerate(record):
-            out.update(_korean_texts(value, f"{where}{i}."))
-    return out

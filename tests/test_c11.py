@@ -14,12 +14,13 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
+from catalogue_checks import assert_catalogue_in_korean, assert_explained, assert_record_in_korean
 from whylab.bench.model import EncoderDecoder
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts import _c11_wiring as wiring
 from whylab.concepts import c11_cross_attention as c11
-from whylab.messages import Msg, catalogue, english_runs, from_record, placeholders
-from whylab.verdict import Kind, Label, Verdict
+from whylab.messages import Msg, english_runs
+from whylab.verdict import Kind, Label
 
 torch.set_num_threads(1)
 
@@ -323,24 +324,12 @@ BRANCHES: dict[str, tuple[Any, Label, str]] = {
 }
 
 
-def _assert_texts(v: Verdict) -> None:
-    """A takeaway always, a correction where the notes need one, every text a catalogue message
-    that renders in Korean without English prose."""
-    assert v.takeaway and v.primary and v.reason
-    assert bool(v.correction) is (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    texts = [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else [])
-    for text in texts:
-        assert isinstance(text, Msg), text
-        korean = text.in_("ko")
-        assert korean and korean != str(text) and english_runs(korean) == [], (text.key, korean)
-
-
 @pytest.mark.parametrize("case", list(BRANCHES))
 def test_every_branch_has_its_texts_in_korean(case: str) -> None:
     make, label, branch = BRANCHES[case]
     v = c11.verdict(make())
     assert v.label is label and v.branch == f"C11.verdict.{branch}"
-    _assert_texts(v)
+    assert_explained(v, "C11", branch, differs_from_english=True)
 
 
 def test_partly_correction_puts_queries_on_the_decoder_side() -> None:
@@ -358,12 +347,7 @@ def test_partly_correction_puts_queries_on_the_decoder_side() -> None:
 def test_catalogue_is_korean() -> None:
     """Every C11 text in the Korean catalogue (also those no test run reaches) has no English
     prose, and the English has the same keys and placeholders."""
-    en, ko = catalogue("en"), catalogue("ko")
-    keys = {k for k in en if k.startswith("C11.")}
-    assert keys == {k for k in ko if k.startswith("C11.")} and keys
-    for key in keys:
-        assert placeholders(en[key]) == placeholders(ko[key]), key
-        assert english_runs(ko[key]) == [], (key, ko[key])
+    assert_catalogue_in_korean("C11")
 
 
 def test_literature_reads_our_model() -> None:
@@ -413,9 +397,9 @@ def test_runs_end_to_end_and_pairs_by_seed(tmp_path: Path) -> None:
     assert rec["verdict"]["kind"] == "definition check" and Label(rec["verdict"]["label"]) in set(Label)
     assert {f["path"] for f in rec["figures"]} >= {"figures/wirings.png", "figures/cross_attention_maps.png"}
     # every fixed text of the record is a catalogue message and renders in Korean
-    korean = _korean_texts(rec)
-    for name in ("method", "verdict.reason", "verdict.takeaway", "verdict.primary"):
-        assert name in korean, name
+    korean = assert_record_in_korean(
+        rec, required=("method", "verdict.reason", "verdict.takeaway", "verdict.primary")
+    )
     for section, fields in (
         ("tables", ("caption",)),
         ("figures", ("title", "caption")),
@@ -424,29 +408,10 @@ def test_runs_end_to_end_and_pairs_by_seed(tmp_path: Path) -> None:
         for i, item in enumerate(rec[section]):
             for f in fields:
                 assert f"{section}.{i}.{f}" in korean or not item[f], (section, i, f)
-    for where, text in korean.items():
-        assert text and english_runs(text) == [], (where, text)
     wirings = next(f for f in rec["figures"] if f["path"] == "figures/wirings.png")
     assert "{" not in wirings["caption"] and "standard − notes: " in wirings["caption"]
     one = c11.run_seed(c11.ConceptContext("C11", copy.deepcopy(SETTINGS), {}, tmp_path, 1, "cpu"), 1)
     assert one["notes"]["token_accuracy"] == m["token_accuracy"]["notes"][1]  # a seed's numbers are its own
-
-
-def _korean_texts(record: Any, where: str = "") -> dict[str, str]:
-    """Every catalogue message kept in a result record, rendered in Korean, by where it sits."""
-    out: dict[str, str] = {}
-    if isinstance(record, dict):
-        for name, kept in record.get("messages", {}).items():
-            rendered = from_record(kept, "ko")
-            for j, text in enumerate(rendered if isinstance(rendered, list) else [rendered]):
-                out[f"{where}{name}" + (f".{j}" if isinstance(rendered, list) else "")] = text
-        for key, value in record.items():
-            if key != "messages":
-                out.update(_korean_texts(value, f"{where}{key}."))
-    elif isinstance(record, list):
-        for i, value in enumerate(record):
-            out.update(_korean_texts(value, f"{where}{i}."))
-    return out
 
 
 def test_map_tick_labels_do_not_overlap() -> None:

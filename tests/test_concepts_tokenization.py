@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from whylab.concepts import c01_tokenization as c01
 from whylab.concepts import c02_subword as c02
 from whylab.concepts import run_concept
 from whylab.config import check_config
-from whylab.messages import Msg, english_runs, from_record
 from whylab.results import load_result
-from whylab.verdict import Kind, Label, Verdict
+from whylab.verdict import Kind, Label
 
 
 def tokenization_settings(claim: str) -> dict:
@@ -219,30 +219,6 @@ def test_c02_helpers() -> None:
 # --------------------------------------------------------------------------- the texts in Korean
 
 
-def assert_verdict_in_korean(v: Verdict) -> None:
-    """The verdict has a takeaway (and a correction when partly / not supported), and every text of
-    it is a catalogue message that renders in Korean without English prose."""
-    assert v.takeaway and v.primary and v.branch
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        assert isinstance(text, Msg), text
-        assert english_runs(text.in_("ko")) == [], text.in_("ko")
-
-
-def assert_record_in_korean(record: dict) -> None:
-    """Method, skipped notes, table captions, figure titles / captions and literature of a result
-    file come from the catalogue and render in Korean."""
-    kept = [record["messages"]["method"]]
-    kept += [t["messages"]["caption"] for t in record["tables"]]
-    kept += [f["messages"][k] for f in record["figures"] for k in ("title", "caption")]
-    kept += [lit["messages"][k] for lit in record["literature"] for k in ("finding", "note")]
-    kept += record.get("messages", {}).get("skipped", [])
-    kept += [record["verdict"]["messages"][k] for k in ("reason", "takeaway", "primary")]
-    for item in kept:
-        ko = from_record(item, "ko")
-        assert ko and english_runs(ko) == [], ko
-
-
 def test_c01_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     cases = {
         Label.SUPPORTED: [c01_metrics(), c01_metrics(wordpiece=1.0)],
@@ -253,7 +229,7 @@ def test_c01_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
         for m in metrics:
             v = c01.verdict(m)
             assert v.label is label
-            assert_verdict_in_korean(v)
+            assert_explained(v, "C01")
     assert "bpe here" not in c01.verdict(c01_metrics()).takeaway
     assert "(byte-level BPE here)" in c01.verdict(c01_metrics()).takeaway
 
@@ -273,7 +249,7 @@ def test_c01_every_cause_of_loss_renders_in_korean() -> None:
         assert part in v.reason
     assert "Split pre-tokenizer and Split decoder lost nothing" in v.reason
     assert "its Split pre-tokenizer and BertPreTokenizer decoder do not keep the spacing" in v.reason
-    assert_verdict_in_korean(v)
+    assert_explained(v, "C01")
 
 
 def test_c01_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
@@ -283,7 +259,7 @@ def test_c01_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: P
         {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
         tmp_path / "C01" / "result.json",
     )
-    assert_record_in_korean(record)
+    assert_record_in_korean(record, required=evidence_places(record))
 
 
 def test_c02_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
@@ -305,7 +281,7 @@ def test_c02_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     for m, label, branch in cases:
         v = c02.verdict(m)
         assert v.label is label and v.branch == branch
-        assert_verdict_in_korean(v)
+        assert_explained(v, "C02")
     assert (
         "우리 occurs 5 times in the training split (no firm prediction expected)"
         in c02.verdict(no_firm).reason
@@ -325,5 +301,5 @@ def test_c02_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: P
         {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
         tmp_path / "C02" / "result.json",
     )
-    assert_record_in_korean(record)
+    assert_record_in_korean(record, required=evidence_places(record))
     assert record["literature"] and record["figures"]

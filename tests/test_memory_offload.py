@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from catalogue_checks import assert_in_korean
 from whylab.memory import offload, training
 from whylab.verdict import Label
 
@@ -62,7 +63,7 @@ def test_c21_report_texts_render_in_korean(tmp_path: Path) -> None:
     Korean."""
     from whylab.concepts import ConceptContext
     from whylab.concepts import c21_offloading as c21
-    from whylab.messages import Msg, english_runs
+    from whylab.messages import Msg
 
     settings = {
         "model": CFG,
@@ -91,7 +92,7 @@ def test_c21_report_texts_render_in_korean(tmp_path: Path) -> None:
             assert isinstance(text, Msg), text
             if text.key == "C21.skipped.recorded_warning":  # the warning itself is English prose
                 continue
-            assert english_runs(text.in_("ko")) == [], text.in_("ko")
+            assert_in_korean(text)
 
     cpu = c21.run(ConceptContext("C21", settings, {}, tmp_path / "cpu", 1, "cpu"))
     assert cpu.skipped and c21.verdict(cpu.metrics).label is Label.INCONCLUSIVE

@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
+from catalogue_checks import assert_explained, assert_in_korean, record_messages
 from whylab.concepts import ConceptContext
 from whylab.concepts import c17_model_memory as c17
 from whylab.concepts import c18_training_memory as c18
 from whylab.concepts import c19_checkpointing as c19
 from whylab.concepts import c20_accumulation as c20
 from whylab.concepts import c21_offloading as c21
-from whylab.messages import MSG_TAG, Msg, catalogue, english_runs
-from whylab.verdict import Label, Verdict
+from whylab.messages import Msg, catalogue, english_runs
+from whylab.verdict import Label
 
 # --------------------------------------------------------------------------- C17
 
@@ -77,19 +78,6 @@ def test_c17_inconclusive() -> None:
 # every text renders in Korean without English prose
 
 
-def _c17_c18_texts_in_korean(v: Verdict) -> None:
-    assert v.takeaway and v.branch
-    if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
-        assert v.correction
-    else:
-        assert not v.correction
-    for t in (v.reason, v.takeaway, v.correction, v.primary, *v.limited):
-        if t:
-            assert isinstance(t, Msg), t
-            ko = t.in_("ko")
-            assert ko and english_runs(ko) == [], (t.key, ko)
-
-
 def _c17_c18_branches(claim: str) -> set[str]:
     prefix = f"{claim}.verdict."
     return {
@@ -115,7 +103,7 @@ C17_CASES: dict[str, dict[str, Any]] = {
 def test_c17_branch_texts_takeaway_correction_and_korean(branch: str) -> None:
     v = c17.verdict(_c17(**C17_CASES[branch]))
     assert v.branch == branch and v.kind == "definition check"
-    _c17_c18_texts_in_korean(v)
+    assert_explained(v, "C17")
 
 
 def test_c17_cases_reach_every_catalogue_branch() -> None:
@@ -243,7 +231,7 @@ C18_CASES: dict[str, dict[str, Any]] = {
 def test_c18_branch_texts_takeaway_correction_and_korean(branch: str) -> None:
     v = c18.verdict(_c18(**C18_CASES[branch]))
     assert v.branch == branch
-    _c17_c18_texts_in_korean(v)
+    assert_explained(v, "C18")
 
 
 def test_c18_cases_reach_every_catalogue_branch() -> None:
@@ -260,10 +248,10 @@ def test_c18_texts_without_optional_measurements() -> None:
         )
     )
     assert v.label == Label.PARTLY and "AdaFactor was not measured" in v.reason
-    _c17_c18_texts_in_korean(v)
+    assert_explained(v, "C18")
     v = c18.verdict(_c18(adam_state_bytes_per_param=None, sgd_state_bytes_per_param=None))
     assert v.label == Label.NOT_SUPPORTED and "Adam state not measured" in v.correction
-    _c17_c18_texts_in_korean(v)
+    assert_explained(v, "C18")
     assert c18.verdict(_c18(activation_fraction_share_in_notes_band=None)).limited == (
         Msg("C18.limited.notes_models"),
     )
@@ -382,18 +370,6 @@ def test_c19_inconclusive() -> None:
     assert c19.verdict(_c19(checked_modes=[], min_saving=None)).label == Label.INCONCLUSIVE
 
 
-def _c19_in_korean(v: Any) -> None:
-    """Every text of a C19 verdict is there and renders in Korean without English prose."""
-    from whylab.messages import Msg, english_runs
-
-    assert v.takeaway and v.primary
-    if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
-        assert v.correction
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        assert isinstance(text, Msg), text
-        assert english_runs(text.in_("ko")) == [], text.in_("ko")
-
-
 def test_c19_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     for m, label in (
         (_c19(), Label.SUPPORTED),
@@ -408,7 +384,7 @@ def test_c19_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     ):
         v = c19.verdict(m)
         assert v.label == label
-        _c19_in_korean(v)
+        assert_explained(v, "C19")
     v = c19.verdict(_c19(prediction_max_abs_gap=0.04, predicted_saving_min=0.4, predicted_saving_max=0.7))
     assert "predicted a 40–70% activation saving, within 4 points" in v.reason
     assert "each step takes +12% to +60% longer" in v.reason
@@ -467,12 +443,6 @@ def test_c20_not_supported_and_inconclusive() -> None:
     assert c20.verdict(_c20(micro_smallest=8)).label == Label.INCONCLUSIVE
 
 
-def _c20_korean_ok(text: str) -> None:
-    assert isinstance(text, Msg), f"not a catalogue message: {text!r}"
-    ko = text.in_("ko")
-    assert ko and english_runs(ko) == [], (text.key, ko)
-
-
 @pytest.mark.parametrize(
     ("change", "label", "branch"),
     [
@@ -487,10 +457,8 @@ def test_c20_every_branch_has_a_takeaway_a_correction_where_due_and_korean_texts
     change: dict[str, Any], label: Label, branch: str
 ) -> None:
     v = c20.verdict(_c20(**change))
-    assert v.label == label and v.branch == f"C20.verdict.{branch}" and v.takeaway
-    assert bool(v.correction) == (label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        _c20_korean_ok(text)
+    assert v.label == label
+    assert_explained(v, "C20", branch)
 
 
 def test_c20_corrections_quote_the_measured_numbers() -> None:
@@ -531,30 +499,18 @@ def test_c20_run_writes_every_text_as_a_message_that_renders_in_korean(tmp_path:
     }
     record = run_concept("C20", settings, {}, tmp_path / "C20" / "result.json")
     validate_result(record)
-    texts = list(_c20_messages(record))
+    texts = list(record_messages(record))
     keys = {t.key for t in texts}
     assert {"C20.method", "C20.table.memory.caption", "C20.figure.gradient_difference.caption"} <= keys
     assert {"C20.literature.hf_fix.finding", "C20.literature.hf_fix.note", "C20.primary"} <= keys
     for t in texts:
-        _c20_korean_ok(t)
+        assert_in_korean(t)
     # the tracker's method is the words tracked_peak writes
     assert (
         c20.memory_method_text("MemTracker (dispatch-level live tensor bytes)").key
         == "C20.memory_method.tracker"
     )
     assert c20.memory_method_text("torch.cuda.max_memory_allocated") == "torch.cuda.max_memory_allocated"
-
-
-def _c20_messages(value: Any) -> Any:
-    if isinstance(value, dict):
-        if MSG_TAG in value:
-            yield Msg.from_dict(value)
-            return
-        for v in value.values():
-            yield from _c20_messages(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _c20_messages(v)
 
 
 # --------------------------------------------------------------------------- C21
@@ -635,17 +591,11 @@ def _c21_branches() -> dict[str, tuple[Label, dict[str, Any]]]:
 
 
 def test_c21_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
-    from whylab.messages import Msg, english_runs
 
     for branch, (label, metrics) in _c21_branches().items():
         v = c21.verdict(metrics)
         assert v.label is label and v.branch == f"C21.verdict.{branch}"
-        assert v.takeaway and v.primary
-        assert bool(v.correction) == (label in (Label.PARTLY, Label.NOT_SUPPORTED))
-        for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-            assert isinstance(text, Msg)
-            ko = text.in_("ko")
-            assert ko != str(text) and english_runs(ko) == [], ko
+        assert_explained(v, "C21", branch, differs_from_english=True)
 
 
 def test_c21_corrections_name_what_did_not_save() -> None:

@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
+from catalogue_checks import assert_explained, assert_in_korean, record_messages
 from pt_quant_helpers import build_tree
 from whylab.concepts import c14_qlora as c14
-from whylab.messages import MSG_TAG, Msg, english_runs
+from whylab.messages import Msg
 from whylab.quant import qlora as ql
-from whylab.verdict import Kind, Label, Verdict
+from whylab.verdict import Kind, Label
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -187,24 +188,6 @@ def test_verdict_inconclusive_when_qlora_could_not_run():
 # ---------------------------------------------------------------- every text in Korean too
 
 
-def _korean_ok(text: str) -> None:
-    assert isinstance(text, Msg), f"not a catalogue message: {text!r}"
-    ko = text.in_("ko")
-    assert ko and english_runs(ko) == [], (text.key, ko)
-
-
-def _texts_ok(v: Verdict) -> None:
-    """Every branch has a takeaway, partly / not supported a correction, and all of it renders in ko."""
-    assert v.takeaway and v.branch
-    if v.label in (Label.PARTLY, Label.NOT_SUPPORTED):
-        assert v.correction
-        _korean_ok(v.correction)
-    else:
-        assert not v.correction
-    for text in (v.reason, v.takeaway, v.primary, *v.limited):
-        _korean_ok(text)
-
-
 def _not_run_metrics():
     m = _metrics()
     m["qlora_ran"] = False
@@ -225,7 +208,7 @@ def _not_run_metrics():
 def test_every_branch_has_a_takeaway_a_correction_where_due_and_korean_texts(metrics, label):
     v = c14.verdict(metrics)
     assert v.label == label
-    _texts_ok(v)
+    assert_explained(v, "C14")
 
 
 def test_the_correction_names_what_the_run_measured_instead():
@@ -259,7 +242,7 @@ def test_memory_method_words_are_the_peak_memory_methods():
         method = PeakMemory(device).method
         text = c14.memory_method_text(device, method)
         assert text == method and isinstance(text, Msg)
-        _korean_ok(text)
+        assert_in_korean(text)
     assert c14.memory_method_text("cpu", "something else") == "something else"
 
 
@@ -267,29 +250,16 @@ def test_literature_and_skipped_lines_render_in_korean():
     m = _metrics()
     m["qlora_vs_full_ppl_gap_pct"] = -3.0
     for check in [*c14._literature(m), *c14._literature(_metrics() | {"qlora_vs_lora_ppl_gap_pct": None})]:
-        _korean_ok(check.finding)
-        _korean_ok(check.note)
+        assert_in_korean(check.finding)
+        assert_in_korean(check.note)
     assert "+1.00% (agreement means within ±5%)" in c14._literature(m)[0].note
     kept = Msg("C14.skipped.bnb_failed", device="cpu", error_type="RuntimeError", error="boom").to_dict()
     line = c14._skip_text(kept)
     assert line == "QLoRA variant: bitsandbytes 4-bit failed on cpu: RuntimeError: boom"
-    _korean_ok(line)
+    assert_in_korean(line)
     assert c14._skip_text("an older plain line") == "an older plain line"
     for name in ("bnb_import", "not_new_language", "peak_memory"):
-        _korean_ok(Msg(f"C14.skipped.{name}", error="x", lang="ko"))
-
-
-def record_messages(value):
-    """Every catalogue message kept in a result record (its key and parameters), rendered in ko."""
-    if isinstance(value, dict):
-        if MSG_TAG in value:
-            yield Msg.from_dict(value)
-            return
-        for v in value.values():
-            yield from record_messages(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from record_messages(v)
+        assert_in_korean(Msg(f"C14.skipped.{name}", error="x", lang="ko"))
 
 
 # ---------------------------------------------------------------- end to end, tiny
@@ -332,4 +302,4 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
     assert {"C14.method", "C14.table.finetune.caption", "C14.figure.quality.caption"} <= keys
     assert {"C14.literature.vs_lora.note", "C14.primary"} <= keys
     for t in texts:
-        _korean_ok(t)
+        assert_in_korean(t)

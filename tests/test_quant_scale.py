@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from catalogue_checks import assert_explained, assert_in_korean
 from whylab.concepts import c12_int8, c13_int4
 from whylab.errors import InputError
 from whylab.quant import onnx_quant, real_scale
@@ -519,20 +520,6 @@ def realistic(m: dict) -> dict:
     return m
 
 
-def assert_texts_in_both_languages(v: Any) -> None:
-    """Every text of a verdict is a catalogue message that renders in Korean with no English prose;
-    every branch has a takeaway, partly / not supported a correction."""
-    from whylab.messages import Msg, english_runs
-
-    assert v.takeaway, v.label
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED)), v.label
-    texts = [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else [])
-    for text in texts:
-        assert isinstance(text, Msg), text
-        ko = text.in_("ko")
-        assert ko and ko != str(text) and english_runs(ko) == [], (text.key, ko)
-
-
 C12_BRANCHES = {
     Label.SUPPORTED: lambda: c12(loss=25.0, decode_int8=3.0),
     Label.PARTLY: lambda: c12(loss=1.2),
@@ -555,7 +542,7 @@ C13_BRANCHES = {
 def test_c12_every_branch_has_its_texts_in_korean(label):
     v = c12_int8.verdict(realistic(C12_BRANCHES[label]()))
     assert v.label == label and v.branch == f"C12.verdict.{c12_int8.BRANCH[label]}"
-    assert_texts_in_both_languages(v)
+    assert_explained(v, "C12", differs_from_english=True)
     assert_label_agrees_with_reason(v)
 
 
@@ -563,7 +550,7 @@ def test_c12_every_branch_has_its_texts_in_korean(label):
 def test_c13_every_branch_has_its_texts_in_korean(label):
     v = c13_int4.verdict(realistic(C13_BRANCHES[label]()))
     assert v.label == label and v.branch == f"C13.verdict.{c12_int8.BRANCH[label]}"
-    assert_texts_in_both_languages(v)
+    assert_explained(v, "C13", differs_from_english=True)
     assert_label_agrees_with_reason(v)
 
 
@@ -591,34 +578,30 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from whylab.messages import Msg, english_runs
+    from whylab.messages import Msg
     from whylab.quant import report as qr
     from whylab.quant.variants import parse, skip_reason
-
-    def korean(text: Any) -> str:
-        assert isinstance(text, Msg), text
-        ko = text.in_("ko")
-        assert english_runs(ko) == [], (text.key, ko)
-        return ko
 
     m = realistic(c12(loss=1.2))
     rs = m["real_scale"]
     for model in ("bert", "llama"):
         for fmt in ("fp32", "int8", "int4"):
-            korean(qr.kernel_text(rs[model]["formats"][fmt]["kernel_path"]))
+            assert_in_korean(qr.kernel_text(rs[model]["formats"][fmt]["kernel_path"]))
     for features in (AVX2_ONLY, VNNI, {**AVX2_ONLY, "avx2": False}, None):
         for regime in ("decode", "prefill"):
             for fmt in ("int8", "int4"):
-                korean(qr.fast_path_text(real_scale.fast_path(regime, fmt, features)[1]))
-                korean(qr.kernel_text(real_scale.kernel_path(fmt, {}, {"accuracy_level": 4}, features)))
+                assert_in_korean(qr.fast_path_text(real_scale.fast_path(regime, fmt, features)[1]))
+                assert_in_korean(
+                    qr.kernel_text(real_scale.kernel_path(fmt, {}, {"accuracy_level": 4}, features))
+                )
     cache = real_scale.fast_path("decode", "int8", VNNI, weight_bytes=1_000_000, cache_bytes=32 * 2**20)[1]
-    korean(qr.fast_path_text(cache))
+    assert_in_korean(qr.fast_path_text(cache))
     assert qr.fast_path_text("something new") == "something new"  # unknown wording stays as it is
     for layers, hidden in ((1, 64), (2, 64), (12, 768)):
         rec = {"config": {"hidden_size": hidden, "num_layers": layers}, "parameters": {"total": 5e6}}
-        korean(qr.model_label("bert", rec))
-        korean(qr.model_label("llama", rec))
-        korean(
+        assert_in_korean(qr.model_label("bert", rec))
+        assert_in_korean(qr.model_label("llama", rec))
+        assert_in_korean(
             qr.model_label(
                 "llama", {**rec, "config": {**rec["config"], "intermediate_size": 11008, "hidden_size": 4096}}
             )
@@ -627,21 +610,21 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     assert all(reasons)
     for reason in [*reasons, "torch-bf16: this GPU has no bf16 support"]:
         assert qr.skipped_text(reason) == reason
-        korean(qr.skipped_text(reason))
+        assert_in_korean(qr.skipped_text(reason))
     for table in (
         qr.real_scale_table(rs),
         c12_int8.parts_table(m, c12_int8.part_results(m)),
         c12_int8.accuracy_table({**m, "variants": [{**v, "nll_diff": 0.01} for v in m["variants"]]}, "int8"),
         c13_int4.published_table(c13(loss=3.0)),
     ):
-        korean(table.caption)
+        assert_in_korean(table.caption)
     figures = [
         qr.plot_real_scale(rs, tmp_path, claimed_speedup=(2.0, 4.0)),
         qr.plot_loss_change(m["variants"], tmp_path, "int8", (20.0, 30.0), "ort-int8-dynamic"),
     ]
     for fig in figures:
-        korean(fig.title)
-        korean(fig.caption)
-    korean(c12_int8._bert_note(m))
-    korean(Msg("C12.method"))
-    korean(Msg("C13.method"))
+        assert_in_korean(fig.title)
+        assert_in_korean(fig.caption)
+    assert_in_korean(c12_int8._bert_note(m))
+    assert_in_korean(Msg("C12.method"))
+    assert_in_korean(Msg("C13.method"))

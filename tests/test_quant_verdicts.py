@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from catalogue_checks import assert_catalogue_in_korean, assert_explained
 from whylab.concepts import c12_int8, c13_int4, c15_gptq
 from whylab.verdict import Label
 
@@ -189,16 +190,6 @@ def test_c13_paired_comparison_says_nothing_inside_the_noise():
 
 
 # ----------------------------------------------------------------------------- C15 texts in both languages
-def assert_c15_texts_in_korean(v: Any) -> None:
-    from whylab.messages import Msg, english_runs
-
-    assert v.takeaway and bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in [v.reason, v.takeaway, v.primary, *v.limited] + ([v.correction] if v.correction else []):
-        assert isinstance(text, Msg), text
-        ko = text.in_("ko")
-        assert ko != str(text) and english_runs(ko) == [], (text.key, ko)
-
-
 @pytest.mark.parametrize(
     ("change", "label", "branch"),
     [
@@ -226,7 +217,7 @@ def test_c15_every_branch_has_its_texts_in_korean(change, label, branch):
     m["model_parameters"], m["check_block_size"] = 1_100_000, 128
     v = c15_gptq.verdict(m)
     assert v.label == label and v.branch == f"C15.verdict.{branch}"
-    assert_c15_texts_in_korean(v)
+    assert_explained(v, "C15", branch, differs_from_english=True)
 
 
 def test_c15_correction_states_what_gptq_is_with_the_measured_numbers():
@@ -284,11 +275,4 @@ def test_c13_literature_texts_render_in_korean():
 def test_quant_catalogues_match_across_languages(file):
     """Every key of these files is in both languages with the same parameters, and no Korean text
     carries English prose."""
-    from whylab.messages import catalogue, english_runs, placeholders
-
-    en = {k: v for k, v in catalogue("en").items() if k.split(".")[0] == file}
-    ko = {k: v for k, v in catalogue("ko").items() if k.split(".")[0] == file}
-    assert en and set(en) == set(ko)
-    for key, text in en.items():
-        assert placeholders(text) == placeholders(ko[key]), key
-        assert english_runs(ko[key]) == [], key
+    assert_catalogue_in_korean(file)

@@ -12,11 +12,12 @@ import torch
 import yaml
 from torch import nn
 
+from catalogue_checks import assert_explained, assert_in_korean, record_messages
 from pt_quant_helpers import build_tree, tiny_llama
 from whylab.concepts import c16_smoothquant as c16
-from whylab.messages import MSG_TAG, Msg, english_runs
+from whylab.messages import Msg
 from whylab.quant import smoothquant as sq
-from whylab.verdict import Label, Verdict, paired_test
+from whylab.verdict import Label, paired_test
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -328,20 +329,6 @@ def test_the_model_as_given_decides_when_the_outlier_condition_is_off():
 # ---------------------------------------------------------------- every text in Korean too
 
 
-def _korean_ok(text: str) -> None:
-    assert isinstance(text, Msg), f"not a catalogue message: {text!r}"
-    ko = text.in_("ko")
-    assert ko and english_runs(ko) == [], (text.key, ko)
-
-
-def _texts_ok(v: Verdict) -> None:
-    """A takeaway always, a correction exactly for partly / not supported, every text in ko."""
-    assert v.takeaway and v.branch.startswith("C16.verdict.")
-    assert bool(v.correction) == (v.label in (Label.PARTLY, Label.NOT_SUPPORTED))
-    for text in (v.reason, v.takeaway, v.primary, *v.limited, *([v.correction] if v.correction else [])):
-        _korean_ok(text)
-
-
 def _by_kind(m, kinds):
     m["outlier_ratio_before_by_kind"] = kinds
     return m
@@ -364,7 +351,7 @@ def _by_kind(m, kinds):
 def test_every_branch_has_a_takeaway_a_correction_where_due_and_korean_texts(metrics, label, branch):
     v = c16.verdict(metrics)
     assert v.label == label and v.branch == f"C16.verdict.{branch}"
-    _texts_ok(v)
+    assert_explained(v, "C16", branch)
 
 
 def test_the_correction_restates_the_notes_sentence_with_the_measured_numbers():
@@ -411,29 +398,16 @@ def test_the_english_reason_is_as_before():
 )
 def test_literature_renders_in_korean(metrics):
     for check in c16._literature(metrics):
-        _korean_ok(check.finding)
-        _korean_ok(check.note)
+        assert_in_korean(check.finding)
+        assert_in_korean(check.note)
 
 
 def test_the_texts_of_a_run_without_the_outlier_condition_render_in_korean():
     for text in (Msg("C16.skipped.no_outliers"), Msg("C16.reason.no_stress"), c16.model_text("trained")):
-        _korean_ok(text)
+        assert_in_korean(text)
     stress = Msg("C16.reason.stress", channels="[3]", scale=20.0, steps=30, lr=3e-4)
     assert "hidden channels [3] of every RMSNorm output are made 20x larger" in stress
-    _korean_ok(stress)
-
-
-def record_messages(value):
-    """Every catalogue message a result record keeps (key and parameters)."""
-    if isinstance(value, dict):
-        if MSG_TAG in value:
-            yield Msg.from_dict(value)
-            return
-        for v in value.values():
-            yield from record_messages(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from record_messages(v)
+    assert_in_korean(stress)
 
 
 def test_trained_in_outliers_change_the_function_and_stay_after_training(mha, calib):
@@ -503,4 +477,4 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
     assert {"C16.figure.ppl_vs_alpha.caption", "C16.figure.channel_absmax.title"} <= keys
     assert {"C16.literature.smoothquant.finding", "C16.literature.llm_int8.note"} <= keys
     for t in texts:
-        _korean_ok(t)
+        assert_in_korean(t)
