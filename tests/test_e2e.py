@@ -180,6 +180,8 @@ def test_every_figure_renders_and_passed_the_layout_check(pipeline: Path, tmp_pa
 def test_the_korean_page_is_complete_and_linked(pipeline: Path) -> None:
     """reports/index.ko.html: every fixed text in Korean, every claim's computed takeaway (and its
     correction where partly or not supported), and the two pages link to each other."""
+    from markupsafe import escape
+
     from page_text import fixed_text
     from whylab.messages import english_runs
     from whylab.report import verdict_view
@@ -191,10 +193,11 @@ def test_the_korean_page_is_complete_and_linked(pipeline: Path) -> None:
     for path in sorted((pipeline / "results" / "concepts").glob("C*/result.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         verdict = verdict_view(record["verdict"], "ko")
-        assert verdict["takeaway"] and verdict["takeaway"] in ko, path.parent.name
-        assert verdict["reason"] in ko, path.parent.name
+        shown = {k: str(escape(v)) for k, v in verdict.items() if isinstance(v, str)}  # as the page has it
+        assert verdict["takeaway"] and shown["takeaway"] in ko, path.parent.name
+        assert shown["reason"] in ko, path.parent.name
         if verdict["label"] in ("partly supported", "not supported"):
-            assert verdict["correction"] and verdict["correction"] in ko, path.parent.name
+            assert verdict["correction"] and shown["correction"] in ko, path.parent.name
 
 
 @pytest.mark.browser
