@@ -506,7 +506,10 @@ def test_model_labels_name_bert_base_only_at_its_shape():
 
 # ----------------------------------------------------------------------------- texts in both languages
 def realistic(m: dict) -> dict:
-    """The metrics with kernel paths and fast-path reasons worded as the real-scale step words them."""
+    """The metrics with kernel paths and fast-path reasons as the real-scale step records them
+    (the English, with the catalogue message beside it)."""
+    from whylab.messages import kept_beside
+
     for model, regime in (("bert", "prefill"), ("llama", "decode")):
         rec = (m.get("real_scale") or {}).get(model)
         if not rec:
@@ -514,9 +517,10 @@ def realistic(m: dict) -> dict:
         features = m["real_scale"]["cpu_features"]
         ops = {"fp32": {}, "int8": {"MatMulInteger": 8}, "int4": {"MatMulNBits": 8}}
         for fmt, f in rec["formats"].items():
-            f["kernel_path"] = real_scale.kernel_path(fmt, ops[fmt], {"bits": 4, "block_size": 128}, features)
+            path = real_scale.kernel_path(fmt, ops[fmt], {"bits": 4, "block_size": 128}, features)
+            f.update(kept_beside("kernel_path", path))
         for fmt, fast in rec["fast_path"].items():
-            fast["why"] = real_scale.fast_path(regime, fmt, features)[1]  # "exists" stays as the test set it
+            fast.update(kept_beside("why", real_scale.fast_path(regime, fmt, features)[1]))  # "exists" as set
     return m
 
 
@@ -578,7 +582,7 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from whylab.messages import Msg
+    from whylab.messages import Msg, kept_beside
     from whylab.quant import report as qr
     from whylab.quant.variants import parse, skip_reason
 
@@ -586,17 +590,21 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     rs = m["real_scale"]
     for model in ("bert", "llama"):
         for fmt in ("fp32", "int8", "int4"):
-            assert_in_korean(qr.kernel_text(rs[model]["formats"][fmt]["kernel_path"]))
+            assert_in_korean(qr.kernel_text(rs[model]["formats"][fmt]))
     for features in (AVX2_ONLY, VNNI, {**AVX2_ONLY, "avx2": False}, None):
         for regime in ("decode", "prefill"):
             for fmt in ("int8", "int4"):
-                assert_in_korean(qr.fast_path_text(real_scale.fast_path(regime, fmt, features)[1]))
                 assert_in_korean(
-                    qr.kernel_text(real_scale.kernel_path(fmt, {}, {"accuracy_level": 4}, features))
+                    qr.fast_path_text(
+                        real_scale.fast_path_record(*real_scale.fast_path(regime, fmt, features))
+                    )
                 )
-    cache = real_scale.fast_path("decode", "int8", VNNI, weight_bytes=1_000_000, cache_bytes=32 * 2**20)[1]
-    assert_in_korean(qr.fast_path_text(cache))
-    assert qr.fast_path_text("something new") == "something new"  # unknown wording stays as it is
+                path = real_scale.kernel_path(fmt, {}, {"accuracy_level": 4}, features)
+                assert_in_korean(qr.kernel_text(kept_beside("kernel_path", path)))
+    cache = real_scale.fast_path("decode", "int8", VNNI, weight_bytes=1_000_000, cache_bytes=32 * 2**20)
+    assert_in_korean(qr.fast_path_text(real_scale.fast_path_record(*cache)))
+    # a record from before the catalogue (e.g. a recorded GPU run) shows its text as written
+    assert qr.fast_path_text({"exists": False, "why": "something new"}) == "something new"
     for layers, hidden in ((1, 64), (2, 64), (12, 768)):
         rec = {"config": {"hidden_size": hidden, "num_layers": layers}, "parameters": {"total": 5e6}}
         assert_in_korean(qr.model_label("bert", rec))
@@ -607,10 +615,12 @@ def test_quant_report_texts_render_in_korean(tmp_path):
             )
         )
     reasons = [skip_reason(parse(name), "cpu") for name in ("torch-fp16", "ort-fp16")]
-    assert all(reasons)
-    for reason in [*reasons, "torch-bf16: this GPU has no bf16 support"]:
-        assert qr.skipped_text(reason) == reason
-        assert_in_korean(qr.skipped_text(reason))
+    assert all(isinstance(r, Msg) for r in reasons)
+    bf16 = Msg("quant.skipped.variant", variant="torch-bf16", why=Msg("quant.skipped.no_bf16"))
+    rows = [kept_beside("skipped", r) for r in [*reasons, bf16] if r is not None]
+    for line, row in zip(qr.skipped_lines(rows), rows, strict=True):
+        assert line == row["skipped"]  # the English as written
+        assert_in_korean(line)
     for table in (
         qr.real_scale_table(rs),
         c12_int8.parts_table(m, c12_int8.part_results(m)),

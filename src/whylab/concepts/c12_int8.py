@@ -114,6 +114,7 @@ class Part(NamedTuple):
     status: str
     fact: str
     clause: str
+    why_open: str = ""  # why a part is not judged, where its status alone does not say (no fast path)
 
 
 def _variant(metrics: Mapping[str, Any], name: str | None) -> Mapping[str, Any] | None:
@@ -203,19 +204,21 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
         q25=d["speedup_q25"],
         q75=d["speedup_q75"],
         n=d["speedup_n"],
-        kernel=qr.kernel_text(real["formats"][fmt]["kernel_path"]),
+        kernel=qr.kernel_text(real["formats"][fmt]),
         **nums,
     )
+    open_why = ""
     if not fast["exists"]:
         status = f"{NO_FAST_PATH}{fast['why']}"
+        open_why = Msg("quant.open.no_fast_path", why=qr.fast_path_text(fast))
     else:
         status = speed_status(
             d["speedup_q25"], d["speedup_median"], d["speedup_q75"], d["speedup_n"], claimed, rel
         )
     side = _side(status)
-    why = qr.fast_path_text(fast["why"]) if not fast["exists"] else why_open(status)
+    why = qr.fast_path_text(fast) if not fast["exists"] else why_open(status)
     clause = Msg(f"quant.clause.speed.{side}", **nums, **({"why": why} if side == "open" else {}))
-    return Part(status, fact, clause)
+    return Part(status, fact, clause, open_why)
 
 
 def part_results(metrics: Mapping[str, Any]) -> dict[str, Part]:
@@ -263,7 +266,8 @@ def decide(results: Mapping[str, Part], primary: str, claim: str) -> Verdict:
 
     not_judged = [p for p, j in judgements.items() if j == OPEN]
     limited = [
-        Msg("quant.limited.part", part=part_name(p), why=why_open(results[p].status)) for p in not_judged
+        Msg("quant.limited.part", part=part_name(p), why=results[p].why_open or why_open(results[p].status))
+        for p in not_judged
     ]
     out = VerdictOf(Kind.EXPERIMENT, primary, list(limited))
     return out.branch(
@@ -278,8 +282,6 @@ def decide(results: Mapping[str, Part], primary: str, claim: str) -> Verdict:
 
 
 def why_open(status: str) -> str:
-    if status.startswith(NO_FAST_PATH):
-        return Msg("quant.open.no_fast_path", why=qr.fast_path_text(status.removeprefix(NO_FAST_PATH)))
     if status in ("unclear", "unknown"):
         return Msg(f"quant.open.{status}")
     return status
@@ -476,7 +478,7 @@ def _bert_note(metrics: Mapping[str, Any]) -> Msg:
         tokens=bert["config"]["prefill_tokens"],
         speedup=p["int8"]["speedup_median"],
         n=p["int8"]["speedup_n"],
-        kernel=qr.kernel_text(fmt["kernel_path"]),
+        kernel=qr.kernel_text(fmt),
         fast=Msg("quant.yes" if fast["exists"] else "quant.no"),
-        why=qr.fast_path_text(fast["why"]),
+        why=qr.fast_path_text(fast),
     )

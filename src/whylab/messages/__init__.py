@@ -214,3 +214,20 @@ def english_runs(text_: str, min_words: int = 3, min_lowercase: int = 2) -> list
             runs.append(" ".join(current))
         current = []
     return runs
+
+
+# --------------------------------------------------------------------------- texts in other JSON files
+
+
+def kept_beside(name: str, value: Msg) -> dict[str, Any]:
+    """``{name: the English, name + "_msg": key and parameters}``: how a step's own JSON file
+    (not a result) keeps a text, so its readers get the English and the report any language
+    (:func:`recorded`)."""
+    return {name: str(value), f"{name}_msg": value.to_dict()}
+
+
+def recorded(record: Mapping[str, Any], name: str) -> str:
+    """The text ``name`` of a record written with :func:`kept_beside`: the message where it was
+    kept, else the text as written (a file from before the catalogue, e.g. a recorded GPU run)."""
+    kept = record.get(f"{name}_msg")
+    return Msg.from_dict(kept) if isinstance(kept, Mapping) else str(record[name])

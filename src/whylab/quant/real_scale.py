@@ -37,6 +37,7 @@ import numpy as np
 
 from whylab.errors import InputError
 from whylab.files import write_json
+from whylab.messages import Msg, kept_beside
 
 FORMATS = ("fp32", "int8", "int4")
 MB = 1_000_000
@@ -176,37 +177,37 @@ def matmulnbits_attributes(path: Path) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- kernel paths
-def int8_isa(features: Mapping[str, bool] | None) -> str | None:
+def int8_isa(features: Mapping[str, bool] | None) -> str | Msg | None:
     """The U8S8 kernel ONNX Runtime's MLAS dispatches to on this CPU (best instruction set first)."""
     f = features or {}
     for key, name in (
         ("amx", "AMX"),
         ("avx512_vnni", "AVX512-VNNI"),
         ("avx_vnni", "AVX-VNNI"),
-        ("avx2", "AVX2 (vpmaddubsw, no VNNI)"),
+        ("avx2", Msg("quant.kernel.isa_avx2")),
     ):
         if f.get(key):
             return name
     return None
 
 
-def kernel_path(fmt: str, op_counts: Mapping[str, int], attrs: Mapping[str, int], features: Any) -> str:
-    """The kernel path a format's weight MatMuls run on, in words."""
+def kernel_path(fmt: str, op_counts: Mapping[str, int], attrs: Mapping[str, int], features: Any) -> Msg:
+    """The kernel path a format's weight MatMuls run on, in words (a catalogue message)."""
     f = features or {}
     float_isa = "AVX-512" if f.get("avx512") else "AVX2" if f.get("avx2") else "generic"
     if fmt == "fp32":
-        return f"MatMul -> MLAS SGEMM fp32 ({float_isa})"
+        return Msg("quant.kernel.fp32", isa=float_isa)
     if fmt == "int8":
-        isa = int8_isa(features) or "no x86 INT8 kernel"
-        return (
-            f"DynamicQuantizeLinear + MatMulInteger x{op_counts.get('MatMulInteger', 0)} "
-            f"(fused by ORT into DynamicQuantizeMatMul) -> MLAS QGEMM U8S8, {isa}"
-        )
+        isa = int8_isa(features) or Msg("quant.kernel.no_isa")
+        return Msg("quant.kernel.int8", count=op_counts.get("MatMulInteger", 0), isa=isa)
     level = int(attrs.get("accuracy_level", 0))
-    compute = "int8 compute (activations quantized per block)" if level == 4 else "fp32 compute"
-    return (
-        f"MatMulNBits x{op_counts.get('MatMulNBits', 0)} (bits {attrs.get('bits', 4)}, block "
-        f"{attrs.get('block_size')}, accuracy_level {level}) -> MLAS SQNBitGemm, {compute} ({float_isa})"
+    return Msg(
+        "quant.kernel.int4_int8_compute" if level == 4 else "quant.kernel.int4_fp32_compute",
+        count=op_counts.get("MatMulNBits", 0),
+        bits=attrs.get("bits", 4),
+        block=attrs.get("block_size"),
+        level=level,
+        isa=float_isa,
     )
 
 
@@ -235,7 +236,7 @@ def fast_path(
     features: Mapping[str, bool] | None,
     weight_bytes: int | None = None,
     cache_bytes: int | None = None,
-) -> tuple[bool | None, str]:
+) -> tuple[bool | None, Msg]:
     """Whether an INT8/INT4 fast path exists for ``regime`` on this CPU, and why (None: unknown).
 
     Decode at batch 1 is memory-bound once the weights are far larger than the cache: any
@@ -245,21 +246,28 @@ def fast_path(
     to fp32 have none.
     """
     if features is None:
-        return None, "the CPU's instruction sets could not be read"
+        return None, Msg("quant.fast_path.no_cpu_info")
     if regime == "decode":
         if not features.get("avx2"):
-            return False, "no AVX2: ONNX Runtime has no vectorised INT8/INT4 kernel on this CPU"
+            return False, Msg("quant.fast_path.no_avx2")
         if weight_bytes is not None and cache_bytes and weight_bytes < MEMORY_BOUND_FACTOR * cache_bytes:
-            return False, (
-                f"the FP32 weights ({weight_bytes / 1e6:.3g} MB) are under {MEMORY_BOUND_FACTOR}× the "
-                f"CPU's last-level cache ({cache_bytes / 1e6:.3g} MB): decode is not memory-bound here"
+            return False, Msg(
+                "quant.fast_path.fits_cache",
+                weights=f"{weight_bytes / 1e6:.3g} MB",
+                factor=MEMORY_BOUND_FACTOR,
+                cache=f"{cache_bytes / 1e6:.3g} MB",
             )
-        return True, "batch-1 decode is memory-bound; packed weights cut the bytes read per token"
+        return True, Msg("quant.fast_path.memory_bound")
     if fmt == "int8":
         if any(features.get(k) for k in ("avx512_vnni", "avx_vnni", "amx")):
-            return True, "the CPU has an INT8 dot-product instruction (VNNI/AMX)"
-        return False, "prefill is compute-bound and the CPU lacks VNNI/AMX (INT8 dot products)"
-    return False, "prefill is compute-bound; 4-bit weights are dequantized to fp32 arithmetic"
+            return True, Msg("quant.fast_path.vnni")
+        return False, Msg("quant.fast_path.no_vnni")
+    return False, Msg("quant.fast_path.int4_prefill")
+
+
+def fast_path_record(exists: bool | None, why: Msg) -> dict[str, Any]:
+    """A fast-path verdict as the record keeps it (the reason in English, its message beside it)."""
+    return {"exists": exists, **kept_beside("why", why)}
 
 
 # ----------------------------------------------------------------------------- timing
@@ -393,7 +401,7 @@ def _family_record(
                 if k in ("MatMul", "MatMulInteger", "MatMulNBits")
             },
             "expected_weight_matmuls": int(m["expected_weight_matmuls"]),
-            "kernel_path": kernel_path(fmt, m["op_counts"], m["attributes"], features),
+            **kept_beside("kernel_path", kernel_path(fmt, m["op_counts"], m["attributes"], features)),
             "providers": list(sessions[fmt].providers),
             "notes": list(m.get("notes", [])),
         }
@@ -452,10 +460,7 @@ def run_step(
             "parameters": params,
             "formats": _family_record(models, sessions, features),
             "prefill": speed_summary(times, clock, float(cfg["prefill_tokens"]), "tokens_per_s"),
-            "fast_path": {
-                fmt: dict(zip(("exists", "why"), fast_path("prefill", fmt, features), strict=True))
-                for fmt in FORMATS[1:]
-            },
+            "fast_path": {fmt: fast_path_record(*fast_path("prefill", fmt, features)) for fmt in FORMATS[1:]},
         }
         del sessions, runners
         gc.collect()
@@ -479,12 +484,8 @@ def run_step(
             "formats": _family_record(models, sessions, features),
             "decode": speed_summary(times, clock, float(new), "tokens_per_s"),
             "fast_path": {
-                fmt: dict(
-                    zip(
-                        ("exists", "why"),
-                        fast_path("decode", fmt, features, models["fp32"]["size_bytes"], cache),
-                        strict=True,
-                    )
+                fmt: fast_path_record(
+                    *fast_path("decode", fmt, features, models["fp32"]["size_bytes"], cache)
                 )
                 for fmt in FORMATS[1:]
             },

@@ -8,7 +8,6 @@ variant, perplexity vs bits and vs INT4 group size.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 
 from whylab.errors import InputError
 from whylab.files import read_json
-from whylab.messages import Msg, empty
+from whylab.messages import Msg, empty, recorded
 from whylab.results import FigureRef, Table
 
 MB = 1_000_000
@@ -38,42 +37,9 @@ def measured(rows: Iterable[Mapping[str, Any]], family: str | None = None) -> li
     return [r for r in rows if not r.get("skipped") and (family is None or r["family"] == family)]
 
 
-# the skip reasons quant/variants.py writes into measures.json, as catalogue messages
-_SKIPPED = (
-    (
-        re.compile(
-            r"(?P<variant>\S+): needs a CUDA GPU \(fp16 kernels\); this run's device is (?P<device>\S+)"
-        ),
-        "quant.skipped.needs_cuda",
-    ),
-    (
-        re.compile(
-            r"(?P<variant>\S+): fp16 matmuls need a GPU \(CPU fp16 kernels are emulated or missing\); "
-            r"no CUDA device here"
-        ),
-        "quant.skipped.fp16_cpu",
-    ),
-    (re.compile(r"(?P<variant>\S+): this GPU has no bf16 support"), "quant.skipped.no_bf16"),
-    (
-        re.compile(
-            r"(?P<variant>ort-fp16): needs onnxruntime-gpu's CUDA provider, which this onnxruntime build lacks"
-        ),
-        "quant.skipped.ort_fp16",
-    ),
-)
-
-
-def skipped_text(reason: str) -> str:
-    """A variant's skip reason as a catalogue message (as it is when its wording is unknown)."""
-    for pattern, key in _SKIPPED:
-        match = pattern.fullmatch(reason)
-        if match:
-            return Msg(key, **match.groupdict())
-    return reason
-
-
 def skipped_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [skipped_text(str(r["skipped"])) for r in rows if r.get("skipped")]
+    """Why each skipped variant was skipped (catalogue messages where the measures keep them)."""
+    return [recorded(r, "skipped") for r in rows if r.get("skipped")]
 
 
 def quantized_tensor_cut_pct(row: Mapping[str, Any]) -> float | None:
@@ -422,83 +388,14 @@ def tick_label(model: str, rec: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# the kernel paths and fast-path reasons quant/real_scale.py writes into measures.json, in words
-_ISA = {"AVX2 (vpmaddubsw, no VNNI)": "quant.kernel.isa_avx2", "no x86 INT8 kernel": "quant.kernel.no_isa"}
-_KERNELS = (
-    (re.compile(r"MatMul -> MLAS SGEMM fp32 \((?P<isa>[^)]*)\)"), "quant.kernel.fp32"),
-    (
-        re.compile(
-            r"DynamicQuantizeLinear \+ MatMulInteger x(?P<count>\d+) \(fused by ORT into "
-            r"DynamicQuantizeMatMul\) -> MLAS QGEMM U8S8, (?P<isa>.+)"
-        ),
-        "quant.kernel.int8",
-    ),
-    (
-        re.compile(
-            r"MatMulNBits x(?P<count>\d+) \(bits (?P<bits>\d+), block (?P<block>\S+), accuracy_level "
-            r"(?P<level>\d+)\) -> MLAS SQNBitGemm, int8 compute \(activations quantized per block\) "
-            r"\((?P<isa>[^)]*)\)"
-        ),
-        "quant.kernel.int4_int8_compute",
-    ),
-    (
-        re.compile(
-            r"MatMulNBits x(?P<count>\d+) \(bits (?P<bits>\d+), block (?P<block>\S+), accuracy_level "
-            r"(?P<level>\d+)\) -> MLAS SQNBitGemm, fp32 compute \((?P<isa>[^)]*)\)"
-        ),
-        "quant.kernel.int4_fp32_compute",
-    ),
-)
-_FAST_PATHS = (
-    (re.compile(r"the CPU's instruction sets could not be read"), "quant.fast_path.no_cpu_info"),
-    (
-        re.compile(r"no AVX2: ONNX Runtime has no vectorised INT8/INT4 kernel on this CPU"),
-        "quant.fast_path.no_avx2",
-    ),
-    (
-        re.compile(
-            r"the FP32 weights \((?P<weights>[^)]*)\) are under (?P<factor>\S+)× the CPU's last-level "
-            r"cache \((?P<cache>[^)]*)\): decode is not memory-bound here"
-        ),
-        "quant.fast_path.fits_cache",
-    ),
-    (
-        re.compile(r"batch-1 decode is memory-bound; packed weights cut the bytes read per token"),
-        "quant.fast_path.memory_bound",
-    ),
-    (re.compile(r"the CPU has an INT8 dot-product instruction \(VNNI/AMX\)"), "quant.fast_path.vnni"),
-    (
-        re.compile(r"prefill is compute-bound and the CPU lacks VNNI/AMX \(INT8 dot products\)"),
-        "quant.fast_path.no_vnni",
-    ),
-    (
-        re.compile(r"prefill is compute-bound; 4-bit weights are dequantized to fp32 arithmetic"),
-        "quant.fast_path.int4_prefill",
-    ),
-)
+def kernel_text(fmt_record: Mapping[str, Any]) -> str:
+    """The kernel path of one format of the real-scale record, in words (real_scale.kernel_path)."""
+    return recorded(fmt_record, "kernel_path")
 
 
-def _known(text: str, patterns: Sequence[tuple[re.Pattern[str], str]]) -> str:
-    for pattern, key in patterns:
-        match = pattern.fullmatch(text)
-        if match:
-            params: dict[str, Any] = dict(match.groupdict())
-            if "isa" in params and params["isa"] in _ISA:
-                params["isa"] = Msg(_ISA[params["isa"]])
-            return Msg(key, **params)
-    return text
-
-
-def kernel_text(path: str) -> str:
-    """A kernel path as measures.json has it (real_scale.kernel_path), as a catalogue message
-    (as it is when its wording is unknown)."""
-    return _known(str(path), _KERNELS)
-
-
-def fast_path_text(why: str) -> str:
-    """Why a fast path exists or not (real_scale.fast_path), as a catalogue message (as it is when
-    its wording is unknown)."""
-    return _known(str(why), _FAST_PATHS)
+def fast_path_text(fast: Mapping[str, Any]) -> str:
+    """Why a fast path exists or not, from the real-scale record (real_scale.fast_path)."""
+    return recorded(fast, "why")
 
 
 def mb(n: float) -> str:
@@ -581,7 +478,7 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
                     "tokens/s": _fmt(s["tokens_per_s"], 4),
                     "speed-up (median ×)": _fmt(s["speedup_median"]),
                     "speed-up quartiles": f"{s['speedup_q25']:.2f}–{s['speedup_q75']:.2f}",
-                    "kernel path": f["kernel_path"],
+                    "kernel path": kernel_text(f),
                     "fast path for this regime": None if fast is None else f"{fast['exists']}: {fast['why']}",
                 }
             )

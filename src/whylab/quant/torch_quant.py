@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from whylab.messages import Msg
+
 TORCHAO_CONFIGS = {
     "int8_dynamic": "Int8DynamicActivationInt8WeightConfig",
     "int8_weight_only": "Int8WeightOnlyConfig",
@@ -30,16 +32,13 @@ def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str 
     return load_causal_lm(model_dir, dtype, device)
 
 
-def half_supported(kind: str, device: str) -> tuple[bool, str]:
-    """Whether this device runs the half type natively; the reason when it does not."""
+def half_supported(kind: str, device: str) -> tuple[bool, Msg | None]:
+    """Whether this device runs the half type natively; the reason (a catalogue message) when it does not."""
     if kind == "fp16" and not device.startswith("cuda"):
-        return (
-            False,
-            "fp16 matmuls need a GPU (CPU fp16 kernels are emulated or missing); no CUDA device here",
-        )
+        return False, Msg("quant.skipped.fp16_cpu")
     if kind == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        return False, "this GPU has no bf16 support"
-    return True, ""
+        return False, Msg("quant.skipped.no_bf16")
+    return True, None
 
 
 def torchao_int8(model: Any, kind: str) -> Any:

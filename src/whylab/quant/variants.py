@@ -29,6 +29,7 @@ import torch
 
 from whylab.errors import InputError
 from whylab.files import read_json, write_json
+from whylab.messages import Msg, kept_beside
 from whylab.quant import measure as ms
 
 # the names live in a torch-free module (the DAG reads them); re-exported here for callers
@@ -477,20 +478,21 @@ def base_record(variant: Variant, settings: Mapping[str, Any], device: str, thre
     }
 
 
-def skip_reason(variant: Variant, device: str) -> str | None:
+def skip_reason(variant: Variant, device: str) -> Msg | None:
+    """Why this variant cannot run on ``device`` (a catalogue message), or None."""
     from whylab.quant.torch_quant import half_supported
 
     if variant.needs_cuda and not device.startswith("cuda"):
-        return f"{variant.name}: needs a CUDA GPU (fp16 kernels); this run's device is {device}"
+        return Msg("quant.skipped.needs_cuda", variant=variant.name, device=device)
     if variant.family == "half" and variant.runtime == "torch":
         ok, why = half_supported(variant.algorithm, device)
         if not ok:
-            return f"{variant.name}: {why}"
+            return Msg("quant.skipped.variant", variant=variant.name, why=why)
     if variant.name == "ort-fp16":
         import onnxruntime as ort
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return "ort-fp16: needs onnxruntime-gpu's CUDA provider, which this onnxruntime build lacks"
+            return Msg("quant.skipped.ort_fp16", variant=variant.name)
     return None
 
 
@@ -526,7 +528,7 @@ def run_step(
     record = base_record(variant, q, device, threads)
     reason = skip_reason(variant, device)
     if reason is not None:
-        record["skipped"] = reason
+        record.update(kept_beside("skipped", reason))
         validate_measures(record)
         write_json(out, record)
         return
