@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 # (never while a Snakemake process works here) and its half-done jobs are made again.
 run: setup
 	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m whylab.recover --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
-	@echo "Report: $(abspath $(shell $(BIN)/python -c "import yaml,sys; c=yaml.safe_load(open('$(CONFIG)')) or {}; print((c.get('report') or {}).get('path','reports/index.html'))"))"
+	@PYTHONPATH=$(CURDIR)/src $(BIN)/python -c "import os; from whylab.config import load_config, report_pages; [print(f'Report ({lang}): {os.path.abspath(page)}') for lang, page in report_pages(load_config('$(CONFIG)')).items()]"
 
 test: setup
 	$(BIN)/python -m pytest

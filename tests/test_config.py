@@ -283,3 +283,14 @@ def _assert_one_line_and_no_job(
     # before it at most Snakemake's own note that the config file is extended
     assert len(lines) <= 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (work / "results").exists() and not (work / "reports" / "index.html").exists()
+
+
+def test_report_pages_the_first_language_at_the_path_the_others_beside_it() -> None:
+    from whylab.config import report_pages
+
+    pages = report_pages({"report": {"path": "out/r.html", "languages": ["ko", "en"]}})
+    assert pages == {"ko": "out/r.html", "en": "out/r.en.html"}
+    assert report_pages(load_config(REPO / "config" / "config.yaml")) == {
+        "en": "reports/index.html",
+        "ko": "reports/index.ko.html",
+    }

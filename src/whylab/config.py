@@ -150,6 +150,17 @@ def load_config(path: Path | str, base_dir: Path | str | None = None) -> dict[st
     return check_config(data, base_dir if base_dir is not None else Path.cwd())
 
 
+def report_pages(config: Mapping[str, Any]) -> dict[str, str]:
+    """Language -> page of the report: the first of ``report.languages`` at ``report.path``, each
+    other one beside it as ``<name>.<language>.html`` (reports/index.ko.html)."""
+    path = str(config["report"]["path"])
+    first = Path(path)
+    return {
+        lang: path if i == 0 else str(first.with_name(f"{first.stem}.{lang}{first.suffix}"))
+        for i, lang in enumerate(config["report"]["languages"])
+    }
+
+
 # --- checks across keys -----------------------------------------------------------------
 # A schema checks one value at a time; these check values that must fit each other, so the
 # mistake stops the run before any job with one line naming both keys.

@@ -20,21 +20,12 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
+from whylab.config import report_pages
+
 RESULTS = config["results_dir"]
 REPORT_HTML = config["report"]["path"]
 
-
-def _report_pages():
-    """Language -> page: the first language at report.path, each other beside it as
-    <name>.<language>.html (reports/index.ko.html)."""
-    first = Path(REPORT_HTML)
-    return {
-        lang: REPORT_HTML if i == 0 else str(first.with_name(f"{first.stem}.{lang}{first.suffix}"))
-        for i, lang in enumerate(config["report"]["languages"])
-    }
-
-
-REPORT_PAGES = _report_pages()
+REPORT_PAGES = report_pages(config)  # language -> page (reports/index.html, index.ko.html)
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 LANGS = config["corpus"]["languages"]
