@@ -26,7 +26,7 @@ import yaml
 
 from whylab import claims, fonts
 from whylab.files import read_json, write_text
-from whylab.messages import LANGUAGES, Msg, catalogue, from_record, text
+from whylab.messages import LANGUAGES, Msg, catalogue, empty, from_record, text
 from whylab.results import environment, load_result
 from whylab.verdict import Label
 
@@ -257,13 +257,13 @@ def run_scale(
     device: str,
 ) -> list[tuple[Msg, Msg | str]]:
     """The run's scale in a few lines (what, how big), for the banner under the title."""
-    empty = Msg("common.empty")
+    none = empty()
     out: list[tuple[Msg, Msg | str]] = []
     seeds = config.get("seeds") or []
     out.append(
         (
             Msg("report.scale.device"),
-            Msg("report.scale.device_text", device=device, seeds=_n(len(seeds), "seeds") if seeds else empty),
+            Msg("report.scale.device_text", device=device, seeds=_n(len(seeds), "seeds") if seeds else none),
         )
     )
     mech = config.get("mechanisms") or {}
@@ -276,7 +276,7 @@ def run_scale(
                 Msg("report.scale.bench"),
                 Msg(
                     "report.scale.bench_text",
-                    params=Msg("report.scale.bench_params", n=_count(params)) if params else empty,
+                    params=Msg("report.scale.bench_params", n=_count(params)) if params else none,
                     layers=_n(model.get("n_layers"), "layers"),
                     width=model.get("d_model", "?"),
                     heads=_n(model.get("n_heads"), "heads"),
@@ -297,11 +297,11 @@ def run_scale(
                     "report.scale.lm_text",
                     params=_count(float(lm.get("params_total", 0))),
                     steps=_n(lm.get("steps"), "steps"),
-                    tokens=Msg("report.scale.tokens", n=_count(float(tokens))) if tokens else empty,
-                    languages=Msg("report.scale.languages", languages=langs) if langs else empty,
+                    tokens=Msg("report.scale.tokens", n=_count(float(tokens))) if tokens else none,
+                    languages=Msg("report.scale.languages", languages=langs) if langs else none,
                     device=str(lm.get("device_name") or lm.get("device", "?")),
                     precision=str(lm.get("precision", "?")),
-                    threads=_n(lm["threads"], "threads") if lm.get("threads") else empty,
+                    threads=_n(lm["threads"], "threads") if lm.get("threads") else none,
                 ),
             )
         )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from whylab.concepts import ConceptContext
-from whylab.messages import Msg
+from whylab.messages import Msg, empty
 from whylab.quant import report as qr
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
@@ -220,7 +220,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     used = grads["backward_calls"] + grads["grad_calls"] + grads["saved_for_backward"]
     ppl = metrics.get("ppl_gptq_vs_rtn") or {}
     ppl_list = ppl_texts(ppl)
-    ppl_text = Msg("C15.reason.ppl_all", items=ppl_list) if ppl_list else Msg("common.empty")
+    ppl_text = Msg("C15.reason.ppl_all", items=ppl_list) if ppl_list else empty()
     if used > 0:
         return out.branch(
             Label.SUPPORTED,
@@ -414,9 +414,7 @@ def literature_check(
         None if decide is None else (ppl[decide]["gptq"] <= ppl[decide]["rtn"] and backward_calls == 0),
         Msg(
             "C15.literature.gptq.note",
-            decides=Msg("common.empty")
-            if decide is None
-            else Msg("C15.literature.gptq.decides", group=decide),
+            decides=empty() if decide is None else Msg("C15.literature.gptq.decides", group=decide),
             pairs=Msg("C15.literature.gptq.pairs", items=items)
             if items
             else Msg("C15.literature.gptq.no_pair"),

@@ -63,17 +63,9 @@ def _rebuild(key: str, params: dict[str, Any]) -> Msg:
     return Msg(key, **params)
 
 
-def msg(key: str, /, **params: Any) -> Msg:
-    """The message ``key`` with ``params`` (shorthand for ``Msg(key, **params)``)."""
-    return Msg(key, **params)
-
-
-EMPTY_KEY = "common.empty"
-
-
 def empty() -> Msg:
     """The empty text, for an optional part of a sentence that this branch leaves out."""
-    return Msg(EMPTY_KEY)
+    return Msg("common.empty")
 
 
 # --------------------------------------------------------------------------- catalogues
