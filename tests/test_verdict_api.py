@@ -108,5 +108,15 @@ def test_verdict_of_reads_the_limits_when_the_verdict_is_made() -> None:
     limited: list[str] = []
     out = VerdictOf(Kind.EXPERIMENT, "A vs B", limited)
     limited.append("speed: no fast path here")
-    v = out(Label.SUPPORTED, "why", takeaway="t")
-    assert v.limited == ("speed: no fast path here",) and v.primary == "A vs B" and v.takeaway == "t"
+    v = out.branch(Label.INCONCLUSIVE, "C06.verdict.too_few")
+    assert v.limited == ("speed: no fast path here",) and v.primary == "A vs B"
+    assert v.branch == "C06.verdict.too_few" and v.takeaway and not v.correction
+
+
+def test_a_branch_gives_its_reason_takeaway_and_correction_or_fails() -> None:
+    """Partly and not supported need the branch's correction; a branch without one does not build."""
+    from whylab.verdict import VerdictOf
+
+    out = VerdictOf(Kind.EXPERIMENT, "A vs B")
+    with pytest.raises(KeyError, match="correction"):
+        out.branch(Label.NOT_SUPPORTED, "C06.verdict.too_few")

@@ -85,9 +85,6 @@ class VerdictOf:
     primary: str
     limited: list[str] = field(default_factory=list)
 
-    def __call__(self, label: Label, reason: str, takeaway: str = "", correction: str = "") -> Verdict:
-        return Verdict(label, reason, self.kind, self.primary, tuple(self.limited), takeaway, correction)
-
     def branch(self, label: Label, key: str, /, **params: Any) -> Verdict:
         """The verdict of the catalogue's branch ``key`` (e.g. ``C05.verdict.scaled``): its
         ``reason`` and ``takeaway`` and, for a partly or not supported label, its ``correction``,
