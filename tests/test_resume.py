@@ -295,7 +295,8 @@ def test_killed_dag_resumes_with_make_run_to_the_same_results(test_dag_run: Path
     again = subprocess.run(_make_run(work), cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stderr[-5000:]
     assert "a run that died left its lock" in again.stderr
-    assert "Report: " in again.stdout
+    assert f"Report (en): {work / 'reports' / 'index.html'}" in again.stdout
+    assert f"Report (ko): {work / 'reports' / 'index.ko.html'}" in again.stdout
 
     html = (work / "reports" / "index.html").read_text(encoding="utf-8")
     reference = _results(test_dag_run)
