@@ -225,3 +225,9 @@ def test_figures_of_a_report_render_in_a_real_browser(
         assert shot.distinct_colours > 16, f"{shot.alt} looks blank in the browser"
     assert [bool(s.layout_warning) for s in shots] == [False, False, True]
     assert "legend covers" in shots[2].layout_warning
+    # the Korean page says the same in Korean
+    from whylab.messages import english_runs
+
+    ko = report.render({"C05": result}, config={}, title="whylab test", lang="ko")
+    warning = ko[ko.index('class="layout-warning">') :].split("</p>", 1)[0]
+    assert "범례가" in warning and english_runs(warning) == []

@@ -35,6 +35,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from whylab.fonts import hangul_font_files
+from whylab.messages import Msg, to_record
 from whylab.results import FigureRef
 
 STRICT_ENV = "WHYLAB_STRICT_FIGURES"
@@ -91,13 +92,15 @@ def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> 
     figdir = outdir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     path = figdir / f"{name}.png"
-    fig.savefig(path, metadata={LAYOUT_KEY: json.dumps(problems, ensure_ascii=False)})
+    # kept as catalogue messages, so the report can say them in each language
+    fig.savefig(path, metadata={LAYOUT_KEY: json.dumps(to_record(problems), ensure_ascii=False)})
     plt.close(fig)
     return FigureRef(path=str(path.relative_to(outdir)), title=title, caption=caption)
 
 
 def recorded_problems(png: Path) -> list[str]:
-    """The layout problems :func:`save` recorded in a PNG ([] when none, or none recorded)."""
+    """The layout problems :func:`save` recorded in a PNG ([] when none, or none recorded), as
+    catalogue messages (plain text in a PNG written before the catalogue)."""
     from PIL import Image
 
     with Image.open(png) as image:
@@ -105,7 +108,7 @@ def recorded_problems(png: Path) -> list[str]:
     if not text:
         return []
     value = json.loads(text)
-    return [str(v) for v in value] if isinstance(value, list) else []
+    return [v if isinstance(v, str) else Msg.from_dict(v) for v in value] if isinstance(value, list) else []
 
 
 def _check_labels(fig: plt.Figure, name: str) -> None:
@@ -183,11 +186,15 @@ def _text_label(text: Text, what: str, renderer: RendererBase) -> _Label | None:
     )
 
 
-def _panel(ax: Axes) -> str:
+def _panel(ax: Axes) -> Msg:
     if ax.get_title():
-        return repr(ax.get_title())
+        return Msg("plotting.panel.titled", title=repr(ax.get_title()))
     fig = ax.get_figure(root=True)
-    return f"panel {fig.axes.index(ax) + 1}" if fig is not None else "a panel"
+    return (
+        Msg("plotting.panel.number", n=fig.axes.index(ax) + 1)
+        if fig is not None
+        else Msg("plotting.panel.any")
+    )
 
 
 def _tick_labels(ax: Axes) -> Iterator[tuple[Text, str]]:
@@ -204,14 +211,19 @@ def _tick_labels(ax: Axes) -> Iterator[tuple[Text, str]]:
             except (ValueError, AssertionError):
                 continue
             if t_low - tol <= loc <= t_high + tol:
-                yield label, f"{name} tick label {label.get_text()!r} of {_panel(ax)}"
+                yield (
+                    label,
+                    Msg("plotting.tick_label", axis=name, text=repr(label.get_text()), panel=_panel(ax)),
+                )
 
 
 def _texts(fig: plt.Figure, renderer: RendererBase) -> list[_Label]:
     out: list[_Label] = []
     for ax in fig.axes:
         candidates: list[tuple[Text, str]] = list(_tick_labels(ax))
-        candidates += [(t, f"annotation {t.get_text()!r} of {_panel(ax)}") for t in ax.texts]
+        candidates += [
+            (t, Msg("plotting.annotation", text=repr(t.get_text()), panel=_panel(ax))) for t in ax.texts
+        ]
         for text, what in candidates:
             label = _text_label(text, what, renderer)
             if label is not None:
@@ -280,14 +292,14 @@ def _draw(fig: plt.Figure) -> RendererBase:
     return canvas.get_renderer()
 
 
-def _legend_cover(fig: plt.Figure, legend: Legend, renderer: RendererBase) -> list[str]:
+def _legend_cover(fig: plt.Figure, legend: Legend, renderer: RendererBase) -> list[Msg]:
     """What ``legend`` covers: data of any panel (a panel's legend may sit over its neighbour)."""
     box = legend.get_window_extent(renderer)
     out = []
     for ax in fig.axes:
         n = _covered(box, ax, renderer)
         if n:
-            out.append(f"the legend covers {n} data point(s) of {_panel(ax)}")
+            out.append(Msg("plotting.legend_covers", n=n, panel=_panel(ax)))
     return out
 
 
@@ -296,7 +308,7 @@ def _covered_count(fig: plt.Figure, legend: Legend, renderer: RendererBase) -> i
     return sum(_covered(box, ax, renderer) for ax in fig.axes)
 
 
-def layout_problems(fig: plt.Figure) -> list[str]:
+def layout_problems(fig: plt.Figure) -> list[Msg]:
     """What a reader would misread in ``fig`` as drawn: one line per problem ([] when none).
 
     - a legend box (of a panel, or of the figure) covering a data point of any panel: a line's
@@ -305,14 +317,14 @@ def layout_problems(fig: plt.Figure) -> list[str]:
       ``ax.annotate``), compared as rotated rectangles across the whole figure.
     """
     renderer = _draw(fig)
-    problems: list[str] = []
+    problems: list[Msg] = []
     for legend, _ in _legends(fig):
         problems += _legend_cover(fig, legend, renderer)
     labels = _texts(fig, renderer)
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
             if a.overlaps(b):
-                problems.append(f"{a.what} overlaps {b.what}")
+                problems.append(Msg("plotting.overlap", a=a.what, b=b.what))
     return problems
 
 

@@ -439,7 +439,8 @@ def render(
         for fig in record["figures"]:
             png = Path(path).parent / fig["path"]
             figures.append(
-                localized(fig, lang) | {"data_uri": _data_uri(png), "problems": _recorded_problems(png)}
+                localized(fig, lang)
+                | {"data_uri": _data_uri(png), "problems": [text(p, lang) for p in _recorded_problems(png)]}
             )
         record["figures"] = figures
         record["tables"] = [localized(t, lang) for t in record["tables"]]
