@@ -305,7 +305,7 @@ def run(ctx: ConceptContext) -> Evidence:
         grid.figure.subplots_adjust(top=0.85)
         figures.append(plotting.save(grid.figure, ctx.outdir, name, title, caption))
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6), layout="constrained")
     sns.lineplot(
         configs,
         x="vocab_size",
@@ -317,6 +317,8 @@ def run(ctx: ConceptContext) -> Evidence:
     )
     axes[0].set_xlabel("vocabulary size (tokens)")
     axes[0].set_ylabel("characters per token (chars)")
+    # the curves fill the panel (a larger vocabulary lifts every one), so the legend goes below it
+    sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False, fontsize=8)
     unk = configs.melt(
         id_vars=["language", "vocab_size"],
         value_vars=["subword_unk_rate", "word_level_oov_rate"],
