@@ -338,3 +338,34 @@ def test_the_hangul_font_is_embedded_with_every_glyph_the_page_uses(pages: dict[
         hangul = {c for c in html if "\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e"}
         assert hangul and not {c for c in hangul if ord(c) not in cmap}, lang
         assert len(found[1]) < 600_000, "the font is subset to the page's glyphs"
+
+
+def test_the_report_renders_without_torch(hostile_result: Path, tmp_path: Path) -> None:
+    """The report rule runs in the torch-free environment (workflow/envs/data.yaml) under --sdm
+    conda: rendering both pages must not need torch (the banner then leaves out the bench model's
+    parameter count)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "index.ko.html"
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # import torch now raises ImportError
+        "from pathlib import Path\n"
+        "from whylab import report\n"
+        f"html = report.render({{'C01': Path({str(hostile_result)!r})}}, "
+        "config={'mechanisms': {'model': {'d_model': 32}, 'tokenizer': {'vocab_size': 100}}}, "
+        "title='t', lang='ko')\n"
+        f"Path({str(out)!r}).write_text(html, encoding='utf-8')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WhylabHangul" in out.read_text(encoding="utf-8")
+
+
+def test_the_report_environment_has_what_the_report_imports() -> None:
+    import yaml
+
+    env = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/envs/data.yaml").read_text("utf-8"))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    names = {p.split("==")[0] for p in pip}
+    assert {"jinja2", "pyyaml", "jsonschema", "matplotlib", "seaborn", "koreanize-matplotlib"} <= names

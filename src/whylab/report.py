@@ -217,14 +217,19 @@ def annotate_notes(notes: str, labels: Mapping[str, str]) -> list[dict[str, Any]
 
 def _bench_parameters(config: Mapping[str, Any]) -> int | None:
     """Parameters of the bench transformer the mechanism claims train (C03–C10), built from the
-    config on torch's meta device (no memory, no weights); None when the config lacks it."""
+    config on torch's meta device (no memory, no weights); None when the config lacks it, or
+    where torch is not installed (the report rule's torch-free environment under ``--sdm conda``:
+    the banner then leaves the count out)."""
     mech = config.get("mechanisms")
     if not isinstance(mech, Mapping) or not isinstance(mech.get("model"), Mapping):
         return None
     vocab = (mech.get("tokenizer") or {}).get("vocab_size")
     if not vocab:
         return None
-    import torch
+    try:
+        import torch
+    except ImportError:
+        return None
 
     from whylab.bench.model import BenchTransformer, count_parameters
     from whylab.bench.train import bench_config
