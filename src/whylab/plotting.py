@@ -98,6 +98,15 @@ def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> 
     return FigureRef(path=str(path.relative_to(outdir)), title=title, caption=caption)
 
 
+def save_figure(fig: plt.Figure, outdir: Path, key: str, **params: object) -> FigureRef:
+    """:func:`save` with the title and caption from the message catalogue, ``<key>.title`` and
+    ``<key>.caption`` (both formatted with ``params``); the file is named after the key's last
+    part (``C05.figure.variance_vs_dk`` → ``figures/variance_vs_dk.png``)."""
+    return save(
+        fig, outdir, key.rsplit(".", 1)[-1], Msg(f"{key}.title", **params), Msg(f"{key}.caption", **params)
+    )
+
+
 def recorded_problems(png: Path) -> list[str]:
     """The layout problems :func:`save` recorded in a PNG ([] when none, or none recorded), as
     catalogue messages (plain text in a PNG written before the catalogue)."""

@@ -172,13 +172,7 @@ def run(ctx: ConceptContext) -> Evidence:
     ax.set_xlabel("tokenization algorithm")
     ax.set_ylabel("share of validation paragraphs (fraction)")
     ax.set_ylim(0, 1.05)
-    figure = plotting.save(
-        fig,
-        ctx.outdir,
-        "round_trip",
-        Msg("C01.figure.round_trip.title"),
-        Msg("C01.figure.round_trip.caption"),
-    )
+    figure = plotting.save_figure(fig, ctx.outdir, "C01.figure.round_trip")
     return Evidence(
         method=Msg("C01.method"),
         metrics=metrics,

@@ -328,15 +328,7 @@ def run(ctx: ConceptContext) -> Evidence:
     sns.barplot(unk, x="language", y="rate", hue="vocabulary", ax=axes[1])
     axes[1].set_xlabel("language")
     axes[1].set_ylabel("unknown tokens in validation (fraction)")
-    figures.append(
-        plotting.save(
-            fig,
-            ctx.outdir,
-            "compression_and_unknowns",
-            Msg("C02.figure.compression_and_unknowns.title"),
-            Msg("C02.figure.compression_and_unknowns.caption"),
-        )
-    )
+    figures.append(plotting.save_figure(fig, ctx.outdir, "C02.figure.compression_and_unknowns"))
 
     agrees = per_language and all(v["share_monotone"] >= HOLDS_SHARE for v in per_language.values())
     ordered = sorted(examples, key=lambda r: (r["language"] != "ko", r["word"] not in NOTES_WORDS))

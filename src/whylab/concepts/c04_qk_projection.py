@@ -424,13 +424,7 @@ def _accuracy_figure(per_seed: list[dict[str, Any]], chance: float, ctx: Concept
     ax.legend(loc="upper right", ncols=2, fontsize="small")
     ax.set_xlabel("measure on held-out task sequences")
     ax.set_ylabel("accuracy / attention weight (fraction, 0–1)")
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "relation_task",
-        Msg("C04.figure.relation_task.title"),
-        Msg("C04.figure.relation_task.caption", chance=chance),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C04.figure.relation_task", chance=chance)
 
 
 def _attention_map_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:

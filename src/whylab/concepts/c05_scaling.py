@@ -437,13 +437,7 @@ def _figure_variance(ctx: ConceptContext, raw: pd.DataFrame, scaled: pd.DataFram
     ax.set_ylabel("variance of the score (unitless)")
     ax.legend()
     _plain_ticks(ax)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "variance_vs_dk",
-        Msg("C05.figure.variance_vs_dk.title"),
-        Msg("C05.figure.variance_vs_dk.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C05.figure.variance_vs_dk")
 
 
 def _figure_softmax(ctx: ConceptContext, dk: pd.DataFrame, threshold: float) -> Any:
@@ -468,13 +462,7 @@ def _figure_softmax(ctx: ConceptContext, dk: pd.DataFrame, threshold: float) -> 
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     for ax in axes:
         _plain_ticks(ax)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "softmax_vs_dk",
-        Msg("C05.figure.softmax_vs_dk.title"),
-        Msg("C05.figure.softmax_vs_dk.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C05.figure.softmax_vs_dk")
 
 
 def _figure_heads(ctx: ConceptContext, heads: pd.DataFrame) -> Any:
@@ -491,13 +479,7 @@ def _figure_heads(ctx: ConceptContext, heads: pd.DataFrame) -> Any:
         ax.set_xlabel("attention heads h (d_k = d_model / h)")
         _plain_ticks(ax)
     d_model = int(heads["d_k"].max() * heads["heads"].min())
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "scale_dimension_vs_heads",
-        Msg("C05.figure.scale_dimension_vs_heads.title"),
-        Msg("C05.figure.scale_dimension_vs_heads.caption", d_model=d_model),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C05.figure.scale_dimension_vs_heads", d_model=d_model)
 
 
 def _figure_training(ctx: ConceptContext, histories: Mapping[str, list[Any]]) -> Any:
@@ -511,13 +493,7 @@ def _figure_training(ctx: ConceptContext, histories: Mapping[str, list[Any]]) ->
     sns.lineplot(data=frame, x="step", y="loss", hue="variant", errorbar="sd", marker="o", ax=ax)
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("validation loss (nats/token)")
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "training_curves",
-        Msg("C05.figure.training_curves.title"),
-        Msg("C05.figure.training_curves.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C05.figure.training_curves")
 
 
 # --------------------------------------------------------------------------- verdict

@@ -429,13 +429,7 @@ def _roles_figure(inter: list[dict[str, float]], ctx: ConceptContext) -> Any:
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="quantity")
     ax.set_xlabel("intervention on the trained model (learned W_v)")
     ax.set_ylabel("fraction (0–1)")
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "roles",
-        Msg("C06.figure.roles.title"),
-        Msg("C06.figure.roles.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C06.figure.roles")
 
 
 def _ablation_figure(per_seed: list[dict[str, Any]], chance: float, ctx: ConceptContext) -> Any:
@@ -452,13 +446,7 @@ def _ablation_figure(per_seed: list[dict[str, Any]], chance: float, ctx: Concept
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("value path (one head)")
     ax.set_ylabel("task accuracy (fraction correct)")
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "ablation",
-        Msg("C06.figure.ablation.title"),
-        Msg("C06.figure.ablation.caption", chance=chance),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C06.figure.ablation", chance=chance)
 
 
 def _attention_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:

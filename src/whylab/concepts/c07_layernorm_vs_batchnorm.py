@@ -656,15 +656,7 @@ def _figures(
     ax.axvline(100 * metrics["reference_pad_fraction"], color="grey", linestyle=":")
     ax.set_xlabel("PAD share of the batch (% of positions)")
     ax.set_ylabel("relative change of one sentence's logits (ratio)")
-    figs.append(
-        plotting.save(
-            fig,
-            outdir,
-            "change_vs_padding",
-            Msg("C07.figure.change_vs_padding.title"),
-            Msg("C07.figure.change_vs_padding.caption", floor=floor),
-        )
-    )
+    figs.append(plotting.save_figure(fig, outdir, "C07.figure.change_vs_padding", floor=floor))
 
     rows = []
     labels = {
@@ -684,15 +676,7 @@ def _figures(
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="norm")
     ax.set_xlabel("what changes in the sentence's batch")
     ax.set_ylabel("relative change of the logits (ratio)")
-    figs.append(
-        plotting.save(
-            fig,
-            outdir,
-            "batch_dependence",
-            Msg("C07.figure.batch_dependence.title"),
-            Msg("C07.figure.batch_dependence.caption", floor=floor),
-        )
-    )
+    figs.append(plotting.save_figure(fig, outdir, "C07.figure.batch_dependence", floor=floor))
     return figs
 
 

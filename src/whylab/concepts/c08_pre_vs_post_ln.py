@@ -335,15 +335,7 @@ def _figures(
         ax.set_ylim(-0.6, len(frame) - 0.4)
         ax.set_xlabel("Post-LN − Pre-LN final validation loss (nats/token; > 0: Pre-LN better)")
         ax.set_ylabel("cell")
-        figs.append(
-            plotting.save(
-                fig,
-                outdir,
-                "loss_difference",
-                Msg("C08.figure.loss_difference.title"),
-                Msg("C08.figure.loss_difference.caption"),
-            )
-        )
+        figs.append(plotting.save_figure(fig, outdir, "C08.figure.loss_difference"))
 
     rows = []
     deep = str(max(probe_depths))

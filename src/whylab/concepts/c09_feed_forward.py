@@ -468,15 +468,7 @@ def _figures(
     ax.set_xlabel("feed-forward variant")
     ax.set_ylabel("final validation loss (nats/token)")
     ax.tick_params(axis="x", labelrotation=20)
-    figs.append(
-        plotting.save(
-            fig,
-            outdir,
-            "ablation_loss",
-            Msg("C09.figure.ablation_loss.title"),
-            Msg("C09.figure.ablation_loss.caption"),
-        )
-    )
+    figs.append(plotting.save_figure(fig, outdir, "C09.figure.ablation_loss"))
     shares = [
         (r["model"].split(" (")[0].replace(" ", "\n", 1), r["ffn_share"], r["ffn_share_non_embedding"])
         for r in metrics["parameter_shares"]
@@ -493,15 +485,7 @@ def _figures(
     ax.legend(title="counted over", loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     ax.set_xlabel("model")
     ax.set_ylabel("feed-forward share of parameters (%)")
-    figs.append(
-        plotting.save(
-            fig,
-            outdir,
-            "ffn_parameter_share",
-            Msg("C09.figure.ffn_parameter_share.title"),
-            Msg("C09.figure.ffn_parameter_share.caption"),
-        )
-    )
+    figs.append(plotting.save_figure(fig, outdir, "C09.figure.ffn_parameter_share"))
     return figs
 
 

@@ -381,13 +381,7 @@ def _figure_offsets(ctx: ConceptContext, frame: pd.DataFrame, tol: float) -> Any
     ax.set_xlabel("position relative to the changed token, j − p (tokens)")
     ax.set_ylabel("mean max |Δ logit| at position j (logit units)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # never over the data
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "change_by_offset",
-        Msg("C10.figure.change_by_offset.title"),
-        Msg("C10.figure.change_by_offset.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C10.figure.change_by_offset")
 
 
 def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
@@ -412,13 +406,7 @@ def _figure_maps(ctx: ConceptContext, maps: Mapping[str, np.ndarray]) -> Any:
         ax.set_title(kind)
         ax.set_xlabel("key position (token index)")
         ax.set_ylabel("query position (token index)")
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "attention_maps",
-        Msg("C10.figure.attention_maps.title"),
-        Msg("C10.figure.attention_maps.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C10.figure.attention_maps")
 
 
 def _figure_curves(ctx: ConceptContext, curves: Mapping[str, list[Any]]) -> Any:
@@ -434,13 +422,7 @@ def _figure_curves(ctx: ConceptContext, curves: Mapping[str, list[Any]]) -> Any:
     ax.set_ylabel("validation next-token loss (nats/token)")
     final = {kind: Spread.of([h.final_eval_loss for h in hists]).mean for kind, hists in curves.items()}
     gap = [Msg("C10.reason.final_loss", kind=Msg(KIND_TERMS[kind]), loss=v) for kind, v in final.items()]
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "training_curves",
-        Msg("C10.figure.training_curves.title"),
-        Msg("C10.figure.training_curves.caption", losses=gap),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C10.figure.training_curves", losses=gap)
 
 
 # --------------------------------------------------------------------------- verdict

@@ -681,13 +681,7 @@ def _figure_interventions(ctx: ConceptContext, changes: pd.DataFrame) -> FigureR
     grid.axes.flat[0].set_ylabel("relative change (unitless)")
     grid.figure.tight_layout()
     grid.figure.subplots_adjust(top=0.84)  # room for the title
-    return plotting.save(
-        grid.figure,
-        ctx.outdir,
-        "interventions",
-        Msg("C11.figure.interventions.title"),
-        Msg("C11.figure.interventions.caption"),
-    )
+    return plotting.save_figure(grid.figure, ctx.outdir, "C11.figure.interventions")
 
 
 def _figure_curves(ctx: ConceptContext, per_seed: Sequence[Mapping[str, Any]]) -> FigureRef:
@@ -703,13 +697,7 @@ def _figure_curves(ctx: ConceptContext, per_seed: Sequence[Mapping[str, Any]]) -
     ax.set_xlabel("training step (optimizer updates)")
     ax.set_ylabel("held-out loss (nats/token)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), title="wiring", frameon=False)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "training_curves",
-        Msg("C11.figure.training_curves.title"),
-        Msg("C11.figure.training_curves.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C11.figure.training_curves")
 
 
 # --------------------------------------------------------------------------- verdict

@@ -438,10 +438,4 @@ def _plot_gptq_vs_rtn(ppl: Mapping[str, Mapping[str, float]], ctx: ConceptContex
     ax.set_xlabel("INT4 group size (weights per scale)")
     ax.set_ylabel("perplexity change vs FP32 (%)")
     ax.legend()
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "gptq_vs_rtn",
-        Msg("C15.figure.gptq_vs_rtn.title"),
-        Msg("C15.figure.gptq_vs_rtn.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C15.figure.gptq_vs_rtn")

@@ -349,13 +349,7 @@ def _figure_models(ctx: ConceptContext, counts: list[dict[str, Any]], nrows: lis
     ax.set_ylabel("model memory (GB = 10⁹ bytes, log scale)")
     ax.legend(title="dtype", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(right=0.8)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "model_memory_by_dtype",
-        Msg("C17.figure.model_memory_by_dtype.title"),
-        Msg("C17.figure.model_memory_by_dtype.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C17.figure.model_memory_by_dtype")
 
 
 def _figure_formats(ctx: ConceptContext, fmts: dict[str, dict[str, Any]]) -> Any:
@@ -384,13 +378,7 @@ def _figure_formats(ctx: ConceptContext, fmts: dict[str, dict[str, Any]]) -> Any
     ax.set_xlabel("storage format of the loaded model")
     ax.set_ylabel("bytes per parameter (B)")
     ax.tick_params(axis="x", rotation=20)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "measured_bytes_per_value",
-        Msg("C17.figure.measured_bytes_per_value.title"),
-        Msg("C17.figure.measured_bytes_per_value.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C17.figure.measured_bytes_per_value")
 
 
 def _unpacked_note(metrics: Mapping[str, Any]) -> Msg:

@@ -521,13 +521,7 @@ def _figure_notes_models(ctx: ConceptContext, rows: list[dict[str, Any]]) -> Any
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(right=0.8)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "notes_models_activation_fraction",
-        Msg("C18.figure.notes_models_activation_fraction.title"),
-        Msg("C18.figure.notes_models_activation_fraction.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C18.figure.notes_models_activation_fraction")
 
 
 def _figure_plan(ctx: ConceptContext, plans: list[dict[str, Any]]) -> Any:
@@ -545,13 +539,7 @@ def _figure_plan(ctx: ConceptContext, plans: list[dict[str, Any]]) -> Any:
     ax.set_ylabel("model and training setup")
     ax.legend(title="component", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(right=0.78)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "memory_plan",
-        Msg("C18.figure.memory_plan.title"),
-        Msg("C18.figure.memory_plan.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C18.figure.memory_plan")
 
 
 def _mib(x: float) -> float:
@@ -675,13 +663,7 @@ def _figure_grid(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     ax.set_ylabel("peak memory of one step (MiB)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(right=0.75)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "peak_vs_tokens",
-        Msg("C18.figure.peak_vs_tokens.title"),
-        Msg("C18.figure.peak_vs_tokens.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C18.figure.peak_vs_tokens")
 
 
 def _figure_breakdown(ctx: ConceptContext, per_opt: list[dict[str, Any]]) -> Any:
@@ -707,13 +689,7 @@ def _figure_breakdown(ctx: ConceptContext, per_opt: list[dict[str, Any]]) -> Any
     ax.set_ylabel("optimizer (weight precision)")
     ax.legend(title="term", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(right=0.72)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "breakdown_by_optimizer",
-        Msg("C18.figure.breakdown_by_optimizer.title"),
-        Msg("C18.figure.breakdown_by_optimizer.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C18.figure.breakdown_by_optimizer")
 
 
 def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
@@ -730,13 +706,7 @@ def _figure_fraction(ctx: ConceptContext, grid: list[dict[str, Any]]) -> Any:
     ax.set_ylabel("activation bytes / weight bytes (ratio, log scale)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(right=0.75)
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "activation_fraction",
-        Msg("C18.figure.activation_fraction.title"),
-        Msg("C18.figure.activation_fraction.caption"),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C18.figure.activation_fraction")
 
 
 def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:

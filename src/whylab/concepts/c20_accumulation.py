@@ -214,13 +214,7 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
     ax.set_yscale("log")
     ax.set_xlabel("micro-batch size (sequences)")
     ax.set_ylabel("‖g_accumulated − g_batch‖ / ‖g_batch‖ (ratio, log)")
-    f1 = plotting.save(
-        fig,
-        ctx.outdir,
-        "gradient_difference",
-        Msg("C20.figure.gradient_difference.title"),
-        Msg("C20.figure.gradient_difference.caption"),
-    )
+    f1 = plotting.save_figure(fig, ctx.outdir, "C20.figure.gradient_difference")
     mframe = pd.DataFrame(
         [
             {"micro-batch": r["micro"], "peak memory (MiB)": r["peak_bytes"] / calc.MiB, "ms": 1e3 * t}
@@ -235,13 +229,7 @@ def _figures(ctx: ConceptContext, diffs: list[dict[str, Any]], mem: list[dict[st
     sns.lineplot(mframe, x="micro-batch", y="ms", marker="o", errorbar="sd", ax=axes[1])
     axes[1].set_xlabel("micro-batch size (sequences)")
     axes[1].set_ylabel("time per optimizer step (ms)")
-    f2 = plotting.save(
-        fig,
-        ctx.outdir,
-        "memory_vs_micro",
-        Msg("C20.figure.memory_vs_micro.title"),
-        Msg("C20.figure.memory_vs_micro.caption"),
-    )
+    f2 = plotting.save_figure(fig, ctx.outdir, "C20.figure.memory_vs_micro")
     return [f1, f2]
 
 

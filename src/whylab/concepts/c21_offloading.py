@@ -408,13 +408,7 @@ def _figure(ctx: ConceptContext, acc: Mapping[str, Any], source: Msg) -> Any:
 
     ax.set_xlabel("workload")
     ax.set_ylabel("peak allocated accelerator memory (MiB)")
-    return plotting.save(
-        fig,
-        ctx.outdir,
-        "offload_peak",
-        Msg("C21.figure.offload_peak.title"),
-        Msg("C21.figure.offload_peak.caption", source=source),
-    )
+    return plotting.save_figure(fig, ctx.outdir, "C21.figure.offload_peak", source=source)
 
 
 def _verdict(metrics: Mapping[str, Any], out: VerdictOf) -> Verdict:

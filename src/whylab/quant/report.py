@@ -205,13 +205,7 @@ def plot_pareto(rows: Sequence[Mapping[str, Any]], outdir: Path, highlight: str)
     ax.set_xlabel("size on disk (MB)")
     ax.set_ylabel("validation perplexity (per token, lower is better)")
     ax.legend(fontsize=7, loc="best")
-    return plotting.save(
-        fig,
-        outdir,
-        "size_vs_perplexity",
-        Msg("quant.figure.size_vs_perplexity.title"),
-        Msg("quant.figure.size_vs_perplexity.caption", family=highlight.upper()),
-    )
+    return plotting.save_figure(fig, outdir, "quant.figure.size_vs_perplexity", family=highlight.upper())
 
 
 def plot_latency(
@@ -447,12 +441,8 @@ def plot_real_scale(
         if claimed_speedup
         else empty()
     )
-    return plotting.save(
-        fig,
-        outdir,
-        "real_scale",
-        Msg("quant.figure.real_scale.title"),
-        Msg("quant.figure.real_scale.caption", band=band, block=real.get("int4_block_size")),
+    return plotting.save_figure(
+        fig, outdir, "quant.figure.real_scale", band=band, block=real.get("int4_block_size")
     )
 
 
