@@ -85,7 +85,7 @@ def test_run_seed_may_not_write_files(
 
 
 def test_a_claim_without_run_seed_cannot_run_one_seed(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="C01 has no run_seed/combine"):
+    with pytest.raises(InputError, match="C01 has no measure_seed"):
         run_concept_seed("C01", {"device": "cpu"}, {}, 0, tmp_path / "0.json")
 
 

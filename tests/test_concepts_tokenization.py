@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
-from whylab.concepts import c01_tokenization as c01
+from whylab.concepts.c01_tokenization import experiment as c01_experiment
+from whylab.concepts.c01_tokenization import verdict as c01
 from whylab.concepts import c02_subword as c02
 from whylab.concepts import run_concept
 from whylab.config import check_config
@@ -110,7 +111,7 @@ def test_c01_loss_causes() -> None:
     texts = ["a  b", "x y", "e\u0301", "z?"]  # the third in NFD: e + combining acute accent
     decoded = ["a b", "x y", "\u00e9", "<unk>"]
     ids = [[1, 2], [3, 4], [5], [0]]
-    causes = c01.loss_causes(texts, decoded, ids, unk_id=0)
+    causes = c01_experiment.loss_causes(texts, decoded, ids, unk_id=0)
     assert causes == {
         "failed": 3,
         "unknown_token": 1,

@@ -35,7 +35,8 @@ USER_PROFILE = REPO / "tests" / "cluster" / "user_profile.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 # the CPU-only part of the spine: corpus -> tokenizers (en, ko, joint) -> C01, C02
 TARGETS = ["results/concepts/C01/result.json", "results/concepts/C02/result.json"]
-SPINE_RULES = {"corpus", "tokenizers", "concept_C01", "concept_C02"}
+SPINE_RULES = {"corpus", "tokenizers", "concept_C01", "concept_C02"}  # and the claims' measure jobs
+SPINE_PREFIXES = ("corpus", "tokenizers", "concept_C01", "concept_C02")
 # a group job's id is a UUID, a single job's a number
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+)")
 SUBMITTED_IDS = re.compile(r"has been submitted with SLURM jobid (\d+)")
@@ -146,10 +147,13 @@ def test_spine_runs_through_slurm(slurm_cluster: None, tmp_path: Path) -> None:
             assert job["Partition"] == "debug", job  # from the user's profile
     # the three tokenizer trainings, C01 and C02 ran as one SLURM job (the workflow profile's group)
     # (a group job's comment is rule_<group>_<its rules>)
-    assert comments == {"corpus", "tokenization_concept_C01_concept_C02_tokenizers"}, comments
+    group_comments = comments - {"corpus"}
+    assert "corpus" in comments and len(group_comments) == 1, comments
+    assert next(iter(group_comments)).startswith("tokenization_concept_C01"), comments
     assert len(submitted) == 2, submitted
     group_rules = set(re.findall(r"^\s+rule (\w+):$", run.output, re.M)) - {"corpus"}
-    assert group_rules | {"corpus"} == SPINE_RULES, group_rules
+    assert SPINE_RULES <= group_rules | {"corpus"}, group_rules
+    assert all(r.startswith(SPINE_PREFIXES) for r in group_rules), group_rules
 
     # nothing left to do: a second call submits nothing and still exits 0
     again = snakemake_slurm(wf, *TARGETS, limit_s=180)

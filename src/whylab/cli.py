@@ -3,9 +3,12 @@
 Every Snakemake rule is one call of this entry point, so each rule stays a
 thin line of shell and every step can also be run (and debugged) by hand.
 A concept step is named by its claim id (``C05``); the others by the table below.
-A per-seed claim (one whose module has ``run_seed``/``combine``) can also run one seed:
+A claim package measures with ``python -m whylab C07 --measure all ... --output
+measurements=results/concepts/C07/measurements.json`` (``--measure whole`` when its seeds run as
+jobs of their own) and decides with the plain call and ``--input measurements=<that file>``.
+A per-seed claim can also run one seed:
 ``python -m whylab C08 --seed 3 ... --output seed=results/concepts/C08/seeds/3.json``; its
-gather step is the plain call with ``--input seed.<n>=<that file>`` for every seed.
+decide (gather) step is the plain call with ``--input seed.<n>=<that file>`` for every seed.
 Commands for users (not DAG steps) are listed in ``COMMANDS``: ``python -m whylab plan-memory MODEL``.
 """
 
@@ -63,9 +66,30 @@ def _settings(text: str) -> dict[str, Any]:
     return value
 
 
-def resolve(step: str, seed: int | None = None) -> StepFunction:
-    from whylab.concepts import REGISTRY, run_concept, run_concept_seed
+def _measure_step(step: str, which: str) -> StepFunction:
+    from whylab.concepts.measuring import is_package, run_measure
 
+    if not is_package(step):
+        raise InputError(f"--measure is for a claim package (with experiment.py); {step} is one module")
+
+    def measure_step(
+        settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+    ) -> None:
+        if "measurements" not in outputs:
+            raise InputError("--measure needs --output measurements=PATH")
+        run_measure(step, settings, inputs, outputs["measurements"], threads, seeds_too=which == "all")
+
+    return measure_step
+
+
+def resolve(step: str, seed: int | None = None, measure: str | None = None) -> StepFunction:
+    from whylab.concepts import REGISTRY
+    from whylab.concepts.runner import run_concept, run_concept_seed
+
+    if measure is not None:
+        if step not in REGISTRY:
+            raise InputError(f"--measure is for a claim step (C01..C21), not {step!r}")
+        return _measure_step(step, measure)
     if seed is not None:
         if step not in REGISTRY:
             raise InputError(f"--seed is for a claim step (C01..C21), not {step!r}")
@@ -108,9 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, help="run only this seed of a per-seed claim")
+    parser.add_argument(
+        "--measure",
+        choices=("all", "whole"),
+        help="a claim package's measure step only: all (measure and every seed) or whole (measure only; "
+        "the seeds run as jobs of their own)",
+    )
     args = parser.parse_args(argv)
     try:
-        func = resolve(args.step, args.seed)
+        func = resolve(args.step, args.seed, args.measure)
         func(
             _settings(args.settings),
             _pairs(args.input, "--input"),

@@ -42,3 +42,18 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples into plain JSON values (NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy array or scalar, torch tensor
+        return jsonable(value.tolist())
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -9,40 +9,26 @@ environment and wall time, validates the record against
 from __future__ import annotations
 
 import json
-import platform
-import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from whylab.files import read_json
+from whylab.environment import (  # noqa: F401 -- re-exported: results carry the environment
+    CPU_FEATURES,
+    TRACKED_PACKAGES,
+    cpu_features,
+    device_description,
+    environment,
+    gpu_name,
+    package_versions,
+)
+from whylab.files import jsonable, read_json
 from whylab.messages import Msg, to_record
 
 SCHEMA_VERSION = 1
-TRACKED_PACKAGES = (
-    "whylab",
-    "torch",
-    "transformers",
-    "tokenizers",
-    "optimum",
-    "optimum-onnx",
-    "onnx",
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "numpy",
-    "pandas",
-    "seaborn",
-    "matplotlib",
-    "snakemake",
-    "bitsandbytes",
-    "peft",
-    "torchao",
-    "accelerate",
-)
 
 
 def with_messages(**texts: Any) -> dict[str, Any]:
@@ -137,73 +123,6 @@ class Evidence:
     skipped: list[str] = field(default_factory=list)
 
 
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def device_description(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
-
-        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"cpu ({platform.processor() or platform.machine()})"
-
-
-# the CPU instruction sets that decide INT8/INT4 kernel speed, as Linux names them in /proc/cpuinfo
-CPU_FEATURES = {
-    "avx2": "avx2",
-    "avx512": "avx512f",
-    "avx512_vnni": "avx512_vnni",
-    "avx_vnni": "avx_vnni",
-    "amx": "amx_int8",
-}
-
-
-def cpu_features(cpuinfo: str | None = None) -> dict[str, bool] | None:
-    """Which of :data:`CPU_FEATURES` the CPU reports (Linux ``/proc/cpuinfo``); None where unreadable."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    if not flags:
-        return None
-    return {name: flag in flags for name, flag in CPU_FEATURES.items()}
-
-
-def gpu_name(device: str) -> str | None:
-    if not device.startswith("cuda"):
-        return None
-    import torch
-
-    return str(torch.cuda.get_device_name(torch.device(device)))
-
-
-def environment(device: str, threads: int | None = None) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "versions": package_versions(),
-        "device": device_description(device),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_features": cpu_features(),
-        "gpu": gpu_name(device),
-    }
-    if threads is not None:
-        env["threads"] = threads
-    return env
-
-
 def result_schema() -> dict[str, Any]:
     return json.loads(files("whylab").joinpath("schemas/result.schema.json").read_text("utf-8"))
 
@@ -217,18 +136,3 @@ def load_result(path: str | Path) -> dict[str, Any]:
     record = read_json(path)
     validate_result(record)
     return record
-
-
-def jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples into plain JSON values (NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy array or scalar, torch tensor
-        return jsonable(value.tolist())
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value

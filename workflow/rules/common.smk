@@ -204,8 +204,51 @@ def registered_claims(candidates):
     return [c for c in candidates if c in _claim_modules()]
 
 
+def claim_is_package(claim_id):
+    """The claim is a package (experiment.py, verdict.py, figures.py, claim.yaml): measure and
+    decide jobs of its own."""
+    return (_module_path(_claim_modules()[claim_id]).parent / "experiment.py").is_file() and _module_path(
+        _claim_modules()[claim_id]
+    ).name == "__init__.py"
+
+
+def _package_dir(claim_id):
+    return _module_path(_claim_modules()[claim_id]).parent
+
+
 def claim_code(claim_id):
-    return module_sources(_claim_modules()[claim_id])
+    """The code of a claim written as one module: the module and the runner."""
+    return sorted({*module_sources(_claim_modules()[claim_id]), *module_sources("whylab.concepts.runner")})
+
+
+def measure_code(claim_id):
+    """What a claim package's measure and seed jobs run: experiment.py and what it imports."""
+    package = _claim_modules()[claim_id]
+    return sorted({*module_sources(f"{package}.experiment"), *module_sources("whylab.concepts.measuring")})
+
+
+def _relative(path):
+    here = Path.cwd()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+
+def decide_code(claim_id):
+    """What a claim package's decide job runs: verdict.py, figures.py, what they import, claim.yaml."""
+    package = _claim_modules()[claim_id]
+    sources = {
+        *module_sources(f"{package}.verdict"),
+        *module_sources(f"{package}.figures"),
+        *module_sources("whylab.concepts.deciding"),
+    }
+    return sorted(sources | {_relative(_package_dir(claim_id) / "claim.yaml")})
+
+
+def decision_settings(claim_id):
+    """The config keys only the claim's decision reads (claim.yaml): they re-run no measurement."""
+    import yaml
+
+    spec = yaml.safe_load((_package_dir(claim_id) / "claim.yaml").read_text(encoding="utf-8"))
+    return list(spec.get("decision_settings") or [])
 
 
 def step_code(step):
@@ -222,18 +265,30 @@ MESSAGE_CATALOGUES = sorted(
 )
 
 
-def has_run_seed(claim_id):
-    """The claim's module defines run_seed (and combine): it can run one job per seed."""
-    tree = ast.parse(_module_path(_claim_modules()[claim_id]).read_text(encoding="utf-8"))
+def _top_level_names(path):
+    """The names a module defines at its top: a def, an assignment or an import."""
     defined = set()
-    for node in tree.body:  # a def, an assignment or an import at the top of the module
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.FunctionDef):
             defined.add(node.name)
         elif isinstance(node, ast.Assign):
             defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update(a.asname or a.name for a in node.names)
-    return {"run_seed", "combine"} <= defined
+    return defined
+
+
+def has_run_seed(claim_id):
+    """The claim measures one seed at a time (a package's measure_seed, or a module's run_seed
+    and combine): it can run one job per seed."""
+    if claim_is_package(claim_id):
+        return "measure_seed" in _top_level_names(_package_dir(claim_id) / "experiment.py")
+    return {"run_seed", "combine"} <= _top_level_names(_module_path(_claim_modules()[claim_id]))
+
+
+def measures_whole(claim_id):
+    """A claim package's experiment.py has measure(): a measure job besides any seed jobs."""
+    return "measure" in _top_level_names(_package_dir(claim_id) / "experiment.py")
 
 
 def per_seed_jobs(claim_id):
@@ -288,6 +343,10 @@ def concept_figures(claim_id):
 
 def concept_seed_file(claim_id, seed):
     return f"{concept_dir(claim_id)}/seeds/{seed}.json"
+
+
+def concept_measurements(claim_id):
+    return f"{concept_dir(claim_id)}/measurements.json"
 
 
 class FigureCaptions:
