@@ -7,6 +7,10 @@ with :meth:`str.format` in the language asked for. A ``Msg`` *is* its English te
 code and tests that read the English keep working, while the report renders any language from the
 key and parameters that the result file keeps beside it (:func:`to_record`).
 
+A Korean template writes a particle after a parameter as a marker, ``{width}을(를)`` or
+``{value}(으)로``, resolved after formatting by the sound of the text before it
+(:mod:`whylab.messages.korean`).
+
 Both catalogues must have the same keys (a test checks it), so a page in either language has
 every sentence the other has.
 """
@@ -21,6 +25,8 @@ from importlib.resources import files
 from typing import Any
 
 import yaml
+
+from whylab.messages import korean
 
 LANGUAGES = ("en", "ko")
 DEFAULT = "en"
@@ -118,7 +124,7 @@ def _render(key: str, params: Mapping[str, Any], lang: str) -> str:
         raise KeyError(f"message {key!r} is not in the {lang} catalogue") from None
     values = {name: _param_text(value, lang) for name, value in params.items()}
     try:
-        return _FORMATTER.vformat(template, (), values)
+        return korean.resolve_protected(_FORMATTER.vformat(korean.protect(template), (), values))
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(
             f"message {key!r} ({lang}) cannot be formatted with {sorted(params)}: {err}"
