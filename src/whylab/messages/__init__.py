@@ -92,6 +92,18 @@ def catalogue(lang: str) -> dict[str, str]:
     return out
 
 
+@cache
+def glossary(lang: str) -> list[dict[str, Any]]:
+    """The terms ``lang``'s texts use (``messages/glossary.<lang>.yaml``): each an ``en`` term, its one
+    ``ko`` word, the alternatives to ``avoid`` (regular expressions) and a ``note``; empty where a
+    language has none."""
+    entry = files("whylab").joinpath("messages", f"glossary.{lang}.yaml")
+    if not entry.is_file():
+        return []
+    terms = (yaml.safe_load(entry.read_text("utf-8")) or {}).get("terms") or []
+    return [dict(term) for term in terms]
+
+
 def _flatten(data: Any, prefix: str, out: dict[str, str], where: str) -> None:
     if isinstance(data, Mapping):
         for key, value in data.items():
