@@ -74,6 +74,14 @@ def empty() -> Msg:
     return Msg("common.empty")
 
 
+def language_name(code: str) -> Msg | str:
+    """A language code (``en``, ``ko``) as a text for prose: the code itself in English (as the
+    English page has always written it), the language's name in Korean (영어, 한국어); an unknown
+    code as it is."""
+    key = f"common.language.{code}"
+    return Msg(key) if key in catalogue(DEFAULT) else code
+
+
 # --------------------------------------------------------------------------- catalogues
 
 
