@@ -322,6 +322,11 @@ def test_the_korean_page_has_no_english_sentence_outside_code_and_data(pages: di
     assert "부분적으로 지지됨" in ko and "고친 문장:" in ko
 
 
+def test_the_korean_page_ends_with_its_glossary(pages: dict[str, str]) -> None:
+    assert '<section id="glossary">' in pages["ko"] and "<td>투영</td>" in pages["ko"]
+    assert '<section id="glossary">' not in pages["en"]  # the English page has no glossary
+
+
 def test_the_hangul_font_is_embedded_with_every_glyph_the_page_uses(pages: dict[str, str]) -> None:
     import base64
     import io

@@ -26,7 +26,7 @@ import yaml
 
 from whylab import claims, fonts
 from whylab.files import read_json, write_text
-from whylab.messages import LANGUAGES, Msg, catalogue, empty, from_record, text
+from whylab.messages import LANGUAGES, Msg, catalogue, empty, from_record, glossary, text
 from whylab.results import environment, load_result
 from whylab.verdict import Label
 
@@ -503,6 +503,7 @@ def render(
             versions=env_info["versions"],
             corpus=corpus,
             timings=rule_timings(benchmarks),
+            glossary=glossary(lang),
             config_yaml=yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False),
         )
     )

@@ -22,7 +22,7 @@ import pandas as pd
 
 from whylab.concepts import ConceptContext
 from whylab.errors import InputError
-from whylab.messages import Msg
+from whylab.messages import Msg, language_name
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
@@ -146,7 +146,7 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     model_dir = ctx.inputs["model"]
     skipped: list[str] = []
     if lang in pretrain_langs:
-        skipped.append(Msg("C14.skipped.not_new_language", lang=lang))
+        skipped.append(Msg("C14.skipped.not_new_language", lang=language_name(lang)))
     for rec in per_seed:
         lines = [_skip_text(x) for x in rec["skipped"]]
         skipped += [line for line in lines if line not in skipped]
@@ -222,8 +222,8 @@ def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
     return Evidence(
         method=Msg(
             "C14.method",
-            pretrain_langs=pretrain_langs,
-            lang=lang,
+            pretrain_langs=[language_name(x) for x in pretrain_langs],
+            lang=language_name(lang),
             n_train=n_train,
             block=block,
             steps=ft.steps,
@@ -379,8 +379,8 @@ def _figure_quality(
         fig,
         outdir,
         "quality",
-        Msg("C14.figure.quality.title", lang=lang),
-        Msg("C14.figure.quality.caption", lang=lang),
+        Msg("C14.figure.quality.title", lang=language_name(lang)),
+        Msg("C14.figure.quality.caption", lang=language_name(lang)),
     )
 
 
@@ -396,7 +396,7 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
             None if gap is None else abs(gap) <= tol,
             Msg("C14.literature.vs_lora.not_run")
             if gap is None
-            else Msg("C14.literature.vs_lora.note", lang=lang, gap=gap, tol=tol),
+            else Msg("C14.literature.vs_lora.note", lang=language_name(lang), gap=gap, tol=tol),
         )
     )
     gap_full = m.get("qlora_vs_full_ppl_gap_pct")
@@ -407,7 +407,7 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
             None if gap_full is None else abs(gap_full) <= tol,
             Msg("C14.literature.vs_full.not_run")
             if gap_full is None
-            else Msg("C14.literature.vs_full.note", lang=lang, gap=gap_full),
+            else Msg("C14.literature.vs_full.note", lang=language_name(lang), gap=gap_full),
         )
     )
     return checks
@@ -417,7 +417,7 @@ def primary_text(m: Mapping[str, Any]) -> str:
     return Msg(
         "C14.primary",
         steps=m.get("steps", "?"),
-        lang=m.get("finetune_language", "?"),
+        lang=language_name(str(m.get("finetune_language", "?"))),
         model_parameters=m.get("model_parameters", 0),
     )
 
@@ -475,7 +475,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         Label.SUPPORTED,
         "C14.verdict.definition_holds",
         facts=facts,
-        lang=metrics["finetune_language"],
+        lang=language_name(str(metrics["finetune_language"])),
         before=before,
         after_mean=after.mean,
         after_sd=after.std,

@@ -7,6 +7,10 @@ with :meth:`str.format` in the language asked for. A ``Msg`` *is* its English te
 code and tests that read the English keep working, while the report renders any language from the
 key and parameters that the result file keeps beside it (:func:`to_record`).
 
+A Korean template writes a particle after a parameter as a marker, ``{width}을(를)`` or
+``{value}(으)로``, resolved after formatting by the sound of the text before it
+(:mod:`whylab.messages.korean`).
+
 Both catalogues must have the same keys (a test checks it), so a page in either language has
 every sentence the other has.
 """
@@ -21,6 +25,8 @@ from importlib.resources import files
 from typing import Any
 
 import yaml
+
+from whylab.messages import korean
 
 LANGUAGES = ("en", "ko")
 DEFAULT = "en"
@@ -68,6 +74,14 @@ def empty() -> Msg:
     return Msg("common.empty")
 
 
+def language_name(code: str) -> Msg | str:
+    """A language code (``en``, ``ko``) as a text for prose: the code itself in English (as the
+    English page has always written it), the language's name in Korean (영어, 한국어); an unknown
+    code as it is."""
+    key = f"common.language.{code}"
+    return Msg(key) if key in catalogue(DEFAULT) else code
+
+
 # --------------------------------------------------------------------------- catalogues
 
 
@@ -84,6 +98,18 @@ def catalogue(lang: str) -> dict[str, str]:
         data = yaml.safe_load(entry.read_text("utf-8")) or {}
         _flatten(data, entry.name.removesuffix(".yaml"), out, f"messages/{lang}/{entry.name}")
     return out
+
+
+@cache
+def glossary(lang: str) -> list[dict[str, Any]]:
+    """The terms ``lang``'s texts use (``messages/glossary.<lang>.yaml``): each an ``en`` term, its one
+    ``ko`` word, the alternatives to ``avoid`` (regular expressions) and a ``note``; empty where a
+    language has none."""
+    entry = files("whylab").joinpath("messages", f"glossary.{lang}.yaml")
+    if not entry.is_file():
+        return []
+    terms = (yaml.safe_load(entry.read_text("utf-8")) or {}).get("terms") or []
+    return [dict(term) for term in terms]
 
 
 def _flatten(data: Any, prefix: str, out: dict[str, str], where: str) -> None:
@@ -118,7 +144,7 @@ def _render(key: str, params: Mapping[str, Any], lang: str) -> str:
         raise KeyError(f"message {key!r} is not in the {lang} catalogue") from None
     values = {name: _param_text(value, lang) for name, value in params.items()}
     try:
-        return _FORMATTER.vformat(template, (), values)
+        return korean.resolve_protected(_FORMATTER.vformat(korean.protect(template), (), values))
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(
             f"message {key!r} ({lang}) cannot be formatted with {sorted(params)}: {err}"
