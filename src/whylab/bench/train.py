@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from whylab.bench.data import eval_windows, lm_batches
 from whylab.bench.model import BenchConfig
 from whylab.errors import InputError
+from whylab.progress import Progress
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 BatchFn = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -134,13 +135,15 @@ def train_lm(
     device: str = "cpu",
     loss_fn: LossFn | None = None,
     batch_fn: BatchFn | None = None,
+    label: str = "bench",
 ) -> TrainHistory:
     """Train ``model`` in place and return its history.
 
     ``batch_fn(step, generator) -> (x, y)`` replaces the random LM windows of
     ``train_ids`` (synthetic tasks use it); ``loss_fn(model, x, y)`` replaces
     next-token cross-entropy. ``valid_ids`` is an id stream (cut into fixed windows),
-    ready (x, y) windows, or None (no evaluation).
+    ready (x, y) windows, or None (no evaluation). A run longer than a few seconds writes a
+    progress line (``label``, step, loss, tokens/s, time left) to stderr every ~5 s.
     """
     loss_fn = loss_fn or lm_loss
     generator = torch.Generator().manual_seed(settings.seed)
@@ -164,8 +167,9 @@ def train_lm(
     model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    # foreach: one kernel per op over all tensors, the same numbers as the per-tensor loop
     optimizer = torch.optim.AdamW(
-        params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay
+        params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay, foreach=True
     )
     hist = TrainHistory([], [], [], [], [], diverged=False, final_eval_loss=math.nan)
 
@@ -175,6 +179,7 @@ def train_lm(
             hist.eval_loss.append(evaluate_lm(model, windows, device, loss_fn))
 
     evaluate(0)
+    progress = Progress(label, settings.steps, settings.batch_size * settings.seq_len)
     for step in range(settings.steps):
         lr = settings.lr * _lr_factor(step, settings)
         for group in optimizer.param_groups:
@@ -197,13 +202,20 @@ def train_lm(
         optimizer.step()
         if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
             evaluate(step + 1)
-    blew_up = hist.diverged  # stopped early on a non-finite loss or gradient
+        progress.update(step + 1, value)
+    finish_history(hist)
+    return hist
+
+
+def finish_history(hist: TrainHistory) -> None:
+    """Set ``diverged`` and ``final_eval_loss`` once training stopped (``diverged`` already True:
+    stopped early on a non-finite loss or gradient)."""
+    blew_up = hist.diverged
     if not blew_up and hist.train_loss:
         tail = hist.train_loss[-max(1, min(10, len(hist.train_loss) // 10)) :]
         hist.diverged = sum(tail) / len(tail) > 1.5 * hist.train_loss[0]
     if hist.eval_loss and not blew_up:
         hist.final_eval_loss = hist.eval_loss[-1]
-    return hist
 
 
 def per_layer_grad_norms(

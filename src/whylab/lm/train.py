@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from whylab.errors import InputError
 from whylab.files import atomic_path, write_json
 from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
 from whylab.lm.evaluate import nll_per_token
 from whylab.lm.model import build_model, count_parameters
+from whylab.progress import Progress
 from whylab.runtime import resolve_device, set_seed, set_threads
 
 # the training section's keys and their defaults (the schema lm.schema.yaml repeats them)
@@ -370,15 +370,9 @@ def train_model(
 
     if start == 0:
         evaluate(0)
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=start,
-        file=sys.stderr,
-        disable=not progress,
-        mininterval=1.0,
-        unit="step",
-        dynamic_ncols=True,
-    )
+    # plain lines, not a tqdm bar: in a Snakemake log file the bar's carriage-return redraws
+    # pile up into one line (and tqdm was only a transitive, unpinned dependency)
+    bar = Progress("lm train", cfg.max_steps, tokens_per_step, start_step=start, enabled=progress)
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
     _sync(device)
     seg_start, seg_steps = time.perf_counter(), 0
@@ -398,11 +392,6 @@ def train_model(
         elapsed = time.perf_counter() - seg_start
         result.train_seconds += elapsed
         result.tokens_trained += seg_steps * tokens_per_step
-        if seg_steps and result.losses:
-            bar.set_postfix(
-                loss=f"{result.losses[-1]:.3f}",
-                tok_s=f"{seg_steps * tokens_per_step / max(elapsed, 1e-9):,.0f}",
-            )
         seg_steps = 0
 
     for step in range(start, cfg.max_steps):
@@ -419,7 +408,7 @@ def train_model(
         pending.append((step + 1, lr, loss.detach().float(), grad_norm.detach().float()))
         seg_steps += 1
         done = step + 1
-        bar.update(1)
+        bar.update(done, result.losses[-1] if result.losses else None)
         due_eval = done % cfg.eval_every == 0 or done == cfg.max_steps
         due_ckpt = checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps)
         if due_eval or due_ckpt or done % cfg.log_every == 0:
@@ -437,7 +426,6 @@ def train_model(
         if on_step is not None:
             on_step(done)
     flush()
-    bar.close()
     return result
 
 
