@@ -45,7 +45,7 @@ for _claim in ("C01", "C02"):
         threads: 1
         resources:
             mem_mb=mem_mb(3000),
-            runtime=15,
+            runtime=runtime(15),
         params:
             claim=_claim,
             settings=tokenization_settings(_claim),
