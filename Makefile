@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 # (never while a Snakemake process works here) and its half-done jobs are made again.
 run: setup
 	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m whylab.recover --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
-	@PYTHONPATH=$(CURDIR)/src $(BIN)/python -c "import os; from whylab.config import load_config, report_pages; [print(f'Report ({lang}): {os.path.abspath(page)}') for lang, page in report_pages(load_config('$(CONFIG)')).items()]"
+	@PYTHONPATH=$(CURDIR)/src $(BIN)/python -c "import sys; from whylab.config import print_report_pages; print_report_pages(sys.argv[1:])" $(CONFIG)
 
 test: setup
 	$(BIN)/python -m pytest

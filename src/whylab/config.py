@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import glob
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ def check_config(
 ) -> dict[str, Any]:
     """Validate ``config`` against the schema, fill defaults, and check paths exist."""
     data = copy.deepcopy(dict(config))
+    _check_claim_ids(data)
     schema = _load_yaml(schema_file)
     validator = _DefaultingValidator(schema, registry=_registry(schema_file.parent))
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path))
@@ -113,6 +114,26 @@ def check_config(
     _check_semantics(data, Path(base_dir))
     _check_cross_fields(data)
     return data
+
+
+CLAIM_IDS = tuple(f"C{i:02d}" for i in range(1, 22))
+PER_SEED_IDS = CLAIM_IDS[2:]  # C01 and C02 have no seeds
+
+
+def _check_claim_ids(config: Mapping[str, Any]) -> None:
+    """A list of claim ids with an unknown one: name it and the valid ids (the schema's oneOf
+    would only say the list "is not valid under any of the given schemas")."""
+    for key, valid in (("claims", CLAIM_IDS), ("per_seed_jobs", PER_SEED_IDS)):
+        value = config.get(key)
+        if not isinstance(value, list):
+            continue
+        unknown = [v for v in value if v not in valid]
+        if unknown:
+            raise InputError(
+                f"config error: {key}: {', '.join(map(repr, unknown))} "
+                f"{'is not a claim id' if len(unknown) == 1 else 'are not claim ids'} here "
+                f"(valid: {', '.join(valid)}{', or all' if key == 'claims' else ', or all / auto'})"
+            )
 
 
 def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
@@ -137,6 +158,10 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
                     raise InputError(f"config error: {where}.path: the glob {pattern!r} matches no file")
             elif not Path(full).exists():
                 raise InputError(f"config error: {where}.path: {pattern!r} does not exist")
+            elif Path(full).is_dir() and not any(
+                p.is_file() and not p.name.startswith(".") for p in Path(full).rglob("*")
+            ):
+                raise InputError(f"config error: {where}.path: the folder {pattern!r} holds no file")
 
 
 def load_config(path: Path | str, base_dir: Path | str | None = None) -> dict[str, Any]:
@@ -148,6 +173,40 @@ def load_config(path: Path | str, base_dir: Path | str | None = None) -> dict[st
     if not isinstance(data, dict):
         raise InputError(f"config file {str(path)!r} must hold a mapping at the top level")
     return check_config(data, base_dir if base_dir is not None else Path.cwd())
+
+
+def _deep_update(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` laid over ``base`` key by key, as Snakemake lays ``--configfile`` files."""
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_configs(
+    paths: Sequence[Path | str], default: Path | str | None = "config/config.yaml"
+) -> dict[str, Any]:
+    """The config a run of ``--configfile PATH...`` gets: ``default`` (the Snakefile's configfile)
+    with each file laid over it in order, checked."""
+    merged: dict[str, Any] = {}
+    for path in [*([default] if default is not None and Path(default).is_file() else []), *paths]:
+        if not Path(path).is_file():
+            raise InputError(f"config file {str(path)!r} does not exist")
+        data = load_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise InputError(f"config file {str(path)!r} must hold a mapping at the top level")
+        _deep_update(merged, data)
+    return check_config(merged, Path.cwd())
+
+
+def print_report_pages(paths: Sequence[str]) -> None:
+    """`make run`'s closing lines: each report page of the run of ``--configfile PATHS``."""
+    import os
+
+    for lang, page in report_pages(load_configs(paths)).items():
+        print(f"Report ({lang}): {os.path.abspath(page)}")
 
 
 def report_pages(config: Mapping[str, Any]) -> dict[str, str]:

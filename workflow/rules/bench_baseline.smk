@@ -38,7 +38,7 @@ rule bench_baseline:
     resources:
         **torch_resources(),
         mem_mb=mem_mb(2000),
-        runtime=10,
+        runtime=runtime(10),
     params:
         settings=lambda w: rule_settings(config["mechanisms"], int(w.seed), RUN_DEVICE),
         inputs=lambda w, input: " ".join(

@@ -108,7 +108,7 @@ for _claim, _spec in CLAIM_SPECS.items():
                 resources:
                     **(torch_resources() if _spec["torch"] else {}),
                     mem_mb=mem_mb(_spec["mem_mb"]),
-                    runtime=_spec["runtime"],
+                    runtime=runtime(_spec["runtime"]),
                 params:
                     claim=_claim,
                     settings=_measure_settings,
@@ -140,7 +140,7 @@ for _claim, _spec in CLAIM_SPECS.items():
                 resources:
                     **(torch_resources() if _spec["torch"] else {}),
                     mem_mb=mem_mb(_spec["mem_mb"]),
-                    runtime=_spec["runtime"],
+                    runtime=runtime(_spec["runtime"]),
                 params:
                     claim=_claim,
                     settings=settings_json(
@@ -175,7 +175,7 @@ for _claim, _spec in CLAIM_SPECS.items():
             threads: 1
             resources:
                 mem_mb=mem_mb(2000),
-                runtime=10,
+                runtime=runtime(10),
             params:
                 claim=_claim,
                 settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
@@ -213,7 +213,7 @@ for _claim, _spec in CLAIM_SPECS.items():
             resources:
                 **(torch_resources() if _spec["torch"] else {}),
                 mem_mb=mem_mb(_spec["mem_mb"]),
-                runtime=_spec["runtime"],
+                runtime=runtime(_spec["runtime"]),
             params:
                 claim=_claim,
                 settings=_step_settings,
@@ -245,7 +245,7 @@ for _claim, _spec in CLAIM_SPECS.items():
             # a gather only combines the seeds' files: no GPU
             **({} if _per_seed or not _spec["torch"] else torch_resources()),
             mem_mb=mem_mb(2000 if _per_seed else _spec["mem_mb"]),
-            runtime=10 if _per_seed else _spec["runtime"],
+            runtime=runtime(10 if _per_seed else _spec["runtime"]),
         params:
             claim=_claim,
             settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),

@@ -63,15 +63,63 @@ def _torch_build_has_cuda():
     return re.search(r"^cuda\b[^=\n]*=\s*['\"]", text, re.M) is not None
 
 
-# the device of every rule that runs torch on the run's device; the other rules get cpu.
-# auto: CUDA when this machine has an NVIDIA driver and a CUDA build of torch. On a cluster
-# whose login node has no GPU, set device: cuda.
-RUN_DEVICE = (
-    "cuda"
-    if config["device"] == "cuda"
-    or (config["device"] == "auto" and shutil.which("nvidia-smi") and (_CONDA or _torch_build_has_cuda()))
-    else "cpu"
-)
+def _started_with():
+    """The command-line arguments and executor plugin Snakemake was started with, read from
+    the caller's frame: the Snakefile is parsed before Snakemake hands the executor to the
+    workflow. (None, None) when Snakemake runs from its Python API."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and "executor_plugin" in frame.f_locals:
+            return frame.f_locals.get("args"), frame.f_locals["executor_plugin"]
+        frame = frame.f_back
+    return None, None
+
+
+def _resolve_run():
+    """(executor, device, dry run) of this run, resolved once by the process that starts it.
+
+    Job processes (a cluster job, a group job) parse this file again on their node: they reuse
+    the starting process's values from WHYLAB_EXECUTOR / WHYLAB_DEVICE (envvars below), so a
+    job on a GPU node does not turn `auto` into cuda where the run planned cpu, nor split
+    claims into other rules than the DAG it belongs to.
+    """
+    if not workflow.is_main_process and os.environ.get("WHYLAB_DEVICE"):
+        return os.environ.get("WHYLAB_EXECUTOR", "local"), os.environ["WHYLAB_DEVICE"], False
+    args, plugin = _started_with()
+    executor = "local" if plugin is None or plugin.common_settings.local_exec else args.executor
+    # auto: CUDA when this machine has an NVIDIA driver and a CUDA build of torch. On a cluster
+    # whose login node has no GPU, set device: cuda.
+    device = (
+        "cuda"
+        if config["device"] == "cuda"
+        or (config["device"] == "auto" and shutil.which("nvidia-smi") and (_CONDA or _torch_build_has_cuda()))
+        else "cpu"
+    )
+    return executor, device, bool(args is not None and (args.dryrun or args.touch))
+
+
+# EXECUTOR: local, or the cluster executor jobs are submitted to (slurm, ...); RUN_DEVICE: the
+# device of every rule that runs torch on the run's device (the other rules get cpu).
+EXECUTOR, RUN_DEVICE, _DRY_RUN = _resolve_run()
+ON_CLUSTER = EXECUTOR != "local"
+os.environ["WHYLAB_EXECUTOR"] = EXECUTOR
+os.environ["WHYLAB_DEVICE"] = RUN_DEVICE
+
+# Before any job, in the process that starts the run: a results_dir that cannot be written, a
+# device: cuda without a GPU here (not when jobs go to a cluster: its login node may lack one),
+# an LM whose training step is larger than this machine (whylab.preflight; locally only).
+if workflow.is_main_process:
+    from whylab import preflight
+
+    try:
+        preflight.check_writable(RESULTS, "results_dir")
+        if not ON_CLUSTER and not _DRY_RUN:
+            preflight.check_device(RUN_DEVICE, _CONDA or _torch_build_has_cuda())
+        trains_lm = any(claim_wanted(c) for c in ("C12", "C13", "C14", "C15", "C16"))
+        if not ON_CLUSTER and trains_lm and not config["lm"].get("pretrained"):
+            preflight.check_lm_fits(config, RUN_DEVICE, preflight.lm_train_mem_mb(config))
+    except InputError as exc:
+        sys.exit(f"whylab: {exc}")
 
 # Environments for --sdm conda: no torch where no step needs it; the ML ones by the run's device.
 ENV_DATA = "../envs/data.yaml"  # corpus, tokenizers, report
@@ -90,6 +138,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 envvars:
     "WHYLAB_PYTHON",
     "PYTHONPATH",
+    "WHYLAB_EXECUTOR",
+    "WHYLAB_DEVICE",
 
 
 # ---------------------------------------------------------------- devices and resources
@@ -114,6 +164,19 @@ def cluster_group(name):
 
 def mem_mb(base):
     """Memory (MB) that grows with each retry (the SLURM profile sets `retries`)."""
+    return lambda wildcards, attempt: base * attempt
+
+
+def lm_copies_mem_mb(copies):
+    """mem_mb (attempt 1) of an LM rule holding `copies` FP32 copies of lm.model at once
+    (whylab.preflight: x1.5 and ~1 GB for the process); 4 GB for lm.pretrained, not sized here."""
+    from whylab import preflight
+
+    return 4000 if config["lm"].get("pretrained") else preflight.lm_copies_mem_mb(config, copies)
+
+
+def runtime(base):
+    """Minutes that grow with each retry, as mem_mb does: a job killed at its time limit gets more."""
     return lambda wildcards, attempt: base * attempt
 
 
@@ -292,8 +355,13 @@ def measures_whole(claim_id):
 
 
 def per_seed_jobs(claim_id):
-    """One job per seed (plus a gather) for this claim: it is in `per_seed_jobs` and has run_seed."""
+    """One job per seed (plus a gather) for this claim: it is in `per_seed_jobs` and has run_seed.
+
+    auto: every such claim when jobs are submitted to a cluster executor, else only C08.
+    """
     wanted = config["per_seed_jobs"]
+    if wanted == "auto":
+        wanted = "all" if ON_CLUSTER else ["C08"]
     return (wanted == "all" or claim_id in wanted) and has_run_seed(claim_id)
 
 
@@ -301,15 +369,23 @@ def per_seed_jobs(claim_id):
 def corpus_source_files():
     """The user's corpus files (paths, folders and globs expanded; a local datasets folder's files)."""
     from whylab.corpus import expand_path
+    from whylab.errors import InputError
 
     files = []
     for source in config["corpus"]["sources"]:
         if "path" in source:
-            files += expand_path(source["path"], Path.cwd())
+            try:
+                files += expand_path(source["path"], Path.cwd())
+            except InputError as exc:  # a folder emptied since the config was checked: one line
+                sys.exit(f"whylab: {exc}")
         elif "dataset" in source and Path(source["dataset"]).exists():
             local = Path(source["dataset"])
             files += [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
-    return sorted({str(p) for p in files})
+    # inside the project, relative to it: moving the folder does not make every input look new
+    here = Path.cwd().resolve()
+    return sorted(
+        {str(p.resolve().relative_to(here)) if p.resolve().is_relative_to(here) else str(p) for p in files}
+    )
 
 
 def corpus_reads_hub():
@@ -369,8 +445,14 @@ class FigureCaptions:
             return ""
         for fig in figures:
             if Path(fig["path"]).stem == name:
-                return f"**{fig['title']}.** {fig['caption']}"
+                return f"**{_rst_escape(fig['title'])}.** {_rst_escape(fig['caption'])}"
         return ""
+
+
+def _rst_escape(text):
+    """Text as reStructuredText reads it literally: `|value|` would be a substitution, `*x*`
+    emphasis, `` `x` `` a role (C16's caption has |value|)."""
+    return re.sub(r"([\\`*_|\[\]<>])", r"\\\1", str(text))
 
 
 def claim_outputs(claim_id):

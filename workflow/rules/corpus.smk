@@ -22,7 +22,7 @@ rule corpus:
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
-        runtime=10,
+        runtime=runtime(10),
     params:
         settings=settings_json(config["corpus"]),
     shell:

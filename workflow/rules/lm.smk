@@ -1,6 +1,8 @@
 # The language model of claims C12-C16: train it (CPU or one GPU), then export it to ONNX.
 # Everything downstream (quantize.smk) reads results/lm/model and results/lm/onnx/fp32.
 
+from whylab import preflight as _preflight
+
 LM = config["lm"]
 # lm.pretrained (a local Hugging Face folder, checked when the config is read): C12-C16 use it
 # and nothing asks for the trained model, so lm_train is not scheduled
@@ -22,6 +24,12 @@ LM_CORPUS_FILES = {
     for lang in LM_LANGS_TRAINED
 }
 # a GPU is requested (SLURM: --gpus=1) only when training runs on CUDA (torch_resources)
+# mem_mb of the LM rules follows lm.model (whylab.preflight: the memory planner's peak for
+# lm_train, FP32 copies of the weights for the others, x1.5 and ~1 GB for the process);
+# a pretrained model's size is not read here: those rules keep 4 GB
+LM_TRAIN_MEM_MB = _preflight.lm_train_mem_mb(config)
+
+
 # the report shows the LM's training summary, when this run trains one and tests a claim on it
 if not LM_PRETRAINED and any(claim_wanted(c) for c in ("C12", "C13", "C14", "C15", "C16")):
     REPORT_EXTRA_INPUTS["lm_train_metrics"] = LM_TRAIN_METRICS
@@ -46,8 +54,8 @@ rule lm_train:
     threads: LM["threads"]
     resources:
         **torch_resources(),
-        mem_mb=mem_mb(4000),
-        runtime=120,
+        mem_mb=mem_mb(LM_TRAIN_MEM_MB),
+        runtime=runtime(120),
     params:
         # one seed: the model is trained once, with the run's first seed
         settings=settings_json(
@@ -82,8 +90,8 @@ rule lm_export:
     threads: LM["threads"]
     resources:
         **torch_resources(),  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
-        mem_mb=mem_mb(4000),
-        runtime=30,
+        mem_mb=mem_mb(lm_copies_mem_mb(4)),  # PyTorch model, ONNX export, two ORT sessions
+        runtime=runtime(30),
     params:
         settings=settings_json({k: LM[k] for k in ("train_languages", "export")}, torch=True),
         # results/corpus: the folder above the validation files (the model may be lm.pretrained's)

@@ -85,8 +85,10 @@ for _family, _names in _QUANT_FAMILIES.items():
         threads: 1
         resources:
             **torch_resources(),
-            mem_mb=mem_mb(4000),
-            runtime=30,
+            # ~0.6 GB peak RSS per variant on the default config, each seconds to a minute: the
+            # model, its FP32 reference and ONNX session, the quantized copy (6 copies, x1.5, +1 GB)
+            mem_mb=mem_mb(lm_copies_mem_mb(6)),
+            runtime=runtime(5),
         params:
             settings=lambda w: settings_json(
                 quantization=QUANT_SETTINGS,
@@ -132,8 +134,8 @@ for _claim in ("C12", "C13", "C15"):
             ENV_ML_CPU
         threads: 1
         resources:
-            mem_mb=mem_mb(4000),
-            runtime=20,
+            mem_mb=mem_mb(lm_copies_mem_mb(6)),  # measures.json files, and C15's GPTQ re-run on the model
+            runtime=runtime(10),
         params:
             claim=_claim,
             settings=settings_json(
@@ -173,6 +175,8 @@ _PT_CONCEPTS = {
             {f"{RESULTS}/corpus/{_FT_LANG}/{s}.txt" for s in ("train", "valid")} | set(LM_CORPUS["valid"])
         ),
         "runtime": 20,
+        # the full fine-tune (variants: full) is an lm_train step at most, plus the frozen copies
+        "mem_mb": LM_TRAIN_MEM_MB + lm_copies_mem_mb(4),
     },
     "C16": {
         "settings": settings_json(
@@ -185,6 +189,7 @@ _PT_CONCEPTS = {
         ),
         "corpus": LM_CORPUS["train"] + LM_CORPUS["valid"],
         "runtime": 15,
+        "mem_mb": lm_copies_mem_mb(6),  # the model, its smoothed and fake-quantized copies
     },
 }
 
@@ -212,8 +217,8 @@ for _claim, _pt in _PT_CONCEPTS.items():
         threads: 1
         resources:
             **torch_resources(),
-            mem_mb=mem_mb(4000),
-            runtime=_pt["runtime"],
+            mem_mb=mem_mb(_pt["mem_mb"]),
+            runtime=runtime(_pt["runtime"]),
         params:
             claim=_claim,
             settings=_pt["settings"],

@@ -19,7 +19,7 @@ rule quant_real_scale:
     threads: 1
     resources:
         mem_mb=mem_mb(8000),
-        runtime=20,
+        runtime=runtime(20),
     params:
         settings=settings_json(quantization={"real_scale": config["quantization"]["real_scale"]}),
     shell:

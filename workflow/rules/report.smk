@@ -24,7 +24,7 @@ rule report:
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
-        runtime=10,
+        runtime=runtime(10),
     params:
         outputs=" ".join(f"--output html_{lang}={page}" for lang, page in REPORT_PAGES.items()),
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),

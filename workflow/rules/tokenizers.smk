@@ -26,7 +26,7 @@ rule tokenizers:
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
-        runtime=10,
+        runtime=runtime(10),
     params:
         settings=settings_json(config["tokenizers"]),
         root=lambda w, output: Path(output[0]).parents[1],
