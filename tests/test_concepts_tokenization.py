@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
-from whylab.concepts.c01_tokenization import experiment as c01_experiment
-from whylab.concepts.c01_tokenization import verdict as c01
 from whylab.concepts import c02_subword as c02
 from whylab.concepts import run_concept
+from whylab.concepts.c01_tokenization import experiment as c01_experiment
+from whylab.concepts.c01_tokenization import verdict as c01
 from whylab.config import check_config
 from whylab.results import load_result
 from whylab.verdict import Kind, Label
