@@ -2,7 +2,7 @@
 #   make run    set up .venv, run the whole DAG on the embedded default corpus, print the report path
 #               (after a crash or a kill, run it again: it resumes where the dead run stopped)
 #   make test   set up .venv, run the test suite (unit tests + the DAG end to end on config/test.yaml)
-#   make lint   the static checks CI runs (ruff, mypy, snakefmt, snakemake --lint)
+#   make lint   the static checks CI runs (repository hygiene, ruff, mypy, snakefmt, snakemake --lint)
 PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= $(shell nproc 2>/dev/null || echo 2)
@@ -36,12 +36,15 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Static checks, as CI runs them: ruff (lint + format), mypy, snakefmt, snakemake --lint.
+# Static checks, as CI runs them: what git tracks (no results, no file over 1 MB, no YAML key given
+# twice, no module over 400 lines), ruff (lint + format, no function over 60 statements), mypy,
+# snakefmt, snakemake --lint.
 lint: setup
+	$(BIN)/python workflow/scripts/check_repository.py
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/snakefmt --check Snakefile workflow/rules/
+	$(BIN)/snakefmt --check Snakefile workflow/Snakefile workflow/rules/
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
 report: setup

@@ -81,9 +81,7 @@ for _claim, _spec in CLAIM_SPECS.items():
         _measure_settings = settings_json(
             {k: v for k, v in _spec["settings"].items() if k not in _decide_only}, torch=_spec["torch"]
         )
-        _measure_files = (
-            [concept_measurements(_claim)] if measures_whole(_claim) or not _per_seed else []
-        )
+        _measure_files = [concept_measurements(_claim)] if measures_whole(_claim) or not _per_seed else []
 
         if _per_seed:
 
@@ -188,70 +186,69 @@ for _claim, _spec in CLAIM_SPECS.items():
                 '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q} {params.measurements}'
                 " {params.seeds} --output result={output.result} > {log} 2>&1"
 
-        continue
+    else:  # a claim written as one module
+        if _per_seed:
 
-    if _per_seed:
+            rule:
+                f"{claim_docstring(_claim)} One seed of it (measurements only)."
+                name:
+                    f"concept_{_claim}_seed"
+                input:
+                    unpack(_seed_inputs(_claim, _spec)),
+                    code=claim_code(_claim),
+                output:
+                    seed=concept_seed_file(_claim, "{seed}"),
+                log:
+                    f"{LOGS}/concept_{_claim}_seed{{seed}}.log",
+                benchmark:
+                    f"{BENCHMARKS}/concept_{_claim}_seed{{seed}}.tsv"
+                wildcard_constraints:
+                    seed=r"\d+",
+                conda:
+                    ENV_ML if _spec["torch"] else ENV_ML_CPU
+                threads: _spec["threads"]
+                resources:
+                    **(torch_resources() if _spec["torch"] else {}),
+                    mem_mb=mem_mb(_spec["mem_mb"]),
+                    runtime=runtime(_spec["runtime"]),
+                params:
+                    claim=_claim,
+                    settings=_step_settings,
+                    inputs=_input_flags,
+                shell:
+                    '"$WHYLAB_PYTHON" -m whylab {params.claim} --seed {wildcards.seed} --settings {params.settings:q}'
+                    " {params.inputs} --output seed={output.seed} --threads {threads} > {log} 2>&1"
 
         rule:
-            f"{claim_docstring(_claim)} One seed of it (measurements only)."
+            f"{claim_docstring(_claim)}"
             name:
-                f"concept_{_claim}_seed"
+                f"concept_{_claim}"
             input:
-                unpack(_seed_inputs(_claim, _spec)),
+                unpack(_claim_inputs(_claim, _spec)),
                 code=claim_code(_claim),
+                seed_files=[concept_seed_file(_claim, s) for s in _seeds] if _per_seed else [],
             output:
-                seed=concept_seed_file(_claim, "{seed}"),
+                **claim_outputs(_claim),
             log:
-                f"{LOGS}/concept_{_claim}_seed{{seed}}.log",
+                f"{LOGS}/concept_{_claim}.log",
             benchmark:
-                f"{BENCHMARKS}/concept_{_claim}_seed{{seed}}.tsv"
-            wildcard_constraints:
-                seed=r"\d+",
+                f"{BENCHMARKS}/concept_{_claim}.tsv"
+            group:
+                cluster_group(_spec["group"]) if "group" in _spec else None
             conda:
-                ENV_ML if _spec["torch"] else ENV_ML_CPU
-            threads: _spec["threads"]
+                ENV_ML_CPU if _per_seed or not _spec["torch"] else ENV_ML
+            threads: 1 if _per_seed else _spec["threads"]
             resources:
-                **(torch_resources() if _spec["torch"] else {}),
-                mem_mb=mem_mb(_spec["mem_mb"]),
-                runtime=runtime(_spec["runtime"]),
+                # a gather only combines the seeds' files: no GPU
+                **({} if _per_seed or not _spec["torch"] else torch_resources()),
+                mem_mb=mem_mb(2000 if _per_seed else _spec["mem_mb"]),
+                runtime=runtime(10 if _per_seed else _spec["runtime"]),
             params:
                 claim=_claim,
-                settings=_step_settings,
-                inputs=_input_flags,
+                settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
+                inputs=_spec.get("input_flags", _input_flags),
+                seeds=_seed_flags(_seeds or []),
+                captions=FigureCaptions(concept_result(_claim)),
             shell:
-                '"$WHYLAB_PYTHON" -m whylab {params.claim} --seed {wildcards.seed} --settings {params.settings:q}'
-                " {params.inputs} --output seed={output.seed} --threads {threads} > {log} 2>&1"
-
-    rule:
-        f"{claim_docstring(_claim)}"
-        name:
-            f"concept_{_claim}"
-        input:
-            unpack(_claim_inputs(_claim, _spec)),
-            code=claim_code(_claim),
-            seed_files=[concept_seed_file(_claim, s) for s in _seeds] if _per_seed else [],
-        output:
-            **claim_outputs(_claim),
-        log:
-            f"{LOGS}/concept_{_claim}.log",
-        benchmark:
-            f"{BENCHMARKS}/concept_{_claim}.tsv"
-        group:
-            cluster_group(_spec["group"]) if "group" in _spec else None
-        conda:
-            ENV_ML_CPU if _per_seed or not _spec["torch"] else ENV_ML
-        threads: 1 if _per_seed else _spec["threads"]
-        resources:
-            # a gather only combines the seeds' files: no GPU
-            **({} if _per_seed or not _spec["torch"] else torch_resources()),
-            mem_mb=mem_mb(2000 if _per_seed else _spec["mem_mb"]),
-            runtime=runtime(10 if _per_seed else _spec["runtime"]),
-        params:
-            claim=_claim,
-            settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
-            inputs=_spec.get("input_flags", _input_flags),
-            seeds=_seed_flags(_seeds or []),
-            captions=FigureCaptions(concept_result(_claim)),
-        shell:
-            '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q} {params.inputs} {params.seeds}'
-            " --output result={output.result} --threads {threads} > {log} 2>&1"
+                '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q} {params.inputs} {params.seeds}'
+                " --output result={output.result} --threads {threads} > {log} 2>&1"

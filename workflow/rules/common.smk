@@ -29,7 +29,7 @@ REPORT_PAGES = report_pages(config)  # language -> page (reports/index.html, ind
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 LANGS = config["corpus"]["languages"]
-SRC = Path(workflow.basedir) / "src"
+SRC = REPO / "src"
 
 # claim id -> result.json / figures folder; each rules file adds the claims it tests.
 CONCEPT_RESULTS = {}

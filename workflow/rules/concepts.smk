@@ -31,7 +31,9 @@ for _claim in ("C01", "C02"):
         },
         "inputs": {
             "tokenizers": all_tokenizer_files(),
-            "corpus": expand(f"{RESULTS}/corpus/{{lang}}/{{split}}.txt", lang=LANGS, split=["train", "valid"]),
+            "corpus": expand(
+                f"{RESULTS}/corpus/{{lang}}/{{split}}.txt", lang=LANGS, split=["train", "valid"]
+            ),
         },
         "input_flags": _tokenization_flags,
         "group": "tokenization",
