@@ -20,6 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from whylab.errors import InputError
+from whylab.files import parse_yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 SCHEMA_FILE = SCHEMA_DIR / "config.schema.yaml"
@@ -45,8 +46,7 @@ _DefaultingValidator = _with_defaults(Draft202012Validator)
 
 
 def _load_yaml(path: Path) -> Any:
-    with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    return parse_yaml(path.read_text(encoding="utf-8"))
 
 
 def load_yaml(path: Path | str) -> Any:

@@ -308,9 +308,9 @@ def decide_code(claim_id):
 
 def decision_settings(claim_id):
     """The config keys only the claim's decision reads (claim.yaml): they re-run no measurement."""
-    import yaml
+    from whylab.files import parse_yaml
 
-    spec = yaml.safe_load((_package_dir(claim_id) / "claim.yaml").read_text(encoding="utf-8"))
+    spec = parse_yaml((_package_dir(claim_id) / "claim.yaml").read_text(encoding="utf-8"))
     return list(spec.get("decision_settings") or [])
 
 

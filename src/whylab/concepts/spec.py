@@ -26,9 +26,8 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-import yaml
-
 from whylab.errors import InputError
+from whylab.files import parse_yaml
 
 SPEC_FILE = "claim.yaml"
 KINDS = ("experiment", "definition")
@@ -124,7 +123,7 @@ def load_spec(claim_id: str) -> ClaimSpec:
 
     package = REGISTRY[claim_id]
     text = files(package).joinpath(SPEC_FILE).read_text(encoding="utf-8")
-    spec = parse_spec(yaml.safe_load(text), f"{package.replace('.', '/')}/{SPEC_FILE}")
+    spec = parse_spec(parse_yaml(text), f"{package.replace('.', '/')}/{SPEC_FILE}")
     if spec.claim_id != claim_id:
         raise InputError(f"{package}/{SPEC_FILE}: says claim {spec.claim_id}, registered as {claim_id}")
     return spec

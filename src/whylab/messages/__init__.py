@@ -24,8 +24,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-import yaml
-
+from whylab.files import parse_yaml
 from whylab.messages import korean
 
 LANGUAGES = ("en", "ko")
@@ -95,7 +94,7 @@ def catalogue(lang: str) -> dict[str, str]:
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".yaml"):
             continue
-        data = yaml.safe_load(entry.read_text("utf-8")) or {}
+        data = parse_yaml(entry.read_text("utf-8")) or {}
         _flatten(data, entry.name.removesuffix(".yaml"), out, f"messages/{lang}/{entry.name}")
     return out
 
@@ -108,7 +107,7 @@ def glossary(lang: str) -> list[dict[str, Any]]:
     entry = files("whylab").joinpath("messages", f"glossary.{lang}.yaml")
     if not entry.is_file():
         return []
-    terms = (yaml.safe_load(entry.read_text("utf-8")) or {}).get("terms") or []
+    terms = (parse_yaml(entry.read_text("utf-8")) or {}).get("terms") or []
     return [dict(term) for term in terms]
 
 
