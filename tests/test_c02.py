@@ -1,4 +1,4 @@
-"""C01 and C02: the experiments run on the tiny corpus, and each verdict rule can go every way."""
+"""C02: the experiment runs on the tiny corpus, measures lightly, and each verdict rule can go every way."""
 
 from __future__ import annotations
 
@@ -8,31 +8,20 @@ from pathlib import Path
 import pytest
 
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
-from whylab.concepts import c02_subword as c02
+from claim_packages import assert_measuring_is_light
+from tokenization_claim_settings import tokenization_settings
 from whylab.concepts import run_concept
-from whylab.concepts.c01_tokenization import experiment as c01_experiment
-from whylab.concepts.c01_tokenization import verdict as c01
-from whylab.config import check_config
+from whylab.concepts.c02_subword import experiment as c02_experiment
+from whylab.concepts.c02_subword import verdict as c02
+from whylab.concepts.deciding import run_decide
+from whylab.concepts.measuring import run_measure
+from whylab.concepts.spec import decision_settings, measure_settings
 from whylab.results import load_result
 from whylab.verdict import Kind, Label
 
 
-def tokenization_settings(claim: str) -> dict:
-    config = check_config({"tokenizers": {"vocab_sizes": [800]}})
-    return {
-        **config["concepts"][claim],
-        "seeds": [0],
-        "device": "cpu",
-        "tokenizers": config["tokenizers"],
-        "tokenizer_scopes": ["joint"],
-        "languages": ["en", "ko"],
-    }
-
-
-@pytest.mark.parametrize("claim", ["C01", "C02"])
-def test_concept_runs_and_writes_a_valid_result(
-    claim: str, tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
-) -> None:
+def test_c02_runs_and_writes_a_valid_result(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
+    claim = "C02"
     out = tmp_path / "concepts" / claim / "result.json"
     record = run_concept(
         claim, tokenization_settings(claim), {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus}, out
@@ -44,81 +33,8 @@ def test_concept_runs_and_writes_a_valid_result(
     assert not [p for p in out.parent.parent.iterdir() if p.name.startswith(".")], "no temp folder left"
 
 
-def test_c01_shows_the_notes_sentence_and_byte_bpe_is_lossless(
-    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
-) -> None:
-    record = run_concept(
-        "C01",
-        tokenization_settings("C01"),
-        {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
-        tmp_path / "C01" / "result.json",
-    )
-    assert record["metrics"]["by_algorithm"]["bpe"]["min_exact_round_trip"] == 1.0
-    samples = record["tables"][0]["rows"]
-    assert any("팀장님" in row[2] for row in samples)
-
-
-def _algo(
-    exact: float, squashed: float, unk: float, failed: int, unknown: int, spaces: int, pre: str
-) -> dict:
-    return {
-        "min_exact_round_trip": exact,
-        "min_round_trip_ignoring_spaces": squashed,
-        "max_unk_rate": unk,
-        "paragraphs": 100,
-        "failed": failed,
-        "failed_unknown_token": unknown,
-        "failed_whitespace_only": spaces,
-        "failed_normal_form_only": 0,
-        "failed_other": failed - unknown - spaces,
-        "normalizer": "NFC",
-        "pre_tokenizer": pre,
-        "decoder": pre,
-        "byte_fallback": False,
-        "has_unknown_token": pre != "ByteLevel",
-    }
-
-
-def c01_metrics(
-    bpe: float = 1.0, wordpiece: float = 0.1, squashed: float = 0.95, in_range: bool = True
-) -> dict:
-    bpe_failed = round(100 * (1 - bpe))
-    wp_failed = round(100 * (1 - wordpiece))
-    return {
-        "tokenizers": 2,
-        "all_ids_in_range": in_range,
-        "by_algorithm": {
-            "bpe": _algo(bpe, max(bpe, squashed), 0.0, bpe_failed, 0, bpe_failed, "ByteLevel"),
-            "wordpiece": _algo(wordpiece, squashed, 0.01, wp_failed, 2, wp_failed - 2, "BertPreTokenizer"),
-        },
-    }
-
-
-def test_c01_verdict_every_way() -> None:
-    v = c01.verdict(c01_metrics())
-    assert v.label is Label.SUPPORTED and v.kind is Kind.DEFINITION and v.primary
-    assert "bpe is reversible (byte-level" in v.reason and "wordpiece is not" in v.reason
-    assert "decoder rejoins the pieces with single spaces (88 paragraphs" in v.reason
-    assert "unknown token (2 paragraphs" in v.reason
-    assert c01.verdict(c01_metrics(wordpiece=1.0)).label is Label.SUPPORTED
-    partly = c01.verdict(c01_metrics(bpe=0.5, squashed=0.995))
-    assert partly.label is Label.PARTLY and partly.correction
-    assert c01.verdict(c01_metrics(bpe=0.5, squashed=0.6)).label is Label.NOT_SUPPORTED
-    assert c01.verdict(c01_metrics(in_range=False)).label is Label.NOT_SUPPORTED
-
-
-def test_c01_loss_causes() -> None:
-    texts = ["a  b", "x y", "e\u0301", "z?"]  # the third in NFD: e + combining acute accent
-    decoded = ["a b", "x y", "\u00e9", "<unk>"]
-    ids = [[1, 2], [3, 4], [5], [0]]
-    causes = c01_experiment.loss_causes(texts, decoded, ids, unk_id=0)
-    assert causes == {
-        "failed": 3,
-        "unknown_token": 1,
-        "whitespace_only": 1,
-        "normal_form_only": 1,
-        "other": 0,
-    }
+def test_c02_measuring_imports_no_drawing_or_texts() -> None:
+    assert_measuring_is_light("C02")
 
 
 def c02_metrics(
@@ -209,58 +125,39 @@ def test_c02_shows_the_korean_examples_first_and_bands_held_out_words(
 
 
 def test_c02_helpers() -> None:
-    assert c02.band_labels([1, 2, 5, 20]) == ["1", "2–4", "5–19", "20+"]
-    assert c02.band_labels([0, 1, 2]) == ["0", "1", "2+"]
-    assert [c02.band_of(c, [1, 2, 5]) for c in (1, 2, 4, 5, 99)] == [0, 1, 1, 2, 2]
-    assert c02.band_of(0, [1, 2]) == -1 and c02.band_of(0, [0, 1]) == 0
+    assert c02_experiment.band_labels([1, 2, 5, 20]) == ["1", "2–4", "5–19", "20+"]
+    assert c02_experiment.band_labels([0, 1, 2]) == ["0", "1", "2+"]
+    assert [c02_experiment.band_of(c, [1, 2, 5]) for c in (1, 2, 4, 5, 99)] == [0, 1, 1, 2, 2]
+    assert c02_experiment.band_of(0, [1, 2]) == -1 and c02_experiment.band_of(0, [0, 1]) == 0
     assert c02.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    assert c02.words("(우리는) the, end.") == ["우리는", "the", "end"]
+    assert c02_experiment.words("(우리는) the, end.") == ["우리는", "the", "end"]
+
+
+def test_c02_decision_settings_are_decided_from_the_same_measurements(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    """The measure job gets the settings less claim.yaml's decision_settings; the decide job
+    reads them (and its result matches the one-process run)."""
+    settings = tokenization_settings("C02")
+    inputs = {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus}
+    measured = tmp_path / "measurements.json"
+    run_measure("C02", measure_settings("C02", settings), inputs, measured)
+    assert not set(decision_settings("C02")) & set(json.loads(measured.read_text(encoding="utf-8"))["config"])
+    one_process = run_concept("C02", settings, inputs, tmp_path / "one" / "C02" / "result.json")
+    split = run_decide(
+        "C02", settings, {"measurements": measured}, tmp_path / "split" / "C02" / "result.json"
+    )
+    for key in ("metrics", "verdict", "tables", "method"):
+        assert split[key] == one_process[key]
+    stricter = {**settings, "whole_share_frequent": 0.99, "example_frequent_min": 2}
+    again = run_decide(
+        "C02", stricter, {"measurements": measured}, tmp_path / "again" / "C02" / "result.json"
+    )
+    assert again["metrics"]["thresholds"]["whole_share_frequent"] == 0.99
+    assert again["metrics"]["thresholds"]["example_frequent_min"] == 2
 
 
 # --------------------------------------------------------------------------- the texts in Korean
-
-
-def test_c01_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
-    cases = {
-        Label.SUPPORTED: [c01_metrics(), c01_metrics(wordpiece=1.0)],
-        Label.PARTLY: [c01_metrics(bpe=0.5, squashed=0.995)],
-        Label.NOT_SUPPORTED: [c01_metrics(bpe=0.5, squashed=0.6), c01_metrics(in_range=False)],
-    }
-    for label, metrics in cases.items():
-        for m in metrics:
-            v = c01.verdict(m)
-            assert v.label is label
-            assert_explained(v, "C01")
-    assert "bpe here" not in c01.verdict(c01_metrics()).takeaway
-    assert "(byte-level BPE here)" in c01.verdict(c01_metrics()).takeaway
-
-
-def test_c01_every_cause_of_loss_renders_in_korean() -> None:
-    m = c01_metrics(bpe=0.5, squashed=0.6)
-    m["by_algorithm"]["unigram"] = {
-        **_algo(1.0, 1.0, 0.0, 0, 0, 0, "Metaspace"),
-    }
-    m["by_algorithm"]["other"] = {**_algo(1.0, 1.0, 0.0, 0, 0, 0, "Split")}
-    m["by_algorithm"]["wordpiece"].update(
-        byte_fallback=True, failed_normal_form_only=3, failed_other=4, pre_tokenizer="Split"
-    )
-    v = c01.verdict(m)
-    assert v.label is Label.SUPPORTED
-    for part in ("despite byte fallback", "Unicode normal form", "4 paragraphs differ otherwise", "▁"):
-        assert part in v.reason
-    assert "Split pre-tokenizer and Split decoder lost nothing" in v.reason
-    assert "its Split pre-tokenizer and BertPreTokenizer decoder do not keep the spacing" in v.reason
-    assert_explained(v, "C01")
-
-
-def test_c01_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
-    record = run_concept(
-        "C01",
-        tokenization_settings("C01"),
-        {"tokenizers": tiny_tokenizers, "corpus": tiny_corpus},
-        tmp_path / "C01" / "result.json",
-    )
-    assert_record_in_korean(record, required=evidence_places(record))
 
 
 def test_c02_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
