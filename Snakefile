@@ -49,10 +49,10 @@ include: "workflow/rules/concepts.smk"
 include: "workflow/rules/bench_baseline.smk"
 include: "workflow/rules/mechanisms.smk"
 include: "workflow/rules/memory.smk"
-include: "workflow/rules/claims.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/real_scale.smk"
 include: "workflow/rules/quantize.smk"
+include: "workflow/rules/claims.smk"
 include: "workflow/rules/report.smk"
 
 
