@@ -137,8 +137,8 @@ def test_c16_runs_on_the_pretrained_folder(pretrained, tmp_path):
     condition off, the model as given decides."""
     import copy
 
-    from whylab.concepts import c16_smoothquant as c16
     from whylab.concepts import run_concept
+    from whylab.concepts.c16_smoothquant import experiment as c16
 
     settings = {
         "seeds": [0, 1],

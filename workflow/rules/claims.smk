@@ -110,7 +110,7 @@ for _claim, _spec in CLAIM_SPECS.items():
                 params:
                     claim=_claim,
                     settings=_measure_settings,
-                    inputs=_input_flags,
+                    inputs=_spec.get("input_flags", _input_flags),
                 shell:
                     '"$WHYLAB_PYTHON" -m whylab {params.claim} --seed {wildcards.seed} --settings {params.settings:q}'
                     " {params.inputs} --output seed={output.seed} --threads {threads} > {log} 2>&1"

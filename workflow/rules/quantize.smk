@@ -157,7 +157,8 @@ for _claim in ("C12", "C13", "C15"):
             " --threads {threads} > {log} 2>&1"
 
 
-# C14 (QLoRA) and C16 (SmoothQuant): PyTorch-side experiments on the trained LM, one job each.
+# C14 (QLoRA) and C16 (SmoothQuant): claim packages on the trained LM; claims.smk (included after
+# this file) makes their per-seed measure jobs and decide jobs from the specs below.
 # C14 fine-tunes on a language the LM was not pretrained on (quantization.qlora.finetune_language);
 # C16 calibrates on the LM's training split and scores on its validation split, as the variants do.
 _FT_LANG = QUANT["qlora"]["finetune_language"]
@@ -166,11 +167,17 @@ if _FT_LANG not in LANGS:
         f"whylab: config error: quantization.qlora.finetune_language: {_FT_LANG!r} is not in "
         f"corpus.languages ({', '.join(LANGS)})"
     )
+
+
+def _lm_flags(wildcards, input):
+    """--input model=<the LM folder> --input corpus=<the corpus root> (<root>/<lang>/<split>.txt)."""
+    return f"--input model={input.model} --input corpus={Path(input.corpus[0]).parents[1]}"
+
+
 _PT_CONCEPTS = {
     "C14": {
-        "settings": settings_json(
-            QUANT["qlora"], languages=LM_LANGS_TRAINED, seeds=claim_seeds(QUANT["qlora"]), torch=True
-        ),
+        "settings": {**QUANT["qlora"], "languages": LM_LANGS_TRAINED},
+        "seeds": claim_seeds(QUANT["qlora"]),
         "corpus": sorted(
             {f"{RESULTS}/corpus/{_FT_LANG}/{s}.txt" for s in ("train", "valid")} | set(LM_CORPUS["valid"])
         ),
@@ -179,14 +186,13 @@ _PT_CONCEPTS = {
         "mem_mb": LM_TRAIN_MEM_MB + lm_copies_mem_mb(4),
     },
     "C16": {
-        "settings": settings_json(
-            QUANT["smoothquant"],
-            measure=QUANT["measure"],
-            calibration=QUANT["calibration"],
-            languages=LM_LANGS_TRAINED,
-            seeds=claim_seeds(QUANT["smoothquant"]),
-            torch=True,
-        ),
+        "settings": {
+            **QUANT["smoothquant"],
+            "measure": QUANT["measure"],
+            "calibration": QUANT["calibration"],
+            "languages": LM_LANGS_TRAINED,
+        },
+        "seeds": claim_seeds(QUANT["smoothquant"]),
         "corpus": LM_CORPUS["train"] + LM_CORPUS["valid"],
         "runtime": 15,
         "mem_mb": lm_copies_mem_mb(6),  # the model, its smoothed and fake-quantized copies
@@ -196,35 +202,14 @@ _PT_CONCEPTS = {
 for _claim, _pt in _PT_CONCEPTS.items():
     if not claim_wanted(_claim):
         continue
-    register_claim(_claim)
-
-    rule:
-        f"{claim_docstring(_claim)}"
-        name:
-            f"concept_{_claim}"
-        input:
-            model=LM_MODEL,
-            corpus=_pt["corpus"],
-            code=claim_code(_claim),
-        output:
-            **claim_outputs(_claim),
-        log:
-            f"{LOGS}/concept_{_claim}.log",
-        benchmark:
-            f"{BENCHMARKS}/concept_{_claim}.tsv"
-        conda:
-            ENV_ML
-        threads: 1
-        resources:
-            **torch_resources(),
-            mem_mb=mem_mb(_pt["mem_mb"]),
-            runtime=runtime(_pt["runtime"]),
-        params:
-            claim=_claim,
-            settings=_pt["settings"],
-            corpus=lambda w, input: Path(input.corpus[0]).parents[1],
-            captions=FigureCaptions(concept_result(_claim)),
-        shell:
-            '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q}'
-            " --input model={input.model} --input corpus={params.corpus}"
-            " --output result={output.result} --threads {threads} > {log} 2>&1"
+    CLAIM_SPECS[_claim] = {
+        "settings": _pt["settings"],
+        "inputs": {"model": LM_MODEL, "corpus": _pt["corpus"]},
+        "input_flags": _lm_flags,
+        "extra_inputs": dict,
+        "seeds": _pt["seeds"],
+        "torch": True,
+        "threads": 1,
+        "mem_mb": _pt["mem_mb"],
+        "runtime": _pt["runtime"],
+    }

@@ -10,11 +10,11 @@ so a change to a verdict rule, a figure or a text costs seconds, not a retrainin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,8 @@ from whylab.concepts.measuring import (
     SEED_INPUT_PREFIX,
     SEEDS_DIR,
     read_measured,
-    without_seeds,
 )
-from whylab.concepts.spec import measure_settings
+from whylab.concepts.spec import decision_settings, measure_settings
 from whylab.errors import InputError
 from whylab.files import jsonable, write_json
 from whylab.results import SCHEMA_VERSION, Evidence, validate_result, with_messages
@@ -133,8 +132,9 @@ def decide(
     rule = importlib.import_module(f"{package}.verdict")
     drawing = importlib.import_module(f"{package}.figures")
     settings = dict(settings)
-    # the measure files hold the settings less claim.yaml's decision_settings; summarize reads those too
-    measured = replace(measured, settings={**measured.settings, **without_seeds(settings)})
+    # the measure jobs ran without the settings only the decision reads: the decision gets them here
+    only_decided = {k: settings[k] for k in decision_settings(claim_id) if k in settings}
+    measured = dataclasses.replace(measured, settings={**measured.settings, **only_decided})
     with work_dir(result_path) as work:
         metrics = jsonable(rule.summarize(measured))
         verdict: Verdict = rule.verdict(metrics)

@@ -13,8 +13,11 @@ import yaml
 from torch import nn
 
 from catalogue_checks import assert_explained, assert_in_korean, record_messages
+from claim_packages import assert_measuring_is_light
 from pt_quant_helpers import build_tree, tiny_llama
-from whylab.concepts import c16_smoothquant as c16
+from whylab.concepts.c16_smoothquant import experiment as c16_experiment
+from whylab.concepts.c16_smoothquant import figures as c16_figures
+from whylab.concepts.c16_smoothquant import verdict as c16
 from whylab.messages import Msg
 from whylab.quant import smoothquant as sq
 from whylab.verdict import Label, paired_test
@@ -226,7 +229,7 @@ def test_concept_defaults_match_the_schema():
     props = schema["properties"]["smoothquant"]["properties"]
     assert {
         k: v["default"] for k, v in props.items() if k != "seeds"
-    } == c16.DEFAULTS  # seeds: run-wide unless set
+    } == c16_experiment.DEFAULTS  # seeds: run-wide unless set
 
 
 # ---------------------------------------------------------------- verdict, every way
@@ -397,7 +400,7 @@ def test_the_english_reason_is_as_before():
     ],
 )
 def test_literature_renders_in_korean(metrics):
-    for check in c16._literature(metrics):
+    for check in c16_figures._literature(metrics):
         assert_in_korean(check.finding)
         assert_in_korean(check.note)
 
@@ -441,7 +444,7 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
         "languages": ["en"],
         "measure": {"block_size": 16, "eval_blocks": 4, "eval_batch_size": 4},
         "calibration": {"blocks": 2},
-        **copy.deepcopy(c16.DEFAULTS),
+        **copy.deepcopy(c16_experiment.DEFAULTS),
     }
     settings.update(
         {
@@ -478,3 +481,7 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
     assert {"C16.literature.smoothquant.finding", "C16.literature.llm_int8.note"} <= keys
     for t in texts:
         assert_in_korean(t)
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts():
+    assert_measuring_is_light("C16")

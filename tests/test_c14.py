@@ -12,8 +12,11 @@ import torch
 import yaml
 
 from catalogue_checks import assert_explained, assert_in_korean, record_messages
+from claim_packages import assert_measuring_is_light
 from pt_quant_helpers import build_tree
-from whylab.concepts import c14_qlora as c14
+from whylab.concepts.c14_qlora import experiment as c14_experiment
+from whylab.concepts.c14_qlora import figures as c14_figures
+from whylab.concepts.c14_qlora import verdict as c14
 from whylab.messages import Msg
 from whylab.quant import qlora as ql
 from whylab.verdict import Kind, Label
@@ -126,8 +129,8 @@ def test_concept_defaults_match_the_schema():
     schema = yaml.safe_load((REPO / "workflow/schemas/quantization.schema.yaml").read_text())
     props = schema["properties"]["qlora"]["properties"]
     # seeds: the run-wide list unless the section sets its own (no default of its own)
-    assert {k: v["default"] for k, v in props.items() if k != "seeds"} == c14.DEFAULTS
-    assert set(ql.FinetuneConfig.__dataclass_fields__) <= set(c14.DEFAULTS)
+    assert {k: v["default"] for k, v in props.items() if k != "seeds"} == c14_experiment.DEFAULTS
+    assert set(ql.FinetuneConfig.__dataclass_fields__) <= set(c14_experiment.DEFAULTS)
 
 
 # ---------------------------------------------------------------- verdict, every way
@@ -175,7 +178,7 @@ def test_fine_tuning_quality_is_the_papers_finding_not_the_definition():
     m = _metrics()
     m["qlora_vs_lora_ppl_gap_pct"] = 12.0
     assert c14.verdict(m).label == Label.SUPPORTED
-    check = c14._literature(m)[0]
+    check = c14_figures._literature(m)[0]
     assert check.agrees is False and "+12.00%" in check.note
 
 
@@ -240,24 +243,27 @@ def test_memory_method_words_are_the_peak_memory_methods():
 
     for device in ("cpu", "cuda:0"):
         method = PeakMemory(device).method
-        text = c14.memory_method_text(device, method)
+        text = c14_figures.memory_method_text(device, method)
         assert text == method and isinstance(text, Msg)
         assert_in_korean(text)
-    assert c14.memory_method_text("cpu", "something else") == "something else"
+    assert c14_figures.memory_method_text("cpu", "something else") == "something else"
 
 
 def test_literature_and_skipped_lines_render_in_korean():
     m = _metrics()
     m["qlora_vs_full_ppl_gap_pct"] = -3.0
-    for check in [*c14._literature(m), *c14._literature(_metrics() | {"qlora_vs_lora_ppl_gap_pct": None})]:
+    for check in [
+        *c14_figures._literature(m),
+        *c14_figures._literature(_metrics() | {"qlora_vs_lora_ppl_gap_pct": None}),
+    ]:
         assert_in_korean(check.finding)
         assert_in_korean(check.note)
-    assert "+1.00% (agreement means within ±5%)" in c14._literature(m)[0].note
+    assert "+1.00% (agreement means within ±5%)" in c14_figures._literature(m)[0].note
     kept = Msg("C14.skipped.bnb_failed", device="cpu", error_type="RuntimeError", error="boom").to_dict()
-    line = c14._skip_text(kept)
+    line = c14_figures._skip_text(kept)
     assert line == "QLoRA variant: bitsandbytes 4-bit failed on cpu: RuntimeError: boom"
     assert_in_korean(line)
-    assert c14._skip_text("an older plain line") == "an older plain line"
+    assert c14_figures._skip_text("an older plain line") == "an older plain line"
     for name in ("bnb_import", "not_new_language", "peak_memory"):
         assert_in_korean(Msg(f"C14.skipped.{name}", error="x", lang="ko"))
 
@@ -270,7 +276,12 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
     from whylab.results import validate_result
 
     assert REGISTRY["C14"] == "whylab.concepts.c14_qlora"
-    settings = {"seeds": [0, 1], "device": "cpu", "languages": ["en"], **copy.deepcopy(c14.DEFAULTS)}
+    settings = {
+        "seeds": [0, 1],
+        "device": "cpu",
+        "languages": ["en"],
+        **copy.deepcopy(c14_experiment.DEFAULTS),
+    }
     settings.update(
         {
             "block_size": 16,
@@ -303,3 +314,7 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
     assert {"C14.literature.vs_lora.note", "C14.primary"} <= keys
     for t in texts:
         assert_in_korean(t)
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts():
+    assert_measuring_is_light("C14")

@@ -1,0 +1,110 @@
+"""C20's decision: from the gradient and memory rows to metrics, and from the metrics to a verdict.
+
+Pure: numbers in, label and texts out (no torch, no files). The thresholds are in ``claim.yaml``;
+``equal_tolerance`` is a setting only the decision reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from whylab.concepts.context import Measured
+from whylab.concepts.spec import load_spec
+from whylab.messages import Msg
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
+
+CLAIM_ID = "C20"
+SPEC = load_spec(CLAIM_ID)
+
+
+def memory_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The memory rows with each step's mean and standard deviation of its times."""
+    out = []
+    for r in rows:
+        t = Spread.of(r["times_s"])
+        out.append(
+            {
+                **{k: r[k] for k in ("micro", "accumulation_steps", "peak_bytes", "breakdown")},
+                "activations_at_peak": r["activations_at_peak"],
+                "time_mean_s": t.mean,
+                "time_std_s": t.std,
+                "times_s": r["times_s"],
+                "method": r["method"],
+            }
+        )
+    return out
+
+
+def summarize(measured: Measured) -> dict[str, Any]:
+    s = measured.settings
+    diffs: list[dict[str, Any]] = measured.whole["diffs"]
+    mem = memory_rows(measured.whole["memory"])
+    micros: list[int] = measured.whole["micros"]
+    tol = float(s["equal_tolerance"])
+    split = [d for d in diffs if d["micro"] < int(s["batch_size"])]  # micro == batch is the batch itself
+
+    def worst(case: str) -> float:
+        vals = [d["rel_diff"] for d in split if d["case"] == case]
+        return max(vals) if vals else 0.0
+
+    by_micro = {r["micro"]: r for r in mem}
+    small, large = by_micro[micros[0]], by_micro[micros[-1]]
+    equal, padded_mom_case, padded_ts_case = measured.whole["cases"]
+    padded_mom, padded_ts = worst(padded_mom_case), worst(padded_ts_case)
+    factor = float(SPEC.threshold("mean_of_means_factor"))
+    return {
+        "diffs": diffs,
+        "memory": mem,
+        "equal_max_rel": worst(equal),
+        "padded_mean_of_means_max_rel": padded_mom,
+        "padded_mean_of_means_min_rel": min(
+            (d["rel_diff"] for d in split if d["case"] == padded_mom_case), default=0.0
+        ),
+        "padded_token_sum_max_rel": padded_ts,
+        "peak_smallest_micro": small["peak_bytes"],
+        "peak_largest_micro": large["peak_bytes"],
+        "peak_reduction": 1 - small["peak_bytes"] / large["peak_bytes"],
+        "time_ratio_smallest_vs_largest": small["time_mean_s"] / large["time_mean_s"],
+        "micro_smallest": micros[0],
+        "micro_largest": micros[-1],
+        "equal_tolerance": tol,
+        "hf_fix_agrees": padded_mom > factor * tol and padded_ts <= tol if len(micros) > 1 else None,
+    }
+
+
+def primary_text() -> Msg:
+    part = SPEC.part("split")
+    assert part.primary is not None
+    return Msg(part.primary.text)
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    out = VerdictOf(Kind.EXPERIMENT, primary_text())
+    tol = metrics["equal_tolerance"]
+    eq, mom, ts = (
+        metrics["equal_max_rel"],
+        metrics["padded_mean_of_means_max_rel"],
+        metrics["padded_token_sum_max_rel"],
+    )
+    red = metrics["peak_reduction"]
+    ms, ml = metrics["micro_smallest"], metrics["micro_largest"]
+    if ms == ml:
+        return out.branch(Label.INCONCLUSIVE, "C20.verdict.one_micro")
+    if eq > tol:
+        return out.branch(Label.NOT_SUPPORTED, "C20.verdict.not_equal", eq=eq, tol=tol)
+    if red < SPEC.threshold("min_peak_reduction"):
+        return out.branch(
+            Label.PARTLY, "C20.verdict.no_memory_saving", eq=eq, ms=ms, ml=ml, red_pct=100 * red
+        )
+    if ts > tol:
+        return out.branch(Label.PARTLY, "C20.verdict.padded_differs", eq=eq, ts=ts, red_pct=100 * red)
+    return out.branch(
+        Label.SUPPORTED,
+        "C20.verdict.split",
+        worst=max(eq, ts),
+        ms=ms,
+        ml=ml,
+        red_pct=100 * red,
+        mom=mom,
+    )
