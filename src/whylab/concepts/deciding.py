@@ -28,7 +28,7 @@ from whylab.concepts.measuring import (
     SEEDS_DIR,
     read_measured,
 )
-from whylab.concepts.spec import measure_settings
+from whylab.concepts.spec import decision_settings, measure_settings
 from whylab.errors import InputError
 from whylab.files import jsonable, write_json
 from whylab.results import SCHEMA_VERSION, Evidence, validate_result, with_messages
@@ -123,6 +123,18 @@ def finish(
     return record
 
 
+def seed_drawing(seed: int) -> None:
+    """Seed the global random generators a figure may draw from (seaborn's strip-plot jitter, a
+    bootstrap band), as the one-module runner seeds before ``combine``: the same measurements
+    give the same figures, in a decide job or in process after the measuring."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- the legacy global RNG that seaborn draws from
+
+
 def decide(
     claim_id: str, settings: Mapping[str, Any], measured: Measured, result_path: Path
 ) -> dict[str, Any]:
@@ -131,6 +143,7 @@ def decide(
     rule = importlib.import_module(f"{package}.verdict")
     drawing = importlib.import_module(f"{package}.figures")
     settings = dict(settings)
+    seed_drawing(measured.seeds[0] if measured.seeds else 0)
     with work_dir(result_path) as work:
         metrics = jsonable(rule.summarize(measured))
         verdict: Verdict = rule.verdict(metrics)
@@ -160,4 +173,7 @@ def run_decide(
     measured = read_measured(
         claim_id, settings, measure_settings(claim_id, dict(settings)), measurements, seed_files
     )
+    # the measure jobs were not given the settings only the decision reads: hand them to
+    # summarize as measure_in_process does (it sees every setting), so both paths decide alike
+    measured.settings.update({k: settings[k] for k in decision_settings(claim_id) if k in settings})
     return decide(claim_id, settings, measured, result_path)
