@@ -1,21 +1,9 @@
-"""C04: attention needs learned W_q and W_k, because raw token embeddings cannot express relations.
+"""C04's measurements: per seed, the directed-relation task with and without W_q, W_k, and the
+corpus LM with and without them.
 
-The notes' example: in "내일 점심에 팀장님이랑 밥 약속이 있어." the relation (내일 점심 ↔ 팀장님) is
-not a similarity between the tokens themselves. With Q = K = X the score of a token with another
-is the plain dot product of their vectors, which is symmetric, and a token's score with itself,
-‖x‖², is the largest a vector of that norm can get; so a token tends to look at itself or at tokens
-that *look like it*. Learned W_q, W_k make the score an arbitrary bilinear form xᵢᵀ W_q W_kᵀ xⱼ,
-which can rank a different, related token first.
-
-Learned embeddings can make related tokens *similar*, so Q = K = X is not helpless; what it cannot
-do is break the symmetry s(a, b) = s(b, a) or stop preferring itself. So the synthetic task uses a
-*directed* relation (a looks for σ(a), which looks for σ(σ(a)), ...), like 내일 점심 → 팀장님.
-
-Two measurements, each over seeds, the same model with and without the projections:
-(a) the relation task, on a one-layer, one-head, attention-only model (so the attention score alone
-    must express the relation): accuracy, and where the query's attention goes (the token it looks
-    for, the token that looks for it, itself);
-(b) next-token loss on the corpus and the share of attention tokens give themselves.
+Measuring only: task accuracy and where the query's attention goes (with a few held-out rows for
+the attention-map figure), the LM's validation loss, curve and self-attention share, and the notes'
+sentence through both LMs. Deciding is in ``verdict.py``, drawing in ``figures.py``.
 """
 
 from __future__ import annotations
@@ -25,42 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import seaborn as sns
 import torch
 
-from whylab import plotting
+from whylab.bench.lab import history_dict, learned_baseline, load_corpus, train_on_corpus, train_on_task
 from whylab.bench.train import train_settings
-from whylab.concepts import ConceptContext
-from whylab.concepts._bench_common import (
-    attention_rows_figure,
-    curve,
-    describe,
-    finite,
-    fmt,
-    history_dict,
-    holm_of,
-    label_of,
-    learned_baseline,
-    load_corpus,
-    paired,
-    part_status,
-    plot_curves,
-    summary,
-    train_on_corpus,
-    train_on_task,
-)
-from whylab.messages import Msg
-from whylab.results import Evidence, LiteratureCheck, Table
-from whylab.verdict import Kind, Label, Verdict, VerdictOf
+from whylab.concepts.c04_qk_projection import KEYS
+from whylab.concepts.context import ConceptContext
 
-CLAIM_ID = "C04"
-
-VARIANTS = {"learned W_q, W_k": True, "Q = K = X": False}
-KEYS = {"learned W_q, W_k": "learned", "Q = K = X": "no_qk"}
+VARIANTS = {"learned W_q, W_k": True, "Q = K = X": False}  # display name -> has W_q, W_k
 ILLUSTRATION_KO = "내일 점심에 팀장님이랑 밥 약속이 있어."
+
+
+def finite(value: float | None) -> float | None:
+    """A measured number, or None where it is missing or not finite (a run that blew up)."""
+    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 # --------------------------------------------------------------------------- the synthetic task
@@ -192,11 +158,6 @@ def self_attention_share(model: Any, windows: torch.Tensor, device: str) -> list
     return shares
 
 
-def uniform_self_share(seq_len: int) -> float:
-    """What a causal token would give itself under uniform attention: mean of 1/(t+1), t ≥ 1."""
-    return float(np.mean([1.0 / (t + 1) for t in range(1, seq_len)]))
-
-
 @torch.no_grad()
 def illustration_rows(models: Mapping[str, Any], tokenizer: Any, device: str) -> list[dict[str, Any]]:
     """The notes' sentence through each trained LM: how much each token attends to itself (layer 1)."""
@@ -233,7 +194,7 @@ def lm_measures(ctx: ConceptContext, corpus: Any, model: Any, history: Any) -> d
 
 
 # --------------------------------------------------------------------------- one seed
-def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     """One seed: the relation task with and without W_q, W_k, and the corpus LM: the learned
     baseline (shared with C03, C06) against the same model with Q = K = X, same initial weights
     where the shapes agree and the same batches (paired)."""
@@ -251,242 +212,3 @@ def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
         },
         "illustration": illustration_rows(models, corpus.tokenizer, ctx.device),
     }
-
-
-# --------------------------------------------------------------------------- combine
-def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
-    seeds = [int(r["seed"]) for r in per_seed]
-    task_cfg = ctx.settings["task"]
-    names = {v: KEYS[v] for v in VARIANTS}
-
-    def task_values(key: str, measure: str, layer: int | None = 0) -> list[float]:
-        vals = [r["task"][key][measure] for r in per_seed]
-        return [float(v[layer] if layer is not None else v) for v in vals]
-
-    acc = {k: task_values(k, "accuracy", None) for k in names.values()}
-    lm_loss = {k: [r["lm"][k]["eval_loss"] for r in per_seed] for k in names.values()}
-    seq_len = per_seed[0]["lm"]["learned"]["seq_len"]
-    th = {
-        "min_accuracy_gap": float(ctx.settings["min_accuracy_gap"]),
-        "min_loss_gain": float(ctx.settings["min_loss_gain"]),
-    }
-    metrics: dict[str, Any] = {
-        "n_seeds": len(seeds),
-        "task": {
-            **{k: task_cfg[k] for k in ("n_entities", "context_len", "n_layers", "n_heads", "ffn")},
-            "chance_accuracy": 1.0 / task_cfg["context_len"],
-        },
-        "task_accuracy": {k: summary(v) for k, v in acc.items()},
-        "task_partner_attention_layer1": {
-            k: summary(task_values(k, "partner_attention")) for k in names.values()
-        },
-        "task_reverse_attention_layer1": {
-            k: summary(task_values(k, "reverse_attention")) for k in names.values()
-        },
-        "task_self_attention_layer1": {k: summary(task_values(k, "self_attention")) for k in names.values()},
-        "lm_eval_loss": {
-            k: summary([math.nan if v is None else v for v in vals]) for k, vals in lm_loss.items()
-        },
-        "lm_self_attention_layer1": {
-            k: summary([r["lm"][k]["self_share"][0] for r in per_seed]) for k in names.values()
-        },
-        "lm_self_attention_uniform": uniform_self_share(seq_len),
-        # primary comparisons, paired by seed: accuracy learned − plain; loss plain − learned
-        "paired_task_accuracy": paired(acc["learned"], acc["no_qk"], th["min_accuracy_gap"]),
-        "paired_lm_loss": paired(lm_loss["no_qk"], lm_loss["learned"], th["min_loss_gain"]),
-        "diverged": {
-            k: sum(int(r["task"][k]["diverged"]) + int(r["lm"][k]["diverged"]) for r in per_seed)
-            for k in names.values()
-        },
-        "thresholds": th,
-    }
-
-    def cell(key: str, measure: str) -> str:
-        return fmt(task_values(key, measure, None if measure == "accuracy" else 0), notation="f")
-
-    tables = [
-        Table.from_records(
-            "summary",
-            Msg("C04.table.summary.caption"),
-            [
-                {
-                    "variant": v,
-                    "task accuracy": cell(k, "accuracy"),
-                    "attention on σ(q)": cell(k, "partner_attention"),
-                    "attention on σ⁻¹(q)": cell(k, "reverse_attention"),
-                    "attention on itself": cell(k, "self_attention"),
-                    "LM validation loss (nats/token)": fmt(metrics["lm_eval_loss"][k], notation="f"),
-                    "LM self-attention share": fmt(
-                        [r["lm"][k]["self_share"][0] for r in per_seed], notation="f"
-                    ),
-                }
-                for v, k in names.items()
-            ],
-        ),
-        Table.from_records(
-            "paired",
-            Msg("C04.table.paired.caption"),
-            [
-                {
-                    "comparison": "relation-task accuracy",
-                    "paired difference": describe(metrics["paired_task_accuracy"], ""),
-                },
-                {
-                    "comparison": "LM validation loss",
-                    "paired difference": describe(metrics["paired_lm_loss"], "nats/token"),
-                },
-            ],
-        ),
-        Table.from_records(
-            "illustration_ko",
-            Msg("C04.table.illustration_ko.caption", seed=seeds[0]),
-            per_seed[0]["illustration"],
-        ),
-    ]
-    figures = [
-        _accuracy_figure(per_seed, metrics["task"]["chance_accuracy"], ctx),
-        _attention_map_figure(per_seed[0], ctx),
-        plot_curves(
-            {v: [curve(r["lm"][k]["curve"]) for r in per_seed] for v, k in names.items()},
-            ctx.outdir,
-            "lm_curves",
-            Msg("C04.figure.lm_curves.title"),
-            Msg("C04.figure.lm_curves.caption"),
-        ),
-    ]
-    v = verdict(metrics)
-    literature = [
-        LiteratureCheck(
-            "Vaswani et al. 2017, section 3.2.2",
-            Msg("C04.literature.vaswani.finding"),
-            agrees=(
-                True
-                if v.label in (Label.SUPPORTED, Label.PARTLY)
-                else False
-                if v.label is Label.NOT_SUPPORTED
-                else None
-            ),
-            note=Msg(
-                "C04.literature.vaswani.note",
-                task=describe(metrics["paired_task_accuracy"], ""),
-                lm=describe(metrics["paired_lm_loss"], "nats/token"),
-            ),
-        )
-    ]
-    method = Msg(
-        "C04.method",
-        context_len=task_cfg["context_len"],
-        n_heads=task_cfg["n_heads"],
-        ffn=Msg("C04.method_part.ffn_with" if task_cfg["ffn"] else "C04.method_part.ffn_without"),
-        init_std=task_cfg["init_std"],
-    )
-    return Evidence(
-        method=method, metrics=metrics, seeds=seeds, tables=tables, figures=figures, literature=literature
-    )
-
-
-def _accuracy_figure(per_seed: list[dict[str, Any]], chance: float, ctx: ConceptContext) -> Any:
-    measures = {
-        "accuracy": "task\naccuracy",
-        "partner_attention": "attention\non σ(q)",
-        "reverse_attention": "attention\non σ⁻¹(q)",
-        "self_attention": "attention\non itself",
-    }
-    rows = []
-    for r in per_seed:
-        for v, k in KEYS.items():
-            for m, label in measures.items():
-                value = r["task"][k][m]
-                rows.append(
-                    {
-                        "variant": v,
-                        "seed": r["seed"],
-                        "measure": label,
-                        "value": float(value if m == "accuracy" else value[0]),
-                    }
-                )
-    frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    sns.barplot(data=frame, x="measure", y="value", hue="variant", errorbar="sd", ax=ax, alpha=0.7)
-    sns.stripplot(
-        data=frame,
-        x="measure",
-        y="value",
-        hue="variant",
-        dodge=True,
-        ax=ax,
-        palette="dark:black",
-        size=4,
-        legend=False,
-    )
-    ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
-    ax.set_ylim(0, 1.25)
-    ax.legend(loc="upper right", ncols=2, fontsize="small")
-    ax.set_xlabel("measure on held-out task sequences")
-    ax.set_ylabel("accuracy / attention weight (fraction, 0–1)")
-    return plotting.save_figure(fig, ctx.outdir, "C04.figure.relation_task", chance=chance)
-
-
-def _attention_map_figure(r: Mapping[str, Any], ctx: ConceptContext) -> Any:
-    panels = {
-        v: (np.asarray(r["task"][k]["map_rows"], dtype=float), list(r["task"][k]["map_positions"]))
-        for v, k in KEYS.items()
-    }
-    return attention_rows_figure(
-        panels,
-        ctx.outdir,
-        "attention_maps",
-        Msg("C04.figure.attention_maps.title", seed=r["seed"]),
-        Msg("C04.figure.attention_maps.caption"),
-        "key position (index; last = the query itself)",
-    )
-
-
-# --------------------------------------------------------------------------- verdict
-PART_NAMES = {"task": "C04.reason.part_task", "lm": "C04.reason.part_lm"}
-BRANCHES = {
-    Label.SUPPORTED: "supported",
-    Label.PARTLY: "partly",
-    Label.NOT_SUPPORTED: "not_supported",
-    Label.INCONCLUSIVE: "inconclusive",
-}
-
-
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Two parts, paired over seeds and Holm-corrected together: relation-task accuracy and LM loss,
-    each 'confirmed' (learned W_q, W_k clearly better past its floor), 'contradicted' (Q = K = X
-    clearly better, or no difference that matters) or 'limited' (neither: never lowers the label).
-    All judged parts confirmed: supported; a mix: partly; all contradicted: not supported.
-
-    The task counts only if the learned model solves it (accuracy at least ``min_accuracy_gap``
-    above chance); otherwise it cannot tell the variants apart and the verdict is inconclusive.
-    """
-    out = VerdictOf(Kind.EXPERIMENT, Msg("C04.primary", n_seeds=metrics["n_seeds"]))
-    th = metrics["thresholds"]
-    comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
-    if metrics["n_seeds"] < 2 or any(c["n"] < 2 for c in comps.values()):
-        return out.branch(Label.INCONCLUSIVE, "C04.verdict.too_few")
-    if sum(metrics["diverged"].values()):
-        return out.branch(Label.INCONCLUSIVE, "C04.verdict.diverged")
-    acc = metrics["task_accuracy"]["learned"]["mean"]
-    chance = metrics["task"]["chance_accuracy"]
-    if acc < chance + th["min_accuracy_gap"]:
-        return out.branch(Label.INCONCLUSIVE, "C04.verdict.not_learned", acc=acc, chance=chance)
-    rejected = holm_of(comps)
-    status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
-    label = Label(label_of(list(status.values())))
-    out.limited.extend(
-        Msg("C04.limited.part", part=Msg(PART_NAMES[k])) for k, st in status.items() if st == "limited"
-    )
-    numbers = Msg(
-        "C04.reason.numbers",
-        acc_learned=fmt(metrics["task_accuracy"]["learned"], notation="f"),
-        acc_plain=fmt(metrics["task_accuracy"]["no_qk"], notation="f"),
-        task=describe(comps["task"], ""),
-        self_learned=metrics["task_self_attention_layer1"]["learned"]["mean"],
-        self_plain=metrics["task_self_attention_layer1"]["no_qk"]["mean"],
-        lm=describe(comps["lm"], "nats/token"),
-    )
-    won = [Msg(PART_NAMES[k]) for k, st in status.items() if st == "confirmed"]
-    lost = [Msg(PART_NAMES[k]) for k, st in status.items() if st == "contradicted"]
-    return out.branch(label, f"C04.verdict.{BRANCHES[label]}", won=won, lost=lost, numbers=numbers)
