@@ -11,9 +11,14 @@ import pytest
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
-from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
-from whylab.concepts import c03_embedding as c03
-from whylab.concepts._bench_common import describe
+from claim_packages import assert_measuring_is_light
+from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
+from whylab.concepts import REGISTRY
+from whylab.concepts._bench_stats import describe
+from whylab.concepts.c03_embedding import FROZEN, FROZEN_UNIT, experiment, figures
+from whylab.concepts.c03_embedding import verdict as c03
+from whylab.concepts.deciding import run_decide
+from whylab.concepts.measuring import run_measure_seed
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Kind, Label
 
@@ -73,12 +78,12 @@ def test_measures() -> None:
     before = torch.eye(4)
     after = before.clone()
     after[0] = torch.tensor([2.0, 0, 0, 0])
-    assert c03.row_relative_change(before, after).tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert c03.table_relative_change(before, after) == pytest.approx(0.5)
-    assert c03.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert experiment.row_relative_change(before, after).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert experiment.table_relative_change(before, after) == pytest.approx(0.5)
+    assert experiment.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
     table = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
-    assert c03.nearest_neighbours(table, [0], 2) == [[1, 2]]
-    assert c03.neighbour_overlap(table, table, [0, 1, 2, 3], 1) == 1.0
+    assert experiment.nearest_neighbours(table, [0], 2) == [[1, 2]]
+    assert experiment.neighbour_overlap(table, table, [0, 1, 2, 3], 1) == 1.0
 
 
 SECTION = {
@@ -159,10 +164,10 @@ def test_evidence_texts_render_in_korean() -> None:
             parts=[
                 Msg(
                     "C03.literature.vaswani.part",
-                    variant=c03.variant(k),
+                    variant=figures.variant(k),
                     delta=describe(comparison_, "nats/token"),
                 )
-                for k in (c03.FROZEN, c03.FROZEN_UNIT)
+                for k in (FROZEN, FROZEN_UNIT)
             ],
         ),
     ]
@@ -171,4 +176,33 @@ def test_evidence_texts_render_in_korean() -> None:
     )
     for t in texts:
         assert t and english_runs(t.in_("ko")) == [], t.in_("ko")
-    assert all(Msg(f"C03.variant.{k}") == name for k, name in c03.NAMES.items())
+    assert all(Msg(f"C03.variant.{k}") == name for k, name in figures.NAMES.items())
+
+
+def test_measuring_is_light() -> None:
+    assert REGISTRY["C03"] == "whylab.concepts.c03_embedding"
+    assert_measuring_is_light("C03")
+
+
+def test_seed_jobs_and_a_decide_job_give_the_in_process_result(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    """The DAG's path (one measure job per seed, then the decide job) gives what one process gives,
+    and a decision setting changed after the measuring reaches the verdict without re-measuring."""
+    inputs = lm_inputs_of(tiny_corpus, tiny_tokenizers)
+    settings = {**copy.deepcopy(TINY), **schema_section("C03"), **copy.deepcopy(SECTION)}
+    whole = run_claim("C03", copy.deepcopy(SECTION), inputs, tmp_path / "whole")
+    measure = {k: v for k, v in settings.items() if k not in ("min_relative_change", "min_loss_gain")}
+    flags = {}
+    for seed in settings["seeds"]:
+        path = tmp_path / "seeds" / f"{seed}.json"
+        run_measure_seed("C03", measure, inputs, seed, path)
+        flags[f"seed.{seed}"] = path
+    split = run_decide("C03", settings, flags, tmp_path / "split" / "C03" / "result.json")
+    assert split["metrics"] == whole["metrics"] and split["verdict"] == whole["verdict"]
+    assert split["tables"] == whole["tables"] and split["figures"] == whole["figures"]
+    strict = run_decide(
+        "C03", {**settings, "min_loss_gain": 5.0}, flags, tmp_path / "strict" / "C03" / "result.json"
+    )
+    assert strict["metrics"]["thresholds"]["min_loss_gain"] == 5.0
+    assert strict["metrics"]["paired_frozen_minus_learned"]["frozen"]["min_effect"] == 5.0

@@ -10,9 +10,13 @@ from typing import Any
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean
+from claim_packages import assert_measuring_is_light
 from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import ConceptContext
-from whylab.concepts import c04_qk_projection as c04
+from whylab.concepts.c04_qk_projection import experiment
+from whylab.concepts.c04_qk_projection import verdict as c04
+from whylab.concepts.deciding import run_decide
+from whylab.concepts.measuring import run_measure_seed
 from whylab.verdict import Label
 
 torch.set_num_threads(1)
@@ -66,7 +70,7 @@ def test_verdict_every_label() -> None:
 
 
 def test_relation_task_invariants() -> None:
-    task = c04.RelationTask.make(16, 6, seed=3)
+    task = experiment.RelationTask.make(16, 6, seed=3)
     assert torch.equal(task.backward[task.forward], torch.arange(16))
     seen, a = set(), 0
     for _ in range(16):
@@ -87,8 +91,8 @@ def test_learned_projections_solve_the_relation_task_q_equals_k_does_not() -> No
     section["task"].update(n_entities=12, context_len=5, steps=300, batch_size=64, eval_size=256)
     settings = {**TINY, "model": {"d_model": 32, "n_heads": 4}, **section}
     ctx = ConceptContext("C04", settings, {}, Path("."), 1, "cpu")
-    learned = c04.run_task(ctx, seed=0, qk_proj=True)
-    plain = c04.run_task(ctx, seed=0, qk_proj=False)
+    learned = experiment.run_task(ctx, seed=0, qk_proj=True)
+    plain = experiment.run_task(ctx, seed=0, qk_proj=False)
     assert learned["accuracy"] > plain["accuracy"] + 0.3
     assert plain["self_attention"][0] > 0.5 > learned["self_attention"][0]
 
@@ -101,8 +105,15 @@ def test_runs_end_to_end_and_is_deterministic(
     section.update(attention_windows=2, attention_examples=3)
     inputs = lm_inputs_of(tiny_corpus, tiny_tokenizers)
     a = run_claim("C04", copy.deepcopy(section), inputs, tmp_path / "a")
-    b = run_claim("C04", copy.deepcopy(section), inputs, tmp_path / "b")
-    assert a["metrics"] == b["metrics"]
+    # again, the DAG's way: one measure job per seed (without the decision's settings), then decide
+    settings = {**copy.deepcopy(TINY), **schema_section("C04"), **copy.deepcopy(section)}
+    measure = {k: v for k, v in settings.items() if k not in ("min_accuracy_gap", "min_loss_gain")}
+    flags = {}
+    for seed in settings["seeds"]:
+        flags[f"seed.{seed}"] = tmp_path / "seeds" / f"{seed}.json"
+        run_measure_seed("C04", measure, inputs, seed, flags[f"seed.{seed}"])
+    b = run_decide("C04", settings, flags, tmp_path / "b" / "C04" / "result.json")
+    assert a["metrics"] == b["metrics"] and a["verdict"] == b["verdict"] and a["tables"] == b["tables"]
     m = a["metrics"]
     assert m["lm_self_attention_layer1"]["no_qk"]["mean"] > 2 * m["lm_self_attention_uniform"]
     assert m["paired_lm_loss"]["n"] == 2 and a["verdict"]["primary"]
@@ -172,3 +183,7 @@ def test_method_figures_tables_and_literature_render_in_korean() -> None:
     ]
     for text in texts:
         assert english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def test_measuring_is_light() -> None:
+    assert_measuring_is_light("C04")

@@ -30,7 +30,7 @@ FAKE_CLAIM = Path(__file__).with_name("fake_seed_claim.py")
 C08_MODULE = Path("src/whylab/concepts/c08_pre_vs_post_ln.py")
 # the rules that run torch on the run's device; every other job must get cpu and no GPU
 TORCH_RULES = re.compile(
-    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[01])(_seed)?|concept_C1[46]|concept_C(1[7-9]|2[01])"
+    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[01])(_seed|_measure)?|concept_C1[46]|concept_C(1[7-9]|2[01])"
 )
 # claims that repeat over the run-wide seeds in config/test.yaml (C03-C08 and C11 set their own)
 SEEDED_CLAIMS = {f"concept_C{i:02d}" for i in (9, 10, 14, 16)}
@@ -226,7 +226,17 @@ def test_changing_the_device_leaves_the_cpu_stages_alone(finished: Path) -> None
 
 
 def test_editing_a_claim_module_reruns_that_claim_only(finished: Path, edit: Callable[[str], None]) -> None:
-    edit("src/whylab/concepts/c03_embedding.py")
+    edit("src/whylab/concepts/c03_embedding/experiment.py")
+    assert rules(dry_run(finished, "config/test.yaml", "fake.yaml")) == Counter(
+        {"concept_C03_measure": 1, "concept_C03": 1, "report": 1, "all": 1}
+    )
+
+
+def test_editing_a_claims_decision_or_figures_reruns_its_decide_job_only(
+    finished: Path, edit: Callable[[str], None]
+) -> None:
+    edit("src/whylab/concepts/c03_embedding/figures.py")
+    edit("src/whylab/concepts/c03_embedding/verdict.py")
     assert rules(dry_run(finished, "config/test.yaml", "fake.yaml")) == Counter(
         {"concept_C03": 1, "report": 1, "all": 1}
     )
@@ -246,9 +256,9 @@ def test_editing_a_shared_module_reruns_the_claims_that_import_it(
 ) -> None:
     edit("src/whylab/bench/model.py")
     scheduled = set(rules(dry_run(finished, "config/test.yaml", "fake.yaml"))) - {"report", "all"}
-    assert scheduled and all(re.fullmatch(r"concept_C(0[3-9]|1[01])|bench_baseline", r) for r in scheduled), (
-        scheduled
-    )
+    assert scheduled and all(
+        re.fullmatch(r"concept_C(0[3-9]|1[01])(_seed|_measure)?|bench_baseline", r) for r in scheduled
+    ), scheduled
 
 
 def test_editing_a_user_corpus_file_reruns_the_corpus_and_what_depends_on_it(tmp_path: Path) -> None:

@@ -124,6 +124,18 @@ def finish(
     return record
 
 
+def seed_drawing(seed: int) -> None:
+    """Seed the global random generators a figure may draw from (seaborn's strip-plot jitter, a
+    bootstrap band), as the one-module runner seeds before ``combine``: the same measurements
+    give the same figures, in a decide job or in process after the measuring."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- the legacy global RNG that seaborn draws from
+
+
 def decide(
     claim_id: str, settings: Mapping[str, Any], measured: Measured, result_path: Path
 ) -> dict[str, Any]:
@@ -135,6 +147,7 @@ def decide(
     # the measure jobs ran without the settings only the decision reads: the decision gets them here
     only_decided = {k: settings[k] for k in decision_settings(claim_id) if k in settings}
     measured = dataclasses.replace(measured, settings={**measured.settings, **only_decided})
+    seed_drawing(measured.seeds[0] if measured.seeds else 0)
     with work_dir(result_path) as work:
         metrics = jsonable(rule.summarize(measured))
         verdict: Verdict = rule.verdict(metrics)
