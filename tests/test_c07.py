@@ -4,6 +4,7 @@ are limits, never lowering the label), and the run end to end."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,15 @@ import pytest
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
-from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
+from claim_packages import assert_measuring_is_light
+from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
-from whylab.concepts import c07_layernorm_vs_batchnorm as c07
+from whylab.concepts.c07_layernorm_vs_batchnorm import figures as c07_figures
+from whylab.concepts.c07_layernorm_vs_batchnorm import padding, probes
+from whylab.concepts.c07_layernorm_vs_batchnorm import verdict as c07
+from whylab.concepts.deciding import decide, run_decide
+from whylab.concepts.measuring import measure_in_process, run_measure
+from whylab.concepts.spec import measure_settings
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Label
 
@@ -21,17 +28,20 @@ torch.set_num_threads(1)
 
 
 def test_split_sentences_and_pairs() -> None:
-    assert c07.split_sentences("One two. Three? Four!  Five") == ["One two.", "Three?", "Four!", "Five"]
-    assert c07.split_sentences("헌법은 국민의 것이다. 다음 문장") == ["헌법은 국민의 것이다.", "다음 문장"]
-    x, y = c07.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0)
+    assert padding.split_sentences("One two. Three? Four!  Five") == ["One two.", "Three?", "Four!", "Five"]
+    assert padding.split_sentences("헌법은 국민의 것이다. 다음 문장") == [
+        "헌법은 국민의 것이다.",
+        "다음 문장",
+    ]
+    x, y = padding.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0)
     assert x.tolist() == [[5, 6, 7], [9, 0, 0]]
     assert y.tolist() == [[6, 7, 8], [10, -100, -100]]
-    x, _ = c07.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0, length=5)
-    assert x.shape == (2, 5) and c07.pad_fraction(x, 0) == pytest.approx(6 / 10)
+    x, _ = padding.lm_pairs([[5, 6, 7, 8], [9, 10]], pad_id=0, length=5)
+    assert x.shape == (2, 5) and padding.pad_fraction(x, 0) == pytest.approx(6 / 10)
     with pytest.raises(ValueError, match="shorter than the longest"):
-        c07.lm_pairs([[5, 6, 7, 8]], pad_id=0, length=2)
+        padding.lm_pairs([[5, 6, 7, 8]], pad_id=0, length=2)
     with pytest.raises(ValueError, match="at least 2 tokens"):
-        c07.lm_pairs([[5]], pad_id=0)
+        padding.lm_pairs([[5]], pad_id=0)
 
 
 class _Tok:
@@ -46,18 +56,18 @@ class _Tok:
 
 
 def test_pad_id_uses_the_tokenizers_pad_or_adds_one() -> None:
-    assert c07.pad_id_of(_Tok(0)) == (0, 50)
-    assert c07.pad_id_of(_Tok(None)) == (50, 51)
+    assert padding.pad_id_of(_Tok(0)) == (0, 50)
+    assert padding.pad_id_of(_Tok(None)) == (50, 51)
 
 
 def test_padded_batches_mix_lengths_deterministically() -> None:
     seqs = [list(range(1, n + 1)) for n in (3, 5, 9, 12, 4)]
-    fn = c07.padded_batch_fn(seqs, 4, pad_id=0)
+    fn = padding.padded_batch_fn(seqs, 4, pad_id=0)
     a = fn(0, torch.Generator().manual_seed(1))
     b = fn(0, torch.Generator().manual_seed(1))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert ((a[0] == 0) == (a[1] == -100)).all()  # PAD inputs are exactly the ignored targets
-    batches = c07.fixed_batches(seqs, 2, pad_id=0)
+    batches = padding.fixed_batches(seqs, 2, pad_id=0)
     assert [x.shape[0] for x, _ in batches] == [2, 2, 1]
 
 
@@ -77,7 +87,7 @@ def test_batch_dependence_layernorm_zero_batchnorm_not() -> None:
     stream = torch.randint(1, 30, (200,), generator=gen)
     out = {}
     for norm in ("layer", "batch", "rms"):
-        out[norm] = c07.batch_dependence(
+        out[norm] = probes.batch_dependence(
             _tiny_lm(norm),
             pool[:3],
             pool[3:],
@@ -104,13 +114,15 @@ def test_batch_stats_mode_leaves_running_stats_alone_and_statistics_see_pad() ->
     model = _tiny_lm("batch")
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
-    x, y = c07.lm_pairs([[1, 2, 3, 4, 5, 6, 7, 8], [3, 4, 5]], pad_id=0)
-    c07.token_loss(c07.batch_stats_mode(model), [(x, y)], "cpu")
-    stats = c07.batchnorm_statistics(model, [(x, y), c07.lm_pairs([[2, 3, 4], [5, 6, 7, 8, 9]], 0)], 0, "cpu")
+    x, y = padding.lm_pairs([[1, 2, 3, 4, 5, 6, 7, 8], [3, 4, 5]], pad_id=0)
+    probes.token_loss(probes.batch_stats_mode(model), [(x, y)], "cpu")
+    stats = probes.batchnorm_statistics(
+        model, [(x, y), padding.lm_pairs([[2, 3, 4], [5, 6, 7, 8, 9]], 0)], 0, "cpu"
+    )
     after = {k: v for k, v in model.state_dict().items() if "running" in k}
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert stats["pad_mean_shift"] > 0.01 and stats["batch_fluctuation"] > 0
-    assert c07.batchnorm_statistics(_tiny_lm("layer"), [(x, y)], 0, "cpu") == {}
+    assert probes.batchnorm_statistics(_tiny_lm("layer"), [(x, y)], 0, "cpu") == {}
 
 
 def test_masked_batchnorm_statistics_exclude_pad() -> None:
@@ -138,7 +150,7 @@ def test_masked_batchnorm_model_is_blind_to_extra_padding_naive_is_not() -> None
     stream = torch.randint(1, 30, (200,), generator=gen)
     out = {}
     for norm in ("masked_batch", "batch"):
-        out[norm] = c07.batch_dependence(
+        out[norm] = probes.batch_dependence(
             _tiny_lm(norm),
             pool[:2],
             pool[2:],
@@ -161,7 +173,7 @@ def test_future_leak_zero_for_layernorm_positive_for_batchnorm() -> None:
         for n in torch.randint(6, 14, (12,), generator=gen)
     ]
     leak = {
-        norm: c07.future_leak(
+        norm: probes.future_leak(
             _tiny_lm(norm), pool[:3], pool[3:], batch_size=4, pad_id=0, vocab=30, device="cpu", seed=0
         )
         for norm in ("layer", "batch", "masked_batch")
@@ -257,16 +269,18 @@ def test_verdict_inconclusive_when_the_measurement_is_untrustworthy() -> None:
     assert v.label is Label.INCONCLUSIVE
 
 
+SECTION = {
+    "steps": 4,
+    "max_seq_len": 20,
+    "eval_sequences": 8,
+    "probes": 2,
+    "mate_sets": 2,
+    "extra_padding": [6],
+}
+
+
 def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
-    section = {
-        "steps": 4,
-        "max_seq_len": 20,
-        "eval_sequences": 8,
-        "probes": 2,
-        "mate_sets": 2,
-        "extra_padding": [6],
-    }
-    rec = run_claim("C07", section, lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
+    rec = run_claim("C07", dict(SECTION), lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
     # method, captions, titles, literature and the verdict's reason are kept as messages and
     # render in Korean, each reading differently from its English
     assert len(rec["tables"]) == 2 and len(rec["figures"]) == 3 and len(rec["literature"]) == 1
@@ -281,10 +295,41 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     with pytest.raises(Exception, match="masked_batch"):
         run_claim(
             "C07",
-            {**section, "norms": ["layer", "batch"]},
+            {**SECTION, "norms": ["layer", "batch"]},
             lm_inputs_of(tiny_corpus, tiny_tokenizers),
             tmp_path / "x",
         )
+
+
+def test_measuring_is_light() -> None:
+    assert_measuring_is_light("C07")
+
+
+def test_the_package_imports_no_shim() -> None:
+    package = Path(c07.__file__).parent
+    assert not [p.name for p in package.glob("*.py") if "_bench_common" in p.read_text(encoding="utf-8")]
+
+
+def test_the_decision_settings_are_decided_from_the_measure_jobs_files(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    """The measure job never sees min_loss_gain and the other thresholds; the decide job reads them
+    from the run's settings, and gives what one process gives."""
+    settings = {**copy.deepcopy(TINY), **schema_section("C07"), **SECTION, "seeds": TINY["seeds"]}
+    inputs = lm_inputs_of(tiny_corpus, tiny_tokenizers)
+    measured = measure_in_process("C07", settings, inputs)
+    assert [r["seed"] for r in measured.per_seed] == [0, 1] and measured.whole == {}
+    here = decide("C07", settings, measured, tmp_path / "one" / "C07" / "result.json")
+    measure_only = measure_settings("C07", settings)
+    assert "min_loss_gain" not in measure_only and "norms" in measure_only
+    files = tmp_path / "jobs" / "C07"
+    run_measure("C07", measure_only, inputs, files / "measurements.json")
+    stricter = {**settings, "min_loss_gain": 5.0}
+    jobs = run_decide("C07", stricter, {"measurements": files / "measurements.json"}, files / "result.json")
+    assert jobs["metrics"]["min_loss_gain"] == 5.0 and here["metrics"]["min_loss_gain"] == 0.02
+    assert jobs["metrics"]["paired"]["reason_naive_minus_masked"]["min_effect"] == 5.0
+    same = run_decide("C07", settings, {"measurements": files / "measurements.json"}, files / "result.json")
+    assert same["metrics"] == here["metrics"] and same["verdict"] == here["verdict"]
 
 
 def test_loss_comparisons_before_a_plateau_are_limits() -> None:
@@ -393,7 +438,7 @@ def test_shen_note_renders_in_korean_with_and_without_batchnorm_statistics() -> 
         m = c07_metrics(naive=naive, masked=shift(LN, 0.1), layer=LN)
         if stats is None:
             m["batchnorm_statistics"] = {"batch_fluctuation": {"mean": 0.12}, "pad_mean_shift": {"mean": 0.3}}
-        lit = c07._shen(m)
+        lit = c07_figures._shen(m)
         for text in (lit.finding, lit.note):
             assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
         assert ("n/a" in lit.note) == (stats == {})

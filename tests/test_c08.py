@@ -10,8 +10,10 @@ from typing import Any
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean
+from claim_packages import assert_measuring_is_light
 from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
-from whylab.concepts import c08_pre_vs_post_ln as c08
+from whylab.concepts.c08_pre_vs_post_ln import figures as c08_figures
+from whylab.concepts.c08_pre_vs_post_ln import verdict as c08
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Label, holm
 
@@ -133,6 +135,15 @@ def test_runs_end_to_end_and_is_deterministic(
     assert_record_in_korean(a)
 
 
+def test_measuring_is_light() -> None:
+    assert_measuring_is_light("C08")
+
+
+def test_the_package_imports_no_shim() -> None:
+    package = Path(c08.__file__).parent
+    assert not [p.name for p in package.glob("*.py") if "_bench_common" in p.read_text(encoding="utf-8")]
+
+
 OPPOSITE = [-1.5, -1.6, -1.4, -1.7, -1.5]
 UNCLEAR_TREND = [1.0, -1.0, 0.8, -0.9, 0.3]
 
@@ -175,7 +186,7 @@ def test_literature_texts_render_in_korean() -> None:
     warm["warmup"] = 5
     m["warmup_cells"] = [warm]
     m["grad_probe_depth"] = 12
-    checks = c08._xiong(m)
+    checks = c08_figures._xiong(m)
     assert len(checks) == 2 and checks[1].note.startswith(
         "Illustration, not deciding: 6 layers: Post − Pre Δ"
     )

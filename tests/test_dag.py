@@ -94,6 +94,8 @@ def rules(jobs: list[Job]) -> Counter[str]:
 def per_seed_copy(dest: Path) -> Path:
     """A workflow copy whose C08 is the per-seed fake claim."""
     work = workflow_copy(dest)
+    # C08 is a package: the fake module takes its place (a package would shadow a module)
+    shutil.rmtree(work / C08_MODULE.with_suffix(""), ignore_errors=True)
     shutil.copy2(FAKE_CLAIM, work / C08_MODULE)
     (work / "fake.yaml").write_text("per_seed_jobs: [C08]\n", encoding="utf-8")
     return work
