@@ -28,7 +28,6 @@ from whylab.concepts.measuring import (
     SEED_INPUT_PREFIX,
     SEEDS_DIR,
     read_measured,
-    without_seeds,
 )
 from whylab.concepts.spec import decision_settings, measure_settings
 from whylab.errors import InputError
@@ -178,7 +177,4 @@ def run_decide(
     measured = read_measured(
         claim_id, settings, measure_settings(claim_id, dict(settings)), measurements, seed_files
     )
-    # the measure jobs never saw claim.yaml's decision_settings; the decision reads them (as
-    # measure_in_process gives them, so in-process and job-by-job runs decide alike)
-    measured.settings = jsonable(without_seeds(settings))
     return decide(claim_id, settings, measured, result_path)
