@@ -14,6 +14,7 @@ import importlib
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from whylab.concepts.measuring import (
     SEED_INPUT_PREFIX,
     SEEDS_DIR,
     read_measured,
+    without_seeds,
 )
 from whylab.concepts.spec import measure_settings
 from whylab.errors import InputError
@@ -131,6 +133,8 @@ def decide(
     rule = importlib.import_module(f"{package}.verdict")
     drawing = importlib.import_module(f"{package}.figures")
     settings = dict(settings)
+    # the measure files hold the settings less claim.yaml's decision_settings; summarize reads those too
+    measured = replace(measured, settings={**measured.settings, **without_seeds(settings)})
     with work_dir(result_path) as work:
         metrics = jsonable(rule.summarize(measured))
         verdict: Verdict = rule.verdict(metrics)
