@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean
+from claim_packages import assert_measuring_is_light
 from mech_b_helpers import lm_inputs_of, run_claim, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MultiHeadAttention
-from whylab.concepts import c05_scaling as c05
+from whylab.concepts.c05_scaling import experiment as c05x
+from whylab.concepts.c05_scaling import figures as c05f
+from whylab.concepts.c05_scaling import verdict as c05
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Label
 
@@ -22,14 +25,14 @@ torch.set_num_threads(1)
 
 def test_softmax_probe_variance_and_saturation() -> None:
     gen = torch.Generator().manual_seed(0)
-    small = c05.softmax_probe(4, None, n_keys=32, samples=300, generator=gen)
-    big = c05.softmax_probe(256, None, n_keys=32, samples=300, generator=gen)
-    scaled = c05.softmax_probe(256, 1 / 16, n_keys=32, samples=300, generator=gen)
+    small = c05x.softmax_probe(4, None, n_keys=32, samples=300, generator=gen)
+    big = c05x.softmax_probe(256, None, n_keys=32, samples=300, generator=gen)
+    scaled = c05x.softmax_probe(256, 1 / 16, n_keys=32, samples=300, generator=gen)
     assert big["var_raw"] == pytest.approx(256, rel=0.15) and small["var_raw"] == pytest.approx(4, rel=0.15)
     assert scaled["std_scaled"] == pytest.approx(1.0, rel=0.1)
     assert big["max_prob"] > 0.8 > scaled["max_prob"]
     assert big["grad_logits"] < 0.2 * scaled["grad_logits"]
-    rows = c05.synthetic_heads(64, [1, 4], n_keys=16, samples=50, threshold=0.9, seed=0)
+    rows = c05x.synthetic_heads(64, [1, 4], n_keys=16, samples=50, threshold=0.9, seed=0)
     var = {(r["heads"], r["scaling"]): r["score_var_scaled"] for r in rows}
     assert var[(4, "sqrt_dmodel")] == pytest.approx(0.25, rel=0.25)
     assert c05.loglog_slope([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
@@ -39,13 +42,13 @@ def test_causal_attention_entropy_bounds() -> None:
     torch.manual_seed(0)
     model = BenchTransformer(BenchConfig(vocab_size=20, d_model=16, n_heads=2, n_layers=1))
     x = torch.randint(0, 20, (2, 12))
-    assert 0.9 < c05.causal_attention_entropy(model, x) <= 1.0 + 1e-5
+    assert 0.9 < c05x.causal_attention_entropy(model, x) <= 1.0 + 1e-5
     attn = model.blocks[0].attn
     assert isinstance(attn, MultiHeadAttention) and attn.q_proj is not None and attn.k_proj is not None
     with torch.no_grad():
         attn.q_proj.weight.mul_(1000)
         attn.k_proj.weight.mul_(1000)
-    assert c05.causal_attention_entropy(model, x) < 0.5
+    assert c05x.causal_attention_entropy(model, x) < 0.5
 
 
 DK = [4.80, 4.90, 4.85, 4.82, 4.88]
@@ -138,9 +141,9 @@ def test_gradient_caveat_only_where_it_is_true() -> None:
 def test_literature_reads_the_gap_trend() -> None:
     m = c05_metrics()
     m["training"]["8"]["scalings"]["none"] = {"final_eval_loss": spread([x + 0.1 for x in DK])}
-    assert c05._literature(m)[1].agrees is True
+    assert c05f.literature(m)[1].agrees is True
     m["training"]["8"]["scalings"]["none"] = {"final_eval_loss": spread([x + 3 for x in DK])}
-    assert c05._literature(m)[1].agrees is False
+    assert c05f.literature(m)[1].agrees is False
 
 
 def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path) -> None:
@@ -225,10 +228,42 @@ def test_the_english_texts_are_unchanged() -> None:
 
 def test_literature_texts_render_in_korean() -> None:
     m = c05_metrics()
-    checks = c05._literature(m)
+    checks = c05f.literature(m)
     m["training"]["8"]["scalings"]["none"] = {"final_eval_loss": spread([x + 0.1 for x in DK])}
-    checks += c05._literature(m)
+    checks += c05f.literature(m)
     for check in checks:
         for text in (check.finding, check.note):
             assert isinstance(text, Msg) and text and english_runs(text.in_("ko")) == [], text.in_("ko")
     assert "Only one d_k was trained" in checks[1].note and "Loss gap" in checks[3].note
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts() -> None:
+    assert_measuring_is_light("C05")
+
+
+def test_synthetic_check_is_measured_whole_and_training_per_seed(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    """measure (no seed loop) holds the synthetic rows, measure_seed one seed's training runs; the
+    decision's floor min_loss_gain changes the verdict's comparison, not the measurements."""
+    import copy
+
+    from mech_b_helpers import TINY, schema_section
+    from whylab.concepts.deciding import decide
+    from whylab.concepts.measuring import measure_in_process
+
+    section = {"d_k_values": [4, 16], "samples": 20, "heads_d_model": 16, "heads_values": [1, 2]}
+    settings: dict[str, Any] = {
+        **copy.deepcopy(TINY),
+        **schema_section("C05"),
+        **section,
+        "train_heads": [2],
+        "steps": 4,
+    }
+    measured = measure_in_process("C05", settings, lm_inputs_of(tiny_corpus, tiny_tokenizers))
+    assert set(measured.whole) == {"synthetic_dk", "synthetic_heads"}
+    assert [r["seed"] for r in measured.per_seed] == TINY["seeds"]
+    assert {run["scaling"] for run in measured.per_seed[0]["runs"]} == set(settings["train_scales"])
+    loose = decide("C05", {**settings, "min_loss_gain": 5.0}, measured, tmp_path / "C05" / "result.json")
+    assert loose["metrics"]["paired"]["scaling"]["min_effect"] == 5.0
+    assert loose["metrics"]["synthetic"] == c05.summarize(measured)["synthetic"]

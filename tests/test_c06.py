@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean
+from claim_packages import assert_measuring_is_light
 from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import ConceptContext
-from whylab.concepts import c06_value_projection as c06
+from whylab.concepts.c06_value_projection import experiment as c06x
+from whylab.concepts.c06_value_projection import verdict as c06
 from whylab.verdict import Label
 
 torch.set_num_threads(1)
@@ -99,7 +101,7 @@ def test_verdict_inconclusive() -> None:
 
 
 def test_key_value_task_and_swaps() -> None:
-    task = c06.KeyValueTask(n_keys=8, n_values=6, n_pairs=5)
+    task = c06x.KeyValueTask(n_keys=8, n_values=6, n_pairs=5)
     gen = torch.Generator().manual_seed(1)
     smp = task.sample(300, gen)
     ids, rows, pos = smp["ids"], torch.arange(300), smp["position"]
@@ -118,7 +120,7 @@ def test_trained_one_head_model_without_w_o_separates_where_from_what() -> None:
     ctx = ConceptContext(
         "C06", {**TINY, "model": {"d_model": 32, "n_heads": 4}, **section}, {}, Path("."), 1, "cpu"
     )
-    roles = c06.run_task(ctx, seed=0, v_proj=True, o_proj=False)["interventions"]
+    roles = c06x.run_task(ctx, seed=0, v_proj=True, o_proj=False)["interventions"]
     assert roles["accuracy"] > 0.9
     assert roles["value_swap_follows_new_value"] > 0.8 and roles["value_swap_attention_tv"] < 0.2
     assert roles["key_swap_attention_tv"] > 0.4
@@ -138,6 +140,34 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     # every text of the record is a catalogue message that renders in Korean
     ko = assert_record_in_korean(rec)
     assert len(ko) >= 1 + 2 + 4 * 2 + 2 + 2  # method, tables, figures, literature, verdict
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts() -> None:
+    assert_measuring_is_light("C06")
+
+
+def test_decision_settings_change_the_decision_not_the_measurements(
+    tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Path
+) -> None:
+    """Every C06 threshold is a decision setting: the same measurements decided with another
+    min_accuracy_gap give other comparisons, and measure_seed ran once per seed."""
+    import copy
+
+    from whylab.concepts.deciding import decide
+    from whylab.concepts.measuring import measure_in_process
+    from whylab.concepts.spec import load_spec
+
+    section = schema_section("C06")
+    section["task"].update(n_keys=4, n_values=4, n_pairs=3, steps=4, batch_size=8, eval_size=16)
+    section["attention_examples"] = 2
+    settings = {**copy.deepcopy(TINY), **section}
+    measured = measure_in_process("C06", settings, lm_inputs_of(tiny_corpus, tiny_tokenizers))
+    assert not measured.whole and [r["seed"] for r in measured.per_seed] == TINY["seeds"]
+    assert set(load_spec("C06").decision_settings) == set(c06.THRESHOLDS)
+    rec = decide("C06", {**settings, "min_accuracy_gap": 0.5}, measured, tmp_path / "C06" / "result.json")
+    assert rec["metrics"]["thresholds"]["min_accuracy_gap"] == 0.5
+    assert rec["metrics"]["paired_task_accuracy"]["min_effect"] == 0.5
+    assert rec["metrics"]["roles"] == c06.summarize(measured)["roles"]
 
 
 # --------------------------------------------------------------------------- catalogue texts
