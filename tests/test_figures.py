@@ -205,9 +205,11 @@ def test_figures_of_a_report_render_in_a_real_browser(
         def verdict(metrics):  # type: ignore[no-untyped-def]
             return Verdict(Label.INCONCLUSIVE, "r")
 
-    import whylab.concepts as concepts
+    import whylab.concepts.runner as runner
 
-    monkeypatch.setattr(concepts, "load", lambda claim_id: TwoFigures)
+    # a claim written as one module, in C05's place (C05 itself is a package)
+    monkeypatch.setattr(runner, "is_package", lambda claim_id: False)
+    monkeypatch.setattr(runner, "load", lambda claim_id: TwoFigures)
     monkeypatch.setenv(plotting.STRICT_ENV, "0")
     result = tmp_path / "C05" / "result.json"
     run_concept("C05", {"seeds": [0], "device": "cpu"}, {}, result)
