@@ -120,6 +120,14 @@ def _quant_claim_spec(claim_id):
     return _relative(_package_dir(claim_id) / "claim.yaml")
 
 
+def _quant_decide_code(claim_id):
+    """decide_code, and for C12 and C13 both claim.yaml files: each names one of the primary
+    variants (INT8, INT4) that both claims' metrics record (whylab.quant.claim_parts)."""
+    if claim_id == "C15":
+        return decide_code(claim_id)
+    return sorted({*decide_code(claim_id), *(_quant_claim_spec(c) for c in ("C12", "C13"))})
+
+
 _QUANT_MEASURE = {
     # claim -> (inputs besides the variants, extra code inputs, mem_mb, runtime in minutes)
     "C12": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 2000, 10),
@@ -178,10 +186,7 @@ for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
         name:
             f"concept_{_claim}"
         input:
-            # C12 and C13 name both primary variants (one in each claim.yaml): both files are read
-            code=sorted(
-                {*decide_code(_claim), *([_quant_claim_spec(c) for c in ("C12", "C13")] if _claim != "C15" else [])}
-            ),
+            code=_quant_decide_code(_claim),
             measurements=concept_measurements(_claim),
         output:
             **claim_outputs(_claim),

@@ -33,8 +33,13 @@ def _primary_arm(claim_id: str) -> str:
 
 
 PRIMARY_INT8 = _primary_arm("C12")  # ONNX Runtime dynamic INT8, per-channel weight scales
-_INT4 = parse_variant(_primary_arm("C13"))
-PRIMARY_INT4 = (_INT4.algorithm, int(_INT4.block_size))  # GPTQ at group 128: the GPTQ/AWQ papers' setting
+def _int4_primary() -> tuple[str, int]:
+    variant = parse_variant(_primary_arm("C13"))
+    assert variant.block_size is not None, f"C13: the primary {variant.name} is not an INT4 variant"
+    return variant.algorithm, int(variant.block_size)
+
+
+PRIMARY_INT4 = _int4_primary()  # GPTQ at group 128: the GPTQ/AWQ papers' setting
 
 
 # ----------------------------------------------------------------------------- part statuses
