@@ -33,6 +33,8 @@ def _primary_arm(claim_id: str) -> str:
 
 
 PRIMARY_INT8 = _primary_arm("C12")  # ONNX Runtime dynamic INT8, per-channel weight scales
+
+
 def _int4_primary() -> tuple[str, int]:
     variant = parse_variant(_primary_arm("C13"))
     assert variant.block_size is not None, f"C13: the primary {variant.name} is not an INT4 variant"
