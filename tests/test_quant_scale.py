@@ -16,9 +16,13 @@ import pytest
 import torch
 
 from catalogue_checks import assert_explained, assert_in_korean
-from whylab.concepts import c12_int8, c13_int4
+from whylab.concepts.c12_int8 import figures as c12_figures
+from whylab.concepts.c12_int8 import verdict as c12_int8
+from whylab.concepts.c13_int4 import figures as c13_figures
+from whylab.concepts.c13_int4 import verdict as c13_int4
 from whylab.errors import InputError
-from whylab.quant import onnx_quant, real_scale
+from whylab.quant import claim_parts, onnx_quant, real_scale
+from whylab.quant.variant_records import real_scale_metrics
 from whylab.results import cpu_features
 from whylab.verdict import Label
 
@@ -214,26 +218,26 @@ def test_c12_every_branch_label_agrees_with_reason(loss, cut, speedup):
 
 
 def test_statuses_read_the_intervals_and_quartiles():
-    assert c12_int8.loss_status(12.0, 16.0, (20.0, 30.0), 5.0) == "in"
-    assert c12_int8.loss_status(1.0, 14.0, (20.0, 30.0), 5.0) == "below"
-    assert c12_int8.loss_status(40.0, 50.0, (20.0, 30.0), 5.0) == "above"
-    assert c12_int8.size_status(74.8, 75.0, 5.0) == "in"
-    assert c12_int8.size_status(60.0, 75.0, 5.0) == "below"
-    assert c12_int8.speed_status(2.0, 2.5, 3.0, 20, (2.0, 4.0), 0.1) == "in"
-    assert c12_int8.speed_status(5.0, 6.0, 7.0, 20, (2.0, 4.0), 0.1) == "above"
-    assert c12_int8.speed_status(0.9, 1.0, 1.1, 20, (2.0, 4.0), 0.1) == "below"
-    assert c12_int8.speed_status(1.0, 1.9, 2.5, 20, (2.0, 4.0), 0.1) == "unclear"
-    assert c12_int8.speed_status(None, None, None, 0, (2.0, 4.0), 0.1) == "unknown"
+    assert claim_parts.loss_status(12.0, 16.0, (20.0, 30.0), 5.0) == "in"
+    assert claim_parts.loss_status(1.0, 14.0, (20.0, 30.0), 5.0) == "below"
+    assert claim_parts.loss_status(40.0, 50.0, (20.0, 30.0), 5.0) == "above"
+    assert claim_parts.size_status(74.8, 75.0, 5.0) == "in"
+    assert claim_parts.size_status(60.0, 75.0, 5.0) == "below"
+    assert claim_parts.speed_status(2.0, 2.5, 3.0, 20, (2.0, 4.0), 0.1) == "in"
+    assert claim_parts.speed_status(5.0, 6.0, 7.0, 20, (2.0, 4.0), 0.1) == "above"
+    assert claim_parts.speed_status(0.9, 1.0, 1.1, 20, (2.0, 4.0), 0.1) == "below"
+    assert claim_parts.speed_status(1.0, 1.9, 2.5, 20, (2.0, 4.0), 0.1) == "unclear"
+    assert claim_parts.speed_status(None, None, None, 0, (2.0, 4.0), 0.1) == "unknown"
 
 
 def test_primary_int4_is_gptq_at_group_128_or_the_widest_group_below():
-    assert c12_int8.primary_int4(["ort-int4-gptq-b32", "ort-int4-gptq-b128", "ort-int4-rtn-b128"]) == (
+    assert claim_parts.primary_int4(["ort-int4-gptq-b32", "ort-int4-gptq-b128", "ort-int4-rtn-b128"]) == (
         "ort-int4-gptq-b128"
     )
-    assert c12_int8.primary_int4(["ort-int4-gptq-b32", "ort-int4-gptq-b64", "ort-int4-gptq-b256"]) == (
+    assert claim_parts.primary_int4(["ort-int4-gptq-b32", "ort-int4-gptq-b64", "ort-int4-gptq-b256"]) == (
         "ort-int4-gptq-b64"
     )
-    assert c12_int8.primary_int4(["ort-int4-rtn-b128"]) is None
+    assert claim_parts.primary_int4(["ort-int4-rtn-b128"]) is None
 
 
 # ----------------------------------------------------------------------------- C13 branches
@@ -268,7 +272,7 @@ def test_c13_every_branch_label_agrees_with_reason(loss, cut):
 
 
 def test_c13_published_table_sits_beside_ours():
-    table = c13_int4.published_table(c13(loss=3.0))
+    table = c13_figures.published_table(c13(loss=3.0))
     rows = {r[0]: r for r in table.rows}
     assert rows["awq"][1] == pytest.approx(2.38, abs=0.01) and rows["gptq"][2] == pytest.approx(3.0)
 
@@ -442,7 +446,7 @@ def test_real_scale_step_measures_every_format(tmp_path):
         assert rec["llama"]["fast_path"]["int8"]["exists"] is False
     # the C12/C13 metrics read it as the verdict needs it
     m = c12(loss=1.0)
-    m["real_scale"] = c12_int8.real_scale_metrics(out)
+    m["real_scale"] = real_scale_metrics(out)
     assert_label_agrees_with_reason(c12_int8.verdict(m))
 
 
@@ -545,7 +549,7 @@ C13_BRANCHES = {
 @pytest.mark.parametrize("label", list(C12_BRANCHES))
 def test_c12_every_branch_has_its_texts_in_korean(label):
     v = c12_int8.verdict(realistic(C12_BRANCHES[label]()))
-    assert v.label == label and v.branch == f"C12.verdict.{c12_int8.BRANCH[label]}"
+    assert v.label == label and v.branch == f"C12.verdict.{claim_parts.BRANCH[label]}"
     assert_explained(v, "C12", differs_from_english=True)
     assert_label_agrees_with_reason(v)
 
@@ -553,7 +557,7 @@ def test_c12_every_branch_has_its_texts_in_korean(label):
 @pytest.mark.parametrize("label", list(C13_BRANCHES))
 def test_c13_every_branch_has_its_texts_in_korean(label):
     v = c13_int4.verdict(realistic(C13_BRANCHES[label]()))
-    assert v.label == label and v.branch == f"C13.verdict.{c12_int8.BRANCH[label]}"
+    assert v.label == label and v.branch == f"C13.verdict.{claim_parts.BRANCH[label]}"
     assert_explained(v, "C13", differs_from_english=True)
     assert_label_agrees_with_reason(v)
 
@@ -623,9 +627,11 @@ def test_quant_report_texts_render_in_korean(tmp_path):
         assert_in_korean(line)
     for table in (
         qr.real_scale_table(rs),
-        c12_int8.parts_table(m, c12_int8.part_results(m)),
-        c12_int8.accuracy_table({**m, "variants": [{**v, "nll_diff": 0.01} for v in m["variants"]]}, "int8"),
-        c13_int4.published_table(c13(loss=3.0)),
+        claim_parts.parts_table(m, c12_int8.part_results(m)),
+        claim_parts.accuracy_table(
+            {**m, "variants": [{**v, "nll_diff": 0.01} for v in m["variants"]]}, "int8"
+        ),
+        c13_figures.published_table(c13(loss=3.0)),
     ):
         assert_in_korean(table.caption)
     figures = [
@@ -635,6 +641,6 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     for fig in figures:
         assert_in_korean(fig.title)
         assert_in_korean(fig.caption)
-    assert_in_korean(c12_int8._bert_note(m))
+    assert_in_korean(c12_figures.bert_note(m))
     assert_in_korean(Msg("C12.method"))
     assert_in_korean(Msg("C13.method"))

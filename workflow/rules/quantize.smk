@@ -104,24 +104,90 @@ for _family, _names in _QUANT_FAMILIES.items():
             " --threads {threads} > {log} 2>&1"
 
 
-# C12 (INT8), C13 (INT4), C15 (GPTQ): decided from every variant's measures.json; C15 also
-# re-runs GPTQ on the model to check what it computes (Hessian, no gradients).
-for _claim in ("C12", "C13", "C15"):
+# C12 (INT8), C13 (INT4), C15 (GPTQ): claim packages (whylab/concepts/<claim>/), each with a
+# measure job and a decide job, as claims.smk makes them (claims.smk is included before this file,
+# so these are written out here). C12's and C13's measure jobs gather every variant's
+# measures.json and the real-scale record (cheap); C15's also re-runs GPTQ on the model to check
+# what it computes (Hessian, no gradients). The decide jobs run verdict.py + figures.py on
+# measurements.json: editing a verdict, a figure or a text re-runs only them.
+_QUANT_CLAIM_SETTINGS = dict(
+    quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED, seeds=first_seed()
+)
+
+
+def _quant_claim_spec(claim_id):
+    """claim.yaml of a quant claim: C12's and C13's primary variants are read from both."""
+    return _relative(_package_dir(claim_id) / "claim.yaml")
+
+
+def _quant_decide_code(claim_id):
+    """decide_code, and for C12 and C13 both claim.yaml files: each names one of the primary
+    variants (INT8, INT4) that both claims' metrics record (whylab.quant.claim_parts)."""
+    if claim_id == "C15":
+        return decide_code(claim_id)
+    return sorted({*decide_code(claim_id), *(_quant_claim_spec(c) for c in ("C12", "C13"))})
+
+
+_QUANT_MEASURE = {
+    # claim -> (inputs besides the variants, extra code inputs, mem_mb, runtime in minutes)
+    "C12": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 2000, 10),
+    "C13": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 2000, 10),
+    # C15 reads its group size from claim.yaml; the GPTQ re-run holds a few copies of the model
+    "C15": ({**LM_CORPUS, "model": LM_MODEL}, [_quant_claim_spec("C15")], lm_copies_mem_mb(6), 10),
+}
+
+
+def _quant_measure_flags(wildcards, input):
+    flags = [f"--input variants={Path(input.measures[0]).parents[1]}", f"--input model={input.model}"]
+    if "real_scale" in input.keys():
+        flags.append(f"--input real_scale={input.real_scale}")
+    if "valid" in input.keys():
+        flags.append(f"--input corpus={Path(input.valid[0]).parents[1]}")
+    return " ".join(flags)
+
+
+for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
     if not claim_wanted(_claim):
         continue
     register_claim(_claim)
 
     rule:
-        f"{claim_docstring(_claim)}"
+        f"{claim_docstring(_claim)} Its measurements."
+        name:
+            f"concept_{_claim}_measure"
+        input:
+            **_inputs,
+            measures=[variant_measures(n) for n in QUANT_VARIANTS],
+            code=measure_code(_claim) + _extra_code,
+        output:
+            measurements=concept_measurements(_claim),
+        log:
+            f"{LOGS}/concept_{_claim}_measure.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}_measure.tsv"
+        group:
+            cluster_group("quant")
+        conda:
+            ENV_ML_CPU
+        threads: 1
+        resources:
+            mem_mb=mem_mb(_mem),
+            runtime=runtime(_minutes),
+        params:
+            claim=_claim,
+            settings=settings_json(**_QUANT_CLAIM_SETTINGS),
+            inputs=_quant_measure_flags,
+        shell:
+            '"$WHYLAB_PYTHON" -m whylab {params.claim} --measure all --settings {params.settings:q}'
+            " {params.inputs} --output measurements={output.measurements} --threads {threads} > {log} 2>&1"
+
+    rule:
+        f"{claim_docstring(_claim)} Its verdict and figures, from the measurements."
         name:
             f"concept_{_claim}"
         input:
-            **LM_CORPUS,
-            **({"real_scale": REAL_SCALE} if _claim in ("C12", "C13") else {}),
-            measures=[variant_measures(n) for n in QUANT_VARIANTS],
-            model=LM_MODEL,
-            onnx=LM_ONNX_FP32,
-            code=claim_code(_claim),
+            code=_quant_decide_code(_claim),
+            measurements=concept_measurements(_claim),
         output:
             **claim_outputs(_claim),
         log:
@@ -134,27 +200,15 @@ for _claim in ("C12", "C13", "C15"):
             ENV_ML_CPU
         threads: 1
         resources:
-            mem_mb=mem_mb(lm_copies_mem_mb(6)),  # measures.json files, and C15's GPTQ re-run on the model
+            mem_mb=mem_mb(2000),
             runtime=runtime(10),
         params:
             claim=_claim,
-            settings=settings_json(
-                quantization=QUANT_SETTINGS,
-                variants=QUANT_VARIANTS,
-                languages=LM_LANGS_TRAINED,
-                seeds=first_seed(),
-            ),
-            corpus=lambda w, input: Path(input.valid[0]).parents[1],
-            variants=lambda w, input: Path(input.measures[0]).parents[1],
+            settings=settings_json(**_QUANT_CLAIM_SETTINGS),
             captions=FigureCaptions(concept_result(_claim)),
-            real_scale=lambda w, input: (
-                f"--input real_scale={input.real_scale}" if "real_scale" in input.keys() else ""
-            ),
         shell:
             '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q}'
-            " --input variants={params.variants} --input model={input.model} --input onnx={input.onnx}"
-            " --input corpus={params.corpus} {params.real_scale} --output result={output.result}"
-            " --threads {threads} > {log} 2>&1"
+            " --input measurements={input.measurements} --output result={output.result} > {log} 2>&1"
 
 
 # C14 (QLoRA) and C16 (SmoothQuant): claim packages on the trained LM; claims.smk (included after

@@ -1,8 +1,9 @@
-"""Reading every variant's measures.json back, and the tables and figures C12/C13/C15 share.
+"""The variants' rows summarized, and the tables and figures C12/C13/C15 share.
 
-The concept modules decide claims; this module only gathers rows (skipped ones included, with
-their reason) and draws: size vs perplexity with its Pareto front, latency and speed-up per
-variant, perplexity vs bits and vs INT4 group size.
+The claim packages decide claims; this module only summarizes the rows that
+:mod:`whylab.quant.variant_records` read back (skipped ones included, with their reason) and
+draws: size vs perplexity with its Pareto front, latency and speed-up per variant, perplexity vs
+bits and vs INT4 group size.
 """
 
 from __future__ import annotations
@@ -14,23 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from whylab.errors import InputError
-from whylab.files import read_json
 from whylab.messages import Msg, empty, recorded
 from whylab.results import FigureRef, Table
 
 MB = 1_000_000
-
-
-def load_measures(variants_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
-    """The measures.json of each named variant, in the given order."""
-    rows = []
-    for name in names:
-        path = Path(variants_dir) / name / "measures.json"
-        if not path.is_file():
-            raise InputError(f"{path}: missing (the quant rule for {name} did not run)")
-        rows.append(read_json(path))
-    return rows
 
 
 def measured(rows: Iterable[Mapping[str, Any]], family: str | None = None) -> list[Mapping[str, Any]]:

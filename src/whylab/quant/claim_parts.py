@@ -1,47 +1,47 @@
-"""C12 — "INT8 quantization (BERT, GPT) costs 20–30% of performance, cuts model size by 75%, speeds inference up 2–4×".
+"""What C12 and C13 share: each part's status and judgement, the label, and the tables.
 
-Three parts, each decided by one pre-registered comparison (``../shared/VALIDITY.md``, rule 2);
-every other variant is shown, none decides:
-
-* **loss** — the primary INT8 variant, ONNX Runtime dynamic quantization with per-channel
-  weight scales, against ONNX Runtime FP32 on the trained LM: validation-perplexity change,
-  with a 95% interval from per-block paired NLL differences, against 20–30%. The NLL difference
-  (nats/token) and next-token top-1 accuracy are reported beside it; the perplexity change
-  decides. The measured model's size is stated next to the claim.
-* **size** — at real scale: the whole ONNX file of a BERT-base encoder (the notes' example;
-  random weights, built from config) in FP32 vs the same INT8 quantization, against 75%.
-* **speed** — at real scale: batch-1 decode tokens/s with the KV cache on a Llama-2-7B-width
-  decoder layer, INT8 vs FP32, timed interleaved per round, against 2–4×. Where the CPU has no
-  INT8 fast path for that regime the part is not judged (inconclusive, not refuted); the kernel
-  path that ran and the CPU's instruction sets are recorded. BERT-base prefill latency and the
-  small LM's timings are shown as evidence.
-
-Label: every judged part holds → supported; none holds → not supported; some → partly; no
-part judged → inconclusive. A part not judged is listed as limited and never lowers the label.
+Both claims are decided part by part (loss, size and, for C12, speed), each part by one
+pre-registered comparison (``../shared/VALIDITY.md``, rule 2): this module turns the variants'
+rows and the real-scale record into the metrics (:func:`summarize_variants`), a part's numbers
+into its status, fact and clause, and the parts into the label and reason (:func:`decide`).
+Pure (no torch, no files). The claimed ranges and tolerances are in each claim's ``claim.yaml``;
+the primary variants are the first arm of the ``loss`` part's primary comparison there (C12's
+for INT8, C13's for INT4).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from whylab.concepts import ConceptContext
-from whylab.errors import InputError
-from whylab.files import read_json
+from whylab.concepts.context import Measured
+from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
 from whylab.quant import report as qr
-from whylab.results import Evidence, LiteratureCheck, Table
+from whylab.quant.names import parse as parse_variant
+from whylab.results import Table
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
-CLAIM_ID = "C12"
-# the notes' figures, and how far from them a measurement still counts as "in the range"
-CLAIMED: dict[str, Any] = {"loss_pct": [20.0, 30.0], "size_cut_pct": 75.0, "speedup": [2.0, 4.0]}
-LOSS_BAND = (20.0, 30.0)
-TOLERANCE = {"loss_pct": 5.0, "size_cut_pct": 5.0, "speedup_rel": 0.1}
-PRIMARY_INT8 = "ort-int8-dynamic"
-PRIMARY_INT4 = ("gptq", 128)  # GPTQ at group 128: the GPTQ/AWQ papers' setting
 HOLDS, FAILS, OPEN = "holds", "does not hold", "not judged"
+
+
+def _primary_arm(claim_id: str) -> str:
+    primary = load_spec(claim_id).part("loss").primary
+    assert primary is not None, f"{claim_id}: the loss part has no primary comparison"
+    return primary.arms[0]
+
+
+PRIMARY_INT8 = _primary_arm("C12")  # ONNX Runtime dynamic INT8, per-channel weight scales
+
+
+def _int4_primary() -> tuple[str, int]:
+    variant = parse_variant(_primary_arm("C13"))
+    assert variant.block_size is not None, f"C13: the primary {variant.name} is not an INT4 variant"
+    return variant.algorithm, int(variant.block_size)
+
+
+PRIMARY_INT4 = _int4_primary()  # GPTQ at group 128: the GPTQ/AWQ papers' setting
 
 
 # ----------------------------------------------------------------------------- part statuses
@@ -117,7 +117,7 @@ class Part(NamedTuple):
     why_open: str = ""  # why a part is not judged, where its status alone does not say (no fast path)
 
 
-def _variant(metrics: Mapping[str, Any], name: str | None) -> Mapping[str, Any] | None:
+def variant_named(metrics: Mapping[str, Any], name: str | None) -> Mapping[str, Any] | None:
     return next((v for v in metrics["variants"] if v["variant"] == name), None)
 
 
@@ -135,7 +135,7 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
     """The loss part from the primary variant of ``family``."""
     claimed, tol = metrics["claimed"]["loss_pct"], metrics["tolerance"]["loss_pct"]
     name = primary_name(metrics, family)
-    v = _variant(metrics, name)
+    v = variant_named(metrics, name)
     if v is None:
         missing = Msg("quant.part.loss.missing", name=name or Msg("quant.part.loss.none_configured"))
         return Part("unknown", missing, Msg("quant.clause.loss.open"))
@@ -158,13 +158,13 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
     return Part(status, fact, Msg(f"quant.clause.loss.{_side(status)}", **nums))
 
 
-def _real(metrics: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
+def real_record(metrics: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
     return (metrics.get("real_scale") or {}).get(model)
 
 
 def size_part(metrics: Mapping[str, Any], model: str, fmt: str) -> Part:
     claimed, tol = metrics["claimed"]["size_cut_pct"], metrics["tolerance"]["size_cut_pct"]
-    real = _real(metrics, model)
+    real = real_record(metrics, model)
     if real is None:
         return Part("unknown", Msg("quant.part.size.missing"), Msg("quant.clause.size.open"))
     fp32, q = real["formats"]["fp32"], real["formats"][fmt]
@@ -182,7 +182,7 @@ NO_FAST_PATH = "no fast path: "
 def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
     """Decode tokens/s at batch 1 on the Llama-7B-width layer; not judged without a fast path."""
     claimed, rel = metrics["claimed"]["speedup"], metrics["tolerance"]["speedup_rel"]
-    real = _real(metrics, "llama")
+    real = real_record(metrics, "llama")
     if real is None:
         return Part(
             "unknown",
@@ -219,15 +219,6 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
     why = qr.fast_path_text(fast) if not fast["exists"] else why_open(status)
     clause = Msg(f"quant.clause.speed.{side}", **nums, **({"why": why} if side == "open" else {}))
     return Part(status, fact, clause, open_why)
-
-
-def part_results(metrics: Mapping[str, Any]) -> dict[str, Part]:
-    """part -> (status, fact, clause) for C12."""
-    return {
-        "loss": loss_part(metrics, "int8"),
-        "size": size_part(metrics, "bert", "int8"),
-        "speed": speed_part(metrics, "int8"),
-    }
 
 
 def label_for(parts: Mapping[str, str]) -> Label:
@@ -288,34 +279,14 @@ def why_open(status: str) -> str:
 
 
 def real_label(metrics: Mapping[str, Any], model: str) -> Msg:
-    real = _real(metrics, model)
+    real = real_record(metrics, model)
     return qr.model_label(model, real) if real else qr.REAL_MODEL_NAMES[model]
 
 
-def primary_text(metrics: Mapping[str, Any]) -> Msg:
-    int8 = primary_name(metrics, "int8") or PRIMARY_INT8
-    per = "per_channel" if metrics.get("per_channel", True) else "per_tensor"
-    return Msg(
-        "C12.primary",
-        variant=int8,
-        per=Msg(f"quant.{per}"),
-        model=model_words(metrics),
-        bert=real_label(metrics, "bert"),
-        llama=real_label(metrics, "llama"),
-    )
-
-
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    return decide(part_results(metrics), primary_text(metrics), "C12")
-
-
-# ----------------------------------------------------------------------------- collecting
 def with_accuracy(
     summary: dict[str, Any], row: Mapping[str, Any], ref: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """Add the paired NLL difference (nats/token) and next-token top-1 accuracy vs the reference."""
-    import statistics
-
     summary["nll_diff"] = None
     summary["top1"] = row.get("valid_top1")
     summary["top1_reference"] = None
@@ -327,27 +298,13 @@ def with_accuracy(
     return summary
 
 
-def real_scale_metrics(path: Path | None) -> dict[str, Any] | None:
-    """The numbers C12/C13 need from the real-scale step's measures.json (None when not given)."""
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        raise InputError(f"{path}: missing (the quant_real_scale rule did not run)")
-    rec = read_json(path)
-    keep = {
-        k: rec[k] for k in ("cpu_features", "int8_setup", "int4_block_size", "clock", "threads") if k in rec
-    }
-    for model in ("bert", "llama"):
-        if model in rec:
-            keep[model] = rec[model]
-    return keep
-
-
-def collect(
-    ctx: ConceptContext, claimed: Mapping[str, Any], tolerance: Mapping[str, Any]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    names = list(ctx.settings["variants"])
-    rows = qr.load_measures(ctx.inputs["variants"], names)
+def summarize_variants(
+    measured: Measured, claimed: Mapping[str, Any], tolerance: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The metrics of C12 and C13 from what their measure step gathered (the variants' rows,
+    the real-scale record) and the claim's claimed ranges and tolerances."""
+    names = list(measured.settings["variants"])
+    rows: list[dict[str, Any]] = measured.whole["rows"]
     by_name = {r["variant"]: r for r in rows}
     variants = []
     for r in qr.measured(rows):
@@ -355,7 +312,7 @@ def collect(
         variants.append(with_accuracy(qr.summary(r), r, ref if ref is not r else None))
     fp32 = by_name.get("torch-fp32") or {}
     memory = fp32.get("memory_bytes")
-    metrics = {
+    return {
         "claimed": dict(claimed),
         "tolerance": dict(tolerance),
         "variants": variants,
@@ -363,16 +320,19 @@ def collect(
             "int8": PRIMARY_INT8 if PRIMARY_INT8 in names else None,
             "int4": primary_int4(names),
         },
-        "per_channel": bool(ctx.settings["quantization"]["int8"]["per_channel"]),
-        "model": {"parameters": int(memory) // 4 if memory else None, "source": str(ctx.inputs["model"])},
-        "real_scale": real_scale_metrics(ctx.inputs.get("real_scale")),
+        "per_channel": bool(measured.settings["quantization"]["int8"]["per_channel"]),
+        "model": {
+            "parameters": int(memory) // 4 if memory else None,
+            "source": measured.whole["model_source"],
+        },
+        "real_scale": measured.whole["real_scale"],
         "skipped": qr.skipped_lines(rows),
-        "device": ctx.device,
+        "device": measured.whole["device"],
         "providers": sorted({r["provider"] for r in qr.measured(rows)}),
     }
-    return rows, metrics
 
 
+# ----------------------------------------------------------------------------- tables
 def parts_table(metrics: Mapping[str, Any], results: Mapping[str, Part]) -> Table:
     records = [
         {"part": p, "judgement": judged(part.status), "status": part.status, "evidence": str(part.fact)}
@@ -397,88 +357,3 @@ def accuracy_table(metrics: Mapping[str, Any], family: str) -> Table:
         if v["family"] == family
     ]
     return Table.from_records("performance_loss", Msg("quant.table.performance_loss.caption"), records)
-
-
-def run(ctx: ConceptContext) -> Evidence:
-    rows, metrics = collect(ctx, CLAIMED, TOLERANCE)
-    results = part_results(metrics)
-    figures = [
-        qr.plot_loss_change(
-            metrics["variants"], ctx.outdir, "int8", LOSS_BAND, primary_name(metrics, "int8")
-        ),
-    ]
-    if metrics["real_scale"]:
-        figures.append(qr.plot_real_scale(metrics["real_scale"], ctx.outdir, claimed_speedup=(2.0, 4.0)))
-    figures.append(
-        qr.plot_latency(
-            rows,
-            ctx.outdir,
-            "latency",
-            Msg("C12.figure.latency.title"),
-            Msg("C12.figure.latency.caption", low=2.0, high=4.0),
-            claimed=(2.0, 4.0),
-        )
-    )
-    primary = _variant(metrics, primary_name(metrics, "int8"))
-    params = (metrics.get("model") or {}).get("parameters")
-    literature = [
-        LiteratureCheck(
-            "Dettmers et al. 2022, LLM.int8()",
-            Msg("C12.literature.llm_int8.finding"),
-            None if primary is None else primary["ppl_change_high_pct"] < 1.0,
-            Msg("C12.literature.llm_int8.none")
-            if primary is None
-            else Msg(
-                "C12.literature.llm_int8.note",
-                variant=primary["variant"],
-                change=primary["ppl_change_pct"],
-                high=primary["ppl_change_high_pct"],
-                model=model_words(metrics) if params else Msg("quant.lm.small"),
-            ),
-        ),
-        LiteratureCheck(
-            "Zafrir et al. 2019, Q8BERT",
-            Msg("C12.literature.q8bert.finding"),
-            _bert_size_agrees(metrics),
-            _bert_note(metrics),
-        ),
-    ]
-    method = Msg("C12.method")
-    tables = [qr.variants_table(rows), parts_table(metrics, results), accuracy_table(metrics, "int8")]
-    if metrics["real_scale"]:
-        tables.append(qr.real_scale_table(metrics["real_scale"]))
-    return Evidence(
-        method=method,
-        metrics=metrics,
-        seeds=list(ctx.seeds),
-        tables=tables,
-        figures=figures,
-        literature=literature,
-        skipped=metrics["skipped"],
-    )
-
-
-def _bert_size_agrees(metrics: Mapping[str, Any]) -> bool | None:
-    bert = _real(metrics, "bert")
-    if bert is None:
-        return None
-    return bool(abs(bert["formats"]["int8"]["size_cut_pct"] - 75.0) <= 5.0)
-
-
-def _bert_note(metrics: Mapping[str, Any]) -> Msg:
-    bert = _real(metrics, "bert")
-    if bert is None:
-        return Msg("C12.literature.q8bert.none")
-    p, fmt = bert["prefill"], bert["formats"]["int8"]
-    fast = bert["fast_path"]["int8"]
-    return Msg(
-        "C12.literature.q8bert.note",
-        model=qr.model_label("bert", bert),
-        cut=fmt["size_cut_pct"],
-        tokens=bert["config"]["prefill_tokens"],
-        speedup=p["int8"]["speedup_median"],
-        n=p["int8"]["speedup_n"],
-        kernel=qr.kernel_text(fmt),
-        fast=Msg("quant.yes" if fast["exists"] else "quant.no"),
-        why=qr.fast_path_text(fast),
-    )

@@ -1,0 +1,62 @@
+"""C13 (INT4): the literature comparisons from synthetic metrics (the verdicts: tests/test_quant_scale.py)."""
+
+from __future__ import annotations
+
+from catalogue_checks import assert_catalogue_in_korean
+from claim_packages import assert_measuring_is_light
+from quant_metrics import c13_metrics, variant
+from whylab.concepts.c13_int4 import figures as c13_figures
+
+
+def test_c13_literature_comparisons_follow_the_numbers():
+    m = c13_metrics(
+        {**variant("r32", "int4", loss=4.0, size_cut=60), "algorithm": "rtn", "block_size": 32},
+        {**variant("g32", "int4", loss=2.0, size_cut=60), "algorithm": "gptq", "block_size": 32},
+        {**variant("r64", "int4", loss=6.0, size_cut=62), "algorithm": "rtn", "block_size": 64},
+        {**variant("g64", "int4", loss=7.0, size_cut=62), "algorithm": "gptq", "block_size": 64},
+    )
+    agrees, text = c13_figures.compare(m, "gptq", "rtn")
+    assert agrees is False and "group 64" in text  # GPTQ lost at group 64
+    assert c13_figures.compare(m, "awq", "rtn")[0] is None
+    assert c13_figures.group_size_trend(m)[0] is True
+
+
+def test_c13_paired_comparison_says_nothing_inside_the_noise():
+    m = c13_metrics(
+        {**variant("r", "int4", loss=0.13, size_cut=60), "algorithm": "rtn", "block_size": 32},
+        {**variant("a", "int4", loss=0.13, size_cut=60), "algorithm": "awq", "block_size": 32},
+    )
+    m["block_nll"] = {"r": [1.00, 2.00, 3.00, 4.00], "a": [1.001, 1.999, 3.001, 3.999]}
+    assert c13_figures.compare(m, "awq", "rtn")[0] is None
+    m["block_nll"]["a"] = [0.90, 1.91, 2.89, 3.90]  # lower on every block
+    assert c13_figures.compare(m, "awq", "rtn")[0] is True
+    m["block_nll"]["a"] = [1.10, 2.09, 3.11, 4.10]
+    assert c13_figures.compare(m, "awq", "rtn")[0] is False
+
+
+def test_c13_literature_texts_render_in_korean():
+    from whylab.messages import english_runs
+
+    m = c13_metrics(
+        {**variant("r32", "int4", loss=4.0, size_cut=60), "algorithm": "rtn", "block_size": 32},
+        {**variant("g32", "int4", loss=2.0, size_cut=60), "algorithm": "gptq", "block_size": 32},
+        {**variant("r64", "int4", loss=6.0, size_cut=62), "algorithm": "rtn", "block_size": 64},
+        {**variant("g64", "int4", loss=7.0, size_cut=62), "algorithm": "gptq", "block_size": 64},
+    )
+    m["block_nll"] = {"r32": [1.0, 2.0, 3.0], "g32": [0.9, 1.9, 2.9]}
+    texts = [c13_figures.compare(m, "gptq", "rtn")[1], c13_figures.compare(m, "awq", "rtn")[1]]
+    texts += [c13_figures.group_size_trend(m)[1], c13_figures.group_size_trend(c13_metrics())[1]]
+    assert "group 32: gptq +2.000% vs rtn +4.000% (NLL difference" in texts[0]
+    assert texts[2] == "gptq: g32 +2.00%, g64 +7.00%; rtn: g32 +4.00%, g64 +6.00%"
+    for text in texts:
+        assert english_runs(text.in_("ko")) == [], text
+
+
+def test_measuring_imports_no_plotting_or_texts():
+    assert_measuring_is_light("C13")
+
+
+def test_catalogues_match_across_languages():
+    """Every key of C13.yaml is in both languages with the same parameters, and no Korean text
+    carries English prose."""
+    assert_catalogue_in_korean("C13")
