@@ -30,7 +30,7 @@ FAKE_CLAIM = Path(__file__).with_name("fake_seed_claim.py")
 C08_MODULE = Path("src/whylab/concepts/c08_pre_vs_post_ln.py")
 # the rules that run torch on the run's device; every other job must get cpu and no GPU
 TORCH_RULES = re.compile(
-    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[01])(_seed|_measure)?|concept_C1[46]|concept_C(1[7-9]|2[01])"
+    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[0146]|1[7-9]|2[01])(_seed|_measure)?"
 )
 # claims that repeat over the run-wide seeds in config/test.yaml (C03-C08 and C11 set their own)
 SEEDED_CLAIMS = {f"concept_C{i:02d}" for i in (9, 10, 14, 16)}
@@ -151,11 +151,18 @@ def test_gpu_config_gives_cuda_and_a_gpu_to_the_torch_rules_only(tmp_path: Path)
     assert {"lm_train", "corpus", "concept_C01", "concept_C08_seed", "concept_C12", "report"} <= set(
         rules(jobs)
     )
+    scheduled = set(rules(jobs))
+    # a claim's decide (or gather) job: the measure jobs' settings, but it only decides: no GPU
+    decide_jobs = {
+        r.removesuffix("_measure").removesuffix("_seed")
+        for r in scheduled
+        if r.endswith(("_measure", "_seed"))
+    }
     for job in jobs:
         if job.rule in ("all", "report"):  # the report's settings are the whole config; it runs locally
             continue
         device = job.settings["device"]
-        if job.rule == "concept_C08":  # the gather: the seeds' settings, but it only combines: no GPU
+        if job.rule in decide_jobs and TORCH_RULES.fullmatch(f"{job.rule}_measure"):
             assert device == "cuda" and "gpu" not in job.resources, job
         elif TORCH_RULES.fullmatch(job.rule):
             assert device == "cuda" and job.resources.get("gpu") == "1", (job.rule, job.resources)
@@ -178,8 +185,20 @@ def test_adding_a_seed_schedules_that_seeds_jobs_and_the_gathers_only(finished: 
     # a seed added to the run-wide list, and to the per-seed claim's own list
     write(finished, "seeds.yaml", "seeds: [0, 1, 2]\nmechanisms: {C08: {seeds: [0, 1, 2]}}\n")
     jobs = dry_run(finished, "config/test.yaml", "fake.yaml", "seeds.yaml")
+    # a claim package not split by seed measures every seed in one job: its measure job re-runs
+    measured = {
+        f"{c}_measure"
+        for c in SEEDED_CLAIMS
+        if (finished / "results/concepts" / c[-3:] / "measurements.json").exists()
+    }
     assert rules(jobs) == Counter(
-        {**dict.fromkeys(SEEDED_CLAIMS, 1), "concept_C08_seed": 1, "concept_C08": 1, "report": 1, "all": 1}
+        {
+            **dict.fromkeys(SEEDED_CLAIMS | measured, 1),
+            "concept_C08_seed": 1,
+            "concept_C08": 1,
+            "report": 1,
+            "all": 1,
+        }
     )
     (seed_job,) = (job for job in jobs if job.rule == "concept_C08_seed")
     assert seed_job.wildcards == {"seed": "2"}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from catalogue_checks import assert_explained, assert_in_korean, record_messages
+from catalogue_checks import assert_explained
 from whylab.concepts import ConceptContext
 from whylab.concepts import c17_model_memory as c17
 from whylab.concepts import c18_training_memory as c18
