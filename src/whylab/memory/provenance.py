@@ -61,15 +61,19 @@ def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[
         if isinstance(x, Mapping) and isinstance(y, Mapping):
             out += _diff(x, y, f"{prefix}{key}.")
         elif x != y:
-            out.append(_finding("provenance.setting_differs", key=f"{prefix}{key}", recorded=repr(x), now=repr(y)))
+            out.append(
+                _finding("provenance.setting_differs", key=f"{prefix}{key}", recorded=repr(x), now=repr(y))
+            )
     return out
 
 
-def _finding(key: str, **params: Any) -> dict[str, Any]:
-    return {"key": key, "params": params}
+def _finding(message: str, /, **params: Any) -> dict[str, Any]:
+    return {"key": message, "params": params}
 
 
-def findings(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], code: list[str]) -> list[dict[str, Any]]:
+def findings(
+    recorded: Mapping[str, Any] | None, current: Mapping[str, Any], code: list[str]
+) -> list[dict[str, Any]]:
     """What a reader must know about a recorded result vs this run's settings and code, as data: each a
     message key of the catalogue and its parameters (a parameter may itself be a list of such findings).
     Data, not messages, so that the measuring step that reads a recorded run imports no catalogue."""

@@ -73,7 +73,9 @@ def format_row(raw: Mapping[str, Any]) -> dict[str, Any]:
         "model_ratio": total / (params * per_value),
         "layer_bytes": layer_bytes,
         "layer_bytes_per_value": layer_bytes / lin if layer_bytes is not None else total / params,
-        "layer_ratio": (layer_bytes / (lin * per_value)) if layer_bytes is not None else total / (params * per_value),
+        "layer_ratio": (layer_bytes / (lin * per_value))
+        if layer_bytes is not None
+        else total / (params * per_value),
         # embedding and norms: the formats leave them as they were (FP32)
         "unquantized_bytes": (params - lin) * 4 if layer_bytes is not None else 0,
         "rss_resident_mean": spread.mean,

@@ -97,8 +97,12 @@ def measure_point(
         "tracker_peak": peak.tracker_peak_bytes,
         "estimate": est.to_dict(),
         "activation_over_model": saved / weights,
-        "notes_literal": calc.notes_training_bytes(p, notes_dtype, calc.NOTES_OPTIMIZER_OF[optimizer], 0.25, "literal"),
-        "notes_additive": calc.notes_training_bytes(p, notes_dtype, calc.NOTES_OPTIMIZER_OF[optimizer], 0.25, "additive"),
+        "notes_literal": calc.notes_training_bytes(
+            p, notes_dtype, calc.NOTES_OPTIMIZER_OF[optimizer], 0.25, "literal"
+        ),
+        "notes_additive": calc.notes_training_bytes(
+            p, notes_dtype, calc.NOTES_OPTIMIZER_OF[optimizer], 0.25, "additive"
+        ),
     }
     for key in ("notes_literal", "notes_additive"):
         row[f"{key}_rel_err"] = (row[key] - peak.peak_bytes) / peak.peak_bytes
@@ -119,7 +123,9 @@ def _grid(s: Mapping[str, Any], shape: calc.LlamaShape, seed: int, device: str) 
     ]
 
 
-def _per_optimizer(s: Mapping[str, Any], shape: calc.LlamaShape, seed: int, device: str) -> list[dict[str, Any]]:
+def _per_optimizer(
+    s: Mapping[str, Any], shape: calc.LlamaShape, seed: int, device: str
+) -> list[dict[str, Any]]:
     """Every optimizer at the reference point."""
     rb, rs = s["reference_point"]
     per_opt = []
@@ -142,9 +148,7 @@ def _per_optimizer(s: Mapping[str, Any], shape: calc.LlamaShape, seed: int, devi
     return per_opt
 
 
-def _rss(
-    ctx: ConceptContext, shape: calc.LlamaShape, grid: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _rss(ctx: ConceptContext, shape: calc.LlamaShape, grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The process-level check: peak RSS growth of a step in a fresh process, ``repeats`` times per
     point, beside the tracked growth of the same step."""
     s, seed, device = ctx.settings, ctx.seeds[0], ctx.device
@@ -177,7 +181,14 @@ def _rss(
             + tracked["breakdown"]["buffers"]
             + tracked["breakdown"]["other"]
         )
-        out.append({"batch": b, "seq": q, "rss_peak_deltas": deltas, "tracked_step_delta": tracked["measured_peak"] - resident})
+        out.append(
+            {
+                "batch": b,
+                "seq": q,
+                "rss_peak_deltas": deltas,
+                "tracked_step_delta": tracked["measured_peak"] - resident,
+            }
+        )
     return out
 
 
@@ -192,4 +203,10 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
         mem.rss_peak("whylab.memory.measure:null_work", threads=ctx.threads)["peak_delta_bytes"]
         for _ in range(int(s["repeats"]) if rss else 0)
     ]
-    return {"device": device, "grid": grid, "per_optimizer": per_opt, "rss": rss, "rss_noise_floor_bytes": noise}
+    return {
+        "device": device,
+        "grid": grid,
+        "per_optimizer": per_opt,
+        "rss": rss,
+        "rss_noise_floor_bytes": noise,
+    }

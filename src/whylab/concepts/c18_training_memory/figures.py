@@ -172,7 +172,10 @@ def _tables(
                     **rec(r),
                     "optimizer state (B/param)": round(r["optimizer_bytes_per_param"], 4),
                     "notes' optimizer factor (B/param)": "–".join(
-                        f"{v:g}" for v in sorted(set(calc.NOTES_OPTIMIZER_BYTES[calc.NOTES_OPTIMIZER_OF[r["optimizer"]]]))
+                        f"{v:g}"
+                        for v in sorted(
+                            set(calc.NOTES_OPTIMIZER_BYTES[calc.NOTES_OPTIMIZER_OF[r["optimizer"]]])
+                        )
                     ),
                     "gradients (B/param)": round(r["gradient_bytes_per_param"], 4),
                     "weights+grads+state (B/param)": round(r["model_state_bytes_per_param"], 3),
@@ -299,7 +302,10 @@ def _literature(m: Mapping[str, Any]) -> list[LiteratureCheck]:
         LiteratureCheck(
             "Rajbhandari et al. 2020 (ZeRO), §3.1",
             Msg("C18.literature.zero.finding"),
-            None if mixed is None else abs(mixed - SPEC.threshold("zero_state_bytes_per_param")) <= SPEC.threshold("zero_state_tolerance"),
+            None
+            if mixed is None
+            else abs(mixed - SPEC.threshold("zero_state_bytes_per_param"))
+            <= SPEC.threshold("zero_state_tolerance"),
             Msg("C18.literature.zero.not_measured")
             if mixed is None
             else Msg("C18.literature.zero.note", mixed=mixed),

@@ -143,7 +143,9 @@ def summarize(measured: Measured) -> dict[str, Any]:
     s, w = measured.settings, measured.whole
     shape = calc.LlamaShape.from_model_cfg(s["model"])
     notes_rows, _skipped = notes_model_rows(list(s["notes_models"]))
-    metrics = _metrics(s, shape, w["grid"], w["per_optimizer"], rss_rows(w["rss"]), w["rss_noise_floor_bytes"])
+    metrics = _metrics(
+        s, shape, w["grid"], w["per_optimizer"], rss_rows(w["rss"]), w["rss_noise_floor_bytes"]
+    )
     metrics.update(_notes_metrics(notes_rows))
     metrics["plan"] = plan_rows(list(s.get("plan", [])))
     return metrics

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from whylab.concepts.context import ConceptContext
+from whylab.concepts.spec import measure_settings
 from whylab.errors import InputError
 from whylab.files import read_json
 from whylab.memory import calculator as calc
@@ -226,7 +227,8 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
     comp = computed(s, model, device)
     del model
     out: dict[str, Any] = {
-        "provenance": provenance.record(s),
+        # what decides the measurement: the settings less those only the decision reads (as a measure job gets them)
+        "provenance": provenance.record(measure_settings(CLAIM_ID, s)),
         "device": device,
         "computed": comp,
         "equivalence": equivalence(s, seed, device),
@@ -238,5 +240,5 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
         out["accelerator"] = accelerator(s, seed, device, repeats)
         out["accelerator_device"] = torch.cuda.get_device_name(0)
     elif "recorded_gpu_run" in ctx.inputs:
-        out["recorded"] = recorded(ctx.inputs["recorded_gpu_run"], s)
+        out["recorded"] = recorded(ctx.inputs["recorded_gpu_run"], measure_settings(CLAIM_ID, s))
     return out

@@ -18,9 +18,7 @@ from whylab.results import Evidence, LiteratureCheck, Table
 
 def message(finding: Mapping[str, Any]) -> Msg:
     """A provenance finding (whylab.memory.provenance.findings) as its catalogue message."""
-    params = {
-        k: [message(x) for x in v] if isinstance(v, list) else v for k, v in finding["params"].items()
-    }
+    params = {k: [message(x) for x in v] if isinstance(v, list) else v for k, v in finding["params"].items()}
     return Msg(finding["key"], **params)
 
 

@@ -24,7 +24,9 @@ def accelerator_of(raw: Mapping[str, Any]) -> dict[str, Any]:
     recorded run's come with them already)."""
     if "train_times_plain_s" not in raw:
         return dict(raw)
-    out: dict[str, Any] = {k: v for k, v in raw.items() if not k.endswith(("_times_plain_s", "_times_offload_s"))}
+    out: dict[str, Any] = {
+        k: v for k, v in raw.items() if not k.endswith(("_times_plain_s", "_times_offload_s"))
+    }
     for kind in ("train", "infer"):
         for case in ("plain", "offload"):
             times = Spread.of(raw[f"{kind}_times_{case}_s"])
