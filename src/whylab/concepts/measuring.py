@@ -233,4 +233,5 @@ def read_measured(
             per_seed.append(record["measurements"])
             wall += float(record.get("wall_time_s", 0.0))
             env = env or dict(record["environment"])
-    return Measured(claim_id, dict(expected), seeds, whole, per_seed, env, round(wall, 3))
+    # the run's settings, decision settings included: the measurements were checked against the rest
+    return Measured(claim_id, jsonable(without_seeds(settings)), seeds, whole, per_seed, env, round(wall, 3))

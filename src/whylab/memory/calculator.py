@@ -43,6 +43,15 @@ NOTES_OPTIMIZER_BYTES: dict[str, tuple[float, float]] = {
     "adafactor": (2.0, 4.0),
     "sgd": (0.0, 0.0),
 }
+# the notes' optimizer whose factor applies to each optimizer the experiments run
+NOTES_OPTIMIZER_OF: dict[str, str] = {
+    "adamw": "adamw",
+    "adam": "adam",
+    "sgd": "sgd",
+    "sgd_momentum": "sgd",
+    "adafactor": "adafactor",
+    "mixed_adamw": "adamw",
+}
 NOTES_GRADIENT_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
 NOTES_ACTIVATION_FRACTION: tuple[float, float] = (0.20, 0.30)
 

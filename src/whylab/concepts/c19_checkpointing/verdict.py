@@ -1,0 +1,159 @@
+"""C19's decision: from the measured points to metrics, and from the metrics to a verdict.
+
+Pure: numbers in, label and texts out (no torch, no files). The thresholds are in ``claim.yaml``;
+the minimum saving is the claim's ``min_saving`` setting (a decision setting).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from whylab.concepts.context import Measured
+from whylab.concepts.spec import load_spec
+from whylab.messages import Msg, empty
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
+
+CLAIM_ID = "C19"
+SPEC = load_spec(CLAIM_ID)
+
+
+def _row(r: Mapping[str, Any], base: Mapping[str, Any], s: Mapping[str, Any]) -> dict[str, Any]:
+    """A measured point with its step-time spread and its saving against the run without checkpointing."""
+    times = Spread.of(r["step_times_s"])
+    base_mean = Spread.of(base["step_times_s"]).mean
+    time_ratio = Spread.of([t / base_mean for t in r["step_times_s"]])
+    raw = {k: v for k, v in r.items() if k not in ("grad_rel_max_diff", "method")}
+    return (
+        raw
+        | {"step_time_mean_s": times.mean, "step_time_std_s": times.std, "method": r["method"]}
+        | {
+            "saving": 1 - r["working_bytes"] / base["working_bytes"],
+            "predicted_activation_saving": 1 - r["activation_estimate"] / base["activation_estimate"],
+            "measured_activation_saving": 1 - r["activations_at_peak"] / base["activations_at_peak"]
+            if base["activations_at_peak"]
+            else None,
+            "time_ratio_mean": time_ratio.mean,
+            "time_ratio_std": time_ratio.std,
+            "grad_rel_max_diff": r["grad_rel_max_diff"],
+            "in_depth_sweep": r["seq"] == int(s["seq_len_for_depths"]) and r["depth"] in s["depths"],
+            "in_seq_sweep": r["depth"] == int(s["depth_for_seq_lens"]) and r["seq"] in s["seq_lens"],
+        }
+    )
+
+
+def rows_of(measured: Measured) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = measured.whole["points"]
+    base = {(p["depth"], p["seq"]): p for p in points if p["mode"] == "none"}
+    return [_row(p, base[(p["depth"], p["seq"])], measured.settings) for p in points]
+
+
+def _per_layer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ck = [r for r in rows if r["mode"] != "none"]
+    return [r for r in ck if r["mode"] == "per_layer"] or ck
+
+
+def _growth(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, float]:
+    """Working memory at the deepest over the shallowest model of the depth sweep, per mode."""
+    depth_rows = {(r["mode"], r["depth"]): r for r in rows if r["in_depth_sweep"]}
+    growth = {}
+    for mode in {r["mode"] for r in rows}:
+        lo, hi = depth_rows.get((mode, depths[0])), depth_rows.get((mode, depths[-1]))
+        if lo and hi and len(depths) > 1:
+            growth[mode] = hi["working_bytes"] / lo["working_bytes"]
+    return growth
+
+
+def chen_check(rows: list[dict[str, Any]], depths: list[int]) -> tuple[bool | None, Msg]:
+    """Whether Chen et al.'s numbers hold here (recomputation costs 5-60% time, sqrt(n) memory grows
+    less with depth), and the literature note that says so."""
+    overhead = [r["time_ratio_mean"] - 1 for r in _per_layer(rows)]
+    growth = _growth(rows, depths)
+    sqrt_growth, none_growth = growth.get("sqrt"), growth.get("none")
+    chen = None
+    lo_band, hi_band = SPEC.threshold("chen_time_overhead")
+    if overhead and sqrt_growth is not None and none_growth is not None:
+        chen = lo_band <= sum(overhead) / len(overhead) <= hi_band and sqrt_growth < none_growth
+    note = (
+        Msg(
+            "C19.literature.chen.note",
+            lo=100 * min(overhead),
+            hi=100 * max(overhead),
+            none_growth=none_growth or math.nan,
+            sqrt_growth=sqrt_growth or math.nan,
+            first=depths[0],
+            last=depths[-1],
+        )
+        if overhead
+        else Msg("C19.literature.chen.no_run")
+    )
+    return chen, note
+
+
+def summarize(measured: Measured) -> dict[str, Any]:
+    s = measured.settings
+    rows = rows_of(measured)
+    ck = [r for r in rows if r["mode"] != "none"]
+    per_layer = _per_layer(rows)
+    depths = sorted(s["depths"])
+    overhead = [r["time_ratio_mean"] - 1 for r in per_layer]
+    # the calculator's checkpointed activation estimate, as a saving, vs the measured saving above the weights
+    pred_gap = [abs(r["predicted_activation_saving"] - r["saving"]) for r in per_layer]
+    chen, note = chen_check(rows, depths)
+    return {
+        "rows": rows,
+        "checked_modes": sorted({r["mode"] for r in ck}),
+        "min_saving": min((r["saving"] for r in per_layer), default=None),
+        "max_saving": max((r["saving"] for r in per_layer), default=None),
+        "share_points_saving": (sum(r["saving"] >= s["min_saving"] for r in per_layer) / len(per_layer))
+        if per_layer
+        else None,
+        "prediction_max_abs_gap": max(pred_gap, default=None),
+        "predicted_saving_min": min((r["predicted_activation_saving"] for r in per_layer), default=None),
+        "predicted_saving_max": max((r["predicted_activation_saving"] for r in per_layer), default=None),
+        "time_overhead_median": sorted(overhead)[len(overhead) // 2] if overhead else None,
+        "time_overhead_min": min(overhead, default=None),
+        "time_overhead_max": max(overhead, default=None),
+        "working_growth_over_depth": _growth(rows, depths),
+        "grad_rel_max_diff": max(r["grad_rel_max_diff"] for r in rows),
+        "min_saving_threshold": float(s["min_saving"]),
+        "chen_agrees": chen,
+        "chen_note": str(note),
+    }
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    part = SPEC.part("saves_activation_memory")
+    assert part.primary is not None
+    out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text))
+    if not metrics.get("checked_modes") or metrics.get("min_saving") is None:
+        return out.branch(Label.INCONCLUSIVE, "C19.verdict.no_run")
+    if metrics["grad_rel_max_diff"] > SPEC.threshold("grad_rel_max_diff"):
+        return out.branch(Label.INCONCLUSIVE, "C19.verdict.grads_differ", diff=metrics["grad_rel_max_diff"])
+    lo, hi, share = metrics["min_saving"], metrics["max_saving"], metrics["share_points_saving"]
+    thr = metrics["min_saving_threshold"]
+    gap = metrics.get("prediction_max_abs_gap")
+    prediction = (
+        Msg(
+            "C19.reason.prediction",
+            low=100 * metrics["predicted_saving_min"],
+            high=100 * metrics["predicted_saving_max"],
+            gap=100 * gap,
+        )
+        if gap is not None
+        else empty()
+    )
+    cost = Msg(
+        "C19.reason.cost",
+        low=metrics["time_overhead_min"],
+        high=metrics["time_overhead_max"],
+        prediction=prediction,
+    )
+    # percentages (0-100): the texts show ranges such as "38–74%"
+    numbers = {"lo": 100 * lo, "hi": 100 * hi, "share": 100 * share, "thr": 100 * thr, "cost": cost}
+    if share == 1.0:
+        return out.branch(Label.SUPPORTED, "C19.verdict.saves_everywhere", **numbers)
+    if share > 0:
+        return out.branch(Label.PARTLY, "C19.verdict.saves_somewhere", **numbers)
+    return out.branch(Label.NOT_SUPPORTED, "C19.verdict.saves_nowhere", **numbers)
