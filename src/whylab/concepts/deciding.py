@@ -27,6 +27,7 @@ from whylab.concepts.measuring import (
     SEED_INPUT_PREFIX,
     SEEDS_DIR,
     read_measured,
+    without_seeds,
 )
 from whylab.concepts.spec import measure_settings
 from whylab.errors import InputError
@@ -160,4 +161,7 @@ def run_decide(
     measured = read_measured(
         claim_id, settings, measure_settings(claim_id, dict(settings)), measurements, seed_files
     )
+    # the measure jobs were not given claim.yaml's decision_settings; the decision reads them from
+    # measured.settings, as it does when both halves run in one process
+    measured.settings = jsonable(without_seeds(settings))
     return decide(claim_id, settings, measured, result_path)
