@@ -30,10 +30,17 @@ FAKE_CLAIM = Path(__file__).with_name("fake_seed_claim.py")
 C08_MODULE = Path("src/whylab/concepts/c08_pre_vs_post_ln.py")
 # the rules that run torch on the run's device; every other job must get cpu and no GPU
 TORCH_RULES = re.compile(
-    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[01])(_seed)?|concept_C1[46]|concept_C(1[7-9]|2[01])"
+    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[01])(_seed|_measure)?|concept_C1[46]|concept_C(1[7-9]|2[01])"
 )
+# the decide jobs of torch claims that are packages: their seeds' settings (device included), but
+# they only read the measurements: no GPU (like the gather of a per-seed module)
+CPU_DECIDE_JOBS = {"concept_C09", "concept_C10", "concept_C11"}
 # claims that repeat over the run-wide seeds in config/test.yaml (C03-C08 and C11 set their own)
-SEEDED_CLAIMS = {f"concept_C{i:02d}" for i in (9, 10, 14, 16)}
+SEEDED_CLAIMS = {
+    "concept_C09_measure",
+    "concept_C10_measure",
+    *(f"concept_C{i:02d}" for i in (9, 10, 14, 16)),
+}
 
 
 @dataclass
@@ -153,7 +160,7 @@ def test_gpu_config_gives_cuda_and_a_gpu_to_the_torch_rules_only(tmp_path: Path)
         if job.rule in ("all", "report"):  # the report's settings are the whole config; it runs locally
             continue
         device = job.settings["device"]
-        if job.rule == "concept_C08":  # the gather: the seeds' settings, but it only combines: no GPU
+        if job.rule == "concept_C08" or job.rule in CPU_DECIDE_JOBS:  # reads what others measured: no GPU
             assert device == "cuda" and "gpu" not in job.resources, job
         elif TORCH_RULES.fullmatch(job.rule):
             assert device == "cuda" and job.resources.get("gpu") == "1", (job.rule, job.resources)
