@@ -12,8 +12,13 @@ import pytest
 import torch
 
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
+from claim_packages import assert_measuring_is_light
 from whylab.concepts import REGISTRY, run_concept
-from whylab.concepts import c09_feed_forward as c09
+from whylab.concepts.c09_feed_forward import CLAIM_ID
+from whylab.concepts.c09_feed_forward import experiment as c09x
+from whylab.concepts.c09_feed_forward import figures as c09f
+from whylab.concepts.c09_feed_forward import verdict as c09
+from whylab.concepts.context import ConceptContext
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Kind, Label
 
@@ -30,22 +35,26 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "values": values}
 
 
-def test_registered_and_per_seed() -> None:
-    assert REGISTRY["C09"] == c09.__name__ and c09.CLAIM_ID == "C09"
-    assert hasattr(c09, "run_seed") and hasattr(c09, "combine") and not hasattr(c09, "run")
+def test_registered_as_a_package_with_seeds() -> None:
+    assert REGISTRY["C09"] == "whylab.concepts.c09_feed_forward" and CLAIM_ID == c09.CLAIM_ID == "C09"
+    assert hasattr(c09x, "measure_seed") and hasattr(c09x, "measure")
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts() -> None:
+    assert_measuring_is_light("C09")
 
 
 def test_module_kind() -> None:
-    assert c09.module_kind(torch.nn.Linear(2, 2)) == "linear"
-    assert c09.module_kind(torch.nn.GELU()) == "activation"
-    assert c09.module_kind(torch.nn.Dropout(0.1)) == "dropout"
-    assert c09.module_kind(torch.nn.LayerNorm(2)) == "norm"
-    assert c09.module_kind(torch.nn.Embedding(2, 2)) is None
+    assert c09x.module_kind(torch.nn.Linear(2, 2)) == "linear"
+    assert c09x.module_kind(torch.nn.GELU()) == "activation"
+    assert c09x.module_kind(torch.nn.Dropout(0.1)) == "dropout"
+    assert c09x.module_kind(torch.nn.LayerNorm(2)) == "norm"
+    assert c09x.module_kind(torch.nn.Embedding(2, 2)) is None
 
 
 @pytest.fixture(scope="module")
 def structure() -> dict[str, dict[str, Any]]:
-    return {r.name: c09.analyse_structure(r) for r in c09.references()}
+    return {r.name: c09x.analyse_structure(r) for r in c09x.references()}
 
 
 def test_traced_structure_of_standard_models(structure: dict[str, dict[str, Any]]) -> None:
@@ -61,17 +70,17 @@ def test_traced_structure_of_standard_models(structure: dict[str, dict[str, Any]
 
 
 def test_parameter_shares_match_the_formula() -> None:
-    refs = {r.name: r for r in c09.references()}
-    bert = c09.parameter_shares(refs["BERT"])
+    refs = {r.name: r for r in c09x.references()}
+    bert = c09x.parameter_shares(refs["BERT"])
     d, f, layers = 768, 3072, 12
     assert bert["ffn"] == layers * (d * f + f + f * d + d)
-    llama = c09.parameter_shares(refs["Llama"])
+    llama = c09x.parameter_shares(refs["Llama"])
     assert llama["ffn"] == 32 * 3 * 4096 * 11008
     assert 0.4 < bert["ffn_share"] < llama["ffn_share"] < 0.7
 
 
 def test_ablation_variants() -> None:
-    v = c09.ablation_variants(
+    v = c09x.ablation_variants(
         {"model": {"activation": "gelu", "ffn_mult": 4}, "activations": ["relu", "gelu"], "ffn_mults": [1, 4]}
     )
     assert list(v) == ["gelu, 4x (baseline)", "no FFN", "relu, 4x", "gelu, 1x"]
@@ -135,9 +144,9 @@ def test_literature_reads_the_paired_swiglu_comparison() -> None:
     m = c09_metrics([_row()])
     m["ablation"]["relu, 4x"] = {"loss": spread([5.2, 5.3, 5.15])}
     m["ablation"]["swiglu, 4x"] = {"loss": spread([5.1, 5.2, 5.05])}  # 0.1 lower in every seed
-    assert c09._literature(m)[-1].agrees is True
+    assert c09f.literature(m)[-1].agrees is True
     m["ablation"]["swiglu, 4x"] = {"loss": spread([5.3, 5.1, 5.2])}
-    assert c09._literature(m)[-1].agrees is None
+    assert c09f.literature(m)[-1].agrees is None
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +170,7 @@ def test_runs_per_seed_and_pairs(mech_inputs: dict[str, Path], tmp_path: Path) -
         "steps": 4,
         "seq_len": 8,
         "min_effect": 0.02,
+        "residual_tolerance": 1e-5,
     }
     rec = run_concept("C09", copy.deepcopy(settings), mech_inputs, tmp_path / "C09" / "result.json")
     abl = rec["metrics"]["ablation"]
@@ -175,8 +185,8 @@ def test_runs_per_seed_and_pairs(mech_inputs: dict[str, Path], tmp_path: Path) -
     assert len(rec["tables"]) == 3 and len(rec["figures"]) == 3 and rec["literature"]
     kept = evidence_places(rec, verdict=("reason",))
     assert_record_in_korean(rec, required=kept, differs_from_english=kept)
-    ctx = c09.ConceptContext("C09", copy.deepcopy(settings), mech_inputs, tmp_path, 1, "cpu")
-    one = c09.run_seed(ctx, 1)
+    ctx = ConceptContext("C09", copy.deepcopy(settings), mech_inputs, tmp_path, 1, "cpu")
+    one = c09x.measure_seed(ctx, 1)
     assert one["variants"]["no FFN"]["loss"] == pytest.approx(abl["no FFN"]["loss"]["values"][1])
 
 
@@ -233,8 +243,15 @@ def test_literature_renders_in_korean() -> None:
     m["ablation"]["relu, 4x"] = {"loss": spread([5.2, 5.3, 5.15])}
     for swiglu in ([5.1, 5.2, 5.05], [5.3, 5.1, 5.2]):
         m["ablation"]["swiglu, 4x"] = {"loss": spread(swiglu)}
-        checks = c09._literature(m)
+        checks = c09f.literature(m)
         assert len(checks) == 2
         for lit in checks:
             for text in (lit.finding, lit.note):
                 assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def test_effect_and_tolerance_are_decision_settings() -> None:
+    from whylab.concepts.spec import measure_settings
+
+    measured = measure_settings("C09", {"min_effect": 0.02, "residual_tolerance": 1e-5, "steps": 4})
+    assert measured == {"steps": 4}

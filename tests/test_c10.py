@@ -11,22 +11,31 @@ import pytest
 import torch
 
 from catalogue_checks import assert_catalogue_in_korean, assert_explained, assert_record_in_korean
+from claim_packages import assert_measuring_is_light
 from whylab.bench.model import BenchConfig, BenchTransformer
 from whylab.concepts import REGISTRY, run_concept
-from whylab.concepts import c10_encoder_decoder as c10
+from whylab.concepts.c10_encoder_decoder import CLAIM_ID
+from whylab.concepts.c10_encoder_decoder import experiment as c10x
+from whylab.concepts.c10_encoder_decoder import figures as c10f
+from whylab.concepts.c10_encoder_decoder import verdict as c10
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Kind, Label
 
 torch.set_num_threads(1)
 
 
-def test_registered() -> None:
-    assert REGISTRY["C10"] == c10.__name__ and c10.CLAIM_ID == "C10"
+def test_registered_as_a_package() -> None:
+    assert REGISTRY["C10"] == "whylab.concepts.c10_encoder_decoder" and CLAIM_ID == c10.CLAIM_ID == "C10"
+    assert hasattr(c10x, "measure") and not hasattr(c10x, "measure_seed")
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts() -> None:
+    assert_measuring_is_light("C10")
 
 
 def test_causality_profile_decoder_vs_encoder() -> None:
     ids = torch.randint(0, 30, (2, 12), generator=torch.Generator().manual_seed(0))
-    positions = c10.perturbation_positions(12, 3)
+    positions = c10x.perturbation_positions(12, 3)
     assert positions == [3, 6, 9]
     out = {}
     for causal in (True, False):
@@ -34,10 +43,10 @@ def test_causality_profile_decoder_vs_encoder() -> None:
         model = BenchTransformer(
             BenchConfig(vocab_size=30, d_model=16, n_heads=2, n_layers=2, causal=causal)
         ).eval()
-        out[causal] = c10.causality_profile(
-            c10._logits_of(model), ids, positions, 30, torch.Generator().manual_seed(2)
+        out[causal] = c10x.causality_profile(
+            c10x._logits_of(model), ids, positions, 30, torch.Generator().manual_seed(2)
         )
-        share = c10.future_attention_share(model, ids)
+        share = c10x.future_attention_share(model, ids)
         assert (share == 0.0) if causal else (share > 0.3)
     assert out[True]["earlier_max_abs"] == 0.0 and out[True]["relative_leak"] == 0.0
     assert out[False]["relative_leak"] > 0.01
@@ -46,7 +55,7 @@ def test_causality_profile_decoder_vs_encoder() -> None:
 
 @pytest.fixture(scope="module")
 def library() -> dict[str, Any]:
-    return c10.library_check(16, 50, c10.perturbation_positions(16, 2), 0)
+    return c10x.library_check(16, 50, c10x.perturbation_positions(16, 2), 0)
 
 
 def test_library_models_are_what_they_say(library: dict[str, Any]) -> None:
@@ -153,12 +162,12 @@ def test_the_bench_model_does_not_decide() -> None:
 
 
 def test_literature() -> None:
-    lit = c10._literature(_metrics(library=_lib()))
+    lit = c10f.literature(_metrics(library=_lib()))
     assert [c.agrees for c in lit] == [True, True, True]
     for check in lit:
         for text in (check.finding, check.note):
             assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
-    assert c10._literature(_metrics(library=_lib(heads=1, real=1)))[2].agrees is False
+    assert c10f.literature(_metrics(library=_lib(heads=1, real=1)))[2].agrees is False
 
 
 def test_runs_end_to_end_with_the_library_check(
@@ -196,3 +205,10 @@ def test_runs_end_to_end_with_the_library_check(
         for i, item in enumerate(rec[section]):
             for f in fields:
                 assert f"{section}.{i}.{f}" in korean or not item[f], (section, i, f)
+
+
+def test_leak_tolerance_is_a_decision_setting() -> None:
+    from whylab.concepts.spec import measure_settings
+
+    measured = measure_settings("C10", {"leak_tolerance": 1e-6, "steps": 4, "library_check": True})
+    assert measured == {"steps": 4, "library_check": True}

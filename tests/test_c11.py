@@ -15,41 +15,49 @@ import pytest
 import torch
 
 from catalogue_checks import assert_catalogue_in_korean, assert_explained, assert_record_in_korean
+from claim_packages import assert_measuring_is_light
 from whylab.bench.model import EncoderDecoder
 from whylab.concepts import REGISTRY, run_concept
-from whylab.concepts import _c11_wiring as wiring
-from whylab.concepts import c11_cross_attention as c11
+from whylab.concepts.c11_cross_attention import CLAIM_ID, wiring
+from whylab.concepts.c11_cross_attention import experiment as c11x
+from whylab.concepts.c11_cross_attention import figures as c11f
+from whylab.concepts.c11_cross_attention import verdict as c11
+from whylab.concepts.context import ConceptContext
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Kind, Label
 
 torch.set_num_threads(1)
 
 
-def test_registered_and_per_seed() -> None:
-    assert REGISTRY["C11"] == c11.__name__ and c11.CLAIM_ID == "C11"
-    assert hasattr(c11, "run_seed") and hasattr(c11, "combine") and not hasattr(c11, "run")
+def test_registered_as_a_package_with_seeds() -> None:
+    assert REGISTRY["C11"] == "whylab.concepts.c11_cross_attention" and CLAIM_ID == c11.CLAIM_ID == "C11"
+    assert hasattr(c11x, "measure_seed") and hasattr(c11x, "measure")
+
+
+def test_measuring_imports_no_plotting_texts_or_verdicts() -> None:
+    assert_measuring_is_light("C11")
 
 
 def test_sequence_task() -> None:
-    task = c11.SequenceTask(length=4, symbols=5)
+    task = c11x.SequenceTask(length=4, symbols=5)
     src, tgt = task.sample(3, torch.Generator().manual_seed(0))
     assert src.shape == (3, 4) and tgt.shape == (3, 5)
     assert torch.equal(tgt[:, :4], src.flip(1)) and (tgt[:, 4] == task.eos_id).all()
     dec_in = task.decoder_input(tgt)
     assert (dec_in[:, 0] == task.bos).all() and torch.equal(dec_in[:, 1:], tgt[:, :-1])
     assert [task.source_position(t) for t in range(4)] == [3, 2, 1, 0]
-    assert c11.SequenceTask(4, 5, reverse=False).source_position(1) == 1
-    equal = c11.SequenceTask(4, 5, eos=False)
+    assert c11x.SequenceTask(4, 5, reverse=False).source_position(1) == 1
+    equal = c11x.SequenceTask(4, 5, eos=False)
     assert equal.sample(2, torch.Generator().manual_seed(0))[1].shape == (2, 4)
 
 
-def _model(task: c11.SequenceTask, notes: bool, seed: int = 0) -> EncoderDecoder:
+def _model(task: c11x.SequenceTask, notes: bool, seed: int = 0) -> EncoderDecoder:
     s = {"d_model": 16, "n_heads": 2, "n_layers": 2}
-    return c11.build(s, task, seed, notes=notes)
+    return c11x.build(s, task, seed, notes=notes)
 
 
 def test_notes_wiring_reads_q_and_k_from_the_memory_and_v_from_the_decoder() -> None:
-    task = c11.SequenceTask(length=5, symbols=6, eos=False)
+    task = c11x.SequenceTask(length=5, symbols=6, eos=False)
     standard, notes = _model(task, False), _model(task, True)
     # the same parameters, the same initial weights
     assert [n for n, _ in standard.named_parameters()] == [n for n, _ in notes.named_parameters()]
@@ -58,17 +66,17 @@ def test_notes_wiring_reads_q_and_k_from_the_memory_and_v_from_the_decoder() -> 
     dec_in = task.decoder_input(tgt)
     notes.eval()
     memory = notes.encode(src)
-    with c11.capture_qkv(notes) as seen:
+    with c11x.capture_qkv(notes) as seen:
         notes.decode(dec_in, memory)
     assert seen["Q_in"][0] == seen["K_in"][0] == [4, 5, 16]
     # the memory moves Q and K of the first layer, the decoder input moves only V
     changed = dec_in.clone()
     changed[:, 2] = (changed[:, 2] + 1) % task.symbols
-    with c11.capture_qkv(notes) as by_memory:
+    with c11x.capture_qkv(notes) as by_memory:
         notes.decode(
             dec_in, memory + 0.5 * torch.randn(memory.shape, generator=torch.Generator().manual_seed(2))
         )
-    with c11.capture_qkv(notes) as by_decoder:
+    with c11x.capture_qkv(notes) as by_decoder:
         notes.decode(changed, memory)
     for part, memory_moves in (("Q", True), ("K", True), ("V", False)):
         assert (not torch.equal(seen[part][0], by_memory[part][0])) is memory_moves, part
@@ -76,7 +84,7 @@ def test_notes_wiring_reads_q_and_k_from_the_memory_and_v_from_the_decoder() -> 
 
 
 def test_notes_wiring_is_causal_over_the_decoder_positions() -> None:
-    task = c11.SequenceTask(length=6, symbols=6, eos=False)
+    task = c11x.SequenceTask(length=6, symbols=6, eos=False)
     model = _model(task, True).eval()
     src, tgt = task.sample(2, torch.Generator().manual_seed(3))
     dec_in = task.decoder_input(tgt)
@@ -88,7 +96,7 @@ def test_notes_wiring_is_causal_over_the_decoder_positions() -> None:
 
 
 def test_notes_wiring_fails_at_unequal_lengths_where_weights_meet_values() -> None:
-    task = c11.SequenceTask(length=5, symbols=6, eos=True)
+    task = c11x.SequenceTask(length=5, symbols=6, eos=True)
     src, tgt = task.sample(2, torch.Generator().manual_seed(0))
     out = wiring.failure_at_unequal_lengths(_model(task, True), src, task.decoder_input(tgt))
     assert out["runs"] is False and (out["source_length"], out["target_length"]) == (5, 6)
@@ -100,28 +108,28 @@ def test_notes_wiring_fails_at_unequal_lengths_where_weights_meet_values() -> No
 
 def test_notes_ceiling() -> None:
     # 8 positions, 10 symbols: 7 positions can be right, the first is right 1 time in 10
-    assert c11.notes_ceiling(c11.SequenceTask(8, 10)) == pytest.approx((7 + 0.1) / 8)
+    assert c11.notes_ceiling(8, 10) == pytest.approx((7 + 0.1) / 8)
 
 
 def test_greedy_accuracy_of_a_model_that_copies_the_answer() -> None:
     """accuracy() counts what it says: an untrained model is near chance, both wirings decode."""
-    task = c11.SequenceTask(length=4, symbols=5, eos=False)
+    task = c11x.SequenceTask(length=4, symbols=5, eos=False)
     src, tgt = task.sample(32, torch.Generator().manual_seed(0))
     for notes in (False, True):
-        acc = c11.accuracy(_model(task, notes), task, src, tgt)
+        acc = c11x.accuracy(_model(task, notes), task, src, tgt)
         assert 0.0 <= acc["sequence_accuracy"] <= acc["token_accuracy"] <= 0.6
 
 
 def test_standard_interventions_and_cross_attention_off() -> None:
-    task = c11.SequenceTask(length=5, symbols=6, eos=False)
+    task = c11x.SequenceTask(length=5, symbols=6, eos=False)
     model = _model(task, False)
     src, tgt = task.sample(8, torch.Generator().manual_seed(1))
-    res = c11.interventions(model, task, src, tgt, 0.5, torch.Generator().manual_seed(2))
+    res = c11x.interventions(model, task, src, tgt, 0.5, torch.Generator().manual_seed(2))
     ch = res["changes"]
     assert ch["memory"]["Q"][0] == 0.0 and ch["memory"]["Q"][1] > 0
     assert min(ch["memory"]["K"]) > 0 and max(ch["decoder"]["K"]) == 0.0 and max(ch["decoder"]["V"]) == 0.0
     assert res["shapes"]["q_input"] == [8, 3, 16] and res["shapes"]["k_input"] == [8, 5, 16]
-    with c11.cross_attention_off(model):
+    with c11x.cross_attention_off(model):
         off = model(src, task.decoder_input(tgt)).logits
         off2 = model(src.roll(1, 0), task.decoder_input(tgt)).logits
     assert torch.allclose(off, off2)
@@ -135,12 +143,12 @@ def library() -> list[dict[str, Any]]:
 def test_library_roles_from_hooks(library: list[dict[str, Any]]) -> None:
     by = {r["model"]: r for r in library}
     for name in ("T5", "BART"):
-        roles = wiring.roles(by[name])
+        roles = c11.roles(by[name])
         assert roles["has_cross_attention"] and roles["q_from_decoder"] and not roles["q_from_encoder"]
         assert roles["k_from_encoder"] and roles["v_from_encoder"]
         assert by[name]["cross_attention_layers"] == by[name]["decoder_layers"] == 2
         assert by[name]["q_vs_encoder_output"] is None and by[name]["k_vs_encoder_output"] == 0.0
-    assert by["GPT-2"]["cross_attention_layers"] == 0 and not wiring.roles(by["GPT-2"])["has_cross_attention"]
+    assert by["GPT-2"]["cross_attention_layers"] == 0 and not c11.roles(by["GPT-2"])["has_cross_attention"]
 
 
 def test_roles_read_a_notes_style_library_row() -> None:
@@ -158,7 +166,7 @@ def test_roles_read_a_notes_style_library_row() -> None:
         **{f"{p}_moved_by_decoder": 0.0 for p in "qk"},
         "v_moved_by_decoder": 2.0,
     }
-    roles = wiring.roles(row)
+    roles = c11.roles(row)
     assert roles["q_from_encoder"] and roles["k_from_encoder"] and roles["v_from_decoder"]
     assert not roles["q_from_decoder"]
 
@@ -351,7 +359,7 @@ def test_catalogue_is_korean() -> None:
 
 
 def test_literature_reads_our_model() -> None:
-    lit = c11._literature(_metrics())
+    lit = c11f.literature(_metrics())
     assert lit[0].agrees is True and lit[1].agrees is True
     assert (
         lit[0].note
@@ -362,7 +370,7 @@ def test_literature_reads_our_model() -> None:
             assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
     m = _metrics()
     m["changes"]["memory"]["Q"] = [[0.3, 0.5]] * 3
-    assert c11._literature(m)[0].agrees is False
+    assert c11f.literature(m)[0].agrees is False
     assert math.isclose(m["alignment_chance"], 1 / 8)
 
 
@@ -410,16 +418,16 @@ def test_runs_end_to_end_and_pairs_by_seed(tmp_path: Path) -> None:
                 assert f"{section}.{i}.{f}" in korean or not item[f], (section, i, f)
     wirings = next(f for f in rec["figures"] if f["path"] == "figures/wirings.png")
     assert "{" not in wirings["caption"] and "standard − notes: " in wirings["caption"]
-    one = c11.run_seed(c11.ConceptContext("C11", copy.deepcopy(SETTINGS), {}, tmp_path, 1, "cpu"), 1)
+    one = c11x.measure_seed(ConceptContext("C11", copy.deepcopy(SETTINGS), {}, tmp_path, 1, "cpu"), 1)
     assert one["notes"]["token_accuracy"] == m["token_accuracy"]["notes"][1]  # a seed's numbers are its own
 
 
 def test_map_tick_labels_do_not_overlap() -> None:
     """Issue 13: the target tick labels ("7:0", "8:EOS") ran together; every tick label must have
     its own box."""
-    task = c11.SequenceTask(length=8, symbols=10, eos=False)
+    task = c11x.SequenceTask(length=8, symbols=10, eos=False)
     maps = [torch.rand(8, 8).softmax(-1).numpy() for _ in range(2)]
-    fig = c11.draw_maps(maps, list(range(8)), task)
+    fig = c11f.draw_maps(maps, list(range(8)), task.reverse)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes[:2]:
@@ -430,3 +438,11 @@ def test_map_tick_labels_do_not_overlap() -> None:
                 for b in boxes[i + 1 :]:
                     assert not a.overlaps(b), (a, b)
         assert all(t.get_rotation() == 0 for t in ax.get_yticklabels())
+
+
+def test_accuracy_thresholds_are_decision_settings() -> None:
+    """min_accuracy and min_effect are read by the decision only: changing them re-runs no training."""
+    from whylab.concepts.spec import measure_settings
+
+    measured = measure_settings("C11", copy.deepcopy(SETTINGS))
+    assert "min_accuracy" not in measured and "min_effect" not in measured and "steps" in measured

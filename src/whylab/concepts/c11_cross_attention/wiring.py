@@ -15,13 +15,14 @@ runs and can be trained. The causal mask over the value positions is the charita
 keeps a decoder from reading the target tokens it is asked to predict.
 
 ``library_roles`` hooks the cross-attention projections of T5 and BART built from configs (random
-weights, nothing downloaded) and reads off which tensors enter W_q, W_k and W_v.
+weights, nothing downloaded) and records which tensors enter W_q, W_k and W_v (measuring only:
+``verdict.roles`` decides from those numbers where each comes from).
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,32 +255,3 @@ def library_roles(lib: LibraryModel, seed: int, src_len: int = 7, tgt_len: int =
         }
     )
     return row
-
-
-TOL = 1e-6  # an absolute difference below this is float round-off
-
-
-def roles(row: Mapping[str, Any]) -> dict[str, bool]:
-    """Where Q, K and V of one library model come from, decided from ``library_roles``' numbers."""
-    out = {"has_cross_attention": row["cross_attention_layers"] > 0}
-    if not out["has_cross_attention"]:
-        return out
-    src_len, tgt_len = row["source_length"], row["target_length"]
-
-    def small(value: float | None) -> bool:
-        return value is not None and value <= TOL
-
-    for p in ("q", "k", "v"):
-        encoder = (
-            row[f"{p}_input_length"] == src_len
-            and small(row[f"{p}_vs_encoder_output"])
-            and small(row[f"{p}_moved_by_decoder"])
-        )
-        decoder = (
-            row[f"{p}_input_length"] == tgt_len
-            and not small(row[f"{p}_moved_by_decoder"])
-            and small(row[f"{p}_moved_by_source"])
-        )
-        out[f"{p}_from_encoder"] = bool(encoder)
-        out[f"{p}_from_decoder"] = bool(decoder)
-    return out
