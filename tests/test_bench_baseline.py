@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mech_b_helpers import TINY, lm_inputs_of
+from bench_claims import TINY, lm_inputs_of
 from whylab.bench import baseline
-from whylab.concepts._bench_common import baseline_inputs, learned_baseline, load_corpus
+from whylab.bench.lab import baseline_inputs, learned_baseline, load_corpus
 from whylab.errors import InputError
 
 torch.set_num_threads(1)

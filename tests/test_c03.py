@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 
+from bench_claims import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from claim_packages import assert_measuring_is_light
-from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import REGISTRY
 from whylab.concepts._bench_stats import describe
 from whylab.concepts.c03_embedding import FROZEN, FROZEN_UNIT, experiment, figures

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 
+from bench_claims import lm_inputs_of, run_claim, spread
 from catalogue_checks import assert_explained, assert_record_in_korean
 from claim_packages import assert_measuring_is_light
-from mech_b_helpers import lm_inputs_of, run_claim, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MultiHeadAttention
 from whylab.concepts.c05_scaling import experiment as c05x
 from whylab.concepts.c05_scaling import figures as c05f
@@ -248,7 +248,7 @@ def test_synthetic_check_is_measured_whole_and_training_per_seed(
     decision's floor min_loss_gain changes the verdict's comparison, not the measurements."""
     import copy
 
-    from mech_b_helpers import TINY, schema_section
+    from bench_claims import TINY, schema_section
     from whylab.concepts.deciding import decide
     from whylab.concepts.measuring import measure_in_process
 

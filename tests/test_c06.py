@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from bench_claims import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from catalogue_checks import assert_explained, assert_record_in_korean
 from claim_packages import assert_measuring_is_light
-from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.concepts import ConceptContext
 from whylab.concepts.c06_value_projection import experiment as c06x
 from whylab.concepts.c06_value_projection import verdict as c06

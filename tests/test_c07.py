@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 
+from bench_claims import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from claim_packages import assert_measuring_is_light
-from mech_b_helpers import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
 from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
 from whylab.concepts.c07_layernorm_vs_batchnorm import figures as c07_figures
 from whylab.concepts.c07_layernorm_vs_batchnorm import padding, probes
@@ -303,11 +303,6 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
 
 def test_measuring_is_light() -> None:
     assert_measuring_is_light("C07")
-
-
-def test_the_package_imports_no_shim() -> None:
-    package = Path(c07.__file__).parent
-    assert not [p.name for p in package.glob("*.py") if "_bench_common" in p.read_text(encoding="utf-8")]
 
 
 def test_the_decision_settings_are_decided_from_the_measure_jobs_files(

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from bench_claims import comparison, lm_inputs_of, run_claim, spread
 from catalogue_checks import assert_explained, assert_record_in_korean
 from claim_packages import assert_measuring_is_light
-from mech_b_helpers import comparison, lm_inputs_of, run_claim, spread
 from whylab.concepts.c08_pre_vs_post_ln import figures as c08_figures
 from whylab.concepts.c08_pre_vs_post_ln import verdict as c08
 from whylab.messages import Msg, english_runs
@@ -137,11 +137,6 @@ def test_runs_end_to_end_and_is_deterministic(
 
 def test_measuring_is_light() -> None:
     assert_measuring_is_light("C08")
-
-
-def test_the_package_imports_no_shim() -> None:
-    package = Path(c08.__file__).parent
-    assert not [p.name for p in package.glob("*.py") if "_bench_common" in p.read_text(encoding="utf-8")]
 
 
 OPPOSITE = [-1.5, -1.6, -1.4, -1.7, -1.5]

@@ -2,7 +2,7 @@
 # C03, C04 and C06 compare against: trained ONCE per seed as its own job and loaded by each of them
 # (safetensors weights + a JSON history; never pickle). It reaches a claim through the
 # MECHANISM_EXTRA_INPUTS hook of mechanisms.smk as --input baseline_<seed>=... and
-# --input baseline_history_<seed>=... (whylab.concepts._bench_common.baseline_inputs reads them).
+# --input baseline_history_<seed>=... (whylab.bench.lab.baseline_inputs reads them).
 from whylab.bench.workflow import rule_settings
 
 BASELINE_CLAIMS = ("C03", "C04", "C06")

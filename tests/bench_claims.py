@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from whylab.concepts._bench_common import paired
+from whylab.concepts._bench_stats import paired
 
 TINY: dict[str, Any] = {
     "device": "cpu",
@@ -48,6 +48,6 @@ def comparison(a: list[float], b: list[float], floor: float) -> dict[str, Any]:
 
 
 def spread(values: list[float]) -> dict[str, Any]:
-    from whylab.concepts._bench_common import summary
+    from whylab.concepts._bench_stats import summary
 
     return summary(values)
