@@ -473,7 +473,7 @@ def test_loss_change_figure_spans_the_claimed_band_without_overlapping_labels(tm
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from whylab.quant import report as qr
+    from whylab.quant import figures as qf
 
     captured: dict[str, Any] = {}
     original = plt.Figure.savefig
@@ -489,7 +489,7 @@ def test_loss_change_figure_spans_the_claimed_band_without_overlapping_labels(tm
     names = [f"ort-int8-variant-{i}" for i in range(6)]
     variants = [variant(n, "int8", 0.5 + i) for i, n in enumerate(names)]
     monkeypatch.setattr(plt.Figure, "savefig", spy)  # capture the drawn figure before it is saved
-    ref = qr.plot_loss_change(variants, tmp_path, "int8", (20.0, 30.0), names[0])
+    ref = qf.plot_loss_change(variants, tmp_path, "int8", (20.0, 30.0), names[0])
     assert (tmp_path / ref.path).is_file()
     assert captured["xlim"][0] <= 0.0 and captured["xlim"][1] >= 30.0
     boxes = captured["boxes"]
@@ -587,6 +587,7 @@ def test_quant_report_texts_render_in_korean(tmp_path):
 
     matplotlib.use("Agg")
     from whylab.messages import Msg, kept_beside
+    from whylab.quant import figures as qf
     from whylab.quant import report as qr
     from whylab.quant.variants import parse, skip_reason
 
@@ -635,8 +636,8 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     ):
         assert_in_korean(table.caption)
     figures = [
-        qr.plot_real_scale(rs, tmp_path, claimed_speedup=(2.0, 4.0)),
-        qr.plot_loss_change(m["variants"], tmp_path, "int8", (20.0, 30.0), "ort-int8-dynamic"),
+        qf.plot_real_scale(rs, tmp_path, claimed_speedup=(2.0, 4.0)),
+        qf.plot_loss_change(m["variants"], tmp_path, "int8", (20.0, 30.0), "ort-int8-dynamic"),
     ]
     for fig in figures:
         assert_in_korean(fig.title)

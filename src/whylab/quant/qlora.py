@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,44 +358,3 @@ def memory_method(device: str) -> str:
     from whylab.quant.peak_memory import PeakMemory
 
     return PeakMemory(device).method
-
-
-def summarize(results: Sequence[FinetuneResult]) -> dict[str, dict[str, Any]]:
-    """Per variant: the per-seed lists and the seed-independent facts of its runs."""
-    out: dict[str, dict[str, Any]] = {}
-    for r in results:
-        v = out.setdefault(
-            r.variant,
-            {
-                "seeds": [],
-                "ppl_after": [],
-                "retained_ppl_after": [],
-                "peak_bytes": [],
-                "train_seconds": [],
-                "final_loss": [],
-            },
-        )
-        v["seeds"].append(r.seed)
-        v["ppl_after"].append(r.ppl_after)
-        v["retained_ppl_after"].append(r.retained_ppl_after)
-        v["peak_bytes"].append(r.peak_bytes)
-        v["train_seconds"].append(r.train_seconds)
-        v["final_loss"].append(sum(r.losses[-5:]) / len(r.losses[-5:]))
-        for key in (
-            "trainable_params",
-            "total_params",
-            "base_storage_bytes",
-            "linear_storage_bytes",
-            "linear_table_bytes",
-            "linear_bits_per_weight",
-            "linear_code_bytes_per_weight",
-            "linear_weights",
-            "linear4bit_count",
-            "decoder_linear_count",
-            "nf4",
-            "ppl_before",
-        ):
-            v[key] = getattr(r, key)
-        v["only_adapters_trainable"] = v.get("only_adapters_trainable", True) and r.only_adapters_trainable
-        v["base_unchanged"] = v.get("base_unchanged", True) and r.base_unchanged
-    return out

@@ -8,6 +8,7 @@ from typing import Any
 from whylab.concepts.c12_int8.verdict import CLAIMED, TOLERANCE, part_results
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg
+from whylab.quant import figures as qf
 from whylab.quant import report as qr
 from whylab.quant.claim_parts import (
     accuracy_table,
@@ -29,14 +30,14 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
     speedup = (float(CLAIMED["speedup"][0]), float(CLAIMED["speedup"][1]))
     loss_band = (float(CLAIMED["loss_pct"][0]), float(CLAIMED["loss_pct"][1]))
     figures = [
-        qr.plot_loss_change(
+        qf.plot_loss_change(
             metrics["variants"], ctx.outdir, "int8", loss_band, primary_name(metrics, "int8")
         ),
     ]
     if metrics["real_scale"]:
-        figures.append(qr.plot_real_scale(metrics["real_scale"], ctx.outdir, claimed_speedup=speedup))
+        figures.append(qf.plot_real_scale(metrics["real_scale"], ctx.outdir, claimed_speedup=speedup))
     figures.append(
-        qr.plot_latency(
+        qf.plot_latency(
             rows,
             ctx.outdir,
             "latency",

@@ -12,6 +12,7 @@ import numpy as np
 from whylab.concepts.c13_int4.verdict import CLAIMED, part_results
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg
+from whylab.quant import figures as qf
 from whylab.quant import report as qr
 from whylab.quant.claim_parts import accuracy_table, model_words, parts_table, primary_name, variant_named
 from whylab.results import Evidence, LiteratureCheck, Table
@@ -28,10 +29,10 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
     results = part_results(metrics)
     loss_band = (float(CLAIMED["loss_pct"][0]), float(CLAIMED["loss_pct"][1]))
     figures = [
-        qr.plot_loss_change(
+        qf.plot_loss_change(
             metrics["variants"], ctx.outdir, "int4", loss_band, primary_name(metrics, "int4")
         ),
-        qr.plot_bits_and_groups(
+        qf.plot_bits_and_groups(
             rows,
             ctx.outdir,
             "bits_and_groups",
@@ -40,7 +41,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         ),
     ]
     if metrics["real_scale"]:
-        figures.append(qr.plot_real_scale(metrics["real_scale"], ctx.outdir))
+        figures.append(qf.plot_real_scale(metrics["real_scale"], ctx.outdir))
     alpha_rows = [{"variant": name, **(alphas or {})} for name, alphas in metrics["awq_alphas"].items()]
     tables = [
         qr.variants_table(rows),
