@@ -17,9 +17,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whylab.messages import Msg
+
+if TYPE_CHECKING:
+    from whylab.parts import PartVerdict
 
 
 class Label(StrEnum):
@@ -46,6 +49,8 @@ class Verdict:
     where the notes are partly or not supported. Each text is a catalogue message
     (:class:`whylab.messages.Msg`, a ``str`` holding its English), so the report can show it in
     every language; ``branch`` names the catalogue entry of the verdict branch that chose the label.
+    ``parts`` judges the notes' sentence assertion by assertion (:mod:`whylab.parts`): each with
+    this run's label and power, the literature's label, and what to believe.
     """
 
     label: Label
@@ -56,6 +61,7 @@ class Verdict:
     takeaway: str = ""
     correction: str = ""
     branch: str = ""
+    parts: tuple[PartVerdict, ...] = ()
 
     TEXTS = ("reason", "primary", "limited", "takeaway", "correction")
 
@@ -71,6 +77,12 @@ class Verdict:
         }
         if self.branch:
             out["branch"] = self.branch
+        if self.parts:
+            from whylab.parts import believed
+
+            belief = believed(self.parts)
+            out["parts"] = [part.to_dict() for part in self.parts]
+            out["believe"] = {"label": str(belief.label), "source": str(belief.source)}
         from whylab.results import with_messages
 
         return out | with_messages(**{name: getattr(self, name) for name in self.TEXTS})
@@ -84,6 +96,7 @@ class VerdictOf:
     kind: Kind
     primary: str
     limited: list[str] = field(default_factory=list)
+    parts: list[PartVerdict] = field(default_factory=list)
 
     def branch(self, label: Label, key: str, /, **params: Any) -> Verdict:
         """The verdict of the catalogue's branch ``key`` (e.g. ``C05.verdict.scaled``): its
@@ -102,6 +115,7 @@ class VerdictOf:
             Msg(f"{key}.takeaway", **params),
             correction,
             branch=key,
+            parts=tuple(self.parts),
         )
 
 
