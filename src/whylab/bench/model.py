@@ -19,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from whylab.bench.attention import MultiHeadAttention as MultiHeadAttention
-from whylab.bench.attention import _sdpa as _sdpa
 from whylab.bench.attention import attention as attention
 from whylab.bench.attention import make_mask as make_mask
 from whylab.bench.layers import Block as Block
