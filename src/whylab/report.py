@@ -26,57 +26,21 @@ import yaml
 
 from whylab import claims, fonts
 from whylab.files import read_json, write_text
-from whylab.messages import LANGUAGES, Msg, catalogue, empty, from_record, glossary, text
+from whylab.messages import LANGUAGES, Msg, catalogue, glossary, text
+from whylab.report_labels import CORRECTED_LABELS as CORRECTED_LABELS
+from whylab.report_labels import KINDS as KINDS
+from whylab.report_labels import UNTESTED as UNTESTED
+from whylab.report_labels import VERDICT_COLOURS as VERDICT_COLOURS
+from whylab.report_labels import _css_class as _css_class
+from whylab.report_labels import _label_key as _label_key
+from whylab.report_labels import localized as localized
+from whylab.report_labels import verdict_view as verdict_view
+from whylab.report_notes import annotate_notes as annotate_notes
+from whylab.report_scale import run_scale as run_scale
 from whylab.results import environment, load_result
 from whylab.verdict import Label
 
 MAX_TABLE_ROWS = 40
-UNTESTED = "not tested yet"
-# the badge colours of report.css, so the at-a-glance figure and the page agree
-VERDICT_COLOURS = {
-    str(Label.SUPPORTED): "#52b788",
-    str(Label.PARTLY): "#ffd43b",
-    str(Label.NOT_SUPPORTED): "#f0616d",
-    str(Label.INCONCLUSIVE): "#adb5bd",
-    UNTESTED: "#ffffff",
-}
-KINDS = ("experiment", "definition check")
-CORRECTED_LABELS = (str(Label.PARTLY), str(Label.NOT_SUPPORTED))
-
-
-def _css_class(label: str) -> str:
-    """The CSS class of a verdict badge (report.css has one rule per class)."""
-    label = str(label)
-    return "untested" if label == UNTESTED else label.replace(" ", "-")
-
-
-def verdict_view(verdict: Mapping[str, Any], lang: str = "en") -> dict[str, Any]:
-    """A result's verdict with every field the page shows, in ``lang``; results written before a
-    field existed render with its default (an experiment, no primary comparison, nothing limited)."""
-    v = localized(verdict, lang)
-    limited = v.get("limited") or []
-    return {
-        "label": str(verdict["label"]),
-        "reason": str(v["reason"]),
-        "kind": str(verdict.get("kind") or "experiment"),
-        "primary": str(v.get("primary") or ""),
-        "limited": [str(x) for x in ([limited] if isinstance(limited, str) else limited)],
-        "takeaway": str(v.get("takeaway") or ""),
-        "correction": str(v.get("correction") or ""),
-    }
-
-
-def localized(obj: Mapping[str, Any], lang: str) -> dict[str, Any]:
-    """A result object (the record, its verdict, a figure, a table, a literature check) with each
-    text that its ``messages`` keeps as a catalogue key rendered in ``lang``; plain texts as they are."""
-    out = dict(obj)
-    for name, kept in (obj.get("messages") or {}).items():
-        out[name] = from_record(kept, lang)
-    return out
-
-
-def _label_key(label: str) -> str:
-    return f"report.label.{_css_class(label).replace('-', '_')}"
 
 
 def _cell(value: Any) -> str:
@@ -164,177 +128,6 @@ def _scalars(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
             out.extend(_scalars(value, name + "."))
         elif not isinstance(value, list):
             out.append((name, value))
-    return out
-
-
-def annotate_notes(notes: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The notes line by line, each claim's quotes marked with the claim's id.
-
-    Returns one dict per line: ``segments`` (text with the claim id it belongs to, or None,
-    and ``badge`` on a claim's first quote, where the page puts its verdict badge) and
-    ``ends`` (the claims whose last quote is on this line: their corrections go beneath it).
-    ``labels`` maps a claim id to its verdict label (a claim without one is not tested yet).
-    """
-    spans: list[tuple[int, int, str]] = []
-    for claim in claims.CLAIMS:
-        for quote in claim.quotes:
-            start = notes.find(quote)
-            while start >= 0 and any(a < start + len(quote) and start < b for a, b, _ in spans):
-                start = notes.find(quote, start + 1)
-            if start < 0:
-                raise ValueError(f"{claim.id}: the quote {quote!r} is not in the notes")
-            spans.append((start, start + len(quote), claim.id))
-    spans.sort()
-    last = {cid: a for a, _, cid in spans}  # sorted, so the last one wins
-    first = {cid: a for a, _, cid in reversed(spans)}
-    out: list[dict[str, Any]] = []
-    pos = 0
-    for line in notes.split("\n"):
-        end = pos + len(line)
-        segments: list[dict[str, Any]] = []
-        ends: list[str] = []
-        cursor = pos
-        for a, b, cid in spans:
-            if a < pos or a >= end:
-                continue
-            b = min(b, end)
-            if a > cursor:
-                segments.append({"text": notes[cursor:a], "claim": None, "badge": False})
-            segments.append({"text": notes[a:b], "claim": cid, "badge": first[cid] == a})
-            if last[cid] == a:
-                ends.append(cid)
-            cursor = b
-        if cursor < end:
-            segments.append({"text": notes[cursor:end], "claim": None, "badge": False})
-        out.append({"segments": segments, "ends": ends})
-        pos = end + 1
-    for row in out:
-        for seg in row["segments"]:
-            if seg["claim"]:
-                seg["label"] = labels.get(seg["claim"], UNTESTED)
-    return out
-
-
-def _bench_parameters(config: Mapping[str, Any]) -> int | None:
-    """Parameters of the bench transformer the mechanism claims train (C03–C10), built from the
-    config on torch's meta device (no memory, no weights); None when the config lacks it, or
-    where torch is not installed (the report rule's torch-free environment under ``--sdm conda``:
-    the banner then leaves the count out)."""
-    mech = config.get("mechanisms")
-    if not isinstance(mech, Mapping) or not isinstance(mech.get("model"), Mapping):
-        return None
-    vocab = (mech.get("tokenizer") or {}).get("vocab_size")
-    if not vocab:
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-
-    from whylab.bench.model import BenchTransformer, count_parameters
-    from whylab.bench.train import bench_config
-
-    try:
-        cfg = bench_config(mech["model"], vocab_size=int(vocab))
-    except (TypeError, ValueError):
-        return None
-    with torch.device("meta"):
-        return count_parameters(BenchTransformer(cfg))
-
-
-def _count(n: float) -> str:
-    """12_345 → "12k", 1_100_000 → "1.1M"."""
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= size:
-            return f"{n / size:.3g}{suffix}"
-    return f"{n:g}"
-
-
-def _n(value: Any, key: str) -> Msg:
-    """A count with its noun, e.g. ``report.scale.layers`` with 3 → "3 layers" ("?" when unknown)."""
-    return Msg(f"report.scale.{key}.{'one' if value == 1 else 'other'}", n="?" if value is None else value)
-
-
-def run_scale(
-    config: Mapping[str, Any],
-    extras: Mapping[str, Mapping[str, Any]],
-    corpus: Mapping[str, Any] | None,
-    device: str,
-) -> list[tuple[Msg, Msg | str]]:
-    """The run's scale in a few lines (what, how big), for the banner under the title."""
-    none = empty()
-    out: list[tuple[Msg, Msg | str]] = []
-    seeds = config.get("seeds") or []
-    out.append(
-        (
-            Msg("report.scale.device"),
-            Msg("report.scale.device_text", device=device, seeds=_n(len(seeds), "seeds") if seeds else none),
-        )
-    )
-    mech = config.get("mechanisms") or {}
-    model = mech.get("model") or {}
-    train = mech.get("train") or {}
-    params = _bench_parameters(config)
-    if model:
-        out.append(
-            (
-                Msg("report.scale.bench"),
-                Msg(
-                    "report.scale.bench_text",
-                    params=Msg("report.scale.bench_params", n=_count(params)) if params else none,
-                    layers=_n(model.get("n_layers"), "layers"),
-                    width=model.get("d_model", "?"),
-                    heads=_n(model.get("n_heads"), "heads"),
-                    steps=_n(train.get("steps"), "training_steps"),
-                    batch=train.get("batch_size", "?"),
-                    seq_len=train.get("seq_len", "?"),
-                ),
-            )
-        )
-    lm = extras.get("lm_train_metrics")
-    if lm:
-        langs = ", ".join(map(str, lm.get("train_languages") or []))
-        tokens = lm.get("tokens_trained")
-        out.append(
-            (
-                Msg("report.scale.lm"),
-                Msg(
-                    "report.scale.lm_text",
-                    params=_count(float(lm.get("params_total", 0))),
-                    steps=_n(lm.get("steps"), "steps"),
-                    tokens=Msg("report.scale.tokens", n=_count(float(tokens))) if tokens else none,
-                    languages=Msg("report.scale.languages", languages=langs) if langs else none,
-                    device=str(lm.get("device_name") or lm.get("device", "?")),
-                    precision=str(lm.get("precision", "?")),
-                    threads=_n(lm["threads"], "threads") if lm.get("threads") else none,
-                ),
-            )
-        )
-    mem = (config.get("memory") or {}).get("model") or {}
-    if mem:
-        out.append(
-            (
-                Msg("report.scale.memory"),
-                Msg(
-                    "report.scale.memory_text",
-                    layers=_n(mem.get("num_layers"), "layers"),
-                    width=mem.get("hidden_size", "?"),
-                ),
-            )
-        )
-    if corpus and isinstance(corpus.get("languages"), Mapping):
-        parts = []
-        for lang, stats in corpus["languages"].items():
-            chars = stats.get("chars") or {}
-            parts.append(
-                Msg(
-                    "report.scale.corpus_language",
-                    language=lang,
-                    train=_count(float(chars.get("train", 0))),
-                    valid=_count(float(chars.get("valid", 0))),
-                )
-            )
-        out.append((Msg("report.scale.corpus"), Msg("common.list", parts=parts)))
     return out
 
 

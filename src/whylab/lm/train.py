@@ -16,117 +16,38 @@ resumed by a run with the same fingerprint.
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
 import os
-import random
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from whylab.errors import InputError
 from whylab.files import atomic_path, write_json
+from whylab.lm.checkpoints import CHECKPOINT_PREFIX as CHECKPOINT_PREFIX
+from whylab.lm.checkpoints import TrainResult as TrainResult
+from whylab.lm.checkpoints import _rng_state as _rng_state
+from whylab.lm.checkpoints import _save_checkpoint as _save_checkpoint
+from whylab.lm.checkpoints import _set_rng_state as _set_rng_state
+from whylab.lm.checkpoints import fingerprint as fingerprint
+from whylab.lm.checkpoints import latest_checkpoint as latest_checkpoint
+from whylab.lm.checkpoints import resume
 from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
 from whylab.lm.evaluate import nll_per_token
+from whylab.lm.flops import PEAK_FLOPS as PEAK_FLOPS
+from whylab.lm.flops import flops_per_token as flops_per_token
+from whylab.lm.flops import peak_flops as peak_flops
 from whylab.lm.model import build_model, count_parameters
+from whylab.lm.train_config import TRAIN_DEFAULTS as TRAIN_DEFAULTS
+from whylab.lm.train_config import TrainConfig as TrainConfig
+from whylab.lm.train_config import resolve_precision as resolve_precision
 from whylab.progress import Progress
 from whylab.runtime import resolve_device, set_seed, set_threads
-
-# the training section's keys and their defaults (the schema lm.schema.yaml repeats them)
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "block_size": 128,
-    "batch_size": 16,
-    "max_steps": 300,
-    "learning_rate": 3e-3,
-    "min_lr_ratio": 0.1,
-    "warmup_steps": 30,
-    "weight_decay": 0.1,
-    "beta1": 0.9,
-    "beta2": 0.95,
-    "grad_clip": 1.0,
-    "eval_every": 50,
-    "eval_blocks": 32,
-    "eval_batch_size": 16,
-    "checkpoint_every": 100,
-    "keep_checkpoints": 1,
-    "max_train_blocks": None,
-    "precision": "auto",
-    "log_every": 10,
-    "seed": None,
-}
-
-# Peak dense tensor-core FLOP/s by device name (vendor datasheets, without sparsity):
-# (bf16/fp16, tf32). The first substring that occurs in torch's device name wins,
-# so the more specific names come first.
-PEAK_FLOPS: list[tuple[str, float, float]] = [
-    ("H100 PCIe", 756e12, 378e12),
-    ("H100 NVL", 835e12, 418e12),
-    ("GH200", 989e12, 495e12),
-    ("H200", 989e12, 495e12),
-    ("H100", 989e12, 495e12),
-    ("A100", 312e12, 156e12),
-    ("L40S", 362e12, 183e12),
-    ("L4", 121e12, 60e12),
-    ("A10G", 70e12, 35e12),
-    ("A10", 125e12, 62.5e12),
-]
-
-CHECKPOINT_PREFIX = "ckpt-"
-
-
-@dataclass
-class TrainConfig:
-    block_size: int
-    batch_size: int
-    max_steps: int
-    learning_rate: float
-    min_lr_ratio: float
-    warmup_steps: int
-    weight_decay: float
-    beta1: float
-    beta2: float
-    grad_clip: float
-    eval_every: int
-    eval_blocks: int
-    eval_batch_size: int
-    checkpoint_every: int
-    keep_checkpoints: int
-    max_train_blocks: int | None
-    precision: str
-    log_every: int
-    seed: int | None
-
-    @classmethod
-    def from_settings(cls, section: Mapping[str, Any] | None) -> TrainConfig:
-        section = dict(section or {})
-        unknown = set(section) - set(TRAIN_DEFAULTS)
-        if unknown:
-            raise InputError(f"lm.training: unknown key(s) {', '.join(sorted(unknown))}")
-        cfg = cls(**{**TRAIN_DEFAULTS, **section})
-        for key in (
-            "block_size",
-            "batch_size",
-            "max_steps",
-            "eval_every",
-            "eval_blocks",
-            "eval_batch_size",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "log_every",
-        ):
-            if int(getattr(cfg, key)) < 1:
-                raise InputError(f"lm.training.{key} must be at least 1, got {getattr(cfg, key)}")
-        if cfg.precision not in ("auto", "fp32", "bf16"):
-            raise InputError(f"lm.training.precision: {cfg.precision!r} is not one of auto, fp32, bf16")
-        return cfg
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -170,140 +91,6 @@ def _epoch_permutation(epoch: int, n_blocks: int, seed: int) -> torch.Tensor:
     return _PERM_CACHE[key]
 
 
-def resolve_precision(setting: str, device: str) -> str:
-    """``auto`` means bf16 autocast on a CUDA device that supports it, else fp32."""
-    if setting == "auto":
-        if device == "cuda" and torch.cuda.is_bf16_supported():
-            return "bf16"
-        return "fp32"
-    return setting
-
-
-def peak_flops(device: str, precision: str) -> tuple[float | None, str]:
-    """The device's peak FLOP/s for ``precision`` and a note saying where it came from."""
-    if device != "cuda":
-        return None, "MFU is reported on GPUs only"
-    name = torch.cuda.get_device_name()
-    for key, bf16, tf32 in PEAK_FLOPS:
-        if key in name:
-            value = bf16 if precision == "bf16" else tf32
-            basis = "bf16 dense" if precision == "bf16" else "tf32 dense"
-            return value, f"{name}: {value / 1e12:.0f} TFLOP/s {basis} peak (datasheet table)"
-    return None, f"{name}: peak FLOP/s unknown (not in whylab.lm.train.PEAK_FLOPS), MFU not computed"
-
-
-def flops_per_token(model: torch.nn.Module, block_size: int) -> float:
-    """Training FLOPs per token: 6·N plus the attention term 12·L·d·T (PaLM, app. B).
-
-    N counts every weight that multiplies activations (the embedding lookup is
-    left out, the output head is in).
-    """
-    cfg: Any = model.config  # a transformers config: its fields are set at run time
-    n = count_parameters(model, non_embedding=True)
-    return 6.0 * n + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * block_size
-
-
-@dataclass
-class TrainResult:
-    """What a finished (or resumed-and-finished) run measured."""
-
-    steps: list[int] = field(default_factory=list)
-    lrs: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
-    evals: list[dict[str, float]] = field(default_factory=list)
-    train_seconds: float = 0.0
-    tokens_trained: int = 0
-    resumed_from_step: int | None = None
-    checkpoints_written: int = 0
-
-    def state(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def fingerprint(payload: Mapping[str, Any], *tensors: torch.Tensor) -> str:
-    """A hash of the settings and the data a checkpoint belongs to."""
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
-    for tensor in tensors:
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every RNG state as tensors and plain lists, so the checkpoint loads with ``weights_only``."""
-    version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002 -- the global RNG set_seed seeds
-    state: dict[str, Any] = {
-        "python": {"version": version, "state": list(mt_state), "gauss": gauss},
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss"]))
-    npy = state["numpy"]
-    keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))  # noqa: NPY002 -- restores the global RNG on resume
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def latest_checkpoint(folder: Path | None, fp: str) -> Path | None:
-    """The newest checkpoint in ``folder`` written with fingerprint ``fp`` (or None)."""
-    if folder is None or not folder.is_dir():
-        return None
-    for path in sorted(folder.glob(f"{CHECKPOINT_PREFIX}*.pt"), reverse=True):
-        meta = path.with_suffix(".json")
-        if meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fp:
-            return path
-    return None
-
-
-def _save_checkpoint(
-    folder: Path,
-    step: int,
-    fp: str,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    result: TrainResult,
-    keep: int,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{CHECKPOINT_PREFIX}{step:07d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "step": step,
-                "fingerprint": fp,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-                "result": result.state(),
-            },
-            tmp,
-        )
-    # the small JSON beside it is written last: a checkpoint counts only once both exist
-    write_json(path.with_suffix(".json"), {"step": step, "fingerprint": fp})
-    old = sorted(folder.glob(f"{CHECKPOINT_PREFIX}*.pt"))[:-keep]
-    for stale in old:
-        stale.with_suffix(".json").unlink(missing_ok=True)
-        stale.unlink(missing_ok=True)
-
-
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on the matrices only (not on norms), as in GPT-style training."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -315,6 +102,43 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+class _Segment:
+    """The losses queued on the device since the last read, and the timing segment they fall
+    in: ``flush`` reads them (one device sync) into the history and adds the segment's time
+    and tokens to it."""
+
+    def __init__(self, result: TrainResult, device: str, tokens_per_step: int) -> None:
+        self.result, self.device, self.tokens_per_step = result, device, tokens_per_step
+        self.pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+        self.start, self.steps = 0.0, 0
+
+    def begin(self) -> None:
+        """Start a timing segment once the device has finished the work queued so far."""
+        _sync(self.device)
+        self.start = time.perf_counter()
+
+    def add(self, step: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.pending.append((step, lr, loss, grad_norm))
+        self.steps += 1
+
+    def flush(self) -> None:
+        """Read the queued losses (one device sync) and close the timing segment."""
+        result = self.result
+        if self.pending:
+            values = torch.stack([torch.stack([loss, gn]) for _, _, loss, gn in self.pending]).tolist()
+            for (step, lr, _, _), (loss, gn) in zip(self.pending, values, strict=True):
+                result.steps.append(step)
+                result.lrs.append(lr)
+                result.losses.append(loss)
+                result.grad_norms.append(gn)
+            self.pending.clear()
+        _sync(self.device)
+        elapsed = time.perf_counter() - self.start
+        result.train_seconds += elapsed
+        result.tokens_trained += self.steps * self.tokens_per_step
+        self.steps = 0
 
 
 def train_model(
@@ -345,19 +169,7 @@ def train_model(
     start = 0
     ckpt_path = latest_checkpoint(checkpoint_dir, fp)
     if ckpt_path is not None:
-        # tensors and plain containers only (RNG states included): no full unpickler runs on a
-        # file in results/. Loaded to the CPU: RNG states must stay CPU ByteTensors;
-        # load_state_dict moves the rest.
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        for key, value in ckpt["result"].items():
-            setattr(result, key, value)
-        _set_rng_state(ckpt["rng"])
-        start = int(ckpt["step"])
-        result.resumed_from_step = start
-        print(f"resuming from {ckpt_path} (step {start})", file=sys.stderr)
+        start = resume(ckpt_path, model, optimizer, scheduler, result)
 
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
     tokens_per_step = cfg.batch_size * cfg.block_size
@@ -373,26 +185,8 @@ def train_model(
     # plain lines, not a tqdm bar: in a Snakemake log file the bar's carriage-return redraws
     # pile up into one line (and tqdm was only a transitive, unpinned dependency)
     bar = Progress("lm train", cfg.max_steps, tokens_per_step, start_step=start, enabled=progress)
-    pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
-    _sync(device)
-    seg_start, seg_steps = time.perf_counter(), 0
-
-    def flush() -> None:
-        """Read the queued losses (one device sync) and close the timing segment."""
-        nonlocal seg_steps
-        if pending:
-            values = torch.stack([torch.stack([loss, gn]) for _, _, loss, gn in pending]).tolist()
-            for (step, lr, _, _), (loss, gn) in zip(pending, values, strict=True):
-                result.steps.append(step)
-                result.lrs.append(lr)
-                result.losses.append(loss)
-                result.grad_norms.append(gn)
-            pending.clear()
-        _sync(device)
-        elapsed = time.perf_counter() - seg_start
-        result.train_seconds += elapsed
-        result.tokens_trained += seg_steps * tokens_per_step
-        seg_steps = 0
+    segment = _Segment(result, device, tokens_per_step)
+    segment.begin()
 
     for step in range(start, cfg.max_steps):
         idx = batch_indices(step, train_blocks.shape[0], cfg.batch_size, seed)
@@ -405,14 +199,13 @@ def train_model(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        pending.append((step + 1, lr, loss.detach().float(), grad_norm.detach().float()))
-        seg_steps += 1
+        segment.add(step + 1, lr, loss.detach().float(), grad_norm.detach().float())
         done = step + 1
         bar.update(done, result.losses[-1] if result.losses else None)
         due_eval = done % cfg.eval_every == 0 or done == cfg.max_steps
         due_ckpt = checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps)
         if due_eval or due_ckpt or done % cfg.log_every == 0:
-            flush()
+            segment.flush()
             if due_eval:
                 evaluate(done)
                 model.train()
@@ -421,11 +214,10 @@ def train_model(
                 _save_checkpoint(
                     checkpoint_dir, done, fp, model, optimizer, scheduler, result, cfg.keep_checkpoints
                 )
-            _sync(device)
-            seg_start = time.perf_counter()
+            segment.begin()
         if on_step is not None:
             on_step(done)
-    flush()
+    segment.flush()
     return result
 
 

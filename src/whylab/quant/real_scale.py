@@ -27,9 +27,8 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,19 @@ import numpy as np
 
 from whylab.errors import InputError
 from whylab.files import write_json
-from whylab.messages import Msg, kept_beside
+from whylab.messages import kept_beside
+from whylab.quant.kernel_paths import MEMORY_BOUND_FACTOR as MEMORY_BOUND_FACTOR
+from whylab.quant.kernel_paths import fast_path as fast_path
+from whylab.quant.kernel_paths import fast_path_record as fast_path_record
+from whylab.quant.kernel_paths import int8_isa as int8_isa
+from whylab.quant.kernel_paths import kernel_path as kernel_path
+from whylab.quant.kernel_paths import last_level_cache_bytes as last_level_cache_bytes
+from whylab.quant.session_timing import bert_feeds as bert_feeds
+from whylab.quant.session_timing import decoder as decoder
+from whylab.quant.session_timing import interleaved as interleaved
+from whylab.quant.session_timing import prefill as prefill
+from whylab.quant.session_timing import speed_summary as speed_summary
+from whylab.quant.session_timing import timed as timed
 
 FORMATS = ("fp32", "int8", "int4")
 MB = 1_000_000
@@ -174,209 +185,6 @@ def matmulnbits_attributes(path: Path) -> dict[str, int]:
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             return {k: int(attrs.get(k, 0)) for k in ("bits", "block_size", "accuracy_level")}
     return {}
-
-
-# ----------------------------------------------------------------------------- kernel paths
-def int8_isa(features: Mapping[str, bool] | None) -> str | Msg | None:
-    """The U8S8 kernel ONNX Runtime's MLAS dispatches to on this CPU (best instruction set first)."""
-    f = features or {}
-    for key, name in (
-        ("amx", "AMX"),
-        ("avx512_vnni", "AVX512-VNNI"),
-        ("avx_vnni", "AVX-VNNI"),
-        ("avx2", Msg("quant.kernel.isa_avx2")),
-    ):
-        if f.get(key):
-            return name
-    return None
-
-
-def kernel_path(fmt: str, op_counts: Mapping[str, int], attrs: Mapping[str, int], features: Any) -> Msg:
-    """The kernel path a format's weight MatMuls run on, in words (a catalogue message)."""
-    f = features or {}
-    float_isa = "AVX-512" if f.get("avx512") else "AVX2" if f.get("avx2") else "generic"
-    if fmt == "fp32":
-        return Msg("quant.kernel.fp32", isa=float_isa)
-    if fmt == "int8":
-        isa = int8_isa(features) or Msg("quant.kernel.no_isa")
-        return Msg("quant.kernel.int8", count=op_counts.get("MatMulInteger", 0), isa=isa)
-    level = int(attrs.get("accuracy_level", 0))
-    return Msg(
-        "quant.kernel.int4_int8_compute" if level == 4 else "quant.kernel.int4_fp32_compute",
-        count=op_counts.get("MatMulNBits", 0),
-        bits=attrs.get("bits", 4),
-        block=attrs.get("block_size"),
-        level=level,
-        isa=float_isa,
-    )
-
-
-def last_level_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:
-    """Size of the CPU's largest cache level (Linux sysfs); None where unreadable."""
-    best: tuple[int, int] | None = None
-    for index in sorted(root.glob("index*")):
-        try:
-            level = int((index / "level").read_text().strip())
-            text = (index / "size").read_text().strip().upper()
-        except (OSError, ValueError):
-            continue
-        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if digits.isdigit() and (best is None or level > best[0]):
-            best = (level, int(digits) * scale)
-    return None if best is None else best[1]
-
-
-MEMORY_BOUND_FACTOR = 4  # decode is memory-bound when the FP32 weights exceed this many times the cache
-
-
-def fast_path(
-    regime: str,
-    fmt: str,
-    features: Mapping[str, bool] | None,
-    weight_bytes: int | None = None,
-    cache_bytes: int | None = None,
-) -> tuple[bool | None, Msg]:
-    """Whether an INT8/INT4 fast path exists for ``regime`` on this CPU, and why (None: unknown).
-
-    Decode at batch 1 is memory-bound once the weights are far larger than the cache: any
-    INT8/INT4 kernel that reads packed weights then wins by bandwidth (AVX2 suffices); weights
-    that fit in the cache leave no bandwidth to save. Prefill is compute-bound: INT8 beats FP32
-    arithmetic only with an INT8 dot-product instruction (VNNI or AMX); 4-bit weights dequantized
-    to fp32 have none.
-    """
-    if features is None:
-        return None, Msg("quant.fast_path.no_cpu_info")
-    if regime == "decode":
-        if not features.get("avx2"):
-            return False, Msg("quant.fast_path.no_avx2")
-        if weight_bytes is not None and cache_bytes and weight_bytes < MEMORY_BOUND_FACTOR * cache_bytes:
-            return False, Msg(
-                "quant.fast_path.fits_cache",
-                weights=f"{weight_bytes / 1e6:.3g} MB",
-                factor=MEMORY_BOUND_FACTOR,
-                cache=f"{cache_bytes / 1e6:.3g} MB",
-            )
-        return True, Msg("quant.fast_path.memory_bound")
-    if fmt == "int8":
-        if any(features.get(k) for k in ("avx512_vnni", "avx_vnni", "amx")):
-            return True, Msg("quant.fast_path.vnni")
-        return False, Msg("quant.fast_path.no_vnni")
-    return False, Msg("quant.fast_path.int4_prefill")
-
-
-def fast_path_record(exists: bool | None, why: Msg) -> dict[str, Any]:
-    """A fast-path verdict as the record keeps it (the reason in English, its message beside it)."""
-    return {"exists": exists, **kept_beside("why", why)}
-
-
-# ----------------------------------------------------------------------------- timing
-def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.thread_time()
-
-
-def bert_feeds(session: Any, tokens: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, vocab, size=(1, tokens), dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    names = {i.name for i in session.get_inputs()}
-    return {k: v for k, v in feeds.items() if k in names}
-
-
-def decoder(sess: Any, prompt: np.ndarray, new_tokens: int) -> Callable[[], tuple[float, float]]:
-    """A function that prefills ``prompt`` untimed, decodes ``new_tokens`` greedily with the KV cache,
-    and returns the decode's (wall, thread CPU) seconds."""
-    past_names = [i.name for i in sess.session.get_inputs() if i.name.startswith("past_key_values")]
-    out_names = [o.name for o in sess.session.get_outputs()]
-    present = {
-        n.replace("present", "past_key_values"): i for i, n in enumerate(out_names) if n.startswith("present")
-    }
-    if set(present) != set(past_names):
-        raise RuntimeError(
-            "the exported decoder's present.* outputs do not match its past_key_values.* inputs"
-        )
-    logits_index = out_names.index("logits")
-    names = {i.name for i in sess.session.get_inputs()}
-
-    def step(
-        ids: np.ndarray, past: dict[str, np.ndarray] | None, position: int
-    ) -> tuple[int, dict[str, np.ndarray]]:
-        if past is None:
-            feeds = sess.feeds(ids)
-        else:
-            total = position + ids.shape[1]
-            feeds = {"input_ids": ids, **past}
-            if "attention_mask" in names:
-                feeds["attention_mask"] = np.ones((1, total), dtype=np.int64)
-            if "position_ids" in names:
-                feeds["position_ids"] = np.arange(position, total, dtype=np.int64)[None, :]
-        outs = sess.session.run(None, feeds)
-        nxt = int(np.argmax(outs[logits_index][0, -1]))
-        return nxt, {name: outs[i] for name, i in present.items()}
-
-    def run() -> tuple[float, float]:
-        token, past = step(prompt, None, 0)
-        position = prompt.shape[1]
-        wall0, cpu0 = _clock()
-        for _ in range(new_tokens):
-            token, past = step(np.array([[token]], dtype=np.int64), past, position)
-            position += 1
-        wall1, cpu1 = _clock()
-        return wall1 - wall0, cpu1 - cpu0
-
-    return run
-
-
-def interleaved(
-    runners: Mapping[str, Callable[[], tuple[float, float]]], warmup: int, rounds: int
-) -> dict[str, dict[str, list[float]]]:
-    """Seconds (wall, thread CPU) of each runner, run in turn within every round, after warm-up rounds."""
-    out: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in runners}
-    for r in range(warmup + rounds):
-        for name, fn in runners.items():
-            wall, cpu = fn()
-            if r >= warmup:
-                out[name]["wall"].append(wall)
-                out[name]["cpu"].append(cpu)
-    return out
-
-
-def prefill(sess: Any, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
-    """One batch-1 forward pass of ``feeds`` through the session."""
-    return lambda: sess.session.run(None, dict(feeds))
-
-
-def timed(fn: Callable[[], Any]) -> Callable[[], tuple[float, float]]:
-    def run() -> tuple[float, float]:
-        wall0, cpu0 = _clock()
-        fn()
-        wall1, cpu1 = _clock()
-        return wall1 - wall0, cpu1 - cpu0
-
-    return run
-
-
-def speed_summary(
-    times: Mapping[str, Mapping[str, list[float]]], clock: str, work: float, unit: str
-) -> dict[str, dict[str, Any]]:
-    """Per format: median time, rate (work / time), and per-round speed-ups over fp32 on ``clock``."""
-    ref = times["fp32"][clock]
-    out: dict[str, dict[str, Any]] = {}
-    for fmt, t in times.items():
-        vals = t[clock]
-        rounds = [r / v for r, v in zip(ref, vals, strict=True)]
-        q = np.percentile(np.asarray(rounds), [25, 50, 75])
-        out[fmt] = {
-            "median_s": statistics.median(vals),
-            "median_wall_s": statistics.median(t["wall"]),
-            unit: work / statistics.median(vals),
-            "speedup_rounds": rounds,
-            "speedup_q25": float(q[0]),
-            "speedup_median": float(q[1]),
-            "speedup_q75": float(q[2]),
-            "speedup_n": len(rounds),
-        }
-    return out
 
 
 # ----------------------------------------------------------------------------- the step
