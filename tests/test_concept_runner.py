@@ -127,8 +127,12 @@ def test_cli_runs_one_seed_and_the_decide_step(fake_claim: str, tmp_path: Path) 
 def test_cli_seed_errors_are_one_line(fake_claim: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([fake_claim, "--seed", "0"]) == 2
     assert cli.main(["corpus", "--seed", "0"]) == 2
+    assert cli.main([fake_claim, "--seed", "0", "--measure", "all"]) == 2
+    assert cli.main([fake_claim, "--measure", "all"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "whylab: --seed needs --output seed=PATH (the per-seed JSON file)",
         "whylab: --seed is for a claim step (C01..C21), not 'corpus'",
+        "whylab: --seed and --measure are two different steps: give one",
+        "whylab: --measure needs --output measurements=PATH",
     ]
