@@ -257,7 +257,7 @@ def _metrics(
     diff=1e-6,
     primary="outliers",
 ):
-    """Metrics as combine() writes them, from per-seed perplexities of the deciding model."""
+    """Metrics as verdict.summarize gives them, from per-seed perplexities of the deciding model."""
     conditions = {"trained": _cond((8.0, 8.0, 8.0), (8.01, 8.0, 8.01), (8.0, 8.0, 8.0), 2.0, 1.8)}
     conditions[primary] = _cond(fp32, naive, smooth)
     c = conditions[primary]

@@ -2,9 +2,9 @@
 
 A dry run after a change shows what that change re-runs. To have a finished run to change,
 ``finished`` creates every output of config/test.yaml's DAG as an empty file and records it
-with ``snakemake --touch --forceall`` (outputs and metadata, nothing executed). C08's module is
-replaced in the copy by tests/fake_seed_claim.py, a per-seed claim (run_seed/combine), so the
-per-seed jobs exist whatever the real C08 module looks like.
+with ``snakemake --touch --forceall`` (outputs and metadata, nothing executed). C08's package is
+replaced in the copy by tests/fake_seed_claim/, a claim package that measures per seed only
+(measure_seed, no measure), so the per-seed jobs exist whatever the real C08 package looks like.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 from workflow_copy import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_CLAIM = Path(__file__).with_name("fake_seed_claim.py")
-C08_MODULE = Path("src/whylab/concepts/c08_pre_vs_post_ln.py")
+FAKE_CLAIM = Path(__file__).with_name("fake_seed_claim")
+C08_PACKAGE = Path("src/whylab/concepts/c08_pre_vs_post_ln")
 # the rules that run torch on the run's device; every other job must get cpu and no GPU
 TORCH_RULES = re.compile(
     r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[0146]|1[7-9]|2[01])(_seed|_measure)?"
@@ -92,11 +92,11 @@ def rules(jobs: list[Job]) -> Counter[str]:
 
 
 def per_seed_copy(dest: Path) -> Path:
-    """A workflow copy whose C08 is the per-seed fake claim."""
+    """A workflow copy whose C08 is the per-seed fake claim package."""
     work = workflow_copy(dest)
-    # C08 is a package: the fake module takes its place (a package would shadow a module)
-    shutil.rmtree(work / C08_MODULE.with_suffix(""), ignore_errors=True)
-    shutil.copy2(FAKE_CLAIM, work / C08_MODULE)
+    # the real package goes first: none of its modules (cells.py, README.md) may stay beside the fake's
+    shutil.rmtree(work / C08_PACKAGE)
+    shutil.copytree(FAKE_CLAIM, work / C08_PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
     (work / "fake.yaml").write_text("per_seed_jobs: [C08]\n", encoding="utf-8")
     return work
 
@@ -152,7 +152,7 @@ def test_gpu_config_gives_cuda_and_a_gpu_to_the_torch_rules_only(tmp_path: Path)
         rules(jobs)
     )
     scheduled = set(rules(jobs))
-    # a claim's decide (or gather) job: the measure jobs' settings, but it only decides: no GPU
+    # a claim's decide job: the measure jobs' settings, but it only decides: no GPU
     decide_jobs = {
         r.removesuffix("_measure").removesuffix("_seed")
         for r in scheduled
@@ -181,7 +181,7 @@ def test_cpu_device_asks_for_no_gpu(tmp_path: Path) -> None:
     assert {job.settings["device"] for job in jobs if job.rule not in ("all", "report")} == {"cpu"}
 
 
-def test_adding_a_seed_schedules_that_seeds_jobs_and_the_gathers_only(finished: Path) -> None:
+def test_adding_a_seed_schedules_that_seeds_jobs_and_the_decide_jobs_only(finished: Path) -> None:
     # a seed added to the run-wide list, and to the per-seed claim's own list
     write(finished, "seeds.yaml", "seeds: [0, 1, 2]\nmechanisms: {C08: {seeds: [0, 1, 2]}}\n")
     jobs = dry_run(finished, "config/test.yaml", "fake.yaml", "seeds.yaml")
@@ -229,7 +229,7 @@ def test_the_device_reaches_the_torch_rules_only(tmp_path: Path) -> None:
         if job.rule in ("all", "report"):
             continue
         cpu, gpu = job.settings, on_gpu[key].settings
-        if TORCH_RULES.fullmatch(job.rule):  # C08's gather included: it carries its seeds' settings
+        if TORCH_RULES.fullmatch(job.rule):  # C08's decide job included: it carries its seeds' settings
             assert (cpu["device"], gpu["device"]) == ("cpu", "cuda"), key
             assert {**cpu, "device": None} == {**gpu, "device": None}, key
         else:
@@ -263,10 +263,10 @@ def test_editing_a_claims_decision_or_figures_reruns_its_decide_job_only(
     )
 
 
-def test_editing_a_per_seed_module_reruns_its_seeds_and_gather(
+def test_editing_a_per_seed_experiment_reruns_its_seeds_and_decide_job(
     finished: Path, edit: Callable[[str], None]
 ) -> None:
-    edit(str(C08_MODULE))
+    edit(str(C08_PACKAGE / "experiment.py"))
     assert rules(dry_run(finished, "config/test.yaml", "fake.yaml")) == Counter(
         {"concept_C08_seed": 2, "concept_C08": 1, "report": 1, "all": 1}
     )
@@ -318,7 +318,7 @@ def test_a_claims_list_runs_only_what_those_claims_need(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_per_seed_jobs_run_and_the_report_shows_the_rest_as_not_tested(tmp_path: Path) -> None:
-    """A real run: corpus, the joint tokenizer, C08 as two seed jobs and a gather, the report."""
+    """A real run: corpus, the joint tokenizer, C08 as two seed jobs and a decide job, the report."""
     work = per_seed_copy(tmp_path)
     write(work, "only.yaml", "claims: [C08]\ntokenizers: {scope: joint}\n")
     snakemake(work, "--cores", "2", "--configfile", "config/test.yaml", "fake.yaml", "only.yaml", timeout=900)

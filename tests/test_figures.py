@@ -181,38 +181,41 @@ def test_figures_of_a_report_render_in_a_real_browser(
     """A small report (the glance figure, a clean figure and one with a recorded layout problem)
     screenshotted figure by figure in headless Chromium: each image loads, is drawn, is not blank,
     and the one problem the layout check recorded is shown under its figure."""
+    import sys
+    import types
+
     from browser import figure_shots
     from whylab import report
-    from whylab.concepts import run_concept
+    from whylab.concepts import REGISTRY
+    from whylab.concepts.context import Measured
+    from whylab.concepts.deciding import decide
+    from whylab.environment import environment
     from whylab.results import Evidence
     from whylab.verdict import Label, Verdict
 
-    class TwoFigures:
-        CLAIM_ID = "C05"
+    def draw(ctx, measured, metrics):  # type: ignore[no-untyped-def]
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, 1], [0, 1], label="rising")
+        ax.legend(loc="upper left")
+        _labelled(ax)
+        good = plotting.save(fig, ctx.outdir, "good", "A clean figure", "Nothing hides anything.")
+        fig = _crowded()
+        bad = plotting.save(fig, ctx.outdir, "bad", "A bad figure", "Its legend hides data.")
+        return Evidence(method="m", metrics={}, figures=[good, bad])
 
-        @staticmethod
-        def run(ctx):  # type: ignore[no-untyped-def]
-            fig, ax = plt.subplots(figsize=(4, 3))
-            ax.plot([0, 1], [0, 1], label="rising")
-            ax.legend(loc="upper left")
-            _labelled(ax)
-            good = plotting.save(fig, ctx.outdir, "good", "A clean figure", "Nothing hides anything.")
-            fig = _crowded()
-            bad = plotting.save(fig, ctx.outdir, "bad", "A bad figure", "Its legend hides data.")
-            return Evidence(method="m", metrics={}, figures=[good, bad])
-
-        @staticmethod
-        def verdict(metrics):  # type: ignore[no-untyped-def]
-            return Verdict(Label.INCONCLUSIVE, "r")
-
-    import whylab.concepts.runner as runner
-
-    # a claim written as one module, in C05's place (C05 itself is a package)
-    monkeypatch.setattr(runner, "is_package", lambda claim_id: False)
-    monkeypatch.setattr(runner, "load", lambda claim_id: TwoFigures)
+    # a claim package's verdict and figures drawing two figures, in C05's place: the decide step
+    # imports <package>.verdict and <package>.figures, found first in sys.modules
+    rule = types.ModuleType("two_figures_verdict")
+    rule.summarize = lambda measured: {}  # type: ignore[attr-defined]
+    rule.verdict = lambda metrics: Verdict(Label.INCONCLUSIVE, "r")  # type: ignore[attr-defined]
+    drawing = types.ModuleType("two_figures_figures")
+    drawing.draw = draw  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, f"{REGISTRY['C05']}.verdict", rule)
+    monkeypatch.setitem(sys.modules, f"{REGISTRY['C05']}.figures", drawing)
     monkeypatch.setenv(plotting.STRICT_ENV, "0")
     result = tmp_path / "C05" / "result.json"
-    run_concept("C05", {"seeds": [0], "device": "cpu"}, {}, result)
+    measured = Measured("C05", {"device": "cpu"}, [0], environment=environment("cpu", 1))
+    decide("C05", {"seeds": [0], "device": "cpu"}, measured, result)
     page = tmp_path / "index.html"
     page.write_text(report.render({"C05": result}, config={}, title="whylab test"), encoding="utf-8")
 

@@ -1,16 +1,15 @@
-"""The shared statistics of whylab.verdict against known values, and the per-seed protocol runner."""
+"""The shared statistics of whylab.verdict against known values, and the per-seed measuring."""
 
 from __future__ import annotations
 
 import math
+import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from whylab.concepts import ConceptContext, evidence_of
-from whylab.results import Evidence
+from whylab.concepts import ConceptContext
 from whylab.verdict import (
     Kind,
     Label,
@@ -83,23 +82,26 @@ def test_verdict_dict_carries_kind_and_primary() -> None:
     }
 
 
-def test_per_seed_protocol_runs_each_seed_then_combines(tmp_path: Path) -> None:
+def test_measuring_runs_each_seed_in_the_settings_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whylab.concepts import REGISTRY
+    from whylab.concepts.measuring import measure_in_process
+
     seen: list[int] = []
 
-    def run_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
+    def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
         seen.append(seed)
         return {"seed": seed, "value": seed * 2}
 
-    def combine(ctx: ConceptContext, per_seed: list[dict[str, Any]]) -> Evidence:
-        return Evidence(method="m", metrics={"values": [r["value"] for r in per_seed]})
-
-    module = types.ModuleType("fake_claim")
-    module.run_seed = run_seed  # type: ignore[attr-defined]  # a module built at run time
-    module.combine = combine  # type: ignore[attr-defined]
-    ctx = ConceptContext("C99", {"seeds": [3, 1]}, {}, tmp_path, 1, "cpu")
-    assert evidence_of(module, ctx).metrics == {"values": [6, 2]} and seen == [3, 1]
-    with pytest.raises(AttributeError, match="neither run"):
-        evidence_of(types.ModuleType("empty"), ctx)
+    experiment = types.ModuleType("fake_claim.experiment")
+    experiment.measure_seed = measure_seed  # type: ignore[attr-defined]  # a module built at run time
+    monkeypatch.setitem(REGISTRY, "C99", "fake_claim")
+    monkeypatch.setitem(sys.modules, "fake_claim.experiment", experiment)
+    measured = measure_in_process("C99", {"seeds": [3, 1], "device": "cpu"}, {})
+    assert measured.per_seed == [{"seed": 3, "value": 6}, {"seed": 1, "value": 2}] and seen == [3, 1]
+    assert measured.whole == {} and measured.seeds == [3, 1]
+    monkeypatch.setitem(sys.modules, "fake_claim.experiment", types.ModuleType("fake_claim.experiment"))
+    with pytest.raises(AttributeError, match="neither measure"):
+        measure_in_process("C99", {"device": "cpu"}, {})
 
 
 def test_verdict_of_reads_the_limits_when_the_verdict_is_made() -> None:

@@ -2,13 +2,13 @@
 
 Every Snakemake rule is one call of this entry point, so each rule stays a
 thin line of shell and every step can also be run (and debugged) by hand.
-A concept step is named by its claim id (``C05``); the others by the table below.
-A claim package measures with ``python -m whylab C07 --measure all ... --output
-measurements=results/concepts/C07/measurements.json`` (``--measure whole`` when its seeds run as
-jobs of their own) and decides with the plain call and ``--input measurements=<that file>``.
-A per-seed claim can also run one seed:
-``python -m whylab C08 --seed 3 ... --output seed=results/concepts/C08/seeds/3.json``; its
-decide (gather) step is the plain call with ``--input seed.<n>=<that file>`` for every seed.
+A claim step is named by its claim id (``C05``); the others by the table below. A claim
+(a package in ``whylab/concepts/``) measures with ``python -m whylab C07 --measure all ...
+--output measurements=results/concepts/C07/measurements.json`` (``--measure whole`` when its
+seeds run as jobs of their own), measures one seed with ``python -m whylab C08 --seed 3 ...
+--output seed=results/concepts/C08/seeds/3.json``, and decides with the plain call and
+``--input measurements=<that file>`` and/or ``--input seed.<n>=<that file>`` for every seed.
+The plain call without those inputs measures and decides in one process.
 Commands for users (not DAG steps) are listed in ``COMMANDS``: ``python -m whylab plan-memory MODEL``.
 """
 
@@ -67,10 +67,7 @@ def _settings(text: str) -> dict[str, Any]:
 
 
 def _measure_step(step: str, which: str) -> StepFunction:
-    from whylab.concepts.measuring import is_package, run_measure
-
-    if not is_package(step):
-        raise InputError(f"--measure is for a claim package (with experiment.py); {step} is one module")
+    from whylab.concepts.measuring import run_measure
 
     def measure_step(
         settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
@@ -82,34 +79,47 @@ def _measure_step(step: str, which: str) -> StepFunction:
     return measure_step
 
 
+def _seed_step(step: str, seed: int) -> StepFunction:
+    from whylab.concepts.measuring import run_measure_seed
+
+    def seed_step(
+        settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+    ) -> None:
+        if "seed" not in outputs:
+            raise InputError("--seed needs --output seed=PATH (the per-seed JSON file)")
+        run_measure_seed(step, settings, inputs, seed, outputs["seed"], threads)
+
+    return seed_step
+
+
+def _claim_step(step: str) -> StepFunction:
+    from whylab.concepts.runner import run_concept
+
+    def claim_step(
+        settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
+    ) -> None:
+        if "result" not in outputs:
+            raise InputError(f"{step} needs --output result=PATH")
+        run_concept(step, settings, inputs, outputs["result"], threads)
+
+    return claim_step
+
+
 def resolve(step: str, seed: int | None = None, measure: str | None = None) -> StepFunction:
     from whylab.concepts import REGISTRY
-    from whylab.concepts.runner import run_concept, run_concept_seed
 
+    for flag, given in (("--measure", measure), ("--seed", seed)):
+        if given is not None and step not in REGISTRY:
+            raise InputError(f"{flag} is for a claim step (C01..C21), not {step!r}")
+    if measure is not None and seed is not None:
+        raise InputError("--seed and --measure are two different steps: give one")
+    # a measure or seed step imports only the measuring half (what a measure job's code is)
     if measure is not None:
-        if step not in REGISTRY:
-            raise InputError(f"--measure is for a claim step (C01..C21), not {step!r}")
         return _measure_step(step, measure)
     if seed is not None:
-        if step not in REGISTRY:
-            raise InputError(f"--seed is for a claim step (C01..C21), not {step!r}")
-
-        def seed_step(
-            settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
-        ) -> None:
-            if "seed" not in outputs:
-                raise InputError("--seed needs --output seed=PATH (the per-seed JSON file)")
-            run_concept_seed(step, settings, inputs, seed, outputs["seed"], threads)
-
-        return seed_step
+        return _seed_step(step, seed)
     if step in REGISTRY:
-
-        def concept_step(
-            settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
-        ) -> None:
-            run_concept(step, settings, inputs, outputs["result"], threads)
-
-        return concept_step
+        return _claim_step(step)
     if step not in STEPS:
         known = ", ".join([*STEPS, *REGISTRY])
         raise InputError(f"unknown step {step!r}; known steps: {known}")

@@ -10,9 +10,6 @@
 # The measure jobs' code inputs are only what experiment.py imports, and their settings leave out
 # claim.yaml's decision_settings: editing a verdict rule, a figure or a text re-runs the decide job.
 #
-# A claim written as one module gets one job, or, with run_seed/combine and listed in
-# `per_seed_jobs`, one job per seed and a gather that combines them and decides the verdict.
-#
 # A spec (claim id -> dict):
 #   settings: the step's settings (seeds and device are added here), inputs: name -> path,
 #   extra_inputs: a function called when the DAG is built, giving name -> path, or a function of
@@ -35,7 +32,7 @@ def _claim_extra_inputs(spec, seeds):
 
 
 def _claim_inputs(claim_id, spec):
-    """Inputs of the claim's one job (or its gather): every seed's extra inputs."""
+    """Inputs of the claim's measure job: every seed's extra inputs."""
 
     def inputs(wildcards):
         return {**spec["inputs"], **_claim_extra_inputs(spec, spec["seeds"])}
@@ -74,181 +71,112 @@ for _claim, _spec in CLAIM_SPECS.items():
     # None: a claim without seeds (its settings get no `seeds`)
     _seeds = None if _spec["seeds"] is None else list(_spec["seeds"])
     _per_seed = per_seed_jobs(_claim)
-    _step_settings = settings_json(_spec["settings"], torch=_spec["torch"])
 
-    if claim_is_package(_claim):
-        _decide_only = set(decision_settings(_claim))
-        _measure_settings = settings_json(
-            {k: v for k, v in _spec["settings"].items() if k not in _decide_only}, torch=_spec["torch"]
-        )
-        _measure_files = [concept_measurements(_claim)] if measures_whole(_claim) or not _per_seed else []
+    _decide_only = set(decision_settings(_claim))
+    _measure_settings = settings_json(
+        {k: v for k, v in _spec["settings"].items() if k not in _decide_only}, torch=_spec["torch"]
+    )
+    _measure_files = [concept_measurements(_claim)] if measures_whole(_claim) or not _per_seed else []
 
-        if _per_seed:
-
-            rule:
-                f"{claim_docstring(_claim)} One seed of it (measurements only)."
-                name:
-                    f"concept_{_claim}_seed"
-                input:
-                    unpack(_seed_inputs(_claim, _spec)),
-                    code=measure_code(_claim),
-                output:
-                    seed=concept_seed_file(_claim, "{seed}"),
-                log:
-                    f"{LOGS}/concept_{_claim}_seed{{seed}}.log",
-                benchmark:
-                    f"{BENCHMARKS}/concept_{_claim}_seed{{seed}}.tsv"
-                wildcard_constraints:
-                    seed=r"\d+",
-                conda:
-                    ENV_ML if _spec["torch"] else ENV_ML_CPU
-                threads: _spec["threads"]
-                resources:
-                    **(torch_resources() if _spec["torch"] else {}),
-                    mem_mb=mem_mb(_spec["mem_mb"]),
-                    runtime=runtime(_spec["runtime"]),
-                params:
-                    claim=_claim,
-                    settings=_measure_settings,
-                    inputs=_spec.get("input_flags", _input_flags),
-                shell:
-                    '"$WHYLAB_PYTHON" -m whylab {params.claim} --seed {wildcards.seed} --settings {params.settings:q}'
-                    " {params.inputs} --output seed={output.seed} --threads {threads} > {log} 2>&1"
-
-        if _measure_files:
-
-            rule:
-                f"{claim_docstring(_claim)} Its measurements."
-                name:
-                    f"concept_{_claim}_measure"
-                input:
-                    unpack(_claim_inputs(_claim, _spec)),
-                    code=measure_code(_claim),
-                output:
-                    measurements=concept_measurements(_claim),
-                log:
-                    f"{LOGS}/concept_{_claim}_measure.log",
-                benchmark:
-                    f"{BENCHMARKS}/concept_{_claim}_measure.tsv"
-                group:
-                    cluster_group(_spec["group"]) if "group" in _spec else None
-                conda:
-                    ENV_ML if _spec["torch"] else ENV_ML_CPU
-                threads: _spec["threads"]
-                resources:
-                    **(torch_resources() if _spec["torch"] else {}),
-                    mem_mb=mem_mb(_spec["mem_mb"]),
-                    runtime=runtime(_spec["runtime"]),
-                params:
-                    claim=_claim,
-                    settings=settings_json(
-                        {k: v for k, v in _spec["settings"].items() if k not in _decide_only},
-                        seeds=_seeds,
-                        torch=_spec["torch"],
-                    ),
-                    which="whole" if _per_seed else "all",
-                    inputs=_spec.get("input_flags", _input_flags),
-                shell:
-                    '"$WHYLAB_PYTHON" -m whylab {params.claim} --measure {params.which} --settings {params.settings:q}'
-                    " {params.inputs} --output measurements={output.measurements} --threads {threads} > {log} 2>&1"
+    if _per_seed:
 
         rule:
-            f"{claim_docstring(_claim)} Its verdict and figures, from the measurements."
+            f"{claim_docstring(_claim)} One seed of it (measurements only)."
             name:
-                f"concept_{_claim}"
+                f"concept_{_claim}_seed"
             input:
-                code=decide_code(_claim),
-                measurements=_measure_files,
-                seed_files=[concept_seed_file(_claim, s) for s in _seeds] if _per_seed else [],
+                unpack(_seed_inputs(_claim, _spec)),
+                code=measure_code(_claim),
             output:
-                **claim_outputs(_claim),
+                seed=concept_seed_file(_claim, "{seed}"),
             log:
-                f"{LOGS}/concept_{_claim}.log",
+                f"{LOGS}/concept_{_claim}_seed{{seed}}.log",
             benchmark:
-                f"{BENCHMARKS}/concept_{_claim}.tsv"
-            group:
-                cluster_group(_spec["group"]) if "group" in _spec else None
+                f"{BENCHMARKS}/concept_{_claim}_seed{{seed}}.tsv"
+            wildcard_constraints:
+                seed=r"\d+",
             conda:
-                ENV_ML_CPU
-            threads: 1
+                ENV_ML if _spec["torch"] else ENV_ML_CPU
+            threads: _spec["threads"]
             resources:
-                mem_mb=mem_mb(2000),
-                runtime=runtime(10),
+                **(torch_resources() if _spec["torch"] else {}),
+                mem_mb=mem_mb(_spec["mem_mb"]),
+                runtime=runtime(_spec["runtime"]),
             params:
                 claim=_claim,
-                settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
-                measurements=lambda wildcards, input: " ".join(
-                    f"--input measurements={path}" for path in input.measurements
-                ),
-                seeds=_seed_flags(_seeds or []),
-                captions=FigureCaptions(concept_result(_claim)),
+                settings=_measure_settings,
+                inputs=_spec.get("input_flags", _input_flags),
             shell:
-                '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q} {params.measurements}'
-                " {params.seeds} --output result={output.result} > {log} 2>&1"
+                '"$WHYLAB_PYTHON" -m whylab {params.claim} --seed {wildcards.seed} --settings {params.settings:q}'
+                " {params.inputs} --output seed={output.seed} --threads {threads} > {log} 2>&1"
 
-    else:  # a claim written as one module
-        if _per_seed:
-
-            rule:
-                f"{claim_docstring(_claim)} One seed of it (measurements only)."
-                name:
-                    f"concept_{_claim}_seed"
-                input:
-                    unpack(_seed_inputs(_claim, _spec)),
-                    code=claim_code(_claim),
-                output:
-                    seed=concept_seed_file(_claim, "{seed}"),
-                log:
-                    f"{LOGS}/concept_{_claim}_seed{{seed}}.log",
-                benchmark:
-                    f"{BENCHMARKS}/concept_{_claim}_seed{{seed}}.tsv"
-                wildcard_constraints:
-                    seed=r"\d+",
-                conda:
-                    ENV_ML if _spec["torch"] else ENV_ML_CPU
-                threads: _spec["threads"]
-                resources:
-                    **(torch_resources() if _spec["torch"] else {}),
-                    mem_mb=mem_mb(_spec["mem_mb"]),
-                    runtime=runtime(_spec["runtime"]),
-                params:
-                    claim=_claim,
-                    settings=_step_settings,
-                    inputs=_input_flags,
-                shell:
-                    '"$WHYLAB_PYTHON" -m whylab {params.claim} --seed {wildcards.seed} --settings {params.settings:q}'
-                    " {params.inputs} --output seed={output.seed} --threads {threads} > {log} 2>&1"
+    if _measure_files:
 
         rule:
-            f"{claim_docstring(_claim)}"
+            f"{claim_docstring(_claim)} Its measurements."
             name:
-                f"concept_{_claim}"
+                f"concept_{_claim}_measure"
             input:
                 unpack(_claim_inputs(_claim, _spec)),
-                code=claim_code(_claim),
-                seed_files=[concept_seed_file(_claim, s) for s in _seeds] if _per_seed else [],
+                code=measure_code(_claim),
             output:
-                **claim_outputs(_claim),
+                measurements=concept_measurements(_claim),
             log:
-                f"{LOGS}/concept_{_claim}.log",
+                f"{LOGS}/concept_{_claim}_measure.log",
             benchmark:
-                f"{BENCHMARKS}/concept_{_claim}.tsv"
+                f"{BENCHMARKS}/concept_{_claim}_measure.tsv"
             group:
                 cluster_group(_spec["group"]) if "group" in _spec else None
             conda:
-                ENV_ML_CPU if _per_seed or not _spec["torch"] else ENV_ML
-            threads: 1 if _per_seed else _spec["threads"]
+                ENV_ML if _spec["torch"] else ENV_ML_CPU
+            threads: _spec["threads"]
             resources:
-                # a gather only combines the seeds' files: no GPU
-                **({} if _per_seed or not _spec["torch"] else torch_resources()),
-                mem_mb=mem_mb(2000 if _per_seed else _spec["mem_mb"]),
-                runtime=runtime(10 if _per_seed else _spec["runtime"]),
+                **(torch_resources() if _spec["torch"] else {}),
+                mem_mb=mem_mb(_spec["mem_mb"]),
+                runtime=runtime(_spec["runtime"]),
             params:
                 claim=_claim,
-                settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
+                settings=settings_json(
+                    {k: v for k, v in _spec["settings"].items() if k not in _decide_only},
+                    seeds=_seeds,
+                    torch=_spec["torch"],
+                ),
+                which="whole" if _per_seed else "all",
                 inputs=_spec.get("input_flags", _input_flags),
-                seeds=_seed_flags(_seeds or []),
-                captions=FigureCaptions(concept_result(_claim)),
             shell:
-                '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q} {params.inputs} {params.seeds}'
-                " --output result={output.result} --threads {threads} > {log} 2>&1"
+                '"$WHYLAB_PYTHON" -m whylab {params.claim} --measure {params.which} --settings {params.settings:q}'
+                " {params.inputs} --output measurements={output.measurements} --threads {threads} > {log} 2>&1"
+
+    rule:
+        f"{claim_docstring(_claim)} Its verdict and figures, from the measurements."
+        name:
+            f"concept_{_claim}"
+        input:
+            code=decide_code(_claim),
+            measurements=_measure_files,
+            seed_files=[concept_seed_file(_claim, s) for s in _seeds] if _per_seed else [],
+        output:
+            **claim_outputs(_claim),
+        log:
+            f"{LOGS}/concept_{_claim}.log",
+        benchmark:
+            f"{BENCHMARKS}/concept_{_claim}.tsv"
+        group:
+            cluster_group(_spec["group"]) if "group" in _spec else None
+        conda:
+            ENV_ML_CPU
+        threads: 1
+        resources:
+            mem_mb=mem_mb(2000),
+            runtime=runtime(10),
+        params:
+            claim=_claim,
+            settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
+            measurements=lambda wildcards, input: " ".join(
+                f"--input measurements={path}" for path in input.measurements
+            ),
+            seeds=_seed_flags(_seeds or []),
+            captions=FigureCaptions(concept_result(_claim)),
+        shell:
+            '"$WHYLAB_PYTHON" -m whylab {params.claim} --settings {params.settings:q} {params.measurements}'
+            " {params.seeds} --output result={output.result} > {log} 2>&1"

@@ -5,8 +5,9 @@
 #   rules that repeat over seeds (claim_seeds(claim)) or use one (first_seed()); `device` is
 #   RUN_DEVICE for a rule that runs torch on the run's device (torch=True), "cpu" otherwise.
 #   With torch=True a rule also takes **torch_resources(), so the GPU request goes with `cuda`.
-# - claim_code(claim) / step_code(step): the package's source files a step runs (its module
-#   and every whylab module that one imports), declared as input: editing them re-runs it.
+# - measure_code(claim) / decide_code(claim) / step_code(step): the package's source files a step
+#   runs (a claim's experiment.py, or its verdict.py, figures.py and claim.yaml, or a step's
+#   module, with every whylab module those import), declared as input: editing them re-runs it.
 # - CONCEPT_RESULTS / CONCEPT_FIGURES: each rules file adds the claims it tests (only those in
 #   `claims:`), the report collects them; REPORT_EXTRA_INPUTS: other files the report shows.
 import ast
@@ -36,7 +37,7 @@ CONCEPT_RESULTS = {}
 CONCEPT_FIGURES = {}
 # other files the report shows (name -> path), e.g. the language model's training summary.
 REPORT_EXTRA_INPUTS = {}
-# claim id -> how to run it; claims.smk makes its rules (one job, or one per seed and a gather)
+# claim id -> how to run it; claims.smk makes its rules (measure or seed jobs, and a decide job)
 CLAIM_SPECS = {}
 # claim id -> {input name: path, or a function of the seed giving one}: extra inputs of the
 # mechanism claims (C03-C11), filled by any rules file (read when the DAG is built; see mechanisms.smk)
@@ -267,21 +268,8 @@ def registered_claims(candidates):
     return [c for c in candidates if c in _claim_modules()]
 
 
-def claim_is_package(claim_id):
-    """The claim is a package (experiment.py, verdict.py, figures.py, claim.yaml): measure and
-    decide jobs of its own."""
-    return (_module_path(_claim_modules()[claim_id]).parent / "experiment.py").is_file() and _module_path(
-        _claim_modules()[claim_id]
-    ).name == "__init__.py"
-
-
 def _package_dir(claim_id):
     return _module_path(_claim_modules()[claim_id]).parent
-
-
-def claim_code(claim_id):
-    """The code of a claim written as one module: the module and the runner."""
-    return sorted({*module_sources(_claim_modules()[claim_id]), *module_sources("whylab.concepts.runner")})
 
 
 def measure_code(claim_id):
@@ -341,12 +329,9 @@ def _top_level_names(path):
     return defined
 
 
-def has_run_seed(claim_id):
-    """The claim measures one seed at a time (a package's measure_seed, or a module's run_seed
-    and combine): it can run one job per seed."""
-    if claim_is_package(claim_id):
-        return "measure_seed" in _top_level_names(_package_dir(claim_id) / "experiment.py")
-    return {"run_seed", "combine"} <= _top_level_names(_module_path(_claim_modules()[claim_id]))
+def measures_seeds(claim_id):
+    """A claim package's experiment.py has measure_seed(): it can run one job per seed."""
+    return "measure_seed" in _top_level_names(_package_dir(claim_id) / "experiment.py")
 
 
 def measures_whole(claim_id):
@@ -355,14 +340,15 @@ def measures_whole(claim_id):
 
 
 def per_seed_jobs(claim_id):
-    """One job per seed (plus a gather) for this claim: it is in `per_seed_jobs` and has run_seed.
+    """One job per seed for this claim (its decide job reads their files): it is in
+    `per_seed_jobs` and has measure_seed.
 
     auto: every such claim when jobs are submitted to a cluster executor, else only C08.
     """
     wanted = config["per_seed_jobs"]
     if wanted == "auto":
         wanted = "all" if ON_CLUSTER else ["C08"]
-    return (wanted == "all" or claim_id in wanted) and has_run_seed(claim_id)
+    return (wanted == "all" or claim_id in wanted) and measures_seeds(claim_id)
 
 
 # ---------------------------------------------------------------- the corpus rule's inputs

@@ -1,6 +1,6 @@
 # C03-C11: the transformer-mechanism claims, each an experiment on the hand-written bench model.
 # One spec per claim that has a module in whylab.concepts.REGISTRY (a claim not written yet is
-# absent); claims.smk makes the rules: one job, or one job per seed and a gather.
+# absent); claims.smk makes the rules: measure jobs (one per seed where split) and a decide job.
 #
 # Extra inputs of a claim (e.g. a shared baseline model per seed, from its own rules file):
 #   MECHANISM_EXTRA_INPUTS["C03"] = {"baseline": lambda seed: f"{RESULTS}/mechanisms/baseline/seed{seed}/model.safetensors",

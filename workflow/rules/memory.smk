@@ -1,7 +1,7 @@
 # C17-C21: memory profiling. Each claim builds its small LlamaForCausalLM from config (no weights,
 # no other rule's artifacts), measures, and writes its result; one spec per claim in REGISTRY
-# (claims.smk makes the rules). A claim measures on its first seed, unless its module repeats
-# over seeds (run_seed): then it gets the claim's seeds.
+# (claims.smk makes the rules). A claim measures on its first seed, unless its experiment.py
+# repeats over seeds (measure_seed): then it gets the claim's seeds.
 
 MEMORY = config["memory"]
 MEMORY_CLAIMS = registered_claims(["C17", "C18", "C19", "C20", "C21"])
@@ -29,7 +29,7 @@ for _claim in MEMORY_CLAIMS:
         "settings": memory_settings(_claim),
         "inputs": memory_inputs(_claim),
         "extra_inputs": dict,
-        "seeds": claim_seeds(MEMORY[_claim]) if has_run_seed(_claim) else first_seed(),
+        "seeds": claim_seeds(MEMORY[_claim]) if measures_seeds(_claim) else first_seed(),
         "torch": True,  # accelerator memory is measured on CUDA when the run has a GPU
         "threads": 4 if _claim == "C21" else 1,  # C21's offloaded optimizer step runs on CPU threads
         "mem_mb": 4000,

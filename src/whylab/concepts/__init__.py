@@ -16,10 +16,10 @@ Snakemake runs ``experiment`` in measure jobs (one per seed where the claim repe
 and is split; see ``per_seed_jobs``) and ``verdict`` + ``figures`` in one cheap decide job that
 writes ``result.json`` and the figures: editing a figure, a verdict rule or a text re-runs the
 decide job only. :mod:`whylab.concepts.measuring` and :mod:`whylab.concepts.deciding` are the two
-halves of the runner; :func:`whylab.concepts.runner.run_concept` runs both in one process.
-
-A claim still written as one module (``run(ctx) -> Evidence`` or ``run_seed``/``combine``, and
-``verdict(metrics)``) runs through :mod:`whylab.concepts.runner` in one job, as before.
+halves of the runner; :func:`whylab.concepts.runner.run_concept` runs both in one process (the
+plain ``python -m whylab C07`` call, the tests, the benchmarks). This is the only way a claim is
+written: :mod:`whylab.concepts.measuring` imports ``<package>.experiment`` and
+:mod:`whylab.concepts.deciding` imports ``<package>.verdict`` and ``<package>.figures``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from whylab.concepts.context import ConceptContext, Measured
 
-# claim id -> module (or package) that tests it
+# claim id -> the package that tests it
 REGISTRY: dict[str, str] = {
     "C01": "whylab.concepts.c01_tokenization",
     "C02": "whylab.concepts.c02_subword",
@@ -55,17 +55,7 @@ REGISTRY: dict[str, str] = {
 }
 
 # the runner's names, imported on first use so that importing a claim's experiment stays light
-_RUNNER_NAMES = {
-    "FIGURES_DIR",
-    "SEEDS_DIR",
-    "SEED_INPUT_PREFIX",
-    "evidence_of",
-    "has_seed_protocol",
-    "load",
-    "read_seed_files",
-    "run_concept",
-    "run_concept_seed",
-}
+_RUNNER_NAMES = {"run_concept"}
 
 __all__ = ["REGISTRY", "ConceptContext", "Measured", *sorted(_RUNNER_NAMES)]
 

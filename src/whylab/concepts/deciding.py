@@ -126,8 +126,8 @@ def finish(
 
 def seed_drawing(seed: int) -> None:
     """Seed the global random generators a figure may draw from (seaborn's strip-plot jitter, a
-    bootstrap band), as the one-module runner seeds before ``combine``: the same measurements
-    give the same figures, in a decide job or in process after the measuring."""
+    bootstrap band) from the first seed: the same measurements give the same figures, in a
+    decide job or in process after the measuring."""
     import random
 
     import numpy as np

@@ -17,7 +17,6 @@ import tempfile
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,15 +34,6 @@ MEASUREMENTS_FILE = "measurements.json"  # in results/concepts/<ID>/, beside res
 SEEDS_DIR = "seeds"  # results/concepts/<ID>/seeds/<seed>.json
 SEED_INPUT_PREFIX = "seed."  # an input named seed.<n> is the per-seed file of seed n
 MEASUREMENTS_INPUT = "measurements"
-
-
-def is_package(claim_id: str) -> bool:
-    """The claim is a package with ``experiment``, ``verdict`` and ``figures`` modules."""
-    spec = find_spec(REGISTRY[claim_id])
-    return (
-        bool(spec and spec.submodule_search_locations)
-        and find_spec(f"{REGISTRY[claim_id]}.experiment") is not None
-    )
 
 
 def experiment_of(claim_id: str) -> ModuleType:
