@@ -10,8 +10,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 
+from fake_decisions import decide_fake
 from whylab import claims, plotting, report
-from whylab.concepts import run_concept
 from whylab.messages import Msg
 from whylab.results import Evidence, LiteratureCheck, Table
 from whylab.verdict import Kind, Label, Verdict
@@ -45,12 +45,8 @@ class HostileConcept:
 
 @pytest.fixture
 def hostile_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    import whylab.concepts as concepts
-
-    monkeypatch.setattr(concepts, "load", lambda claim_id: HostileConcept)
     out = tmp_path / "C01" / "result.json"
-    run_concept("C01", {"seeds": [0], "device": "cpu"}, {}, out)
-    return out
+    return decide_fake(monkeypatch, "C01", out, HostileConcept.run, HostileConcept.verdict)
 
 
 def test_hostile_text_is_escaped_everywhere(hostile_result: Path) -> None:
@@ -283,11 +279,9 @@ class CataloguedConcept:
 @pytest.fixture
 def pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Both languages' pages of one catalogued result, written as the report rule writes them."""
-    import whylab.concepts as concepts
-
-    monkeypatch.setattr(concepts, "load", lambda claim_id: CataloguedConcept)
-    result = tmp_path / "C05" / "result.json"
-    run_concept("C05", {"seeds": [0], "device": "cpu"}, {}, result)
+    result = decide_fake(
+        monkeypatch, "C05", tmp_path / "C05" / "result.json", CataloguedConcept.run, CataloguedConcept.verdict
+    )
     out = {"en": tmp_path / "reports" / "index.html", "ko": tmp_path / "reports" / "index.ko.html"}
     report.run_step(
         {"config": {"report": {"languages": ["en", "ko"]}}},
