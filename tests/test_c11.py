@@ -100,7 +100,7 @@ def test_notes_wiring_fails_at_unequal_lengths_where_weights_meet_values() -> No
     src, tgt = task.sample(2, torch.Generator().manual_seed(0))
     out = wiring.failure_at_unequal_lengths(_model(task, True), src, task.decoder_input(tgt))
     assert out["runs"] is False and (out["source_length"], out["target_length"]) == (5, 6)
-    assert out["error"].startswith("RuntimeError") and "whylab/bench/model.py" in out["where"]
+    assert out["error"].startswith("RuntimeError") and "whylab/bench/attention.py" in out["where"]
     assert "in attention" in out["where"] and "weights @ v" in out["where"]
     ok = wiring.failure_at_unequal_lengths(_model(task, False), src, task.decoder_input(tgt))
     assert ok["runs"] is True and ok["error"] == ""
@@ -251,7 +251,7 @@ def _metrics(
             "target_length": 9,
             "runs": False,
             "error": "RuntimeError: Expected size for first two dimensions of batch2 tensor to be: [8, 8] but got: [8, 9].",
-            "where": "whylab/bench/model.py, line 127, in attention: return weights @ v, weights",
+            "where": "whylab/bench/attention.py, line 43, in attention: return weights @ v, weights",
         },
         "library": (
             [

@@ -90,7 +90,7 @@ def expected_weight_matmuls(model_path: str | Path) -> int:
 
 def has_vnni(features: Mapping[str, bool] | None = None) -> bool:
     """Whether the CPU has an INT8 dot-product instruction (AVX512-VNNI, AVX-VNNI or AMX)."""
-    from whylab.results import cpu_features
+    from whylab.environment import cpu_features
 
     flags = cpu_features() if features is None else features
     if not flags:

@@ -223,7 +223,7 @@ def run_step(
     """``whylab quant_real_scale``: no inputs; output ``measures`` (JSON). Models are deleted after."""
     from whylab.quant.measure import speedup_clock
     from whylab.quant.onnx_quant import int8_setup
-    from whylab.results import cpu_features, environment
+    from whylab.environment import cpu_features, environment
     from whylab.runtime import resolve_device, set_threads
 
     rs = settings["quantization"]["real_scale"]
