@@ -187,3 +187,22 @@ def test_method_figures_tables_and_literature_render_in_korean() -> None:
 
 def test_measuring_is_light() -> None:
     assert_measuring_is_light("C04")
+
+
+def test_the_two_arms_start_from_the_same_shared_weights() -> None:
+    """Same seed, with and without W_q, W_k: every layer both arms have starts with the same
+    numbers (the arm without the projections draws and drops theirs), for the task model and the LM."""
+    from whylab.bench.lab import build_model
+    from whylab.bench.model_config import BenchConfig
+
+    for over in ({"n_layers": 2}, {"n_layers": 1, "init_std": 0.1}, {"n_layers": 2, "qk_init_std": 0.125}):
+        learned = build_model(
+            BenchConfig(vocab_size=50, d_model=32, n_heads=4, **over), 3, "cpu"
+        ).state_dict()
+        plain = build_model(
+            BenchConfig(vocab_size=50, d_model=32, n_heads=4, qk_proj=False, **over), 3, "cpu"
+        ).state_dict()
+        assert set(plain) < set(learned) and all(
+            "q_proj" in k or "k_proj" in k for k in set(learned) - set(plain)
+        )
+        assert all(torch.equal(learned[k], plain[k]) for k in plain)
