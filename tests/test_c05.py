@@ -61,6 +61,9 @@ def c05_metrics(
     grad_none: list[float] | None = None,
     grad_dk: list[float] | None = None,
     vanish_from: int = 256,
+    dmodel_var: float = 1 / 16,
+    slope: float = 1.0,
+    entropy_none: float = 0.16,
 ) -> dict[str, Any]:
     none_loss = none_loss if none_loss is not None else [x + 0.8 + 0.01 * i for i, x in enumerate(DK)]
     dmodel_loss = dmodel_loss if dmodel_loss is not None else [x + 0.004 * (i % 2) for i, x in enumerate(DK)]
@@ -70,9 +73,19 @@ def c05_metrics(
     raw = [0.2 if d < vanish_from else 0.001 for d in d_ks]
     m = {
         "n_seeds": len(DK),
+        "heads": {
+            "d_model": 512,
+            "heads": [1, 16],
+            "score_var_scaled": {
+                "sqrt_dk": [1.0, 0.99],
+                "sqrt_dmodel": [1.0, dmodel_var],
+                "none": [512.0, 32.0],
+            },
+        },
         "synthetic": {
             "d_k": d_ks,
-            "var_slope": 1.0,
+            "var_slope": slope,
+            "var_scaled": [1.0, 0.98, 1.01, 1.0],
             "saturated_share": {"none": [0.0, 0.3, 0.7, 0.8], "sqrt_dk": [0.0] * 4},
             "grad_logits": {"none": raw, "sqrt_dk": [0.17] * 4},
         },
@@ -81,7 +94,11 @@ def c05_metrics(
                 "heads": 1,
                 "scalings": {
                     "sqrt_dk": {"final_eval_loss": spread(DK), "grad_wq_init": spread(grad_dk)},
-                    "none": {"final_eval_loss": spread(none_loss), "grad_wq_init": spread(grad_none)},
+                    "none": {
+                        "final_eval_loss": spread(none_loss),
+                        "grad_wq_init": spread(grad_none),
+                        "attention_entropy_init": spread([entropy_none] * 5),
+                    },
                 },
             },
             "8": {
@@ -98,44 +115,89 @@ def c05_metrics(
     return m
 
 
-def test_verdict_supported_when_scaling_helps_and_the_dimension_does_not_matter() -> None:
+NOISY = [x + d for x, d in zip(DK, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
+
+
+def parts(v: Any) -> dict[str, Label]:
+    return {p.id: p.run for p in v.parts}
+
+
+def test_the_realistic_run_is_partly_supported_part_by_part() -> None:
+    """Issue 20: d_k, not the embedding dimension; the variance grows; at the trained d_k the
+    attention saturates but the W_q gradient does not vanish; scaling helps training."""
     v = c05.verdict(c05_metrics())
-    assert v.label is Label.SUPPORTED and "absorbed by W_q" in v.reason and not v.limited
+    assert v.label is Label.PARTLY
+    assert parts(v) == {
+        "dimension": Label.NOT_SUPPORTED,
+        "variance": Label.SUPPORTED,
+        "gradient": Label.NOT_SUPPORTED,
+        "training": Label.SUPPORTED,
+    }
+    assert "not by √(embedding dimension)" in v.correction and "does not vanish" in v.correction
+    record = v.to_dict()
+    assert record["believe"]["label"] == "partly supported"
+    by_id = {p["id"]: p for p in record["parts"]}
+    assert by_id["gradient"]["believe"]["source"] == "this run, against the literature"
+    assert by_id["dimension"]["literature"]["label"] == "not supported"
+    assert by_id["training"]["run"]["power"]["unit"] == "nats/token"
 
 
-def test_verdict_partly_when_d_k_beats_the_embedding_dimension() -> None:
-    v = c05.verdict(c05_metrics(dmodel_loss=[x + 0.3 + 0.01 * i for i, x in enumerate(DK)]))
-    assert v.label is Label.PARTLY and "d_k" in v.correction
-
-
-def test_verdict_partly_not_supported_inconclusive_from_the_scaling_comparison() -> None:
+def test_every_part_label_is_reachable() -> None:
+    assert parts(c05.verdict(c05_metrics(dmodel_var=1.0)))["dimension"] is Label.SUPPORTED
+    assert parts(c05.verdict(c05_metrics(slope=0.5)))["variance"] is Label.NOT_SUPPORTED
+    vanished = c05.verdict(c05_metrics(grad_none=[0.001, 0.0012, 0.0011, 0.001, 0.0013]))
+    assert parts(vanished)["gradient"] is Label.SUPPORTED and "has vanished" in vanished.reason
+    unsaturated = c05.verdict(c05_metrics(entropy_none=0.8))
+    assert parts(unsaturated)["gradient"] is Label.INCONCLUSIVE and "cannot show" in unsaturated.reason
+    noisy_grad = c05.verdict(c05_metrics(grad_none=[0.5, 0.001, 0.3, 0.0005, 0.02]))
+    assert parts(noisy_grad)["gradient"] is Label.INCONCLUSIVE
     same = [x + 0.002 * (-1) ** i for i, x in enumerate(DK)]
-    assert c05.verdict(c05_metrics(none_loss=same)).label is Label.PARTLY  # no difference that matters
+    assert parts(c05.verdict(c05_metrics(none_loss=same)))["training"] is Label.NOT_SUPPORTED
+    assert parts(c05.verdict(c05_metrics(none_loss=NOISY)))["training"] is Label.INCONCLUSIVE
+
+
+def test_every_claim_label_is_reachable() -> None:
+    good = c05_metrics(dmodel_var=1.0, grad_none=[0.001, 0.0012, 0.0011, 0.001, 0.0013])
+    assert c05.verdict(good).label is Label.SUPPORTED
     worse = [x - 0.3 - 0.01 * i for i, x in enumerate(DK)]
-    assert c05.verdict(c05_metrics(none_loss=worse)).label is Label.NOT_SUPPORTED
-    noisy = [x + d for x, d in zip(DK, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
-    v = c05.verdict(c05_metrics(none_loss=noisy))
-    assert v.label is Label.INCONCLUSIVE and v.limited
+    assert c05.verdict(c05_metrics(none_loss=worse, slope=0.5)).label is Label.NOT_SUPPORTED
     m = c05_metrics()
     m["paired"] = {}
     assert c05.verdict(m).label is Label.INCONCLUSIVE
 
 
-def test_unclear_dimension_is_a_limit_not_a_lower_label() -> None:
-    noisy = [x + d for x, d in zip(DK, [0.3, -0.25, 0.2, -0.3, 0.05], strict=True)]
-    v = c05.verdict(c05_metrics(dmodel_loss=noisy))
-    assert v.label is Label.SUPPORTED and any("which dimension" in x for x in v.limited)
+def test_the_literature_labels_come_from_the_recorded_numbers() -> None:
+    from whylab.concepts.c05_scaling import parts as c05p
+
+    assert c05p.published("dimension")["d_k"].value == 64
+    assert c05p.published("dimension")["d_model"].value == 512
+    assert c05p.published("variance")["exponent"].value == 1
+    v = c05.verdict(c05_metrics())
+    fields = {p.id: p.field.label for p in v.parts if p.field is not None}
+    assert fields == {
+        "dimension": Label.NOT_SUPPORTED,
+        "variance": Label.SUPPORTED,
+        "gradient": Label.SUPPORTED,
+        "training": Label.SUPPORTED,
+    }
+    assert all(p.field and "arxiv.org/abs/1706.03762" in p.field.published[0].url for p in v.parts)
 
 
-def test_gradient_caveat_only_where_it_is_true() -> None:
-    # trained d_k = 64: the W_q gradient is not smaller unscaled; the synthetic gradient vanishes from 256
-    v = c05.verdict(c05_metrics(vanish_from=256))
-    assert "at the trained d_k = 64" in v.reason and "has not vanished" in v.reason
-    assert "from d_k = 256 on" in v.reason
-    assert "saturation, not a vanished gradient" not in v.reason
-    # where the W_q gradient is clearly smaller unscaled, the run says so
-    v = c05.verdict(c05_metrics(grad_none=[0.001, 0.0012, 0.0011, 0.001, 0.0013]))
-    assert "already clearly smaller" in v.reason and "has not vanished" not in v.reason
+def test_the_parts_texts_render_in_both_languages() -> None:
+    cases = [
+        c05_metrics(),
+        c05_metrics(dmodel_var=1.0, slope=0.5, entropy_none=0.8),
+        c05_metrics(grad_none=[0.001, 0.0012, 0.0011, 0.001, 0.0013], none_loss=NOISY),
+        c05_metrics(grad_none=[0.5, 0.001, 0.3, 0.0005, 0.02]),
+        c05_metrics(none_loss=[x - 0.3 - 0.01 * i for i, x in enumerate(DK)], slope=0.5),
+    ]
+    for m in cases:
+        v = c05.verdict(m)
+        assert_explained(v, "C05", v.branch.rsplit(".", 1)[-1])
+        for p in v.parts:
+            for text in (p.reason, p.field.reason if p.field else Msg("common.empty")):
+                ko = text.in_("ko").replace("Vaswani et al.", "").replace("Britz et al.", "")  # names
+                assert isinstance(text, Msg) and english_runs(ko) == [], ko
 
 
 def test_literature_reads_the_gap_trend() -> None:
@@ -168,62 +230,12 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     assert_record_in_korean(rec)
 
 
-NOISY = [x + d for x, d in zip(DK, [0.6, -0.5, 0.4, -0.45, 0.1], strict=True)]
-
-
-@pytest.mark.parametrize(
-    ("over", "label", "branch"),
-    [
-        ({}, Label.SUPPORTED, "scaled"),
-        ({"dmodel_loss": [x + 0.3 + 0.01 * i for i, x in enumerate(DK)]}, Label.PARTLY, "wrong_dimension"),
-        ({"none_loss": [x + 0.002 * (-1) ** i for i, x in enumerate(DK)]}, Label.PARTLY, "no_difference"),
-        ({"none_loss": [x - 0.3 - 0.01 * i for i, x in enumerate(DK)]}, Label.NOT_SUPPORTED, "hurts"),
-        ({"none_loss": NOISY}, Label.INCONCLUSIVE, "unclear"),
-        (
-            {"grad_none": [0.001, 0.0012, 0.0011, 0.001, 0.0013], "vanish_from": 10_000},
-            Label.SUPPORTED,
-            "scaled",
-        ),
-    ],
-)
-def test_every_branch_has_its_texts_in_both_languages(
-    over: dict[str, Any], label: Label, branch: str
-) -> None:
-    v = c05.verdict(c05_metrics(**over))
-    assert v.label is label
-    assert_explained(v, "C05", branch)
-
-
-def test_no_training_and_untrained_dimension_render_in_korean() -> None:
+def test_no_training_renders_in_korean() -> None:
     m = c05_metrics()
     m["paired"] = {}
     v = c05.verdict(m)
     assert v.label is Label.INCONCLUSIVE
     assert_explained(v, "C05", "no_training")
-    m = c05_metrics()
-    del m["paired"]["dimension"]
-    v = c05.verdict(m)
-    assert v.label is Label.SUPPORTED and any("which dimension" in x for x in v.limited)
-    assert_explained(v, "C05", "scaled")
-
-
-def test_the_english_texts_are_unchanged() -> None:
-    v = c05.verdict(c05_metrics(dmodel_loss=[x + 0.3 + 0.01 * i for i, x in enumerate(DK)]))
-    assert v.reason.startswith(
-        "Scaling helps training: at d_k=64 the loss without scaling minus with ÷√d_k is Δ = "
-    )
-    assert v.reason.endswith(
-        "But the right dimension is the per-head d_k of the notes' code, not the embedding dimension of their text."
-    )
-    assert v.correction == (
-        "Scores are divided by √d_k, the per-head key dimension (d_model / heads), not by √(embedding dimension)."
-    )
-    m = c05_metrics()
-    m["paired"] = {}
-    assert c05.verdict(m).reason == (
-        "In isolation var(q·k) ∝ d_k^1.00, and at d_k=512 80% of unscaled softmax rows saturate (scaled 0%), "
-        "but training has no paired comparison of ÷√d_k and no scaling."
-    )
 
 
 def test_literature_texts_render_in_korean() -> None:

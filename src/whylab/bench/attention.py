@@ -86,6 +86,9 @@ class MultiHeadAttention(nn.Module):
         d = cfg.d_model
         self.q_proj = nn.Linear(d, d) if cfg.qk_proj else None
         self.k_proj = nn.Linear(d, d) if cfg.qk_proj else None
+        if not cfg.qk_proj:  # Q = K = X: draw (and drop) what W_q, W_k would, so every layer
+            for _ in range(2):  # built after them starts as it does with them (C04's pairing)
+                nn.Linear(d, d)
         self.v_proj = nn.Linear(d, d) if cfg.v_proj else None
         self.out_proj = nn.Linear(d, d) if cfg.o_proj else None
         self.scale = cfg.scale_factor()

@@ -56,6 +56,9 @@ def _init_weights(model: nn.Module, cfg: BenchConfig) -> None:
         if isinstance(m, MultiHeadAttention):
             qk_modules.update(id(p) for p in (m.q_proj, m.k_proj) if p is not None)
     for m in model.modules():
+        if isinstance(m, MultiHeadAttention) and not m.cfg.qk_proj:
+            for _ in range(2):  # the draws of the absent W_q, W_k, dropped: the pairing stays exact
+                torch.empty(m.cfg.d_model, m.cfg.d_model).normal_(0.0, qk_std)
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, qk_std if id(m) in qk_modules else cfg.init_std)
             if m.bias is not None:

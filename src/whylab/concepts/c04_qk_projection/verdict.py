@@ -18,6 +18,7 @@ from whylab.concepts.c04_qk_projection import CLAIM_ID, KEYS
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
+from whylab.parts import PartVerdict, Power, run_label
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 SPEC = load_spec(CLAIM_ID)
@@ -28,6 +29,7 @@ BRANCHES = {
     Label.NOT_SUPPORTED: "not_supported",
     Label.INCONCLUSIVE: "inconclusive",
 }
+STATUS = {"confirmed": Label.SUPPORTED, "contradicted": Label.NOT_SUPPORTED, "limited": Label.INCONCLUSIVE}
 # the task section's shape, copied into the metrics
 TASK_SHAPE = ("n_entities", "context_len", "n_layers", "n_heads", "ffn")
 
@@ -107,15 +109,30 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         return out.branch(Label.INCONCLUSIVE, "C04.verdict.too_few")
     if sum(metrics["diverged"].values()):
         return out.branch(Label.INCONCLUSIVE, "C04.verdict.diverged")
-    acc = metrics["task_accuracy"]["learned"]["mean"]
-    chance = metrics["task"]["chance_accuracy"]
-    if acc < chance + th["min_accuracy_gap"]:
-        return out.branch(Label.INCONCLUSIVE, "C04.verdict.not_learned", acc=acc, chance=chance)
-    rejected = holm_of(comps)
-    status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
+    # the directed task is built so that Q = K = X cannot win it (symmetric scores): it is shown,
+    # never decides (issue 20); the LM loss is the comparison either arm could win
+    decide = {"lm": comps["lm"]}
+    rejected = holm_of(decide)
+    status = {k: part_status(c, rejected[k]) for k, c in decide.items()}
     label = Label(label_of(list(status.values())))
     out.limited.extend(
         Msg("C04.limited.part", part=Msg(PART_NAMES[k])) for k, st in status.items() if st == "limited"
+    )
+    lm_test = comps["lm"].get("test") or {}
+    power = Power.paired(
+        lm_test.get("sd_diff") or math.nan, comps["lm"]["n"], "nats/token", predicted=th["min_loss_gain"]
+    )
+    partner = [v for v in metrics["task_partner_attention_layer1"]["learned"]["values"] if v is not None]
+    out.parts.append(
+        PartVerdict(
+            "lm",
+            SPEC.part("lm").words,
+            Kind.EXPERIMENT,
+            run_label(STATUS[status["lm"]], power),
+            Msg("C04.part.lm", lm=describe(comps["lm"], "nats/token"), detectable=power.detectable),
+            power,
+            None,
+        )
     )
     numbers = Msg(
         "C04.reason.numbers",
@@ -124,6 +141,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         task=describe(comps["task"], ""),
         self_learned=metrics["task_self_attention_layer1"]["learned"]["mean"],
         self_plain=metrics["task_self_attention_layer1"]["no_qk"]["mean"],
+        partner=", ".join(f"{v:.3f}" for v in partner),
+        toward=sum(v > 0.5 for v in partner),
+        away=sum(v <= 0.5 for v in partner),
         lm=describe(comps["lm"], "nats/token"),
     )
     won = [Msg(PART_NAMES[k]) for k, st in status.items() if st == "confirmed"]

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from whylab.concepts._bench_stats import describe, paired
+from whylab.concepts._bench_stats import paired
+from whylab.concepts.c05_scaling.parts import parts_of
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
-from whylab.messages import Msg, empty
-from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf, clearly_less
+from whylab.messages import Msg
+from whylab.parts import DECISIVE, combine
+from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C05"
 SPEC = load_spec(CLAIM_ID)
@@ -172,59 +174,27 @@ def paired_comparisons(m: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _vanishing_from(m: Mapping[str, Any]) -> int | None:
-    """The smallest synthetic d_k at which the unscaled gradient at the softmax input is below
-    GRAD_SHRINK of the scaled one (the gradient has vanished), or None."""
-    syn = m["synthetic"]
-    for d_k, raw, scaled in zip(
-        syn["d_k"], syn["grad_logits"]["none"], syn["grad_logits"]["sqrt_dk"], strict=True
-    ):
-        if scaled > 0 and raw / scaled < GRAD_SHRINK:
-            return int(d_k)
-    return None
-
-
-def _gradient_note(m: Mapping[str, Any]) -> Msg:
-    """Where the gradient vanishes, stated only where this run shows it: at the trained d_k (the
-    gradient reaching W_q at initialisation) and in the synthetic check (from which d_k on)."""
-    training = m.get("training", {})
-    pairs = [int(d) for d, t in training.items() if {"sqrt_dk", "none"} <= set(t["scalings"])]
-    start = _vanishing_from(m)
-    synthetic = (
-        Msg("C05.reason.synthetic_vanishes", shrink=GRAD_SHRINK, start=start)
-        if start is not None
-        else Msg("C05.reason.synthetic_never", shrink=GRAD_SHRINK)
-    )
-    if not pairs:
-        return synthetic
-    d_k = max(pairs)
-    sc = training[str(d_k)]["scalings"]
-    raw = [v for v in sc["none"]["grad_wq_init"]["values"] if v is not None]
-    scaled = [v for v in sc["sqrt_dk"]["grad_wq_init"]["values"] if v is not None]
-    if len(raw) < 2 or len(scaled) < 2:
-        return synthetic
-    r, q = Spread.of(raw).mean, Spread.of(scaled).mean
-    shrunk = clearly_less(raw, scaled)
-    trained = Msg(
-        "C05.reason.trained_smaller" if shrunk else "C05.reason.trained_not_smaller", d_k=d_k, raw=r, scaled=q
-    )
-    return Msg("C05.reason.gradient", trained=trained, synthetic=synthetic)
+BRANCHES = {
+    Label.SUPPORTED: "supported",
+    Label.PARTLY: "partly",
+    Label.NOT_SUPPORTED: "not_supported",
+    Label.INCONCLUSIVE: "inconclusive",
+}
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Decided by training, paired over seeds (the synthetic numbers illustrate the mechanism and do
-    not decide: they hold by construction on random unit-variance vectors).
-
-    - scaling: ÷√d_k clearly better than no scaling at the largest trained d_k → the core holds;
-      clearly worse → not supported; no difference that matters → partly; unclear → inconclusive.
-    - dimension: ÷√d_k clearly better than ÷√d_model (the notes' "embedding dimension") → partly,
-      with the correction; equivalent → no caveat (W_q absorbs a constant factor); unclear → a
-      limit of this run.
-    """
-    part = SPEC.part("scaling")
+    """The notes' sentence part by part (``parts.py``): which dimension, the variance, the vanishing
+    gradient, and whether scaling helps training. The label combines the parts' run labels
+    (:func:`whylab.parts.combine`: an undecided part never lowers it); without a paired training
+    comparison the run is inconclusive."""
+    part = SPEC.part("training")
     assert part.primary is not None
-    pc = metrics.get("paired", {})
     out = VerdictOf(Kind.EXPERIMENT, Msg(part.primary.text, seeds=metrics["n_seeds"]))
+    parts = parts_of(metrics)
+    out.parts.extend(parts)
+    out.limited.extend(
+        Msg("C05.limited.part", part=Msg(f"C05.part.{p.id}.name")) for p in parts if p.run not in DECISIVE
+    )
     _, n = mechanism(metrics)
     mech = Msg(
         "C05.reason.mechanism",
@@ -233,40 +203,15 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         saturated_raw=n["saturated_raw"],
         saturated_scaled=n["saturated_scaled"],
     )
-    grad_note = _gradient_note(metrics)
-
-    sc = pc.get("scaling")
+    sc = metrics.get("paired", {}).get("scaling")
     if sc is None or sc["n"] < 2:
         return out.branch(Label.INCONCLUSIVE, "C05.verdict.no_training", mech=mech)
-    sc_text = Msg("C05.reason.scaling", d_k=sc["d_k"], delta=describe(sc, "nats/token"))
-    dim = pc.get("dimension")
-    dim_text = empty()
-    dim_wrong = False
-    if dim is None or dim["n"] < 2:
-        out.limited.append(Msg("C05.limited.dimension_untrained"))
-    else:
-        dim_note = empty()
-        if dim["effect"] == 1:
-            dim_wrong = True
-        elif dim["equivalent"]:
-            dim_note = Msg("C05.reason.dimension_equivalent")
-        elif dim["effect"] == 0:
-            out.limited.append(Msg("C05.limited.dimension_unclear"))
-        dim_text = Msg(
-            "C05.reason.dimension",
-            heads=dim["heads"],
-            d_k=dim["d_k"],
-            delta=describe(dim, "nats/token"),
-            note=dim_note,
-        )
-    tail = Msg("C05.reason.tail", scaling=sc_text, dimension=dim_text, gradient=grad_note)
-    if sc["effect"] == -1:
-        return out.branch(Label.NOT_SUPPORTED, "C05.verdict.hurts", tail=tail)
-    if sc["effect"] == 0:
-        if sc["equivalent"]:
-            return out.branch(Label.PARTLY, "C05.verdict.no_difference", mech=mech, tail=tail)
-        out.limited.append(Msg("C05.limited.scaling_unclear"))
-        return out.branch(Label.INCONCLUSIVE, "C05.verdict.unclear", mech=mech, tail=tail)
-    if dim_wrong:
-        return out.branch(Label.PARTLY, "C05.verdict.wrong_dimension", tail=tail)
-    return out.branch(Label.SUPPORTED, "C05.verdict.scaled", tail=tail)
+    label = combine([p.run for p in parts])
+    return out.branch(
+        label,
+        f"C05.verdict.{BRANCHES[label]}",
+        parts=[Msg("C05.reason.part", name=Msg(f"C05.part.{p.id}.name"), reason=p.reason) for p in parts],
+        held=[Msg(f"C05.part.{p.id}.name") for p in parts if p.run is Label.SUPPORTED],
+        wrong=[Msg(f"C05.part.{p.id}.name") for p in parts if p.run is Label.NOT_SUPPORTED],
+        corrections=[Msg(f"C05.part.{p.id}.correction") for p in parts if p.run is Label.NOT_SUPPORTED],
+    )
