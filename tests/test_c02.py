@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
+from catalogue_checks import assert_explained, assert_in_korean, assert_record_in_korean, evidence_places
 from claim_packages import assert_measuring_is_light
 from tokenization_claim_settings import tokenization_settings
 from whylab.concepts import run_concept
@@ -201,3 +201,24 @@ def test_c02_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: P
     )
     assert_record_in_korean(record, required=evidence_places(record))
     assert record["literature"] and record["figures"]
+
+
+def test_c02_parts_and_the_korean_limit() -> None:
+    m = c02_metrics(holds=0.4)
+    for v in m["per_language"].values():
+        v.update(share_frequent_whole=0.4, share_rare_split=1.0)
+    m["per_language"]["en"].update(share_frequent_whole=0.89)
+    m["per_language"]["ko"].update(top_band="20–99")
+    parts = {p.id: p for p in c02.verdict(m).parts}
+    # English holds; the Korean top band (20–99) is too rare to show it: limited, never lower
+    assert parts["frequent_whole"].run is Label.SUPPORTED
+    assert "below 100" in str(parts["frequent_whole"].reason)
+    assert parts["rare_split"].run is Label.SUPPORTED
+    m["per_language"]["ko"].update(top_band="100+")
+    assert {p.id: p.run for p in c02.verdict(m).parts}["frequent_whole"] is Label.PARTLY
+    for v in m["per_language"].values():
+        v.update(share_frequent_whole=0.1, share_rare_split=0.1)
+    runs = {p.id: p.run for p in c02.verdict(m).parts}
+    assert runs == {"frequent_whole": Label.NOT_SUPPORTED, "rare_split": Label.NOT_SUPPORTED}
+    for p in c02.verdict(m).parts:
+        assert_in_korean(p.reason)

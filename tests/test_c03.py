@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench_claims import TINY, comparison, lm_inputs_of, run_claim, schema_section, spread
-from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
+from catalogue_checks import assert_explained, assert_in_korean, assert_record_in_korean, evidence_places
 from claim_packages import assert_measuring_is_light
 from whylab.concepts import REGISTRY
 from whylab.concepts._bench_stats import describe
@@ -152,10 +152,12 @@ def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
 def test_evidence_texts_render_in_korean() -> None:
     comparison_ = comparison([x + 0.5 for x in LEARNED], LEARNED, 0.02)
     texts = [
-        Msg("C03.method"),
+        figures.method(
+            {"model": {"init_std": 0.02}, "frozen_unit_std": 1.0}, ["learned", "frozen", "frozen_unit"]
+        ),
         *(Msg(f"C03.table.{t}.caption", seed=0) for t in ("loss", "geometry", "neighbours")),
         Msg("C03.figure.curves.title"),
-        Msg("C03.figure.curves.caption", init_std=0.02, unit_std=1.0),
+        Msg("C03.figure.curves.caption", tables=[Msg("C03.method_table.frozen", std=0.02)]),
         Msg("C03.figure.change_vs_frequency.title", seed=0),
         Msg("C03.figure.change_vs_frequency.caption"),
         Msg("C03.literature.vaswani.finding"),
@@ -206,3 +208,66 @@ def test_seed_jobs_and_a_decide_job_give_the_in_process_result(
     )
     assert strict["metrics"]["thresholds"]["min_loss_gain"] == 5.0
     assert strict["metrics"]["paired_frozen_minus_learned"]["frozen"]["min_effect"] == 5.0
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_parts_nn_embedding_definition_and_learned_experiment() -> None:
+    m = c03_metrics(LEARNED, [x + 0.5 + 0.01 * i for i, x in enumerate(LEARNED)], [x + 0.2 for x in LEARNED])
+    m["embedding"] = {"class": "Embedding", "trainable": True}
+    v = c03.verdict(m)
+    emb, learned = v.parts
+    assert (emb.id, emb.kind, emb.run, emb.power) == ("nn_embedding", Kind.DEFINITION, Label.SUPPORTED, None)
+    assert learned.id == "learned" and learned.kind is Kind.EXPERIMENT and learned.run is Label.SUPPORTED
+    assert (
+        learned.power is not None and learned.power.unit == "nats/token" and learned.power.predicted == 0.02
+    )
+    assert "frozen (frozen) − learned validation loss +0.5" in str(learned.reason) or "+0.5" in str(
+        learned.reason
+    )
+    # the literature: Vaswani 2017 and Press & Wolf 2017 train the token embedding (claim.yaml)
+    assert learned.field is not None and learned.field.label is Label.SUPPORTED
+    assert "2/2 recorded sources" in str(learned.field.reason)
+    assert emb.field is not None and emb.field.label is Label.SUPPORTED
+    for p in v.parts:
+        assert_in_korean(p.reason)
+        assert p.field is not None
+        assert_in_korean(p.field.reason)
+    frozen_weight = {**m, "embedding": {"class": "Embedding", "trainable": False}}
+    assert c03.verdict(frozen_weight).parts[0].run is Label.NOT_SUPPORTED
+    assert c03.verdict({k: x for k, x in m.items() if k != "embedding"}).parts[0].run is Label.INCONCLUSIVE
+
+
+def test_the_learned_part_is_limited_when_the_run_could_not_see_min_loss_gain() -> None:
+    # a frozen table no better than learned, seeds too noisy to detect 0.02 nats/token: limited
+    noisy = [x + d for x, d in zip(LEARNED, (0.3, -0.3, 0.25, -0.2, -0.1), strict=True)]
+    v = c03.verdict(c03_metrics(LEARNED, noisy, noisy))
+    learned = v.parts[1]
+    assert learned.power is not None and learned.power.limited and learned.run is Label.INCONCLUSIVE
+    # clearly no better and precise: contradicted -> partly (the table is trained; random served as well)
+    same = [x + 0.001 * (-1) ** i for i, x in enumerate(LEARNED)]
+    assert c03.verdict(c03_metrics(LEARNED, same, same)).parts[1].run is Label.PARTLY
+    # the table did not move: not supported
+    moved_not = c03_metrics(LEARNED, [x + 0.5 for x in LEARNED], [x + 0.5 for x in LEARNED], change=0.0)
+    assert c03.verdict(moved_not).parts[1].run is Label.NOT_SUPPORTED
+
+
+def test_method_names_exactly_the_frozen_tables_that_ran() -> None:
+    st = {"model": {"init_std": 0.02}, "frozen_unit_std": None}
+    one = str(figures.method(st, ["learned", "frozen"]))
+    assert "N(0, 0.02²)" in one and "Holm" not in one and "N(0, 1" not in one
+    both = str(figures.method({**st, "frozen_unit_std": 1.0}, ["learned", "frozen", "frozen_unit"]))
+    assert "N(0, 1.0²)" in both and "Holm over the 2 frozen tables" in both
+
+
+def test_the_default_config_controls_the_scale_and_the_gpu_profile_adds_unit_scale() -> None:
+    from whylab.files import parse_yaml
+
+    root = Path(__file__).resolve().parents[1]
+    default = parse_yaml((root / "config" / "config.yaml").read_text(encoding="utf-8"))["mechanisms"]["C03"]
+    gpu = parse_yaml((root / "config" / "gpu.yaml").read_text(encoding="utf-8"))["mechanisms"]["C03"]
+    assert default["frozen_model_init"] is True and default["frozen_unit_std"] is None
+    assert gpu["frozen_unit_std"] == 1.0
+    assert experiment.frozen_plans({**default}) == {FROZEN: None}
+    assert experiment.frozen_plans({**default, **gpu}) == {FROZEN: None, FROZEN_UNIT: 1.0}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
+from catalogue_checks import assert_explained, assert_in_korean, assert_record_in_korean, evidence_places
 from claim_packages import assert_measuring_is_light
 from whylab.concepts import REGISTRY, run_concept
 from whylab.concepts.c09_feed_forward import CLAIM_ID
@@ -108,9 +108,11 @@ def _row(
     inside: bool = False,
     position: str = "pre",
     error: float = 0.0,
+    module: bool | None = None,
 ) -> dict[str, Any]:
     return {
         "model": "m",
+        "norm_in_library_ffn_module": inside if module is None else module,
         "linear": linear,
         "activation": act,
         "dropout": dropout,
@@ -123,7 +125,11 @@ def _row(
 def test_verdict_every_label(structure: dict[str, dict[str, Any]]) -> None:
     real = c09.verdict(c09_metrics(list(structure.values())))
     assert real.label is Label.PARTLY and real.kind is Kind.DEFINITION and real.primary and real.correction
-    assert "0/4 a norm" in real.reason and "raises the loss" in real.reason and real.limited == ()
+    assert (
+        "2/4 a norm in the module the library calls the FFN (0/4 between" in real.reason
+        and "raises the loss" in real.reason
+        and real.limited == ()
+    )
     assert c09.verdict(c09_metrics([_row(inside=True)] * 3)).label is Label.SUPPORTED
     assert c09.verdict(c09_metrics([_row(), _row(act=0)])).label is Label.NOT_SUPPORTED
     assert c09.verdict(c09_metrics([_row(linear=1)])).label is Label.NOT_SUPPORTED
@@ -255,3 +261,54 @@ def test_effect_and_tolerance_are_decision_settings() -> None:
 
     measured = measure_settings("C09", {"min_effect": 0.02, "residual_tolerance": 1e-5, "steps": 4})
     assert measured == {"steps": 4}
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_parts_judge_each_component_the_notes_name(structure: dict[str, dict[str, Any]]) -> None:
+    v = c09.verdict(c09_metrics(list(structure.values())))
+    parts = {p.id: p for p in v.parts}
+    assert list(parts) == ["linear", "dropout", "norm", "activation"]
+    assert {k: p.run for k, p in parts.items()} == {
+        "linear": Label.SUPPORTED,
+        "dropout": Label.PARTLY,  # Llama's MLP has none
+        "norm": Label.PARTLY,  # BERT's BertOutput and T5's T5LayerFF hold one; GPT-2, Llama do not
+        "activation": Label.SUPPORTED,
+    }
+    assert all(p.kind is Kind.DEFINITION and p.power is None for p in parts.values())
+    norm = parts["norm"].reason
+    assert "2/4 traced FFN modules hold a norm (BERT, T5)" in norm and "0/4 do" in norm
+    # the literature: Vaswani's Eq. 2 and the transformers modules, recorded in claim.yaml
+    assert {k: p.field.label for k, p in parts.items() if p.field} == {
+        "linear": Label.SUPPORTED,
+        "dropout": Label.PARTLY,
+        "norm": Label.PARTLY,
+        "activation": Label.SUPPORTED,
+    }
+    assert "2/5 recorded sources list normalisation" in parts["norm"].field.reason  # type: ignore[union-attr]
+    believe = v.to_dict()["believe"]
+    assert isinstance(believe, dict) and believe["label"] == "partly supported"
+    for p in parts.values():
+        assert_in_korean(p.reason)
+        assert_in_korean(p.field.reason)  # type: ignore[union-attr]
+
+
+def test_each_part_label_is_reachable() -> None:
+    every = c09.verdict(c09_metrics([_row(inside=True)] * 2)).parts
+    assert {p.run for p in every} == {Label.SUPPORTED}
+    none = c09.verdict(c09_metrics([_row(dropout=0, module=False)] * 2)).parts
+    assert {p.id: p.run for p in none}["dropout"] is Label.NOT_SUPPORTED
+    assert {p.id: p.run for p in none}["norm"] is Label.NOT_SUPPORTED
+    assert {p.run for p in c09.verdict(c09_metrics([])).parts} == {Label.INCONCLUSIVE}
+
+
+def test_the_field_answer_is_computed_from_the_recorded_sources() -> None:
+    from whylab.concepts.c09_feed_forward.claim_parts import field_answer
+    from whylab.parts import Published
+
+    paper = Published(
+        "Vaswani et al. 2017", "Eq. 2", "linear, activation, linear", "", "https://arxiv.org/abs/1706.03762"
+    )
+    assert field_answer("norm", [paper]).label is Label.NOT_SUPPORTED
+    assert field_answer("activation", [paper]).label is Label.SUPPORTED

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from whylab.concepts.c02_subword.claim_parts import build_parts, failing_tokenizers
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
@@ -167,8 +168,12 @@ def summarize(measured: Measured) -> dict[str, Any]:
     s = measured.settings
     frequent_min = int(s["example_frequent_min"])
     configs = judge_configs(config_rows(measured.whole), s)
+    records = configs.to_dict(orient="records")
+    per_language = {str(lang): language_summary(g) for lang, g in configs.groupby("language")}
+    for lang, v in per_language.items():
+        v["failing_tokenizers"] = failing_tokenizers(records, lang)
     return {
-        "per_language": {str(lang): language_summary(g) for lang, g in configs.groupby("language")},
+        "per_language": per_language,
         "notes_examples": notes_examples(with_expectations(measured.whole["examples"], frequent_min)),
         "thresholds": {
             **{k: SPEC.threshold(k) for k in ("monotone_max_rho", "holds_share")},
@@ -230,6 +235,7 @@ def _scopes_text(per_lang: Mapping[str, Mapping[str, Any]], holds: Mapping[str, 
             language=lang,
             own=v["mean_share_whole_top_band_own"],
             joint=v["mean_share_whole_top_band_joint"],
+            failing=v.get("failing_tokenizers") or ["-"],
         )
         for lang, v in sorted(per_lang.items())
         if not holds[lang]
@@ -264,6 +270,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
             examples=examples,
         )
     holds_share = SPEC.threshold("holds_share")
+    out.parts.extend(build_parts(CLAIM_ID, per_lang, holds_share))
     holds = {lang: v["share_holds"] >= holds_share for lang, v in per_lang.items()}
     monotone = {lang: v["share_monotone"] >= holds_share for lang, v in per_lang.items()}
     detail = _language_detail(per_lang)

@@ -157,7 +157,8 @@ def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     corpus = load_corpus(ctx.inputs)
     counts = torch.bincount(corpus.train, minlength=corpus.vocab_size)
     cfg = bench_config(st.get("model", {}), vocab_size=corpus.vocab_size)
-    before = build_model(cfg, seed, "cpu").token_embedding.weight.detach().clone()
+    fresh = build_model(cfg, seed, "cpu").token_embedding
+    before = fresh.weight.detach().clone()
     model, history = learned_baseline(st, ctx.inputs, corpus, seed, ctx.device)
     after = model.token_embedding.weight.detach().cpu().clone()
     runs: dict[str, dict[str, Any]] = {LEARNED: _run_summary(history)}
@@ -193,6 +194,8 @@ def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
         "neighbours_before": neighbours_before,
         "neighbours_after": neighbours_after,
         "embedding_parameters": int(before.numel()),
+        # the definition check: the bench model's token table is an nn.Embedding with a trainable weight
+        "embedding": {"class": type(fresh).__name__, "trainable": bool(fresh.weight.requires_grad)},
         # of the corpus (the same for every seed): what the decision and the figures read
         "vocab_size": corpus.vocab_size,
         "token_counts": counts.tolist(),

@@ -16,7 +16,7 @@ from whylab.concepts._bench_stats import describe, fmt
 from whylab.concepts.c03_embedding import FROZEN, FROZEN_UNIT, LEARNED
 from whylab.concepts.c03_embedding.verdict import arms, nan_for_none, verdict
 from whylab.concepts.context import ConceptContext, Measured
-from whylab.messages import Msg
+from whylab.messages import Msg, empty
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label
 
@@ -25,6 +25,20 @@ NAMES = {
     FROZEN: "frozen random embedding (model init)",
     FROZEN_UNIT: "frozen random embedding (unit scale)",
 }  # table cells and legend entries (data); in sentences the catalogue's C03.variant.<key>
+
+
+def frozen_tables(st: Mapping[str, Any], ran: Sequence[str]) -> list[Msg]:
+    """The frozen tables this run trained, each with the std it was drawn at."""
+    stds = {FROZEN: st["model"].get("init_std", 0.02), FROZEN_UNIT: st.get("frozen_unit_std")}
+    return [Msg(f"C03.method_table.{key}", std=stds[key]) for key in ran if key != LEARNED]
+
+
+def method(st: Mapping[str, Any], ran: Sequence[str]) -> Msg:
+    """The method text, naming exactly the frozen tables this run trained (and Holm over them)."""
+    frozen = [key for key in ran if key != LEARNED]
+    tables = frozen_tables(st, ran)
+    holm = Msg("C03.method_holm", n=len(frozen)) if len(frozen) > 1 else empty()
+    return Msg("C03.method", tables=tables, holm=holm)
 
 
 def variant(key: str) -> Msg:
@@ -143,8 +157,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
             Msg("C03.figure.curves.title"),
             Msg(
                 "C03.figure.curves.caption",
-                init_std=st["model"].get("init_std", 0.02),
-                unit_std=st["frozen_unit_std"],
+                tables=frozen_tables(st, arms(per_seed)),
             ),
         ),
         _change_vs_frequency_figure(r0, ctx),
@@ -164,7 +177,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         )
     ]
     return Evidence(
-        method=Msg("C03.method"),
+        method=method(st, arms(per_seed)),
         metrics=metrics,
         seeds=seeds,
         tables=tables,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from whylab.concepts._bench_stats import describe, holm_of, label_of, paired, part_status, summary
@@ -98,6 +99,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "paired_frozen_minus_learned": comparisons(measured),
         "relative_change": {key: summary([r["table_change"][key] for r in per_seed]) for key in keys},
         **geometry,
+        "embedding": r0.get("embedding"),
         "diverged": {key: sum(r["runs"][key]["diverged"] for r in per_seed) for key in keys},
         "thresholds": {
             "min_relative_change": float(st["min_relative_change"]),
@@ -107,6 +109,15 @@ def summarize(measured: Measured) -> dict[str, Any]:
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """The claim's label (:func:`decide`) with its parts (``claim_parts``): the nn.Embedding
+    definition check and the experiment, with the power of its primary comparison."""
+    from whylab.concepts.c03_embedding.claim_parts import build_parts
+
+    v = decide(metrics)
+    return replace(v, parts=tuple(build_parts(CLAIM_ID, metrics, v.label)))
+
+
+def decide(metrics: Mapping[str, Any]) -> Verdict:
     """The table must move in training (else not supported). Then one part per frozen random table,
     paired over seeds and Holm-corrected: learning clearly lowers the loss past ``min_loss_gain``
     (confirmed), the frozen table is clearly better or no different in a way that matters

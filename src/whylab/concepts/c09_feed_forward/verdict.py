@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
+from whylab.concepts.c09_feed_forward.claim_parts import build_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
@@ -107,9 +108,11 @@ def _ablation_text(metrics: Mapping[str, Any]) -> tuple[Msg, tuple[Msg, ...]]:
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """Linear layers and an activation in every standard FFN, dropout in some, normalisation in
-    none (it sits on the residual stream): partly supported. All four everywhere: supported.
-    Decided on the library models; the bench ablations are reported with it."""
+    """One part per component the notes name (``claim_parts``). The label: an FFN without two
+    linear layers or an activation: not supported; a norm placement the residual check cannot
+    confirm: inconclusive; all four in every library FFN module (the reading the notes mean, see
+    ``claim_parts``): supported; otherwise partly supported. Decided on the library models; the
+    bench ablations are reported with it."""
     rows = metrics["structure"]
     n = len(rows)
     tol = float(metrics["residual_tolerance"])
@@ -118,6 +121,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     part = SPEC.part("ffn_parts")
     assert part.primary is not None
     out = VerdictOf(Kind.DEFINITION, Msg(part.primary.text), list(limited))
+    out.parts.extend(build_parts(CLAIM_ID, rows, int(SPEC.threshold("min_linear_layers")), min_act))
     if n == 0:
         return out.branch(Label.INCONCLUSIVE, "C09.verdict.no_models")
     unverified = [
@@ -129,6 +133,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     with_act = sum(1 for r in rows if r["activation"] >= min_act)
     with_dropout = sum(1 for r in rows if r["dropout"] >= 1)
     norm_inside = sum(1 for r in rows if r["norm_between_linears"])
+    norm_module = sum(1 for r in rows if r.get("norm_in_library_ffn_module", False))
     parts = Msg(
         "C09.reason.parts",
         n=n,
@@ -136,16 +141,20 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         with_act=with_act,
         with_dropout=with_dropout,
         norm_inside=norm_inside,
+        norm_module=norm_module,
     )
     common = {"parts": parts, "ffn_matters": ffn_matters, "n": n}
     if with_linear < n or with_act < n:
         lacking = [r["model"] for r in rows if not full_ffn(r) or r["activation"] < min_act]
         return out.branch(Label.NOT_SUPPORTED, "C09.verdict.not_supported", lacking=lacking, **common)
-    if unverified and norm_inside < n:
+    if unverified and norm_module < n:
         return out.branch(Label.INCONCLUSIVE, "C09.verdict.unverified", unverified=unverified, **common)
-    if norm_inside == n and with_dropout == n:
+    if norm_module == n and with_dropout == n:
         return out.branch(Label.SUPPORTED, "C09.verdict.supported", **common)
-    if norm_inside == n:
-        # every traced norm sits inside the FFN, but some FFN has no dropout
+    if norm_module == n:
+        # every library FFN module holds a norm, but some FFN has no dropout
         return out.branch(Label.PARTLY, "C09.verdict.partly_no_dropout", with_dropout=with_dropout, **common)
-    return out.branch(Label.PARTLY, "C09.verdict.partly", with_dropout=with_dropout, **common)
+    without = [r["model"] for r in rows if not r.get("norm_in_library_ffn_module", False)]
+    return out.branch(
+        Label.PARTLY, "C09.verdict.partly", with_dropout=with_dropout, without_norm=without, **common
+    )
