@@ -222,3 +222,29 @@ def test_method_figures_tables_and_literature_render_in_korean() -> None:
     texts += [Msg("C06.figure.ablation.title"), Msg("C06.figure.attention_map.caption")]
     for text in texts:
         assert english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def test_parts_tost_ceiling_and_optimisation_effect() -> None:
+    """Issue 20: 'adds nothing' needs TOST inside the margin; a ceiling (both arms 1.000 on every
+    seed) is a limit; V = X clearly better is an optimisation effect, not evidence against W_v."""
+    from whylab.messages import english_runs
+
+    ceiling = [1.0] * N
+    same_lm = [x + 0.002 * (-1) ** i for i, x in enumerate(GOOD_LM)]
+    v = c06.verdict(c06_metrics(ceiling, ceiling, GOOD_LM, same_lm))
+    roles, w_v = v.parts
+    assert roles.run is Label.SUPPORTED and roles.field is not None and roles.field.label is Label.SUPPORTED
+    assert w_v.run is Label.INCONCLUSIVE and "ceiling" in str(w_v.reason)  # the task cannot be equivalent
+    assert v.label is Label.SUPPORTED and v.limited
+    better_x = [x - 0.25 + 0.01 * (-1) ** i for i, x in enumerate(GOOD_LM)]
+    v = c06.verdict(c06_metrics(ceiling, ceiling, GOOD_LM, better_x))
+    assert v.parts[1].run is Label.INCONCLUSIVE and "optimisation effect" in str(v.parts[1].reason)
+    assert v.label is Label.SUPPORTED  # no longer "partly" from V = X winning a short run
+    same_acc = [a - 0.005 * (-1) ** i for i, a in enumerate(GOOD_ACC)]
+    v = c06.verdict(c06_metrics(GOOD_ACC, same_acc, GOOD_LM, same_lm))
+    assert v.parts[1].run is Label.PARTLY and v.label is Label.PARTLY
+    assert c06.verdict(c06_metrics(GOOD_ACC, BAD_ACC, GOOD_LM, BAD_LM)).parts[1].run is Label.SUPPORTED
+    for part in v.parts:
+        assert part.field is not None
+        for text in (part.reason, part.field.reason):
+            assert english_runs(text.in_("ko")) == [], text.in_("ko")

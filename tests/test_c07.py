@@ -223,13 +223,26 @@ def c07_metrics(
         "plateau_tolerance": 0.02,
         "invariance_tolerance": 1e-4,
         "min_loss_gain": 0.02,
+        # the stability rule: a drop past 2% stands for a paired difference still moving between
+        # the last two evaluations (its sign flips), a smaller one for a difference that stopped
         "preference_gap_trend": {
             "mid": None if trend is None else trend[0],
-            "end": None if trend is None else trend[1],
+            "end": gap(masked, layer) if trend is None else trend[1],
+            "prev": moved(gap(masked, layer) if trend is None else trend[1], drop),
             "mid_step": 50,
+            "prev_step": 80,
             "end_step": 100,
         },
+        "reason_gap_trend": {"end": gap(naive, masked), "prev": moved(gap(naive, masked), drop)},
     }
+
+
+def gap(a: list[float], b: list[float]) -> float:
+    return sum(a) / len(a) - sum(b) / len(b)
+
+
+def moved(end: float, drop: float) -> float:
+    return end if drop < 0.02 else -end - 0.1
 
 
 LN = [5.0, 5.1, 5.05, 4.95, 5.02]
@@ -330,7 +343,7 @@ def test_the_decision_settings_are_decided_from_the_measure_jobs_files(
 def test_loss_comparisons_before_a_plateau_are_limits() -> None:
     # masked BatchNorm clearly ahead of LayerNorm, but the loss is still falling: not judged
     v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
-    assert v.label is Label.INCONCLUSIVE and all("plateau" in x for x in v.limited)
+    assert v.label is Label.INCONCLUSIVE and all("still moving" in x for x in v.limited)
     # the mechanism itself (PAD barely moving BatchNorm) is judged whatever the training length
     v = c07.verdict(
         c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001)
@@ -437,3 +450,16 @@ def test_shen_note_renders_in_korean_with_and_without_batchnorm_statistics() -> 
         for text in (lit.finding, lit.note):
             assert isinstance(text, Msg) and english_runs(text.in_("ko")) == []
         assert ("n/a" in lit.note) == (stats == {})
+
+
+def test_the_stability_rule_replaces_the_knife_edge_plateau_gate() -> None:
+    """Issue 20: a 2.8% vs 1.93% tail drop flipped the label; now the paired difference decides,
+    judged once its sign and size agree between the last two evaluations."""
+    assert c07.stable({"prev": 0.10, "end": 0.11}, 0.02)
+    assert not c07.stable({"prev": -0.05, "end": 0.06}, 0.02)  # the ranking flipped
+    assert not c07.stable({"prev": 0.30, "end": 0.10}, 0.02)  # still closing
+    assert not c07.stable({"prev": None, "end": 0.1}, 0.02)
+    # a 2.8% tail drop no longer decides by itself when the difference has stopped moving
+    m = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, drop=0.01)
+    m["norms"]["layer"]["tail_drop"] = spread([0.028] * 5)
+    assert c07.verdict(m).label is Label.SUPPORTED

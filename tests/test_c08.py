@@ -14,6 +14,7 @@ from catalogue_checks import assert_explained, assert_record_in_korean
 from claim_packages import assert_measuring_is_light
 from whylab.concepts.c08_pre_vs_post_ln import figures as c08_figures
 from whylab.concepts.c08_pre_vs_post_ln import verdict as c08
+from whylab.concepts.c08_pre_vs_post_ln.shapes import PAPER_SHAPE, shape_of
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Label, holm
 
@@ -39,14 +40,40 @@ def cell(depth: int, post: list[float], pre: list[float] = PRE) -> dict[str, Any
     }
 
 
-def c08_metrics(cells: list[dict[str, Any]], post_trend: list[float] | None = None) -> dict[str, Any]:
-    pvals = {c["key"]: (c["post_minus_pre"]["test"] or {}).get("p") or math.nan for c in cells}
+def shape_entry(pos: str, trend: list[float], dips: list[float]) -> dict[str, Any]:
+    t, d = comparison(trend, [0.0] * len(trend), 0.405), comparison(dips, [0.0] * len(dips), 0.405)
+    ratio = spread([math.exp(v) for v in trend])
+    return {
+        "trend": t,
+        "dip": d,
+        "last_over_first": ratio,
+        "shape": shape_of(t, d),
+        "paper": PAPER_SHAPE[pos],
+    }
+
+
+FLAT = [0.0, 0.1, -0.1, 0.05, -0.05]
+NO_DIP = [-0.5, -0.4, -0.6, -0.5, -0.45]
+
+
+def c08_metrics(
+    cells: list[dict[str, Any]],
+    post_trend: list[float] | None = None,
+    pre_trend: list[float] | None = None,
+    post_dip: list[float] | None = None,
+) -> dict[str, Any]:
+    pvals = {c["key"]: c08.p_of(c["post_minus_pre"]) for c in cells}
     rejected = holm(pvals)
     for c in cells:
         c["holm_rejected"] = rejected[c["key"]]
     post_trend = post_trend or [1.5, 1.7, 1.6, 1.4, 1.8]
-    pre_trend = [0.0, 0.1, -0.1, 0.05, -0.05]
+    pre_trend = pre_trend or FLAT
     return {
+        "grad_probe_depth": 12,
+        "grad_shape": {
+            "post": shape_entry("post", post_trend, post_dip or NO_DIP),
+            "pre": shape_entry("pre", pre_trend, NO_DIP),
+        },
         "n_seeds": 5,
         "steps": 80,
         "cells": cells,
@@ -64,9 +91,18 @@ def test_verdict_supported_when_pre_ln_wins_and_the_gradient_trend_agrees() -> N
 
 def test_verdict_partly_when_the_gradient_trend_is_opposite_or_both_win() -> None:
     v = c08.verdict(
-        c08_metrics([cell(6, shift(0.4)), cell(12, shift(0.8))], post_trend=[-1.5, -1.6, -1.4, -1.7, -1.5])
+        c08_metrics(
+            [cell(6, shift(0.4)), cell(12, shift(0.8))],
+            # issue 20's run: Pre-LN's norm falls about 4x towards the output, Post-LN's is a U; the
+            # difference of the log ratios is positive, but neither has Figure 3's shape
+            post_trend=[0.1, -0.1, 0.05, 0.0, 0.02],
+            pre_trend=[-1.4, -1.3, -1.5, -1.35, -1.45],
+            post_dip=[1.0, 1.2, 0.9, 1.1, 1.05],
+        )
     )
     assert v.label is Label.PARTLY
+    assert {p.id: p.run for p in v.parts}["paper"] is Label.NOT_SUPPORTED
+    assert "U-shaped" in str(v.parts[1].reason) and "neither shape agrees" in str(v.parts[1].reason)
     v = c08.verdict(c08_metrics([cell(6, shift(-0.4)), cell(12, shift(0.8))]))
     assert v.label is Label.PARTLY
 
@@ -146,12 +182,12 @@ UNCLEAR_TREND = [1.0, -1.0, 0.8, -0.9, 0.3]
 def test_every_branch_has_its_texts_in_both_languages() -> None:
     cases = [
         (c08_metrics([cell(6, shift(0.4)), cell(12, shift(0.8))]), Label.SUPPORTED, "pre_wins"),
-        (c08_metrics([cell(6, shift(0.4))], OPPOSITE), Label.PARTLY, "gradient_opposite"),
+        (c08_metrics([cell(6, shift(0.4))], OPPOSITE, OPPOSITE), Label.PARTLY, "gradient_opposite"),
         (c08_metrics([cell(6, shift(-0.4)), cell(12, shift(0.8))]), Label.PARTLY, "both_win"),
         (c08_metrics([cell(6, shift(-0.4)), cell(12, shift(-0.3))]), Label.NOT_SUPPORTED, "post_wins"),
         (c08_metrics([cell(6, shift(0.0)), cell(12, shift(0.01))]), Label.INCONCLUSIVE, "no_clear_cell"),
         (c08_metrics([cell(6, [5.5], [5.0])]), Label.INCONCLUSIVE, "one_seed"),
-        (c08_metrics([cell(6, shift(0.4))], UNCLEAR_TREND), Label.SUPPORTED, "pre_wins"),
+        (c08_metrics([cell(6, shift(0.4))], UNCLEAR_TREND, UNCLEAR_TREND), Label.SUPPORTED, "pre_wins"),
     ]
     for metrics, label, branch in cases:
         v = c08.verdict(metrics)
@@ -189,3 +225,33 @@ def test_literature_texts_render_in_korean() -> None:
         for text in (check.finding, check.note):
             assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
     assert str(c08.cell_name(warm)) == "6 layers, lr 0.01, warm-up 5, no clipping"
+
+
+def test_an_exact_p_of_zero_stays_zero() -> None:
+    assert c08.p_of({"test": {"p": 0.0}}) == 0.0
+    assert math.isnan(c08.p_of({"test": None})) and math.isnan(c08.p_of({"test": {"p": None}}))
+
+
+def test_parts_placement_is_limited_until_a_cell_stresses_post_ln() -> None:
+    """Issue 20: both placements ending alike with no diverged run is a limit, not evidence."""
+    flat = c08.verdict(c08_metrics([cell(6, shift(0.0))]))
+    placement, paper = flat.parts
+    assert placement.id == "placement" and placement.run is Label.INCONCLUSIVE
+    assert "No primary cell stressed Post-LN" in str(placement.reason)
+    assert placement.power is not None and placement.power.unit == "nats/token"
+    # what to believe then comes from the literature: Xiong et al.'s direction, computed
+    assert placement.field is not None and placement.field.label is Label.SUPPORTED
+    assert placement.believe.label is Label.SUPPORTED and str(placement.believe.source) == "the literature"
+    assert paper.run is Label.SUPPORTED and paper.field is not None and paper.field.label is Label.SUPPORTED
+    stressed = c08.verdict(c08_metrics([cell(6, shift(0.6))]))
+    assert stressed.parts[0].run is Label.SUPPORTED
+    post_wins = c08.verdict(c08_metrics([cell(6, shift(-0.4)), cell(12, shift(-0.3))]))
+    assert post_wins.parts[0].run is Label.NOT_SUPPORTED
+
+
+def test_parts_texts_render_in_korean() -> None:
+    for m in (c08_metrics([cell(6, shift(0.0))]), c08_metrics([cell(6, shift(0.6))], OPPOSITE, OPPOSITE)):
+        for part in c08.verdict(m).parts:
+            assert part.field is not None
+            for text in (part.reason, part.field.reason):
+                assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")

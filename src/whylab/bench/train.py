@@ -40,6 +40,7 @@ class TrainSettings:
     seed: int = 0
     eval_windows: int = 32  # at most this many validation windows (when valid is an id stream)
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    beta2: float = 0.95  # AdamW's second-moment decay (Xiong et al. 2020 train Post-LN with 0.98-0.999)
 
 
 @dataclass
@@ -169,7 +170,7 @@ def train_lm(
     params = [p for p in model.parameters() if p.requires_grad]
     # foreach: one kernel per op over all tensors, the same numbers as the per-tensor loop
     optimizer = torch.optim.AdamW(
-        params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay, foreach=True
+        params, lr=settings.lr, betas=(0.9, settings.beta2), weight_decay=settings.weight_decay, foreach=True
     )
     hist = TrainHistory([], [], [], [], [], diverged=False, final_eval_loss=math.nan)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from whylab.concepts._bench_stats import describe, paired, summary
 from whylab.concepts.c06_value_projection.arms import TASK_ARMS
+from whylab.concepts.c06_value_projection.judged import judged_parts, roles_part, tost
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
@@ -133,6 +134,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if not contradicted and not roles_separated(metrics):
         return out.branch(Label.INCONCLUSIVE, "C06.verdict.key_unclear", roles=role_numbers)
     if contradicted:
+        out.parts.append(roles_part(metrics, role_numbers, Label.NOT_SUPPORTED))
         return out.branch(Label.NOT_SUPPORTED, "C06.verdict.not_separated", roles=role_numbers)
     pvals = {
         k: (c["test"]["p"] if c.get("test") and c["test"]["p"] is not None else math.nan)
@@ -140,8 +142,12 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     }
     rejected = holm(pvals)
     gain = {k: rejected[k] and c["test"]["mean_diff"] > c["min_effect"] for k, c in comps.items()}
-    loss_ = {k: rejected[k] and c["test"]["mean_diff"] < -c["min_effect"] for k, c in comps.items()}
-    no_matter = any(loss_.values()) or all(c["equivalent"] for c in comps.values())
+    # "adds nothing" is an equivalence test (TOST: the 90% CI inside ±min_effect), never a failed
+    # difference test, and never a ceiling (zero spread: an interval of width zero is a limit). V = X
+    # clearly *better* is no evidence either: V = X is W_v = I, a special case, so a learned W_v
+    # that ends worse is an optimisation effect (initialisation, no W_o, a short run), not capacity.
+    no_matter = all(tost(c) for c in comps.values())
+    out.parts.extend(judged_parts(metrics, role_numbers, gain, no_matter))
     if any(gain.values()):
         where = [Msg(f"C06.reason.part_{k}") for k, g in gain.items() if g]
         return out.branch(

@@ -38,10 +38,19 @@ MEASURES = (
 # --------------------------------------------------------------------------- metrics
 
 
+def stable(trend: Mapping[str, Any], floor: float) -> bool:
+    """The paired difference has stopped moving: the same sign at the last two evaluations and a
+    change between them below ``floor`` (nats/token)."""
+    prev, end = trend.get("prev"), trend.get("end")
+    if prev is None or end is None:
+        return False
+    return (prev > 0) == (end > 0) and abs(float(end) - float(prev)) < floor
+
+
 def _gap_trend(per_seed: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     """Mean over seeds of the evaluation-curve loss gap a − b half-way through training and at the
     end (nats/token): whether a short run's lead is still changing when training stops."""
-    mids, ends = [], []
+    mids, prevs, ends = [], [], []
     for r in per_seed:
         ca, cb = r["norms"][a]["curve"], r["norms"][b]["curve"]
         la, lb = ca["eval_loss"], cb["eval_loss"]
@@ -49,12 +58,15 @@ def _gap_trend(per_seed: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]
             continue
         mid = len(la) // 2
         mids.append(float(la[mid]) - float(lb[mid]))
+        prevs.append(float(la[-2]) - float(lb[-2]))
         ends.append(float(la[-1]) - float(lb[-1]))
         steps = ca["eval_steps"]
     if not mids:
-        return {"mid": None, "end": None, "mid_step": None, "end_step": None}
+        return {"mid": None, "end": None, "mid_step": None, "end_step": None, "prev": None}
     return {
         "mid": sum(mids) / len(mids),
+        "prev": sum(prevs) / len(prevs),
+        "prev_step": int(steps[-2]),
         "end": sum(ends) / len(ends),
         "mid_step": int(steps[len(steps) // 2]),
         "end_step": int(steps[-1]),
@@ -103,6 +115,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         if bn_stats
         else {},
         "preference_gap_trend": _gap_trend(per_seed, "masked_batch", "layer"),
+        "reason_gap_trend": _gap_trend(per_seed, "batch", "masked_batch"),
         "padding_curves": {
             norm: _mean_curve([r["norms"][norm]["padding_curve"] for r in per_seed]) for norm in norms
         },
@@ -148,7 +161,13 @@ def _parts(metrics: Mapping[str, Any]) -> Parts:
     pc = metrics["paired"]
     drops = {n: metrics["norms"][n]["tail_drop"]["mean"] for n in ("layer", "batch", "masked_batch")}
     still = max((d for d in drops.values() if d is not None), default=0.0)
-    converged = still < float(metrics["plateau_tolerance"])
+    # the comparison has stopped moving: each paired difference keeps its sign and size (within
+    # min_loss_gain) between the last two evaluations; the old gate (training loss falling by less
+    # than plateau_tolerance in the last fifth, under a cosine decay) sat on a knife edge (issue 20)
+    floor_ = float(metrics["min_loss_gain"])
+    converged = all(
+        stable(metrics.get(k) or {}, floor_) for k in ("preference_gap_trend", "reason_gap_trend")
+    )
     bn_pad = float(metrics["norms"]["batch"]["padding"]["mean"])
     if bn_pad < float(metrics["dependence_threshold"]):
         reason = "contradicted"

@@ -34,7 +34,10 @@ def overrides(s: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], flo
     d_model = int(model_over.get("d_model", s["model"]["d_model"]))
     std = s["init_std"]
     init_std = float(std) if std is not None else 1.0 / math.sqrt(d_model)  # Xiong et al.: Xavier-like
-    train_over = {**lab.given(s, ("steps", "batch_size", "seq_len", "eval_every")), "grad_clip": None}
+    train_over = {
+        **lab.given(s, ("steps", "batch_size", "seq_len", "eval_every", "beta2")),
+        "grad_clip": None,
+    }
     return {**model_over, "init_std": init_std}, train_over, init_std
 
 

@@ -14,6 +14,7 @@ from whylab import plotting
 from whylab.concepts import _bench_figures as bench_figures
 from whylab.concepts import _bench_stats as bench_stats
 from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
+from whylab.concepts.c08_pre_vs_post_ln.shapes import xiong_agreement
 from whylab.concepts.c08_pre_vs_post_ln.verdict import cell_name, probe_depths
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg, empty
@@ -144,7 +145,9 @@ def _figures(
 
 def _xiong(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     g = metrics["paired_grad_trend"]
-    grad_agrees = True if g["effect"] == 1 else False if g["effect"] == -1 or g["equivalent"] else None
+    # the shapes of their Figure 3, each placement on its own (a difference of log ratios is not)
+    agreement = xiong_agreement(metrics["grad_shape"])
+    grad_agrees = {"agrees": True, "unclear": None}.get(agreement, False)
     warm_notes: list[Msg] = []
     by_cell = {(c["depth"], c["lr"]): c for c in metrics["cells"]}
     for w in metrics["warmup_cells"]:

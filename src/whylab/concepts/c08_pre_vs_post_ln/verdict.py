@@ -14,6 +14,8 @@ from typing import Any
 
 from whylab.concepts import _bench_stats as stats
 from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
+from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part
+from whylab.concepts.c08_pre_vs_post_ln.shapes import grad_shapes, xiong_agreement
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
@@ -34,6 +36,14 @@ def capped_loss(final_eval_loss: float | None, cap: float) -> float:
 def cell_name(cell: Mapping[str, Any]) -> Msg:
     warm = Msg("C08.cell.warmup", steps=cell["warmup"]) if cell["warmup"] else Msg("C08.cell.no_warmup")
     return Msg("C08.cell.name", depth=cell["depth"], lr=cell["lr"], warm=warm)
+
+
+def p_of(comparison: Mapping[str, Any]) -> float:
+    """The p-value of a :func:`~whylab.concepts._bench_stats.paired` entry; nan without a test.
+    An exact p = 0 (every seed moved by the same amount) stays 0: ``or`` would turn it into nan."""
+    test = comparison.get("test") or {}
+    p = test.get("p")
+    return math.nan if p is None else float(p)
 
 
 def grad_trend(norms: Sequence[float]) -> float | None:
@@ -82,17 +92,27 @@ def summarize(measured: Measured) -> dict[str, Any]:
     primary, extra = cells_of(s)
     floor = float(s["min_loss_gain"])
     cells = [_cell_metrics(c, per_seed, cap, floor) for c in primary]
-    pvals = {c["key"]: (c["post_minus_pre"]["test"] or {}).get("p") or math.nan for c in cells}
+    warm = [_cell_metrics(c, per_seed, cap, floor) for c in extra]
+    by_cell = {(c["depth"], c["lr"]): c for c in cells}
+    for w in warm:
+        cold = by_cell[(w["depth"], w["lr"])]
+        # does warm-up rescue Post-LN? positive: Post-LN without warm-up ends higher, paired by seed
+        w["rescue"] = stats.paired(stats.values(cold["post"]["loss"]), stats.values(w["post"]["loss"]), floor)
+    # one family: every primary cell's Post − Pre and every warm-up cell's rescue, Holm together
+    pvals = {c["key"]: p_of(c["post_minus_pre"]) for c in cells}
+    pvals |= {f"rescue-{w['key']}": p_of(w["rescue"]) for w in warm}
     rejected = holm(pvals)
     for c in cells:
         c["holm_rejected"] = bool(rejected[c["key"]])
+    for w in warm:
+        w["holm_rejected"] = bool(rejected[f"rescue-{w['key']}"])
     depths = probe_depths(s)
     deep = str(max(depths))
     trends = {pos: [grad_trend(r["grad_norms_at_init"][pos][deep]) for r in per_seed] for pos in POSITIONS}
     return {
         "n_seeds": len(per_seed),
         "cells": cells,
-        "warmup_cells": [_cell_metrics(c, per_seed, cap, floor) for c in extra],
+        "warmup_cells": warm,
         "loss_cap": cap,
         "min_loss_gain": floor,
         "init_std": built["init_std"],
@@ -113,6 +133,8 @@ def summarize(measured: Measured) -> dict[str, Any]:
         },
         # Xiong et al.'s Figure 3 trend, paired by seed: log(last/first) of Post-LN minus Pre-LN
         "paired_grad_trend": stats.paired(trends["post"], trends["pre"], float(s["min_grad_log_ratio"])),
+        # the shapes of their Figure 3, per placement: increasing / decreasing / flat / U-shaped
+        "grad_shape": grad_shapes(trends, per_seed, deep, float(s["min_grad_log_ratio"])),
     }
 
 
@@ -176,10 +198,12 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
 
     pre_wins = [c for c in cells if c["holm_rejected"] and diff(c) > floor]
     post_wins = [c for c in cells if c["holm_rejected"] and diff(c) < -floor]
-    g = metrics["paired_grad_trend"]
     numbers = _numbers(metrics)
-    grad_opposite = g["effect"] == -1
-    if g["effect"] == 0:
+    out.parts.append(placement_part(metrics, part.words, numbers))
+    out.parts.append(paper_part(metrics, SPEC.part("paper").words))
+    agreement = xiong_agreement(metrics["grad_shape"])
+    grad_opposite = agreement == "disagrees"
+    if agreement == "unclear":
         out.limited.append(Msg("C08.limited.gradient_unclear"))
     if pre_wins and not post_wins:
         if grad_opposite:

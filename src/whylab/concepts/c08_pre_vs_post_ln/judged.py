@@ -1,0 +1,119 @@
+"""C08's parts (VALIDITY 7-9): the placement (does Pre-LN train better where Post-LN is stressed?)
+and the paper the notes cite (Xiong et al.'s Figure 3 shapes), each with this run's label and
+power and the literature's label computed from the numbers ``claim.yaml`` records. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from whylab.concepts import _bench_stats as stats
+from whylab.concepts.c08_pre_vs_post_ln.shapes import xiong_agreement
+from whylab.files import parse_yaml
+from whylab.messages import Msg, empty
+from whylab.parts import FieldAnswer, PartVerdict, Power, Published, run_label
+from whylab.verdict import Kind, Label
+
+AGREEMENT_LABEL = {
+    "agrees": Label.SUPPORTED,
+    "partly": Label.PARTLY,
+    "disagrees": Label.NOT_SUPPORTED,
+    "unclear": Label.INCONCLUSIVE,
+}
+
+
+@cache
+def _raw_parts() -> dict[str, dict[str, Any]]:
+    text = files("whylab.concepts.c08_pre_vs_post_ln").joinpath("claim.yaml").read_text(encoding="utf-8")
+    return {p["id"]: p for p in parse_yaml(text)["parts"]}
+
+
+def published(part_id: str) -> tuple[Published, ...]:
+    """The published numbers ``claim.yaml`` holds the part against."""
+    return tuple(Published.from_dict(d) for d in _raw_parts()[part_id].get("literature") or ())
+
+
+def _sign(value: float) -> Label:
+    return Label.SUPPORTED if value > 0 else Label.NOT_SUPPORTED if value < 0 else Label.PARTLY
+
+
+def placement_field() -> FieldAnswer:
+    """Xiong et al.'s direction, (Post-LN − Pre-LN) without warm-up: > 0 supports the notes."""
+    (paper,) = published("placement")
+    return FieldAnswer(
+        _sign(float(paper.value)),
+        Msg("C08.part.placement.field", source=paper.source, where=paper.where, value=float(paper.value)),
+        (paper,),
+    )
+
+
+def paper_field() -> FieldAnswer:
+    """Their Figure 3: Post-LN's trend towards the output above Pre-LN's supports the notes' paper."""
+    recorded = {p.where.split(":")[-1].strip(): p for p in published("paper")}
+    post, pre = float(recorded["Post-LN"].value), float(recorded["Pre-LN"].value)
+    return FieldAnswer(
+        _sign(post - pre),
+        Msg("C08.part.paper.field", source=recorded["Post-LN"].source, post=post, pre=pre),
+        tuple(recorded.values()),
+    )
+
+
+def _cells_outcome(metrics: Mapping[str, Any]) -> tuple[Label, str]:
+    floor = float(metrics["min_loss_gain"])
+    diffs = [c["post_minus_pre"]["test"]["mean_diff"] for c in metrics["cells"] if c["holm_rejected"]]
+    pre, post = any(d > floor for d in diffs), any(d < -floor for d in diffs)
+    if pre and post:
+        return Label.PARTLY, "both"
+    if pre:
+        return Label.SUPPORTED, "pre_wins"
+    if post:
+        return Label.NOT_SUPPORTED, "post_wins"
+    return Label.INCONCLUSIVE, "none"
+
+
+def stressed(metrics: Mapping[str, Any]) -> bool:
+    """Some primary cell stresses Post-LN: a run of it diverged, or it ends clearly worse."""
+    return any(c["post"]["diverged"] or c["post_minus_pre"]["effect"] == 1 for c in metrics["cells"])
+
+
+def placement_part(metrics: Mapping[str, Any], words: str, numbers: Msg) -> PartVerdict:
+    floor = float(metrics["min_loss_gain"])
+    tests = [c["post_minus_pre"]["test"] for c in metrics["cells"] if c["post_minus_pre"]["test"]]
+    sd = max((float(t["sd_diff"]) for t in tests), default=float("nan"))
+    power = Power.paired(sd, int(metrics["n_seeds"]), "nats/token", predicted=floor)
+    decided, outcome = _cells_outcome(metrics)
+    runs = sum(c["post"]["runs"] for c in metrics["cells"])
+    reason = Msg(
+        "C08.part.placement.run",
+        outcome=Msg(f"C08.part.placement.outcome.{outcome}"),
+        numbers=numbers,
+        detectable=power.detectable,
+        floor=floor,
+        stress=empty() if stressed(metrics) else Msg("C08.part.placement.unstressed", runs=runs),
+    )
+    label = run_label(decided, power)
+    if not stressed(metrics) and label is not Label.NOT_SUPPORTED:
+        label = Label.INCONCLUSIVE  # the regime cannot show Post-LN failing: a limit, never lower
+    return PartVerdict("placement", words, Kind.EXPERIMENT, label, reason, power, placement_field())
+
+
+def paper_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
+    shapes = metrics["grad_shape"]
+    agreement = xiong_agreement(shapes)
+    floor = float(shapes["post"]["trend"]["min_effect"])
+    sds = [float(s["trend"]["test"]["sd_diff"]) for s in shapes.values() if s["trend"]["test"]]
+    power = Power.paired(max(sds, default=float("nan")), int(metrics["n_seeds"]), "log ratio", floor)
+    reason = Msg(
+        "C08.part.paper.run",
+        depth=metrics["grad_probe_depth"],
+        post_shape=Msg(f"C08.shape.{shapes['post']['shape']}"),
+        pre_shape=Msg(f"C08.shape.{shapes['pre']['shape']}"),
+        post_ratio=stats.fmt(shapes["post"]["last_over_first"], 2),
+        pre_ratio=stats.fmt(shapes["pre"]["last_over_first"], 2),
+        agreement=Msg(f"C08.agreement.{agreement}"),
+        floor=floor,
+    )
+    label = run_label(AGREEMENT_LABEL[agreement], power)
+    return PartVerdict("paper", words, Kind.EXPERIMENT, label, reason, power, paper_field())
