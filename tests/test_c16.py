@@ -485,3 +485,37 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tmp_path):
 
 def test_measuring_imports_no_plotting_texts_or_verdicts():
     assert_measuring_is_light("C16")
+
+
+# ----------------------------------------------------------------------------- parts (issue 21)
+def test_c16_definition_part_follows_the_activation_statistics():
+    from catalogue_checks import assert_in_korean
+    from whylab.concepts.c16_smoothquant import parts as c16_parts
+
+    swap = {
+        "formula_max_rel_err": 0.0,
+        "swap_max_rel_diff": 0.0,
+        "norm_fed_first_layer_max_rel_diff": 0.0,
+        "down_max_rel_diff": 0.43,
+    }
+    p = c16_parts.definition_part(swap)
+    assert p.run is Label.NOT_SUPPORTED and p.field is not None and p.field.label is Label.NOT_SUPPORTED
+    assert "43%" in p.reason and assert_in_korean(p.reason) and assert_in_korean(p.field.reason)
+    assert c16_parts.definition_part({**swap, "down_max_rel_diff": 0.0}).run is Label.INCONCLUSIVE
+    assert c16_parts.definition_part({**swap, "formula_max_rel_err": 0.1}).run is Label.INCONCLUSIVE
+    assert c16_parts.definition_part(None).run is Label.INCONCLUSIVE
+
+
+def test_c16_efficacy_part_is_limited_where_naive_w8a8_loses_nothing():
+    from catalogue_checks import assert_in_korean
+    from whylab.concepts.c16_smoothquant import parts as c16_parts
+    from whylab.verdict import paired_test
+
+    gain = paired_test([5.0, 5.2, 4.9, 5.1, 5.0], [1.0, 1.1, 0.9, 1.0, 1.2])
+    p = c16_parts.efficacy_part(gain, 5.0, 0.5, "m")
+    assert p.run is Label.SUPPORTED and p.power is not None and not p.power.limited
+    assert p.field is not None and p.field.label is Label.SUPPORTED and assert_in_korean(p.reason)
+    flat = paired_test([0.1, 0.2, 0.1, 0.15, 0.1], [0.1, 0.1, 0.12, 0.1, 0.1])
+    assert c16_parts.efficacy_part(flat, 0.13, 0.5, "m").run is Label.INCONCLUSIVE
+    loss = paired_test([2.0, 2.1, 2.0, 2.05, 2.0], [4.0, 4.1, 4.2, 4.0, 4.1])
+    assert c16_parts.efficacy_part(loss, 2.0, 0.5, "m").run is Label.NOT_SUPPORTED

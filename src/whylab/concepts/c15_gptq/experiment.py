@@ -196,11 +196,16 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
     )
     first = checks.pop("_first_layer")
     ort_check = ort_builtin_check(first["weight"], first["h"], block_size)
+    from whylab.concepts.c15_gptq.third_party import first_layer_inputs, torchao_check
+
+    inputs = first_layer_inputs(model, first["name"], calib_a)
+    third_party = torchao_check(first["weight"], inputs, first["h"]) | {"layer": first["name"]}
     rows = load_measures(ctx.inputs["variants"], ctx.settings["variants"])
     return {
         **checks,
         "probe_control": probe_control(),
         "ort_builtin_gptq": ort_check,
+        "third_party": third_party,  # decides: torchao's GPTQ under the probe, grad mode on
         "check_block_size": block_size,
         "model_parameters": folder_parameter_count(ctx.inputs["model"]),
         "calibration_blocks": [int(calib_a.shape[0]), int(calib_b.shape[0])],

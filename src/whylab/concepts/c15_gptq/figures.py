@@ -32,7 +32,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         Table.from_records(
             "library_checks",
             Msg("C15.table.library_checks.caption"),
-            library_rows(metrics["ort_builtin_gptq"]),
+            library_rows(metrics["ort_builtin_gptq"], metrics.get("third_party")),
         ),
     ]
     if ppl:
@@ -86,14 +86,31 @@ def checks_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def library_rows(ort_check: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """What the libraries' own GPTQ does (torchao: CUDA only; ONNX Runtime's: checked on one layer)."""
+def library_rows(
+    ort_check: Mapping[str, Any] | None, third: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """What the libraries' own GPTQ does (torchao's decides, see third_party.py; ONNX Runtime's:
+    checked on one layer)."""
+    third = third or {}
+    if third.get("ran"):
+        where = (
+            "on CUDA as installed"
+            if third.get("device") == "cuda"
+            else ("on CPU, its installed source with its CUDA assert and torch.cuda.synchronize() removed")
+        )
+        what = (
+            f"DECIDES: observer + gptq_quantize {where}, on {third.get('layer', '?')}, grad mode on: "
+            f"{third['backward_calls']} backward / {third['grad_calls']} autograd.grad calls; "
+            f"codes differ from its RTN {100 * third['codes_differ_from_rtn_frac']:.1f}%, agree with "
+            f"whylab's GPTQ {100 * third['codes_agree_with_ours_frac']:.1f}%, output error / RTN "
+            f"{third['error_ratio_vs_rtn']:.3f}"
+        )
+    else:
+        what = f"did not run: {third.get('why_not', 'not measured')}"
     rows = [
         {
-            "implementation": "torchao 0.18 prototype GPTQ",
-            "what was checked": "its gptq_quantize asserts a CUDA device, so it cannot run here; on CUDA "
-            f"{CROSSCHECK_TESTS} compares whylab's GPTQ with it on its INT8 per-row grid (codes ≥ 99% equal, "
-            "objective within 1%)",
+            "implementation": "torchao 0.18 prototype GPTQ (INT8 per-row)",
+            "what was checked": what,
             "max |Q(H) − Q(I)|": None,
             "max |Q − RTN|": None,
             "test": CROSSCHECK_TESTS,

@@ -6,12 +6,16 @@ group size that decides is in ``claim.yaml``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from typing import Any
 
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
+from whylab.files import parse_yaml
 from whylab.messages import Msg, empty
+from whylab.parts import FieldAnswer, PartVerdict, Published
 from whylab.quant import report as qr
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
@@ -43,6 +47,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "probe_control": w["probe_control"],
         "ppl_gptq_vs_rtn": gptq_vs_rtn(w["int4_rows"]),
         "ort_builtin_gptq": w["ort_builtin_gptq"],
+        "third_party": w.get("third_party"),
         "check_block_size": w["check_block_size"],
         "model_parameters": w["model_parameters"],
         "calibration_blocks": w["calibration_blocks"],
@@ -72,44 +77,95 @@ def ppl_texts(ppl: Mapping[str, Mapping[str, float]]) -> list[Msg]:
     ]
 
 
-def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """A definition check: does GPTQ compute gradients, and is its result driven by the Hessian instead?"""
-    out = VerdictOf(Kind.DEFINITION, primary_text(metrics))
+def literature(part_id: str) -> tuple[Published, ...]:
+    """The published numbers ``claim.yaml`` records for one part."""
+    raw = parse_yaml(files(__package__).joinpath("claim.yaml").read_text(encoding="utf-8"))
+    part = next(p for p in raw["parts"] if p["id"] == part_id)
+    return tuple(Published.from_dict(d) for d in part.get("literature") or ())
+
+
+def field_answer(published: Sequence[Published]) -> FieldAnswer | None:
+    """The paper's answer: the Hessian GPTQ uses is an expression in the layer inputs X alone
+    (no loss derivative: no ∇, ∂ or L in it) -> not gradient-based; one with a loss derivative -> it is."""
+    hessian = next((p for p in published if p.unit == "Hessian of the layer-wise error"), None)
+    if hessian is None:
+        return None
+    expr = str(hessian.value)
+    uses_loss = any(c in expr for c in "∇∂L")
+    label = Label.SUPPORTED if uses_loss else Label.NOT_SUPPORTED
+    key = "C15.part.gradient_based.field." + ("loss" if uses_loss else "inputs")
+    hours = next((p for p in published if "GPU hours" in p.unit), None)
+    return FieldAnswer(
+        label,
+        Msg(key, expr=expr, hours=hours.value if hours else "?"),
+        tuple(published),
+    )
+
+
+def _own(grads: Mapping[str, Any], h: Mapping[str, Any]) -> Msg:
+    """whylab's own GPTQ under the probe: an illustration (its no_grad wiring makes the zero certain)."""
+    return Msg(
+        "C15.reason.own",
+        backward=grads["backward_calls"] + grads["grad_calls"],
+        identity="yes" if h["identity_equals_rtn"] else "no",
+        changed=100 * h["codes_differ_from_rtn_frac"],
+        ratio=h.get("error_ratio_gptq_vs_rtn") or math.nan,
+    )
+
+
+def decide(metrics: Mapping[str, Any]) -> tuple[Label, str, dict[str, Any]]:
+    """The rule: torchao's GPTQ (someone else's) under the probe, grad mode on, decides."""
     control = metrics["probe_control"]
-    grads = metrics["gradients"]
+    third = metrics.get("third_party") or {"ran": False, "why_not": "not measured"}
     h = metrics["hessian"]
-    if control["backward_calls"] + control["grad_calls"] == 0 or control["saved_for_backward"] == 0:
-        return out.branch(Label.INCONCLUSIVE, "C15.verdict.blind_probe")
-    used = grads["backward_calls"] + grads["grad_calls"] + grads["saved_for_backward"]
-    ppl = metrics.get("ppl_gptq_vs_rtn") or {}
-    ppl_list = ppl_texts(ppl)
-    ppl_text = Msg("C15.reason.ppl_all", items=ppl_list) if ppl_list else empty()
-    if used > 0:
-        return out.branch(
-            Label.SUPPORTED,
-            "C15.verdict.gradients",
-            backward=grads["backward_calls"],
-            grad=grads["grad_calls"],
-            saved=grads["saved_for_backward"],
-        )
-    depends = h["codes_differ_from_rtn_frac"] > 0 and h["codes_differ_between_calibration_sets_frac"] > 0
-    ratio = h.get("error_ratio_gptq_vs_rtn")
-    if depends and h["identity_equals_rtn"] and ratio is not None and ratio < 1.0:
-        return out.branch(
-            Label.NOT_SUPPORTED,
-            "C15.verdict.hessian",
-            changed=100 * h["codes_differ_from_rtn_frac"],
-            ratio=ratio,
-            ppl=ppl_text,
-        )
+    own = _own(metrics["gradients"], h)
+    ppl_list = ppl_texts(metrics.get("ppl_gptq_vs_rtn") or {})
+    ppl = Msg("C15.reason.ppl_all", items=ppl_list) if ppl_list else empty()
+    base: dict[str, Any] = {"own": own, "ppl": ppl}
+    if control["backward_calls"] + control["grad_calls"] == 0:
+        return Label.INCONCLUSIVE, "C15.verdict.blind_probe", base
+    if not third.get("ran"):
+        return Label.INCONCLUSIVE, "C15.verdict.no_third_party", base | {"why": third.get("why_not", "?")}
+    where = Msg("C15.reason.where." + ("cuda" if third.get("device") == "cuda" else "cpu"))
+    ratio = third.get("error_ratio_vs_rtn")
+    base |= {
+        "where": where,
+        "backward": third["backward_calls"],
+        "grad": third["grad_calls"],
+        "changed": 100 * third["codes_differ_from_rtn_frac"],
+        "ratio": math.nan if ratio is None else ratio,
+        "agree": 100 * third["codes_agree_with_ours_frac"],
+    }
+    if third["backward_calls"] + third["grad_calls"] > 0:
+        return Label.SUPPORTED, "C15.verdict.gradients", base
+    if third["codes_differ_from_rtn_frac"] > 0 and ratio is not None and ratio < 1.0:
+        return Label.NOT_SUPPORTED, "C15.verdict.hessian", base
     failed = [
         Msg(f"C15.reason.failed.{name}")
         for ok, name in (
-            (h["codes_differ_from_rtn_frac"] > 0, "equals_rtn"),
-            (h["codes_differ_between_calibration_sets_frac"] > 0, "calibration_unused"),
-            (bool(h["identity_equals_rtn"]), "identity_not_rtn"),
+            (third["codes_differ_from_rtn_frac"] > 0, "equals_rtn"),
             (ratio is not None and ratio < 1.0, "no_lower_error"),
         )
         if not ok
     ]
-    return out.branch(Label.INCONCLUSIVE, "C15.verdict.no_hessian_evidence", failed=failed, ppl=ppl_text)
+    return Label.INCONCLUSIVE, "C15.verdict.no_hessian_evidence", base | {"failed": failed}
+
+
+def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """A definition check on torchao's GPTQ: does it compute gradients, or is its result driven by
+    the Hessian of the layer inputs instead? whylab's own GPTQ is shown as an illustration."""
+    out = VerdictOf(Kind.DEFINITION, primary_text(metrics))
+    label, key, params = decide(metrics)
+    part = SPEC.part("gradient_based")
+    out.parts.append(
+        PartVerdict(
+            part.id,
+            part.words,
+            Kind.DEFINITION,
+            label,
+            Msg(key + ".reason", **params),
+            None,
+            field_answer(literature(part.id)),
+        )
+    )
+    return out.branch(label, key, **params)

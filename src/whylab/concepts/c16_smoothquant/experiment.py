@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "alpha_ref": 0.5,
     "act_schemes": ["per_tensor_static", "per_token_dynamic"],
     "verdict_scheme": "per_tensor_static",
-    "groups": ["attn_in", "attn_out", "mlp_in", "mlp_down"],
+    "groups": ["attn_in", "mlp_in"],  # the paper's smoothed inputs (norm-fed)
     "calibration_pool_blocks": 64,
     "plot_group": "auto",
     "equivalence_tolerance": 1e-3,
@@ -144,6 +144,16 @@ def evaluate_seed(
             out["smooth"][scheme][str(alpha)] = ppl(sq.quantize_w8a8(smoothed, scheme, smoothed_stats))
         del smoothed
     return out
+
+
+def measure(ctx: ConceptContext) -> dict[str, Any]:
+    """The definition check: torchao's smoothing factors on the LM with SiLU, GELU and ReLU swapped in."""
+    from whylab.concepts.c16_smoothquant.definition import activation_swap_check
+
+    cfg = _cfg(ctx.settings)
+    model, pool, _valid, info = load_model_and_data(ctx)
+    calib = pool[: int(info["calibration_blocks"])]
+    return {"activation_swap": activation_swap_check(model, calib, float(cfg["alpha_ref"]))}
 
 
 def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from whylab.concepts.c16_smoothquant.parts import parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
@@ -139,6 +140,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "equivalence_max_abs_logit_diff": max(max(c["equivalence_diff"]) for c in per.values()),
         "equivalence_tolerance": float(cfg["equivalence_tolerance"]),
         "ppl_gain_pct_min": float(cfg["ppl_gain_pct_min"]),
+        "activation_swap": measured.whole.get("activation_swap"),
         "seeds": [rec["seed"] for rec in per_seed],
         "model_parameters": int(info["model_parameters"]),
         "smoothed_inputs_per_layer": len(cfg["groups"]),
@@ -215,6 +217,7 @@ def _paired(d: Mapping[str, Any]) -> PairedTest:
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Exactness first; then the one primary comparison (paired over seeds); the notes' wording always."""
     out = VerdictOf(Kind.EXPERIMENT, primary_text(metrics))
+    out.parts.extend(parts(metrics))
     tol = float(metrics["equivalence_tolerance"])
     diff = float(metrics["equivalence_max_abs_logit_diff"])
     if not diff <= tol:
