@@ -221,9 +221,9 @@ def run_step(
     settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
 ) -> None:
     """``whylab quant_real_scale``: no inputs; output ``measures`` (JSON). Models are deleted after."""
+    from whylab.environment import cpu_features, environment
     from whylab.quant.measure import speedup_clock
     from whylab.quant.onnx_quant import int8_setup
-    from whylab.environment import cpu_features, environment
     from whylab.runtime import resolve_device, set_threads
 
     rs = settings["quantization"]["real_scale"]
