@@ -11,6 +11,7 @@ from catalogue_checks import assert_explained
 from claim_packages import assert_measuring_is_light
 from whylab.concepts import ConceptContext
 from whylab.concepts.c17_model_memory import figures as c17_figures
+from whylab.concepts.c17_model_memory import parts as c17_parts
 from whylab.concepts.c17_model_memory import verdict as c17
 from whylab.messages import Msg, catalogue, english_runs
 from whylab.verdict import Label
@@ -170,3 +171,84 @@ def test_c17_evidence_texts_render_in_korean(tmp_path: Path) -> None:
         assert isinstance(t, Msg), t
         assert english_runs(t.in_("ko")) == [], (t.key, t.in_("ko"))
     assert "(agreement means within 1%)" in c17_figures._literature(counts)[0].note
+
+
+# --------------------------------------------------------------------------- C17 parts (issue 21 item 4)
+
+
+def _fmt(nominal: str, model_ratio: float, layer_ratio: float, packed: bool = True) -> dict[str, Any]:
+    return {
+        "nominal": nominal,
+        "packed": packed,
+        "model_ratio": model_ratio,
+        "layer_ratio": layer_ratio,
+        "params": 5_300_000,
+        "linear_params": 4_130_000,
+    }
+
+
+FORMATS = {
+    "fp32": _fmt("fp32", 1.0002, 1.0002),
+    "bf16": _fmt("bf16", 1.0002, 1.0002),
+    "torchao_int8": _fmt("int8", 1.73, 1.07),
+    "bnb_nf4": _fmt("int4", 2.83, 1.34),
+}
+COUNTS = [
+    {"model": "bert-base", "meta": 109_482_240},
+    {"model": "gpt3-175b", "meta": 174_604_259_328},
+]
+NOTES_ROWS = [
+    {"model": "bert-base", "rel_err_decimal": 0.0047},
+    {"model": "gpt3-175b", "rel_err_decimal": 0.0023},
+]
+
+
+def _parts(**kw: Any) -> dict[str, Any]:
+    v = c17.verdict(_c17(**{"formats": FORMATS, "counts": COUNTS, "notes_rows": NOTES_ROWS, **kw}))
+    return {p.id: p for p in v.parts}
+
+
+def test_c17_parts_in_the_notes_words_on_the_default_run() -> None:
+    parts = _parts()
+    assert list(parts) == [p.id for p in c17.SPEC.parts]
+    assert parts["fp32"].run is Label.SUPPORTED and "true by construction" in str(parts["fp32"].reason)
+    # the rule judged on whole models: embeddings and norms stay FP32 in this small model
+    whole = parts["model_memory"]
+    assert (
+        whole.run is Label.NOT_SUPPORTED
+        and "bnb_nf4 2.83×" in str(whole.reason)
+        and "22%" in str(whole.reason)
+    )
+    assert parts["int8"].run is Label.SUPPORTED
+    int4 = parts["int4_half_byte"]
+    assert int4.run is Label.NOT_SUPPORTED and "5.36 bits" in str(int4.reason)
+    assert int4.field is not None and int4.field.label is Label.SUPPORTED  # QLoRA 4.127 bits: 1.03×
+    assert int4.believe.source == "this run, against the literature"
+    bert = str(parts["bert_numbers"].reason)
+    assert "109,482,240" in bert and "no task head" in bert and "2-label head" in bert
+
+
+def test_c17_part_labels_are_reachable() -> None:
+    assert c17_parts.ratio_label({"a": 1.02, "b": 1.05}, 0.1) is Label.SUPPORTED
+    assert c17_parts.ratio_label({"a": 1.02, "b": 1.35}, 0.1) is Label.PARTLY
+    assert c17_parts.ratio_label({"a": 1.5}, 0.1) is Label.NOT_SUPPORTED
+    assert c17_parts.ratio_label({}, 0.1) is Label.INCONCLUSIVE
+    assert c17_parts.notes_label(0.005, 0.02) is Label.SUPPORTED
+    assert c17_parts.notes_label(0.05, 0.02) is Label.PARTLY
+    assert c17_parts.notes_label(0.2, 0.02) is Label.NOT_SUPPORTED
+    assert _parts(notes_rows=[])["bert_numbers"].run is Label.INCONCLUSIVE
+
+
+def test_c17_literature_from_the_recorded_numbers() -> None:
+    parts = _parts()
+    for pid in ("bert_numbers", "gpt3_numbers", "int4_half_byte"):
+        field = parts[pid].field
+        assert field is not None and field.published[0].url.startswith("https://arxiv.org/")
+    bert = parts["bert_numbers"].field
+    assert bert is not None and bert.label is Label.SUPPORTED and "Devlin et al. 2019" in str(bert.reason)
+
+
+def test_c17_part_texts_render_in_korean() -> None:
+    for part in _parts().values():
+        for msg in (part.reason, *(() if part.field is None else (part.field.reason,))):
+            assert isinstance(msg, Msg) and english_runs(msg.in_("ko")) == [], (part.id, msg.in_("ko"))

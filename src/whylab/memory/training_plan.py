@@ -154,6 +154,10 @@ def plan(cfg: Mapping[str, Any], setup: Setup, name: str = "", overhead_bytes: i
     act = 4 if setup.dtype == "fp32" else 2
     mixed = setup.dtype != "fp32" and setup.master
     notes: list[str] = []
+    if a.family == "bert":  # BertModel alone (encoder + pooler) is the count papers quote
+        notes.append(
+            f"BERT counted as BertForSequenceClassification: encoder, pooler and a {a.num_labels}-label head"
+        )
     if setup.lora:
         trainable = lora_params(a, setup.lora)
         frozen_linear = sum(p.numel for p in params if p.linear)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from whylab.concepts.c17_model_memory.parts import build_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.memory import calculator
@@ -135,6 +136,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     part = SPEC.part("model_memory")
     assert part.primary is not None
     out = VerdictOf(Kind.DEFINITION, primary=Msg(part.primary.text))
+    out.parts.extend(build_parts(metrics))
     if float_dev is None or not metrics.get("counts_match_meta", False):
         return out.branch(Label.INCONCLUSIVE, "C17.verdict.unmeasured")
     if float_dev > tol_f:

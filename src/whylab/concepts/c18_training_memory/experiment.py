@@ -2,8 +2,9 @@
 
 Measuring only: every (batch, seq) point of the activation grid with AdamW in FP32, every optimizer
 at the reference point (peak live tensor bytes broken down into weights, gradients, optimizer state
-and activations, with the calculator's estimate and the notes' formula at that point), and on a CPU
-the peak resident-set growth of a step in a fresh process with its noise floor. The notes' models
+and activations, with the calculator's estimate and the notes' formula at that point), transformers'
+Adafactor (with and without β₁) on Llama-2-7B-shape matrices, and on a CPU the peak resident-set
+growth of a step in a fresh process with its noise floor. The notes' models
 and the memory plan are the calculator's (pure) arithmetic, done by the decision. Deciding is in
 ``verdict.py``, drawing in ``figures.py``.
 """
@@ -205,8 +206,41 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
     ]
     return {
         "device": device,
+        "adafactor_real_shape": [adafactor_state(ADAFACTOR_SHAPES, b1) for b1 in (None, 0.9)],
         "grid": grid,
         "per_optimizer": per_opt,
         "rss": rss,
         "rss_noise_floor_bytes": noise,
+    }
+
+
+# Llama-2-7B's matrix shapes (attention projection, MLP projection) and a norm vector: the real shapes
+# at which AdaFactor's factored state is counted (its bytes per parameter depend on the shape)
+ADAFACTOR_SHAPES: tuple[tuple[int, ...], ...] = ((4096, 4096), (11008, 4096), (4096,))
+
+
+def adafactor_state(shapes: tuple[tuple[int, ...], ...], beta1: float | None) -> dict[str, Any]:
+    """transformers' Adafactor after one step on parameters of ``shapes`` (gradients set directly,
+    no model): the bytes of its state tensors per parameter, with ``beta1`` None (no momentum, the
+    paper's setting) or set (a full first moment beside the factored second)."""
+    from transformers.optimization import Adafactor
+
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt = Adafactor(params, lr=1e-3, relative_step=False, scale_parameter=False, beta1=beta1)
+    opt.step()
+    n = sum(p.numel() for p in params)
+    state = _state_bytes(opt)
+    keys = sorted({k for st in opt.state.values() for k in st})
+    del opt, params
+    gc.collect()
+    return {
+        "beta1": beta1,
+        "shapes": [list(s) for s in shapes],
+        "params": n,
+        "state_bytes": state,
+        "bytes_per_param": state / n,
+        "state_keys": keys,
     }

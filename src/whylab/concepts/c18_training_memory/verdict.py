@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from whylab.concepts.c18_training_memory.parts import build_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.errors import InputError
@@ -21,6 +22,7 @@ from whylab.memory import calculator as calc
 from whylab.memory import planner
 from whylab.memory.presets import PRESETS
 from whylab.messages import Msg, empty
+from whylab.parts import combine
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C18"
@@ -148,7 +150,46 @@ def summarize(measured: Measured) -> dict[str, Any]:
     )
     metrics.update(_notes_metrics(notes_rows))
     metrics["plan"] = plan_rows(list(s.get("plan", [])))
+    metrics["peak_example"] = peak_example(notes_rows)
+    ada = {
+        ("beta1" if r["beta1"] else "no_beta1"): r["bytes_per_param"]
+        for r in w.get("adafactor_real_shape", [])
+    }
+    if ada:
+        first = w["adafactor_real_shape"][0]
+        ada.update(shapes=first["shapes"], params=first["params"])
+    metrics["adafactor_real_shape"] = ada or None
     return metrics
+
+
+def peak_example(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Where the planner's peak sits for the largest notes' model at its smallest batch and longest
+    sequence: the optimizer step (weights, master, gradients, state) or the start of backward
+    (weights, master, state, activations, logits), with the activations gradient checkpointing leaves."""
+    if not rows:
+        return None
+    r = min(rows, key=lambda x: (-x["params"], x["batch"], -x["seq"]))
+    setup = planner.Setup(batch=r["batch"], seq=r["seq"], attention=r["attention"])
+    plain = planner.plan(PRESETS[r["model"]], setup, r["model"])
+    ckpt = planner.plan(
+        PRESETS[r["model"]],
+        planner.Setup(batch=r["batch"], seq=r["seq"], attention=r["attention"], checkpointing=True),
+        r["model"],
+    )
+    c = plain.components
+    step = c["weights"] + c["master copy"] + c["gradients"] + c["optimizer state"] + c["buffers"]
+    gib = 2**30
+    return {
+        "model": r["model"],
+        "batch": r["batch"],
+        "seq": r["seq"],
+        "peak": plain.peak / gib,
+        "step": step / gib,
+        "backward": (step - c["gradients"] + c["activations"] + c["logits"]) / gib,
+        "activations": c["activations"] / gib,
+        "activations_ckpt": ckpt.components["activations"] / gib,
+        "peak_ckpt": ckpt.peak / gib,
+    }
 
 
 def _fit_korthikanti(grid: list[dict[str, Any]], shape: calc.LlamaShape) -> dict[str, float]:
@@ -215,6 +256,8 @@ def _metrics(
         "mixed_model_state_bytes_per_param": by_opt.get("mixed_adamw", {}).get("model_state_bytes_per_param"),
         "mixed_gradient_bytes_per_param": by_opt.get("mixed_adamw", {}).get("gradient_bytes_per_param"),
         "korthikanti_fit": _fit_korthikanti(grid, shape),
+        # a·s/h at the longest measured sequence: how much room the s² attention term had to show
+        "attention_x_max": shape.heads * max(s["seq_lens"]) / shape.hidden,
         "rss_over_tracked_max_dev": max((abs(r["rss_over_tracked"] - 1) for r in rss_rows), default=None),
         "tolerance": float(s["tolerance"]),
         # CUDA: points share one process; the allocator's leftover before each point (bytes beyond the
@@ -236,6 +279,9 @@ def _notes_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "notes_models": rows,
         "notes_literal_median_rel_err": statistics.median(r["notes_literal_rel_err"] for r in rows),
+        "notes_literal_median_abs_rel_err": statistics.median(abs(r["notes_literal_rel_err"]) for r in rows),
+        "notes_literal_rel_err_min": min(r["notes_literal_rel_err"] for r in rows),
+        "notes_literal_rel_err_max": max(r["notes_literal_rel_err"] for r in rows),
         "notes_additive_median_abs_rel_err": statistics.median(
             abs(r["notes_additive_rel_err"]) for r in rows
         ),
@@ -249,79 +295,53 @@ def _notes_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _per_param(value: float | None) -> Msg:
-    """'8.00 B/param', or 'not measured' (for a correction)."""
-    if value is None:
-        return Msg("C18.reason.not_measured")
-    return Msg("C18.reason.per_param", value=value)
-
-
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
+    """The claim's label combines its parts' run labels (:func:`whylab.parts.combine`): each line of
+    the notes' block is judged on its own, so any mix, all supported or all not supported, can come
+    out; a calculator that misses the measured steps, or no notes' model, leaves it undecided."""
     tol = metrics["tolerance"]
     exact = metrics["exact_max_abs_rel_err"]
-    part = SPEC.part("training_memory")
+    part = SPEC.part("formula")
     assert part.primary is not None
     out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text))
     if exact > tol:
         return out.branch(Label.INCONCLUSIVE, "C18.verdict.calculator_off", exact=exact, tol_pct=100 * tol)
-    share = metrics.get("activation_fraction_share_in_notes_band")
-    if share is None:
+    if not metrics.get("notes_models"):
         out.limited.append(Msg("C18.limited.notes_models"))
         return out.branch(Label.INCONCLUSIVE, "C18.verdict.no_notes_models")
-    adam = metrics.get("adam_state_bytes_per_param")
-    grad = metrics.get("fp32_gradient_bytes_per_param")
-    sgd = metrics.get("sgd_state_bytes_per_param")
-    ada = metrics.get("adafactor_state_bytes_per_param")
+    parts = build_parts(metrics)
+    out.parts.extend(parts)
+    label = combine([p.run for p in parts])
+    ada = metrics.get("adafactor_real_shape") or {}
     mixed = metrics.get("mixed_model_state_bytes_per_param")
-    adam_at, adam_tol = SPEC.threshold("adam_state_bytes_per_param")
-    grad_at, grad_tol = SPEC.threshold("fp32_gradient_bytes_per_param")
-    factors_ok = (
-        adam is not None
-        and abs(adam - adam_at) <= adam_tol
-        and grad is not None
-        and abs(grad - grad_at) <= grad_tol
-        and (sgd is None or sgd <= SPEC.threshold("sgd_state_bytes_per_param_max"))
-    )
-    literal = metrics["notes_literal_median_rel_err"]
-    additive = metrics["notes_additive_median_abs_rel_err"]
-    lo, hi = metrics["activation_fraction_min"], metrics["activation_fraction_max"]
-    n = metrics.get("notes_points", 0)
-    omitted = (
-        Msg("C18.reason.omitted_measured", mixed=mixed) if mixed is not None else Msg("C18.reason.omitted")
-    )
-    ada_text = (
-        Msg("C18.reason.adafactor", ada=ada) if ada is not None else Msg("C18.reason.adafactor_missing")
-    )
     facts = Msg(
         "C18.reason.facts",
-        n=n,
-        literal=literal,
-        additive=additive,
-        lo=lo,
-        hi=hi,
-        share=share,
-        omitted=omitted,
-        adafactor=ada_text,
+        n=metrics.get("notes_points", 0),
+        abs_median=metrics["notes_literal_median_abs_rel_err"],
+        err_lo=metrics["notes_literal_rel_err_min"],
+        err_hi=metrics["notes_literal_rel_err_max"],
+        lo=metrics["activation_fraction_min"],
+        hi=metrics["activation_fraction_max"],
+        omitted=Msg("C18.reason.omitted_measured", mixed=mixed)
+        if mixed is not None
+        else Msg("C18.reason.omitted"),
+        adafactor=Msg("C18.reason.adafactor", none=ada["no_beta1"], beta1=ada["beta1"])
+        if "no_beta1" in ada and "beta1" in ada
+        else Msg("C18.reason.adafactor_missing"),
     )
     small = metrics.get("small_notes_literal_median_rel_err")
     validated = Msg(
         "C18.reason.validated",
         exact=exact,
+        params=metrics.get("params", 0),
         small_part=Msg("C18.reason.validated_small", small=small) if small is not None else empty(),
     )
-    common = {"facts": facts, "validated": validated}
-    if abs(literal) <= tol and share >= SPEC.threshold("share_in_notes_band") and factors_ok:
-        return out.branch(Label.SUPPORTED, "C18.verdict.supported", **common)
-    if factors_ok:
-        return out.branch(Label.PARTLY, "C18.verdict.factors_hold", **common, adam=adam, grad=grad)
-    return out.branch(
-        Label.NOT_SUPPORTED,
-        "C18.verdict.factors_wrong",
-        **common,
-        adam=adam,
-        grad=grad,
-        sgd=sgd,
-        adam_m=_per_param(adam),
-        grad_m=_per_param(grad),
-        sgd_m=_per_param(sgd),
+    which = {"adafactor_no_beta1": " (β₁ = None)", "adafactor_beta1": " (β₁ = 0.9)"}
+    held = [p.words + which.get(p.id, "") for p in parts if p.run is Label.SUPPORTED]
+    failed = [p.words + which.get(p.id, "") for p in parts if p.run is Label.NOT_SUPPORTED]
+    common = {"facts": facts, "validated": validated, "held": held or ["-"], "failed": failed or ["-"]}
+    # the activation band part is decided whenever a notes' model was computed, so label is decisive
+    key = {Label.SUPPORTED: "C18.verdict.supported", Label.NOT_SUPPORTED: "C18.verdict.not_supported"}.get(
+        label, "C18.verdict.partly"
     )
+    return out.branch(label, key, **common)
