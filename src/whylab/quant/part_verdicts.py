@@ -194,14 +194,14 @@ def size_accounting(real: Mapping[str, Any], fmt: str, block: int) -> dict[str, 
     :func:`bytes_per_weight`, the rest (embedding tables, norms, biases) left in FP32."""
     params = real.get("parameters") or {}
     total, linear = params.get("total"), params.get("linear_weights")
-    if not total:
+    if not total or (fmt == "int4" and not linear):
         return None
     bpw = bytes_per_weight(fmt, block)
-    if fmt == "int8" or not linear:
+    if fmt == "int8":
         kept, predicted = 0.0, float(total) * bpw
     else:
-        kept = float(total - linear)
-        predicted = float(linear) * bpw + kept * FP32_BYTES
+        kept = float(total) - float(linear or 0)
+        predicted = float(linear or 0) * bpw + kept * FP32_BYTES
     size = float(real["formats"][fmt]["size_bytes"])
     return {
         "bytes_per_parameter": size / float(total),
@@ -272,7 +272,7 @@ def speed_verdict(metrics: Mapping[str, Any], part: Part, words: str) -> PartVer
             fact=part.fact,
             detectable=Msg("quant.partv.speed.power", detectable=power.detectable, n=power.n)
             if math.isfinite(power.detectable)
-            else Msg("quant.partv.no_power", n=power.n),
+            else Msg("quant.partv.speed.no_power", n=power.n),
             why=part.why_open
             or Msg("quant.partv.speed.fast_path", why=qr.fast_path_text(real["fast_path"]["int8"])),
         )
