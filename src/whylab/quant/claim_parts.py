@@ -1,4 +1,4 @@
-"""What C12 and C13 share: each part's status and judgement, the label, and the tables.
+"""What C12 and C13 share: each part's status and judgement, the label, and the one CI rule.
 
 Both claims are decided part by part (loss, size and, for C12, speed), each part by one
 pre-registered comparison (``../shared/VALIDITY.md``, rule 2): this module turns the variants'
@@ -6,7 +6,8 @@ rows and the real-scale record into the metrics (:func:`summarize_variants`), a 
 into its status, fact and clause, and the parts into the label and reason (:func:`decide`).
 Pure (no torch, no files). The claimed ranges and tolerances are in each claim's ``claim.yaml``;
 the primary variants are the first arm of the ``loss`` part's primary comparison there (C12's
-for INT8, C13's for INT4).
+for INT8, C13's for INT4). The parts as :class:`whylab.parts.PartVerdict` (power, literature)
+and the tables are in :mod:`whylab.quant.part_verdicts`.
 """
 
 from __future__ import annotations
