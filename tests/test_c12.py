@@ -39,3 +39,101 @@ def test_catalogues_match_across_languages(file):
     """Every key of these files (quant.yaml: the parts C12 and C13 share) is in both languages
     with the same parameters, and no Korean text carries English prose."""
     assert_catalogue_in_korean(file)
+
+
+# ----------------------------------------------------------------------------- parts (VALIDITY 7-9)
+def _parts(v):
+    return {p.id: p for p in v.parts}
+
+
+def _with_blocks(m, sd: float, n: int = 32):
+    """The primary variants with per-block NLL differences of the given spread (nats/token)."""
+    for v in m["variants"]:
+        mean = v["nll_diff"]
+        v.update(n_blocks=n, nll_diff_sd=sd, block_diff=[mean + sd * (-1) ** i for i in range(n)])
+    return m
+
+
+def test_c12_loss_part_labels_follow_scale_power_and_range():
+    from test_quant_scale import c12 as metrics
+
+    limited = _parts(c12_verdict(metrics(loss=1.2, params=1_100_000)))["loss"]
+    assert limited.run is Label.INCONCLUSIVE and limited.power is None  # no blocks recorded
+    assert limited.believe.label is Label.NOT_SUPPORTED and str(limited.believe.source) == "the literature"
+    seen = _parts(c12_verdict(_with_blocks(metrics(loss=25.0), sd=0.01)))["loss"]
+    assert seen.run is Label.SUPPORTED and not seen.power.limited
+    below = _parts(c12_verdict(_with_blocks(metrics(loss=1.2), sd=0.01)))["loss"]
+    assert below.run is Label.NOT_SUPPORTED and below.power.detectable < 1.0
+    coarse = c12_verdict(_with_blocks(metrics(loss=1.2), sd=2.0, n=3))  # could not see 20%
+    assert _parts(coarse)["loss"].run is Label.INCONCLUSIVE and "could detect only" in coarse.limited[0]
+    flat = _parts(c12_verdict(_with_blocks(metrics(loss=1.2), sd=0.0)))["loss"]
+    assert flat.run is Label.INCONCLUSIVE and flat.power.zero_spread
+
+
+def c12_verdict(m):
+    return c12.verdict(m)
+
+
+def test_c12_size_is_a_definition_check_that_explains_the_file():
+    from test_quant_scale import c12 as metrics
+
+    v = c12_verdict(metrics(loss=1.2))
+    size = _parts(v)["size"]
+    assert str(size.kind) == "definition check" and size.power is None
+    assert size.run is Label.SUPPORTED and size.field is not None and size.field.label is Label.SUPPORTED
+    assert "bytes per parameter" in str(size.reason)
+    failed = _parts(c12_verdict(metrics(loss=1.2, bert_int8_cut=50.0)))["size"]
+    assert failed.run is Label.NOT_SUPPORTED and failed.believe.source.name == "DISAGREE"
+
+
+def test_c12_speed_part_names_the_comparison_and_its_power():
+    from test_quant_scale import c12 as metrics
+    from test_quant_scale import speed
+
+    m = metrics(loss=1.2)
+    m["real_scale"]["llama"]["decode"]["int8"] = {
+        **speed(3.0),
+        "speedup_rounds": [2.8, 3.1, 3.0, 2.9, 3.2, 3.0, 3.1],
+    }
+    sp = _parts(c12_verdict(m))["speed"]
+    assert sp.run is Label.SUPPORTED and sp.power.n == 7 and not sp.power.limited
+    assert "INT8 vs FP32 on ONNX Runtime's CPU kernels" in str(sp.reason)
+    slow = metrics(loss=1.2, decode_int8=1.0, fast=False)
+    assert _parts(c12_verdict(slow))["speed"].run is Label.INCONCLUSIVE  # no fast path: not refuted
+
+
+def test_c12_literature_labels_come_from_the_recorded_numbers():
+    from whylab.quant import part_verdicts as pv
+
+    losses = {e["id"]: loss for e, loss in pv.published_losses(pv.literature("C12", "loss"))}
+    assert losses["llm_int8_q"] == pytest.approx(0.0) and losses["q8bert_q"] == pytest.approx(0.814, abs=0.01)
+    m = c12_metrics()
+    assert pv.loss_field("C12", m).label is Label.NOT_SUPPORTED  # 0% and 0.8%, not 20-30%
+    wide = {**m, "claimed": {**m["claimed"], "loss_pct": [0.0, 1.0]}}
+    assert pv.loss_field("C12", wide).label is Label.SUPPORTED
+    one = {
+        **m,
+        "claimed": {**m["claimed"], "loss_pct": [0.5, 1.0]},
+        "tolerance": {**m["tolerance"], "loss_pct": 0.0},
+    }
+    assert pv.loss_field("C12", one).label is Label.PARTLY
+    assert pv.size_field("C12", m).label is Label.SUPPORTED  # Q8BERT: 4x smaller = 75%
+    for entry in pv.literature("C12", "loss"):
+        assert entry["url"].startswith("https://arxiv.org/abs/")
+
+
+def test_c12_part_texts_render_in_korean():
+    from catalogue_checks import assert_in_korean
+    from test_quant_scale import c12 as metrics
+    from test_quant_scale import realistic
+
+    for m in (
+        metrics(loss=1.2, params=1_100_000),
+        _with_blocks(metrics(loss=25.0), sd=0.01),
+        _with_blocks(metrics(loss=1.2), sd=2.0, n=3),
+        realistic(metrics(loss=1.2, decode_int8=1.0, fast=False)),
+    ):
+        for part in c12_verdict(realistic(m)).parts:
+            assert_in_korean(part.reason)
+            if part.field is not None:
+                assert_in_korean(part.field.reason)

@@ -1,4 +1,4 @@
-"""What C12 and C13 share: each part's status and judgement, the label, and the tables.
+"""What C12 and C13 share: each part's status and judgement, the label, and the one CI rule.
 
 Both claims are decided part by part (loss, size and, for C12, speed), each part by one
 pre-registered comparison (``../shared/VALIDITY.md``, rule 2): this module turns the variants'
@@ -6,11 +6,13 @@ rows and the real-scale record into the metrics (:func:`summarize_variants`), a 
 into its status, fact and clause, and the parts into the label and reason (:func:`decide`).
 Pure (no torch, no files). The claimed ranges and tolerances are in each claim's ``claim.yaml``;
 the primary variants are the first arm of the ``loss`` part's primary comparison there (C12's
-for INT8, C13's for INT4).
+for INT8, C13's for INT4). The parts as :class:`whylab.parts.PartVerdict` (power, literature)
+and the tables are in :mod:`whylab.quant.part_verdicts`.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -18,12 +20,16 @@ from typing import Any, NamedTuple
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
+from whylab.parts import Power
 from whylab.quant import report as qr
 from whylab.quant.names import parse as parse_variant
-from whylab.results import Table
-from whylab.verdict import Kind, Label, Verdict, VerdictOf
+from whylab.verdict import Kind, Label, Verdict, VerdictOf, t_critical
 
 HOLDS, FAILS, OPEN = "holds", "does not hold", "not judged"
+# the loss part's status where the measured LM is below the scale the notes speak of, and where
+# its evaluation blocks could not have shown the claimed loss (VALIDITY 8)
+REGIME = "limited: model below the notes' scale"
+UNDERPOWERED = "limited: could not have detected the claimed loss"
 
 
 def _primary_arm(claim_id: str) -> str:
@@ -41,7 +47,36 @@ def _int4_primary() -> tuple[str, int]:
     return variant.algorithm, int(variant.block_size)
 
 
-PRIMARY_INT4 = _int4_primary()  # GPTQ at group 128: the GPTQ/AWQ papers' setting
+PRIMARY_INT4 = _int4_primary()  # AWQ at group 128: the notes name AWQ; the papers' group
+
+
+# ----------------------------------------------------------------------------- the one CI rule
+def paired_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
+    """Mean of the paired differences a − b, its two-sided 95% t interval (n − 1 degrees of
+    freedom) and the differences' sd: the one rule every comparison of C12/C13 uses (the loss
+    part and each literature check; blocks of the same evaluation text are the pairs)."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        return mean, -math.inf, math.inf, math.nan
+    sd = statistics.stdev(d)
+    half = t_critical(len(d) - 1) * sd / math.sqrt(len(d))
+    return mean, mean - half, mean + half, sd
+
+
+def loss_power(v: Mapping[str, Any] | None, claimed_low: float) -> Power | None:
+    """Over the evaluation blocks of one model and one calibration draw (the spread it samples):
+    the per-block NLL differences' sd in % perplexity (100 × nats/token, to first order); None
+    where the blocks were not recorded (a record from before they were)."""
+    if v is None or v.get("n_blocks") is None:
+        return None
+    sd = math.nan if v.get("nll_diff_sd") is None else 100.0 * float(v["nll_diff_sd"])
+    return Power.paired(sd, int(v["n_blocks"]), "% perplexity", predicted=claimed_low)
+
+
+def pct(nll: float) -> float:
+    """A mean NLL difference (nats/token) as a perplexity change in %."""
+    return 100.0 * math.expm1(nll) if math.isfinite(nll) else nll
 
 
 # ----------------------------------------------------------------------------- part statuses
@@ -92,7 +127,7 @@ def judged(status: str) -> str:
 
 # ----------------------------------------------------------------------------- primary variants
 def primary_int4(names: Sequence[str]) -> str | None:
-    """GPTQ at group 128 when configured; else GPTQ at the widest configured group below 128
+    """AWQ at group 128 when configured; else AWQ at the widest configured group below 128
     (the model's layers are narrower), else None. Fixed by the config, never by the outcome."""
     algorithm, group = PRIMARY_INT4
     groups = sorted(int(n.rsplit("-b", 1)[1]) for n in names if n.startswith(f"ort-int4-{algorithm}-b"))
@@ -140,6 +175,8 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
         missing = Msg("quant.part.loss.missing", name=name or Msg("quant.part.loss.none_configured"))
         return Part("unknown", missing, Msg("quant.clause.loss.open"))
     status = loss_status(v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed, tol)
+    params = (metrics.get("model") or {}).get("parameters")
+    below_regime = params is not None and params < float(metrics.get("regime_min_parameters") or 0)
     nums = {
         "change": v["ppl_change_pct"],
         "low": v["ppl_change_low_pct"],
@@ -155,6 +192,13 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
         else empty()
     )
     fact = Msg("quant.part.loss.fact", variant=v["variant"], nll=nll, top1=top1, **nums)
+    if below_regime:  # VALIDITY 8: a model far below the notes' scale cannot show their effect
+        scale = Msg("quant.open.regime", model=nums["model"], regime=metrics["regime_min_parameters"] / 1e6)
+        return Part(REGIME, fact, Msg("quant.clause.loss.regime", **nums), scale)
+    power = loss_power(v, float(claimed[0]))
+    if power is not None and power.limited and status != "in":
+        why = Msg("quant.open.underpowered", detectable=power.detectable, n=power.n, claimed=claimed[0])
+        return Part(UNDERPOWERED, fact, Msg("quant.clause.loss.open_power", **nums), why)
     return Part(status, fact, Msg(f"quant.clause.loss.{_side(status)}", **nums))
 
 
@@ -246,7 +290,7 @@ def part_name(part: str) -> Msg:
     return Msg(f"quant.part.name.{part}")
 
 
-def decide(results: Mapping[str, Part], primary: str, claim: str) -> Verdict:
+def decide(results: Mapping[str, Part], primary: str, claim: str, parts: Sequence[Any] = ()) -> Verdict:
     """Shared by C12 and C13: the label, and a reason that names every part's judgement; the
     correction (partly / not supported) restates the claim from each part's measured numbers."""
     judgements = {p: judged(part.status) for p, part in results.items()}
@@ -261,6 +305,7 @@ def decide(results: Mapping[str, Part], primary: str, claim: str) -> Verdict:
         for p in not_judged
     ]
     out = VerdictOf(Kind.EXPERIMENT, primary, list(limited))
+    out.parts.extend(parts)  # whylab.parts.PartVerdict, one per part (whylab.quant.part_verdicts)
     return out.branch(
         label,
         f"{claim}.verdict.{BRANCH[label]}",
@@ -286,23 +331,35 @@ def real_label(metrics: Mapping[str, Any], model: str) -> Msg:
 def with_accuracy(
     summary: dict[str, Any], row: Mapping[str, Any], ref: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """Add the paired NLL difference (nats/token) and next-token top-1 accuracy vs the reference."""
-    summary["nll_diff"] = None
+    """Add the paired NLL difference (nats/token), its per-block values and sd, next-token top-1
+    accuracy vs the reference, and the perplexity change's 95% t interval over blocks (the one CI
+    rule, :func:`paired_interval`; it replaces the measure step's ±2 SE where blocks are recorded)."""
+    summary.update(nll_diff=None, nll_diff_sd=None, block_diff=None, n_blocks=None)
     summary["top1"] = row.get("valid_top1")
     summary["top1_reference"] = None
-    if ref is not None and ref.get("block_nll") and len(ref["block_nll"]) == len(row.get("block_nll") or []):
-        summary["nll_diff"] = statistics.fmean(
-            a - b for a, b in zip(row["block_nll"], ref["block_nll"], strict=True)
+    blocks, ref_blocks = row.get("block_nll") or [], (ref or {}).get("block_nll") or []
+    if ref is not None and ref_blocks and len(ref_blocks) == len(blocks):
+        mean, low, high, sd = paired_interval(blocks, ref_blocks)
+        summary.update(
+            nll_diff=mean,
+            nll_diff_sd=None if math.isnan(sd) else sd,
+            block_diff=[a - b for a, b in zip(blocks, ref_blocks, strict=True)],
+            n_blocks=len(blocks),
+            ppl_change_low_pct=pct(low),
+            ppl_change_high_pct=pct(high),
         )
         summary["top1_reference"] = ref.get("valid_top1")
     return summary
 
 
 def summarize_variants(
-    measured: Measured, claimed: Mapping[str, Any], tolerance: Mapping[str, Any]
+    measured: Measured,
+    claimed: Mapping[str, Any],
+    tolerance: Mapping[str, Any],
+    regime: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics of C12 and C13 from what their measure step gathered (the variants' rows,
-    the real-scale record) and the claim's claimed ranges and tolerances."""
+    the real-scale record) and the claim's claimed ranges, tolerances and regime."""
     names = list(measured.settings["variants"])
     rows: list[dict[str, Any]] = measured.whole["rows"]
     by_name = {r["variant"]: r for r in rows}
@@ -315,6 +372,7 @@ def summarize_variants(
     return {
         "claimed": dict(claimed),
         "tolerance": dict(tolerance),
+        "regime_min_parameters": float((regime or {}).get("min_parameters", 0.0)),
         "variants": variants,
         "primary": {
             "int8": PRIMARY_INT8 if PRIMARY_INT8 in names else None,
@@ -330,30 +388,3 @@ def summarize_variants(
         "device": measured.whole["device"],
         "providers": sorted({r["provider"] for r in qr.measured(rows)}),
     }
-
-
-# ----------------------------------------------------------------------------- tables
-def parts_table(metrics: Mapping[str, Any], results: Mapping[str, Part]) -> Table:
-    records = [
-        {"part": p, "judgement": judged(part.status), "status": part.status, "evidence": str(part.fact)}
-        for p, part in results.items()
-    ]
-    return Table.from_records("parts", Msg("quant.table.parts.caption"), records)
-
-
-def accuracy_table(metrics: Mapping[str, Any], family: str) -> Table:
-    records = [
-        {
-            "variant": v["variant"],
-            "primary": v["variant"] == primary_name(metrics, family),
-            "perplexity change (%)": round(v["ppl_change_pct"], 3),
-            "NLL difference (nats/token)": None if v["nll_diff"] is None else round(v["nll_diff"], 5),
-            "top-1 accuracy (%)": None if v["top1"] is None else round(100 * v["top1"], 2),
-            "top-1 of its FP32 reference (%)": None
-            if v["top1_reference"] is None
-            else round(100 * v["top1_reference"], 2),
-        }
-        for v in metrics["variants"]
-        if v["family"] == family
-    ]
-    return Table.from_records("performance_loss", Msg("quant.table.performance_loss.caption"), records)

@@ -24,6 +24,7 @@ from whylab.quant.claim_parts import (
     speed_part,
     summarize_variants,
 )
+from whylab.quant.part_verdicts import loss_verdict, size_verdict, speed_verdict
 from whylab.verdict import Verdict
 
 CLAIM_ID = "C12"
@@ -31,10 +32,12 @@ SPEC = load_spec(CLAIM_ID)
 # the notes' figures, and how far from them a measurement still counts as "in the range"
 CLAIMED: dict[str, Any] = SPEC.threshold("claimed")
 TOLERANCE: dict[str, Any] = SPEC.threshold("tolerance")
+# the scale from which the loss part speaks for the notes' models (below it: limited by this run)
+REGIME: dict[str, Any] = SPEC.threshold("regime")
 
 
 def summarize(measured: Measured) -> dict[str, Any]:
-    return summarize_variants(measured, CLAIMED, TOLERANCE)
+    return summarize_variants(measured, CLAIMED, TOLERANCE, REGIME)
 
 
 def part_results(metrics: Mapping[str, Any]) -> dict[str, Part]:
@@ -59,5 +62,17 @@ def primary_text(metrics: Mapping[str, Any]) -> Msg:
     )
 
 
+def part_verdicts(metrics: Mapping[str, Any], results: Mapping[str, Part]) -> list[Any]:
+    """Each part of the notes' sentence judged (VALIDITY 7-9): run label with its power, the
+    literature's label from claim.yaml's published numbers."""
+    words = {p.id: p.words for p in SPEC.parts}
+    return [
+        loss_verdict(CLAIM_ID, metrics, results["loss"], words["loss"]),
+        size_verdict(CLAIM_ID, metrics, results["size"], words["size"], "bert", "int8"),
+        speed_verdict(metrics, results["speed"], words["speed"]),
+    ]
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    return decide(part_results(metrics), primary_text(metrics), CLAIM_ID)
+    results = part_results(metrics)
+    return decide(results, primary_text(metrics), CLAIM_ID, part_verdicts(metrics, results))

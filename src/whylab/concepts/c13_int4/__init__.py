@@ -2,7 +2,7 @@
 
 Two parts, each decided by one pre-registered comparison (the other variants are shown):
 
-* **loss** — the primary INT4 variant, GPTQ at group 128 (the GPTQ/AWQ papers' setting; the
+* **loss** — the primary INT4 variant, AWQ (named by the notes) at group 128 (the papers' setting; the
   widest configured group below 128 where the model is narrower), written as ONNX Runtime
   MatMulNBits, against ONNX Runtime FP32 on the trained LM: perplexity change with a paired 95%
   interval over blocks, against 40–50%. NLL difference and next-token top-1 accuracy are shown

@@ -3,23 +3,19 @@ drawn from the measurements and metrics."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from whylab.concepts.c13_int4.verdict import CLAIMED, part_results
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg
 from whylab.quant import figures as qf
 from whylab.quant import report as qr
-from whylab.quant.claim_parts import accuracy_table, model_words, parts_table, primary_name, variant_named
+from whylab.quant.claim_parts import model_words, paired_interval, primary_name, variant_named
+from whylab.quant.part_verdicts import accuracy_table, parts_table, published_losses
+from whylab.quant.part_verdicts import literature as recorded_literature
 from whylab.results import Evidence, LiteratureCheck, Table
 
-# published 4-bit results at scale, beside ours: LLaMA-2-7B, WikiText-2 perplexity, group 128
-# (Lin et al. 2024, AWQ, Table 4: FP16 5.47, RTN 5.73, GPTQ 5.69, AWQ 5.60)
-PUBLISHED_INT4 = {"fp16": 5.47, "rtn": 5.73, "gptq": 5.69, "awq": 5.60}
 # AWQ's Table 4 at 7B: a 4-bit loss well under 20% (the notes claim 40-50%)
 PUBLISHED_MAX_LOSS_PCT = 20.0
 
@@ -105,19 +101,29 @@ def by_algorithm(metrics: Mapping[str, Any]) -> dict[int, dict[str, float]]:
     return out
 
 
-def paired_difference(a: list[float], b: list[float], z: float = 2.0) -> tuple[float, float]:
-    """Mean per-block NLL difference a − b (nats/token) and its z·SE half-width (same blocks, paired)."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    half = z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
-    return float(d.mean()), half
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean per-block NLL difference a − b (nats/token) and the half-width of its 95% t interval
+    (same blocks, paired): the one CI rule of C12/C13 (:func:`whylab.quant.claim_parts.paired_interval`)."""
+    mean, low, high, _ = paired_interval(a, b)
+    return mean, (high - low) / 2.0
+
+
+def side(a: list[float] | None, b: list[float] | None) -> bool | None:
+    """True where a is clearly lower than b (the 95% t interval of the paired block differences
+    lies below 0), False where clearly higher, None inside the noise or without paired blocks."""
+    if not a or not b or len(a) != len(b):
+        return None
+    _, low, high, _ = paired_interval(a, b)
+    return True if high < 0 else False if low > 0 else None
 
 
 def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | None, Msg]:
     """Whether ``better`` beats ``than`` at every group size both ran at, on the same eval blocks.
 
-    Per group size the per-block NLLs are compared pairwise: clearly lower (mean difference
-    + 2 SE < 0) counts for, clearly higher against; a difference inside the noise at every
-    size leaves the question open (None). Without per-block NLLs the perplexity changes decide.
+    Per group size the per-block NLLs are compared pairwise by the one CI rule (:func:`side`):
+    clearly lower counts for, clearly higher against; a difference inside the noise at every
+    size leaves the question open (None), and so does a size without per-block NLLs (point
+    estimates never decide).
     """
     table = by_algorithm(metrics)
     names = {
@@ -139,7 +145,7 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
         na, nb = nll.get(names[(better, bs)]), nll.get(names[(than, bs)])
         if na and nb and len(na) == len(nb):
             diff, half = paired_difference(na, nb)
-            outcomes.append(True if diff + half < 0 else False if diff - half > 0 else None)
+            outcomes.append(side(na, nb))
             texts.append(
                 Msg(
                     "C13.literature.compare.paired",
@@ -153,7 +159,7 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
                 )
             )
         else:
-            outcomes.append(a <= b)
+            outcomes.append(None)
             texts.append(Msg("C13.literature.compare.plain", group=bs, better=better, a=a, than=than, b=b))
     if any(o is False for o in outcomes):
         agrees: bool | None = False
@@ -167,16 +173,21 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
 
 
 def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, Msg]:
-    """Whether smaller groups give a lower (or equal) perplexity change for every algorithm."""
+    """Whether smaller groups lower the 4-bit loss, per algorithm measured at two or more group
+    sizes: each adjacent pair of sizes compared on the same blocks by the one CI rule
+    (:func:`side`); clearly lower everywhere -> agrees, clearly higher anywhere -> disagrees,
+    otherwise (inside the noise) open."""
     table = by_algorithm(metrics)
     sizes = sorted(table)
     if len(sizes) < 2:
         return None, Msg("C13.literature.trend.one_size")
-    checks = []
+    nll = metrics.get("block_nll", {})
+    checks: list[tuple[str, list[bool | None], list[tuple[int, float]]]] = []
     for alg in sorted({a for algs in table.values() for a in algs}):
         vals = [(bs, table[bs][alg]) for bs in sizes if alg in table[bs]]
         if len(vals) >= 2:
-            checks.append((alg, all(vals[i][1] <= vals[i + 1][1] for i in range(len(vals) - 1)), vals))
+            blocks = [nll.get(f"ort-int4-{alg}-b{bs}") for bs, _ in vals]
+            checks.append((alg, [side(blocks[i], blocks[i + 1]) for i in range(len(vals) - 1)], vals))
     if not checks:
         return None, Msg("C13.literature.trend.no_pair")
     text = Msg(
@@ -190,29 +201,31 @@ def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, Msg]:
             for alg, _, vals in checks
         ],
     )
-    return all(ok for _, ok, _ in checks), text
+    outcomes = [o for _, sides, _ in checks for o in sides]
+    if any(o is False for o in outcomes):
+        return False, text
+    return (True if any(o is True for o in outcomes) else None), text
 
 
 def published_table(metrics: Mapping[str, Any]) -> Table:
-    """The papers' 4-bit perplexity deltas at 7B scale beside ours on the trained LM."""
+    """The papers' 4-bit perplexity changes at 7B scale (claim.yaml's loss literature: AWQ's Table 4,
+    RTN, GPTQ, GPTQ with reordering, AWQ) beside ours on the trained LM at its widest group size."""
     params = (metrics.get("model") or {}).get("parameters")
+    int4 = [v for v in metrics["variants"] if v["family"] == "int4"]
+    widest = max((int(v["block_size"]) for v in int4), default=None)
     ours = {
         v["algorithm"]: v["ppl_change_pct"]
-        for v in metrics["variants"]
-        if v["family"] == "int4"
-        and v["variant"] == f"ort-int4-{v['algorithm']}-b{v['block_size']}"
-        and int(v["block_size"])
-        == max(int(w["block_size"]) for w in metrics["variants"] if w["family"] == "int4")
+        for v in int4
+        if int(v["block_size"]) == widest and v["variant"] == f"ort-int4-{v['algorithm']}-b{v['block_size']}"
     }
+    here = f"trained LM here, {params / 1e6:.2g}M parameters (%)" if params else "trained LM here (%)"
     records = [
         {
-            "algorithm": alg,
-            "LLaMA-2-7B, group 128, published (%)": round(100 * (ppl / PUBLISHED_INT4["fp16"] - 1), 2),
-            f"trained LM here, {params / 1e6:.2g}M parameters (%)" if params else "trained LM here (%)": None
-            if alg not in ours
-            else round(ours[alg], 3),
+            "algorithm": entry["algorithm"],
+            "LLaMA-2-7B, group 128, published (%)": round(loss, 2),
+            here: None if entry["algorithm"] not in ours else round(ours[entry["algorithm"]], 3),
         }
-        for alg, ppl in PUBLISHED_INT4.items()
-        if alg != "fp16"
+        for entry, loss in published_losses(recorded_literature("C13", "loss"))
+        if entry.get("algorithm")
     ]
     return Table.from_records("published_at_scale", Msg("C13.table.published_at_scale.caption"), records)
