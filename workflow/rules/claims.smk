@@ -167,8 +167,9 @@ for _claim, _spec in CLAIM_SPECS.items():
             ENV_ML_CPU
         threads: 1
         resources:
-            mem_mb=mem_mb(2000),
-            runtime=runtime(10),
+            # reads JSON and draws: ~10-30 s and 0.2 GB on the default config (results/benchmarks)
+            mem_mb=mem_mb(1000),
+            runtime=runtime(2),
         params:
             claim=_claim,
             settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),
