@@ -208,45 +208,19 @@ def settings_json(*sections, seeds=None, torch=False, **extra):
 
 
 # ---------------------------------------------------------------- code as input (honest triggers)
-_IMPORTS = {}
+from whylab.code_inputs import CodeInputs
+
+CODE = CodeInputs(SRC)
 
 
 def _module_path(module):
-    base = SRC.joinpath(*module.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _whylab_imports(path):
-    if path not in _IMPORTS:
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name.split(".")[0] == "whylab")
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                if node.module.split(".")[0] == "whylab":
-                    found.add(node.module)
-                    found.update(f"{node.module}.{a.name}" for a in node.names)  # submodules
-        _IMPORTS[path] = found
-    return _IMPORTS[path]
+    return CODE.path(module)
 
 
 def module_sources(module):
     """The source file of `module` and of every whylab module it imports, directly or not."""
-    seen, todo = {}, [module]
-    while todo:
-        name = todo.pop()
-        path = _module_path(name)
-        if path is None or name in seen:
-            continue
-        seen[name] = path
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
-        todo += sorted(_whylab_imports(path))
     here = Path.cwd()
-    return sorted(str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in seen.values())
+    return [str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in CODE.closure(module)]
 
 
 _CLAIM_MODULES = {}
