@@ -16,11 +16,12 @@ def tree_imports(source: str) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "whylab")
         elif (
-            isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("whylab")
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "whylab"
         ):
-            if node.module and node.module.split(".")[0] == "whylab":
-                found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names)
+            found.add(str(node.module))
+            found.update(f"{node.module}.{a.name}" for a in node.names)
     return found
 
 
