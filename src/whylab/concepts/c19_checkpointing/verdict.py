@@ -22,7 +22,7 @@ CLAIM_ID = "C19"
 SPEC = load_spec(CLAIM_ID)
 PART = "saves_activation_memory"
 # the regime the notes speak of: Llama-2-7B, mixed-precision AdamW, batch 1 x 2048 (the planner, validated)
-REAL_SCALE = {"model": "llama-2-7b", "batch": 1, "seq": 2048}
+REAL_SCALE: dict[str, Any] = {"model": "llama-2-7b", "batch": 1, "seq": 2048}
 
 
 def real_scale() -> dict[str, Any]:
@@ -31,7 +31,9 @@ def real_scale() -> dict[str, Any]:
     name, cfg = load_model_config(str(REAL_SCALE["model"]))
     out: dict[str, Any] = dict(REAL_SCALE)
     for key, ck in (("plain", False), ("checkpointed", True)):
-        p = plan(cfg, Setup(batch=int(REAL_SCALE["batch"]), seq=int(REAL_SCALE["seq"]), checkpointing=ck), name)
+        p = plan(
+            cfg, Setup(batch=int(REAL_SCALE["batch"]), seq=int(REAL_SCALE["seq"]), checkpointing=ck), name
+        )
         out[f"activations_{key}_gib"] = p.components["activations"] / GiB
         out[f"peak_{key}_gib"] = p.peak / GiB
     out["activation_saving"] = 1 - out["activations_checkpointed_gib"] / out["activations_plain_gib"]
@@ -125,7 +127,9 @@ def summarize(measured: Measured) -> dict[str, Any]:
         for r in per_layer
         if r["measured_activation_saving"] is not None
     ]
-    measured_act = [r["measured_activation_saving"] for r in per_layer if r["measured_activation_saving"] is not None]
+    measured_act = [
+        r["measured_activation_saving"] for r in per_layer if r["measured_activation_saving"] is not None
+    ]
     savings = [r["saving"] for r in per_layer]
     chen, note = chen_check(rows, depths)
     return {
