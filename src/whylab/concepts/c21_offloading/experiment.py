@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
-import warnings
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,13 +95,17 @@ def layer_placement(s: Mapping[str, Any]) -> dict[str, Any]:
     n_layers = int(m["num_layers"])
     keep = n_layers - min(int(s["offload_layers"]), n_layers)
     budget = sizes["model.embed_tokens"] + (keep + 1) * sizes["model.layers.0"]
-    with warnings.catch_warnings():  # "device 0 is not available": a plan needs no device
-        warnings.simplefilter("ignore")
+    quiet = logging.getLogger("accelerate.utils.modeling")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "device 0 is not available": a plan needs no device
+    try:
         device_map = accelerate.infer_auto_device_map(
             model,
             max_memory={0: budget, "cpu": 64 * sizes[""]},
             no_split_module_classes=["LlamaDecoderLayer"],
         )
+    finally:
+        quiet.setLevel(level)
     layer_keys = [f"model.layers.{i}" for i in range(n_layers)]
     return {
         "library": f"accelerate {accelerate.__version__}",
