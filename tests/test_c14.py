@@ -318,3 +318,59 @@ def test_concept_runs_end_to_end_on_a_tiny_tree(tree, tmp_path):
 
 def test_measuring_imports_no_plotting_texts_or_verdicts():
     assert_measuring_is_light("C14")
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_parts_are_the_notes_two_assertions_with_reachable_labels():
+    from whylab.concepts.c14_qlora import parts as c14_parts
+
+    four_bit, lora = c14.verdict(_metrics()).parts
+    assert (four_bit.id, four_bit.kind, four_bit.run) == ("four_bit", Kind.DEFINITION, Label.SUPPORTED)
+    assert (lora.id, lora.kind, lora.run) == ("lora_finetuning", Kind.EXPERIMENT, Label.SUPPORTED)
+    assert lora.power is not None and not lora.power.limited and lora.power.unit == "nats/token"
+    assert c14.verdict(_metrics(linear4bit_count=0)).parts[0].run is Label.NOT_SUPPORTED
+    assert c14.verdict(_metrics(base_unchanged=False)).parts[1].run is Label.NOT_SUPPORTED
+    # perplexity rose clearly: not learning; unchanged within noise: inconclusive; identical seeds: a limit
+    rose = c14.verdict(_metrics(ppl_after=[1500.0, 1520.0, 1490.0]))
+    assert rose.parts[1].run is Label.NOT_SUPPORTED and rose.label is Label.PARTLY
+    assert "did not lower the perplexity" in rose.reason and rose.correction
+    flat = c14.verdict(_metrics(ppl_after=[990.0, 1010.0, 1001.0]))
+    assert flat.parts[1].run is Label.INCONCLUSIVE and flat.label is Label.INCONCLUSIVE
+    same = c14.verdict(_metrics(ppl_after=[300.0, 300.0, 300.0])).parts[1]
+    assert same.power is not None and same.power.zero_spread and same.run is Label.SUPPORTED
+    noisy = c14.verdict(_metrics(ppl_after=[1100.0, 600.0, 1400.0])).parts[1]
+    assert noisy.power is not None and noisy.power.limited and noisy.run is Label.INCONCLUSIVE
+    for v in (rose, flat):
+        assert_explained(v, "C14")
+    assert c14_parts.ppl_drops(100.0, [10.0]) == pytest.approx([2.302585])
+
+
+def test_parts_literature_is_computed_from_the_qlora_paper():
+    from whylab.concepts.c14_qlora import parts as c14_parts
+
+    four = c14_parts.four_bit_field(5.0)
+    assert [p.value for p in four.published] == [4, 0.127] and four.label is Label.SUPPORTED
+    assert "4.127 bits per parameter" in four.reason
+    assert c14_parts.four_bit_field(4.0).label is Label.NOT_SUPPORTED  # the rule reads the numbers
+    lora = c14_parts.lora_field()
+    assert [p.value for p in lora.published] == [65, 48] and lora.label is Label.SUPPORTED
+    assert "130 GB" in lora.reason and "33.5 GB" in lora.reason
+    assert all(
+        p.url.startswith("https://arxiv.org/abs/2305.14314") for p in (*four.published, *lora.published)
+    )
+
+
+def test_parts_say_why_qlora_saved_no_peak_memory_here_and_what_7b_needs():
+    m = _metrics()
+    m["variants"]["qlora"] |= {"peak_bytes": [29.5e6, 29.8e6, 29.6e6], "base_storage_bytes": 1.5e6}
+    m["variants"]["lora"] = {"peak_bytes": [29.4e6, 29.5e6, 29.5e6], "base_storage_bytes": 4.4e6}
+    four_bit, lora = c14.verdict(m).parts
+    assert "no saving" in four_bit.reason and "leaves out" in four_bit.reason
+    assert "17.4 GiB (LoRA) to 8.4 GiB (QLoRA)" in four_bit.reason
+    for part in (four_bit, lora):
+        assert part.field is not None
+        for text in (part.reason, part.field.reason):
+            assert isinstance(text, Msg)
+            assert_in_korean(text)

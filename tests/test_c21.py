@@ -163,8 +163,20 @@ def test_c21_report_texts_render_in_korean(tmp_path: Path) -> None:
             assert_in_korean(text)
 
     cpu = _evidence(settings, {}, tmp_path / "cpu")
-    assert cpu.skipped and c21.verdict(cpu.metrics).label is Label.INCONCLUSIVE
+    # no GPU: the definition part decides (accelerate moves whole layers; the training offload moves none)
+    on_cpu = c21.verdict(cpu.metrics)
+    assert cpu.skipped and on_cpu.label is Label.PARTLY and on_cpu.kind.value == "definition check"
+    layers, saves = on_cpu.parts
+    assert layers.run is Label.PARTLY and saves.run is Label.INCONCLUSIVE and saves.power is None
+    placement = cpu.metrics["layer_placement"]
+    assert placement["decoder_layers_on_cpu"] == 1 and placement["layers_placed_whole"]
     check(texts(cpu))
+    check([x for part in on_cpu.parts for x in (part.reason, part.field.reason if part.field else None) if x])
+    table = next(t for t in cpu.tables if t.name == "computed")
+    dtypes = {row[0]: row[table.columns.index("dtype")] for row in table.rows}
+    assert dtypes["transfer_per_step_bytes"].startswith("bf16") and dtypes[
+        "layer_weights_offloaded_bytes"
+    ].startswith("fp32")
 
     acc = {
         f"{kind}_{what}_{case}": value
@@ -196,6 +208,61 @@ def test_c21_report_texts_render_in_korean(tmp_path: Path) -> None:
     gpu = _evidence(settings, {"recorded_gpu_run": recorded}, tmp_path / "gpu")
     v = c21.verdict(gpu.metrics)
     assert v.label is Label.SUPPORTED and "recorded GPU run (cuda (NVIDIA H100)" in v.reason
+    assert [p.run for p in v.parts] == [Label.PARTLY, Label.SUPPORTED]
+    assert v.parts[1].power is not None and v.parts[1].power.limited  # one deterministic measurement
+    check([x for part in v.parts for x in (part.reason, part.field.reason if part.field else None) if x])
     assert "기록된 GPU 실행" in v.reason.in_("ko")
     assert any(t.name == "accelerator" for t in gpu.tables) and len(gpu.figures) == 2
     check(texts(gpu))
+
+
+# --------------------------------------------------------------------------- parts
+
+
+PLACED = {
+    "library": "accelerate 1.15.0",
+    "decoder_layers": 4,
+    "decoder_layers_on_cpu": 2,
+    "decoder_layers_on_accelerator": 2,
+    "layers_placed_whole": True,
+}
+
+
+def test_c21_layers_part_is_a_definition_check_with_every_label() -> None:
+    m = _c21(None, optimizer_offload_bytes_to_host_per_step=2 * 2**20) | {"layer_placement": PLACED}
+    layers = c21.layers_part(m)
+    assert layers.kind.value == "definition check" and layers.run is Label.PARTLY
+    assert "moves no layer" in layers.reason and "2.00 MiB of BF16 gradients" in layers.reason
+    m_no_training = _c21(None) | {"layer_placement": PLACED}
+    assert c21.layers_part(m_no_training).run is Label.SUPPORTED
+    assert (
+        c21.layers_part(m | {"layer_placement": PLACED | {"decoder_layers_on_cpu": 0}}).run
+        is Label.NOT_SUPPORTED
+    )
+    assert (
+        c21.layers_part(m | {"layer_placement": PLACED | {"decoder_layers_on_cpu": 4}}).run
+        is Label.NOT_SUPPORTED
+    )
+    assert c21.layers_part(_c21(None)).run is Label.INCONCLUSIVE
+    v = c21.verdict(m)
+    assert v.label is Label.PARTLY and "A definition check on accelerate" in v.reason
+    assert_explained(v, "C21")
+    assert c21.verdict(m_no_training).label is Label.SUPPORTED
+
+
+def test_c21_literature_is_computed_from_the_recorded_sources() -> None:
+    layers = c21.layers_field()
+    assert [p.value for p in layers.published] == [1, 0] and layers.label is Label.PARTLY
+    assert "1 of 2 published descriptions move layers" in layers.reason
+    saves = c21.saves_field(0.1)
+    assert [p.value for p in saves.published] == [13, 10] and saves.label is Label.SUPPORTED
+    assert c21.saves_field(0.95).label is Label.NOT_SUPPORTED  # 10x < 1 / (1 - 0.95) = 20x
+
+
+def test_c21_saves_part_is_limited_without_a_gpu_and_names_the_7b_planner() -> None:
+    part = c21.saves_part(_c21(None), Label.INCONCLUSIVE)
+    assert part.run is Label.INCONCLUSIVE and "100.4 to 24.7 GiB" in part.reason
+    seen = c21.saves_part(_c21(_acc(0.4, 0.3)) | {"real_scale": c21.real_scale()}, Label.SUPPORTED)
+    assert seen.run is Label.SUPPORTED
+    missed = c21.saves_part(_c21(_acc(0.01, 0.02)), Label.NOT_SUPPORTED)
+    assert missed.run is Label.INCONCLUSIVE  # one deterministic measurement: limited, never lower

@@ -57,8 +57,13 @@ class Part:
     words: str  # the notes' own words for this assertion
     kind: str
     primary: Primary | None = None
-    # the published numbers the part is held against (whylab.parts.Published.from_dict reads each)
-    literature: tuple[dict[str, Any], ...] = ()
+    literature: tuple[dict[str, Any], ...] = ()  # published numbers: source, where, value, unit, url
+
+    def published(self) -> tuple[Any, ...]:
+        """The part's ``literature`` as :class:`whylab.parts.Published` records."""
+        from whylab.parts import Published
+
+        return tuple(Published.from_dict(d) for d in self.literature)
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,9 @@ def parse_spec(raw: Any, source: str) -> ClaimSpec:
         literature = tuple(dict(x) for x in p.get("literature") or ())
         if any(not {"source", "where", "value", "url"} <= set(x) for x in literature):
             raise InputError(f"{where}.literature: each entry needs source, where, value and url")
-        primary = _primary(p.get("primary"), where)
-        parts.append(Part(str(p["id"]), str(p["words"]), str(p["kind"]), primary, literature))
+        parts.append(
+            Part(str(p["id"]), str(p["words"]), str(p["kind"]), _primary(p.get("primary"), where), literature)
+        )
     ids = [p.id for p in parts]
     if len(set(ids)) != len(ids):
         raise InputError(f"{source}: part ids repeat ({', '.join(ids)})")

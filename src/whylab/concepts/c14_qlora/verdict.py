@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from whylab.concepts.c14_qlora import parts as c14_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, language_name
@@ -128,6 +129,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "lora_r": s["lora_r"],
         "lora_alpha": s["lora_alpha"],
         "variants": {v: _variant_metrics(x, bool(retain), peak_known) for v, x in summary.items()},
+        "real_scale": c14_parts.real_scale(),
     }
     if "qlora" in summary and "lora" in summary:
         q, lo = Spread.of(summary["qlora"]["ppl_after"]).mean, Spread.of(summary["lora"]["ppl_after"]).mean
@@ -174,6 +176,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     finding, held against the literature, not part of what QLoRA *is*.
     """
     out = VerdictOf(Kind.DEFINITION, primary_text(metrics))
+    out.parts.extend(c14_parts.parts_of(metrics))
     if not metrics.get("qlora_ran") or "qlora" not in metrics.get("variants", {}):
         return out.branch(Label.INCONCLUSIVE, "C14.verdict.not_run")
     q = metrics["variants"]["qlora"]
@@ -206,6 +209,16 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         return out.branch(Label.NOT_SUPPORTED, "C14.verdict.not_definition", facts=facts, failures=failures)
     before = float(q["ppl_before"])
     after = Spread.of([float(x) for x in q["ppl_after"]])
+    # fine-tuning must also learn: the new language's perplexity falls (the lora_finetuning part)
+    learning = next(p for p in out.parts if p.id == "lora_finetuning")
+    if learning.run is not Label.SUPPORTED:
+        key = (
+            "C14.verdict.no_learning"
+            if learning.run is Label.NOT_SUPPORTED
+            else "C14.verdict.learning_unclear"
+        )
+        label = Label.PARTLY if learning.run is Label.NOT_SUPPORTED else Label.INCONCLUSIVE
+        return out.branch(label, key, facts=facts, learning=learning.reason)
     return out.branch(
         Label.SUPPORTED,
         "C14.verdict.definition_holds",

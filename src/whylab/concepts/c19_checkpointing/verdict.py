@@ -12,11 +12,33 @@ from typing import Any
 
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
+from whylab.memory.planner import load_model_config
+from whylab.memory.training_plan import GiB, Setup, plan
 from whylab.messages import Msg, empty
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C19"
 SPEC = load_spec(CLAIM_ID)
+PART = "saves_activation_memory"
+# the regime the notes speak of: Llama-2-7B, mixed-precision AdamW, batch 1 x 2048 (the planner, validated)
+REAL_SCALE: dict[str, Any] = {"model": "llama-2-7b", "batch": 1, "seq": 2048}
+
+
+def real_scale() -> dict[str, Any]:
+    """The planner's activations and peak of a Llama-2-7B training step with and without per-layer
+    checkpointing (pure Python, from the model's config)."""
+    name, cfg = load_model_config(str(REAL_SCALE["model"]))
+    out: dict[str, Any] = dict(REAL_SCALE)
+    for key, ck in (("plain", False), ("checkpointed", True)):
+        p = plan(
+            cfg, Setup(batch=int(REAL_SCALE["batch"]), seq=int(REAL_SCALE["seq"]), checkpointing=ck), name
+        )
+        out[f"activations_{key}_gib"] = p.components["activations"] / GiB
+        out[f"peak_{key}_gib"] = p.peak / GiB
+    out["activation_saving"] = 1 - out["activations_checkpointed_gib"] / out["activations_plain_gib"]
+    out["peak_saving"] = 1 - out["peak_checkpointed_gib"] / out["peak_plain_gib"]
+    return out
 
 
 def _row(r: Mapping[str, Any], base: Mapping[str, Any], s: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,8 +120,17 @@ def summarize(measured: Measured) -> dict[str, Any]:
     per_layer = _per_layer(rows)
     depths = sorted(s["depths"])
     overhead = [r["time_ratio_mean"] - 1 for r in per_layer]
-    # the calculator's checkpointed activation estimate, as a saving, vs the measured saving above the weights
-    pred_gap = [abs(r["predicted_activation_saving"] - r["saving"]) for r in per_layer]
+    # the calculator's activation saving against the measured *activation* saving (the same quantity);
+    # the saving above the weights also counts gradients and logits, which checkpointing does not touch
+    pred_gap = [
+        abs(r["predicted_activation_saving"] - r["measured_activation_saving"])
+        for r in per_layer
+        if r["measured_activation_saving"] is not None
+    ]
+    measured_act = [
+        r["measured_activation_saving"] for r in per_layer if r["measured_activation_saving"] is not None
+    ]
+    savings = [r["saving"] for r in per_layer]
     chen, note = chen_check(rows, depths)
     return {
         "rows": rows,
@@ -112,6 +143,12 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "prediction_max_abs_gap": max(pred_gap, default=None),
         "predicted_saving_min": min((r["predicted_activation_saving"] for r in per_layer), default=None),
         "predicted_saving_max": max((r["predicted_activation_saving"] for r in per_layer), default=None),
+        "measured_activation_saving_min": min(measured_act, default=None),
+        "measured_activation_saving_max": max(measured_act, default=None),
+        "saving_points": len(savings),
+        "saving_sd": Spread.of(savings).std if len(savings) > 1 else None,
+        "saving_mean": Spread.of(savings).mean if savings else None,
+        "real_scale": real_scale(),
         "time_overhead_median": sorted(overhead)[len(overhead) // 2] if overhead else None,
         "time_overhead_min": min(overhead, default=None),
         "time_overhead_max": max(overhead, default=None),
@@ -123,32 +160,110 @@ def summarize(measured: Measured) -> dict[str, Any]:
     }
 
 
+def field_answer(threshold: float) -> FieldAnswer:
+    """Chen et al. 2016's numbers against the notes: a saving of at least ``threshold`` of the
+    training memory -> supported."""
+    published = SPEC.part(PART).published()
+    without, with_ck, extra_time = (float(p.value) for p in published)
+    saving = 1 - with_ck / without
+    label = Label.SUPPORTED if saving >= threshold else Label.NOT_SUPPORTED
+    reason = part_reason(
+        "C19.part.saves.field",
+        without=without,
+        with_ck=with_ck,
+        saving=100 * saving,
+        time=extra_time,
+        thr=100 * threshold,
+    )
+    return FieldAnswer(label, reason, published)
+
+
+def _real_scale_msg(m: Mapping[str, Any]) -> Msg:
+    r = m.get("real_scale")
+    if not r:
+        return empty()
+    return Msg(
+        "C19.part.saves.real_scale",
+        batch=r["batch"],
+        seq=r["seq"],
+        a0=r["activations_plain_gib"],
+        a1=r["activations_checkpointed_gib"],
+        asave=100 * r["activation_saving"],
+        p0=r["peak_plain_gib"],
+        p1=r["peak_checkpointed_gib"],
+        psave=100 * r["peak_saving"],
+    )
+
+
+def part_of(metrics: Mapping[str, Any], decided: Label) -> PartVerdict:
+    """The notes' one assertion: this run's label with its power, and Chen et al.'s answer."""
+    part = SPEC.part(PART)
+    field = field_answer(float(metrics.get("min_saving_threshold", 0.1)))
+    if decided is Label.INCONCLUSIVE or metrics.get("saving_points") is None:
+        reason = part_reason("C19.part.saves.run.not_judged", real_scale=_real_scale_msg(metrics))
+        return PartVerdict(PART, part.words, Kind.EXPERIMENT, Label.INCONCLUSIVE, reason, None, field)
+    sd = metrics.get("saving_sd")
+    power = Power.paired(
+        math.nan if sd is None else float(sd),
+        int(metrics["saving_points"]),
+        "share saved",
+        predicted=metrics.get("predicted_saving_min"),
+    )
+    label = run_label(decided, power)
+    reason = part_reason(
+        "C19.part.saves.run.found",
+        lo=100 * metrics["min_saving"],
+        hi=100 * metrics["max_saving"],
+        n=power.n,
+        mean=100 * float(metrics["saving_mean"]),
+        detectable=Msg("C19.part.detectable", d=100 * power.detectable)
+        if math.isfinite(power.detectable)
+        else Msg("C19.part.no_spread"),
+        predicted=100 * float(metrics.get("predicted_saving_min") or math.nan),
+        real_scale=_real_scale_msg(metrics),
+    )
+    return PartVerdict(PART, part.words, Kind.EXPERIMENT, label, reason, power, field)
+
+
+def _decided(metrics: Mapping[str, Any]) -> Label:
+    if not metrics.get("checked_modes") or metrics.get("min_saving") is None:
+        return Label.INCONCLUSIVE
+    if metrics["grad_rel_max_diff"] > SPEC.threshold("grad_rel_max_diff"):
+        return Label.INCONCLUSIVE
+    share = metrics["share_points_saving"]
+    return Label.SUPPORTED if share == 1.0 else Label.PARTLY if share > 0 else Label.NOT_SUPPORTED
+
+
+def _prediction(metrics: Mapping[str, Any]) -> Msg:
+    gap = metrics.get("prediction_max_abs_gap")
+    if gap is None:
+        return empty()
+    return Msg(
+        "C19.reason.prediction",
+        low=100 * metrics["predicted_saving_min"],
+        high=100 * metrics["predicted_saving_max"],
+        mlow=100 * metrics["measured_activation_saving_min"],
+        mhigh=100 * metrics["measured_activation_saving_max"],
+        gap=100 * gap,
+    )
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    part = SPEC.part("saves_activation_memory")
+    part = SPEC.part(PART)
     assert part.primary is not None
     out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text))
+    out.parts.append(part_of(metrics, _decided(metrics)))
     if not metrics.get("checked_modes") or metrics.get("min_saving") is None:
         return out.branch(Label.INCONCLUSIVE, "C19.verdict.no_run")
     if metrics["grad_rel_max_diff"] > SPEC.threshold("grad_rel_max_diff"):
         return out.branch(Label.INCONCLUSIVE, "C19.verdict.grads_differ", diff=metrics["grad_rel_max_diff"])
     lo, hi, share = metrics["min_saving"], metrics["max_saving"], metrics["share_points_saving"]
     thr = metrics["min_saving_threshold"]
-    gap = metrics.get("prediction_max_abs_gap")
-    prediction = (
-        Msg(
-            "C19.reason.prediction",
-            low=100 * metrics["predicted_saving_min"],
-            high=100 * metrics["predicted_saving_max"],
-            gap=100 * gap,
-        )
-        if gap is not None
-        else empty()
-    )
     cost = Msg(
         "C19.reason.cost",
         low=metrics["time_overhead_min"],
         high=metrics["time_overhead_max"],
-        prediction=prediction,
+        prediction=_prediction(metrics),
     )
     # percentages (0-100): the texts show ranges such as "38–74%"
     numbers = {"lo": 100 * lo, "hi": 100 * hi, "share": 100 * share, "thr": 100 * thr, "cost": cost}

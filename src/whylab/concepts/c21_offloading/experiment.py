@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,55 @@ def computed(s: Mapping[str, Any], model: torch.nn.Module, device: str) -> dict[
         "layer_transfer_per_forward_bytes": layer_bytes,
         "inference_weights_bytes": 4 * p,  # the forward-pass measurement runs the FP32 model
         "layer_share_of_weights": layer_bytes / (4 * p),
+    }
+
+
+def layer_placement(s: Mapping[str, Any]) -> dict[str, Any]:
+    """Where accelerate's ``infer_auto_device_map`` puts a LlamaForCausalLM's modules when the
+    accelerator's budget holds all but ``offload_layers`` decoder layers: someone else's rule for
+    what CPU offloading moves (a plan only: device 0 is a name here, nothing is allocated, so it
+    runs on a CPU-only machine). The budget adds one layer for the buffer accelerate keeps free
+    for the largest layer it may have to fetch."""
+    import accelerate
+    import transformers
+    from accelerate.utils import compute_module_sizes
+
+    m = s["model"]
+    cfg = transformers.LlamaConfig(
+        vocab_size=int(m["vocab_size"]),
+        hidden_size=int(m["hidden_size"]),
+        intermediate_size=int(m["intermediate_size"]),
+        num_hidden_layers=int(m["num_layers"]),
+        num_attention_heads=int(m["num_heads"]),
+    )
+    with accelerate.init_empty_weights():
+        model = transformers.LlamaForCausalLM(cfg)
+    sizes = compute_module_sizes(model)
+    n_layers = int(m["num_layers"])
+    keep = n_layers - min(int(s["offload_layers"]), n_layers)
+    budget = sizes["model.embed_tokens"] + (keep + 1) * sizes["model.layers.0"]
+    quiet = logging.getLogger("accelerate.utils.modeling")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "device 0 is not available": a plan needs no device
+    try:
+        device_map = accelerate.infer_auto_device_map(
+            model,
+            max_memory={0: budget, "cpu": 64 * sizes[""]},
+            no_split_module_classes=["LlamaDecoderLayer"],
+        )
+    finally:
+        quiet.setLevel(level)
+    layer_keys = [f"model.layers.{i}" for i in range(n_layers)]
+    return {
+        "library": f"accelerate {accelerate.__version__}",
+        "device_map": {k: str(v) for k, v in device_map.items()},
+        "decoder_layers": n_layers,
+        "decoder_layers_on_cpu": sum(str(device_map.get(k)) == "cpu" for k in layer_keys),
+        "decoder_layers_on_accelerator": sum(str(device_map.get(k)) == "0" for k in layer_keys),
+        # each decoder layer is one entry (placed whole), none is split across devices
+        "layers_placed_whole": all(k in device_map for k in layer_keys),
+        "accelerator_budget_bytes": int(budget),
+        "layer_bytes": int(sizes["model.layers.0"]),
     }
 
 
@@ -232,6 +282,7 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
         "device": device,
         "computed": comp,
         "equivalence": equivalence(s, seed, device),
+        "layer_placement": layer_placement(s),
         "model": {**s["model"], "offload_layers": int(s["offload_layers"])},
         "accelerator": None,
         "recorded": None,

@@ -40,6 +40,21 @@ def _ms(mean: float | None, std: float | None) -> str:
     return f"{1e3 * mean:.2f} ± {1e3 * std:.2f}"
 
 
+# the number format each computed quantity counts in: the training step's weights and gradients are
+# BF16 (mixed precision), its optimizer state FP32; the forward-pass (layer offload) model is FP32
+DTYPES = {
+    "weights_bytes": "bf16 (2 B/param)",
+    "optimizer_state_offloaded_bytes": "fp32 (master + 2 Adam moments, 12 B/param)",
+    "optimizer_state_leaving_accelerator_bytes": "fp32 (master + 2 Adam moments, 12 B/param)",
+    "transfer_per_step_bytes": "bf16 (gradients down + weights up, 2 + 2 B/param)",
+    "estimated_train_peak_plain": "mixed bf16 / fp32",
+    "estimated_train_peak_offload": "mixed bf16 / fp32",
+    "layer_weights_offloaded_bytes": "fp32 (4 B/param)",
+    "layer_transfer_per_forward_bytes": "fp32 (4 B/param)",
+    "inference_weights_bytes": "fp32 (4 B/param)",
+}
+
+
 def _tables(comp: Mapping[str, Any], eq: Mapping[str, Any]) -> list[Table]:
     return [
         Table.from_records(
@@ -50,6 +65,7 @@ def _tables(comp: Mapping[str, Any], eq: Mapping[str, Any]) -> list[Table]:
                     "quantity": k,
                     "value": v if isinstance(v, (int, str)) else round(v, 4),
                     "MiB": round(v / calc.MiB, 3) if k.endswith(("bytes", "plain", "offload")) else "",
+                    "dtype": _dtype(k, comp),
                 }
                 for k, v in comp.items()
             ],
@@ -60,6 +76,13 @@ def _tables(comp: Mapping[str, Any], eq: Mapping[str, Any]) -> list[Table]:
             [{"check": k, "value": v} for k, v in eq.items()],
         ),
     ]
+
+
+def _dtype(key: str, comp: Mapping[str, Any]) -> str:
+    """The number format of a computed quantity (one per row: the table mixes BF16 and FP32 ones)."""
+    if comp.get("precision") == "fp32" and key in DTYPES:
+        return "fp32"
+    return DTYPES.get(key, "")
 
 
 def _accelerator_table(acc: Mapping[str, Any], source: Msg) -> Table:

@@ -12,11 +12,30 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.memory import calculator as calc
+from whylab.memory.planner import load_model_config
+from whylab.memory.training_plan import GiB, Setup, plan
 from whylab.messages import Msg, empty
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C21"
 SPEC = load_spec(CLAIM_ID)
+# the regime the notes speak of: Llama-2-7B, mixed-precision AdamW, batch 1 x 2048 (the planner, validated)
+REAL_SCALE: dict[str, Any] = {"model": "llama-2-7b", "batch": 1, "seq": 2048}
+
+
+def real_scale() -> dict[str, Any]:
+    """The planner's peak of a Llama-2-7B training step with everything on the GPU and with the
+    optimizer offloaded (ZeRO-Offload: master, Adam state, gradients and the update on the CPU)."""
+    name, cfg = load_model_config(str(REAL_SCALE["model"]))
+    out: dict[str, Any] = dict(REAL_SCALE)
+    for key, offload in (("plain", "none"), ("offload", "optimizer")):
+        p = plan(
+            cfg, Setup(batch=int(REAL_SCALE["batch"]), seq=int(REAL_SCALE["seq"]), offload=offload), name
+        )
+        out[f"peak_{key}_gib"] = p.peak / GiB
+    out["saving"] = 1 - out["peak_offload_gib"] / out["peak_plain_gib"]
+    return out
 
 
 def accelerator_of(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +90,8 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "accelerator_model": model if acc is not None else None,
         "min_saving": float(measured.settings["min_saving"]),
         "device": w["device"],
+        "layer_placement": w.get("layer_placement"),
+        "real_scale": real_scale(),
     }
 
 
@@ -132,8 +153,111 @@ def _verdict(metrics: Mapping[str, Any], out: VerdictOf) -> Verdict:
     return out.branch(Label.NOT_SUPPORTED, "C21.verdict.neither", **params)
 
 
+def layers_field() -> FieldAnswer:
+    """What the published descriptions say CPU offloading moves: every source moves layers ->
+    supported, none -> not supported, some -> partly (value 1 = moves layers, 0 = does not)."""
+    published = SPEC.part("layers").published()
+    moves = [float(p.value) == 1.0 for p in published]
+    label = Label.SUPPORTED if all(moves) else Label.NOT_SUPPORTED if not any(moves) else Label.PARTLY
+    return FieldAnswer(
+        label, part_reason("C21.part.layers.field", moving=sum(moves), sources=len(moves)), published
+    )
+
+
+def layers_part(metrics: Mapping[str, Any]) -> PartVerdict:
+    """A definition check on accelerate's device map: does its CPU offload move whole decoder
+    layers, some and not all? And the training offload measured here moves none (what moves)."""
+    part = SPEC.part("layers")
+    lp = metrics.get("layer_placement")
+    eq = metrics["equivalence"]
+    if not lp:
+        reason = part_reason("C21.part.layers.run.not_run")
+        return PartVerdict(
+            "layers", part.words, Kind.DEFINITION, Label.INCONCLUSIVE, reason, None, layers_field()
+        )
+    on_cpu, total = int(lp["decoder_layers_on_cpu"]), int(lp["decoder_layers"])
+    some = 0 < on_cpu < total and bool(lp["layers_placed_whole"])
+    grads_down = eq.get("optimizer_offload_bytes_to_host_per_step")
+    label = Label.NOT_SUPPORTED if not some else Label.SUPPORTED if grads_down is None else Label.PARTLY
+    reason = part_reason(
+        "C21.part.layers.run.found",
+        library=lp["library"],
+        on_cpu=on_cpu,
+        total=total,
+        whole=Msg("C21.part.layers.whole" if lp["layers_placed_whole"] else "C21.part.layers.split"),
+        training=empty()
+        if grads_down is None
+        else Msg("C21.part.layers.training", grads_mib=float(grads_down) / calc.MiB),
+    )
+    return PartVerdict("layers", part.words, Kind.DEFINITION, label, reason, None, layers_field())
+
+
+def saves_field(threshold: float) -> FieldAnswer:
+    """Ren et al. 2021: the largest model one GPU trains with ZeRO-Offload over PyTorch's; a ratio of
+    at least 1 / (1 - threshold) means offloading freed at least ``threshold`` of the memory."""
+    published = SPEC.part("saves_memory").published()
+    size, ratio = (float(p.value) for p in published)
+    label = Label.SUPPORTED if ratio >= 1 / (1 - threshold) else Label.NOT_SUPPORTED
+    return FieldAnswer(label, part_reason("C21.part.saves.field", size=size, ratio=ratio), published)
+
+
+def saves_part(metrics: Mapping[str, Any], decided: Label) -> PartVerdict:
+    """Peak accelerator memory with and without offloading: one deterministic measurement of one
+    seed (a saving seen counts; a missing one is limited), or none on a CPU-only machine."""
+    part = SPEC.part("saves_memory")
+    field = saves_field(float(metrics["min_saving"]))
+    r = metrics.get("real_scale") or real_scale()
+    scale = Msg(
+        "C21.part.saves.real_scale",
+        batch=r["batch"],
+        seq=r["seq"],
+        p0=r["peak_plain_gib"],
+        p1=r["peak_offload_gib"],
+        saving=r["saving"],
+    )
+    acc = metrics.get("accelerator")
+    if not acc:
+        reason = part_reason("C21.part.saves.run.no_gpu", real_scale=scale)
+        return PartVerdict(
+            "saves_memory", part.words, Kind.EXPERIMENT, Label.INCONCLUSIVE, reason, None, field
+        )
+    power = Power.paired(0.0, 1, "share saved", predicted=acc.get("predicted_train_saving"))
+    reason = part_reason(
+        "C21.part.saves.run.measured", train=acc["train_saving"], infer=acc["infer_saving"], real_scale=scale
+    )
+    return PartVerdict(
+        "saves_memory", part.words, Kind.EXPERIMENT, run_label(decided, power), reason, power, field
+    )
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    limited: list[str] = [] if metrics.get("accelerator") else [Msg("C21.limited.no_gpu")]
-    part = SPEC.part("offloading_saves")
+    has_acc = bool(metrics.get("accelerator"))
+    limited: list[str] = [] if has_acc else [Msg("C21.limited.no_gpu")]
+    part = SPEC.part("saves_memory")
     assert part.primary is not None
-    return _verdict(metrics, VerdictOf(Kind.EXPERIMENT, Msg(part.primary.text), limited))
+    layers = layers_part(metrics)
+    if has_acc:
+        out = VerdictOf(Kind.EXPERIMENT, Msg(part.primary.text), limited)
+        decided = _verdict(metrics, out)
+        out.parts.extend([layers, saves_part(metrics, decided.label)])
+        return _verdict(metrics, out)
+    # no GPU: the claim is a definition ("some layers move to the CPU"), judged on accelerate's device
+    # map; the accelerator measurement is what this run could not do
+    out = VerdictOf(Kind.DEFINITION, Msg("C21.primary_layers"), limited)
+    out.parts.extend([layers, saves_part(metrics, Label.INCONCLUSIVE)])
+    eq = metrics["equivalence"]
+    if not eq["optimizer_offload_equivalent"] or eq["layer_offload_max_logit_diff"] > SPEC.threshold(
+        "layer_offload_max_logit_diff"
+    ):
+        return _verdict(metrics, out)
+    if layers.run is Label.INCONCLUSIVE:  # no device map was read (an older measurement)
+        return _verdict(metrics, out)
+    comp = metrics["computed"]
+    return out.branch(
+        layers.run,
+        "C21.verdict.definition",
+        layers=layers.reason,
+        state_mib=comp["optimizer_state_leaving_accelerator_bytes"] / calc.MiB,
+        saving=comp["estimated_train_saving"],
+        transfer_mib=comp["transfer_per_step_bytes"] / calc.MiB,
+    )
