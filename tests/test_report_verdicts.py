@@ -174,3 +174,21 @@ def test_the_korean_verdict_blocks_and_bottom_line_are_korean(pages: dict[str, s
     assert blocks and english_runs(fixed_text("".join(blocks) + bottom)) == []
     assert "이 실행과 문헌이 일치한다" in ko and "노트대로 성립한다 (6개): C01 (" in bottom
     assert re.search(r"시드 5개로 0\.0\d+ nats 이상의 효과를 찾아낼 수 있었다", ko)
+
+
+SCREENS = 20  # the folded page's length, in screens of 1280 × 900
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_folded_page_fits_in_twenty_screens(results: dict[str, Path], tmp_path: Path, lang: str) -> None:
+    """All 21 claims, everything folded, in headless Chromium at 1280 px wide: at most 20 screens
+    of 900 px; the first screen is saved beside the page for a look."""
+    from browser import folded_height
+
+    page = tmp_path / f"index.{lang}.html"
+    page.write_text(report.render(results, config={}, title="t", lang=lang), encoding="utf-8")
+    height, opened = folded_height(page, tmp_path / f"first-screen.{lang}.png")
+    assert (tmp_path / f"first-screen.{lang}.png").stat().st_size > 0
+    assert opened == 0
+    assert height <= SCREENS * 900, f"{height:.0f} px is {height / 900:.1f} screens"
