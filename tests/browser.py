@@ -116,3 +116,23 @@ def hangul_check(report: Path, chars: str) -> HangulCheck:
         shots = {chars[i]: spans.nth(i).screenshot() for i in range(spans.count())}
         browser.close()
     return HangulCheck([str(s) for s in status], shots)
+
+
+def folded_height(
+    report: Path, first_screen: Path, width: int = 1280, height: int = 900
+) -> tuple[float, int]:
+    """Open ``report`` offline in a ``width`` × ``height`` window as it first shows (every
+    ``<details>`` as the page leaves it), save the first screen to ``first_screen``, and return
+    the page's full height in CSS pixels with the number of ``<details>`` open."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(report.as_uri(), wait_until="load")
+        page.evaluate("document.fonts.ready.then(() => true)")
+        page.screenshot(path=str(first_screen))
+        full = page.evaluate("Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)")
+        opened = page.evaluate("document.querySelectorAll('details[open]').length")
+        browser.close()
+    return float(full), int(opened)

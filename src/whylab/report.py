@@ -36,7 +36,10 @@ from whylab.report_labels import _label_key as _label_key
 from whylab.report_labels import localized as localized
 from whylab.report_labels import verdict_view as verdict_view
 from whylab.report_notes import annotate_notes as annotate_notes
+from whylab.report_reading import further_reading, linked
+from whylab.report_scale import claim_scale
 from whylab.report_scale import run_scale as run_scale
+from whylab.report_verdict import bottom_line, parts_view
 from whylab.results import environment, load_result
 from whylab.verdict import Label
 
@@ -242,14 +245,18 @@ def render(
             )
         record["figures"] = figures
         record["tables"] = [localized(t, lang) for t in record["tables"]]
-        record["literature"] = [localized(lit, lang) for lit in record["literature"]]
-        record["verdict"] = verdict_view(record["verdict"], lang)
+        record["literature"] = [
+            localized(lit, lang) | {"linked": linked(str(lit["source"]))} for lit in record["literature"]
+        ]
+        record["verdict"] = verdict_view(record["verdict"], lang) | parts_view(record["verdict"], lang)
+        record["scale"] = text(claim_scale(record), lang)
         loaded[claim_id] = record
     rows = [
         {"claim": c, "result": loaded.get(c.id), "path": str(results.get(c.id, ""))} for c in claims.CLAIMS
     ]
-    labels = {cid: r["verdict"]["label"] for cid, r in loaded.items()}
+    labels = {cid: r["verdict"]["badge"] for cid, r in loaded.items()}
     kinds = {cid: r["verdict"]["kind"] for cid, r in loaded.items()}
+    by_id = {cid: r["verdict"] for cid, r in loaded.items()}
     tally = Counter(labels.values())
     counts = [(str(label), tally[str(label)]) for label in Label if tally[str(label)]]
     counts.append((UNTESTED, len(claims.CLAIMS) - len(loaded)))
@@ -277,7 +284,9 @@ def render(
             ],
             glance=glance_figure(labels, kinds, lang),
             notes=annotate_notes(claims.notes_text(), labels),
-            by_id={cid: r["verdict"] for cid, r in loaded.items()},
+            by_id=by_id,
+            bottom=bottom_line([(c, by_id.get(c.id)) for c in claims.CLAIMS], lang),
+            reading=further_reading(loaded),
             corrected_labels=CORRECTED_LABELS,
             untested=UNTESTED,
             max_rows=MAX_TABLE_ROWS,

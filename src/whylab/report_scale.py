@@ -130,3 +130,35 @@ def run_scale(
             )
         out.append((Msg("report.scale.corpus"), Msg("common.list", parts=parts)))
     return out
+
+
+def _first(config: Mapping[str, Any], *paths: str) -> Any:
+    """The first of the dotted ``paths`` the claim's config sets (None when none)."""
+    for path in paths:
+        value: Any = config
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value is not None:
+            return value
+    return None
+
+
+def claim_scale(record: Mapping[str, Any]) -> Msg | str:
+    """One claim's scale, from its result: its seeds and, where its config sets them, its training
+    steps and its model's layers and width ("" when the result records none of these)."""
+    config = record.get("config") or {}
+    seeds = record.get("seeds") or config.get("seeds") or []
+    steps = _first(config, "steps", "task.steps", "train.steps", "max_steps", "training.max_steps")
+    layers = _first(config, "model.n_layers", "n_layers", "task.n_layers")
+    width = _first(config, "model.d_model", "d_model", "task.d_model")
+    if not seeds and steps is None and width is None:
+        return ""
+    none = empty()
+    return Msg(
+        "report.scale.claim_text",
+        seeds=_n(len(seeds), "claim_seeds"),
+        steps=_n(steps, "claim_steps") if steps is not None else none,
+        model=Msg("report.scale.claim_model", layers=_n(layers, "layers"), width=width)
+        if width is not None
+        else none,
+    )
