@@ -41,7 +41,8 @@ class FigureShot:
 
 
 def figure_shots(report: Path, out_dir: Path) -> list[FigureShot]:
-    """Open ``report`` offline and screenshot every figure image as the browser draws it."""
+    """Open ``report`` offline, unfold every folded section (as a reader who opens the evidence),
+    and screenshot every figure image as the browser draws it."""
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -51,6 +52,7 @@ def figure_shots(report: Path, out_dir: Path) -> list[FigureShot]:
         browser = pw.chromium.launch(executable_path=chromium(), args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(report.as_uri(), wait_until="load")
+        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
         images = page.locator("figure img")
         for i in range(images.count()):
             img = images.nth(i)
