@@ -153,3 +153,27 @@ def test_c01_result_texts_render_in_korean(tiny_corpus: Path, tiny_tokenizers: P
         tmp_path / "C01" / "result.json",
     )
     assert_record_in_korean(record, required=evidence_places(record))
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_c01_parts_follow_the_round_trips_and_the_published_vocabularies() -> None:
+    from catalogue_checks import assert_in_korean
+
+    def runs(m: dict) -> list[Label]:
+        return [p.run for p in c01.verdict(m).parts]
+
+    assert runs(c01_metrics()) == [Label.SUPPORTED, Label.SUPPORTED]
+    assert runs(c01_metrics(bpe=0.5, squashed=0.995)) == [Label.SUPPORTED, Label.PARTLY]
+    assert runs(c01_metrics(bpe=0.5, squashed=0.6)) == [Label.SUPPORTED, Label.NOT_SUPPORTED]
+    assert runs(c01_metrics(in_range=False))[0] is Label.NOT_SUPPORTED
+    ids, trip = c01.verdict(c01_metrics()).parts
+    assert ids.field is not None and trip.field is not None
+    assert ids.field.label is Label.SUPPORTED and "50257" in ids.field.reason
+    assert trip.field.label is Label.SUPPORTED and "256 byte values" in trip.field.reason
+    for m in (c01_metrics(), c01_metrics(in_range=False)):
+        for p in c01.verdict(m).parts:
+            assert_in_korean(p.reason)
+            assert p.field is not None
+            assert_in_korean(p.field.reason)

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 import torch
 
-from catalogue_checks import assert_catalogue_in_korean, assert_explained, assert_record_in_korean
+from catalogue_checks import (
+    assert_catalogue_in_korean,
+    assert_explained,
+    assert_in_korean,
+    assert_record_in_korean,
+)
 from claim_packages import assert_measuring_is_light
 from whylab.bench.model import BenchConfig, BenchTransformer
 from whylab.concepts import REGISTRY, run_concept
@@ -212,3 +217,31 @@ def test_leak_tolerance_is_a_decision_setting() -> None:
 
     measured = measure_settings("C10", {"leak_tolerance": 1e-6, "steps": 4, "library_check": True})
     assert measured == {"steps": 4, "library_check": True}
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_c10_parts_follow_the_library_numbers_and_vaswani() -> None:
+    from whylab.messages import text
+
+    ok = c10.verdict(_metrics(library=_lib())).parts
+    assert [p.id for p in ok] == ["encoder_bidirectional", "decoder_masked", "multi_head"]
+    assert all(p.run is Label.SUPPORTED and p.field is not None for p in ok)
+    assert all(p.field.label is Label.SUPPORTED for p in ok if p.field is not None)
+    runs = {
+        "leaky": c10.verdict(_metrics(library=_lib(dec_leak=0.3))).parts,
+        "blind": c10.verdict(_metrics(library=_lib(enc_leak=0.0))).parts,
+        "one_head": c10.verdict(_metrics(library=_lib(heads=1, real=1))).parts,
+    }
+    assert [p.run for p in runs["leaky"]] == [Label.SUPPORTED, Label.NOT_SUPPORTED, Label.SUPPORTED]
+    assert [p.run for p in runs["blind"]] == [Label.NOT_SUPPORTED, Label.SUPPORTED, Label.SUPPORTED]
+    assert [p.run for p in runs["one_head"]] == [Label.SUPPORTED, Label.SUPPORTED, Label.NOT_SUPPORTED]
+    off = c10.verdict(_metrics(library=None)).parts
+    assert all(p.run is Label.INCONCLUSIVE for p in off)
+    assert all(p.believe.label is Label.SUPPORTED for p in off)  # from Vaswani et al. 2017
+    assert "h = 8" in str(ok[2].field.reason if ok[2].field else "")
+    for parts in [ok, off, *runs.values()]:
+        for p in parts:
+            assert_in_korean(p.reason)
+            assert p.field is not None and text(p.field.reason, "ko")

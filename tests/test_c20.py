@@ -118,3 +118,24 @@ def test_c20_run_writes_every_text_as_a_message_that_renders_in_korean(tmp_path:
 
 def test_measuring_imports_no_plotting_texts_or_verdicts() -> None:
     assert_measuring_is_light("C20")
+
+
+def test_c20_parts_follow_the_gradients_the_memory_and_goyal() -> None:
+    from catalogue_checks import assert_in_korean
+
+    def runs(**kw: Any) -> list[Label]:
+        return [p.run for p in c20.verdict(_c20(equal_rel_sd=1e-7, equal_seeds=3, **kw)).parts]
+
+    assert runs() == [Label.SUPPORTED, Label.SUPPORTED]
+    assert runs(padded_token_sum_max_rel=0.1) == [Label.PARTLY, Label.SUPPORTED]
+    assert runs(equal_max_rel=0.01) == [Label.NOT_SUPPORTED, Label.SUPPORTED]
+    assert runs(peak_reduction=0.01) == [Label.SUPPORTED, Label.NOT_SUPPORTED]
+    assert runs(micro_smallest=8) == [Label.INCONCLUSIVE, Label.INCONCLUSIVE]
+    noisy = c20.verdict(_c20(equal_max_rel=0.01, equal_rel_sd=0.1, equal_seeds=3)).parts[0]
+    assert noisy.power is not None and noisy.power.limited and noisy.run is Label.INCONCLUSIVE
+    grad = c20.verdict(_c20(equal_rel_sd=1e-7, equal_seeds=3)).parts[0]
+    assert grad.field is not None and grad.field.label is Label.SUPPORTED and "8192" in grad.field.reason
+    for p in c20.verdict(_c20()).parts:
+        assert_in_korean(p.reason)
+    assert_in_korean(grad.reason)
+    assert_in_korean(grad.field.reason)

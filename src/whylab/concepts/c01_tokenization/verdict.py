@@ -11,6 +11,7 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
+from whylab.parts import FieldAnswer, PartVerdict, part_reason
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C01"
@@ -105,15 +106,82 @@ def why_lossy(m: Mapping[str, Any]) -> Msg:
     return Msg("C01.reason.lossy.with_causes", counted=counted, causes=causes) if causes else counted
 
 
+BYTE_VALUES = 256
+
+
+def field_answers() -> dict[str, FieldAnswer]:
+    """The published numbers: a finite vocabulary (GPT-2's 50,257 ids; BPE's initial symbols plus
+    its merges) gives every piece an integer id; a base vocabulary of all 256 byte values (GPT-2's
+    byte-level BPE) encodes any text without an unknown token, so its ids give the text back."""
+    ids = SPEC.part("ids").published()
+    vocab = [int(p.value) for p in ids]
+    ids_label = Label.SUPPORTED if all(v > 0 for v in vocab) else Label.NOT_SUPPORTED
+    (base,) = SPEC.part("round_trip").published()
+    lossless = int(base.value) >= BYTE_VALUES
+    return {
+        "ids": FieldAnswer(
+            ids_label, part_reason("C01.part.ids.field", vocab=vocab[0], merges=vocab[1]), ids
+        ),
+        "round_trip": FieldAnswer(
+            Label.SUPPORTED if lossless else Label.PARTLY,
+            part_reason("C01.part.round_trip.field", base=int(base.value)),
+            (base,),
+        ),
+    }
+
+
+def part_verdicts(metrics: Mapping[str, Any], round_trip: Label, lossless: list[str]) -> list[PartVerdict]:
+    """The ids part (every id an integer inside its vocabulary) and the round-trip part (the
+    claim's label: some algorithm gives every paragraph back exactly)."""
+    field = field_answers()
+    by_algo: Mapping[str, Mapping[str, Any]] = metrics["by_algorithm"]
+    in_range = bool(metrics["all_ids_in_range"])
+    worst = {algorithm_name(a): m["min_exact_round_trip"] for a, m in sorted(by_algo.items())}
+    ids = PartVerdict(
+        "ids",
+        SPEC.part("ids").words,
+        Kind.DEFINITION,
+        Label.SUPPORTED if in_range else Label.NOT_SUPPORTED,
+        part_reason(
+            f"C01.part.ids.run.{'in_range' if in_range else 'out_of_range'}", tokenizers=metrics["tokenizers"]
+        ),
+        None,
+        field["ids"],
+    )
+    shares = [Msg("C01.part.round_trip.share", algo=a, share=v) for a, v in worst.items()]
+    trip = PartVerdict(
+        "round_trip",
+        SPEC.part("round_trip").words,
+        Kind.DEFINITION,
+        round_trip,
+        part_reason(
+            "C01.part.round_trip.run", shares=shares, lossless=[algorithm_name(a) for a in lossless] or ["-"]
+        ),
+        None,
+        field["round_trip"],
+    )
+    return [ids, trip]
+
+
+def _round_trip_label(by_algo: Mapping[str, Mapping[str, Any]], lossless: list[str]) -> Label:
+    if lossless:
+        return Label.SUPPORTED
+    best = max(by_algo.values(), key=lambda m: m["min_round_trip_ignoring_spaces"])
+    if best["min_round_trip_ignoring_spaces"] >= SPEC.threshold("spacing_only_round_trip"):
+        return Label.PARTLY
+    return Label.NOT_SUPPORTED
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     part = SPEC.part("round_trip")
     assert part.primary is not None
     out = VerdictOf(Kind.DEFINITION, primary=Msg(part.primary.text))
     by_algo: Mapping[str, Mapping[str, Any]] = metrics["by_algorithm"]
-    if not metrics["all_ids_in_range"]:
-        return out.branch(Label.NOT_SUPPORTED, "C01.verdict.ids_out_of_range")
     lossless_at = SPEC.threshold("lossless_round_trip")
     lossless = sorted(a for a, m in by_algo.items() if m["min_exact_round_trip"] >= lossless_at)
+    out.parts.extend(part_verdicts(metrics, _round_trip_label(by_algo, lossless), lossless))
+    if not metrics["all_ids_in_range"]:
+        return out.branch(Label.NOT_SUPPORTED, "C01.verdict.ids_out_of_range")
     lossy = {a: m for a, m in sorted(by_algo.items()) if a not in lossless}
     reversible = [Msg("C01.reason.is_reversible", algo=a, why=why_reversible(by_algo[a])) for a in lossless]
     lossy_text = [Msg("C01.reason.is_not", algo=a, why=why_lossy(m)) for a, m in lossy.items()]
@@ -127,7 +195,6 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         return out.branch(Label.SUPPORTED, "C01.verdict.all_reversible", **texts)
     if lossless:
         return out.branch(Label.SUPPORTED, "C01.verdict.some_reversible", **texts)
-    best = max(by_algo.values(), key=lambda m: m["min_round_trip_ignoring_spaces"])
-    if best["min_round_trip_ignoring_spaces"] >= SPEC.threshold("spacing_only_round_trip"):
+    if _round_trip_label(by_algo, lossless) is Label.PARTLY:
         return out.branch(Label.PARTLY, "C01.verdict.spacing_lost", **texts)
     return out.branch(Label.NOT_SUPPORTED, "C01.verdict.not_reversible", **texts)

@@ -12,6 +12,7 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
+from whylab.parts import FieldAnswer, PartVerdict, part_reason
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C10"
@@ -22,6 +23,12 @@ PARTS = {
     "decoders masked": "C10.term.decoders_masked",
     "encoders bidirectional": "C10.term.encoders_bidirectional",
     "multi-head": "C10.term.multi_head",
+}
+# claim.yaml part -> the library check's part it rests on
+PART_OF = {
+    "encoder_bidirectional": "encoders bidirectional",
+    "decoder_masked": "decoders masked",
+    "multi_head": "multi-head",
 }
 MEASURES = ("relative_leak", "earlier_max_abs", "later_mean_abs", "future_attention_share")
 
@@ -108,6 +115,53 @@ def library_parts(metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def field_answer(part_id: str) -> FieldAnswer:
+    """Vaswani et al. 2017's answer from the recorded numbers: an encoder position attends to
+    every later position (share 1), a decoder position to none (share 0), and a layer runs more
+    than one head."""
+    published = SPEC.part(part_id).published()
+    value = float(published[0].value)
+    holds = {"encoder_bidirectional": value > 0, "decoder_masked": value == 0, "multi_head": value > 1}
+    label = Label.SUPPORTED if holds[part_id] else Label.NOT_SUPPORTED
+    return FieldAnswer(label, part_reason(f"C10.part.{part_id}.field", value=value), published)
+
+
+def part_verdicts(metrics: Mapping[str, Any], parts: Mapping[str, Any] | None) -> list[PartVerdict]:
+    """One part per assertion: supported where every library model holds it, not supported where
+    some model fails it, inconclusive when the library check was off."""
+    out = []
+    lib = metrics.get("library") or {}
+    for part_id, check in PART_OF.items():
+        spec = SPEC.part(part_id)
+        if parts is None:
+            label, reason = Label.INCONCLUSIVE, part_reason("C10.part.not_judged")
+        else:
+            label = Label.SUPPORTED if parts["holds"][check] else Label.NOT_SUPPORTED
+            says = Msg(f"C10.part.{part_id}.{'holds' if label is Label.SUPPORTED else 'broken'}")
+            numbers = _part_numbers(part_id, lib, parts)
+            reason = part_reason(f"C10.part.{part_id}.run", says=says, **numbers)
+        field = field_answer(part_id)
+        out.append(PartVerdict(part_id, spec.words, Kind.DEFINITION, label, reason, None, field))
+    return out
+
+
+def _part_numbers(part_id: str, lib: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, Any]:
+    fails = parts["fails"][PART_OF[part_id]] or ["-"]
+    if part_id == "multi_head":
+        heads = [f"{k} {v['heads_in_forward']}/{v['real_heads']}" for k, v in lib.items()]
+        return {"heads": heads, "fails": fails}
+    role = "encoders" if part_id == "encoder_bidirectional" else "decoders"
+    models = parts[role]
+    leaks = [float(lib[k]["relative_leak"]) for k in models]
+    future = [float(lib[k]["future_attention_share"]) for k in models]
+    return {
+        "models": models or ["-"],
+        "leak": (min(leaks) if role == "encoders" else max(leaks)) if leaks else float("nan"),
+        "future": (min(future) if role == "encoders" else max(future)) if future else float("nan"),
+        "fails": fails,
+    }
+
+
 def _bench_text(metrics: Mapping[str, Any]) -> Msg:
     dec, enc = leaks(kind_of(metrics, True)), leaks(kind_of(metrics, False))
     if not dec or not enc:
@@ -121,8 +175,10 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     assert part.primary is not None
     out = VerdictOf(Kind.DEFINITION, Msg(part.primary.text))
     if not metrics.get("library"):
+        out.parts.extend(part_verdicts(metrics, None))
         return out.branch(Label.INCONCLUSIVE, "C10.verdict.library_off", bench=_bench_text(metrics))
     parts = library_parts(metrics)
+    out.parts.extend(part_verdicts(metrics, parts))
     lib = metrics["library"]
     heads = [f"{v['real_model']} {v['real_heads']}" for k, v in lib.items() if not k.startswith("T5 d")]
     leaks_dec = max(lib[k]["relative_leak"] for k in parts["decoders"]) if parts["decoders"] else float("nan")

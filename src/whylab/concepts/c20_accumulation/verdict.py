@@ -12,6 +12,7 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C20"
@@ -53,6 +54,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
     equal, padded_mom_case, padded_ts_case = measured.whole["cases"]
     padded_mom, padded_ts = worst(padded_mom_case), worst(padded_ts_case)
     factor = float(SPEC.threshold("mean_of_means_factor"))
+    eq_smallest = [d["rel_diff"] for d in split if d["case"] == equal and d["micro"] == micros[0]]
     return {
         "diffs": diffs,
         "memory": mem,
@@ -69,6 +71,8 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "micro_smallest": micros[0],
         "micro_largest": micros[-1],
         "equal_tolerance": tol,
+        "equal_rel_sd": Spread.of(eq_smallest).std if len(eq_smallest) > 1 else None,
+        "equal_seeds": len(eq_smallest),
         "hf_fix_agrees": padded_mom > factor * tol and padded_ts <= tol if len(micros) > 1 else None,
     }
 
@@ -79,8 +83,62 @@ def primary_text() -> Msg:
     return Msg(part.primary.text)
 
 
+def field_answer() -> FieldAnswer:
+    """Goyal et al. 2017: a minibatch of kn split into k parts of n, each loss normalised by kn,
+    gives the large minibatch's gradient; supported when the recorded n x k is the minibatch."""
+    published = SPEC.part("same_gradient").published()
+    n, k, batch = (int(p.value) for p in published)
+    label = Label.SUPPORTED if n * k == batch else Label.INCONCLUSIVE
+    return FieldAnswer(label, part_reason("C20.part.same_gradient.field", n=n, k=k, batch=batch), published)
+
+
+def part_verdicts(metrics: Mapping[str, Any]) -> list[PartVerdict]:
+    """The gradient part (equal lengths and padded token sums within the tolerance; power over
+    seeds against a difference of the tolerance) and the memory part (deterministic bytes)."""
+    tol = float(metrics["equal_tolerance"])
+    eq, ts, red = metrics["equal_max_rel"], metrics["padded_token_sum_max_rel"], metrics["peak_reduction"]
+    sd = metrics.get("equal_rel_sd")
+    power = Power.paired(
+        float("nan") if sd is None else float(sd), int(metrics.get("equal_seeds", 0)), "relative", tol
+    )
+    one = metrics["micro_smallest"] == metrics["micro_largest"]
+    grad = Label.NOT_SUPPORTED if eq > tol else Label.PARTLY if ts > tol else Label.SUPPORTED
+    mem = Label.SUPPORTED if red >= SPEC.threshold("min_peak_reduction") else Label.NOT_SUPPORTED
+    if one:
+        grad = mem = Label.INCONCLUSIVE
+    detect = (
+        Msg("C20.part.detectable", d=power.detectable, n=power.n)
+        if power.detectable != float("inf")
+        else Msg("C20.part.no_spread", n=power.n)
+    )
+    return [
+        PartVerdict(
+            "same_gradient",
+            SPEC.part("same_gradient").words,
+            Kind.EXPERIMENT,
+            run_label(grad, power),
+            part_reason("C20.part.same_gradient.run", eq=eq, ts=ts, tol=tol, detect=detect),
+            power,
+            field_answer(),
+        ),
+        PartVerdict(
+            "less_memory",
+            SPEC.part("less_memory").words,
+            Kind.EXPERIMENT,
+            mem,
+            part_reason(
+                "C20.part.less_memory.run",
+                ms=metrics["micro_smallest"],
+                ml=metrics["micro_largest"],
+                red_pct=100 * red,
+            ),
+        ),
+    ]
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     out = VerdictOf(Kind.EXPERIMENT, primary_text())
+    out.parts.extend(part_verdicts(metrics))
     tol = metrics["equal_tolerance"]
     eq, mom, ts = (
         metrics["equal_max_rel"],
