@@ -463,3 +463,102 @@ def test_the_stability_rule_replaces_the_knife_edge_plateau_gate() -> None:
     m = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, drop=0.01)
     m["norms"]["layer"]["tail_drop"] = spread([0.028] * 5)
     assert c07.verdict(m).label is Label.SUPPORTED
+
+
+# --------------------------------------------------------------------------- parts (VALIDITY 7-9)
+
+SMALL = [0.002, -0.003, 0.001, -0.002, 0.002]  # a seed spread the run can resolve at 0.02 nats/token
+
+
+def tight(values: list[float], by: float, noise: list[float] = SMALL) -> list[float]:
+    return [v + by + d for v, d in zip(values, noise, strict=True)]
+
+
+def naive_of(by: float) -> list[float]:
+    """Naive BatchNorm's losses, with their own seed noise (so naive − masked has a spread)."""
+    return tight(LN, by, SMALL[::-1])
+
+
+def leaky(m: dict[str, Any], bn: list[float], ln: float = 1e-8) -> dict[str, Any]:
+    m["norms"]["batch"]["future_leak"] = spread(bn)
+    m["norms"]["layer"]["future_leak"] = spread([ln] * len(bn))
+    return m
+
+
+LEAK = [0.05, 0.06, 0.045, 0.055, 0.05]
+
+
+def _labels(m: dict[str, Any]) -> dict[str, Label]:
+    return {p.id: p.run for p in c07.verdict(m).parts}
+
+
+def test_parts_agree_with_the_label_and_every_part_label_is_reachable() -> None:
+    both = leaky(c07_metrics(naive=naive_of(0.6), masked=tight(LN, 0.3), layer=LN), LEAK)
+    v = c07.verdict(both)
+    assert v.label is Label.SUPPORTED
+    assert _labels(both) == {
+        "reason": Label.SUPPORTED,
+        "preference": Label.SUPPORTED,
+        "future_leak": Label.SUPPORTED,
+    }
+    # masking PAD clearly hurts and masked BatchNorm clearly beats LayerNorm: both not supported
+    worse = leaky(
+        c07_metrics(naive=naive_of(-0.5), masked=tight(LN, -0.2), layer=LN), [1e-4, 2e-4, 1.5e-4, 1e-4, 3e-4]
+    )
+    assert c07.verdict(worse).label is Label.NOT_SUPPORTED
+    assert set(_labels(worse).values()) == {Label.NOT_SUPPORTED}
+    # PAD barely moves BatchNorm: the reason is contradicted by the probe (no loss power applies)
+    probe = leaky(c07_metrics(naive=naive_of(0.6), masked=tight(LN, 0.3), layer=LN, bn_pad=0.001), LEAK)
+    reason = c07.verdict(probe).parts[0]
+    assert reason.run is Label.NOT_SUPPORTED and reason.power is None and "only 0.001" in reason.reason
+    # not clear, or a lead still moving: limited parts, never lower
+    unclear = leaky(c07_metrics(naive=naive_of(0.0), masked=tight(LN, 0.0), layer=LN), LEAK)
+    assert (
+        _labels(unclear)["reason"] is Label.INCONCLUSIVE
+        and _labels(unclear)["preference"] is Label.INCONCLUSIVE
+    )
+    # LayerNorm moving with the later tokens: the leak probe is not clean
+    dirty = leaky(c07_metrics(naive=naive_of(0.6), masked=tight(LN, 0.3), layer=LN), LEAK, ln=5e-4)
+    assert _labels(dirty)["future_leak"] is Label.INCONCLUSIVE
+
+
+def test_noisy_seeds_make_a_contradiction_limited_not_lower() -> None:
+    """With the seed spread of DIFFS the run could detect only about 0.024 nats/token, above the
+    0.02 nats/token margin: a clear contradiction becomes a limited part (inconclusive)."""
+    v = c07.verdict(c07_metrics(naive=shift(LN, -0.5), masked=shift(LN, -0.2), layer=LN))
+    reason, preference, _ = v.parts
+    assert reason.power is not None and reason.power.limited and reason.power.detectable > 0.02
+    assert reason.run is Label.INCONCLUSIVE and preference.run is Label.INCONCLUSIVE
+    assert "could detect 0.0242" in preference.reason
+
+
+def test_literature_from_the_recorded_shen_numbers() -> None:
+    from whylab.concepts.c07_layernorm_vs_batchnorm import judged
+
+    pref, reason = judged.field_of("preference"), judged.field_of("reason")
+    assert pref is not None and reason is not None and judged.field_of("future_leak") is None
+    assert pref.label is Label.SUPPORTED and pref.published[0].value == -1  # BatchNorm worse
+    assert reason.label is Label.INCONCLUSIVE  # Shen et al. name another cause, not PAD
+    assert all(p.url == "https://arxiv.org/abs/2003.07845" for p in (*pref.published, *reason.published))
+    both = leaky(c07_metrics(naive=naive_of(0.6), masked=tight(LN, 0.3), layer=LN), LEAK)
+    parts = c07.verdict(both).parts
+    assert [str(p.believe.source) for p in parts] == ["this run", "run and literature agree", "this run"]
+
+
+def test_part_texts_render_in_korean() -> None:
+    cases = (
+        leaky(c07_metrics(naive=naive_of(0.6), masked=tight(LN, 0.3), layer=LN), LEAK),
+        leaky(
+            c07_metrics(naive=naive_of(-0.5), masked=tight(LN, -0.2), layer=LN),
+            [1e-4, 2e-4, 1.5e-4, 1e-4, 3e-4],
+        ),
+        leaky(c07_metrics(naive=naive_of(0.6), masked=tight(LN, 0.3), layer=LN, bn_pad=0.001), LEAK, ln=5e-4),
+        c07_metrics(naive=shift(LN, 0.0), masked=shift(LN, 0.0), layer=LN),
+    )
+    for m in cases:
+        for part in c07.verdict(m).parts:
+            texts = [part.reason] + ([part.field.reason] if part.field else [])
+            for text in texts:
+                assert isinstance(text, Msg)
+                ko = text.in_("ko")
+                assert ko != str(text) and english_runs(ko) == [], ko

@@ -446,3 +446,51 @@ def test_accuracy_thresholds_are_decision_settings() -> None:
 
     measured = measure_settings("C11", copy.deepcopy(SETTINGS))
     assert "min_accuracy" not in measured and "min_effect" not in measured and "steps" in measured
+
+
+# --------------------------------------------------------------------------- parts (VALIDITY 7-9)
+
+
+def test_parts_from_the_library_roles_and_vaswani() -> None:
+    """The decoder has cross-attention (supported); the encoder output as query and key: the keys
+    come from it but the queries from the decoder (not supported), as in Vaswani et al. 3.2.3."""
+    v = c11.verdict(_metrics())
+    assert [p.id for p in v.parts] == ["has_cross_attention", "query_key"]
+    has, qk = v.parts
+    assert has.run is Label.SUPPORTED and qk.run is Label.NOT_SUPPORTED and v.label is Label.PARTLY
+    assert has.field is not None and has.field.label is Label.SUPPORTED
+    assert qk.field is not None and qk.field.label is Label.NOT_SUPPORTED
+    assert qk.believe.label is Label.NOT_SUPPORTED and str(qk.believe.source) == "run and literature agree"
+    assert "queries come from the decoder" in qk.reason and "keys from the encoder output" in qk.reason
+    assert "previous decoder layer" in qk.field.reason
+    assert c11.verdict(_metrics(q="encoder")).parts[1].run is Label.SUPPORTED
+    assert c11.verdict(_metrics(k="decoder")).parts[1].run is Label.NOT_SUPPORTED
+    none = c11.verdict(_metrics(cross=0)).parts
+    assert none[0].run is Label.NOT_SUPPORTED
+    some = _metrics()
+    some["library"][0]["decoder_layers"] = 3  # cross-attention in 2 of 3 layers
+    assert c11.verdict(some).parts[0].run is Label.PARTLY
+    mixed = _metrics()
+    for row in mixed["library"][:2]:
+        row["q_moved_by_source"] = 1.2
+    assert c11.verdict(mixed).parts[1].run is Label.INCONCLUSIVE
+    assert c11.verdict(_metrics(seeds=1)).parts == ()
+
+
+def test_literature_rule_reads_the_recorded_sources() -> None:
+    from whylab.concepts.c11_cross_attention import judged
+
+    qk = judged.field_query_key()
+    assert {p.unit: p.value for p in qk.published} == {"query source": "decoder", "key source": "encoder"}
+    assert all(p.url == "https://arxiv.org/abs/1706.03762" for p in qk.published)
+    assert judged.field_has_cross().label is Label.SUPPORTED
+
+
+def test_part_texts_render_in_korean() -> None:
+    for m in (_metrics(), _metrics(q="encoder"), _metrics(cross=0)):
+        for part in c11.verdict(m).parts:
+            assert part.field is not None
+            for text in (part.reason, part.field.reason):
+                assert isinstance(text, Msg)
+                ko = text.in_("ko")
+                assert ko != str(text) and english_runs(ko) == [], ko

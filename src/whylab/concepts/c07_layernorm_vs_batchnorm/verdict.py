@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
+from whylab.concepts.c07_layernorm_vs_batchnorm.judged import judged_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
@@ -306,4 +307,5 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     parts = _parts(metrics)
     numbers = _numbers(metrics, ln_dep, parts.trend)
     limited.extend(_limits(metrics, parts))
+    out.parts.extend(judged_parts(metrics, parts.reason, parts.preference))
     return _judged(out, parts, numbers)

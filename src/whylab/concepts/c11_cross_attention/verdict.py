@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from whylab.concepts.c11_cross_attention.judged import judged_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
@@ -209,7 +210,7 @@ def _experiment(metrics: Mapping[str, Any]) -> tuple[Msg, tuple[Msg, ...]]:
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """Decided by the definition check on library encoder–decoders; the trained notes' wiring and
     our own model are reported with it (they do not change the label)."""
-    part = SPEC.part("cross_attention")
+    part = SPEC.part("query_key")
     assert part.primary is not None
     out = VerdictOf(Kind.DEFINITION, Msg(part.primary.text))
     if int(metrics["n_seeds"]) < int(SPEC.threshold("min_seeds")):
@@ -220,6 +221,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     roles_ = lib["roles"]
     experiment, limited = _experiment(metrics)
     out.limited.extend(limited)
+    out.parts.extend(judged_parts(lib))
     scope = Msg("C11.reason.scope", without=lib["without"]) if lib["without"] else empty()
     params: dict[str, Any] = {"names": lib["models"], "experiment": experiment, "scope": scope}
     if not lib["models"] or not lib["every_layer"]:
