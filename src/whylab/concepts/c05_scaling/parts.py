@@ -163,7 +163,7 @@ def gradient_part(m: Mapping[str, Any]) -> PartVerdict:
     power = Power.paired(
         test["sd_diff"] if test and test["sd_diff"] is not None else math.nan,
         comp["n"],
-        "log gradient ratio",
+        "log ratio",  # of the gradient reaching W_q, unscaled over scaled
         predicted=floor,
     )
     params: dict[str, Any] = {"d_k": d_k, "shrink": GRAD_SHRINK, "entropy": entropy or math.nan}
