@@ -3,6 +3,7 @@ marks each), a bottom line computed from the verdicts, the evidence folded, ever
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,34 @@ def test_the_folded_page_fits_in_twenty_screens(results: dict[str, Path], tmp_pa
     assert (tmp_path / f"first-screen.{lang}.png").stat().st_size > 0
     assert opened == 0
     assert height <= SCREENS * 900, f"{height:.0f} px is {height / 900:.1f} screens"
+
+
+def test_each_checked_line_of_the_notes_links_to_its_part(results: dict[str, Path]) -> None:
+    record = json.loads(results["C18"].read_text(encoding="utf-8"))
+    believe = {"label": "supported", "source": "this run"}
+    record["verdict"]["parts"] = [
+        {
+            "id": pid,
+            "words": words,
+            "kind": "definition check",
+            "run": {"label": "supported", "reason": "r", "power": None},
+            "literature": None,
+            "believe": believe,
+        }
+        for pid, words in (
+            ("adafactor_beta1", "AdaFactor: 2-4 bytes/파라미터"),
+            ("bert", "BERT_FP32 = 110M * 4 = 440MB (모델만)"),
+            ("paraphrase", "not words of the notes"),
+        )
+    ]
+    path = results["C18"].parent / "with_parts.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    html = report.render({"C18": path}, config={}, title="t")
+    notes = html[html.index('<section id="notes">') : html.index('id="summary"')]
+    for pid in ("adafactor_beta1", "bert"):
+        assert f'<tr id="C18-{pid}">' in _section(html, "C18")
+        assert notes.count(f'href="#C18-{pid}"') == 1
+    line = next(x for x in notes.split('<div class="line">') if "#- AdaFactor" in x)
+    assert line.startswith('#- AdaFactor: 2-4 bytes/파라미터 <a class="badge part supported"')
+    assert "<code>adafactor_beta1</code> · supported</a></div>" in line
+    assert 'href="#C18-paraphrase"' not in notes and '<tr id="C18-paraphrase">' in html

@@ -283,7 +283,7 @@ def render(
                 for what, value in run_scale(config, extra_data, corpus, env_info["device"])
             ],
             glance=glance_figure(labels, kinds, lang),
-            notes=annotate_notes(claims.notes_text(), labels),
+            notes=annotate_notes(claims.notes_text(), labels, {cid: v["parts"] for cid, v in by_id.items()}),
             by_id=by_id,
             bottom=bottom_line([(c, by_id.get(c.id)) for c in claims.CLAIMS], lang),
             reading=further_reading(loaded),
