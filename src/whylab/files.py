@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -68,3 +69,13 @@ def jsonable(value: Any) -> Any:
 def parse_yaml(text: str) -> Any:
     """A YAML document, read safely (no Python objects), with the fast loader."""
     return yaml.load(text, Loader=YAML_LOADER)
+
+
+def finite(value: float | None) -> float | None:
+    """A measured number, or None where it is missing or not finite (a run that blew up)."""
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def finite_or_text(value: float) -> float | str:
+    """A float for JSON: a non-finite one as its text ("nan", "inf"), read back with float()."""
+    return value if math.isfinite(value) else str(value)

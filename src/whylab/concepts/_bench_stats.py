@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from whylab.files import finite
 from whylab.messages import Msg
 from whylab.verdict import Spread
 
@@ -41,10 +42,6 @@ def fmt(spread: Mapping[str, Any] | Sequence[float], digits: int = 3, notation: 
     if entry.get("std") is None:
         return f"{entry['mean']:.{digits}{notation}}"
     return f"{entry['mean']:.{digits}{notation}} ± {entry['std']:.{digits}{notation}}"
-
-
-def finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def paired(a: Sequence[float | None], b: Sequence[float | None], min_effect: float) -> dict[str, Any]:

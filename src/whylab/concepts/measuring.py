@@ -223,5 +223,5 @@ def read_measured(
             per_seed.append(record["measurements"])
             wall += float(record.get("wall_time_s", 0.0))
             env = env or dict(record["environment"])
-    # the run's settings, decision settings included: the measurements were checked against the rest
-    return Measured(claim_id, jsonable(without_seeds(settings)), seeds, whole, per_seed, env, round(wall, 3))
+    # the settings the measurement ran with; deciding.decide adds those only the decision reads
+    return Measured(claim_id, dict(expected), seeds, whole, per_seed, env, round(wall, 3))

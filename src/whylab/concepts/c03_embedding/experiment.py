@@ -23,11 +23,7 @@ from whylab.bench.train import bench_config, train_lm, train_settings
 from whylab.concepts.c03_embedding import FROZEN, FROZEN_UNIT, LEARNED
 from whylab.concepts.context import ConceptContext
 from whylab.errors import InputError
-
-
-def finite(value: float | None) -> float | None:
-    """A measured number, or None where it is missing or not finite (a run that blew up)."""
-    return float(value) if value is not None and math.isfinite(float(value)) else None
+from whylab.files import finite
 
 
 def row_relative_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:

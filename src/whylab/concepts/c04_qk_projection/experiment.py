@@ -8,7 +8,6 @@ sentence through both LMs. Deciding is in ``verdict.py``, drawing in ``figures.p
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,14 +18,10 @@ from whylab.bench.lab import history_dict, learned_baseline, load_corpus, train_
 from whylab.bench.train import train_settings
 from whylab.concepts.c04_qk_projection import KEYS
 from whylab.concepts.context import ConceptContext
+from whylab.files import finite
 
 VARIANTS = {"learned W_q, W_k": True, "Q = K = X": False}  # display name -> has W_q, W_k
 ILLUSTRATION_KO = "내일 점심에 팀장님이랑 밥 약속이 있어."
-
-
-def finite(value: float | None) -> float | None:
-    """A measured number, or None where it is missing or not finite (a run that blew up)."""
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 # --------------------------------------------------------------------------- the synthetic task

@@ -7,7 +7,6 @@ and the LM runs' losses and curves. Deciding is in ``verdict.py``, drawing in ``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +16,7 @@ import torch
 from whylab.bench.lab import history_dict, learned_baseline, load_corpus, train_on_corpus, train_on_task
 from whylab.concepts.c06_value_projection.arms import LM_ARMS, TASK_ARMS
 from whylab.concepts.context import ConceptContext
-
-
-def finite(value: float | None) -> float | None:
-    """A loss as stored: None where it is not finite (a run that blew up)."""
-    return float(value) if value is not None and math.isfinite(float(value)) else None
+from whylab.files import finite
 
 
 # --------------------------------------------------------------------------- the synthetic task

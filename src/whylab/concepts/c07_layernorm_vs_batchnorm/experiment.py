@@ -10,7 +10,6 @@ tokens and, for naive BatchNorm, what PAD does to its statistics; and the data e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from whylab.concepts.c07_layernorm_vs_batchnorm.probes import (
 )
 from whylab.concepts.context import ConceptContext
 from whylab.errors import InputError
+from whylab.files import finite
 
 REQUIRED_NORMS = ("layer", "batch", "masked_batch")
 PAD_SHARE_BATCHES = 20  # training batches drawn to measure the PAD share of a batch
@@ -62,10 +62,6 @@ class Prepared:
     model_max_len: int
     train_over: dict[str, Any]
     batch_size: int
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def _corpus_paths(inputs: Mapping[str, Path], prefix: str) -> list[Path]:
@@ -151,7 +147,7 @@ def _tail_drop(train_loss: list[float]) -> float | None:
     late = train_loss[int(0.6 * n) : int(0.8 * n)] or train_loss
     last = train_loss[int(0.8 * n) :] or train_loss
     late_mean, last_mean = sum(late) / len(late), sum(last) / len(last)
-    return _finite((late_mean - last_mean) / last_mean) if last_mean else None
+    return finite((late_mean - last_mean) / last_mean) if last_mean else None
 
 
 def _one_norm(ctx: ConceptContext, d: Prepared, norm: str, seed: int) -> dict[str, Any]:
@@ -189,10 +185,10 @@ def _one_norm(ctx: ConceptContext, d: Prepared, norm: str, seed: int) -> dict[st
     )
     record: dict[str, Any] = {
         "tail_drop": _tail_drop(hist.train_loss),
-        "eval_loss": _finite(eval_loss),
-        "batch_stats_loss": _finite(stats_loss),
-        "mode_gap": _finite(eval_loss - stats_loss),
-        "train_loss_end": _finite(sum(tail) / len(tail)),
+        "eval_loss": finite(eval_loss),
+        "batch_stats_loss": finite(stats_loss),
+        "mode_gap": finite(eval_loss - stats_loss),
+        "train_loss_end": finite(sum(tail) / len(tail)),
         "diverged": bool(hist.diverged),
         "future_leak": future_leak(
             model,

@@ -20,12 +20,9 @@ from whylab.bench.data import lm_batches
 from whylab.bench.train import bench_config, per_layer_grad_norms, train_settings
 from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
 from whylab.concepts.context import ConceptContext
+from whylab.files import finite
 
 GRAD_PROBE_BATCH = 16  # sequences in the batch whose gradient is measured at initialisation
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def overrides(s: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
@@ -90,7 +87,7 @@ def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
                 {"lr": cell["lr"], "warmup_steps": cell["warmup"], **train_over},
             )
             runs[cell_key(cell)][pos] = {
-                "final_eval_loss": _finite(hist.final_eval_loss),
+                "final_eval_loss": finite(hist.final_eval_loss),
                 "diverged": bool(hist.diverged),
                 "curve": lab.history_dict(hist),
             }

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from whylab.bench import lab
 from whylab.concepts.context import ConceptContext
+from whylab.files import finite_or_text
 
 CLAIM_ID = "C09"
 KINDS = ("linear", "activation", "dropout", "norm")
@@ -290,11 +291,6 @@ def ablation_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if int(mult) != base_mult:
             variants[f"{base_act}, {int(mult)}x"] = {"activation": base_act, "ffn_mult": int(mult)}
     return variants
-
-
-def finite_or_text(value: float) -> float | str:
-    """A float for JSON: a non-finite one as its text ("nan", "inf"), read back with float()."""
-    return value if math.isfinite(value) else str(value)
 
 
 def measure(ctx: ConceptContext) -> dict[str, Any]:

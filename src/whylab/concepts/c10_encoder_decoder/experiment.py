@@ -21,6 +21,7 @@ from whylab.bench.data import eval_windows, lm_data
 from whylab.bench.model import BenchTransformer
 from whylab.bench.train import TrainHistory, bench_config, train_lm, train_settings
 from whylab.concepts.context import ConceptContext
+from whylab.files import finite_or_text
 
 CLAIM_ID = "C10"
 KINDS = {"decoder (causal mask)": True, "encoder (no mask)": False}  # model -> causal mask
@@ -206,11 +207,6 @@ def library_check(seq_len: int, vocab_size: int, positions: Sequence[int], seed:
             **{k: prof[k] for k in ("earlier_max_abs", "later_mean_abs", "relative_leak")},
         }
     return out
-
-
-def finite_or_text(value: float) -> float | str:
-    """A float for JSON: a non-finite one (a relative leak over a change of 0) as its text, "inf"."""
-    return value if math.isfinite(value) else str(value)
 
 
 def _curve(hist: TrainHistory) -> dict[str, Any]:
