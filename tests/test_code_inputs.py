@@ -69,3 +69,25 @@ def test_a_measuring_module_reaches_its_imports_and_parents_but_not_the_drawing_
     }
     assert "whylab/concepts/__init__.py" in closure and "whylab/bench/lab.py" in closure
     assert not {"whylab/plotting.py", "whylab/messages/__init__.py", "whylab/verdict.py"} & closure
+
+
+def test_no_claims_measure_job_has_deciding_code_among_its_inputs() -> None:
+    """What the DAG declares as a measure job's code (imports inside functions count): editing a
+    verdict, a figure, a text or the result schema must re-run no measurement."""
+    from whylab.concepts import REGISTRY
+
+    deciding = {
+        "whylab/verdict.py",
+        "whylab/parts.py",
+        "whylab/results.py",
+        "whylab/plotting.py",
+        "whylab/messages/__init__.py",
+    }
+    code = CodeInputs(SRC)
+    found = {
+        claim: sorted(
+            deciding & {p.relative_to(SRC).as_posix() for p in code.closure(f"{module}.experiment")}
+        )
+        for claim, module in REGISTRY.items()
+    }
+    assert not {claim: files for claim, files in found.items() if files}, found

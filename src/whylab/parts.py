@@ -236,3 +236,9 @@ def believed(parts: Sequence[PartVerdict]) -> Belief:
 def part_reason(key: str, /, **params: Any) -> Msg:
     """A part's reason: the catalogue message ``key`` (e.g. ``C05.part.dimension.run.kept``)."""
     return Msg(key, **params)
+
+
+def published_numbers(part: Any) -> tuple[Published, ...]:
+    """A claim.yaml part's recorded ``literature`` (:class:`whylab.concepts.spec.Part`) as
+    :class:`Published` records."""
+    return tuple(Published.from_dict(d) for d in part.literature)

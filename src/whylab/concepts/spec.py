@@ -59,12 +59,6 @@ class Part:
     primary: Primary | None = None
     literature: tuple[dict[str, Any], ...] = ()  # published numbers: source, where, value, unit, url
 
-    def published(self) -> tuple[Any, ...]:
-        """The part's ``literature`` as :class:`whylab.parts.Published` records."""
-        from whylab.parts import Published
-
-        return tuple(Published.from_dict(d) for d in self.literature)
-
 
 @dataclass(frozen=True)
 class ClaimSpec:

@@ -11,7 +11,7 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
-from whylab.parts import FieldAnswer, PartVerdict, part_reason
+from whylab.parts import FieldAnswer, PartVerdict, part_reason, published_numbers
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C01"
@@ -113,10 +113,10 @@ def field_answers() -> dict[str, FieldAnswer]:
     """The published numbers: a finite vocabulary (GPT-2's 50,257 ids; BPE's initial symbols plus
     its merges) gives every piece an integer id; a base vocabulary of all 256 byte values (GPT-2's
     byte-level BPE) encodes any text without an unknown token, so its ids give the text back."""
-    ids = SPEC.part("ids").published()
+    ids = published_numbers(SPEC.part("ids"))
     vocab = [int(p.value) for p in ids]
     ids_label = Label.SUPPORTED if all(v > 0 for v in vocab) else Label.NOT_SUPPORTED
-    (base,) = SPEC.part("round_trip").published()
+    (base,) = published_numbers(SPEC.part("round_trip"))
     lossless = int(base.value) >= BYTE_VALUES
     return {
         "ids": FieldAnswer(

@@ -14,7 +14,7 @@ from typing import Any
 from whylab.concepts import _bench_stats as stats
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
-from whylab.parts import FieldAnswer, PartVerdict, Power, run_label
+from whylab.parts import FieldAnswer, PartVerdict, Power, published_numbers, run_label
 from whylab.verdict import Kind, Label, Spread
 
 SPEC = load_spec("C07")
@@ -44,7 +44,7 @@ def field_of(part_id: str) -> FieldAnswer | None:
     supported); for the reason, whether the paper names PAD as the cause (1 -> supported; 0: it
     names the batch statistics' fluctuation instead, which neither confirms nor refutes PAD ->
     inconclusive)."""
-    papers = SPEC.part(part_id).published()
+    papers = published_numbers(SPEC.part(part_id))
     if not papers:
         return None
     (paper,) = papers

@@ -12,7 +12,7 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
-from whylab.parts import FieldAnswer, PartVerdict, part_reason
+from whylab.parts import FieldAnswer, PartVerdict, part_reason, published_numbers
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C10"
@@ -119,7 +119,7 @@ def field_answer(part_id: str) -> FieldAnswer:
     """Vaswani et al. 2017's answer from the recorded numbers: an encoder position attends to
     every later position (share 1), a decoder position to none (share 0), and a layer runs more
     than one head."""
-    published = SPEC.part(part_id).published()
+    published = published_numbers(SPEC.part(part_id))
     value = float(published[0].value)
     holds = {"encoder_bidirectional": value > 0, "decoder_masked": value == 0, "multi_head": value > 1}
     label = Label.SUPPORTED if holds[part_id] else Label.NOT_SUPPORTED

@@ -11,7 +11,7 @@ from typing import Any
 
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
-from whylab.parts import FieldAnswer, PartVerdict
+from whylab.parts import FieldAnswer, PartVerdict, published_numbers
 from whylab.verdict import Kind, Label
 
 SPEC = load_spec("C11")
@@ -26,7 +26,7 @@ def _source(role: Mapping[str, bool], p: str) -> str:
 def field_has_cross() -> FieldAnswer:
     """Vaswani et al.: the recorded number of cross-attention sub-layers per decoder layer; one or
     more -> supported, none -> not supported."""
-    (paper,) = SPEC.part("has_cross_attention").published()
+    (paper,) = published_numbers(SPEC.part("has_cross_attention"))
     value = float(paper.value)
     label = Label.SUPPORTED if value >= 1 else Label.NOT_SUPPORTED
     return FieldAnswer(label, Msg("C11.part.has_cross_attention.field", value=value), (paper,))
@@ -36,7 +36,7 @@ def field_query_key() -> FieldAnswer:
     """Vaswani et al.: where the recorded queries and keys come from; both the encoder ->
     supported, keys from the encoder but queries from the decoder -> not supported (the notes
     name the query's side wrongly), anything else -> inconclusive."""
-    papers = SPEC.part("query_key").published()
+    papers = published_numbers(SPEC.part("query_key"))
     by_role = {p.unit: str(p.value) for p in papers}
     query, key = by_role.get("query source"), by_role.get("key source")
     if query == "encoder" and key == "encoder":

@@ -14,7 +14,7 @@ from whylab.concepts.spec import load_spec
 from whylab.memory.planner import load_model_config
 from whylab.memory.training_plan import GiB, Setup, plan
 from whylab.messages import Msg, empty, language_name
-from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, published_numbers, run_label
 from whylab.verdict import Kind, Label, effect, paired_test
 
 SPEC = load_spec("C14")
@@ -44,7 +44,7 @@ def real_scale() -> dict[str, Any]:
 def four_bit_field(max_bits: float) -> FieldAnswer:
     """The QLoRA paper's NF4 with double quantization: 4-bit codes plus its constants' bits per
     parameter; at most ``max_bits`` -> a 4-bit quantization (supported)."""
-    published = SPEC.part("four_bit").published()
+    published = published_numbers(SPEC.part("four_bit"))
     code_bits, constant_bits = (float(p.value) for p in published)
     bits = code_bits + constant_bits
     label = Label.SUPPORTED if bits <= max_bits else Label.NOT_SUPPORTED
@@ -56,7 +56,7 @@ def four_bit_field(max_bits: float) -> FieldAnswer:
 def lora_field() -> FieldAnswer:
     """The QLoRA paper fine-tuned a 65B model on one 48 GB GPU: its 16-bit weights alone would not
     fit there, its NF4 base does -> fine-tuning trained adapters on the frozen 4-bit base (supported)."""
-    published = SPEC.part("lora_finetuning").published()
+    published = published_numbers(SPEC.part("lora_finetuning"))
     params_b, gpu_gb = (float(p.value) for p in published)
     bf16_gb = 2 * params_b
     nf4_gb = params_b * 4.127 / 8

@@ -15,7 +15,7 @@ from whylab.concepts.spec import load_spec
 from whylab.memory.planner import load_model_config
 from whylab.memory.training_plan import GiB, Setup, plan
 from whylab.messages import Msg, empty
-from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, published_numbers, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C19"
@@ -163,7 +163,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
 def field_answer(threshold: float) -> FieldAnswer:
     """Chen et al. 2016's numbers against the notes: a saving of at least ``threshold`` of the
     training memory -> supported."""
-    published = SPEC.part(PART).published()
+    published = published_numbers(SPEC.part(PART))
     without, with_ck, extra_time = (float(p.value) for p in published)
     saving = 1 - with_ck / without
     label = Label.SUPPORTED if saving >= threshold else Label.NOT_SUPPORTED

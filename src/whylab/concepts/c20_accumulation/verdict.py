@@ -12,7 +12,7 @@ from typing import Any
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
-from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, published_numbers, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C20"
@@ -86,7 +86,7 @@ def primary_text() -> Msg:
 def field_answer() -> FieldAnswer:
     """Goyal et al. 2017: a minibatch of kn split into k parts of n, each loss normalised by kn,
     gives the large minibatch's gradient; supported when the recorded n x k is the minibatch."""
-    published = SPEC.part("same_gradient").published()
+    published = published_numbers(SPEC.part("same_gradient"))
     n, k, batch = (int(p.value) for p in published)
     label = Label.SUPPORTED if n * k == batch else Label.INCONCLUSIVE
     return FieldAnswer(label, part_reason("C20.part.same_gradient.field", n=n, k=k, batch=batch), published)

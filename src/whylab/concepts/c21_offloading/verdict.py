@@ -15,7 +15,7 @@ from whylab.memory import calculator as calc
 from whylab.memory.planner import load_model_config
 from whylab.memory.training_plan import GiB, Setup, plan
 from whylab.messages import Msg, empty
-from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, run_label
+from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, published_numbers, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C21"
@@ -156,7 +156,7 @@ def _verdict(metrics: Mapping[str, Any], out: VerdictOf) -> Verdict:
 def layers_field() -> FieldAnswer:
     """What the published descriptions say CPU offloading moves: every source moves layers ->
     supported, none -> not supported, some -> partly (value 1 = moves layers, 0 = does not)."""
-    published = SPEC.part("layers").published()
+    published = published_numbers(SPEC.part("layers"))
     moves = [float(p.value) == 1.0 for p in published]
     label = Label.SUPPORTED if all(moves) else Label.NOT_SUPPORTED if not any(moves) else Label.PARTLY
     return FieldAnswer(
@@ -195,7 +195,7 @@ def layers_part(metrics: Mapping[str, Any]) -> PartVerdict:
 def saves_field(threshold: float) -> FieldAnswer:
     """Ren et al. 2021: the largest model one GPU trains with ZeRO-Offload over PyTorch's; a ratio of
     at least 1 / (1 - threshold) means offloading freed at least ``threshold`` of the memory."""
-    published = SPEC.part("saves_memory").published()
+    published = published_numbers(SPEC.part("saves_memory"))
     size, ratio = (float(p.value) for p in published)
     label = Label.SUPPORTED if ratio >= 1 / (1 - threshold) else Label.NOT_SUPPORTED
     return FieldAnswer(label, part_reason("C21.part.saves.field", size=size, ratio=ratio), published)
