@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from html.parser import HTMLParser
 
 # elements whose text is not the page's own words: code and data, citations, the page's machinery
@@ -9,8 +10,9 @@ SKIPPED = {"code", "pre", "cite", "style", "script", "title"}
 
 
 class _Text(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, data_tables: bool) -> None:
         super().__init__(convert_charrefs=True)
+        self.data_tables = data_tables
         self.stack: list[tuple[str, bool]] = []  # (tag, skips its text)
         self.parts: list[str] = []
 
@@ -18,7 +20,7 @@ class _Text(HTMLParser):
         if tag in {"meta", "link", "img", "br", "input", "hr"}:
             return
         classes = (dict(attrs).get("class") or "").split()
-        skip = tag in SKIPPED or (tag == "table" and "data" in classes)
+        skip = tag in SKIPPED or (tag == "table" and "data" in classes and not self.data_tables)
         self.stack.append((tag, skip))
 
     def handle_endtag(self, tag: str) -> None:
@@ -32,9 +34,13 @@ class _Text(HTMLParser):
             self.parts.append(data)
 
 
-def fixed_text(html: str) -> str:
-    """The page's text outside code, preformatted data, data tables (their header row names the
-    columns as code), and citations."""
-    parser = _Text()
+def fixed_text(html: str, data_tables: bool | None = None) -> str:
+    """The page's text outside code, preformatted data and citations; data tables' headers and
+    cells too where ``data_tables`` (default: where ``WHYLAB_STRICT_TRANSLATIONS`` is on, as the
+    tables' texts are translated from messages/<lang>/drawn/, which fill up claim by claim); their
+    identifiers are code."""
+    if data_tables is None:
+        data_tables = os.environ.get("WHYLAB_STRICT_TRANSLATIONS", "").strip() not in ("", "0", "false", "no")
+    parser = _Text(data_tables)
     parser.feed(html)
     return " ".join(" ".join(parser.parts).split())

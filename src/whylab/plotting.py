@@ -5,6 +5,12 @@ The layout check uses the extents matplotlib's renderer reports for the figure a
 saved. With ``WHYLAB_STRICT_FIGURES=1`` (the test suite sets it) a problem raises
 :class:`FigureLayoutError`; otherwise it is printed to stderr (the rule's log) and recorded in
 the PNG itself (text chunk ``whylab-layout``), where the report shows it under the figure.
+
+A figure is drawn once and saved in each report language: ``figures/<name>.png`` in English,
+then ``figures/<lang>/<name>.png`` with every drawn text in ``lang`` (:mod:`whylab.figure_languages`,
+from the translation files of :mod:`whylab.drawn_texts`). A text with no translation stays English
+with a warning on stderr; with ``WHYLAB_STRICT_TRANSLATIONS=1`` it raises
+:class:`MissingTranslationError`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -21,20 +29,27 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib import font_manager
 
+from whylab.drawn_texts import translate
+from whylab.figure_languages import relabel, text_places
 from whylab.figure_layout import LEGEND_PLACES as LEGEND_PLACES
 from whylab.figure_layout import OVERLAP_SLACK_PX as OVERLAP_SLACK_PX
 from whylab.figure_layout import layout_problems as layout_problems
 from whylab.figure_layout import tidy_layout as tidy_layout
 from whylab.fonts import hangul_font_files
-from whylab.messages import Msg, to_record
+from whylab.messages import DEFAULT, LANGUAGES, Msg, to_record
 from whylab.results import FigureRef
 
 STRICT_ENV = "WHYLAB_STRICT_FIGURES"
+STRICT_TRANSLATIONS_ENV = "WHYLAB_STRICT_TRANSLATIONS"
 LAYOUT_KEY = "whylab-layout"
 
 
 class FigureLayoutError(ValueError):
     """A figure whose legend covers data or whose labels overlap (strict mode only)."""
+
+
+class MissingTranslationError(ValueError):
+    """A figure text with no translation in a report language (strict translations only)."""
 
 
 def _hangul_fonts() -> list[str]:
@@ -54,37 +69,99 @@ def setup() -> None:
     plt.rcParams["savefig.bbox"] = "tight"
 
 
+def _flag(env: str) -> bool:
+    return os.environ.get(env, "").strip() not in ("", "0", "false", "no")
+
+
 def strict() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip() not in ("", "0", "false", "no")
+    return _flag(STRICT_ENV)
 
 
-def save(fig: plt.Figure, outdir: Path, name: str, title: str, caption: str) -> FigureRef:
-    """Save ``fig`` as ``outdir/figures/<name>.png`` and return its reference.
+def strict_translations() -> bool:
+    return _flag(STRICT_TRANSLATIONS_ENV)
+
+
+def save(
+    fig: plt.Figure,
+    outdir: Path,
+    name: str,
+    title: str,
+    caption: str,
+    *,
+    languages: Sequence[str] | None = None,
+) -> FigureRef:
+    """Save ``fig`` as ``outdir/figures/<name>.png``, and in each of ``languages`` (default: every
+    report language but English) as ``outdir/figures/<lang>/<name>.png``; return its reference.
 
     Every axis that carries data must have both axis labels set (with units
     where the quantity has one); this is checked here so no figure slips out
     unlabelled. The drawn layout is tidied (:func:`tidy_layout`: a legend moved off the data,
-    crowded x tick labels turned) and then checked (:func:`layout_problems`).
+    crowded x tick labels turned) and then checked (:func:`layout_problems`), in each language.
     """
     if not title or not caption:
         raise ValueError(f"figure {name!r} needs a title and a caption")
     _check_labels(fig, name)
+    figdir = outdir / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    try:
+        _draw(fig, name, title, figdir / f"{name}.png")
+        others = [lang for lang in LANGUAGES if lang != DEFAULT] if languages is None else languages
+        translations = _translated(fig, name, title, figdir, others) if others else {}
+    finally:
+        plt.close(fig)
+    for entry in translations.values():
+        entry["path"] = str(Path(entry["path"]).relative_to(outdir))
+    return FigureRef(
+        path=str((figdir / f"{name}.png").relative_to(outdir)),
+        title=title,
+        caption=caption,
+        translations=translations,
+    )
+
+
+def _draw(fig: plt.Figure, name: str, title: str, path: Path) -> None:
+    """Title, tidy, check and save ``fig`` as ``path``."""
     fig.suptitle(title)
     tidy_layout(fig)
     problems = layout_problems(fig)
+    where = name if path.parent.name == "figures" else f"{name} ({path.parent.name})"
     if problems and strict():
-        plt.close(fig)
         more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise FigureLayoutError(f"figure {name!r}: " + "; ".join(problems[:5]) + more)
+        raise FigureLayoutError(f"figure {where!r}: " + "; ".join(problems[:5]) + more)
     for problem in problems:
-        print(f"whylab: figure {name!r}: {problem}", file=sys.stderr)
-    figdir = outdir / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    path = figdir / f"{name}.png"
+        print(f"whylab: figure {where!r}: {problem}", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # kept as catalogue messages, so the report can say them in each language
     fig.savefig(path, metadata={LAYOUT_KEY: json.dumps(to_record(problems), ensure_ascii=False)})
-    plt.close(fig)
-    return FigureRef(path=str(path.relative_to(outdir)), title=title, caption=caption)
+
+
+def _translated(
+    fig: plt.Figure, name: str, title: str, figdir: Path, languages: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``fig`` drawn and saved in each of ``languages``: per language its path, the texts drawn
+    and the English texts left English for want of a translation."""
+    places = text_places(fig)
+    out: dict[str, dict[str, Any]] = {}
+    for lang in languages:
+        drawn, missing = relabel(places, lang)
+        found = title.in_(lang) if isinstance(title, Msg) else translate(title, lang)
+        if found is None:
+            missing.insert(0, str(title))
+        heading = str(title) if found is None else found
+        if missing:
+            listed = ", ".join(repr(m) for m in missing)
+            if strict_translations():
+                raise MissingTranslationError(
+                    f"figure {name!r}: no {lang} translation (messages/{lang}/drawn/*.yaml) of {listed}"
+                )
+            print(
+                f"whylab: figure {name!r}: no {lang} translation of {listed}; drawn in English",
+                file=sys.stderr,
+            )
+        path = figdir / lang / f"{name}.png"
+        _draw(fig, name, heading, path)
+        out[lang] = {"path": str(path), "texts": [heading, *drawn], "missing": missing}
+    return out
 
 
 def save_figure(fig: plt.Figure, outdir: Path, key: str, **params: object) -> FigureRef:

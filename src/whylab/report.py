@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import math
 import os
 import subprocess
 from collections import Counter
@@ -27,6 +26,8 @@ import yaml
 from whylab import claims, fonts
 from whylab.files import read_json, write_text
 from whylab.messages import LANGUAGES, Msg, catalogue, glossary, text
+from whylab.report_drawn import cell_text as _cell
+from whylab.report_drawn import figure_view, table_view
 from whylab.report_labels import CORRECTED_LABELS as CORRECTED_LABELS
 from whylab.report_labels import KINDS as KINDS
 from whylab.report_labels import UNTESTED as UNTESTED
@@ -44,18 +45,6 @@ from whylab.results import environment, load_result
 from whylab.verdict import Label
 
 MAX_TABLE_ROWS = 40
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "—"
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def _env(lang: str) -> jinja2.Environment:
@@ -210,6 +199,7 @@ def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str], lang: str
             "glance",
             Msg("report.glance.title").in_(lang),
             Msg("report.glance.caption").in_(lang),
+            languages=(),  # drawn in the page's language already
         )
         return _data_uri(Path(tmp) / ref.path)
 
@@ -238,13 +228,14 @@ def render(
         record = localized(load_result(path), lang)
         figures = []
         for fig in record["figures"]:
-            png = Path(path).parent / fig["path"]
+            view = figure_view(fig, Path(path).parent, lang)
+            png = view.pop("png")
             figures.append(
-                localized(fig, lang)
+                view
                 | {"data_uri": _data_uri(png), "problems": [text(p, lang) for p in _recorded_problems(png)]}
             )
         record["figures"] = figures
-        record["tables"] = [localized(t, lang) for t in record["tables"]]
+        record["tables"] = [table_view(t, lang) for t in record["tables"]]
         record["literature"] = [
             localized(lit, lang) | {"linked": linked(str(lit["source"]))} for lit in record["literature"]
         ]

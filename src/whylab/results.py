@@ -83,6 +83,9 @@ class FigureRef:
     path: str  # relative to the result file's folder
     title: str
     caption: str
+    # language -> {"path": the figure drawn in it, "texts": the texts drawn, "missing": the
+    # English texts drawn as they are for want of a translation}
+    translations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class FigureRef:
             "title": str(self.title),
             "caption": str(self.caption),
             **with_messages(title=self.title, caption=self.caption),
+            **({"translations": jsonable(self.translations)} if self.translations else {}),
         }
 
 

@@ -115,8 +115,9 @@ def finish(
     }
     validate_result(record)
     for fig in evidence.figures:
-        if not (work / fig.path).is_file():
-            raise FileNotFoundError(f"{claim_id}: figure {fig.path} was referenced but not written")
+        for path in [fig.path, *(str(t["path"]) for t in fig.translations.values())]:
+            if not (work / path).is_file():
+                raise FileNotFoundError(f"{claim_id}: figure {path} was referenced but not written")
     # the figures folder is a declared output of the claim's rule: present even when empty
     (work / FIGURES_DIR).mkdir(exist_ok=True)
     write_json(work / result_path.name, record)
