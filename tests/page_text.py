@@ -44,3 +44,44 @@ def fixed_text(html: str, data_tables: bool | None = None) -> str:
     parser = _Text(data_tables)
     parser.feed(html)
     return " ".join(" ".join(parser.parts).split())
+
+
+class _Cells(HTMLParser):
+    """The texts of the header and data cells of data tables, outside code."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables = 0
+        self.code = 0
+        self.cell: list[str] | None = None
+        self.cells: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and "data" in (dict(attrs).get("class") or "").split():
+            self.tables += 1
+        elif self.tables and tag in ("th", "td"):
+            self.cell = []
+        elif tag == "code":
+            self.code += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self.tables:
+            self.tables -= 1
+        elif tag in ("th", "td") and self.cell is not None:
+            text = " ".join("".join(self.cell).split())
+            if text:
+                self.cells.append(text)
+            self.cell = None
+        elif tag == "code" and self.code:
+            self.code -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None and not self.code:
+            self.cell.append(data)
+
+
+def data_table_texts(html: str) -> list[str]:
+    """Each data table header or cell's text outside its code, in page order."""
+    parser = _Cells()
+    parser.feed(html)
+    return parser.cells

@@ -243,14 +243,22 @@ class CataloguedConcept:
     @staticmethod
     def run(ctx):  # type: ignore[no-untyped-def]
         fig, ax = plt.subplots()
-        ax.plot([0, 1], [0, 1])
-        ax.set_xlabel("x (units)")
-        ax.set_ylabel("y (units)")
+        ax.plot([0, 1], [0, 1], label="model")
+        ax.set_xlabel("training step (optimizer updates)")
+        ax.set_ylabel("validation loss (nats/token)")
+        ax.legend(loc="upper left")
         ref = plotting.save(fig, ctx.outdir, "line", Msg("report.glance.title"), Msg("report.glance.caption"))
         return Evidence(
             method=Msg("report.scale.intro"),
             metrics={"token": "sqrt_dk"},
-            tables=[Table("t", Msg("report.run.rule_times"), ["token"], [["no scaling at all here"]])],
+            tables=[
+                Table(
+                    "t",
+                    Msg("report.run.rule_times"),
+                    ["variant", "model", "d_k"],
+                    [["ort-int8-dynamic", "not measured", 64], ["fp32", Msg("report.claim.cannot_say"), 8]],
+                )
+            ],
             figures=[ref],
             literature=[
                 LiteratureCheck(
@@ -278,7 +286,9 @@ class CataloguedConcept:
 
 @pytest.fixture
 def pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Both languages' pages of one catalogued result, written as the report rule writes them."""
+    """Both languages' pages of one catalogued result, written as the report rule writes them
+    (every figure text must have its Korean translation)."""
+    monkeypatch.setenv(plotting.STRICT_TRANSLATIONS_ENV, "1")
     result = decide_fake(
         monkeypatch, "C05", tmp_path / "C05" / "result.json", CataloguedConcept.run, CataloguedConcept.verdict
     )
@@ -303,7 +313,7 @@ def test_the_korean_page_has_no_english_sentence_outside_code_and_data(pages: di
     from page_text import fixed_text
     from whylab.messages import english_runs
 
-    assert english_runs(fixed_text(pages["ko"])) == []
+    assert english_runs(fixed_text(pages["ko"], data_tables=True)) == []
     assert english_runs(fixed_text(pages["en"]))  # the check does find English where it is
     ko = pages["ko"]
     for key in (
@@ -314,6 +324,34 @@ def test_the_korean_page_has_no_english_sentence_outside_code_and_data(pages: di
     ):
         assert Msg(key).in_("ko") in ko, key
     assert "부분적으로 지지됨" in ko and "고친 문장:" in ko
+
+
+def test_the_korean_page_draws_its_figures_and_tables_in_korean(
+    pages: dict[str, str], tmp_path: Path
+) -> None:
+    """Table headers and cells outside code, and the texts each figure was drawn with, are
+    Korean (or numbers, symbols and names); the Korean page embeds the Korean figure."""
+    import base64
+
+    from page_text import data_table_texts
+    from whylab.drawn_texts import reads_english
+
+    ko, en = pages["ko"], pages["en"]
+    cells = data_table_texts(ko)
+    assert [c for c in cells if reads_english(c, "ko")] == [], cells
+    assert {"변형", "모델", "측정하지 않음", Msg("report.claim.cannot_say").in_("ko")} <= set(cells)
+    assert "<code>ort-int8-dynamic</code>" in ko  # a name stays as code
+    assert "not measured" in [c for c in data_table_texts(en) if reads_english(c, "ko")]  # it finds English
+    record = json.loads((tmp_path / "C05" / "result.json").read_text(encoding="utf-8"))
+    (fig,) = record["figures"]
+    drawn = fig["translations"]["ko"]
+    assert drawn["missing"] == [] and [t for t in drawn["texts"] if reads_english(t, "ko")] == []
+    assert {"학습 스텝 (옵티마이저 업데이트 횟수)", "검증 손실 (nats/토큰)", "모델"} <= set(drawn["texts"])
+    assert Msg("report.glance.title").in_("ko") in drawn["texts"]
+    png = {lang: (tmp_path / "C05" / p).read_bytes() for lang, p in (("en", fig["path"]), ("ko", drawn["path"]))}
+    assert png["en"] != png["ko"]
+    assert base64.b64encode(png["ko"]).decode() in ko and base64.b64encode(png["en"]).decode() in en
+    assert 'class="note untranslated"' not in ko
 
 
 def test_the_korean_page_ends_with_its_glossary(pages: dict[str, str]) -> None:

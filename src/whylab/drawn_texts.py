@@ -77,6 +77,18 @@ def as_key(text: str) -> str:
     return _placed(text, _ALONE, False)[0]
 
 
+def reads_english(text: str, lang: str) -> bool:
+    """Whether a text shown on the ``lang`` page is English for want of a translation: it needs
+    one, has no Hangul, is not a name that looks like code, and is not an identity entry."""
+    text = str(text)
+    return (
+        needs_translation(text)
+        and not has_hangul(text)
+        and not looks_like_code(text)
+        and lookup(text, translations(lang)) != text
+    )
+
+
 def keys_of(text: str) -> list[tuple[str, list[str]]]:
     """The keys ``text`` may be written under, each with the numbers its places stand for: the
     text as it is, its standing-alone numbers as ``{}``, every number as ``{}`` (each of the last
