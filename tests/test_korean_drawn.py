@@ -128,7 +128,7 @@ def test_a_figure_is_saved_in_korean_with_every_text_translated(
     drawn = ref.translations["ko"]
     assert drawn["path"] == "figures/ko/kinds.png" and ref.path == "figures/kinds.png"
     assert drawn["missing"] == [] and drawn["texts"][0] == title.in_("ko")
-    assert KOREAN <= set(drawn["texts"]), KOREAN - set(drawn["texts"])
+    assert set(drawn["texts"]) >= KOREAN, KOREAN - set(drawn["texts"])
     english = [t for t in drawn["texts"] if drawn_texts.reads_english(t, "ko")]
     assert english == [], english
     en, ko = (np.asarray(Image.open(tmp_path / p).convert("L")) for p in (ref.path, drawn["path"]))
@@ -151,14 +151,18 @@ def test_a_missing_translation_fails_in_strict_mode_and_stays_english_otherwise(
         plotting.save(figure(), tmp_path, "gap", "A plain title", "A caption.")
     monkeypatch.setenv(plotting.STRICT_TRANSLATIONS_ENV, "0")
     ref = plotting.save(figure(), tmp_path, "gap", "A plain title", "A caption.")
-    assert "no ko translation of 'A plain title', 'an axis nobody translated (units)'" in capsys.readouterr().err
+    assert (
+        "no ko translation of 'A plain title', 'an axis nobody translated (units)'" in capsys.readouterr().err
+    )
     drawn = ref.translations["ko"]
     assert drawn["missing"] == ["A plain title", "an axis nobody translated (units)"]
     assert "an axis nobody translated (units)" in drawn["texts"] and "시드" in drawn["texts"]
     assert (tmp_path / drawn["path"]).is_file()
 
 
-def test_the_missing_list_names_the_texts_with_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_missing_list_names_the_texts_with_no_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from whylab.results import Table
 
     fig, ax = plt.subplots()

@@ -348,7 +348,9 @@ def test_the_korean_page_draws_its_figures_and_tables_in_korean(
     assert drawn["missing"] == [] and [t for t in drawn["texts"] if reads_english(t, "ko")] == []
     assert {"학습 스텝 (옵티마이저 업데이트 횟수)", "검증 손실 (nats/토큰)", "모델"} <= set(drawn["texts"])
     assert Msg("report.glance.title").in_("ko") in drawn["texts"]
-    png = {lang: (tmp_path / "C05" / p).read_bytes() for lang, p in (("en", fig["path"]), ("ko", drawn["path"]))}
+    png = {
+        lang: (tmp_path / "C05" / p).read_bytes() for lang, p in (("en", fig["path"]), ("ko", drawn["path"]))
+    }
     assert png["en"] != png["ko"]
     assert base64.b64encode(png["ko"]).decode() in ko and base64.b64encode(png["en"]).decode() in en
     assert 'class="note untranslated"' not in ko

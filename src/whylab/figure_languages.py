@@ -65,12 +65,17 @@ def _tick_place(axis: Axis, minor: bool, seen: set[int]) -> TextPlace | None:
     locs = list(axis.get_minorticklocs() if minor else axis.get_majorticklocs())
     if not locs:
         return None
-    labels = [str(s) for s in ticker.formatter.format_ticks(locs)]
+    formatter = axis.get_minor_formatter() if minor else axis.get_major_formatter()
+    labels = [str(s) for s in formatter.format_ticks(locs)]
     if not any(needs_translation(s) for s in labels):
         return None
     low, high = sorted(axis.get_view_interval())
     drawn = [bool(low <= loc <= high) for loc in locs]
-    return TextPlace(labels, drawn, lambda texts: axis.set_ticks(locs, labels=texts, minor=minor))
+
+    def apply(texts: list[str]) -> None:
+        axis.set_ticks(locs, labels=texts, minor=minor)
+
+    return TextPlace(labels, drawn, apply)
 
 
 def relabel(places: list[TextPlace], lang: str) -> tuple[list[str], list[str]]:

@@ -153,6 +153,7 @@ for _claim, _spec in CLAIM_SPECS.items():
             f"concept_{_claim}"
         input:
             code=decide_code(_claim),
+            drawn=DRAWN_TRANSLATIONS,
             measurements=_measure_files,
             seed_files=[concept_seed_file(_claim, s) for s in _seeds] if _per_seed else [],
         output:

@@ -288,6 +288,12 @@ MESSAGE_CATALOGUES = sorted(
     str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
     for p in (SRC / "whylab" / "messages").glob("*/*.yaml")
 )
+# the translations of the texts figures and tables are drawn with (whylab.drawn_texts): editing
+# one redraws the figures (decide jobs, seconds each) and re-renders the report's tables
+DRAWN_TRANSLATIONS = sorted(
+    str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+    for p in (SRC / "whylab" / "messages").glob("*/drawn/*.yaml")
+)
 
 
 def _top_level_names(path):
@@ -421,7 +427,7 @@ def claim_outputs(claim_id):
         "result": concept_result(claim_id),
         "figures": report(
             directory(concept_figures(claim_id)),
-            patterns=["{name}.png"],
+            patterns=["{name,[^/]+}.png"],  # the English figures; figures/<lang>/ holds the others
             caption="../report/figure.rst",
             category="Claims",
             subcategory=claim_id,

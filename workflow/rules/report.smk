@@ -12,6 +12,7 @@ rule report:
         extra=lambda w: list(REPORT_EXTRA_INPUTS.values()),
         code=step_code("report"),
         messages=MESSAGE_CATALOGUES,
+        drawn=DRAWN_TRANSLATIONS,
     output:
         pages=[
             report(page, caption="../report/index.rst", category="Report") for page in REPORT_PAGES.values()
