@@ -83,13 +83,16 @@ def report(root: Path, lang: str) -> tuple[list[str], int]:
         where, unrecorded, words = claim_gaps(record, lang)
         if not where and not unrecorded and not words:
             continue
-        total += len(where)
+        by_key: dict[str, list[str]] = {}
+        for text, places in where.items():  # "d_k=4, no scaling" and "d_k=8, ...": one key
+            by_key.setdefault(as_key(text), []).extend(places)
+        total += len(by_key)
         lines.append(
-            f"# {claim}: {len(where)} texts with no {lang} entry (messages/{lang}/drawn/{claim}.yaml)"
+            f"# {claim}: {len(by_key)} texts with no {lang} entry (messages/{lang}/drawn/{claim}.yaml)"
         )
-        for text, places in where.items():
-            places = list(dict.fromkeys(places))
-            lines.append(f'{json.dumps(as_key(text), ensure_ascii=False)}: ""  # {"; ".join(places)}')
+        for key, places in by_key.items():
+            shown = "; ".join(dict.fromkeys(places))
+            lines.append(f'{json.dumps(key, ensure_ascii=False)}: ""  # {shown}')
         if unrecorded:
             lines.append(
                 f"# {claim}: drawn before texts were recorded (re-run its decide job): {', '.join(unrecorded)}"
