@@ -96,7 +96,9 @@ def all_claims(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         path = root / claim.id / "result.json"
         (path.parent / "figures").mkdir(parents=True)
         for fig in record["figures"]:
-            (path.parent / fig["path"]).write_bytes((first.parent / fig["path"]).read_bytes())
+            for png in [fig["path"], *(t["path"] for t in (fig.get("translations") or {}).values())]:
+                (path.parent / png).parent.mkdir(parents=True, exist_ok=True)
+                (path.parent / png).write_bytes((first.parent / png).read_bytes())
         path.write_text(
             json.dumps(record | {"claim_id": claim.id, "verdict": verdict_of(i)}), encoding="utf-8"
         )
