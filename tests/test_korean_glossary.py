@@ -22,6 +22,14 @@ def test_the_glossary_has_one_korean_term_per_english_term() -> None:
     assert len(english) == len(set(english)), "an English term listed twice"
 
 
+def _korean_texts() -> dict[str, str]:
+    """The catalogue's texts and the drawn texts' translations (figures and tables,
+    messages/ko/drawn/), the latter keyed by their English."""
+    from whylab.drawn_texts import translations
+
+    return {**catalogue("ko"), **{f"drawn: {en}": ko for en, ko in translations("ko").items()}}
+
+
 def test_korean_texts_do_not_use_an_alternative_the_glossary_lists() -> None:
     found = {
         key: [
@@ -30,7 +38,7 @@ def test_korean_texts_do_not_use_an_alternative_the_glossary_lists() -> None:
             for p in term["avoid"]
             for hit in re.finditer(p, _prose(text))
         ]
-        for key, text in catalogue("ko").items()
+        for key, text in _korean_texts().items()
     }
     assert not any(found.values()), {key: hits for key, hits in found.items() if hits}
 
