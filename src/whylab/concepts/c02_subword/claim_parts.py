@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from whylab.concepts.spec import load_spec
-from whylab.messages import Msg
+from whylab.messages import Msg, language_name
 from whylab.parts import PartVerdict, combine
 from whylab.verdict import Kind, Label
 
@@ -56,7 +56,7 @@ def _part(
         details.append(
             Msg(
                 f"C02.part.language.{key}",
-                language=lang,
+                language=language_name(lang),
                 share=share,
                 band=v.get("top_band"),
                 floor=FREQUENT_FLOOR,

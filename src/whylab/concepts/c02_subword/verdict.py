@@ -16,7 +16,7 @@ import pandas as pd
 from whylab.concepts.c02_subword.claim_parts import build_parts, failing_tokenizers
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
-from whylab.messages import Msg, empty
+from whylab.messages import Msg, empty, language_name
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C02"
@@ -212,7 +212,7 @@ def _language_detail(per_lang: Mapping[str, Mapping[str, Any]]) -> list[Msg]:
     detail = [
         Msg(
             "C02.reason.language",
-            language=lang,
+            language=language_name(lang),
             monotone=v["share_monotone"],
             top_band=v["top_band"],
             top_whole=v["mean_share_whole_top_band"],
@@ -232,7 +232,7 @@ def _scopes_text(per_lang: Mapping[str, Mapping[str, Any]], holds: Mapping[str, 
     scope_parts = [
         Msg(
             "C02.reason.scope",
-            language=lang,
+            language=language_name(lang),
             own=v["mean_share_whole_top_band_own"],
             joint=v["mean_share_whole_top_band_joint"],
             failing=v.get("failing_tokenizers") or ["-"],
@@ -256,7 +256,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     }
     vacuous = sorted(set(per_lang) - set(judged))
     out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text))
-    out.limited.extend(Msg("C02.limited.vocabulary_covers_words", language=lang) for lang in vacuous)
+    out.limited.extend(
+        Msg("C02.limited.vocabulary_covers_words", language=language_name(lang)) for lang in vacuous
+    )
     if not judged:
         return out.branch(Label.INCONCLUSIVE, "C02.verdict.vacuous", examples=examples)
     per_lang = judged

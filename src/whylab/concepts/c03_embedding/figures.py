@@ -71,24 +71,23 @@ def _geometry_rows(per_seed: Sequence[Mapping[str, Any]], metrics: Mapping[str, 
     k = overlap["k"]
     rows = [
         {
-            "measure": f"share of the {k} nearest neighbours kept (top {overlap['tokens']} tokens)",
+            "measure": Msg("C03.table.geometry.overlap", k=k, tokens=overlap["tokens"]),
             "value": fmt([r["overlap"] for r in per_seed], notation="f"),
-            "reference": f"{k / (metrics['vocab_size'] - 1):.3f} if the new table were unrelated",
+            "reference": Msg("C03.table.geometry.overlap_reference", chance=k / (metrics["vocab_size"] - 1)),
         },
         {
-            "measure": "rank correlation of a row's change with log token count (seen tokens)",
+            "measure": Msg("C03.table.geometry.spearman"),
             "value": fmt(nan_for_none([r["spearman"] for r in per_seed]), notation="f"),
-            "reference": "0 if unrelated",
+            "reference": Msg("C03.table.geometry.spearman_reference"),
         },
     ]
     if r0["pairs"]:
         rows.append(
             {
-                "measure": f"mean cosine of {r0['pairs']} same-word token pairs (case / leading-space "
-                "variants), before → after training",
+                "measure": Msg("C03.table.geometry.pair_cosine", pairs=r0["pairs"]),
                 "value": f"{fmt(nan_for_none([r['pair_cos_before'] for r in per_seed]), notation='f')} → "
                 f"{fmt(nan_for_none([r['pair_cos_after'] for r in per_seed]), notation='f')}",
-                "reference": "≈ 0 for random vectors",
+                "reference": Msg("C03.table.geometry.pair_cosine_reference"),
             }
         )
     return rows

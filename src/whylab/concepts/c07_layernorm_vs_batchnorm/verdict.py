@@ -253,7 +253,10 @@ def _limits(metrics: Mapping[str, Any], parts: Parts) -> list[Msg]:
 def _judged(out: VerdictOf, parts: Parts, numbers: Msg) -> Verdict:
     judged = [x for x in (parts.reason, parts.preference) if x != "limited"]
     if not judged:
-        return out.branch(Label.INCONCLUSIVE, "C07.verdict.nothing_judged", numbers=numbers)
+        # why neither part is judged: the differences still moving at the end, or too small
+        settling = not parts.converged or parts.closing
+        why = Msg("C07.reason.why_unsettled" if settling else "C07.reason.why_unclear")
+        return out.branch(Label.INCONCLUSIVE, "C07.verdict.nothing_judged", numbers=numbers, why=why)
     if all(x == "confirmed" for x in judged):
         return out.branch(Label.SUPPORTED, "C07.verdict.supported", numbers=numbers)
     if all(x == "contradicted" for x in judged):

@@ -29,7 +29,7 @@ def _table(metrics: Mapping[str, Any]) -> Table:
         p = cell["post_minus_pre"]
         records.append(
             {
-                "cell": str(cell_name(cell)),
+                "cell": cell_name(cell),
                 "role": "primary" if "holm_rejected" in cell else "illustration",
                 "Pre-LN loss (nats/token)": bench_stats.fmt(cell["pre"]["loss"], 4),
                 "Post-LN loss (nats/token)": bench_stats.fmt(cell["post"]["loss"], 4),
