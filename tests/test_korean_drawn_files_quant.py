@@ -18,9 +18,11 @@ from whylab.files import parse_yaml
 CLAIMS = [f"C{n}" for n in range(12, 22)]
 HANGUL = re.compile("[\uac00-\ud7a3]")
 HOLE = "{}"
-# what a number is in a drawn text: digits standing alone ("batch 8", "12.5%", "α=0.5", "1×512"), not
-# digits inside a name ("fp32", "torchao_int4", "Llama-2-7B", "model.layers.1", "110M")
-NUMBER = re.compile(r"(?<![\w.\-])[-+−]?\d+(?:[.,]\d+)*%?(?![\w\-]|\.\d)")
+# what a number is in a drawn text (the rule of every drawn file, C01-C21): digits not inside a name
+# ("fp32", "torchao_int4", "W8A8", "model.layers.1" keep theirs), with a sign where one stands
+# before them, a decimal part, an exponent and a percent sign ("batch 8", "12.5%", "α=0.5", "-1",
+# "1e-3", "GPT-2", "110M")
+NUMBER = re.compile(r"(?<![A-Za-z_\d.])(?:(?<![A-Za-z\d])[-+−])?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
 
 def drawn(claim: str) -> Any:
