@@ -597,7 +597,7 @@ def test_c12_correction_restates_the_claim_from_the_measured_numbers():
     assert "-parameter LM, not 20–30%" in v.correction
     assert "by 74.8%, about the claimed 75%" in v.correction and "3.80× (median)" in v.correction
     ko = v.correction.in_("ko")
-    assert "+1.20%" in ko and "74.8%" in ko and "3.80×" in ko
+    assert "+1.20%" in ko and "74.8%" in ko and "3.80배" in ko
     slow = c12_int8.verdict(realistic(c12(loss=0.3, bert_int8_cut=50.0, decode_int8=1.0, fast=False)))
     assert "less than 75%" in slow.correction and "could not judge (no AVX2: ONNX Runtime" in slow.correction
 

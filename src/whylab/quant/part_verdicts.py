@@ -29,6 +29,7 @@ from whylab.messages import Msg
 from whylab.parts import FieldAnswer, PartVerdict, Power, Published, run_label
 from whylab.quant import report as qr
 from whylab.quant.claim_parts import (
+    NO_FAST_PATH,
     REGIME,
     Part,
     judged,
@@ -282,8 +283,17 @@ def speed_verdict(metrics: Mapping[str, Any], part: Part, words: str) -> PartVer
 
 # ----------------------------------------------------------------------------- tables
 def parts_table(metrics: Mapping[str, Any], results: Mapping[str, Part]) -> Table:
+    # the evidence is the part's fact as a catalogue message, and so is a status that carries a
+    # sentence (no fast path: why); the other statuses and judgements are single words
     records = [
-        {"part": p, "judgement": judged(part.status), "status": part.status, "evidence": str(part.fact)}
+        {
+            "part": p,
+            "judgement": judged(part.status),
+            "status": part.why_open
+            if part.status.startswith(NO_FAST_PATH) and part.why_open
+            else part.status,
+            "evidence": part.fact,
+        }
         for p, part in results.items()
     ]
     return Table.from_records("parts", Msg("quant.table.parts.caption"), records)

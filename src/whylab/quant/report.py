@@ -119,7 +119,7 @@ def variants_table(
                     "speed-up (×)": None,
                     "throughput (tokens/s)": None,
                     "quantized ops": None,
-                    "skipped": r["skipped"],
+                    "skipped": recorded(r, "skipped"),
                 }
             )
             continue
@@ -193,6 +193,15 @@ def fast_path_text(fast: Mapping[str, Any]) -> str:
     return recorded(fast, "why")
 
 
+def fast_path_cell(fast: Mapping[str, Any]) -> Msg:
+    """Whether a fast path exists and why, as the real-scale table's cell ("yes: the CPU has ...")."""
+    return Msg(
+        "quant.table.real_scale.fast_path",
+        exists=Msg("quant.yes" if fast["exists"] else "quant.no"),
+        why=fast_path_text(fast),
+    )
+
+
 def mb(n: float) -> str:
     return f"{n / MB:.3g} MB"
 
@@ -203,7 +212,7 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
         rec = real.get(model)
         if not rec:
             continue
-        label = str(model_label(model, rec))  # a table cell: data, as it is
+        label = model_label(model, rec)  # a catalogue message: the Korean page names it in Korean
         regime = "prefill" if model == "bert" else "decode"
         for fmt, f in rec["formats"].items():
             s = rec[regime][fmt]
@@ -220,7 +229,7 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
                     "speed-up (median ×)": _fmt(s["speedup_median"]),
                     "speed-up quartiles": f"{s['speedup_q25']:.2f}–{s['speedup_q75']:.2f}",
                     "kernel path": kernel_text(f),
-                    "fast path for this regime": None if fast is None else f"{fast['exists']}: {fast['why']}",
+                    "fast path for this regime": None if fast is None else fast_path_cell(fast),
                 }
             )
     cpu = real.get("cpu_features") or {}

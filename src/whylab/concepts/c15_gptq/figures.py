@@ -93,20 +93,21 @@ def library_rows(
     checked on one layer)."""
     third = third or {}
     if third.get("ran"):
-        where = (
-            "on CUDA as installed"
-            if third.get("device") == "cuda"
-            else ("on CPU, its installed source with its CUDA assert and torch.cuda.synchronize() removed")
-        )
-        what = (
-            f"DECIDES: observer + gptq_quantize {where}, on {third.get('layer', '?')}, grad mode on: "
-            f"{third['backward_calls']} backward / {third['grad_calls']} autograd.grad calls; "
-            f"codes differ from its RTN {100 * third['codes_differ_from_rtn_frac']:.1f}%, agree with "
-            f"whylab's GPTQ {100 * third['codes_agree_with_ours_frac']:.1f}%, output error / RTN "
-            f"{third['error_ratio_vs_rtn']:.3f}"
+        what: Msg = Msg(
+            "C15.table.library_checks.torchao",
+            where=Msg(f"C15.table.library_checks.where_{'cuda' if third.get('device') == 'cuda' else 'cpu'}"),
+            layer=third.get("layer", "?"),
+            backward=third["backward_calls"],
+            grad=third["grad_calls"],
+            differ=100 * third["codes_differ_from_rtn_frac"],
+            agree=100 * third["codes_agree_with_ours_frac"],
+            ratio=third["error_ratio_vs_rtn"],
         )
     else:
-        what = f"did not run: {third.get('why_not', 'not measured')}"
+        what = Msg(
+            "C15.table.library_checks.not_run",
+            why=third.get("why_not") or Msg("C15.table.library_checks.unmeasured"),
+        )
     rows = [
         {
             "implementation": "torchao 0.18 prototype GPTQ (INT8 per-row)",
@@ -120,14 +121,13 @@ def library_rows(
         rows.append(
             {
                 "implementation": "ONNX Runtime 1.32 GPTQWeightOnlyQuantConfig (Intel Neural Compressor code)",
-                "what was checked": (
-                    "it is RTN in 1.32: "
-                    if ort_check["ignores_hessian"]
-                    else "it uses the Hessian in this version: "
-                )
-                + "its output with the real H and with H ∝ I on one layer, and its distance to RTN (its "
-                "column updates read the upper-triangular Cholesky factor from below the diagonal, which "
-                "holds zeros, so no error is propagated; whylab has its own GPTQ for this reason)",
+                "what was checked": Msg(
+                    "C15.table.library_checks.ort",
+                    verdict=Msg(
+                        "C15.table.library_checks.ort_"
+                        + ("rtn" if ort_check["ignores_hessian"] else "hessian")
+                    ),
+                ),
                 "max |Q(H) − Q(I)|": ort_check["max_diff_real_vs_identity_hessian"],
                 "max |Q − RTN|": ort_check["max_diff_vs_rtn"],
                 "test": ORT_TEST,
