@@ -249,6 +249,7 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
         q75=d["speedup_q75"],
         n=d["speedup_n"],
         kernel=qr.kernel_text(real["formats"][fmt]),
+        reference_kernel=qr.kernel_text(real["formats"]["fp32"]),
         **nums,
     )
     open_why = ""

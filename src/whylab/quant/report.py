@@ -230,3 +230,32 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
         Msg("quant.table.real_scale.caption", flags=flags, clock=real.get("clock", "wall")),
         records,
     )
+
+
+def kernel_profile_table(real: Mapping[str, Any]) -> Table:
+    """What ONNX Runtime ran, from its profiler: per model and format, each op type's share of
+    kernel time, time and calls per inference (``quant_real_scale``'s ``kernel_profile``)."""
+    records = []
+    for model in REAL_MODELS:
+        rec = real.get(model)
+        if not rec:
+            continue
+        label = str(model_label(model, rec))
+        regime = "prefill" if model == "bert" else "decode step"
+        for fmt, f in rec["formats"].items():
+            prof = f.get("kernel_profile") or {}
+            for o in prof.get("ops") or []:
+                records.append(
+                    {
+                        "model": label,
+                        "format": fmt,
+                        "inference": f"batch-1 {regime}",
+                        "op type (as run)": o["op"],
+                        "provider": o["provider"],
+                        "share of kernel time (%)": _fmt(o["share_pct"]),
+                        "µs per inference": _fmt(o["us_per_run"]),
+                        "calls per inference": _fmt(o["calls_per_run"]),
+                        "inferences profiled": prof.get("runs"),
+                    }
+                )
+    return Table.from_records("kernel_profile", Msg("quant.table.kernel_profile.caption"), records)

@@ -47,6 +47,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
     ]
     if metrics["real_scale"]:
         tables.append(qr.real_scale_table(metrics["real_scale"]))
+        tables.append(qr.kernel_profile_table(metrics["real_scale"]))
     if alpha_rows:
         tables.append(Table.from_records("awq_alphas", Msg("C13.table.awq_alphas.caption"), alpha_rows))
     return Evidence(
