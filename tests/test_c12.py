@@ -137,3 +137,27 @@ def test_c12_part_texts_render_in_korean():
             assert_in_korean(part.reason)
             if part.field is not None:
                 assert_in_korean(part.field.reason)
+
+
+def test_c12_int8_interval_says_it_is_over_blocks_of_one_model():
+    """INT8 dynamic has no calibration data: its CI is over the evaluation blocks of one model,
+    and the part's text says so (and that LM seeds are not sampled)."""
+    from test_quant_scale import c12 as metrics
+
+    m = _with_blocks(metrics(loss=1.2), sd=0.01)
+    m["regime_min_parameters"] = 0.0
+    loss = _parts(c12_verdict(m))["loss"]
+    assert "over the evaluation blocks of one model only" in str(loss.reason)
+    assert "one seed" in str(loss.reason)
+
+
+def test_c12_the_one_ci_rule_reads_a_records_blocks():
+    """with_accuracy: one list of blocks gives the paired t interval over blocks."""
+    ref = {"block_nll": [1.0, 2.0, 3.0, 4.0, 5.0], "valid_top1": 0.5}
+    row = {"block_nll": [1.02, 2.01, 3.03, 4.02, 5.01], "valid_top1": 0.49}
+    s = parts.with_accuracy({"ppl_change_pct": 1.8}, row, ref)
+    _, low, high, _ = parts.paired_interval(row["block_nll"], ref["block_nll"])
+    assert s["ppl_change_low_pct"] == pytest.approx(parts.pct(low))
+    assert s["ppl_change_high_pct"] == pytest.approx(parts.pct(high))
+    assert s["calibration_draws"] == 1 and s["ci_df"] == 4 and s["ppl_change_pct"] == 1.8
+

@@ -19,7 +19,7 @@ INT8 is the primary INT8 variant of C12 (ONNX Runtime dynamic, per-channel, set 
 4-bit codes an algorithm picked, so round-to-nearest at that group size stands for GPTQ-g128
 here (random weights give GPTQ nothing to fit). Variants are timed interleaved, round by round,
 on one thread's CPU time when one thread runs. The kernel path that ran is ONNX Runtime's own
-record: each session runs twice under its profiler before the timing (op types after graph
+record: each session runs under its profiler before the timing (op types after graph
 optimization, their share of kernel time: ``kernel_profile``; the profile files go to a
 temporary folder), with the CPU's instruction sets beside it as context.
 """
@@ -201,13 +201,14 @@ def _sessions(
 
 
 def _profiles(
-    sessions: Mapping[str, Any], runners: Mapping[str, Any], skip_runs: int
+    sessions: Mapping[str, Any], runners: Mapping[str, Any], calls: int, skip_runs: int
 ) -> dict[str, dict[str, Any]]:
-    """What ONNX Runtime ran for each format: the runner called twice under the profiler, the
-    first ``skip_runs`` inferences (the first call, and a decode's untimed prefill) left out."""
+    """What ONNX Runtime ran for each format: the runner called ``calls`` times under the
+    profiler, the first ``skip_runs`` inferences (first-run allocations, a decode's untimed
+    prefill) left out. The profiled calls warm the sessions before the timing's own warm-up."""
     from whylab.quant.ort_profile import profile
 
-    return {fmt: profile(sessions[fmt].session, runners[fmt], 2, skip_runs) for fmt in sessions}
+    return {fmt: profile(sessions[fmt].session, runners[fmt], calls, skip_runs) for fmt in sessions}
 
 
 def _family_record(
@@ -283,7 +284,7 @@ def run_step(
         sessions = _sessions(models, ort_device, threads, profile_dir)
         feeds = bert_feeds(sessions["fp32"].session, int(cfg["prefill_tokens"]), int(cfg["vocab_size"]), seed)
         runners = {fmt: timed(prefill(s, feeds)) for fmt, s in sessions.items()}
-        profiles = _profiles(sessions, runners, skip_runs=1)
+        profiles = _profiles(sessions, runners, calls=2, skip_runs=1)  # the second prefill
         times = interleaved(runners, int(timing["warmup"]), int(timing["rounds"]))
         bert = {
             "config": dict(cfg),
@@ -307,8 +308,9 @@ def run_step(
         )
         new = int(cfg["decode_tokens"])
         runners = {fmt: decoder(s, prompt.astype(np.int64), new) for fmt, s in sessions.items()}
-        # a decoder call is one prefill and `new` decode steps: keep the second call's decode steps
-        profiles = _profiles(sessions, runners, skip_runs=new + 2)
+        # a decoder call is one prefill and `new` decode steps: one call, its prefill and first
+        # decode step (the first-run allocations) left out; the rest are the decode steps
+        profiles = _profiles(sessions, runners, calls=1, skip_runs=2)
         times = interleaved(runners, int(timing["warmup"]), int(timing["rounds"]))
         record["llama"] = {
             "config": dict(cfg),
