@@ -161,3 +161,24 @@ def test_c12_the_one_ci_rule_reads_a_records_blocks():
     assert s["ppl_change_high_pct"] == pytest.approx(parts.pct(high))
     assert s["calibration_draws"] == 1 and s["ci_df"] == 4 and s["ppl_change_pct"] == 1.8
 
+
+def test_c12_loss_part_is_decisive_only_on_a_pretrained_checkpoint_of_real_size():
+    """claim.yaml's regime: a checkpoint named by lm.pretrained with at least min_parameters
+    decides the loss part; the LM trained here, or a small checkpoint, leaves it limited."""
+    from test_quant_scale import c12 as metrics
+
+    assert float(c12.REGIME["min_parameters"]) == 1.1e8 and c12.REGIME["pretrained"] is True
+
+    def loss_of(params: float, pretrained: bool):
+        m = _with_blocks(metrics(loss=1.2), sd=0.01)
+        m.update(regime_min_parameters=float(c12.REGIME["min_parameters"]), regime_pretrained=True)
+        m["model"] = {"parameters": params, "source": "x", "pretrained": pretrained}
+        return _parts(c12_verdict(m))["loss"], c12_verdict(m)
+
+    real, verdict = loss_of(1.35e8, True)  # e.g. SmolLM-135M
+    assert real.run is Label.NOT_SUPPORTED and str(real.believe.source) == "run and literature agree"
+    assert not any("loss" in str(x) for x in verdict.limited)
+    trained, verdict = loss_of(1.35e8, False)  # as large, but trained by this run
+    assert trained.run is Label.INCONCLUSIVE and "not given as a pretrained checkpoint" in verdict.limited[0]
+    small, verdict = loss_of(1.0e6, True)  # a real checkpoint, far below BERT-base
+    assert small.run is Label.INCONCLUSIVE and "far below the 110M" in verdict.limited[0]

@@ -755,3 +755,15 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     assert_in_korean(c12_figures.bert_note(m))
     assert_in_korean(Msg("C12.method"))
     assert_in_korean(Msg("C13.method"))
+
+
+def test_kernel_profile_table_shows_the_ops_that_take_the_time():
+    from whylab.quant import report as qr
+
+    m = realistic(c12(loss=1.2))
+    rs = m["real_scale"]
+    rs["llama"]["formats"]["int8"]["kernel_profile"] = INT8_PROFILE
+    rows = qr.kernel_profile_table(rs).to_dict()["rows"]
+    int8 = [r for r in rows if r[0].startswith("Llama") and r[1] == "int8"]
+    assert [r[3] for r in int8] == ["DynamicQuantizeMatMul", "MatMul", "other (1 op types)"]
+    assert int8[0][5] == 81.0 and int8[-1][5] == 0.5

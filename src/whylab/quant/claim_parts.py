@@ -149,8 +149,12 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
         missing = Msg("quant.part.loss.missing", name=name or Msg("quant.part.loss.none_configured"))
         return Part("unknown", missing, Msg("quant.clause.loss.open"))
     status = loss_status(v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed, tol)
-    params = (metrics.get("model") or {}).get("parameters")
+    model = metrics.get("model") or {}
+    params = model.get("parameters")
     below_regime = params is not None and params < float(metrics.get("regime_min_parameters") or 0)
+    # claim.yaml's regime may ask for a pretrained checkpoint (lm.pretrained): the LM trained here is
+    # undertrained at any size, so only a real checkpoint of real size makes the part decisive
+    not_pretrained = bool(metrics.get("regime_pretrained")) and not model.get("pretrained")
     nums = {
         "change": v["ppl_change_pct"],
         "low": v["ppl_change_low_pct"],
@@ -166,8 +170,10 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
         else empty()
     )
     fact = Msg("quant.part.loss.fact", variant=v["variant"], nll=nll, top1=top1, **nums)
-    if below_regime:  # VALIDITY 8: a model far below the notes' scale cannot show their effect
-        scale = Msg("quant.open.regime", model=nums["model"], regime=metrics["regime_min_parameters"] / 1e6)
+    if below_regime or not_pretrained:  # VALIDITY 8: a model that cannot show the notes' effect
+        regime = float(metrics["regime_min_parameters"]) / 1e6
+        key = "quant.open.regime" if below_regime else "quant.open.not_pretrained"
+        scale = Msg(key, model=nums["model"], regime=regime)
         return Part(REGIME, fact, Msg("quant.clause.loss.regime", **nums), scale)
     power = loss_power(v, float(claimed[0]))
     if power is not None and power.limited and status != "in":
@@ -368,6 +374,7 @@ def summarize_variants(
         "claimed": dict(claimed),
         "tolerance": dict(tolerance),
         "regime_min_parameters": float((regime or {}).get("min_parameters", 0.0)),
+        "regime_pretrained": bool((regime or {}).get("pretrained", False)),
         "variants": variants,
         "primary": {
             "int8": PRIMARY_INT8 if PRIMARY_INT8 in names else None,
@@ -377,6 +384,8 @@ def summarize_variants(
         "model": {
             "parameters": int(memory) // 4 if memory else None,
             "source": measured.whole["model_source"],
+            # lm.pretrained named this checkpoint (the measure job's settings say so)
+            "pretrained": bool(measured.settings.get("lm_pretrained", False)),
         },
         "real_scale": measured.whole["real_scale"],
         "skipped": qr.skipped_lines(rows),

@@ -191,6 +191,8 @@ def power_text(v: Mapping[str, Any], detectable: float, n: int) -> Msg:
     if draws > 1:
         changes = [f"{c:+.2f}%" for c in v.get("draw_changes_pct") or []]
         return Msg("quant.partv.power_draws", detectable=detectable, n=n, draws=draws, changes=changes)
+    if v.get("algorithm") in ("static", "gptq", "awq"):  # calibrated, on one draw only
+        return Msg("quant.partv.power_one_draw", detectable=detectable, n=n, variant=v["variant"])
     return Msg("quant.partv.power", detectable=detectable, n=n, variant=v["variant"])
 
 
