@@ -10,7 +10,9 @@ its change vs FP32, latency p50/p90, throughput, the quantized op count, ``skipp
 
 Every non-reference variant is measured against its FP32 reference of the same runtime
 (ort-fp32 or torch-fp32): perplexity on the same blocks (from the reference's measures.json),
-and latency/throughput timed interleaved with the reference in the same process.
+and latency/throughput timed interleaved with the reference in the same process. A calibrated
+INT4 variant (GPTQ, AWQ) is also quantized on further seeded calibration draws and scored on the
+same blocks (``calibration_draws``), so C13's interval carries the calibration's variance.
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ def base_record(variant: Variant, settings: Mapping[str, Any], device: str, thre
         params.update(block_size=variant.block_size, symmetric=settings["int4"]["symmetric"])
     if variant.algorithm in ("static", "gptq", "awq"):
         params["calibration_blocks"] = settings["calibration"]["blocks"]
+    if variant.family == "int4" and variant.algorithm in CALIBRATED_INT4:
+        params["calibration_draws"] = int(settings["calibration"].get("draws", 1))
     return {
         "variant": variant.name,
         "family": variant.family,
