@@ -34,7 +34,7 @@ TINY_QUANT_SETTINGS: dict[str, Any] = {
         "throughput_batch_size": 2,
         "throughput_runs": 1,
     },
-    "calibration": {"blocks": 4},
+    "calibration": {"blocks": 4, "draws": 2, "pool_blocks": 8},
     "int8": {
         "ort_static_format": "QOperator",
         "ort_static_method": "MinMax",

@@ -137,3 +137,48 @@ def test_c12_part_texts_render_in_korean():
             assert_in_korean(part.reason)
             if part.field is not None:
                 assert_in_korean(part.field.reason)
+
+
+def test_c12_int8_interval_says_it_is_over_blocks_of_one_model():
+    """INT8 dynamic has no calibration data: its CI is over the evaluation blocks of one model,
+    and the part's text says so (and that LM seeds are not sampled)."""
+    from test_quant_scale import c12 as metrics
+
+    m = _with_blocks(metrics(loss=1.2), sd=0.01)
+    m["regime_min_parameters"] = 0.0
+    loss = _parts(c12_verdict(m))["loss"]
+    assert "over the evaluation blocks of one model only" in str(loss.reason)
+    assert "one seed" in str(loss.reason)
+
+
+def test_c12_the_one_ci_rule_reads_a_records_blocks():
+    """with_accuracy: one list of blocks gives the paired t interval over blocks."""
+    ref = {"block_nll": [1.0, 2.0, 3.0, 4.0, 5.0], "valid_top1": 0.5}
+    row = {"block_nll": [1.02, 2.01, 3.03, 4.02, 5.01], "valid_top1": 0.49}
+    s = parts.with_accuracy({"ppl_change_pct": 1.8}, row, ref)
+    _, low, high, _ = parts.paired_interval(row["block_nll"], ref["block_nll"])
+    assert s["ppl_change_low_pct"] == pytest.approx(parts.pct(low))
+    assert s["ppl_change_high_pct"] == pytest.approx(parts.pct(high))
+    assert s["calibration_draws"] == 1 and s["ci_df"] == 4 and s["ppl_change_pct"] == 1.8
+
+
+def test_c12_loss_part_is_decisive_only_on_a_pretrained_checkpoint_of_real_size():
+    """claim.yaml's regime: a checkpoint named by lm.pretrained with at least min_parameters
+    decides the loss part; the LM trained here, or a small checkpoint, leaves it limited."""
+    from test_quant_scale import c12 as metrics
+
+    assert float(c12.REGIME["min_parameters"]) == 1.1e8 and c12.REGIME["pretrained"] is True
+
+    def loss_of(params: float, pretrained: bool):
+        m = _with_blocks(metrics(loss=1.2), sd=0.01)
+        m.update(regime_min_parameters=float(c12.REGIME["min_parameters"]), regime_pretrained=True)
+        m["model"] = {"parameters": params, "source": "x", "pretrained": pretrained}
+        return _parts(c12_verdict(m))["loss"], c12_verdict(m)
+
+    real, verdict = loss_of(1.35e8, True)  # e.g. SmolLM-135M
+    assert real.run is Label.NOT_SUPPORTED and str(real.believe.source) == "run and literature agree"
+    assert not any("loss" in str(x) for x in verdict.limited)
+    trained, verdict = loss_of(1.35e8, False)  # as large, but trained by this run
+    assert trained.run is Label.INCONCLUSIVE and "not given as a pretrained checkpoint" in verdict.limited[0]
+    small, verdict = loss_of(1.0e6, True)  # a real checkpoint, far below BERT-base
+    assert small.run is Label.INCONCLUSIVE and "far below the 110M" in verdict.limited[0]

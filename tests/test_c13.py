@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from catalogue_checks import assert_catalogue_in_korean
 from claim_packages import assert_measuring_is_light
 from quant_metrics import c13_metrics, variant
@@ -138,3 +142,68 @@ def test_c13_part_texts_render_in_korean():
             assert_in_korean(part.reason)
             if part.field is not None:
                 assert_in_korean(part.field.reason)
+
+
+def test_the_one_ci_rule_carries_the_calibration_draws_spread():
+    from whylab.quant.loss_interval import interval_between, interval_over_draws, paired_interval
+
+    ref = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    base = [x + 0.02 + 0.002 * (-1) ** i for i, x in enumerate(ref)]
+    one = interval_over_draws([base], ref)
+    assert (one.mean, one.low, one.high) == pytest.approx(paired_interval(base, ref)[:3])
+    assert one.df == 5 and one.draws == 1
+    # three draws that agree on every block: the draws add no spread, the interval stays put
+    same = interval_over_draws([base, base, base], ref)
+    assert same.high - same.low == pytest.approx(one.high - one.low)
+    # draws that move the whole loss: wider, fewer degrees of freedom, centred on their mean
+    moved = [[x + shift for x in base] for shift in (-0.015, 0.0, 0.015)]
+    wide = interval_over_draws(moved, ref)
+    assert wide.high - wide.low > 3 * (one.high - one.low) and wide.df < one.df
+    assert wide.mean == pytest.approx(one.mean) and wide.draw_sd == pytest.approx(0.015)
+    assert wide.low < 0 < wide.high  # the draws' spread leaves the sign open
+    # two calibrated variants pair draw by draw (same calibration blocks); a side with one is broadcast
+    assert interval_between(moved, moved).high == pytest.approx(0.0)
+    assert interval_between(moved, [ref]).mean == pytest.approx(wide.mean)
+    with pytest.raises(ValueError, match="draw by draw"):
+        interval_between(moved, moved[:2])
+
+
+def test_c13_loss_part_uses_every_calibration_draw():
+    from whylab.concepts.c13_int4 import verdict as c13
+    from whylab.quant import claim_parts
+
+    ref = {"block_nll": [1.0 + 0.1 * i for i in range(32)], "valid_top1": 0.2}
+    draws = [
+        [x + shift + 0.003 * (-1) ** i for i, x in enumerate(ref["block_nll"])]
+        for shift in (0.01, 0.02, 0.03)
+    ]
+    row = {
+        "block_nll": draws[0],
+        "calibration_draws": [{"draw": j, "block_nll": d} for j, d in enumerate(draws)],
+    }
+    s = claim_parts.with_accuracy({"ppl_change_pct": 1.0}, row, ref)
+    assert s["calibration_draws"] == 3 and s["ppl_change_pct"] == pytest.approx(100 * (math.exp(0.02) - 1))
+    assert [round(c, 2) for c in s["draw_changes_pct"]] == [1.01, 2.02, 3.05]
+    single = claim_parts.with_accuracy({"ppl_change_pct": 1.0}, {"block_nll": draws[0]}, ref)
+    assert (
+        s["ppl_change_high_pct"] - s["ppl_change_low_pct"]
+        > single["ppl_change_high_pct"] - single["ppl_change_low_pct"]
+    )
+    power = claim_parts.loss_power(s, 40.0)
+    assert power is not None and power.detectable > claim_parts.loss_power(single, 40.0).detectable
+    m = c13_metrics(
+        {
+            **variant("ort-int4-awq-b128", "int4", loss=2.0, size_cut=85),
+            **s,
+            "algorithm": "awq",
+            "block_size": 128,
+        }
+    )
+    m.update(
+        primary={"int4": "ort-int4-awq-b128", "int8": None},
+        model={"parameters": 7e9},
+        regime_min_parameters=0.0,
+    )
+    loss = next(p for p in c13.verdict(m).parts if p.id == "loss")
+    assert "3 calibration draws" in str(loss.reason) and "+3.05%" in str(loss.reason)
+    assert loss.power is not None and loss.power.n == 32

@@ -115,6 +115,7 @@ def test_dry_run_uses_the_folder_and_does_not_schedule_lm_train(pretrained, tmp_
             sys.executable,
             "-m",
             "snakemake",
+            targets[0],
             targets[-1],
             "--cores",
             "1",
@@ -130,6 +131,8 @@ def test_dry_run_uses_the_folder_and_does_not_schedule_lm_train(pretrained, tmp_
         timeout=300,
     )
     assert f"--input model={pretrained.resolve()}" in detail.stdout
+    # C12's measure job records that the model is a pretrained checkpoint (claim.yaml's regime)
+    assert '"lm_pretrained": true' in detail.stdout
 
 
 def test_c16_runs_on_the_pretrained_folder(pretrained, tmp_path):
@@ -161,3 +164,48 @@ def test_c16_runs_on_the_pretrained_folder(pretrained, tmp_path):
     assert m["primary_condition"] == "trained" and set(m["conditions"]) == {"trained"}
     assert m["model_parameters"] == sum(p.numel() for p in load_causal_lm(pretrained).parameters())
     assert "model as given" in record["verdict"]["primary"]
+
+
+def test_config_pretrained_is_the_default_run_on_a_checkpoint(pretrained):
+    """`make run CONFIG=config/pretrained.yaml`: the shipped overlay sets only lm.pretrained, and
+    with its folder present the config check accepts it over the defaults."""
+    import yaml
+
+    overlay = yaml.safe_load((REPO / "config/pretrained.yaml").read_text())
+    assert set(overlay) == {"lm"} and set(overlay["lm"]) == {"pretrained"}
+    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    base["lm"]["pretrained"] = str(pretrained)  # the overlay's folder, here the tiny checkpoint
+    assert check_config(base)["lm"]["pretrained"] == str(pretrained.resolve())
+    readme = (REPO / "README.md").read_text()
+    assert "make run CONFIG=config/pretrained.yaml" in readme
+
+
+def test_c12_judges_the_loss_part_on_the_pretrained_folder(pretrained, tmp_path):
+    """C12's variant, measure and decide steps on a checkpoint named by lm.pretrained (as the DAG
+    runs them with `lm_pretrained: true`). This tiny checkpoint is far below claim.yaml's size
+    threshold, so the loss part says so and stays limited; where the threshold is met, the same
+    measured numbers decide it (claim.yaml's regime: a pretrained checkpoint of real size)."""
+    from quant_support import TINY_QUANT_SETTINGS, run_variant
+    from whylab.concepts.c12_int8 import verdict as c12
+    from whylab.concepts.context import Measured
+    from whylab.lm.export import export_onnx
+    from whylab.verdict import Label
+
+    export_onnx(pretrained, tmp_path / "onnx" / "fp32")
+    tree = {"model": pretrained, "onnx": tmp_path / "onnx" / "fp32", "corpus": pretrained.parent / "corpus"}
+    names = ["ort-fp32", "torch-fp32", "ort-int8-dynamic"]
+    rows = [run_variant(tree, name, tmp_path / "variants") for name in names]
+    settings = {"quantization": TINY_QUANT_SETTINGS, "variants": names, "lm_pretrained": True}
+    whole = {"rows": rows, "real_scale": None, "model_source": str(pretrained), "device": "cpu"}
+    metrics = c12.summarize(Measured("C12", settings, [0], whole))
+    params = sum(p.numel() for p in load_causal_lm(pretrained).parameters())
+    # the torch-fp32 variant's FP32 bytes / 4: the parameters plus the rotary buffers
+    assert metrics["model"]["pretrained"] is True and metrics["model"]["source"] == str(pretrained)
+    assert params <= metrics["model"]["parameters"] <= 1.01 * params
+    assert metrics["regime_pretrained"] is True and metrics["regime_min_parameters"] == 1.1e8
+    small = next(p for p in c12.verdict(metrics).parts if p.id == "loss")
+    assert small.run is Label.INCONCLUSIVE and "far below the 110M" in str(small.reason)
+    real = next(p for p in c12.verdict({**metrics, "regime_min_parameters": params}).parts if p.id == "loss")
+    assert real.run in (Label.SUPPORTED, Label.NOT_SUPPORTED)  # decided by this run, not limited
+    trained = {**metrics, "regime_min_parameters": params, "model": {**metrics["model"], "pretrained": False}}
+    assert next(p for p in c12.verdict(trained).parts if p.id == "loss").run is Label.INCONCLUSIVE

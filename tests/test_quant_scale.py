@@ -348,11 +348,88 @@ def test_last_level_cache_is_the_highest_level(tmp_path):
     assert real_scale.last_level_cache_bytes(tmp_path / "missing") is None
 
 
-def test_kernel_path_names_the_isa_that_runs():
-    assert "AVX2 (vpmaddubsw, no VNNI)" in real_scale.kernel_path("int8", {"MatMulInteger": 8}, {}, AVX2_ONLY)
-    assert "AVX512-VNNI" in real_scale.kernel_path("int8", {"MatMulInteger": 8}, {}, VNNI)
-    path = real_scale.kernel_path("int4", {"MatMulNBits": 8}, {"bits": 4, "block_size": 128}, VNNI)
-    assert "MatMulNBits x8" in path and "block 128" in path
+def _profile(*ops: tuple[str, float]) -> dict[str, Any]:
+    """A kernel profile as ort_profile.op_shares writes it."""
+    return {
+        "runs": 16,
+        "kernel_us_per_run": 100.0,
+        "ops": [
+            {
+                "op": op,
+                "provider": "CPUExecutionProvider",
+                "us_per_run": share,
+                "calls_per_run": 8.0,
+                "share_pct": share,
+            }
+            for op, share in ops
+        ],
+    }
+
+
+INT8_PROFILE = _profile(("DynamicQuantizeMatMul", 81.0), ("MatMul", 12.0), ("Add", 0.5))
+INT4_PROFILE = _profile(("MatMulNBits", 90.0), ("MatMul", 9.0))
+FP32_PROFILE = _profile(("MatMul", 95.0))
+
+
+def test_kernel_path_is_the_profiled_ops_with_the_isa_as_context():
+    path = str(real_scale.kernel_path("int8", INT8_PROFILE, AVX2_ONLY))
+    assert "DynamicQuantizeMatMul 81% (CPU)" in path and "MatMul 12%" in path
+    assert "Add" not in path  # under 1% of kernel time
+    assert "AVX2 (vpmaddubsw, no VNNI)" in path and "16 profiled runs" in path
+    assert "AVX512-VNNI" in str(real_scale.kernel_path("int8", INT8_PROFILE, VNNI))
+    assert "MatMulNBits 90%" in str(real_scale.kernel_path("int4", INT4_PROFILE, VNNI))
+    # no profile: the path is not guessed from op counts and CPU flags
+    assert "not profiled" in str(real_scale.kernel_path("int8", None, VNNI))
+
+
+def test_profile_sums_kernel_time_per_op_over_the_kept_runs():
+    from whylab.quant.ort_profile import op_shares
+
+    def node(op: str, ts: float, dur: float) -> dict[str, Any]:
+        return {
+            "cat": "Node",
+            "name": f"n_{op}_kernel_time",
+            "ts": ts,
+            "dur": dur,
+            "args": {"op_name": op, "provider": "CPUExecutionProvider"},
+        }
+
+    events = [
+        {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},  # warm-up: left out
+        node("MatMul", 10, 80),
+        {"cat": "Session", "name": "model_run", "ts": 200, "dur": 100},
+        node("MatMulIntegerToFloat", 210, 60),
+        node("DynamicQuantizeLinear", 275, 20),
+        {"cat": "Node", "name": "n_fence_before", "ts": 205, "dur": 3, "args": {}},
+        node("MatMulIntegerToFloat", 296, 0),
+    ]
+    p = op_shares(events, skip_runs=1)
+    assert p["runs"] == 1 and p["kernel_us_per_run"] == 80
+    assert [(o["op"], o["share_pct"], o["calls_per_run"]) for o in p["ops"]] == [
+        ("MatMulIntegerToFloat", 75.0, 2.0),
+        ("DynamicQuantizeLinear", 25.0, 1.0),
+    ]
+
+
+def test_profile_reads_what_onnx_runtime_ran_and_stops_the_profiler(tmp_path):
+    from whylab.quant.measure import ort_session
+    from whylab.quant.ort_profile import profile
+
+    onnx_file = tmp_path / "toy.onnx"
+    _toy_lm(onnx_file)
+    int8 = tmp_path / "int8.onnx"
+    onnx_quant.int8_dynamic(onnx_file, int8, per_channel=True)
+    prof = tmp_path / "profiles"
+    prof.mkdir()
+    sess = ort_session(int8, "cpu", 1, prof)
+    ids = np.zeros((1, 4), dtype=np.int64)
+    p = profile(sess.session, lambda: sess.logits(ids), 2, 1)
+    assert p["runs"] == 1 and sum(o["share_pct"] for o in p["ops"]) == pytest.approx(100.0)
+    ran = {o["op"] for o in p["ops"]}
+    assert ran & {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger"}, ran
+    assert not list(prof.iterdir())  # the profile file is read and deleted
+    sess.logits(ids)  # the profiler is off: no new file
+    assert not list(prof.iterdir())
 
 
 # ----------------------------------------------------------------------------- ORT INT8 op counts
@@ -469,7 +546,12 @@ def test_real_scale_step_measures_every_format(tmp_path):
         assert all(len(speeds[f]["speedup_rounds"]) == 5 and speeds[f]["tokens_per_s"] > 0 for f in speeds)
         assert speeds["fp32"]["speedup_median"] == pytest.approx(1.0)
     assert rec["cpu_features"] == cpu_features()
-    assert "MLAS" in rec["llama"]["formats"]["int8"]["kernel_path"]
+    for model in ("bert", "llama"):  # what ONNX Runtime ran, from its profiler
+        fmts = rec[model]["formats"]
+        assert "MatMulNBits" in {o["op"] for o in fmts["int4"]["kernel_profile"]["ops"]}
+        assert "profiled runs" in fmts["int8"]["kernel_path"]
+    assert rec["llama"]["formats"]["int8"]["kernel_profile"]["runs"] == TINY["llama"]["decode_tokens"] - 1
+    assert rec["bert"]["formats"]["int8"]["kernel_profile"]["runs"] == 3
     if rec["last_level_cache_bytes"]:  # toy weights fit in the cache: decode speed is not judged
         assert rec["llama"]["fast_path"]["int8"]["exists"] is False
     # the C12/C13 metrics read it as the verdict needs it
@@ -547,10 +629,10 @@ def realistic(m: dict) -> dict:
         if not rec:
             continue
         features = m["real_scale"]["cpu_features"]
-        ops = {"fp32": {}, "int8": {"MatMulInteger": 8}, "int4": {"MatMulNBits": 8}}
+        profiles = {"fp32": FP32_PROFILE, "int8": INT8_PROFILE, "int4": INT4_PROFILE}
         for fmt, f in rec["formats"].items():
-            path = real_scale.kernel_path(fmt, ops[fmt], {"bits": 4, "block_size": 128}, features)
-            f.update(kept_beside("kernel_path", path))
+            f["kernel_profile"] = profiles[fmt]
+            f.update(kept_beside("kernel_path", real_scale.kernel_path(fmt, profiles[fmt], features)))
         for fmt, fast in rec["fast_path"].items():
             fast.update(kept_beside("why", real_scale.fast_path(regime, fmt, features)[1]))  # "exists" as set
     return m
@@ -632,8 +714,9 @@ def test_quant_report_texts_render_in_korean(tmp_path):
                         real_scale.fast_path_record(*real_scale.fast_path(regime, fmt, features))
                     )
                 )
-                path = real_scale.kernel_path(fmt, {}, {"accuracy_level": 4}, features)
-                assert_in_korean(qr.kernel_text(kept_beside("kernel_path", path)))
+                for prof in (INT8_PROFILE, None):
+                    path = real_scale.kernel_path(fmt, prof, features)
+                    assert_in_korean(qr.kernel_text(kept_beside("kernel_path", path)))
     cache = real_scale.fast_path("decode", "int8", VNNI, weight_bytes=1_000_000, cache_bytes=32 * 2**20)
     assert_in_korean(qr.fast_path_text(real_scale.fast_path_record(*cache)))
     # a record from before the catalogue (e.g. a recorded GPU run) shows its text as written
@@ -673,3 +756,15 @@ def test_quant_report_texts_render_in_korean(tmp_path):
     assert_in_korean(c12_figures.bert_note(m))
     assert_in_korean(Msg("C12.method"))
     assert_in_korean(Msg("C13.method"))
+
+
+def test_kernel_profile_table_shows_the_ops_that_take_the_time():
+    from whylab.quant import report as qr
+
+    m = realistic(c12(loss=1.2))
+    rs = m["real_scale"]
+    rs["llama"]["formats"]["int8"]["kernel_profile"] = INT8_PROFILE
+    rows = qr.kernel_profile_table(rs).to_dict()["rows"]
+    int8 = [r for r in rows if r[0].startswith("Llama") and r[1] == "int8"]
+    assert [r[3] for r in int8] == ["DynamicQuantizeMatMul", "MatMul", "other (1 op types)"]
+    assert int8[0][5] == 81.0 and int8[-1][5] == 0.5

@@ -157,3 +157,18 @@ def test_ort_session_records_the_providers_it_really_uses(tree):
         assert sess.provider == "CPUExecutionProvider" and "no CUDA provider" in sess.note
     elif sess.provider != "CUDAExecutionProvider":
         assert "fell back" in sess.note
+
+
+def test_calibrated_int4_variants_are_scored_on_further_calibration_draws(measures):
+    from whylab.quant.variants import draw_indices
+
+    for name in ("ort-int4-gptq-b32", "ort-int4-awq-b32"):
+        draws = measures[name]["calibration_draws"]
+        assert [d["draw"] for d in draws] == [0, 1]
+        assert draws[0]["block_nll"] == measures[name]["block_nll"]  # draw 0 is the measured variant
+        assert draws[0]["blocks"] == [0, 1, 2, 3] and draws[1]["blocks"] != draws[0]["blocks"]
+        assert all(len(d["block_nll"]) == len(measures[name]["block_nll"]) for d in draws)
+    assert "calibration_draws" not in measures["ort-int4-rtn-b32"]  # no calibration data to draw
+    # seeded: the same (seed, draw) picks the same blocks for every variant, so draws pair up
+    assert draw_indices(64, 16, 2, seed=0) == draw_indices(64, 16, 2, seed=0) != draw_indices(64, 16, 2, 1)
+    assert len(set(draw_indices(64, 16, 2, 0))) == 16

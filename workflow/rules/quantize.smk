@@ -112,7 +112,13 @@ for _family, _names in _QUANT_FAMILIES.items():
 # what it computes (Hessian, no gradients). The decide jobs run verdict.py + figures.py on
 # measurements.json: editing a verdict, a figure or a text re-runs only them.
 _QUANT_CLAIM_SETTINGS = dict(
-    quantization=QUANT_SETTINGS, variants=QUANT_VARIANTS, languages=LM_LANGS_TRAINED, seeds=first_seed()
+    quantization=QUANT_SETTINGS,
+    variants=QUANT_VARIANTS,
+    languages=LM_LANGS_TRAINED,
+    seeds=first_seed(),
+    # whether the model is a checkpoint named by lm.pretrained (C12/C13: the loss part is decisive
+    # only on one of real size, claim.yaml's regime) or the LM this run trains
+    lm_pretrained=bool(LM_PRETRAINED),
 )
 
 

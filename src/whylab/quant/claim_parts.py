@@ -20,10 +20,13 @@ from typing import Any, NamedTuple
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
-from whylab.parts import Power
 from whylab.quant import report as qr
+from whylab.quant.loss_interval import Interval as Interval
+from whylab.quant.loss_interval import interval_over_draws, pct
+from whylab.quant.loss_interval import loss_power as loss_power
+from whylab.quant.loss_interval import paired_interval as paired_interval
 from whylab.quant.names import parse as parse_variant
-from whylab.verdict import Kind, Label, Verdict, VerdictOf, t_critical
+from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 HOLDS, FAILS, OPEN = "holds", "does not hold", "not judged"
 # the loss part's status where the measured LM is below the scale the notes speak of, and where
@@ -48,35 +51,6 @@ def _int4_primary() -> tuple[str, int]:
 
 
 PRIMARY_INT4 = _int4_primary()  # AWQ at group 128: the notes name AWQ; the papers' group
-
-
-# ----------------------------------------------------------------------------- the one CI rule
-def paired_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
-    """Mean of the paired differences a − b, its two-sided 95% t interval (n − 1 degrees of
-    freedom) and the differences' sd: the one rule every comparison of C12/C13 uses (the loss
-    part and each literature check; blocks of the same evaluation text are the pairs)."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    mean = statistics.fmean(d)
-    if len(d) < 2:
-        return mean, -math.inf, math.inf, math.nan
-    sd = statistics.stdev(d)
-    half = t_critical(len(d) - 1) * sd / math.sqrt(len(d))
-    return mean, mean - half, mean + half, sd
-
-
-def loss_power(v: Mapping[str, Any] | None, claimed_low: float) -> Power | None:
-    """Over the evaluation blocks of one model and one calibration draw (the spread it samples):
-    the per-block NLL differences' sd in % perplexity (100 × nats/token, to first order); None
-    where the blocks were not recorded (a record from before they were)."""
-    if v is None or v.get("n_blocks") is None:
-        return None
-    sd = math.nan if v.get("nll_diff_sd") is None else 100.0 * float(v["nll_diff_sd"])
-    return Power.paired(sd, int(v["n_blocks"]), "% perplexity", predicted=claimed_low)
-
-
-def pct(nll: float) -> float:
-    """A mean NLL difference (nats/token) as a perplexity change in %."""
-    return 100.0 * math.expm1(nll) if math.isfinite(nll) else nll
 
 
 # ----------------------------------------------------------------------------- part statuses
@@ -175,8 +149,12 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
         missing = Msg("quant.part.loss.missing", name=name or Msg("quant.part.loss.none_configured"))
         return Part("unknown", missing, Msg("quant.clause.loss.open"))
     status = loss_status(v["ppl_change_low_pct"], v["ppl_change_high_pct"], claimed, tol)
-    params = (metrics.get("model") or {}).get("parameters")
+    model = metrics.get("model") or {}
+    params = model.get("parameters")
     below_regime = params is not None and params < float(metrics.get("regime_min_parameters") or 0)
+    # claim.yaml's regime may ask for a pretrained checkpoint (lm.pretrained): the LM trained here is
+    # undertrained at any size, so only a real checkpoint of real size makes the part decisive
+    not_pretrained = bool(metrics.get("regime_pretrained")) and not model.get("pretrained")
     nums = {
         "change": v["ppl_change_pct"],
         "low": v["ppl_change_low_pct"],
@@ -192,8 +170,10 @@ def loss_part(metrics: Mapping[str, Any], family: str) -> Part:
         else empty()
     )
     fact = Msg("quant.part.loss.fact", variant=v["variant"], nll=nll, top1=top1, **nums)
-    if below_regime:  # VALIDITY 8: a model far below the notes' scale cannot show their effect
-        scale = Msg("quant.open.regime", model=nums["model"], regime=metrics["regime_min_parameters"] / 1e6)
+    if below_regime or not_pretrained:  # VALIDITY 8: a model that cannot show the notes' effect
+        regime = float(metrics["regime_min_parameters"]) / 1e6
+        key = "quant.open.regime" if below_regime else "quant.open.not_pretrained"
+        scale = Msg(key, model=nums["model"], regime=regime)
         return Part(REGIME, fact, Msg("quant.clause.loss.regime", **nums), scale)
     power = loss_power(v, float(claimed[0]))
     if power is not None and power.limited and status != "in":
@@ -249,6 +229,7 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
         q75=d["speedup_q75"],
         n=d["speedup_n"],
         kernel=qr.kernel_text(real["formats"][fmt]),
+        reference_kernel=qr.kernel_text(real["formats"]["fp32"]),
         **nums,
     )
     open_why = ""
@@ -332,21 +313,41 @@ def with_accuracy(
     summary: dict[str, Any], row: Mapping[str, Any], ref: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """Add the paired NLL difference (nats/token), its per-block values and sd, next-token top-1
-    accuracy vs the reference, and the perplexity change's 95% t interval over blocks (the one CI
-    rule, :func:`paired_interval`; it replaces the measure step's ±2 SE where blocks are recorded)."""
+    accuracy vs the reference, and the perplexity change's 95% t interval (the one CI rule,
+    :func:`whylab.quant.loss_interval.interval_between`: over blocks, and over the calibration
+    draws where the variant was quantized on several; it replaces the measure step's ±2 SE).
+    With draws, the change is their mean and ``draw_block_diff`` keeps each draw's blocks."""
     summary.update(nll_diff=None, nll_diff_sd=None, block_diff=None, n_blocks=None)
+    summary.update(ci_se=None, ci_df=None, calibration_draws=1, draw_sd=None, draw_changes_pct=None)
+    summary["draw_block_diff"] = None
     summary["top1"] = row.get("valid_top1")
     summary["top1_reference"] = None
     blocks, ref_blocks = row.get("block_nll") or [], (ref or {}).get("block_nll") or []
     if ref is not None and ref_blocks and len(ref_blocks) == len(blocks):
-        mean, low, high, sd = paired_interval(blocks, ref_blocks)
+        draws = [
+            d["block_nll"]
+            for d in row.get("calibration_draws") or []
+            if len(d.get("block_nll") or []) == len(ref_blocks)
+        ] or [blocks]
+        ci = interval_over_draws(draws, ref_blocks)
         summary.update(
-            nll_diff=mean,
-            nll_diff_sd=None if math.isnan(sd) else sd,
+            nll_diff=ci.mean,
+            nll_diff_sd=None if math.isnan(ci.sd) else ci.sd,
             block_diff=[a - b for a, b in zip(blocks, ref_blocks, strict=True)],
             n_blocks=len(blocks),
-            ppl_change_low_pct=pct(low),
-            ppl_change_high_pct=pct(high),
+            ppl_change_pct=pct(ci.mean) if len(draws) > 1 else summary["ppl_change_pct"],
+            ppl_change_low_pct=pct(ci.low),
+            ppl_change_high_pct=pct(ci.high),
+            ci_se=ci.se if math.isfinite(ci.se) else None,
+            ci_df=ci.df,
+            calibration_draws=ci.draws,
+            draw_sd=None if math.isnan(ci.draw_sd) else ci.draw_sd,
+            draw_block_diff=[[a - b for a, b in zip(d, ref_blocks, strict=True)] for d in draws],
+            draw_changes_pct=[
+                pct(statistics.fmean(a - b for a, b in zip(d, ref_blocks, strict=True))) for d in draws
+            ]
+            if len(draws) > 1
+            else None,
         )
         summary["top1_reference"] = ref.get("valid_top1")
     return summary
@@ -373,6 +374,7 @@ def summarize_variants(
         "claimed": dict(claimed),
         "tolerance": dict(tolerance),
         "regime_min_parameters": float((regime or {}).get("min_parameters", 0.0)),
+        "regime_pretrained": bool((regime or {}).get("pretrained", False)),
         "variants": variants,
         "primary": {
             "int8": PRIMARY_INT8 if PRIMARY_INT8 in names else None,
@@ -382,6 +384,8 @@ def summarize_variants(
         "model": {
             "parameters": int(memory) // 4 if memory else None,
             "source": measured.whole["model_source"],
+            # lm.pretrained named this checkpoint (the measure job's settings say so)
+            "pretrained": bool(measured.settings.get("lm_pretrained", False)),
         },
         "real_scale": measured.whole["real_scale"],
         "skipped": qr.skipped_lines(rows),

@@ -1,5 +1,6 @@
-"""Which kernel a quantized format's MatMuls run on in ONNX Runtime on this CPU, and whether an
-INT8/INT4 fast path exists for a regime (decode or prefill), for ``quant_real_scale``.
+"""Which kernels a format ran in ONNX Runtime on this CPU (its profiler's op types, with the CPU's
+instruction sets as context), and whether an INT8/INT4 fast path exists for a regime (decode or
+prefill), for ``quant_real_scale``.
 
 ONNX Runtime's MLAS picks its kernels by CPU flag; decode at batch 1 is memory-bound once the
 weights far exceed the last-level cache.
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from whylab.messages import Msg, kept_beside
+from whylab.quant.ort_profile import top_ops
 
 
 def int8_isa(features: Mapping[str, bool] | None) -> str | Msg | None:
-    """The U8S8 kernel ONNX Runtime's MLAS dispatches to on this CPU (best instruction set first)."""
+    """The best INT8 dot-product instruction set this CPU has (context beside the profiled path)."""
     f = features or {}
     for key, name in (
         ("amx", "AMX"),
@@ -28,24 +30,32 @@ def int8_isa(features: Mapping[str, bool] | None) -> str | Msg | None:
     return None
 
 
-def kernel_path(fmt: str, op_counts: Mapping[str, int], attrs: Mapping[str, int], features: Any) -> Msg:
-    """The kernel path a format's weight MatMuls run on, in words (a catalogue message)."""
+def cpu_context(fmt: str, features: Mapping[str, bool] | None) -> str | Msg:
+    """The CPU's instruction sets that matter for ``fmt``: context only, the path is the profiler's."""
     f = features or {}
     float_isa = "AVX-512" if f.get("avx512") else "AVX2" if f.get("avx2") else "generic"
-    if fmt == "fp32":
-        return Msg("quant.kernel.fp32", isa=float_isa)
-    if fmt == "int8":
-        isa = int8_isa(features) or Msg("quant.kernel.no_isa")
-        return Msg("quant.kernel.int8", count=op_counts.get("MatMulInteger", 0), isa=isa)
-    level = int(attrs.get("accuracy_level", 0))
-    return Msg(
-        "quant.kernel.int4_int8_compute" if level == 4 else "quant.kernel.int4_fp32_compute",
-        count=op_counts.get("MatMulNBits", 0),
-        bits=attrs.get("bits", 4),
-        block=attrs.get("block_size"),
-        level=level,
-        isa=float_isa,
-    )
+    if fmt != "int8":
+        return float_isa
+    return int8_isa(features) or Msg("quant.kernel.no_isa")
+
+
+def kernel_path(fmt: str, profile: Mapping[str, Any] | None, features: Any) -> Msg:
+    """The kernel path a format ran, in words: the op types ONNX Runtime's profiler timed, with
+    their share of kernel time (:mod:`whylab.quant.ort_profile`), and the CPU's instruction sets
+    beside them; without a profile, only that it was not recorded."""
+    isa = cpu_context(fmt, features)
+    if not profile or not profile.get("ops"):
+        return Msg("quant.kernel.unprofiled", isa=isa)
+    ops = [
+        Msg(
+            "quant.kernel.op",
+            op=o["op"],
+            share=float(o["share_pct"]),
+            provider=str(o["provider"]).removesuffix("ExecutionProvider"),
+        )
+        for o in top_ops(profile)
+    ]
+    return Msg("quant.kernel.profiled", ops=ops, runs=int(profile["runs"]), isa=isa)
 
 
 def last_level_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:

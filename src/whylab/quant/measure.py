@@ -65,14 +65,22 @@ class OrtSession:
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
-def ort_session(path: str | Path, device: str = "cpu", threads: int = 1) -> OrtSession:
-    """Open ``path`` with CUDA when (device is cuda and the CUDA provider is offered), else CPU."""
+def ort_session(
+    path: str | Path, device: str = "cpu", threads: int = 1, profile_dir: str | Path | None = None
+) -> OrtSession:
+    """Open ``path`` with CUDA when (device is cuda and the CUDA provider is offered), else CPU.
+    With ``profile_dir`` the session's profiler is on until :func:`whylab.quant.ort_profile.profile`
+    stops it (its file goes to that folder)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if profile_dir is not None:
+        from whylab.quant.ort_profile import enable
+
+        enable(options, profile_dir)
     requested = ["CPUExecutionProvider"]
     note = ""
     if device.startswith("cuda"):

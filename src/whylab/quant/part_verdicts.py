@@ -35,13 +35,13 @@ from whylab.quant.claim_parts import (
     judged,
     loss_power,
     loss_status,
-    paired_interval,
     pct,
     primary_name,
     real_record,
     size_status,
     variant_named,
 )
+from whylab.quant.loss_interval import interval_between
 from whylab.results import Table
 from whylab.verdict import Kind, Label
 
@@ -129,6 +129,12 @@ def size_field(claim_id: str, metrics: Mapping[str, Any]) -> FieldAnswer | None:
 
 
 # ----------------------------------------------------------------------------- the loss part
+def draw_diffs(v: Mapping[str, Any]) -> list[list[float]]:
+    """A variant's per-block NLL differences against its reference, one list per calibration draw
+    (one list for a quantizer without calibration data, or a record from before the draws)."""
+    return [list(d) for d in v.get("draw_block_diff") or [v["block_diff"]]]
+
+
 def bits_apart(metrics: Mapping[str, Any]) -> Msg:
     """Whether this model tells 4 bits from 8: the primary INT4 and INT8 variants' NLLs on the
     same blocks, paired (both against the same FP32 reference)."""
@@ -138,7 +144,7 @@ def bits_apart(metrics: Mapping[str, Any]) -> Msg:
         return Msg("quant.partv.loss.bits.unknown")
     if len(int8["block_diff"]) != len(int4["block_diff"]):
         return Msg("quant.partv.loss.bits.unknown")
-    mean, low, high, _ = paired_interval(int4["block_diff"], int8["block_diff"])
+    mean, low, high, *_ = interval_between(draw_diffs(int4), draw_diffs(int8))
     apart = "apart" if low > 0 or high < 0 else "same"
     return Msg(
         f"quant.partv.loss.bits.{apart}",
@@ -168,7 +174,7 @@ def loss_verdict(
             fact=part.fact,
             detectable=Msg("quant.partv.unrecorded")
             if power is None
-            else Msg("quant.partv.power", detectable=power.detectable, n=power.n)
+            else power_text(v, power.detectable, power.n)
             if math.isfinite(power.detectable)
             else Msg("quant.partv.no_power", n=power.n),
             bits=bits_apart(metrics),
@@ -177,6 +183,18 @@ def loss_verdict(
     return PartVerdict(
         "loss", words, Kind.EXPERIMENT, run, reason, power, loss_field(claim_id, metrics, algorithm)
     )
+
+
+def power_text(v: Mapping[str, Any], detectable: float, n: int) -> Msg:
+    """What the loss interval could detect, and which spreads it samples: the evaluation blocks
+    and, for a calibrated quantizer run on several calibration draws, the draws; never LM seeds."""
+    draws = int(v.get("calibration_draws") or 1)
+    if draws > 1:
+        changes = [f"{c:+.2f}%" for c in v.get("draw_changes_pct") or []]
+        return Msg("quant.partv.power_draws", detectable=detectable, n=n, draws=draws, changes=changes)
+    if v.get("algorithm") in ("static", "gptq", "awq"):  # calibrated, on one draw only
+        return Msg("quant.partv.power_one_draw", detectable=detectable, n=n, variant=v["variant"])
+    return Msg("quant.partv.power", detectable=detectable, n=n, variant=v["variant"])
 
 
 # ----------------------------------------------------------------------------- the size part

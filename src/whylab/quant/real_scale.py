@@ -18,8 +18,10 @@ INT8 is the primary INT8 variant of C12 (ONNX Runtime dynamic, per-channel, set 
 (128: the GPTQ/AWQ papers' setting). A MatMulNBits graph's size and speed do not depend on which
 4-bit codes an algorithm picked, so round-to-nearest at that group size stands for GPTQ-g128
 here (random weights give GPTQ nothing to fit). Variants are timed interleaved, round by round,
-on one thread's CPU time when one thread runs; the kernel path that ran is named from the
-graph's ops and the CPU's instruction sets (ONNX Runtime's MLAS picks its kernels by CPU flag).
+on one thread's CPU time when one thread runs. The kernel path that ran is ONNX Runtime's own
+record: each session runs under its profiler before the timing (op types after graph
+optimization, their share of kernel time: ``kernel_profile``; the profile files go to a
+temporary folder), with the CPU's instruction sets beside it as context.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -188,14 +191,31 @@ def matmulnbits_attributes(path: Path) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- the step
-def _sessions(models: Mapping[str, Mapping[str, Any]], device: str, threads: int) -> dict[str, Any]:
+def _sessions(
+    models: Mapping[str, Mapping[str, Any]], device: str, threads: int, profile_dir: Path
+) -> dict[str, Any]:
+    """One session per format, its profiler on until :func:`_profiles` has run it once."""
     from whylab.quant.measure import ort_session
 
-    return {fmt: ort_session(m["path"], device, threads) for fmt, m in models.items()}
+    return {fmt: ort_session(m["path"], device, threads, profile_dir) for fmt, m in models.items()}
+
+
+def _profiles(
+    sessions: Mapping[str, Any], runners: Mapping[str, Any], calls: int, skip_runs: int
+) -> dict[str, dict[str, Any]]:
+    """What ONNX Runtime ran for each format: the runner called ``calls`` times under the
+    profiler, the first ``skip_runs`` inferences (first-run allocations, a decode's untimed
+    prefill) left out. The profiled calls warm the sessions before the timing's own warm-up."""
+    from whylab.quant.ort_profile import profile
+
+    return {fmt: profile(sessions[fmt].session, runners[fmt], calls, skip_runs) for fmt in sessions}
 
 
 def _family_record(
-    models: Mapping[str, Mapping[str, Any]], sessions: Mapping[str, Any], features: Any
+    models: Mapping[str, Mapping[str, Any]],
+    sessions: Mapping[str, Any],
+    features: Any,
+    profiles: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     fp32 = models["fp32"]["size_bytes"]
     return {
@@ -209,7 +229,8 @@ def _family_record(
                 if k in ("MatMul", "MatMulInteger", "MatMulNBits")
             },
             "expected_weight_matmuls": int(m["expected_weight_matmuls"]),
-            **kept_beside("kernel_path", kernel_path(fmt, m["op_counts"], m["attributes"], features)),
+            "kernel_profile": dict(profiles[fmt]),
+            **kept_beside("kernel_path", kernel_path(fmt, profiles[fmt], features)),
             "providers": list(sessions[fmt].providers),
             "notes": list(m.get("notes", [])),
         }
@@ -242,6 +263,7 @@ def run_step(
     work = out.parent / "_models"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    profile_dir = Path(tempfile.mkdtemp(prefix="whylab_ort_profile_"))  # never under results
     started = time.perf_counter()
     record: dict[str, Any] = {
         "cpu_features": features,
@@ -259,14 +281,16 @@ def run_step(
         cfg = rs["bert"]
         fp32, params = export("bert", cfg, work / "bert" / "fp32", seed)
         models = quantize(fp32, work / "bert", bs)
-        sessions = _sessions(models, ort_device, threads)
+        sessions = _sessions(models, ort_device, threads, profile_dir)
         feeds = bert_feeds(sessions["fp32"].session, int(cfg["prefill_tokens"]), int(cfg["vocab_size"]), seed)
         runners = {fmt: timed(prefill(s, feeds)) for fmt, s in sessions.items()}
+        # four prefills, the first (first-run allocations) left out: one alone varies under load
+        profiles = _profiles(sessions, runners, calls=4, skip_runs=1)
         times = interleaved(runners, int(timing["warmup"]), int(timing["rounds"]))
         bert = {
             "config": dict(cfg),
             "parameters": params,
-            "formats": _family_record(models, sessions, features),
+            "formats": _family_record(models, sessions, features, profiles),
             "prefill": speed_summary(times, clock, float(cfg["prefill_tokens"]), "tokens_per_s"),
             "fast_path": {fmt: fast_path_record(*fast_path("prefill", fmt, features)) for fmt in FORMATS[1:]},
         }
@@ -279,17 +303,20 @@ def run_step(
         cfg = rs["llama"]
         fp32, params = export("llama", cfg, work / "llama" / "fp32", seed)
         models = quantize(fp32, work / "llama", bs)
-        sessions = _sessions(models, ort_device, threads)
+        sessions = _sessions(models, ort_device, threads, profile_dir)
         prompt = np.random.default_rng(seed).integers(
             0, int(cfg["vocab_size"]), size=(1, int(cfg["prompt_tokens"]))
         )
         new = int(cfg["decode_tokens"])
         runners = {fmt: decoder(s, prompt.astype(np.int64), new) for fmt, s in sessions.items()}
+        # a decoder call is one prefill and `new` decode steps: one call, its prefill and first
+        # decode step (the first-run allocations) left out; the rest are the decode steps
+        profiles = _profiles(sessions, runners, calls=1, skip_runs=2)
         times = interleaved(runners, int(timing["warmup"]), int(timing["rounds"]))
         record["llama"] = {
             "config": dict(cfg),
             "parameters": params,
-            "formats": _family_record(models, sessions, features),
+            "formats": _family_record(models, sessions, features, profiles),
             "decode": speed_summary(times, clock, float(new), "tokens_per_s"),
             "fast_path": {
                 fmt: fast_path_record(
@@ -302,5 +329,6 @@ def run_step(
         gc.collect()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(profile_dir, ignore_errors=True)
     record["wall_s"] = time.perf_counter() - started
     write_json(out, record)

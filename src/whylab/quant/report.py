@@ -239,3 +239,49 @@ def real_scale_table(real: Mapping[str, Any]) -> Table:
         Msg("quant.table.real_scale.caption", flags=flags, clock=real.get("clock", "wall")),
         records,
     )
+
+
+MIN_SHARE_PCT = 1.0  # op types under this share of kernel time are one "other" row
+
+
+def kernel_profile_table(real: Mapping[str, Any]) -> Table:
+    """What ONNX Runtime ran, from its profiler: per model and format, each op type's share of
+    kernel time, time and calls per inference (``quant_real_scale``'s ``kernel_profile``)."""
+    records = []
+    for model in REAL_MODELS:
+        rec = real.get(model)
+        if not rec:
+            continue
+        label = str(model_label(model, rec))
+        regime = "prefill" if model == "bert" else "decode step"
+        for fmt, f in rec["formats"].items():
+            prof = f.get("kernel_profile") or {}
+            ops = list(prof.get("ops") or [])
+            shown = [o for o in ops if float(o["share_pct"]) >= MIN_SHARE_PCT] or ops[:1]
+            rest = [o for o in ops if o not in shown]
+            if rest:  # the op types under 1% of kernel time, as one row
+                shown.append(
+                    {
+                        "op": f"other ({len(rest)} op types)",
+                        "provider": ", ".join(sorted({o["provider"] for o in rest})),
+                        **{
+                            k: sum(float(o[k]) for o in rest)
+                            for k in ("share_pct", "us_per_run", "calls_per_run")
+                        },
+                    }
+                )
+            for o in shown:
+                records.append(
+                    {
+                        "model": label,
+                        "format": fmt,
+                        "inference": f"batch-1 {regime}",
+                        "op type (as run)": o["op"],
+                        "provider": o["provider"],
+                        "share of kernel time (%)": _fmt(o["share_pct"]),
+                        "µs per inference": _fmt(o["us_per_run"]),
+                        "calls per inference": _fmt(o["calls_per_run"]),
+                        "inferences profiled": prof.get("runs"),
+                    }
+                )
+    return Table.from_records("kernel_profile", Msg("quant.table.kernel_profile.caption"), records)

@@ -10,7 +10,9 @@ its change vs FP32, latency p50/p90, throughput, the quantized op count, ``skipp
 
 Every non-reference variant is measured against its FP32 reference of the same runtime
 (ort-fp32 or torch-fp32): perplexity on the same blocks (from the reference's measures.json),
-and latency/throughput timed interleaved with the reference in the same process.
+and latency/throughput timed interleaved with the reference in the same process. A calibrated
+INT4 variant (GPTQ, AWQ) is also quantized on further seeded calibration draws and scored on the
+same blocks (``calibration_draws``), so C13's interval carries the calibration's variance.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,8 @@ def base_record(variant: Variant, settings: Mapping[str, Any], device: str, thre
         params.update(block_size=variant.block_size, symmetric=settings["int4"]["symmetric"])
     if variant.algorithm in ("static", "gptq", "awq"):
         params["calibration_blocks"] = settings["calibration"]["blocks"]
+    if variant.family == "int4" and variant.algorithm in CALIBRATED_INT4:
+        params["calibration_draws"] = int(settings["calibration"].get("draws", 1))
     return {
         "variant": variant.name,
         "family": variant.family,
@@ -253,12 +258,15 @@ def run_step(
         int(m["block_size"]),
         int(m["eval_blocks"]),
     )
-    calibration = token_blocks(
+    cal = q["calibration"]
+    n_cal = int(cal["blocks"])
+    pool = token_blocks(
         corpus_files(inputs["corpus"], languages, "train"),
         tokenizer,
         int(m["block_size"]),
-        int(q["calibration"]["blocks"]),
+        max(n_cal, int(cal.get("pool_blocks", n_cal))),
     )
+    calibration = pool[:n_cal]  # draw 0: the first blocks, as every calibrated variant uses
     onnx_file = Path(inputs["onnx"]) / "model.onnx"
     inp = Inputs(Path(inputs["model"]), onnx_file, eval_blocks, calibration, q, device, threads, outdir)
 
@@ -292,11 +300,55 @@ def run_step(
         }
     )
     record.update(measure(variant, built, reference, ref_record, inp))
+    if variant.family == "int4" and variant.algorithm in CALIBRATED_INT4:
+        seed = int(settings.get("seeds", [0])[0])
+        record["calibration_draws"] = calibration_draws(
+            variant, inp, pool, int(cal.get("draws", 1)), seed, record["block_nll"]
+        )
     shutil.rmtree(outdir / "_reference", ignore_errors=True)
     record["wall_s"] = time.perf_counter() - started
     record = _finite(record)
     validate_measures(record)
     write_json(out, record)
+
+
+CALIBRATED_INT4 = ("gptq", "awq")
+
+
+def draw_indices(pool_size: int, blocks: int, draw: int, seed: int) -> list[int]:
+    """Which pool blocks calibration draw ``draw`` uses: draw 0 the first ``blocks``; a further
+    draw ``blocks`` of them without replacement, seeded by (run seed, draw), in pool order."""
+    if draw == 0:
+        return list(range(min(blocks, pool_size)))
+    generator = torch.Generator().manual_seed(1_000_003 * seed + draw)
+    return sorted(torch.randperm(pool_size, generator=generator)[:blocks].tolist())
+
+
+def calibration_draws(
+    variant: Variant, inp: Inputs, pool: torch.Tensor, draws: int, seed: int, first_nll: list[float]
+) -> list[dict[str, Any]]:
+    """The variant quantized again on each further calibration draw and scored on the same
+    evaluation blocks (no timing: size and speed do not depend on the draw); draw 0 is the
+    measured variant itself. The variance a calibrated quantizer adds, beside the blocks'."""
+    out: list[dict[str, Any]] = [
+        {
+            "draw": 0,
+            "blocks": draw_indices(pool.shape[0], inp.calibration.shape[0], 0, seed),
+            "block_nll": list(first_nll),
+        }
+    ]
+    for draw in range(1, draws):
+        index = draw_indices(pool.shape[0], inp.calibration.shape[0], draw, seed)
+        outdir = inp.outdir / f"_draw{draw}"
+        outdir.mkdir(parents=True, exist_ok=True)
+        sub = replace(inp, calibration=pool[index], outdir=outdir)
+        built = build(variant, sub)
+        scores = built.block_scores(inp.eval_blocks) if built.block_scores else None
+        nll = scores["nll"] if scores else built.block_nll(inp.eval_blocks)
+        out.append({"draw": draw, "blocks": index, "block_nll": nll})
+        del built
+        shutil.rmtree(outdir, ignore_errors=True)
+    return out
 
 
 def _finite(value: Any) -> Any:

@@ -44,6 +44,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
     tables = [qr.variants_table(rows), parts_table(metrics, results), accuracy_table(metrics, "int8")]
     if metrics["real_scale"]:
         tables.append(qr.real_scale_table(metrics["real_scale"]))
+        tables.append(qr.kernel_profile_table(metrics["real_scale"]))
     return Evidence(
         method=Msg("C12.method"),
         metrics=metrics,

@@ -11,8 +11,9 @@ from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg
 from whylab.quant import figures as qf
 from whylab.quant import report as qr
-from whylab.quant.claim_parts import model_words, paired_interval, primary_name, variant_named
-from whylab.quant.part_verdicts import accuracy_table, parts_table, published_losses
+from whylab.quant.claim_parts import model_words, primary_name, variant_named
+from whylab.quant.loss_interval import interval_between
+from whylab.quant.part_verdicts import accuracy_table, draw_diffs, parts_table, published_losses
 from whylab.quant.part_verdicts import literature as recorded_literature
 from whylab.results import Evidence, LiteratureCheck, Table
 
@@ -47,6 +48,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
     ]
     if metrics["real_scale"]:
         tables.append(qr.real_scale_table(metrics["real_scale"]))
+        tables.append(qr.kernel_profile_table(metrics["real_scale"]))
     if alpha_rows:
         tables.append(Table.from_records("awq_alphas", Msg("C13.table.awq_alphas.caption"), alpha_rows))
     return Evidence(
@@ -101,20 +103,41 @@ def by_algorithm(metrics: Mapping[str, Any]) -> dict[int, dict[str, float]]:
     return out
 
 
-def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean per-block NLL difference a − b (nats/token) and the half-width of its 95% t interval
-    (same blocks, paired): the one CI rule of C12/C13 (:func:`whylab.quant.claim_parts.paired_interval`)."""
-    mean, low, high, _ = paired_interval(a, b)
-    return mean, (high - low) / 2.0
+Draws = list[list[float]]  # a variant's per-block NLL differences vs FP32, one list per calibration draw
 
 
-def side(a: list[float] | None, b: list[float] | None) -> bool | None:
-    """True where a is clearly lower than b (the 95% t interval of the paired block differences
-    lies below 0), False where clearly higher, None inside the noise or without paired blocks."""
-    if not a or not b or len(a) != len(b):
+def pair_draws(metrics: Mapping[str, Any], a: str, b: str) -> tuple[Draws, Draws] | None:
+    """Variants ``a`` and ``b`` on the same evaluation blocks: their per-block NLL differences vs
+    FP32, one list per calibration draw (GPTQ, AWQ) or one list (RTN, HQQ); else their recorded
+    per-block NLLs (one list each; a − b is the same); None where blocks were not recorded."""
+    va, vb = variant_named(metrics, a), variant_named(metrics, b)
+    if va and vb and va.get("block_diff") and vb.get("block_diff"):
+        da, db = draw_diffs(va), draw_diffs(vb)
+    else:
+        nll = metrics.get("block_nll", {})
+        if not nll.get(a) or not nll.get(b):
+            return None
+        da, db = [list(nll[a])], [list(nll[b])]
+    if len(da[0]) != len(db[0]) or (len(da) != len(db) and 1 not in (len(da), len(db))):
         return None
-    _, low, high, _ = paired_interval(a, b)
-    return True if high < 0 else False if low > 0 else None
+    return da, db
+
+
+def paired_difference(a: Draws, b: Draws) -> tuple[float, float]:
+    """Mean per-block NLL difference a − b (nats/token) and the half-width of its 95% t interval
+    (same blocks, paired; over the calibration draws too): the one CI rule of C12/C13
+    (:func:`whylab.quant.loss_interval.interval_between`)."""
+    ci = interval_between(a, b)
+    return ci.mean, (ci.high - ci.low) / 2.0
+
+
+def side(pair: tuple[Draws, Draws] | None) -> bool | None:
+    """True where a is clearly lower than b (the 95% interval of the one CI rule lies below 0),
+    False where clearly higher, None inside the noise or without paired blocks."""
+    if pair is None:
+        return None
+    ci = interval_between(*pair)
+    return True if ci.high < 0 else False if ci.low > 0 else None
 
 
 def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | None, Msg]:
@@ -131,7 +154,6 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
         for v in metrics["variants"]
         if v["family"] == "int4"
     }
-    nll = metrics.get("block_nll", {})
     pairs = [
         (bs, algs[better], algs[than])
         for bs, algs in sorted(table.items())
@@ -142,10 +164,10 @@ def compare(metrics: Mapping[str, Any], better: str, than: str) -> tuple[bool | 
     outcomes: list[bool | None] = []
     texts: list[Msg] = []
     for bs, a, b in pairs:
-        na, nb = nll.get(names[(better, bs)]), nll.get(names[(than, bs)])
-        if na and nb and len(na) == len(nb):
-            diff, half = paired_difference(na, nb)
-            outcomes.append(side(na, nb))
+        pair = pair_draws(metrics, names[(better, bs)], names[(than, bs)])
+        if pair is not None:
+            diff, half = paired_difference(*pair)
+            outcomes.append(side(pair))
             texts.append(
                 Msg(
                     "C13.literature.compare.paired",
@@ -181,13 +203,13 @@ def group_size_trend(metrics: Mapping[str, Any]) -> tuple[bool | None, Msg]:
     sizes = sorted(table)
     if len(sizes) < 2:
         return None, Msg("C13.literature.trend.one_size")
-    nll = metrics.get("block_nll", {})
     checks: list[tuple[str, list[bool | None], list[tuple[int, float]]]] = []
     for alg in sorted({a for algs in table.values() for a in algs}):
         vals = [(bs, table[bs][alg]) for bs in sizes if alg in table[bs]]
         if len(vals) >= 2:
-            blocks = [nll.get(f"ort-int4-{alg}-b{bs}") for bs, _ in vals]
-            checks.append((alg, [side(blocks[i], blocks[i + 1]) for i in range(len(vals) - 1)], vals))
+            names = [f"ort-int4-{alg}-b{bs}" for bs, _ in vals]
+            sides = [side(pair_draws(metrics, names[i], names[i + 1])) for i in range(len(vals) - 1)]
+            checks.append((alg, sides, vals))
     if not checks:
         return None, Msg("C13.literature.trend.no_pair")
     text = Msg(
