@@ -13,10 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # every figure a test (or the DAG a test runs) saves must pass the layout check: no legend over
 # data, no overlapping labels (whylab.plotting); outside the tests a problem is only recorded
 os.environ.setdefault("WHYLAB_STRICT_FIGURES", "1")
-# a figure text with no translation (messages/ko/drawn/*.yaml) raises instead of warning, and the
-# Korean page's English-prose checks read its data tables too (tests/page_text.py): to be turned on
-# once every claim's translations have landed
-# os.environ.setdefault("WHYLAB_STRICT_TRANSLATIONS", "1")
+# every text a figure draws, and every table header and word cell, has its Korean text
+os.environ.setdefault("WHYLAB_STRICT_TRANSLATIONS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 

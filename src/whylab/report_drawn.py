@@ -17,6 +17,8 @@ from whylab.drawn_texts import is_identifier, needs_translation, translate
 from whylab.messages import DEFAULT, MSG_TAG, text
 from whylab.report_labels import localized
 
+_QUOTED = re.compile(r"'[^']*'")  # a quoted token (a tokenizer's piece, as Python writes it)
+_SPACED_TOKEN = re.compile(r" \S+")  # a word-start token as a BPE vocabulary writes it (" the")
 _PIECES = re.compile(r"\S \| \S|\S \|  \S")  # "To | ke | n": token pieces joined by " | "
 
 
@@ -63,7 +65,7 @@ def _piece(value: str, lang: str, header: bool) -> dict[str, Any]:
     an untranslated header), and "missing" where it is English for want of a translation."""
     if lang == DEFAULT:
         return {"text": value, "code": header, "missing": False}
-    if not header and _PIECES.search(value):  # a tokenizer's pieces: data
+    if not header and (_PIECES.search(value) or _QUOTED.fullmatch(value) or _SPACED_TOKEN.fullmatch(value)):  # tokens: data
         return {"text": value, "code": True, "missing": False}
     found = translate(value, lang)
     if found is not None and found != value:
