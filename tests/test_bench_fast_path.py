@@ -2,9 +2,9 @@
 
 The fast path (issue 19): the fused kernel's own causal masking (``is_causal``) instead of an
 additive mask, a cross-entropy with a one-pass backward, AdamW's fused CPU kernel, and one
-gradient-norm pass shared by the log and the clipping. The reference below is the old loop,
-written out: additive-mask attention, ``F.cross_entropy``, foreach AdamW, the norm computed
-twice (once for the history, once inside ``clip_grad_norm_``).
+gradient-norm pass shared by the log and the clipping. The reference is the old loop
+(``whylab.bench.reference``): additive-mask attention, ``F.cross_entropy``, foreach AdamW, the
+norm computed twice (once for the history, once inside ``clip_grad_norm_``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from whylab.bench import attention
-from whylab.bench.data import lm_batches
 from whylab.bench.loss import cross_entropy
 from whylab.bench.model import BenchConfig, BenchTransformer
-from whylab.bench.train import TrainSettings, _grad_norm, _lr_factor, make_adamw, train_lm
+from whylab.bench.reference import additive_causal_mask, train_reference
+from whylab.bench.train import TrainSettings, make_adamw, train_lm
 
 torch.set_num_threads(1)
 
@@ -29,28 +29,13 @@ def _model(seed: int = 0, **kw: object) -> BenchTransformer:
     return BenchTransformer(BenchConfig(**{**SMALL, **kw}))  # type: ignore[arg-type]
 
 
-def _additive_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The old fused path: the causal mask always passed as an additive mask."""
-    fast = attention._sdpa
-
-    def old(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.Tensor | None, causal: bool = False
-    ):  # type: ignore[no-untyped-def]
-        return fast(q, k, v, mask=mask, causal=False)
-
-    monkeypatch.setattr(attention, "_sdpa", old)
-
-
 @pytest.mark.parametrize("pad_id", [None, 0])
-def test_is_causal_equals_the_additive_mask_and_the_four_steps(
-    monkeypatch: pytest.MonkeyPatch, pad_id: int | None
-) -> None:
+def test_is_causal_equals_the_additive_mask_and_the_four_steps(pad_id: int | None) -> None:
     ids = torch.randint(1, 50, (3, 20), generator=torch.Generator().manual_seed(1))
     ids[1, 15:] = 0  # PAD at the end of one row (masked only when pad_id is set)
     fast = _model(pad_id=pad_id)(ids).logits
     explicit = _model(pad_id=pad_id, use_sdpa=False)(ids).logits
-    with monkeypatch.context() as m:
-        _additive_only(m)
+    with additive_causal_mask():
         additive = _model(pad_id=pad_id)(ids).logits
     torch.testing.assert_close(fast, additive, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(fast, explicit, rtol=1e-5, atol=1e-5)
@@ -94,37 +79,12 @@ def test_cross_entropy_equals_the_library_one(ignore: bool) -> None:
         assert cross_entropy(logits, target).item() == theirs.item()
 
 
-def _old_train(
-    model: BenchTransformer, ids: torch.Tensor, s: TrainSettings
-) -> tuple[list[float], list[float]]:
-    gen = torch.Generator().manual_seed(s.seed)
-    stream = lm_batches(ids, batch_size=s.batch_size, seq_len=s.seq_len, generator=gen)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=s.lr, betas=(0.9, s.beta2), weight_decay=s.weight_decay, foreach=True)
-    losses, norms = [], []
-    for step in range(s.steps):
-        for group in opt.param_groups:
-            group["lr"] = s.lr * _lr_factor(step, s)
-        x, y = next(stream)
-        logits = model(x).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        losses.append(float(loss.detach()))
-        norms.append(_grad_norm(params))
-        torch.nn.utils.clip_grad_norm_(params, s.grad_clip)  # type: ignore[arg-type]
-        opt.step()
-    return losses, norms
-
-
-def test_fast_training_path_follows_the_old_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_training_path_follows_the_old_one() -> None:
     ids = torch.randint(0, 50, (4000,), generator=torch.Generator().manual_seed(3))
     s = TrainSettings(steps=25, batch_size=4, seq_len=16, lr=3e-3, weight_decay=0.01, grad_clip=0.5, seed=4)
     new_model, old_model = _model(seed=5), _model(seed=5)
     hist = train_lm(new_model, ids, None, s)
-    with monkeypatch.context() as m:
-        _additive_only(m)
-        old_losses, old_norms = _old_train(old_model, ids, s)
+    old_losses, old_norms = train_reference(old_model, ids, s)
     assert hist.train_loss[0] == old_losses[0]  # the first forward is the same float
     torch.testing.assert_close(hist.train_loss, old_losses, rtol=2e-5, atol=0)
     torch.testing.assert_close(hist.grad_norm, old_norms, rtol=1e-3, atol=0)
