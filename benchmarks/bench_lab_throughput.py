@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -86,7 +87,7 @@ Trainer = Callable[[list[torch.nn.Module], torch.Tensor, list[TrainSettings]], o
 
 
 def _train_compiled(models: list[torch.nn.Module], data: torch.Tensor, per: list[TrainSettings]) -> None:
-    compiled = torch.compile(models[0])
+    compiled = cast(torch.nn.Module, torch.compile(models[0]))
 
     def loss(_: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return lm_loss(compiled, x, y)

@@ -47,7 +47,7 @@ def test_is_causal_is_used_only_for_the_plain_causal_mask(monkeypatch: pytest.Mo
 
     def spy(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: torch.Tensor | None, causal: bool = False
-    ):  # type: ignore[no-untyped-def]
+    ) -> torch.Tensor:
         seen.append(causal)
         return real(q, k, v, mask=mask, causal=causal)
 
@@ -88,7 +88,7 @@ def test_fast_training_path_follows_the_old_one() -> None:
     assert hist.train_loss[0] == old_losses[0]  # the first forward is the same float
     torch.testing.assert_close(hist.train_loss, old_losses, rtol=2e-5, atol=0)
     torch.testing.assert_close(hist.grad_norm, old_norms, rtol=1e-3, atol=0)
-    assert min(hist.grad_norm) > s.grad_clip  # the clipping was exercised
+    assert min(hist.grad_norm) > 0.5  # the clipping (grad_clip 0.5) was exercised
     for a, b in zip(new_model.parameters(), old_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5)
 
