@@ -9,6 +9,12 @@
 2. Snakemake then runs with ``--rerun-incomplete``: jobs a dead run left half-done are re-made.
    That is safe because every whylab step writes its outputs atomically (``whylab.files``): an
    output file is either whole or absent, never trusted half-written.
+3. While it runs, beside Snakemake's own ``N of M steps (x%) done`` lines, one line every
+   ``WHYLAB_RUNNING_EVERY`` seconds (default 30; 0: none) says which jobs are running and for
+   how long, read from Snakemake's markers of the outputs it is making (``.snakemake/incomplete``,
+   each named by its output's path in base64)::
+
+       whylab: running 2 jobs: results/concepts/C07/measurements.json (1:05 min), ...
 
 Processes are found through ``/proc`` (Linux) or psutil (elsewhere). A Snakemake started by
 hand on another machine of a shared filesystem is invisible to both; a ``whylab.recover`` there
@@ -17,12 +23,15 @@ holds ``.snakemake/whylab-run.lock`` (an advisory file lock) and is seen through
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import fcntl
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +129,70 @@ def _say(message: str) -> None:
     print(f"whylab: {message}", file=sys.stderr, flush=True)
 
 
+def running_jobs(meta: Path, now: float | None = None) -> list[tuple[str, float]]:
+    """(output path, seconds since its job started) for every output Snakemake marks as being
+    made in ``meta/incomplete``, the longest-running first (a marker is written as its job starts)."""
+    folder = meta / "incomplete"
+    now = time.time() if now is None else now
+    found: list[tuple[str, float]] = []
+    with contextlib.suppress(OSError):
+        for marker in folder.rglob("*"):
+            # a long name is cut into folders named "@<part>" (snakemake.persistence)
+            name = "".join(part.removeprefix("@") for part in marker.relative_to(folder).parts)
+            try:
+                if not marker.is_file():
+                    continue
+                path = base64.b64decode(name, altchars=b"-_", validate=True).decode()
+                started = marker.stat().st_mtime
+            except (binascii.Error, UnicodeDecodeError, OSError):
+                continue  # not a marker (migration_underway, a file removed meanwhile)
+            found.append((path, max(0.0, now - started)))
+    return sorted(found, key=lambda job: -job[1])
+
+
+def running_line(jobs: Sequence[tuple[str, float]], shown: int = 4) -> str:
+    """One line naming the running jobs' outputs and how long each has run."""
+
+    def age(seconds: float) -> str:
+        return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)}:{int(seconds % 60):02d} min"
+
+    listed = ", ".join(f"{path} ({age(seconds)})" for path, seconds in jobs[:shown])
+    more = f", and {len(jobs) - shown} more" if len(jobs) > shown else ""
+    return f"running {len(jobs)} job{'s' if len(jobs) != 1 else ''}: {listed}{more}"
+
+
+def _watch(meta: Path, snakemake_pid: int, every_s: float) -> None:
+    """In a forked child: the running-jobs line every ``every_s`` until Snakemake (our parent,
+    exec'd in the process that forked us) exits."""
+    last = time.monotonic()
+    while os.getppid() == snakemake_pid:
+        time.sleep(min(1.0, every_s))
+        if time.monotonic() - last < every_s:
+            continue
+        last = time.monotonic()
+        jobs = running_jobs(meta)
+        if jobs and os.getppid() == snakemake_pid:
+            _say(running_line(jobs))
+
+
+def _start_watcher(meta: Path, run_lock: int) -> None:
+    """Fork the watcher of ``_watch`` (POSIX); Snakemake is then exec'd in this process."""
+    every_s = float(os.environ.get("WHYLAB_RUNNING_EVERY", "30") or 0)
+    if every_s <= 0 or not hasattr(os, "fork"):
+        return
+    snakemake_pid = os.getpid()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        return
+    try:  # the child: holds no lock, reads no stdin, prints to the run's stderr
+        os.close(run_lock)
+        with contextlib.suppress(OSError):
+            os.close(0)
+        _watch(meta, snakemake_pid, every_s)
+    finally:
+        os._exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     workdir = _workdir(args)
@@ -165,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.set_inheritable(fd, True)  # Snakemake keeps the run lock until it exits
     command = [sys.executable, "-m", "snakemake", "--rerun-incomplete", *args]
     sys.stdout.flush()
+    _start_watcher(meta, fd)
     os.execv(sys.executable, command)
     return 0  # not reached: execv replaces this process
 

@@ -43,8 +43,14 @@ def attention(
     return weights @ v, weights  # 4. a weighted average of the values
 
 
-def _sdpa(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None) -> Tensor:
-    """The same computation through PyTorch's fused kernel (standard 1/√d_k scaling)."""
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None, causal: bool = False) -> Tensor:
+    """The same computation through PyTorch's fused kernel (standard 1/√d_k scaling).
+
+    ``causal``: ``mask`` is exactly the causal mask (no padding), so the kernel's own causal
+    masking replaces the additive mask (``is_causal``; it skips the blocks above the diagonal).
+    """
+    if causal and q.shape[-2] == k.shape[-2]:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v)
     additive = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
@@ -107,8 +113,10 @@ class MultiHeadAttention(nn.Module):
         *,
         context: Tensor | None = None,
         mask: Tensor | None = None,
+        causal: bool = False,
         return_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
+        """``causal``: ``mask`` is the plain causal mask (the fused path may use ``is_causal``)."""
         source = x if context is None else context  # where keys and values come from
         q = self.q_proj(x) if self.q_proj is not None else x
         k = self.k_proj(source) if self.k_proj is not None else source
@@ -116,7 +124,7 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         weights: Tensor | None = None
         if self._can_use_sdpa(return_weights):
-            out = _sdpa(q, k, v, mask=mask)
+            out = _sdpa(q, k, v, mask=mask, causal=causal)
         else:
             out, weights = attention(q, k, v, mask=mask, scale=self.scale)
         b, _, t, _ = out.shape

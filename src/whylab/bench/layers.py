@@ -157,12 +157,14 @@ class Block(nn.Module):
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
         return_attention: bool = False,
+        causal: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Returns (x, self-attention weights, cross-attention weights); weights only if asked."""
+        """Returns (x, self-attention weights, cross-attention weights); weights only if asked.
+        ``causal``: ``mask`` is the plain causal mask (no padding)."""
         maps: dict[str, Tensor | None] = {"self": None, "cross": None}
 
         def self_attn(h: Tensor) -> Tensor:
-            out, maps["self"] = self.attn(h, mask=mask, return_weights=return_attention)
+            out, maps["self"] = self.attn(h, mask=mask, causal=causal, return_weights=return_attention)
             return out
 
         x = self._sublayer(x, self.norm1, self_attn)

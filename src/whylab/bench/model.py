@@ -109,19 +109,13 @@ class BenchTransformer(nn.Module):
         _check_length(t, self.cfg)
         positions = torch.arange(t, device=ids.device)
         x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions)[None])
-        mask = make_mask(
-            b,
-            t,
-            t,
-            causal=self.cfg.causal,
-            key_padding=self.key_padding(ids, padding_mask),
-            device=ids.device,
-        )
-        maps: list[Tensor] = []
         key_padding = self.key_padding(ids, padding_mask)
+        mask = make_mask(b, t, t, causal=self.cfg.causal, key_padding=key_padding, device=ids.device)
+        plain_causal = self.cfg.causal and key_padding is None
+        maps: list[Tensor] = []
         set_norm_padding(self, key_padding)
         for block in self.blocks:
-            x, weights, _ = block(x, mask=mask, return_attention=return_attention)
+            x, weights, _ = block(x, mask=mask, causal=plain_causal, return_attention=return_attention)
             if weights is not None:
                 maps.append(weights)
         hidden = self.final_norm(x)

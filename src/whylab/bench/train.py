@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whylab.bench.data import eval_windows, lm_batches
+from whylab.bench.loss import cross_entropy
 from whylab.bench.model import BenchConfig
 from whylab.errors import InputError
 from whylab.progress import Progress
@@ -85,7 +85,7 @@ def train_settings(section: Mapping[str, Any], **overrides: Any) -> TrainSetting
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Next-token cross-entropy (nats/token); targets of -100 are ignored."""
     logits = model(x).logits
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
 
 
 def _lr_factor(step: int, settings: TrainSettings) -> float:
@@ -121,11 +121,29 @@ def evaluate_lm(
     return total / max(1, weight)
 
 
-def _grad_norm(params: list[nn.Parameter]) -> float:
+def _total_norm(params: list[nn.Parameter]) -> Tensor:
+    """The 2-norm of all gradients together: the norm of the per-tensor norms, the numbers
+    ``clip_grad_norm_`` computes (0 when no parameter has a gradient)."""
     norms = [p.grad.detach().norm() for p in params if p.grad is not None]
     if not norms:
-        return 0.0
-    return float(torch.linalg.vector_norm(torch.stack(norms)))
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def _grad_norm(params: list[nn.Parameter]) -> float:
+    return float(_total_norm(params))
+
+
+def make_adamw(params: list[nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW with the settings' lr, betas and weight decay. On CPU and CUDA the fused kernel (one
+    pass over each tensor; PyTorch's foreach on CPU is a loop of per-tensor ops, 11 of them per
+    parameter), elsewhere foreach. Fused rounds differently from the per-op update, by float
+    rounding only (tests/test_bench_fast_path.py)."""
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    kind: dict[str, bool] = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(
+        params, lr=settings.lr, betas=(0.9, settings.beta2), weight_decay=settings.weight_decay, **kind
+    )
 
 
 def train_lm(
@@ -168,10 +186,7 @@ def train_lm(
     model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    # foreach: one kernel per op over all tensors, the same numbers as the per-tensor loop
-    optimizer = torch.optim.AdamW(
-        params, lr=settings.lr, betas=(0.9, settings.beta2), weight_decay=settings.weight_decay, foreach=True
-    )
+    optimizer = make_adamw(params, settings)
     hist = TrainHistory([], [], [], [], [], diverged=False, final_eval_loss=math.nan)
 
     def evaluate(step: int) -> None:
@@ -190,7 +205,8 @@ def train_lm(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         value = float(loss.detach())
-        norm = _grad_norm(params)
+        total = _total_norm(params)  # computed once: logged, checked, and reused by the clipping
+        norm = float(total)
         hist.steps.append(step + 1)
         hist.train_loss.append(value)
         hist.grad_norm.append(norm)
@@ -198,8 +214,8 @@ def train_lm(
         if not math.isfinite(value) or not math.isfinite(norm):
             hist.diverged = True
             break
-        if settings.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        if settings.grad_clip is not None:  # what clip_grad_norm_ does, without a second norm pass
+            torch.nn.utils.clip_grads_with_norm_(params, settings.grad_clip, total)
         optimizer.step()
         if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
             evaluate(step + 1)
