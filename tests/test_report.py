@@ -406,5 +406,6 @@ def test_the_report_environment_has_what_the_report_imports() -> None:
 
     env = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/envs/data.yaml").read_text("utf-8"))
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    names = {p.split("==")[0] for p in pip}
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]  # conda-forge's builds, name=version
+    names = {p.split("==")[0] for p in pip} | {d.split("=")[0] for d in conda}
     assert {"jinja2", "pyyaml", "jsonschema", "matplotlib", "seaborn", "koreanize-matplotlib"} <= names
