@@ -189,7 +189,7 @@ def test_the_korean_page_is_complete_and_linked(pipeline: Path) -> None:
     en = (pipeline / "reports" / "index.html").read_text(encoding="utf-8")
     ko = (pipeline / "reports" / "index.ko.html").read_text(encoding="utf-8")
     assert 'href="index.ko.html"' in en and 'href="index.html"' in ko
-    assert english_runs(fixed_text(ko)) == []
+    assert english_runs(fixed_text(ko, data_tables=True)) == []
     for path in sorted((pipeline / "results" / "concepts").glob("C*/result.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         verdict = verdict_view(record["verdict"], "ko")
@@ -198,6 +198,15 @@ def test_the_korean_page_is_complete_and_linked(pipeline: Path) -> None:
         assert shown["reason"] in ko, path.parent.name
         if verdict["label"] in ("partly supported", "not supported"):
             assert verdict["correction"] and shown["correction"] in ko, path.parent.name
+
+
+def test_every_drawn_text_and_table_word_of_the_real_claims_has_its_korean(pipeline: Path) -> None:
+    """Every text the claims' figures drew, every table header and word cell: an entry in
+    messages/ko/drawn/ (what `python -m whylab.drawn_texts missing` lists is empty)."""
+    from whylab.drawn_missing import report
+
+    lines, missing = report(pipeline / "results", "ko")
+    assert missing == 0, "\n".join(lines)
 
 
 @pytest.mark.browser
