@@ -77,10 +77,10 @@ def summarize(measured: Measured) -> dict[str, Any]:
     }
 
 
-def primary_text() -> Msg:
+def primary_text(tolerance: float) -> Msg:
     part = SPEC.part("split")
     assert part.primary is not None
-    return Msg(part.primary.text)
+    return Msg(part.primary.text, tolerance=tolerance)
 
 
 def field_answer() -> FieldAnswer:
@@ -137,7 +137,7 @@ def part_verdicts(metrics: Mapping[str, Any]) -> list[PartVerdict]:
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    out = VerdictOf(Kind.EXPERIMENT, primary_text())
+    out = VerdictOf(Kind.EXPERIMENT, primary_text(float(metrics["equal_tolerance"])))
     out.parts.extend(part_verdicts(metrics))
     tol = metrics["equal_tolerance"]
     eq, mom, ts = (
