@@ -194,3 +194,18 @@ def test_the_scale_line_of_a_record(
 
 def test_a_record_without_seeds_steps_or_model_has_no_scale_line() -> None:
     assert claim_scale({"config": {}, "seeds": []}) == ""
+
+
+@pytest.mark.e2e
+def test_memory_measured_on_a_cpu_says_so_where_the_notes_speak_of_a_gpu(test_dag_run: Path) -> None:
+    """The notes' memory lines are about a GPU (C14, C19, C20): a run on the CPU names what it
+    measured instead (live tensor bytes or the process's RSS)."""
+    html = (test_dag_run / "reports" / "index.html").read_text(encoding="utf-8")
+    for claim_id in ("C14", "C19", "C20"):
+        record = json.loads(
+            (test_dag_run / "results" / "concepts" / claim_id / "result.json").read_text("utf-8")
+        )
+        start = html.index(f'<section id="{claim_id}">')
+        section = fixed_text(html[start : html.index("</section>", start)])
+        named = "Measured on this run's CPU as" in section and "the notes speak of GPU memory" in section
+        assert named == (record["config"]["device"] == "cpu"), claim_id
