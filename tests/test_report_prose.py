@@ -48,9 +48,10 @@ def test_no_catalogue_text_names_a_setting(lang: str) -> None:
 
 def _prose(html: str) -> str:
     """The page's own sentences: without the notes (quoted verbatim, code lines and all), code,
-    preformatted settings and data tables (:func:`page_text.fixed_text`)."""
+    preformatted settings and data tables (:func:`page_text.fixed_text`), whose cells name the
+    metrics they hold (C21's ``offload_layers`` row): a table's identifiers, not a sentence."""
     notes = html.index('<section id="notes">')
-    return fixed_text(html[:notes] + html[html.index("</section>", notes) :])
+    return fixed_text(html[:notes] + html[html.index("</section>", notes) :], data_tables=False)
 
 
 @pytest.mark.e2e
@@ -206,6 +207,6 @@ def test_memory_measured_on_a_cpu_says_so_where_the_notes_speak_of_a_gpu(test_da
             (test_dag_run / "results" / "concepts" / claim_id / "result.json").read_text("utf-8")
         )
         start = html.index(f'<section id="{claim_id}">')
-        section = fixed_text(html[start : html.index("</section>", start)])
+        section = fixed_text(html[start : html.index("</section>", start)], data_tables=False)
         named = "Measured on this run's CPU as" in section and "the notes speak of GPU memory" in section
         assert named == (record["config"]["device"] == "cpu"), claim_id
