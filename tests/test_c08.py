@@ -208,7 +208,7 @@ def test_the_english_texts_are_unchanged() -> None:
         in v.reason
     )
     assert v.correction == "Pre-LN is not better everywhere: in this setting Post-LN reached the lower loss."
-    assert v.primary.endswith("past min_loss_gain nats/token (5 seeds, 80 steps)")
+    assert v.primary.endswith("past 0.05 nats/token (5 seeds, 80 steps)")
 
 
 def test_literature_texts_render_in_korean() -> None:

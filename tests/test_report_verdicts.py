@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from report_pages import all_claims
+from setting_names import setting_names_in
 from whylab import claims, report
 from whylab.report_reading import ARXIV, PAPERS, cited, linked
 
@@ -134,22 +135,6 @@ def test_citations_are_found_as_the_catalogues_spell_them() -> None:
         " (group size ablations)",
     ]
     assert len({arxiv for _, arxiv in PAPERS}) == len(PAPERS)
-
-
-def _setting_names() -> set[str]:
-    """The settings config/README.md documents: each dotted path (``memory.C18.notes_models``) and
-    each of its parts that reads as a key (with an underscore: ``min_loss_gain``)."""
-    readme = (Path(__file__).resolve().parents[1] / "config" / "README.md").read_text("utf-8")
-    paths = set(re.findall(r"^\| `([A-Za-z_][\w.]*)`", readme, re.M))
-    parts = {part for path in paths for part in path.split(".")}
-    return {name for name in paths | parts if "_" in name or "." in name}
-
-
-SETTINGS = _setting_names()
-
-
-def setting_names_in(prose: str) -> list[str]:
-    return sorted(n for n in SETTINGS if re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", prose))
 
 
 def test_no_setting_name_in_the_rendered_prose(pages: dict[str, str]) -> None:

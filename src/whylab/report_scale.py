@@ -143,14 +143,34 @@ def _first(config: Mapping[str, Any], *paths: str) -> Any:
     return None
 
 
+# where a claim's config names what it trains, most specific first: a claim's own setting (C08's
+# width, C11's task model), its task's, then the shared model it reuses (the bench transformer of
+# C03-C10 as ``model.n_layers``, the memory claims' Llama as ``model.num_layers``)
+STEPS = ("steps", "task.steps", "train.steps", "max_steps", "training.max_steps")
+LAYERS = ("n_layers", "task.n_layers", "model.n_layers", "model.num_layers")
+WIDTH = ("d_model", "task.d_model", "model.d_model", "model.hidden_size")
+
+
+def _layers(config: Mapping[str, Any]) -> Any:
+    """The trained model's depth: the depths of the primary cells where a claim trains stacks of
+    its own depth (C08: "6 layers", or "6–12 layers" across cells), else the first of ``LAYERS``."""
+    cells = config.get("primary_cells")
+    depths = (
+        sorted({int(c["depth"]) for c in cells if isinstance(c, Mapping) and "depth" in c}) if cells else []
+    )
+    if depths:
+        return depths[0] if len(depths) == 1 else f"{depths[0]}–{depths[-1]}"
+    return _first(config, *LAYERS)
+
+
 def claim_scale(record: Mapping[str, Any]) -> Msg | str:
     """One claim's scale, from its result: its seeds and, where its config sets them, its training
     steps and its model's layers and width ("" when the result records none of these)."""
     config = record.get("config") or {}
     seeds = record.get("seeds") or config.get("seeds") or []
-    steps = _first(config, "steps", "task.steps", "train.steps", "max_steps", "training.max_steps")
-    layers = _first(config, "model.n_layers", "n_layers", "task.n_layers")
-    width = _first(config, "model.d_model", "d_model", "task.d_model")
+    steps = _first(config, *STEPS)
+    layers = _layers(config)
+    width = _first(config, *WIDTH)
     if not seeds and steps is None and width is None:
         return ""
     none = empty()

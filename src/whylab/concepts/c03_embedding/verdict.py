@@ -128,7 +128,10 @@ def decide(metrics: Mapping[str, Any]) -> Verdict:
     comps = metrics["paired_frozen_minus_learned"]
     part = SPEC.part("learned")
     assert part.primary is not None
-    out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text, seeds=metrics["n_seeds"]))
+    out = VerdictOf(
+        Kind.EXPERIMENT,
+        primary=Msg(part.primary.text, seeds=metrics["n_seeds"], min_loss_gain=th["min_loss_gain"]),
+    )
 
     min_seeds = SPEC.threshold("min_seeds")
     if metrics["n_seeds"] < min_seeds or any(c["n"] < min_seeds for c in comps.values()):
@@ -141,7 +144,9 @@ def decide(metrics: Mapping[str, Any]) -> Verdict:
     status = {k: part_status(c, rejected[k]) for k, c in comps.items()}
     label = label_of(list(status.values()))
     out.limited.extend(
-        Msg("C03.limited.unclear", table=table_name(k)) for k, st in status.items() if st == "limited"
+        Msg("C03.limited.unclear", table=table_name(k), min_loss_gain=th["min_loss_gain"])
+        for k, st in status.items()
+        if st == "limited"
     )
     numbers = Msg(
         "C03.reason.numbers",

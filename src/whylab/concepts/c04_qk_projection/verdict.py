@@ -101,8 +101,16 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """
     primary = SPEC.part("task").primary
     assert primary is not None
-    out = VerdictOf(Kind.EXPERIMENT, Msg(primary.text, n_seeds=metrics["n_seeds"]))
     th = metrics["thresholds"]
+    out = VerdictOf(
+        Kind.EXPERIMENT,
+        Msg(
+            primary.text,
+            n_seeds=metrics["n_seeds"],
+            min_accuracy_points=100 * th["min_accuracy_gap"],
+            min_loss_gain=th["min_loss_gain"],
+        ),
+    )
     comps = {"task": metrics["paired_task_accuracy"], "lm": metrics["paired_lm_loss"]}
     min_seeds = SPEC.threshold("min_seeds")
     if metrics["n_seeds"] < min_seeds or any(c["n"] < min_seeds for c in comps.values()):

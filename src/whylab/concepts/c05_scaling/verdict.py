@@ -189,7 +189,14 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     comparison the run is inconclusive."""
     part = SPEC.part("training")
     assert part.primary is not None
-    out = VerdictOf(Kind.EXPERIMENT, Msg(part.primary.text, seeds=metrics["n_seeds"]))
+    out = VerdictOf(
+        Kind.EXPERIMENT,
+        Msg(
+            part.primary.text,
+            seeds=metrics["n_seeds"],
+            min_loss_gain=float(metrics["thresholds"]["min_loss_gain"]),
+        ),
+    )
     parts = parts_of(metrics)
     out.parts.extend(parts)
     out.limited.extend(

@@ -239,7 +239,12 @@ def _limits(metrics: Mapping[str, Any], parts: Parts) -> list[Msg]:
     why = (
         Msg("C07.reason.not_clear")
         if parts.converged
-        else Msg("C07.reason.not_at_plateau", still=parts.still, steps=steps)
+        else Msg(
+            "C07.reason.not_at_plateau",
+            still=parts.still,
+            steps=steps,
+            min_loss_gain=float(metrics["min_loss_gain"]),
+        )
     )
     if parts.reason == "limited":
         delta = stats.describe(pc["reason_naive_minus_masked"], "nats/token")
@@ -290,7 +295,12 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """
     part = SPEC.part("reason")
     assert part.primary is not None
-    primary = Msg(part.primary.text, n_seeds=metrics["n_seeds"], steps=metrics["steps"])
+    primary = Msg(
+        part.primary.text,
+        n_seeds=metrics["n_seeds"],
+        steps=metrics["steps"],
+        min_loss_gain=float(metrics["min_loss_gain"]),
+    )
     ln, mbn = metrics["norms"]["layer"], metrics["norms"]["masked_batch"]
     tol = float(metrics["invariance_tolerance"])
     ln_dep = max(float(ln["mates_padded"]["mean"]), float(ln["padding"]["mean"]))

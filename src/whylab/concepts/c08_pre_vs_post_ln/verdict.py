@@ -183,7 +183,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     cells = metrics["cells"]
     floor = float(metrics["min_loss_gain"])
     steps = metrics["steps"]
-    out = VerdictOf(Kind.EXPERIMENT, Msg(part.primary.text, seeds=metrics["n_seeds"], steps=steps))
+    out = VerdictOf(
+        Kind.EXPERIMENT, Msg(part.primary.text, seeds=metrics["n_seeds"], steps=steps, min_loss_gain=floor)
+    )
 
     min_seeds = int(SPEC.threshold("min_seeds"))
     if (

@@ -92,6 +92,7 @@ def _memory(metrics: Mapping[str, Any]) -> Msg:
         base_q=q["base_storage_bytes"] / MiB,
         base_l=lo["base_storage_bytes"] / MiB,
         real_scale=scale,
+        hardware=Msg("C14.part.four_bit.on_cpu") if metrics.get("device") == "cpu" else empty(),
     )
 
 

@@ -120,6 +120,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "qlora_ran": "qlora" in summary,
         "close_tolerance_pct": float(s["close_tolerance_pct"]),
         "memory_method": per_seed[0]["memory_method"],
+        "device": str(s.get("device", "cpu")),
         "steps": s["steps"],
         "batch_size": s["batch_size"],
         "block_size": int(s["block_size"]),

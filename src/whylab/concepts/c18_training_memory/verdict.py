@@ -22,7 +22,7 @@ from whylab.memory import calculator as calc
 from whylab.memory import planner
 from whylab.memory.presets import PRESETS
 from whylab.messages import Msg, empty
-from whylab.parts import combine
+from whylab.parts import PartVerdict, combine
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
 CLAIM_ID = "C18"
@@ -239,6 +239,12 @@ def _metrics(
         "sum_of_terms_median_rel_err": statistics.median(r["sum_rel_err"] for r in rows),
         # over the AdamW FP32 grid only: the rows the formula's Adam factor is about
         "small_notes_literal_median_rel_err": statistics.median(r["notes_literal_rel_err"] for r in grid),
+        # the sign varies over the grid: the size of the error, and its range
+        "small_notes_literal_median_abs_rel_err": statistics.median(
+            abs(r["notes_literal_rel_err"]) for r in grid
+        ),
+        "small_notes_literal_rel_err_min": min(r["notes_literal_rel_err"] for r in grid),
+        "small_notes_literal_rel_err_max": max(r["notes_literal_rel_err"] for r in grid),
         "small_notes_additive_median_abs_rel_err": statistics.median(
             abs(r["notes_additive_rel_err"]) for r in grid
         ),
@@ -295,6 +301,12 @@ def _notes_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _line(part: PartVerdict) -> Msg | str:
+    """A line of the notes' block as the reason lists it; AdaFactor's with or without β₁."""
+    which = {"adafactor_no_beta1": "C18.reason.without_beta1", "adafactor_beta1": "C18.reason.with_beta1"}
+    return Msg(which[part.id], words=part.words) if part.id in which else part.words
+
+
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
     """The claim's label combines its parts' run labels (:func:`whylab.parts.combine`): each line of
     the notes' block is judged on its own, so any mix, all supported or all not supported, can come
@@ -303,7 +315,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     exact = metrics["exact_max_abs_rel_err"]
     part = SPEC.part("formula")
     assert part.primary is not None
-    out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text))
+    out = VerdictOf(Kind.EXPERIMENT, primary=Msg(part.primary.text, n=metrics.get("notes_points", 0)))
     if exact > tol:
         return out.branch(Label.INCONCLUSIVE, "C18.verdict.calculator_off", exact=exact, tol_pct=100 * tol)
     if not metrics.get("notes_models"):
@@ -329,16 +341,22 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         if "no_beta1" in ada and "beta1" in ada
         else Msg("C18.reason.adafactor_missing"),
     )
-    small = metrics.get("small_notes_literal_median_rel_err")
+    small = metrics.get("small_notes_literal_median_abs_rel_err")
     validated = Msg(
         "C18.reason.validated",
         exact=exact,
         params=metrics.get("params", 0),
-        small_part=Msg("C18.reason.validated_small", small=small) if small is not None else empty(),
+        small_part=Msg(
+            "C18.reason.validated_small",
+            small=small,
+            lo=metrics["small_notes_literal_rel_err_min"],
+            hi=metrics["small_notes_literal_rel_err_max"],
+        )
+        if small is not None
+        else empty(),
     )
-    which = {"adafactor_no_beta1": " (β₁ = None)", "adafactor_beta1": " (β₁ = 0.9)"}
-    held = [p.words + which.get(p.id, "") for p in parts if p.run is Label.SUPPORTED]
-    failed = [p.words + which.get(p.id, "") for p in parts if p.run is Label.NOT_SUPPORTED]
+    held = [_line(p) for p in parts if p.run is Label.SUPPORTED]
+    failed = [_line(p) for p in parts if p.run is Label.NOT_SUPPORTED]
     common = {"facts": facts, "validated": validated, "held": held or ["-"], "failed": failed or ["-"]}
     # the activation band part is decided whenever a notes' model was computed, so label is decisive
     key = {Label.SUPPORTED: "C18.verdict.supported", Label.NOT_SUPPORTED: "C18.verdict.not_supported"}.get(

@@ -155,6 +155,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "working_growth_over_depth": _growth(rows, depths),
         "grad_rel_max_diff": max(r["grad_rel_max_diff"] for r in rows),
         "min_saving_threshold": float(s["min_saving"]),
+        "device": str(s.get("device", "cpu")),
         "chen_agrees": chen,
         "chen_note": str(note),
     }
@@ -221,6 +222,7 @@ def part_of(metrics: Mapping[str, Any], decided: Label) -> PartVerdict:
         else Msg("C19.part.no_spread"),
         predicted=100 * float(metrics.get("predicted_saving_min") or math.nan),
         real_scale=_real_scale_msg(metrics),
+        hardware=Msg("C19.part.on_cpu") if metrics.get("device") == "cpu" else empty(),
     )
     return PartVerdict(PART, part.words, Kind.EXPERIMENT, label, reason, power, field)
 

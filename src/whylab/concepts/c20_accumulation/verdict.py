@@ -11,7 +11,7 @@ from typing import Any
 
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
-from whylab.messages import Msg
+from whylab.messages import Msg, empty
 from whylab.parts import FieldAnswer, PartVerdict, Power, part_reason, published_numbers, run_label
 from whylab.verdict import Kind, Label, Spread, Verdict, VerdictOf
 
@@ -71,16 +71,17 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "micro_smallest": micros[0],
         "micro_largest": micros[-1],
         "equal_tolerance": tol,
+        "device": str(s.get("device", "cpu")),
         "equal_rel_sd": Spread.of(eq_smallest).std if len(eq_smallest) > 1 else None,
         "equal_seeds": len(eq_smallest),
         "hf_fix_agrees": padded_mom > factor * tol and padded_ts <= tol if len(micros) > 1 else None,
     }
 
 
-def primary_text() -> Msg:
+def primary_text(tolerance: float) -> Msg:
     part = SPEC.part("split")
     assert part.primary is not None
-    return Msg(part.primary.text)
+    return Msg(part.primary.text, tolerance=tolerance)
 
 
 def field_answer() -> FieldAnswer:
@@ -131,13 +132,14 @@ def part_verdicts(metrics: Mapping[str, Any]) -> list[PartVerdict]:
                 ms=metrics["micro_smallest"],
                 ml=metrics["micro_largest"],
                 red_pct=100 * red,
+                hardware=Msg("C20.part.on_cpu") if metrics.get("device") == "cpu" else empty(),
             ),
         ),
     ]
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    out = VerdictOf(Kind.EXPERIMENT, primary_text())
+    out = VerdictOf(Kind.EXPERIMENT, primary_text(float(metrics["equal_tolerance"])))
     out.parts.extend(part_verdicts(metrics))
     tol = metrics["equal_tolerance"]
     eq, mom, ts = (

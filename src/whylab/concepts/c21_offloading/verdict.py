@@ -243,7 +243,9 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         return _verdict(metrics, out)
     # no GPU: the claim is a definition ("some layers move to the CPU"), judged on accelerate's device
     # map; the accelerator measurement is what this run could not do
-    out = VerdictOf(Kind.DEFINITION, Msg("C21.primary_layers"), limited)
+    out = VerdictOf(
+        Kind.DEFINITION, Msg("C21.primary_layers", n=metrics["computed"]["offload_layers"]), limited
+    )
     out.parts.extend([layers, saves_part(metrics, Label.INCONCLUSIVE)])
     eq = metrics["equivalence"]
     if not eq["optimizer_offload_equivalent"] or eq["layer_offload_max_logit_diff"] > SPEC.threshold(
