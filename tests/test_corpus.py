@@ -153,3 +153,65 @@ def test_language_detection() -> None:
     assert corpus.detect_language("대한민국은 민주공화국이다.") == "ko"
     assert corpus.detect_language("The Republic of Korea is a democratic republic.") == "en"
     assert corpus.hangul_share("123 !!") == 0.0
+
+
+def _documents(folder: Path, n_files: int, n_paras: int) -> None:
+    folder.mkdir()
+    for f in range(n_files):
+        paras = [f"Document {f} paragraph {p} says something in plain English." for p in range(n_paras)]
+        (folder / f"doc{f:02d}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+
+
+def test_a_capped_source_takes_its_start_or_spreads_over_all_documents(tmp_path: Path) -> None:
+    _documents(tmp_path / "docs", n_files=8, n_paras=10)
+    one = len("Document 0 paragraph 0 says something in plain English.")
+    base = {"path": str(tmp_path / "docs"), "lang": "en", "max_chars": 20 * one}
+
+    def kept(**extra: object) -> list[corpus.Paragraph]:
+        return corpus.gather(settings(languages=["en"], sources=[{**base, **extra}]), tmp_path)[0]
+
+    first, spread = kept(pick="first"), kept(pick="spread")
+    assert [p.text for p in kept()] == [p.text for p in first]  # first is the default
+    docs = {name: {p.text.split()[1] for p in ps} for name, ps in (("first", first), ("spread", spread))}
+    assert docs["first"] == {"0", "1"}  # the cap keeps the first two documents
+    assert len(docs["spread"]) >= 6  # spread samples (nearly) every document
+    for ps in (first, spread):
+        assert sum(len(p.text) for p in ps) <= base["max_chars"]
+        assert len(ps) == 20
+    order = [(int(p.text.split()[1]), int(p.text.split()[3])) for p in spread]
+    assert order == sorted(order)  # kept in the source's order
+    assert [p.text for p in kept(pick="spread")] == [p.text for p in spread]  # seeded
+    other = corpus.gather(
+        settings(languages=["en"], sources=[{**base, "pick": "spread"}], split_seed=3), tmp_path
+    )[0]
+    assert {p.text for p in other} != {p.text for p in spread}
+
+
+def test_a_bad_pick_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="pick"):
+        settings(sources=[{"builtin": "python-docs", "lang": "en", "max_chars": 100, "pick": "random"}])
+    with pytest.raises(InputError, match="first or spread"):
+        corpus.pick_order(3, "random", 0)
+
+
+def test_second_text_config_changes_only_the_english_source(tmp_path: Path) -> None:
+    from whylab.config import load_configs
+
+    root = Path(__file__).resolve().parents[1]
+    default = load_configs([], root / "config" / "config.yaml")
+    second = load_configs([root / "config" / "second_text.yaml"], root / "config" / "config.yaml")
+    assert {k: v for k, v in second.items() if k != "corpus"} == {
+        k: v for k, v in default.items() if k != "corpus"
+    }
+    (en,) = [s for s in second["corpus"]["sources"] if s["lang"] == "en"]
+    assert en["builtin"] == "python-docstrings" and en["pick"] == "spread"
+    ko = [s for s in second["corpus"]["sources"] if s["lang"] == "ko"]
+    assert ko == [s for s in default["corpus"]["sources"] if s["lang"] == "ko"]
+    paras, _ = corpus.gather({**second["corpus"], "languages": ["en"], "sources": [en]}, root)
+    text_chars = sum(len(p.text) for p in paras)
+    assert 0.9 * en["max_chars"] < text_chars <= en["max_chars"]  # the default's English size
+    (docs,) = [s for s in default["corpus"]["sources"] if s["lang"] == "en"]
+    topics = {
+        p.text for p in corpus.gather({**default["corpus"], "languages": ["en"], "sources": [docs]}, root)[0]
+    }
+    assert len({p.text for p in paras} & topics) < 0.05 * len(paras)  # another text, not the default

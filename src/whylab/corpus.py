@@ -12,6 +12,10 @@ Sources (config ``corpus.sources``), each exactly one of:
 - ``dataset``: a Hugging Face ``datasets`` name or a local dataset path
   (a ``save_to_disk`` folder, or a folder/file that ``load_dataset`` reads).
 
+A source may cap its text with ``max_chars``. By default (``pick: first``) the cap keeps the
+source's first paragraphs; ``pick: spread`` offers them in an order shuffled by ``split_seed``, so
+a capped source samples all of its documents (a second text cut to the default's size, say).
+
 Output: one paragraph per line in ``<root>/<lang>/{train,valid}.txt`` and
 ``<root>/stats.json``. Every input is read and checked before anything is
 written, and everything is written atomically: bad input leaves no output.
@@ -203,11 +207,35 @@ def paragraphs(text: str, min_chars: int) -> Iterable[str]:
             yield para
 
 
+def _source_paragraphs(source: Mapping[str, Any], base_dir: Path, min_chars: int) -> list[tuple[str, str]]:
+    """(language, paragraph) pairs of one source, in the source's order."""
+    lang = source.get("lang", "auto")
+    return [
+        (detect_language(para) if lang == "auto" else lang, para)
+        for _origin, raw in source_texts(source, base_dir)
+        for para in paragraphs(raw, min_chars)
+    ]
+
+
+def pick_order(n: int, pick: str, seed: int) -> list[int]:
+    """The order in which a source's ``n`` paragraphs are offered to its ``max_chars`` cap:
+    ``first`` takes them from the start (a capped source is its first documents), ``spread``
+    in an order shuffled by ``seed`` (a capped source samples all of its documents). The kept
+    paragraphs stay in the source's order either way."""
+    order = list(range(n))
+    if pick == "spread":
+        random.Random(seed).shuffle(order)
+    elif pick != "first":
+        raise InputError(f"corpus: a source's pick must be first or spread, not {pick!r}")
+    return order
+
+
 def gather(settings: Mapping[str, Any], base_dir: Path) -> tuple[list[Paragraph], dict[str, Any]]:
     """Read every source and return the kept paragraphs (deduplicated) with drop counts."""
     languages = list(settings.get("languages", LANGUAGES))
     min_chars = int(settings.get("min_paragraph_chars", 20))
     cap = settings.get("max_chars_per_language")
+    seed = int(settings.get("split_seed", 0))
     seen: set[str] = set()
     kept: list[Paragraph] = []
     chars: Counter[str] = Counter()
@@ -216,32 +244,32 @@ def gather(settings: Mapping[str, Any], base_dir: Path) -> tuple[list[Paragraph]
         label = source.get("builtin") or source.get("path") or source.get("dataset") or f"source {i}"
         source_cap = source.get("max_chars")
         source_chars = 0
-        n_before = len(kept)
-        for _origin, raw in source_texts(source, base_dir):
-            for para in paragraphs(raw, min_chars):
-                lang = source.get("lang", "auto")
-                lang = detect_language(para) if lang == "auto" else lang
-                if lang not in languages:
-                    dropped["other_language"] += 1
-                    continue
-                if para in seen:
-                    dropped["duplicate"] += 1
-                    continue
-                if source_cap is not None and source_chars + len(para) > source_cap:
-                    dropped["source_cap"] += 1
-                    continue
-                if cap is not None and chars[lang] + len(para) > cap:
-                    dropped["language_cap"] += 1
-                    continue
-                seen.add(para)
-                kept.append(Paragraph(para, lang, str(label)))
-                chars[lang] += len(para)
-                source_chars += len(para)
-        if len(kept) == n_before:
+        found = _source_paragraphs(source, base_dir, min_chars)
+        taken: list[int] = []
+        for j in pick_order(len(found), str(source.get("pick", "first")), seed):
+            lang, para = found[j]
+            if lang not in languages:
+                dropped["other_language"] += 1
+                continue
+            if para in seen:
+                dropped["duplicate"] += 1
+                continue
+            if source_cap is not None and source_chars + len(para) > source_cap:
+                dropped["source_cap"] += 1
+                continue
+            if cap is not None and chars[lang] + len(para) > cap:
+                dropped["language_cap"] += 1
+                continue
+            seen.add(para)
+            taken.append(j)
+            chars[lang] += len(para)
+            source_chars += len(para)
+        if not taken:
             raise InputError(
                 f"corpus: source {label!r} gave no usable text "
                 f"(paragraphs of at least {min_chars} characters in {', '.join(languages)})"
             )
+        kept.extend(Paragraph(found[j][1], found[j][0], str(label)) for j in sorted(taken))
     for lang in languages:
         if chars[lang] == 0:
             raise InputError(

@@ -10,8 +10,9 @@ The decision is pre-registered where they predict the difference: deeper stacks 
 Xavier-like initialisation (std 1/√d_model). In each primary cell both placements are trained from
 the same seeds (same initial weights, same batches); the per-seed loss differences are tested
 (paired t) and Holm-corrected across the cells. The gradient norm per block at initialisation
-(their Figure 3 trend) is measured per seed and enters the verdict. The same cells with a warm-up
-are shown as an illustration (does warm-up rescue Post-LN?) and do not decide.
+(their Figure 3 trend) is measured per seed and enters the verdict. The same cells with a linear
+warm-up (``warmup_depths``) decide the warm-up part: does warm-up rescue Post-LN, and does Pre-LN
+need it? Both paired by seed and Holm-corrected with the primary cells.
 """
 
 CLAIM_ID = "C08"

@@ -1,5 +1,6 @@
-"""C08's cells, read from the settings: the pre-registered primary cells and the warm-up
-illustration cells. Light (no torch, no texts): the measuring and the deciding step both read it."""
+"""C08's cells, read from the settings: the pre-registered primary cells and the warm-up cells
+(the same cells with a linear warm-up: they decide the warm-up part). Light (no torch, no texts):
+the measuring and the deciding step both read it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 
 
 def cells_of(settings: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(primary cells, warm-up illustration cells) from the config."""
+    """(primary cells, warm-up cells) from the config."""
     primary = [
         {"depth": int(c["depth"]), "lr": float(c["lr"]), "warmup": 0} for c in settings["primary_cells"]
     ]

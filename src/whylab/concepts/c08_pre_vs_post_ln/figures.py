@@ -23,6 +23,14 @@ from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 NAMES = {"pre": "Pre-LN", "post": "Post-LN"}
 
 
+def _gain(cell: Mapping[str, Any], key: str, holm_key: str) -> Msg | str:
+    """A warm-up cell's paired gain (without − with warm-up) and its Holm decision; "—" elsewhere."""
+    if key not in cell:
+        return "—"
+    clear = Msg("C08.reason.holm_clear") if cell.get(holm_key) else empty()
+    return Msg("C08.table.gain", delta=bench_stats.describe(cell[key], "nats/token"), holm=clear)
+
+
 def _table(metrics: Mapping[str, Any]) -> Table:
     records = []
     for cell in [*metrics["cells"], *metrics["warmup_cells"]]:
@@ -30,13 +38,16 @@ def _table(metrics: Mapping[str, Any]) -> Table:
         records.append(
             {
                 "cell": cell_name(cell),
-                "role": "primary" if "holm_rejected" in cell else "illustration",
+                "role": "warm-up" if cell.get("warmup") else ("primary" if "holm_rejected" in cell else "illustration"),
                 "Pre-LN loss (nats/token)": bench_stats.fmt(cell["pre"]["loss"], 4),
                 "Post-LN loss (nats/token)": bench_stats.fmt(cell["post"]["loss"], 4),
                 "Post − Pre, paired": bench_stats.describe(p, "nats/token"),
-                "Holm: clear": ("yes" if cell["holm_rejected"] else "no") if "holm_rejected" in cell else "—",
+                "Holm: clear": "—" if cell["warmup"] else ("yes" if cell["holm_rejected"] else "no"),
                 "diverged (Pre / Post)": f"{cell['pre']['diverged']}/{cell['pre']['runs']} / "
                 f"{cell['post']['diverged']}/{cell['post']['runs']}",
+                # the warm-up part: each placement's loss without − with warm-up, paired by seed
+                "warm-up gain, Post-LN": _gain(cell, "rescue", "holm_rejected"),
+                "warm-up gain, Pre-LN": _gain(cell, "pre_need", "pre_need_holm_rejected"),
             }
         )
     return Table.from_records(

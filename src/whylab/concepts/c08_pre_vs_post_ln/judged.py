@@ -75,7 +75,7 @@ def _cells_outcome(metrics: Mapping[str, Any]) -> tuple[Label, str]:
 
 def stressed(metrics: Mapping[str, Any]) -> bool:
     """Some primary cell stresses Post-LN: a run of it diverged, or it ends clearly worse."""
-    return any(c["post"]["diverged"] or c["post_minus_pre"]["effect"] == 1 for c in metrics["cells"])
+    return any(_stressed(c) for c in metrics["cells"])
 
 
 def placement_part(metrics: Mapping[str, Any], words: str, numbers: Msg) -> PartVerdict:
@@ -117,3 +117,81 @@ def paper_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
     )
     label = run_label(AGREEMENT_LABEL[agreement], power)
     return PartVerdict("paper", words, Kind.EXPERIMENT, label, reason, power, paper_field())
+
+
+def warmup_field() -> FieldAnswer:
+    """Xiong et al.'s warm-up finding: +1, Post-LN needs warm-up and Pre-LN does not."""
+    (paper,) = published("warmup")
+    return FieldAnswer(
+        _sign(float(paper.value)),
+        Msg("C08.part.warmup.field", value=float(paper.value)),
+        (paper,),
+    )
+
+
+NEEDS = {"confirmed": "needs", "contradicted": "no_need", "limited": "unclear"}
+FLIP = {"confirmed": "contradicted", "contradicted": "confirmed", "limited": "limited"}
+
+
+def _stressed(cell: Mapping[str, Any]) -> bool:
+    """Post-LN fails in ``cell``: a run diverged, or it ends clearly above Pre-LN."""
+    return bool(cell["post"]["diverged"]) or cell["post_minus_pre"]["effect"] == 1
+
+
+def _warmup_cell(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The deepest warm-up cell and its primary cell without warm-up; None when none ran."""
+    by_cell = {(c["depth"], c["lr"]): c for c in metrics["cells"]}
+    pairs = [(w, by_cell[(w["depth"], w["lr"])]) for w in metrics["warmup_cells"]]
+    return max(pairs, key=lambda p: p[0]["depth"], default=None)
+
+
+def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
+    """ "Post-LN needs warm-up here; Pre-LN does not": in the warm-up cell, warm-up's paired gain
+    for Post-LN (the rescue) and for Pre-LN, each Holm-corrected with the primary cells. The first
+    half holds when the rescue is clear past the floor; the second when Pre-LN's gain is not (a
+    95% CI inside ±floor, or Pre-LN clearly better without). Both: supported; neither: not
+    supported; one: partly. Post-LN not stressed without warm-up: nothing to rescue, a limit.
+    Post-LN still failing with warm-up (and not clearly helped): the first half is a limit, and
+    then only Pre-LN clearly needing warm-up too decides (not supported)."""
+    floor = float(metrics["min_loss_gain"])
+    found = _warmup_cell(metrics)
+    if found is None:
+        power = Power.paired(float("nan"), int(metrics["n_seeds"]), "nats/token", floor)
+        reason = Msg("C08.part.warmup.none")
+        return PartVerdict(
+            "warmup", words, Kind.EXPERIMENT, Label.INCONCLUSIVE, reason, power, warmup_field()
+        )
+    warm, cold = found
+    post = stats.part_status(warm["rescue"], bool(warm["holm_rejected"]))
+    # Post-LN failing with warm-up too: the cell's peak lr is one Post-LN cannot train at either
+    # way, so it cannot show that warm-up is what Post-LN lacks (a limit, never "not needed")
+    fails_anyway = post != "confirmed" and _stressed(warm)
+    if fails_anyway:
+        post = "limited"
+    pre = stats.part_status(warm["pre_need"], bool(warm["pre_need_holm_rejected"]))
+    tests = [t for t in (warm["rescue"]["test"], warm["pre_need"]["test"]) if t]
+    sd = max((float(t["sd_diff"]) for t in tests), default=float("nan"))
+    power = Power.paired(sd, int(metrics["n_seeds"]), "nats/token", predicted=floor)
+    cold_stressed = _stressed(cold)
+    reason = Msg(
+        "C08.part.warmup.run",
+        cell=Msg("C08.cell.name", depth=warm["depth"], lr=warm["lr"], warm=Msg("C08.cell.no_warmup")),
+        steps=warm["warmup"],
+        post=Msg(f"C08.part.warmup.post.{'fails_anyway' if fails_anyway else NEEDS[post]}"),
+        rescue=stats.describe(warm["rescue"], "nats/token"),
+        post_warm=stats.fmt(warm["post"]["loss"], 3),
+        pre_cold=stats.fmt(cold["pre"]["loss"], 3),
+        pre=Msg(f"C08.part.warmup.pre.{NEEDS[pre]}"),
+        pre_need=stats.describe(warm["pre_need"], "nats/token"),
+        detectable=power.detectable,
+        floor=floor,
+        stress=empty() if cold_stressed else Msg("C08.part.warmup.unstressed"),
+    )
+    if post == "limited":  # the first half is the part's core: unjudged, only a false second half decides
+        decided = Label.NOT_SUPPORTED if pre == "confirmed" else Label.INCONCLUSIVE
+    else:
+        decided = Label(stats.label_of([post, FLIP[pre]]))
+    label = run_label(decided, power)
+    if not cold_stressed and label is not Label.NOT_SUPPORTED:
+        label = Label.INCONCLUSIVE  # Post-LN does not fail without warm-up: nothing to rescue
+    return PartVerdict("warmup", words, Kind.EXPERIMENT, label, reason, power, warmup_field())

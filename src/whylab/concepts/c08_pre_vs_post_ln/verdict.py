@@ -14,7 +14,7 @@ from typing import Any
 
 from whylab.concepts import _bench_stats as stats
 from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
-from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part
+from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part, warmup_part
 from whylab.concepts.c08_pre_vs_post_ln.shapes import grad_shapes, xiong_agreement
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
@@ -96,16 +96,22 @@ def summarize(measured: Measured) -> dict[str, Any]:
     by_cell = {(c["depth"], c["lr"]): c for c in cells}
     for w in warm:
         cold = by_cell[(w["depth"], w["lr"])]
-        # does warm-up rescue Post-LN? positive: Post-LN without warm-up ends higher, paired by seed
-        w["rescue"] = stats.paired(stats.values(cold["post"]["loss"]), stats.values(w["post"]["loss"]), floor)
-    # one family: every primary cell's Post − Pre and every warm-up cell's rescue, Holm together
+        # warm-up's gain per placement, paired by seed: positive, the run without warm-up ends
+        # higher. Post-LN's is the rescue; Pre-LN's says whether Pre-LN needs warm-up too
+        w["rescue"], w["pre_need"] = (
+            stats.paired(stats.values(cold[pos]["loss"]), stats.values(w[pos]["loss"]), floor)
+            for pos in ("post", "pre")
+        )
+    # one family: every primary cell's Post − Pre and each warm-up cell's two gains, Holm together
     pvals = {c["key"]: p_of(c["post_minus_pre"]) for c in cells}
-    pvals |= {f"rescue-{w['key']}": p_of(w["rescue"]) for w in warm}
+    for w in warm:
+        pvals |= {f"rescue-{w['key']}": p_of(w["rescue"]), f"pre-need-{w['key']}": p_of(w["pre_need"])}
     rejected = holm(pvals)
     for c in cells:
         c["holm_rejected"] = bool(rejected[c["key"]])
     for w in warm:
         w["holm_rejected"] = bool(rejected[f"rescue-{w['key']}"])
+        w["pre_need_holm_rejected"] = bool(rejected[f"pre-need-{w['key']}"])
     depths = probe_depths(s)
     deep = str(max(depths))
     trends = {pos: [grad_trend(r["grad_norms_at_init"][pos][deep]) for r in per_seed] for pos in POSITIONS}
@@ -203,6 +209,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     numbers = _numbers(metrics)
     out.parts.append(placement_part(metrics, part.words, numbers))
     out.parts.append(paper_part(metrics, SPEC.part("paper").words))
+    out.parts.append(warmup_part(metrics, SPEC.part("warmup").words))
     agreement = xiong_agreement(metrics["grad_shape"])
     grad_opposite = agreement == "disagrees"
     if agreement == "unclear":
