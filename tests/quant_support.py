@@ -111,7 +111,7 @@ def run_variant(tree: dict[str, Path], variant: str, out_root: Path, **overrides
         if not ref.is_file():
             run_variant(tree, v.reference, out_root, **overrides)
         inputs["reference"] = ref
-    from whylab.quant.variants import run_step
+    from whylab.quant.variant_jobs import run_step
 
     out = out_root / variant / "measures.json"
     run_step(settings(variant, **overrides), inputs, {"measures": out}, threads=1)
