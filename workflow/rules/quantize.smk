@@ -1,7 +1,6 @@
 # C12, C13, C15: the trained LM quantized every way the notes name, one job per family of variants
 # writing results/lm/variants/<name>/measures.json for each, then the claims decided from those numbers.
 # (C14 and C16 rules are appended at the END of this file by their owner.)
-import re
 
 # the torch-free names module: importing whylab.quant.variants here would import torch at every parse
 from whylab.quant.names import parse as _parse_variant

@@ -212,9 +212,10 @@ def run_step(
     settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
 ) -> None:
     """Build every variant named, measure each, then write all their measures.json files."""
-    from whylab.runtime import set_threads
+    from whylab.runtime import set_seed, set_threads
 
     set_threads(threads)
+    set_seed(int(settings.get("seeds", [0])[0]))
     todo = jobs(settings, outputs)
     records = []
     try:
