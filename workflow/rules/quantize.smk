@@ -44,9 +44,10 @@ _QUANT_FAMILIES = {
 # Each variant's wall seconds in a default run (one job each, 2 shared cores;
 # tests/cluster/default_run_benchmarks.tsv, rounded up), peak RSS 0.33-0.50 GB each. A family
 # job's runtime is their sum rounded up to whole minutes, at least one (a variant the table lacks,
-# e.g. another INT4 block size, counts as its family's longest), doubled on each retry; its
+# e.g. another INT4 block size, counts as its family's longest), doubled on each retry. Its
 # memory is a variant job's: the model, its FP32 reference and ONNX session, the quantized copy
-# (6 copies, x1.5, +1 GB), one variant held at a time.
+# (6 copies, x1.5, +1 GB); one variant is held at a time, beside the reference it is timed against
+# (the four family jobs on the default config peaked at 0.42-0.58 GB, 10-45 s each, run alone).
 _VARIANT_SECONDS = {
     "ort-fp32": 5,
     "torch-fp32": 28,
@@ -78,7 +79,8 @@ def _family_minutes(names):
 
 def _family_references(names):
     """measures.json of the FP32 references the family's variants are measured against."""
-    return sorted({variant_measures(_parse_variant(n).reference) for n in names if not _parse_variant(n).is_reference})
+    refs = {_parse_variant(n).reference for n in names if not _parse_variant(n).is_reference}
+    return [variant_measures(r) for r in sorted(refs)]
 
 
 def _family_flags(names):
