@@ -29,7 +29,7 @@ def variant_models(name):
     return f"{VARIANTS_DIR}/{name}/model"
 
 
-# One rule per family (references, half precision, INT8, INT4), one job each: the job builds and
+# One rule per family (references, half precision, INT8, INT4), one job each; the job builds and
 # measures all of the family's variants in one process (whylab.quant.variant_jobs: the tokenizer,
 # the token blocks and each FP32 reference made once) and writes every variant's measures.json,
 # all at once at its end. Latency is timed against the FP32 reference inside the job, variant by
