@@ -111,8 +111,31 @@ def run_variant(tree: dict[str, Path], variant: str, out_root: Path, **overrides
         if not ref.is_file():
             run_variant(tree, v.reference, out_root, **overrides)
         inputs["reference"] = ref
-    from whylab.quant.variants import run_step
+    from whylab.quant.variant_jobs import run_step
 
     out = out_root / variant / "measures.json"
     run_step(settings(variant, **overrides), inputs, {"measures": out}, threads=1)
     return read_json(out)
+
+
+def run_family(
+    tree: dict[str, Path], names: list[str], out_root: Path, **overrides: Any
+) -> dict[str, dict[str, Any]]:
+    """Run the quant_variant step on several variants in one call, as a family rule does (each
+    reference's measures.json read from out_root); return each variant's measures."""
+    from whylab.files import read_json
+    from whylab.quant.variant_jobs import run_step
+    from whylab.quant.variants import parse
+
+    inputs = {"model": tree["model"], "onnx": tree["onnx"], "corpus": tree["corpus"]}
+    outputs = {}
+    for name in names:
+        reference = parse(name).reference
+        if reference != name:
+            inputs[f"reference.{reference}"] = out_root / reference / "measures.json"
+        outputs[f"measures.{name}"] = out_root / name / "measures.json"
+        outputs[f"models.{name}"] = out_root / name / "model"
+    family = {**settings(names[0], **overrides), "variants": list(names)}
+    del family["variant"]
+    run_step(family, inputs, outputs, threads=1)
+    return {name: read_json(outputs[f"measures.{name}"]) for name in names}

@@ -1,8 +1,9 @@
-"""The quant job group, as a SLURM run with the test cluster's profile (`cores: 2`) submits it,
-against what its jobs used in a default run (tests/cluster/default_run_benchmarks.tsv: the
-benchmark files of a finished default run on 2 cores, and the group job's own Snakemake).
-The request must cover what was used, and ask for at most twice as much where Snakemake's
-sizing lets it (workflow/scripts/group_request.py says how Snakemake sizes a group)."""
+"""The quant job group, as a SLURM run submits it with the test cluster's profile (`cores: 2`)
+and with the README's example profile (`cores: 4`), against what its jobs used in a default run
+(tests/cluster/default_run_benchmarks.tsv: the benchmark files of a finished default run on 2
+cores, the family jobs' rows re-derived from their variants' as that file says, and the group
+job's own Snakemake). The request must cover what was used and ask for at most twice as much,
+time and memory (workflow/scripts/group_request.py says how Snakemake sizes a group)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "workflow/scripts/group_request.py"
 RECORDED = REPO / "tests/cluster/default_run_benchmarks.tsv"
-CORES = 2  # tests/cluster/user_profile.yaml
+# tests/cluster/user_profile.yaml; the README's example profile
+CORES = (2, 4)
 
 
 def group_request() -> ModuleType:
@@ -33,12 +35,12 @@ def group_request() -> ModuleType:
     return module
 
 
-@pytest.fixture(scope="module")
-def quant() -> dict[str, Any]:
+@pytest.fixture(scope="module", params=CORES, ids=lambda cores: f"cores={cores}")
+def quant(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The quant group's request and use, as the script prints them (a DAG build, seconds)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), str(CORES), "--json", "--benchmarks", str(RECORDED)],
+        [sys.executable, str(SCRIPT), str(request.param), "--json", "--benchmarks", str(RECORDED)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -46,17 +48,29 @@ def quant() -> dict[str, Any]:
         timeout=300,
         check=True,
     ).stdout
-    return next(a for a in json.loads(out.splitlines()[-1]) if a["group"]["name"] == "quant")
+    answer: dict[str, Any] = next(
+        a for a in json.loads(out.splitlines()[-1]) if a["group"]["name"] == "quant"
+    )
+    return {**answer, "cores": request.param}
 
 
 def test_every_job_of_the_group_has_a_recorded_benchmark(quant: dict[str, Any]) -> None:
     assert quant["used"] is not None, "a job of the quant group has no line in " + RECORDED.name
-    assert sum(len(level) for level in quant["group"]["levels"]) >= 20
+    rules = [job["rule"] for level in quant["group"]["levels"] for job in level]
+    # one job per variant family, then C12's, C13's and C15's measure and decide jobs
+    assert sorted(r for r in rules if r.startswith("quant_")) == [
+        "quant_half",
+        "quant_int4",
+        "quant_int8",
+        "quant_reference",
+    ]
+    assert len(rules) == 10 and len(quant["group"]["levels"]) == 4
 
 
 def test_the_quant_group_covers_what_its_jobs_used(quant: dict[str, Any]) -> None:
     group, used = quant["group"], quant["used"]
-    assert group["cpus"] == CORES == used["cpus"]
+    # the widest layer's CPUs, at most `cores` (3 parallel families on 4 cores ask for 3)
+    assert group["cpus"] <= quant["cores"] == used["cpus"]
     assert group["runtime_min"] * 60 >= used["wall_s"], (group["runtime_min"], used["wall_s"])
     assert group["mem_mb"] >= used["peak_mb"], (group["mem_mb"], used["peak_mb"])
 
@@ -78,14 +92,13 @@ def test_no_layer_of_the_quant_group_asks_for_more_than_twice_its_longest_job(qu
             assert job["runtime_min"] <= 2 * math.ceil(seconds / 60), (job["rule"], seconds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Snakemake's group runtime is one minute or more per layer of packed jobs: 23 jobs of "
-    "4-74 s in 4 levels on 2 CPUs are 13 layers, so at least 13 min for ~5.4 min of use; only "
-    "fewer, longer jobs bring it within 2x (README: A cluster)",
-)
 def test_the_quant_group_asks_at_most_twice_the_time_its_jobs_used(quant: dict[str, Any]) -> None:
-    assert quant["group"]["runtime_min"] * 60 <= 2 * quant["used"]["wall_s"]
+    """One job per variant family (workflow/rules/quantize.smk): 10 jobs, a few layers of
+    whole minutes, where 23 jobs of seconds were 13 layers on 2 CPUs (2.6x their use)."""
+    assert quant["group"]["runtime_min"] * 60 <= 2 * quant["used"]["wall_s"], (
+        quant["group"]["runtime_min"],
+        quant["used"]["wall_s"],
+    )
 
 
 def test_the_wall_time_packs_each_level_longest_first() -> None:

@@ -1,7 +1,7 @@
 """Every variant of a tiny exported Llama builds, loads, runs and writes a valid measures.json.
 
 One tree (corpus, tokenizer, model, optimum ONNX export with KV cache) is built per module; the
-variant step runs on it exactly as its Snakemake rule calls it.
+variant step runs on it exactly as its Snakemake rules call it: one call per variant family.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from quant_support import TINY_QUANT_SETTINGS, build_tree, run_variant
+from quant_support import TINY_QUANT_SETTINGS, build_tree, run_family, run_variant
 from whylab.quant import onnx_graph
 from whylab.quant.torch_quant import linear_count, load_model
 from whylab.quant.variants import parse, validate_measures, variant_names
@@ -26,10 +26,46 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_tree(tmp_path_factory.mktemp("quanttree"))
 
 
+def families() -> list[list[str]]:
+    """The variants by family, references first (the order of workflow/rules/quantize.smk)."""
+    refs = [n for n in NAMES if parse(n).is_reference]
+    rest = [[n for n in NAMES if parse(n).family == f and n not in refs] for f in ("half", "int8", "int4")]
+    return [refs, *rest]
+
+
 @pytest.fixture(scope="module")
 def measures(tree: dict[str, Path]) -> dict[str, dict]:
     out = tree["root"] / "variants"
-    return {name: run_variant(tree, name, out) for name in NAMES}
+    found: dict[str, dict] = {}
+    for names in families():
+        found.update(run_family(tree, names, out))
+    return found
+
+
+def test_a_family_job_measures_each_variant_as_a_job_of_its_own_would(measures, tree, tmp_path):
+    """One process for the family (tokenizer, blocks, references shared) changes no number that
+    does not depend on timing."""
+    alone = run_variant(tree, "ort-int4-gptq-b32", tmp_path)
+    together = measures["ort-int4-gptq-b32"]
+    for key in ("valid_ppl", "block_nll", "size_bytes", "quantized_op_count", "ppl_change_interval"):
+        assert alone[key] == together[key], key
+    assert alone["calibration_draws"] == together["calibration_draws"]
+
+
+def test_a_failing_family_job_leaves_no_variant_behind(measures, tree, tmp_path):
+    """The first variant builds and is measured, the second fails: neither's measures.json is
+    written and no model folder is left (the job's outputs are all or nothing)."""
+    from whylab.errors import InputError
+
+    reference = tmp_path / "ort-fp32" / "measures.json"
+    reference.parent.mkdir()
+    reference.write_text((tree["root"] / "variants/ort-fp32/measures.json").read_text())
+    with pytest.raises(InputError, match="block_sizes"):
+        run_family(tree, ["ort-int4-rtn-b32", "ort-int4-rtn-b256"], tmp_path)
+    for name in ("ort-int4-rtn-b32", "ort-int4-rtn-b256"):
+        assert not (tmp_path / name / "measures.json").exists()
+        assert not (tmp_path / name / "model").exists()
+    assert reference.is_file()
 
 
 def test_variant_list_covers_every_family():
@@ -65,7 +101,7 @@ def test_quantized_models_load_and_stay_close_to_fp32(measures, tree):
         assert abs(m["ppl_change_pct_vs_fp32"]) < 25, name  # a broken quantizer gives garbage, not a few %
         assert m["size_ratio_vs_fp32"] < 1.0, name
         if m["runtime"] == "onnxruntime":
-            model_file = tree["root"] / "variants" / name / "model.onnx"
+            model_file = tree["root"] / "variants" / name / "model" / "model.onnx"
             assert model_file.is_file()
 
 
@@ -83,8 +119,10 @@ def test_int4_op_count_equals_the_linear_layers(measures, tree):
 
 def test_gptq_weights_differ_from_rtn(measures, tree):
     root = tree["root"] / "variants"
-    rtn = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-rtn-b32" / "model.onnx"))
-    gptq = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-gptq-b32" / "model.onnx"))
+    rtn = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-rtn-b32" / "model" / "model.onnx"))
+    gptq = onnx_graph.matmulnbits_weights(
+        onnx_graph.load(root / "ort-int4-gptq-b32" / "model" / "model.onnx")
+    )
     assert set(rtn) == set(gptq)
     differing = np.mean([np.mean(rtn[k].real_codes != gptq[k].real_codes) for k in rtn])
     assert differing > 0.01
@@ -94,8 +132,8 @@ def test_gptq_weights_differ_from_rtn(measures, tree):
 
 def test_awq_differs_from_rtn_and_reports_its_alphas(measures, tree):
     root = tree["root"] / "variants"
-    rtn = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-rtn-b32" / "model.onnx"))
-    awq = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-awq-b32" / "model.onnx"))
+    rtn = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-rtn-b32" / "model" / "model.onnx"))
+    awq = onnx_graph.matmulnbits_weights(onnx_graph.load(root / "ort-int4-awq-b32" / "model" / "model.onnx"))
     assert any(not np.array_equal(rtn[k].real_codes, awq[k].real_codes) for k in rtn)
     alphas = measures["ort-int4-awq-b32"]["diagnostics"]["alphas"]
     assert set(alphas.values()) - {0.0}  # some group chose a non-trivial scale

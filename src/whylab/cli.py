@@ -31,7 +31,7 @@ STEPS: dict[str, str] = {
     "report": "whylab.report:run_step",
     "lm_train": "whylab.lm.train:run_step",
     "lm_export": "whylab.lm.export:run_step",
-    "quant_variant": "whylab.quant.variants:run_step",
+    "quant_variant": "whylab.quant.variant_jobs:run_step",
     "bench_baseline": "whylab.bench.baseline:run_step",
     "quant_real_scale": "whylab.quant.real_scale:run_step",
 }

@@ -1,7 +1,6 @@
-# C12, C13, C15: the trained LM quantized every way the notes name, each variant one job that
-# writes results/lm/variants/<name>/measures.json, then the claims decided from those numbers.
+# C12, C13, C15: the trained LM quantized every way the notes name, one job per family of variants
+# writing results/lm/variants/<name>/measures.json for each, then the claims decided from those numbers.
 # (C14 and C16 rules are appended at the END of this file by their owner.)
-import re
 
 # the torch-free names module: importing whylab.quant.variants here would import torch at every parse
 from whylab.quant.names import parse as _parse_variant
@@ -18,7 +17,7 @@ LM_CORPUS = {
     "train": expand(f"{RESULTS}/corpus/{{lang}}/train.txt", lang=LM_LANGS_TRAINED),
     "valid": expand(f"{RESULTS}/corpus/{{lang}}/valid.txt", lang=LM_LANGS_TRAINED),
 }
-# every variant job runs torch / ONNX Runtime on the run's device: torch_resources(), torch=True
+# every variant family job runs torch / ONNX Runtime on the run's device: torch_resources(), torch=True
 
 
 def variant_measures(name):
@@ -30,54 +29,97 @@ def variant_models(name):
     return f"{VARIANTS_DIR}/{name}/model"
 
 
-def _variant_inputs(wildcards):
-    variant = _parse_variant(wildcards.variant)
-    inputs = {"model": LM_MODEL, "onnx": LM_ONNX_FP32, **LM_CORPUS}
-    if not variant.is_reference:
-        inputs["reference"] = variant_measures(variant.reference)
-    return inputs
-
-
-def _variant_shell_inputs(wildcards, input):
-    parts = [
-        f"--input model={input.model}",
-        f"--input onnx={input.onnx}",
-        f"--input corpus={Path(input.valid[0]).parents[1]}",
-    ]
-    if "reference" in input.keys():
-        parts.append(f"--input reference={input.reference}")
-    return " ".join(parts)
-
-
-# One rule per family (references, half precision, INT8, INT4); one job per variant.
-# Latency is timed against the FP32 reference inside each job, so parallel jobs do not bias speed-ups.
+# One rule per family (references, half precision, INT8, INT4), one job each; the job builds and
+# measures all of the family's variants in one process (whylab.quant.variant_jobs: the tokenizer,
+# the token blocks and each FP32 reference made once) and writes every variant's measures.json,
+# all at once at its end. Latency is timed against the FP32 reference inside the job, variant by
+# variant, so parallel jobs do not bias speed-ups. Few, longer jobs keep a cluster's quant group
+# within twice its use: Snakemake counts whole minutes, at least one a job (README: A cluster).
 _QUANT_FAMILIES = {
     "reference": [n for n in QUANT_VARIANTS if _parse_variant(n).is_reference],
     "half": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "half"],
     "int8": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "int8"],
     "int4": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "int4"],
 }
+# Each variant's wall seconds in a default run (one job each, 2 shared cores;
+# tests/cluster/default_run_benchmarks.tsv, rounded up), peak RSS 0.33-0.50 GB each. A family
+# job's runtime is their sum rounded up to whole minutes, at least one (a variant the table lacks,
+# e.g. another INT4 block size, counts as its family's longest), doubled on each retry. Its
+# memory is a variant job's: the model, its FP32 reference and ONNX session, the quantized copy
+# (6 copies, x1.5, +1 GB); one variant is held at a time, beside the reference it is timed against
+# (the four family jobs on the default config peaked at 0.42-0.58 GB, 10-45 s each, run alone).
+_VARIANT_SECONDS = {
+    "ort-fp32": 5,
+    "torch-fp32": 28,
+    "ort-fp16": 18,
+    "torch-bf16": 27,
+    "torch-fp16": 6,
+    "ort-int8-dynamic": 29,
+    "ort-int8-static": 30,
+    "torchao-int8-dynamic": 23,
+    "torchao-int8-weight-only": 25,
+    "ort-int4-awq-b128": 16,
+    "ort-int4-awq-b32": 51,
+    "ort-int4-gptq-b128": 30,
+    "ort-int4-gptq-b32": 12,
+    "ort-int4-hqq-b128": 29,
+    "ort-int4-hqq-b32": 45,
+    "ort-int4-rtn-b128": 29,
+    "ort-int4-rtn-b32": 10,
+}
+
+
+def _family_minutes(names):
+    """The family job's runtime (minutes, attempt 1) from its variants' recorded seconds."""
+    families = {_parse_variant(n).family for n in names}
+    longest = max(s for n, s in _VARIANT_SECONDS.items() if _parse_variant(n).family in families)
+    seconds = sum(_VARIANT_SECONDS.get(n, longest) for n in names)
+    return max(1, -(-seconds // 60))
+
+
+def _family_references(names):
+    """measures.json of the FP32 references the family's variants are measured against."""
+    refs = {_parse_variant(n).reference for n in names if not _parse_variant(n).is_reference}
+    return [variant_measures(r) for r in sorted(refs)]
+
+
+def _family_flags(names):
+    def flags(wildcards, input, output):
+        parts = [
+            f"--input model={input.model}",
+            f"--input onnx={input.onnx}",
+            f"--input corpus={Path(input.valid[0]).parents[1]}",
+        ]
+        parts += [f"--input reference.{Path(p).parent.name}={p}" for p in input.references]
+        for name, measures, models in zip(names, output.measures, output.models, strict=True):
+            parts += [f"--output measures.{name}={measures}", f"--output models.{name}={models}"]
+        return " ".join(parts)
+
+    return flags
+
 
 for _family, _names in _QUANT_FAMILIES.items():
     if not _names:
         continue
 
     rule:
-        f"Quantize the trained LM as one {_family} variant and measure it (size, perplexity, latency vs its FP32 reference)."
+        f"Quantize the trained LM as every {_family} variant and measure each (size, perplexity, latency vs its FP32 reference)."
         name:
             f"quant_{_family}"
         input:
-            unpack(_variant_inputs),
+            model=LM_MODEL,
+            onnx=LM_ONNX_FP32,
+            **LM_CORPUS,
+            references=_family_references(_names),
             code=step_code("quant_variant"),
         output:
-            measures=variant_measures("{variant}"),
-            models=temp(directory(variant_models("{variant}"))),
+            measures=[variant_measures(n) for n in _names],
+            # each variant's model files: measured (size) by this job, read by no other
+            models=[temp(directory(variant_models(n))) for n in _names],
         log:
-            f"{LOGS}/quant_{{variant}}.log",
+            f"{LOGS}/quant_{_family}.log",
         benchmark:
-            f"{BENCHMARKS}/quant_{{variant}}.tsv"
-        wildcard_constraints:
-            variant="|".join(re.escape(n) for n in _names),
+            f"{BENCHMARKS}/quant_{_family}.tsv"
         group:
             cluster_group("quant")
         conda:
@@ -85,23 +127,19 @@ for _family, _names in _QUANT_FAMILIES.items():
         threads: 1
         resources:
             **torch_resources(),
-            # ~0.4-0.6 GB peak RSS per variant on the default config, 4-34 s each (2-core machine,
-            # results/benchmarks): the model, its FP32 reference and ONNX session, the quantized
-            # copy (6 copies, x1.5, +1 GB); one minute, doubled on each retry
             mem_mb=mem_mb(lm_copies_mem_mb(6)),
-            runtime=runtime(1),
+            runtime=runtime(_family_minutes(_names)),
         params:
-            settings=lambda w: settings_json(
+            settings=settings_json(
                 quantization=QUANT_SETTINGS,
-                variant=w.variant,
+                variants=_names,
                 languages=LM_LANGS_TRAINED,
                 seeds=first_seed(),
                 torch=True,
             ),
-            inputs=_variant_shell_inputs,
+            flags=_family_flags(_names),
         shell:
-            '"$WHYLAB_PYTHON" -m whylab quant_variant --settings {params.settings:q} {params.inputs}'
-            " --output measures={output.measures} --output models={output.models}"
+            '"$WHYLAB_PYTHON" -m whylab quant_variant --settings {params.settings:q} {params.flags}'
             " --threads {threads} > {log} 2>&1"
 
 

@@ -1,6 +1,7 @@
 """Quantizing the trained LM and measuring every variant the same way (claims C12-C16).
 
-``variants`` names the variants and runs one (build + measure, the ``quant_variant`` step);
+``variants`` names and measures the variants; ``variant_jobs`` is the ``quant_variant`` step
+(a family of variants built and measured in one process);
 ``measure`` holds the measurement (size, perplexity, interleaved latency, throughput,
 actual ONNX Runtime providers); ``onnx_quant`` and ``torch_quant`` build the ONNX Runtime and
 PyTorch variants; ``int4`` is the 4-bit grid and MatMulNBits layout; ``gptq`` and ``awq`` are

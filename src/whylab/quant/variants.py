@@ -1,10 +1,11 @@
-"""The quantized variants of the trained LM, and the step that builds and measures one: ``quant_variant``.
+"""The quantized variants of the trained LM: their records and how each is measured (the
+``quant_variant`` step that runs them is :mod:`whylab.quant.variant_jobs`).
 
 A variant's name says what it is: ``<runtime>-<format>[-<algorithm>-b<block>]``, e.g.
 ``ort-fp32``, ``torch-bf16``, ``ort-int8-static``, ``torchao-int8-dynamic``,
 ``ort-int4-gptq-b32``. :func:`variant_names` lists the ones the config asks for (GPU-only ones
 included: on a CPU run they write a ``skipped`` line instead of numbers, so the report shows
-them). Each runs as its own Snakemake job and writes
+them). One Snakemake job per family builds its variants and writes each one's
 ``results/lm/variants/<name>/measures.json`` (format in ``docs``/lm_api: size, perplexity and
 its change vs FP32, latency p50/p90, throughput, the quantized op count, ``skipped``).
 
@@ -23,15 +24,13 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from whylab.errors import InputError
-from whylab.files import read_json, write_json
-from whylab.messages import Msg, kept_beside
+from whylab.messages import Msg
 from whylab.quant import measure as ms
 
 # the names live in a torch-free module (the DAG reads them); re-exported here for callers
@@ -223,95 +222,6 @@ def validate_measures(record: Mapping[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(record)
 
 
-def run_step(
-    settings: dict[str, Any], inputs: dict[str, Path], outputs: dict[str, Path], threads: int
-) -> None:
-    """Build one variant, measure it, write its measures.json (and its model files next to it)."""
-    from whylab.lm.data import corpus_files, load_tokenizer, token_blocks
-    from whylab.runtime import resolve_device, set_seed, set_threads
-
-    set_threads(threads)
-    set_seed(int(settings.get("seeds", [0])[0]))
-    variant = parse(str(settings["variant"]))
-    q = settings["quantization"]
-    device = resolve_device(str(settings.get("device", "auto")))
-    out = Path(outputs["measures"])
-    # the variant's model files: their own (declared, temporary) folder when the rule gives one
-    outdir = Path(outputs.get("models", out.parent))
-    if outdir.exists():
-        shutil.rmtree(outdir)
-    outdir.mkdir(parents=True)
-    record = base_record(variant, q, device, threads)
-    reason = skip_reason(variant, device)
-    if reason is not None:
-        record.update(kept_beside("skipped", reason))
-        validate_measures(record)
-        write_json(out, record)
-        return
-
-    tokenizer = load_tokenizer(inputs["model"])
-    languages = list(settings["languages"])
-    m = q["measure"]
-    eval_blocks = token_blocks(
-        corpus_files(inputs["corpus"], languages, "valid"),
-        tokenizer,
-        int(m["block_size"]),
-        int(m["eval_blocks"]),
-    )
-    cal = q["calibration"]
-    n_cal = int(cal["blocks"])
-    pool = token_blocks(
-        corpus_files(inputs["corpus"], languages, "train"),
-        tokenizer,
-        int(m["block_size"]),
-        max(n_cal, int(cal.get("pool_blocks", n_cal))),
-    )
-    calibration = pool[:n_cal]  # draw 0: the first blocks, as every calibrated variant uses
-    onnx_file = Path(inputs["onnx"]) / "model.onnx"
-    inp = Inputs(Path(inputs["model"]), onnx_file, eval_blocks, calibration, q, device, threads, outdir)
-
-    started = time.perf_counter()
-    built = build(variant, inp)
-    quantize_s = time.perf_counter() - started
-    reference = ref_record = None
-    if not variant.is_reference:
-        ref_record = read_json(inputs["reference"])
-        if ref_record.get("skipped"):
-            raise InputError(f"{variant.name}: its reference {variant.reference} was skipped")
-        reference = build(
-            parse(variant.reference),
-            Inputs(
-                inp.model_dir, onnx_file, eval_blocks, calibration, q, device, threads, outdir / "_reference"
-            ),
-        )
-    record.update(
-        {
-            "provider": built.providers[0],
-            "providers": built.providers,
-            "provider_note": built.provider_note,
-            "size_bytes": built.size_bytes,
-            "memory_bytes": built.memory_bytes,
-            "quantized_op_count": built.op_count or None,
-            "expected_quantized_ops": built.expected_ops,
-            "diagnostics": built.diagnostics,
-            "quantize_s": quantize_s,
-            "eval_blocks": [int(s) for s in eval_blocks.shape],
-            "languages": languages,
-        }
-    )
-    record.update(measure(variant, built, reference, ref_record, inp))
-    if variant.family == "int4" and variant.algorithm in CALIBRATED_INT4:
-        seed = int(settings.get("seeds", [0])[0])
-        record["calibration_draws"] = calibration_draws(
-            variant, inp, pool, int(cal.get("draws", 1)), seed, record["block_nll"]
-        )
-    shutil.rmtree(outdir / "_reference", ignore_errors=True)
-    record["wall_s"] = time.perf_counter() - started
-    record = _finite(record)
-    validate_measures(record)
-    write_json(out, record)
-
-
 CALIBRATED_INT4 = ("gptq", "awq")
 
 
@@ -351,12 +261,12 @@ def calibration_draws(
     return out
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON has no NaN/inf: turn them into None."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(float(value)) else None
     if isinstance(value, np.integer):
