@@ -200,13 +200,19 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
 # What else differs between two runs of the same config on the same machine, and why (the
 # README's "Determinism" paragraph lists the same): claim -> paths (as ``differences`` names them).
+KERNEL_PROFILE = (
+    r"^\.(literature\[\d+\]\.(note|messages\.note\..*)|tables\[\d+\]\[\d+\]\.evidence"
+    r"|metrics\.real_scale\..*\.kernel_(path|path_msg|profile)\b.*"
+    r"|tables\[\d+\]\[\d+\]\.(op type \(as run\)|µs per inference|calls per inference|evidence))$"
+)
 VARYING: dict[str, re.Pattern[str]] = {
     # the process's RSS high-water mark (VmHWM) on CPU: allocator and OS, not the model
     "C14": re.compile(r"^\.metrics\.variants\.\w+\.peak_bytes\[\d+\]$|^\.tables\[0\]\[\d+\]\.peak extra"),
     # sentences quoting the measured speed-ups (the real-scale literature note and evidence cells)
     # (and the note's catalogue parameters, kept beside it)
-    "C12": re.compile(r"^\.(literature\[\d+\]\.(note|messages\.note\..*)|tables\[\d+\]\[\d+\]\.evidence)$"),
-    "C13": re.compile(r"^\.(literature\[\d+\]\.(note|messages\.note\..*)|tables\[\d+\]\[\d+\]\.evidence)$"),
+    # and ONNX Runtime's profile: each op type's measured share of kernel time, so their order too
+    "C12": re.compile(KERNEL_PROFILE),
+    "C13": re.compile(KERNEL_PROFILE),
     # a sentence quoting the measured time overhead
     "C19": re.compile(r"^\.(metrics\.chen_note|literature\[\d+\]\.(note|messages\.note\.params\.\w+))$"),
 }
