@@ -24,6 +24,7 @@ import jinja2
 import yaml
 
 from whylab import claims, fonts
+from whylab.drawn_texts import translate
 from whylab.files import read_json, write_text
 from whylab.messages import LANGUAGES, Msg, catalogue, glossary, text
 from whylab.report_drawn import cell_text as _cell
@@ -121,6 +122,15 @@ def _scalars(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
         elif not isinstance(value, list):
             out.append((name, value))
     return out
+
+
+def _scalar_text(value: Any, lang: str) -> Any:
+    """A settings-table value on the ``lang`` page: a text with an entry in messages/<lang>/drawn/
+    in that language, anything else as it is."""
+    if not isinstance(value, str) or lang == "en":
+        return value
+    found = translate(value, lang)
+    return value if found is None else found
 
 
 def glance_figure(labels: Mapping[str, str], kinds: Mapping[str, str], lang: str = "en") -> str:
@@ -285,7 +295,7 @@ def render(
                 {
                     "name": name,
                     "title": _extra_title(name, lang),
-                    "scalars": _scalars(data),
+                    "scalars": [(k, _scalar_text(v, lang)) for k, v in _scalars(data)],
                 }
                 for name, data in extra_data.items()
             ],
