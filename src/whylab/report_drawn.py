@@ -65,7 +65,9 @@ def _piece(value: str, lang: str, header: bool) -> dict[str, Any]:
     an untranslated header), and "missing" where it is English for want of a translation."""
     if lang == DEFAULT:
         return {"text": value, "code": header, "missing": False}
-    if not header and (_PIECES.search(value) or _QUOTED.fullmatch(value) or _SPACED_TOKEN.fullmatch(value)):  # tokens: data
+    if not header and (
+        _PIECES.search(value) or _QUOTED.fullmatch(value) or _SPACED_TOKEN.fullmatch(value)
+    ):  # tokens: data
         return {"text": value, "code": True, "missing": False}
     found = translate(value, lang)
     if found is not None and found != value:

@@ -107,9 +107,9 @@ for _family, _names in _QUANT_FAMILIES.items():
         name:
             f"quant_{_family}"
         input:
+            **LM_CORPUS,
             model=LM_MODEL,
             onnx=LM_ONNX_FP32,
-            **LM_CORPUS,
             references=_family_references(_names),
             code=step_code("quant_variant"),
         output:

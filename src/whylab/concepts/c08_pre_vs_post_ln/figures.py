@@ -38,7 +38,9 @@ def _table(metrics: Mapping[str, Any]) -> Table:
         records.append(
             {
                 "cell": cell_name(cell),
-                "role": "warm-up" if cell.get("warmup") else ("primary" if "holm_rejected" in cell else "illustration"),
+                "role": "warm-up"
+                if cell.get("warmup")
+                else ("primary" if "holm_rejected" in cell else "illustration"),
                 "Pre-LN loss (nats/token)": bench_stats.fmt(cell["pre"]["loss"], 4),
                 "Post-LN loss (nats/token)": bench_stats.fmt(cell["post"]["loss"], 4),
                 "Post − Pre, paired": bench_stats.describe(p, "nats/token"),
