@@ -30,7 +30,7 @@ FAKE_CLAIM = Path(__file__).with_name("fake_seed_claim")
 C08_PACKAGE = Path("src/whylab/concepts/c08_pre_vs_post_ln")
 # the rules that run torch on the run's device; every other job must get cpu and no GPU
 TORCH_RULES = re.compile(
-    r"lm_train|lm_export|bench_baseline|quant_(reference|half|int8|int4)|concept_C(0[3-9]|1[0146]|1[7-9]|2[01])(_seed|_measure)?"
+    r"lm_train|lm_export|bench_baseline|quant_variants|concept_C(0[3-9]|1[0146]|1[7-9]|2[01])(_seed|_measure)?"
 )
 # claims that repeat over the run-wide seeds in config/test.yaml (C03-C08 and C11 set their own)
 SEEDED_CLAIMS = {f"concept_C{i:02d}" for i in (9, 10, 14, 16)}
@@ -309,7 +309,7 @@ def test_a_claims_list_runs_only_what_those_claims_need(tmp_path: Path) -> None:
     work = workflow_copy(tmp_path)
     write(work, "two.yaml", "claims: [C02, C13]\n")
     scheduled = set(rules(dry_run(work, "config/test.yaml", "two.yaml")))
-    assert {"concept_C02", "concept_C13", "lm_train", "quant_int4", "report"} <= scheduled
+    assert {"concept_C02", "concept_C13", "lm_train", "quant_variants", "report"} <= scheduled
     # a claim package's measure and seed jobs are named concept_<ID>_...
     assert not {
         r for r in scheduled if r.startswith("concept_") and not r.startswith(("concept_C02", "concept_C13"))

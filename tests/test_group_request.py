@@ -1,8 +1,7 @@
 """The quant job group, as a SLURM run submits it with the test cluster's profile (`cores: 2`)
 and with the README's example profile (`cores: 4`), against what its jobs used in a default run
 (tests/cluster/default_run_benchmarks.tsv: the benchmark files of a finished default run on 2
-cores, the family jobs' rows re-derived from their variants' as that file says, and the group
-job's own Snakemake). The request must cover what was used and ask for at most twice as much,
+cores, and the group job's own Snakemake). The request must cover what was used and ask for at most twice as much,
 time and memory (workflow/scripts/group_request.py says how Snakemake sizes a group)."""
 
 from __future__ import annotations
@@ -56,15 +55,28 @@ def quant(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def test_every_job_of_the_group_has_a_recorded_benchmark(quant: dict[str, Any]) -> None:
     assert quant["used"] is not None, "a job of the quant group has no line in " + RECORDED.name
-    rules = [job["rule"] for level in quant["group"]["levels"] for job in level]
-    # one job per variant family, then C12's, C13's and C15's measure and decide jobs
-    assert sorted(r for r in rules if r.startswith("quant_")) == [
-        "quant_half",
-        "quant_int4",
-        "quant_int8",
-        "quant_reference",
-    ]
-    assert len(rules) == 10 and len(quant["group"]["levels"]) == 4
+    levels = [sorted(job["rule"] for job in level) for level in quant["group"]["levels"]]
+    # the real-scale step beside the one job of every variant, then C15's GPTQ re-run: C12's and
+    # C13's measure jobs only gather records and every decide job reads JSON: local rules
+    assert levels == [["quant_real_scale", "quant_variants"], ["concept_C15_measure"]]
+
+
+def test_the_short_steps_run_where_snakemake_runs() -> None:
+    """Decide jobs, the quant claims' gathering steps and the report are local rules: a job of
+    their own would ask a minute and wait in the queue for a few seconds of work."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--local"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    local = set(out.split())
+    decide = {f"concept_C{i:02d}" for i in range(1, 22)}
+    assert decide | {"concept_C12_measure", "concept_C13_measure", "report", "all"} == local
 
 
 def test_the_quant_group_covers_what_its_jobs_used(quant: dict[str, Any]) -> None:
@@ -93,8 +105,9 @@ def test_no_layer_of_the_quant_group_asks_for_more_than_twice_its_longest_job(qu
 
 
 def test_the_quant_group_asks_at_most_twice_the_time_its_jobs_used(quant: dict[str, Any]) -> None:
-    """One job per variant family (workflow/rules/quantize.smk): 10 jobs, a few layers of
-    whole minutes, where 23 jobs of seconds were 13 layers on 2 CPUs (2.6x their use)."""
+    """One job of every variant (workflow/rules/quant_variants.smk) beside the real-scale step, then
+    C15's re-run: two layers of whole minutes, where 23 jobs of seconds were 13 layers on 2 CPUs
+    (2.6x their use) and four family jobs with the claims' steps 11 minutes (12x)."""
     assert quant["group"]["runtime_min"] * 60 <= 2 * quant["used"]["wall_s"], (
         quant["group"]["runtime_min"],
         quant["used"]["wall_s"],

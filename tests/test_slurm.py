@@ -152,8 +152,11 @@ def test_spine_runs_through_slurm(slurm_cluster: None, tmp_path: Path) -> None:
     assert next(iter(group_comments)).startswith("tokenization_concept_C01"), comments
     assert len(submitted) == 2, submitted
     group_rules = set(re.findall(r"^\s+rule (\w+):$", run.output, re.M)) - {"corpus"}
-    assert group_rules | {"corpus"} >= SPINE_RULES, group_rules
-    assert all(r.startswith(SPINE_PREFIXES) for r in group_rules), group_rules
+    # the decide jobs read JSON and draw: local rules, run where Snakemake runs, never submitted
+    local_rules = set(re.findall(r"^\s*localrule (\w+):$", run.output, re.M))
+    assert {"concept_C01", "concept_C02"} <= local_rules, local_rules
+    assert group_rules | local_rules | {"corpus"} >= SPINE_RULES, (group_rules, local_rules)
+    assert all(r.startswith(SPINE_PREFIXES) for r in group_rules | local_rules), group_rules
 
     # nothing left to do: a second call submits nothing and still exits 0
     again = snakemake_slurm(wf, *TARGETS, limit_s=180)

@@ -79,6 +79,38 @@ def lm_copies_mem_mb(config: Mapping[str, Any], copies: int) -> int:
     return BASE_MB + math.ceil(MARGIN * copies * lm_weights_bytes(config) / MB)
 
 
+def real_scale_weights_bytes(config: Mapping[str, Any]) -> int:
+    """FP32 weights of the larger of the real-scale step's two models (quantization.real_scale:
+    BERT-base and the Llama-2-7B-width layers)."""
+    from whylab.memory.planner import arch_from_config, param_count
+
+    shapes = config["quantization"]["real_scale"]
+    sizes = []
+    for family in ("bert", "llama"):
+        m = shapes[family]
+        cfg = {
+            "model_type": family,
+            "hidden_size": m["hidden_size"],
+            "num_hidden_layers": m["num_layers"],
+            "num_attention_heads": m["num_heads"],
+            "intermediate_size": m["intermediate_size"],
+            "vocab_size": m["vocab_size"],
+            "max_position_embeddings": m["max_position_embeddings"],
+        }
+        sizes.append(4 * param_count(arch_from_config(cfg, f"quantization.real_scale.{family}")))
+    return max(sizes)
+
+
+# the real-scale step holds the FP32 model, its ONNX export and the FP32, INT8 and INT4 sessions
+# of one model at a time: 3.46 GB peak on the default config, 4.1 x its 843 MB Llama-width layer
+REAL_SCALE_COPIES = 4
+
+
+def real_scale_mem_mb(config: Mapping[str, Any]) -> int:
+    """quant_real_scale's mem_mb (attempt 1): BASE_MB + MARGIN x REAL_SCALE_COPIES FP32 copies."""
+    return BASE_MB + math.ceil(MARGIN * REAL_SCALE_COPIES * real_scale_weights_bytes(config) / MB)
+
+
 # --- the machine --------------------------------------------------------------------------------
 
 

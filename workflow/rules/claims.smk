@@ -6,7 +6,8 @@
 #                         -> results/concepts/<ID>/measurements.json
 #   concept_<ID>_seed     one seed's measure_seed, when the claim is in `per_seed_jobs`
 #                         -> results/concepts/<ID>/seeds/<seed>.json
-#   concept_<ID>          verdict.py + figures.py on those files -> result.json and figures (CPU, seconds)
+#   concept_<ID>          verdict.py + figures.py on those files -> result.json and figures (CPU,
+#                         seconds; a local rule: on a cluster it runs where Snakemake runs)
 # The measure jobs' code inputs are only what experiment.py imports, and their settings leave out
 # claim.yaml's decision_settings: editing a verdict rule, a figure or a text re-runs the decide job.
 #
@@ -162,15 +163,15 @@ for _claim, _spec in CLAIM_SPECS.items():
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
-        group:
-            cluster_group(_spec["group"]) if "group" in _spec else None
+        # reads JSON and draws (1-5 s, 0.2 GB on the default config): on a cluster it runs where
+        # Snakemake runs, as the report does, not as a job of its own (a minute asked, a queue wait)
+        localrule: True
         conda:
             ENV_ML_CPU
         threads: 1
         resources:
-            # reads JSON and draws: ~10-30 s and 0.2 GB on the default config (results/benchmarks)
             mem_mb=mem_mb(1000),
-            runtime=runtime(2),
+            runtime=runtime(1),
         params:
             claim=_claim,
             settings=settings_json(_spec["settings"], seeds=_seeds, torch=_spec["torch"]),

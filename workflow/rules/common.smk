@@ -176,6 +176,13 @@ def lm_copies_mem_mb(copies):
     return 4000 if config["lm"].get("pretrained") else preflight.lm_copies_mem_mb(config, copies)
 
 
+def real_scale_mem_mb():
+    """mem_mb (attempt 1) of the real-scale step, from its models' shapes (whylab.preflight)."""
+    from whylab import preflight
+
+    return preflight.real_scale_mem_mb(config)
+
+
 def runtime(base):
     """Minutes that grow with each retry, as mem_mb does: a job killed at its time limit gets more."""
     return lambda wildcards, attempt: base * attempt

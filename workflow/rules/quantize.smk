@@ -1,4 +1,4 @@
-# C12, C13, C15: the trained LM quantized every way the notes name, one job per family of variants
+# C12, C13, C15: the trained LM quantized every way the notes name, in one job
 # writing results/lm/variants/<name>/measures.json for each, then the claims decided from those numbers.
 # (C14 and C16 rules are appended at the END of this file by their owner.)
 
@@ -17,7 +17,7 @@ LM_CORPUS = {
     "train": expand(f"{RESULTS}/corpus/{{lang}}/train.txt", lang=LM_LANGS_TRAINED),
     "valid": expand(f"{RESULTS}/corpus/{{lang}}/valid.txt", lang=LM_LANGS_TRAINED),
 }
-# every variant family job runs torch / ONNX Runtime on the run's device: torch_resources(), torch=True
+# the variants job runs torch / ONNX Runtime on the run's device: torch_resources(), torch=True
 
 
 def variant_measures(name):
@@ -29,118 +29,62 @@ def variant_models(name):
     return f"{VARIANTS_DIR}/{name}/model"
 
 
-# One rule per family (references, half precision, INT8, INT4), one job each; the job builds and
-# measures all of the family's variants in one process (whylab.quant.variant_jobs: the tokenizer,
-# the token blocks and each FP32 reference made once) and writes every variant's measures.json,
-# all at once at its end. Latency is timed against the FP32 reference inside the job, variant by
-# variant, so parallel jobs do not bias speed-ups. Few, longer jobs keep a cluster's quant group
-# within twice its use: Snakemake counts whole minutes, at least one a job (README: A cluster).
-_QUANT_FAMILIES = {
-    "reference": [n for n in QUANT_VARIANTS if _parse_variant(n).is_reference],
-    "half": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "half"],
-    "int8": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "int8"],
-    "int4": [n for n in QUANT_VARIANTS if _parse_variant(n).family == "int4"],
-}
-# Each variant's wall seconds in a default run (one job each, 2 shared cores;
-# tests/cluster/default_run_benchmarks.tsv, rounded up), peak RSS 0.33-0.50 GB each. A family
-# job's runtime is their sum rounded up to whole minutes, at least one (a variant the table lacks,
-# e.g. another INT4 block size, counts as its family's longest), doubled on each retry. Its
-# memory is a variant job's: the model, its FP32 reference and ONNX session, the quantized copy
-# (6 copies, x1.5, +1 GB); one variant is held at a time, beside the reference it is timed against
-# (the four family jobs on the default config peaked at 0.42-0.58 GB, 10-45 s each, run alone).
+# One job builds and measures every variant (whylab.quant.variant_jobs: the tokenizer, the token
+# blocks and each FP32 reference made once; the references first) and writes every variant's
+# measures.json, all at once at its end. Latency is timed against the FP32 reference inside the
+# job, variant by variant, so other jobs running beside it do not bias speed-ups. One job, not one
+# a variant or a family: each variant takes 0-7 s, and Snakemake asks a cluster for whole minutes,
+# at least one per job and per layer of a job group (README: "A cluster").
+#
+# Each variant's seconds in a default run (measures.json wall_s, 2 cores, rounded up), peak RSS
+# 0.55 GB for the job: its runtime is their sum plus the process's set-up (imports, token blocks),
+# in whole minutes, at least one (a variant the table lacks, e.g. another INT4 block size, counts
+# as its family's longest), doubled on each retry. Its memory: the model, its FP32 reference and
+# ONNX session, the quantized copy (6 copies, x1.5, +1 GB); one variant is held at a time, beside
+# the reference it is timed against.
 _VARIANT_SECONDS = {
-    "ort-fp32": 5,
-    "torch-fp32": 28,
-    "ort-fp16": 18,
-    "torch-bf16": 27,
-    "torch-fp16": 6,
-    "ort-int8-dynamic": 29,
-    "ort-int8-static": 30,
-    "torchao-int8-dynamic": 23,
-    "torchao-int8-weight-only": 25,
-    "ort-int4-awq-b128": 16,
-    "ort-int4-awq-b32": 51,
-    "ort-int4-gptq-b128": 30,
-    "ort-int4-gptq-b32": 12,
-    "ort-int4-hqq-b128": 29,
-    "ort-int4-hqq-b32": 45,
-    "ort-int4-rtn-b128": 29,
-    "ort-int4-rtn-b32": 10,
+    "ort-fp32": 1,
+    "torch-fp32": 1,
+    "ort-fp16": 1,
+    "torch-bf16": 2,
+    "torch-fp16": 1,
+    "ort-int8-dynamic": 2,
+    "ort-int8-static": 2,
+    "torchao-int8-dynamic": 2,
+    "torchao-int8-weight-only": 1,
+    "ort-int4-awq-b128": 7,
+    "ort-int4-awq-b32": 7,
+    "ort-int4-gptq-b128": 5,
+    "ort-int4-gptq-b32": 6,
+    "ort-int4-hqq-b128": 1,
+    "ort-int4-hqq-b32": 2,
+    "ort-int4-rtn-b128": 1,
+    "ort-int4-rtn-b32": 3,
 }
+_VARIANTS_SETUP_SECONDS = 10
 
 
-def _family_minutes(names):
-    """The family job's runtime (minutes, attempt 1) from its variants' recorded seconds."""
-    families = {_parse_variant(n).family for n in names}
-    longest = max(s for n, s in _VARIANT_SECONDS.items() if _parse_variant(n).family in families)
-    seconds = sum(_VARIANT_SECONDS.get(n, longest) for n in names)
-    return max(1, -(-seconds // 60))
+def _variants_minutes(names):
+    """The variants job's runtime (minutes, attempt 1) from its variants' recorded seconds."""
+
+    def seconds(name):
+        if name in _VARIANT_SECONDS:
+            return _VARIANT_SECONDS[name]
+        family = _parse_variant(name).family
+        return max(s for n, s in _VARIANT_SECONDS.items() if _parse_variant(n).family == family)
+
+    return max(1, -(-(_VARIANTS_SETUP_SECONDS + sum(seconds(n) for n in names)) // 60))
 
 
-def _family_references(names):
-    """measures.json of the FP32 references the family's variants are measured against."""
-    refs = {_parse_variant(n).reference for n in names if not _parse_variant(n).is_reference}
-    return [variant_measures(r) for r in sorted(refs)]
-
-
-def _family_flags(names):
-    def flags(wildcards, input, output):
-        parts = [
-            f"--input model={input.model}",
-            f"--input onnx={input.onnx}",
-            f"--input corpus={Path(input.valid[0]).parents[1]}",
-        ]
-        parts += [f"--input reference.{Path(p).parent.name}={p}" for p in input.references]
-        for name, measures, models in zip(names, output.measures, output.models, strict=True):
-            parts += [f"--output measures.{name}={measures}", f"--output models.{name}={models}"]
-        return " ".join(parts)
-
-    return flags
-
-
-for _family, _names in _QUANT_FAMILIES.items():
-    if not _names:
-        continue
-
-    rule:
-        f"Quantize the trained LM as every {_family} variant and measure each (size, perplexity, latency vs its FP32 reference)."
-        name:
-            f"quant_{_family}"
-        input:
-            **LM_CORPUS,
-            model=LM_MODEL,
-            onnx=LM_ONNX_FP32,
-            references=_family_references(_names),
-            code=step_code("quant_variant"),
-        output:
-            measures=[variant_measures(n) for n in _names],
-            # each variant's model files: measured (size) by this job, read by no other
-            models=[temp(directory(variant_models(n))) for n in _names],
-        log:
-            f"{LOGS}/quant_{_family}.log",
-        benchmark:
-            f"{BENCHMARKS}/quant_{_family}.tsv"
-        group:
-            cluster_group("quant")
-        conda:
-            ENV_ML
-        threads: 1
-        resources:
-            **torch_resources(),
-            mem_mb=mem_mb(lm_copies_mem_mb(6)),
-            runtime=runtime(_family_minutes(_names)),
-        params:
-            settings=settings_json(
-                quantization=QUANT_SETTINGS,
-                variants=_names,
-                languages=LM_LANGS_TRAINED,
-                seeds=first_seed(),
-                torch=True,
-            ),
-            flags=_family_flags(_names),
-        shell:
-            '"$WHYLAB_PYTHON" -m whylab quant_variant --settings {params.settings:q} {params.flags}'
-            " --threads {threads} > {log} 2>&1"
+def _variants_flags(wildcards, input, output):
+    parts = [
+        f"--input model={input.model}",
+        f"--input onnx={input.onnx}",
+        f"--input corpus={Path(input.valid[0]).parents[1]}",
+    ]
+    for name, measures, models in zip(QUANT_VARIANTS, output.measures, output.models, strict=True):
+        parts += [f"--output measures.{name}={measures}", f"--output models.{name}={models}"]
+    return " ".join(parts)
 
 
 # C12 (INT8), C13 (INT4), C15 (GPTQ): claim packages (whylab/concepts/<claim>/), each with a
@@ -175,13 +119,17 @@ def _quant_decide_code(claim_id):
 
 _QUANT_MEASURE = {
     # claim -> (inputs besides the variants, extra code inputs, mem_mb, runtime in minutes);
-    # measured on the default config: C12/C13 gather the variants' records (~20 s, 0.3 GB),
-    # C15 re-runs GPTQ under the autograd probe (~60 s, 0.55 GB)
+    # measured on the default config: C12/C13 gather the variants' records (2 s, 0.2 GB: local
+    # rules, as the decide jobs), C15 re-runs GPTQ under the autograd probe (11 s, 0.5 GB)
     "C12": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 1000, 1),
     "C13": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 1000, 1),
     # C15 reads its group size from claim.yaml; the GPTQ re-run holds a few copies of the model
-    "C15": ({**LM_CORPUS, "model": LM_MODEL}, [_quant_claim_spec("C15")], lm_copies_mem_mb(6), 2),
+    "C15": ({**LM_CORPUS, "model": LM_MODEL}, [_quant_claim_spec("C15")], lm_copies_mem_mb(6), 1),
 }
+
+
+# the measure jobs that only read the variants' and the real-scale step's records
+_QUANT_GATHERING = ("C12", "C13")
 
 
 def _quant_measure_flags(wildcards, input):
@@ -191,6 +139,11 @@ def _quant_measure_flags(wildcards, input):
     if "valid" in input.keys():
         flags.append(f"--input corpus={Path(input.valid[0]).parents[1]}")
     return " ".join(flags)
+
+
+def _lm_flags(wildcards, input):
+    """--input model=<the LM folder> --input corpus=<the corpus root> (<root>/<lang>/<split>.txt)."""
+    return f"--input model={input.model} --input corpus={Path(input.corpus[0]).parents[1]}"
 
 
 for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
@@ -213,7 +166,8 @@ for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}_measure.tsv"
         group:
-            cluster_group("quant")
+            None if _claim in _QUANT_GATHERING else cluster_group("quant")
+        localrule: _claim in _QUANT_GATHERING
         conda:
             ENV_ML_CPU
         threads: 1
@@ -234,6 +188,7 @@ for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
             f"concept_{_claim}"
         input:
             code=_quant_decide_code(_claim),
+            drawn=DRAWN_TRANSLATIONS,
             measurements=concept_measurements(_claim),
         output:
             **claim_outputs(_claim),
@@ -241,13 +196,12 @@ for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
             f"{LOGS}/concept_{_claim}.log",
         benchmark:
             f"{BENCHMARKS}/concept_{_claim}.tsv"
-        group:
-            cluster_group("quant")
+        # reads JSON and draws (1-5 s, 0.2 GB): a local rule, as every claim's decide job (claims.smk)
+        localrule: True
         conda:
             ENV_ML_CPU
         threads: 1
         resources:
-            # a decide job reads JSON and draws: ~10-30 s and 0.2 GB on the default config
             mem_mb=mem_mb(1000),
             runtime=runtime(1),
         params:
@@ -269,11 +223,6 @@ if _FT_LANG not in LANGS:
         f"whylab: config error: quantization.qlora.finetune_language: {_FT_LANG!r} is not in "
         f"corpus.languages ({', '.join(LANGS)})"
     )
-
-
-def _lm_flags(wildcards, input):
-    """--input model=<the LM folder> --input corpus=<the corpus root> (<root>/<lang>/<split>.txt)."""
-    return f"--input model={input.model} --input corpus={Path(input.corpus[0]).parents[1]}"
 
 
 _PT_CONCEPTS = {

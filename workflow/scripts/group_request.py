@@ -3,6 +3,7 @@ a cluster run would build (nothing runs, nothing is submitted), and, given a def
 benchmark files, what the same jobs used.
 
     python workflow/scripts/group_request.py CORES [--json] [--benchmarks DIR] [CONFIGFILE ...]
+    python workflow/scripts/group_request.py --local [CONFIGFILE ...]
 
 CORES is the `cores:` of your cluster profile (a group's parallel jobs are fitted into it);
 none shows what a group asks for without one (every parallel job at once). DIR holds
@@ -18,7 +19,8 @@ CPUs and memory are the widest layer's sums. `runtime` is whole minutes: a strin
 "30s" is read as max(1, floor(seconds / 60)) minutes and a float is rounded, so a job of a few
 seconds costs its layer one minute. "Used" below applies the same levels to the measured
 seconds, packed longest first onto CORES CPUs: the wall time the group's jobs took, had they
-run on the CPUs the group asks for.
+run on the CPUs the group asks for. ``--local`` lists the rules a cluster run runs where
+Snakemake runs (local rules: no job of their own), one per line.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import csv
 import heapq
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,40 @@ class Used:
 def build_groups(cores: int | None, configfiles: list[str]) -> list[Group]:
     """The job groups a SLURM run of `Snakefile` from scratch would submit (every job, whatever
     results/ already holds)."""
+    groups: list[Group] = []
+    with _cluster_dag(cores, configfiles) as w:
+        seen = set()
+        for job in w.dag.needrun_jobs():
+            group = w.dag.get_job_group(job)
+            if group is None or group.groupid in seen:
+                continue
+            seen.add(group.groupid)
+            r = dict(group.resources)
+            levels = [[_group_job(j) for j in level] for level in group.toposorted]
+            groups.append(Group(group.groupid, r["_cores"], r["mem_mb"], r["runtime"], levels))
+    return groups
+
+
+def local_rules(configfiles: list[str]) -> list[str]:
+    """The rules of a SLURM run from scratch that run where Snakemake runs, not as jobs."""
+    with _cluster_dag(None, configfiles) as w:
+        return sorted({str(job.rule) for job in w.dag.needrun_jobs() if w.is_local(job.rule)})
+
+
+PROFILE = Path("workflow/profiles/slurm/config.yaml")
+
+
+def profile_group_components(profile: Path = PROFILE) -> dict[str, int]:
+    """The workflow profile's group-components (group name -> DAG components per group job)."""
+    import yaml
+
+    entries = yaml.safe_load(profile.read_text(encoding="utf-8")).get("group-components") or []
+    return {name: int(n) for name, _, n in (str(e).partition("=") for e in entries)}
+
+
+@contextmanager
+def _cluster_dag(cores: int | None, configfiles: list[str]) -> Iterator[Any]:
+    """The workflow, its DAG built as a SLURM run of every job would build it."""
     from snakemake.api import SnakemakeApi
     from snakemake.resources import Resources
     from snakemake.settings.types import (
@@ -88,7 +127,6 @@ def build_groups(cores: int | None, configfiles: list[str]) -> list[Group]:
     )
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
-    groups = []
     with SnakemakeApi(OutputSettings()) as api:
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(
@@ -98,23 +136,14 @@ def build_groups(cores: int | None, configfiles: list[str]) -> list[Group]:
             snakefile=Path("Snakefile"),
         )
         w = workflow_api._workflow
-        w.group_settings = GroupSettings(group_components={"quant": 1, "tokenization": 1})
+        w.group_settings = GroupSettings(group_components=profile_group_components())
         w.dag_settings = DAGSettings()
         w.execution_settings = ExecutionSettings()
         w._executor_plugin = ExecutorPluginRegistry().get_plugin("slurm")  # groups exist off-local only
         w._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
         w._build_dag()
         w.dag.update_groups()
-        seen = set()
-        for job in w.dag.needrun_jobs():
-            group = w.dag.get_job_group(job)
-            if group is None or group.groupid in seen:
-                continue
-            seen.add(group.groupid)
-            r = dict(group.resources)
-            levels = [[_group_job(j) for j in level] for level in group.toposorted]
-            groups.append(Group(group.groupid, r["_cores"], r["mem_mb"], r["runtime"], levels))
-    return groups
+        yield w
 
 
 def _group_job(job: object) -> GroupJob:
@@ -190,6 +219,9 @@ def describe(group: Group, usage: Used | None) -> str:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--local"]:
+        print("\n".join(local_rules(argv[1:])))
+        return
     cores = None if argv[0] == "none" else int(argv[0])
     rest = argv[1:]
     as_json = rest[:1] == ["--json"]

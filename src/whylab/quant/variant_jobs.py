@@ -1,9 +1,10 @@
-"""The ``quant_variant`` step: build and measure quantized variants of the trained LM, a family
-of them in one process (workflow/rules/quantize.smk makes one job per family) or just one.
+"""The ``quant_variant`` step: build and measure quantized variants of the trained LM, every
+variant in one process (workflow/rules/quantize.smk makes one job of them all), a family, or one.
 
-A family job names its variants in the settings (``variants``) and the outputs of each as
-``--output measures.<name>=...`` and ``--output models.<name>=...`` (its model files, a folder),
-and the measures.json of each variant's FP32 reference as ``--input reference.<name>=...``. The
+The step names its variants in the settings (``variants``) and the outputs of each as
+``--output measures.<name>=...`` and ``--output models.<name>=...`` (its model files, a folder).
+A variant's FP32 reference is either one of the step's own variants (measured first, whatever
+the order given) or read from ``--input reference.<name>=...`` (its measures.json). The
 older one-variant form (``variant``; ``measures``, ``models``, ``reference``) is the same step
 for one. The tokenizer, the evaluation and calibration blocks are made once per process, and
 each FP32 reference is built once and kept while the variants of its runtime are timed against
@@ -92,7 +93,8 @@ class Shared:
 
 
 def jobs(settings: dict[str, Any], outputs: dict[str, Path]) -> list[Job]:
-    """The variants this step makes, in the order given, with their outputs."""
+    """The variants this step makes, with their outputs: the FP32 references first (the others
+    are measured against them), otherwise in the order given."""
     if "variants" not in settings:
         out = Path(outputs["measures"])
         return [Job(parse(str(settings["variant"])), out, Path(outputs.get("models", out.parent)))]
@@ -103,7 +105,7 @@ def jobs(settings: dict[str, Any], outputs: dict[str, Path]) -> list[Job]:
             raise InputError(f"quant_variant: variant {name} has no --output {key}=PATH")
         out = Path(outputs[key])
         found.append(Job(parse(str(name)), out, Path(outputs.get(f"models.{name}", out.parent))))
-    return found
+    return sorted(found, key=lambda job: not job.variant.is_reference)
 
 
 def _shared(settings: dict[str, Any], inputs: dict[str, Path], threads: int, scratch: Path) -> Shared:
@@ -141,7 +143,15 @@ def _shared(settings: dict[str, Any], inputs: dict[str, Path], threads: int, scr
     )
 
 
-def _reference_record(variant: Variant, inputs: dict[str, Path]) -> dict[str, Any]:
+def _reference_record(
+    variant: Variant, inputs: dict[str, Path], measured: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The measures of ``variant``'s FP32 reference: measured by this step, or read from its input."""
+    if variant.reference in measured:
+        record = measured[variant.reference]
+        if record.get("skipped"):
+            raise InputError(f"{variant.name}: its reference {variant.reference} was skipped")
+        return record
     path = inputs.get(f"reference.{variant.reference}", inputs.get("reference"))
     if path is None:
         raise InputError(f"{variant.name}: no --input reference.{variant.reference}=PATH")
@@ -151,8 +161,11 @@ def _reference_record(variant: Variant, inputs: dict[str, Path]) -> dict[str, An
     return record
 
 
-def measure_variant(job: Job, shared: Shared) -> dict[str, Any]:
-    """One variant built into its model folder and measured: its measures.json record."""
+def measure_variant(
+    job: Job, shared: Shared, measured: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One variant built into its model folder and measured: its measures.json record.
+    ``measured``: the records this step has made so far, by variant (its references among them)."""
     from whylab.runtime import set_seed
 
     set_seed(shared.seed)  # each variant as if it ran alone
@@ -172,7 +185,7 @@ def measure_variant(job: Job, shared: Shared) -> dict[str, Any]:
     quantize_s = time.perf_counter() - started
     reference = ref_record = None
     if not variant.is_reference:
-        ref_record = _reference_record(variant, shared.inputs)
+        ref_record = _reference_record(variant, shared.inputs, measured or {})
         reference = shared.reference(variant.reference)
     record.update(
         {
@@ -217,16 +230,16 @@ def run_step(
     set_threads(threads)
     set_seed(int(settings.get("seeds", [0])[0]))
     todo = jobs(settings, outputs)
-    records = []
+    records: dict[str, dict[str, Any]] = {}
     try:
         with _scratch() as scratch:
             shared = _shared(settings, inputs, threads, scratch)
             for job in todo:
-                records.append(measure_variant(job, shared))
+                records[job.variant.name] = measure_variant(job, shared, records)
             shared.references.clear()
     except BaseException:
         for job in todo:
             shutil.rmtree(job.models, ignore_errors=True)
         raise
-    for job, record in zip(todo, records, strict=True):
-        write_json(job.measures, record)
+    for job in todo:
+        write_json(job.measures, records[job.variant.name])
