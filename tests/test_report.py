@@ -409,3 +409,28 @@ def test_the_report_environment_has_what_the_report_imports() -> None:
     conda = [d for d in env["dependencies"] if isinstance(d, str)]  # conda-forge's builds, name=version
     names = {p.split("==")[0] for p in pip} | {d.split("=")[0] for d in conda}
     assert {"jinja2", "pyyaml", "jsonschema", "matplotlib", "seaborn", "koreanize-matplotlib"} <= names
+
+
+def test_the_second_text_record_is_shown_beside_the_page_label(hostile_result: Path, tmp_path: Path) -> None:
+    """A claim in benchmarks/second_text.py's record gets its line; a record whose default label
+    is not this page's says so."""
+    label = json.loads(hostile_result.read_text(encoding="utf-8"))["verdict"]["label"]
+    other = "partly supported" if label != "partly supported" else "supported"
+    entry = {
+        "claim": "C01",
+        "default": {"label": other, "believe": other, "parts": {}},
+        "second_text": {"label": label, "believe": label, "parts": {}},
+        "label_flips": True,
+        "believe_flips": True,
+        "parts_moved": [],
+    }
+    path = tmp_path / "labels.json"
+    path.write_text(
+        json.dumps({"commit": "abc1234", "date": "2026-12-07", "claims": [entry]}), encoding="utf-8"
+    )
+    html = report.render({"C01": hostile_result}, config={}, title="t", second_text=path)
+    assert '<p class="robustness">' in html and "abc1234" in html
+    assert "depends on the text" in html and "have changed since" in html
+    ko = report.render({"C01": hostile_result}, config={}, title="t", second_text=path, lang="ko")
+    assert "다른 영어 텍스트에서" in ko and "바뀌었다" in ko
+    assert '<p class="robustness">' not in report.render({"C01": hostile_result}, config={}, title="t")

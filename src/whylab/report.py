@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from whylab import claims, fonts
+from whylab import claims, fonts, report_robustness
 from whylab.drawn_texts import translate
 from whylab.files import read_json, write_text
 from whylab.messages import LANGUAGES, Msg, catalogue, glossary, text
@@ -227,6 +227,7 @@ def render(
     benchmarks: Path | None = None,
     lang: str = "en",
     links: Mapping[str, str] | None = None,
+    second_text: Path | None = None,
 ) -> str:
     """The page in ``lang``; ``links`` maps the other languages to their pages' addresses."""
     if lang not in LANGUAGES:
@@ -234,6 +235,7 @@ def render(
             f"report.languages: no message catalogue for {lang!r} (have: {', '.join(LANGUAGES)})"
         )
     loaded: dict[str, dict[str, Any]] = {}
+    robustness = report_robustness.load(second_text)
     for claim_id, path in results.items():
         record = localized(load_result(path), lang)
         figures = []
@@ -251,6 +253,7 @@ def render(
         ]
         record["verdict"] = verdict_view(record["verdict"], lang) | parts_view(record["verdict"], lang)
         record["scale"] = text(claim_scale(record), lang)
+        record["second_text"] = report_robustness.claim_view(robustness, claim_id, record["verdict"]["label"])
         loaded[claim_id] = record
     rows = [
         {"claim": c, "result": loaded.get(c.id), "path": str(results.get(c.id, ""))} for c in claims.CLAIMS
@@ -334,7 +337,7 @@ def run_step(
     extras = {
         name: path
         for name, path in inputs.items()
-        if name not in claims.BY_ID and name not in ("corpus_stats", "benchmarks")
+        if name not in claims.BY_ID and name not in ("corpus_stats", "benchmarks", "second_text")
     }
     config = settings.get("config", {})
     languages = list((config.get("report") or {}).get("languages") or ["en"])
@@ -354,5 +357,6 @@ def run_step(
             benchmarks=inputs.get("benchmarks"),
             lang=lang,
             links=links,
+            second_text=inputs.get("second_text"),
         )
         write_text(page, html)

@@ -1,5 +1,9 @@
 # The report runs where Snakemake runs (localrule): it reads only result files, and compute
 # nodes need not be reachable or online for it. Claims not in `claims:` show "not tested yet".
+# the mechanism claims' labels recorded on a second English text (benchmarks/second_text.py), if present
+SECOND_TEXT_LABELS = [
+    _relative(p) for p in [REPO / "benchmarks/recorded/second_text_labels.json"] if p.is_file()
+]
 
 
 rule report:
@@ -13,6 +17,7 @@ rule report:
         code=step_code("report"),
         messages=MESSAGE_CATALOGUES,
         drawn=DRAWN_TRANSLATIONS,
+        second_text=SECOND_TEXT_LABELS,
     output:
         pages=[
             report(page, caption="../report/index.rst", category="Report") for page in REPORT_PAGES.values()
@@ -30,6 +35,7 @@ rule report:
         outputs=" ".join(f"--output html_{lang}={page}" for lang, page in REPORT_PAGES.items()),
         settings=lambda w: json.dumps({"config": config, "title": config["report"]["title"]}),
         benchmarks=BENCHMARKS,
+        second_text=lambda w, input: " ".join(f"--input second_text={p}" for p in input.second_text),
         inputs=lambda w, input: " ".join(
             f"--input {name}={path}"
             for name, path in [*CONCEPT_RESULTS.items(), *REPORT_EXTRA_INPUTS.items()]
@@ -37,4 +43,5 @@ rule report:
     shell:
         '"$WHYLAB_PYTHON" -m whylab report --settings {params.settings:q} {params.inputs}'
         " --input corpus_stats={input.corpus_stats} --input benchmarks={params.benchmarks}"
+        " {params.second_text}"
         " {params.outputs} > {log} 2>&1"

@@ -147,15 +147,14 @@ def _reference_record(
     variant: Variant, inputs: dict[str, Path], measured: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The measures of ``variant``'s FP32 reference: measured by this step, or read from its input."""
+    record: dict[str, Any]
     if variant.reference in measured:
         record = measured[variant.reference]
-        if record.get("skipped"):
-            raise InputError(f"{variant.name}: its reference {variant.reference} was skipped")
-        return record
-    path = inputs.get(f"reference.{variant.reference}", inputs.get("reference"))
-    if path is None:
-        raise InputError(f"{variant.name}: no --input reference.{variant.reference}=PATH")
-    record: dict[str, Any] = read_json(path)
+    else:
+        path = inputs.get(f"reference.{variant.reference}", inputs.get("reference"))
+        if path is None:
+            raise InputError(f"{variant.name}: no --input reference.{variant.reference}=PATH")
+        record = read_json(path)
     if record.get("skipped"):
         raise InputError(f"{variant.name}: its reference {variant.reference} was skipped")
     return record
