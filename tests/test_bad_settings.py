@@ -82,6 +82,25 @@ def test_device_cuda_is_not_checked_when_jobs_go_to_a_cluster(work: Path) -> Non
     assert "concept_C08" in split and len(split) > 1, split
 
 
+def test_the_readme_gpu_cluster_command_splits_every_claims_seeds(work: Path) -> None:
+    """README "A cluster": `--configfile config/gpu.yaml --config gpu_partition=...` on the SLURM
+    executor gives every claim that measures one seed at a time one job per seed (a --config on
+    the command line does not turn per_seed_jobs: auto off)."""
+    done = snakemake(
+        work, "-n", "--executor", "slurm", "--jobs", "1",
+        "--configfile", "config/gpu.yaml", "--config", "gpu_partition=gpu",
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    per_seed = {
+        "concept_C" + path.parent.name[1:3]
+        for path in (REPO / "src/whylab/concepts").glob("c*/experiment.py")
+        if "def measure_seed" in path.read_text(encoding="utf-8")
+    }
+    assert len(per_seed) >= 8, per_seed
+    assert set(re.findall(r"rule (concept_C\d\d)_seed:", out)) == per_seed
+
+
 def test_per_seed_jobs_auto_splits_only_c08_locally(work: Path) -> None:
     done = snakemake(work, "-n")
     out = done.stdout + done.stderr

@@ -65,6 +65,9 @@ def test_snakemake_report_builds(pipeline: Path) -> None:
     proc = snakemake(pipeline, "--report", "reports/snakemake.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (pipeline / "reports" / "snakemake.html").read_text(encoding="utf-8")
+    # captions are reStructuredText: no docutils message (e.g. C16's |value| read as a substitution)
+    for message in ("System Message", "Undefined substitution", "docutils.utils"):
+        assert message not in proc.stdout + proc.stderr and message not in report, message
     assert len(report) > 10000
     # every figure of every claim is registered (category Claims, its claim as subcategory)
     for result in sorted((pipeline / "results" / "concepts").glob("C*/result.json")):
