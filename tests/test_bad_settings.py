@@ -149,6 +149,33 @@ def test_lm_rules_request_memory_from_the_planner(work: Path) -> None:
         block = out[out.index("rule lm_train:") :]
         return int(re.search(r"resources: .*?\bmem_mb=(\d+)", block).group(1))  # type: ignore[union-attr]
 
-    small = lm_train_mem()
+    # another model than the default's: the record of a default run says nothing of its jobs
+    small = lm_train_mem("--configfile", overlay(work, "small.yaml", "lm: {model: {hidden_size: 256}}\n"))
     wide = lm_train_mem("--configfile", overlay(work, "wide.yaml", "lm: {model: {hidden_size: 1024}}\n"))
     assert 1000 < small < 4000 and wide > small, (small, wide)
+
+
+def test_a_default_run_asks_for_what_its_jobs_used_in_one(work: Path) -> None:
+    """On the default config a job asks for its recorded peak memory x1.5 and its recorded wall
+    time x1.25 in whole minutes (workflow/resources/default_run_benchmarks.tsv); another config
+    keeps the rules' own sizes."""
+    from whylab import cluster_sizes
+
+    record = cluster_sizes.read_benchmarks(REPO / cluster_sizes.RECORD)
+
+    def resources(*args: str) -> dict[str, int]:
+        done = snakemake(work, "-n", *args, "--", "results/lm/model")
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out[-3000:]
+        block = out[out.index("rule lm_train:") :]
+        found = re.search(r"resources: .*?\bruntime=(\d+), mem_mb=(\d+)", block)
+        assert found, block[:2000]
+        return {"runtime": int(found.group(1)), "mem_mb": int(found.group(2))}
+
+    used = record["lm_train.tsv"]
+    assert resources() == {
+        "runtime": cluster_sizes.minutes(used.s),
+        "mem_mb": cluster_sizes.mem_mb(used.max_rss_mb),
+    }
+    other = resources("--configfile", overlay(work, "steps.yaml", "lm: {training: {max_steps: 151}}\n"))
+    assert other["runtime"] == 120, other

@@ -1,6 +1,6 @@
 """The quant job group, as a SLURM run submits it with the test cluster's profile (`cores: 2`)
 and with the README's example profile (`cores: 4`), against what its jobs used in a default run
-(tests/cluster/default_run_benchmarks.tsv: the benchmark files of a finished default run on 2
+(workflow/resources/default_run_benchmarks.tsv: the benchmark files of a finished default run on 2
 cores, and the group job's own Snakemake). The request must cover what was used and ask for at most twice as much,
 time and memory (workflow/scripts/group_request.py says how Snakemake sizes a group)."""
 
@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "workflow/scripts/group_request.py"
-RECORDED = REPO / "tests/cluster/default_run_benchmarks.tsv"
+RECORDED = REPO / "workflow/resources/default_run_benchmarks.tsv"
 # tests/cluster/user_profile.yaml; the README's example profile
 CORES = (2, 4)
 

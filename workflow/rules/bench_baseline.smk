@@ -37,8 +37,7 @@ rule bench_baseline:
     threads: 1
     resources:
         **torch_resources(),
-        mem_mb=mem_mb(2000),
-        runtime=runtime(10),
+        **sized("bench_baseline_seed*.tsv", 10, 2000),
     params:
         settings=lambda w: rule_settings(config["mechanisms"], int(w.seed), RUN_DEVICE),
         inputs=lambda w, input: " ".join(

@@ -101,8 +101,7 @@ for _claim, _spec in CLAIM_SPECS.items():
             threads: _spec["threads"]
             resources:
                 **(torch_resources() if _spec["torch"] else {}),
-                mem_mb=mem_mb(_spec["mem_mb"]),
-                runtime=runtime(_spec["runtime"]),
+                **sized(f"concept_{_claim}_seed*.tsv", _spec["runtime"], _spec["mem_mb"]),
             params:
                 claim=_claim,
                 settings=_measure_settings,
@@ -133,8 +132,7 @@ for _claim, _spec in CLAIM_SPECS.items():
             threads: _spec["threads"]
             resources:
                 **(torch_resources() if _spec["torch"] else {}),
-                mem_mb=mem_mb(_spec["mem_mb"]),
-                runtime=runtime(_spec["runtime"]),
+                **sized(f"concept_{_claim}_measure.tsv", _spec["runtime"], _spec["mem_mb"]),
             params:
                 claim=_claim,
                 settings=settings_json(

@@ -188,6 +188,34 @@ def runtime(base):
     return lambda wildcards, attempt: base * attempt
 
 
+def _default_run_record():
+    """The default run's benchmark figures (whylab.cluster_sizes), or None where they say nothing
+    of this run's jobs: another config, or jobs on a GPU."""
+    from whylab import cluster_sizes
+
+    default = check_config(
+        load_yaml(os.path.relpath(REPO / "config/config.yaml")),
+        base_dir=Path.cwd(),
+        schema_file=REPO / "workflow/schemas/config.schema.yaml",
+    )
+    same = cluster_sizes.work_settings(config) == cluster_sizes.work_settings(default)
+    path = REPO / cluster_sizes.RECORD
+    return cluster_sizes.read_benchmarks(path) if same and RUN_DEVICE == "cpu" and path.is_file() else None
+
+
+DEFAULT_RUN_RECORD = _default_run_record()
+
+
+def sized(benchmark, minutes, mb):
+    """A rule's mem_mb and runtime: what its jobs (benchmark files matching `benchmark`, e.g.
+    "tokenizers_*.tsv") used in the default run, with margins, when this run is one; else
+    `minutes` and `mb`. Both grow with each retry."""
+    from whylab import cluster_sizes
+
+    minutes, mb = cluster_sizes.sizes(DEFAULT_RUN_RECORD, benchmark, minutes, mb)
+    return {"mem_mb": mem_mb(mb), "runtime": runtime(minutes)}
+
+
 # ---------------------------------------------------------------- settings (params)
 def first_seed():
     """The seeds of a step that uses one: only the first, so adding seeds does not re-run it."""

@@ -41,7 +41,6 @@ for _claim in ("C01", "C02"):
         "seeds": None,
         "torch": False,
         "threads": 1,
-        # 4-6 s and 0.25 GB each in a default run
-        "mem_mb": 1000,
-        "runtime": 1,
+        "mem_mb": 3000,
+        "runtime": 15,
     }

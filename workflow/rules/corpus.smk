@@ -21,8 +21,7 @@ rule corpus:
         ENV_DATA
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
-        runtime=runtime(10),
+        **sized("corpus.tsv", 10, 2000),
     params:
         settings=settings_json(config["corpus"]),
     shell:

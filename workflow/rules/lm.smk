@@ -54,8 +54,7 @@ rule lm_train:
     threads: LM["threads"]
     resources:
         **torch_resources(),
-        mem_mb=mem_mb(LM_TRAIN_MEM_MB),
-        runtime=runtime(120),
+        **sized("lm_train.tsv", 120, LM_TRAIN_MEM_MB),
     params:
         # one seed: the model is trained once, with the run's first seed
         settings=settings_json(
@@ -90,8 +89,8 @@ rule lm_export:
     threads: LM["threads"]
     resources:
         **torch_resources(),  # with CUDA the export is also checked on ONNX Runtime's CUDA provider
-        mem_mb=mem_mb(lm_copies_mem_mb(4)),  # PyTorch model, ONNX export, two ORT sessions
-        runtime=runtime(30),
+        # else: the PyTorch model, its ONNX export, two ORT sessions
+        **sized("lm_export.tsv", 30, lm_copies_mem_mb(4)),
     params:
         settings=settings_json({k: LM[k] for k in ("train_languages", "export")}, torch=True),
         # results/corpus: the folder above the validation files (the model may be lm.pretrained's)

@@ -24,8 +24,7 @@ rule quant_variants:
     threads: 1
     resources:
         **torch_resources(),
-        mem_mb=mem_mb(lm_copies_mem_mb(6)),
-        runtime=runtime(_variants_minutes(QUANT_VARIANTS)),
+        **sized("quant_variants.tsv", _variants_minutes(QUANT_VARIANTS), lm_copies_mem_mb(6)),
     params:
         settings=settings_json(
             quantization=QUANT_SETTINGS,

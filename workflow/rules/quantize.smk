@@ -172,8 +172,7 @@ for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
             ENV_ML_CPU
         threads: 1
         resources:
-            mem_mb=mem_mb(_mem),
-            runtime=runtime(_minutes),
+            **sized(f"concept_{_claim}_measure.tsv", _minutes, _mem),
         params:
             claim=_claim,
             settings=settings_json(**_QUANT_CLAIM_SETTINGS),

@@ -22,9 +22,8 @@ rule quant_real_scale:
         ENV_ML_CPU
     threads: 1
     resources:
-        # 3.46 GB peak on the default config (whylab.preflight: 4 FP32 copies of the larger model, x1.5, +1 GB)
-        mem_mb=mem_mb(real_scale_mem_mb()),
-        runtime=runtime(3),
+        # else: 4 FP32 copies of the larger model, x1.5, +1 GB (whylab.preflight)
+        **sized("quant_real_scale.tsv", 20, real_scale_mem_mb()),
     params:
         settings=settings_json(quantization={"real_scale": config["quantization"]["real_scale"]}),
     shell:

@@ -25,9 +25,7 @@ rule tokenizers:
         ENV_DATA
     threads: 1
     resources:
-        # 6-10 s and 0.33 GB each in a default run (three vocabulary sizes of three algorithms)
-        mem_mb=mem_mb(1000),
-        runtime=runtime(1),
+        **sized("tokenizers_*.tsv", 10, 2000),
     params:
         settings=settings_json(config["tokenizers"]),
         root=lambda w, output: Path(output[0]).parents[1],

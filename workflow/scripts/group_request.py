@@ -8,7 +8,7 @@ benchmark files, what the same jobs used.
 CORES is the `cores:` of your cluster profile (a group's parallel jobs are fitted into it);
 none shows what a group asks for without one (every parallel job at once). DIR holds
 <job>.tsv benchmark files (results/benchmarks of a finished run) or one TSV of them
-(tests/cluster/default_run_benchmarks.tsv: a `job` column, then Snakemake's columns).
+(workflow/resources/default_run_benchmarks.tsv: a `job` column, then Snakemake's columns).
 
 How Snakemake 9 sizes a group (snakemake/resources.py, GroupResources.basic_layered): the
 group's jobs are split into dependency levels; each level is packed first-fit, longest
@@ -25,7 +25,6 @@ Snakemake runs (local rules: no job of their own), one per line.
 
 from __future__ import annotations
 
-import csv
 import heapq
 import json
 import sys
@@ -34,6 +33,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from whylab.cluster_sizes import Measured, read_benchmarks
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,6 @@ class Group:
     mem_mb: int
     runtime_min: int
     levels: list[list[GroupJob]]
-
-
-@dataclass(frozen=True)
-class Measured:
-    """A job's benchmark figures: wall seconds, peak resident memory (MB), CPU seconds."""
-
-    s: float
-    max_rss_mb: float
-    cpu_s: float
 
 
 @dataclass(frozen=True)
@@ -155,22 +147,6 @@ def _group_job(job: object) -> GroupJob:
         runtime_min=int(resources.get("runtime", 0)),
         mem_mb=int(resources.get("mem_mb", 0)),
     )
-
-
-def read_benchmarks(source: Path) -> dict[str, Measured]:
-    """Benchmark figures by file name, from a folder of Snakemake benchmark files or one TSV
-    that gathers them (a `job` column holding the file name)."""
-    rows: list[tuple[str, dict[str, str]]] = []
-    if source.is_dir():
-        for path in sorted(source.glob("*.tsv")):
-            with path.open(encoding="utf-8") as f:
-                rows += [(path.name, row) for row in csv.DictReader(f, delimiter="\t")][:1]
-    else:
-        lines = [line for line in source.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
-        rows = [(row["job"], row) for row in csv.DictReader(lines, delimiter="\t")]
-    return {
-        name: Measured(float(row["s"]), float(row["max_rss"]), float(row["cpu_time"])) for name, row in rows
-    }
 
 
 def level_wall_s(seconds: list[float], cpus: int) -> float:
