@@ -2,15 +2,15 @@
 
 Measuring only: the probe's counts during GPTQ and on a positive control (one gradient step),
 the Hessian checks (H = I gives round-to-nearest; the real H changes codes and lowers the
-calibration output error; a second calibration set gives other codes), ONNX Runtime's built-in
-GPTQ on one layer, and the INT4 variants' measures.json (GPTQ vs RTN perplexity). Deciding is in
+calibration output error; a second calibration set gives other codes), torchao's GPTQ and ONNX
+Runtime's built-in GPTQ on one layer, llmcompressor's GPTQ as its own environment ran it
+(``--input llmcompressor``, :mod:`whylab.thirdparty.llmcompressor_check`), and the INT4 variants'
+measures.json (GPTQ vs RTN perplexity). Deciding is in
 ``verdict.py``, drawing in ``figures.py``.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from whylab.concepts.context import ConceptContext
 from whylab.concepts.spec import load_spec
 from whylab.quant.variant_records import load_measures
 from whylab.thirdparty.probe import autograd_probe, probe_control
+from whylab.thirdparty.records import llmcompressor_part
 
 CLAIM_ID = "C15"
 
@@ -169,7 +170,10 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
         **checks,
         "probe_control": probe_control(),
         "ort_builtin_gptq": ort_check,
-        "third_party": third_party,  # decides: torchao's GPTQ under the probe, grad mode on
+        # decides: llmcompressor's GPTQ, unmodified, in its own environment (llmcompressor.smk);
+        # torchao's under the same probe is the second cross-check (and decides when it did not run)
+        "llmcompressor": llmcompressor_part(ctx.inputs.get("llmcompressor"), "gptq"),
+        "third_party": third_party,
         "check_block_size": block_size,
         "model_parameters": folder_parameter_count(ctx.inputs["model"]),
         "calibration_blocks": [int(calib_a.shape[0]), int(calib_b.shape[0])],
