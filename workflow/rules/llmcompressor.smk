@@ -11,36 +11,35 @@ ENV_LLMC = "../envs/llmcompressor.yaml"
 LLMC_WANTED = claim_wanted("C15") or claim_wanted("C16")
 
 
-def _llmc_python():
-    """The interpreter of llmcompressor's environment (see the top of this file)."""
-    if _CONDA:
-        return "python"
-    for venv in (REPO / ".venv-llmc", Path(sys.prefix).parent / ".venv-llmc"):
-        if (venv / "bin" / "python").is_file():
-            return str(venv / "bin" / "python")
-    return sys.executable
-
-
-def _llmc_settings():
-    """C15's calibration and group size (its claim.yaml's primary group when configured, as its
-    experiment picks it) and C16's α; the LM's training languages."""
-    from whylab.files import parse_yaml
-
-    q = config["quantization"]
-    spec = parse_yaml((_package_dir("C15") / "claim.yaml").read_text(encoding="utf-8"))
-    sizes = [int(b) for b in q["int4"]["block_sizes"]]
-    primary = int(spec["thresholds"]["primary_group"])
-    return settings_json(
-        {
-            "languages": LM_LANGS_TRAINED,
-            "block_size": q["measure"]["block_size"],
-            "calibration_blocks": q["calibration"]["blocks"],
-            "group_size": primary if primary in sizes else sizes[0],
-            "symmetric": bool(q["int4"].get("symmetric", False)),
-            "dampening": float(q["int4"].get("gptq_percdamp", 0.01)),
-            "alpha": float(q["smoothquant"].get("alpha_ref", 0.5)),
-        }
+# the interpreter of llmcompressor's environment (see the top of this file)
+LLMC_PYTHON = (
+    "python"
+    if _CONDA
+    else next(
+        (
+            str(venv / "bin" / "python")
+            for venv in (REPO / ".venv-llmc", Path(sys.prefix).parent / ".venv-llmc")
+            if (venv / "bin" / "python").is_file()
+        ),
+        sys.executable,
     )
+)
+# C15's calibration and group size (its claim.yaml's primary group when configured, as its
+# experiment picks it) and C16's α; the LM's training languages
+_LLMC_Q = config["quantization"]
+_LLMC_SIZES = [int(b) for b in _LLMC_Q["int4"]["block_sizes"]]
+_LLMC_PRIMARY = int(load_yaml(str(_package_dir("C15") / "claim.yaml"))["thresholds"]["primary_group"])
+LLMC_SETTINGS = settings_json(
+    {
+        "languages": LM_LANGS_TRAINED,
+        "block_size": _LLMC_Q["measure"]["block_size"],
+        "calibration_blocks": _LLMC_Q["calibration"]["blocks"],
+        "group_size": _LLMC_PRIMARY if _LLMC_PRIMARY in _LLMC_SIZES else _LLMC_SIZES[0],
+        "symmetric": bool(_LLMC_Q["int4"].get("symmetric", False)),
+        "dampening": float(_LLMC_Q["int4"].get("gptq_percdamp", 0.01)),
+        "alpha": float(_LLMC_Q["smoothquant"].get("alpha_ref", 0.5)),
+    }
+)
 
 
 if LLMC_WANTED:
@@ -65,8 +64,8 @@ if LLMC_WANTED:
             mem_mb=mem_mb(lm_copies_mem_mb(6)),
             runtime=runtime(5),
         params:
-            python=_llmc_python(),
-            settings=_llmc_settings(),
+            python=LLMC_PYTHON,
+            settings=LLMC_SETTINGS,
             corpus=lambda wildcards, input: Path(input.train[0]).parents[1],
         shell:
             '"{params.python}" -m whylab.thirdparty.llmcompressor_check --settings {params.settings:q}'

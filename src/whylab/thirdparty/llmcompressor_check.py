@@ -10,8 +10,8 @@ their experiments take them), ``group_size``, ``symmetric`` and ``dampening`` (G
 (SmoothQuant's). Writes one JSON file: the environment, the GPTQ check
 (:mod:`whylab.thirdparty.llmcompressor_gptq`) and the SmoothQuant check
 (:mod:`whylab.thirdparty.llmcompressor_smoothquant`). A check that cannot run (llmcompressor
-absent from this interpreter, or an error inside it) is recorded with ``ran: false`` and the
-error's line in ``why_not``; the claims then stay on torchao and say why.
+absent from this interpreter: ``absent: true``, or an error inside it) is recorded with ``ran:
+false`` and the error's line in ``why_not``; the claims then stay on torchao and say why.
 """
 
 from __future__ import annotations
@@ -78,10 +78,14 @@ def run(model_dir: Path, corpus: Path, settings: dict[str, Any], threads: int) -
     try:
         import llmcompressor  # noqa: F401
     except ImportError as err:
-        line = f"{why_not(err)} in {sys.executable} ({SETUP_HINT})"
+        absent = {
+            "ran": False,
+            "absent": True,
+            "why_not": f"{why_not(err)} in {sys.executable} ({SETUP_HINT})",
+        }
         return out | {
-            "gptq": {"implementation": "llmcompressor GPTQModifier", "ran": False, "why_not": line},
-            "smoothquant": {"implementation": "llmcompressor SmoothQuantModifier", "ran": False, "why_not": line},
+            "gptq": {"implementation": "llmcompressor GPTQModifier", **absent},
+            "smoothquant": {"implementation": "llmcompressor SmoothQuantModifier", **absent},
         }
     import torch
     from transformers import AutoModelForCausalLM
@@ -97,13 +101,18 @@ def run(model_dir: Path, corpus: Path, settings: dict[str, Any], threads: int) -
     out["gptq"] = guarded(
         "llmcompressor GPTQModifier",
         lambda: gptq_check(
-            model, blocks, int(settings["group_size"]), bool(settings["symmetric"]), float(settings["dampening"])
+            model,
+            blocks,
+            int(settings["group_size"]),
+            bool(settings["symmetric"]),
+            float(settings["dampening"]),
         ),
     )
     out["gptq_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     out["smoothquant"] = guarded(
-        "llmcompressor SmoothQuantModifier", lambda: smoothquant_check(model, blocks, float(settings["alpha"]))
+        "llmcompressor SmoothQuantModifier",
+        lambda: smoothquant_check(model, blocks, float(settings["alpha"])),
     )
     out["smoothquant_seconds"] = time.perf_counter() - started
     out["calibration_blocks"] = list(blocks.shape)

@@ -27,7 +27,9 @@ def scheme(group_size: int, symmetric: bool) -> Any:
     """The INT4 group-wise weight-only scheme of every decoder linear (llmcompressor's config group)."""
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
-    weights = QuantizationArgs(num_bits=4, type="int", symmetric=symmetric, strategy="group", group_size=group_size)
+    weights = QuantizationArgs(
+        num_bits=4, type="int", symmetric=symmetric, strategy="group", group_size=group_size
+    )
     return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
 
 
@@ -35,7 +37,9 @@ def calibration_dataset(blocks: torch.Tensor) -> Any:
     """The calibration blocks as the ``datasets.Dataset`` ``oneshot`` takes (already tokenized)."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"input_ids": blocks.tolist(), "attention_mask": torch.ones_like(blocks).tolist()})
+    return Dataset.from_dict(
+        {"input_ids": blocks.tolist(), "attention_mask": torch.ones_like(blocks).tolist()}
+    )
 
 
 def layer_inputs(model: Any, name: str, blocks: torch.Tensor) -> torch.Tensor:
@@ -87,7 +91,9 @@ def gptq_check(
     x = layer_inputs(model, FIRST_LAYER, blocks)
     w = dict(model.named_modules())[FIRST_LAYER].weight.detach().double().clone()
     gptq_model, rtn_model = copy.deepcopy(model), copy.deepcopy(model)
-    gptq = GPTQModifier(config_groups=scheme(group_size, symmetric), ignore=["lm_head"], dampening_frac=dampening)
+    gptq = GPTQModifier(
+        config_groups=scheme(group_size, symmetric), ignore=["lm_head"], dampening_frac=dampening
+    )
     with torch.enable_grad(), autograd_probe() as counts:
         grad_mode = torch.is_grad_enabled()
         oneshot(
@@ -124,7 +130,12 @@ def gptq_check(
         "saved_for_backward": counts["saved_for_backward"],
         "rtn_backward_calls": rtn_counts["backward_calls"] + rtn_counts["grad_calls"],
         "probe_control": probe_control(),
-        "scheme": {"num_bits": 4, "group_size": group_size, "symmetric": symmetric, "dampening_frac": dampening},
+        "scheme": {
+            "num_bits": 4,
+            "group_size": group_size,
+            "symmetric": symmetric,
+            "dampening_frac": dampening,
+        },
         "actorder": str(gptq_model.get_submodule(FIRST_LAYER).quantization_scheme.weights.actorder),
         "rtn_fallback_modules": list(getattr(gptq, "_rtn_fallback_module_names", [])),
         "quantized_modules": len(ours),

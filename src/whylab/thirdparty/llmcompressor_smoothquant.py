@@ -77,7 +77,8 @@ def smooth_once(model: Any, blocks: torch.Tensor, alpha: float) -> dict[str, dic
     names = list(balance)
     before = {n: modules[balance[n][0]].weight.detach().clone() for n in names}
     w_max = {
-        n: torch.stack([modules[b].weight.detach().abs().amax(dim=0) for b in balance[n]]).amax(dim=0) for n in names
+        n: torch.stack([modules[b].weight.detach().abs().amax(dim=0) for b in balance[n]]).amax(dim=0)
+        for n in names
     }
     lo: dict[str, torch.Tensor] = {}
     hi: dict[str, torch.Tensor] = {}
@@ -133,8 +134,12 @@ def smoothquant_check(model: Any, blocks: torch.Tensor, alpha: float) -> dict[st
     names = sorted(runs[base])
     first = "model.layers.0.input_layernorm"
     downs = [n for n in names if n.endswith("mlp.up_proj")]
-    formula = max(_rel(runs[f][n]["factors"], llmc_formula(runs[f][n], alpha)) for f in FUNCTIONS for n in names)
-    paper = max(_rel(runs[f][n]["factors"], paper_formula(runs[f][n], alpha)) for f in FUNCTIONS for n in names)
+    formula = max(
+        _rel(runs[f][n]["factors"], llmc_formula(runs[f][n], alpha)) for f in FUNCTIONS for n in names
+    )
+    paper = max(
+        _rel(runs[f][n]["factors"], paper_formula(runs[f][n], alpha)) for f in FUNCTIONS for n in names
+    )
     return {
         "implementation": "llmcompressor SmoothQuantModifier (oneshot, basic pipeline)",
         "ran": True,

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+
 def llmcompressor_part(path: Path | str | None, part: str) -> dict[str, Any]:
     """The ``part`` check of llmcompressor's result file, with ``versions`` and ``python`` beside it;
     ``{"ran": False}`` (no ``why_not``: the texts say "not measured") when the file is not given."""

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from whylab import plotting
-from whylab.concepts.c15_gptq.verdict import primary_group
+from whylab.concepts.c15_gptq.verdict import primary_group, why_not
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg, empty
 from whylab.quant import report as qr
@@ -33,7 +33,9 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         Table.from_records(
             "library_checks",
             Msg("C15.table.library_checks.caption"),
-            library_rows(metrics["ort_builtin_gptq"], metrics.get("third_party"), metrics.get("llmcompressor")),
+            library_rows(
+                metrics["ort_builtin_gptq"], metrics.get("third_party"), metrics.get("llmcompressor")
+            ),
         ),
     ]
     if ppl:
@@ -105,7 +107,7 @@ def llmcompressor_row(llmc: Mapping[str, Any], decides: bool) -> dict[str, Any]:
             fallback=", ".join(llmc.get("rtn_fallback_modules") or []) or "none",
         )
     else:
-        what = Msg("C15.table.library_checks.not_run", why=llmc.get("why_not") or Msg("C15.table.library_checks.unmeasured"))
+        what = Msg("C15.table.library_checks.not_run", why=why_not(llmc))
     scheme = llmc.get("scheme") or {}
     return {
         "implementation": Msg(

@@ -144,11 +144,18 @@ def who(name: str, impl: Mapping[str, Any]) -> Msg:
     return Msg("C15.reason.who.torchao", where=where)
 
 
+def why_not(impl: Mapping[str, Any]) -> Msg | str:
+    """Why an implementation did not run: llmcompressor absent from the interpreter the rule found
+    (a text in every language), else the error's line as recorded."""
+    if impl.get("absent"):
+        return Msg("C15.reason.absent", python=impl.get("python") or "?")
+    return impl.get("why_not") or Msg("C15.table.library_checks.unmeasured")
+
+
 def cross_text(name: str, impl: Mapping[str, Any], label: Label | None) -> Msg:
     """The second implementation's numbers (or why it did not run), and whether it agrees."""
     if not impl.get("ran"):
-        why = impl.get("why_not") or Msg("C15.table.library_checks.unmeasured")
-        return Msg("C15.reason.cross.not_run", who=Msg(f"C15.reason.name.{name}"), why=why)
+        return Msg("C15.reason.cross.not_run", who=Msg(f"C15.reason.name.{name}"), why=why_not(impl))
     ratio = impl.get("error_ratio_vs_rtn")
     return Msg(
         "C15.reason.cross.ran",
@@ -181,9 +188,15 @@ def decide(metrics: Mapping[str, Any]) -> tuple[Label, str, dict[str, Any]]:
         return Label.INCONCLUSIVE, "C15.verdict.blind_probe", base
     ran = [name for name, impl in impls.items() if impl.get("ran")]
     if not ran:
-        whys = "; ".join(f"{name}: {impl['why_not']}" for name, impl in impls.items() if impl.get("why_not"))
-        why = whys or Msg("C15.table.library_checks.unmeasured")
-        return Label.INCONCLUSIVE, "C15.verdict.no_third_party", base | {"why": why}
+        whys = [
+            Msg("C15.reason.why_item", who=Msg(f"C15.reason.name.{n}"), why=why_not(i))
+            for n, i in impls.items()
+        ]
+        return (
+            Label.INCONCLUSIVE,
+            "C15.verdict.no_third_party",
+            base | {"why": Msg("C15.reason.whys", items=whys)},
+        )
     name = ran[0]
     other = "torchao" if name == "llmcompressor" else "llmcompressor"
     decider = impls[name]
@@ -198,7 +211,11 @@ def decide(metrics: Mapping[str, Any]) -> tuple[Label, str, dict[str, Any]]:
         "cross": cross_text(other, impls[other], label),
     }
     if impls[other].get("ran") and outcome(impls[other])[0] is not label:
-        return Label.INCONCLUSIVE, "C15.verdict.disagree", base | {"label": Msg(f"C15.reason.label.{label.name.lower()}")}
+        return (
+            Label.INCONCLUSIVE,
+            "C15.verdict.disagree",
+            base | {"label": Msg(f"C15.reason.label.{label.name.lower()}")},
+        )
     if key == "no_hessian_evidence":
         return Label.INCONCLUSIVE, "C15.verdict.no_hessian_evidence", base | {"failed": failed}
     return label, f"C15.verdict.{key}", base

@@ -171,7 +171,9 @@ def table_factors(torchao: Mapping[str, Any] | None, llmc: Mapping[str, Any] | N
             "role": "decides" if name.startswith("torchao") else "cross-check",
             "factors vs its formula (max rel. error)": value("formula_max_rel_err"),
             "another function's inputs (max rel. diff)": value("swap_max_rel_diff"),
-            "first layer norm-fed, across functions (max rel. diff)": value("norm_fed_first_layer_max_rel_diff"),
+            "first layer norm-fed, across functions (max rel. diff)": value(
+                "norm_fed_first_layer_max_rel_diff"
+            ),
             "activation-fed down_proj, across functions (max rel. diff)": value("down_max_rel_diff"),
             "ran": ran,
         }

@@ -50,7 +50,12 @@ def efficacy_field(published: Sequence[Published]) -> FieldAnswer | None:
     return FieldAnswer(label, Msg("C16.part.efficacy.field", speedup=float(speed.value)), tuple(published))
 
 
-CHECKS = ("formula_max_rel_err", "swap_max_rel_diff", "norm_fed_first_layer_max_rel_diff", "down_max_rel_diff")
+CHECKS = (
+    "formula_max_rel_err",
+    "swap_max_rel_diff",
+    "norm_fed_first_layer_max_rel_diff",
+    "down_max_rel_diff",
+)
 
 
 def factor_label(swap: Mapping[str, Any]) -> tuple[Label, str]:
@@ -71,6 +76,8 @@ def llmcompressor_text(llmc: Mapping[str, Any] | None, label: Label | None) -> M
     if not llmc:
         return Msg(base + "not_run", why=Msg(base + "unmeasured"))
     if not llmc.get("ran"):
+        if llmc.get("absent"):  # not installed in the interpreter the rule found: a text in every language
+            return Msg(base + "not_run", why=Msg(base + "absent", python=llmc.get("python") or "?"))
         return Msg(base + "not_run", why=llmc.get("why_not") or Msg(base + "unmeasured"))
     return Msg(
         base + "ran",
