@@ -17,9 +17,10 @@ EXTRA ?= cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.whylab-installed
 # llmcompressor's environment: it needs transformers 5, which .venv cannot share (optimum-onnx
-# caps transformers below 4.58). Its pins are workflow/envs/llmcompressor.yaml's, read from there:
-# each conda `- name=version` (pytorch-cpu is torch) and each pip `- name==version` line.
-LLMC_VENV ?= .venv-llmc
+# caps transformers below 4.58). It lies beside VENV, where the rule thirdparty_llmcompressor
+# looks for it (<VENV>-llmc, i.e. .venv-llmc). Its pins are workflow/envs/llmcompressor.yaml's,
+# read from there: each conda `- name=version` (pytorch-cpu is torch), each pip `- name==version`.
+LLMC_VENV := $(VENV)-llmc
 LLMC_ENV := workflow/envs/llmcompressor.yaml
 LLMC_STAMP := $(LLMC_VENV)/.whylab-installed
 LLMC_PINS = $(shell sed -n -e '/python=\|- pip$$/d' -e 's/^ *- pytorch-cpu=/torch==/p' \

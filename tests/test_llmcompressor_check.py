@@ -195,13 +195,9 @@ def test_without_llmcompressor_the_script_records_the_error_line(tmp_path: Path)
 
 # ----------------------------------------------------------------------------- the script, in .venv-llmc
 def llmc_python() -> Path | None:
-    """.venv-llmc's interpreter: $WHYLAB_LLMC_PYTHON, this checkout's, or the one beside this venv."""
-    candidates = [os.environ.get("WHYLAB_LLMC_PYTHON")]
-    candidates += [
-        str(REPO / ".venv-llmc/bin/python"),
-        str(Path(sys.prefix).parent / ".venv-llmc/bin/python"),
-    ]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+    """.venv-llmc's interpreter as the rule finds it: this checkout's, or the one beside this venv."""
+    candidates = [REPO / ".venv-llmc/bin/python", Path(f"{sys.prefix}-llmc") / "bin/python"]
+    return next((c for c in candidates if c.is_file()), None)
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 # C15's and C16's cross-check on llmcompressor (someone else's GPTQ and SmoothQuant, unmodified,
 # on CPU), in an environment of its own: llmcompressor 0.14 needs transformers 5, which ml-cpu
 # cannot share (optimum-onnx caps it below 4.58). With --sdm conda the rule gets
-# envs/llmcompressor.yaml; otherwise it runs .venv-llmc's python (`make setup` builds it), found in
-# this checkout or beside the venv running Snakemake. Where neither exists, the step runs with
-# Snakemake's own interpreter and records why llmcompressor could not run (C15 and C16 then stay
-# on torchao and say so); the interpreter is a param, so building .venv-llmc later re-runs it.
+# envs/llmcompressor.yaml; otherwise it runs .venv-llmc's python (`make setup` builds it beside
+# VENV), found in this checkout or beside the venv running Snakemake (<its prefix>-llmc). Where
+# neither exists, the step runs with Snakemake's own interpreter and records why llmcompressor
+# could not run (C15 and C16 then stay on torchao and say so); the interpreter is a param, so
+# building .venv-llmc later re-runs it.
 # Included after lm.smk (LM_MODEL) and before quantize.smk, whose C15 and C16 jobs read it.
 LLMC_RESULT = f"{RESULTS}/thirdparty/llmcompressor.json"
 ENV_LLMC = "../envs/llmcompressor.yaml"
@@ -18,7 +19,7 @@ LLMC_PYTHON = (
     else next(
         (
             str(venv / "bin" / "python")
-            for venv in (REPO / ".venv-llmc", Path(sys.prefix).parent / ".venv-llmc")
+            for venv in (REPO / ".venv-llmc", Path(f"{sys.prefix}-llmc"))
             if (venv / "bin" / "python").is_file()
         ),
         sys.executable,
