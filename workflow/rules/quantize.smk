@@ -124,7 +124,13 @@ _QUANT_MEASURE = {
     "C12": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 1000, 1),
     "C13": ({"real_scale": REAL_SCALE, "model": LM_MODEL}, [], 1000, 1),
     # C15 reads its group size from claim.yaml; the GPTQ re-run holds a few copies of the model
-    "C15": ({**LM_CORPUS, "model": LM_MODEL}, [_quant_claim_spec("C15")], lm_copies_mem_mb(6), 1),
+    # and llmcompressor's GPTQ run in its own environment (llmcompressor.smk), which decides
+    "C15": (
+        {**LM_CORPUS, "model": LM_MODEL, "llmcompressor": LLMC_RESULT},
+        [_quant_claim_spec("C15")],
+        lm_copies_mem_mb(6),
+        1,
+    ),
 }
 
 
@@ -138,12 +144,16 @@ def _quant_measure_flags(wildcards, input):
         flags.append(f"--input real_scale={input.real_scale}")
     if "valid" in input.keys():
         flags.append(f"--input corpus={Path(input.valid[0]).parents[1]}")
+    if "llmcompressor" in input.keys():
+        flags.append(f"--input llmcompressor={input.llmcompressor}")
     return " ".join(flags)
 
 
 def _lm_flags(wildcards, input):
-    """--input model=<the LM folder> --input corpus=<the corpus root> (<root>/<lang>/<split>.txt)."""
-    return f"--input model={input.model} --input corpus={Path(input.corpus[0]).parents[1]}"
+    """--input model=<the LM folder> --input corpus=<the corpus root> (<root>/<lang>/<split>.txt),
+    and C16's --input llmcompressor=<llmcompressor's SmoothQuant factors> (llmcompressor.smk)."""
+    extra = f" --input llmcompressor={input.llmcompressor}" if "llmcompressor" in input.keys() else ""
+    return f"--input model={input.model} --input corpus={Path(input.corpus[0]).parents[1]}{extra}"
 
 
 for _claim, (_inputs, _extra_code, _mem, _minutes) in _QUANT_MEASURE.items():
@@ -246,6 +256,8 @@ _PT_CONCEPTS = {
         "corpus": LM_CORPUS["train"] + LM_CORPUS["valid"],
         "runtime": 15,
         "mem_mb": lm_copies_mem_mb(6),  # the model, its smoothed and fake-quantized copies
+        # llmcompressor's SmoothQuant factors (llmcompressor.smk): the definition part's cross-check
+        "inputs": {"llmcompressor": LLMC_RESULT},
     },
 }
 
@@ -254,7 +266,7 @@ for _claim, _pt in _PT_CONCEPTS.items():
         continue
     CLAIM_SPECS[_claim] = {
         "settings": _pt["settings"],
-        "inputs": {"model": LM_MODEL, "corpus": _pt["corpus"]},
+        "inputs": {"model": LM_MODEL, "corpus": _pt["corpus"], **_pt.get("inputs", {})},
         "input_flags": _lm_flags,
         "extra_inputs": dict,
         "seeds": _pt["seeds"],

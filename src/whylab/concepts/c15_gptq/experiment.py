@@ -2,15 +2,15 @@
 
 Measuring only: the probe's counts during GPTQ and on a positive control (one gradient step),
 the Hessian checks (H = I gives round-to-nearest; the real H changes codes and lowers the
-calibration output error; a second calibration set gives other codes), ONNX Runtime's built-in
-GPTQ on one layer, and the INT4 variants' measures.json (GPTQ vs RTN perplexity). Deciding is in
+calibration output error; a second calibration set gives other codes), torchao's GPTQ and ONNX
+Runtime's built-in GPTQ on one layer, llmcompressor's GPTQ as its own environment ran it
+(``--input llmcompressor``, :mod:`whylab.thirdparty.llmcompressor_check`), and the INT4 variants'
+measures.json (GPTQ vs RTN perplexity). Deciding is in
 ``verdict.py``, drawing in ``figures.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,45 +19,10 @@ import torch
 from whylab.concepts.context import ConceptContext
 from whylab.concepts.spec import load_spec
 from whylab.quant.variant_records import load_measures
+from whylab.thirdparty.probe import autograd_probe, probe_control
+from whylab.thirdparty.records import llmcompressor_part
 
 CLAIM_ID = "C15"
-
-
-@contextlib.contextmanager
-def autograd_probe() -> Iterator[dict[str, int]]:
-    """Count gradient computations: backward()/grad() calls and tensors saved for a backward pass."""
-    counts = {"backward_calls": 0, "grad_calls": 0, "saved_for_backward": 0}
-    original_backward, original_grad = torch.autograd.backward, torch.autograd.grad
-
-    def backward(*args: Any, **kwargs: Any) -> Any:
-        counts["backward_calls"] += 1
-        return original_backward(*args, **kwargs)
-
-    def grad(*args: Any, **kwargs: Any) -> Any:
-        counts["grad_calls"] += 1
-        return original_grad(*args, **kwargs)
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        counts["saved_for_backward"] += 1
-        return t
-
-    torch.autograd.backward, torch.autograd.grad = backward, grad
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            yield counts
-    finally:
-        torch.autograd.backward, torch.autograd.grad = original_backward, original_grad
-
-
-def probe_control() -> dict[str, int]:
-    """A gradient-based rounding step (what 'gradient-based' would look like), seen by the probe."""
-    gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(32, 16, generator=gen), torch.randn(8, 16, generator=gen)
-    with autograd_probe() as counts:
-        q = w.clone().requires_grad_(True)
-        loss = ((x @ q.T - x @ w.T) ** 2).mean() + (q - torch.round(q * 8) / 8).pow(2).sum()
-        loss.backward()
-    return dict(counts)
 
 
 def hessian_checks(
@@ -205,7 +170,10 @@ def measure(ctx: ConceptContext) -> dict[str, Any]:
         **checks,
         "probe_control": probe_control(),
         "ort_builtin_gptq": ort_check,
-        "third_party": third_party,  # decides: torchao's GPTQ under the probe, grad mode on
+        # decides: llmcompressor's GPTQ, unmodified, in its own environment (llmcompressor.smk);
+        # torchao's under the same probe is the second cross-check (and decides when it did not run)
+        "llmcompressor": llmcompressor_part(ctx.inputs.get("llmcompressor"), "gptq"),
+        "third_party": third_party,
         "check_block_size": block_size,
         "model_parameters": folder_parameter_count(ctx.inputs["model"]),
         "calibration_blocks": [int(calib_a.shape[0]), int(calib_b.shape[0])],

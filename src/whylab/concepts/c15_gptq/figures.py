@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from whylab import plotting
-from whylab.concepts.c15_gptq.verdict import primary_group
+from whylab.concepts.c15_gptq.verdict import primary_group, why_not
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg, empty
 from whylab.quant import report as qr
@@ -17,6 +17,7 @@ from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 
 ORT_TEST = "tests/test_quant_int4.py::test_onnx_runtime_builtin_gptq_ignores_the_hessian"
 CROSSCHECK_TESTS = "tests/test_gptq_crosscheck.py"
+LLMC_TESTS = "tests/test_llmcompressor_check.py"
 
 
 def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Evidence:
@@ -32,7 +33,9 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         Table.from_records(
             "library_checks",
             Msg("C15.table.library_checks.caption"),
-            library_rows(metrics["ort_builtin_gptq"], metrics.get("third_party")),
+            library_rows(
+                metrics["ort_builtin_gptq"], metrics.get("third_party"), metrics.get("llmcompressor")
+            ),
         ),
     ]
     if ppl:
@@ -86,15 +89,53 @@ def checks_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def llmcompressor_row(llmc: Mapping[str, Any], decides: bool) -> dict[str, Any]:
+    """llmcompressor's GPTQ as its own environment ran it (whylab.thirdparty.llmcompressor_check)."""
+    if llmc.get("ran"):
+        what: Msg = Msg(
+            "C15.table.library_checks.llmcompressor",
+            role=Msg("C15.table.library_checks." + ("decides" if decides else "cross_checks")),
+            python=llmc.get("python") or "?",
+            backward=llmc["backward_calls"],
+            grad=llmc["grad_calls"],
+            control=llmc["probe_control"]["backward_calls"] + llmc["probe_control"]["grad_calls"],
+            differ=100 * llmc["codes_differ_from_rtn_frac"],
+            modules=llmc["quantized_modules"],
+            layer_differ=100 * llmc["layer_codes_differ_from_rtn_frac"],
+            layer=llmc.get("layer", "?"),
+            ratio=llmc["error_ratio_vs_rtn"],
+            fallback=", ".join(llmc.get("rtn_fallback_modules") or []) or "none",
+        )
+    else:
+        what = Msg("C15.table.library_checks.not_run", why=why_not(llmc))
+    scheme = llmc.get("scheme") or {}
+    return {
+        "implementation": Msg(
+            "C15.table.library_checks.llmcompressor_name",
+            version=(llmc.get("versions") or {}).get("llmcompressor") or "0.14.0.1",
+            group=scheme.get("group_size", "?"),
+            actorder=str(llmc.get("actorder", "?")).rpartition(".")[2].lower(),
+        ),
+        "what was checked": what,
+        "max |Q(H) − Q(I)|": None,
+        "max |Q − RTN|": None,
+        "test": LLMC_TESTS,
+    }
+
+
 def library_rows(
-    ort_check: Mapping[str, Any] | None, third: Mapping[str, Any] | None = None
+    ort_check: Mapping[str, Any] | None,
+    third: Mapping[str, Any] | None = None,
+    llmc: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """What the libraries' own GPTQ does (torchao's decides, see third_party.py; ONNX Runtime's:
-    checked on one layer)."""
-    third = third or {}
+    """What the libraries' own GPTQ does: llmcompressor's decides and torchao's cross-checks (torchao's
+    decides where llmcompressor did not run; see verdict.decide); ONNX Runtime's: checked on one layer."""
+    third, llmc = third or {}, llmc or {}
+    llmc_decides = bool(llmc.get("ran"))
     if third.get("ran"):
         what: Msg = Msg(
             "C15.table.library_checks.torchao",
+            role=Msg("C15.table.library_checks." + ("cross_checks" if llmc_decides else "decides")),
             where=Msg(f"C15.table.library_checks.where_{'cuda' if third.get('device') == 'cuda' else 'cpu'}"),
             layer=third.get("layer", "?"),
             backward=third["backward_calls"],
@@ -109,13 +150,14 @@ def library_rows(
             why=third.get("why_not") or Msg("C15.table.library_checks.unmeasured"),
         )
     rows = [
+        llmcompressor_row(llmc, llmc_decides),
         {
             "implementation": "torchao 0.18 prototype GPTQ (INT8 per-row)",
             "what was checked": what,
             "max |Q(H) − Q(I)|": None,
             "max |Q − RTN|": None,
             "test": CROSSCHECK_TESTS,
-        }
+        },
     ]
     if ort_check is not None:
         rows.append(

@@ -48,6 +48,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "ppl_gptq_vs_rtn": gptq_vs_rtn(w["int4_rows"]),
         "ort_builtin_gptq": w["ort_builtin_gptq"],
         "third_party": w.get("third_party"),
+        "llmcompressor": w.get("llmcompressor"),
         "check_block_size": w["check_block_size"],
         "model_parameters": w["model_parameters"],
         "calibration_blocks": w["calibration_blocks"],
@@ -113,10 +114,71 @@ def _own(grads: Mapping[str, Any], h: Mapping[str, Any]) -> Msg:
     )
 
 
+NOT_RUN: dict[str, Any] = {"ran": False}  # an implementation the measurements do not record
+
+
+def outcome(impl: Mapping[str, Any]) -> tuple[Label, str, list[Msg]]:
+    """One implementation's answer: gradients -> supported; codes moved off RTN's and the layer's
+    output error below RTN's -> not supported (Hessian-driven); else inconclusive, naming what failed."""
+    ratio = impl.get("error_ratio_vs_rtn")
+    if impl["backward_calls"] + impl["grad_calls"] > 0:
+        return Label.SUPPORTED, "gradients", []
+    if impl["codes_differ_from_rtn_frac"] > 0 and ratio is not None and ratio < 1.0:
+        return Label.NOT_SUPPORTED, "hessian", []
+    failed = [
+        Msg(f"C15.reason.failed.{name}")
+        for ok, name in (
+            (impl["codes_differ_from_rtn_frac"] > 0, "equals_rtn"),
+            (ratio is not None and ratio < 1.0, "no_lower_error"),
+        )
+        if not ok
+    ]
+    return Label.INCONCLUSIVE, "no_hessian_evidence", failed
+
+
+def who(name: str, impl: Mapping[str, Any]) -> Msg:
+    """The implementation's name as the texts give it (llmcompressor's version, torchao's device)."""
+    if name == "llmcompressor":
+        return Msg("C15.reason.who.llmcompressor", version=(impl.get("versions") or {}).get(name) or "?")
+    where = Msg("C15.reason.where." + ("cuda" if impl.get("device") == "cuda" else "cpu"))
+    return Msg("C15.reason.who.torchao", where=where)
+
+
+def why_not(impl: Mapping[str, Any]) -> Msg | str:
+    """Why an implementation did not run: llmcompressor absent from the interpreter the rule found
+    (a text in every language), else the error's line as recorded."""
+    if impl.get("absent"):
+        return Msg("C15.reason.absent", python=impl.get("python") or "?")
+    return impl.get("why_not") or Msg("C15.table.library_checks.unmeasured")
+
+
+def cross_text(name: str, impl: Mapping[str, Any], label: Label | None) -> Msg:
+    """The second implementation's numbers (or why it did not run), and whether it agrees."""
+    if not impl.get("ran"):
+        return Msg("C15.reason.cross.not_run", who=Msg(f"C15.reason.name.{name}"), why=why_not(impl))
+    ratio = impl.get("error_ratio_vs_rtn")
+    return Msg(
+        "C15.reason.cross.ran",
+        who=who(name, impl),
+        backward=impl["backward_calls"] + impl["grad_calls"],
+        changed=100 * impl["codes_differ_from_rtn_frac"],
+        ratio=math.nan if ratio is None else ratio,
+        agrees=Msg("C15.reason.cross." + ("agrees" if outcome(impl)[0] is label else "disagrees")),
+        agree=Msg("C15.reason.cross.agree_ours", agree=100 * impl["codes_agree_with_ours_frac"])
+        if "codes_agree_with_ours_frac" in impl
+        else empty(),
+    )
+
+
 def decide(metrics: Mapping[str, Any]) -> tuple[Label, str, dict[str, Any]]:
-    """The rule: torchao's GPTQ (someone else's) under the probe, grad mode on, decides."""
+    """The rule: llmcompressor's GPTQ (someone else's, unmodified) under the probe, grad mode on,
+    decides; torchao's is the second cross-check (it decides where llmcompressor did not run); the
+    two disagreeing -> inconclusive."""
     control = metrics["probe_control"]
-    third = metrics.get("third_party") or {"ran": False, "why_not": "not measured"}
+    impls = {
+        "llmcompressor": metrics.get("llmcompressor") or NOT_RUN,
+        "torchao": metrics.get("third_party") or NOT_RUN,
+    }
     h = metrics["hessian"]
     own = _own(metrics["gradients"], h)
     ppl_list = ppl_texts(metrics.get("ppl_gptq_vs_rtn") or {})
@@ -124,36 +186,45 @@ def decide(metrics: Mapping[str, Any]) -> tuple[Label, str, dict[str, Any]]:
     base: dict[str, Any] = {"own": own, "ppl": ppl}
     if control["backward_calls"] + control["grad_calls"] == 0:
         return Label.INCONCLUSIVE, "C15.verdict.blind_probe", base
-    if not third.get("ran"):
-        return Label.INCONCLUSIVE, "C15.verdict.no_third_party", base | {"why": third.get("why_not", "?")}
-    where = Msg("C15.reason.where." + ("cuda" if third.get("device") == "cuda" else "cpu"))
-    ratio = third.get("error_ratio_vs_rtn")
-    base |= {
-        "where": where,
-        "backward": third["backward_calls"],
-        "grad": third["grad_calls"],
-        "changed": 100 * third["codes_differ_from_rtn_frac"],
-        "ratio": math.nan if ratio is None else ratio,
-        "agree": 100 * third["codes_agree_with_ours_frac"],
-    }
-    if third["backward_calls"] + third["grad_calls"] > 0:
-        return Label.SUPPORTED, "C15.verdict.gradients", base
-    if third["codes_differ_from_rtn_frac"] > 0 and ratio is not None and ratio < 1.0:
-        return Label.NOT_SUPPORTED, "C15.verdict.hessian", base
-    failed = [
-        Msg(f"C15.reason.failed.{name}")
-        for ok, name in (
-            (third["codes_differ_from_rtn_frac"] > 0, "equals_rtn"),
-            (ratio is not None and ratio < 1.0, "no_lower_error"),
+    ran = [name for name, impl in impls.items() if impl.get("ran")]
+    if not ran:
+        whys = [
+            Msg("C15.reason.why_item", who=Msg(f"C15.reason.name.{n}"), why=why_not(i))
+            for n, i in impls.items()
+        ]
+        return (
+            Label.INCONCLUSIVE,
+            "C15.verdict.no_third_party",
+            base | {"why": Msg("C15.reason.whys", items=whys)},
         )
-        if not ok
-    ]
-    return Label.INCONCLUSIVE, "C15.verdict.no_hessian_evidence", base | {"failed": failed}
+    name = ran[0]
+    other = "torchao" if name == "llmcompressor" else "llmcompressor"
+    decider = impls[name]
+    label, key, failed = outcome(decider)
+    ratio = decider.get("error_ratio_vs_rtn")
+    base |= {
+        "who": who(name, decider),
+        "backward": decider["backward_calls"],
+        "grad": decider["grad_calls"],
+        "changed": 100 * decider["codes_differ_from_rtn_frac"],
+        "ratio": math.nan if ratio is None else ratio,
+        "cross": cross_text(other, impls[other], label),
+    }
+    if impls[other].get("ran") and outcome(impls[other])[0] is not label:
+        return (
+            Label.INCONCLUSIVE,
+            "C15.verdict.disagree",
+            base | {"label": Msg(f"C15.reason.label.{label.name.lower()}")},
+        )
+    if key == "no_hessian_evidence":
+        return Label.INCONCLUSIVE, "C15.verdict.no_hessian_evidence", base | {"failed": failed}
+    return label, f"C15.verdict.{key}", base
 
 
 def verdict(metrics: Mapping[str, Any]) -> Verdict:
-    """A definition check on torchao's GPTQ: does it compute gradients, or is its result driven by
-    the Hessian of the layer inputs instead? whylab's own GPTQ is shown as an illustration."""
+    """A definition check on llmcompressor's GPTQ (torchao's where it did not run, and as a cross-check):
+    does it compute gradients, or is its result driven by the Hessian of the layer inputs instead?
+    whylab's own GPTQ is shown as an illustration."""
     out = VerdictOf(Kind.DEFINITION, primary_text(metrics))
     label, key, params = decide(metrics)
     part = SPEC.part("gradient_based")

@@ -147,13 +147,19 @@ def evaluate_seed(
 
 
 def measure(ctx: ConceptContext) -> dict[str, Any]:
-    """The definition check: torchao's smoothing factors on the LM with SiLU, GELU and ReLU swapped in."""
+    """The definition check: torchao's smoothing factors on the LM with SiLU, GELU and ReLU swapped in,
+    and llmcompressor's, as its own environment computed them (``--input llmcompressor``,
+    :mod:`whylab.thirdparty.llmcompressor_check`)."""
     from whylab.concepts.c16_smoothquant.definition import activation_swap_check
+    from whylab.thirdparty.records import llmcompressor_part
 
     cfg = _cfg(ctx.settings)
     model, pool, _valid, info = load_model_and_data(ctx)
     calib = pool[: int(info["calibration_blocks"])]
-    return {"activation_swap": activation_swap_check(model, calib, float(cfg["alpha_ref"]))}
+    return {
+        "activation_swap": activation_swap_check(model, calib, float(cfg["alpha_ref"])),
+        "activation_swap_llmcompressor": llmcompressor_part(ctx.inputs.get("llmcompressor"), "smoothquant"),
+    }
 
 
 def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:

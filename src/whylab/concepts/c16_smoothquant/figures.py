@@ -64,7 +64,11 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         ),
         metrics=metrics,
         seeds=list(measured.seeds),
-        tables=[_table_ppl(results, schemes, alphas), _table_ratios(results, alpha_ref)],
+        tables=[
+            _table_ppl(results, schemes, alphas),
+            _table_ratios(results, alpha_ref),
+            table_factors(metrics.get("activation_swap"), metrics.get("activation_swap_llmcompressor")),
+        ],
         figures=[
             _figure_ppl(ctx.outdir, results, metrics["primary_condition"], schemes),
             _figure_channels(ctx.outdir, results, alpha_ref),
@@ -152,6 +156,33 @@ def _figure_channels(outdir: Path, results: Mapping[str, Any], alpha: float) -> 
         Msg("C16.figure.channel_absmax.title"),
         Msg("C16.figure.channel_absmax.caption"),
     )
+
+
+def table_factors(torchao: Mapping[str, Any] | None, llmc: Mapping[str, Any] | None) -> Table:
+    """The definition part's checks, one row per implementation: torchao's decides, llmcompressor's
+    cross-checks (a check an implementation has no counterpart for, or did not run, is empty)."""
+
+    def row(name: str, impl: Mapping[str, Any] | None) -> dict[str, Any]:
+        impl = impl or {}
+        ran = bool(impl.get("ran", bool(impl)))
+        value = (lambda k: impl.get(k)) if ran else (lambda k: None)
+        return {
+            "implementation": name,
+            "role": "decides" if name.startswith("torchao") else "cross-check",
+            "factors vs its formula (max rel. error)": value("formula_max_rel_err"),
+            "another function's inputs (max rel. diff)": value("swap_max_rel_diff"),
+            "first layer norm-fed, across functions (max rel. diff)": value(
+                "norm_fed_first_layer_max_rel_diff"
+            ),
+            "activation-fed down_proj, across functions (max rel. diff)": value("down_max_rel_diff"),
+            "ran": ran,
+        }
+
+    records = [
+        row("torchao 0.18 prototype SmoothQuant observer", torchao),
+        row("llmcompressor 0.14 SmoothQuantModifier", llmc),
+    ]
+    return Table.from_records("factors", Msg("C16.table.factors.caption"), records)
 
 
 def _table_ppl(results: Mapping[str, Any], schemes: Sequence[str], alphas: Sequence[float]) -> Table:

@@ -50,7 +50,51 @@ def efficacy_field(published: Sequence[Published]) -> FieldAnswer | None:
     return FieldAnswer(label, Msg("C16.part.efficacy.field", speedup=float(speed.value)), tuple(published))
 
 
-def definition_part(swap: Mapping[str, Any] | None) -> PartVerdict:
+CHECKS = (
+    "formula_max_rel_err",
+    "swap_max_rel_diff",
+    "norm_fed_first_layer_max_rel_diff",
+    "down_max_rel_diff",
+)
+
+
+def factor_label(swap: Mapping[str, Any]) -> tuple[Label, str]:
+    """One implementation's answer: its factors follow its formula on the recorded statistics (an
+    observer given another function's statistics returns that function's factors, where it has
+    observers), layer 0's norm-fed factors are equal under every function, and the functions did
+    change the activation-fed factors -> not supported; else inconclusive."""
+    exact = all(float(swap[k]) <= EXACT for k in CHECKS[:3] if swap.get(k) is not None)
+    if exact and float(swap["down_max_rel_diff"]) > SEEN:
+        return Label.NOT_SUPPORTED, "statistics"
+    return Label.INCONCLUSIVE, "unseen" if exact else "not_formula"
+
+
+def llmcompressor_text(llmc: Mapping[str, Any] | None, label: Label | None) -> Msg:
+    """llmcompressor's SmoothQuantModifier as a cross-check: its numbers and whether it agrees, or
+    why it did not run."""
+    base = "C16.part.activation_function.llmcompressor."
+    if not llmc:
+        return Msg(base + "not_run", why=Msg(base + "unmeasured"))
+    if not llmc.get("ran"):
+        if llmc.get("absent"):  # not installed in the interpreter the rule found: a text in every language
+            return Msg(base + "not_run", why=Msg(base + "absent", python=llmc.get("python") or "?"))
+        return Msg(base + "not_run", why=llmc.get("why_not") or Msg(base + "unmeasured"))
+    return Msg(
+        base + "ran",
+        version=(llmc.get("versions") or {}).get("llmcompressor") or "?",
+        formula=float(llmc["formula_max_rel_err"]),
+        paper=float(llmc["paper_formula_max_rel_diff"]),
+        norm_fed=float(llmc["norm_fed_first_layer_max_rel_diff"]),
+        down=float(llmc["down_max_rel_diff"]),
+        down_first=float(llmc["down_first_layer_max_rel_diff"]),
+        agrees=Msg(base + ("agrees" if factor_label(llmc)[0] is label else "disagrees")),
+    )
+
+
+def definition_part(swap: Mapping[str, Any] | None, llmc: Mapping[str, Any] | None = None) -> PartVerdict:
+    """torchao's factors decide (its observer reads down_proj's own input, the activation function's
+    output); llmcompressor's are the cross-check, and an answer of theirs that differs leaves the
+    part inconclusive."""
     part = SPEC.part("activation_function")
     field = definition_field(literature(part.id))
     if not swap:
@@ -59,30 +103,15 @@ def definition_part(swap: Mapping[str, Any] | None) -> PartVerdict:
             part.words,
             Kind.DEFINITION,
             Label.INCONCLUSIVE,
-            Msg("C16.part.activation_function.run.missing"),
+            Msg("C16.part.activation_function.run.missing", cross=llmcompressor_text(llmc, None)),
             None,
             field,
         )
-    params = {
-        k: float(swap[k])
-        for k in (
-            "formula_max_rel_err",
-            "swap_max_rel_diff",
-            "norm_fed_first_layer_max_rel_diff",
-            "down_max_rel_diff",
-        )
-    }
-    exact = (
-        params["formula_max_rel_err"] <= EXACT
-        and params["swap_max_rel_diff"] <= EXACT
-        and params["norm_fed_first_layer_max_rel_diff"] <= EXACT
-    )
-    if exact and params["down_max_rel_diff"] > SEEN:
-        label, key = Label.NOT_SUPPORTED, "statistics"
-    elif exact:
-        label, key = Label.INCONCLUSIVE, "unseen"
-    else:
-        label, key = Label.INCONCLUSIVE, "not_formula"
+    params: dict[str, Any] = {k: float(swap[k]) for k in CHECKS}
+    label, key = factor_label(swap)
+    params["cross"] = llmcompressor_text(llmc, label)
+    if llmc and llmc.get("ran") and factor_label(llmc)[0] is not label:
+        label, key = Label.INCONCLUSIVE, "disagree"
     reason = Msg(f"C16.part.activation_function.run.{key}", **params)
     return PartVerdict(part.id, part.words, Kind.DEFINITION, label, reason, None, field)
 
@@ -129,6 +158,6 @@ def parts(metrics: Mapping[str, Any]) -> list[PartVerdict]:
     naive = Spread.of(c["naive_change_pct"][metrics["verdict_scheme"]]).mean
     test = _paired(metrics["primary_test"])
     return [
-        definition_part(metrics.get("activation_swap")),
+        definition_part(metrics.get("activation_swap"), metrics.get("activation_swap_llmcompressor")),
         efficacy_part(test, naive, float(metrics["ppl_gain_pct_min"]), model_text(cond)),
     ]

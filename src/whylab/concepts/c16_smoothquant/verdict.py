@@ -141,6 +141,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "equivalence_tolerance": float(cfg["equivalence_tolerance"]),
         "ppl_gain_pct_min": float(cfg["ppl_gain_pct_min"]),
         "activation_swap": measured.whole.get("activation_swap"),
+        "activation_swap_llmcompressor": measured.whole.get("activation_swap_llmcompressor"),
         "seeds": [rec["seed"] for rec in per_seed],
         "model_parameters": int(info["model_parameters"]),
         "smoothed_inputs_per_layer": len(cfg["groups"]),
