@@ -27,7 +27,7 @@ from importlib.resources import files
 from typing import Any
 
 from whylab.files import parse_yaml
-from whylab.messages import Msg
+from whylab.messages import Msg, empty
 from whylab.parts import FieldAnswer, PartVerdict, Power, Published, run_label
 from whylab.quant import report as qr
 from whylab.quant.claim_parts import (
@@ -290,17 +290,22 @@ def speed_field(claim_id: str, metrics: Mapping[str, Any]) -> FieldAnswer | None
         return None
     claimed, rel = metrics["claimed"]["speedup"], metrics["tolerance"]["speedup_rel"]
     lo, hi = claimed[0] * (1 - rel), claimed[1] * (1 + rel)
-    statuses = [
-        "below" if float(e["value"]) < lo else "above" if float(e["value"]) > hi else "in" for e in entries
+    # a speed-up decides; a finding recorded without a number (LLM.int8()'s slowdown) is shown
+    numbers = [e for e in entries if isinstance(e["value"], int | float)]
+    findings = [e for e in entries if not isinstance(e["value"], int | float)]
+    values = [float(e["value"]) for e in numbers]
+    label = _combined(["below" if v < lo else "above" if v > hi else "in" for v in values])
+    also = [
+        Msg("quant.field.finding", where=e["where"], source=e["source"], finding=e["value"]) for e in findings
     ]
-    label = _combined(statuses)
     reason = Msg(
         f"quant.field.speed.{label.name.lower()}",
         items=[
-            Msg("quant.field.speed_item", where=e["where"], source=e["source"], x=e["value"]) for e in entries
+            Msg("quant.field.speed_item", where=e["where"], source=e["source"], x=e["value"]) for e in numbers
         ],
         claimed_low=claimed[0],
         claimed_high=claimed[1],
+        also=Msg("quant.field.speed_also", items=also) if also else empty(),
     )
     return FieldAnswer(label, reason, published(entries))
 
