@@ -278,3 +278,18 @@ def test_c12_label_on_definition_checks_only_says_so():
     assert_in_korean(v.reason)
     judged = c12.verdict(_decode(3.58))
     assert "definition checks" not in judged.reason
+
+
+def test_an_unverified_published_number_is_marked_in_the_record():
+    """claim.yaml's `verified: false` (benchmarks/recorded/published_checks.tsv) reaches the part's
+    published list, so the report can say the number was not checked against the paper's text."""
+    from whylab.report_verdict import part_view
+
+    m = c12_metrics()
+    loss = {p.id: p for p in c12.part_verdicts(m, c12.part_results(m))}["loss"]
+    published = loss.to_dict()["literature"]["published"]
+    flags = {p["where"]: p.get("verified", True) for p in published}
+    assert flags["Table 1, SQuAD v1.1 F1, BERT-base FP32"] is False
+    assert flags["Table 1, C4 validation perplexity, 13B, 32-bit float"] is True
+    shown = part_view(loss.to_dict(), "en")["literature"]["published"]
+    assert [p["unverified"] for p in shown].count(True) == 1
