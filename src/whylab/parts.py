@@ -101,6 +101,9 @@ class Published:
     value: float | str
     unit: str
     url: str  # arXiv or DOI: plain link, nothing fetched
+    # False where the number or its place could not be checked against the paper's text
+    # (benchmarks/recorded/published_checks.tsv); the report says so beside it
+    verified: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,7 @@ class Published:
             "value": self.value,
             "unit": self.unit,
             "url": self.url,
+            **({} if self.verified else {"verified": False}),
         }
 
     @classmethod
@@ -119,6 +123,7 @@ class Published:
             data["value"],
             str(data.get("unit", "")),
             str(data["url"]),
+            data.get("verified", True) is not False,
         )
 
 

@@ -51,6 +51,7 @@ def _published(pub: Mapping[str, Any]) -> dict[str, Any]:
         "value": pub.get("value"),
         "unit": str(pub.get("unit") or ""),
         "url": str(pub.get("url") or (known[0]["url"] if known else "")),
+        "unverified": pub.get("verified") is False,
     }
 
 

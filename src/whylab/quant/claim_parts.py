@@ -12,8 +12,6 @@ and the tables are in :mod:`whylab.quant.part_verdicts`.
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -21,10 +19,12 @@ from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg, empty
 from whylab.quant import report as qr
+from whylab.quant.kernel_paths import DecodeBytes, decode_bytes, fast_path
 from whylab.quant.loss_interval import Interval as Interval
-from whylab.quant.loss_interval import interval_over_draws, pct
 from whylab.quant.loss_interval import loss_power as loss_power
 from whylab.quant.loss_interval import paired_interval as paired_interval
+from whylab.quant.loss_interval import pct as pct
+from whylab.quant.loss_interval import with_accuracy as with_accuracy
 from whylab.quant.names import parse as parse_variant
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
@@ -201,10 +201,26 @@ def size_part(metrics: Mapping[str, Any], model: str, fmt: str) -> Part:
 
 
 NO_FAST_PATH = "no fast path: "
+# the speed part's statuses where this decode cannot speak for a full-size model's (VALIDITY 8)
+CACHE_LIMITED = {
+    "fits_cache": "limited: the FP32 weights fit in the cache",
+    "cache_served": "limited: the cache served INT8's weights",
+}
+
+
+def decode_record(metrics: Mapping[str, Any], fmt: str) -> DecodeBytes | None:
+    """The Llama layer's decode as bytes per token and achieved bandwidths (None: not measured)."""
+    real = real_record(metrics, "llama")
+    if real is None:
+        return None
+    return decode_bytes(real, fmt, (metrics.get("real_scale") or {}).get("last_level_cache_bytes"))
 
 
 def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
-    """Decode tokens/s at batch 1 on the Llama-7B-width layer; not judged without a fast path."""
+    """Decode tokens/s at batch 1 on the Llama-7B-width layer, INT8 vs FP32 on this CPU, judged
+    from the per-round speed-ups; not judged without an INT8 kernel on this CPU (no AVX2), where
+    the FP32 weights fit in the cache, or where the cache served INT8's weights (its bandwidth
+    far above FP32's: :meth:`whylab.quant.kernel_paths.DecodeBytes.limit`)."""
     claimed, rel = metrics["claimed"]["speedup"], metrics["tolerance"]["speedup_rel"]
     real = real_record(metrics, "llama")
     if real is None:
@@ -214,7 +230,6 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
             Msg("quant.clause.speed.open", why=why_open("unknown")),
         )
     d, ref = real["decode"][fmt], real["decode"]["fp32"]
-    fast = real["fast_path"][fmt]
     nums = {
         "model": qr.model_label("llama", real),
         "median": d["speedup_median"],
@@ -232,16 +247,24 @@ def speed_part(metrics: Mapping[str, Any], fmt: str) -> Part:
         reference_kernel=qr.kernel_text(real["formats"]["fp32"]),
         **nums,
     )
-    open_why = ""
-    if not fast["exists"]:
-        status = f"{NO_FAST_PATH}{fast['why']}"
-        open_why = Msg("quant.open.no_fast_path", why=qr.fast_path_text(fast))
+    # the CPU's INT8 kernels (the record's cache gate is not read: it is decided here from the
+    # bytes and bandwidths, so a record written under an older gate is judged by this one)
+    exists, no_kernel = fast_path("decode", fmt, (metrics.get("real_scale") or {}).get("cpu_features"))
+    decode = decode_record(metrics, fmt)
+    limit = None if decode is None else decode.limit()
+    open_why: Any = ""
+    if exists is False:
+        status = f"{NO_FAST_PATH}{no_kernel}"
+        open_why = Msg("quant.open.no_fast_path", why=no_kernel)
+    elif decode is not None and limit is not None:
+        status = CACHE_LIMITED[limit]
+        open_why = Msg(f"quant.open.{limit}", **decode.numbers())
     else:
         status = speed_status(
             d["speedup_q25"], d["speedup_median"], d["speedup_q75"], d["speedup_n"], claimed, rel
         )
     side = _side(status)
-    why = qr.fast_path_text(fast) if not fast["exists"] else why_open(status)
+    why = (no_kernel if exists is False else open_why) or why_open(status)
     clause = Msg(f"quant.clause.speed.{side}", **nums, **({"why": why} if side == "open" else {}))
     return Part(status, fact, clause, open_why)
 
@@ -285,6 +308,15 @@ def decide(results: Mapping[str, Part], primary: str, claim: str, parts: Sequenc
         Msg("quant.limited.part", part=part_name(p), why=results[p].why_open or why_open(results[p].status))
         for p in not_judged
     ]
+    # a label that rests only on definition checks (what ONNX Runtime writes) while the
+    # experiment parts were not judged says so in its reason (VALIDITY 1, 7)
+    decided = [p for p, j in judgements.items() if j != OPEN]
+    definitions = {pv.id for pv in parts if pv.kind is Kind.DEFINITION}
+    basis = (
+        Msg("quant.reason.definition_only", parts=[part_name(p) for p in decided])
+        if decided and not_judged and set(decided) <= definitions
+        else empty()
+    )
     out = VerdictOf(Kind.EXPERIMENT, primary, list(limited))
     out.parts.extend(parts)  # whylab.parts.PartVerdict, one per part (whylab.quant.part_verdicts)
     return out.branch(
@@ -294,6 +326,7 @@ def decide(results: Mapping[str, Part], primary: str, claim: str, parts: Sequenc
         held=listed(HOLDS),
         failed=listed(FAILS),
         not_judged=Msg("quant.reason.not_judged", items=limited) if limited else empty(),
+        basis=basis,
         clauses=[part.clause for part in results.values()],
     )
 
@@ -307,50 +340,6 @@ def why_open(status: str) -> str:
 def real_label(metrics: Mapping[str, Any], model: str) -> Msg:
     real = real_record(metrics, model)
     return qr.model_label(model, real) if real else qr.REAL_MODEL_NAMES[model]
-
-
-def with_accuracy(
-    summary: dict[str, Any], row: Mapping[str, Any], ref: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Add the paired NLL difference (nats/token), its per-block values and sd, next-token top-1
-    accuracy vs the reference, and the perplexity change's 95% t interval (the one CI rule,
-    :func:`whylab.quant.loss_interval.interval_between`: over blocks, and over the calibration
-    draws where the variant was quantized on several; it replaces the measure step's ±2 SE).
-    With draws, the change is their mean and ``draw_block_diff`` keeps each draw's blocks."""
-    summary.update(nll_diff=None, nll_diff_sd=None, block_diff=None, n_blocks=None)
-    summary.update(ci_se=None, ci_df=None, calibration_draws=1, draw_sd=None, draw_changes_pct=None)
-    summary["draw_block_diff"] = None
-    summary["top1"] = row.get("valid_top1")
-    summary["top1_reference"] = None
-    blocks, ref_blocks = row.get("block_nll") or [], (ref or {}).get("block_nll") or []
-    if ref is not None and ref_blocks and len(ref_blocks) == len(blocks):
-        draws = [
-            d["block_nll"]
-            for d in row.get("calibration_draws") or []
-            if len(d.get("block_nll") or []) == len(ref_blocks)
-        ] or [blocks]
-        ci = interval_over_draws(draws, ref_blocks)
-        summary.update(
-            nll_diff=ci.mean,
-            nll_diff_sd=None if math.isnan(ci.sd) else ci.sd,
-            block_diff=[a - b for a, b in zip(blocks, ref_blocks, strict=True)],
-            n_blocks=len(blocks),
-            ppl_change_pct=pct(ci.mean) if len(draws) > 1 else summary["ppl_change_pct"],
-            ppl_change_low_pct=pct(ci.low),
-            ppl_change_high_pct=pct(ci.high),
-            ci_se=ci.se if math.isfinite(ci.se) else None,
-            ci_df=ci.df,
-            calibration_draws=ci.draws,
-            draw_sd=None if math.isnan(ci.draw_sd) else ci.draw_sd,
-            draw_block_diff=[[a - b for a, b in zip(d, ref_blocks, strict=True)] for d in draws],
-            draw_changes_pct=[
-                pct(statistics.fmean(a - b for a, b in zip(d, ref_blocks, strict=True))) for d in draws
-            ]
-            if len(draws) > 1
-            else None,
-        )
-        summary["top1_reference"] = ref.get("valid_top1")
-    return summary
 
 
 def summarize_variants(

@@ -107,3 +107,47 @@ def loss_power(v: Mapping[str, Any] | None, claimed_low: float) -> Power | None:
 def pct(nll: float) -> float:
     """A mean NLL difference (nats/token) as a perplexity change in %."""
     return 100.0 * math.expm1(nll) if math.isfinite(nll) else nll
+
+
+def with_accuracy(
+    summary: dict[str, Any], row: Mapping[str, Any], ref: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Add the paired NLL difference (nats/token), its per-block values and sd, next-token top-1
+    accuracy vs the reference, and the perplexity change's 95% t interval (the one CI rule,
+    :func:`whylab.quant.loss_interval.interval_between`: over blocks, and over the calibration
+    draws where the variant was quantized on several; it replaces the measure step's ±2 SE).
+    With draws, the change is their mean and ``draw_block_diff`` keeps each draw's blocks."""
+    summary.update(nll_diff=None, nll_diff_sd=None, block_diff=None, n_blocks=None)
+    summary.update(ci_se=None, ci_df=None, calibration_draws=1, draw_sd=None, draw_changes_pct=None)
+    summary["draw_block_diff"] = None
+    summary["top1"] = row.get("valid_top1")
+    summary["top1_reference"] = None
+    blocks, ref_blocks = row.get("block_nll") or [], (ref or {}).get("block_nll") or []
+    if ref is not None and ref_blocks and len(ref_blocks) == len(blocks):
+        draws = [
+            d["block_nll"]
+            for d in row.get("calibration_draws") or []
+            if len(d.get("block_nll") or []) == len(ref_blocks)
+        ] or [blocks]
+        ci = interval_over_draws(draws, ref_blocks)
+        summary.update(
+            nll_diff=ci.mean,
+            nll_diff_sd=None if math.isnan(ci.sd) else ci.sd,
+            block_diff=[a - b for a, b in zip(blocks, ref_blocks, strict=True)],
+            n_blocks=len(blocks),
+            ppl_change_pct=pct(ci.mean) if len(draws) > 1 else summary["ppl_change_pct"],
+            ppl_change_low_pct=pct(ci.low),
+            ppl_change_high_pct=pct(ci.high),
+            ci_se=ci.se if math.isfinite(ci.se) else None,
+            ci_df=ci.df,
+            calibration_draws=ci.draws,
+            draw_sd=None if math.isnan(ci.draw_sd) else ci.draw_sd,
+            draw_block_diff=[[a - b for a, b in zip(d, ref_blocks, strict=True)] for d in draws],
+            draw_changes_pct=[
+                pct(statistics.fmean(a - b for a, b in zip(d, ref_blocks, strict=True))) for d in draws
+            ]
+            if len(draws) > 1
+            else None,
+        )
+        summary["top1_reference"] = ref.get("valid_top1")
+    return summary

@@ -16,7 +16,14 @@ from whylab.errors import InputError
 from whylab.files import read_json
 
 # what C12/C13 keep of the real-scale step's measures.json, besides its models
-REAL_SCALE_KEYS = ("cpu_features", "int8_setup", "int4_block_size", "clock", "threads")
+REAL_SCALE_KEYS = (
+    "cpu_features",
+    "last_level_cache_bytes",
+    "int8_setup",
+    "int4_block_size",
+    "clock",
+    "threads",
+)
 REAL_SCALE_MODELS = ("bert", "llama")
 
 
