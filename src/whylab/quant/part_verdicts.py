@@ -285,7 +285,7 @@ def speed_power(decode: Mapping[str, Any], claimed_low: float) -> Power:
 def speed_field(claim_id: str, metrics: Mapping[str, Any]) -> FieldAnswer | None:
     """The published INT8 speed-ups for the notes' own comparison (INT8 vs FP16 on a GPU, the
     heading the notes list it under) against the claimed range ± its relative tolerance."""
-    entries = literature(claim_id, "speed")
+    entries = literature(claim_id, "speed_gpu")
     if not entries:
         return None
     claimed, rel = metrics["claimed"]["speedup"], metrics["tolerance"]["speedup_rel"]
@@ -332,7 +332,18 @@ def speed_verdict(metrics: Mapping[str, Any], part: Part, words: str) -> PartVer
             why=why or Msg("quant.partv.speed.unexplained"),
         )
     run = run_label(DECIDED.get(part.status, Label.INCONCLUSIVE), power)
-    return PartVerdict("speed", words, Kind.EXPERIMENT, run, reason, power, speed_field("C12", metrics))
+    return PartVerdict("speed", words, Kind.EXPERIMENT, run, reason, power)
+
+
+def speed_gpu_verdict(metrics: Mapping[str, Any], words: str) -> PartVerdict:
+    """INT8 vs FP16 on a GPU, the comparison the notes list their 2-4× under: the DAG times ONNX
+    Runtime's CPU kernels against FP32 (the speed part), so this one is limited by the run and
+    the published INT8 vs FP16 speed-ups decide what to believe."""
+    claimed_low = float(metrics["claimed"]["speedup"][0])
+    power = Power.paired(math.nan, 0, "×", predicted=claimed_low - 1.0)
+    reason = Msg("quant.partv.speed_gpu.cpu_only")
+    field = speed_field("C12", metrics)
+    return PartVerdict("speed_gpu", words, Kind.EXPERIMENT, Label.INCONCLUSIVE, reason, power, field)
 
 
 # ----------------------------------------------------------------------------- tables

@@ -24,7 +24,7 @@ from whylab.quant.claim_parts import (
     speed_part,
     summarize_variants,
 )
-from whylab.quant.part_verdicts import loss_verdict, size_verdict, speed_verdict
+from whylab.quant.part_verdicts import loss_verdict, size_verdict, speed_gpu_verdict, speed_verdict
 from whylab.verdict import Verdict
 
 CLAIM_ID = "C12"
@@ -70,6 +70,7 @@ def part_verdicts(metrics: Mapping[str, Any], results: Mapping[str, Part]) -> li
         loss_verdict(CLAIM_ID, metrics, results["loss"], words["loss"]),
         size_verdict(CLAIM_ID, metrics, results["size"], words["size"], "bert", "int8"),
         speed_verdict(metrics, results["speed"], words["speed"]),
+        speed_gpu_verdict(metrics, words["speed_gpu"]),
     ]
 
 
