@@ -358,3 +358,19 @@ def test_the_warmup_part_renders_in_korean() -> None:
     assert part.field is not None
     for text in (part.reason, part.field.reason):
         assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
+
+
+def test_the_probed_cell_says_why_warmup_does_not_rescue_post_ln() -> None:
+    """The default cell (6 layers, lr 1e-2, 160 steps, init std 1/√32): Post-LN failing with warm-up
+    too gets the recorded seed-0 probes (claim.yaml ``probes``): the initialisation, not the missing
+    warm-up; another cell (here init std 0.18) gets no such note."""
+    measured = measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": PRE, "post": STALL[::-1]})
+    for r in measured.per_seed:
+        r["init_std"] = 1 / 32**0.5
+    part = {p.id: p for p in c08.verdict(c08.summarize(measured)).parts}["warmup"]
+    assert "Why: probes of this cell" in str(part.reason) and "init std 0.177" in str(part.reason)
+    assert isinstance(part.reason, Msg) and english_runs(part.reason.in_("ko")) == [], part.reason.in_("ko")
+    other = c08.summarize(
+        measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": PRE, "post": STALL[::-1]})
+    )
+    assert "Why: probes" not in str({p.id: p for p in c08.verdict(other).parts}["warmup"].reason)

@@ -7,14 +7,16 @@ is the plain dot product of their vectors, which is symmetric, and a token's sco
 that *look like it*. Learned W_q, W_k make the score an arbitrary bilinear form xᵢᵀ W_q W_kᵀ xⱼ,
 which can rank a different, related token first.
 
-Learned embeddings can make related tokens *similar*, so Q = K = X is not helpless; what it cannot
-do is break the symmetry s(a, b) = s(b, a) or stop preferring itself. So the synthetic task uses a
-*directed* relation (a looks for σ(a), which looks for σ(σ(a)), ...), like 내일 점심 → 팀장님.
+Learned embeddings can make related tokens *similar*, so Q = K = X is not helpless: it can find
+a token tied to the query by a symmetric relation (make the two vectors alike). What it cannot do
+is break the symmetry s(a, b) = s(b, a) for every token. So two synthetic tasks (``tasks.py``) ask
+the same question with and without a direction: find the query's fixed partner (symmetric), or the
+token σ(q) it looks for on a fixed cycle, with σ⁻¹(q) in the context (directed, like 내일 점심 → 팀장님).
 
-Two measurements, each over seeds, the same model with and without the projections:
-(a) the relation task, on a one-layer, one-head, attention-only model (so the attention score alone
-    must express the relation): accuracy, and where the query's attention goes (the token it looks
-    for, the token that looks for it, itself);
+Per seed, the same model with and without the projections:
+(a) each task, on a one-layer, one-head, attention-only model (so the attention score alone must
+    express the relation): accuracy, the probability of the right answer, the updates needed, and
+    where the query's attention goes (the token it looks for, the token that looks for it, itself);
 (b) next-token loss on the corpus and the share of attention tokens give themselves.
 """
 
@@ -23,3 +25,6 @@ CLAIM_ID = "C04"
 # the two variants: display name (table cells, legend entries, column names) -> key of the
 # measurements (experiment.py) and of the metrics (verdict.py)
 KEYS = {"learned W_q, W_k": "learned", "Q = K = X": "no_qk"}
+# "learned the task": the first update at which the training loss, averaged over LEARN_WINDOW
+# updates, is below LEARN_LOSS nats (the right answer at about 90%); measured in experiment.py
+LEARN_WINDOW, LEARN_LOSS = 20, 0.1

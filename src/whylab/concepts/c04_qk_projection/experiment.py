@@ -1,123 +1,81 @@
-"""C04's measurements: per seed, the directed-relation task with and without W_q, W_k, and the
-corpus LM with and without them.
+"""C04's measurements: per seed, the directed- and the symmetric-relation task (``tasks.py``)
+with and without W_q, W_k, and the corpus LM with and without them.
 
-Measuring only: task accuracy and where the query's attention goes (with a few held-out rows for
-the attention-map figure), the LM's validation loss, curve and self-attention share, and the notes'
-sentence through both LMs. Deciding is in ``verdict.py``, drawing in ``figures.py``.
+Measuring only: task accuracy, the probability of the right answer and where the query's attention
+goes (with a few held-out rows for the attention-map figure), the LM's validation loss, curve and
+self-attention share, and the notes' sentence through both LMs. Deciding is in ``verdict.py``,
+drawing in ``figures.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from whylab.bench.lab import history_dict, learned_baseline, load_corpus, train_on_corpus, train_on_task
 from whylab.bench.train import train_settings
-from whylab.concepts.c04_qk_projection import KEYS
+from whylab.concepts.c04_qk_projection import KEYS, LEARN_LOSS, LEARN_WINDOW
+from whylab.concepts.c04_qk_projection.tasks import TASKS, RelationTask
 from whylab.concepts.context import ConceptContext
 from whylab.files import finite
 
 VARIANTS = {"learned W_q, W_k": True, "Q = K = X": False}  # display name -> has W_q, W_k
+__all__ = ["RelationTask", "measure_seed", "run_task", "steps_to_learn", "task_measures"]
 ILLUSTRATION_KO = "내일 점심에 팀장님이랑 밥 약속이 있어."
 
 
-# --------------------------------------------------------------------------- the synthetic task
-@dataclass(frozen=True)
-class RelationTask:
-    """Sequences ``e_1 … e_L q``: L distinct entity tokens, then a query entity q (not among them).
-
-    A fixed random *directed* relation σ (one random cycle through all entities: a → σ(a)) says
-    which token each query is looking for. The context always holds σ(q), the token to find, and
-    σ⁻¹(q), the token that looks for q (a hard negative: same relation, other direction), plus
-    L − 2 random distractors. The target at the last position is the answer token "position j"
-    of σ(q), so the model must attend to it and read where it sits; attending to q itself gives
-    no information. Q = K = X scores are symmetric, s(q, σ(q)) vs s(q, σ⁻¹(q)) summed over all q
-    cancel, so it cannot prefer the right direction for every query; learned W_q, W_k can.
-    Vocabulary: ids [0, n_entities) are entities, [n_entities, n_entities + context_len) answers.
-    """
-
-    n_entities: int
-    context_len: int
-    forward: torch.Tensor  # (n_entities,) forward[a] = σ(a)
-    backward: torch.Tensor  # (n_entities,) backward[σ(a)] = a
-
-    @classmethod
-    def make(cls, n_entities: int, context_len: int, seed: int) -> RelationTask:
-        if n_entities < 4:
-            raise ValueError("n_entities must be at least 4")
-        if not 2 <= context_len <= n_entities - 1:
-            raise ValueError("context_len must be in [2, n_entities - 1] (distinct entities, not q)")
-        cycle = torch.randperm(n_entities, generator=torch.Generator().manual_seed(seed))
-        forward = torch.empty(n_entities, dtype=torch.long)
-        forward[cycle] = cycle.roll(-1)
-        backward = torch.empty(n_entities, dtype=torch.long)
-        backward[forward] = torch.arange(n_entities)
-        return cls(n_entities, context_len, forward, backward)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.n_entities + self.context_len
-
-    @property
-    def seq_len(self) -> int:
-        return self.context_len + 1
-
-    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """ids (B, L+1), target answer ids (B,), positions of σ(q) and of σ⁻¹(q) (B,)."""
-        n, length = self.n_entities, self.context_len
-        query = torch.randint(n, (batch,), generator=gen)
-        wanted, reverse = self.forward[query], self.backward[query]
-        # L-2 distractors: distinct entities other than q, σ(q) and σ⁻¹(q)
-        scores = torch.rand(batch, n, generator=gen)
-        rows = torch.arange(batch)
-        for taken in (query, wanted, reverse):
-            scores[rows, taken] = -1.0
-        distractors = scores.topk(length - 2, dim=1).indices
-        tokens = torch.cat([wanted[:, None], reverse[:, None], distractors], dim=1)
-        order = torch.rand(batch, length, generator=gen).argsort(dim=1)
-        context = tokens.gather(1, order)
-        position = (order == 0).long().argmax(dim=1)
-        ids = torch.cat([context, query[:, None]], dim=1)
-        return {
-            "ids": ids,
-            "target": n + position,
-            "position": position,
-            "reverse_position": (order == 1).long().argmax(dim=1),
-        }
-
-
+# --------------------------------------------------------------------------- the synthetic tasks
 @torch.no_grad()
 def task_measures(model: Any, s: Mapping[str, torch.Tensor], device: str) -> dict[str, Any]:
-    """Accuracy, and per layer the query's attention (mean over heads) on the token it looks for
-    (σ(q)), on the token that looks for it (σ⁻¹(q)) and on itself."""
+    """Accuracy, the mean probability of the right answer, and per layer the query's attention
+    (mean over heads) on the token it looks for, on the token that looks for it (directed task
+    only) and on itself; and how the query singles out the token it looks for (first layer): the
+    share of sequences where that token gets the most attention of the context, and the least."""
     model.eval()
     out = model(s["ids"].to(device), return_attention=True)
-    pred = out.logits[:, -1, :].argmax(dim=-1).cpu()
+    last = out.logits[:, -1, :].float().cpu()
+    pred = last.argmax(dim=-1)
     rows = torch.arange(len(s["ids"]))
     partner_att, reverse_att, self_att = [], [], []
     for att in out.attentions:
         q_row = att[:, :, -1, :].mean(dim=1).cpu()  # (B, T): query's attention, averaged over heads
         partner_att.append(float(q_row[rows, s["position"]].mean()))
-        reverse_att.append(float(q_row[rows, s["reverse_position"]].mean()))
+        if "reverse_position" in s:
+            reverse_att.append(float(q_row[rows, s["reverse_position"]].mean()))
         self_att.append(float(q_row[:, -1].mean()))
     first = out.attentions[0][:, :, -1, :].mean(dim=1).cpu()
+    context = first[:, :-1]  # the query's attention on the context tokens (itself left out)
     return {
         "accuracy": float((pred == s["target"]).float().mean()),
+        "answer_probability": float(last.softmax(dim=-1)[rows, s["target"]].mean()),
         "partner_attention": partner_att,
         "reverse_attention": reverse_att,
         "self_attention": self_att,
+        "partner_most": float((context.argmax(dim=1) == s["position"]).float().mean()),
+        "partner_least": float((context.argmin(dim=1) == s["position"]).float().mean()),
         "first_layer_rows": first,
     }
 
 
-def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
-    """One task run (JSON-able): accuracy and the query's attention, plus the first
-    ``attention_examples`` held-out rows for the attention-map figure."""
+def steps_to_learn(
+    train_loss: list[float], window: int = LEARN_WINDOW, below: float = LEARN_LOSS
+) -> int | None:
+    """The first update at which the training loss, averaged over the last ``window`` updates (each
+    on fresh task batches), is below ``below`` nats (the right answer at about 90%); None if never."""
+    for end in range(window, len(train_loss) + 1):
+        if sum(train_loss[end - window : end]) / window < below:
+            return end
+    return None
+
+
+def run_task(ctx: ConceptContext, seed: int, qk_proj: bool, kind: str = "directed") -> dict[str, Any]:
+    """One run of the ``kind`` task (``tasks.TASKS``; JSON-able): accuracy and the query's
+    attention, plus the first ``attention_examples`` held-out rows for the attention-map figure.
+    Both tasks of a seed see the same training-batch generator and the same held-out generator."""
     cfg_task = ctx.settings["task"]
-    task = RelationTask.make(cfg_task["n_entities"], cfg_task["context_len"], seed)
+    task = TASKS[kind].make(cfg_task["n_entities"], cfg_task["context_len"], seed)
     model, history = train_on_task(
         ctx.settings,
         task,
@@ -134,6 +92,7 @@ def run_task(ctx: ConceptContext, seed: int, qk_proj: bool) -> dict[str, Any]:
     rows = measures.pop("first_layer_rows")
     measures.update(
         diverged=bool(history.diverged),
+        steps_to_learn=steps_to_learn(list(history.train_loss)),
         map_rows=[[round(float(v), 4) for v in row] for row in rows[:n_show]],
         map_positions=held_out["position"][:n_show].tolist(),
     )
@@ -190,17 +149,19 @@ def lm_measures(ctx: ConceptContext, corpus: Any, model: Any, history: Any) -> d
 
 # --------------------------------------------------------------------------- one seed
 def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
-    """One seed: the relation task with and without W_q, W_k, and the corpus LM: the learned
-    baseline (shared with C03, C06) against the same model with Q = K = X, same initial weights
-    where the shapes agree and the same batches (paired)."""
+    """One seed: the directed and the symmetric relation task with and without W_q, W_k, and the
+    corpus LM: the learned baseline (shared with C03, C06) against the same model with Q = K = X,
+    same initial weights where the shapes agree and the same batches (paired)."""
     corpus = load_corpus(ctx.inputs)
-    task = {KEYS[v]: run_task(ctx, seed, qk) for v, qk in VARIANTS.items()}
+    task = {KEYS[v]: run_task(ctx, seed, qk, "directed") for v, qk in VARIANTS.items()}
+    symmetric = {KEYS[v]: run_task(ctx, seed, qk, "symmetric") for v, qk in VARIANTS.items()}
     learned, hist = learned_baseline(ctx.settings, ctx.inputs, corpus, seed, ctx.device)
     plain, _, hist_plain = train_on_corpus(ctx.settings, corpus, seed, ctx.device, {"qk_proj": False})
     models = {"learned W_q, W_k": learned, "Q = K = X": plain}
     return {
         "seed": seed,
         "task": task,
+        "symmetric": symmetric,
         "lm": {
             "learned": lm_measures(ctx, corpus, learned, hist),
             "no_qk": lm_measures(ctx, corpus, plain, hist_plain),

@@ -14,6 +14,7 @@ from whylab import plotting
 from whylab.concepts._bench_figures import attention_rows_figure, curve, plot_curves
 from whylab.concepts._bench_stats import describe, fmt
 from whylab.concepts.c04_qk_projection import KEYS
+from whylab.concepts.c04_qk_projection.judged import SPEC
 from whylab.concepts.c04_qk_projection.verdict import task_values, verdict
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg
@@ -21,21 +22,29 @@ from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
 from whylab.verdict import Label
 
 TASK_MEASURES = {
-    "accuracy": "task\naccuracy",
+    "symmetric accuracy": "symmetric task\naccuracy",
+    "accuracy": "directed task\naccuracy",
     "partner_attention": "attention\non σ(q)",
     "reverse_attention": "attention\non σ⁻¹(q)",
     "self_attention": "attention\non itself",
-}  # measure -> its label on the relation-task figure's x axis
+}  # measure (of the directed task; "symmetric accuracy": of the symmetric one) -> its label on the x axis
+TASK_NAMES = {"task": "directed", "symmetric": "symmetric"}  # measurements' key -> the table's task cell
+# judged.mechanism_group -> the mechanism table's group cell
+GROUP_CELLS = {"toward": "attends to it", "away": "leaves it out", "mixed": "neither"}
 
 
 def _summary_rows(per_seed: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     def cell(key: str, measure: str) -> str:
         return fmt(task_values(per_seed, key, measure, None if measure == "accuracy" else 0), notation="f")
 
+    def symmetric(key: str) -> str:
+        return fmt(task_values(per_seed, key, "accuracy", None, "symmetric"), notation="f")
+
     return [
         {
             "variant": v,
-            "task accuracy": cell(k, "accuracy"),
+            "symmetric-task accuracy": symmetric(k),
+            "directed-task accuracy": cell(k, "accuracy"),
             "attention on σ(q)": cell(k, "partner_attention"),
             "attention on σ⁻¹(q)": cell(k, "reverse_attention"),
             "attention on itself": cell(k, "self_attention"),
@@ -46,22 +55,53 @@ def _summary_rows(per_seed: Sequence[Mapping[str, Any]], metrics: Mapping[str, A
     ]
 
 
+PAIRED_ROWS = {
+    "symmetric task: probability of the right answer": ("paired_symmetric_probability", ""),
+    "symmetric task: accuracy": ("paired_symmetric_accuracy", ""),
+    "directed task: probability of the right answer": ("paired_task_probability", ""),
+    "directed task: accuracy": ("paired_task_accuracy", ""),
+    "LM validation loss": ("paired_lm_loss", "nats/token"),
+}  # the paired table's rows: comparison -> (metric, unit)
+
+
+def _mechanism_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for task, name in TASK_NAMES.items():
+        for variant, key in KEYS.items():
+            mech = metrics["mechanism"][task][key]
+            steps = metrics[f"{task}_steps_to_learn"][key]
+            for i, seed in enumerate(mech["seeds"]):
+                group = next(g for g, seeds in mech["groups"].items() if seed in seeds)
+                rows.append(
+                    {
+                        "task": name,
+                        "variant": variant,
+                        "seed": seed,
+                        "attention on the token looked for": round(mech["partner_attention"][i], 3),
+                        "attention on itself": round(mech["self_attention"][i], 3),
+                        "most attended (share)": round(mech["partner_most"][i], 3),
+                        "least attended (share)": round(mech["partner_least"][i], 3),
+                        "group": GROUP_CELLS[group],
+                        "updates needed": "–" if steps[i] is None else steps[i],
+                    }
+                )
+    return rows
+
+
 def _tables(per_seed: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]) -> list[Table]:
+    share = float(SPEC.threshold("mechanism_share"))
     return [
         Table.from_records("summary", Msg("C04.table.summary.caption"), _summary_rows(per_seed, metrics)),
         Table.from_records(
             "paired",
             Msg("C04.table.paired.caption"),
             [
-                {
-                    "comparison": "relation-task accuracy",
-                    "paired difference": describe(metrics["paired_task_accuracy"], ""),
-                },
-                {
-                    "comparison": "LM validation loss",
-                    "paired difference": describe(metrics["paired_lm_loss"], "nats/token"),
-                },
+                {"comparison": name, "paired difference": describe(metrics[key], unit)}
+                for name, (key, unit) in PAIRED_ROWS.items()
             ],
+        ),
+        Table.from_records(
+            "mechanism", Msg("C04.table.mechanism.caption", share=share), _mechanism_rows(metrics)
         ),
         Table.from_records(
             "illustration_ko",
@@ -76,17 +116,17 @@ def _accuracy_figure(per_seed: Sequence[Mapping[str, Any]], chance: float, ctx: 
     for r in per_seed:
         for v, k in KEYS.items():
             for m, label in TASK_MEASURES.items():
-                value = r["task"][k][m]
+                value = r["symmetric"][k]["accuracy"] if m == "symmetric accuracy" else r["task"][k][m]
                 rows.append(
                     {
                         "variant": v,
                         "seed": r["seed"],
                         "measure": label,
-                        "value": float(value if m == "accuracy" else value[0]),
+                        "value": float(value if "accuracy" in m else value[0]),
                     }
                 )
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.4))
     sns.barplot(data=frame, x="measure", y="value", hue="variant", errorbar="sd", ax=ax, alpha=0.7)
     sns.stripplot(
         data=frame,
@@ -149,7 +189,8 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
             agrees=_agrees(verdict(metrics).label),
             note=Msg(
                 "C04.literature.vaswani.note",
-                task=describe(metrics["paired_task_accuracy"], ""),
+                similar=describe(metrics["paired_symmetric_probability"], ""),
+                task=describe(metrics["paired_task_probability"], ""),
                 lm=describe(metrics["paired_lm_loss"], "nats/token"),
             ),
         )
@@ -160,6 +201,7 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         n_heads=task_cfg["n_heads"],
         ffn=Msg("C04.method_part.ffn_with" if task_cfg["ffn"] else "C04.method_part.ffn_without"),
         init_std=task_cfg["init_std"],
+        steps=task_cfg["steps"],
     )
     return Evidence(
         method=method,

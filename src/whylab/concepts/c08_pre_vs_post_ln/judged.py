@@ -30,6 +30,25 @@ def _raw_parts() -> dict[str, dict[str, Any]]:
     return {p["id"]: p for p in parse_yaml(text)["parts"]}
 
 
+@cache
+def _probes() -> list[dict[str, Any]]:
+    text = files("whylab.concepts.c08_pre_vs_post_ln").joinpath("claim.yaml").read_text(encoding="utf-8")
+    return list(parse_yaml(text).get("probes") or [])
+
+
+def probed(warm: Mapping[str, Any], metrics: Mapping[str, Any]) -> Msg:
+    """The recorded probes of ``warm``'s cell (claim.yaml ``probes``: why warm-up does not rescue
+    Post-LN there), as a note for the warm-up part; empty for a cell nobody probed."""
+    for probe in _probes():
+        c = probe["cell"]
+        same = (int(c["depth"]), int(c["steps"])) == (int(warm["depth"]), int(metrics["steps"]))
+        same_lr = abs(float(c["lr"]) - float(warm["lr"])) < 1e-12
+        if same and same_lr and abs(float(c["init_std"]) - float(metrics["init_std"])) < 1e-9:
+            fields = {k: v for k, v in probe.items() if k != "cell"}
+            return Msg("C08.part.warmup.probed", init_std=float(c["init_std"]), **fields)
+    return empty()
+
+
 def published(part_id: str) -> tuple[Published, ...]:
     """The published numbers ``claim.yaml`` holds the part against."""
     return tuple(Published.from_dict(d) for d in _raw_parts()[part_id].get("literature") or ())
@@ -186,6 +205,7 @@ def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
         detectable=power.detectable,
         floor=floor,
         stress=empty() if cold_stressed else Msg("C08.part.warmup.unstressed"),
+        probed=probed(warm, metrics) if fails_anyway else empty(),
     )
     if post == "limited":  # the first half is the part's core: unjudged, only a false second half decides
         decided = Label.NOT_SUPPORTED if pre == "confirmed" else Label.INCONCLUSIVE
