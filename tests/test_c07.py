@@ -252,6 +252,7 @@ def c07_metrics(
         "difference_curves": curves,
         "settle": {k: settle(c, 0.02, 3) for k, c in curves.items()},
         "early": {k: c07._early(c) for k, c in curves.items()},
+        "window_fall": {"layer": 0.11, "batch": 0.1, "masked_batch": 0.1},
     }
 
 
@@ -398,6 +399,7 @@ def test_the_text_says_whether_batchnorms_lead_is_an_artefact_of_the_future_leak
     assert "the leak flatters BatchNorm" in flattered.reason
     preference = next(p for p in real.parts if p.id == "preference")
     assert "not an artefact of the leak" in preference.reason
+    assert "LayerNorm's own loss still fell by 0.110" in preference.reason  # both arms still learning
     for v in (real, flattered):
         assert_explained(v, "C07", differs_from_english=True)
 

@@ -76,6 +76,22 @@ def early_text(metrics: Mapping[str, Any]) -> Msg:
     )
 
 
+def fall_text(metrics: Mapping[str, Any]) -> Msg:
+    """How far each arm's own loss still fell over the stability window: a settled difference
+    between two curves that both still fall is a comparison at this length, not at a plateau."""
+    fall = metrics.get("window_fall") or {}
+    st = metrics["settle"]["preference"]
+    if fall.get("layer") is None or fall.get("masked_batch") is None or st["from_step"] is None:
+        return empty()
+    return Msg(
+        "C07.reason.window_fall",
+        layer=float(fall["layer"]),
+        masked=float(fall["masked_batch"]),
+        from_step=st["from_step"],
+        to_step=st["to_step"],
+    )
+
+
 def leak_text(metrics: Mapping[str, Any]) -> Msg:
     """Is masked BatchNorm's loss an artefact of its batch statistics seeing later tokens? The
     losses compared are in eval mode (running statistics: no other token enters), and the same
@@ -168,7 +184,12 @@ def judged_parts(metrics: Mapping[str, Any], reason: str, preference: str) -> li
             preference,
             pc["preference_masked_minus_layer"],
             None,
-            Msg("C07.part.preference.why", trend=early_text(metrics), leak=leak_text(metrics)),
+            Msg(
+                "C07.part.preference.why",
+                trend=early_text(metrics),
+                fall=fall_text(metrics),
+                leak=leak_text(metrics),
+            ),
         ),
         leak_part(metrics),
     ]
