@@ -12,6 +12,7 @@ from bench_claims import TINY, comparison, lm_inputs_of, run_claim, schema_secti
 from catalogue_checks import assert_explained, assert_record_in_korean
 from claim_packages import assert_measuring_is_light
 from whylab.concepts import ConceptContext
+from whylab.concepts._settle import settle
 from whylab.concepts.c06_value_projection import experiment as c06x
 from whylab.concepts.c06_value_projection import verdict as c06
 from whylab.verdict import Label
@@ -33,7 +34,10 @@ def c06_metrics(
     value_tv: list[float] | None = None,
     key_tv: list[float] | None = None,
     follow: float = 0.9,
+    moving: bool = False,
 ) -> dict[str, Any]:
+    """Metrics as ``summarize`` gives them; ``moving``: the mean paired LM difference still moved by
+    0.1 nats/token over the last three evaluations (else it stayed flat there)."""
     value_tv = value_tv or [0.02, 0.03, 0.01, 0.02, 0.04]
     key_tv = key_tv or [0.7, 0.8, 0.75, 0.72, 0.78]
     roles = {
@@ -42,8 +46,20 @@ def c06_metrics(
         "value_swap_follows_new_value": spread([follow] * N),
         "key_swap_attention_tv": spread(key_tv),
     }
+    end = sum(lm_x) / N - sum(lm_v) / N
+    tail = [end + 0.1, end + 0.05, end] if moving else [end, end, end]
+    curve = {"steps": [0, 50, 100, 150, 200, 250, 300], "mean": [0.0, -0.1, -0.05, end, *tail], "n": N}
+    tuning = {
+        k: {"grid": [1e-3, 3e-3, 1e-2], "tune_loss": [5.5, 4.4, 4.6], "lr": 3e-3} for k in ("w_v", "v_is_x")
+    }
     return {
         "n_seeds": N,
+        "lm_eval_loss": {"w_v": spread(lm_v), "v_is_x": spread(lm_x)},
+        "tuning": tuning,
+        "lm_steps": 300,
+        "difference_curve": curve,
+        "settle": settle(curve, 0.02, 3),
+        "settle_evals": 3,
         "task": {"chance_accuracy": 1 / 8},
         "task_accuracy": {"w_v": spread(acc_v), "v_is_x": spread(acc_x)},
         "roles": roles,
@@ -131,11 +147,19 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     section = schema_section("C06")
     section["task"].update(n_keys=4, n_values=4, n_pairs=3, steps=10, batch_size=8, eval_size=16)
     section["attention_examples"] = 3
+    section.update(lm_steps=6, eval_every=2, lr_grid=[3e-3, 1e-2])
     rec = run_claim("C06", section, lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
     m = rec["metrics"]
     assert set(m["task_accuracy"]) == {"w_v", "v_is_x", "v_is_x_wo"}
     assert m["task"]["n_heads"] == 1 and m["paired_lm_loss"]["n"] == 2
     assert set(m["lm_eval_loss"]) == {"w_v", "v_is_x", "baseline"}
+    assert {t["lr"] for t in m["tuning"].values()} <= {3e-3, 1e-2} and m["difference_curve"]["steps"] == [
+        0,
+        2,
+        4,
+        6,
+    ]
+    assert len(rec["tables"]) == 3 and any(f["path"].endswith("settle.png") for f in rec["figures"])
     assert all((tmp_path / "C06" / f["path"]).is_file() for f in rec["figures"])
     # every text of the record is a catalogue message that renders in Korean
     ko = assert_record_in_korean(rec)
@@ -160,10 +184,12 @@ def test_decision_settings_change_the_decision_not_the_measurements(
     section = schema_section("C06")
     section["task"].update(n_keys=4, n_values=4, n_pairs=3, steps=4, batch_size=8, eval_size=16)
     section["attention_examples"] = 2
+    section.update(lm_steps=4, eval_every=2, lr_grid=[3e-3])
     settings = {**copy.deepcopy(TINY), **section}
     measured = measure_in_process("C06", settings, lm_inputs_of(tiny_corpus, tiny_tokenizers))
-    assert not measured.whole and [r["seed"] for r in measured.per_seed] == TINY["seeds"]
-    assert set(load_spec("C06").decision_settings) == set(c06.THRESHOLDS)
+    assert [r["seed"] for r in measured.per_seed] == TINY["seeds"]
+    assert [r["seed"] for r in measured.whole["per_seed"]] == TINY["seeds"]  # the LM, tuned first
+    assert set(load_spec("C06").decision_settings) == {*c06.THRESHOLDS, "settle_evals"}
     rec = decide("C06", {**settings, "min_accuracy_gap": 0.5}, measured, tmp_path / "C06" / "result.json")
     assert rec["metrics"]["thresholds"]["min_accuracy_gap"] == 0.5
     assert rec["metrics"]["paired_task_accuracy"]["min_effect"] == 0.5
@@ -206,6 +232,28 @@ def test_every_branch_has_a_takeaway_and_renders_in_korean() -> None:
     assert c06.verdict(cases["w_v_unclear"][1]).limited
 
 
+def test_every_w_v_label_is_reachable_and_the_limits_render_in_korean() -> None:
+    """The W_v part from realistic metrics: a clear gain (supported), equivalence by TOST once
+    settled (partly), still moving or within the seed noise (inconclusive, with the reason)."""
+    same_acc = [a - 0.005 * (-1) ** i for i, a in enumerate(GOOD_ACC)]
+    same_lm = [x + 0.002 * (-1) ** i for i, x in enumerate(GOOD_LM)]
+    noisy_lm = [4.5, 3.6, 4.4, 3.7, 4.1]
+    cases = {
+        Label.SUPPORTED: c06_metrics(GOOD_ACC, same_acc, GOOD_LM, BAD_LM),
+        Label.PARTLY: c06_metrics(GOOD_ACC, same_acc, GOOD_LM, same_lm),
+        Label.INCONCLUSIVE: c06_metrics(GOOD_ACC, same_acc, GOOD_LM, noisy_lm),
+    }
+    for label, m in cases.items():
+        assert c06.verdict(m).parts[1].run is label
+    # an LM gain still moving does not count: only the task's could
+    moving = c06.verdict(c06_metrics(GOOD_ACC, same_acc, GOOD_LM, BAD_LM, moving=True))
+    assert moving.parts[1].run is Label.INCONCLUSIVE and moving.limited[0].key == "C06.limited.w_v_moving"
+    noisy = c06.verdict(cases[Label.INCONCLUSIVE])
+    assert noisy.limited[0].key == "C06.limited.w_v" and "varies by" in str(noisy.limited[0])
+    for v in (moving, noisy, c06.verdict(cases[Label.PARTLY])):
+        assert_explained(v, "C06", differs_from_english=True)
+
+
 def test_method_figures_tables_and_literature_render_in_korean() -> None:
     from whylab.messages import Msg, english_runs
 
@@ -220,6 +268,8 @@ def test_method_figures_tables_and_literature_render_in_korean() -> None:
     ]
     texts += [Msg(f"C06.figure.{f}.{part}") for f in ("roles", "lm_curves") for part in ("title", "caption")]
     texts += [Msg("C06.figure.ablation.title"), Msg("C06.figure.attention_map.caption")]
+    texts += [Msg("C06.figure.settle.title"), Msg("C06.figure.settle.caption", margin=0.02)]
+    texts += [Msg("C06.table.tuning.caption")]
     for text in texts:
         assert english_runs(text.in_("ko")) == [], text.in_("ko")
 
@@ -234,11 +284,21 @@ def test_parts_tost_ceiling_and_optimisation_effect() -> None:
     v = c06.verdict(c06_metrics(ceiling, ceiling, GOOD_LM, same_lm))
     roles, w_v = v.parts
     assert roles.run is Label.SUPPORTED and roles.field is not None and roles.field.label is Label.SUPPORTED
-    assert w_v.run is Label.INCONCLUSIVE and "ceiling" in str(w_v.reason)  # the task cannot be equivalent
-    assert v.label is Label.SUPPORTED and v.limited
+    # the task cannot tell the arms apart (a limit of the task): the LM's TOST decides alone
+    assert (
+        w_v.run is Label.PARTLY
+        and "ceiling" in str(w_v.reason)
+        and "LM comparison decides" in str(w_v.reason)
+    )
+    assert v.label is Label.PARTLY
+    # ... but not while the LM difference is still moving
+    v = c06.verdict(c06_metrics(ceiling, ceiling, GOOD_LM, same_lm, moving=True))
+    assert v.parts[1].run is Label.INCONCLUSIVE and "had not stopped moving" in str(v.parts[1].reason)
+    assert v.label is Label.SUPPORTED and [x.key for x in v.limited] == ["C06.limited.w_v_moving"]
     better_x = [x - 0.25 + 0.01 * (-1) ** i for i, x in enumerate(GOOD_LM)]
     v = c06.verdict(c06_metrics(ceiling, ceiling, GOOD_LM, better_x))
-    assert v.parts[1].run is Label.INCONCLUSIVE and "optimisation effect" in str(v.parts[1].reason)
+    assert v.parts[1].run is Label.INCONCLUSIVE and "effect of optimisation" in str(v.parts[1].reason)
+    assert [x.key for x in v.limited] == ["C06.limited.w_v_lower"]
     assert v.label is Label.SUPPORTED  # no longer "partly" from V = X winning a short run
     same_acc = [a - 0.005 * (-1) ** i for i, a in enumerate(GOOD_ACC)]
     v = c06.verdict(c06_metrics(GOOD_ACC, same_acc, GOOD_LM, same_lm))

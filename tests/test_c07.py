@@ -15,6 +15,7 @@ from bench_claims import TINY, comparison, lm_inputs_of, run_claim, schema_secti
 from catalogue_checks import assert_explained, assert_record_in_korean, evidence_places
 from claim_packages import assert_measuring_is_light
 from whylab.bench.model import BenchConfig, BenchTransformer, MaskedTokenBatchNorm, NormKind
+from whylab.concepts._settle import settle
 from whylab.concepts.c07_layernorm_vs_batchnorm import figures as c07_figures
 from whylab.concepts.c07_layernorm_vs_batchnorm import padding, probes
 from whylab.concepts.c07_layernorm_vs_batchnorm import verdict as c07
@@ -185,6 +186,16 @@ def test_future_leak_zero_for_layernorm_positive_for_batchnorm() -> None:
 DIFFS = [0.01, -0.02, 0.015, -0.01, 0.005]
 
 
+STEPS = [0, 25, 50, 75, 100, 125, 150, 175, 200]
+
+
+def diff_curve(end: float, *, moving: bool, first: float) -> dict[str, Any]:
+    """A mean paired difference per evaluation: ``first`` at the first evaluation, then towards
+    ``end``; settled (flat over the last three evaluations) or still moving by 0.1 there."""
+    tail = [end + 0.1, end + 0.05, end] if moving else [end, end, end]
+    return {"steps": STEPS, "mean": [0.0, first, first / 2, end, end, end, *tail], "n": 5}
+
+
 def c07_metrics(
     *,
     naive: list[float],
@@ -192,22 +203,35 @@ def c07_metrics(
     layer: list[float],
     bn_pad: float = 0.3,
     ln_dep: float = 1e-7,
-    drop: float = 0.005,
-    trend: tuple[float, float] | None = None,
+    moving: bool = False,
+    first: float = 0.3,
+    mode_gap: float = -0.1,
 ) -> dict[str, Any]:
+    """Metrics as ``summarize`` gives them; ``first``: masked BatchNorm − LayerNorm at the first
+    evaluation (positive: LayerNorm ahead early); ``mode_gap``: eval-mode minus batch-statistics
+    loss of the BatchNorm models (negative: the batch statistics, which see the future, do worse)."""
+
     def norm(loss: list[float], padding: float) -> dict[str, Any]:
         return {
             "eval_loss": spread(loss),
             "padding": spread([padding] * 5),
             "mates_padded": spread([padding] * 5),
             "future_leak": spread([0.05] * 5),
-            "mode_gap": spread([0.02] * 5),
-            "tail_drop": spread([drop] * 5),
+            "mode_gap": spread([mode_gap] * 5),
+            "tail_drop": spread([0.01] * 5),
         }
 
+    curves = {
+        "reason": diff_curve(gap(naive, masked), moving=moving, first=-0.2),
+        "preference": diff_curve(gap(masked, layer), moving=moving, first=first),
+    }
+    tuning = {
+        n: {"grid": [1e-3, 3e-3, 1e-2], "tune_loss": [5.3, 5.0, 5.1], "lr": 3e-3}
+        for n in ("layer", "batch", "masked_batch")
+    }
     return {
         "n_seeds": 5,
-        "steps": 100,
+        "steps": 200,
         "norms": {
             "layer": norm(layer, ln_dep),
             "batch": norm(naive, bn_pad),
@@ -220,29 +244,20 @@ def c07_metrics(
         },
         "diverged": {"layer": 0, "batch": 0, "masked_batch": 0},
         "dependence_threshold": 0.01,
-        "plateau_tolerance": 0.02,
         "invariance_tolerance": 1e-4,
         "min_loss_gain": 0.02,
-        # the stability rule: a drop past 2% stands for a paired difference still moving between
-        # the last two evaluations (its sign flips), a smaller one for a difference that stopped
-        "preference_gap_trend": {
-            "mid": None if trend is None else trend[0],
-            "end": gap(masked, layer) if trend is None else trend[1],
-            "prev": moved(gap(masked, layer) if trend is None else trend[1], drop),
-            "mid_step": 50,
-            "prev_step": 80,
-            "end_step": 100,
-        },
-        "reason_gap_trend": {"end": gap(naive, masked), "prev": moved(gap(naive, masked), drop)},
+        "settle_evals": 3,
+        "tuning": tuning,
+        "tune_disjoint": True,
+        "difference_curves": curves,
+        "settle": {k: settle(c, 0.02, 3) for k, c in curves.items()},
+        "early": {k: c07._early(c) for k, c in curves.items()},
+        "window_fall": {"layer": 0.11, "batch": 0.1, "masked_batch": 0.1},
     }
 
 
 def gap(a: list[float], b: list[float]) -> float:
     return sum(a) / len(a) - sum(b) / len(b)
-
-
-def moved(end: float, drop: float) -> float:
-    return end if drop < 0.02 else -end - 0.1
 
 
 LN = [5.0, 5.1, 5.05, 4.95, 5.02]
@@ -284,6 +299,8 @@ def test_verdict_inconclusive_when_the_measurement_is_untrustworthy() -> None:
 
 SECTION = {
     "steps": 4,
+    "eval_every": 2,
+    "lr_grid": [3e-3, 1e-2],
     "max_seq_len": 20,
     "eval_sequences": 8,
     "probes": 2,
@@ -296,7 +313,16 @@ def test_runs_end_to_end(tiny_corpus: Path, tiny_tokenizers: Path, tmp_path: Pat
     rec = run_claim("C07", dict(SECTION), lm_inputs_of(tiny_corpus, tiny_tokenizers), tmp_path)
     # method, captions, titles, literature and the verdict's reason are kept as messages and
     # render in Korean, each reading differently from its English
-    assert len(rec["tables"]) == 2 and len(rec["figures"]) == 3 and len(rec["literature"]) == 1
+    assert len(rec["tables"]) == 3 and len(rec["figures"]) == 4 and len(rec["literature"]) == 1
+    tuning = rec["metrics"]["tuning"]
+    assert {"layer", "batch", "masked_batch"} <= set(tuning) and all(
+        t["lr"] in (3e-3, 1e-2) for t in tuning.values()
+    )
+    assert rec["metrics"]["tune_disjoint"] and rec["metrics"]["difference_curves"]["preference"]["steps"] == [
+        0,
+        2,
+        4,
+    ]
     kept = evidence_places(rec, verdict=("reason",))
     assert_record_in_korean(rec, required=kept, differs_from_english=kept)
     norms = rec["metrics"]["norms"]
@@ -326,7 +352,8 @@ def test_the_decision_settings_are_decided_from_the_measure_jobs_files(
     settings = {**copy.deepcopy(TINY), **schema_section("C07"), **SECTION, "seeds": TINY["seeds"]}
     inputs = lm_inputs_of(tiny_corpus, tiny_tokenizers)
     measured = measure_in_process("C07", settings, inputs)
-    assert [r["seed"] for r in measured.per_seed] == [0, 1] and measured.whole == {}
+    # one measure job: the learning rates are tuned before any seed runs
+    assert measured.per_seed == [] and [r["seed"] for r in measured.whole["per_seed"]] == [0, 1]
     here = decide("C07", settings, measured, tmp_path / "one" / "C07" / "result.json")
     measure_only = measure_settings("C07", settings)
     assert "min_loss_gain" not in measure_only and "norms" in measure_only
@@ -340,28 +367,41 @@ def test_the_decision_settings_are_decided_from_the_measure_jobs_files(
     assert same["metrics"] == here["metrics"] and same["verdict"] == here["verdict"]
 
 
-def test_loss_comparisons_before_a_plateau_are_limits() -> None:
-    # masked BatchNorm clearly ahead of LayerNorm, but the loss is still falling: not judged
-    v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
-    assert v.label is Label.INCONCLUSIVE and all("still moving" in x for x in v.limited)
+def test_loss_comparisons_still_moving_are_limits() -> None:
+    # masked BatchNorm clearly ahead of LayerNorm, but the paired difference still moves: not judged
+    v = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, moving=True))
+    assert v.label is Label.INCONCLUSIVE and all("still moved by 0.100" in x for x in v.limited)
     # the mechanism itself (PAD barely moving BatchNorm) is judged whatever the training length
     v = c07.verdict(
-        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001)
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, moving=True, bn_pad=0.001)
     )
     assert v.label is Label.NOT_SUPPORTED
 
 
-def test_c07_an_early_batchnorm_lead_that_is_still_closing_does_not_decide() -> None:
-    """Masked BatchNorm clearly ahead at the end, but its lead shrank from 0.6 to 0.3 nats/token
-    over the second half: the preference is a limit of the run, not a contradiction."""
-    settled = c07.verdict(
-        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(-0.31, -0.3))
+def test_the_early_progress_sentence_follows_the_curve() -> None:
+    """Issue 20: "BatchNorm's faster early progress" was said while the curve showed LayerNorm
+    ahead early; now the sentence reads the first evaluation and the last change of sign."""
+    late = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, first=0.5))
+    assert "LayerNorm ahead: BatchNorm did not start faster" in late.reason
+    assert "its sign last changed at step 75" in late.reason
+    early = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, first=-0.5))
+    assert "masked BatchNorm ahead from the start" in early.reason and "sign last changed" not in early.reason
+
+
+def test_the_text_says_whether_batchnorms_lead_is_an_artefact_of_the_future_leak() -> None:
+    """The losses compared are in eval mode; the batch-statistics loss of the same models says
+    whether seeing the later tokens would lower BatchNorm's loss."""
+    real = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, mode_gap=-0.2))
+    assert "not an artefact of the leak" in real.reason and "masked by +0.200" in real.reason
+    flattered = c07.verdict(
+        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, mode_gap=0.05)
     )
-    closing = c07.verdict(
-        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(-0.6, -0.3))
-    )
-    assert settled.label == Label.PARTLY and not any("still closing" in x for x in settled.limited)
-    assert closing.label == Label.SUPPORTED and any("still closing" in x for x in closing.limited)
+    assert "the leak flatters BatchNorm" in flattered.reason
+    preference = next(p for p in real.parts if p.id == "preference")
+    assert "not an artefact of the leak" in preference.reason
+    assert "LayerNorm's own loss still fell by 0.110" in preference.reason  # both arms still learning
+    for v in (real, flattered):
+        assert_explained(v, "C07", differs_from_english=True)
 
 
 # --------------------------------------------------------------------------- catalogue texts
@@ -390,7 +430,7 @@ BRANCHES: dict[str, tuple[Label, Any]] = {
     ),
     "partly_preference": (
         Label.PARTLY,
-        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(0.3, -0.3)),
+        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, first=0.3),
     ),
     "not_supported": (
         Label.NOT_SUPPORTED,
@@ -398,7 +438,9 @@ BRANCHES: dict[str, tuple[Label, Any]] = {
     ),
     "not_supported_reason": (
         Label.NOT_SUPPORTED,
-        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08, bn_pad=0.001),
+        lambda: c07_metrics(
+            naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, moving=True, bn_pad=0.001
+        ),
     ),
     "not_supported_preference": (
         Label.NOT_SUPPORTED,
@@ -406,7 +448,7 @@ BRANCHES: dict[str, tuple[Label, Any]] = {
     ),
     "nothing_judged": (
         Label.INCONCLUSIVE,
-        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08),
+        lambda: c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, moving=True),
     ),
     "untrustworthy": (
         Label.INCONCLUSIVE,
@@ -425,18 +467,16 @@ def test_every_verdict_branch_has_its_texts_in_korean(branch: str) -> None:
     assert_explained(v, "C07", differs_from_english=True)
 
 
-def test_limits_and_a_lead_that_changed_hands_render_in_korean() -> None:
-    closing = c07.verdict(
-        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(-0.6, -0.3))
-    )
-    assert closing.limited and "still closing" in closing.limited[0]
-    swapped = c07.verdict(
-        c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, trend=(0.3, -0.3))
-    )
-    assert "the lead changed hands" in swapped.reason and "우위가 뒤바뀌었" in swapped.reason.in_("ko")
+def test_limits_and_the_curve_render_in_korean() -> None:
+    swapped = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, first=0.3))
+    assert "LayerNorm ahead" in swapped.reason and "LayerNorm이 앞섰다" in swapped.reason.in_("ko")
     unclear = c07.verdict(c07_metrics(naive=shift(LN, 0.0), masked=shift(LN, 0.0), layer=LN))
-    falling = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, drop=0.08))
-    for v in (closing, swapped, unclear, falling):
+    moving = c07.verdict(c07_metrics(naive=shift(LN, 0.3), masked=shift(LN, -0.3), layer=LN, moving=True))
+    overlap = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN)
+    overlap["tune_disjoint"] = False
+    overlapping = c07.verdict(overlap)
+    assert any(x.key == "C07.limited.tune_overlap" for x in overlapping.limited)
+    for v in (swapped, unclear, moving, overlapping):
         assert_explained(v, "C07", differs_from_english=True)
     assert {x.key for x in unclear.limited} == {"C07.limited.reason", "C07.limited.preference"}
 
@@ -452,17 +492,18 @@ def test_shen_note_renders_in_korean_with_and_without_batchnorm_statistics() -> 
         assert ("n/a" in lit.note) == (stats == {})
 
 
-def test_the_stability_rule_replaces_the_knife_edge_plateau_gate() -> None:
-    """Issue 20: a 2.8% vs 1.93% tail drop flipped the label; now the paired difference decides,
-    judged once its sign and size agree between the last two evaluations."""
-    assert c07.stable({"prev": 0.10, "end": 0.11}, 0.02)
-    assert not c07.stable({"prev": -0.05, "end": 0.06}, 0.02)  # the ranking flipped
-    assert not c07.stable({"prev": 0.30, "end": 0.10}, 0.02)  # still closing
-    assert not c07.stable({"prev": None, "end": 0.1}, 0.02)
-    # a 2.8% tail drop no longer decides by itself when the difference has stopped moving
-    m = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN, drop=0.01)
-    m["norms"]["layer"]["tail_drop"] = spread([0.028] * 5)
+def test_the_stability_rule_on_the_difference_replaces_the_knife_edge_plateau_gate() -> None:
+    """Issue 20: a 2.8% vs 1.93% tail drop flipped the label; now each part's paired difference
+    decides, judged once it moved by less than the margin over the last evaluations."""
+    m = c07_metrics(naive=shift(LN, 0.6), masked=shift(LN, 0.3), layer=LN)
+    m["norms"]["layer"]["tail_drop"] = spread([0.028] * 5)  # one arm still falling: no longer a gate
     assert c07.verdict(m).label is Label.SUPPORTED
+    # only the preference still moving: the reason is judged, the preference is a limit
+    m["difference_curves"]["preference"] = diff_curve(-0.3, moving=True, first=0.3)
+    m["settle"]["preference"] = settle(m["difference_curves"]["preference"], 0.02, 3)
+    v = c07.verdict(m)
+    assert v.label is Label.SUPPORTED and [x.key for x in v.limited] == ["C07.limited.preference"]
+    assert {p.id: p.run for p in v.parts}["preference"] is Label.INCONCLUSIVE
 
 
 # --------------------------------------------------------------------------- parts (VALIDITY 7-9)

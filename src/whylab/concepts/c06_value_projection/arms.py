@@ -11,3 +11,4 @@ TASK_ARMS = {
     "V = X with W_o": ("v_is_x_wo", False, True),
 }
 LM_ARMS = {"learned W_v (no W_o)": ("w_v", True), "V = X (no W_o)": ("v_is_x", False)}
+LM_ARM_KEYS = dict(LM_ARMS.values())  # LM arm key -> W_v learned (else frozen at W_v = I: V = X)

@@ -1,8 +1,8 @@
 """C06's measurements: the key–value retrieval task trained in every arm with the role-separating
-interventions, and the corpus LM with and without W_v, per seed.
+interventions, per seed, and the corpus LM with and without W_v, each arm at its tuned rate.
 
 Measuring only: ``measure_seed`` gives one seed's task accuracies, interventions and attention rows
-and the LM runs' losses and curves. Deciding is in ``verdict.py``, drawing in ``figures.py``.
+and the shared baseline; ``measure`` the LM ablation's tuning grid, losses and curves. Deciding is in ``verdict.py``, drawing in ``figures.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from typing import Any
 
 import torch
 
-from whylab.bench.lab import history_dict, learned_baseline, load_corpus, train_on_corpus, train_on_task
-from whylab.concepts.c06_value_projection.arms import LM_ARMS, TASK_ARMS
+from whylab.bench.data import eval_windows
+from whylab.bench.lab import build_model, history_dict, learned_baseline, load_corpus, train_on_task
+from whylab.bench.train import bench_config, evaluate_lm, train_lm, train_settings
+from whylab.concepts._settle import tune
+from whylab.concepts.c06_value_projection.arms import LM_ARM_KEYS, TASK_ARMS
 from whylab.concepts.context import ConceptContext
+from whylab.errors import InputError
 from whylab.files import finite
 
 
@@ -178,26 +182,94 @@ def run_task(ctx: ConceptContext, seed: int, v_proj: bool, o_proj: bool) -> dict
     return result
 
 
+def identity_values(model: Any, learned: bool) -> None:
+    """Every block's W_v set to the identity (bias 0), trained on when ``learned``, else frozen.
+
+    V = X is W_v = I, so the V = X arm is this model with W_v frozen at I: both arms start as the
+    same function from the same weights, and the ablation measures only what learning W_v adds (a
+    W_v drawn like the other weights, N(0, init_std), would shrink the values about sixfold at the
+    start, a handicap of initialisation rather than of capacity)."""
+    with torch.no_grad():
+        for block in model.blocks:
+            proj = block.attn.v_proj
+            proj.weight.copy_(torch.eye(proj.weight.shape[0], dtype=proj.weight.dtype))
+            if proj.bias is not None:
+                proj.bias.zero_()
+            proj.requires_grad_(learned)
+
+
+def tuning_windows(corpus: Any, settings: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation windows right after the reported ones (held out from both training and the
+    reported loss): the text the learning rate is chosen on."""
+    ts = train_settings(settings.get("train", {}))
+    start = ts.eval_windows * ts.seq_len + 1
+    rest = corpus.valid[start:]
+    if rest.numel() <= ts.seq_len:
+        raise InputError(
+            "C06: the validation split is too short to hold tuning windows after the reported ones"
+        )
+    return eval_windows(rest, seq_len=ts.seq_len, max_windows=ts.eval_windows)
+
+
+def train_lm_arm(ctx: ConceptContext, corpus: Any, seed: int, learned: bool, lr: float) -> tuple[Any, Any]:
+    """One corpus-LM arm at one head without W_o, at ``lr`` for the section's ``lm_steps``: W_v
+    starts at the identity and is learned, or stays frozen there (V = X)."""
+    s = ctx.settings
+    cfg = bench_config(s.get("model", {}), vocab_size=corpus.vocab_size, v_proj=True, o_proj=False, n_heads=1)
+    model = build_model(cfg, seed, ctx.device)
+    identity_values(model, learned)
+    over = {"steps": int(s["lm_steps"]), "lr": lr, "eval_every": int(s["eval_every"])}
+    ts = train_settings(s.get("train", {}), seed=seed, **over)
+    return model, train_lm(model, corpus.train, corpus.valid, ts, device=ctx.device)
+
+
+def _lm_record(hist: Any, lr: float) -> dict[str, Any]:
+    return {
+        "eval_loss": finite(hist.final_eval_loss),
+        "diverged": bool(hist.diverged),
+        "curve": history_dict(hist),
+        "lr": lr,
+    }
+
+
+def measure(ctx: ConceptContext) -> dict[str, Any]:
+    """The corpus-LM ablation at one head without W_o, learned W_v vs V = X, each arm at its own
+    learning rate: every arm trained from the first seed at every rate of ``lr_grid``, keeping the
+    rate with the lowest loss on the tuning windows (never the reported ones), fixed for every seed;
+    the first seed's run at the chosen rate is reused (its choice read only the tuning windows)."""
+    corpus = load_corpus(ctx.inputs)
+    tune_x, tune_y = tuning_windows(corpus, ctx.settings)
+    seeds = ctx.seeds
+
+    def run(key: str, lr: float) -> tuple[float | None, Any]:
+        model, hist = train_lm_arm(ctx, corpus, seeds[0], LM_ARM_KEYS[key], lr)
+        score = None if hist.diverged else finite(evaluate_lm(model, (tune_x, tune_y), ctx.device))
+        return score, hist
+
+    tuning, first = tune(list(LM_ARM_KEYS), [float(x) for x in ctx.settings["lr_grid"]], run)
+    per_seed: list[dict[str, Any]] = []
+    for i, seed in enumerate(seeds):
+        lm: dict[str, Any] = {}
+        for key, v in LM_ARM_KEYS.items():
+            lr = tuning[key]["lr"]
+            if lr is None:
+                raise InputError(f"C06: every rate of lr_grid diverged for the LM arm {key}")
+            hist = first[key] if i == 0 else train_lm_arm(ctx, corpus, seed, v, lr)[1]
+            lm[key] = _lm_record(hist, lr)
+        per_seed.append({"seed": seed, "lm": lm})
+    return {"per_seed": per_seed, "tuning": tuning}
+
+
 def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
     """One seed: the retrieval task in every arm (same seed: same initial weights where the shapes
-    agree, same batches), the corpus LM at one head without W_o with and without W_v, and the shared
-    learned baseline (four heads, W_v and W_o) as a reference."""
+    agree, same batches) and the shared learned baseline (four heads, W_v and W_o) as a reference.
+    The LM ablation is in ``measure`` (its learning rates are tuned before any seed runs)."""
     corpus = load_corpus(ctx.inputs)
     task = {key: run_task(ctx, seed, v, o) for key, v, o in TASK_ARMS.values()}
-    lm: dict[str, Any] = {}
-    for key, v in LM_ARMS.values():
-        _, _, hist = train_on_corpus(
-            ctx.settings, corpus, seed, ctx.device, {"v_proj": v, "o_proj": False, "n_heads": 1}
-        )
-        lm[key] = {
-            "eval_loss": finite(hist.final_eval_loss),
-            "diverged": bool(hist.diverged),
-            "curve": history_dict(hist),
-        }
     _, base = learned_baseline(ctx.settings, ctx.inputs, corpus, seed, ctx.device)
-    lm["baseline"] = {
+    baseline = {
         "eval_loss": finite(base.final_eval_loss),
         "diverged": bool(base.diverged),
         "curve": history_dict(base),
     }
-    return {"seed": seed, "task": task, "lm": lm}
+    return {"seed": seed, "task": task, "lm": {"baseline": baseline}}

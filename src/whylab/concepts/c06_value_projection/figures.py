@@ -13,10 +13,12 @@ import seaborn as sns
 from whylab import plotting
 from whylab.concepts._bench_figures import attention_rows_figure, curve, plot_curves
 from whylab.concepts._bench_stats import describe, fmt
+from whylab.concepts._settle_figures import difference_figure, tuning_table
 from whylab.concepts.c06_value_projection.arms import TASK_ARMS
 from whylab.concepts.c06_value_projection.verdict import (
     interventions,
     lm_loss,
+    lm_runs,
     roles_separated,
     task_accuracy,
 )
@@ -88,27 +90,43 @@ def _ablation_table(measured: Measured, metrics: Mapping[str, Any], n_heads: int
     return Table.from_records("ablation", Msg("C06.table.ablation.caption", n_heads=n_heads), rows)
 
 
+LM_NAMES = {"w_v": "learned W_v (no W_o, 1 head)", "v_is_x": "V = X (no W_o, 1 head)"}
+
+
 def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Evidence:
     per_seed = measured.per_seed
     seeds = [int(r["seed"]) for r in per_seed]
     tc = ctx.settings["task"]
     inter = interventions(measured)
     roles = metrics["roles"]
-    tables = [_roles_table(inter), _ablation_table(measured, metrics, ctx.settings["model"]["n_heads"])]
+    runs = lm_runs(measured)
+    tables = [
+        _roles_table(inter),
+        _ablation_table(measured, metrics, ctx.settings["model"]["n_heads"]),
+        tuning_table("tuning", Msg("C06.table.tuning.caption"), metrics["tuning"], LM_NAMES),
+    ]
     figures = [
         _roles_figure(inter, ctx),
         _ablation_figure(per_seed, metrics["task"]["chance_accuracy"], ctx),
         _attention_figure(per_seed[0], ctx),
         plot_curves(
             {
-                "learned W_v (no W_o, 1 head)": [curve(r["lm"]["w_v"]["curve"]) for r in per_seed],
-                "V = X (no W_o, 1 head)": [curve(r["lm"]["v_is_x"]["curve"]) for r in per_seed],
-                "shared baseline (reference)": [curve(r["lm"]["baseline"]["curve"]) for r in per_seed],
+                "learned W_v (no W_o, 1 head)": [curve(r["w_v"]["curve"]) for r in runs],
+                "V = X (no W_o, 1 head)": [curve(r["v_is_x"]["curve"]) for r in runs],
+                "shared baseline (reference)": [curve(r["baseline"]["curve"]) for r in runs],
             },
             ctx.outdir,
             "lm_curves",
             Msg("C06.figure.lm_curves.title"),
             Msg("C06.figure.lm_curves.caption"),
+        ),
+        difference_figure(
+            ctx.outdir,
+            "C06.figure.settle",
+            {"V = X − learned W_v": metrics["difference_curve"]},
+            {"lm": metrics["settle"]},
+            "paired LM validation-loss difference (nats/token)",
+            margin=metrics["thresholds"]["min_loss_gain"],
         ),
     ]
     literature = [

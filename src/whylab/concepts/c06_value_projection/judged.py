@@ -56,6 +56,51 @@ def field_of(part_id: str) -> FieldAnswer:
     return FieldAnswer(label, Msg(f"C06.part.{part_id}.field", value=float(paper.value)), (paper,))
 
 
+def lr_text(metrics: Mapping[str, Any]) -> Msg:
+    """The LM arms' learning rates (one grid, one rule, chosen on held-out windows) and length."""
+    tuning = metrics["tuning"]
+    rate = {k: math.nan if tuning[k]["lr"] is None else float(tuning[k]["lr"]) for k in ("w_v", "v_is_x")}
+    return Msg("C06.reason.lrs", w_v=rate["w_v"], v_is_x=rate["v_is_x"], steps=metrics["lm_steps"])
+
+
+def moving(metrics: Mapping[str, Any]) -> Msg | None:
+    """Why the LM comparison is not judged yet (its difference still moving), or None."""
+    st = metrics["settle"]
+    if st["settled"]:
+        return None
+    if st["span"] is None:
+        return Msg("C06.limited.too_few_evals", window=metrics["settle_evals"])
+    return Msg(
+        "C06.limited.w_v_moving",
+        span=float(st["span"]),
+        from_step=st["from_step"],
+        to_step=st["to_step"],
+        margin=float(metrics["thresholds"]["min_loss_gain"]),
+    )
+
+
+def ablation_limit(metrics: Mapping[str, Any]) -> Msg:
+    """The limit of an ablation that decided nothing: still moving, V = X clearly lower (an
+    optimisation effect, since V = X is W_v = I), or not clear of the seed noise."""
+    still = moving(metrics)
+    if still is not None:
+        return still
+    lm = metrics["paired_lm_loss"]
+    t = lm.get("test") or {}
+    if t and lm["effect"] == -1:
+        return Msg("C06.limited.w_v_lower", delta=-float(t["mean_diff"]))
+    power = Power.paired(_sd(lm), int(lm["n"]), "nats/token", predicted=lm["min_effect"])
+    spread = {k: metrics["lm_eval_loss"][k]["std"] for k in ("w_v", "v_is_x")}
+    return Msg(
+        "C06.limited.w_v",
+        sd=_sd(lm),
+        detectable=power.detectable,
+        margin=lm["min_effect"],
+        w_v_sd=math.nan if spread["w_v"] is None else float(spread["w_v"]),
+        v_is_x_sd=math.nan if spread["v_is_x"] is None else float(spread["v_is_x"]),
+    )
+
+
 def roles_part(metrics: Mapping[str, Any], roles: Msg, decided: Label) -> PartVerdict:
     kv = metrics["paired_key_minus_value_shift"]
     th = metrics["thresholds"]
@@ -70,17 +115,29 @@ def roles_part(metrics: Mapping[str, Any], roles: Msg, decided: Label) -> PartVe
 def judged_parts(
     metrics: Mapping[str, Any], roles: Msg, gain: Mapping[str, bool], no_matter: bool
 ) -> list[PartVerdict]:
-    """Both parts once the roles are separated: W_v clearly helps -> supported; equivalent by TOST
-    on every comparison -> partly (V need not pass through its own W_v); otherwise limited."""
+    """Both parts once the roles are separated: W_v clearly helps -> supported; the LM comparison
+    settled and equivalent by TOST, the task equivalent too or at its ceiling -> partly (V need not
+    pass through its own W_v); otherwise limited."""
     lm, task = metrics["paired_lm_loss"], metrics["paired_task_accuracy"]
     power = Power.paired(_sd(lm), int(lm["n"]), "nats/token", predicted=lm["min_effect"])
     decided = Label.SUPPORTED if any(gain.values()) else Label.PARTLY if no_matter else Label.INCONCLUSIVE
     ci = tost_interval(lm)
     t = lm.get("test") or {}
     notes = []
+    st = metrics["settle"]
+    if not st["settled"] and st["span"] is not None:
+        notes.append(
+            Msg(
+                "C06.part.w_v.moving",
+                span=float(st["span"]),
+                from_step=st["from_step"],
+                to_step=st["to_step"],
+                margin=float(lm["min_effect"]),
+            )
+        )
     if _sd(task) == 0.0:
         notes.append(Msg("C06.part.w_v.ceiling", acc=metrics["task_accuracy"]["w_v"]["mean"]))
-    if t and not any(gain.values()) and float(t.get("mean_diff", 0.0)) < -lm["min_effect"]:
+    if t and not any(gain.values()) and lm["effect"] == -1:
         notes.append(Msg("C06.part.w_v.optimisation", delta=-float(t["mean_diff"])))
     reason = Msg(
         "C06.part.w_v.run",
@@ -89,10 +146,12 @@ def judged_parts(
         high=math.nan if ci is None else ci[1],
         margin=lm["min_effect"],
         detectable=power.detectable,
+        lrs=lr_text(metrics),
         notes=notes,
     )
     words = _raw_parts()["w_v"]["words"]
-    w_v = PartVerdict(
-        "w_v", words, Kind.EXPERIMENT, run_label(decided, power), reason, power, field_of("w_v")
-    )
+    # equivalence shown by TOST is its own power check (the 90% CI inside the margin: VALIDITY 8),
+    # so a difference test's detectable effect above the margin does not make it a limit
+    label = decided if no_matter else run_label(decided, power)
+    w_v = PartVerdict("w_v", words, Kind.EXPERIMENT, label, reason, power, field_of("w_v"))
     return [roles_part(metrics, roles, Label.SUPPORTED), w_v]

@@ -11,8 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from whylab.concepts._bench_stats import describe, paired, summary
+from whylab.concepts._settle import difference_curve, settle
 from whylab.concepts.c06_value_projection.arms import TASK_ARMS
-from whylab.concepts.c06_value_projection.judged import judged_parts, roles_part, tost
+from whylab.concepts.c06_value_projection.judged import (
+    ablation_limit,
+    judged_parts,
+    lr_text,
+    roles_part,
+    tost,
+)
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
 from whylab.messages import Msg
@@ -21,6 +28,7 @@ from whylab.verdict import Kind, Label, Verdict, VerdictOf, holm
 CLAIM_ID = "C06"
 SPEC = load_spec(CLAIM_ID)
 THRESHOLDS = ("min_accuracy_gap", "min_loss_gain", "min_follow_value", "max_value_swap_shift")
+# settle_evals (the stability window of the LM comparison) is a decision setting too
 LM_KEYS = ("w_v", "v_is_x", "baseline")
 
 
@@ -34,9 +42,22 @@ def task_accuracy(measured: Measured) -> dict[str, list[float]]:
     return {key: [r["task"][key]["accuracy"] for r in measured.per_seed] for key, _, _ in TASK_ARMS.values()}
 
 
+def lm_runs(measured: Measured) -> list[dict[str, Any]]:
+    """Per seed, the LM arms (from ``measure``: tuned before any seed) and the shared baseline."""
+    ablation = measured.whole["per_seed"]
+    return [{**a["lm"], **r["lm"]} for a, r in zip(ablation, measured.per_seed, strict=True)]
+
+
 def lm_loss(measured: Measured) -> dict[str, list[float | None]]:
     """Final LM validation loss per arm key (and the shared baseline), one value per seed."""
-    return {key: [r["lm"][key]["eval_loss"] for r in measured.per_seed] for key in LM_KEYS}
+    return {key: [r[key]["eval_loss"] for r in lm_runs(measured)] for key in LM_KEYS}
+
+
+def at_ceiling(metrics: Mapping[str, Any]) -> bool:
+    """Both task arms at the same accuracy on every seed (zero spread of the paired difference):
+    the task cannot tell the arms apart, a limit of the task, not evidence either way."""
+    t = metrics["paired_task_accuracy"].get("test") or {}
+    return t.get("sd_diff") == 0.0 and float(t.get("mean_diff", 1.0)) == 0.0
 
 
 def summarize(measured: Measured) -> dict[str, Any]:
@@ -46,6 +67,8 @@ def summarize(measured: Measured) -> dict[str, Any]:
     inter = interventions(measured)
     acc = task_accuracy(measured)
     loss = lm_loss(measured)
+    runs = lm_runs(measured)
+    curve = difference_curve([r["v_is_x"]["curve"] for r in runs], [r["w_v"]["curve"] for r in runs])
     return {
         "n_seeds": len(per_seed),
         "task": {
@@ -73,9 +96,15 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "paired_wo_confound_accuracy": paired(acc["v_is_x_wo"], acc["w_v"], th["min_accuracy_gap"]),
         "diverged": {
             key: sum(int(r["task"][key]["diverged"]) for r in per_seed)
-            + sum(int(r["lm"][key]["diverged"]) for r in per_seed if key in r["lm"])
+            + sum(int(r[key]["diverged"]) for r in runs if key in r)
             for key, _, _ in TASK_ARMS.values()
         },
+        # train until the comparison stops moving (issue 20): one lr grid, one rule, both arms
+        "tuning": measured.whole["tuning"],
+        "lm_steps": int(measured.settings["lm_steps"]),
+        "difference_curve": curve,
+        "settle": settle(curve, th["min_loss_gain"], int(measured.settings["settle_evals"])),
+        "settle_evals": int(measured.settings["settle_evals"]),
         "thresholds": th,
     }
 
@@ -122,6 +151,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         "C06.reason.ablation",
         task=describe(comps["task"], ""),
         lm=describe(comps["lm"], "nats/token"),
+        lrs=lr_text(metrics),
     )
     kv = metrics["paired_key_minus_value_shift"]
     th = metrics["thresholds"]
@@ -141,12 +171,17 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         for k, c in comps.items()
     }
     rejected = holm(pvals)
-    gain = {k: rejected[k] and c["test"]["mean_diff"] > c["min_effect"] for k, c in comps.items()}
+    settled = bool(metrics["settle"]["settled"])
+    # the LM comparison counts only once its paired difference stopped moving (issue 20)
+    gain = {
+        k: rejected[k] and c["test"]["mean_diff"] > c["min_effect"] and (settled or k != "lm")
+        for k, c in comps.items()
+    }
     # "adds nothing" is an equivalence test (TOST: the 90% CI inside ±min_effect), never a failed
-    # difference test, and never a ceiling (zero spread: an interval of width zero is a limit). V = X
-    # clearly *better* is no evidence either: V = X is W_v = I, a special case, so a learned W_v
-    # that ends worse is an optimisation effect (initialisation, no W_o, a short run), not capacity.
-    no_matter = all(tost(c) for c in comps.values())
+    # difference test. A task at its ceiling (both arms equal on every seed, zero spread) cannot
+    # tell the arms apart: a limit of the task, so there the LM's TOST decides alone. V = X clearly
+    # *better* is no evidence either: V = X is W_v = I, the special case both arms start from.
+    no_matter = settled and tost(comps["lm"]) and (at_ceiling(metrics) or tost(comps["task"]))
     out.parts.extend(judged_parts(metrics, role_numbers, gain, no_matter))
     if any(gain.values()):
         where = [Msg(f"C06.reason.part_{k}") for k, g in gain.items() if g]
@@ -155,5 +190,5 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         )
     if no_matter:
         return out.branch(Label.PARTLY, "C06.verdict.w_v_not_needed", roles=role_numbers, ablation=ablation)
-    out.limited.append(Msg("C06.limited.w_v"))
+    out.limited.append(ablation_limit(metrics))
     return out.branch(Label.SUPPORTED, "C06.verdict.w_v_unclear", roles=role_numbers, ablation=ablation)

@@ -18,8 +18,9 @@ what the notes' argument predicts:
   much the batch statistics fluctuate from batch to batch (Shen et al. 2020's diagnosis);
 - non-causality: in training mode BatchNorm's statistics include later tokens, so changing them
   moves the logits at earlier positions (LayerNorm: exactly 0).
-The loss comparisons decide only once the training loss has reached a plateau; before that they
-are limits of this run.
+Each norm trains at its own learning rate, chosen by one rule on held-out sentences from one grid
+(``whylab.concepts._settle``), and a loss comparison decides only once its paired difference has
+stopped moving over the last evaluations; before that it is a limit of this run.
 """
 
 CLAIM_ID = "C07"

@@ -1,5 +1,5 @@
-"""C07's measurements: every norm trained from each seed on padded batches of real sentences,
-then probed.
+"""C07's measurements: every norm's learning rate tuned on held-out sentences, then every norm
+trained from each seed on padded batches of real sentences and probed.
 
 Measuring only: per seed and norm the validation loss (running and batch statistics), the
 training curve and how far the loss still fell at the end, the batch dependence, the leak of later
@@ -10,6 +10,7 @@ tokens and, for naive BatchNorm, what PAD does to its statistics; and the data e
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import Tensor
 from whylab.bench import lab
 from whylab.bench.data import load_tokenizer
 from whylab.bench.train import bench_config, train_lm, train_settings
+from whylab.concepts._settle import tune
 from whylab.concepts.c07_layernorm_vs_batchnorm.padding import (
     fixed_batches,
     lm_pairs,
@@ -55,6 +57,8 @@ class Prepared:
     train_seqs: list[list[int]]
     valid_seqs: list[list[int]]
     eval_seqs: list[list[int]]
+    tune_seqs: list[list[int]]  # held-out sentences the learning rate is chosen on
+    tune_disjoint: bool  # False only when the corpus is too small to keep them apart
     pool: list[list[int]]
     probes: list[list[int]]
     stream: Tensor
@@ -99,8 +103,13 @@ def prepare(ctx: ConceptContext) -> Prepared:
     valid_seqs = [valid_seqs[i] for i in order]
     n_eval = min(int(s["eval_sequences"]), len(valid_seqs))
     eval_seqs, pool = valid_seqs[:n_eval], valid_seqs[n_eval:] or valid_seqs
+    # the tuning sentences: the next n_eval validation sentences, never the reported ones
+    tune_seqs = valid_seqs[n_eval : 2 * n_eval]
+    tune_disjoint = len(tune_seqs) >= 2
+    if not tune_disjoint:
+        tune_seqs = eval_seqs
     extras = sorted({int(e) for e in s["extra_padding"]})
-    train_over = lab.given(s, ("steps", "batch_size", "lr"))
+    train_over = lab.given(s, ("steps", "batch_size", "eval_every"))
     return Prepared(
         norms=norms,
         pad_id=pad_id,
@@ -108,6 +117,8 @@ def prepare(ctx: ConceptContext) -> Prepared:
         train_seqs=train_seqs,
         valid_seqs=valid_seqs,
         eval_seqs=eval_seqs,
+        tune_seqs=tune_seqs,
+        tune_disjoint=tune_disjoint,
         pool=pool,
         probes=eval_seqs[: min(int(s["probes"]), len(eval_seqs))],
         stream=torch.tensor([t for seq in valid_seqs for t in seq], dtype=torch.long),
@@ -150,24 +161,30 @@ def _tail_drop(train_loss: list[float]) -> float | None:
     return finite((late_mean - last_mean) / last_mean) if last_mean else None
 
 
-def _one_norm(ctx: ConceptContext, d: Prepared, norm: str, seed: int) -> dict[str, Any]:
-    """One norm trained from ``seed`` on padded batches, then measured."""
+def _train(ctx: ConceptContext, d: Prepared, norm: str, seed: int, lr: float) -> tuple[Any, Any]:
+    """One norm trained from ``seed`` at ``lr`` on padded batches; the evaluation curve is on the
+    reported sentences in eval mode (running statistics: what a causal LM uses at inference)."""
     s = ctx.settings
-    pad_id, batch_size = d.pad_id, d.batch_size
-    eval_windows = lm_pairs(d.eval_seqs, pad_id)  # one padded block: eval mode makes padding irrelevant
-    eval_batches = fixed_batches(d.eval_seqs, batch_size, pad_id)
-    cfg = bench_config(s["model"], vocab_size=d.vocab, norm=norm, pad_id=pad_id, max_len=d.model_max_len)
+    cfg = bench_config(s["model"], vocab_size=d.vocab, norm=norm, pad_id=d.pad_id, max_len=d.model_max_len)
     model = lab.build_model(cfg, seed, ctx.device)
-    settings = train_settings(s["train"], **d.train_over, seed=seed)
+    settings = train_settings(s["train"], **d.train_over, lr=lr, seed=seed)
     hist = train_lm(
         model,
         None,
-        eval_windows,
+        lm_pairs(d.eval_seqs, d.pad_id),  # one padded block: eval mode makes padding irrelevant
         settings,
         ctx.device,
-        batch_fn=padded_batch_fn(d.train_seqs, batch_size, pad_id),
+        batch_fn=padded_batch_fn(d.train_seqs, d.batch_size, d.pad_id),
     )
     model.eval()
+    return model, hist
+
+
+def _probe(ctx: ConceptContext, d: Prepared, norm: str, seed: int, model: Any, hist: Any) -> dict[str, Any]:
+    """A trained model measured: losses in both modes, batch dependence, the leak, BN statistics."""
+    s = ctx.settings
+    pad_id, batch_size = d.pad_id, d.batch_size
+    eval_batches = fixed_batches(d.eval_seqs, batch_size, pad_id)
     eval_loss = token_loss(model, eval_batches, ctx.device)
     stats_loss = token_loss(batch_stats_mode(model), eval_batches, ctx.device)
     tail = hist.train_loss[-max(1, len(hist.train_loss) // 10) :]
@@ -203,6 +220,7 @@ def _one_norm(ctx: ConceptContext, d: Prepared, norm: str, seed: int) -> dict[st
         "padding_curve": dep["padding_curve"],
         "reference_pad_fraction": dep["reference_pad_fraction"],
         "curve": lab.history_dict(hist),
+        "train_curve": [finite(v) for v in _smoothed(hist.train_loss)],
         **{k: dep[k] for k in ("mates_padded", "mates_nopad", "padding", "eval_mode")},
     }
     if norm == "batch":
@@ -214,9 +232,42 @@ def _one_norm(ctx: ConceptContext, d: Prepared, norm: str, seed: int) -> dict[st
     return record
 
 
-def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
-    """Every norm trained from ``seed`` (norms have no random weights, so every arm starts from the
-    same initial weights and sees the same padded batches: paired), then measured."""
+def _smoothed(train_loss: list[float], points: int = 20) -> list[float]:
+    """The training loss (training mode: batch statistics) averaged over ``points`` equal spans."""
+    n = len(train_loss)
+    if not n:
+        return []
+    edges = [round(i * n / points) for i in range(points + 1)]
+    return [sum(train_loss[a:b]) / (b - a) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def measure(ctx: ConceptContext) -> dict[str, Any]:
+    """Every norm tuned, then trained from every seed and probed.
+
+    The learning rate: each norm is trained at every rate of ``lr_grid`` from the first seed and
+    keeps the rate with the lowest eval-mode loss on the tuning sentences (held out, disjoint from
+    the reported ones); that rate is fixed for every seed, and the first seed's run at it is reused
+    (its choice read only the tuning sentences). Norms have no random weights, so every norm of a
+    seed starts from the same initial weights and sees the same padded batches (paired)."""
     d = prepare(ctx)
-    norms = {norm: _one_norm(ctx, d, norm, seed) for norm in d.norms}
-    return {"seed": seed, "norms": norms, "data": data_facts(ctx, d)}
+    seeds = ctx.seeds
+    tune_batches = fixed_batches(d.tune_seqs, d.batch_size, d.pad_id)
+
+    def run(norm: str, lr: float) -> tuple[float | None, tuple[Any, Any]]:
+        model, hist = _train(ctx, d, norm, seeds[0], lr)
+        score = None if hist.diverged else finite(token_loss(model, tune_batches, ctx.device))
+        return score, (model, hist)
+
+    tuning, first = tune(d.norms, [float(x) for x in ctx.settings["lr_grid"]], run)
+    per_seed: list[dict[str, Any]] = []
+    for i, seed in enumerate(seeds):
+        norms: dict[str, Any] = {}
+        for norm in d.norms:
+            lr = tuning[norm]["lr"]
+            if lr is None:  # every rate diverged on the first seed
+                raise InputError(f"C07: every rate of lr_grid diverged for {norm}")
+            model, hist = first[norm] if i == 0 else _train(ctx, d, norm, seed, lr)
+            norms[norm] = {**_probe(ctx, d, norm, seed, model, hist), "lr": lr}
+        per_seed.append({"seed": seed, "norms": norms})
+    data = {**data_facts(ctx, d), "tune_disjoint": d.tune_disjoint, "tune_sentences": len(d.tune_seqs)}
+    return {"per_seed": per_seed, "data": data, "tuning": tuning}

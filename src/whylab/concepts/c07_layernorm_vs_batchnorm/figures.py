@@ -13,6 +13,9 @@ import seaborn as sns
 from whylab import plotting
 from whylab.concepts import _bench_figures as bench_figures
 from whylab.concepts import _bench_stats as bench_stats
+from whylab.concepts._settle_figures import difference_figure, tuning_table
+from whylab.concepts.c07_layernorm_vs_batchnorm.judged import early_text
+from whylab.concepts.c07_layernorm_vs_batchnorm.verdict import per_seed_of
 from whylab.concepts.context import ConceptContext, Measured
 from whylab.messages import Msg, empty
 from whylab.results import Evidence, FigureRef, LiteratureCheck, Table
@@ -122,6 +125,21 @@ def _figures(
     return figs
 
 
+def _settle_figure(outdir: Path, metrics: Mapping[str, Any]) -> FigureRef:
+    names = {
+        "reason": "the reason: naive BatchNorm − masked BatchNorm",
+        "preference": "the preference: masked BatchNorm − LayerNorm",
+    }
+    return difference_figure(
+        outdir,
+        "C07.figure.settle",
+        {names[k]: c for k, c in metrics["difference_curves"].items()},
+        metrics["settle"],
+        "paired validation-loss difference (nats/token)",
+        margin=metrics["min_loss_gain"],
+    )
+
+
 def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     stats = metrics.get("batchnorm_statistics", {})
     fluct = stats.get("batch_fluctuation", {}).get("mean")
@@ -132,7 +150,7 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
     tail = (
         Msg("C07.literature.shen.within_noise")
         if agrees is None
-        else Msg("C07.literature.shen.batchnorm_wins")
+        else Msg("C07.literature.shen.batchnorm_wins", trend=early_text(metrics))
         if agrees is False
         else empty()
     )
@@ -152,7 +170,7 @@ def _shen(metrics: Mapping[str, Any]) -> LiteratureCheck:
 
 
 def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Evidence:
-    per_seed = measured.per_seed
+    per_seed = per_seed_of(measured)
     norms: list[str] = list(measured.settings["norms"])
     seeds = [int(r["seed"]) for r in per_seed]
     histories = {
@@ -167,7 +185,11 @@ def draw(ctx: ConceptContext, measured: Measured, metrics: dict[str, Any]) -> Ev
         ),
         metrics=metrics,
         seeds=seeds,
-        tables=[_table(metrics, norms), _paired_table(metrics)],
-        figures=_figures(ctx.outdir, histories, metrics, norms),
+        tables=[
+            _table(metrics, norms),
+            _paired_table(metrics),
+            tuning_table("tuning", Msg("C07.table.tuning.caption"), metrics["tuning"], NORM_NAMES),
+        ],
+        figures=[*_figures(ctx.outdir, histories, metrics, norms), _settle_figure(ctx.outdir, metrics)],
         literature=[_shen(metrics)],
     )

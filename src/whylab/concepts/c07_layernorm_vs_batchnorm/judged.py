@@ -13,7 +13,7 @@ from typing import Any
 
 from whylab.concepts import _bench_stats as stats
 from whylab.concepts.spec import load_spec
-from whylab.messages import Msg
+from whylab.messages import Msg, empty
 from whylab.parts import FieldAnswer, PartVerdict, Power, published_numbers, run_label
 from whylab.verdict import Kind, Label, Spread
 
@@ -56,8 +56,60 @@ def field_of(part_id: str) -> FieldAnswer | None:
     return FieldAnswer(label, Msg(f"C07.part.{part_id}.field", value=value), (paper,))
 
 
+def early_text(metrics: Mapping[str, Any]) -> Msg:
+    """What the evaluation curve did: the preference's difference at the first evaluation, where
+    its sign last changed, and at the end (so "BatchNorm starts faster" is said only when true)."""
+    early = metrics["early"]["preference"]
+    curve = metrics["difference_curves"]["preference"]
+    if early["step"] is None or not curve["mean"]:
+        return empty()
+    first, end = float(early["value"]), float(curve["mean"][-1])
+    crossed = early["crossed_at"]
+    return Msg(
+        "C07.reason.trend",
+        first=first,
+        first_step=early["step"],
+        end=end,
+        end_step=curve["steps"][-1],
+        start=Msg("C07.reason.start_layer" if first > 0 else "C07.reason.start_batch"),
+        crossed=empty() if crossed is None else Msg("C07.reason.crossed", step=crossed),
+    )
+
+
+def fall_text(metrics: Mapping[str, Any]) -> Msg:
+    """How far each arm's own loss still fell over the stability window: a settled difference
+    between two curves that both still fall is a comparison at this length, not at a plateau."""
+    fall = metrics.get("window_fall") or {}
+    st = metrics["settle"]["preference"]
+    if fall.get("layer") is None or fall.get("masked_batch") is None or st["from_step"] is None:
+        return empty()
+    return Msg(
+        "C07.reason.window_fall",
+        layer=float(fall["layer"]),
+        masked=float(fall["masked_batch"]),
+        from_step=st["from_step"],
+        to_step=st["to_step"],
+    )
+
+
+def leak_text(metrics: Mapping[str, Any]) -> Msg:
+    """Is masked BatchNorm's loss an artefact of its batch statistics seeing later tokens? The
+    losses compared are in eval mode (running statistics: no other token enters), and the same
+    model's loss with batch statistics says which way the leak pushes."""
+    gap = metrics["norms"]["masked_batch"]["mode_gap"]["mean"]
+    naive_gap = metrics["norms"]["batch"]["mode_gap"]["mean"]
+    if gap is None or naive_gap is None:
+        return empty()
+    helps = float(gap) > 0 or float(naive_gap) > 0  # batch statistics give the lower loss
+    return Msg(
+        "C07.reason.leak_flatters" if helps else "C07.reason.leak_not_cause",
+        gap=-float(gap),
+        naive_gap=-float(naive_gap),
+    )
+
+
 def _loss_part(
-    part_id: str, status: str, comparison: Mapping[str, Any], mechanism: float | None
+    part_id: str, status: str, comparison: Mapping[str, Any], mechanism: float | None, why: Msg
 ) -> PartVerdict:
     """A part decided by a paired loss comparison (``mechanism``: the reason contradicted by the
     PAD probe itself, a measurement rather than a loss difference, so no loss power applies: the
@@ -75,6 +127,7 @@ def _loss_part(
         power=power_text(power),
         margin=float(comparison["min_effect"]),
         bn_pad=math.nan if mechanism is None else mechanism,
+        why=why,
     )
     part = SPEC.part(part_id)
     label = run_label(STATUS[status], power)
@@ -108,6 +161,9 @@ def leak_part(metrics: Mapping[str, Any]) -> PartVerdict:
         ln_leak=ln_leak,
         threshold=threshold,
         power=power_text(power),
+        gap=math.nan
+        if metrics["norms"]["batch"]["mode_gap"]["mean"] is None
+        else float(metrics["norms"]["batch"]["mode_gap"]["mean"]),
     )
     part = SPEC.part("future_leak")
     return PartVerdict(
@@ -122,7 +178,18 @@ def judged_parts(metrics: Mapping[str, Any], reason: str, preference: str) -> li
     bn_pad = float(metrics["norms"]["batch"]["padding"]["mean"])
     mechanism = bn_pad if bn_pad < float(metrics["dependence_threshold"]) else None
     return [
-        _loss_part("reason", reason, pc["reason_naive_minus_masked"], mechanism),
-        _loss_part("preference", preference, pc["preference_masked_minus_layer"], None),
+        _loss_part("reason", reason, pc["reason_naive_minus_masked"], mechanism, empty()),
+        _loss_part(
+            "preference",
+            preference,
+            pc["preference_masked_minus_layer"],
+            None,
+            Msg(
+                "C07.part.preference.why",
+                trend=early_text(metrics),
+                fall=fall_text(metrics),
+                leak=leak_text(metrics),
+            ),
+        ),
         leak_part(metrics),
     ]

@@ -1,7 +1,7 @@
 """C07's decision: from the per-seed measurements to metrics, and from the metrics to a verdict.
 
-Pure: numbers in, label and texts out (no torch, no files). The minimum effect, the plateau and
-the dependence thresholds are the claim's config keys (``decision_settings`` in ``claim.yaml``:
+Pure: numbers in, label and texts out (no torch, no files). The minimum effect, the stability
+window and the dependence thresholds are the claim's config keys (``decision_settings`` in ``claim.yaml``:
 changing them re-runs this step only); the verdict's own constants are ``claim.yaml``'s
 ``thresholds``.
 """
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
-from whylab.concepts.c07_layernorm_vs_batchnorm.judged import judged_parts
+from whylab.concepts._settle import difference_curve, settle
+from whylab.concepts.c07_layernorm_vs_batchnorm.judged import early_text, judged_parts, leak_text
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
-from whylab.messages import Msg, empty
+from whylab.messages import Msg
 from whylab.verdict import Kind, Label, Verdict, VerdictOf
 
 CLAIM_ID = "C07"
@@ -38,40 +39,36 @@ MEASURES = (
 
 # --------------------------------------------------------------------------- metrics
 
-
-def stable(trend: Mapping[str, Any], floor: float) -> bool:
-    """The paired difference has stopped moving: the same sign at the last two evaluations and a
-    change between them below ``floor`` (nats/token)."""
-    prev, end = trend.get("prev"), trend.get("end")
-    if prev is None or end is None:
-        return False
-    return (prev > 0) == (end > 0) and abs(float(end) - float(prev)) < floor
+COMPARISONS = {  # part -> (a, b): the paired difference a − b (positive: b ends lower)
+    "reason": ("batch", "masked_batch"),
+    "preference": ("masked_batch", "layer"),
+}
 
 
-def _gap_trend(per_seed: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
-    """Mean over seeds of the evaluation-curve loss gap a − b half-way through training and at the
-    end (nats/token): whether a short run's lead is still changing when training stops."""
-    mids, prevs, ends = [], [], []
+def per_seed_of(measured: Measured) -> list[dict[str, Any]]:
+    """The seeds' runs (measured in one job: the learning rate is tuned before every seed)."""
+    runs: list[dict[str, Any]] = measured.whole["per_seed"]
+    return runs
+
+
+def _early(curve: Mapping[str, Any]) -> dict[str, Any]:
+    """The first evaluation after step 0 and the last step at which the sign of the mean paired
+    difference changed (None: it never changed after that first evaluation)."""
+    steps, mean = list(curve.get("steps") or []), list(curve.get("mean") or [])
+    if len(mean) < 3:
+        return {"step": None, "value": None, "crossed_at": None}
+    crossed = [steps[i] for i in range(2, len(mean)) if (mean[i] > 0) != (mean[i - 1] > 0)]
+    return {"step": int(steps[1]), "value": mean[1], "crossed_at": int(crossed[-1]) if crossed else None}
+
+
+def _window_fall(per_seed: list[dict[str, Any]], norm: str, window: int) -> float | None:
+    """Mean over seeds of how far the norm's evaluation loss still fell over the stability window."""
+    falls = []
     for r in per_seed:
-        ca, cb = r["norms"][a]["curve"], r["norms"][b]["curve"]
-        la, lb = ca["eval_loss"], cb["eval_loss"]
-        if len(la) < 2 or len(la) != len(lb) or any(v is None for v in (*la, *lb)):
-            continue
-        mid = len(la) // 2
-        mids.append(float(la[mid]) - float(lb[mid]))
-        prevs.append(float(la[-2]) - float(lb[-2]))
-        ends.append(float(la[-1]) - float(lb[-1]))
-        steps = ca["eval_steps"]
-    if not mids:
-        return {"mid": None, "end": None, "mid_step": None, "end_step": None, "prev": None}
-    return {
-        "mid": sum(mids) / len(mids),
-        "prev": sum(prevs) / len(prevs),
-        "prev_step": int(steps[-2]),
-        "end": sum(ends) / len(ends),
-        "mid_step": int(steps[len(steps) // 2]),
-        "end_step": int(steps[-1]),
-    }
+        loss = r["norms"][norm]["curve"]["eval_loss"]
+        if len(loss) >= window and None not in loss[-window:]:
+            falls.append(float(loss[-window]) - float(loss[-1]))
+    return sum(falls) / len(falls) if falls else None
 
 
 def _mean_curve(runs: list[list[dict[str, float]]]) -> list[dict[str, float]]:
@@ -88,17 +85,24 @@ def _number(value: Any) -> float:
 
 def summarize(measured: Measured) -> dict[str, Any]:
     s = measured.settings
-    per_seed = measured.per_seed
+    per_seed = per_seed_of(measured)
     norms: list[str] = list(s["norms"])
-    data = per_seed[0]["data"]  # the same sentences and PAD id for every seed
+    data = measured.whole["data"]  # the same sentences and PAD id for every seed
 
     def vals(norm: str, key: str) -> list[float]:
         return [_number(r["norms"][norm][key]) for r in per_seed]
 
     floor = float(s["min_loss_gain"])
+    window = int(s["settle_evals"])
     loss = {norm: [r["norms"][norm]["eval_loss"] for r in per_seed] for norm in norms}
     bn_stats = [r["norms"]["batch"]["bn_stats"] for r in per_seed if r["norms"]["batch"].get("bn_stats")]
     reference_pad = [r["norms"][n]["reference_pad_fraction"] for r in per_seed for n in norms]
+    curves = {
+        part: difference_curve(
+            [r["norms"][a]["curve"] for r in per_seed], [r["norms"][b]["curve"] for r in per_seed]
+        )
+        for part, (a, b) in COMPARISONS.items()
+    }
     return {
         "n_seeds": len(per_seed),
         "norms": {norm: {k: stats.summary(vals(norm, k)) for k in MEASURES} for norm in norms},
@@ -115,8 +119,13 @@ def summarize(measured: Measured) -> dict[str, Any]:
         }
         if bn_stats
         else {},
-        "preference_gap_trend": _gap_trend(per_seed, "masked_batch", "layer"),
-        "reason_gap_trend": _gap_trend(per_seed, "batch", "masked_batch"),
+        # train until the comparison stops moving (issue 20): one lr grid, one rule, every norm
+        "tuning": measured.whole["tuning"],
+        "tune_disjoint": bool(data["tune_disjoint"]),
+        "difference_curves": curves,
+        "settle": {part: settle(c, floor, window) for part, c in curves.items()},
+        "early": {part: _early(c) for part, c in curves.items()},
+        "window_fall": {norm: _window_fall(per_seed, norm, window) for norm in norms},
         "padding_curves": {
             norm: _mean_curve([r["norms"][norm]["padding_curve"] for r in per_seed]) for norm in norms
         },
@@ -126,7 +135,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "sentences": data["sentences"],
         "pad_id": data["pad_id"],
         "min_loss_gain": floor,
-        "plateau_tolerance": float(s["plateau_tolerance"]),
+        "settle_evals": window,
         "dependence_threshold": float(s["dependence_threshold"]),
         "invariance_tolerance": float(s["invariance_tolerance"]),
     }
@@ -148,61 +157,32 @@ def _status(p: Mapping[str, Any]) -> str:
 
 @dataclass
 class Parts:
-    """The two parts' statuses and what decided them."""
+    """The two parts' statuses and whether each comparison had stopped moving."""
 
     reason: str
     preference: str
-    converged: bool
-    still: float  # the largest relative fall of the training loss over the last fifth
-    closing: bool  # the preference's lead still shrinking at the end of training
-    trend: dict[str, Any] = field(default_factory=dict)
+    settled: dict[str, bool] = field(default_factory=dict)
 
 
 def _parts(metrics: Mapping[str, Any]) -> Parts:
+    """Each part is judged only once its own paired difference has stopped moving (``settle``:
+    over the last ``settle_evals`` evaluations it moved by less than ``min_loss_gain``); the old
+    gate on one arm's training loss sat on a knife edge (issue 20)."""
     pc = metrics["paired"]
-    drops = {n: metrics["norms"][n]["tail_drop"]["mean"] for n in ("layer", "batch", "masked_batch")}
-    still = max((d for d in drops.values() if d is not None), default=0.0)
-    # the comparison has stopped moving: each paired difference keeps its sign and size (within
-    # min_loss_gain) between the last two evaluations; the old gate (training loss falling by less
-    # than plateau_tolerance in the last fifth, under a cosine decay) sat on a knife edge (issue 20)
-    floor_ = float(metrics["min_loss_gain"])
-    converged = all(
-        stable(metrics.get(k) or {}, floor_) for k in ("preference_gap_trend", "reason_gap_trend")
-    )
+    settled = {part: bool(metrics["settle"][part]["settled"]) for part in COMPARISONS}
     bn_pad = float(metrics["norms"]["batch"]["padding"]["mean"])
     if bn_pad < float(metrics["dependence_threshold"]):
         reason = "contradicted"
     else:
-        reason = _status(pc["reason_naive_minus_masked"]) if converged else "limited"
-    preference = _status(pc["preference_masked_minus_layer"]) if converged else "limited"
-    trend = dict(metrics.get("preference_gap_trend") or {})
-    floor = float(metrics["min_loss_gain"])
-    closing = (
-        trend.get("mid") is not None
-        and trend.get("end") is not None
-        and abs(float(trend["mid"])) - abs(float(trend["end"])) > floor
-    )
-    return Parts(reason, preference, converged, still, closing, trend)
+        reason = _status(pc["reason_naive_minus_masked"]) if settled["reason"] else "limited"
+    preference = _status(pc["preference_masked_minus_layer"]) if settled["preference"] else "limited"
+    return Parts(reason, preference, settled)
 
 
-def _trend_text(trend: Mapping[str, Any], floor: float) -> Msg:
-    if trend.get("mid") is None or trend.get("end") is None:
-        return empty()
-    mid, end = float(trend["mid"]), float(trend["end"])
-    swapped = mid * end < 0 and min(abs(mid), abs(end)) > floor
-    return Msg(
-        "C07.reason.trend",
-        mid=mid,
-        end=end,
-        mid_step=trend["mid_step"],
-        end_step=trend["end_step"],
-        swapped=Msg("C07.reason.lead_changed") if swapped else empty(),
-    )
-
-
-def _numbers(metrics: Mapping[str, Any], ln_dep: float, trend: Mapping[str, Any]) -> Msg:
+def _numbers(metrics: Mapping[str, Any], ln_dep: float) -> Msg:
     ln, bn, mbn = metrics["norms"]["layer"], metrics["norms"]["batch"], metrics["norms"]["masked_batch"]
     pc = metrics["paired"]
+    tuning = metrics["tuning"]
     return Msg(
         "C07.reason.numbers",
         bn_pad=float(bn["padding"]["mean"]),
@@ -212,45 +192,46 @@ def _numbers(metrics: Mapping[str, Any], ln_dep: float, trend: Mapping[str, Any]
         pref_delta=stats.describe(pc["preference_masked_minus_layer"], "nats/token"),
         leak=bn["future_leak"]["mean"],
         ln_leak=ln["future_leak"]["mean"],
-        mode_gap=stats.fmt(bn["mode_gap"], 3),
-        trend=_trend_text(trend, float(metrics["min_loss_gain"])),
+        lrs=Msg(
+            "C07.reason.lrs",
+            layer=_number(tuning["layer"]["lr"]),
+            batch=_number(tuning["batch"]["lr"]),
+            masked=_number(tuning["masked_batch"]["lr"]),
+        ),
+        why_leak=leak_text(metrics),
+        trend=early_text(metrics),
+    )
+
+
+def _why(metrics: Mapping[str, Any], part: str, settled: bool) -> Msg:
+    if settled:
+        return Msg("C07.reason.not_clear")
+    st = metrics["settle"][part]
+    if st["span"] is None:
+        return Msg("C07.reason.too_few_evals", window=metrics["settle_evals"])
+    return Msg(
+        "C07.reason.still_moving",
+        span=float(st["span"]),
+        from_step=st["from_step"],
+        to_step=st["to_step"],
+        margin=float(metrics["min_loss_gain"]),
     )
 
 
 def _limits(metrics: Mapping[str, Any], parts: Parts) -> list[Msg]:
-    """The parts this run could not judge, and why; a lead still closing makes the preference one."""
+    """The parts this run could not judge, and why (still moving, or not clear of the noise)."""
     steps = metrics["steps"]
     pc = metrics["paired"]
     limited: list[Msg] = []
-    if parts.preference != "limited" and parts.closing:
-        # BatchNorm's per-feature batch standardisation speeds up the first steps; a lead that is
-        # still shrinking when training stops says little about the trained model
-        parts.preference = "limited"
-        trend = parts.trend
-        limited.append(
-            Msg(
-                "C07.limited.preference_closing",
-                mid=float(trend["mid"]),
-                end=float(trend["end"]),
-                mid_step=trend["mid_step"],
-                end_step=trend["end_step"],
-            )
-        )
-    why = (
-        Msg("C07.reason.not_clear")
-        if parts.converged
-        else Msg(
-            "C07.reason.not_at_plateau",
-            still=parts.still,
-            steps=steps,
-            min_loss_gain=float(metrics["min_loss_gain"]),
-        )
-    )
+    if not metrics["tune_disjoint"]:
+        limited.append(Msg("C07.limited.tune_overlap"))
     if parts.reason == "limited":
         delta = stats.describe(pc["reason_naive_minus_masked"], "nats/token")
+        why = _why(metrics, "reason", parts.settled["reason"])
         limited.append(Msg("C07.limited.reason", steps=steps, delta=delta, why=why))
-    if parts.preference == "limited" and not parts.closing:
+    if parts.preference == "limited":
         delta = stats.describe(pc["preference_masked_minus_layer"], "nats/token")
+        why = _why(metrics, "preference", parts.settled["preference"])
         limited.append(Msg("C07.limited.preference", steps=steps, delta=delta, why=why))
     return limited
 
@@ -259,7 +240,7 @@ def _judged(out: VerdictOf, parts: Parts, numbers: Msg) -> Verdict:
     judged = [x for x in (parts.reason, parts.preference) if x != "limited"]
     if not judged:
         # why neither part is judged: the differences still moving at the end, or too small
-        settling = not parts.converged or parts.closing
+        settling = not all(parts.settled.values())
         why = Msg("C07.reason.why_unsettled" if settling else "C07.reason.why_unclear")
         return out.branch(Label.INCONCLUSIVE, "C07.verdict.nothing_judged", numbers=numbers, why=why)
     if all(x == "confirmed" for x in judged):
@@ -287,11 +268,12 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     - the preference: LayerNorm clearly lower than masked BatchNorm (masked BatchNorm clearly lower
       contradicts it).
 
-    A part that is not clear either way, or any loss comparison while the training loss is still
-    falling by ``plateau_tolerance`` or more over the last fifth of training (not at a plateau: a
-    short run's early lead says little about the final loss), is a limit of this run
-    (``limited``): it never lowers the label. Both judged parts confirmed: supported; one confirmed and one contradicted: partly;
-    all judged parts contradicted: not supported; nothing judged: inconclusive.
+    Every norm is trained at its own learning rate (one grid, one rule: ``_settle.tune``). A part
+    that is not clear either way, or whose mean paired difference still moved by ``min_loss_gain``
+    or more over the last ``settle_evals`` evaluations (the comparison has not stopped moving), is
+    a limit of this run (``limited``): it never lowers the label. Both judged parts confirmed:
+    supported; one confirmed and one contradicted: partly; all judged parts contradicted: not
+    supported; nothing judged: inconclusive.
     """
     part = SPEC.part("reason")
     assert part.primary is not None
@@ -318,7 +300,7 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if sum(metrics["diverged"].values()):
         return out.branch(Label.INCONCLUSIVE, "C07.verdict.diverged")
     parts = _parts(metrics)
-    numbers = _numbers(metrics, ln_dep, parts.trend)
+    numbers = _numbers(metrics, ln_dep)
     limited.extend(_limits(metrics, parts))
     out.parts.extend(judged_parts(metrics, parts.reason, parts.preference))
     return _judged(out, parts, numbers)
