@@ -3,7 +3,7 @@
     python benchmarks/bench_dag.py [--configfile config/config.yaml] [--cores 2] [--keep DIR]
     python benchmarks/bench_dag.py --noop-only      # the no-op on a finished run made by --touch (seconds)
 
-Copies the workflow (Snakefile, workflow/, config/, src/) into a fresh folder, runs
+Copies the workflow (Snakefile, workflow/, config/, src/, benchmarks/recorded/) into a fresh folder, runs
 ``snakemake --cores N`` from nothing (cold), then again with nothing changed (no-op), and prints
 both times (wall, and CPU of snakemake and its children) plus each rule's time and peak RSS from
 Snakemake's benchmark files. ``--noop-only`` skips the cold run: it creates every output empty and
@@ -53,7 +53,7 @@ def snakemake(cores: int, configfile: str, *args: str) -> list[str]:
 def copy_workflow(work: Path) -> None:
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copy2(REPO / "Snakefile", work / "Snakefile")
-    for name in ("workflow", "config", "src"):
+    for name in ("workflow", "config", "src", "benchmarks/recorded"):
         shutil.copytree(REPO / name, work / name, ignore=skip, dirs_exist_ok=True)
 
 
