@@ -14,6 +14,7 @@ from catalogue_checks import assert_explained, assert_record_in_korean
 from claim_packages import assert_measuring_is_light
 from whylab.concepts.c08_pre_vs_post_ln import figures as c08_figures
 from whylab.concepts.c08_pre_vs_post_ln import verdict as c08
+from whylab.concepts.c08_pre_vs_post_ln.cells import cell_key
 from whylab.concepts.c08_pre_vs_post_ln.shapes import PAPER_SHAPE, shape_of
 from whylab.messages import Msg, english_runs
 from whylab.verdict import Label, holm
@@ -24,16 +25,25 @@ PRE = [5.0, 5.1, 5.05, 4.95, 5.02]
 NOISE = [0.01, -0.02, 0.015, -0.01, 0.005]
 
 
+STALL = [6.0 + n for n in NOISE]  # Post-LN at the unigram loss, as on the default corpus
+
+
 def shift(by: float) -> list[float]:
     return [p + by + n for p, n in zip(PRE, NOISE, strict=True)]
 
 
-def cell(depth: int, post: list[float], pre: list[float] = PRE) -> dict[str, Any]:
+XAVIER = 1 / 32**0.5  # the default cells' d_model 32: init std 0.177
+
+
+def cell(
+    depth: int, post: list[float], pre: list[float] = PRE, lr: float = 1e-2, init_std: float = XAVIER
+) -> dict[str, Any]:
     return {
         "depth": depth,
-        "lr": 1e-2,
+        "lr": lr,
+        "init_std": init_std,
         "warmup": 0,
-        "key": f"{depth}",
+        "key": cell_key({"depth": depth, "lr": lr, "init_std": init_std, "warmup": 0}),
         "pre": {"loss": spread(pre), "diverged": 0, "runs": 5},
         "post": {"loss": spread(post), "diverged": 0, "runs": 5},
         "post_minus_pre": comparison(post, pre, 0.05),
@@ -199,10 +209,13 @@ def test_every_branch_has_its_texts_in_both_languages() -> None:
 def test_the_english_texts_are_unchanged() -> None:
     v = c08.verdict(c08_metrics([cell(6, shift(-0.4)), cell(12, shift(-0.3))]))
     assert v.reason.startswith(
-        "Post-LN trains clearly better in the cells where Pre-LN should win: 6 layers, lr 0.01, no warm-up, "
-        "no clipping: Post − Pre Δ = -0.400 nats/token"
+        "Post-LN trains clearly better in the cells where Pre-LN should win: 6 layers, lr 0.01, init std "
+        "0.177, no warm-up, no clipping: Post − Pre Δ = -0.400 nats/token"
     )
-    assert "(clear after Holm); 12 layers, lr 0.01, no warm-up, no clipping: Post − Pre" in v.reason
+    assert (
+        "(clear after Holm); 12 layers, lr 0.01, init std 0.177, no warm-up, no clipping: Post − Pre"
+        in v.reason
+    )
     assert (
         "; diverged runs Pre-LN 0/10, Post-LN 0/10; at initialisation log(last/first block gradient) is"
         in v.reason
@@ -218,11 +231,13 @@ def test_literature_texts_render_in_korean() -> None:
     m["warmup_cells"] = [warm]
     m["grad_probe_depth"] = 12
     checks = c08_figures._xiong(m)
-    assert len(checks) == 2 and checks[1].note.startswith("Decides the warm-up part: 6 layers: Post − Pre Δ")
+    assert len(checks) == 2 and checks[1].note.startswith(
+        "Decides the warm-up part: 6 layers, lr 0.01, init std 0.177: Post − Pre Δ"
+    )
     for check in checks:
         for text in (check.finding, check.note):
             assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
-    assert str(c08.cell_name(warm)) == "6 layers, lr 0.01, warm-up 5, no clipping"
+    assert str(c08.cell_name(warm)) == "6 layers, lr 0.01, init std 0.177, warm-up 5, no clipping"
 
 
 def test_an_exact_p_of_zero_stays_zero() -> None:
@@ -255,122 +270,3 @@ def test_parts_texts_render_in_korean() -> None:
             assert part.field is not None
             for text in (part.reason, part.field.reason):
                 assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
-
-
-def measured_with_warmup(
-    cold: dict[str, list[float]], warm: dict[str, list[float]], diverged_cold_post: int = 0
-) -> Any:
-    """Per-seed records of one 6-layer cell without and with a 40-step warm-up, as the measuring
-    step writes them, so ``summarize`` builds the Holm family itself."""
-    from whylab.concepts.context import Measured
-
-    settings = {
-        "primary_cells": [{"depth": 6, "lr": 1e-2}],
-        "warmup_depths": [6],
-        "warmup_steps": 40,
-        "steps": 160,
-        "min_loss_gain": 0.05,
-        "min_grad_log_ratio": 0.405,
-        "grad_probe_depths": [2, 6],
-    }
-    norms = {pos: {"2": [1.0, 1.0], "6": [1.0, 1.2, 1.5, 2.0, 2.5, 3.0]} for pos in ("pre", "post")}
-    norms["pre"]["6"] = [1.0, 1.0, 1.05, 0.95, 1.0, 1.02]
-    per_seed = []
-    for i in range(5):
-        runs = {}
-        for key, losses in (("6L-lr0.01-wu0", cold), ("6L-lr0.01-wu40", warm)):
-            runs[key] = {
-                pos: {
-                    "final_eval_loss": losses[pos][i],
-                    "diverged": key.endswith("wu0") and pos == "post" and i < diverged_cold_post,
-                    "curve": {},
-                }
-                for pos in ("pre", "post")
-            }
-        per_seed.append(
-            {
-                "seed": i,
-                "runs": runs,
-                "grad_norms_at_init": norms,
-                "vocab_size": 1000,
-                "init_std": 0.18,
-                "steps": 160,
-            }
-        )
-    return Measured("C08", settings, list(range(5)), per_seed=per_seed)
-
-
-STALL = [6.0 + n for n in NOISE]  # Post-LN at the unigram loss, as on the default corpus
-
-
-def test_the_warmup_part_is_judged_from_the_warmup_cell() -> None:
-    """Issue 20: "Post-LN needs warm-up here; Pre-LN does not", from the paired warm-up cell."""
-    near = [p + 0.3 * n for p, n in zip(PRE, NOISE, strict=True)]
-    warm_post = [x - 0.95 + 0.5 * n for x, n in zip(STALL, NOISE, strict=True)]
-    rescued = c08.summarize(
-        measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": near, "post": warm_post})
-    )
-    (w,) = rescued["warmup_cells"]
-    assert w["holm_rejected"] and w["rescue"]["test"]["mean_diff"] > 0.9  # warm-up rescues Post-LN
-    assert w["pre_need"]["equivalent"] and not w["pre_need_holm_rejected"]  # Pre-LN does not need it
-    part = {p.id: p for p in c08.verdict(rescued).parts}["warmup"]
-    assert part.run is Label.SUPPORTED and part.power is not None and not part.power.limited
-    assert "warm-up rescues Post-LN" in str(part.reason) and "Pre-LN does not need it" in str(part.reason)
-    assert part.field is not None and part.field.label is Label.SUPPORTED
-    # the default corpus's finding: Post-LN stalls with warm-up too -> the cell cannot show what
-    # warm-up cures: a limit (never "not needed"), even though Pre-LN needs none
-    stalled = c08.summarize(
-        measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": near, "post": STALL[::-1]})
-    )
-    assert stalled["warmup_cells"][0]["rescue"]["equivalent"]
-    part = {p.id: p for p in c08.verdict(stalled).parts}["warmup"]
-    assert part.run is Label.INCONCLUSIVE and "Post-LN fails with warm-up too" in str(part.reason)
-    assert part.believe.label is Label.SUPPORTED and str(part.believe.source) == "the literature"
-    # warm-up rescues Post-LN but Pre-LN gains as much from it: the second half fails -> partly
-    helped = [x - 0.5 for x in near]
-    mixed = c08.summarize(
-        measured_with_warmup({"pre": near, "post": STALL}, {"pre": helped, "post": warm_post})
-    )
-    assert {p.id: p for p in c08.verdict(mixed).parts}["warmup"].run is Label.PARTLY
-    # Post-LN failing with warm-up too and Pre-LN helped by it: the second half fails -> not supported
-    both = c08.summarize(
-        measured_with_warmup({"pre": shift(0.5), "post": STALL}, {"pre": PRE, "post": STALL[::-1]})
-    )
-    assert {p.id: p for p in c08.verdict(both).parts}["warmup"].run is Label.NOT_SUPPORTED
-    # Post-LN fine without warm-up: nothing to rescue, a limit
-    fine = c08.summarize(measured_with_warmup({"pre": PRE, "post": PRE}, {"pre": near, "post": PRE}))
-    part = {p.id: p for p in c08.verdict(fine).parts}["warmup"]
-    assert part.run is Label.INCONCLUSIVE and "nothing for warm-up" in str(part.reason)
-    assert part.believe.label is Label.SUPPORTED  # then the literature's answer
-
-
-def test_the_warmup_tests_join_the_holm_family() -> None:
-    """A borderline rescue clear on its own is not clear beside the primary cell and Pre-LN's test."""
-    borderline = [x - 0.1 - d for x, d in zip(STALL, [0.09, -0.08, 0.1, -0.07, 0.02], strict=True)]
-    m = c08.summarize(measured_with_warmup({"pre": STALL, "post": STALL}, {"pre": STALL, "post": borderline}))
-    (w,) = m["warmup_cells"]
-    assert w["rescue"]["test"]["p"] < 0.05 and not w["holm_rejected"]
-
-
-def test_the_warmup_part_renders_in_korean() -> None:
-    m = c08.summarize(measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": PRE, "post": STALL[::-1]}))
-    part = {p.id: p for p in c08.verdict(m).parts}["warmup"]
-    assert part.field is not None
-    for text in (part.reason, part.field.reason):
-        assert isinstance(text, Msg) and english_runs(text.in_("ko")) == [], text.in_("ko")
-
-
-def test_the_probed_cell_says_why_warmup_does_not_rescue_post_ln() -> None:
-    """The default cell (6 layers, lr 1e-2, 160 steps, init std 1/√32): Post-LN failing with warm-up
-    too gets the recorded seed-0 probes (claim.yaml ``probes``): the initialisation, not the missing
-    warm-up; another cell (here init std 0.18) gets no such note."""
-    measured = measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": PRE, "post": STALL[::-1]})
-    for r in measured.per_seed:
-        r["init_std"] = 1 / 32**0.5
-    part = {p.id: p for p in c08.verdict(c08.summarize(measured)).parts}["warmup"]
-    assert "Why: probes of this cell" in str(part.reason) and "init std 0.177" in str(part.reason)
-    assert isinstance(part.reason, Msg) and english_runs(part.reason.in_("ko")) == [], part.reason.in_("ko")
-    other = c08.summarize(
-        measured_with_warmup({"pre": PRE, "post": STALL}, {"pre": PRE, "post": STALL[::-1]})
-    )
-    assert "Why: probes" not in str({p.id: p for p in c08.verdict(other).parts}["warmup"].reason)

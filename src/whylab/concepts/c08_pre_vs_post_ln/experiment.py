@@ -1,15 +1,14 @@
 """C08's measurements: every cell trained in both placements from each seed, and the gradient norm
 per block at initialisation.
 
-Measuring only: per seed, cell and placement the final validation loss, whether the run diverged
-and its evaluation curve; per placement and probe depth the gradient norm of every block at
+Measuring only: per seed, cell (depth, lr, init std, warm-up) and placement the final validation loss,
+whether the run diverged and its evaluation curve; per placement and probe depth the gradient norm of every block at
 initialisation; and what the runs were built with (vocabulary, init std, steps). Deciding is in
 ``verdict.py``, drawing in ``figures.py``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from whylab.bench import lab
 from whylab.bench.data import lm_batches
 from whylab.bench.train import bench_config, per_layer_grad_norms, train_settings
-from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
+from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of, section_init_std
 from whylab.concepts.context import ConceptContext
 from whylab.files import finite
 
@@ -26,11 +25,10 @@ GRAD_PROBE_BATCH = 16  # sequences in the batch whose gradient is measured at in
 
 
 def overrides(s: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """(model overrides, train overrides, init std) of the cells' runs."""
+    """(model overrides, train overrides, the section's init std) of the runs; a cell may name its
+    own init std, the gradient probes at initialisation use the section's."""
     model_over = lab.given(s, ("d_model", "n_heads"))
-    d_model = int(model_over.get("d_model", s["model"]["d_model"]))
-    std = s["init_std"]
-    init_std = float(std) if std is not None else 1.0 / math.sqrt(d_model)  # Xiong et al.: Xavier-like
+    init_std = section_init_std({**s, "d_model": model_over.get("d_model", s["model"]["d_model"])})
     train_over = {
         **lab.given(s, ("steps", "batch_size", "seq_len", "eval_every", "beta2")),
         "grad_clip": None,
@@ -83,7 +81,13 @@ def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
                 corpus,
                 seed,
                 ctx.device,
-                {"n_layers": cell["depth"], "norm": "layer", "norm_position": pos, **model_over},
+                {
+                    "n_layers": cell["depth"],
+                    "norm": "layer",
+                    "norm_position": pos,
+                    **model_over,
+                    "init_std": cell["init_std"],
+                },
                 {"lr": cell["lr"], "warmup_steps": cell["warmup"], **train_over},
             )
             runs[cell_key(cell)][pos] = {
@@ -96,7 +100,8 @@ def measure_seed(ctx: ConceptContext, seed: int) -> dict[str, Any]:
         "seed": seed,
         "runs": runs,
         "grad_norms_at_init": _grad_norms(ctx, corpus, seed, model_over, seq_len),
-        # what the runs were built with: the same for every seed
+        # what the runs were built with: the same for every seed (init_std: the gradient probes'
+        # and the cells' without their own)
         "vocab_size": corpus.vocab_size,
         "init_std": init_std,
         "steps": int(train_over.get("steps", s["train"]["steps"])),

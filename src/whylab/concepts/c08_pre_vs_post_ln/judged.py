@@ -10,6 +10,7 @@ from importlib.resources import files
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
+from whylab.concepts.c08_pre_vs_post_ln.cells import cold_key
 from whylab.concepts.c08_pre_vs_post_ln.shapes import xiong_agreement
 from whylab.files import parse_yaml
 from whylab.messages import Msg, empty
@@ -28,25 +29,6 @@ AGREEMENT_LABEL = {
 def _raw_parts() -> dict[str, dict[str, Any]]:
     text = files("whylab.concepts.c08_pre_vs_post_ln").joinpath("claim.yaml").read_text(encoding="utf-8")
     return {p["id"]: p for p in parse_yaml(text)["parts"]}
-
-
-@cache
-def _probes() -> list[dict[str, Any]]:
-    text = files("whylab.concepts.c08_pre_vs_post_ln").joinpath("claim.yaml").read_text(encoding="utf-8")
-    return list(parse_yaml(text).get("probes") or [])
-
-
-def probed(warm: Mapping[str, Any], metrics: Mapping[str, Any]) -> Msg:
-    """The recorded probes of ``warm``'s cell (claim.yaml ``probes``: why warm-up does not rescue
-    Post-LN there), as a note for the warm-up part; empty for a cell nobody probed."""
-    for probe in _probes():
-        c = probe["cell"]
-        same = (int(c["depth"]), int(c["steps"])) == (int(warm["depth"]), int(metrics["steps"]))
-        same_lr = abs(float(c["lr"]) - float(warm["lr"])) < 1e-12
-        if same and same_lr and abs(float(c["init_std"]) - float(metrics["init_std"])) < 1e-9:
-            fields = {k: v for k, v in probe.items() if k != "cell"}
-            return Msg("C08.part.warmup.probed", init_std=float(c["init_std"]), **fields)
-    return empty()
 
 
 def published(part_id: str) -> tuple[Published, ...]:
@@ -79,10 +61,14 @@ def paper_field() -> FieldAnswer:
     )
 
 
+def _clear(cells: list[Mapping[str, Any]], floor: float) -> tuple[int, int]:
+    """(cells where Pre-LN ends clearly lower, cells where Post-LN does): Holm-clear past ``floor``."""
+    diffs = [c["post_minus_pre"]["test"]["mean_diff"] for c in cells if c["holm_rejected"]]
+    return sum(d > floor for d in diffs), sum(d < -floor for d in diffs)
+
+
 def _cells_outcome(metrics: Mapping[str, Any]) -> tuple[Label, str]:
-    floor = float(metrics["min_loss_gain"])
-    diffs = [c["post_minus_pre"]["test"]["mean_diff"] for c in metrics["cells"] if c["holm_rejected"]]
-    pre, post = any(d > floor for d in diffs), any(d < -floor for d in diffs)
+    pre, post = _clear(metrics["cells"], float(metrics["min_loss_gain"]))
     if pre and post:
         return Label.PARTLY, "both"
     if pre:
@@ -95,6 +81,52 @@ def _cells_outcome(metrics: Mapping[str, Any]) -> tuple[Label, str]:
 def stressed(metrics: Mapping[str, Any]) -> bool:
     """Some primary cell stresses Post-LN: a run of it diverged, or it ends clearly worse."""
     return any(_stressed(c) for c in metrics["cells"])
+
+
+def _by_init(metrics: Mapping[str, Any]) -> Msg:
+    """Where the primary cells have several init stds: per init std, in how many cells each
+    placement ends clearly lower, and whether Pre-LN's advantage holds at every one; empty with
+    one init std."""
+    floor = float(metrics["min_loss_gain"])
+    stds = sorted({round(float(c["init_std"]), 12) for c in metrics["cells"]}, reverse=True)
+    if len(stds) < 2:
+        return empty()
+    per_init, holds = [], True
+    for std in stds:
+        cells = [c for c in metrics["cells"] if round(float(c["init_std"]), 12) == std]
+        pre, post = _clear(cells, floor)
+        holds = holds and pre > 0 and post == 0
+        per_init.append(Msg("C08.part.placement.init", init_std=std, n=len(cells), pre=pre, post=post))
+    verdict = Msg(f"C08.part.placement.inits.{'holds' if holds else 'not_everywhere'}")
+    return Msg("C08.part.placement.inits.text", inits=per_init, verdict=verdict)
+
+
+def _init_matters(metrics: Mapping[str, Any]) -> Msg:
+    """Primary cells of the same depth and lr where Post-LN fails at one init std and, at another,
+    is not clearly worse than Pre-LN and ends below it on some seeds: there its failure comes with
+    the initialisation."""
+    out = []
+    for bad in metrics["cells"]:
+        for good in metrics["cells"]:
+            same = bad["depth"] == good["depth"] and abs(bad["lr"] - good["lr"]) < 1e-12
+            pairs = list(zip(good["post"]["loss"]["values"], good["pre"]["loss"]["values"], strict=True))
+            below = sum(post is not None and pre is not None and post < pre for post, pre in pairs)
+            if same and _stressed(bad) and not _stressed(good) and below:
+                out.append(
+                    Msg(
+                        "C08.part.placement.init_matters",
+                        depth=bad["depth"],
+                        lr=bad["lr"],
+                        bad_std=float(bad["init_std"]),
+                        bad_post=stats.fmt(bad["post"]["loss"], 3),
+                        good_std=float(good["init_std"]),
+                        good_post=stats.fmt(good["post"]["loss"], 3),
+                        good_pre=stats.fmt(good["pre"]["loss"], 3),
+                        below=below,
+                        seeds=len(pairs),
+                    )
+                )
+    return Msg("C08.part.placement.init_matters_all", items=out) if out else empty()
 
 
 def placement_part(metrics: Mapping[str, Any], words: str, numbers: Msg) -> PartVerdict:
@@ -111,6 +143,8 @@ def placement_part(metrics: Mapping[str, Any], words: str, numbers: Msg) -> Part
         detectable=power.detectable,
         floor=floor,
         stress=empty() if stressed(metrics) else Msg("C08.part.placement.unstressed", runs=runs),
+        inits=_by_init(metrics),
+        init_matters=_init_matters(metrics),
     )
     label = run_label(decided, power)
     if not stressed(metrics) and label is not Label.NOT_SUPPORTED:
@@ -159,8 +193,8 @@ def _stressed(cell: Mapping[str, Any]) -> bool:
 
 def _warmup_cell(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The deepest warm-up cell and its primary cell without warm-up; None when none ran."""
-    by_cell = {(c["depth"], c["lr"]): c for c in metrics["cells"]}
-    pairs = [(w, by_cell[(w["depth"], w["lr"])]) for w in metrics["warmup_cells"]]
+    by_cell = {c["key"]: c for c in metrics["cells"]}
+    pairs = [(w, by_cell[cold_key(w)]) for w in metrics["warmup_cells"]]
     return max(pairs, key=lambda p: p[0]["depth"], default=None)
 
 
@@ -194,7 +228,13 @@ def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
     cold_stressed = _stressed(cold)
     reason = Msg(
         "C08.part.warmup.run",
-        cell=Msg("C08.cell.name", depth=warm["depth"], lr=warm["lr"], warm=Msg("C08.cell.no_warmup")),
+        cell=Msg(
+            "C08.cell.name",
+            depth=warm["depth"],
+            lr=warm["lr"],
+            init_std=float(warm["init_std"]),
+            warm=Msg("C08.cell.no_warmup"),
+        ),
         steps=warm["warmup"],
         post=Msg(f"C08.part.warmup.post.{'fails_anyway' if fails_anyway else NEEDS[post]}"),
         rescue=stats.describe(warm["rescue"], "nats/token"),
@@ -205,7 +245,6 @@ def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
         detectable=power.detectable,
         floor=floor,
         stress=empty() if cold_stressed else Msg("C08.part.warmup.unstressed"),
-        probed=probed(warm, metrics) if fails_anyway else empty(),
     )
     if post == "limited":  # the first half is the part's core: unjudged, only a false second half decides
         decided = Label.NOT_SUPPORTED if pre == "confirmed" else Label.INCONCLUSIVE

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
-from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
+from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of, cold_key
 from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part, warmup_part
 from whylab.concepts.c08_pre_vs_post_ln.shapes import grad_shapes, xiong_agreement
 from whylab.concepts.context import Measured
@@ -35,7 +35,9 @@ def capped_loss(final_eval_loss: float | None, cap: float) -> float:
 
 def cell_name(cell: Mapping[str, Any]) -> Msg:
     warm = Msg("C08.cell.warmup", steps=cell["warmup"]) if cell["warmup"] else Msg("C08.cell.no_warmup")
-    return Msg("C08.cell.name", depth=cell["depth"], lr=cell["lr"], warm=warm)
+    return Msg(
+        "C08.cell.name", depth=cell["depth"], lr=cell["lr"], init_std=float(cell["init_std"]), warm=warm
+    )
 
 
 def p_of(comparison: Mapping[str, Any]) -> float:
@@ -93,9 +95,9 @@ def summarize(measured: Measured) -> dict[str, Any]:
     floor = float(s["min_loss_gain"])
     cells = [_cell_metrics(c, per_seed, cap, floor) for c in primary]
     warm = [_cell_metrics(c, per_seed, cap, floor) for c in extra]
-    by_cell = {(c["depth"], c["lr"]): c for c in cells}
+    by_cell = {c["key"]: c for c in cells}
     for w in warm:
-        cold = by_cell[(w["depth"], w["lr"])]
+        cold = by_cell[cold_key(w)]
         # warm-up's gain per placement, paired by seed: positive, the run without warm-up ends
         # higher. Post-LN's is the rescue; Pre-LN's says whether Pre-LN needs warm-up too
         w["rescue"], w["pre_need"] = (
