@@ -83,20 +83,38 @@ def stressed(metrics: Mapping[str, Any]) -> bool:
     return any(_stressed(c) for c in metrics["cells"])
 
 
+def _init_groups(metrics: Mapping[str, Any]) -> list[tuple[float, int, int, int]]:
+    """(init std, cells, cells where Pre-LN ends clearly lower, where Post-LN does) per init std of
+    the primary cells, largest std first."""
+    floor = float(metrics["min_loss_gain"])
+    stds = sorted({round(float(c["init_std"]), 12) for c in metrics["cells"]}, reverse=True)
+    out = []
+    for std in stds:
+        cells = [c for c in metrics["cells"] if round(float(c["init_std"]), 12) == std]
+        out.append((std, len(cells), *_clear(cells, floor)))
+    return out
+
+
+def pre_wins_at_every_init(metrics: Mapping[str, Any]) -> bool | None:
+    """Whether Pre-LN ends clearly lower in some cell, and Post-LN in none, at every init std the
+    primary cells use; None with one init std (nothing to compare)."""
+    groups = _init_groups(metrics)
+    if len(groups) < 2:
+        return None
+    return all(pre > 0 and post == 0 for _, _, pre, post in groups)
+
+
 def _by_init(metrics: Mapping[str, Any]) -> Msg:
     """Where the primary cells have several init stds: per init std, in how many cells each
     placement ends clearly lower, and whether Pre-LN's advantage holds at every one; empty with
     one init std."""
-    floor = float(metrics["min_loss_gain"])
-    stds = sorted({round(float(c["init_std"]), 12) for c in metrics["cells"]}, reverse=True)
-    if len(stds) < 2:
+    holds = pre_wins_at_every_init(metrics)
+    if holds is None:
         return empty()
-    per_init, holds = [], True
-    for std in stds:
-        cells = [c for c in metrics["cells"] if round(float(c["init_std"]), 12) == std]
-        pre, post = _clear(cells, floor)
-        holds = holds and pre > 0 and post == 0
-        per_init.append(Msg("C08.part.placement.init", init_std=std, n=len(cells), pre=pre, post=post))
+    per_init = [
+        Msg("C08.part.placement.init", init_std=std, n=n, pre=pre, post=post)
+        for std, n, pre, post in _init_groups(metrics)
+    ]
     verdict = Msg(f"C08.part.placement.inits.{'holds' if holds else 'not_everywhere'}")
     return Msg("C08.part.placement.inits.text", inits=per_init, verdict=verdict)
 
@@ -198,6 +216,15 @@ def _warmup_cell(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return max(pairs, key=lambda p: p[0]["depth"], default=None)
 
 
+def _pre_needs_why(warm: Mapping[str, Any]) -> Msg:
+    """Why Pre-LN gaining from warm-up here is not the paper's finding reversed: the cell's peak
+    lr, and how its gain compares with Post-LN's."""
+    post_gain = float(warm["rescue"]["test"]["mean_diff"])
+    pre_gain = float(warm["pre_need"]["test"]["mean_diff"])
+    less = Msg("C08.part.warmup.pre_why.less") if pre_gain < post_gain else empty()
+    return Msg("C08.part.warmup.pre_why.text", lr=warm["lr"], post_gain=post_gain, pre_gain=pre_gain, less=less)
+
+
 def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
     """ "Post-LN needs warm-up here; Pre-LN does not": in the warm-up cell, warm-up's paired gain
     for Post-LN (the rescue) and for Pre-LN, each Holm-corrected with the primary cells. The first
@@ -245,12 +272,17 @@ def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
         detectable=power.detectable,
         floor=floor,
         stress=empty() if cold_stressed else Msg("C08.part.warmup.unstressed"),
+        pre_why=_pre_needs_why(warm) if pre == "confirmed" else empty(),
     )
     if post == "limited":  # the first half is the part's core: unjudged, only a false second half decides
         decided = Label.NOT_SUPPORTED if pre == "confirmed" else Label.INCONCLUSIVE
     else:
         decided = Label(stats.label_of([post, FLIP[pre]]))
     label = run_label(decided, power)
+    if pre == "confirmed":
+        # Pre-LN clearly gaining from warm-up is a detection (Holm-clear, past the floor): a run too
+        # small to detect the predicted effect cannot explain a found one away, so it decides
+        label = decided
     if not cold_stressed and label is not Label.NOT_SUPPORTED:
         label = Label.INCONCLUSIVE  # Post-LN does not fail without warm-up: nothing to rescue
     return PartVerdict("warmup", words, Kind.EXPERIMENT, label, reason, power, warmup_field())

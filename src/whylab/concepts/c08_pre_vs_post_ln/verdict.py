@@ -14,7 +14,7 @@ from typing import Any
 
 from whylab.concepts import _bench_stats as stats
 from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of, cold_key
-from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part, warmup_part
+from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part, pre_wins_at_every_init, warmup_part
 from whylab.concepts.c08_pre_vs_post_ln.shapes import grad_shapes, xiong_agreement
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
@@ -217,9 +217,11 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
     if agreement == "unclear":
         out.limited.append(Msg("C08.limited.gradient_unclear"))
     if pre_wins and not post_wins:
+        # Pre-LN's advantage missing at some init std: the takeaway must not promise it everywhere
+        init = "_init" if pre_wins_at_every_init(metrics) is False else ""
         if grad_opposite:
-            return out.branch(Label.PARTLY, "C08.verdict.gradient_opposite", numbers=numbers)
-        return out.branch(Label.SUPPORTED, "C08.verdict.pre_wins", numbers=numbers)
+            return out.branch(Label.PARTLY, f"C08.verdict.gradient_opposite{init}", numbers=numbers)
+        return out.branch(Label.SUPPORTED, f"C08.verdict.pre_wins{init}", numbers=numbers)
     if post_wins and not pre_wins:
         return out.branch(Label.NOT_SUPPORTED, "C08.verdict.post_wins", numbers=numbers)
     if pre_wins and post_wins:
