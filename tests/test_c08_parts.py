@@ -243,7 +243,9 @@ def test_a_found_pre_ln_gain_from_warmup_stands_at_low_power() -> None:
     text = str(part.reason)
     assert "Pre-LN needs warm-up too" in text and "low power limits" in text
     assert "Pre-LN needs warm-up less, not never" in text
-    assert part.believe.label is Label.PARTLY and str(part.believe.source) == "this run, against the literature"
+    assert (
+        part.believe.label is Label.PARTLY and str(part.believe.source) == "this run, against the literature"
+    )
 
 
 def test_the_takeaway_does_not_promise_pre_ln_at_every_init() -> None:

@@ -222,7 +222,9 @@ def _pre_needs_why(warm: Mapping[str, Any]) -> Msg:
     post_gain = float(warm["rescue"]["test"]["mean_diff"])
     pre_gain = float(warm["pre_need"]["test"]["mean_diff"])
     less = Msg("C08.part.warmup.pre_why.less") if pre_gain < post_gain else empty()
-    return Msg("C08.part.warmup.pre_why.text", lr=warm["lr"], post_gain=post_gain, pre_gain=pre_gain, less=less)
+    return Msg(
+        "C08.part.warmup.pre_why.text", lr=warm["lr"], post_gain=post_gain, pre_gain=pre_gain, less=less
+    )
 
 
 def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:

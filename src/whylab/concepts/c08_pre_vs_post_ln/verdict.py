@@ -14,7 +14,12 @@ from typing import Any
 
 from whylab.concepts import _bench_stats as stats
 from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of, cold_key
-from whylab.concepts.c08_pre_vs_post_ln.judged import paper_part, placement_part, pre_wins_at_every_init, warmup_part
+from whylab.concepts.c08_pre_vs_post_ln.judged import (
+    paper_part,
+    placement_part,
+    pre_wins_at_every_init,
+    warmup_part,
+)
 from whylab.concepts.c08_pre_vs_post_ln.shapes import grad_shapes, xiong_agreement
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
