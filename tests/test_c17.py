@@ -96,6 +96,12 @@ C17_CASES: dict[str, dict[str, Any]] = {
     "C17.verdict.notes_drift": {"notes_max_abs_rel_err_decimal": 0.05},
     "C17.verdict.no_quantized": {"quant_layer_ratios": {}},
     "C17.verdict.quant_overhead": {"quant_layer_ratios": {"torchao_int8": 1.02, "bnb_int8": 1.35}},
+    "C17.verdict.whole_models": {
+        "whole_at_scale": [
+            {"model": "bert-base", "int8": 1.219, "int4": 1.656, "share_outside": 0.219},
+            {"model": "gpt3-175b", "int8": 1.004, "int4": 1.011, "share_outside": 0.004},
+        ]
+    },
     "C17.verdict.supported": {
         "unpacked_layer_ratios": {"torchao_int4": 2.31},
         "quant_bits_per_weight": {"torchao_int8": 8.2, "bnb_nf4": 4.13, "torchao_int4": 9.24},
@@ -252,3 +258,38 @@ def test_c17_part_texts_render_in_korean() -> None:
     for part in _parts().values():
         for msg in (part.reason, *(() if part.field is None else (part.field.reason,))):
             assert isinstance(msg, Msg) and english_runs(msg.in_("ko")) == [], (part.id, msg.in_("ko"))
+
+
+def test_c17_whole_models_are_judged_at_the_notes_scale() -> None:
+    """The rule on whole models is decided on the notes' own models from exact counts (Linear
+    weights quantized, the rest 16-bit), not on the small model loaded here: GPT-3 follows it,
+    BERT-base (a fifth of it embeddings) does not, so the part and the claim are partly supported."""
+    scale = C17_CASES["C17.verdict.whole_models"]["whole_at_scale"]
+    v = c17.verdict(_c17(formats=FORMATS, counts=COUNTS, notes_rows=NOTES_ROWS, whole_at_scale=scale))
+    whole = {p.id: p for p in v.parts}["model_memory"]
+    text = str(whole.reason)
+    assert whole.run is Label.PARTLY and "holds for a whole gpt3-175b, not for a whole bert-base" in text
+    assert "bert-base 1.22× in INT8 and 1.66× in INT4" in text and "small model, loaded" in text
+    assert v.label is Label.PARTLY and v.branch == "C17.verdict.whole_models"
+    assert "gpt3-175b 1.00× in INT8" in str(v.correction) and "llama" not in str(v.correction)
+    ko = whole.reason.in_("ko")
+    assert english_runs(ko) == [] and "gpt3-175b 전체에는 규칙이 성립하지만 bert-base 전체에는" in ko
+    # both of the notes' models within the tolerance: the part holds and the claim keeps its label
+    fine = [dict(r, int8=1.01, int4=1.03) for r in scale]
+    v = c17.verdict(_c17(formats=FORMATS, counts=COUNTS, notes_rows=NOTES_ROWS, whole_at_scale=fine))
+    assert {p.id: p for p in v.parts}["model_memory"].run is Label.SUPPORTED and v.label is Label.SUPPORTED
+
+
+def test_c17_counts_the_quantizable_weights_on_the_meta_device() -> None:
+    """BERT-base's Linear weights (pooler included) against its 109,482,240 parameters; GPT-2's
+    Conv1D layers count, its head (tied to the embedding) does not."""
+    from whylab.memory import counting
+
+    bert = counting.ModelSpec("bert-base", "bert", {})
+    n, q = counting.meta_counts(bert)
+    assert n == 109_482_240 and q == 12 * (4 * 768 * 768 + 2 * 768 * 3072) + 768 * 768
+    gpt2 = counting.ModelSpec("gpt2-small", "gpt2", {})
+    n, q = counting.meta_counts(gpt2)
+    assert q == 12 * (768 * 3 * 768 + 768 * 768 + 2 * 768 * 3072) and n - q > 50257 * 768
+    rows = c17.whole_at_scale([{"model": "bert-base", "meta": n, "quantizable": q}])
+    assert rows[0]["int8"] == (q + 2 * (n - q)) / n

@@ -102,13 +102,28 @@ def analytic_params(spec: ModelSpec) -> int:
     return {"bert": bert_params, "gpt2": gpt2_params, "llama": llama_params}[spec.family](cfg)
 
 
-def meta_params(spec: ModelSpec) -> int:
-    """Count by instantiating the real model class on the meta device (no storage is allocated)."""
+def meta_counts(spec: ModelSpec) -> tuple[int, int]:
+    """(all parameters, quantizable weights) by instantiating the real model class on the meta
+    device (no storage is allocated). Quantizable: the weights of the Linear layers (GPT-2's
+    Conv1D) outside the output head, what weight-only INT8/INT4 quantizers (bitsandbytes, GPTQ,
+    AWQ, torchao) replace; the embeddings, norms, biases and the head stay in 16-bit floats."""
     import torch
     from transformers import BertModel, GPT2LMHeadModel, LlamaForCausalLM
+    from transformers.pytorch_utils import Conv1D
 
     cls = {"bert": BertModel, "gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM}[spec.family]
     with torch.device("meta"):
         model = cls(make_config(spec))
-    # parameters() yields a tied weight once, as it is stored once
-    return sum(p.numel() for p in model.parameters())
+    quantizable = {
+        id(m.weight)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear | Conv1D) and name.split(".")[-1] != "lm_head"
+    }
+    # parameters() yields a tied weight once, as it is stored once (GPT-2's head is its embedding)
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if id(p) in quantizable)
+
+
+def meta_params(spec: ModelSpec) -> int:
+    """Count by instantiating the real model class on the meta device (no storage is allocated)."""
+    return meta_counts(spec)[0]

@@ -23,7 +23,7 @@ def count_models(specs: list[counting.ModelSpec]) -> list[dict[str, Any]]:
     rows = []
     for spec in specs:
         analytic = counting.analytic_params(spec)
-        meta = counting.meta_params(spec)
+        meta, quantizable = counting.meta_counts(spec)
         rows.append(
             {
                 "model": spec.name,
@@ -31,6 +31,7 @@ def count_models(specs: list[counting.ModelSpec]) -> list[dict[str, Any]]:
                 "analytic": analytic,
                 "meta": meta,
                 "match": analytic == meta,
+                "quantizable": quantizable,
                 "quoted": spec.quoted_params,
                 "quoted_rel_err": (spec.quoted_params - meta) / meta if spec.quoted_params else None,
                 "source": spec.source,

@@ -4,8 +4,9 @@ Pure: metrics in, :class:`~whylab.parts.PartVerdict` out. All parts are definiti
 tensors built by torch, torchao, bitsandbytes; exact counts of transformers' classes). The float
 sizes are torch's element sizes, true by construction: shown, they decide nothing of substance. The
 quantized lines are judged on the quantized layers (``INT8 = 1``, ``INT4 = 0.5``) and the rule
-itself (``기본_메모리 = 파라미터_수 * 데이터타입_크기``) on whole loaded models, where the embedding and
-norms stay in higher precision.
+itself (``기본_메모리 = 파라미터_수 * 데이터타입_크기``) on whole models of the notes' BERT-base and
+GPT-3 from exact counts, where the embeddings, norms and head stay in 16-bit (the small model loaded
+here, with a fifth of its parameters outside its Linear layers, is reported beside them).
 """
 
 from __future__ import annotations
@@ -70,22 +71,62 @@ def _float_parts(m: Mapping[str, Any], tol_f: float) -> list[PartVerdict]:
     return out
 
 
-def _quant_parts(m: Mapping[str, Any], tol_q: float) -> list[PartVerdict]:
-    int8 = _ratios(m, "int8", "layer_ratio")
-    int4 = _ratios(m, "int4", "layer_ratio")
+def _notes_scale(m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The whole-model rows (``whole_at_scale``) of the notes' own models, BERT-base and GPT-3."""
+    notes = {model for model, _ in QUOTED.values()}
+    return [r for r in m.get("whole_at_scale") or [] if r["model"] in notes]
+
+
+def scale_items(m: Mapping[str, Any], notes_only: bool = False) -> list[Msg]:
+    """Each counted architecture's (or only the notes' models') whole-model ratios in INT8 and INT4
+    (16-bit for the rest)."""
+    rows = _notes_scale(m) if notes_only else m.get("whole_at_scale") or []
+    return [
+        Msg(
+            "C17.part.model_memory.scale_item",
+            model=r["model"],
+            int8=r["int8"],
+            int4=r["int4"],
+            share=r["share_outside"],
+        )
+        for r in rows
+    ]
+
+
+def _model_memory(m: Mapping[str, Any], tol_q: float) -> PartVerdict:
+    """The rule on whole models: decided at the notes' scale (their two models, exact counts, the
+    Linear weights quantized and the rest 16-bit); the small model loaded here is what this run
+    measured in memory, where a fifth of the parameters sit outside the Linear layers."""
     whole = {**_ratios(m, "int8", "model_ratio"), **_ratios(m, "int4", "model_ratio")}
     fmts = m.get("formats") or {}
     share = next((1 - v["linear_params"] / v["params"] for v in fmts.values() if v.get("params")), None)
+    small = (
+        Msg("C17.part.model_memory.run", items=_listed(whole), share=share)
+        if whole and share is not None
+        else Msg("C17.part.unmeasured")
+    )
+    notes = _notes_scale(m)
+    if not notes:  # no exact counts of the notes' models: the small model decides
+        return _part("model_memory", ratio_label(whole, tol_q), small)
+    held = {r["model"]: all(abs(r[f] - 1) <= tol_q for f in ("int8", "int4")) for r in notes}
+    ratios = {f"{r['model']} {f}": r[f] for r in notes for f in ("int8", "int4")}
+    ok, bad = [k for k, v in held.items() if v], [k for k, v in held.items() if not v]
+    verdict = Msg(
+        f"C17.part.model_memory.scale_verdict.{'all' if not bad else 'none' if not ok else 'some'}",
+        ok=ok,
+        bad=bad,
+    )
+    reason = Msg("C17.part.model_memory.scale", items=scale_items(m), tol=tol_q, verdict=verdict, small=small)
+    return _part("model_memory", ratio_label(ratios, tol_q), reason)
+
+
+def _quant_parts(m: Mapping[str, Any], tol_q: float) -> list[PartVerdict]:
+    int8 = _ratios(m, "int8", "layer_ratio")
+    int4 = _ratios(m, "int4", "layer_ratio")
     qlora = literature("int4_half_byte")[0]
     qlora_ratio = float(qlora.value) / 8 / 0.5
     return [
-        _part(
-            "model_memory",
-            ratio_label(whole, tol_q),
-            Msg("C17.part.model_memory.run", items=_listed(whole), share=share)
-            if whole and share is not None
-            else Msg("C17.part.unmeasured"),
-        ),
+        _model_memory(m, tol_q),
         _part(
             "int8",
             ratio_label(int8, tol_q),

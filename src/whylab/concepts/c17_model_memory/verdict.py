@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from whylab.concepts.c17_model_memory import parts as c17_parts
 from whylab.concepts.c17_model_memory.parts import build_parts
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
@@ -86,6 +87,29 @@ def format_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def whole_at_scale(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per counted architecture, a whole model's bytes over parameters × nominal bytes in INT8 and
+    INT4 when its Linear weights are quantized and everything else (embeddings, norms, biases, the
+    output head) stays in 16-bit floats, as weight-only quantizers leave them: the rule at the
+    notes' scale, from exact counts (no weights)."""
+    rows = []
+    for c in counts:
+        n, q = c.get("meta"), c.get("quantizable")
+        if not n or q is None:
+            continue
+        rest = n - q
+        rows.append(
+            {
+                "model": c["model"],
+                "params": n,
+                "quantizable": q,
+                "share_outside": rest / n,
+                **{fmt: (q * b + rest * 2) / (n * b) for fmt, b in (("int8", 1.0), ("int4", 0.5))},
+            }
+        )
+    return rows
+
+
 def summarize(measured: Measured) -> dict[str, Any]:
     s = measured.settings
     counts: list[dict[str, Any]] = measured.whole["counts"]
@@ -111,6 +135,7 @@ def summarize(measured: Measured) -> dict[str, Any]:
         "quant_bits_per_weight": {k: 8 * v["layer_bytes_per_value"] for k, v in quants.items()},
         "quant_model_ratios": {k: v["model_ratio"] for k, v in quants.items()},
         "rss_fp32_abs_dev": max(rss_dev) if rss_dev else None,
+        "whole_at_scale": whole_at_scale(counts),
         "tolerance_float": float(s["tolerance_float"]),
         "tolerance_quant": float(s["tolerance_quant"]),
         "tolerance_notes": float(s["tolerance_notes"]),
@@ -174,6 +199,20 @@ def verdict(metrics: Mapping[str, Any]) -> Verdict:
         )
     worst = max(quant, key=lambda k: abs(quant[k] - 1))
     packed = [Msg("C17.reason.packed_part", name=k, bits=bits[k]) for k in quant if k in bits]
+    scale = c17_parts.scale_items(metrics, notes_only=True)
+    if scale and next(p for p in out.parts if p.id == "model_memory").run in (
+        Label.PARTLY,
+        Label.NOT_SUPPORTED,
+    ):
+        # the layers follow the rule, a whole model of the notes' does not: its other parameters stay 16-bit
+        return out.branch(
+            Label.PARTLY,
+            "C17.verdict.whole_models",
+            **common,
+            quant_dev=abs(quant[worst] - 1),
+            packed=packed,
+            scale=scale,
+        )
     return out.branch(
         Label.SUPPORTED,
         "C17.verdict.supported",
