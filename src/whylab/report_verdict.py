@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from whylab.claims import Claim
+from whylab.drawn_texts import translate
 from whylab.messages import Msg
 from whylab.parts import Source
 from whylab.report_labels import _label_key, localized
@@ -29,6 +30,7 @@ def power_text(power: Mapping[str, Any] | None, lang: str) -> str:
     if not power:
         return ""
     n, unit = power.get("n", 0), str(power.get("unit") or "")
+    unit = translate(unit, lang) or unit  # a unit in words ("share of held-out answers") has its entry
     unit = f" {unit}" if unit else ""
     if power.get("zero_spread"):
         return Msg("report.power.zero_spread", n=n).in_(lang)
