@@ -44,7 +44,24 @@ def _distractors(n: int, batch: int, k: int, taken: list[torch.Tensor], gen: tor
 
 
 @dataclass(frozen=True)
-class RelationTask:
+class _EntityTask:
+    """What both tasks share: ``n_entities`` entity tokens, then ``context_len`` position tokens
+    (the answers), and sequences of the context and the query."""
+
+    n_entities: int
+    context_len: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_entities + self.context_len
+
+    @property
+    def seq_len(self) -> int:
+        return self.context_len + 1
+
+
+@dataclass(frozen=True)
+class RelationTask(_EntityTask):
     """A fixed random *directed* relation σ (one random cycle through all entities: a → σ(a)) says
     which token each query looks for. The context always holds σ(q), the token to find, and
     σ⁻¹(q), the token that looks for q (a hard negative: same relation, other direction), plus
@@ -54,8 +71,6 @@ class RelationTask:
     itself, ‖x‖², that is as large as any); learned W_q, W_k can get every query right.
     """
 
-    n_entities: int
-    context_len: int
     forward: torch.Tensor  # (n_entities,) forward[a] = σ(a)
     backward: torch.Tensor  # (n_entities,) backward[σ(a)] = a
 
@@ -68,14 +83,6 @@ class RelationTask:
         backward = torch.empty(n_entities, dtype=torch.long)
         backward[forward] = torch.arange(n_entities)
         return cls(n_entities, context_len, forward, backward)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.n_entities + self.context_len
-
-    @property
-    def seq_len(self) -> int:
-        return self.context_len + 1
 
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """ids (B, L+1), target answer ids (B,), positions of σ(q) and of σ⁻¹(q) (B,)."""
@@ -95,7 +102,7 @@ class RelationTask:
 
 
 @dataclass(frozen=True)
-class PairTask:
+class PairTask(_EntityTask):
     """A fixed random *symmetric* relation: the entities are cut into fixed random pairs, and each
     query looks for its partner π(q) (π(π(a)) = a), among L − 1 random distractors. Q = K = X has a
     natural solution here: make partners' vectors alike, so x_q · x_π(q) is large (a score with
@@ -103,8 +110,6 @@ class PairTask:
     which the notes' "the tokens themselves find similarity hard" can be tested fairly.
     """
 
-    n_entities: int
-    context_len: int
     partner: torch.Tensor  # (n_entities,) partner[a] = π(a), partner[partner[a]] = a
 
     @classmethod
@@ -115,14 +120,6 @@ class PairTask:
         partner[order[0::2]] = order[1::2]
         partner[order[1::2]] = order[0::2]
         return cls(n_entities, context_len, partner)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.n_entities + self.context_len
-
-    @property
-    def seq_len(self) -> int:
-        return self.context_len + 1
 
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """ids (B, L+1), target answer ids (B,), position of π(q) (B,)."""
