@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from whylab.messages import Msg
+
 
 def _finite(value: Any) -> float | None:
     if value is None:
@@ -100,3 +102,13 @@ def settle(curve: Mapping[str, Any], margin: float, window: int) -> dict[str, An
         "first": tail[0],
         "end": tail[-1],
     }
+
+
+def still_moving(st: Mapping[str, Any], window: int, margin: float, too_few_key: str, moving_key: str) -> Msg:
+    """Why a comparison is not judged yet, as a message: too few evaluations for the stability
+    window (``too_few_key``), or its difference still spanning ``margin`` or more (``moving_key``)."""
+    if st["span"] is None:
+        return Msg(too_few_key, window=window)
+    return Msg(
+        moving_key, span=float(st["span"]), from_step=st["from_step"], to_step=st["to_step"], margin=margin
+    )

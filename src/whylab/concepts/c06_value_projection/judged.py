@@ -11,6 +11,7 @@ from importlib.resources import files
 from typing import Any
 
 from whylab.concepts._bench_stats import describe
+from whylab.concepts._settle import still_moving
 from whylab.files import parse_yaml
 from whylab.messages import Msg
 from whylab.parts import FieldAnswer, PartVerdict, Power, Published, run_label
@@ -68,14 +69,9 @@ def moving(metrics: Mapping[str, Any]) -> Msg | None:
     st = metrics["settle"]
     if st["settled"]:
         return None
-    if st["span"] is None:
-        return Msg("C06.limited.too_few_evals", window=metrics["settle_evals"])
-    return Msg(
-        "C06.limited.w_v_moving",
-        span=float(st["span"]),
-        from_step=st["from_step"],
-        to_step=st["to_step"],
-        margin=float(metrics["thresholds"]["min_loss_gain"]),
+    margin = float(metrics["thresholds"]["min_loss_gain"])
+    return still_moving(
+        st, metrics["settle_evals"], margin, "C06.limited.too_few_evals", "C06.limited.w_v_moving"
     )
 
 

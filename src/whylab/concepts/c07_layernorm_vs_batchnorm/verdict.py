@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
-from whylab.concepts._settle import difference_curve, settle
+from whylab.concepts._settle import difference_curve, settle, still_moving
 from whylab.concepts.c07_layernorm_vs_batchnorm.judged import early_text, judged_parts, leak_text
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
@@ -206,15 +206,10 @@ def _numbers(metrics: Mapping[str, Any], ln_dep: float) -> Msg:
 def _why(metrics: Mapping[str, Any], part: str, settled: bool) -> Msg:
     if settled:
         return Msg("C07.reason.not_clear")
+    margin = float(metrics["min_loss_gain"])
     st = metrics["settle"][part]
-    if st["span"] is None:
-        return Msg("C07.reason.too_few_evals", window=metrics["settle_evals"])
-    return Msg(
-        "C07.reason.still_moving",
-        span=float(st["span"]),
-        from_step=st["from_step"],
-        to_step=st["to_step"],
-        margin=float(metrics["min_loss_gain"]),
+    return still_moving(
+        st, metrics["settle_evals"], margin, "C07.reason.too_few_evals", "C07.reason.still_moving"
     )
 
 
