@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the measuring steps import this module: no texts at run time
-    from whylab.messages import Msg
+from typing import Any
 
 
 def _finite(value: Any) -> float | None:
@@ -103,15 +100,3 @@ def settle(curve: Mapping[str, Any], margin: float, window: int) -> dict[str, An
         "first": tail[0],
         "end": tail[-1],
     }
-
-
-def still_moving(st: Mapping[str, Any], window: int, margin: float, too_few_key: str, moving_key: str) -> Msg:
-    """Why a comparison is not judged yet, as a message: too few evaluations for the stability
-    window (``too_few_key``), or its difference still spanning ``margin`` or more (``moving_key``)."""
-    from whylab.messages import Msg
-
-    if st["span"] is None:
-        return Msg(too_few_key, window=window)
-    return Msg(
-        moving_key, span=float(st["span"]), from_step=st["from_step"], to_step=st["to_step"], margin=margin
-    )

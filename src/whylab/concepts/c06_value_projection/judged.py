@@ -11,7 +11,7 @@ from importlib.resources import files
 from typing import Any
 
 from whylab.concepts._bench_stats import describe
-from whylab.concepts._settle import still_moving
+from whylab.concepts._settle_text import still_moving
 from whylab.files import parse_yaml
 from whylab.messages import Msg
 from whylab.parts import FieldAnswer, PartVerdict, Power, Published, run_label

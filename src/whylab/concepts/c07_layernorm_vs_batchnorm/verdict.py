@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whylab.concepts import _bench_stats as stats
-from whylab.concepts._settle import difference_curve, settle, still_moving
+from whylab.concepts._settle import difference_curve, settle
+from whylab.concepts._settle_text import still_moving
 from whylab.concepts.c07_layernorm_vs_batchnorm.judged import early_text, judged_parts, leak_text
 from whylab.concepts.context import Measured
 from whylab.concepts.spec import load_spec
