@@ -199,10 +199,12 @@ class PartVerdict:
         }
 
 
-def run_label(decided: Label, power: Power | None) -> Label:
+def run_label(decided: Label, power: Power | None, found: bool = False) -> Label:
     """A part's run label: ``decided`` unless the run could not have shown the effect (limited),
-    which makes it inconclusive, never lower."""
-    if power is not None and power.limited and decided is not Label.SUPPORTED:
+    which makes it inconclusive, never lower. ``found``: the decision rests on an effect the run
+    detected (clear past the floor after correction); it stands, since low power limits what a
+    run can miss, not what it finds."""
+    if power is not None and power.limited and decided is not Label.SUPPORTED and not found:
         return Label.INCONCLUSIVE
     return decided
 

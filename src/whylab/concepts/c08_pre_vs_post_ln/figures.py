@@ -13,7 +13,8 @@ import seaborn as sns
 from whylab import plotting
 from whylab.concepts import _bench_figures as bench_figures
 from whylab.concepts import _bench_stats as bench_stats
-from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of, cold_key
+from whylab.concepts.c08_pre_vs_post_ln.cells import POSITIONS, cell_key, cells_of
+from whylab.concepts.c08_pre_vs_post_ln.judged import warmup_cell, warmup_pairs
 from whylab.concepts.c08_pre_vs_post_ln.shapes import xiong_agreement
 from whylab.concepts.c08_pre_vs_post_ln.verdict import cell_name, probe_depths
 from whylab.concepts.context import ConceptContext, Measured
@@ -87,13 +88,12 @@ def _figures(
     probe_depths: Sequence[int],
 ) -> list[FigureRef]:
     figs = []
-    # the curves of the deepest warm-up cell's primary cell (the warm-up part's), else the deepest
-    by_key = {c["key"]: c for c in metrics["cells"]}
-    warm = max(metrics["warmup_cells"], key=lambda c: c["depth"], default=None)
-    deepest = by_key[cold_key(warm)] if warm else max(metrics["cells"], key=lambda c: (c["depth"], c["lr"]))
+    # the curves of the warm-up part's cells, else of the deepest primary cell
+    pair = warmup_cell(metrics)
+    deepest = pair[1] if pair else max(metrics["cells"], key=lambda c: (c["depth"], c["lr"]))
     curves = {f"{k}, no warm-up": v for k, v in histories[deepest["key"]].items()}
-    if warm:
-        curves.update({f"{k}, warm-up": v for k, v in histories[warm["key"]].items()})
+    if pair:
+        curves.update({f"{k}, warm-up": v for k, v in histories[pair[0]["key"]].items()})
     figs.append(
         bench_figures.plot_curves(
             curves,
@@ -169,20 +169,17 @@ def _xiong(metrics: Mapping[str, Any]) -> list[LiteratureCheck]:
     agreement = xiong_agreement(metrics["grad_shape"])
     grad_agrees = {"agrees": True, "unclear": None}.get(agreement, False)
     warm_notes: list[Msg] = []
-    by_cell = {c["key"]: c for c in metrics["cells"]}
-    for w in metrics["warmup_cells"]:
-        cold = by_cell.get(cold_key(w))
-        if cold is not None:
-            warm_notes.append(
-                Msg(
-                    "C08.literature.warmup.cell",
-                    depth=w["depth"],
-                    lr=w["lr"],
-                    init_std=float(w["init_std"]),
-                    cold=bench_stats.describe(cold["post_minus_pre"], "nats/token"),
-                    warm=bench_stats.describe(w["post_minus_pre"], "nats/token"),
-                )
+    for w, cold in warmup_pairs(metrics):
+        warm_notes.append(
+            Msg(
+                "C08.literature.warmup.cell",
+                depth=w["depth"],
+                lr=w["lr"],
+                init_std=float(w["init_std"]),
+                cold=bench_stats.describe(cold["post_minus_pre"], "nats/token"),
+                warm=bench_stats.describe(w["post_minus_pre"], "nats/token"),
             )
+        )
     checks = [
         LiteratureCheck(
             source="Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (Figure 3)",

@@ -95,27 +95,28 @@ def _init_groups(metrics: Mapping[str, Any]) -> list[tuple[float, int, int, int]
     return out
 
 
+def _holds_everywhere(groups: list[tuple[float, int, int, int]]) -> bool:
+    return all(pre > 0 and post == 0 for _, _, pre, post in groups)
+
+
 def pre_wins_at_every_init(metrics: Mapping[str, Any]) -> bool | None:
     """Whether Pre-LN ends clearly lower in some cell, and Post-LN in none, at every init std the
     primary cells use; None with one init std (nothing to compare)."""
     groups = _init_groups(metrics)
-    if len(groups) < 2:
-        return None
-    return all(pre > 0 and post == 0 for _, _, pre, post in groups)
+    return _holds_everywhere(groups) if len(groups) > 1 else None
 
 
 def _by_init(metrics: Mapping[str, Any]) -> Msg:
     """Where the primary cells have several init stds: per init std, in how many cells each
     placement ends clearly lower, and whether Pre-LN's advantage holds at every one; empty with
     one init std."""
-    holds = pre_wins_at_every_init(metrics)
-    if holds is None:
+    groups = _init_groups(metrics)
+    if len(groups) < 2:
         return empty()
     per_init = [
-        Msg("C08.part.placement.init", init_std=std, n=n, pre=pre, post=post)
-        for std, n, pre, post in _init_groups(metrics)
+        Msg("C08.part.placement.init", init_std=std, n=n, pre=pre, post=post) for std, n, pre, post in groups
     ]
-    verdict = Msg(f"C08.part.placement.inits.{'holds' if holds else 'not_everywhere'}")
+    verdict = Msg(f"C08.part.placement.inits.{'holds' if _holds_everywhere(groups) else 'not_everywhere'}")
     return Msg("C08.part.placement.inits.text", inits=per_init, verdict=verdict)
 
 
@@ -124,12 +125,13 @@ def _init_matters(metrics: Mapping[str, Any]) -> Msg:
     is not clearly worse than Pre-LN and ends below it on some seeds: there its failure comes with
     the initialisation."""
     out = []
-    for bad in metrics["cells"]:
+    for bad in (c for c in metrics["cells"] if _stressed(c)):
         for good in metrics["cells"]:
-            same = bad["depth"] == good["depth"] and abs(bad["lr"] - good["lr"]) < 1e-12
+            if good["depth"] != bad["depth"] or abs(good["lr"] - bad["lr"]) >= 1e-12 or _stressed(good):
+                continue
             pairs = list(zip(good["post"]["loss"]["values"], good["pre"]["loss"]["values"], strict=True))
             below = sum(post is not None and pre is not None and post < pre for post, pre in pairs)
-            if same and _stressed(bad) and not _stressed(good) and below:
+            if below:
                 out.append(
                     Msg(
                         "C08.part.placement.init_matters",
@@ -209,11 +211,16 @@ def _stressed(cell: Mapping[str, Any]) -> bool:
     return bool(cell["post"]["diverged"]) or cell["post_minus_pre"]["effect"] == 1
 
 
-def _warmup_cell(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The deepest warm-up cell and its primary cell without warm-up; None when none ran."""
+def warmup_pairs(metrics: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each warm-up cell with its primary cell without warm-up."""
     by_cell = {c["key"]: c for c in metrics["cells"]}
-    pairs = [(w, by_cell[cold_key(w)]) for w in metrics["warmup_cells"]]
-    return max(pairs, key=lambda p: p[0]["depth"], default=None)
+    return [(w, by_cell[cold_key(w)]) for w in metrics["warmup_cells"]]
+
+
+def warmup_cell(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The deepest warm-up cell and its primary cell without warm-up (the warm-up part's); None
+    when none ran."""
+    return max(warmup_pairs(metrics), key=lambda p: p[0]["depth"], default=None)
 
 
 def _pre_needs_why(warm: Mapping[str, Any]) -> Msg:
@@ -236,7 +243,7 @@ def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
     Post-LN still failing with warm-up (and not clearly helped): the first half is a limit, and
     then only Pre-LN clearly needing warm-up too decides (not supported)."""
     floor = float(metrics["min_loss_gain"])
-    found = _warmup_cell(metrics)
+    found = warmup_cell(metrics)
     if found is None:
         power = Power.paired(float("nan"), int(metrics["n_seeds"]), "nats/token", floor)
         reason = Msg("C08.part.warmup.none")
@@ -280,11 +287,8 @@ def warmup_part(metrics: Mapping[str, Any], words: str) -> PartVerdict:
         decided = Label.NOT_SUPPORTED if pre == "confirmed" else Label.INCONCLUSIVE
     else:
         decided = Label(stats.label_of([post, FLIP[pre]]))
-    label = run_label(decided, power)
-    if pre == "confirmed":
-        # Pre-LN clearly gaining from warm-up is a detection (Holm-clear, past the floor): a run too
-        # small to detect the predicted effect cannot explain a found one away, so it decides
-        label = decided
+    # Pre-LN clearly gaining from warm-up (Holm-clear, past the floor) is a found effect: it decides
+    label = run_label(decided, power, found=pre == "confirmed")
     if not cold_stressed and label is not Label.NOT_SUPPORTED:
         label = Label.INCONCLUSIVE  # Post-LN does not fail without warm-up: nothing to rescue
     return PartVerdict("warmup", words, Kind.EXPERIMENT, label, reason, power, warmup_field())
